@@ -1,0 +1,179 @@
+// dtx's typed errors: one shallow hierarchy for every failure a caller may want
+// to tell apart, each with a stable `code` (safe to match on, logged, never
+// reworded) and a `retryable` flag (true when running the same operation, or the
+// whole transaction, again may succeed). The original driver error, when there
+// is one, stays reachable as `cause`.
+//
+// Expected protocol outcomes (a NO vote, a timeout seen by a protocol core) are
+// not errors; these are for the boundary where dtx talks to real resources.
+
+/**
+ * Every error code dtx raises.
+ *
+ * - `DTX_INVALID_GID`: a global transaction id (or a gid prefix) failed the
+ *   allow-list or length check. Nothing was sent to any server. Not retryable.
+ * - `DTX_INVALID_STATE`: a method was called in a state that forbids it (a query
+ *   on a branch that is already prepared, any call on a closed adapter). A
+ *   programming error. Not retryable.
+ * - `DTX_PREPARED_TXNS_DISABLED`: the PostgreSQL server runs with
+ *   `max_prepared_transactions = 0`, so it cannot take part in two-phase commit.
+ *   Fix the server configuration and restart it. Not retryable.
+ * - `DTX_DUPLICATE_GID`: the gid is already used by another prepared branch on
+ *   this resource. Not retryable.
+ * - `DTX_BRANCH_NOT_FOUND`: the resource no longer knows a branch it must know
+ *   to go on (for example MariaDB answered `XAER_NOTA` while preparing). The
+ *   branch is gone, i.e. rolled back. Not retryable.
+ * - `DTX_BRANCH_BUSY`: the prepared branch exists but another session holds it
+ *   right now (it is being committed or rolled back elsewhere, or its MariaDB
+ *   session has not detached yet). Retryable.
+ * - `DTX_LOCK_CONFLICT`: a lock the work needs is held by another transaction
+ *   (lock timeout, deadlock, or a key locked by a prepared SQLite branch). The
+ *   branch was rolled back. Retryable (as a new transaction).
+ * - `DTX_SERIALIZATION_FAILURE`: the resource could not serialize the
+ *   transaction (PostgreSQL SQLSTATE 40001, or a SQLite branch whose reads
+ *   changed before prepare). The branch was rolled back. Retryable.
+ * - `DTX_TIMEOUT`: a statement exceeded its time limit (PostgreSQL
+ *   `statement_timeout`, MariaDB `max_statement_time`). The branch was rolled
+ *   back. Retryable.
+ * - `DTX_RESOURCE_UNAVAILABLE`: the resource could not be reached or the
+ *   connection broke. If it broke during `prepare()`, the branch may or may not
+ *   be prepared (`inDoubt`): resolve it by gid later. Retryable.
+ * - `DTX_HEURISTIC`: a branch ended differently from the decision (for example
+ *   MariaDB reported a branch as rolled back when asked to commit it). Needs a
+ *   human or an application-level compensation. Not retryable.
+ * - `DTX_QUERY_FAILED`: the resource rejected a statement for a reason dtx does
+ *   not classify (syntax error, constraint violation...). The branch was rolled
+ *   back; `cause` holds the driver's error. Not retryable.
+ */
+export type DtxErrorCode =
+  | 'DTX_INVALID_GID'
+  | 'DTX_INVALID_STATE'
+  | 'DTX_PREPARED_TXNS_DISABLED'
+  | 'DTX_DUPLICATE_GID'
+  | 'DTX_BRANCH_NOT_FOUND'
+  | 'DTX_BRANCH_BUSY'
+  | 'DTX_LOCK_CONFLICT'
+  | 'DTX_SERIALIZATION_FAILURE'
+  | 'DTX_TIMEOUT'
+  | 'DTX_RESOURCE_UNAVAILABLE'
+  | 'DTX_HEURISTIC'
+  | 'DTX_QUERY_FAILED';
+
+/** Whether each code is worth retrying, unless the thrower says otherwise. */
+export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
+  DTX_INVALID_GID: false,
+  DTX_INVALID_STATE: false,
+  DTX_PREPARED_TXNS_DISABLED: false,
+  DTX_DUPLICATE_GID: false,
+  DTX_BRANCH_NOT_FOUND: false,
+  DTX_BRANCH_BUSY: true,
+  DTX_LOCK_CONFLICT: true,
+  DTX_SERIALIZATION_FAILURE: true,
+  DTX_TIMEOUT: true,
+  DTX_RESOURCE_UNAVAILABLE: true,
+  DTX_HEURISTIC: false,
+  DTX_QUERY_FAILED: false,
+};
+
+export interface DtxErrorOptions {
+  /** Overrides the code's default from `retryableByCode`. */
+  retryable?: boolean;
+  /** The underlying error (a driver error, a system error). */
+  cause?: unknown;
+  /** The global transaction id concerned, when there is one. */
+  gid?: string;
+}
+
+export class DtxError extends Error {
+  override name = 'DtxError';
+  readonly code: DtxErrorCode;
+  readonly retryable: boolean;
+  readonly gid: string | undefined;
+
+  constructor(code: DtxErrorCode, message: string, options: DtxErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? retryableByCode[code];
+    this.gid = options.gid;
+  }
+}
+
+/** `DTX_INVALID_GID`. `reason` says which rule the gid broke. */
+export class InvalidGidError extends DtxError {
+  override name = 'InvalidGidError';
+  readonly reason: string;
+
+  constructor(reason: string, options: DtxErrorOptions = {}) {
+    super('DTX_INVALID_GID', `invalid gid: ${reason}`, { ...options, retryable: false });
+    this.reason = reason;
+  }
+}
+
+/** `DTX_LOCK_CONFLICT`. `key` and `holderGid` are known for SQLite branches. */
+export class LockConflictError extends DtxError {
+  override name = 'LockConflictError';
+  readonly key: string | undefined;
+  readonly holderGid: string | undefined;
+
+  constructor(message: string, options: DtxErrorOptions & { key?: string; holderGid?: string } = {}) {
+    super('DTX_LOCK_CONFLICT', message, options);
+    this.key = options.key;
+    this.holderGid = options.holderGid;
+  }
+}
+
+/**
+ * `DTX_RESOURCE_UNAVAILABLE`. `inDoubt` is true when the connection broke while
+ * a prepare was in flight: the branch may be prepared, so the coordinator must
+ * resolve it by gid (`rollbackPrepared` under presumed abort) once the resource
+ * is reachable again.
+ */
+export class ResourceUnavailableError extends DtxError {
+  override name = 'ResourceUnavailableError';
+  readonly inDoubt: boolean;
+
+  constructor(message: string, options: DtxErrorOptions & { inDoubt?: boolean } = {}) {
+    super('DTX_RESOURCE_UNAVAILABLE', message, options);
+    this.inDoubt = options.inDoubt ?? false;
+  }
+}
+
+/** `DTX_PREPARED_TXNS_DISABLED`, with a message that says how to fix the server. */
+export class PreparedTxnsDisabledError extends DtxError {
+  override name = 'PreparedTxnsDisabledError';
+
+  constructor(options: DtxErrorOptions = {}) {
+    super(
+      'DTX_PREPARED_TXNS_DISABLED',
+      'PostgreSQL has prepared transactions disabled (max_prepared_transactions = 0), so it cannot take ' +
+        'part in two-phase commit. Set max_prepared_transactions to a value > 0 (at least max_connections ' +
+        'is a safe choice) in postgresql.conf or with ALTER SYSTEM, then restart the server: the setting ' +
+        'only takes effect at server start.',
+      { ...options, retryable: false },
+    );
+  }
+}
+
+/** `DTX_HEURISTIC`: a branch's actual outcome differs from the decision. */
+export class HeuristicError extends DtxError {
+  override name = 'HeuristicError';
+  readonly decision: 'commit' | 'rollback';
+  readonly outcome: 'committed' | 'rolledBack' | 'unknown';
+
+  constructor(
+    message: string,
+    options: DtxErrorOptions & {
+      decision: 'commit' | 'rollback';
+      outcome: 'committed' | 'rolledBack' | 'unknown';
+    },
+  ) {
+    super('DTX_HEURISTIC', message, { ...options, retryable: false });
+    this.decision = options.decision;
+    this.outcome = options.outcome;
+  }
+}
+
+/** True when `error` is a `DtxError`, and has `code` if one is given. */
+export function isDtxError(error: unknown, code?: DtxErrorCode): error is DtxError {
+  return error instanceof DtxError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,30 @@
+// Every bound dtx's protocol cores rely on, in one place, each with its reason.
+
+export const limits = {
+  /**
+   * Longest transaction id. PostgreSQL's gid must be shorter than 200 bytes and
+   * MariaDB's gtrid at most 64; dtx's own ids stay far below both so that a
+   * prefix and a branch suffix still fit.
+   */
+  txnIdBytesMax: 48,
+  /** Longest node id; node ids end up inside gids and log records. */
+  nodeIdBytesMax: 32,
+  /** Participants in one transaction: every one costs a forced write and four messages. */
+  participantsPerTxnMax: 64,
+  /**
+   * Transactions a coordinator tracks at once. Past it, `begin` is refused with
+   * an abort: a coordinator that cannot remember a transaction must not start it.
+   */
+  inFlightTxnsMax: 100_000,
+} as const;
+
+const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+
+/** True when `id` is a safe transaction id: bounded, and only characters that need no quoting anywhere. */
+export function isValidTxnId(id: string): boolean {
+  return id.length > 0 && id.length <= limits.txnIdBytesMax && idPattern.test(id);
+}
+
+export function isValidNodeId(id: string): boolean {
+  return id.length > 0 && id.length <= limits.nodeIdBytesMax && idPattern.test(id);
+}

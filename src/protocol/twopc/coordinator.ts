@@ -1,0 +1,225 @@
+// The two-phase commit coordinator, presumed-abort variant.
+//
+// Owns: the decision for each transaction it begins. Forced writes are exactly
+// those presumed abort prescribes (PROTOCOLS.md §2): the `commit` record is
+// forced before any COMMIT message leaves (sendAfterPersist), an abort writes
+// nothing at all, and `end` is written lazily once every YES voter has
+// acknowledged; after that the transaction is forgotten. A coordinator with no
+// record of a transaction answers ABORT — that is the presumption, and it is
+// safe precisely because commit is never sent before its record is durable.
+//
+// May not touch: clocks, I/O, randomness (see ../common/types.ts).
+
+import { assert, unreachable } from '../common/assert.ts';
+import { limits } from '../common/limits.ts';
+import type { Effect, Input, NodeId, Role, StepResult, TxnId } from '../common/types.ts';
+import { defaultTwoPcConfig, type TwoPcConfig, type TwoPcMsg, type TwoPcRecord, type Vote } from './types.ts';
+
+type Fx = Effect<TwoPcMsg, TwoPcRecord>;
+
+export interface CoordinatorTxn {
+  phase: 'collecting' | 'committing';
+  participants: readonly NodeId[];
+  client: NodeId;
+  votes: Map<NodeId, Vote>;
+  /** Participants whose COMMIT must be acknowledged (the YES voters). */
+  committers: NodeId[];
+  acked: Set<NodeId>;
+}
+
+export interface CoordinatorState {
+  self: NodeId;
+  config: TwoPcConfig;
+  txns: Map<TxnId, CoordinatorTxn>;
+}
+
+const voteTimer = (txn: TxnId) => `vote:${txn}`;
+const resendTimer = (txn: TxnId) => `resend:${txn}`;
+const timerTxn = (timer: string) => timer.slice(timer.indexOf(':') + 1);
+
+function abort(state: CoordinatorState, txn: TxnId, t: CoordinatorTxn, fx: Fx[]): void {
+  // Presumed abort: nothing is logged. Everyone who may hold the transaction's
+  // work (voted YES, or has not voted) is told; a NO voter has already aborted.
+  for (const p of t.participants) {
+    const vote = t.votes.get(p);
+    if (vote !== 'no' && vote !== 'readOnly') fx.push({ type: 'send', to: p, msg: { type: 'ABORT', txn } });
+  }
+  fx.push({ type: 'cancelTimer', timer: voteTimer(txn) });
+  fx.push({ type: 'reportOutcome', txn, client: t.client, outcome: 'aborted', afterPersist: false });
+  state.txns.delete(txn);
+}
+
+function decide(state: CoordinatorState, txn: TxnId, t: CoordinatorTxn, fx: Fx[]): void {
+  fx.push({ type: 'cancelTimer', timer: voteTimer(txn) });
+  const committers = t.participants.filter((p) => t.votes.get(p) === 'yes');
+  if (committers.length === 0) {
+    // Everyone was read-only: there is nothing to commit and nothing to log.
+    fx.push({ type: 'reportOutcome', txn, client: t.client, outcome: 'committed', afterPersist: false });
+    state.txns.delete(txn);
+    return;
+  }
+  t.phase = 'committing';
+  t.committers = committers;
+  fx.push({ type: 'persist', force: true, record: { type: 'commit', txn, participants: committers, client: t.client } });
+  for (const p of committers) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });
+  fx.push({ type: 'reportOutcome', txn, client: t.client, outcome: 'committed', afterPersist: true });
+  fx.push({ type: 'setTimer', timer: resendTimer(txn), delayMs: state.config.commitResendMs });
+}
+
+function onBegin(state: CoordinatorState, input: Extract<Input<TwoPcMsg>, { type: 'begin' }>, fx: Fx[]): void {
+  const { txn, participants, client } = input;
+  // A repeated begin for a transaction still in flight is a duplicate request.
+  if (state.txns.has(txn)) return;
+  if (
+    participants.length === 0 ||
+    participants.length > limits.participantsPerTxnMax ||
+    state.txns.size >= limits.inFlightTxnsMax
+  ) {
+    fx.push({ type: 'reportOutcome', txn, client, outcome: 'aborted', afterPersist: false });
+    return;
+  }
+  assert(new Set(participants).size === participants.length, `begin ${txn}: participants repeat`);
+  state.txns.set(txn, {
+    phase: 'collecting',
+    participants: [...participants],
+    client,
+    votes: new Map(),
+    committers: [],
+    acked: new Set(),
+  });
+  for (const p of participants) fx.push({ type: 'send', to: p, msg: { type: 'PREPARE', txn } });
+  fx.push({ type: 'setTimer', timer: voteTimer(txn), delayMs: state.config.voteTimeoutMs });
+}
+
+function onReceive(state: CoordinatorState, from: NodeId, msg: TwoPcMsg, fx: Fx[]): void {
+  const t = state.txns.get(msg.txn);
+  switch (msg.type) {
+    case 'VOTE': {
+      if (t === undefined) {
+        // A late YES for a transaction already aborted and forgotten: answer
+        // now rather than leave the voter to find out by inquiry.
+        if (msg.vote === 'yes') fx.push({ type: 'send', to: from, msg: { type: 'ABORT', txn: msg.txn } });
+        return;
+      }
+      if (t.phase !== 'collecting' || !t.participants.includes(from) || t.votes.has(from)) return;
+      t.votes.set(from, msg.vote);
+      if (msg.vote === 'no') return abort(state, msg.txn, t, fx);
+      if (t.votes.size === t.participants.length) decide(state, msg.txn, t, fx);
+      return;
+    }
+    case 'ACK': {
+      if (t === undefined || t.phase !== 'committing' || !t.committers.includes(from)) return;
+      t.acked.add(from);
+      if (t.acked.size === t.committers.length) {
+        fx.push({ type: 'persist', force: false, record: { type: 'end', txn: msg.txn } });
+        fx.push({ type: 'cancelTimer', timer: resendTimer(msg.txn) });
+        state.txns.delete(msg.txn);
+      }
+      return;
+    }
+    case 'INQUIRY': {
+      if (t === undefined) {
+        fx.push({ type: 'send', to: from, msg: { type: 'ABORT', txn: msg.txn } });
+      } else if (t.phase === 'committing') {
+        // The commit record is durable (this state exists only after it was
+        // written, or was rebuilt from it), so this COMMIT promises nothing new.
+        fx.push({ type: 'sendAfterPersist', to: from, msg: { type: 'COMMIT', txn: msg.txn } });
+      }
+      // Still collecting votes: the answer is not known yet; the participant asks again.
+      return;
+    }
+    case 'PREPARE':
+    case 'COMMIT':
+    case 'ABORT':
+      // Messages only a coordinator sends; another coordinator's traffic is not ours.
+      return;
+    default:
+      unreachable(msg, 'message');
+  }
+}
+
+function onTimeout(state: CoordinatorState, timer: string, fx: Fx[]): void {
+  const txn = timerTxn(timer);
+  const t = state.txns.get(txn);
+  if (t === undefined) return;
+  if (timer.startsWith('vote:')) {
+    if (t.phase === 'collecting') abort(state, txn, t, fx);
+  } else if (timer.startsWith('resend:')) {
+    if (t.phase !== 'committing') return;
+    for (const p of t.committers) {
+      if (!t.acked.has(p)) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });
+    }
+    fx.push({ type: 'setTimer', timer, delayMs: state.config.commitResendMs });
+  }
+}
+
+function onPersistFailed(state: CoordinatorState, record: TwoPcRecord, fx: Fx[]): void {
+  if (record.type !== 'commit') return; // a lost `end` only means re-driving a finished commit
+  const t = state.txns.get(record.txn);
+  if (t === undefined || t.phase !== 'committing') return;
+  // The commit record never became durable, so no COMMIT left (they waited on
+  // it) and the client was not told: abort is still a legal decision.
+  fx.push({ type: 'cancelTimer', timer: resendTimer(record.txn) });
+  for (const p of t.committers) fx.push({ type: 'send', to: p, msg: { type: 'ABORT', txn: record.txn } });
+  fx.push({ type: 'reportOutcome', txn: record.txn, client: t.client, outcome: 'aborted', afterPersist: false });
+  state.txns.delete(record.txn);
+}
+
+export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Partial<TwoPcConfig>> = {
+  init(self, config) {
+    return { self, config: { ...defaultTwoPcConfig, ...config }, txns: new Map() };
+  },
+
+  /**
+   * Rebuild from the log: every `commit` without an `end` is re-driven (COMMIT
+   * re-sent to every participant of that record); anything else is forgotten
+   * and will be presumed aborted if asked about.
+   */
+  recover(self, config, log): StepResult<CoordinatorState, TwoPcMsg, TwoPcRecord> {
+    const state = twoPcCoordinator.init(self, config);
+    const open = new Map<TxnId, Extract<TwoPcRecord, { type: 'commit' }>>();
+    for (const r of log) {
+      if (r.type === 'commit') open.set(r.txn, r);
+      else if (r.type === 'end') open.delete(r.txn);
+    }
+    const effects: Fx[] = [];
+    for (const [txn, r] of open) {
+      state.txns.set(txn, {
+        phase: 'committing',
+        participants: r.participants,
+        client: r.client,
+        votes: new Map(r.participants.map((p) => [p, 'yes' as const])),
+        committers: r.participants,
+        acked: new Set(),
+      });
+      for (const p of r.participants) effects.push({ type: 'send', to: p, msg: { type: 'COMMIT', txn } });
+      effects.push({ type: 'setTimer', timer: resendTimer(txn), delayMs: state.config.commitResendMs });
+    }
+    return { state, effects };
+  },
+
+  step(state, input) {
+    const fx: Fx[] = [];
+    switch (input.type) {
+      case 'begin':
+        onBegin(state, input, fx);
+        break;
+      case 'receive':
+        onReceive(state, input.from, input.msg, fx);
+        break;
+      case 'timeout':
+        onTimeout(state, input.timer, fx);
+        break;
+      case 'persistFailed':
+        onPersistFailed(state, input.record as TwoPcRecord, fx);
+        break;
+      case 'executed':
+      case 'wounded':
+        // Resource-manager notices go to participants, never to a coordinator.
+        break;
+      default:
+        unreachable(input, 'input');
+    }
+    return { state, effects: fx };
+  },
+};

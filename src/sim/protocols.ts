@@ -1,0 +1,100 @@
+// How the simulator meets a protocol core: which nodes the protocol needs, the
+// role each of them plays, and what the checkers may read off its log records
+// (which record makes a participant prepared, which one is a decision). The
+// simulator knows nothing else about any protocol, so a new protocol plugs in
+// here and every fault, checker and metric applies to it at once.
+
+import type { Effect, NodeId, Role } from '../protocol/common/types.ts';
+import { naiveCoordinator, naiveParticipant } from '../protocol/naive/naive.ts';
+import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
+import { twoPcParticipant } from '../protocol/twopc/participant.ts';
+import type { TwoPcRecord } from '../protocol/twopc/types.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: the simulator drives roles of every protocol through one port
+export type AnyRole = Role<any, any, any, any>;
+
+export interface NodeSpec {
+  id: NodeId;
+  kind: 'coordinator' | 'participant' | 'acceptor';
+  role: AnyRole;
+  config: unknown;
+}
+
+export interface RecordInfo {
+  /** Durable on a participant, this record makes it prepared (it may no longer abort on its own). */
+  prepared?: boolean;
+  /** Durable on a coordinator, this record is the decision. */
+  decision?: 'commit' | 'abort';
+}
+
+export interface SimProtocol {
+  name: ProtocolName;
+  /**
+   * False for naive commit: a partial outcome is that protocol's expected
+   * result and is reported as `partial`, not as a checker violation.
+   */
+  atomic: boolean;
+  /** Every non-participant node, first the one that takes client requests. */
+  nodes(participants: readonly NodeId[]): NodeSpec[];
+  participantRole: AnyRole;
+  participantConfig: unknown;
+  recordInfo(record: unknown): RecordInfo;
+  /** Transactions a participant's freshly recovered state considers in doubt. */
+  inDoubt(participantState: unknown): Iterable<string>;
+  /** True for the step at which a coordinator turns all YES votes into a decision. */
+  isDecisionStep(effects: readonly Effect<unknown, unknown>[]): boolean;
+}
+
+export const protocolNames = ['naive', '2pc'] as const;
+export type ProtocolName = (typeof protocolNames)[number];
+
+export function isProtocolName(name: string): name is ProtocolName {
+  return (protocolNames as readonly string[]).includes(name);
+}
+
+const coordinatorId = 'coord';
+
+function naive(): SimProtocol {
+  return {
+    name: 'naive',
+    atomic: false,
+    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: naiveCoordinator, config: {} }],
+    participantRole: naiveParticipant,
+    participantConfig: {},
+    recordInfo: () => ({}),
+    inDoubt: () => [],
+    // Naive commit has no decision to make: its first step already commits.
+    isDecisionStep: (effects) => effects.some((e) => e.type === 'send'),
+  };
+}
+
+function twoPc(): SimProtocol {
+  return {
+    name: '2pc',
+    atomic: true,
+    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: twoPcCoordinator, config: {} }],
+    participantRole: twoPcParticipant,
+    participantConfig: {},
+    recordInfo(record) {
+      const r = record as TwoPcRecord;
+      if (r.type === 'prepared') return { prepared: true };
+      if (r.type === 'commit') return { decision: 'commit' };
+      return {};
+    },
+    inDoubt(state) {
+      const s = state as { txns: Map<string, { phase: string }> };
+      return [...s.txns].filter(([, t]) => t.phase === 'prepared').map(([txn]) => txn);
+    },
+    isDecisionStep: (effects) =>
+      effects.some((e) => e.type === 'persist' && (e.record as TwoPcRecord).type === 'commit'),
+  };
+}
+
+export function makeProtocol(name: ProtocolName): SimProtocol {
+  switch (name) {
+    case 'naive':
+      return naive();
+    case '2pc':
+      return twoPc();
+  }
+}

@@ -1,0 +1,156 @@
+// One simulated run, from a plain request (what `dtx sim` parses) to the
+// report it prints. Everything in the report but `wallMs` is a function of the
+// request alone.
+
+import { performance } from 'node:perf_hooks';
+import type { NodeId } from '../protocol/common/types.ts';
+import type { Violation } from './checkers.ts';
+import { makeProtocol, type ProtocolName, type SimProtocol } from './protocols.ts';
+import { round3, type Summary, summarize } from './stats.ts';
+import { bankWorkload, toyWorkload, type WorkloadName } from './workloads.ts';
+import { type TraceEvent, World, type WorldOptions } from './world.ts';
+
+export interface SimRequest {
+  protocol: ProtocolName | SimProtocol;
+  workload: WorkloadName;
+  txns: number;
+  seed: number;
+  /** Participants for the bank workload (the toy workload always has A, B and C). */
+  participants?: number;
+  /** Per-participant probability that a forced write fails, in participant order. */
+  failRates?: number[];
+  loss?: number;
+  dup?: number;
+  partitions?: boolean;
+  crashRate?: number;
+  downtimeMeanMs?: number;
+  rttMs?: number;
+  jitterMs?: number;
+  fsyncMs?: number;
+  concurrency?: number;
+  /** Crash the coordinator when it is about to make its decision durable; restart after `downtimeMs`. */
+  scenario?: { kind: 'coordinator-crash'; downtimeMs: number } | null;
+  trace?: boolean;
+}
+
+export interface SimReport {
+  protocol: string;
+  workload: WorkloadName;
+  seed: number;
+  txns: number;
+  committed: number;
+  aborted: number;
+  partial: number;
+  undecided: number;
+  violations: Violation[];
+  violationCount: number;
+  /** Conserved total at quiescence equals the initial one. */
+  conserved: boolean;
+  latencyMs: Summary;
+  lockHeldMs: Summary;
+  inDoubtMs: Summary;
+  queuedBehindLocks: number;
+  messagesPerCommit: number;
+  forcedWritesPerCommit: number;
+  crashes: number;
+  simulatedMs: number;
+  wallMs: number;
+}
+
+export const simDefaults = {
+  rttMs: 1,
+  jitterMs: 0.1,
+  fsyncMs: 1,
+  lazyFlushMs: 5,
+  downtimeMeanMs: 200,
+  partitionEveryMs: 300,
+  partitionMeanMs: 150,
+  livenessBoundMs: 60_000,
+  clientExecTimeoutMs: 1_000,
+  clientOutcomeTimeoutMs: 1_000,
+} as const;
+
+export function buildWorld(req: SimRequest): World {
+  const protocol = typeof req.protocol === 'string' ? makeProtocol(req.protocol) : req.protocol;
+  const workload =
+    req.workload === 'toy'
+      ? toyWorkload()
+      : bankWorkload({
+          ...(req.participants !== undefined ? { participants: req.participants } : {}),
+          ...(req.concurrency !== undefined ? { concurrency: req.concurrency } : {}),
+        });
+  if (req.workload === 'toy' && req.concurrency !== undefined) workload.concurrency = req.concurrency;
+  const rates = req.failRates ?? workload.defaultFailRates;
+  const failRates = new Map<NodeId, number>();
+  workload.participants.forEach((p, i) => failRates.set(p, rates[i] ?? 0));
+  const options: WorldOptions = {
+    protocol,
+    workload,
+    seed: req.seed,
+    txns: req.txns,
+    network: {
+      rttMs: req.rttMs ?? simDefaults.rttMs,
+      jitterMs: req.jitterMs ?? simDefaults.jitterMs,
+      loss: req.loss ?? 0,
+      dup: req.dup ?? 0,
+    },
+    faults: {
+      partitions: req.partitions ?? false,
+      partitionEveryMs: simDefaults.partitionEveryMs,
+      partitionMeanMs: simDefaults.partitionMeanMs,
+      crashRate: req.crashRate ?? 0,
+      downtimeMeanMs: req.downtimeMeanMs ?? simDefaults.downtimeMeanMs,
+    },
+    fsyncMs: req.fsyncMs ?? simDefaults.fsyncMs,
+    lazyFlushMs: simDefaults.lazyFlushMs,
+    failRates,
+    scenario: req.scenario ?? null,
+    livenessBoundMs: simDefaults.livenessBoundMs,
+    clientExecTimeoutMs: simDefaults.clientExecTimeoutMs,
+    clientOutcomeTimeoutMs: simDefaults.clientOutcomeTimeoutMs,
+    trace: req.trace ? [] : null,
+  };
+  return new World(options);
+}
+
+export interface SimRun {
+  report: SimReport;
+  trace: TraceEvent[] | null;
+  world: World;
+}
+
+export function runSim(req: SimRequest): SimRun {
+  const started = performance.now();
+  const world = buildWorld(req);
+  const initialTotal = world.total();
+  world.run();
+  const c = world.checkers;
+  const classes = c.classify();
+  const finalTotal = world.total();
+  c.conservation(initialTotal, finalTotal);
+  const m = world.metrics;
+  const per = (x: number) => (classes.committed === 0 ? 0 : round3(x / classes.committed));
+  const report: SimReport = {
+    protocol: typeof req.protocol === 'string' ? req.protocol : req.protocol.name,
+    workload: req.workload,
+    seed: req.seed,
+    txns: req.txns,
+    committed: classes.committed,
+    aborted: classes.aborted,
+    partial: classes.partial,
+    undecided: classes.undecided,
+    violations: c.violations,
+    violationCount: c.violationCount,
+    conserved: initialTotal === finalTotal,
+    latencyMs: summarize(m.commitLatencyMs),
+    lockHeldMs: summarize(m.lockHeldMs),
+    inDoubtMs: summarize(m.inDoubtMs),
+    queuedBehindLocks: m.queuedBehindLocks,
+    messagesPerCommit: per(m.protocolMessages),
+    forcedWritesPerCommit: per(m.forcedWrites),
+    crashes: m.crashes,
+    simulatedMs: round3(world.now),
+    wallMs: Math.round(performance.now() - started),
+  };
+  return { report, trace: world.opts.trace, world };
+}

@@ -1,0 +1,669 @@
+// The deterministic world: virtual time, one seeded PRNG, a network that loses,
+// duplicates, delays, reorders and partitions messages, disks with fsync
+// latency and failing writes, nodes that crash (losing volatile state and
+// unflushed writes) and restart from their durable log, simulated clients, and
+// a resource model per participant. It drives the very protocol cores the
+// runtime drives, through the same `Role` port, and executes their effects
+// under the ordering rule of ../protocol/common/types.ts.
+//
+// Everything that happens is decided by the seed: a run is reproducible byte
+// for byte (only wall-clock time differs). Checkers (./checkers.ts) watch
+// every state change; metrics are measured here.
+
+import { assert } from '../protocol/common/assert.ts';
+import type { Effect, Input, NodeId, Outcome } from '../protocol/common/types.ts';
+import { Checkers } from './checkers.ts';
+import { Prng } from './prng.ts';
+import type { NodeSpec, SimProtocol } from './protocols.ts';
+import { EventQueue } from './queue.ts';
+import { type Op, ResourceModel } from './resource.ts';
+import type { Workload } from './workloads.ts';
+
+export interface NetworkOptions {
+  /** Round-trip time between any two nodes; a message takes half of it, plus jitter. */
+  rttMs: number;
+  /** Mean of the exponential extra delay each message gets (this is what reorders messages). */
+  jitterMs: number;
+  /** Probability that a message is lost. */
+  loss: number;
+  /** Probability that a message is delivered twice. */
+  dup: number;
+}
+
+export interface FaultOptions {
+  /** Partitions (symmetric and one-way) that start and heal during the safety phase. */
+  partitions: boolean;
+  partitionEveryMs: number;
+  partitionMeanMs: number;
+  /** Probability that a node crashes while carrying out the effects of any one step. */
+  crashRate: number;
+  /** Mean time a crashed node stays down. */
+  downtimeMeanMs: number;
+}
+
+export interface Scenario {
+  kind: 'coordinator-crash';
+  /** Virtual time the coordinator stays down. */
+  downtimeMs: number;
+}
+
+export interface WorldOptions {
+  protocol: SimProtocol;
+  workload: Workload;
+  seed: number;
+  txns: number;
+  network: NetworkOptions;
+  faults: FaultOptions;
+  /** Latency of a flush that includes a forced write. */
+  fsyncMs: number;
+  /** Latency of a flush of lazy writes only. */
+  lazyFlushMs: number;
+  /** Probability that a forced write on that participant fails. */
+  failRates: ReadonlyMap<NodeId, number>;
+  scenario: Scenario | null;
+  /** How long after the faults heal every transaction must be final. */
+  livenessBoundMs: number;
+  clientExecTimeoutMs: number;
+  clientOutcomeTimeoutMs: number;
+  /** When set, every event worth drawing is appended here (for space-time pictures). */
+  trace: TraceEvent[] | null;
+}
+
+export type TraceEvent =
+  | { t: number; kind: 'send'; from: NodeId; to: NodeId; msg: string; arrive: number | null; dup: boolean }
+  | { t: number; kind: 'persist'; node: NodeId; record: string; force: boolean; ok: boolean }
+  | { t: number; kind: 'crash' | 'restart'; node: NodeId }
+  | { t: number; kind: 'lock'; node: NodeId; txn: string; heldFrom: number }
+  | { t: number; kind: 'rm'; node: NodeId; txn: string; state: string }
+  | { t: number; kind: 'outcome'; txn: string; outcome: Outcome };
+
+type AnyEffect = Effect<unknown, unknown>;
+
+interface PendingWrite {
+  seq: number;
+  record: unknown;
+  force: boolean;
+}
+
+interface Barrier {
+  /** Every write up to this one must be durable before the effects run. */
+  uptoSeq: number;
+  /**
+   * A failed write from this one on drops the effects: the step's own writes,
+   * or, for a step that wrote nothing, every write it waited for.
+   */
+  guardFromSeq: number;
+  effects: AnyEffect[];
+  poisoned: boolean;
+}
+
+interface SimNode {
+  spec: NodeSpec;
+  index: number;
+  up: boolean;
+  /** Bumped at every crash: events scheduled by an earlier incarnation are ignored. */
+  epoch: number;
+  state: unknown;
+  timers: Map<string, number>;
+  durable: unknown[];
+  queued: PendingWrite[];
+  flushing: PendingWrite[] | null;
+  issuedSeq: number;
+  doneSeq: number;
+  barriers: Barrier[];
+  failRate: number;
+  resource: ResourceModel | null;
+  /** A restart is already scheduled (by the scenario or a random crash). */
+  restartAt: number;
+  pinnedRestart: boolean;
+}
+
+interface ClientTxn {
+  id: string;
+  age: number;
+  ops: Map<NodeId, Op[]>;
+  pendingExec: Set<NodeId>;
+  failed: boolean;
+  commitRequestedAt: number;
+  done: boolean;
+}
+
+type AppMsg =
+  | { type: 'exec'; txn: string; age: number; ops: Op[]; coordinator: NodeId }
+  | { type: 'execReply'; txn: string; node: NodeId; ok: boolean }
+  | { type: 'abandon'; txn: string }
+  | { type: 'begin'; txn: string; participants: NodeId[] }
+  | { type: 'outcome'; txn: string; outcome: Outcome };
+
+const clientId = 'client';
+
+export interface WorldMetrics {
+  commitLatencyMs: number[];
+  lockHeldMs: number[];
+  inDoubtMs: number[];
+  queuedBehindLocks: number;
+  protocolMessages: number;
+  forcedWrites: number;
+  crashes: number;
+  events: number;
+}
+
+export class World {
+  readonly queue = new EventQueue();
+  readonly rng: Prng;
+  readonly checkers: Checkers;
+  readonly metrics: WorldMetrics = {
+    commitLatencyMs: [],
+    lockHeldMs: [],
+    inDoubtMs: [],
+    queuedBehindLocks: 0,
+    protocolMessages: 0,
+    forcedWrites: 0,
+    crashes: 0,
+    events: 0,
+  };
+  now = 0;
+  readonly nodes = new Map<NodeId, SimNode>();
+  readonly coordinator: NodeId;
+  private readonly participants: NodeId[];
+  private readonly clientIndex: number;
+  private loss: number;
+  private dup: number;
+  private faultsOn = true;
+  /** blocked[from * n + to]: messages from `from` to `to` are dropped. */
+  private blocked: Uint8Array;
+  private readonly nodeCount: number;
+  private readonly clientTxns = new Map<string, ClientTxn>();
+  private txnsStarted = 0;
+  private clientsActive = 0;
+  private scenarioFired = false;
+  /** Identifies each arming of a timer, so that a re-armed or cancelled timer's old expiry is ignored. */
+  private timerSeq = 0;
+  private readonly preparedAt = new Map<string, number>();
+  readonly opts: WorldOptions;
+
+  constructor(opts: WorldOptions) {
+    this.opts = opts;
+    this.rng = new Prng(opts.seed);
+    this.checkers = new Checkers(opts.protocol.atomic);
+    this.loss = opts.network.loss;
+    this.dup = opts.network.dup;
+    const extra = opts.protocol.nodes(opts.workload.participants);
+    assert(extra.length > 0, 'a protocol needs at least one node that takes client requests');
+    this.coordinator = extra[0]!.id;
+    this.participants = opts.workload.participants;
+    const specs: NodeSpec[] = [
+      ...extra,
+      ...this.participants.map(
+        (id): NodeSpec => ({
+          id,
+          kind: 'participant',
+          role: opts.protocol.participantRole,
+          config: opts.protocol.participantConfig,
+        }),
+      ),
+    ];
+    this.nodeCount = specs.length + 1;
+    this.clientIndex = specs.length;
+    this.blocked = new Uint8Array(this.nodeCount * this.nodeCount);
+    specs.forEach((spec, index) => {
+      const node: SimNode = {
+        spec,
+        index,
+        up: true,
+        epoch: 0,
+        state: spec.role.init(spec.id, spec.config),
+        timers: new Map(),
+        durable: [],
+        queued: [],
+        flushing: null,
+        issuedSeq: 0,
+        doneSeq: 0,
+        barriers: [],
+        failRate: opts.failRates.get(spec.id) ?? 0,
+        resource: null,
+        restartAt: -1,
+        pinnedRestart: false,
+      };
+      if (spec.kind === 'participant') {
+        node.resource = new ResourceModel(opts.workload.initialRows(spec.id), {
+          now: () => this.now,
+          wound: (txn) => this.at(this.now, () => this.step(node, { type: 'wounded', txn })),
+          lockReleased: (txn, heldMs) => {
+            this.metrics.lockHeldMs.push(heldMs);
+            if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'lock', node: spec.id, txn, heldFrom: this.now - heldMs });
+          },
+          queued: () => this.metrics.queuedBehindLocks++,
+        });
+      }
+      this.nodes.set(spec.id, node);
+    });
+  }
+
+  private indexOf(id: NodeId): number {
+    return id === clientId ? this.clientIndex : this.nodes.get(id)!.index;
+  }
+
+  at(time: number, run: () => void): void {
+    this.queue.push(time, run);
+  }
+
+  // ---------------------------------------------------------------- network
+
+  private send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
+    if (protocol) this.metrics.protocolMessages++;
+    const blocked = this.blocked[this.indexOf(from) * this.nodeCount + this.indexOf(to)] === 1;
+    const lost = blocked || this.rng.chance(this.loss);
+    const copies = lost ? 0 : this.rng.chance(this.dup) ? 2 : 1;
+    const trace = this.opts.trace;
+    if (trace && copies === 0) trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive: null, dup: false });
+    for (let i = 0; i < copies; i++) {
+      const arrive = this.now + this.opts.network.rttMs / 2 + this.rng.exp(this.opts.network.jitterMs);
+      if (trace) trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive, dup: i > 0 });
+      this.at(arrive, () => this.deliver(from, to, msg, protocol));
+    }
+  }
+
+  private deliver(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
+    if (to === clientId) return this.onClientMessage(msg as AppMsg);
+    const node = this.nodes.get(to)!;
+    if (!node.up) return;
+    if (protocol) this.step(node, { type: 'receive', from, msg });
+    else this.onAppMessage(node, from, msg as AppMsg);
+  }
+
+  // ------------------------------------------------------------------ steps
+
+  private step(node: SimNode, input: Input<unknown>): void {
+    if (!node.up) return;
+    const { state, effects } = node.spec.role.step(node.state, input);
+    node.state = state;
+    const scenario = this.opts.scenario;
+    if (
+      scenario?.kind === 'coordinator-crash' &&
+      !this.scenarioFired &&
+      node.spec.id === this.coordinator &&
+      this.opts.protocol.isDecisionStep(effects)
+    ) {
+      // Every vote is in and the decision is about to be made durable: crash
+      // before any of it happens, and stay down for the scenario's downtime.
+      this.scenarioFired = true;
+      return this.crash(node, scenario.downtimeMs, true);
+    }
+    let crashAt = -1;
+    if (this.faultsOn && this.opts.faults.crashRate > 0 && this.rng.chance(this.opts.faults.crashRate)) {
+      crashAt = this.rng.int(effects.length + 1);
+    }
+    this.execute(node, effects, crashAt);
+  }
+
+  private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {
+    const epoch = node.epoch;
+    const issuedBefore = node.issuedSeq;
+    const later: AnyEffect[] = [];
+    for (let i = 0; i < effects.length; i++) {
+      if (i === crashAt) return this.crash(node);
+      if (node.epoch !== epoch) return;
+      const e = effects[i]!;
+      switch (e.type) {
+        case 'persist':
+          this.persist(node, e.record, e.force);
+          break;
+        case 'sendAfterPersist':
+          later.push(e);
+          break;
+        case 'resource':
+        case 'reportOutcome':
+          if (e.afterPersist) later.push(e);
+          else this.apply(node, e);
+          break;
+        default:
+          this.apply(node, e);
+      }
+    }
+    if (crashAt === effects.length) return this.crash(node);
+    if (later.length === 0) return;
+    if (node.doneSeq === node.issuedSeq) {
+      for (const e of later) this.apply(node, e);
+    } else {
+      const guardFromSeq = node.issuedSeq > issuedBefore ? issuedBefore + 1 : node.doneSeq + 1;
+      node.barriers.push({ uptoSeq: node.issuedSeq, guardFromSeq, effects: later, poisoned: false });
+    }
+  }
+
+  private apply(node: SimNode, e: AnyEffect): void {
+    switch (e.type) {
+      case 'send':
+      case 'sendAfterPersist':
+        this.send(node.spec.id, e.to, e.msg, true);
+        return;
+      case 'setTimer': {
+        const gen = ++this.timerSeq;
+        node.timers.set(e.timer, gen);
+        const epoch = node.epoch;
+        this.at(this.now + e.delayMs, () => {
+          if (node.epoch !== epoch || node.timers.get(e.timer) !== gen) return;
+          node.timers.delete(e.timer);
+          this.step(node, { type: 'timeout', timer: e.timer });
+        });
+        return;
+      }
+      case 'cancelTimer':
+        node.timers.delete(e.timer);
+        return;
+      case 'resource':
+        this.applyResource(node, e.txn, e.action);
+        return;
+      case 'reportOutcome':
+        this.checkers.outcome(e.txn, e.outcome);
+        this.send(node.spec.id, e.client, { type: 'outcome', txn: e.txn, outcome: e.outcome }, false);
+        return;
+      case 'persist':
+        assert(false, 'persist effects are executed by execute()');
+    }
+  }
+
+  private applyResource(node: SimNode, txn: string, action: 'commit' | 'abort' | 'release'): void {
+    const model = node.resource;
+    assert(model !== null, `${node.spec.id} has no resource manager`);
+    const applied = action === 'commit' ? model.commit(txn) : model.abort(txn);
+    if (!applied) return;
+    const state = action === 'commit' ? 'committed' : action === 'abort' ? 'aborted' : 'left';
+    this.observeRm(node, txn, state);
+  }
+
+  private observeRm(node: SimNode, txn: string, state: 'working' | 'prepared' | 'committed' | 'aborted' | 'left'): void {
+    const key = `${node.spec.id}|${txn}`;
+    if (state === 'prepared') this.preparedAt.set(key, this.now);
+    else if (state !== 'working') {
+      const since = this.preparedAt.get(key);
+      if (since !== undefined) {
+        this.metrics.inDoubtMs.push(this.now - since);
+        this.preparedAt.delete(key);
+      }
+    }
+    if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'rm', node: node.spec.id, txn, state });
+    this.checkers.rm(txn, node.spec.id, state);
+  }
+
+  // ------------------------------------------------------------------- disk
+
+  private persist(node: SimNode, record: unknown, force: boolean): void {
+    if (force) this.metrics.forcedWrites++;
+    node.queued.push({ seq: ++node.issuedSeq, record, force });
+    if (node.flushing === null) this.startFlush(node);
+  }
+
+  private startFlush(node: SimNode): void {
+    const batch = node.queued;
+    node.queued = [];
+    node.flushing = batch;
+    const forced = batch.some((w) => w.force);
+    const epoch = node.epoch;
+    this.at(this.now + (forced ? this.opts.fsyncMs : this.opts.lazyFlushMs), () => {
+      if (node.epoch === epoch) this.flushDone(node, batch);
+    });
+  }
+
+  private flushDone(node: SimNode, batch: PendingWrite[]): void {
+    node.flushing = null;
+    const failed: PendingWrite[] = [];
+    for (const w of batch) {
+      const ok = !(w.force && this.rng.chance(node.failRate));
+      if (this.opts.trace) {
+        this.opts.trace.push({ t: this.now, kind: 'persist', node: node.spec.id, record: describe(w.record), force: w.force, ok });
+      }
+      if (!ok) {
+        failed.push(w);
+        for (const b of node.barriers) if (b.guardFromSeq <= w.seq && w.seq <= b.uptoSeq) b.poisoned = true;
+        continue;
+      }
+      node.durable.push(w.record);
+      const info = this.opts.protocol.recordInfo(w.record);
+      if (info.prepared && node.resource !== null) {
+        // Work that was given up while its prepared record was in flight (an
+        // ABORT overtook the write) stays given up: the record is moot.
+        const txn = (w.record as { txn: string }).txn;
+        if (node.resource.has(txn)) {
+          node.resource.markPrepared(txn);
+          this.observeRm(node, txn, 'prepared');
+        }
+      }
+    }
+    node.doneSeq = batch[batch.length - 1]!.seq;
+    const ready: Barrier[] = [];
+    node.barriers = node.barriers.filter((b) => {
+      if (b.uptoSeq > node.doneSeq) return true;
+      ready.push(b);
+      return false;
+    });
+    const epoch = node.epoch;
+    for (const b of ready) {
+      if (b.poisoned) continue;
+      for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
+    }
+    if (node.queued.length > 0 && node.flushing === null && node.epoch === epoch) this.startFlush(node);
+    for (const w of failed) this.step(node, { type: 'persistFailed', record: w.record });
+  }
+
+  // ------------------------------------------------------- crash and restart
+
+  /** Crash `node`: volatile state, timers and unflushed writes are lost; the durable log survives. */
+  crash(node: SimNode, downtimeMs?: number, pinned = false): void {
+    if (!node.up) return;
+    this.metrics.crashes++;
+    node.up = false;
+    node.epoch++;
+    node.state = null;
+    node.timers.clear();
+    node.queued = [];
+    node.flushing = null;
+    node.barriers = [];
+    node.doneSeq = node.issuedSeq;
+    if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'crash', node: node.spec.id });
+    if (node.resource !== null) {
+      for (const txn of node.resource.crash()) this.observeRm(node, txn, 'aborted');
+    }
+    node.restartAt = this.now + (downtimeMs ?? this.rng.exp(this.opts.faults.downtimeMeanMs));
+    node.pinnedRestart = pinned;
+    const epoch = node.epoch;
+    this.at(node.restartAt, () => {
+      if (node.epoch === epoch) this.restart(node);
+    });
+  }
+
+  restart(node: SimNode): void {
+    if (node.up) return;
+    node.up = true;
+    node.epoch++;
+    node.restartAt = -1;
+    node.pinnedRestart = false;
+    if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'restart', node: node.spec.id });
+    const { state, effects } = node.spec.role.recover(node.spec.id, node.spec.config, node.durable);
+    node.state = state;
+    if (node.spec.kind === 'participant') this.checkers.recovered(node.spec.id, this.opts.protocol.inDoubt(state));
+    this.execute(node, effects, -1);
+  }
+
+  // ------------------------------------------------------------- partitions
+
+  private schedulePartition(): void {
+    const f = this.opts.faults;
+    this.at(this.now + this.rng.exp(f.partitionEveryMs), () => {
+      if (!this.faultsOn) return;
+      // Split the nodes (the client included) in two random non-empty sides;
+      // a third of the time only one direction is cut.
+      const side = new Uint8Array(this.nodeCount);
+      for (let i = 0; i < this.nodeCount; i++) side[i] = this.rng.int(2);
+      side[this.rng.int(this.nodeCount)] = 1 - side[0]!;
+      const oneWay = this.rng.chance(1 / 3);
+      const cut: number[] = [];
+      for (let a = 0; a < this.nodeCount; a++) {
+        for (let b = 0; b < this.nodeCount; b++) {
+          if (side[a] === 0 && side[b] === 1) cut.push(a * this.nodeCount + b);
+          if (!oneWay && side[a] === 1 && side[b] === 0) cut.push(a * this.nodeCount + b);
+        }
+      }
+      for (const i of cut) this.blocked[i] = 1;
+      this.at(this.now + this.rng.exp(f.partitionMeanMs), () => {
+        for (const i of cut) this.blocked[i] = 0;
+      });
+      this.schedulePartition();
+    });
+  }
+
+  // ----------------------------------------------------------------- client
+
+  private startClient(): void {
+    if (this.txnsStarted >= this.opts.txns) {
+      this.clientsActive--;
+      return;
+    }
+    const seq = ++this.txnsStarted;
+    const id = `t${seq}`;
+    const ops = this.opts.workload.next(this.rng);
+    const t: ClientTxn = {
+      id,
+      age: seq,
+      ops,
+      pendingExec: new Set(ops.keys()),
+      failed: false,
+      commitRequestedAt: -1,
+      done: false,
+    };
+    this.clientTxns.set(id, t);
+    const participants = [...ops.keys()];
+    this.checkers.register(id, participants);
+    for (const [p, pops] of ops) {
+      this.send(clientId, p, { type: 'exec', txn: id, age: seq, ops: pops, coordinator: this.coordinator }, false);
+    }
+    this.at(this.now + this.opts.clientExecTimeoutMs, () => {
+      if (t.commitRequestedAt < 0 && !t.done) this.abandon(t);
+    });
+  }
+
+  private abandon(t: ClientTxn): void {
+    t.failed = true;
+    t.done = true;
+    for (const p of t.ops.keys()) this.send(clientId, p, { type: 'abandon', txn: t.id }, false);
+    this.clientTxns.delete(t.id);
+    this.startClient();
+  }
+
+  private finishClientTxn(t: ClientTxn): void {
+    if (t.done) return;
+    t.done = true;
+    this.clientTxns.delete(t.id);
+    this.startClient();
+  }
+
+  private onClientMessage(msg: AppMsg): void {
+    const t = this.clientTxns.get(msg.txn);
+    if (t === undefined || t.done) return;
+    if (msg.type === 'execReply') {
+      if (!msg.ok) return this.abandon(t);
+      t.pendingExec.delete(msg.node);
+      if (t.pendingExec.size > 0 || t.commitRequestedAt >= 0) return;
+      t.commitRequestedAt = this.now;
+      this.send(clientId, this.coordinator, { type: 'begin', txn: t.id, participants: [...t.ops.keys()] }, false);
+      this.at(this.now + this.opts.clientOutcomeTimeoutMs, () => this.finishClientTxn(t));
+    } else if (msg.type === 'outcome') {
+      if (t.commitRequestedAt < 0) return;
+      if (msg.outcome === 'committed') this.metrics.commitLatencyMs.push(this.now - t.commitRequestedAt);
+      if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'outcome', txn: t.id, outcome: msg.outcome });
+      this.finishClientTxn(t);
+    }
+  }
+
+  private onAppMessage(node: SimNode, from: NodeId, msg: AppMsg): void {
+    switch (msg.type) {
+      case 'exec': {
+        const model = node.resource;
+        if (model === null) return;
+        const epoch = node.epoch;
+        const reply = (ok: boolean) => {
+          if (node.epoch === epoch) this.send(node.spec.id, from, { type: 'execReply', txn: msg.txn, ok, node: node.spec.id }, false);
+        };
+        model.execute(
+          msg.txn,
+          msg.age,
+          msg.ops,
+          () =>
+            this.at(this.now, () => {
+              if (node.epoch !== epoch || !model.has(msg.txn)) return;
+              this.observeRm(node, msg.txn, 'working');
+              this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly: false });
+              reply(true);
+            }),
+          () => reply(false),
+        );
+        return;
+      }
+      case 'abandon': {
+        const model = node.resource;
+        if (model === null || !model.has(msg.txn)) return;
+        model.fail(msg.txn);
+        // Work already done here is the core's to give up, like a wound.
+        if (model.has(msg.txn)) this.step(node, { type: 'wounded', txn: msg.txn });
+        return;
+      }
+      case 'begin':
+        this.step(node, { type: 'begin', txn: msg.txn, participants: msg.participants, client: from });
+        return;
+      default:
+        return;
+    }
+  }
+
+  // -------------------------------------------------------------------- run
+
+  /** Runs the workload under faults, then heals everything and waits for every transaction to end. */
+  run(): void {
+    if (this.opts.faults.partitions) this.schedulePartition();
+    this.clientsActive = this.opts.workload.concurrency;
+    for (let i = 0; i < this.opts.workload.concurrency; i++) this.at(0, () => this.startClient());
+    // Safety phase: until every client has finished its transactions.
+    while (this.clientsActive > 0 && this.runOne()) {}
+    this.heal();
+    let bound = this.now + this.opts.livenessBoundMs;
+    for (const node of this.nodes.values()) if (!node.up) bound = Math.max(bound, node.restartAt + this.opts.livenessBoundMs);
+    while (this.queue.peekTime() <= bound && this.runOne()) {}
+  }
+
+  private runOne(): boolean {
+    const ev = this.queue.pop();
+    if (ev === undefined) return false;
+    this.now = ev.at;
+    this.metrics.events++;
+    ev.run();
+    return true;
+  }
+
+  private heal(): void {
+    this.faultsOn = false;
+    this.loss = 0;
+    this.dup = 0;
+    this.blocked.fill(0);
+    for (const node of this.nodes.values()) {
+      if (!node.up && !node.pinnedRestart) {
+        node.epoch++;
+        this.restart(node);
+      }
+    }
+  }
+
+  /** Sum of the conserved rows over every participant. */
+  total(): number {
+    let sum = 0;
+    for (const node of this.nodes.values()) {
+      if (node.resource !== null) sum += node.resource.total((k) => this.opts.workload.conserved(k));
+    }
+    return sum;
+  }
+}
+
+function describe(value: unknown): string {
+  const v = value as { type?: string; txn?: string; vote?: string };
+  if (v === null || typeof v !== 'object') return String(value);
+  return [v.type, v.txn, v.vote].filter((x) => x !== undefined).join(' ');
+}

@@ -39,12 +39,29 @@ export interface Classification {
   undecidedTxns: string[];
 }
 
+/** Observed states, coded small: a run keeps one byte per participant per transaction. */
+const stateNames = [undefined, 'working', 'prepared', 'committed', 'aborted', 'left'] as const;
+const stateCode: Record<ObservedState, number> = {
+  working: 1,
+  prepared: 2,
+  committed: 3,
+  aborted: 4,
+  left: 5,
+};
+const outcomeNames = [undefined, 'committed', 'aborted', 'partial'] as const;
+const outcomeCode: Record<Outcome, number> = { committed: 1, aborted: 2, partial: 3 };
+
+interface TxnRecord {
+  participants: readonly NodeId[];
+  /** stateCode per participant, in `participants` order; 0 = never started. */
+  states: Uint8Array;
+  outcome: number;
+}
+
 export class Checkers {
   readonly violations: Violation[] = [];
   violationCount = 0;
-  private readonly participants = new Map<string, readonly NodeId[]>();
-  private readonly states = new Map<string, Map<NodeId, ObservedState>>();
-  private readonly outcomes = new Map<string, Outcome>();
+  private readonly txns = new Map<string, TxnRecord>();
 
   constructor(private readonly atomic: boolean) {}
 
@@ -54,52 +71,63 @@ export class Checkers {
   }
 
   register(txn: string, participants: readonly NodeId[]): void {
-    this.participants.set(txn, participants);
+    this.txns.set(txn, { participants, states: new Uint8Array(participants.length), outcome: 0 });
   }
 
   rm(txn: string, node: NodeId, state: ObservedState): void {
-    let m = this.states.get(txn);
-    if (m === undefined) {
-      m = new Map();
-      this.states.set(txn, m);
+    const t = this.txns.get(txn);
+    const i = t === undefined ? -1 : t.participants.indexOf(node);
+    if (t === undefined || i < 0) {
+      if (this.atomic)
+        this.flag('validity', txn, `${node} reports ${state} for a transaction it is not part of`);
+      return;
     }
-    const prev = m.get(node);
-    m.set(node, state);
+    const prev = stateNames[t.states[i]!];
+    t.states[i] = stateCode[state];
     if (!this.atomic) return;
     if ((prev === 'committed' || prev === 'aborted' || prev === 'left') && state !== prev) {
       this.flag('stability', txn, `${node} went from ${prev} to ${state}`);
     }
     if (state === 'committed') {
-      for (const p of this.participants.get(txn) ?? []) {
-        const s = m.get(p);
+      t.participants.forEach((p, j) => {
+        const s = stateNames[t.states[j]!];
         if (s !== 'prepared' && s !== 'committed' && s !== 'left') {
           this.flag('validity', txn, `${node} committed while ${p} was ${s ?? 'never started'}`);
         }
-      }
+      });
     }
     if (state === 'committed' || state === 'aborted') {
-      const other = state === 'committed' ? 'aborted' : 'committed';
-      for (const [p, s] of m) {
-        if (s === other) this.flag('atomicity', txn, `${node} ${state} while ${p} ${s}`);
-      }
+      const other = stateCode[state === 'committed' ? 'aborted' : 'committed'];
+      t.participants.forEach((p, j) => {
+        if (t.states[j] === other)
+          this.flag('atomicity', txn, `${node} ${state} while ${p} ${stateNames[other]}`);
+      });
     }
   }
 
   outcome(txn: string, outcome: Outcome): void {
-    const prev = this.outcomes.get(txn);
+    const t = this.txns.get(txn);
+    if (t === undefined) return;
+    const prev = outcomeNames[t.outcome];
     if (this.atomic && prev !== undefined && prev !== outcome) {
       this.flag('stability', txn, `outcome reported as ${prev}, then as ${outcome}`);
     }
-    this.outcomes.set(txn, outcome);
+    t.outcome = outcomeCode[outcome];
   }
 
-  /** A participant restarted and considers `inDoubt` undecided. */
+  /**
+   * A participant restarted and considers `inDoubt` undecided. Forgetting a
+   * commit is a durability failure. Forgetting an abort is not: presumed abort
+   * writes `aborted` lazily, and a participant that lost it asks again and is
+   * told ABORT again (were it told COMMIT, the stability checker would see it).
+   */
   recovered(node: NodeId, inDoubt: Iterable<string>): void {
     if (!this.atomic) return;
     for (const txn of inDoubt) {
-      const s = this.states.get(txn)?.get(node);
-      if (s === 'committed' || s === 'aborted') {
-        this.flag('durability', txn, `${node} recovered in doubt about a transaction it had ${s}`);
+      const t = this.txns.get(txn);
+      const i = t?.participants.indexOf(node) ?? -1;
+      if (t !== undefined && i >= 0 && t.states[i] === stateCode.committed) {
+        this.flag('durability', txn, `${node} recovered in doubt about a transaction it had committed`);
       }
     }
   }
@@ -113,25 +141,24 @@ export class Checkers {
   /** Classify every transaction at the end of the run; flags liveness and told-committed-but-not. */
   classify(): Classification {
     const c: Classification = { committed: 0, aborted: 0, partial: 0, undecided: 0, undecidedTxns: [] };
-    for (const [txn, participants] of this.participants) {
-      const m = this.states.get(txn);
+    for (const [txn, t] of this.txns) {
       let committed = 0;
       let aborted = 0;
       let open = 0;
-      for (const p of participants) {
-        const s = m?.get(p);
-        if (s === 'committed') committed++;
-        else if (s === 'working' || s === 'prepared') open++;
-        else if (s === 'aborted' || s === undefined) aborted++;
+      for (const code of t.states) {
+        if (code === stateCode.committed) committed++;
+        else if (code === stateCode.working || code === stateCode.prepared) open++;
+        else if (code === stateCode.aborted || code === 0) aborted++;
       }
       if (open > 0) {
         c.undecided++;
         if (c.undecidedTxns.length < violationsKeptMax) c.undecidedTxns.push(txn);
-        if (this.atomic) this.flag('liveness', txn, `${open} participant(s) still undecided after faults healed`);
+        if (this.atomic)
+          this.flag('liveness', txn, `${open} participant(s) still undecided after faults healed`);
       } else if (committed > 0 && aborted > 0) c.partial++;
       else if (committed > 0) c.committed++;
       else c.aborted++;
-      if (this.atomic && this.outcomes.get(txn) === 'committed' && aborted > 0) {
+      if (this.atomic && t.outcome === outcomeCode.committed && aborted > 0) {
         this.flag('validity', txn, 'client was told committed but a participant did not commit');
       }
     }

@@ -7,6 +7,7 @@
 import type { Effect, NodeId, Role } from '../protocol/common/types.ts';
 import { naiveCoordinator, naiveParticipant } from '../protocol/naive/naive.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
+import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import { twoPcParticipant } from '../protocol/twopc/participant.ts';
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
 
@@ -43,6 +44,12 @@ export interface SimProtocol {
   inDoubt(participantState: unknown): Iterable<string>;
   /** True for the step at which a coordinator turns all YES votes into a decision. */
   isDecisionStep(effects: readonly Effect<unknown, unknown>[]): boolean;
+  /**
+   * A checkpoint: the records of `log` that recovery still needs, in order.
+   * The simulator compacts long logs with it, as a real log is truncated
+   * after a checkpoint; it must not change what `recover` rebuilds.
+   */
+  compact(kind: NodeSpec['kind'], log: readonly unknown[]): unknown[];
 }
 
 export const protocolNames = ['naive', '2pc'] as const;
@@ -63,6 +70,8 @@ function naive(): SimProtocol {
     participantConfig: {},
     recordInfo: () => ({}),
     inDoubt: () => [],
+    // Nothing naive commit writes is read back: recovery starts empty.
+    compact: () => [],
     // Naive commit has no decision to make: its first step already commits.
     isDecisionStep: (effects) => effects.some((e) => e.type === 'send'),
   };
@@ -87,10 +96,23 @@ function twoPc(): SimProtocol {
     },
     isDecisionStep: (effects) =>
       effects.some((e) => e.type === 'persist' && (e.record as TwoPcRecord).type === 'commit'),
+    compact: (_kind, log) => compactTwoPcLog(log as TwoPcRecord[]),
   };
 }
 
-export function makeProtocol(name: ProtocolName): SimProtocol {
+/** Settings a protocol may take from the command line; each protocol reads the ones it knows. */
+export interface ProtocolOptions {
+  /** Network round trip, so that protocols can scale their timeouts to it. */
+  rttMs?: number;
+  /** Paxos Commit: acceptor failures tolerated (2F+1 acceptors). */
+  faults?: number;
+  /** Paxos Commit: acceptors send phase 2b to the RMs directly. */
+  faster?: boolean;
+  /** Paxos Commit: the leader runs on the initiating RM's node. */
+  colocated?: boolean;
+}
+
+export function makeProtocol(name: ProtocolName, _options: ProtocolOptions = {}): SimProtocol {
   switch (name) {
     case 'naive':
       return naive();

@@ -31,6 +31,8 @@ interface LocalTxn {
   firstLockAt: number;
   prepared: boolean;
   executed: boolean;
+  /** When it started waiting for its current lock, or -1. */
+  waitingSince: number;
   onGranted: () => void;
   onFailed: () => void;
 }
@@ -52,6 +54,8 @@ export interface ResourceHooks {
   wound(txn: string): void;
   lockReleased(txn: string, heldMs: number): void;
   queued(txn: string): void;
+  /** A transaction waited this long for a lock (granted, or given up while waiting). */
+  waited(ms: number): void;
 }
 
 export class ResourceModel {
@@ -92,6 +96,7 @@ export class ResourceModel {
       firstLockAt: -1,
       prepared: false,
       executed: false,
+      waitingSince: -1,
       onGranted,
       onFailed,
     });
@@ -118,8 +123,13 @@ export class ResourceModel {
         if (!row.queue.includes(txn)) {
           this.enqueue(row, txn, t.age);
           this.hooks.queued(txn);
+          if (t.waitingSince < 0) t.waitingSince = this.hooks.now();
         }
         return;
+      }
+      if (t.waitingSince >= 0) {
+        this.hooks.waited(this.hooks.now() - t.waitingSince);
+        t.waitingSince = -1;
       }
       row.holder = txn;
       t.held.push(key);
@@ -139,7 +149,8 @@ export class ResourceModel {
   }
 
   private woundHolder(txn: string, t: LocalTxn): void {
-    if (t.executed) this.hooks.wound(txn); // the core decides; it aborts unvoted work synchronously
+    if (t.executed)
+      this.hooks.wound(txn); // the core decides; it aborts unvoted work synchronously
     else this.fail(txn);
   }
 
@@ -182,6 +193,7 @@ export class ResourceModel {
     if (t === undefined) return false;
     this.txns.delete(txn);
     this.ended.add(txn);
+    if (t.waitingSince >= 0) this.hooks.waited(this.hooks.now() - t.waitingSince);
     if (apply) for (const op of t.ops) this.row(op.key).value += op.delta;
     // Remove from any wait queue it sits in (it may be waiting for its next op's lock).
     if (t.next < t.ops.length) {

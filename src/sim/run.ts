@@ -50,6 +50,8 @@ export interface SimReport {
   lockHeldMs: Summary;
   inDoubtMs: Summary;
   queuedBehindLocks: number;
+  /** Time lock requests spent queued behind a held lock. */
+  lockWaitMs: Summary;
   messagesPerCommit: number;
   forcedWritesPerCommit: number;
   crashes: number;
@@ -82,7 +84,9 @@ export function buildWorld(req: SimRequest): World {
   if (req.workload === 'toy' && req.concurrency !== undefined) workload.concurrency = req.concurrency;
   const rates = req.failRates ?? workload.defaultFailRates;
   const failRates = new Map<NodeId, number>();
-  workload.participants.forEach((p, i) => failRates.set(p, rates[i] ?? 0));
+  workload.participants.forEach((p, i) => {
+    failRates.set(p, rates[i] ?? 0);
+  });
   const options: WorldOptions = {
     protocol,
     workload,
@@ -146,6 +150,7 @@ export function runSim(req: SimRequest): SimRun {
     lockHeldMs: summarize(m.lockHeldMs),
     inDoubtMs: summarize(m.inDoubtMs),
     queuedBehindLocks: m.queuedBehindLocks,
+    lockWaitMs: summarize(m.lockWaitMs),
     messagesPerCommit: per(m.protocolMessages),
     forcedWritesPerCommit: per(m.forcedWrites),
     crashes: m.crashes,

@@ -70,7 +70,8 @@ export function bankWorkload(options: Partial<BankOptions> = {}): Workload {
     name: 'bank',
     participants,
     concurrency: o.concurrency,
-    initialRows: () => new Map(Array.from({ length: o.accountsPerParticipant }, (_, i) => [`acct${i}`, o.initialBalance])),
+    initialRows: () =>
+      new Map(Array.from({ length: o.accountsPerParticipant }, (_, i) => [`acct${i}`, o.initialBalance])),
     next(rng) {
       const from = rng.int(participants.length);
       let to = rng.int(participants.length - 1);

@@ -106,6 +106,8 @@ interface SimNode {
   state: unknown;
   timers: Map<string, number>;
   durable: unknown[];
+  /** Compact the log when it reaches this length (a checkpoint). */
+  compactAt: number;
   queued: PendingWrite[];
   flushing: PendingWrite[] | null;
   issuedSeq: number;
@@ -136,12 +138,15 @@ type AppMsg =
   | { type: 'outcome'; txn: string; outcome: Outcome };
 
 const clientId = 'client';
+/** Records a log holds before the first checkpoint; later ones come when it doubles. */
+const logCompactionMin = 4096;
 
 export interface WorldMetrics {
   commitLatencyMs: number[];
   lockHeldMs: number[];
   inDoubtMs: number[];
   queuedBehindLocks: number;
+  lockWaitMs: number[];
   protocolMessages: number;
   forcedWrites: number;
   crashes: number;
@@ -157,6 +162,7 @@ export class World {
     lockHeldMs: [],
     inDoubtMs: [],
     queuedBehindLocks: 0,
+    lockWaitMs: [],
     protocolMessages: 0,
     forcedWrites: 0,
     crashes: 0,
@@ -212,9 +218,10 @@ export class World {
         index,
         up: true,
         epoch: 0,
-        state: spec.role.init(spec.id, spec.config),
+        state: spec.role.init(spec.id, incarnationConfig(spec.config, 0)),
         timers: new Map(),
         durable: [],
+        compactAt: logCompactionMin,
         queued: [],
         flushing: null,
         issuedSeq: 0,
@@ -231,9 +238,17 @@ export class World {
           wound: (txn) => this.at(this.now, () => this.step(node, { type: 'wounded', txn })),
           lockReleased: (txn, heldMs) => {
             this.metrics.lockHeldMs.push(heldMs);
-            if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'lock', node: spec.id, txn, heldFrom: this.now - heldMs });
+            if (this.opts.trace)
+              this.opts.trace.push({
+                t: this.now,
+                kind: 'lock',
+                node: spec.id,
+                txn,
+                heldFrom: this.now - heldMs,
+              });
           },
           queued: () => this.metrics.queuedBehindLocks++,
+          waited: (ms) => this.metrics.lockWaitMs.push(ms),
         });
       }
       this.nodes.set(spec.id, node);
@@ -250,24 +265,34 @@ export class World {
 
   // ---------------------------------------------------------------- network
 
+  /**
+   * Protocol messages are datagrams: lost, duplicated, delayed and reordered
+   * at will. A client's requests travel over a connection instead (as a
+   * client library's would): they may be lost or delayed, but are never
+   * duplicated and never reach a later incarnation of the node than the one
+   * they were sent to — a restart breaks the connection.
+   */
   private send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
     if (protocol) this.metrics.protocolMessages++;
     const blocked = this.blocked[this.indexOf(from) * this.nodeCount + this.indexOf(to)] === 1;
     const lost = blocked || this.rng.chance(this.loss);
-    const copies = lost ? 0 : this.rng.chance(this.dup) ? 2 : 1;
+    const connection = from === clientId;
+    const copies = lost ? 0 : !connection && this.rng.chance(this.dup) ? 2 : 1;
     const trace = this.opts.trace;
-    if (trace && copies === 0) trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive: null, dup: false });
+    if (trace && copies === 0)
+      trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive: null, dup: false });
+    const epoch = connection ? this.nodes.get(to)!.epoch : -1;
     for (let i = 0; i < copies; i++) {
       const arrive = this.now + this.opts.network.rttMs / 2 + this.rng.exp(this.opts.network.jitterMs);
       if (trace) trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive, dup: i > 0 });
-      this.at(arrive, () => this.deliver(from, to, msg, protocol));
+      this.at(arrive, () => this.deliver(from, to, msg, protocol, epoch));
     }
   }
 
-  private deliver(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
+  private deliver(from: NodeId, to: NodeId, msg: unknown, protocol: boolean, epoch: number): void {
     if (to === clientId) return this.onClientMessage(msg as AppMsg);
     const node = this.nodes.get(to)!;
-    if (!node.up) return;
+    if (!node.up || (epoch >= 0 && node.epoch !== epoch)) return;
     if (protocol) this.step(node, { type: 'receive', from, msg });
     else this.onAppMessage(node, from, msg as AppMsg);
   }
@@ -372,7 +397,11 @@ export class World {
     this.observeRm(node, txn, state);
   }
 
-  private observeRm(node: SimNode, txn: string, state: 'working' | 'prepared' | 'committed' | 'aborted' | 'left'): void {
+  private observeRm(
+    node: SimNode,
+    txn: string,
+    state: 'working' | 'prepared' | 'committed' | 'aborted' | 'left',
+  ): void {
     const key = `${node.spec.id}|${txn}`;
     if (state === 'prepared') this.preparedAt.set(key, this.now);
     else if (state !== 'working') {
@@ -411,7 +440,14 @@ export class World {
     for (const w of batch) {
       const ok = !(w.force && this.rng.chance(node.failRate));
       if (this.opts.trace) {
-        this.opts.trace.push({ t: this.now, kind: 'persist', node: node.spec.id, record: describe(w.record), force: w.force, ok });
+        this.opts.trace.push({
+          t: this.now,
+          kind: 'persist',
+          node: node.spec.id,
+          record: describe(w.record),
+          force: w.force,
+          ok,
+        });
       }
       if (!ok) {
         failed.push(w);
@@ -419,6 +455,10 @@ export class World {
         continue;
       }
       node.durable.push(w.record);
+      if (node.durable.length >= node.compactAt) {
+        node.durable = this.opts.protocol.compact(node.spec.kind, node.durable);
+        node.compactAt = 2 * node.durable.length + logCompactionMin;
+      }
       const info = this.opts.protocol.recordInfo(w.record);
       if (info.prepared && node.resource !== null) {
         // Work that was given up while its prepared record was in flight (an
@@ -479,9 +519,11 @@ export class World {
     node.restartAt = -1;
     node.pinnedRestart = false;
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'restart', node: node.spec.id });
-    const { state, effects } = node.spec.role.recover(node.spec.id, node.spec.config, node.durable);
+    const config = incarnationConfig(node.spec.config, node.epoch);
+    const { state, effects } = node.spec.role.recover(node.spec.id, config, node.durable);
     node.state = state;
-    if (node.spec.kind === 'participant') this.checkers.recovered(node.spec.id, this.opts.protocol.inDoubt(state));
+    if (node.spec.kind === 'participant')
+      this.checkers.recovered(node.spec.id, this.opts.protocol.inDoubt(state));
     this.execute(node, effects, -1);
   }
 
@@ -535,7 +577,12 @@ export class World {
     const participants = [...ops.keys()];
     this.checkers.register(id, participants);
     for (const [p, pops] of ops) {
-      this.send(clientId, p, { type: 'exec', txn: id, age: seq, ops: pops, coordinator: this.coordinator }, false);
+      this.send(
+        clientId,
+        p,
+        { type: 'exec', txn: id, age: seq, ops: pops, coordinator: this.coordinator },
+        false,
+      );
     }
     this.at(this.now + this.opts.clientExecTimeoutMs, () => {
       if (t.commitRequestedAt < 0 && !t.done) this.abandon(t);
@@ -565,12 +612,18 @@ export class World {
       t.pendingExec.delete(msg.node);
       if (t.pendingExec.size > 0 || t.commitRequestedAt >= 0) return;
       t.commitRequestedAt = this.now;
-      this.send(clientId, this.coordinator, { type: 'begin', txn: t.id, participants: [...t.ops.keys()] }, false);
+      this.send(
+        clientId,
+        this.coordinator,
+        { type: 'begin', txn: t.id, participants: [...t.ops.keys()] },
+        false,
+      );
       this.at(this.now + this.opts.clientOutcomeTimeoutMs, () => this.finishClientTxn(t));
     } else if (msg.type === 'outcome') {
       if (t.commitRequestedAt < 0) return;
       if (msg.outcome === 'committed') this.metrics.commitLatencyMs.push(this.now - t.commitRequestedAt);
-      if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'outcome', txn: t.id, outcome: msg.outcome });
+      if (this.opts.trace)
+        this.opts.trace.push({ t: this.now, kind: 'outcome', txn: t.id, outcome: msg.outcome });
       this.finishClientTxn(t);
     }
   }
@@ -582,7 +635,8 @@ export class World {
         if (model === null) return;
         const epoch = node.epoch;
         const reply = (ok: boolean) => {
-          if (node.epoch === epoch) this.send(node.spec.id, from, { type: 'execReply', txn: msg.txn, ok, node: node.spec.id }, false);
+          if (node.epoch === epoch)
+            this.send(node.spec.id, from, { type: 'execReply', txn: msg.txn, ok, node: node.spec.id }, false);
         };
         model.execute(
           msg.txn,
@@ -592,7 +646,12 @@ export class World {
             this.at(this.now, () => {
               if (node.epoch !== epoch || !model.has(msg.txn)) return;
               this.observeRm(node, msg.txn, 'working');
-              this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly: false });
+              this.step(node, {
+                type: 'executed',
+                txn: msg.txn,
+                coordinator: msg.coordinator,
+                readOnly: false,
+              });
               reply(true);
             }),
           () => reply(false),
@@ -626,7 +685,8 @@ export class World {
     while (this.clientsActive > 0 && this.runOne()) {}
     this.heal();
     let bound = this.now + this.opts.livenessBoundMs;
-    for (const node of this.nodes.values()) if (!node.up) bound = Math.max(bound, node.restartAt + this.opts.livenessBoundMs);
+    for (const node of this.nodes.values())
+      if (!node.up) bound = Math.max(bound, node.restartAt + this.opts.livenessBoundMs);
     while (this.queue.peekTime() <= bound && this.runOne()) {}
   }
 
@@ -660,6 +720,11 @@ export class World {
     }
     return sum;
   }
+}
+
+/** Every start of a node gets an incarnation name no earlier start had (cores may not draw randomness). */
+function incarnationConfig(config: unknown, epoch: number): unknown {
+  return { ...(config as object), incarnation: String(epoch) };
 }
 
 function describe(value: unknown): string {

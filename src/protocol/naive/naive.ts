@@ -70,8 +70,13 @@ export const naiveCoordinator: Role<NaiveCoordinatorState, NaiveMsg, NaiveRecord
     switch (input.type) {
       case 'begin': {
         if (state.txns.has(input.txn) || input.participants.length === 0) break;
-        state.txns.set(input.txn, { participants: input.participants, client: input.client, answers: new Map() });
-        for (const p of input.participants) fx.push({ type: 'send', to: p, msg: { type: 'COMMIT', txn: input.txn } });
+        state.txns.set(input.txn, {
+          participants: input.participants,
+          client: input.client,
+          answers: new Map(),
+        });
+        for (const p of input.participants)
+          fx.push({ type: 'send', to: p, msg: { type: 'COMMIT', txn: input.txn } });
         fx.push({ type: 'setTimer', timer: ackTimer(input.txn), delayMs: state.config.ackTimeoutMs });
         break;
       }
@@ -131,7 +136,11 @@ export const naiveParticipant: Role<NaiveParticipantState, NaiveMsg, NaiveRecord
           break;
         }
         fx.push({ type: 'cancelTimer', timer: workTimer(msg.txn) });
-        fx.push({ type: 'persist', force: true, record: { type: 'committed', txn: msg.txn, coordinator: from } });
+        fx.push({
+          type: 'persist',
+          force: true,
+          record: { type: 'committed', txn: msg.txn, coordinator: from },
+        });
         fx.push({ type: 'resource', txn: msg.txn, action: 'commit', afterPersist: true });
         fx.push({ type: 'sendAfterPersist', to: from, msg: { type: 'ACK', txn: msg.txn } });
         break;
@@ -146,7 +155,8 @@ export const naiveParticipant: Role<NaiveParticipantState, NaiveMsg, NaiveRecord
       }
       case 'timeout': {
         const txn = timerTxn(input.timer);
-        if (state.working.delete(txn)) fx.push({ type: 'resource', txn, action: 'abort', afterPersist: false });
+        if (state.working.delete(txn))
+          fx.push({ type: 'resource', txn, action: 'abort', afterPersist: false });
         break;
       }
       case 'begin':

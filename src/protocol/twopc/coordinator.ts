@@ -19,6 +19,8 @@ type Fx = Effect<TwoPcMsg, TwoPcRecord>;
 
 export interface CoordinatorTxn {
   phase: 'collecting' | 'committing';
+  /** The attempt whose votes count (see TwoPcMsg). */
+  attempt: string;
   participants: readonly NodeId[];
   client: NodeId;
   votes: Map<NodeId, Vote>;
@@ -31,6 +33,8 @@ export interface CoordinatorState {
   self: NodeId;
   config: TwoPcConfig;
   txns: Map<TxnId, CoordinatorTxn>;
+  /** Begins so far in this incarnation; with the incarnation it makes attempt names unique. */
+  attempts: number;
 }
 
 const voteTimer = (txn: TxnId) => `vote:${txn}`;
@@ -60,13 +64,21 @@ function decide(state: CoordinatorState, txn: TxnId, t: CoordinatorTxn, fx: Fx[]
   }
   t.phase = 'committing';
   t.committers = committers;
-  fx.push({ type: 'persist', force: true, record: { type: 'commit', txn, participants: committers, client: t.client } });
+  fx.push({
+    type: 'persist',
+    force: true,
+    record: { type: 'commit', txn, participants: committers, client: t.client },
+  });
   for (const p of committers) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });
   fx.push({ type: 'reportOutcome', txn, client: t.client, outcome: 'committed', afterPersist: true });
   fx.push({ type: 'setTimer', timer: resendTimer(txn), delayMs: state.config.commitResendMs });
 }
 
-function onBegin(state: CoordinatorState, input: Extract<Input<TwoPcMsg>, { type: 'begin' }>, fx: Fx[]): void {
+function onBegin(
+  state: CoordinatorState,
+  input: Extract<Input<TwoPcMsg>, { type: 'begin' }>,
+  fx: Fx[],
+): void {
   const { txn, participants, client } = input;
   // A repeated begin for a transaction still in flight is a duplicate request.
   if (state.txns.has(txn)) return;
@@ -79,15 +91,17 @@ function onBegin(state: CoordinatorState, input: Extract<Input<TwoPcMsg>, { type
     return;
   }
   assert(new Set(participants).size === participants.length, `begin ${txn}: participants repeat`);
+  const attempt = `${state.config.incarnation}.${++state.attempts}`;
   state.txns.set(txn, {
     phase: 'collecting',
+    attempt,
     participants: [...participants],
     client,
     votes: new Map(),
     committers: [],
     acked: new Set(),
   });
-  for (const p of participants) fx.push({ type: 'send', to: p, msg: { type: 'PREPARE', txn } });
+  for (const p of participants) fx.push({ type: 'send', to: p, msg: { type: 'PREPARE', txn, attempt } });
   fx.push({ type: 'setTimer', timer: voteTimer(txn), delayMs: state.config.voteTimeoutMs });
 }
 
@@ -101,6 +115,9 @@ function onReceive(state: CoordinatorState, from: NodeId, msg: TwoPcMsg, fx: Fx[
         if (msg.vote === 'yes') fx.push({ type: 'send', to: from, msg: { type: 'ABORT', txn: msg.txn } });
         return;
       }
+      // A vote from another attempt says nothing about this one; in particular
+      // it must not answer ABORT, which would abort this attempt's voter.
+      if (msg.attempt !== t.attempt) return;
       if (t.phase !== 'collecting' || !t.participants.includes(from) || t.votes.has(from)) return;
       t.votes.set(from, msg.vote);
       if (msg.vote === 'no') return abort(state, msg.txn, t, fx);
@@ -161,13 +178,19 @@ function onPersistFailed(state: CoordinatorState, record: TwoPcRecord, fx: Fx[])
   // it) and the client was not told: abort is still a legal decision.
   fx.push({ type: 'cancelTimer', timer: resendTimer(record.txn) });
   for (const p of t.committers) fx.push({ type: 'send', to: p, msg: { type: 'ABORT', txn: record.txn } });
-  fx.push({ type: 'reportOutcome', txn: record.txn, client: t.client, outcome: 'aborted', afterPersist: false });
+  fx.push({
+    type: 'reportOutcome',
+    txn: record.txn,
+    client: t.client,
+    outcome: 'aborted',
+    afterPersist: false,
+  });
   state.txns.delete(record.txn);
 }
 
 export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Partial<TwoPcConfig>> = {
   init(self, config) {
-    return { self, config: { ...defaultTwoPcConfig, ...config }, txns: new Map() };
+    return { self, config: { ...defaultTwoPcConfig, ...config }, txns: new Map(), attempts: 0 };
   },
 
   /**
@@ -186,6 +209,7 @@ export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Par
     for (const [txn, r] of open) {
       state.txns.set(txn, {
         phase: 'committing',
+        attempt: '',
         participants: r.participants,
         client: r.client,
         votes: new Map(r.participants.map((p) => [p, 'yes' as const])),

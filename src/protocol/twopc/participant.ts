@@ -21,6 +21,8 @@ type Fx = Effect<TwoPcMsg, TwoPcRecord>;
 
 export interface ParticipantTxn {
   phase: 'working' | 'prepared';
+  /** The attempt this participant last voted YES for. */
+  attempt: string;
   coordinator: NodeId;
   readOnly: boolean;
 }
@@ -48,23 +50,38 @@ function onReceive(state: ParticipantState, from: NodeId, msg: TwoPcMsg, fx: Fx[
     case 'PREPARE': {
       if (t === undefined) {
         // Never worked here, or already aborted (timeout, wound, crash): the work is gone.
-        fx.push({ type: 'send', to: from, msg: { type: 'VOTE', txn, vote: 'no' } });
+        fx.push({ type: 'send', to: from, msg: { type: 'VOTE', txn, attempt: msg.attempt, vote: 'no' } });
       } else if (t.phase === 'working' && t.readOnly) {
         // Nothing to make durable: vote read-only and leave the transaction.
         fx.push({ type: 'cancelTimer', timer: workTimer(txn) });
         fx.push({ type: 'resource', txn, action: 'release', afterPersist: false });
-        fx.push({ type: 'send', to: from, msg: { type: 'VOTE', txn, vote: 'readOnly' } });
+        fx.push({
+          type: 'send',
+          to: from,
+          msg: { type: 'VOTE', txn, attempt: msg.attempt, vote: 'readOnly' },
+        });
         state.txns.delete(txn);
       } else if (t.phase === 'working') {
         t.phase = 'prepared';
         t.coordinator = from;
+        t.attempt = msg.attempt;
         fx.push({ type: 'cancelTimer', timer: workTimer(txn) });
         fx.push({ type: 'persist', force: true, record: { type: 'prepared', txn, coordinator: from } });
-        fx.push({ type: 'sendAfterPersist', to: from, msg: { type: 'VOTE', txn, vote: 'yes' } });
+        fx.push({
+          type: 'sendAfterPersist',
+          to: from,
+          msg: { type: 'VOTE', txn, attempt: msg.attempt, vote: 'yes' },
+        });
         fx.push({ type: 'setTimer', timer: inquiryTimer(txn), delayMs: state.config.inquiryMs });
       } else {
-        // A repeated PREPARE: repeat the YES, which still waits on the prepared record.
-        fx.push({ type: 'sendAfterPersist', to: from, msg: { type: 'VOTE', txn, vote: 'yes' } });
+        // A repeated PREPARE, or a new attempt of a coordinator that lost its
+        // state: repeat the YES for it, still waiting on the prepared record.
+        t.attempt = msg.attempt;
+        fx.push({
+          type: 'sendAfterPersist',
+          to: from,
+          msg: { type: 'VOTE', txn, attempt: msg.attempt, vote: 'yes' },
+        });
       }
       return;
     }
@@ -85,7 +102,8 @@ function onReceive(state: ParticipantState, from: NodeId, msg: TwoPcMsg, fx: Fx[
     case 'ABORT': {
       if (t === undefined) return;
       fx.push({ type: 'cancelTimer', timer: t.phase === 'working' ? workTimer(txn) : inquiryTimer(txn) });
-      if (t.phase === 'prepared') fx.push({ type: 'persist', force: false, record: { type: 'aborted', txn } });
+      if (t.phase === 'prepared')
+        fx.push({ type: 'persist', force: false, record: { type: 'aborted', txn } });
       fx.push({ type: 'resource', txn, action: 'abort', afterPersist: false });
       state.txns.delete(txn);
       return;
@@ -121,7 +139,11 @@ function onPersistFailed(state: ParticipantState, record: TwoPcRecord, fx: Fx[])
     // We could not make our promise durable, so we never made it: vote NO.
     fx.push({ type: 'cancelTimer', timer: inquiryTimer(record.txn) });
     fx.push({ type: 'resource', txn: record.txn, action: 'abort', afterPersist: false });
-    fx.push({ type: 'send', to: t.coordinator, msg: { type: 'VOTE', txn: record.txn, vote: 'no' } });
+    fx.push({
+      type: 'send',
+      to: t.coordinator,
+      msg: { type: 'VOTE', txn: record.txn, attempt: t.attempt, vote: 'no' },
+    });
     state.txns.delete(record.txn);
   } else if (record.type === 'committed') {
     // We are prepared and the decision is commit: we must, so write it again.
@@ -146,7 +168,7 @@ export const twoPcParticipant: Role<ParticipantState, TwoPcMsg, TwoPcRecord, Par
     }
     const effects: Fx[] = [];
     for (const [txn, coordinator] of inDoubt) {
-      state.txns.set(txn, { phase: 'prepared', coordinator, readOnly: false });
+      state.txns.set(txn, { phase: 'prepared', attempt: '', coordinator, readOnly: false });
       effects.push({ type: 'send', to: coordinator, msg: { type: 'INQUIRY', txn } });
       effects.push({ type: 'setTimer', timer: inquiryTimer(txn), delayMs: state.config.inquiryMs });
     }
@@ -158,7 +180,12 @@ export const twoPcParticipant: Role<ParticipantState, TwoPcMsg, TwoPcRecord, Par
     switch (input.type) {
       case 'executed': {
         if (state.txns.has(input.txn)) break;
-        state.txns.set(input.txn, { phase: 'working', coordinator: input.coordinator, readOnly: input.readOnly });
+        state.txns.set(input.txn, {
+          phase: 'working',
+          attempt: '',
+          coordinator: input.coordinator,
+          readOnly: input.readOnly,
+        });
         fx.push({ type: 'setTimer', timer: workTimer(input.txn), delayMs: state.config.unvotedAbortMs });
         break;
       }

@@ -6,9 +6,15 @@ import type { NodeId, TxnId } from '../common/types.ts';
 
 export type Vote = 'yes' | 'no' | 'readOnly';
 
+/**
+ * `attempt` names one `begin` of a transaction at one coordinator incarnation.
+ * A vote counts only for the attempt it answers: a delayed or duplicated YES
+ * from an earlier attempt (one the coordinator may since have aborted, or
+ * forgotten in a crash and presumed aborted) must never count towards a commit.
+ */
 export type TwoPcMsg =
-  | { type: 'PREPARE'; txn: TxnId }
-  | { type: 'VOTE'; txn: TxnId; vote: Vote }
+  | { type: 'PREPARE'; txn: TxnId; attempt: string }
+  | { type: 'VOTE'; txn: TxnId; attempt: string; vote: Vote }
   | { type: 'COMMIT'; txn: TxnId }
   | { type: 'ABORT'; txn: TxnId }
   | { type: 'ACK'; txn: TxnId }
@@ -28,6 +34,12 @@ export type TwoPcRecord =
   | { type: 'aborted'; txn: TxnId };
 
 export interface TwoPcConfig {
+  /**
+   * Distinguishes this start of the node from every earlier one; the driver
+   * supplies it (the simulator: a restart counter; the runtime: a random id),
+   * because a core may not draw randomness itself. Attempt names embed it.
+   */
+  incarnation: string;
   /** How long the coordinator waits for all votes before it aborts. */
   voteTimeoutMs: number;
   /** How often the coordinator re-sends COMMIT to participants that have not acknowledged. */
@@ -39,6 +51,7 @@ export interface TwoPcConfig {
 }
 
 export const defaultTwoPcConfig: TwoPcConfig = {
+  incarnation: '0',
   voteTimeoutMs: 100,
   commitResendMs: 50,
   inquiryMs: 50,

@@ -1,0 +1,44 @@
+// Human-readable output of the dtx command (what --json replaces).
+
+import type { SimReport } from '../sim/run.ts';
+import type { Summary } from '../sim/stats.ts';
+
+const ms = (s: Summary) => `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms`;
+
+export function formatSimReport(r: SimReport): string {
+  const lines = [
+    `${r.protocol} on ${r.workload}, seed ${r.seed}: ${r.txns} transactions`,
+    `  committed ${r.committed}, aborted ${r.aborted}, partial ${r.partial}, undecided ${r.undecided}`,
+    `  commit latency   ${ms(r.latencyMs)}`,
+    `  locks held       ${ms(r.lockHeldMs)}`,
+    `  in doubt         ${ms(r.inDoubtMs)}`,
+    `  waited for locks ${ms(r.lockWaitMs)}`,
+    `  queued behind locks ${r.queuedBehindLocks}; per commit: ${r.messagesPerCommit} messages, ${r.forcedWritesPerCommit} forced writes`,
+    `  conserved total: ${r.conserved ? 'yes' : 'NO'}; crashes ${r.crashes}; simulated ${r.simulatedMs} ms in ${r.wallMs} ms`,
+  ];
+  if (r.violationCount > 0) {
+    lines.push(`  VIOLATIONS: ${r.violationCount}`);
+    for (const v of r.violations.slice(0, 10)) lines.push(`    ${v.checker} ${v.txn}: ${v.detail}`);
+  } else {
+    lines.push('  checkers: no violations');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A one-line progress bar on stderr, redrawn in place; only used when stderr is a terminal. */
+export function progressBar(total: number) {
+  let last = -1;
+  return {
+    update(done: number) {
+      const pct = Math.floor((100 * done) / total);
+      if (pct === last) return;
+      last = pct;
+      const width = 30;
+      const filled = Math.round((width * done) / total);
+      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
+    },
+    done() {
+      process.stderr.write('\n');
+    },
+  };
+}

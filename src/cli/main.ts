@@ -1,0 +1,231 @@
+// The `dtx` command. Its flags and JSON shapes are a contract other tools rely
+// on: with --json, stdout carries exactly one JSON object and everything else
+// (progress, logs) goes to stderr. Exit codes: 0 the run completed (for swarm:
+// and found nothing), 1 a check failed, 2 the command line was wrong.
+
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { isProtocolName, protocolNames } from '../sim/protocols.ts';
+import { runSim, type SimRequest } from '../sim/run.ts';
+import { runSwarm } from '../sim/swarm.ts';
+import { workloadNames } from '../sim/workloads.ts';
+import { runDemo } from './demo.ts';
+import { formatSimReport, progressBar } from './format.ts';
+
+function int(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError(`${name} must be an integer, got "${value}"`);
+    const n = Number(value);
+    if (n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function num(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n))
+      throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
+    if (n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function rates(value: string): number[] {
+  const parse = num('each fail rate', 0, 1);
+  return value.split(',').map((v) => parse(v.trim()));
+}
+
+function writeJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+interface SimFlags {
+  protocol: string;
+  workload: 'toy' | 'bank';
+  txns: number;
+  seed: number;
+  participants?: number;
+  concurrency?: number;
+  failRates?: number[];
+  loss?: number;
+  dup?: number;
+  jitterMs?: number;
+  rttMs?: number;
+  fsyncMs?: number;
+  partitions?: boolean;
+  crashRate?: number;
+  downtimeMeanMs?: number;
+  scenario?: string;
+  downtimeMs?: number;
+  json?: boolean;
+}
+
+function simRequest(flags: SimFlags): SimRequest {
+  if (!isProtocolName(flags.protocol)) throw new InvalidArgumentError(`unknown protocol "${flags.protocol}"`);
+  if (flags.workload === 'toy' && flags.participants !== undefined && flags.participants !== 3) {
+    throw new InvalidArgumentError('the toy workload always has three participants (A, B, C)');
+  }
+  if (flags.scenario === undefined && flags.downtimeMs !== undefined) {
+    throw new InvalidArgumentError('--downtime-ms goes with --scenario coordinator-crash');
+  }
+  const req: SimRequest = {
+    protocol: flags.protocol,
+    workload: flags.workload,
+    txns: flags.txns,
+    seed: flags.seed,
+  };
+  if (flags.participants !== undefined) req.participants = flags.participants;
+  if (flags.concurrency !== undefined) req.concurrency = flags.concurrency;
+  if (flags.failRates !== undefined) req.failRates = flags.failRates;
+  if (flags.loss !== undefined) req.loss = flags.loss;
+  if (flags.dup !== undefined) req.dup = flags.dup;
+  if (flags.jitterMs !== undefined) req.jitterMs = flags.jitterMs;
+  if (flags.rttMs !== undefined) req.rttMs = flags.rttMs;
+  if (flags.fsyncMs !== undefined) req.fsyncMs = flags.fsyncMs;
+  if (flags.partitions) req.partitions = true;
+  if (flags.crashRate !== undefined) req.crashRate = flags.crashRate;
+  if (flags.downtimeMeanMs !== undefined) req.downtimeMeanMs = flags.downtimeMeanMs;
+  if (flags.scenario === 'coordinator-crash') {
+    req.scenario = { kind: 'coordinator-crash', downtimeMs: flags.downtimeMs ?? 30_000 };
+  }
+  return req;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('dtx')
+    .description('distributed transactions for TypeScript: protocols, a deterministic simulator, and tools')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('sim')
+    .description('run one deterministic simulation and check it')
+    .addOption(
+      new Option('--protocol <name>', 'commit protocol').choices(protocolNames).makeOptionMandatory(),
+    )
+    .addOption(new Option('--workload <name>', 'workload').choices(workloadNames).default('toy'))
+    .requiredOption('--txns <n>', 'transactions to run', int('--txns', 1, 10_000_000))
+    .option('--seed <s>', 'PRNG seed; the same seed gives the same run', int('--seed', 0), 1)
+    .option('--participants <n>', 'participants (bank workload)', int('--participants', 2, 64))
+    .option('--concurrency <n>', 'clients running transactions at once', int('--concurrency', 1, 1000))
+    .option('--fail-rates <r1,r2,...>', 'per-participant probability that a forced write fails', rates)
+    .option('--loss <p>', 'message loss probability', num('--loss', 0, 1))
+    .option('--dup <p>', 'message duplication probability', num('--dup', 0, 1))
+    .option('--jitter-ms <ms>', 'mean extra message delay (exponential)', num('--jitter-ms', 0, 60_000))
+    .option('--rtt-ms <ms>', 'network round trip', num('--rtt-ms', 0, 60_000))
+    .option('--fsync-ms <ms>', 'latency of a forced write', num('--fsync-ms', 0, 60_000))
+    .option('--partitions', 'partitions (symmetric and one-way) start and heal during the run')
+    .option(
+      '--crash-rate <p>',
+      'probability that a node crashes during any one step',
+      num('--crash-rate', 0, 1),
+    )
+    .option(
+      '--downtime-mean-ms <ms>',
+      'mean downtime of a crashed node',
+      num('--downtime-mean-ms', 0, 3_600_000),
+    )
+    .addOption(new Option('--scenario <name>', 'a scripted fault').choices(['coordinator-crash']))
+    .option(
+      '--downtime-ms <ms>',
+      'coordinator downtime for --scenario coordinator-crash',
+      num('--downtime-ms', 0, 3_600_000),
+    )
+    .option('--json', 'print one JSON object on stdout')
+    .action((flags: SimFlags) => {
+      const { report } = runSim(simRequest(flags));
+      if (flags.json) writeJson(report);
+      else process.stdout.write(formatSimReport(report));
+    });
+
+  program
+    .command('swarm')
+    .description('run many seeds with random faults; stop at the first broken checker')
+    .addOption(
+      new Option('--protocol <name>', 'commit protocol').choices(protocolNames).makeOptionMandatory(),
+    )
+    .requiredOption('--seeds <n>', 'how many seeds', int('--seeds', 1, 100_000_000))
+    .option('--from <s>', 'first seed', int('--from', 0), 1)
+    .option('--json', 'print one JSON object on stdout')
+    .action((flags: { protocol: string; seeds: number; from: number; json?: boolean }) => {
+      if (!isProtocolName(flags.protocol))
+        throw new InvalidArgumentError(`unknown protocol "${flags.protocol}"`);
+      const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
+      const summary = runSwarm({
+        protocol: flags.protocol,
+        seeds: flags.seeds,
+        from: flags.from,
+        onSeed: (done) => bar?.update(done),
+      });
+      bar?.done();
+      const { failure, ...rest } = summary;
+      if (failure !== null) {
+        process.stderr.write(
+          `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s), ${failure.report.undecided} undecided\n` +
+            `reproduce with:\n  ${failure.command}\n`,
+        );
+      }
+      if (flags.json) {
+        writeJson({
+          ...rest,
+          failingSeed: failure?.seed ?? null,
+          reproduce: failure?.command ?? null,
+          firstViolations: failure?.report.violations.slice(0, 5) ?? [],
+        });
+      } else {
+        process.stdout.write(
+          `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
+            `${rest.undecidedAfterHeal} undecided after heal (${rest.wallMs} ms)\n`,
+        );
+      }
+      if (failure !== null) process.exitCode = 1;
+    });
+
+  program
+    .command('demo')
+    .description(
+      'naive commit next to two-phase commit: partial commits, and blocking when the coordinator dies',
+    )
+    .option(
+      '--txns <n>',
+      'transactions for the failure-rate comparison',
+      int('--txns', 1000, 10_000_000),
+      100_000,
+    )
+    .option(
+      '--downtime-ms <ms>',
+      'coordinator downtime in the crash scenario',
+      num('--downtime-ms', 0, 3_600_000),
+      30_000,
+    )
+    .option('--json', 'print one JSON object on stdout')
+    .action((flags: { txns: number; downtimeMs: number; json?: boolean }) => {
+      const result = runDemo(flags);
+      if (flags.json) writeJson(result.data);
+      else process.stdout.write(result.text);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
+        return 0;
+      return 2;
+    }
+    if (err instanceof InvalidArgumentError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

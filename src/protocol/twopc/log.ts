@@ -1,0 +1,18 @@
+// What a two-phase commit log must keep. Recovery (coordinator.recover and
+// participant.recover) reads only two things: `commit` records without an
+// `end` (the coordinator re-drives them) and `prepared` records without an
+// outcome (the participant is in doubt). Everything else can be dropped at a
+// checkpoint; this function is that checkpoint, shared by the simulator and
+// the runtime's log stores.
+
+import type { TxnId } from '../common/types.ts';
+import type { TwoPcRecord } from './types.ts';
+
+export function compactTwoPcLog(log: readonly TwoPcRecord[]): TwoPcRecord[] {
+  const open = new Map<TxnId, TwoPcRecord>();
+  for (const r of log) {
+    if (r.type === 'commit' || r.type === 'prepared') open.set(r.txn, r);
+    else open.delete(r.txn);
+  }
+  return [...open.values()];
+}

@@ -1,0 +1,43 @@
+// Deliberately broken protocol variants, built by rewriting a correct core's
+// effects. The swarm must catch each of them: a checker that cannot fail
+// proves nothing.
+
+import type { Effect, Role } from '../../src/protocol/common/types.ts';
+import { type AnyRole, makeProtocol, type SimProtocol } from '../../src/sim/protocols.ts';
+
+/** Wraps a role so that every `sendAfterPersist` leaves at once, before the write it depends on is durable. */
+export function sendingEagerly(role: AnyRole): AnyRole {
+  const eager = (effects: Effect<unknown, unknown>[]) =>
+    effects.map((e) => (e.type === 'sendAfterPersist' ? { type: 'send' as const, to: e.to, msg: e.msg } : e));
+  const wrapped: Role<unknown, unknown, unknown, unknown> = {
+    init: (self, config) => role.init(self, config),
+    recover(self, config, log) {
+      const r = role.recover(self, config, log);
+      return { state: r.state, effects: eager(r.effects) };
+    },
+    step(state, input) {
+      const r = role.step(state, input);
+      return { state: r.state, effects: eager(r.effects) };
+    },
+  };
+  return wrapped;
+}
+
+/** 2PC whose coordinator sends COMMIT before its commit record is durable. */
+export function twoPcCommitBeforeForce(): SimProtocol {
+  const p = makeProtocol('2pc');
+  const [coordinator] = p.nodes([]);
+  return {
+    ...p,
+    nodes: (participants) =>
+      p
+        .nodes(participants)
+        .map((n) => (n.id === coordinator!.id ? { ...n, role: sendingEagerly(n.role) } : n)),
+  };
+}
+
+/** 2PC whose participants vote YES before their prepared record is durable. */
+export function twoPcYesBeforeForce(): SimProtocol {
+  const p = makeProtocol('2pc');
+  return { ...p, participantRole: sendingEagerly(p.participantRole) };
+}

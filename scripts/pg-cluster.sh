@@ -86,7 +86,7 @@ stop_cluster() {
       sleep 0.2
     fi
   fi
-  rm -rf "$dir"
+  rm -rf "$dir" "$dir.initdb.log"
 }
 
 start_cluster() {

@@ -18,6 +18,9 @@
  * - `DTX_PREPARED_TXNS_DISABLED`: the PostgreSQL server runs with
  *   `max_prepared_transactions = 0`, so it cannot take part in two-phase commit.
  *   Fix the server configuration and restart it. Not retryable.
+ * - `DTX_UNSUPPORTED_SERVER`: the server cannot keep its promises as a
+ *   participant (a MariaDB older than 10.5 rolls prepared XA branches back
+ *   when their connection closes). Not retryable.
  * - `DTX_DUPLICATE_GID`: the gid is already used by another prepared branch on
  *   this resource. Not retryable.
  * - `DTX_BRANCH_NOT_FOUND`: the resource no longer knows a branch it must know
@@ -44,11 +47,24 @@
  * - `DTX_QUERY_FAILED`: the resource rejected a statement for a reason dtx does
  *   not classify (syntax error, constraint violation...). The branch was rolled
  *   back; `cause` holds the driver's error. Not retryable.
+ * - `DTX_ABORTED`: the coordinator decided to abort the transaction (a
+ *   participant voted NO, a vote did not come in time, the decision could not
+ *   be made durable). Nothing was committed anywhere. `cause` holds the first
+ *   participant's error when there was one. Retryable as a new transaction,
+ *   unless the cause says otherwise.
+ * - `DTX_OUTCOME_UNKNOWN`: the caller stopped waiting (timeout, coordinator
+ *   shut down) after the transaction was handed to the protocol and before its
+ *   outcome was known. It will be committed or aborted everywhere, atomically;
+ *   ask the coordinator (or run recovery) to learn which. Not retryable: a
+ *   retry could apply the work twice.
+ * - `DTX_INVALID_ARGUMENT`: a caller passed something dtx cannot use (an
+ *   unknown resource name, a bad option). Not retryable.
  */
 export type DtxErrorCode =
   | 'DTX_INVALID_GID'
   | 'DTX_INVALID_STATE'
   | 'DTX_PREPARED_TXNS_DISABLED'
+  | 'DTX_UNSUPPORTED_SERVER'
   | 'DTX_DUPLICATE_GID'
   | 'DTX_BRANCH_NOT_FOUND'
   | 'DTX_BRANCH_BUSY'
@@ -57,13 +73,17 @@ export type DtxErrorCode =
   | 'DTX_TIMEOUT'
   | 'DTX_RESOURCE_UNAVAILABLE'
   | 'DTX_HEURISTIC'
-  | 'DTX_QUERY_FAILED';
+  | 'DTX_QUERY_FAILED'
+  | 'DTX_ABORTED'
+  | 'DTX_OUTCOME_UNKNOWN'
+  | 'DTX_INVALID_ARGUMENT';
 
 /** Whether each code is worth retrying, unless the thrower says otherwise. */
 export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_INVALID_GID: false,
   DTX_INVALID_STATE: false,
   DTX_PREPARED_TXNS_DISABLED: false,
+  DTX_UNSUPPORTED_SERVER: false,
   DTX_DUPLICATE_GID: false,
   DTX_BRANCH_NOT_FOUND: false,
   DTX_BRANCH_BUSY: true,
@@ -73,6 +93,9 @@ export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_RESOURCE_UNAVAILABLE: true,
   DTX_HEURISTIC: false,
   DTX_QUERY_FAILED: false,
+  DTX_ABORTED: true,
+  DTX_OUTCOME_UNKNOWN: false,
+  DTX_INVALID_ARGUMENT: false,
 };
 
 export interface DtxErrorOptions {

@@ -81,7 +81,11 @@ export function checkGidPrefix(prefix: unknown, bytesMax: number = gidLimits.por
  * `dtx_<txnId>_<branch>`. Both parts must be gid-safe; the result is checked
  * against `bytesMax`.
  */
-export function makeGid(txnId: string, branch: string, bytesMax: number = gidLimits.portableBytesMax): string {
+export function makeGid(
+  txnId: string,
+  branch: string,
+  bytesMax: number = gidLimits.portableBytesMax,
+): string {
   return checkGid(`dtx_${txnId}_${branch}`, bytesMax);
 }
 

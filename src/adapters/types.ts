@@ -15,6 +15,7 @@
 //                  |--prepare()--> 'readOnly' -> already finished, nothing to resolve
 //                  |--rollback()-> rolledBack
 //   any failed query or failed prepare -> rolledBack (the error says why)
+//   connection lost during prepare     -> inDoubt (resolve by gid)
 //
 // Presumed abort: an active branch whose process or connection dies is rolled
 // back by the database and leaves no trace; only prepared branches survive.
@@ -25,15 +26,21 @@ export type Vote = 'yes' | 'readOnly';
 /**
  * What `commitPrepared`/`rollbackPrepared` did. `done`: this call found the
  * prepared branch and finished it. `unknown`: no prepared branch with that gid
- * exists here (never prepared, already resolved by an earlier call, or prepared
- * in another database). A coordinator retrying after a crash expects `unknown`
- * for branches it already resolved; seeing it for a branch it has not resolved
- * means someone else did (a heuristic decision, or a foreign recovery tool).
+ * exists here (never prepared, or already resolved by an earlier call). The
+ * database keeps no memory of resolved branches, so `unknown` cannot say which.
+ * A coordinator retrying after a crash expects `unknown` for branches it
+ * already resolved; seeing it for a branch it never resolved means someone else
+ * did (a heuristic decision, or a foreign recovery tool). Failures to reach or
+ * to act on the branch reject with a DtxError instead.
  */
 export type Resolution = 'done' | 'unknown';
 
-/** Where a `Branch` object is in its life. */
-export type BranchState = 'active' | 'prepared' | 'readOnly' | 'rolledBack';
+/**
+ * Where a `Branch` object is in its life. `inDoubt`: the connection broke while
+ * the prepare was in flight, so the branch may or may not be prepared on the
+ * server; only resolving it by gid settles it.
+ */
+export type BranchState = 'active' | 'prepared' | 'readOnly' | 'rolledBack' | 'inDoubt';
 
 /** A branch of a global transaction on one resource. */
 export interface Branch {

@@ -1,0 +1,642 @@
+// The MariaDB (and MySQL-compatible) resource adapter, over `mysql2`. It owns
+// the mapping from the ResourceAdapter port to XA:
+//
+//   begin    -> a pooled connection, XA START xid
+//   prepare  -> XA END xid; XA PREPARE xid  (or XA END; XA ROLLBACK and vote
+//               readOnly when the session's Handler_write/update/delete counters
+//               did not move, i.e. the branch changed no row)
+//   resolve  -> XA COMMIT / XA ROLLBACK xid
+//   recover  -> XA RECOVER, decoded back to dtx gids
+//
+// Every XA statement goes over the text protocol (`query`, never `execute`:
+// the binary protocol refuses XA). An xid is a gid split after its 64th byte
+// into gtrid and bqual, plus a formatID (default 1, MariaDB's own default).
+//
+// MariaDB-specific behaviour this module works around, seen on 10.11:
+// - After XA PREPARE the session is stuck in the PREPARED state until that
+//   xid is resolved, and another session's XA COMMIT of it answers XAER_NOTA
+//   for as long as the preparing session stays connected. So the adapter keeps
+//   the preparing connection and resolves on it when it can; `close()` destroys
+//   such connections, which detaches their branches (they survive, 10.5+).
+//   Resolving from another connection treats XAER_NOTA for an xid that XA
+//   RECOVER still lists as "not detached yet": it waits up to `detachWaitMs`,
+//   then reports DTX_BRANCH_BUSY (retryable) rather than a false `unknown`.
+// - A read-only XA branch that is prepared answers XA COMMIT with
+//   XA_RBROLLBACK. Hence the readOnly vote: such branches are never prepared.
+//
+// `mysql2` is loaded lazily by createMariaDbAdapter.
+
+import type {
+  QueryResult as MysqlQueryResult,
+  Pool,
+  PoolConnection,
+  PoolOptions,
+  ResultSetHeader,
+  RowDataPacket,
+} from 'mysql2/promise';
+import { DtxError, HeuristicError, LockConflictError, ResourceUnavailableError } from '../errors.ts';
+import { checkGid, checkGidPrefix, gidLimits, isValidGid, sqlStringLiteral } from './gid.ts';
+import {
+  checkNonNegativeInteger,
+  messageOf,
+  networkErrorCodes,
+  numberField,
+  SerialQueue,
+  sleep,
+  stringField,
+} from './internal.ts';
+import type {
+  BranchState,
+  PreparedBranchInfo,
+  Resolution,
+  ResourceAdapter,
+  SqlBranch,
+  SqlResult,
+  SqlRow,
+  Vote,
+} from './types.ts';
+
+export type MariaDbIsolationLevel =
+  | 'read uncommitted'
+  | 'read committed'
+  | 'repeatable read'
+  | 'serializable';
+
+export interface MariaDbAdapterOptions {
+  /** A `mysql2/promise` pool to use. The adapter never ends a pool it was given. */
+  pool?: Pool;
+  /** Or connection settings: the adapter then creates a pool and ends it on `close()`. */
+  connection?: PoolOptions;
+  /** Isolation level of every branch. Default: the server's (repeatable read). */
+  isolationLevel?: MariaDbIsolationLevel;
+  /**
+   * `innodb_lock_wait_timeout` for branch sessions, in whole seconds (MariaDB's
+   * unit). Set per session, so it stays on pooled connections.
+   */
+  lockWaitTimeoutSeconds?: number;
+  /** XID formatID of dtx branches. Default 1; with binlog on it must fit in 4 bytes. */
+  formatId?: number;
+  /**
+   * Check the server version once, before the first branch: prepared XA
+   * branches must survive disconnects (MariaDB 10.5+, MySQL 5.7.7+). Default true.
+   */
+  checkPrerequisites?: boolean;
+  /**
+   * How long a resolve waits for a branch that XA RECOVER lists but that is
+   * still attached to another session (a crashed coordinator's connection the
+   * server has not dropped yet) before giving up with DTX_BRANCH_BUSY. Default 2000.
+   */
+  detachWaitMs?: number;
+}
+
+/** One XID, as MariaDB wants it. */
+interface Xid {
+  gtrid: string;
+  bqual: string;
+  formatId: number;
+}
+
+const xidPartBytesMax = 64;
+
+/** Splits a gid after its 64th byte. Gids are ASCII, so bytes are characters. */
+export function gidToXid(gid: string, formatId = 1): Xid {
+  return { gtrid: gid.slice(0, xidPartBytesMax), bqual: gid.slice(xidPartBytesMax), formatId };
+}
+
+/** `'gtrid','bqual',formatId` for XA statements. Only ever called on checked gids. */
+function xidSql(xid: Xid): string {
+  return `${sqlStringLiteral(xid.gtrid)},${sqlStringLiteral(xid.bqual)},${xid.formatId}`;
+}
+
+const isolationSql: Record<MariaDbIsolationLevel, string> = {
+  'read uncommitted': 'READ UNCOMMITTED',
+  'read committed': 'READ COMMITTED',
+  'repeatable read': 'REPEATABLE READ',
+  serializable: 'SERIALIZABLE',
+};
+
+// MariaDB error numbers (see mysql2/lib/constants/errors.js).
+const ER_CON_COUNT_ERROR = 1040;
+const ER_SERVER_SHUTDOWN = 1053;
+const ER_LOCK_WAIT_TIMEOUT = 1205;
+const ER_LOCK_DEADLOCK = 1213;
+const ER_XAER_NOTA = 1397;
+const ER_XA_RBROLLBACK = 1402;
+const ER_XAER_DUPID = 1440;
+const ER_XA_RBTIMEOUT = 1613;
+const ER_XA_RBDEADLOCK = 1614;
+const ER_CONNECTION_KILLED = 1927;
+const ER_STATEMENT_TIMEOUT = 1969;
+const ER_LOCK_NOWAIT = 3572;
+
+/** The server's error number, for errors the server sent. */
+function errnoOf(error: unknown): number | undefined {
+  if (stringField(error, 'sqlState') === undefined && stringField(error, 'sqlMessage') === undefined) {
+    return undefined;
+  }
+  return numberField(error, 'errno');
+}
+
+function isConnectionError(error: unknown): boolean {
+  if (error instanceof DtxError) return false;
+  const code = stringField(error, 'code');
+  if (code !== undefined && (networkErrorCodes.has(code) || code.startsWith('PROTOCOL_'))) return true;
+  const errno = errnoOf(error);
+  if (errno === ER_CON_COUNT_ERROR || errno === ER_SERVER_SHUTDOWN || errno === ER_CONNECTION_KILLED)
+    return true;
+  if (typeof error === 'object' && error !== null && (error as { fatal?: unknown }).fatal === true)
+    return true;
+  return /closed state|Connection lost|connect ETIMEDOUT|Pool is closed/i.test(messageOf(error));
+}
+
+/** Turns a `mysql2` error into a DtxError. */
+export function classifyMariaDbError(
+  error: unknown,
+  context: { gid?: string; what: string; inDoubt?: boolean },
+): DtxError {
+  if (error instanceof DtxError) return error;
+  const base = { cause: error, gid: context.gid };
+  const detail = `${context.what}: ${messageOf(error)}`;
+  if (isConnectionError(error)) {
+    return new ResourceUnavailableError(`MariaDB unavailable during ${detail}`, {
+      ...base,
+      inDoubt: context.inDoubt ?? false,
+    });
+  }
+  switch (errnoOf(error)) {
+    case ER_LOCK_WAIT_TIMEOUT:
+    case ER_LOCK_DEADLOCK:
+    case ER_LOCK_NOWAIT:
+    case ER_XA_RBDEADLOCK:
+    case ER_XA_RBTIMEOUT:
+      return new LockConflictError(`lock conflict during ${detail}`, base);
+    case ER_STATEMENT_TIMEOUT:
+      return new DtxError('DTX_TIMEOUT', `statement timed out during ${detail}`, base);
+    case ER_XAER_DUPID:
+      return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);
+    case ER_XAER_NOTA:
+      return new DtxError('DTX_BRANCH_NOT_FOUND', `MariaDB does not know the branch: ${detail}`, base);
+  }
+  return new DtxError('DTX_QUERY_FAILED', `MariaDB rejected ${detail}`, base);
+}
+
+/** Session counters of rows written, updated and deleted (any engine); SHOW STATUS itself moves none of them. */
+const handlerCountersSql =
+  "SHOW SESSION STATUS WHERE Variable_name IN ('Handler_write', 'Handler_update', 'Handler_delete')";
+
+async function rowChangeCount(connection: PoolConnection): Promise<bigint> {
+  const [rows] = await connection.query<RowDataPacket[]>(handlerCountersSql);
+  let total = 0n;
+  for (const row of rows) total += BigInt(String(row.Value ?? 0));
+  return total;
+}
+
+/**
+ * True when a server of this `SELECT VERSION()` keeps a prepared XA branch
+ * when its connection closes: MariaDB 10.5 and later, MySQL 5.7.7 and later.
+ * Older servers roll it back, which breaks two-phase commit.
+ */
+export function xaSurvivesDisconnect(version: string): boolean {
+  const match = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (match === null) return false;
+  const [major, minor, patch] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  const atLeast = (a: number, b: number, c: number) =>
+    major !== a ? major > a : minor !== b ? minor > b : patch >= c;
+  return /mariadb/i.test(version) ? atLeast(10, 5, 0) : atLeast(5, 7, 7);
+}
+
+/** Listens for a connection's asynchronous errors while dtx holds it (else they would crash the process). */
+function guard(connection: PoolConnection, onError: () => void): () => void {
+  const core = connection.connection;
+  core.on('error', onError);
+  return () => core.removeListener('error', onError);
+}
+
+export class MariaDbBranch implements SqlBranch {
+  readonly gid: string;
+  #state: BranchState = 'active';
+  #connection: PoolConnection | undefined;
+  #adapter: MariaDbAdapter;
+  #xid: string;
+  #changesAtStart: bigint;
+  #queue = new SerialQueue();
+  #connectionLost = false;
+  #unguard: () => void;
+
+  /** @internal Use `MariaDbAdapter.begin`. */
+  constructor(
+    adapter: MariaDbAdapter,
+    gid: string,
+    xid: string,
+    connection: PoolConnection,
+    changesAtStart: bigint,
+  ) {
+    this.#adapter = adapter;
+    this.gid = gid;
+    this.#xid = xid;
+    this.#connection = connection;
+    this.#changesAtStart = changesAtStart;
+    this.#unguard = guard(connection, () => {
+      this.#connectionLost = true;
+    });
+  }
+
+  get state(): BranchState {
+    return this.#state;
+  }
+
+  query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<Row>> {
+    return this.#queue.run(async () => {
+      const connection = this.#activeConnection('query');
+      try {
+        const [result] = await connection.query<MysqlQueryResult>(sql, [...params]);
+        if (Array.isArray(result)) return { rows: result as unknown as Row[], rowCount: result.length };
+        return { rows: [], rowCount: (result as ResultSetHeader).affectedRows };
+      } catch (error) {
+        const failure = classifyMariaDbError(error, { gid: this.gid, what: 'a branch query' });
+        await this.#abort(isConnectionError(error));
+        throw failure;
+      }
+    });
+  }
+
+  prepare(): Promise<Vote> {
+    return this.#queue.run(async () => {
+      const connection = this.#activeConnection('prepare');
+      let readOnly: boolean;
+      try {
+        readOnly = (await rowChangeCount(connection)) === this.#changesAtStart;
+        await connection.query(`XA END ${this.#xid}`);
+      } catch (error) {
+        const failure = classifyMariaDbError(error, { gid: this.gid, what: 'XA END' });
+        await this.#abort(isConnectionError(error));
+        throw failure;
+      }
+      if (readOnly) {
+        try {
+          await connection.query(`XA ROLLBACK ${this.#xid}`);
+        } catch (error) {
+          const failure = classifyMariaDbError(error, { gid: this.gid, what: 'read-only XA ROLLBACK' });
+          this.#detach('rolledBack', true);
+          throw failure;
+        }
+        this.#detach('readOnly', false);
+        return 'readOnly';
+      }
+      try {
+        await connection.query(`XA PREPARE ${this.#xid}`);
+      } catch (error) {
+        if (isConnectionError(error)) {
+          this.#detach('inDoubt', true);
+          throw classifyMariaDbError(error, { gid: this.gid, what: 'XA PREPARE', inDoubt: true });
+        }
+        const failure = classifyMariaDbError(error, { gid: this.gid, what: 'XA PREPARE' });
+        await this.#abort(false);
+        throw failure;
+      }
+      // The session now stays in the PREPARED state: hand the connection to the adapter to resolve on.
+      this.#state = 'prepared';
+      this.#connection = undefined;
+      this.#unguard();
+      this.#adapter.holdPrepared(this, this.gid, connection);
+      return 'yes';
+    });
+  }
+
+  rollback(): Promise<void> {
+    return this.#queue.run(async () => {
+      if (this.#state === 'rolledBack' || this.#state === 'readOnly') return;
+      if (this.#state !== 'active') {
+        throw new DtxError(
+          'DTX_INVALID_STATE',
+          `branch ${this.gid} is ${this.#state}: resolve it with adapter.rollbackPrepared(gid)`,
+          { gid: this.gid },
+        );
+      }
+      await this.#abort(false);
+    });
+  }
+
+  /** @internal Used by `MariaDbAdapter.close`. */
+  abandon(): Promise<void> {
+    return this.rollback().catch(() => undefined);
+  }
+
+  #activeConnection(operation: string): PoolConnection {
+    if (this.#state !== 'active' || this.#connection === undefined) {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `cannot ${operation} branch ${this.gid}: it is ${this.#state}`,
+        {
+          gid: this.gid,
+        },
+      );
+    }
+    if (this.#connectionLost) {
+      this.#detach('rolledBack', true);
+      throw new ResourceUnavailableError(
+        `connection of branch ${this.gid} was lost; the branch is rolled back`,
+        {
+          gid: this.gid,
+        },
+      );
+    }
+    return this.#connection;
+  }
+
+  /**
+   * Rolls the unprepared branch back and releases its connection. XA END may
+   * fail when the branch is already ended or rolled back by the server; the
+   * XA ROLLBACK that follows settles it either way. When anything fails the
+   * connection is destroyed: the server rolls back an unprepared XA branch
+   * whose connection closes.
+   */
+  async #abort(connectionBroken: boolean): Promise<void> {
+    const connection = this.#connection;
+    if (connection === undefined) return;
+    let destroy = connectionBroken || this.#connectionLost;
+    if (!destroy) {
+      try {
+        await connection.query(`XA END ${this.#xid}`).catch(() => undefined);
+        await connection.query(`XA ROLLBACK ${this.#xid}`);
+      } catch (error) {
+        // XAER_NOTA: the server already rolled it back and forgot it; the session is clean.
+        if (errnoOf(error) !== ER_XAER_NOTA) destroy = true;
+      }
+    }
+    this.#detach('rolledBack', destroy);
+  }
+
+  #detach(state: BranchState, destroy: boolean): void {
+    const connection = this.#connection;
+    this.#state = state;
+    this.#connection = undefined;
+    this.#unguard();
+    if (connection !== undefined) {
+      if (destroy) connection.destroy();
+      else connection.release();
+    }
+    this.#adapter.forget(this);
+  }
+}
+
+export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
+  readonly kind = 'mariadb';
+  readonly gidBytesMax = gidLimits.mariadbBytesMax;
+  readonly formatId: number;
+  #pool: Pool;
+  #ownsPool: boolean;
+  #options: MariaDbAdapterOptions;
+  #active = new Set<MariaDbBranch>();
+  /** Connections whose session holds a prepared xid, by gid. */
+  #held = new Map<string, { connection: PoolConnection; unguard: () => void }>();
+  #closed = false;
+  #prerequisites: Promise<void> | undefined;
+
+  /** The pool branches are drawn from, for plain (non-2PC) statements such as schema setup. */
+  get pool(): Pool {
+    return this.#pool;
+  }
+
+  /** @internal Use `createMariaDbAdapter`. */
+  constructor(pool: Pool, ownsPool: boolean, options: MariaDbAdapterOptions) {
+    checkNonNegativeInteger(options.lockWaitTimeoutSeconds, 'lockWaitTimeoutSeconds');
+    checkNonNegativeInteger(options.formatId, 'formatId');
+    checkNonNegativeInteger(options.detachWaitMs, 'detachWaitMs');
+    if (options.formatId !== undefined && options.formatId > 0x7fffffff) {
+      throw new RangeError(`formatId must fit in 4 bytes, got ${options.formatId}`);
+    }
+    this.#pool = pool;
+    this.#ownsPool = ownsPool;
+    this.#options = options;
+    this.formatId = options.formatId ?? 1;
+  }
+
+  /**
+   * Throws DTX_UNSUPPORTED_SERVER when the server rolls prepared XA branches
+   * back on disconnect (MariaDB before 10.5, MySQL before 5.7.7). `begin` runs
+   * it once per adapter unless `checkPrerequisites: false`.
+   */
+  async checkPrerequisites(): Promise<void> {
+    this.#checkOpen();
+    let version: string;
+    try {
+      const [rows] = await this.#pool.query<RowDataPacket[]>('SELECT VERSION() AS version');
+      version = String(rows[0]?.version ?? '');
+    } catch (error) {
+      throw classifyMariaDbError(error, { what: 'the server version check' });
+    }
+    if (!xaSurvivesDisconnect(version)) {
+      throw new DtxError(
+        'DTX_UNSUPPORTED_SERVER',
+        `server ${version} rolls prepared XA transactions back when their connection closes; ` +
+          'two-phase commit needs MariaDB 10.5+ or MySQL 5.7.7+',
+      );
+    }
+  }
+
+  async begin(gid: string): Promise<MariaDbBranch> {
+    const xid = xidSql(gidToXid(checkGid(gid, this.gidBytesMax), this.formatId));
+    this.#checkOpen();
+    if (this.#options.checkPrerequisites !== false) {
+      this.#prerequisites ??= this.checkPrerequisites().catch((error: unknown) => {
+        this.#prerequisites = undefined;
+        throw error;
+      });
+      await this.#prerequisites;
+    }
+    let connection: PoolConnection;
+    try {
+      connection = await this.#pool.getConnection();
+    } catch (error) {
+      throw classifyMariaDbError(error, { gid, what: 'connect' });
+    }
+    let changesAtStart: bigint;
+    try {
+      if (this.#options.lockWaitTimeoutSeconds !== undefined) {
+        // An integer checked in the constructor.
+        await connection.query(
+          `SET SESSION innodb_lock_wait_timeout = ${this.#options.lockWaitTimeoutSeconds}`,
+        );
+      }
+      if (this.#options.isolationLevel !== undefined) {
+        await connection.query(
+          `SET TRANSACTION ISOLATION LEVEL ${isolationSql[this.#options.isolationLevel]}`,
+        );
+      }
+      changesAtStart = await rowChangeCount(connection);
+      await connection.query(`XA START ${xid}`);
+    } catch (error) {
+      connection.destroy();
+      throw classifyMariaDbError(error, { gid, what: 'XA START' });
+    }
+    const branch = new MariaDbBranch(this, gid, xid, connection, changesAtStart);
+    this.#active.add(branch);
+    if (this.#closed) {
+      await branch.abandon();
+      this.#checkOpen();
+    }
+    return branch;
+  }
+
+  commitPrepared(gid: string): Promise<Resolution> {
+    return this.#resolve(gid, 'commit');
+  }
+
+  rollbackPrepared(gid: string): Promise<Resolution> {
+    return this.#resolve(gid, 'rollback');
+  }
+
+  async listPrepared(prefix = ''): Promise<PreparedBranchInfo[]> {
+    checkGidPrefix(prefix, this.gidBytesMax);
+    this.#checkOpen();
+    const gids = await this.#recover();
+    return gids
+      .filter((gid) => gid.startsWith(prefix))
+      .sort()
+      .map((gid) => ({ gid }));
+  }
+
+  /**
+   * Rolls back active branches, ends the pool if the adapter made it, and
+   * closes the connections holding prepared branches: the branches detach from
+   * them and stay prepared (MariaDB 10.5+), for any process to resolve by gid.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#active].map((branch) => branch.abandon()));
+    for (const { connection, unguard } of this.#held.values()) {
+      unguard();
+      connection.destroy();
+    }
+    this.#held.clear();
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  /** @internal A branch that has finished. */
+  forget(branch: MariaDbBranch): void {
+    this.#active.delete(branch);
+  }
+
+  /** @internal A branch that prepared: keep its connection to resolve on. */
+  holdPrepared(branch: MariaDbBranch, gid: string, connection: PoolConnection): void {
+    this.#active.delete(branch);
+    if (this.#closed) {
+      connection.destroy();
+      return;
+    }
+    const entry = {
+      connection,
+      unguard: guard(connection, () => {
+        // The connection died: the branch detached from it and is resolvable from any session.
+        if (this.#held.get(gid) === entry) this.#held.delete(gid);
+      }),
+    };
+    this.#held.set(gid, entry);
+  }
+
+  async #resolve(gid: string, decision: 'commit' | 'rollback'): Promise<Resolution> {
+    const xid = xidSql(gidToXid(checkGid(gid, this.gidBytesMax), this.formatId));
+    this.#checkOpen();
+    const statement = decision === 'commit' ? `XA COMMIT ${xid}` : `XA ROLLBACK ${xid}`;
+
+    const held = this.#held.get(gid);
+    if (held !== undefined) {
+      this.#held.delete(gid);
+      held.unguard();
+      try {
+        await held.connection.query(statement);
+        held.connection.release();
+        return 'done';
+      } catch (error) {
+        if (isConnectionError(error)) {
+          // The branch detached when the connection broke; resolve it from the pool below.
+          held.connection.destroy();
+        } else {
+          held.connection.destroy();
+          return this.#resolved(error, gid, decision);
+        }
+      }
+    }
+
+    const detachWaitMs = this.#options.detachWaitMs ?? 2000;
+    const deadline = Date.now() + detachWaitMs;
+    for (;;) {
+      try {
+        await this.#pool.query(statement);
+        return 'done';
+      } catch (error) {
+        if (errnoOf(error) !== ER_XAER_NOTA) return this.#resolved(error, gid, decision);
+      }
+      // XAER_NOTA: unknown, unless XA RECOVER still lists it (attached to a live or dying session).
+      if (!(await this.#recover()).includes(gid)) return 'unknown';
+      if (Date.now() >= deadline) {
+        throw new DtxError(
+          'DTX_BRANCH_BUSY',
+          `branch ${gid} is prepared but still attached to another MariaDB session after ${detachWaitMs} ms; ` +
+            'retry once that session has ended',
+          { gid },
+        );
+      }
+      await sleep(25);
+    }
+  }
+
+  /** Maps the error of an XA COMMIT/ROLLBACK that did not succeed. */
+  #resolved(error: unknown, gid: string, decision: 'commit' | 'rollback'): Resolution {
+    const errno = errnoOf(error);
+    if (errno === ER_XAER_NOTA) return 'unknown';
+    if (errno === ER_XA_RBROLLBACK || errno === ER_XA_RBDEADLOCK || errno === ER_XA_RBTIMEOUT) {
+      // The server rolled the branch back on its own.
+      if (decision === 'rollback') return 'done';
+      throw new HeuristicError(
+        `MariaDB rolled back branch ${gid} instead of committing it (${messageOf(error)}); ` +
+          'a read-only XA branch that was prepared reports this too',
+        { cause: error, gid, decision, outcome: 'rolledBack' },
+      );
+    }
+    throw classifyMariaDbError(error, { gid, what: decision === 'commit' ? 'XA COMMIT' : 'XA ROLLBACK' });
+  }
+
+  /** Gids of the prepared dtx branches XA RECOVER reports (other formatIDs and foreign xids skipped). */
+  async #recover(): Promise<string[]> {
+    let rows: RowDataPacket[];
+    try {
+      [rows] = await this.#pool.query<RowDataPacket[]>('XA RECOVER');
+    } catch (error) {
+      throw classifyMariaDbError(error, { what: 'XA RECOVER' });
+    }
+    const gids: string[] = [];
+    for (const row of rows) {
+      if (Number(row.formatID) !== this.formatId) continue;
+      const data: unknown = row.data;
+      const text = Buffer.isBuffer(data) ? data.toString('latin1') : String(data);
+      const gtridLength = Number(row.gtrid_length);
+      const bqualLength = Number(row.bqual_length);
+      if (text.length !== gtridLength + bqualLength) continue;
+      const gid = text;
+      const canonical = gidToXid(gid, this.formatId);
+      if (canonical.gtrid.length !== gtridLength || !isValidGid(gid, this.gidBytesMax)) continue;
+      gids.push(gid);
+    }
+    return gids;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new DtxError('DTX_INVALID_STATE', 'the MariaDB adapter is closed');
+  }
+}
+
+/**
+ * Creates a MariaDB adapter. Connects lazily: nothing is sent to the server
+ * until the first call that needs it.
+ */
+export async function createMariaDbAdapter(options: MariaDbAdapterOptions): Promise<MariaDbAdapter> {
+  if (options.pool !== undefined) return new MariaDbAdapter(options.pool, false, options);
+  if (options.connection === undefined)
+    throw new TypeError('createMariaDbAdapter needs `pool` or `connection`');
+  const { createPool } = await import('mysql2/promise');
+  const pool = createPool({ ...options.connection, multipleStatements: false });
+  return new MariaDbAdapter(pool, true, options);
+}

@@ -1,0 +1,498 @@
+// The PostgreSQL resource adapter, over `pg`. It owns the mapping from the
+// ResourceAdapter port to PostgreSQL's two-phase commit:
+//
+//   begin    -> a pooled connection, BEGIN (plus per-branch SET LOCAL timeouts)
+//   prepare  -> PREPARE TRANSACTION 'gid'  (or COMMIT and vote readOnly when the
+//               branch was never assigned a transaction id, i.e. wrote nothing)
+//   resolve  -> COMMIT PREPARED / ROLLBACK PREPARED 'gid' on any connection
+//   recover  -> pg_prepared_xacts, filtered to the current database
+//
+// and the translation of PostgreSQL's errors into dtx's typed errors. The
+// server must run with max_prepared_transactions > 0; when it does not, the
+// adapter says so with PreparedTxnsDisabledError instead of a bare SQL error.
+//
+// `pg` is loaded lazily by createPostgresAdapter, so importing this module (or
+// the adapters index) does not require the driver to be installed.
+
+import type { Pool, PoolClient, PoolConfig } from 'pg';
+import {
+  DtxError,
+  LockConflictError,
+  PreparedTxnsDisabledError,
+  ResourceUnavailableError,
+} from '../errors.ts';
+import { checkGid, checkGidPrefix, gidLimits, gidLiteral, isValidGid } from './gid.ts';
+import {
+  checkNonNegativeInteger,
+  messageOf,
+  networkErrorCodes,
+  SerialQueue,
+  stringField,
+} from './internal.ts';
+import type {
+  BranchState,
+  PreparedBranchInfo,
+  Resolution,
+  ResourceAdapter,
+  SqlBranch,
+  SqlResult,
+  SqlRow,
+  Vote,
+} from './types.ts';
+
+export type PostgresIsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+
+export interface PostgresAdapterOptions {
+  /** A pool to use. The adapter never ends a pool it was given. */
+  pool?: Pool;
+  /** Or connection settings: the adapter then creates a pool and ends it on `close()`. */
+  connection?: PoolConfig;
+  /** Isolation level of every branch. Default: the server's default (read committed). */
+  isolationLevel?: PostgresIsolationLevel;
+  /** `lock_timeout` inside each branch: a lock wait longer than this fails with DTX_LOCK_CONFLICT. */
+  lockTimeoutMs?: number;
+  /** `statement_timeout` inside each branch: a statement longer than this fails with DTX_TIMEOUT. */
+  statementTimeoutMs?: number;
+  /**
+   * Vote `readOnly` (commit locally, skip phase two) when a branch wrote
+   * nothing. Default true. Turn it off when a read-only branch must keep its
+   * locks or its serializable snapshot until the global decision.
+   */
+  readOnlyVote?: boolean;
+  /**
+   * Check `max_prepared_transactions` once, before the first branch, so that a
+   * misconfigured server fails at `begin` rather than at `prepare`. Default true.
+   */
+  checkPrerequisites?: boolean;
+}
+
+const isolationSql: Record<PostgresIsolationLevel, string> = {
+  'read committed': 'READ COMMITTED',
+  'repeatable read': 'REPEATABLE READ',
+  serializable: 'SERIALIZABLE',
+};
+
+/** SQLSTATEs that mean the connection or the server is going away. */
+const unavailableSqlStates = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '53300', '53000']);
+
+/** True for errors the server sent (they carry a SQLSTATE and a severity). */
+function sqlStateOf(error: unknown): string | undefined {
+  const code = stringField(error, 'code');
+  if (code === undefined || stringField(error, 'severity') === undefined) return undefined;
+  return code;
+}
+
+function isConnectionError(error: unknown): boolean {
+  const code = stringField(error, 'code');
+  if (code !== undefined && networkErrorCodes.has(code)) return true;
+  const sqlState = sqlStateOf(error);
+  if (sqlState !== undefined) return sqlState.startsWith('08') || unavailableSqlStates.has(sqlState);
+  return /Connection terminated|Connection ended|not queryable|timeout exceeded when trying to connect|connection error/i.test(
+    messageOf(error),
+  );
+}
+
+/**
+ * Turns a `pg` error into a DtxError. `inDoubt` marks a connection failure
+ * while PREPARE TRANSACTION was in flight.
+ */
+export function classifyPostgresError(
+  error: unknown,
+  context: { gid?: string; what: string; inDoubt?: boolean },
+): DtxError {
+  if (error instanceof DtxError) return error;
+  const base = { cause: error, gid: context.gid };
+  const detail = `${context.what}: ${messageOf(error)}`;
+  if (isConnectionError(error)) {
+    return new ResourceUnavailableError(`PostgreSQL unavailable during ${detail}`, {
+      ...base,
+      inDoubt: context.inDoubt ?? false,
+    });
+  }
+  const sqlState = sqlStateOf(error);
+  const message = messageOf(error);
+  switch (sqlState) {
+    case '40001':
+      return new DtxError('DTX_SERIALIZATION_FAILURE', `serialization failure during ${detail}`, base);
+    case '40P01':
+    case '55P03':
+      return new LockConflictError(`lock conflict during ${detail}`, base);
+    case '57014':
+      return new DtxError('DTX_TIMEOUT', `statement timed out or was canceled during ${detail}`, base);
+    case '42710':
+      if (/transaction identifier/.test(message)) {
+        return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);
+      }
+      break;
+    case '55000':
+      if (/prepared transactions are disabled/i.test(message)) return new PreparedTxnsDisabledError(base);
+      if (/is busy/.test(message)) {
+        return new DtxError('DTX_BRANCH_BUSY', `prepared branch is busy in another session: ${detail}`, base);
+      }
+      break;
+  }
+  return new DtxError('DTX_QUERY_FAILED', `PostgreSQL rejected ${detail}`, base);
+}
+
+function connectionFailure(error: unknown): boolean {
+  return !(error instanceof DtxError) && isConnectionError(error);
+}
+
+/** A connection-level failure makes a client unusable: destroy it instead of pooling it. */
+function releaseClient(client: PoolClient, destroy: boolean): void {
+  try {
+    client.release(destroy ? true : undefined);
+  } catch {
+    // Already released: nothing to do.
+  }
+}
+
+export class PostgresBranch implements SqlBranch {
+  readonly gid: string;
+  #state: BranchState = 'active';
+  #client: PoolClient | undefined;
+  #adapter: PostgresAdapter;
+  #queue = new SerialQueue();
+  #readOnlyVote: boolean;
+  #connectionLost = false;
+  #onClientError = (): void => {
+    this.#connectionLost = true;
+  };
+
+  /** @internal Use `PostgresAdapter.begin`. */
+  constructor(adapter: PostgresAdapter, gid: string, client: PoolClient, readOnlyVote: boolean) {
+    this.#adapter = adapter;
+    this.gid = gid;
+    this.#client = client;
+    this.#readOnlyVote = readOnlyVote;
+    client.on('error', this.#onClientError);
+  }
+
+  get state(): BranchState {
+    return this.#state;
+  }
+
+  query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<Row>> {
+    return this.#queue.run(async () => {
+      const client = this.#activeClient('query');
+      try {
+        const result = await client.query<Row>(sql, [...params]);
+        if (client.getTransactionStatus() !== 'T') {
+          // COMMIT, ROLLBACK or PREPARE TRANSACTION sent through query(): the work escaped the branch.
+          throw new DtxError(
+            'DTX_INVALID_STATE',
+            `a statement ended the transaction of branch ${this.gid}; transaction control ` +
+              '(COMMIT, ROLLBACK, PREPARE TRANSACTION) belongs to the adapter, not to query()',
+            { gid: this.gid },
+          );
+        }
+        // A multi-statement string (no params) yields one result per statement: report the last.
+        const last = Array.isArray(result) ? (result.at(-1) as typeof result) : result;
+        const rows: Row[] = last?.rows ?? [];
+        return { rows, rowCount: last?.rowCount ?? rows.length };
+      } catch (error) {
+        const failure = classifyPostgresError(error, { gid: this.gid, what: 'a branch query' });
+        await this.#finish('rolledBack', connectionFailure(error), true);
+        throw failure;
+      }
+    });
+  }
+
+  prepare(): Promise<Vote> {
+    return this.#queue.run(async () => {
+      const client = this.#activeClient('prepare');
+      if (this.#readOnlyVote) {
+        let readOnly: boolean;
+        try {
+          const probe = await client.query<{ readOnly: boolean }>(
+            'SELECT txid_current_if_assigned() IS NULL AS "readOnly"',
+          );
+          readOnly = probe.rows[0]?.readOnly === true;
+        } catch (error) {
+          const failure = classifyPostgresError(error, { gid: this.gid, what: 'prepare' });
+          await this.#finish('rolledBack', connectionFailure(error), true);
+          throw failure;
+        }
+        if (readOnly) {
+          try {
+            const done = await client.query('COMMIT');
+            if (done.command !== 'COMMIT') throw new Error(`server answered ${done.command} to COMMIT`);
+          } catch (error) {
+            const failure = classifyPostgresError(error, { gid: this.gid, what: 'read-only commit' });
+            await this.#finish('rolledBack', connectionFailure(error), true);
+            throw failure;
+          }
+          await this.#finish('readOnly', false, false);
+          return 'readOnly';
+        }
+      }
+      let command: string;
+      try {
+        const result = await client.query(
+          `PREPARE TRANSACTION ${gidLiteral(this.gid, gidLimits.postgresBytesMax)}`,
+        );
+        command = result.command;
+      } catch (error) {
+        if (connectionFailure(error)) {
+          await this.#finish('inDoubt', true, false);
+          throw classifyPostgresError(error, { gid: this.gid, what: 'PREPARE TRANSACTION', inDoubt: true });
+        }
+        // A server error: PREPARE TRANSACTION failing rolls the transaction back.
+        let failure = classifyPostgresError(error, { gid: this.gid, what: 'PREPARE TRANSACTION' });
+        if (failure.code === 'DTX_QUERY_FAILED' && sqlStateOf(error) === '55000') {
+          if (await this.#adapter.preparedTxnsDisabled(client)) {
+            failure = new PreparedTxnsDisabledError({ cause: error, gid: this.gid });
+          }
+        }
+        await this.#finish('rolledBack', false, false);
+        throw failure;
+      }
+      if (command !== 'PREPARE') {
+        // The server rolled back instead (the transaction had failed): a NO vote, never a silent yes.
+        await this.#finish('rolledBack', false, false);
+        throw new DtxError(
+          'DTX_QUERY_FAILED',
+          `PostgreSQL answered ${command} to PREPARE TRANSACTION: the branch had failed and was rolled back`,
+          { gid: this.gid },
+        );
+      }
+      await this.#finish('prepared', false, false);
+      return 'yes';
+    });
+  }
+
+  rollback(): Promise<void> {
+    return this.#queue.run(async () => {
+      if (this.#state === 'rolledBack' || this.#state === 'readOnly') return;
+      if (this.#state !== 'active') {
+        throw new DtxError(
+          'DTX_INVALID_STATE',
+          `branch ${this.gid} is ${this.#state}: resolve it with adapter.rollbackPrepared(gid)`,
+          { gid: this.gid },
+        );
+      }
+      await this.#finish('rolledBack', false, true);
+    });
+  }
+
+  /** @internal Used by `PostgresAdapter.close`. */
+  abandon(): Promise<void> {
+    return this.rollback().catch(() => undefined);
+  }
+
+  #activeClient(operation: string): PoolClient {
+    if (this.#state !== 'active' || this.#client === undefined) {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `cannot ${operation} branch ${this.gid}: it is ${this.#state}`,
+        {
+          gid: this.gid,
+        },
+      );
+    }
+    if (this.#connectionLost) {
+      const client = this.#client;
+      this.#detach(client, 'rolledBack', true);
+      throw new ResourceUnavailableError(
+        `connection of branch ${this.gid} was lost; the branch is rolled back`,
+        {
+          gid: this.gid,
+        },
+      );
+    }
+    return this.#client;
+  }
+
+  /** Ends the branch locally: optional ROLLBACK, then give the connection back (or destroy it). */
+  async #finish(state: BranchState, destroy: boolean, sendRollback: boolean): Promise<void> {
+    const client = this.#client;
+    if (client === undefined) return;
+    let broken = destroy || this.#connectionLost;
+    if (sendRollback && !broken) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        // The server rolls back an open transaction when its connection closes.
+        broken = true;
+      }
+    }
+    this.#detach(client, state, broken);
+  }
+
+  #detach(client: PoolClient, state: BranchState, destroy: boolean): void {
+    this.#state = state;
+    this.#client = undefined;
+    client.removeListener('error', this.#onClientError);
+    releaseClient(client, destroy);
+    this.#adapter.forget(this);
+  }
+}
+
+export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
+  readonly kind = 'postgres';
+  readonly gidBytesMax = gidLimits.postgresBytesMax;
+  #pool: Pool;
+  #ownsPool: boolean;
+  #options: PostgresAdapterOptions;
+  #beginSql: string;
+  #active = new Set<PostgresBranch>();
+  #prerequisites: Promise<void> | undefined;
+  #closed = false;
+
+  /** The pool branches are drawn from, for plain (non-2PC) statements such as schema setup. */
+  get pool(): Pool {
+    return this.#pool;
+  }
+
+  /** @internal Use `createPostgresAdapter`. */
+  constructor(pool: Pool, ownsPool: boolean, options: PostgresAdapterOptions) {
+    checkNonNegativeInteger(options.lockTimeoutMs, 'lockTimeoutMs');
+    checkNonNegativeInteger(options.statementTimeoutMs, 'statementTimeoutMs');
+    this.#pool = pool;
+    this.#ownsPool = ownsPool;
+    this.#options = options;
+    const statements = [
+      options.isolationLevel === undefined
+        ? 'BEGIN'
+        : `BEGIN ISOLATION LEVEL ${isolationSql[options.isolationLevel]}`,
+    ];
+    // Integers checked above, so these are safe to splice into SQL.
+    if (options.lockTimeoutMs !== undefined)
+      statements.push(`SET LOCAL lock_timeout = ${options.lockTimeoutMs}`);
+    if (options.statementTimeoutMs !== undefined) {
+      statements.push(`SET LOCAL statement_timeout = ${options.statementTimeoutMs}`);
+    }
+    this.#beginSql = statements.join('; ');
+  }
+
+  /**
+   * Throws PreparedTxnsDisabledError when the server has
+   * max_prepared_transactions = 0. `begin` runs it once per adapter unless
+   * `checkPrerequisites: false`.
+   */
+  async checkPrerequisites(): Promise<void> {
+    this.#checkOpen();
+    let setting: number;
+    try {
+      const result = await this.#pool.query<{ n: number }>(
+        "SELECT current_setting('max_prepared_transactions')::int AS n",
+      );
+      setting = result.rows[0]?.n ?? 0;
+    } catch (error) {
+      throw classifyPostgresError(error, { what: 'the max_prepared_transactions check' });
+    }
+    if (setting <= 0) throw new PreparedTxnsDisabledError();
+  }
+
+  async begin(gid: string): Promise<PostgresBranch> {
+    checkGid(gid, this.gidBytesMax);
+    this.#checkOpen();
+    if (this.#options.checkPrerequisites !== false) {
+      this.#prerequisites ??= this.checkPrerequisites().catch((error: unknown) => {
+        this.#prerequisites = undefined;
+        throw error;
+      });
+      await this.#prerequisites;
+    }
+    let client: PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw classifyPostgresError(error, { gid, what: 'connect' });
+    }
+    try {
+      await client.query(this.#beginSql);
+    } catch (error) {
+      releaseClient(client, true);
+      throw classifyPostgresError(error, { gid, what: 'BEGIN' });
+    }
+    const branch = new PostgresBranch(this, gid, client, this.#options.readOnlyVote !== false);
+    this.#active.add(branch);
+    if (this.#closed) {
+      await branch.abandon();
+      this.#checkOpen();
+    }
+    return branch;
+  }
+
+  commitPrepared(gid: string): Promise<Resolution> {
+    return this.#resolve(gid, 'COMMIT PREPARED');
+  }
+
+  rollbackPrepared(gid: string): Promise<Resolution> {
+    return this.#resolve(gid, 'ROLLBACK PREPARED');
+  }
+
+  async listPrepared(prefix = ''): Promise<PreparedBranchInfo[]> {
+    checkGidPrefix(prefix, this.gidBytesMax);
+    this.#checkOpen();
+    try {
+      const result = await this.#pool.query<{ gid: string; prepared: Date }>(
+        'SELECT gid, prepared FROM pg_prepared_xacts ' +
+          'WHERE database = current_database() AND left(gid, length($1::text)) = $1::text ORDER BY gid',
+        [prefix],
+      );
+      return result.rows
+        .filter((row) => isValidGid(row.gid, this.gidBytesMax))
+        .map((row) => ({ gid: row.gid, preparedAt: row.prepared }));
+    } catch (error) {
+      throw classifyPostgresError(error, { what: 'listing pg_prepared_xacts' });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#active].map((branch) => branch.abandon()));
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  /** @internal A branch that has finished. */
+  forget(branch: PostgresBranch): void {
+    this.#active.delete(branch);
+  }
+
+  /** @internal After a 55000 from PREPARE TRANSACTION: is it the disabled setting? */
+  async preparedTxnsDisabled(client: PoolClient): Promise<boolean> {
+    try {
+      const result = await client.query<{ n: number }>(
+        "SELECT current_setting('max_prepared_transactions')::int AS n",
+      );
+      return (result.rows[0]?.n ?? 0) <= 0;
+    } catch {
+      return false;
+    }
+  }
+
+  async #resolve(gid: string, statement: 'COMMIT PREPARED' | 'ROLLBACK PREPARED'): Promise<Resolution> {
+    const literal = gidLiteral(gid, this.gidBytesMax);
+    this.#checkOpen();
+    try {
+      await this.#pool.query(`${statement} ${literal}`);
+      return 'done';
+    } catch (error) {
+      // 42704 undefined_object: "prepared transaction with identifier ... does not exist".
+      if (sqlStateOf(error) === '42704') return 'unknown';
+      throw classifyPostgresError(error, { gid, what: statement });
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new DtxError('DTX_INVALID_STATE', 'the PostgreSQL adapter is closed');
+  }
+}
+
+/**
+ * Creates a PostgreSQL adapter. Connects lazily: nothing is sent to the server
+ * until the first call that needs it.
+ */
+export async function createPostgresAdapter(options: PostgresAdapterOptions): Promise<PostgresAdapter> {
+  if (options.pool !== undefined) return new PostgresAdapter(options.pool, false, options);
+  if (options.connection === undefined)
+    throw new TypeError('createPostgresAdapter needs `pool` or `connection`');
+  const { Pool: PgPool } = await import('pg');
+  const pool = new PgPool(options.connection);
+  // An idle pooled connection that dies is dropped by the pool; without a listener it would crash the process.
+  pool.on('error', () => undefined);
+  return new PostgresAdapter(pool, true, options);
+}

@@ -1,0 +1,472 @@
+// The two-phase commit coordinator for real databases: the pure presumed-abort
+// core (src/protocol/twopc/coordinator.ts) driven by the runtime Driver, with a
+// durable log, and a transport that turns protocol messages into calls on
+// resource adapters (src/adapters): PREPARE becomes `branch.prepare()`, COMMIT
+// `commitPrepared(gid)`, ABORT a rollback. The databases are the participants;
+// their own logs are the participants' forced writes.
+//
+// Owns: transaction ids and gids, the callback-scoped `transaction()` API, and
+// recovery — re-driving every commit record without an end, and rolling back
+// (presumed abort) every prepared branch with this coordinator's gid prefix
+// that the log does not say to commit. It reports heuristic outcomes (a branch
+// someone resolved by hand) instead of hiding them.
+
+import { randomBytes } from 'node:crypto';
+import type { ResourceAdapter } from '../adapters/types.ts';
+import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '../errors.ts';
+import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
+import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
+import { compactTwoPcLog } from '../protocol/twopc/log.ts';
+import { defaultTwoPcConfig, type TwoPcConfig, type TwoPcMsg, type TwoPcRecord } from '../protocol/twopc/types.ts';
+import { Driver } from './driver.ts';
+import type { DurableLog } from './log/types.ts';
+
+/**
+ * Timing for real databases. The simulator's defaults assume a 1 ms network;
+ * a real prepare includes the database's fsync and may queue behind other work.
+ */
+const runtimeTiming = { voteTimeoutMs: 10_000, commitResendMs: 1_000 } as const;
+
+/** The name a client gets in the core; the runtime has exactly one kind of client, the caller. */
+const appClient = 'app';
+const resourceNamePattern = /^[A-Za-z0-9][A-Za-z0-9.-]{0,31}$/;
+const coordinatorNamePattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,15}$/;
+
+export interface CoordinatorOptions {
+  /** The coordinator's durable log (see src/runtime/log). */
+  log: DurableLog<TwoPcRecord>;
+  /** The participants, by name. Names appear in gids: letters, digits, `.` and `-`, at most 32. */
+  resources: Record<string, ResourceAdapter>;
+  /**
+   * This coordinator's name, part of every gid it makes (`dtx_<name>.<...>`).
+   * Recovery only touches branches with its own name, so several coordinators
+   * can share databases. A standby taking over must use the same name.
+   */
+  name?: string;
+  /**
+   * When `transaction()` resolves: `'committed'` (default) once every branch
+   * has been committed, so the caller reads its own writes on every database;
+   * `'durable'` as soon as the commit decision is durable in the log — one
+   * round trip sooner, but a read right after may still see a branch locked or
+   * not yet applied (it will be, recovery guarantees it).
+   */
+  acknowledge?: 'committed' | 'durable';
+  /** Protocol timing (see TwoPcConfig). The vote timeout bounds a whole prepare phase. */
+  timing?: Partial<Omit<TwoPcConfig, 'incarnation'>>;
+  /** Called for every heuristic outcome found (also collected in `heuristics`). */
+  onHeuristic?: (error: HeuristicError) => void;
+  /**
+   * Fault injection for crash tests: called at named points of each
+   * transaction (`prepared:<k>` after the k-th branch prepared, `prepared:all`,
+   * `committing:<k>` before the commit of a branch with k already committed,
+   * `committed:<k>`), with the transaction's ordinal in this process. A crash
+   * test kills the process there (SIGKILL).
+   */
+  faults?: { point(point: string, txnOrdinal: number): void };
+}
+
+/** What a transaction callback gets: one branch per resource, opened on first use. */
+export interface Transaction {
+  readonly id: TxnId;
+  /** The branch of this transaction on `resource`; opened (BEGIN / XA START) on first use. */
+  branch<B = unknown>(resource: string): Promise<B>;
+  /** Runs a statement in this transaction's branch on a SQL resource. */
+  query<Row extends Record<string, unknown> = Record<string, unknown>>(
+    resource: string,
+    sql: string,
+    params?: readonly unknown[],
+  ): Promise<{ rows: Row[]; rowCount: number }>;
+}
+
+export interface RecoveryReport {
+  /** Transactions whose commit the log records and which were re-driven to the databases. */
+  recommitted: TxnId[];
+  /** Prepared branches rolled back because the log has no commit for them (presumed abort). */
+  rolledBack: string[];
+  /** Branches found resolved by someone else: heuristic outcomes. */
+  heuristics: HeuristicError[];
+}
+
+interface ActiveTxn {
+  ordinal: number;
+  prepared: number;
+  commitsStarted: number;
+  commitsDone: number;
+  branches: Map<string, { gid: string; branch: PreparingBranch; voted: boolean }>;
+  /** The first error a participant gave while voting: the reason for an abort. */
+  cause: unknown;
+  outcome?: (outcome: Outcome) => void;
+  /** Ends the caller's wait with an error (log failure). */
+  fail?: (err: DtxError) => void;
+  /** Branches still to be committed (acknowledge: 'committed'). */
+  unacked: Set<string>;
+  allCommitted?: () => void;
+}
+
+interface PreparingBranch {
+  prepare(): Promise<'yes' | 'readOnly'>;
+  rollback(): Promise<void>;
+  query?(sql: string, params?: readonly unknown[]): Promise<{ rows: unknown[]; rowCount: number }>;
+}
+
+export class Coordinator {
+  readonly name: string;
+  readonly heuristics: HeuristicError[] = [];
+  private readonly driver: Driver<ReturnType<typeof twoPcCoordinator.init>, TwoPcMsg, TwoPcRecord, Partial<TwoPcConfig>>;
+  private readonly active = new Map<TxnId, ActiveTxn>();
+  /** Transactions re-driven by recovery: their branches' gids, to tell what to expect. */
+  private readonly recovering = new Set<TxnId>();
+  private readonly incarnation: string;
+  private counter = 0;
+  /** Phase-two calls in flight, by message type and gid: a resend must not race its original. */
+  private readonly inflight = new Set<string>();
+  private started = false;
+  private closing = false;
+  private appendsSinceCheckpoint = 0;
+  private failure: unknown;
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.name = options.name ?? 'c1';
+    if (!coordinatorNamePattern.test(this.name)) {
+      throw new DtxError('DTX_INVALID_ARGUMENT', `coordinator name ${JSON.stringify(this.name)} must match ${coordinatorNamePattern}`);
+    }
+    for (const resource of Object.keys(options.resources)) {
+      if (!resourceNamePattern.test(resource)) {
+        throw new DtxError('DTX_INVALID_ARGUMENT', `resource name ${JSON.stringify(resource)} must match ${resourceNamePattern}`);
+      }
+    }
+    // Unique per process start: attempt names and transaction ids embed it.
+    this.incarnation = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+    this.driver = new Driver(
+      twoPcCoordinator,
+      this.name,
+      { ...defaultTwoPcConfig, ...runtimeTiming, ...options.timing, incarnation: this.incarnation },
+      {
+        log: countingLog(options.log, () => this.appendsSinceCheckpoint++),
+        send: (to, msg) => this.deliver(to, msg),
+        outcome: (txn, _client, outcome) => this.onOutcome(txn, outcome),
+        halted: (err) => this.onLogFailure(err),
+      },
+    );
+  }
+
+  /** The gid prefix of every branch this coordinator makes. */
+  get gidPrefix(): string {
+    return `dtx_${this.name}.`;
+  }
+
+  gidFor(txn: TxnId, resource: string): string {
+    return `dtx_${txn}_${resource}`;
+  }
+
+  private adapter(resource: string): ResourceAdapter {
+    const adapter = this.options.resources[resource];
+    if (adapter === undefined) {
+      throw new DtxError('DTX_INVALID_ARGUMENT', `no resource named ${JSON.stringify(resource)}`);
+    }
+    return adapter;
+  }
+
+  /**
+   * Load the log, re-drive every commit it records without an end, and roll
+   * back every prepared branch of ours that it does not say to commit. Call
+   * once before `transaction()`.
+   */
+  async start(): Promise<RecoveryReport> {
+    if (this.started) throw new DtxError('DTX_INVALID_STATE', 'coordinator already started');
+    this.started = true;
+    let committing = new Set<TxnId>();
+    await this.driver.start(() => {
+      committing = this.committingTxns();
+      for (const txn of committing) this.recovering.add(txn);
+    });
+    const report: RecoveryReport = { recommitted: [...committing], rolledBack: [], heuristics: [] };
+    for (const [resource, adapter] of Object.entries(this.options.resources)) {
+      for (const { gid } of await adapter.listPrepared(this.gidPrefix)) {
+        const txn = this.txnOfGid(gid, resource);
+        if (txn === null || committing.has(txn) || this.active.has(txn)) continue;
+        await adapter.rollbackPrepared(gid);
+        report.rolledBack.push(gid);
+      }
+    }
+    await this.untilRecovered();
+    report.heuristics.push(...this.heuristics);
+    return report;
+  }
+
+  private txnOfGid(gid: string, resource: string): TxnId | null {
+    const suffix = `_${resource}`;
+    if (!gid.startsWith(this.gidPrefix) || !gid.endsWith(suffix)) return null;
+    return gid.slice('dtx_'.length, gid.length - suffix.length);
+  }
+
+  private committingTxns(): Set<TxnId> {
+    const state = this.driver.peek();
+    return new Set([...state.txns].filter(([, t]) => t.phase === 'committing').map(([txn]) => txn));
+  }
+
+  /** Resolves once every transaction recovery re-drives has been committed everywhere. */
+  async untilRecovered(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.committingTxns().size > 0 && [...this.committingTxns()].some((t) => this.recovering.has(t))) {
+      if (Date.now() > deadline) {
+        throw new ResourceUnavailableError('recovery could not commit every re-driven transaction in time');
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /**
+   * Run `work` as one atomic transaction across the resources it touches.
+   * Returning commits it through two-phase commit; throwing rolls every branch
+   * back and rethrows. Rejects with `DTX_ABORTED` when the protocol aborts.
+   *
+   * @example
+   * await coordinator.transaction(async (tx) => {
+   *   await tx.query('pg', 'update accounts set balance = balance - $1 where id = $2', [500, 'alice']);
+   *   await tx.query('maria', 'update accounts set balance = balance + ? where id = ?', [500, 'shop']);
+   * });
+   */
+  async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+    if (!this.started) throw new DtxError('DTX_INVALID_STATE', 'call start() before transaction()');
+    if (this.closing) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
+    if (this.failure !== undefined) {
+      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', 'the coordinator log failed; restart the coordinator to recover', {
+        cause: this.failure,
+        retryable: false,
+      });
+    }
+    const ordinal = ++this.counter;
+    const id: TxnId = `${this.name}.${this.incarnation}.${ordinal.toString(36)}`;
+    const txn: ActiveTxn = {
+      ordinal,
+      prepared: 0,
+      commitsStarted: 0,
+      commitsDone: 0,
+      branches: new Map(),
+      cause: undefined,
+      unacked: new Set(),
+    };
+    this.active.set(id, txn);
+    const opening = new Map<string, Promise<PreparingBranch>>();
+    const open = (resource: string): Promise<PreparingBranch> => {
+      let p = opening.get(resource);
+      if (p === undefined) {
+        const gid = this.gidFor(id, resource);
+        p = this.adapter(resource)
+          .begin(gid)
+          .then((branch) => {
+            txn.branches.set(resource, { gid, branch: branch as PreparingBranch, voted: false });
+            return branch as PreparingBranch;
+          });
+        opening.set(resource, p);
+      }
+      return p;
+    };
+    const tx: Transaction = {
+      id,
+      branch: async <B>(resource: string) => (await open(resource)) as B,
+      query: async (resource, sql, params) => {
+        const branch = await open(resource);
+        if (branch.query === undefined) {
+          throw new DtxError('DTX_INVALID_ARGUMENT', `resource ${resource} is not a SQL resource; use tx.branch()`);
+        }
+        return (await branch.query(sql, params)) as { rows: never[]; rowCount: number };
+      },
+    };
+    let result: T;
+    try {
+      result = await work(tx);
+      await Promise.all(opening.values());
+    } catch (err) {
+      await Promise.allSettled([...opening.values()].map(async (p) => (await p).rollback()));
+      this.active.delete(id);
+      throw err;
+    }
+    if (txn.branches.size === 0) {
+      this.active.delete(id);
+      return result;
+    }
+    const outcome = await new Promise<Outcome>((resolve, reject) => {
+      txn.outcome = resolve;
+      txn.fail = reject;
+      this.driver.input({ type: 'begin', txn: id, participants: [...txn.branches.keys()], client: appClient });
+    });
+    if (outcome !== 'committed') {
+      this.active.delete(id);
+      const cause = txn.cause;
+      throw new DtxError(
+        'DTX_ABORTED',
+        `transaction ${id} aborted${cause instanceof Error ? `: ${cause.message}` : ''}`,
+        { cause, retryable: isDtxError(cause) ? cause.retryable : true },
+      );
+    }
+    if ((this.options.acknowledge ?? 'committed') === 'committed' && txn.unacked.size > 0) {
+      await new Promise<void>((resolve, reject) => {
+        txn.allCommitted = resolve;
+        txn.fail = reject;
+      });
+    }
+    this.active.delete(id);
+    return result;
+  }
+
+  /**
+   * The log failed: stop as if crashed. Transactions waiting for a decision get
+   * DTX_OUTCOME_UNKNOWN — their commit record may or may not be durable, and
+   * only recovery from the log, on the next start, can tell.
+   */
+  private onLogFailure(err: unknown): void {
+    this.failure = err;
+    for (const [txn, t] of this.active) {
+      t.fail?.(
+        new DtxError('DTX_OUTCOME_UNKNOWN', `the coordinator log failed while transaction ${txn} was being decided`, {
+          cause: err,
+        }),
+      );
+    }
+  }
+
+  private onOutcome(txn: TxnId, outcome: Outcome): void {
+    const t = this.active.get(txn);
+    if (t === undefined) return;
+    if (outcome === 'committed') {
+      for (const [resource, b] of t.branches) if (b.voted) t.unacked.add(resource);
+    }
+    t.outcome?.(outcome);
+  }
+
+  /** The transport: what a protocol message to a participant means for its database. */
+  private deliver(to: NodeId, msg: TwoPcMsg): void {
+    const key = `${msg.type} ${msg.txn} ${to}`;
+    if (this.inflight.has(key)) return;
+    this.inflight.add(key);
+    this.handle(to, msg)
+      .catch((err: unknown) => {
+        // A failed COMMIT is retried by the core's resend timer; a failed ABORT
+        // leaves a prepared branch for the recovery sweep. Neither may crash us.
+        if (!this.closing) process.emitWarning(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
+      })
+      .finally(() => this.inflight.delete(key));
+  }
+
+  private async handle(resource: NodeId, msg: TwoPcMsg): Promise<void> {
+    const t = this.active.get(msg.txn);
+    const entry = t?.branches.get(resource);
+    const gid = entry?.gid ?? this.gidFor(msg.txn, resource);
+    switch (msg.type) {
+      case 'PREPARE': {
+        const reply = (vote: 'yes' | 'no' | 'readOnly') =>
+          this.driver.input({
+            type: 'receive',
+            from: resource,
+            msg: { type: 'VOTE', txn: msg.txn, attempt: msg.attempt, vote },
+          });
+        if (entry === undefined) return reply('no');
+        try {
+          const vote = await entry.branch.prepare();
+          entry.voted = vote === 'yes';
+          if (t !== undefined && vote === 'yes') {
+            t.prepared++;
+            this.point(`prepared:${t.prepared}`, t);
+            if (t.prepared === t.branches.size) this.point('prepared:all', t);
+          }
+          reply(vote);
+        } catch (err) {
+          if (t !== undefined && t.cause === undefined) t.cause = err;
+          reply('no');
+        }
+        return;
+      }
+      case 'COMMIT': {
+        if (t !== undefined) this.point(`committing:${t.commitsStarted++}`, t);
+        const resolution = await this.adapter(resource).commitPrepared(gid);
+        if (t !== undefined) this.point(`committed:${++t.commitsDone}`, t);
+        if (resolution === 'unknown' && !this.recovering.has(msg.txn) && entry?.voted) {
+          // We saw this branch prepare and have not committed it: someone else resolved it.
+          this.heuristic(
+            new HeuristicError(`branch ${gid} was already resolved by someone else before dtx committed it`, {
+              decision: 'commit',
+              outcome: 'unknown',
+              gid,
+            }),
+          );
+        }
+        this.driver.input({ type: 'receive', from: resource, msg: { type: 'ACK', txn: msg.txn } });
+        if (t !== undefined) {
+          t.unacked.delete(resource);
+          if (t.unacked.size === 0) t.allCommitted?.();
+        }
+        if (this.recovering.has(msg.txn) && !this.committingTxns().has(msg.txn)) this.recovering.delete(msg.txn);
+        this.maybeCheckpoint();
+        return;
+      }
+      case 'ABORT': {
+        if (entry !== undefined && !entry.voted) {
+          await entry.branch.rollback();
+          return;
+        }
+        const resolution = await this.adapter(resource).rollbackPrepared(gid);
+        if (resolution === 'unknown' && entry?.voted) {
+          this.heuristic(
+            new HeuristicError(`branch ${gid} was already resolved by someone else before dtx rolled it back`, {
+              decision: 'rollback',
+              outcome: 'unknown',
+              gid,
+            }),
+          );
+        }
+        return;
+      }
+      case 'VOTE':
+      case 'ACK':
+      case 'INQUIRY':
+        return; // participant-bound only
+    }
+  }
+
+  private point(name: string, t: ActiveTxn): void {
+    this.options.faults?.point(name, t.ordinal);
+  }
+
+  private heuristic(err: HeuristicError): void {
+    this.heuristics.push(err);
+    this.options.onHeuristic?.(err);
+  }
+
+  /** Truncate the log to what recovery needs once it has grown (see compactTwoPcLog). */
+  private maybeCheckpoint(): void {
+    if (this.appendsSinceCheckpoint < 10_000) return;
+    this.appendsSinceCheckpoint = 0;
+    const keep: TwoPcRecord[] = [];
+    for (const [txn, t] of this.driver.peek().txns) {
+      if (t.phase === 'committing') keep.push({ type: 'commit', txn, participants: [...t.committers], client: t.client });
+    }
+    void this.options.log.checkpoint(compactTwoPcLog(keep)).catch(() => undefined);
+  }
+
+  /** Stop: no new transactions; wait for in-flight log writes. Prepared branches stay for recovery. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.driver.close();
+  }
+}
+
+function countingLog(log: DurableLog<TwoPcRecord>, onAppend: () => void): DurableLog<TwoPcRecord> {
+  return {
+    append(records, force) {
+      onAppend();
+      return log.append(records, force);
+    },
+    load: () => log.load(),
+    checkpoint: (keep) => log.checkpoint(keep),
+    close: () => log.close(),
+    get stats() {
+      return log.stats;
+    },
+  };
+}
+
+export function createCoordinator(options: CoordinatorOptions): Coordinator {
+  return new Coordinator(options);
+}

@@ -1,0 +1,187 @@
+// The runtime driver: executes a protocol core's effects for real, with
+// wall-clock timers, a durable log and a transport. It is the runtime twin of
+// the simulator's World, and follows the same ordering rule
+// (src/protocol/common/types.ts): an after-persist effect runs only once every
+// write this node issued so far is durable.
+//
+// A failed log write is different here from the simulator's failing disk: a
+// real store cannot say whether the records reached stable storage (see
+// log/types.ts), so telling the core `persistFailed` — which lets a
+// coordinator abort — could contradict a commit record that did land. The
+// driver therefore fails stop, like a crash: it halts, drops everything that
+// waited on the write, and reports the error; recovery from the log on the
+// next start decides what happened.
+//
+// Owns: one node's core state, its timers and its in-flight writes. It does not
+// know any protocol; the transport decides what a message to another node
+// means (for the 2PC coordinator: a call on a database adapter).
+
+import type { Effect, Input, NodeId, Outcome, Role, TimerId, TxnId } from '../protocol/common/types.ts';
+import type { DurableLog } from './log/types.ts';
+
+export interface DriverPorts<M, R> {
+  log: DurableLog<R>;
+  /** Deliver `msg` to node `to`. Must not throw; failures are the transport's to handle (or to drop, like a network). */
+  send(to: NodeId, msg: M): void;
+  /** The core decided how a transaction ends for its client. */
+  outcome(txn: TxnId, client: NodeId, outcome: Outcome): void;
+  /** The core applied or gave up local work (participant roles only). */
+  resource?(txn: TxnId, action: 'commit' | 'abort' | 'release'): void;
+  /** The log failed: the driver has halted, as if the process had crashed. */
+  halted(err: unknown): void;
+}
+
+type AnyEffect<M, R> = Effect<M, R>;
+
+export class Driver<S, M, R, C> {
+  private state: S | undefined;
+  private readonly timers = new Map<TimerId, ReturnType<typeof setTimeout>>();
+  private issuedSeq = 0;
+  /** Every write up to this one has settled (durable or failed). */
+  private doneSeq = 0;
+  private readonly settledSeqs = new Set<number>();
+  private barriers: { uptoSeq: number; effects: AnyEffect<M, R>[] }[] = [];
+  private halted = false;
+  private idle: (() => void)[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly role: Role<S, M, R, C>,
+    readonly self: NodeId,
+    private readonly config: C,
+    private readonly ports: DriverPorts<M, R>,
+  ) {}
+
+  /**
+   * Rebuild the node from its log (recovery) and carry out what recovery asks
+   * for. `onRecovered` sees the rebuilt state before any of that starts.
+   */
+  async start(onRecovered?: (state: S) => void): Promise<void> {
+    const log = await this.ports.log.load();
+    const { state, effects } = this.role.recover(this.self, this.config, log);
+    this.state = state;
+    onRecovered?.(state);
+    this.execute(effects);
+  }
+
+  /** Read-only access for status pages and tests. */
+  peek(): S {
+    if (this.state === undefined) throw new Error('driver not started');
+    return this.state;
+  }
+
+  input(input: Input<M>): void {
+    if (this.closed || this.state === undefined) return;
+    const { state, effects } = this.role.step(this.state, input);
+    this.state = state;
+    this.execute(effects);
+  }
+
+  private execute(effects: readonly AnyEffect<M, R>[]): void {
+    const later: AnyEffect<M, R>[] = [];
+    for (const e of effects) {
+      switch (e.type) {
+        case 'persist':
+          this.persist(e.record, e.force);
+          break;
+        case 'sendAfterPersist':
+          later.push(e);
+          break;
+        case 'resource':
+        case 'reportOutcome':
+          if (e.afterPersist) later.push(e);
+          else this.apply(e);
+          break;
+        default:
+          this.apply(e);
+      }
+    }
+    if (later.length === 0) return;
+    if (this.doneSeq === this.issuedSeq) {
+      for (const e of later) this.apply(e);
+      return;
+    }
+    this.barriers.push({ uptoSeq: this.issuedSeq, effects: later });
+  }
+
+  /** True once a log failure stopped the driver. */
+  get failed(): boolean {
+    return this.halted;
+  }
+
+  private persist(record: R, force: boolean): void {
+    const seq = ++this.issuedSeq;
+    this.ports.log.append([record], force).then(
+      () => this.settle(seq),
+      (err: unknown) => this.halt(err),
+    );
+  }
+
+  private settle(seq: number): void {
+    this.settledSeqs.add(seq);
+    while (this.settledSeqs.has(this.doneSeq + 1)) this.settledSeqs.delete(++this.doneSeq);
+    const ready = this.barriers.filter((b) => b.uptoSeq <= this.doneSeq);
+    if (ready.length > 0) this.barriers = this.barriers.filter((b) => b.uptoSeq > this.doneSeq);
+    for (const b of ready) if (!this.closed) for (const e of b.effects) this.apply(e);
+    if (this.doneSeq === this.issuedSeq) for (const resolve of this.idle.splice(0)) resolve();
+  }
+
+  private halt(err: unknown): void {
+    if (this.halted) return;
+    this.halted = true;
+    this.closed = true;
+    for (const handle of this.timers.values()) clearTimeout(handle);
+    this.timers.clear();
+    this.barriers = [];
+    for (const resolve of this.idle.splice(0)) resolve();
+    this.ports.halted(err);
+  }
+
+  private apply(e: AnyEffect<M, R>): void {
+    switch (e.type) {
+      case 'send':
+      case 'sendAfterPersist':
+        this.ports.send(e.to, e.msg);
+        return;
+      case 'setTimer': {
+        const old = this.timers.get(e.timer);
+        if (old !== undefined) clearTimeout(old);
+        const handle = setTimeout(() => {
+          if (this.timers.get(e.timer) !== handle) return;
+          this.timers.delete(e.timer);
+          this.input({ type: 'timeout', timer: e.timer });
+        }, e.delayMs);
+        this.timers.set(e.timer, handle);
+        return;
+      }
+      case 'cancelTimer': {
+        const handle = this.timers.get(e.timer);
+        if (handle !== undefined) clearTimeout(handle);
+        this.timers.delete(e.timer);
+        return;
+      }
+      case 'resource':
+        this.ports.resource?.(e.txn, e.action);
+        return;
+      case 'reportOutcome':
+        this.ports.outcome(e.txn, e.client, e.outcome);
+        return;
+      case 'persist':
+        throw new Error('persist effects are carried out by execute()');
+    }
+  }
+
+  /** Wait until every write issued so far has settled. */
+  settled(): Promise<void> {
+    if (this.halted || this.doneSeq === this.issuedSeq) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  /** Stop timers and stop stepping; in-flight writes still complete in the log. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const handle of this.timers.values()) clearTimeout(handle);
+    this.timers.clear();
+    await this.settled();
+  }
+}

@@ -4,11 +4,14 @@
 // and found nothing), 1 a check failed, 2 the command line was wrong.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { isDtxError } from '../errors.ts';
 import { isProtocolName, protocolNames } from '../sim/protocols.ts';
 import { runSim, type SimRequest } from '../sim/run.ts';
 import { runSwarm } from '../sim/swarm.ts';
 import { workloadNames } from '../sim/workloads.ts';
+import { crashPoints, runBench, runRecover, runVerify } from './bench.ts';
 import { runDemo } from './demo.ts';
+import { formatRealDemo, type RealDemoRound, runRealDemo } from './demo-real.ts';
 import { formatSimReport, progressBar } from './format.ts';
 
 function int(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -186,26 +189,116 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description(
-      'naive commit next to two-phase commit: partial commits, and blocking when the coordinator dies',
-    )
-    .option(
-      '--txns <n>',
-      'transactions for the failure-rate comparison',
-      int('--txns', 1000, 10_000_000),
-      100_000,
-    )
-    .option(
-      '--downtime-ms <ms>',
-      'coordinator downtime in the crash scenario',
-      num('--downtime-ms', 0, 3_600_000),
-      30_000,
-    )
+    .description('naive commit next to two-phase commit: in the simulator, then on real SQLite databases killed mid-flight')
+    .option('--txns <n>', 'transactions for the failure-rate comparison', int('--txns', 1000, 10_000_000), 100_000)
+    .option('--downtime-ms <ms>', 'coordinator downtime in the crash scenario', num('--downtime-ms', 0, 3_600_000), 30_000)
+    .option('--rounds <n>', 'kill rounds per protocol on the real databases', int('--rounds', 1, 20), 2)
+    .option('--dir <path>', 'where the demo keeps its SQLite files', '.dtx/demo')
+    .option('--no-real', 'only the simulated part')
     .option('--json', 'print one JSON object on stdout')
-    .action((flags: { txns: number; downtimeMs: number; json?: boolean }) => {
-      const result = runDemo(flags);
-      if (flags.json) writeJson(result.data);
-      else process.stdout.write(result.text);
+    .action(async (flags: { txns: number; downtimeMs: number; rounds: number; dir: string; real: boolean; json?: boolean }) => {
+      const sim = runDemo(flags);
+      if (!flags.json) process.stdout.write(sim.text);
+      let real: RealDemoRound[] = [];
+      if (flags.real) {
+        if (!flags.json) process.stdout.write('\n');
+        real = await runRealDemo({
+          dir: flags.dir,
+          rounds: flags.rounds,
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        if (!flags.json) process.stdout.write(formatRealDemo(real));
+      }
+      if (flags.json) writeJson({ ...(sim.data as object), realDatabases: real });
+    });
+
+  const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+  program
+    .command('bench')
+    .description('transfers across real databases: debit on the first, credit on the second, audit on the third')
+    .requiredOption('--db <url>', 'postgres://..., mysql://... or sqlite:PATH (give two or three)', collect)
+    .addOption(new Option('--protocol <name>', 'commit protocol').choices(['naive', '2pc']).default('2pc'))
+    .option('--log <path|url>', 'coordinator log: a SQLite file path or postgres://... (2pc)')
+    .option('--accounts <n>', 'accounts per database (with --init)', int('--accounts', 1, 10_000_000), 1000)
+    .option('--concurrency <c>', 'transfers in flight at once', int('--concurrency', 1, 10_000), 8)
+    .option('--duration <s>', 'run for this many seconds', num('--duration', 0, 86_400))
+    .option('--txns <n>', 'run this many transfers', int('--txns', 1, 100_000_000))
+    .option('--init', 'create the dtx_bench schema and accounts first (drops an existing one)')
+    .addOption(new Option('--acknowledge <when>', 'answer once every branch committed, or once the decision is durable').choices(['committed', 'durable']).default('committed'))
+    .addOption(new Option('--crash-at <point>', 'crash tests: SIGKILL this process at a point of a transfer').choices(crashPoints).hideHelp())
+    .addOption(new Option('--crash-after <n>', 'crash tests: the transfer whose point kills the process').argParser(int('--crash-after', 1)).hideHelp())
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (flags) => {
+      if (flags.duration === undefined && flags.txns === undefined) {
+        throw new InvalidArgumentError('give --duration S or --txns N');
+      }
+      const report = await runBench({
+        dbs: flags.db,
+        protocol: flags.protocol,
+        log: flags.log,
+        accounts: flags.accounts,
+        concurrency: flags.concurrency,
+        durationS: flags.duration,
+        txns: flags.txns,
+        init: flags.init === true,
+        acknowledge: flags.acknowledge,
+        crashAt: flags.crashAt,
+        crashAfter: flags.crashAfter,
+        onStart: () => process.stderr.write('dtx bench: transfers started\n'),
+      });
+      if (flags.json) writeJson(report);
+      else {
+        process.stdout.write(
+          `${report.protocol}: ${report.committed} committed, ${report.aborted} aborted in ${report.txns} transfers ` +
+            `at concurrency ${report.concurrency}: ${report.tps} tps, latency p50 ${report.latencyMs.p50} ms, ` +
+            `p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms\n`,
+        );
+      }
+    });
+
+  program
+    .command('verify')
+    .description('check the books: conservation, transfers everywhere or nowhere, no dtx branch left prepared')
+    .requiredOption('--db <url>', 'the databases bench used, in the same order', collect)
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (flags: { db: string[]; json?: boolean }) => {
+      const report = await runVerify(flags.db);
+      if (flags.json) writeJson(report);
+      else {
+        process.stdout.write(
+          `${report.ok ? 'ok' : 'NOT OK'}: total ${report.total} (expected ${report.expectedTotal}), ` +
+            `${report.committedTransfers} transfers on every database, ${report.partialTransfers} partial, ` +
+            `${report.auditRows} audit rows, ${report.preparedLeft} branches left prepared\n`,
+        );
+      }
+      if (!report.ok) process.exitCode = 1;
+    });
+
+  program
+    .command('recover')
+    .description('resolve everything a killed coordinator left in doubt, from its log')
+    .requiredOption('--db <url>', 'the databases, in the same order as for bench', collect)
+    .option('--log <path|url>', 'the coordinator log')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (flags: { db: string[]; log?: string; json?: boolean }) => {
+      const report = await runRecover({ dbs: flags.db, log: flags.log });
+      const out = {
+        recommitted: report.recommitted,
+        rolledBack: report.rolledBack,
+        heuristics: report.heuristics.map((h) => ({ code: h.code, gid: h.gid, message: h.message })),
+      };
+      if (flags.json) writeJson(out);
+      else {
+        process.stdout.write(
+          `recovered: ${out.recommitted.length} transaction(s) committed from the log, ` +
+            `${out.rolledBack.length} prepared branch(es) rolled back (presumed abort), ` +
+            `${out.heuristics.length} heuristic outcome(s)\n`,
+        );
+        for (const t of out.recommitted) process.stdout.write(`  commit   ${t}\n`);
+        for (const g of out.rolledBack) process.stdout.write(`  rollback ${g}\n`);
+        for (const h of out.heuristics) process.stdout.write(`  HEURISTIC ${h.gid}: ${h.message}\n`);
+      }
     });
 
   return program;
@@ -225,6 +318,10 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof InvalidArgumentError) {
       process.stderr.write(`error: ${err.message}\n`);
       return 2;
+    }
+    if (isDtxError(err)) {
+      process.stderr.write(`error: ${err.code}: ${err.message}\n`);
+      return err.code === 'DTX_INVALID_ARGUMENT' || err.code === 'DTX_INVALID_GID' ? 2 : 1;
     }
     throw err;
   }

@@ -92,7 +92,7 @@ interface ActiveTxn {
   prepared: number;
   commitsStarted: number;
   commitsDone: number;
-  branches: Map<string, { gid: string; branch: PreparingBranch; voted: boolean }>;
+  branches: Map<string, BranchEntry>;
   /** The first error a participant gave while voting: the reason for an abort. */
   cause: unknown;
   outcome?: (outcome: Outcome) => void;
@@ -101,6 +101,14 @@ interface ActiveTxn {
   /** Branches still to be committed (acknowledge: 'committed'). */
   unacked: Set<string>;
   allCommitted?: () => void;
+}
+
+interface BranchEntry {
+  gid: string;
+  branch: PreparingBranch;
+  voted: boolean;
+  /** The prepare in flight, if any: an ABORT must wait for it to know what to undo. */
+  preparing?: Promise<unknown>;
 }
 
 interface PreparingBranch {
@@ -364,7 +372,9 @@ export class Coordinator {
           });
         if (entry === undefined) return reply('no');
         try {
-          const vote = await entry.branch.prepare();
+          const preparing = entry.branch.prepare();
+          entry.preparing = preparing.catch(() => undefined);
+          const vote = await preparing;
           entry.voted = vote === 'yes';
           if (t !== undefined && vote === 'yes') {
             t.prepared++;
@@ -402,6 +412,9 @@ export class Coordinator {
         return;
       }
       case 'ABORT': {
+        // A vote timeout or another NO can overtake this branch's prepare:
+        // wait for it, so that we know whether there is a prepared branch to undo.
+        if (entry?.preparing !== undefined) await entry.preparing;
         if (entry !== undefined && !entry.voted) {
           await entry.branch.rollback();
           return;

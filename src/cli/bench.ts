@@ -1,0 +1,293 @@
+// `dtx bench`, `dtx verify` and `dtx recover`: the problem statement's transfer
+// run against real databases. A transfer debits an account on the first
+// database, credits one on the second and appends an audit row on the third
+// (when given), either through dtx's two-phase commit or through naive commit
+// (commit on every database one after the other, the failing baseline).
+// `verify` checks the books; `recover` finishes what a killed coordinator left.
+
+import { performance } from 'node:perf_hooks';
+import type { ResourceAdapter } from '../adapters/types.ts';
+import { DtxError, isDtxError } from '../errors.ts';
+import type { TwoPcRecord } from '../protocol/twopc/types.ts';
+import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
+import { openSqliteLog } from '../runtime/log/sqlite.ts';
+import type { DurableLog } from '../runtime/log/types.ts';
+import { type Summary, summarize } from '../sim/stats.ts';
+import {
+  accountCount,
+  applyTransferPart,
+  type DbTarget,
+  initSchema,
+  openAdapter,
+  parseDbUrl,
+  readState,
+} from './db.ts';
+
+export const defaultLogPath = '.dtx/coordinator.sqlite';
+/** The coordinator name `dtx bench` and `dtx recover` share, so recovery finds bench's branches. */
+export const benchCoordinatorName = 'bench';
+
+export interface BenchOptions {
+  dbs: string[];
+  protocol: 'naive' | '2pc';
+  log?: string;
+  accounts: number;
+  concurrency: number;
+  durationS?: number;
+  txns?: number;
+  init: boolean;
+  acknowledge?: 'committed' | 'durable';
+  /** For crash tests: SIGKILL this process at a named point of the `crashAfter`-th transfer. */
+  crashAt?: CrashPoint;
+  crashAfter?: number;
+  /** Called once the first transfers are issued (after setup and recovery). */
+  onStart?: () => void;
+}
+
+export const crashPoints = ['prepared-some', 'prepared-all', 'decided', 'between-commits'] as const;
+export type CrashPoint = (typeof crashPoints)[number];
+
+export interface BenchReport {
+  protocol: 'naive' | '2pc';
+  concurrency: number;
+  txns: number;
+  committed: number;
+  aborted: number;
+  tps: number;
+  latencyMs: Summary;
+  acknowledge?: 'committed' | 'durable';
+}
+
+const roles = ['debit', 'credit', 'audit'] as const;
+
+interface Opened {
+  targets: DbTarget[];
+  adapters: Record<string, ResourceAdapter>;
+  close(): Promise<void>;
+}
+
+async function openAll(urls: string[]): Promise<Opened> {
+  if (urls.length < 2 || urls.length > 3) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `give two or three --db URLs (debit, credit, audit), got ${urls.length}`);
+  }
+  const targets = urls.map((u, i) => parseDbUrl(u, i));
+  const adapters: Record<string, ResourceAdapter> = {};
+  try {
+    for (const t of targets) adapters[t.name] = await openAdapter(t);
+  } catch (err) {
+    await Promise.allSettled(Object.values(adapters).map((a) => a.close()));
+    throw err;
+  }
+  return {
+    targets,
+    adapters,
+    close: async () => {
+      await Promise.allSettled(Object.values(adapters).map((a) => a.close()));
+    },
+  };
+}
+
+export async function openLog(spec: string | undefined): Promise<DurableLog<TwoPcRecord>> {
+  const where = spec ?? defaultLogPath;
+  if (/^postgres(ql)?:\/\//.test(where)) {
+    const { openPostgresLog } = await import('../runtime/log/postgres.ts');
+    return openPostgresLog<TwoPcRecord>(where, { owner: benchCoordinatorName });
+  }
+  return openSqliteLog<TwoPcRecord>(where.replace(/^sqlite:/, ''), {});
+}
+
+function crashHook(options: BenchOptions, counter: { n: number }) {
+  if (options.crashAt === undefined) return undefined;
+  const target = options.crashAfter ?? 1;
+  return (point: string, txnOrdinal: number) => {
+    if (txnOrdinal < target) return;
+    const hit =
+      (options.crashAt === 'prepared-some' && point === 'prepared:1') ||
+      (options.crashAt === 'prepared-all' && point === 'prepared:all') ||
+      (options.crashAt === 'decided' && point === 'committing:0') ||
+      (options.crashAt === 'between-commits' && point === 'committed:1');
+    if (hit) {
+      counter.n++;
+      process.kill(process.pid, 'SIGKILL');
+    }
+  };
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  const opened = await openAll(options.dbs);
+  let coordinator: Coordinator | undefined;
+  let log: DurableLog<TwoPcRecord> | undefined;
+  try {
+    let accounts = options.accounts;
+    if (options.init) {
+      for (const [i, t] of opened.targets.entries()) {
+        await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!);
+      }
+    } else {
+      const counts = await Promise.all(opened.targets.slice(0, 2).map((t) => accountCount(t, opened.adapters[t.name]!)));
+      accounts = Math.min(...counts);
+      if (accounts === 0) {
+        throw new DtxError('DTX_INVALID_ARGUMENT', 'the databases have no dtx_bench accounts yet: run once with --init');
+      }
+    }
+    const pick = () => Math.floor(Math.random() * accounts);
+    const counter = { n: 0 };
+    const hook = crashHook(options, counter);
+    let transfer: (txnOrdinal: number) => Promise<void>;
+    if (options.protocol === '2pc') {
+      log = await openLog(options.log);
+      coordinator = createCoordinator({
+        log,
+        resources: opened.adapters,
+        name: benchCoordinatorName,
+        acknowledge: options.acknowledge ?? 'committed',
+        ...(hook ? { faults: { point: hook } } : {}),
+      });
+      await coordinator.start();
+      const c = coordinator;
+      transfer = () =>
+        c.transaction(async (tx) => {
+          const amount = 1 + Math.floor(Math.random() * 100);
+          await Promise.all(
+            opened.targets.map(async (t, i) => {
+              const branch = await tx.branch(t.name);
+              await applyTransferPart(t, branch, roles[i]!, tx.id, pick(), amount);
+            }),
+          );
+        });
+    } else {
+      transfer = (ordinal) => naiveTransfer(opened, pick, ordinal, hook);
+    }
+
+    const started = performance.now();
+    const deadline = options.durationS !== undefined ? started + options.durationS * 1000 : Number.POSITIVE_INFINITY;
+    const total = options.txns ?? Number.POSITIVE_INFINITY;
+    let issued = 0;
+    let committed = 0;
+    let aborted = 0;
+    const latencies: number[] = [];
+    const worker = async () => {
+      while (issued < total && performance.now() < deadline) {
+        const ordinal = ++issued;
+        const t0 = performance.now();
+        try {
+          await transfer(ordinal);
+          committed++;
+          latencies.push(performance.now() - t0);
+        } catch (err) {
+          if (!isDtxError(err) || !err.retryable) throw err;
+          aborted++;
+        }
+      }
+    };
+    const workers = Array.from({ length: options.concurrency }, worker);
+    options.onStart?.();
+    await Promise.all(workers);
+    const elapsedS = (performance.now() - started) / 1000;
+    return {
+      protocol: options.protocol,
+      concurrency: options.concurrency,
+      txns: committed + aborted,
+      committed,
+      aborted,
+      tps: Math.round((committed / elapsedS) * 10) / 10,
+      latencyMs: summarize(latencies),
+      ...(options.protocol === '2pc' ? { acknowledge: options.acknowledge ?? 'committed' } : {}),
+    };
+  } finally {
+    await coordinator?.close();
+    await log?.close();
+    await opened.close();
+  }
+}
+
+let naiveCounter = 0;
+const naiveIncarnation = `${Date.now().toString(36)}${process.pid.toString(36)}`;
+
+/**
+ * Naive commit: do the work on every database, then commit each one in turn,
+ * with no prepare phase, no log and no recovery. (Each local commit is made
+ * here as prepare-then-commit-at-once, which is one durable local commit; a
+ * crash between two databases' commits leaves one committed and the other not.)
+ */
+async function naiveTransfer(
+  opened: Opened,
+  pick: () => number,
+  ordinal: number,
+  hook: ((point: string, ordinal: number) => void) | undefined,
+): Promise<void> {
+  const txn = `naive.${naiveIncarnation}.${(++naiveCounter).toString(36)}`;
+  const amount = 1 + Math.floor(Math.random() * 100);
+  const branches: { adapter: ResourceAdapter; gid: string; branch: { prepare(): Promise<unknown>; rollback(): Promise<void> } }[] = [];
+  try {
+    for (const [i, t] of opened.targets.entries()) {
+      const adapter = opened.adapters[t.name]!;
+      const gid = `dtx_${txn}_${t.name}`;
+      const branch = await adapter.begin(gid);
+      branches.push({ adapter, gid, branch });
+      await applyTransferPart(t, branch, roles[i]!, txn, pick(), amount);
+    }
+  } catch (err) {
+    await Promise.allSettled(branches.map((b) => b.branch.rollback()));
+    throw err;
+  }
+  let done = 0;
+  for (const b of branches) {
+    // A failure here is the naive protocol's failure: earlier databases stay committed.
+    const vote = await b.branch.prepare();
+    if (vote === 'yes') await b.adapter.commitPrepared(b.gid);
+    done++;
+    hook?.(`committed:${done}`, ordinal);
+  }
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  total: number;
+  expectedTotal: number;
+  auditRows: number;
+  committedTransfers: number;
+  /** Transfers some databases have and others do not: partial commits. */
+  partialTransfers: number;
+  preparedLeft: number;
+}
+
+export async function runVerify(dbs: string[]): Promise<VerifyReport> {
+  const opened = await openAll(dbs);
+  try {
+    const states = await Promise.all(opened.targets.map((t) => readState(t, opened.adapters[t.name]!)));
+    const [debit, credit, audit] = states;
+    const total = debit!.total + credit!.total;
+    const expectedTotal = debit!.expectedTotal + credit!.expectedTotal;
+    const all = new Set(states.flatMap((s) => [...s.transfers]));
+    const everywhere = [...all].filter((txn) => states.every((s) => s.transfers.has(txn)));
+    const preparedLeft = states.reduce((n, s) => n + s.preparedLeft.length, 0);
+    const auditRows = (audit ?? credit!).transfers.size;
+    const report: VerifyReport = {
+      ok: false,
+      total,
+      expectedTotal,
+      auditRows,
+      committedTransfers: everywhere.length,
+      partialTransfers: all.size - everywhere.length,
+      preparedLeft,
+    };
+    report.ok = total === expectedTotal && report.partialTransfers === 0 && auditRows === everywhere.length && preparedLeft === 0;
+    return report;
+  } finally {
+    await opened.close();
+  }
+}
+
+export async function runRecover(options: { dbs: string[]; log?: string }): Promise<RecoveryReport> {
+  const opened = await openAll(options.dbs);
+  const log = await openLog(options.log);
+  const coordinator = createCoordinator({ log, resources: opened.adapters, name: benchCoordinatorName });
+  try {
+    return await coordinator.start();
+  } finally {
+    await coordinator.close();
+    await log.close();
+    await opened.close();
+  }
+}

@@ -1,0 +1,203 @@
+// Databases named on the command line (`--db URL`), and the transfer workload's
+// operations on each kind: the problem statement's transfer debits an account
+// on the first database, credits one on the second, and appends an audit row
+// on the third. Each database also records which transfers it took part in,
+// so `dtx verify` can check that every transfer happened everywhere or nowhere.
+//
+// URLs: postgres://user@host:port/db, mysql://user:pass@host:port/db (MariaDB
+// or MySQL), sqlite:PATH (dtx's embedded SQLite participant, a key/value store).
+
+import { createMariaDbAdapter, type MariaDbAdapter } from '../adapters/mariadb.ts';
+import { createPostgresAdapter, type PostgresAdapter } from '../adapters/postgres.ts';
+import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../adapters/sqlite.ts';
+import type { ResourceAdapter, SqlBranch } from '../adapters/types.ts';
+import { DtxError } from '../errors.ts';
+
+export type DbKind = 'postgres' | 'mysql' | 'sqlite';
+
+export interface DbTarget {
+  url: string;
+  kind: DbKind;
+  /** Resource name in the coordinator and in gids: db1, db2, db3. */
+  name: string;
+}
+
+export function parseDbUrl(url: string, index: number): DbTarget {
+  const name = `db${index + 1}`;
+  if (/^postgres(ql)?:\/\//.test(url)) return { url, kind: 'postgres', name };
+  if (/^(mysql|mariadb):\/\//.test(url)) return { url, kind: 'mysql', name };
+  if (url.startsWith('sqlite:') && url.length > 'sqlite:'.length) return { url, kind: 'sqlite', name };
+  throw new DtxError(
+    'DTX_INVALID_ARGUMENT',
+    `cannot use database URL ${JSON.stringify(url)}: expected postgres://..., mysql://... or sqlite:PATH`,
+  );
+}
+
+/** Lock waits are bounded so that a cycle across databases (which no single database can see) ends in an abort. */
+export const lockWaitMs = 2_000;
+
+export async function openAdapter(target: DbTarget): Promise<ResourceAdapter> {
+  switch (target.kind) {
+    case 'postgres':
+      return createPostgresAdapter({ connection: { connectionString: target.url, max: 32 }, lockTimeoutMs: lockWaitMs });
+    case 'mysql': {
+      const u = new URL(target.url.replace(/^mariadb:/, 'mysql:'));
+      return createMariaDbAdapter({
+        connection: {
+          host: u.hostname,
+          port: Number(u.port || 3306),
+          user: decodeURIComponent(u.username || 'root'),
+          password: decodeURIComponent(u.password),
+          database: u.pathname.slice(1) || undefined,
+          connectionLimit: 64,
+        },
+        lockWaitTimeoutSeconds: Math.ceil(lockWaitMs / 1000),
+      });
+    }
+    case 'sqlite':
+      return createSqliteAdapter({ path: target.url.slice('sqlite:'.length) });
+  }
+}
+
+/** A plain (non-2PC) SQL session for schema setup and verification. */
+async function withSql<T>(target: DbTarget, adapter: ResourceAdapter, work: (q: SqlQuery) => Promise<T>): Promise<T> {
+  if (target.kind === 'postgres') {
+    const pool = (adapter as PostgresAdapter).pool;
+    return work(async (sql, params) => (await pool.query(sql, params as unknown[])).rows);
+  }
+  const pool = (adapter as MariaDbAdapter).pool;
+  return work(async (sql, params) => {
+    const [rows] = await pool.query(sql, params as unknown[]);
+    return rows as Record<string, unknown>[];
+  });
+}
+
+type SqlQuery = (sql: string, params?: readonly unknown[]) => Promise<Record<string, unknown>[]>;
+
+const schemaStatements: Record<'postgres' | 'mysql', string[]> = {
+  postgres: [
+    'DROP SCHEMA IF EXISTS dtx_bench CASCADE',
+    'CREATE SCHEMA dtx_bench',
+    'CREATE TABLE dtx_bench.accounts (id integer PRIMARY KEY, balance bigint NOT NULL)',
+    'CREATE TABLE dtx_bench.transfers (txn text PRIMARY KEY, amount bigint NOT NULL)',
+    'CREATE TABLE dtx_bench.meta (k text PRIMARY KEY, v bigint NOT NULL)',
+  ],
+  mysql: [
+    'DROP DATABASE IF EXISTS dtx_bench',
+    'CREATE DATABASE dtx_bench',
+    'CREATE TABLE dtx_bench.accounts (id int PRIMARY KEY, balance bigint NOT NULL) ENGINE=InnoDB',
+    'CREATE TABLE dtx_bench.transfers (txn varchar(128) PRIMARY KEY, amount bigint NOT NULL) ENGINE=InnoDB',
+    'CREATE TABLE dtx_bench.meta (k varchar(32) PRIMARY KEY, v bigint NOT NULL) ENGINE=InnoDB',
+  ],
+};
+
+export const initialBalance = 1_000;
+
+/** Creates the `dtx_bench` schema on one database: accounts (on the first two) and the transfer/audit record. */
+export async function initSchema(target: DbTarget, adapter: ResourceAdapter, accounts: number, role: 'debit' | 'credit' | 'audit'): Promise<void> {
+  const withAccounts = role !== 'audit';
+  if (target.kind === 'sqlite') {
+    const db = (adapter as SqliteAdapter).database();
+    db.exec("DELETE FROM dtx_kv WHERE key LIKE 'bench:%'");
+    const put = db.prepare('INSERT INTO dtx_kv (key, value) VALUES (?, ?)');
+    db.transaction(() => {
+      if (withAccounts) for (let i = 0; i < accounts; i++) put.run(`bench:acct:${i}`, JSON.stringify(initialBalance));
+      put.run('bench:meta:total', JSON.stringify(withAccounts ? accounts * initialBalance : 0));
+      put.run('bench:meta:accounts', JSON.stringify(withAccounts ? accounts : 0));
+    })();
+    return;
+  }
+  await withSql(target, adapter, async (q) => {
+    for (const sql of schemaStatements[target.kind as 'postgres' | 'mysql']) await q(sql);
+    const p = (i: number) => (target.kind === 'postgres' ? `$${i}` : '?');
+    if (withAccounts) {
+      for (let start = 0; start < accounts; start += 1000) {
+        const n = Math.min(1000, accounts - start);
+        const values = Array.from({ length: n }, (_, i) => `(${p(2 * i + 1)}, ${p(2 * i + 2)})`).join(', ');
+        const params = Array.from({ length: n }, (_, i) => [start + i, initialBalance]).flat();
+        await q(`INSERT INTO dtx_bench.accounts (id, balance) VALUES ${values}`, params);
+      }
+    }
+    await q(`INSERT INTO dtx_bench.meta (k, v) VALUES ('total', ${p(1)}), ('accounts', ${p(2)})`, [
+      withAccounts ? accounts * initialBalance : 0,
+      withAccounts ? accounts : 0,
+    ]);
+  });
+}
+
+/** Applies this database's part of transfer `txn` inside its branch. */
+export async function applyTransferPart(
+  target: DbTarget,
+  branch: unknown,
+  role: 'debit' | 'credit' | 'audit',
+  txn: string,
+  account: number,
+  amount: number,
+): Promise<void> {
+  const delta = role === 'debit' ? -amount : role === 'credit' ? amount : 0;
+  if (target.kind === 'sqlite') {
+    const b = branch as SqliteBranch;
+    if (role !== 'audit') {
+      const key = `bench:acct:${account}`;
+      const balance = b.get(key);
+      if (typeof balance !== 'number') throw new DtxError('DTX_INVALID_STATE', `account ${account} missing on ${target.name}: run with --init`);
+      b.put(key, balance + delta);
+    }
+    b.put(`bench:transfer:${txn}`, amount);
+    return;
+  }
+  const b = branch as SqlBranch;
+  const p = (i: number) => (target.kind === 'postgres' ? `$${i}` : '?');
+  if (role !== 'audit') {
+    const r = await b.query(`UPDATE dtx_bench.accounts SET balance = balance + ${p(1)} WHERE id = ${p(2)}`, [delta, account]);
+    if (r.rowCount !== 1) throw new DtxError('DTX_INVALID_STATE', `account ${account} missing on ${target.name}: run with --init`);
+  }
+  await b.query(`INSERT INTO dtx_bench.transfers (txn, amount) VALUES (${p(1)}, ${p(2)})`, [txn, amount]);
+}
+
+/** How many accounts `initSchema` created on this database (0 when it was never initialized). */
+export async function accountCount(target: DbTarget, adapter: ResourceAdapter): Promise<number> {
+  if (target.kind === 'sqlite') {
+    const v = (adapter as SqliteAdapter).read('bench:meta:accounts');
+    return typeof v === 'number' ? v : 0;
+  }
+  try {
+    return await withSql(target, adapter, async (q) => {
+      const [row] = await q("SELECT v FROM dtx_bench.meta WHERE k = 'accounts'");
+      return Number(row?.v ?? 0);
+    });
+  } catch {
+    return 0;
+  }
+}
+
+export interface DbState {
+  /** Sum of balances (0 for the audit database). */
+  total: number;
+  expectedTotal: number;
+  transfers: Set<string>;
+  preparedLeft: string[];
+}
+
+export async function readState(target: DbTarget, adapter: ResourceAdapter): Promise<DbState> {
+  const preparedLeft = (await adapter.listPrepared('dtx_')).map((b) => b.gid);
+  if (target.kind === 'sqlite') {
+    const db = (adapter as SqliteAdapter).database();
+    const rows = db.prepare("SELECT key, value FROM dtx_kv WHERE key LIKE 'bench:%'").all() as { key: string; value: string }[];
+    let total = 0;
+    let expectedTotal = 0;
+    const transfers = new Set<string>();
+    for (const { key, value } of rows) {
+      if (key.startsWith('bench:acct:')) total += Number(JSON.parse(value));
+      else if (key === 'bench:meta:total') expectedTotal = Number(JSON.parse(value));
+      else if (key.startsWith('bench:transfer:')) transfers.add(key.slice('bench:transfer:'.length));
+    }
+    return { total, expectedTotal, transfers, preparedLeft };
+  }
+  return withSql(target, adapter, async (q) => {
+    const [sum] = await q('SELECT COALESCE(SUM(balance), 0) AS s FROM dtx_bench.accounts');
+    const [meta] = await q("SELECT v FROM dtx_bench.meta WHERE k = 'total'");
+    const transfers = new Set((await q('SELECT txn FROM dtx_bench.transfers')).map((r) => String(r.txn)));
+    return { total: Number(sum?.s ?? 0), expectedTotal: Number(meta?.v ?? 0), transfers, preparedLeft };
+  });
+}

@@ -1,0 +1,68 @@
+// The durable-log port of the runtime: what a protocol core's `persist` effects
+// (../../protocol/common/types.ts) are executed against. A store (./sqlite.ts,
+// ./postgres.ts) implements it; the runtime only sees this interface, so a
+// coordinator can move between an embedded file and a shared database without
+// touching protocol code. The semantics every store must keep are written here,
+// next to the signatures, and in docs/log.md.
+
+/**
+ * An append-only log of JSON records with checkpoints.
+ *
+ * Ordering: `append`, `checkpoint` and `load` take effect in call order, as if
+ * run one after another; a `load` sees every `append` and `checkpoint` called
+ * before it. Writes are group-committed: every call waiting while a write is in
+ * flight goes into the next write, so one fsync serves many appends.
+ *
+ * Failure: if a write fails (disk error, lost connection, lost lease), its
+ * records may or may not have reached stable storage. The log then refuses
+ * every later call with the same `LogError` (reason `failed` or `fenced`):
+ * the caller must treat the node as crashed — close the log, reopen it and
+ * recover from `load()` — never retry the append on the same instance.
+ */
+export interface DurableLog<R> {
+  /**
+   * Appends records. `force = true` resolves only once they (and every record
+   * appended before them) are on stable storage (fsync / synchronous commit).
+   * `force = false` resolves once buffered; lazy records become durable with
+   * the next write at the latest, or after `lazyFlushDelayMs`. Records are
+   * serialized at call time, so mutating them afterwards changes nothing.
+   * Rejects with a TypeError (and writes nothing) when a record is not plain
+   * JSON (see `serializeRecord`).
+   */
+  append(records: readonly R[], force: boolean): Promise<void>;
+  /** Every record since the last checkpoint, in append order, passed through the store's `decode`. */
+  load(): Promise<R[]>;
+  /**
+   * Atomically replaces the log's contents with `keep` (a checkpoint computed by
+   * the caller, e.g. `compactTwoPcLog`). Serialized with appends in call order:
+   * it replaces exactly the records of the appends called before it, so `keep`
+   * must account for all of them (compute it from the same in-memory sequence
+   * the appends came from, right before calling); appends called after it are
+   * kept after `keep`. Durable (forced) when it resolves.
+   */
+  checkpoint(keep: readonly R[]): Promise<void>;
+  /** Flushes buffered (lazy) records and releases resources; later calls reject with reason `closed`. */
+  close(): Promise<void>;
+  /** Counters for benchmarks and tests: durable writes (fsyncs / synchronous commits) done, records appended. */
+  readonly stats: LogStats;
+}
+
+export interface LogStats {
+  /** Write transactions committed to stable storage: one fsync (SQLite) or one synchronous COMMIT (PostgreSQL). */
+  flushes: number;
+  /** Records written by `append` (not counting records rewritten by `checkpoint`). */
+  records: number;
+}
+
+/** Options every store takes. */
+export interface LogOptions<R> {
+  /**
+   * Turns a stored JSON value back into a record; throw to reject it. `load()`
+   * reports a rejected (or unparsable) row as a `LogError` with reason
+   * `corrupt` instead of handing it to recovery. Default: no check (the value
+   * is cast to R). For 2PC: `twoPcRecordCodec.check`.
+   */
+  decode?: (value: unknown) => R;
+  /** How long lazy records may wait for a write when no forced append comes along. Default 10. */
+  lazyFlushDelayMs?: number;
+}

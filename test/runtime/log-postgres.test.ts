@@ -1,0 +1,279 @@
+// The PostgreSQL log against the machine's server at 127.0.0.1:5432 (database
+// `test`; override with DTX_TEST_LOG_PG_URL). Every run uses its own tables,
+// dropped at the end. Covers the round trip, owners, group commit, checkpoints,
+// corrupt rows, leases timed by the database clock, fencing, a broken
+// connection, and identifier validation.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { twoPcRecordCodec } from '../../src/protocol/twopc/codec.ts';
+import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
+import { isLogError, type LogError, type LogErrorReason } from '../../src/runtime/log/errors.ts';
+import { openPostgresLog, type PostgresLog, tableNames } from '../../src/runtime/log/postgres.ts';
+
+const url = process.env.DTX_TEST_LOG_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const run = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+const table = `dtx_log_t_${run}`;
+const sleep = (durationMs: number) => new Promise((resolve) => setTimeout(resolve, durationMs));
+
+let admin: pg.Client;
+const opened: PostgresLog<unknown>[] = [];
+
+async function open<R>(owner: string, options: { fence?: { lease: string; holder: string } } = {}) {
+  const log = await openPostgresLog<R>(url, { owner, table, ...options });
+  opened.push(log as PostgresLog<unknown>);
+  return log;
+}
+
+async function rejectsWithReason(promise: Promise<unknown>, reason: LogErrorReason): Promise<LogError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(isLogError(error), `expected a LogError ${reason}, got ${String(error)}`);
+    assert.equal(error.reason, reason, error.message);
+    return error;
+  }
+  assert.fail(`expected a rejection with reason ${reason}`);
+}
+
+describe('PostgreSQL log', () => {
+  before(async () => {
+    admin = new pg.Client(url);
+    await admin.connect();
+  });
+
+  after(async () => {
+    for (const log of opened) await log.close().catch(() => undefined);
+    await admin.query(`DROP TABLE IF EXISTS ${table}, ${table}_lease`);
+    await admin.end();
+  });
+
+  test('append/load round trip, per owner, across a reopen', async () => {
+    const a = await open<TwoPcRecord>('coord-a');
+    const b = await open<TwoPcRecord>('coord-b');
+    const records: TwoPcRecord[] = [
+      { type: 'commit', txn: 't1', participants: ['p1', 'p2'], client: 'c1' },
+      { type: 'end', txn: 't1' },
+    ];
+    await a.append(records, true);
+    await b.append([{ type: 'prepared', txn: 't9', coordinator: 'coord-b' }], false);
+    assert.deepEqual(await a.load(), records);
+    assert.deepEqual(await b.load(), [{ type: 'prepared', txn: 't9', coordinator: 'coord-b' }]);
+    await a.close();
+    const again = await openPostgresLog<TwoPcRecord>(url, {
+      owner: 'coord-a',
+      table,
+      decode: twoPcRecordCodec.check,
+    });
+    assert.deepEqual(await again.load(), records);
+    await again.close();
+  });
+
+  test('strings that need escaping survive the jsonb[] parameter', async () => {
+    const log = await open<unknown>('escapes');
+    const tricky = ['"', '\\', '\\"', '{a,b}', 'NULL', 'new\nline', "it's", '\u00e9\ud83d\ude00', ''];
+    await log.append([{ tricky }, tricky, null, 3.5, 'x'], true);
+    assert.deepEqual(await log.load(), [{ tricky }, tricky, null, 3.5, 'x']);
+  });
+
+  test('order is preserved across concurrent appends, and group commit shares flushes', async () => {
+    const log = await open<{ w: number; i: number }>('order');
+    const expected: { w: number; i: number }[] = [];
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) => {
+        expected.push({ w: -1, i });
+        return log.append([{ w: -1, i }], true);
+      }),
+    );
+    const oneTurn = { ...log.stats };
+    await Promise.all(
+      Array.from({ length: 32 }, async (_, w) => {
+        for (let i = 0; i < 10; i++) {
+          expected.push({ w, i });
+          await log.append([{ w, i }], i % 4 !== 0);
+        }
+      }),
+    );
+    const closedLoop = {
+      flushes: log.stats.flushes - oneTurn.flushes,
+      records: log.stats.records - oneTurn.records,
+    };
+    console.log(
+      `postgres group commit: 200 appends in one turn -> ${oneTurn.flushes} flushes; ` +
+        `32 callers x 10 appends -> ${closedLoop.flushes} flushes for ${closedLoop.records} records`,
+    );
+    assert.ok(oneTurn.flushes < 200 / 4, `${oneTurn.flushes} flushes for 200 appends`);
+    assert.ok(closedLoop.flushes < closedLoop.records / 4, `${closedLoop.flushes} flushes for 320 appends`);
+    assert.deepEqual(await log.load(), expected);
+  });
+
+  test('a large batch keeps its order', async () => {
+    const log = await open<number>('large');
+    const records = Array.from({ length: 5000 }, (_, i) => i);
+    await log.append(records, true);
+    assert.deepEqual(await log.load(), records);
+  });
+
+  test("checkpoint replaces only its owner's records", async () => {
+    const a = await open<string>('ckpt-a');
+    const b = await open<string>('ckpt-b');
+    await a.append(['a1', 'a2', 'a3'], true);
+    await b.append(['b1'], true);
+    const before = a.append(['a4'], false);
+    const checkpoint = a.checkpoint(['a2']);
+    const afterwards = a.append(['a5'], true);
+    await Promise.all([before, checkpoint, afterwards]);
+    assert.deepEqual(await a.load(), ['a2', 'a5']);
+    assert.deepEqual(await b.load(), ['b1']);
+  });
+
+  test('corrupt rows: load rejects with reason corrupt and names the row', async () => {
+    const owner = 'corrupt';
+    const log = await openPostgresLog<TwoPcRecord>(url, { owner, table, decode: twoPcRecordCodec.check });
+    opened.push(log as PostgresLog<unknown>);
+    await log.append([{ type: 'end', txn: 't1' }], true);
+    const inserted = await admin.query<{ seq: string }>(
+      `INSERT INTO ${table} (owner, record) VALUES ($1, $2) RETURNING seq::text AS seq`,
+      [owner, '{"type":"vote","txn":"t1"}'],
+    );
+    const error = await rejectsWithReason(log.load(), 'corrupt');
+    assert.equal(error.seq, inserted.rows[0]!.seq);
+    assert.match(error.message, /is not a valid record: .*unknown type "vote"/);
+    assert.equal(error.retryable, false);
+  });
+
+  test('records jsonb cannot hold are refused before they reach the server', async () => {
+    const log = await open<string>('nul');
+    await assert.rejects(log.append(['a\u0000b'], true), TypeError);
+    await assert.rejects(log.append(['\udc00'], true), TypeError);
+    await log.append(['still fine'], true);
+    assert.deepEqual(await log.load(), ['still fine']);
+  });
+
+  test('lease: A holds it, B is refused, A lapses, B takes it; renew and release', async () => {
+    const log = await open<never>('lease');
+    const name = `lease-${run}`;
+    assert.equal(await log.acquireLease(name, 'A', 60_000), true);
+    assert.equal(await log.acquireLease(name, 'B', 60_000), false);
+    assert.equal(await log.acquireLease(name, 'A', 60_000), true, 'acquiring a lease one holds renews it');
+    assert.equal(await log.renewLease(name, 'B', 60_000), false);
+    assert.equal(await log.renewLease(name, 'A', 300), true); // from now on, A's lease is short
+    await sleep(500);
+    assert.equal(await log.acquireLease(name, 'B', 60_000), true, "A's lease lapsed");
+    assert.equal(await log.renewLease(name, 'A', 400), false, 'A lost it');
+    assert.equal(await log.releaseLease(name, 'A'), false);
+    assert.equal(await log.acquireLease(name, 'A', 400), false);
+    assert.equal(await log.releaseLease(name, 'B'), true);
+    assert.equal(await log.acquireLease(name, 'A', 400), true, 'a released lease is free');
+    await assert.rejects(log.acquireLease(name, 'A', 0), RangeError);
+    await assert.rejects(log.acquireLease('', 'A', 10), TypeError);
+  });
+
+  test('fencing: once a standby takes the lease, the old primary cannot write, and the standby sees its log', async () => {
+    const owner = 'fenced-coordinator';
+    const lease = `coordinator-${run}`;
+    const primary = await open<string>(owner, { fence: { lease, holder: 'primary' } });
+    await rejectsWithReason(
+      (await open<string>(owner, { fence: { lease, holder: 'nobody-yet' } })).append(['x'], true),
+      'fenced',
+    );
+    assert.equal(await primary.acquireLease(lease, 'primary', 60_000), true);
+    await primary.append(['p1', 'p2'], true);
+
+    const standby = await open<string>(owner, { fence: { lease, holder: 'standby' } });
+    assert.equal(await standby.acquireLease(lease, 'standby', 60_000), false);
+    assert.equal(await primary.renewLease(lease, 'primary', 300), true);
+    await sleep(500); // the primary stalls and its lease lapses
+    assert.equal(await standby.acquireLease(lease, 'standby', 60_000), true);
+    const error = await rejectsWithReason(primary.append(['p3'], true), 'fenced');
+    assert.equal(error.code, 'DTX_LOCK_CONFLICT');
+    assert.equal(error.retryable, false);
+    await rejectsWithReason(primary.append(['p4'], false), 'fenced');
+
+    assert.deepEqual(await standby.load(), ['p1', 'p2']);
+    await standby.append(['s1'], true);
+    assert.deepEqual(await standby.load(), ['p1', 'p2', 's1']);
+  });
+
+  test("fencing race: a primary's write already in flight commits before the standby's acquisition", async () => {
+    const owner = 'fence-race';
+    const lease = `race-${run}`;
+    const primary = await open<string>(owner, { fence: { lease, holder: 'primary' } });
+    const standby = await open<string>(owner, { fence: { lease, holder: 'standby' } });
+    assert.equal(await primary.acquireLease(lease, 'primary', 200), true);
+    await sleep(300); // lapsed, but nobody has taken it: the primary may still write
+    const blocker = new pg.Client(url);
+    await blocker.connect();
+    try {
+      // Hold the primary's INSERT up after it has checked (and share-locked) its lease row.
+      await blocker.query(`BEGIN; LOCK TABLE ${table} IN EXCLUSIVE MODE`);
+      let appended = false;
+      let acquired: boolean | undefined;
+      const append = primary.append(['in-flight'], true).then(() => (appended = true));
+      await sleep(150);
+      const acquire = standby.acquireLease(lease, 'standby', 60_000).then((ok) => (acquired = ok));
+      await sleep(150);
+      assert.equal(appended, false);
+      assert.equal(acquired, undefined, "the standby's acquisition waits for the primary's write");
+      await blocker.query('COMMIT');
+      await Promise.all([append, acquire]);
+      assert.equal(acquired, true);
+    } finally {
+      await blocker.end();
+    }
+    assert.deepEqual(await standby.load(), ['in-flight']);
+    await rejectsWithReason(primary.append(['too late'], true), 'fenced');
+  });
+
+  test('a broken connection fails the write in flight and every later call, with reason failed', async () => {
+    const applicationName = `dtx_log_broken_${run}`;
+    const pool = new pg.Pool({ connectionString: url, application_name: applicationName, max: 2 });
+    try {
+      const log = await openPostgresLog<number>(pool, { owner: 'broken', table });
+      await log.append([1], true);
+      await admin.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+        [applicationName],
+      );
+      await sleep(100);
+      const error = await rejectsWithReason(log.append([2], true), 'failed');
+      assert.equal(error.code, 'DTX_RESOURCE_UNAVAILABLE');
+      await rejectsWithReason(log.append([3], true), 'failed');
+      await log.close();
+      assert.equal(pool.totalCount, 0, 'the broken connection was discarded, not returned to the pool');
+
+      // A fresh log over the same pool recovers the acknowledged record.
+      const reopened = await openPostgresLog<number>(pool, { owner: 'broken', table });
+      assert.deepEqual(await reopened.load(), [1]);
+      await reopened.close();
+      assert.equal(pool.idleCount, 1, 'a healthy connection goes back to the pool');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('table names are validated and quoted; owners are checked', async () => {
+    for (const bad of ['', 'A', 'a-b', 'a;drop table x', '"a"', 'a.b.c', '1a', 'a b', 'x'.repeat(53), 'é']) {
+      assert.throws(() => tableNames(bad), TypeError, bad);
+      await assert.rejects(openPostgresLog(url, { owner: 'o', table: bad }), TypeError);
+    }
+    assert.deepEqual(tableNames('public.dtx_log'), {
+      display: 'public.dtx_log',
+      log: '"public"."dtx_log"',
+      lease: '"public"."dtx_log_lease"',
+      index: '"dtx_log_owner_seq"',
+    });
+    await assert.rejects(openPostgresLog(url, { owner: '', table }), TypeError);
+    await assert.rejects(openPostgresLog(url, { owner: 'a\u0000', table }), TypeError);
+  });
+
+  test('an unreachable server is reported as unavailable', async () => {
+    const error = await rejectsWithReason(
+      openPostgresLog('postgres://postgres@127.0.0.1:1/test', { owner: 'o', table }),
+      'unavailable',
+    );
+    assert.equal(error.retryable, true);
+  });
+});

@@ -5,12 +5,16 @@
 // (commit on every database one after the other, the failing baseline).
 // `verify` checks the books; `recover` finishes what a killed coordinator left.
 
+import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, isDtxError } from '../errors.ts';
+import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
+import type { Leadership } from '../runtime/lease.ts';
+import type { PostgresLog } from '../runtime/log/postgres.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
 import {
@@ -42,6 +46,15 @@ export interface BenchOptions {
   crashAfter?: number;
   /** Called once the first transfers are issued (after setup and recovery). */
   onStart?: () => void;
+  /**
+   * Standby takeover (needs a postgres:// log): run only while holding this
+   * lease; wait for it first. Another process with the same lease is the standby.
+   */
+  lease?: { name: string; ttlMs: number };
+  /** Progress messages (stderr in the CLI). */
+  progress?: (line: string) => void;
+  /** What recovery did at start (2pc). */
+  onRecovered?: (report: RecoveryReport) => void;
 }
 
 export const crashPoints = ['prepared-some', 'prepared-all', 'decided', 'between-commits'] as const;
@@ -87,13 +100,23 @@ async function openAll(urls: string[]): Promise<Opened> {
   };
 }
 
-export async function openLog(spec: string | undefined): Promise<DurableLog<TwoPcRecord>> {
+export async function openLog(
+  spec: string | undefined,
+  fence?: { lease: string; holder: string },
+): Promise<DurableLog<TwoPcRecord>> {
   const where = spec ?? defaultLogPath;
   if (/^postgres(ql)?:\/\//.test(where)) {
     const { openPostgresLog } = await import('../runtime/log/postgres.ts');
-    return openPostgresLog<TwoPcRecord>(where, { owner: benchCoordinatorName });
+    return openPostgresLog<TwoPcRecord>(where, {
+      owner: benchCoordinatorName,
+      decode: (v) => twoPcRecordCodec.check(v),
+      ...(fence ? { fence } : {}),
+    });
   }
-  return openSqliteLog<TwoPcRecord>(where.replace(/^sqlite:/, ''), {});
+  if (fence !== undefined) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', 'a lease (standby takeover) needs a postgres:// log shared by both coordinators');
+  }
+  return openSqliteLog<TwoPcRecord>(where.replace(/^sqlite:/, ''), { decode: (v) => twoPcRecordCodec.check(v) });
 }
 
 function crashHook(options: BenchOptions, counter: { n: number }) {
@@ -117,6 +140,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const opened = await openAll(options.dbs);
   let coordinator: Coordinator | undefined;
   let log: DurableLog<TwoPcRecord> | undefined;
+  let leadership: Leadership | undefined;
   try {
     let accounts = options.accounts;
     if (options.init) {
@@ -135,7 +159,17 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const hook = crashHook(options, counter);
     let transfer: (txnOrdinal: number) => Promise<void>;
     if (options.protocol === '2pc') {
-      log = await openLog(options.log);
+      const holder = `${hostname()}-${process.pid}`;
+      log = await openLog(options.log, options.lease ? { lease: options.lease.name, holder } : undefined);
+      if (options.lease !== undefined) {
+        const { acquireLeadership } = await import('../runtime/lease.ts');
+        leadership = await acquireLeadership(
+          log as PostgresLog<unknown>,
+          { lease: options.lease.name, holder, ttlMs: options.lease.ttlMs },
+          () => options.progress?.(`standby: waiting for lease ${options.lease?.name}`),
+        );
+        options.progress?.(`active: holding lease ${options.lease.name} as ${holder}`);
+      }
       coordinator = createCoordinator({
         log,
         resources: opened.adapters,
@@ -143,7 +177,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         acknowledge: options.acknowledge ?? 'committed',
         ...(hook ? { faults: { point: hook } } : {}),
       });
-      await coordinator.start();
+      const recovery = await coordinator.start();
+      options.onRecovered?.(recovery);
       const c = coordinator;
       transfer = () =>
         c.transaction(async (tx) => {
@@ -196,6 +231,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     };
   } finally {
     await coordinator?.close();
+    await leadership?.release();
     await log?.close();
     await opened.close();
   }

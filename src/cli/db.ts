@@ -93,9 +93,17 @@ const schemaStatements: Record<'postgres' | 'mysql', string[]> = {
 
 export const initialBalance = 1_000;
 
+/** Gid prefixes of the branches `dtx bench` makes: its 2PC coordinator's, and naive commit's. */
+export const benchGidPrefixes = ['dtx_bench.', 'dtx_naive.'] as const;
+
 /** Creates the `dtx_bench` schema on one database: accounts (on the first two) and the transfer/audit record. */
 export async function initSchema(target: DbTarget, adapter: ResourceAdapter, accounts: number, role: 'debit' | 'credit' | 'audit'): Promise<void> {
   const withAccounts = role !== 'audit';
+  // Branches an earlier bench left prepared hold locks on the tables we are
+  // about to drop: roll them back first (only bench's own gids).
+  for (const prefix of benchGidPrefixes) {
+    for (const { gid } of await adapter.listPrepared(prefix)) await adapter.rollbackPrepared(gid);
+  }
   if (target.kind === 'sqlite') {
     const db = (adapter as SqliteAdapter).database();
     db.exec("DELETE FROM dtx_kv WHERE key LIKE 'bench:%'");

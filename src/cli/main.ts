@@ -9,9 +9,11 @@ import { isProtocolName, protocolNames } from '../sim/protocols.ts';
 import { runSim, type SimRequest } from '../sim/run.ts';
 import { runSwarm } from '../sim/swarm.ts';
 import { workloadNames } from '../sim/workloads.ts';
-import { crashPoints, runBench, runRecover, runVerify } from './bench.ts';
-import { runDemo } from './demo.ts';
-import { formatRealDemo, type RealDemoRound, runRealDemo } from './demo-real.ts';
+import type { RealDemoRound } from './demo-real.ts';
+
+// Commands load their modules when they run, so that `dtx --help` and the
+// simulator do not pay for the database drivers and adapters at start-up.
+const crashPoints = ['prepared-some', 'prepared-all', 'decided', 'between-commits'] as const;
 import { formatSimReport, progressBar } from './format.ts';
 
 function int(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -197,11 +199,13 @@ export function buildProgram(): Command {
     .option('--no-real', 'only the simulated part')
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: { txns: number; downtimeMs: number; rounds: number; dir: string; real: boolean; json?: boolean }) => {
+      const { runDemo } = await import('./demo.ts');
       const sim = runDemo(flags);
       if (!flags.json) process.stdout.write(sim.text);
       let real: RealDemoRound[] = [];
       if (flags.real) {
         if (!flags.json) process.stdout.write('\n');
+        const { formatRealDemo, runRealDemo } = await import('./demo-real.ts');
         real = await runRealDemo({
           dir: flags.dir,
           rounds: flags.rounds,
@@ -225,6 +229,8 @@ export function buildProgram(): Command {
     .option('--duration <s>', 'run for this many seconds', num('--duration', 0, 86_400))
     .option('--txns <n>', 'run this many transfers', int('--txns', 1, 100_000_000))
     .option('--init', 'create the dtx_bench schema and accounts first (drops an existing one)')
+    .option('--lease <name>', 'standby takeover: run only while holding this lease in the postgres:// log; wait for it')
+    .option('--lease-ttl-ms <ms>', 'how long the lease lasts without renewal', int('--lease-ttl-ms', 100, 3_600_000), 3000)
     .addOption(new Option('--acknowledge <when>', 'answer once every branch committed, or once the decision is durable').choices(['committed', 'durable']).default('committed'))
     .addOption(new Option('--crash-at <point>', 'crash tests: SIGKILL this process at a point of a transfer').choices(crashPoints).hideHelp())
     .addOption(new Option('--crash-after <n>', 'crash tests: the transfer whose point kills the process').argParser(int('--crash-after', 1)).hideHelp())
@@ -233,6 +239,7 @@ export function buildProgram(): Command {
       if (flags.duration === undefined && flags.txns === undefined) {
         throw new InvalidArgumentError('give --duration S or --txns N');
       }
+      const { runBench } = await import('./bench.ts');
       const report = await runBench({
         dbs: flags.db,
         protocol: flags.protocol,
@@ -246,6 +253,15 @@ export function buildProgram(): Command {
         crashAt: flags.crashAt,
         crashAfter: flags.crashAfter,
         onStart: () => process.stderr.write('dtx bench: transfers started\n'),
+        progress: (line) => process.stderr.write(`dtx bench: ${line}\n`),
+        onRecovered: (r) => {
+          if (r.recommitted.length + r.rolledBack.length > 0) {
+            process.stderr.write(
+              `dtx bench: recovered ${r.recommitted.length} commit(s), rolled back ${r.rolledBack.length} branch(es)\n`,
+            );
+          }
+        },
+        ...(flags.lease ? { lease: { name: flags.lease, ttlMs: flags.leaseTtlMs } } : {}),
       });
       if (flags.json) writeJson(report);
       else {
@@ -263,6 +279,7 @@ export function buildProgram(): Command {
     .requiredOption('--db <url>', 'the databases bench used, in the same order', collect)
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: { db: string[]; json?: boolean }) => {
+      const { runVerify } = await import('./bench.ts');
       const report = await runVerify(flags.db);
       if (flags.json) writeJson(report);
       else {
@@ -282,6 +299,7 @@ export function buildProgram(): Command {
     .option('--log <path|url>', 'the coordinator log')
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: { db: string[]; log?: string; json?: boolean }) => {
+      const { runRecover } = await import('./bench.ts');
       const report = await runRecover({ dbs: flags.db, log: flags.log });
       const out = {
         recommitted: report.recommitted,

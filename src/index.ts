@@ -1,0 +1,28 @@
+// dtx's public entry point: the coordinator, its logs, the typed errors, and
+// the ports an adapter implements. Database adapters live in subpath exports
+// (`dtx/postgres`, `dtx/mysql`, `dtx/sqlite`) so that importing dtx loads no
+// database driver you do not use.
+
+export type { Branch, PreparedBranchInfo, Resolution, ResourceAdapter, SqlBranch, Vote } from './adapters/types.ts';
+export {
+  DtxError,
+  type DtxErrorCode,
+  HeuristicError,
+  InvalidGidError,
+  isDtxError,
+  LockConflictError,
+  PreparedTxnsDisabledError,
+  ResourceUnavailableError,
+} from './errors.ts';
+export {
+  Coordinator,
+  type CoordinatorOptions,
+  createCoordinator,
+  type RecoveryReport,
+  type Transaction,
+} from './runtime/coordinator.ts';
+export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
+export type { DurableLog, LogOptions, LogStats } from './runtime/log/types.ts';
+export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
+export { CodecError, twoPcRecordCodec } from './protocol/twopc/codec.ts';
+export type { TwoPcRecord } from './protocol/twopc/types.ts';

@@ -1,0 +1,12 @@
+// `dtx/mysql`: MariaDB (10.5+) or MySQL (5.7.7+) as a two-phase-commit
+// participant through XA. Needs the `mysql2` package.
+
+export {
+  classifyMariaDbError,
+  createMariaDbAdapter,
+  createMariaDbAdapter as createMysqlAdapter,
+  MariaDbAdapter,
+  type MariaDbAdapterOptions,
+  MariaDbBranch,
+  type MariaDbIsolationLevel,
+} from './adapters/mariadb.ts';

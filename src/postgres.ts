@@ -1,0 +1,13 @@
+// `dtx/postgres`: PostgreSQL as a two-phase-commit participant
+// (PREPARE TRANSACTION / COMMIT PREPARED) and as a shared coordinator log with
+// leases for standby takeover. Needs the `pg` package.
+
+export {
+  classifyPostgresError,
+  createPostgresAdapter,
+  PostgresAdapter,
+  type PostgresAdapterOptions,
+  PostgresBranch,
+  type PostgresIsolationLevel,
+} from './adapters/postgres.ts';
+export { openPostgresLog, type PostgresLog, type PostgresLogOptions } from './runtime/log/postgres.ts';

@@ -6,6 +6,14 @@
 
 import type { Effect, NodeId, Role } from '../protocol/common/types.ts';
 import { naiveCoordinator, naiveParticipant } from '../protocol/naive/naive.ts';
+import { paxosCommitLayout } from '../protocol/paxos-commit/layout.ts';
+import { compactPaxosCommitLog } from '../protocol/paxos-commit/log.ts';
+import { type PaxosNodeConfig, type PaxosNodeState, paxosCommitNode } from '../protocol/paxos-commit/node.ts';
+import type { PaxosCommitMsg, PaxosCommitRecord } from '../protocol/paxos-commit/types.ts';
+import { threePcCoordinator } from '../protocol/threepc/coordinator.ts';
+import { compactThreePcLog } from '../protocol/threepc/log.ts';
+import { threePcParticipant } from '../protocol/threepc/participant.ts';
+import type { ThreePcMsg, ThreePcRecord } from '../protocol/threepc/types.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import { twoPcParticipant } from '../protocol/twopc/participant.ts';
@@ -52,7 +60,7 @@ export interface SimProtocol {
   compact(kind: NodeSpec['kind'], log: readonly unknown[]): unknown[];
 }
 
-export const protocolNames = ['naive', '2pc'] as const;
+export const protocolNames = ['naive', '2pc', 'paxos-commit', '3pc'] as const;
 export type ProtocolName = (typeof protocolNames)[number];
 
 export function isProtocolName(name: string): name is ProtocolName {
@@ -100,6 +108,88 @@ function twoPc(): SimProtocol {
   };
 }
 
+/**
+ * Paxos Commit (src/protocol/paxos-commit). Every node runs the composite
+ * role; the layout decides which parts each has. With `colocated`, the
+ * leader is the first participant: nodes() names it first (so that the
+ * client's `begin` and the coordinator-crash scenario go to it) with the
+ * participant's own role and config, and the world's node map keeps the one
+ * participant node of that id. That relies on the world keying nodes by id,
+ * and is a stand-in for real simulator support (see
+ * docs/protocols/paxos-commit.md, "Co-located leader").
+ */
+function paxosCommit(options: ProtocolOptions): SimProtocol {
+  const layoutOptions = {
+    F: options.faults ?? 1,
+    faster: options.faster ?? false,
+    colocated: options.colocated ?? false,
+    timeScale: options.rttMs ?? 1,
+  };
+  // One object for every run, refilled by nodes() (which the world calls
+  // first): a co-located layout depends on the participants, and a copy of
+  // this protocol (`{...protocol}`) must still see the current layout.
+  const rmConfig: PaxosNodeConfig = { ...paxosCommitLayout(['?'], layoutOptions).rmConfig };
+  return {
+    name: 'paxos-commit',
+    atomic: true,
+    nodes(participants) {
+      const layout = paxosCommitLayout(participants, layoutOptions);
+      Object.assign(rmConfig, layout.rmConfig);
+      const servers = layout.servers.map(
+        (s): NodeSpec => ({
+          id: s.id,
+          kind: s.id === layout.leader ? 'coordinator' : 'acceptor',
+          role: paxosCommitNode,
+          config: s.config,
+        }),
+      );
+      if (!layoutOptions.colocated) return servers;
+      return [
+        { id: layout.leader, kind: 'participant', role: paxosCommitNode, config: layout.rmConfig },
+        ...servers,
+      ];
+    },
+    participantRole: paxosCommitNode,
+    participantConfig: rmConfig,
+    recordInfo(record) {
+      return (record as PaxosCommitRecord).type === 'prepared' ? { prepared: true } : {};
+    },
+    inDoubt(state) {
+      const rm = (state as PaxosNodeState).rm;
+      return rm === null ? [] : [...rm.txns].filter(([, t]) => t.phase === 'prepared').map(([txn]) => txn);
+    },
+    // The leader's step that broadcasts COMMIT (or, in Faster Paxos Commit,
+    // where it broadcasts nothing, tells the client) once every instance chose `prepared`.
+    isDecisionStep: (effects) =>
+      effects.some(
+        (e) =>
+          ((e.type === 'send' || e.type === 'sendAfterPersist') &&
+            (e.msg as PaxosCommitMsg).type === 'COMMIT') ||
+          (e.type === 'reportOutcome' && e.outcome === 'committed'),
+      ),
+    compact: (_kind, log) => compactPaxosCommitLog(log as PaxosCommitRecord[]),
+  };
+}
+
+/** Three-phase commit (src/protocol/threepc): atomic only while no partition separates participants. */
+function threePc(): SimProtocol {
+  return {
+    name: '3pc',
+    atomic: true,
+    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: threePcCoordinator, config: {} }],
+    participantRole: threePcParticipant,
+    participantConfig: {},
+    recordInfo: (record) => ((record as ThreePcRecord).type === 'prepared' ? { prepared: true } : {}),
+    inDoubt(state) {
+      const s = state as { txns: Map<string, { phase: string }> };
+      return [...s.txns].filter(([, t]) => t.phase !== 'working').map(([txn]) => txn);
+    },
+    isDecisionStep: (effects) =>
+      effects.some((e) => e.type === 'send' && (e.msg as ThreePcMsg).type === 'PRE_COMMIT'),
+    compact: (_kind, log) => compactThreePcLog(log as ThreePcRecord[]),
+  };
+}
+
 /** Settings a protocol may take from the command line; each protocol reads the ones it knows. */
 export interface ProtocolOptions {
   /** Network round trip, so that protocols can scale their timeouts to it. */
@@ -112,11 +202,15 @@ export interface ProtocolOptions {
   colocated?: boolean;
 }
 
-export function makeProtocol(name: ProtocolName, _options: ProtocolOptions = {}): SimProtocol {
+export function makeProtocol(name: ProtocolName, options: ProtocolOptions = {}): SimProtocol {
   switch (name) {
     case 'naive':
       return naive();
     case '2pc':
       return twoPc();
+    case 'paxos-commit':
+      return paxosCommit(options);
+    case '3pc':
+      return threePc();
   }
 }

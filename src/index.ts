@@ -3,7 +3,14 @@
 // (`dtx/postgres`, `dtx/mysql`, `dtx/sqlite`) so that importing dtx loads no
 // database driver you do not use.
 
-export type { Branch, PreparedBranchInfo, Resolution, ResourceAdapter, SqlBranch, Vote } from './adapters/types.ts';
+export type {
+  Branch,
+  PreparedBranchInfo,
+  Resolution,
+  ResourceAdapter,
+  SqlBranch,
+  Vote,
+} from './adapters/types.ts';
 export {
   DtxError,
   type DtxErrorCode,
@@ -14,6 +21,8 @@ export {
   PreparedTxnsDisabledError,
   ResourceUnavailableError,
 } from './errors.ts';
+export { CodecError, twoPcRecordCodec } from './protocol/twopc/codec.ts';
+export type { TwoPcRecord } from './protocol/twopc/types.ts';
 export {
   Coordinator,
   type CoordinatorOptions,
@@ -22,7 +31,5 @@ export {
   type Transaction,
 } from './runtime/coordinator.ts';
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
-export type { DurableLog, LogOptions, LogStats } from './runtime/log/types.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
-export { CodecError, twoPcRecordCodec } from './protocol/twopc/codec.ts';
-export type { TwoPcRecord } from './protocol/twopc/types.ts';
+export type { DurableLog, LogOptions, LogStats } from './runtime/log/types.ts';

@@ -12,9 +12,9 @@ import { DtxError, isDtxError } from '../errors.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
-import { openSqliteLog } from '../runtime/log/sqlite.ts';
 import type { Leadership } from '../runtime/lease.ts';
 import type { PostgresLog } from '../runtime/log/postgres.ts';
+import { openSqliteLog } from '../runtime/log/sqlite.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
 import {
@@ -81,7 +81,10 @@ interface Opened {
 
 async function openAll(urls: string[]): Promise<Opened> {
   if (urls.length < 2 || urls.length > 3) {
-    throw new DtxError('DTX_INVALID_ARGUMENT', `give two or three --db URLs (debit, credit, audit), got ${urls.length}`);
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `give two or three --db URLs (debit, credit, audit), got ${urls.length}`,
+    );
   }
   const targets = urls.map((u, i) => parseDbUrl(u, i));
   const adapters: Record<string, ResourceAdapter> = {};
@@ -114,9 +117,14 @@ export async function openLog(
     });
   }
   if (fence !== undefined) {
-    throw new DtxError('DTX_INVALID_ARGUMENT', 'a lease (standby takeover) needs a postgres:// log shared by both coordinators');
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'a lease (standby takeover) needs a postgres:// log shared by both coordinators',
+    );
   }
-  return openSqliteLog<TwoPcRecord>(where.replace(/^sqlite:/, ''), { decode: (v) => twoPcRecordCodec.check(v) });
+  return openSqliteLog<TwoPcRecord>(where.replace(/^sqlite:/, ''), {
+    decode: (v) => twoPcRecordCodec.check(v),
+  });
 }
 
 function crashHook(options: BenchOptions, counter: { n: number }) {
@@ -148,10 +156,15 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!);
       }
     } else {
-      const counts = await Promise.all(opened.targets.slice(0, 2).map((t) => accountCount(t, opened.adapters[t.name]!)));
+      const counts = await Promise.all(
+        opened.targets.slice(0, 2).map((t) => accountCount(t, opened.adapters[t.name]!)),
+      );
       accounts = Math.min(...counts);
       if (accounts === 0) {
-        throw new DtxError('DTX_INVALID_ARGUMENT', 'the databases have no dtx_bench accounts yet: run once with --init');
+        throw new DtxError(
+          'DTX_INVALID_ARGUMENT',
+          'the databases have no dtx_bench accounts yet: run once with --init',
+        );
       }
     }
     const pick = () => Math.floor(Math.random() * accounts);
@@ -195,7 +208,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     }
 
     const started = performance.now();
-    const deadline = options.durationS !== undefined ? started + options.durationS * 1000 : Number.POSITIVE_INFINITY;
+    const deadline =
+      options.durationS !== undefined ? started + options.durationS * 1000 : Number.POSITIVE_INFINITY;
     const total = options.txns ?? Number.POSITIVE_INFINITY;
     let issued = 0;
     let committed = 0;
@@ -254,7 +268,11 @@ async function naiveTransfer(
 ): Promise<void> {
   const txn = `naive.${naiveIncarnation}.${(++naiveCounter).toString(36)}`;
   const amount = 1 + Math.floor(Math.random() * 100);
-  const branches: { adapter: ResourceAdapter; gid: string; branch: { prepare(): Promise<unknown>; rollback(): Promise<void> } }[] = [];
+  const branches: {
+    adapter: ResourceAdapter;
+    gid: string;
+    branch: { prepare(): Promise<unknown>; rollback(): Promise<void> };
+  }[] = [];
   try {
     for (const [i, t] of opened.targets.entries()) {
       const adapter = opened.adapters[t.name]!;
@@ -308,7 +326,11 @@ export async function runVerify(dbs: string[]): Promise<VerifyReport> {
       partialTransfers: all.size - everywhere.length,
       preparedLeft,
     };
-    report.ok = total === expectedTotal && report.partialTransfers === 0 && auditRows === everywhere.length && preparedLeft === 0;
+    report.ok =
+      total === expectedTotal &&
+      report.partialTransfers === 0 &&
+      auditRows === everywhere.length &&
+      preparedLeft === 0;
     return report;
   } finally {
     await opened.close();

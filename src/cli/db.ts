@@ -39,7 +39,10 @@ export const lockWaitMs = 2_000;
 export async function openAdapter(target: DbTarget): Promise<ResourceAdapter> {
   switch (target.kind) {
     case 'postgres':
-      return createPostgresAdapter({ connection: { connectionString: target.url, max: 32 }, lockTimeoutMs: lockWaitMs });
+      return createPostgresAdapter({
+        connection: { connectionString: target.url, max: 32 },
+        lockTimeoutMs: lockWaitMs,
+      });
     case 'mysql': {
       const u = new URL(target.url.replace(/^mariadb:/, 'mysql:'));
       return createMariaDbAdapter({
@@ -60,7 +63,11 @@ export async function openAdapter(target: DbTarget): Promise<ResourceAdapter> {
 }
 
 /** A plain (non-2PC) SQL session for schema setup and verification. */
-async function withSql<T>(target: DbTarget, adapter: ResourceAdapter, work: (q: SqlQuery) => Promise<T>): Promise<T> {
+async function withSql<T>(
+  target: DbTarget,
+  adapter: ResourceAdapter,
+  work: (q: SqlQuery) => Promise<T>,
+): Promise<T> {
   if (target.kind === 'postgres') {
     const pool = (adapter as PostgresAdapter).pool;
     return work(async (sql, params) => (await pool.query(sql, params as unknown[])).rows);
@@ -97,7 +104,12 @@ export const initialBalance = 1_000;
 export const benchGidPrefixes = ['dtx_bench.', 'dtx_naive.'] as const;
 
 /** Creates the `dtx_bench` schema on one database: accounts (on the first two) and the transfer/audit record. */
-export async function initSchema(target: DbTarget, adapter: ResourceAdapter, accounts: number, role: 'debit' | 'credit' | 'audit'): Promise<void> {
+export async function initSchema(
+  target: DbTarget,
+  adapter: ResourceAdapter,
+  accounts: number,
+  role: 'debit' | 'credit' | 'audit',
+): Promise<void> {
   const withAccounts = role !== 'audit';
   // Branches an earlier bench left prepared hold locks on the tables we are
   // about to drop: roll them back first (only bench's own gids).
@@ -109,7 +121,8 @@ export async function initSchema(target: DbTarget, adapter: ResourceAdapter, acc
     db.exec("DELETE FROM dtx_kv WHERE key LIKE 'bench:%'");
     const put = db.prepare('INSERT INTO dtx_kv (key, value) VALUES (?, ?)');
     db.transaction(() => {
-      if (withAccounts) for (let i = 0; i < accounts; i++) put.run(`bench:acct:${i}`, JSON.stringify(initialBalance));
+      if (withAccounts)
+        for (let i = 0; i < accounts; i++) put.run(`bench:acct:${i}`, JSON.stringify(initialBalance));
       put.run('bench:meta:total', JSON.stringify(withAccounts ? accounts * initialBalance : 0));
       put.run('bench:meta:accounts', JSON.stringify(withAccounts ? accounts : 0));
     })();
@@ -148,7 +161,11 @@ export async function applyTransferPart(
     if (role !== 'audit') {
       const key = `bench:acct:${account}`;
       const balance = b.get(key);
-      if (typeof balance !== 'number') throw new DtxError('DTX_INVALID_STATE', `account ${account} missing on ${target.name}: run with --init`);
+      if (typeof balance !== 'number')
+        throw new DtxError(
+          'DTX_INVALID_STATE',
+          `account ${account} missing on ${target.name}: run with --init`,
+        );
       b.put(key, balance + delta);
     }
     b.put(`bench:transfer:${txn}`, amount);
@@ -157,8 +174,15 @@ export async function applyTransferPart(
   const b = branch as SqlBranch;
   const p = (i: number) => (target.kind === 'postgres' ? `$${i}` : '?');
   if (role !== 'audit') {
-    const r = await b.query(`UPDATE dtx_bench.accounts SET balance = balance + ${p(1)} WHERE id = ${p(2)}`, [delta, account]);
-    if (r.rowCount !== 1) throw new DtxError('DTX_INVALID_STATE', `account ${account} missing on ${target.name}: run with --init`);
+    const r = await b.query(`UPDATE dtx_bench.accounts SET balance = balance + ${p(1)} WHERE id = ${p(2)}`, [
+      delta,
+      account,
+    ]);
+    if (r.rowCount !== 1)
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `account ${account} missing on ${target.name}: run with --init`,
+      );
   }
   await b.query(`INSERT INTO dtx_bench.transfers (txn, amount) VALUES (${p(1)}, ${p(2)})`, [txn, amount]);
 }
@@ -191,7 +215,10 @@ export async function readState(target: DbTarget, adapter: ResourceAdapter): Pro
   const preparedLeft = (await adapter.listPrepared('dtx_')).map((b) => b.gid);
   if (target.kind === 'sqlite') {
     const db = (adapter as SqliteAdapter).database();
-    const rows = db.prepare("SELECT key, value FROM dtx_kv WHERE key LIKE 'bench:%'").all() as { key: string; value: string }[];
+    const rows = db.prepare("SELECT key, value FROM dtx_kv WHERE key LIKE 'bench:%'").all() as {
+      key: string;
+      value: string;
+    }[];
     let total = 0;
     let expectedTotal = 0;
     const transfers = new Set<string>();

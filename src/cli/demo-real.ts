@@ -55,10 +55,13 @@ export async function runRealDemo(options: RealDemoOptions): Promise<RealDemoRou
     await runBench({ dbs, protocol, log: logPath, accounts: 100, concurrency: 1, txns: 1, init: true });
     for (let round = 1; round <= options.rounds; round++) {
       const killedAfterMs = 800 + 300 * round;
-      options.log?.(`${protocol}: round ${round}: transfers in a child process, SIGKILL after ${killedAfterMs} ms`);
+      options.log?.(
+        `${protocol}: round ${round}: transfers in a child process, SIGKILL after ${killedAfterMs} ms`,
+      );
       const args = ['bench', ...dbs.flatMap((d) => ['--db', d]), '--protocol', protocol, '--log', logPath];
       await killMidFlight([...args, '--concurrency', '8', '--duration', '60'], killedAfterMs);
-      const recovered = protocol === '2pc' ? await runRecover({ dbs, log: logPath }) : { recommitted: [], rolledBack: [] };
+      const recovered =
+        protocol === '2pc' ? await runRecover({ dbs, log: logPath }) : { recommitted: [], rolledBack: [] };
       const verify = await runVerify(dbs);
       rounds.push({
         protocol,
@@ -82,13 +85,19 @@ export function formatRealDemo(rounds: RealDemoRound[]): string {
   for (const r of rounds) {
     const v = r.verify;
     const recovery =
-      r.protocol === '2pc' ? `${r.recovered.recommitted} recommitted, ${r.recovered.rolledBack} rolled back` : 'none (no log)';
+      r.protocol === '2pc'
+        ? `${r.recovered.recommitted} recommitted, ${r.recovered.rolledBack} rolled back`
+        : 'none (no log)';
     lines.push(
       `   ${r.protocol.padEnd(8)}  ${String(r.round).padEnd(5)}  ${String(v.committedTransfers).padEnd(9)}  ${String(v.partialTransfers).padEnd(7)}  ${`${v.total} (${v.expectedTotal})`.padEnd(17)}  ${String(v.preparedLeft).padEnd(13)}  ${recovery.padEnd(23)}  ${v.ok ? 'balance' : 'DO NOT balance'}`,
     );
   }
   lines.push('');
-  lines.push('   Naive commit, killed between its per-database commits, leaves transfers applied on some databases');
-  lines.push('   and not others; 2PC recovery finishes or rolls back every transfer from the coordinator log.');
+  lines.push(
+    '   Naive commit, killed between its per-database commits, leaves transfers applied on some databases',
+  );
+  lines.push(
+    '   and not others; 2PC recovery finishes or rolls back every transfer from the coordinator log.',
+  );
   return `${lines.join('\n')}\n`;
 }

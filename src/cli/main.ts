@@ -3,17 +3,20 @@
 // (progress, logs) goes to stderr. Exit codes: 0 the run completed (for swarm:
 // and found nothing), 1 a check failed, 2 the command line was wrong.
 
+import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isDtxError } from '../errors.ts';
-import { isProtocolName, protocolNames } from '../sim/protocols.ts';
+import { isProtocolName, type ProtocolOptions, protocolNames } from '../sim/protocols.ts';
 import { runSim, type SimRequest } from '../sim/run.ts';
-import { runSwarm } from '../sim/swarm.ts';
+import { runSwarm, simCommand } from '../sim/swarm.ts';
+import { renderTraceHtml, renderTraceSvg, TraceFileError, traceFileFor } from '../sim/trace-svg.ts';
 import { workloadNames } from '../sim/workloads.ts';
 import type { RealDemoRound } from './demo-real.ts';
 
 // Commands load their modules when they run, so that `dtx --help` and the
 // simulator do not pay for the database drivers and adapters at start-up.
 const crashPoints = ['prepared-some', 'prepared-all', 'decided', 'between-commits'] as const;
+
 import { formatSimReport, progressBar } from './format.ts';
 
 function int(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -64,7 +67,38 @@ interface SimFlags {
   downtimeMeanMs?: number;
   scenario?: string;
   downtimeMs?: number;
+  faults?: number;
+  faster?: boolean;
+  colocated?: boolean;
+  trace?: string;
+  traceTxn?: string;
   json?: boolean;
+}
+
+interface SwarmFlags {
+  protocol: string;
+  seeds: number;
+  from: number;
+  faults?: number;
+  faster?: boolean;
+  colocated?: boolean;
+  json?: boolean;
+}
+
+function protocolOptions(flags: {
+  protocol: string;
+  faults?: number;
+  faster?: boolean;
+  colocated?: boolean;
+}) {
+  const o: ProtocolOptions = {};
+  if (flags.faults !== undefined) o.faults = flags.faults;
+  if (flags.faster) o.faster = true;
+  if (flags.colocated) o.colocated = true;
+  if (Object.keys(o).length > 0 && flags.protocol !== 'paxos-commit') {
+    throw new InvalidArgumentError('--faults, --faster and --colocated are Paxos Commit options');
+  }
+  return o;
 }
 
 function simRequest(flags: SimFlags): SimRequest {
@@ -81,6 +115,8 @@ function simRequest(flags: SimFlags): SimRequest {
     txns: flags.txns,
     seed: flags.seed,
   };
+  const options = protocolOptions(flags);
+  if (Object.keys(options).length > 0) req.protocolOptions = options;
   if (flags.participants !== undefined) req.participants = flags.participants;
   if (flags.concurrency !== undefined) req.concurrency = flags.concurrency;
   if (flags.failRates !== undefined) req.failRates = flags.failRates;
@@ -139,9 +175,32 @@ export function buildProgram(): Command {
       'coordinator downtime for --scenario coordinator-crash',
       num('--downtime-ms', 0, 3_600_000),
     )
+    .option(
+      '--faults <f>',
+      'Paxos Commit: acceptor failures tolerated (2F+1 acceptors)',
+      int('--faults', 0, 10),
+    )
+    .option('--faster', 'Paxos Commit: acceptors send phase 2b to the RMs directly')
+    .option('--colocated', 'Paxos Commit: the leader runs on the first participant')
+    .option('--trace <file>', 'draw a space-time diagram of the run (.svg or .html)')
+    .option('--trace-txn <id>', 'draw only this transaction (with --trace)')
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SimFlags) => {
-      const { report } = runSim(simRequest(flags));
+      const traceKind = flags.trace === undefined ? null : traceFileFor(flags.trace);
+      const req = simRequest(flags);
+      if (traceKind !== null) req.trace = true;
+      const { report, trace } = runSim(req);
+      if (traceKind !== null && trace !== null && flags.trace !== undefined) {
+        const options = {
+          title: simCommand(req),
+          ...(flags.traceTxn !== undefined ? { focusTxn: flags.traceTxn } : {}),
+        };
+        writeFileSync(
+          flags.trace,
+          traceKind === 'svg' ? renderTraceSvg(trace, options) : renderTraceHtml(trace, options),
+        );
+        process.stderr.write(`trace written to ${flags.trace}\n`);
+      }
       if (flags.json) writeJson(report);
       else process.stdout.write(formatSimReport(report));
     });
@@ -154,8 +213,15 @@ export function buildProgram(): Command {
     )
     .requiredOption('--seeds <n>', 'how many seeds', int('--seeds', 1, 100_000_000))
     .option('--from <s>', 'first seed', int('--from', 0), 1)
+    .option(
+      '--faults <f>',
+      'Paxos Commit: acceptor failures tolerated (2F+1 acceptors)',
+      int('--faults', 0, 10),
+    )
+    .option('--faster', 'Paxos Commit: acceptors send phase 2b to the RMs directly')
+    .option('--colocated', 'Paxos Commit: the leader runs on the first participant')
     .option('--json', 'print one JSON object on stdout')
-    .action((flags: { protocol: string; seeds: number; from: number; json?: boolean }) => {
+    .action((flags: SwarmFlags) => {
       if (!isProtocolName(flags.protocol))
         throw new InvalidArgumentError(`unknown protocol "${flags.protocol}"`);
       const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
@@ -163,6 +229,7 @@ export function buildProgram(): Command {
         protocol: flags.protocol,
         seeds: flags.seeds,
         from: flags.from,
+        protocolOptions: protocolOptions(flags),
         onSeed: (done) => bar?.update(done),
       });
       bar?.done();
@@ -191,36 +258,59 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('naive commit next to two-phase commit: in the simulator, then on real SQLite databases killed mid-flight')
-    .option('--txns <n>', 'transactions for the failure-rate comparison', int('--txns', 1000, 10_000_000), 100_000)
-    .option('--downtime-ms <ms>', 'coordinator downtime in the crash scenario', num('--downtime-ms', 0, 3_600_000), 30_000)
+    .description(
+      'naive commit next to two-phase commit: in the simulator, then on real SQLite databases killed mid-flight',
+    )
+    .option(
+      '--txns <n>',
+      'transactions for the failure-rate comparison',
+      int('--txns', 1000, 10_000_000),
+      100_000,
+    )
+    .option(
+      '--downtime-ms <ms>',
+      'coordinator downtime in the crash scenario',
+      num('--downtime-ms', 0, 3_600_000),
+      30_000,
+    )
     .option('--rounds <n>', 'kill rounds per protocol on the real databases', int('--rounds', 1, 20), 2)
     .option('--dir <path>', 'where the demo keeps its SQLite files', '.dtx/demo')
     .option('--no-real', 'only the simulated part')
     .option('--json', 'print one JSON object on stdout')
-    .action(async (flags: { txns: number; downtimeMs: number; rounds: number; dir: string; real: boolean; json?: boolean }) => {
-      const { runDemo } = await import('./demo.ts');
-      const sim = runDemo(flags);
-      if (!flags.json) process.stdout.write(sim.text);
-      let real: RealDemoRound[] = [];
-      if (flags.real) {
-        if (!flags.json) process.stdout.write('\n');
-        const { formatRealDemo, runRealDemo } = await import('./demo-real.ts');
-        real = await runRealDemo({
-          dir: flags.dir,
-          rounds: flags.rounds,
-          log: (line) => process.stderr.write(`${line}\n`),
-        });
-        if (!flags.json) process.stdout.write(formatRealDemo(real));
-      }
-      if (flags.json) writeJson({ ...(sim.data as object), realDatabases: real });
-    });
+    .action(
+      async (flags: {
+        txns: number;
+        downtimeMs: number;
+        rounds: number;
+        dir: string;
+        real: boolean;
+        json?: boolean;
+      }) => {
+        const { runDemo } = await import('./demo.ts');
+        const sim = runDemo(flags);
+        if (!flags.json) process.stdout.write(sim.text);
+        let real: RealDemoRound[] = [];
+        if (flags.real) {
+          if (!flags.json) process.stdout.write('\n');
+          const { formatRealDemo, runRealDemo } = await import('./demo-real.ts');
+          real = await runRealDemo({
+            dir: flags.dir,
+            rounds: flags.rounds,
+            log: (line) => process.stderr.write(`${line}\n`),
+          });
+          if (!flags.json) process.stdout.write(formatRealDemo(real));
+        }
+        if (flags.json) writeJson({ ...(sim.data as object), realDatabases: real });
+      },
+    );
 
   const collect = (value: string, previous: string[] = []) => [...previous, value];
 
   program
     .command('bench')
-    .description('transfers across real databases: debit on the first, credit on the second, audit on the third')
+    .description(
+      'transfers across real databases: debit on the first, credit on the second, audit on the third',
+    )
     .requiredOption('--db <url>', 'postgres://..., mysql://... or sqlite:PATH (give two or three)', collect)
     .addOption(new Option('--protocol <name>', 'commit protocol').choices(['naive', '2pc']).default('2pc'))
     .option('--log <path|url>', 'coordinator log: a SQLite file path or postgres://... (2pc)')
@@ -229,11 +319,34 @@ export function buildProgram(): Command {
     .option('--duration <s>', 'run for this many seconds', num('--duration', 0, 86_400))
     .option('--txns <n>', 'run this many transfers', int('--txns', 1, 100_000_000))
     .option('--init', 'create the dtx_bench schema and accounts first (drops an existing one)')
-    .option('--lease <name>', 'standby takeover: run only while holding this lease in the postgres:// log; wait for it')
-    .option('--lease-ttl-ms <ms>', 'how long the lease lasts without renewal', int('--lease-ttl-ms', 100, 3_600_000), 3000)
-    .addOption(new Option('--acknowledge <when>', 'answer once every branch committed, or once the decision is durable').choices(['committed', 'durable']).default('committed'))
-    .addOption(new Option('--crash-at <point>', 'crash tests: SIGKILL this process at a point of a transfer').choices(crashPoints).hideHelp())
-    .addOption(new Option('--crash-after <n>', 'crash tests: the transfer whose point kills the process').argParser(int('--crash-after', 1)).hideHelp())
+    .option(
+      '--lease <name>',
+      'standby takeover: run only while holding this lease in the postgres:// log; wait for it',
+    )
+    .option(
+      '--lease-ttl-ms <ms>',
+      'how long the lease lasts without renewal',
+      int('--lease-ttl-ms', 100, 3_600_000),
+      3000,
+    )
+    .addOption(
+      new Option(
+        '--acknowledge <when>',
+        'answer once every branch committed, or once the decision is durable',
+      )
+        .choices(['committed', 'durable'])
+        .default('committed'),
+    )
+    .addOption(
+      new Option('--crash-at <point>', 'crash tests: SIGKILL this process at a point of a transfer')
+        .choices(crashPoints)
+        .hideHelp(),
+    )
+    .addOption(
+      new Option('--crash-after <n>', 'crash tests: the transfer whose point kills the process')
+        .argParser(int('--crash-after', 1))
+        .hideHelp(),
+    )
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags) => {
       if (flags.duration === undefined && flags.txns === undefined) {
@@ -275,7 +388,9 @@ export function buildProgram(): Command {
 
   program
     .command('verify')
-    .description('check the books: conservation, transfers everywhere or nowhere, no dtx branch left prepared')
+    .description(
+      'check the books: conservation, transfers everywhere or nowhere, no dtx branch left prepared',
+    )
     .requiredOption('--db <url>', 'the databases bench used, in the same order', collect)
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: { db: string[]; json?: boolean }) => {
@@ -334,6 +449,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (err instanceof InvalidArgumentError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof TraceFileError) {
       process.stderr.write(`error: ${err.message}\n`);
       return 2;
     }

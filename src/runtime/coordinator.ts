@@ -17,7 +17,12 @@ import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '
 import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
-import { defaultTwoPcConfig, type TwoPcConfig, type TwoPcMsg, type TwoPcRecord } from '../protocol/twopc/types.ts';
+import {
+  defaultTwoPcConfig,
+  type TwoPcConfig,
+  type TwoPcMsg,
+  type TwoPcRecord,
+} from '../protocol/twopc/types.ts';
 import { Driver } from './driver.ts';
 import type { DurableLog } from './log/types.ts';
 
@@ -120,7 +125,12 @@ interface PreparingBranch {
 export class Coordinator {
   readonly name: string;
   readonly heuristics: HeuristicError[] = [];
-  private readonly driver: Driver<ReturnType<typeof twoPcCoordinator.init>, TwoPcMsg, TwoPcRecord, Partial<TwoPcConfig>>;
+  private readonly driver: Driver<
+    ReturnType<typeof twoPcCoordinator.init>,
+    TwoPcMsg,
+    TwoPcRecord,
+    Partial<TwoPcConfig>
+  >;
   private readonly active = new Map<TxnId, ActiveTxn>();
   /** Transactions re-driven by recovery: their branches' gids, to tell what to expect. */
   private readonly recovering = new Set<TxnId>();
@@ -136,11 +146,17 @@ export class Coordinator {
   constructor(private readonly options: CoordinatorOptions) {
     this.name = options.name ?? 'c1';
     if (!coordinatorNamePattern.test(this.name)) {
-      throw new DtxError('DTX_INVALID_ARGUMENT', `coordinator name ${JSON.stringify(this.name)} must match ${coordinatorNamePattern}`);
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `coordinator name ${JSON.stringify(this.name)} must match ${coordinatorNamePattern}`,
+      );
     }
     for (const resource of Object.keys(options.resources)) {
       if (!resourceNamePattern.test(resource)) {
-        throw new DtxError('DTX_INVALID_ARGUMENT', `resource name ${JSON.stringify(resource)} must match ${resourceNamePattern}`);
+        throw new DtxError(
+          'DTX_INVALID_ARGUMENT',
+          `resource name ${JSON.stringify(resource)} must match ${resourceNamePattern}`,
+        );
       }
     }
     // Unique per process start: attempt names and transaction ids embed it.
@@ -239,10 +255,14 @@ export class Coordinator {
     if (!this.started) throw new DtxError('DTX_INVALID_STATE', 'call start() before transaction()');
     if (this.closing) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
     if (this.failure !== undefined) {
-      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', 'the coordinator log failed; restart the coordinator to recover', {
-        cause: this.failure,
-        retryable: false,
-      });
+      throw new DtxError(
+        'DTX_RESOURCE_UNAVAILABLE',
+        'the coordinator log failed; restart the coordinator to recover',
+        {
+          cause: this.failure,
+          retryable: false,
+        },
+      );
     }
     const ordinal = ++this.counter;
     const id: TxnId = `${this.name}.${this.incarnation}.${ordinal.toString(36)}`;
@@ -277,7 +297,10 @@ export class Coordinator {
       query: async (resource, sql, params) => {
         const branch = await open(resource);
         if (branch.query === undefined) {
-          throw new DtxError('DTX_INVALID_ARGUMENT', `resource ${resource} is not a SQL resource; use tx.branch()`);
+          throw new DtxError(
+            'DTX_INVALID_ARGUMENT',
+            `resource ${resource} is not a SQL resource; use tx.branch()`,
+          );
         }
         return (await branch.query(sql, params)) as { rows: never[]; rowCount: number };
       },
@@ -298,7 +321,12 @@ export class Coordinator {
     const outcome = await new Promise<Outcome>((resolve, reject) => {
       txn.outcome = resolve;
       txn.fail = reject;
-      this.driver.input({ type: 'begin', txn: id, participants: [...txn.branches.keys()], client: appClient });
+      this.driver.input({
+        type: 'begin',
+        txn: id,
+        participants: [...txn.branches.keys()],
+        client: appClient,
+      });
     });
     if (outcome !== 'committed') {
       this.active.delete(id);
@@ -328,9 +356,13 @@ export class Coordinator {
     this.failure = err;
     for (const [txn, t] of this.active) {
       t.fail?.(
-        new DtxError('DTX_OUTCOME_UNKNOWN', `the coordinator log failed while transaction ${txn} was being decided`, {
-          cause: err,
-        }),
+        new DtxError(
+          'DTX_OUTCOME_UNKNOWN',
+          `the coordinator log failed while transaction ${txn} was being decided`,
+          {
+            cause: err,
+          },
+        ),
       );
     }
   }
@@ -407,7 +439,8 @@ export class Coordinator {
           t.unacked.delete(resource);
           if (t.unacked.size === 0) t.allCommitted?.();
         }
-        if (this.recovering.has(msg.txn) && !this.committingTxns().has(msg.txn)) this.recovering.delete(msg.txn);
+        if (this.recovering.has(msg.txn) && !this.committingTxns().has(msg.txn))
+          this.recovering.delete(msg.txn);
         this.maybeCheckpoint();
         return;
       }
@@ -422,11 +455,14 @@ export class Coordinator {
         const resolution = await this.adapter(resource).rollbackPrepared(gid);
         if (resolution === 'unknown' && entry?.voted) {
           this.heuristic(
-            new HeuristicError(`branch ${gid} was already resolved by someone else before dtx rolled it back`, {
-              decision: 'rollback',
-              outcome: 'unknown',
-              gid,
-            }),
+            new HeuristicError(
+              `branch ${gid} was already resolved by someone else before dtx rolled it back`,
+              {
+                decision: 'rollback',
+                outcome: 'unknown',
+                gid,
+              },
+            ),
           );
         }
         return;
@@ -453,7 +489,8 @@ export class Coordinator {
     this.appendsSinceCheckpoint = 0;
     const keep: TwoPcRecord[] = [];
     for (const [txn, t] of this.driver.peek().txns) {
-      if (t.phase === 'committing') keep.push({ type: 'commit', txn, participants: [...t.committers], client: t.client });
+      if (t.phase === 'committing')
+        keep.push({ type: 'commit', txn, participants: [...t.committers], client: t.client });
     }
     void this.options.log.checkpoint(compactTwoPcLog(keep)).catch(() => undefined);
   }

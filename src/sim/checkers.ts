@@ -23,7 +23,7 @@ import type { NodeId, Outcome } from '../protocol/common/types.ts';
 export type ObservedState = 'working' | 'prepared' | 'committed' | 'aborted' | 'left';
 
 export interface Violation {
-  checker: 'atomicity' | 'validity' | 'stability' | 'durability' | 'conservation' | 'liveness';
+  checker: 'atomicity' | 'validity' | 'stability' | 'durability' | 'conservation' | 'liveness' | 'invariant';
   txn: string;
   detail: string;
 }
@@ -130,6 +130,11 @@ export class Checkers {
         this.flag('durability', txn, `${node} recovered in doubt about a transaction it had committed`);
       }
     }
+  }
+
+  /** A protocol's own invariant broke (reported by the protocol's invariant function, e.g. Paxos acceptors). */
+  invariant(txn: string, detail: string): void {
+    this.flag('invariant', txn, detail);
   }
 
   conservation(expected: number, actual: number): void {

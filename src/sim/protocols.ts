@@ -6,6 +6,7 @@
 
 import type { Effect, NodeId, Role } from '../protocol/common/types.ts';
 import { naiveCoordinator, naiveParticipant } from '../protocol/naive/naive.ts';
+import { paxosInvariants } from '../protocol/paxos-commit/invariants.ts';
 import { paxosCommitLayout } from '../protocol/paxos-commit/layout.ts';
 import { compactPaxosCommitLog } from '../protocol/paxos-commit/log.ts';
 import { type PaxosNodeConfig, type PaxosNodeState, paxosCommitNode } from '../protocol/paxos-commit/node.ts';
@@ -58,6 +59,14 @@ export interface SimProtocol {
    * after a checkpoint; it must not change what `recover` rebuilds.
    */
   compact(kind: NodeSpec['kind'], log: readonly unknown[]): unknown[];
+  /**
+   * The protocol's own invariants over the states of the nodes that are up
+   * (optionally only for one transaction), checked after every step; each
+   * returned string is a violation.
+   */
+  invariants?(states: Iterable<unknown>, txn?: string): string[];
+  /** For consensus protocols: how many acceptor crashes at once the protocol is built to survive. */
+  acceptorFaultsTolerated?: number;
 }
 
 export const protocolNames = ['naive', '2pc', 'paxos-commit', '3pc'] as const;
@@ -168,6 +177,8 @@ function paxosCommit(options: ProtocolOptions): SimProtocol {
           (e.type === 'reportOutcome' && e.outcome === 'committed'),
       ),
     compact: (_kind, log) => compactPaxosCommitLog(log as PaxosCommitRecord[]),
+    invariants: (states, txn) => paxosInvariants(states, txn),
+    acceptorFaultsTolerated: layoutOptions.F,
   };
 }
 

@@ -5,13 +5,15 @@
 import { performance } from 'node:perf_hooks';
 import type { NodeId } from '../protocol/common/types.ts';
 import type { Violation } from './checkers.ts';
-import { makeProtocol, type ProtocolName, type SimProtocol } from './protocols.ts';
+import { makeProtocol, type ProtocolName, type ProtocolOptions, type SimProtocol } from './protocols.ts';
 import { round3, type Summary, summarize } from './stats.ts';
 import { bankWorkload, toyWorkload, type WorkloadName } from './workloads.ts';
 import { type TraceEvent, World, type WorldOptions } from './world.ts';
 
 export interface SimRequest {
   protocol: ProtocolName | SimProtocol;
+  /** Protocol settings (Paxos Commit: faults F, faster, colocated); ignored with a SimProtocol object. */
+  protocolOptions?: ProtocolOptions;
   workload: WorkloadName;
   txns: number;
   seed: number;
@@ -73,7 +75,10 @@ export const simDefaults = {
 } as const;
 
 export function buildWorld(req: SimRequest): World {
-  const protocol = typeof req.protocol === 'string' ? makeProtocol(req.protocol) : req.protocol;
+  const protocol =
+    typeof req.protocol === 'string'
+      ? makeProtocol(req.protocol, { rttMs: req.rttMs ?? simDefaults.rttMs, ...req.protocolOptions })
+      : req.protocol;
   const workload =
     req.workload === 'toy'
       ? toyWorkload()
@@ -103,6 +108,9 @@ export function buildWorld(req: SimRequest): World {
       partitionEveryMs: simDefaults.partitionEveryMs,
       partitionMeanMs: simDefaults.partitionMeanMs,
       crashRate: req.crashRate ?? 0,
+      ...(protocol.acceptorFaultsTolerated !== undefined
+        ? { acceptorsDownMax: protocol.acceptorFaultsTolerated }
+        : {}),
       downtimeMeanMs: req.downtimeMeanMs ?? simDefaults.downtimeMeanMs,
     },
     fsyncMs: req.fsyncMs ?? simDefaults.fsyncMs,

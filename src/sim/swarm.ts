@@ -6,13 +6,14 @@
 // `dtx sim` command line that reproduces its run exactly.
 
 import { Prng } from './prng.ts';
-import type { ProtocolName, SimProtocol } from './protocols.ts';
+import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;
   seeds: number;
   from: number;
+  protocolOptions?: ProtocolOptions;
   /** Called after each seed, for progress bars. */
   onSeed?: (done: number, report: SimReport) => void;
 }
@@ -35,11 +36,16 @@ export interface SwarmSummary {
 }
 
 /** The run a seed stands for. Everything here is drawn from the seed alone. */
-export function swarmRequest(protocol: ProtocolName | SimProtocol, seed: number): SimRequest {
+export function swarmRequest(
+  protocol: ProtocolName | SimProtocol,
+  seed: number,
+  protocolOptions: ProtocolOptions = {},
+): SimRequest {
   const rng = new Prng(seed);
   const round = (x: number) => Math.round(x * 1000) / 1000;
   return {
     protocol,
+    ...(Object.keys(protocolOptions).length > 0 ? { protocolOptions } : {}),
     workload: 'bank',
     seed,
     txns: 20 + rng.int(41),
@@ -64,6 +70,9 @@ export function simCommand(req: SimRequest): string {
     `--txns ${req.txns}`,
     `--seed ${req.seed}`,
   ];
+  if (req.protocolOptions?.faults !== undefined) parts.push(`--faults ${req.protocolOptions.faults}`);
+  if (req.protocolOptions?.faster) parts.push('--faster');
+  if (req.protocolOptions?.colocated) parts.push('--colocated');
   if (req.participants !== undefined) parts.push(`--participants ${req.participants}`);
   if (req.concurrency !== undefined) parts.push(`--concurrency ${req.concurrency}`);
   if (req.failRates !== undefined) parts.push(`--fail-rates ${req.failRates.join(',')}`);
@@ -91,7 +100,7 @@ export function runSwarm(options: SwarmOptions): SwarmSummary {
   };
   for (let i = 0; i < options.seeds; i++) {
     const seed = options.from + i;
-    const req = swarmRequest(options.protocol, seed);
+    const req = swarmRequest(options.protocol, seed, options.protocolOptions);
     const { report } = runSim(req);
     summary.seeds++;
     summary.violations += report.violationCount;

@@ -37,6 +37,12 @@ export interface FaultOptions {
   partitionMeanMs: number;
   /** Probability that a node crashes while carrying out the effects of any one step. */
   crashRate: number;
+  /**
+   * At most this many acceptor nodes down at once during the safety phase (a
+   * random crash that would exceed it does not happen): the fault bound a
+   * consensus protocol is built for. Unbounded when undefined.
+   */
+  acceptorsDownMax?: number;
   /** Mean time a crashed node stays down. */
   downtimeMeanMs: number;
 }
@@ -198,8 +204,10 @@ export class World {
     assert(extra.length > 0, 'a protocol needs at least one node that takes client requests');
     this.coordinator = extra[0]!.id;
     this.participants = opts.workload.participants;
+    // A protocol may run its coordinator on a participant's node (Paxos
+    // Commit's co-located leader): that node is the participant, once.
     const specs: NodeSpec[] = [
-      ...extra,
+      ...extra.filter((e) => !opts.workload.participants.includes(e.id)),
       ...this.participants.map(
         (id): NodeSpec => ({
           id,
@@ -318,8 +326,36 @@ export class World {
     let crashAt = -1;
     if (this.faultsOn && this.opts.faults.crashRate > 0 && this.rng.chance(this.opts.faults.crashRate)) {
       crashAt = this.rng.int(effects.length + 1);
+      if (
+        node.spec.kind === 'acceptor' &&
+        this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity)
+      ) {
+        crashAt = -1;
+      }
     }
     this.execute(node, effects, crashAt);
+    if (this.opts.protocol.invariants !== undefined) this.checkInvariants(input);
+  }
+
+  private acceptorsDown(): number {
+    let n = 0;
+    for (const node of this.nodes.values()) if (node.spec.kind === 'acceptor' && !node.up) n++;
+    return n;
+  }
+
+  /** The protocol's own invariants (e.g. Paxos acceptor state), over every node that is up. */
+  private checkInvariants(input: Input<unknown>): void {
+    const txn =
+      input.type === 'receive'
+        ? (input.msg as { txn?: string }).txn
+        : input.type === 'timeout'
+          ? undefined
+          : (input as { txn?: string }).txn;
+    const states: unknown[] = [];
+    for (const n of this.nodes.values()) if (n.up) states.push(n.state);
+    for (const problem of this.opts.protocol.invariants!(states, txn)) {
+      this.checkers.invariant(txn ?? '*', problem);
+    }
   }
 
   private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {

@@ -29,10 +29,14 @@ interface Run {
 }
 
 function bench(args: string[]): Run {
-  const child = spawn(process.execPath, [bin, 'bench', ...dbs.flatMap((d) => ['--db', d]), '--log', logUrl, ...args], {
-    cwd: root,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [bin, 'bench', ...dbs.flatMap((d) => ['--db', d]), '--log', logUrl, ...args],
+    {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   const lines: string[] = [];
   const waiters: { pattern: RegExp; resolve: (t: number) => void }[] = [];
   let buffer = '';
@@ -60,7 +64,10 @@ function bench(args: string[]): Run {
       const seen = lines.find((l) => pattern.test(l));
       if (seen !== undefined) return Promise.resolve(Date.now());
       return new Promise((resolvePromise, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} in: ${lines.join(' | ')}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no line matching ${pattern} in: ${lines.join(' | ')}`)),
+          timeoutMs,
+        );
         waiters.push({
           pattern,
           resolve: (t) => {
@@ -91,11 +98,30 @@ after(async () => {
 
 test('the standby takes over after the active coordinator is killed, and commits what it had decided', async () => {
   const active = bench([
-    '--lease', lease, '--lease-ttl-ms', String(ttlMs), '--duration', '60', '--concurrency', '2',
-    '--crash-at', 'decided', '--crash-after', '20',
+    '--lease',
+    lease,
+    '--lease-ttl-ms',
+    String(ttlMs),
+    '--duration',
+    '60',
+    '--concurrency',
+    '2',
+    '--crash-at',
+    'decided',
+    '--crash-after',
+    '20',
   ]);
   await active.waitFor(/active: holding lease/);
-  const standby = bench(['--lease', lease, '--lease-ttl-ms', String(ttlMs), '--duration', '2', '--concurrency', '2']);
+  const standby = bench([
+    '--lease',
+    lease,
+    '--lease-ttl-ms',
+    String(ttlMs),
+    '--duration',
+    '2',
+    '--concurrency',
+    '2',
+  ]);
   await standby.waitFor(/standby: waiting for lease/);
   const died = await active.exit;
   const diedAt = Date.now();

@@ -132,7 +132,9 @@ export const naiveParticipant: Role<NaiveParticipantState, NaiveMsg, NaiveRecord
         const { msg, from } = input;
         if (msg.type !== 'COMMIT') break;
         if (!state.working.delete(msg.txn)) {
-          fx.push({ type: 'send', to: from, msg: { type: 'FAILED', txn: msg.txn } });
+          // Work gone — or a duplicate COMMIT while our commit is being
+          // written: waiting for our writes lets that ACK leave first.
+          fx.push({ type: 'sendAfterPersist', to: from, msg: { type: 'FAILED', txn: msg.txn } });
           break;
         }
         fx.push({ type: 'cancelTimer', timer: workTimer(msg.txn) });

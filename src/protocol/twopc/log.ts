@@ -3,7 +3,9 @@
 // `end` (the coordinator re-drives them) and `prepared` records without an
 // outcome (the participant is in doubt). Everything else can be dropped at a
 // checkpoint; this function is that checkpoint, shared by the simulator and
-// the runtime's log stores.
+// the runtime's log stores. Take it only once the work of every `committed`
+// record being dropped has been applied (a participant's recovery re-applies
+// the commits it still finds in its log).
 
 import type { TxnId } from '../common/types.ts';
 import type { TwoPcRecord } from './types.ts';

@@ -158,15 +158,24 @@ export const twoPcParticipant: Role<ParticipantState, TwoPcMsg, TwoPcRecord, Par
     return { self, config: { ...defaultTwoPcConfig, ...config }, txns: new Map() };
   },
 
-  /** Rebuild from the log: every `prepared` with no outcome after it is in doubt; ask at once. */
+  /**
+   * Rebuild from the log: every `prepared` with no outcome after it is in
+   * doubt; ask at once. Every `committed` is applied again: the crash may have
+   * come after the record was durable and before the work was applied (the
+   * resource manager ignores a commit it has already applied).
+   */
   recover(self, config, log): StepResult<ParticipantState, TwoPcMsg, TwoPcRecord> {
     const state = twoPcParticipant.init(self, config);
     const inDoubt = new Map<TxnId, NodeId>();
+    const committed: TxnId[] = [];
     for (const r of log) {
       if (r.type === 'prepared') inDoubt.set(r.txn, r.coordinator);
       else if (r.type === 'committed' || r.type === 'aborted') inDoubt.delete(r.txn);
+      if (r.type === 'committed') committed.push(r.txn);
     }
-    const effects: Fx[] = [];
+    const effects: Fx[] = committed.map(
+      (txn): Fx => ({ type: 'resource', txn, action: 'commit', afterPersist: false }),
+    );
     for (const [txn, coordinator] of inDoubt) {
       state.txns.set(txn, { phase: 'prepared', attempt: '', coordinator, readOnly: false });
       effects.push({ type: 'send', to: coordinator, msg: { type: 'INQUIRY', txn } });

@@ -7,6 +7,12 @@ import type { NodeId, TxnId } from '../common/types.ts';
 export type Vote = 'yes' | 'no' | 'readOnly';
 
 /**
+ * A transaction id is begun at most once: the runtime makes a fresh id for
+ * every transaction, and the simulator's client requests never reach a
+ * restarted coordinator. (A coordinator that forgot a transaction, and was then
+ * asked to begin the same id again, could be told `committed` and `aborted`
+ * for one id; PREPARE's attempt guards votes, not such a second begin.)
+ *
  * `attempt` names one `begin` of a transaction at one coordinator incarnation.
  * A vote counts only for the attempt it answers: a delayed or duplicated YES
  * from an earlier attempt (one the coordinator may since have aborted, or

@@ -1,0 +1,778 @@
+// A scripted cluster for protocol cores, and the runner for the data-driven
+// interaction tests in testdata/ (in the manner of etcd-io/raft's testdata:
+// commands in, the exact trace of effects out, REWRITE=1 to regenerate).
+//
+// The cluster drives the very cores the simulator and the runtime drive,
+// through the `Role` port, and carries out their effects under the ordering
+// rule of src/protocol/common/types.ts. Nothing happens unless a command says
+// so: messages are delivered, timers fired, writes completed and nodes crashed
+// only on command. Every message crosses the wire codec and every log record
+// the log codec, so the scripts exercise those too.
+//
+// Script files
+// ------------
+// A file is a sequence of blocks. A block is one or more command lines, a line
+// `----`, and the expected output, which runs to the next blank line (or the
+// end of the file). Lines starting with `#` outside an output are comments.
+// Each output line is `node: what happened`; a block whose commands print
+// nothing expects `ok`.
+//
+// Commands (ids are node names, txn ids are transaction ids):
+//   coordinator C...            create coordinators (the role's init)
+//   participant P...            create participants
+//   begin C T P...              the client asks C to commit T over P...
+//   executed P T C [read-only]  P's resource manager finished T's work; C decides
+//   wounded P T                 P's resource manager must give T up
+//   deliver FROM TO MSG         deliver a message FROM sent TO. MSG is its text
+//                               (`VOTE t1 yes 1.1`) or a prefix of it
+//                               (`VOTE t1 yes`) that names one message. The
+//                               network is a set that only grows: any message
+//                               ever sent may be delivered, again and again
+//                               (duplicates), late (reordering) or never (loss).
+//   inject FROM TO MSG          deliver a message nobody sent (MSG in full)
+//   timeout N TIMER             fire one of N's armed timers
+//   hold N...                   N's log writes stop completing on their own
+//   flush N...                  every pending write of N completes (durable)
+//   unhold N...                 flush, and complete writes on their own again
+//   persist-failed N TYPE T     N's pending write of record TYPE for T fails
+//   crash N...                  N loses its state, timers, pending writes and
+//                               every effect still waiting for them
+//   crash-after-flush N         N's pending writes all become durable, and N
+//                               crashes before carrying out anything that
+//                               waited for them (fsync returned, then the
+//                               process died)
+//   recover N...                rebuild N with the role's recover() from its
+//                               durable log
+//   log N / timers N            show N's log (pending writes marked) / armed timers
+//   undelivered                 messages sent more often than delivered
+//   rm T                        each resource manager's state for T
+//
+// The disk rule: by default a node's writes complete (become durable) right
+// after the step that issued them, before the next command, and that step's
+// after-persist effects are then carried out; the trace shows them once, as
+// the step's effects. After `hold N`, N's writes stay pending until `flush`,
+// `persist-failed` or `crash`, and the trace shows each write completing
+// (`durable ...`, `failed ...`) and each held effect being carried out
+// (`released ...`), dropped because a write it waited for failed (`dropped
+// ...`, followed by the core's `persistFailed` step), or lost in a crash
+// (`lost ...`). An after-persist effect waits for every write its node issued
+// up to its step; it is dropped when one of its own step's writes fails or,
+// for a step that wrote nothing, when any write it waited for fails.
+//
+// Checks, on every step (a breach aborts the script with an error, so a
+// script can never record one as expected output):
+//   - every message encodes and every record round-trips through the codec;
+//   - resource managers (2PC): a commit only when every participant of the
+//     transaction is prepared (durable `prepared`), committed or left, and
+//     never both a commit and an abort of one transaction (TCommit.tla's
+//     TCConsistent and its refinement, PROTOCOLS.md section 1);
+//   - VOTE yes only as `send-after-persist`, with `prepared` issued in that
+//     step or earlier, and only leaving once `prepared` is durable;
+//   - COMMIT from a coordinator only with a forced `commit` record issued in
+//     that step or earlier, and only leaving once it is durable;
+//   - ACK only leaving once the participant's `committed` is durable;
+//   - no participant aborts a transaction once a coordinator's `commit`
+//     record for it is durable (the decision is that record);
+//   - the outcome reported for a transaction never changes.
+
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Codec } from '../../src/protocol/common/codec.ts';
+import { naiveMsgCodec, naiveRecordCodec } from '../../src/protocol/common/codec.ts';
+import type { Effect, Input, NodeId, Role, TxnId } from '../../src/protocol/common/types.ts';
+import { naiveCoordinator, naiveParticipant } from '../../src/protocol/naive/naive.ts';
+import { twoPcMsgCodec, twoPcRecordCodec } from '../../src/protocol/twopc/codec.ts';
+import { twoPcCoordinator } from '../../src/protocol/twopc/coordinator.ts';
+import { twoPcParticipant } from '../../src/protocol/twopc/participant.ts';
+
+type Tagged = { type: string; txn: TxnId };
+type AnyEffect = Effect<unknown, unknown>;
+export type AnyRole = Role<unknown, unknown, unknown, unknown>;
+
+/** What the cluster needs to know about a protocol. */
+export interface ScriptProtocol {
+  name: string;
+  coordinator: AnyRole;
+  participant: AnyRole;
+  /** The role config for a node's `incarnation`-th start (1, 2, ...). */
+  config(incarnation: number): unknown;
+  msgCodec: Codec<Tagged>;
+  recordCodec: Codec<Tagged>;
+  /** Whether the 2PC safety checks apply (naive commit is allowed to end partial). */
+  atomic: boolean;
+}
+
+export const twoPcProtocol: ScriptProtocol = {
+  name: '2pc',
+  coordinator: twoPcCoordinator as AnyRole,
+  participant: twoPcParticipant as AnyRole,
+  config: (incarnation) => ({ incarnation: String(incarnation) }),
+  msgCodec: twoPcMsgCodec as unknown as Codec<Tagged>,
+  recordCodec: twoPcRecordCodec as unknown as Codec<Tagged>,
+  atomic: true,
+};
+
+export const naiveProtocol: ScriptProtocol = {
+  name: 'naive',
+  coordinator: naiveCoordinator as AnyRole,
+  participant: naiveParticipant as AnyRole,
+  config: () => ({}),
+  msgCodec: naiveMsgCodec as unknown as Codec<Tagged>,
+  recordCodec: naiveRecordCodec as unknown as Codec<Tagged>,
+  atomic: false,
+};
+
+/** A broken command (unknown node, a message nobody sent...) or a breached check. */
+export class ScriptError extends Error {
+  override name = 'ScriptError';
+}
+
+export const clientId = 'client';
+
+type WriteStatus = 'pending' | 'durable' | 'failed' | 'lost';
+
+interface Write {
+  seq: number;
+  record: Tagged;
+  force: boolean;
+  status: WriteStatus;
+}
+
+interface Barrier {
+  /** Every write up to this one must complete first. */
+  uptoSeq: number;
+  /** A failure of any of these drops the effects. */
+  guard: Set<number>;
+  effects: AnyEffect[];
+  poisoned: boolean;
+}
+
+export interface ScriptNode {
+  id: NodeId;
+  kind: 'coordinator' | 'participant';
+  role: AnyRole;
+  up: boolean;
+  incarnation: number;
+  state: unknown;
+  /** Armed timers and their delays. */
+  timers: Map<string, number>;
+  writes: Write[];
+  barriers: Barrier[];
+  hold: boolean;
+}
+
+interface Envelope {
+  from: NodeId;
+  to: NodeId;
+  /** The message's text form: its type and field values, as printed. */
+  text: string;
+  /** What went over the wire. */
+  wire: string;
+  sent: number;
+  delivered: number;
+}
+
+export type RmState = 'working' | 'prepared' | 'committed' | 'aborted' | 'left';
+
+function formatValue(v: unknown): string {
+  return Array.isArray(v) ? `[${v.join(' ')}]` : String(v);
+}
+
+export class Cluster {
+  readonly nodes = new Map<NodeId, ScriptNode>();
+  /** Every message ever sent, keyed by from, to and text, in order of first sending. */
+  readonly network = new Map<string, Envelope>();
+  /** Resource manager states by transaction, then participant. */
+  readonly rms = new Map<TxnId, Map<NodeId, RmState>>();
+  /** The participants of each transaction's latest begin. */
+  readonly begins = new Map<TxnId, readonly NodeId[]>();
+  /** Every outcome reported to the client, per transaction. */
+  readonly outcomes = new Map<TxnId, string>();
+  private out: string[] = [];
+
+  constructor(readonly protocol: ScriptProtocol) {}
+
+  // ------------------------------------------------------------- formatting
+
+  msgText(msg: unknown): string {
+    const m = this.protocol.msgCodec.check(msg);
+    return this.tagged(m, this.protocol.msgCodec, false);
+  }
+
+  recordText(record: unknown): string {
+    const r = this.protocol.recordCodec.check(record);
+    return this.tagged(r, this.protocol.recordCodec, true);
+  }
+
+  private tagged(v: Tagged, codec: Codec<Tagged>, named: boolean): string {
+    const parts = [v.type];
+    const fields = v as unknown as Record<string, unknown>;
+    for (const f of Object.keys(codec.shapes[v.type]!)) {
+      if (f === 'txn' || !named) parts.push(formatValue(fields[f]));
+      else parts.push(`${f}=${formatValue(fields[f])}`);
+    }
+    return parts.join(' ');
+  }
+
+  effectText(e: AnyEffect): string {
+    switch (e.type) {
+      case 'persist':
+        return `persist ${e.force ? 'force' : 'lazy'} ${this.recordText(e.record)}`;
+      case 'send':
+        return `send ${e.to} ${this.msgText(e.msg)}`;
+      case 'sendAfterPersist':
+        return `send-after-persist ${e.to} ${this.msgText(e.msg)}`;
+      case 'setTimer':
+        return `set-timer ${e.timer} ${e.delayMs}ms`;
+      case 'cancelTimer':
+        return `cancel-timer ${e.timer}`;
+      case 'resource':
+        return `resource ${e.action} ${e.txn}${e.afterPersist ? ' after-persist' : ''}`;
+      case 'reportOutcome':
+        return `outcome ${e.txn} ${e.outcome} to ${e.client}${e.afterPersist ? ' after-persist' : ''}`;
+    }
+  }
+
+  private print(node: NodeId, line: string): void {
+    this.out.push(`${node}: ${line}`);
+  }
+
+  private fail(why: string): never {
+    throw new ScriptError(why);
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  node(id: NodeId): ScriptNode {
+    return this.nodes.get(id) ?? this.fail(`no node ${id}`);
+  }
+
+  private upNode(id: NodeId): ScriptNode {
+    const n = this.node(id);
+    if (!n.up) this.fail(`${id} is down`);
+    return n;
+  }
+
+  durableLog(n: ScriptNode): Tagged[] {
+    return n.writes.filter((w) => w.status === 'durable').map((w) => w.record);
+  }
+
+  pendingWrites(n: ScriptNode): Write[] {
+    return n.writes.filter((w) => w.status === 'pending');
+  }
+
+  /** Messages sent more often than delivered, in order of first sending. */
+  undelivered(): Envelope[] {
+    return [...this.network.values()].filter((e) => e.sent > e.delivered);
+  }
+
+  rm(txn: TxnId, node: NodeId): RmState | undefined {
+    return this.rms.get(txn)?.get(node);
+  }
+
+  // -------------------------------------------------------------- execution
+
+  /** Run one command line; returns the lines it printed. */
+  run(line: string): string[] {
+    this.out = [];
+    const [cmd, ...args] = line.trim().split(/\s+/);
+    const need = (n: number, usage: string) => {
+      if (args.length < n) this.fail(`usage: ${usage}`);
+    };
+    switch (cmd) {
+      case 'coordinator':
+      case 'participant':
+        need(1, `${cmd} ID...`);
+        for (const id of args) this.create(id, cmd);
+        break;
+      case 'begin': {
+        need(3, 'begin COORDINATOR TXN PARTICIPANT...');
+        const [c, txn, ...participants] = args as [string, string, ...string[]];
+        this.begins.set(txn, participants);
+        this.stepCommand(c, { type: 'begin', txn, participants, client: clientId });
+        break;
+      }
+      case 'executed': {
+        need(3, 'executed PARTICIPANT TXN COORDINATOR [read-only]');
+        const [p, txn, c, flag] = args as [string, string, string, string?];
+        if (flag !== undefined && flag !== 'read-only') this.fail(`executed: unknown flag ${flag}`);
+        const rms = this.rmsOf(txn);
+        if (!rms.has(p)) rms.set(p, 'working');
+        this.stepCommand(p, { type: 'executed', txn, coordinator: c, readOnly: flag === 'read-only' });
+        break;
+      }
+      case 'wounded': {
+        need(2, 'wounded PARTICIPANT TXN');
+        this.stepCommand(args[0]!, { type: 'wounded', txn: args[1]! });
+        break;
+      }
+      case 'deliver':
+      case 'inject': {
+        need(4, `${cmd} FROM TO MSG`);
+        const [from, to, ...tokens] = args as [string, string, ...string[]];
+        if (cmd === 'deliver') this.deliver(from, to, tokens.join(' '));
+        else this.inject(from, to, tokens);
+        break;
+      }
+      case 'timeout': {
+        need(2, 'timeout NODE TIMER');
+        const n = this.upNode(args[0]!);
+        const timer = args[1]!;
+        if (!n.timers.has(timer))
+          this.fail(`${n.id} has no timer ${timer} armed (armed: ${[...n.timers.keys()]})`);
+        n.timers.delete(timer);
+        this.stepCommand(n.id, { type: 'timeout', timer });
+        break;
+      }
+      case 'hold':
+      case 'flush':
+      case 'unhold':
+        need(1, `${cmd} NODE...`);
+        for (const id of args) {
+          const n = this.upNode(id);
+          if (cmd === 'hold') n.hold = true;
+          else this.flush(n, true);
+          if (cmd === 'unhold') n.hold = false;
+        }
+        break;
+      case 'persist-failed': {
+        need(3, 'persist-failed NODE TYPE TXN');
+        const n = this.upNode(args[0]!);
+        const w = this.pendingWrites(n).find((x) => x.record.type === args[1] && x.record.txn === args[2]);
+        if (w === undefined) this.fail(`${n.id} has no pending write ${args[1]} ${args[2]} (is it held?)`);
+        this.complete(n, w, false, true);
+        break;
+      }
+      case 'crash':
+        need(1, 'crash NODE...');
+        for (const id of args) this.crash(this.upNode(id));
+        break;
+      case 'crash-after-flush': {
+        need(1, 'crash-after-flush NODE');
+        const n = this.upNode(args[0]!);
+        for (const w of this.pendingWrites(n)) this.markDurable(n, w, true);
+        this.crash(n);
+        break;
+      }
+      case 'recover':
+        need(1, 'recover NODE...');
+        for (const id of args) this.recover(this.node(id));
+        break;
+      case 'log': {
+        need(1, 'log NODE');
+        const n = this.node(args[0]!);
+        if (!n.writes.some((w) => w.status === 'durable' || w.status === 'pending'))
+          this.print(n.id, 'log empty');
+        for (const w of n.writes) {
+          if (w.status === 'durable' || w.status === 'pending') {
+            const mark = w.status === 'pending' ? ' (pending)' : '';
+            this.print(n.id, `log ${w.force ? 'force' : 'lazy'} ${this.recordText(w.record)}${mark}`);
+          }
+        }
+        break;
+      }
+      case 'timers': {
+        need(1, 'timers NODE');
+        const n = this.node(args[0]!);
+        const armed = [...n.timers].map(([t, ms]) => `${t} ${ms}ms`);
+        this.print(n.id, armed.length === 0 ? 'no timers' : `timers ${armed.join(', ')}`);
+        break;
+      }
+      case 'undelivered': {
+        const list = this.undelivered();
+        if (list.length === 0) this.out.push('network: nothing undelivered');
+        for (const e of list) this.out.push(`network: ${e.from} -> ${e.to} ${e.text}`);
+        break;
+      }
+      case 'rm': {
+        need(1, 'rm TXN');
+        const rms = this.rms.get(args[0]!);
+        const parts = [...(rms ?? [])].map(([p, s]) => `${p}=${s}`);
+        this.out.push(`${args[0]}: ${parts.length === 0 ? 'no work anywhere' : parts.join(' ')}`);
+        break;
+      }
+      default:
+        this.fail(`unknown command ${JSON.stringify(cmd)}`);
+    }
+    return this.out;
+  }
+
+  private create(id: NodeId, kind: 'coordinator' | 'participant'): void {
+    if (this.nodes.has(id)) this.fail(`node ${id} exists`);
+    if (id === clientId) this.fail(`${clientId} is the client's name`);
+    const role = kind === 'coordinator' ? this.protocol.coordinator : this.protocol.participant;
+    this.nodes.set(id, {
+      id,
+      kind,
+      role,
+      up: true,
+      incarnation: 1,
+      state: role.init(id, this.protocol.config(1)),
+      timers: new Map(),
+      writes: [],
+      barriers: [],
+      hold: false,
+    });
+  }
+
+  private rmsOf(txn: TxnId): Map<NodeId, RmState> {
+    let m = this.rms.get(txn);
+    if (m === undefined) this.rms.set(txn, (m = new Map()));
+    return m;
+  }
+
+  private stepCommand(id: NodeId, input: Input<unknown>): void {
+    const n = this.upNode(id);
+    const before = this.out.length;
+    this.step(n, input);
+    if (this.out.length === before) this.print(id, 'no effects');
+  }
+
+  private step(n: ScriptNode, input: Input<unknown>): void {
+    const { state, effects } = n.role.step(n.state, input);
+    n.state = state;
+    this.execute(n, effects);
+  }
+
+  private deliver(from: NodeId, to: NodeId, text: string): void {
+    const matches = [...this.network.values()].filter(
+      (e) => e.from === from && e.to === to && (e.text === text || e.text.startsWith(`${text} `)),
+    );
+    if (matches.length === 0) this.fail(`${from} never sent ${to} a message matching ${text}`);
+    if (matches.length > 1) {
+      this.fail(
+        `${text} matches several messages from ${from} to ${to}: ${matches.map((e) => e.text).join(', ')}`,
+      );
+    }
+    const env = matches[0]!;
+    env.delivered++;
+    const n = this.node(to);
+    if (!n.up) {
+      this.print(to, `down, drops ${env.text} from ${from}`);
+      return;
+    }
+    const msg = this.protocol.msgCodec.decode(env.wire);
+    this.stepCommand(to, { type: 'receive', from, msg });
+  }
+
+  private inject(from: NodeId, to: NodeId, tokens: string[]): void {
+    const [type, ...values] = tokens as [string, ...string[]];
+    const shape = this.protocol.msgCodec.shapes[type] ?? this.fail(`inject: unknown message type ${type}`);
+    const fields = Object.keys(shape);
+    if (fields.length !== values.length) this.fail(`inject: ${type} takes ${fields.join(' ')}`);
+    const msg: Record<string, unknown> = { type };
+    fields.forEach((f, i) => {
+      msg[f] = values[i];
+    });
+    const wire = this.protocol.msgCodec.encode(msg as Tagged);
+    this.stepCommand(to, { type: 'receive', from, msg: this.protocol.msgCodec.decode(wire) });
+  }
+
+  // Carrying out one step's effects. Persists first: "every persist effect of
+  // one step must be durable before any effect of that step marked after
+  // persist", so the step's after-persist effects wait for all its writes,
+  // wherever they stand in the list.
+  private execute(n: ScriptNode, effects: readonly AnyEffect[]): void {
+    const issuedBefore = n.writes.length;
+    for (const e of effects) {
+      this.print(n.id, this.effectText(e));
+      if (e.type === 'persist') {
+        const wire = this.protocol.recordCodec.encode(e.record as Tagged);
+        const record = this.protocol.recordCodec.decode(wire);
+        n.writes.push({ seq: n.writes.length + 1, record, force: e.force, status: 'pending' });
+      }
+    }
+    for (const e of effects) this.checkIssued(n, e);
+    const later: AnyEffect[] = [];
+    for (const e of effects) {
+      if (e.type === 'persist') continue;
+      if (this.afterPersist(e)) later.push(e);
+      else this.apply(n, e);
+    }
+    const pending = this.pendingWrites(n);
+    if (later.length > 0) {
+      if (pending.length === 0) {
+        for (const e of later) this.apply(n, e);
+      } else {
+        const own = n.writes.length > issuedBefore;
+        const guard = new Set(
+          own ? n.writes.slice(issuedBefore).map((w) => w.seq) : pending.map((w) => w.seq),
+        );
+        n.barriers.push({ uptoSeq: n.writes.length, guard, effects: later, poisoned: false });
+      }
+    }
+    if (!n.hold) this.flush(n, false);
+  }
+
+  private afterPersist(e: AnyEffect): boolean {
+    return (
+      e.type === 'sendAfterPersist' ||
+      ((e.type === 'resource' || e.type === 'reportOutcome') && e.afterPersist)
+    );
+  }
+
+  private flush(n: ScriptNode, verbose: boolean): void {
+    for (const w of this.pendingWrites(n)) {
+      if (w.status === 'pending' && n.up) this.complete(n, w, true, verbose);
+    }
+  }
+
+  private markDurable(n: ScriptNode, w: Write, verbose: boolean): void {
+    w.status = 'durable';
+    if (verbose) this.print(n.id, `durable ${this.recordText(w.record)}`);
+    if (n.kind === 'participant' && w.record.type === 'prepared') {
+      // Work given up while its prepared record was in flight stays given up.
+      const rms = this.rmsOf(w.record.txn);
+      if (rms.get(n.id) === 'working') rms.set(n.id, 'prepared');
+    }
+  }
+
+  private complete(n: ScriptNode, w: Write, ok: boolean, verbose: boolean): void {
+    if (ok) {
+      this.markDurable(n, w, verbose);
+    } else {
+      w.status = 'failed';
+      if (verbose) this.print(n.id, `failed ${this.recordText(w.record)}`);
+      for (const b of n.barriers) if (b.guard.has(w.seq)) b.poisoned = true;
+    }
+    const settled = (seq: number) => n.writes.slice(0, seq).every((x) => x.status !== 'pending');
+    const ready = n.barriers.filter((b) => settled(b.uptoSeq));
+    n.barriers = n.barriers.filter((b) => !settled(b.uptoSeq));
+    for (const b of ready) {
+      for (const e of b.effects) {
+        if (verbose) this.print(n.id, `${b.poisoned ? 'dropped' : 'released'} ${this.effectText(e)}`);
+        if (!b.poisoned) this.apply(n, e);
+      }
+    }
+    if (!ok) this.step(n, { type: 'persistFailed', record: w.record });
+  }
+
+  private apply(n: ScriptNode, e: AnyEffect): void {
+    switch (e.type) {
+      case 'send':
+      case 'sendAfterPersist': {
+        this.checkLeaving(n, e.to, e.msg as Tagged);
+        const wire = this.protocol.msgCodec.encode(e.msg as Tagged);
+        const text = this.msgText(this.protocol.msgCodec.decode(wire));
+        const key = `${n.id}\u0000${e.to}\u0000${text}`;
+        const env = this.network.get(key);
+        if (env === undefined)
+          this.network.set(key, { from: n.id, to: e.to, text, wire, sent: 1, delivered: 0 });
+        else env.sent++;
+        return;
+      }
+      case 'setTimer':
+        n.timers.set(e.timer, e.delayMs);
+        return;
+      case 'cancelTimer':
+        n.timers.delete(e.timer);
+        return;
+      case 'resource':
+        this.applyResource(n, e.txn, e.action);
+        return;
+      case 'reportOutcome': {
+        const prev = this.outcomes.get(e.txn);
+        if (this.protocol.atomic && prev !== undefined && prev !== e.outcome) {
+          this.fail(`${e.txn}: outcome reported as ${prev}, then as ${e.outcome}`);
+        }
+        this.outcomes.set(e.txn, e.outcome);
+        return;
+      }
+      case 'persist':
+        this.fail('persist effects are issued by execute()');
+    }
+  }
+
+  private applyResource(n: ScriptNode, txn: TxnId, action: 'commit' | 'abort' | 'release'): void {
+    const rms = this.rmsOf(txn);
+    const prev = rms.get(n.id);
+    const next: RmState = action === 'commit' ? 'committed' : action === 'abort' ? 'aborted' : 'left';
+    if (this.protocol.atomic) {
+      // Aborting again is allowed: presumed abort writes `aborted` lazily, so a
+      // participant that lost it recovers in doubt and is told ABORT again.
+      // Committing again is allowed too: recovery re-applies every `committed`
+      // record it finds (the work may not have been applied before the crash),
+      // and a resource manager ignores a commit it already applied.
+      const from: readonly (RmState | undefined)[] =
+        action === 'commit'
+          ? ['prepared', 'committed']
+          : action === 'abort'
+            ? ['working', 'prepared', 'aborted']
+            : ['working'];
+      if (!from.includes(prev))
+        this.fail(`${n.id}: resource ${action} ${txn} while ${prev ?? 'never started'}`);
+      if (action === 'commit') {
+        for (const p of this.begins.get(txn) ?? []) {
+          const s = rms.get(p);
+          if (s !== 'prepared' && s !== 'committed' && s !== 'left') {
+            this.fail(`${n.id} commits ${txn} while ${p} is ${s ?? 'never started'}`);
+          }
+        }
+      }
+      for (const [p, s] of rms) {
+        if ((next === 'committed' && s === 'aborted') || (next === 'aborted' && s === 'committed')) {
+          this.fail(`atomicity: ${n.id} ${next} ${txn} while ${p} ${s}`);
+        }
+      }
+      if (action === 'abort' && prev !== 'aborted') {
+        for (const c of this.nodes.values()) {
+          const decided = c.writes.some(
+            (w) => w.status === 'durable' && w.record.type === 'commit' && w.record.txn === txn,
+          );
+          if (c.kind === 'coordinator' && decided) {
+            this.fail(`${n.id} aborts ${txn} although ${c.id}'s commit record for it is durable`);
+          }
+        }
+      }
+    }
+    rms.set(n.id, next);
+  }
+
+  // Checks on what a step issued (before anything is carried out).
+  private checkIssued(n: ScriptNode, e: AnyEffect): void {
+    if (!this.protocol.atomic || (e.type !== 'send' && e.type !== 'sendAfterPersist')) return;
+    const msg = e.msg as Tagged & { vote?: string };
+    const live = (type: string, force: boolean) =>
+      n.writes.some(
+        (w) =>
+          w.record.type === type &&
+          w.record.txn === msg.txn &&
+          (w.force || !force) &&
+          (w.status === 'pending' || w.status === 'durable'),
+      );
+    if (n.kind === 'participant' && msg.type === 'VOTE' && msg.vote === 'yes') {
+      if (e.type !== 'sendAfterPersist')
+        this.fail(`${n.id} sends VOTE yes for ${msg.txn} without waiting to persist`);
+      if (!live('prepared', true))
+        this.fail(`${n.id} votes yes for ${msg.txn} without a forced prepared record`);
+    }
+    if (n.kind === 'coordinator' && msg.type === 'COMMIT' && !live('commit', true)) {
+      this.fail(`${n.id} sends COMMIT for ${msg.txn} without a forced commit record`);
+    }
+  }
+
+  // Checks on a message as it leaves (after every write it waited for).
+  private checkLeaving(n: ScriptNode, to: NodeId, msg: Tagged & { vote?: string }): void {
+    if (!this.protocol.atomic) return;
+    const durable = (type: string) =>
+      n.writes.some((w) => w.record.type === type && w.record.txn === msg.txn && w.status === 'durable');
+    if (n.kind === 'participant' && msg.type === 'VOTE' && msg.vote === 'yes' && !durable('prepared')) {
+      this.fail(`${n.id}'s VOTE yes for ${msg.txn} leaves before its prepared record is durable`);
+    }
+    if (n.kind === 'coordinator' && msg.type === 'COMMIT' && !durable('commit')) {
+      this.fail(`${n.id}'s COMMIT for ${msg.txn} to ${to} leaves before its commit record is durable`);
+    }
+    if (n.kind === 'participant' && msg.type === 'ACK' && !durable('committed')) {
+      this.fail(`${n.id}'s ACK for ${msg.txn} leaves before its committed record is durable`);
+    }
+  }
+
+  private crash(n: ScriptNode): void {
+    n.up = false;
+    n.state = null;
+    n.timers.clear();
+    this.print(n.id, 'crashed');
+    for (const w of this.pendingWrites(n)) {
+      w.status = 'lost';
+      this.print(n.id, `lost write ${this.recordText(w.record)}`);
+    }
+    for (const b of n.barriers) for (const e of b.effects) this.print(n.id, `lost ${this.effectText(e)}`);
+    n.barriers = [];
+    if (n.kind === 'participant') {
+      // A resource manager rolls back work that was not prepared when its process died.
+      for (const [txn, rms] of this.rms) {
+        if (rms.get(n.id) === 'working') {
+          this.applyResource(n, txn, 'abort');
+          this.print(n.id, `work of ${txn} rolled back`);
+        }
+      }
+    }
+  }
+
+  private recover(n: ScriptNode): void {
+    if (n.up) this.fail(`${n.id} is up; crash it first`);
+    n.up = true;
+    n.incarnation++;
+    const log = this.durableLog(n).map((r) =>
+      this.protocol.recordCodec.decode(this.protocol.recordCodec.encode(r)),
+    );
+    const shown = log.map((r) => this.recordText(r)).join('; ');
+    this.print(n.id, log.length === 0 ? 'recovered from an empty log' : `recovered from ${shown}`);
+    const { state, effects } = n.role.recover(n.id, this.protocol.config(n.incarnation), log);
+    n.state = state;
+    this.execute(n, effects);
+  }
+}
+
+// ------------------------------------------------------------------ scripts
+
+interface Block {
+  /** 1-based line of the block's first command. */
+  line: number;
+  commands: string[];
+  expected: string[];
+}
+
+function parseScript(text: string): { lines: string[]; blocks: Block[] } {
+  const lines = text.split('\n');
+  const blocks: Block[] = [];
+  let commands: string[] = [];
+  let first = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!.trim();
+    if (l === '----') {
+      const expected: string[] = [];
+      let j = i + 1;
+      for (; j < lines.length && lines[j]!.trim() !== ''; j++) expected.push(lines[j]!.trim());
+      blocks.push({ line: first, commands, expected });
+      commands = [];
+      i = j;
+    } else if (l !== '' && !l.startsWith('#')) {
+      if (commands.length === 0) first = i + 1;
+      commands.push(l);
+    }
+  }
+  assert.equal(commands.length, 0, `commands after the last ---- (line ${first}) have no expected output`);
+  return { lines, blocks };
+}
+
+/** Run a block's commands; its output, or `ok` when they printed nothing. */
+function runBlock(cluster: Cluster, where: string, block: Block): string[] {
+  const out: string[] = [];
+  for (const [k, command] of block.commands.entries()) {
+    try {
+      out.push(...cluster.run(command));
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      throw new ScriptError(`${where}:${block.line + k}: ${command}: ${why}`, { cause: e });
+    }
+  }
+  return out.length === 0 ? ['ok'] : out;
+}
+
+/**
+ * Run the script at `path` against `protocol` and compare every block's
+ * output with the expected one; with `rewrite`, write the actual outputs back
+ * into the file instead.
+ */
+export function runScriptFile(path: string, protocol: ScriptProtocol, rewrite: boolean): void {
+  const { lines, blocks } = parseScript(readFileSync(path, 'utf8'));
+  const cluster = new Cluster(protocol);
+  const outputs = blocks.map((b) => runBlock(cluster, path, b));
+  if (!rewrite) {
+    blocks.forEach((b, k) => {
+      const got = outputs[k]!.join('\n');
+      assert.equal(got, b.expected.join('\n'), `${path}:${b.line}: ${b.commands.join(' / ')}`);
+    });
+    return;
+  }
+  const next: string[] = [];
+  let k = 0;
+  for (let i = 0; i < lines.length; i++) {
+    next.push(lines[i]!);
+    if (lines[i]!.trim() !== '----') continue;
+    next.push(...outputs[k++]!);
+    while (i + 1 < lines.length && lines[i + 1]!.trim() !== '') i++;
+  }
+  writeFileSync(path, next.join('\n'));
+}

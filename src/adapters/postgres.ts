@@ -400,13 +400,19 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
     } catch (error) {
       throw classifyPostgresError(error, { gid, what: 'connect' });
     }
+    // A checked-out client has no error listener of the pool's: until the
+    // branch attaches its own, a server that dies now must not crash the process.
+    const ignore = (): void => undefined;
+    client.on('error', ignore);
     try {
       await client.query(this.#beginSql);
     } catch (error) {
+      client.removeListener('error', ignore);
       releaseClient(client, true);
       throw classifyPostgresError(error, { gid, what: 'BEGIN' });
     }
     const branch = new PostgresBranch(this, gid, client, this.#options.readOnlyVote !== false);
+    client.removeListener('error', ignore);
     this.#active.add(branch);
     if (this.#closed) {
       await branch.abandon();

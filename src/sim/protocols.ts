@@ -5,7 +5,7 @@
 // here and every fault, checker and metric applies to it at once.
 
 import type { Effect, NodeId, Role } from '../protocol/common/types.ts';
-import { naiveCoordinator, naiveParticipant } from '../protocol/naive/naive.ts';
+import { defaultNaiveConfig, naiveCoordinator, naiveParticipant } from '../protocol/naive/naive.ts';
 import { paxosInvariants } from '../protocol/paxos-commit/invariants.ts';
 import { paxosCommitLayout } from '../protocol/paxos-commit/layout.ts';
 import { compactPaxosCommitLog } from '../protocol/paxos-commit/log.ts';
@@ -14,11 +14,11 @@ import type { PaxosCommitMsg, PaxosCommitRecord } from '../protocol/paxos-commit
 import { threePcCoordinator } from '../protocol/threepc/coordinator.ts';
 import { compactThreePcLog } from '../protocol/threepc/log.ts';
 import { threePcParticipant } from '../protocol/threepc/participant.ts';
-import type { ThreePcMsg, ThreePcRecord } from '../protocol/threepc/types.ts';
+import { defaultThreePcConfig, type ThreePcMsg, type ThreePcRecord } from '../protocol/threepc/types.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import { twoPcParticipant } from '../protocol/twopc/participant.ts';
-import type { TwoPcRecord } from '../protocol/twopc/types.ts';
+import { defaultTwoPcConfig, type TwoPcRecord } from '../protocol/twopc/types.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the simulator drives roles of every protocol through one port
 export type AnyRole = Role<any, any, any, any>;
@@ -76,15 +76,47 @@ export function isProtocolName(name: string): name is ProtocolName {
   return (protocolNames as readonly string[]).includes(name);
 }
 
+/**
+ * Sagas and TCC (src/protocol/saga, src/protocol/tcc) run in the saga world
+ * (src/sim/saga/world.ts) on the `booking` workload, not in the commit World:
+ * `runSim` and `runSwarm` dispatch on these names.
+ */
+export const sagaProtocolNames = ['saga', 'tcc'] as const;
+export type SagaProtocolName = (typeof sagaProtocolNames)[number];
+
+export function isSagaProtocolName(name: string): name is SagaProtocolName {
+  return (sagaProtocolNames as readonly string[]).includes(name);
+}
+
 const coordinatorId = 'coord';
 
-function naive(): SimProtocol {
+/**
+ * Protocol timeouts are tuned for round trips up to 10 ms (a vote timeout of
+ * 100 ms is ten such round trips); on a slower network every one of them is
+ * stretched in proportion, so that an 80 ms network does not time out every
+ * transaction, and no more than that.
+ */
+export function timeScale(options: { rttMs?: number }): number {
+  return Math.max(1, (options.rttMs ?? 1) / 10);
+}
+
+function scaled<C extends object>(defaults: C, options: ProtocolOptions): Partial<C> {
+  const scale = timeScale(options);
+  if (scale === 1) return {};
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(defaults))
+    if (typeof v === 'number' && k.endsWith('Ms')) out[k] = v * scale;
+  return out as Partial<C>;
+}
+
+function naive(options: ProtocolOptions): SimProtocol {
+  const config = scaled(defaultNaiveConfig, options);
   return {
     name: 'naive',
     atomic: false,
-    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: naiveCoordinator, config: {} }],
+    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: naiveCoordinator, config }],
     participantRole: naiveParticipant,
-    participantConfig: {},
+    participantConfig: config,
     recordInfo: () => ({}),
     inDoubt: () => [],
     // Nothing naive commit writes is read back: recovery starts empty.
@@ -94,13 +126,14 @@ function naive(): SimProtocol {
   };
 }
 
-function twoPc(): SimProtocol {
+function twoPc(options: ProtocolOptions): SimProtocol {
+  const config = scaled(defaultTwoPcConfig, options);
   return {
     name: '2pc',
     atomic: true,
-    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: twoPcCoordinator, config: {} }],
+    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: twoPcCoordinator, config }],
     participantRole: twoPcParticipant,
-    participantConfig: {},
+    participantConfig: config,
     recordInfo(record) {
       const r = record as TwoPcRecord;
       if (r.type === 'prepared') return { prepared: true };
@@ -132,7 +165,7 @@ function paxosCommit(options: ProtocolOptions): SimProtocol {
     F: options.faults ?? 1,
     faster: options.faster ?? false,
     colocated: options.colocated ?? false,
-    timeScale: options.rttMs ?? 1,
+    timeScale: timeScale(options),
   };
   // One object for every run, refilled by nodes() (which the world calls
   // first): a co-located layout depends on the participants, and a copy of
@@ -183,13 +216,14 @@ function paxosCommit(options: ProtocolOptions): SimProtocol {
 }
 
 /** Three-phase commit (src/protocol/threepc): atomic only while no partition separates participants. */
-function threePc(): SimProtocol {
+function threePc(options: ProtocolOptions): SimProtocol {
+  const config = scaled(defaultThreePcConfig, options);
   return {
     name: '3pc',
     atomic: true,
-    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: threePcCoordinator, config: {} }],
+    nodes: () => [{ id: coordinatorId, kind: 'coordinator', role: threePcCoordinator, config }],
     participantRole: threePcParticipant,
-    participantConfig: {},
+    participantConfig: config,
     recordInfo: (record) => ((record as ThreePcRecord).type === 'prepared' ? { prepared: true } : {}),
     inDoubt(state) {
       const s = state as { txns: Map<string, { phase: string }> };
@@ -216,12 +250,12 @@ export interface ProtocolOptions {
 export function makeProtocol(name: ProtocolName, options: ProtocolOptions = {}): SimProtocol {
   switch (name) {
     case 'naive':
-      return naive();
+      return naive(options);
     case '2pc':
-      return twoPc();
+      return twoPc(options);
     case 'paxos-commit':
       return paxosCommit(options);
     case '3pc':
-      return threePc();
+      return threePc(options);
   }
 }

@@ -5,7 +5,13 @@
 import { performance } from 'node:perf_hooks';
 import type { NodeId } from '../protocol/common/types.ts';
 import type { Violation } from './checkers.ts';
-import { makeProtocol, type ProtocolName, type ProtocolOptions, type SimProtocol } from './protocols.ts';
+import {
+  makeProtocol,
+  type ProtocolName,
+  type ProtocolOptions,
+  type SimProtocol,
+  timeScale,
+} from './protocols.ts';
 import { round3, type Summary, summarize } from './stats.ts';
 import { bankWorkload, toyWorkload, type WorkloadName } from './workloads.ts';
 import { type TraceEvent, World, type WorldOptions } from './world.ts';
@@ -118,8 +124,9 @@ export function buildWorld(req: SimRequest): World {
     failRates,
     scenario: req.scenario ?? null,
     livenessBoundMs: simDefaults.livenessBoundMs,
-    clientExecTimeoutMs: simDefaults.clientExecTimeoutMs,
-    clientOutcomeTimeoutMs: simDefaults.clientOutcomeTimeoutMs,
+    // Client patience scales with the network like the protocols' timeouts.
+    clientExecTimeoutMs: simDefaults.clientExecTimeoutMs * timeScale(req),
+    clientOutcomeTimeoutMs: simDefaults.clientOutcomeTimeoutMs * timeScale(req),
     trace: req.trace ? [] : null,
   };
   return new World(options);

@@ -112,6 +112,8 @@ interface SimNode {
   state: unknown;
   timers: Map<string, number>;
   durable: unknown[];
+  /** A flush for lazy writes alone is scheduled. */
+  lazyFlushArmed: boolean;
   /** Compact the log when it reaches this length (a checkpoint). */
   compactAt: number;
   queued: PendingWrite[];
@@ -230,6 +232,7 @@ export class World {
         timers: new Map(),
         durable: [],
         compactAt: logCompactionMin,
+        lazyFlushArmed: false,
         queued: [],
         flushing: null,
         issuedSeq: 0,
@@ -453,19 +456,36 @@ export class World {
 
   // ------------------------------------------------------------------- disk
 
+  /**
+   * A forced write starts a flush at once (or joins the next one, if a flush
+   * is under way: group commit). A lazy write only waits in the buffer: it
+   * goes out with the next flush, or on its own after `lazyFlushMs`.
+   */
   private persist(node: SimNode, record: unknown, force: boolean): void {
     if (force) this.metrics.forcedWrites++;
     node.queued.push({ seq: ++node.issuedSeq, record, force });
-    if (node.flushing === null) this.startFlush(node);
+    if (node.flushing !== null) return;
+    if (force) this.startFlush(node);
+    else this.armLazyFlush(node);
+  }
+
+  private armLazyFlush(node: SimNode): void {
+    if (node.lazyFlushArmed) return;
+    node.lazyFlushArmed = true;
+    const epoch = node.epoch;
+    this.at(this.now + this.opts.lazyFlushMs, () => {
+      if (node.epoch !== epoch) return;
+      node.lazyFlushArmed = false;
+      if (node.flushing === null && node.queued.length > 0) this.startFlush(node);
+    });
   }
 
   private startFlush(node: SimNode): void {
     const batch = node.queued;
     node.queued = [];
     node.flushing = batch;
-    const forced = batch.some((w) => w.force);
     const epoch = node.epoch;
-    this.at(this.now + (forced ? this.opts.fsyncMs : this.opts.lazyFlushMs), () => {
+    this.at(this.now + this.opts.fsyncMs, () => {
       if (node.epoch === epoch) this.flushDone(node, batch);
     });
   }
@@ -518,7 +538,11 @@ export class World {
       if (b.poisoned) continue;
       for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
     }
-    if (node.queued.length > 0 && node.flushing === null && node.epoch === epoch) this.startFlush(node);
+    // Writes that queued behind this flush go next; lazy ones alone wait for their timer.
+    if (node.flushing === null && node.epoch === epoch && node.queued.length > 0) {
+      if (node.queued.some((w) => w.force)) this.startFlush(node);
+      else this.armLazyFlush(node);
+    }
     for (const w of failed) this.step(node, { type: 'persistFailed', record: w.record });
   }
 
@@ -534,6 +558,7 @@ export class World {
     node.timers.clear();
     node.queued = [];
     node.flushing = null;
+    node.lazyFlushArmed = false;
     node.barriers = [];
     node.doneSeq = node.issuedSeq;
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'crash', node: node.spec.id });

@@ -1,0 +1,133 @@
+// `dtx compare`: the problem statement's cost-model table, measured in the
+// simulator rather than asserted. Every protocol runs the same bank transfers
+// over the same simulated network and disks:
+//
+// - healthy: commit latency as the client sees it, lock hold time, messages
+//   and forced writes per committed transaction;
+// - message delays: a run with no fsync cost and no jitter, so the latency is
+//   a whole number of one-way delays (client request and answer included);
+// - coordinator failure: the coordinator (Paxos Commit: the leader) crashes
+//   with every vote in and its decision not yet durable, and stays down for
+//   the 2PC takeover time; we measure how long participants stay in doubt and
+//   hold their locks;
+// - the swarm's faults: a fixed set of seeds with random loss, duplication,
+//   partitions and crashes; atomicity violations counted (for naive commit, its
+//   partial commits).
+
+import type { ProtocolName } from './protocols.ts';
+import { runSim, type SimReport, type SimRequest } from './run.ts';
+import type { Summary } from './stats.ts';
+import { swarmRequest } from './swarm.ts';
+
+export interface CompareOptions {
+  participants: number;
+  /** Paxos Commit's F. */
+  faults: number;
+  rttMs: number;
+  fsyncMs: number;
+  /** How long the 2PC coordinator stays down (its standby's takeover time); the same crash for every protocol. */
+  takeoverMs: number;
+  txns: number;
+  seed: number;
+  swarmSeeds: number;
+  protocols: ProtocolName[];
+}
+
+export const defaultCompareOptions: CompareOptions = {
+  participants: 3,
+  faults: 1,
+  rttMs: 1,
+  fsyncMs: 1,
+  takeoverMs: 30_000,
+  txns: 400,
+  seed: 1,
+  swarmSeeds: 150,
+  protocols: ['naive', '2pc', '3pc', 'paxos-commit'],
+};
+
+export interface CompareRow {
+  protocol: ProtocolName;
+  healthy: { latencyMs: Summary; lockHeldMs: Summary; committed: number; txns: number };
+  messageDelays: number;
+  messagesPerCommit: number;
+  forcedWritesPerCommit: number;
+  coordinatorFailure: {
+    latencyMs: Summary;
+    inDoubtMs: Summary;
+    lockHeldMs: Summary;
+    committed: number;
+    aborted: number;
+    undecided: number;
+  };
+  swarm: { seeds: number; atomicityViolations: number; otherViolations: number; undecidedAfterHeal: number };
+}
+
+export interface CompareReport {
+  options: CompareOptions;
+  rows: CompareRow[];
+  wallMs: number;
+}
+
+function base(protocol: ProtocolName, o: CompareOptions): SimRequest {
+  return {
+    protocol,
+    ...(protocol === 'paxos-commit' ? { protocolOptions: { faults: o.faults } } : {}),
+    workload: 'bank',
+    participants: o.participants,
+    concurrency: 4,
+    txns: o.txns,
+    seed: o.seed,
+    rttMs: o.rttMs,
+    fsyncMs: o.fsyncMs,
+    failRates: [],
+  };
+}
+
+export function runCompare(options: Partial<CompareOptions> = {}): CompareReport {
+  const o: CompareOptions = { ...defaultCompareOptions, ...options };
+  const started = performance.now();
+  const rows: CompareRow[] = [];
+  for (const protocol of o.protocols) {
+    const healthy = runSim(base(protocol, o)).report;
+    // One transaction at a time, no disk cost, no jitter: latency / one-way delay
+    // is the number of sequential message delays a commit takes.
+    const bare = runSim({ ...base(protocol, o), txns: 20, concurrency: 1, fsyncMs: 0, jitterMs: 0 }).report;
+    const crashed = runSim({
+      ...base(protocol, o),
+      txns: 50,
+      concurrency: 1,
+      scenario: { kind: 'coordinator-crash', downtimeMs: o.takeoverMs },
+    }).report;
+    const swarm = { seeds: o.swarmSeeds, atomicityViolations: 0, otherViolations: 0, undecidedAfterHeal: 0 };
+    for (let i = 0; i < o.swarmSeeds; i++) {
+      const req = swarmRequest(protocol, o.seed + i, protocol === 'paxos-commit' ? { faults: o.faults } : {});
+      const r: SimReport = runSim(req).report;
+      const atomicity = r.violations.filter((v) => v.checker === 'atomicity').length;
+      swarm.atomicityViolations += protocol === 'naive' ? r.partial : atomicity;
+      swarm.otherViolations += r.violationCount - atomicity;
+      swarm.undecidedAfterHeal += r.undecided;
+    }
+    rows.push({
+      protocol,
+      healthy: {
+        latencyMs: healthy.latencyMs,
+        lockHeldMs: healthy.lockHeldMs,
+        committed: healthy.committed,
+        txns: healthy.txns,
+      },
+      messageDelays: Math.round(bare.latencyMs.p50 / (o.rttMs / 2)),
+      messagesPerCommit: healthy.messagesPerCommit,
+      forcedWritesPerCommit: healthy.forcedWritesPerCommit,
+      coordinatorFailure: {
+        latencyMs: crashed.latencyMs,
+        inDoubtMs: crashed.inDoubtMs,
+        lockHeldMs: crashed.lockHeldMs,
+        committed: crashed.committed,
+        aborted: crashed.aborted,
+        undecided: crashed.undecided,
+      },
+      swarm,
+    });
+  }
+  return { options: o, rows, wallMs: Math.round(performance.now() - started) };
+}

@@ -19,7 +19,7 @@ const flag = (name: string, fallback: string) => {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
 };
 const txns = Number(flag('--txns', '100000'));
-const protocols = flag('--protocols', '2pc,naive').split(',');
+const protocols = flag('--protocols', '2pc,paxos-commit,3pc,naive').split(',');
 
 // Warm up the JIT on a short run so the measured runs compare steady states.
 runSim({ protocol: '2pc', workload: 'bank', txns: 5000, seed: 99 });

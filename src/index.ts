@@ -29,6 +29,7 @@ export {
   createCoordinator,
   type RecoveryReport,
   type Transaction,
+  type TransactionOptions,
 } from './runtime/coordinator.ts';
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';

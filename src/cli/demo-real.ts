@@ -28,13 +28,18 @@ export interface RealDemoOptions {
   log?: (line: string) => void;
 }
 
-/** Run transfers in a child process and SIGKILL it after `killAfterMs`. */
+/** Run transfers in a child process and SIGKILL it `killAfterMs` after its transfers started. */
 function killMidFlight(args: string[], killAfterMs: number): Promise<void> {
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d) => (stderr += String(d)));
-    const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    child.stderr.on('data', (d) => {
+      stderr += String(d);
+      if (timer === undefined && stderr.includes('transfers started')) {
+        timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      }
+    });
     child.on('error', fail);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -80,7 +85,7 @@ export function formatRealDemo(rounds: RealDemoRound[]): string {
     '3. Real databases: three embedded SQLite participants (wallet, merchant, audit); transfers run by a',
     '   coordinator in a child process, killed with SIGKILL mid-flight, then restarted to recover.',
     '',
-    '   protocol  round  transfers  partial  total (expected)   left prepared  recovery                 books',
+    '   protocol  round  transfers  partial  total (expected)   left prepared  recovery                       books',
   ];
   for (const r of rounds) {
     const v = r.verify;
@@ -89,7 +94,7 @@ export function formatRealDemo(rounds: RealDemoRound[]): string {
         ? `${r.recovered.recommitted} recommitted, ${r.recovered.rolledBack} rolled back`
         : 'none (no log)';
     lines.push(
-      `   ${r.protocol.padEnd(8)}  ${String(r.round).padEnd(5)}  ${String(v.committedTransfers).padEnd(9)}  ${String(v.partialTransfers).padEnd(7)}  ${`${v.total} (${v.expectedTotal})`.padEnd(17)}  ${String(v.preparedLeft).padEnd(13)}  ${recovery.padEnd(23)}  ${v.ok ? 'balance' : 'DO NOT balance'}`,
+      `   ${r.protocol.padEnd(8)}  ${String(r.round).padEnd(5)}  ${String(v.committedTransfers).padEnd(9)}  ${String(v.partialTransfers).padEnd(7)}  ${`${v.total} (${v.expectedTotal})`.padEnd(17)}  ${String(v.preparedLeft).padEnd(13)}  ${recovery.padEnd(29)}  ${v.ok ? 'balance' : 'DO NOT balance'}`,
     );
   }
   lines.push('');

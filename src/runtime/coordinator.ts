@@ -83,6 +83,20 @@ export interface Transaction {
   ): Promise<{ rows: Row[]; rowCount: number }>;
 }
 
+export interface TransactionOptions {
+  /**
+   * Run the whole callback again, as a new transaction, this many times when
+   * it fails with a retryable error (a lock conflict, a NO vote, a
+   * serialization failure, a deadlock broken by a lock timeout). Default 0.
+   * The callback must therefore be safe to run more than once.
+   */
+  retries?: number;
+  /** First retry delay; doubled each time, with jitter. Default 20. */
+  backoffMs?: number;
+  /** Longest retry delay. Default 1000. */
+  backoffMaxMs?: number;
+}
+
 export interface RecoveryReport {
   /** Transactions whose commit the log records and which were re-driven to the databases. */
   recommitted: TxnId[];
@@ -243,7 +257,9 @@ export class Coordinator {
   /**
    * Run `work` as one atomic transaction across the resources it touches.
    * Returning commits it through two-phase commit; throwing rolls every branch
-   * back and rethrows. Rejects with `DTX_ABORTED` when the protocol aborts.
+   * back and rethrows. Rejects with `DTX_ABORTED` when the protocol aborts,
+   * and with `DTX_OUTCOME_UNKNOWN` when the coordinator's log failed while the
+   * outcome was being decided (recovery will finish it one way or the other).
    *
    * @example
    * await coordinator.transaction(async (tx) => {
@@ -251,7 +267,22 @@ export class Coordinator {
    *   await tx.query('maria', 'update accounts set balance = balance + ? where id = ?', [500, 'shop']);
    * });
    */
-  async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: Transaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    const retries = options.retries ?? 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.transactionOnce(work);
+      } catch (err) {
+        // Only errors that promise nothing was committed (lock conflicts, NO
+        // votes, serialization failures) are retried: never DTX_OUTCOME_UNKNOWN.
+        if (attempt >= retries || !isDtxError(err) || !err.retryable) throw err;
+        const backoffMs = Math.min(options.backoffMaxMs ?? 1_000, (options.backoffMs ?? 20) * 2 ** attempt);
+        await new Promise((r) => setTimeout(r, backoffMs * (0.5 + Math.random())));
+      }
+    }
+  }
+
+  private async transactionOnce<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     if (!this.started) throw new DtxError('DTX_INVALID_STATE', 'call start() before transaction()');
     if (this.closing) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
     if (this.failure !== undefined) {

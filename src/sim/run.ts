@@ -12,6 +12,7 @@ import {
   type SimProtocol,
   timeScale,
 } from './protocols.ts';
+import { isSagaRequest, runSagaSim, type SagaSimRequest, type SagaSimRun } from './saga/run.ts';
 import { round3, type Summary, summarize } from './stats.ts';
 import { bankWorkload, toyWorkload, type WorkloadName } from './workloads.ts';
 import { type TraceEvent, World, type WorldOptions } from './world.ts';
@@ -138,7 +139,15 @@ export interface SimRun {
   world: World;
 }
 
-export function runSim(req: SimRequest): SimRun {
+/** Sagas and TCC (`workload: 'booking'`) run in their own world: see ./saga/run.ts. */
+export function runSim(req: SagaSimRequest): SagaSimRun;
+export function runSim(req: SimRequest): SimRun;
+export function runSim(req: SimRequest | SagaSimRequest): SimRun | SagaSimRun {
+  if (isSagaRequest(req)) return runSagaSim(req as SagaSimRequest);
+  return runCommitSim(req as SimRequest);
+}
+
+function runCommitSim(req: SimRequest): SimRun {
   const started = performance.now();
   const world = buildWorld(req);
   const initialTotal = world.total();

@@ -7,7 +7,10 @@
 
 import { Prng } from './prng.ts';
 import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
+import { isSagaProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
+import { isSagaProtocol } from './saga/protocols.ts';
+import { runSagaSwarm, type SagaSwarmOptions, type SagaSwarmSummary } from './saga/swarm.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;
@@ -86,7 +89,18 @@ export function simCommand(req: SimRequest): string {
   return parts.join(' ');
 }
 
-export function runSwarm(options: SwarmOptions): SwarmSummary {
+/** Sagas and TCC run in their own world: see ./saga/swarm.ts. */
+export function runSwarm(options: SagaSwarmOptions): SagaSwarmSummary;
+export function runSwarm(options: SwarmOptions): SwarmSummary;
+export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary | SagaSwarmSummary {
+  const p = options.protocol;
+  if (typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p)) {
+    return runSagaSwarm(options as SagaSwarmOptions);
+  }
+  return runCommitSwarm(options as SwarmOptions);
+}
+
+function runCommitSwarm(options: SwarmOptions): SwarmSummary {
   const started = performance.now();
   const summary: SwarmSummary = {
     protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,

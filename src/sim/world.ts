@@ -348,11 +348,12 @@ export class World {
 
   /** The protocol's own invariants (e.g. Paxos acceptor state), over every node that is up. */
   private checkInvariants(input: Input<unknown>): void {
+    // Timers are named `<what>:<txn>` by every core (see TimerId).
     const txn =
       input.type === 'receive'
         ? (input.msg as { txn?: string }).txn
         : input.type === 'timeout'
-          ? undefined
+          ? input.timer.slice(input.timer.indexOf(':') + 1)
           : (input as { txn?: string }).txn;
     const states: unknown[] = [];
     for (const n of this.nodes.values()) if (n.up) states.push(n.state);

@@ -27,7 +27,11 @@
 export type NodeId = string;
 /** A global transaction id. Validated by `checkTxnId` wherever one enters. */
 export type TxnId = string;
-/** Names a timer inside one node; setting a timer that is already set re-arms it. */
+/**
+ * Names a timer inside one node; setting a timer that is already set re-arms
+ * it. By convention `<what>:<txn>` (e.g. `vote:t7`), so that a driver can
+ * tell which transaction a timeout is about.
+ */
 export type TimerId = string;
 
 /** What the client is told about its transaction. */

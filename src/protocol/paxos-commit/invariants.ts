@@ -109,8 +109,11 @@ export function paxosInvariants(states: Iterable<unknown>, txn?: TxnId): string[
   const decisions = new Map<TxnId, Outcome>();
   for (const c of candidates) {
     const n = c.config.candidates.length;
-    for (const [id, t] of c.txns) {
-      if (txn !== undefined && id !== txn) continue;
+    // With one transaction to check, look it up rather than walk them all:
+    // this runs after every simulated step.
+    const txnsToCheck =
+      txn === undefined ? c.txns : new Map(c.txns.has(txn) ? [[txn, c.txns.get(txn)!] as const] : []);
+    for (const [id, t] of txnsToCheck) {
       for (const [ins, byBallot] of t.proposed) {
         for (const [bal, val] of byBallot) {
           if (bal <= 0 || bal % n !== c.index)
@@ -129,8 +132,11 @@ export function paxosInvariants(states: Iterable<unknown>, txn?: TxnId): string[
         learned.set(key, val);
       }
     }
-    for (const [id, outcome] of c.decided) {
-      if (txn !== undefined && id !== txn) continue;
+    const decidedToCheck =
+      txn === undefined
+        ? c.decided
+        : new Map(c.decided.has(txn) ? [[txn, c.decided.get(txn)!] as const] : []);
+    for (const [id, outcome] of decidedToCheck) {
       const prev = decisions.get(id);
       if (prev !== undefined && prev !== outcome) out.push(`${id}: decided ${prev} and ${outcome}`);
       decisions.set(id, outcome);

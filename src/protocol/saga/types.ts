@@ -1,0 +1,326 @@
+// Messages, log records, settings and the branch vocabulary of the saga
+// orchestrator (Garcia-Molina & Salem, "Sagas", SIGMOD 1987), shared with the
+// service role (./service.ts) and the TCC coordinator (../tcc/). See
+// ../../../docs/protocols/saga.md.
+//
+// The vocabulary extends ../common/types.ts by one effect: `reportSaga`, how
+// a saga ended (`completed`, `compensated`, visibly `stuck`, or `rejected`
+// at the door). Commit protocols report `committed`/`aborted`; a saga has no
+// atomic outcome to report, so it gets its own words rather than a stretched
+// meaning of theirs. The ordering rule is the common one: every `persist` of
+// a step is durable before any of its after-persist effects (`sendAfterPersist`,
+// `reportSaga` with `afterPersist: true`) is carried out.
+//
+// May not touch: clocks, I/O, randomness, anything outside src/protocol.
+
+import { isValidNodeId, isValidTxnId, limits } from '../common/limits.ts';
+import type { Effect, Input, NodeId, TxnId } from '../common/types.ts';
+
+// ------------------------------------------------------------------ branches
+
+/**
+ * What a call asks of a branch. Sagas use `action` and `compensate`; TCC uses
+ * `try`, `confirm` and `cancel`. `compensate` undoes `action` and `cancel`
+ * undoes `try`: those pairs are what the barrier (./service.ts) ties together.
+ */
+export type BranchOp = 'action' | 'compensate' | 'try' | 'confirm' | 'cancel';
+
+/**
+ * A branch's answer, with dtm's meanings:
+ * - `success`: done (and recorded at the service);
+ * - `failure`: for `action`/`try`, a business refusal (recorded: the same call
+ *   always gets the same refusal; never retried, the saga compensates); for a
+ *   compensation or a confirm, a failed attempt, retried like `ongoing`;
+ * - `ongoing`: not now, ask again later (retried with backoff).
+ * No answer at all (a lost message, a crashed service) is treated as `ongoing`.
+ */
+export type BranchResult = 'success' | 'failure' | 'ongoing';
+
+/** The op a compensating op undoes, or null for a forward op. */
+export function originOf(op: BranchOp): BranchOp | null {
+  return op === 'compensate' ? 'action' : op === 'cancel' ? 'try' : null;
+}
+
+/** Forward ops whose business refusal is final (recorded, never retried). */
+export function isRefusable(op: BranchOp): boolean {
+  return op === 'action' || op === 'try';
+}
+
+/** Messages between an orchestrator (saga or TCC) and a service. */
+export type BranchMsg =
+  | {
+      type: 'CALL';
+      txn: TxnId;
+      branch: string;
+      op: BranchOp;
+      /** The service's handler to run, by name. */
+      handler: string;
+      /** Opaque to the orchestrator and the barrier; the handler reads it. */
+      payload: string;
+      /** 1 for the first call of this op, counting up with every retry. */
+      attempt: number;
+    }
+  | { type: 'REPLY'; txn: TxnId; branch: string; op: BranchOp; result: BranchResult; reason: string };
+
+// ------------------------------------------------------------- definitions
+
+/** One step of a saga: an action on a service and its compensation. */
+export interface SagaStepDef {
+  /** Names the step (the branch) inside its saga; a node-id-like token. */
+  branch: string;
+  service: NodeId;
+  /** The service's handler for the forward step. */
+  action: string;
+  /**
+   * The handler that undoes it, or null for a step that cannot be undone
+   * (a notification). Such a step is a point of no return: once it has
+   * started, the saga only goes forward (see `checkSagaDefinition`).
+   */
+  compensation: string | null;
+  payload: string;
+  /**
+   * The order graph: the branches that must have succeeded before this one
+   * starts. Omitted, the step follows the previous one in the list, so a plain
+   * list is a sequence; `[]` makes it a root that starts at once.
+   */
+  after?: readonly string[];
+}
+
+export interface SagaDefinition {
+  steps: readonly SagaStepDef[];
+  /**
+   * `backward` (the default): give up on failure and compensate. `forward`:
+   * retry every step until it answers (no attempt limit, no timeout); a
+   * business refusal still compensates, since retrying cannot change it.
+   * Garcia-Molina & Salem §3 (backward and forward recovery).
+   */
+  recovery?: 'backward' | 'forward';
+  /** Per-saga timeout overriding `SagaConfig.sagaTimeoutMs`. */
+  timeoutMs?: number;
+}
+
+/** A step with its `after` made explicit. */
+export interface NormalizedStep extends SagaStepDef {
+  after: readonly string[];
+}
+
+/** `def`'s steps with every `after` explicit (a missing one names the previous step). */
+export function normalizeSteps(def: SagaDefinition): NormalizedStep[] {
+  return def.steps.map((s, i) => ({
+    ...s,
+    after: s.after ?? (i === 0 ? [] : [def.steps[i - 1]!.branch]),
+  }));
+}
+
+/** The step ids of `steps` in a topological order of the graph, or null when it has a cycle. */
+export function topologicalOrder(steps: readonly NormalizedStep[]): string[] | null {
+  const indegree = new Map(steps.map((s) => [s.branch, s.after.length]));
+  const next = new Map<string, string[]>(steps.map((s) => [s.branch, []]));
+  for (const s of steps) for (const a of s.after) next.get(a)?.push(s.branch);
+  const order: string[] = [];
+  const ready = steps.filter((s) => s.after.length === 0).map((s) => s.branch);
+  while (ready.length > 0) {
+    const b = ready.shift()!;
+    order.push(b);
+    for (const n of next.get(b)!) {
+      const d = indegree.get(n)! - 1;
+      indegree.set(n, d);
+      if (d === 0) ready.push(n);
+    }
+  }
+  return order.length === steps.length ? order : null;
+}
+
+/** Transitive predecessors of every branch. */
+function ancestors(steps: readonly NormalizedStep[], order: readonly string[]): Map<string, Set<string>> {
+  const byId = new Map(steps.map((s) => [s.branch, s]));
+  const out = new Map<string, Set<string>>();
+  for (const b of order) {
+    const set = new Set<string>();
+    for (const a of byId.get(b)!.after) {
+      set.add(a);
+      for (const x of out.get(a)!) set.add(x);
+    }
+    out.set(b, set);
+  }
+  return out;
+}
+
+/**
+ * Why `def` cannot run, or null when it can. Beyond well-formed names and an
+ * acyclic order graph: every step that has a compensation must come before
+ * (be an ancestor of) every step that has none. A step without compensation
+ * cannot be undone, so when it starts nothing else may still be able to fail
+ * and force a rollback.
+ */
+export function checkSagaDefinition(def: SagaDefinition): string | null {
+  if (!Array.isArray(def.steps) || def.steps.length === 0) return 'a saga needs at least one step';
+  if (def.steps.length > limits.participantsPerTxnMax)
+    return `${def.steps.length} steps, more than ${limits.participantsPerTxnMax}`;
+  if (def.recovery !== undefined && def.recovery !== 'backward' && def.recovery !== 'forward')
+    return `unknown recovery mode ${String(def.recovery)}`;
+  if (def.timeoutMs !== undefined && !(def.timeoutMs > 0)) return 'timeoutMs must be positive';
+  const seen = new Set<string>();
+  for (const s of def.steps) {
+    if (!isValidNodeId(s.branch)) return `bad branch name ${JSON.stringify(s.branch)}`;
+    if (seen.has(s.branch)) return `branch ${s.branch} appears twice`;
+    seen.add(s.branch);
+    if (!isValidNodeId(s.service)) return `bad service ${JSON.stringify(s.service)} in ${s.branch}`;
+    if (typeof s.action !== 'string' || s.action === '') return `${s.branch} has no action`;
+    if (s.compensation !== null && (typeof s.compensation !== 'string' || s.compensation === ''))
+      return `${s.branch} has a bad compensation`;
+  }
+  const steps = normalizeSteps(def);
+  for (const s of steps) {
+    for (const a of s.after) {
+      if (!seen.has(a)) return `${s.branch} comes after unknown branch ${a}`;
+      if (a === s.branch) return `${s.branch} comes after itself`;
+    }
+  }
+  const order = topologicalOrder(steps);
+  if (order === null) return 'the order graph has a cycle';
+  const anc = ancestors(steps, order);
+  for (const last of steps) {
+    if (last.compensation !== null) continue;
+    for (const s of steps) {
+      if (s.compensation !== null && !anc.get(last.branch)!.has(s.branch)) {
+        return `${s.branch} can be compensated but is not ordered before ${last.branch}, which cannot`;
+      }
+    }
+  }
+  return null;
+}
+
+export function isValidSagaId(id: string): boolean {
+  return isValidTxnId(id);
+}
+
+// ------------------------------------------------------------ orchestrator
+
+export type SagaMsg =
+  /** Client request: run saga `txn`. `entropy` seeds the backoff jitter (a core draws no randomness). */
+  { type: 'BEGIN'; txn: TxnId; def: SagaDefinition; entropy: number } | BranchMsg;
+
+export type SagaOutcome = 'completed' | 'compensated' | 'stuck' | 'rejected';
+
+/**
+ * The orchestrator's log, every record forced (§3: the saga execution
+ * component logs each step's start and end before it moves on):
+ * - `begin` before any call leaves (it holds the definition recovery needs);
+ * - `start` of each action or compensation before its call leaves;
+ * - `result` of each definitive answer before the move it causes;
+ * - `rollback` (the decision to compensate, with its reason) before any
+ *   compensation leaves;
+ * - `stuck` before the saga is reported stuck; `end` before it is reported
+ *   finished.
+ */
+export type SagaRecord =
+  | { type: 'begin'; txn: TxnId; client: NodeId; def: SagaDefinition; entropy: number }
+  | { type: 'start'; txn: TxnId; branch: string; op: 'action' | 'compensate' }
+  | {
+      type: 'result';
+      txn: TxnId;
+      branch: string;
+      op: 'action' | 'compensate';
+      result: 'success' | 'failure';
+      reason: string;
+    }
+  | { type: 'rollback'; txn: TxnId; reason: string }
+  | { type: 'stuck'; txn: TxnId; client: NodeId; branch: string; reason: string }
+  | { type: 'end'; txn: TxnId; client: NodeId; outcome: 'completed' | 'compensated'; reason: string };
+
+/** How a saga (or a TCC transaction) ended, for the client and for the driver's report. */
+export interface ReportSaga {
+  type: 'reportSaga';
+  txn: TxnId;
+  client: NodeId;
+  outcome: SagaOutcome;
+  /** Why it was compensated, stuck or rejected; null when it completed. */
+  reason: string | null;
+  afterPersist: boolean;
+}
+
+/** The common effects plus `reportSaga`. */
+export type SagaEffect<M, R> = Effect<M, R> | ReportSaga;
+
+export interface SagaStepResult<S, M, R> {
+  state: S;
+  effects: SagaEffect<M, R>[];
+}
+
+/** The common `Role`, with `reportSaga` among the effects. */
+export interface SagaRole<S, M, R, C = unknown> {
+  init(self: NodeId, config: C): S;
+  recover(self: NodeId, config: C, log: readonly R[]): SagaStepResult<S, M, R>;
+  step(state: S, input: Input<M>): SagaStepResult<S, M, R>;
+}
+
+export interface RetryConfig {
+  /** Delay before the first retry of a call that has not answered (or answered `ongoing`). */
+  retryBaseMs: number;
+  /** Each further retry waits this many times longer... */
+  retryFactor: number;
+  /** ...up to this. */
+  retryCapMs: number;
+  /**
+   * Fraction of each delay drawn away at random ("equal jitter" when 0.5):
+   * delay × (1 − jitter × u), u in [0, 1) derived from the saga's `entropy`,
+   * the branch and the attempt. 0 (the default) means no jitter.
+   */
+  jitter: number;
+}
+
+export interface SagaConfig extends RetryConfig {
+  /** Distinguishes starts of the node (supplied by the driver; unused by the saga core itself). */
+  incarnation: string;
+  /** Attempts of an action that gets no definitive answer before the saga gives up and compensates. */
+  actionAttemptsMax: number;
+  /** Attempts of a compensation before the saga is marked stuck. */
+  compensationAttemptsMax: number;
+  /** A saga still going forward after this long is compensated (backward recovery only). */
+  sagaTimeoutMs: number;
+}
+
+export const defaultRetryConfig: RetryConfig = {
+  retryBaseMs: 20,
+  retryFactor: 2,
+  retryCapMs: 1000,
+  jitter: 0,
+};
+
+export const defaultSagaConfig: SagaConfig = {
+  ...defaultRetryConfig,
+  incarnation: '0',
+  actionAttemptsMax: 8,
+  compensationAttemptsMax: 16,
+  sagaTimeoutMs: 30_000,
+};
+
+/** 32-bit FNV-1a of `text`, continued from `seed`. */
+function hash32(seed: number, text: string): number {
+  let h = (seed ^ 0x811c9dc5) >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  // Final avalanche (murmur3's fmix32), so that nearby inputs spread out.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * How long to wait after call attempt `attempt` (1, 2, ...) before the next:
+ * exponential from `retryBaseMs`, capped at `retryCapMs`, minus the jitter.
+ * Deterministic: the only randomness is `entropy`, which arrived as input.
+ */
+export function backoffMs(config: RetryConfig, attempt: number, entropy: number, salt: string): number {
+  const exp = config.retryBaseMs * config.retryFactor ** Math.max(0, attempt - 1);
+  const delay = Math.min(config.retryCapMs, exp);
+  if (config.jitter <= 0) return delay;
+  const u = hash32(entropy >>> 0, `${salt}#${attempt}`) / 4294967296;
+  return delay * (1 - Math.min(1, config.jitter) * u);
+}

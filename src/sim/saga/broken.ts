@@ -1,0 +1,65 @@
+// Deliberately broken saga and TCC variants. The swarm must catch each of
+// them: a checker that cannot fail proves nothing.
+
+import type { Effect } from '../../protocol/common/types.ts';
+import type { ReportSaga } from '../../protocol/saga/types.ts';
+import type { SagaProtocolName } from '../protocols.ts';
+import { type AnySagaRole, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
+
+/** Services run every call's handler: no idempotency, no null compensation, no hanging prevention. */
+export function withoutBarrier(name: SagaProtocolName): SagaProtocol {
+  const p = makeSagaProtocol(name);
+  return {
+    ...p,
+    name: `${p.name}-no-barrier`,
+    serviceConfig: (base) => ({ ...(p.serviceConfig(base) as object), barrier: false }),
+  };
+}
+
+type AnyEffect = Effect<unknown, unknown> | ReportSaga;
+
+/** Wraps an orchestrator so that every `sendAfterPersist` leaves at once, before the record it depends on is durable. */
+function sendingEagerly(role: AnySagaRole): AnySagaRole {
+  const eager = (effects: AnyEffect[]) =>
+    effects.map((e) => (e.type === 'sendAfterPersist' ? { type: 'send' as const, to: e.to, msg: e.msg } : e));
+  return {
+    init: (self, config) => role.init(self, config),
+    recover(self, config, log) {
+      const r = role.recover(self, config, log);
+      return { state: r.state, effects: eager(r.effects) };
+    },
+    step(state, input) {
+      const r = role.step(state, input);
+      return { state: r.state, effects: eager(r.effects) };
+    },
+  };
+}
+
+/** An orchestrator that calls services (actions and compensations) before logging that it does. */
+export function callsBeforeLogging(name: SagaProtocolName): SagaProtocol {
+  const p = makeSagaProtocol(name);
+  return { ...p, name: `${p.name}-calls-before-logging`, orchestrator: sendingEagerly(p.orchestrator) };
+}
+
+/** An orchestrator that gives up on a saga silently: it never reports `stuck`. */
+export function silentlyStuck(name: SagaProtocolName): SagaProtocol {
+  const p = makeSagaProtocol(name);
+  const role = p.orchestrator;
+  const quiet = (effects: AnyEffect[]) =>
+    effects.filter((e) => !(e.type === 'reportSaga' && e.outcome === 'stuck'));
+  return {
+    ...p,
+    name: `${p.name}-silently-stuck`,
+    orchestrator: {
+      init: (self, config) => role.init(self, config),
+      recover(self, config, log) {
+        const r = role.recover(self, config, log);
+        return { state: r.state, effects: quiet(r.effects) };
+      },
+      step(state, input) {
+        const r = role.step(state, input);
+        return { state: r.state, effects: quiet(r.effects) };
+      },
+    },
+  };
+}

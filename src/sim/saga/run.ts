@@ -1,0 +1,189 @@
+// One simulated saga or TCC run, from a plain request to its report.
+// `runSim` (../run.ts) dispatches here for `workload: 'booking'`. Everything
+// in the report but `wallMs` is a function of the request alone.
+
+import { performance } from 'node:perf_hooks';
+import type { SagaConfig } from '../../protocol/saga/types.ts';
+import type { TccConfig } from '../../protocol/tcc/types.ts';
+import { isSagaProtocolName, type SagaProtocolName } from '../protocols.ts';
+import { round3, type Summary, summarize } from '../stats.ts';
+import { type BookingOptions, bookingWorkload } from './booking.ts';
+import type { SagaChecker, SagaViolation } from './checkers.ts';
+import { isSagaProtocol, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
+import { SagaWorld, type SagaWorldOptions } from './world.ts';
+
+export interface SagaSimRequest {
+  protocol: SagaProtocolName | SagaProtocol;
+  workload: 'booking';
+  txns: number;
+  seed: number;
+  concurrency?: number;
+  loss?: number;
+  dup?: number;
+  /** Mean extra delay of a duplicate's second copy, so that it can arrive after the compensation. */
+  lateDupMs?: number;
+  partitions?: boolean;
+  crashRate?: number;
+  downtimeMeanMs?: number;
+  rttMs?: number;
+  jitterMs?: number;
+  fsyncMs?: number;
+  /** Booking workload settings (share of short wallets, seats, pending share, ...). */
+  booking?: Partial<Omit<BookingOptions, 'concurrency'>>;
+  /** Orchestrator settings: retry backoff, attempt limits, timeout. */
+  orchestratorConfig?: Partial<SagaConfig> | Partial<TccConfig>;
+  /** Crash the orchestrator as it is about to log its first decision to compensate; restart after `downtimeMs`. */
+  scenario?: { kind: 'coordinator-crash'; downtimeMs: number } | null;
+}
+
+export interface SagaReport {
+  protocol: string;
+  workload: 'booking';
+  seed: number;
+  txns: number;
+  /** Sagas whose `begin` record became durable (a BEGIN lost on the way never began). */
+  begun: number;
+  completed: number;
+  compensated: number;
+  /** Visibly stuck: a compensation (or confirm/cancel) failed past its limit. */
+  stuck: number;
+  rejected: number;
+  /** Begun, and neither finished nor visibly stuck after the faults healed (a liveness violation). */
+  unfinished: number;
+  violations: SagaViolation[];
+  violationCount: number;
+  /** Every violation counted by checker (`violations` keeps the first 50). */
+  violationsByChecker: Partial<Record<SagaChecker, number>>;
+  /** Wallets + revenue (+ frozen) at quiescence equal the initial total. */
+  conserved: boolean;
+  /** Client's BEGIN sent → told `completed`. */
+  latencyMs: Summary;
+  /** For bookings whose seat was taken and given back: seat taken (durable) → released (durable). */
+  inconsistencyWindowMs: Summary;
+  /** Failed bookings the window was measured on. */
+  inconsistencyWindows: number;
+  messagesPerSaga: number;
+  forcedWritesPerSaga: number;
+  /** Calls the barrier answered from its record without running anything. */
+  duplicateCalls: number;
+  nullCompensations: number;
+  hangingRefused: number;
+  crashes: number;
+  simulatedMs: number;
+  wallMs: number;
+}
+
+export const sagaSimDefaults = {
+  rttMs: 1,
+  jitterMs: 0.1,
+  fsyncMs: 1,
+  lazyFlushMs: 5,
+  downtimeMeanMs: 200,
+  partitionEveryMs: 300,
+  partitionMeanMs: 150,
+  livenessBoundMs: 60_000,
+  clientOutcomeTimeoutMs: 2_000,
+} as const;
+
+export interface SagaSimRun {
+  report: SagaReport;
+  world: SagaWorld;
+}
+
+/** A request for the saga world: the booking workload, or a saga-world protocol. */
+export function isSagaRequest(req: { workload: string; protocol: unknown }): boolean {
+  return (
+    req.workload === 'booking' ||
+    isSagaProtocol(req.protocol) ||
+    (typeof req.protocol === 'string' && isSagaProtocolName(req.protocol))
+  );
+}
+
+export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
+  if (req.workload !== 'booking')
+    throw new RangeError(`sagas run the booking workload, not ${String(req.workload)}`);
+  const protocol =
+    typeof req.protocol === 'string'
+      ? isSagaProtocolName(req.protocol)
+        ? makeSagaProtocol(req.protocol)
+        : undefined
+      : req.protocol;
+  if (protocol === undefined) throw new RangeError(`unknown saga protocol ${String(req.protocol)}`);
+  const withConfig: SagaProtocol =
+    req.orchestratorConfig === undefined
+      ? protocol
+      : {
+          ...protocol,
+          orchestratorConfig: { ...(protocol.orchestratorConfig as object), ...req.orchestratorConfig },
+        };
+  const options: SagaWorldOptions = {
+    protocol: withConfig,
+    workload: bookingWorkload({
+      ...req.booking,
+      ...(req.concurrency !== undefined ? { concurrency: req.concurrency } : {}),
+    }),
+    seed: req.seed,
+    txns: req.txns,
+    network: {
+      rttMs: req.rttMs ?? sagaSimDefaults.rttMs,
+      jitterMs: req.jitterMs ?? sagaSimDefaults.jitterMs,
+      loss: req.loss ?? 0,
+      dup: req.dup ?? 0,
+      lateDupMs: req.lateDupMs ?? 0,
+    },
+    faults: {
+      partitions: req.partitions ?? false,
+      partitionEveryMs: sagaSimDefaults.partitionEveryMs,
+      partitionMeanMs: sagaSimDefaults.partitionMeanMs,
+      crashRate: req.crashRate ?? 0,
+      downtimeMeanMs: req.downtimeMeanMs ?? sagaSimDefaults.downtimeMeanMs,
+    },
+    fsyncMs: req.fsyncMs ?? sagaSimDefaults.fsyncMs,
+    lazyFlushMs: sagaSimDefaults.lazyFlushMs,
+    scenario: req.scenario ?? null,
+    livenessBoundMs: sagaSimDefaults.livenessBoundMs,
+    clientOutcomeTimeoutMs: sagaSimDefaults.clientOutcomeTimeoutMs,
+  };
+  return new SagaWorld(options);
+}
+
+export function runSagaSim(req: SagaSimRequest): SagaSimRun {
+  const started = performance.now();
+  const world = buildSagaWorld(req);
+  const initialTotal = world.total();
+  world.run();
+  const classes = world.judge(initialTotal);
+  const c = world.checkers;
+  const m = world.metrics;
+  const finalTotal = world.total();
+  const windows = c.inconsistencyWindows();
+  const per = (x: number) => (classes.begun === 0 ? 0 : round3(x / classes.begun));
+  const report: SagaReport = {
+    protocol: world.opts.protocol.name,
+    workload: 'booking',
+    seed: req.seed,
+    txns: req.txns,
+    begun: classes.begun,
+    completed: classes.completed,
+    compensated: classes.compensated,
+    stuck: classes.stuck,
+    rejected: classes.rejected,
+    unfinished: classes.unfinished,
+    violations: c.violations,
+    violationCount: c.violationCount,
+    violationsByChecker: { ...c.byChecker },
+    conserved: initialTotal === finalTotal,
+    latencyMs: summarize(m.latencyMs),
+    inconsistencyWindowMs: summarize(windows),
+    inconsistencyWindows: windows.length,
+    messagesPerSaga: per(m.protocolMessages),
+    forcedWritesPerSaga: per(m.forcedWrites),
+    duplicateCalls: m.service.duplicates,
+    nullCompensations: m.service.nullCompensations,
+    hangingRefused: m.service.hangingRefused,
+    crashes: m.crashes,
+    simulatedMs: round3(world.now),
+    wallMs: Math.round(performance.now() - started),
+  };
+  return { report, world };
+}

@@ -1,0 +1,120 @@
+// Swarm testing for sagas and TCC, in the manner of ../swarm.ts: per seed,
+// draw the faults at random (loss, duplication with late second copies,
+// jitter, partitions, crash rates of the orchestrator and the services,
+// downtimes, concurrency, the share of short wallets), run, and stop at the
+// first seed whose run breaks a checker or leaves a saga unfinished after the
+// faults healed. A visibly stuck saga is a legal outcome and is counted.
+// `runSwarm` (../swarm.ts) dispatches here for saga-world protocols.
+
+import { Prng } from '../prng.ts';
+import type { SagaProtocolName } from '../protocols.ts';
+import type { SagaProtocol } from './protocols.ts';
+import { runSagaSim, type SagaReport, type SagaSimRequest } from './run.ts';
+
+export interface SagaSwarmOptions {
+  protocol: SagaProtocolName | SagaProtocol;
+  seeds: number;
+  from: number;
+  onSeed?: (done: number, report: SagaReport) => void;
+}
+
+export interface SagaSwarmFailure {
+  seed: number;
+  report: SagaReport;
+  request: SagaSimRequest;
+  command: string;
+}
+
+export interface SagaSwarmSummary {
+  protocol: string;
+  seeds: number;
+  violations: number;
+  /** Same name as the commit swarm's: sagas neither finished nor visibly stuck after the heal. */
+  undecidedAfterHeal: number;
+  begun: number;
+  completed: number;
+  compensated: number;
+  stuck: number;
+  failure: SagaSwarmFailure | null;
+  wallMs: number;
+}
+
+/** The run a seed stands for. Everything here is drawn from the seed alone. */
+export function sagaSwarmRequest(protocol: SagaProtocolName | SagaProtocol, seed: number): SagaSimRequest {
+  const rng = new Prng(seed);
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    protocol,
+    workload: 'booking',
+    seed,
+    txns: 20 + rng.int(41),
+    concurrency: 1 + rng.int(6),
+    loss: round(rng.between(0, 0.3)),
+    dup: round(rng.between(0, 0.5)),
+    lateDupMs: round(rng.pick([0, 5, 50, 500])),
+    jitterMs: round(rng.pick([0.1, 1, 5, 20])),
+    partitions: rng.chance(0.5),
+    crashRate: round(rng.pick([0, 0.005, 0.02, 0.05])),
+    downtimeMeanMs: round(rng.pick([20, 200, 1000])),
+    booking: { shortShare: round(rng.pick([0.04, 0.04, 0.2])), seats: rng.pick([50, 1000]) },
+  };
+}
+
+/** The command line that reproduces `req` (for a `dtx sim` that knows the saga world). */
+export function sagaSimCommand(req: SagaSimRequest): string {
+  const name = typeof req.protocol === 'string' ? req.protocol : req.protocol.name;
+  const parts = [
+    'dtx sim',
+    `--protocol ${name}`,
+    '--workload booking',
+    `--txns ${req.txns}`,
+    `--seed ${req.seed}`,
+  ];
+  if (req.concurrency !== undefined) parts.push(`--concurrency ${req.concurrency}`);
+  if (req.loss) parts.push(`--loss ${req.loss}`);
+  if (req.dup) parts.push(`--dup ${req.dup}`);
+  if (req.lateDupMs) parts.push(`--late-dup-ms ${req.lateDupMs}`);
+  if (req.jitterMs !== undefined) parts.push(`--jitter-ms ${req.jitterMs}`);
+  if (req.partitions) parts.push('--partitions');
+  if (req.crashRate) parts.push(`--crash-rate ${req.crashRate}`);
+  if (req.downtimeMeanMs !== undefined) parts.push(`--downtime-mean-ms ${req.downtimeMeanMs}`);
+  if (req.booking?.shortShare !== undefined) parts.push(`--short-share ${req.booking.shortShare}`);
+  if (req.booking?.seats !== undefined) parts.push(`--seats ${req.booking.seats}`);
+  if (req.scenario) parts.push(`--scenario ${req.scenario.kind} --downtime-ms ${req.scenario.downtimeMs}`);
+  return parts.join(' ');
+}
+
+export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
+  const started = performance.now();
+  const summary: SagaSwarmSummary = {
+    protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,
+    seeds: 0,
+    violations: 0,
+    undecidedAfterHeal: 0,
+    begun: 0,
+    completed: 0,
+    compensated: 0,
+    stuck: 0,
+    failure: null,
+    wallMs: 0,
+  };
+  for (let i = 0; i < options.seeds; i++) {
+    const seed = options.from + i;
+    const req = sagaSwarmRequest(options.protocol, seed);
+    const { report } = runSagaSim(req);
+    summary.seeds++;
+    summary.violations += report.violationCount;
+    summary.undecidedAfterHeal += report.unfinished;
+    summary.begun += report.begun;
+    summary.completed += report.completed;
+    summary.compensated += report.compensated;
+    summary.stuck += report.stuck;
+    options.onSeed?.(i + 1, report);
+    if (report.violationCount > 0 || report.unfinished > 0) {
+      summary.failure = { seed, report, request: req, command: sagaSimCommand(req) };
+      break;
+    }
+  }
+  summary.wallMs = Math.round(performance.now() - started);
+  return summary;
+}

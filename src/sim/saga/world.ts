@@ -1,0 +1,496 @@
+// The saga world: the deterministic simulator for sagas and TCC. The commit
+// World (../world.ts) is shaped by 2PC — clients execute work at participants
+// under locks, then ask a coordinator to commit — which a saga does not fit:
+// here a client hands the orchestrator a whole definition, the orchestrator
+// calls services, and services own their data. So this is a second world
+// built from the same parts and the same rules:
+//
+// - reused: the seeded PRNG (../prng.ts), the event queue (../queue.ts), the
+//   network, fault and scenario option types (../world.ts), the summaries
+//   (../stats.ts);
+// - the same model, re-implemented here because World keeps it private: a
+//   network that loses, duplicates, delays, reorders and partitions protocol
+//   messages (client requests travel over a connection: lost, never
+//   duplicated, never delivered to a later incarnation); a disk per node with
+//   fsync latency and group commit; the after-persist ordering rule of
+//   ../../protocol/common/types.ts; crashes at a random point among a step's
+//   effects that lose volatile state, timers and unflushed writes, and
+//   restarts that rebuild a node from its durable log; the two-phase run
+//   (safety with faults, then liveness with every fault healed).
+// - new: late duplicates (a duplicated call's second copy can be held back,
+//   to arrive after its compensation), services whose log is their database,
+//   and the booking checkers (./checkers.ts).
+//
+// Forced writes never fail here: a failed write is modelled by the crash that
+// loses it. (The cores handle `persistFailed` for a driver whose log stays a
+// prefix; see ../../protocol/saga/service.ts.)
+
+import { assert } from '../../protocol/common/assert.ts';
+import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
+import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/saga/service.ts';
+import type { ReportSaga, SagaOutcome } from '../../protocol/saga/types.ts';
+import { Prng } from '../prng.ts';
+import { EventQueue } from '../queue.ts';
+import type { FaultOptions, NetworkOptions, Scenario } from '../world.ts';
+import type { Booking, BookingService, BookingWorkload } from './booking.ts';
+import { type Quiescence, SagaCheckers, type SagaClassification } from './checkers.ts';
+import type { SagaProtocol } from './protocols.ts';
+
+export interface SagaNetworkOptions extends NetworkOptions {
+  /** Mean extra delay (exponential) of the second copy of a duplicated message. */
+  lateDupMs: number;
+}
+
+export interface SagaWorldOptions {
+  protocol: SagaProtocol;
+  workload: BookingWorkload;
+  seed: number;
+  txns: number;
+  network: SagaNetworkOptions;
+  faults: FaultOptions;
+  fsyncMs: number;
+  lazyFlushMs: number;
+  /** `coordinator-crash`: the orchestrator dies as it is about to log its first decision to compensate. */
+  scenario: Scenario | null;
+  livenessBoundMs: number;
+  clientOutcomeTimeoutMs: number;
+}
+
+type AnyEffect = Effect<unknown, unknown> | ReportSaga;
+
+interface AnyRole {
+  init(self: NodeId, config: unknown): unknown;
+  recover(self: NodeId, config: unknown, log: readonly unknown[]): { state: unknown; effects: AnyEffect[] };
+  step(state: unknown, input: Input<unknown>): { state: unknown; effects: AnyEffect[] };
+}
+
+interface PendingWrite {
+  seq: number;
+  record: unknown;
+  force: boolean;
+}
+
+interface SimNode {
+  id: NodeId;
+  index: number;
+  service: BookingService | null;
+  role: AnyRole;
+  config: unknown;
+  up: boolean;
+  epoch: number;
+  state: unknown;
+  timers: Map<string, number>;
+  durable: unknown[];
+  queued: PendingWrite[];
+  flushing: PendingWrite[] | null;
+  issuedSeq: number;
+  doneSeq: number;
+  /** After-persist effects waiting for every write up to `uptoSeq`. */
+  waiting: { uptoSeq: number; effects: AnyEffect[] }[];
+  restartAt: number;
+  pinnedRestart: boolean;
+}
+
+type ClientMsg = { type: 'OUTCOME'; txn: string; outcome: SagaOutcome };
+
+export const orchestratorId = 'orch';
+const clientId = 'client';
+
+export interface SagaWorldMetrics {
+  latencyMs: number[];
+  protocolMessages: number;
+  forcedWrites: number;
+  crashes: number;
+  events: number;
+  service: ServiceStats;
+}
+
+export class SagaWorld {
+  readonly queue = new EventQueue();
+  readonly rng: Prng;
+  readonly checkers = new SagaCheckers();
+  readonly metrics: SagaWorldMetrics = {
+    latencyMs: [],
+    protocolMessages: 0,
+    forcedWrites: 0,
+    crashes: 0,
+    events: 0,
+    service: { duplicates: 0, nullCompensations: 0, hangingRefused: 0 },
+  };
+  now = 0;
+  readonly nodes = new Map<NodeId, SimNode>();
+  readonly bookings = new Map<string, Booking>();
+  readonly opts: SagaWorldOptions;
+  private loss: number;
+  private dup: number;
+  private faultsOn = true;
+  private readonly nodeCount: number;
+  private readonly clientIndex: number;
+  private blocked: Uint8Array;
+  private timerSeq = 0;
+  private txnsStarted = 0;
+  private clientsActive = 0;
+  private readonly waitingClients = new Map<string, number>();
+  private scenarioFired = false;
+
+  constructor(opts: SagaWorldOptions) {
+    this.opts = opts;
+    this.rng = new Prng(opts.seed);
+    this.loss = opts.network.loss;
+    this.dup = opts.network.dup;
+    const p = opts.protocol;
+    const specs: { id: NodeId; service: BookingService | null; role: AnyRole; config: unknown }[] = [
+      { id: orchestratorId, service: null, role: p.orchestrator as AnyRole, config: p.orchestratorConfig },
+      ...opts.workload.services.map((s) => ({
+        id: s,
+        service: s,
+        role: p.serviceRole as AnyRole,
+        config: p.serviceConfig(opts.workload.serviceConfig(p.kind, s)),
+      })),
+    ];
+    this.nodeCount = specs.length + 1;
+    this.clientIndex = specs.length;
+    this.blocked = new Uint8Array(this.nodeCount * this.nodeCount);
+    specs.forEach((s, index) => {
+      this.nodes.set(s.id, {
+        ...s,
+        index,
+        up: true,
+        epoch: 0,
+        state: s.role.init(s.id, incarnation(s.config, 0)),
+        timers: new Map(),
+        durable: [],
+        queued: [],
+        flushing: null,
+        issuedSeq: 0,
+        doneSeq: 0,
+        waiting: [],
+        restartAt: -1,
+        pinnedRestart: false,
+      });
+    });
+  }
+
+  private at(time: number, run: () => void): void {
+    this.queue.push(time, run);
+  }
+
+  private indexOf(id: NodeId): number {
+    return id === clientId ? this.clientIndex : this.nodes.get(id)!.index;
+  }
+
+  // ---------------------------------------------------------------- network
+
+  private send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
+    if (protocol) this.metrics.protocolMessages++;
+    const blocked = this.blocked[this.indexOf(from) * this.nodeCount + this.indexOf(to)] === 1;
+    const lost = blocked || this.rng.chance(this.loss);
+    const connection = from === clientId;
+    const copies = lost ? 0 : !connection && this.rng.chance(this.dup) ? 2 : 1;
+    const epoch = connection ? this.nodes.get(to)!.epoch : -1;
+    const net = this.opts.network;
+    for (let i = 0; i < copies; i++) {
+      const late = i > 0 ? this.rng.exp(net.lateDupMs) : 0;
+      const arrive = this.now + net.rttMs / 2 + this.rng.exp(net.jitterMs) + late;
+      this.at(arrive, () => this.deliver(from, to, msg, epoch));
+    }
+  }
+
+  private deliver(from: NodeId, to: NodeId, msg: unknown, epoch: number): void {
+    if (to === clientId) return this.onClientMessage(msg as ClientMsg);
+    const node = this.nodes.get(to)!;
+    if (!node.up || (epoch >= 0 && node.epoch !== epoch)) return;
+    this.step(node, { type: 'receive', from, msg });
+  }
+
+  // ------------------------------------------------------------------ steps
+
+  private step(node: SimNode, input: Input<unknown>): void {
+    if (!node.up) return;
+    const { state, effects } = node.role.step(node.state, input);
+    node.state = state;
+    const scenario = this.opts.scenario;
+    if (
+      scenario?.kind === 'coordinator-crash' &&
+      !this.scenarioFired &&
+      node.id === orchestratorId &&
+      this.opts.protocol.isDecisionStep(effects)
+    ) {
+      this.scenarioFired = true;
+      return this.crash(node, scenario.downtimeMs, true);
+    }
+    let crashAt = -1;
+    if (this.faultsOn && this.opts.faults.crashRate > 0 && this.rng.chance(this.opts.faults.crashRate)) {
+      crashAt = this.rng.int(effects.length + 1);
+    }
+    this.execute(node, effects, crashAt);
+  }
+
+  private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {
+    const epoch = node.epoch;
+    const later: AnyEffect[] = [];
+    for (let i = 0; i < effects.length; i++) {
+      if (i === crashAt) return this.crash(node);
+      if (node.epoch !== epoch) return;
+      const e = effects[i]!;
+      if (e.type === 'persist') this.persist(node, e.record, e.force);
+      else if (e.type === 'sendAfterPersist' || (e.type === 'reportSaga' && e.afterPersist)) later.push(e);
+      else this.apply(node, e);
+    }
+    if (crashAt === effects.length) return this.crash(node);
+    if (later.length === 0) return;
+    if (node.doneSeq === node.issuedSeq) for (const e of later) this.apply(node, e);
+    else node.waiting.push({ uptoSeq: node.issuedSeq, effects: later });
+  }
+
+  private apply(node: SimNode, e: AnyEffect): void {
+    switch (e.type) {
+      case 'send':
+      case 'sendAfterPersist':
+        this.send(node.id, e.to, e.msg, true);
+        return;
+      case 'setTimer': {
+        const gen = ++this.timerSeq;
+        node.timers.set(e.timer, gen);
+        const epoch = node.epoch;
+        this.at(this.now + e.delayMs, () => {
+          if (node.epoch !== epoch || node.timers.get(e.timer) !== gen) return;
+          node.timers.delete(e.timer);
+          this.step(node, { type: 'timeout', timer: e.timer });
+        });
+        return;
+      }
+      case 'cancelTimer':
+        node.timers.delete(e.timer);
+        return;
+      case 'reportSaga':
+        this.checkers.reported(e.txn, e.outcome);
+        this.send(node.id, e.client, { type: 'OUTCOME', txn: e.txn, outcome: e.outcome }, false);
+        return;
+      case 'resource':
+      case 'reportOutcome':
+        assert(false, `a saga node asked for a 2PC effect: ${e.type}`);
+        return;
+      case 'persist':
+        assert(false, 'persist effects are executed by execute()');
+    }
+  }
+
+  // ------------------------------------------------------------------- disk
+
+  private persist(node: SimNode, record: unknown, force: boolean): void {
+    if (force) this.metrics.forcedWrites++;
+    node.queued.push({ seq: ++node.issuedSeq, record, force });
+    if (node.flushing === null) this.startFlush(node);
+  }
+
+  private startFlush(node: SimNode): void {
+    const batch = node.queued;
+    node.queued = [];
+    node.flushing = batch;
+    const forced = batch.some((w) => w.force);
+    const epoch = node.epoch;
+    this.at(this.now + (forced ? this.opts.fsyncMs : this.opts.lazyFlushMs), () => {
+      if (node.epoch === epoch) this.flushDone(node, batch);
+    });
+  }
+
+  private flushDone(node: SimNode, batch: PendingWrite[]): void {
+    node.flushing = null;
+    for (const w of batch) {
+      node.durable.push(w.record);
+      this.observeDurable(node, w.record);
+    }
+    node.doneSeq = batch[batch.length - 1]!.seq;
+    const epoch = node.epoch;
+    const ready = node.waiting.filter((b) => b.uptoSeq <= node.doneSeq);
+    node.waiting = node.waiting.filter((b) => b.uptoSeq > node.doneSeq);
+    for (const b of ready) for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
+    if (node.queued.length > 0 && node.flushing === null && node.epoch === epoch) this.startFlush(node);
+  }
+
+  private observeDurable(node: SimNode, record: unknown): void {
+    if (node.service !== null) {
+      this.checkers.local(node.service, record as ServiceRecord, this.now);
+      return;
+    }
+    const r = record as { type: string; txn: string };
+    if (r.type === 'begin') this.checkers.begin(r.txn);
+  }
+
+  // ------------------------------------------------------- crash and restart
+
+  crash(node: SimNode, downtimeMs?: number, pinned = false): void {
+    if (!node.up) return;
+    this.metrics.crashes++;
+    this.collectStats(node);
+    node.up = false;
+    node.epoch++;
+    node.state = null;
+    node.timers.clear();
+    node.queued = [];
+    node.flushing = null;
+    node.waiting = [];
+    node.doneSeq = node.issuedSeq;
+    node.restartAt = this.now + (downtimeMs ?? this.rng.exp(this.opts.faults.downtimeMeanMs));
+    node.pinnedRestart = pinned;
+    const epoch = node.epoch;
+    this.at(node.restartAt, () => {
+      if (node.epoch === epoch) this.restart(node);
+    });
+  }
+
+  private restart(node: SimNode): void {
+    if (node.up) return;
+    node.up = true;
+    node.epoch++;
+    node.restartAt = -1;
+    node.pinnedRestart = false;
+    const { state, effects } = node.role.recover(node.id, incarnation(node.config, node.epoch), node.durable);
+    node.state = state;
+    this.execute(node, effects, -1);
+  }
+
+  private collectStats(node: SimNode): void {
+    if (node.service === null || node.state === null) return;
+    const s = (node.state as ServiceState).stats;
+    this.metrics.service.duplicates += s.duplicates;
+    this.metrics.service.nullCompensations += s.nullCompensations;
+    this.metrics.service.hangingRefused += s.hangingRefused;
+  }
+
+  // ------------------------------------------------------------- partitions
+
+  private schedulePartition(): void {
+    const f = this.opts.faults;
+    this.at(this.now + this.rng.exp(f.partitionEveryMs), () => {
+      if (!this.faultsOn) return;
+      const side = new Uint8Array(this.nodeCount);
+      for (let i = 0; i < this.nodeCount; i++) side[i] = this.rng.int(2);
+      side[this.rng.int(this.nodeCount)] = 1 - side[0]!;
+      const oneWay = this.rng.chance(1 / 3);
+      const cut: number[] = [];
+      for (let a = 0; a < this.nodeCount; a++) {
+        for (let b = 0; b < this.nodeCount; b++) {
+          if (side[a] === 0 && side[b] === 1) cut.push(a * this.nodeCount + b);
+          if (!oneWay && side[a] === 1 && side[b] === 0) cut.push(a * this.nodeCount + b);
+        }
+      }
+      for (const i of cut) this.blocked[i] = 1;
+      this.at(this.now + this.rng.exp(f.partitionMeanMs), () => {
+        for (const i of cut) this.blocked[i] = 0;
+      });
+      this.schedulePartition();
+    });
+  }
+
+  // ----------------------------------------------------------------- client
+
+  private startClient(): void {
+    if (this.txnsStarted >= this.opts.txns) {
+      this.clientsActive--;
+      return;
+    }
+    const b = this.opts.workload.next(this.rng, ++this.txnsStarted);
+    this.bookings.set(b.id, b);
+    const w = this.opts.workload;
+    const def = this.opts.protocol.kind === 'saga' ? w.sagaDefinition(b) : w.tccDefinition(b);
+    this.waitingClients.set(b.id, this.now);
+    this.send(
+      clientId,
+      orchestratorId,
+      { type: 'BEGIN', txn: b.id, def, entropy: this.rng.nextU32() },
+      false,
+    );
+    this.at(this.now + this.opts.clientOutcomeTimeoutMs, () => this.finishClient(b.id));
+  }
+
+  private finishClient(txn: string): void {
+    if (!this.waitingClients.delete(txn)) return;
+    this.startClient();
+  }
+
+  private onClientMessage(msg: ClientMsg): void {
+    const since = this.waitingClients.get(msg.txn);
+    if (since === undefined) return;
+    if (msg.outcome === 'completed') this.metrics.latencyMs.push(this.now - since);
+    this.finishClient(msg.txn);
+  }
+
+  // -------------------------------------------------------------------- run
+
+  run(): void {
+    if (this.opts.faults.partitions) this.schedulePartition();
+    const concurrency = this.opts.workload.options.concurrency;
+    this.clientsActive = concurrency;
+    for (let i = 0; i < concurrency; i++) this.at(0, () => this.startClient());
+    while (this.clientsActive > 0 && this.runOne()) {}
+    this.heal();
+    let bound = this.now + this.opts.livenessBoundMs;
+    for (const node of this.nodes.values())
+      if (!node.up) bound = Math.max(bound, node.restartAt + this.opts.livenessBoundMs);
+    while (this.queue.peekTime() <= bound && this.runOne()) {}
+    for (const node of this.nodes.values()) if (node.up) this.collectStats(node);
+  }
+
+  private runOne(): boolean {
+    const ev = this.queue.pop();
+    if (ev === undefined) return false;
+    this.now = ev.at;
+    this.metrics.events++;
+    ev.run();
+    return true;
+  }
+
+  private heal(): void {
+    this.faultsOn = false;
+    this.loss = 0;
+    this.dup = 0;
+    this.blocked.fill(0);
+    for (const node of this.nodes.values()) {
+      if (!node.up && !node.pinnedRestart) {
+        node.epoch++;
+        this.restart(node);
+      }
+    }
+  }
+
+  /** Rows of every service as its durable log rebuilds them. */
+  durableRows(): Map<BookingService, Map<string, number>> {
+    const out = new Map<BookingService, Map<string, number>>();
+    for (const node of this.nodes.values()) {
+      if (node.service === null) continue;
+      const { state } = node.role.recover(node.id, incarnation(node.config, node.epoch), node.durable);
+      out.set(node.service, (state as ServiceState).rows);
+    }
+    return out;
+  }
+
+  /** The conserved total over every service's durable rows. */
+  total(rows = this.durableRows()): number {
+    let sum = 0;
+    for (const r of rows.values()) sum += this.opts.workload.conservedTotal(r);
+    return sum;
+  }
+
+  /** Run the checkers over the quiescent state. */
+  judge(initialTotal: number): SagaClassification {
+    const rows = this.durableRows();
+    const orch = this.nodes.get(orchestratorId)!;
+    const recovered = orch.role.recover(orch.id, incarnation(orch.config, orch.epoch), orch.durable).state;
+    const q: Quiescence = {
+      kind: this.opts.protocol.kind,
+      bookings: this.bookings,
+      rows,
+      stuckInLog: this.opts.protocol.stuckIn(recovered),
+      initialTotal,
+      finalTotal: this.total(rows),
+    };
+    return this.checkers.finish(q);
+  }
+}
+
+/** Every start of a node gets an incarnation name no earlier start had (cores may not draw randomness). */
+function incarnation(config: unknown, epoch: number): unknown {
+  return { ...(config as object), incarnation: String(epoch) };
+}

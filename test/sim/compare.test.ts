@@ -1,0 +1,43 @@
+// dtx compare measures what the problem statement's cost-model table claims
+// about the relative ordering of the protocols (docs/compare.md).
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runCompare } from '../../src/sim/compare.ts';
+
+test('the measured ordering: 2PC blocks for the takeover time, Paxos Commit does not, naive and 3PC break atomicity', () => {
+  const takeoverMs = 20_000;
+  const report = runCompare({ txns: 200, swarmSeeds: 80, takeoverMs });
+  const row = (p: string) => report.rows.find((r) => r.protocol === p)!;
+  const naive = row('naive');
+  const twoPc = row('2pc');
+  const threePc = row('3pc');
+  const paxos = row('paxos-commit');
+
+  // Blocking: 2PC participants stay in doubt for the coordinator's whole downtime.
+  assert.ok(
+    twoPc.coordinatorFailure.inDoubtMs.max >= takeoverMs,
+    String(twoPc.coordinatorFailure.inDoubtMs.max),
+  );
+  // Paxos Commit decides without the dead leader, within a small multiple of its timeout.
+  assert.ok(paxos.coordinatorFailure.inDoubtMs.max < 1_000, String(paxos.coordinatorFailure.inDoubtMs.max));
+  assert.ok(paxos.coordinatorFailure.lockHeldMs.max < takeoverMs / 10);
+  assert.equal(paxos.coordinatorFailure.undecided, 0);
+  assert.equal(twoPc.coordinatorFailure.undecided, 0);
+
+  // Cost: Paxos Commit pays one more message delay, more messages and more forced writes than 2PC.
+  assert.equal(twoPc.messageDelays, 4);
+  assert.equal(paxos.messageDelays, twoPc.messageDelays + 1);
+  assert.ok(paxos.messagesPerCommit > twoPc.messagesPerCommit);
+  assert.ok(paxos.forcedWritesPerCommit > twoPc.forcedWritesPerCommit);
+  // Presumed abort, N = 3, commit case: 2 forced writes per participant + 1 (2 participants per transfer here).
+  assert.ok(Math.abs(twoPc.forcedWritesPerCommit - 5) < 0.2, String(twoPc.forcedWritesPerCommit));
+  assert.ok(naive.healthy.latencyMs.p50 < twoPc.healthy.latencyMs.p50);
+  assert.ok(threePc.messageDelays > twoPc.messageDelays);
+
+  // Atomicity under the swarm's faults.
+  assert.equal(twoPc.swarm.atomicityViolations, 0);
+  assert.equal(paxos.swarm.atomicityViolations + paxos.swarm.otherViolations, 0);
+  assert.ok(naive.swarm.atomicityViolations > 0, 'naive commit should commit partially under faults');
+  assert.ok(threePc.swarm.atomicityViolations > 0, '3PC should break atomicity under partitions');
+});

@@ -6,8 +6,15 @@
 import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isDtxError } from '../errors.ts';
-import { isProtocolName, type ProtocolOptions, protocolNames } from '../sim/protocols.ts';
+import {
+  isProtocolName,
+  isSagaProtocolName,
+  type ProtocolOptions,
+  protocolNames,
+  sagaProtocolNames,
+} from '../sim/protocols.ts';
 import { runSim, type SimRequest } from '../sim/run.ts';
+import type { SagaSimRequest } from '../sim/saga/run.ts';
 import { runSwarm, simCommand } from '../sim/swarm.ts';
 import { renderTraceHtml, renderTraceSvg, TraceFileError, traceFileFor } from '../sim/trace-svg.ts';
 import { workloadNames } from '../sim/workloads.ts';
@@ -51,7 +58,10 @@ function writeJson(value: unknown): void {
 
 interface SimFlags {
   protocol: string;
-  workload: 'toy' | 'bank';
+  workload?: 'toy' | 'bank' | 'booking';
+  lateDupMs?: number;
+  shortShare?: number;
+  seats?: number;
   txns: number;
   seed: number;
   participants?: number;
@@ -101,17 +111,56 @@ function protocolOptions(flags: {
   return o;
 }
 
+/** The saga world's request (saga, tcc on the booking workload). */
+function sagaRequest(flags: SimFlags): SagaSimRequest {
+  if (flags.workload !== undefined && flags.workload !== 'booking') {
+    throw new InvalidArgumentError(`${flags.protocol} runs the booking workload, not ${flags.workload}`);
+  }
+  for (const flag of ['participants', 'failRates', 'faults', 'faster', 'colocated', 'trace'] as const) {
+    if (flags[flag] !== undefined)
+      throw new InvalidArgumentError(`--${flag} does not apply to ${flags.protocol}`);
+  }
+  const req: SagaSimRequest = {
+    protocol: flags.protocol as 'saga' | 'tcc',
+    workload: 'booking',
+    txns: flags.txns,
+    seed: flags.seed,
+  };
+  if (flags.concurrency !== undefined) req.concurrency = flags.concurrency;
+  if (flags.loss !== undefined) req.loss = flags.loss;
+  if (flags.dup !== undefined) req.dup = flags.dup;
+  if (flags.lateDupMs !== undefined) req.lateDupMs = flags.lateDupMs;
+  if (flags.jitterMs !== undefined) req.jitterMs = flags.jitterMs;
+  if (flags.rttMs !== undefined) req.rttMs = flags.rttMs;
+  if (flags.fsyncMs !== undefined) req.fsyncMs = flags.fsyncMs;
+  if (flags.partitions) req.partitions = true;
+  if (flags.crashRate !== undefined) req.crashRate = flags.crashRate;
+  if (flags.downtimeMeanMs !== undefined) req.downtimeMeanMs = flags.downtimeMeanMs;
+  const booking: NonNullable<SagaSimRequest['booking']> = {};
+  if (flags.shortShare !== undefined) booking.shortShare = flags.shortShare;
+  if (flags.seats !== undefined) booking.seats = flags.seats;
+  if (Object.keys(booking).length > 0) req.booking = booking;
+  if (flags.scenario === 'coordinator-crash') {
+    req.scenario = { kind: 'coordinator-crash', downtimeMs: flags.downtimeMs ?? 30_000 };
+  } else if (flags.downtimeMs !== undefined) {
+    throw new InvalidArgumentError('--downtime-ms goes with --scenario coordinator-crash');
+  }
+  return req;
+}
+
 function simRequest(flags: SimFlags): SimRequest {
   if (!isProtocolName(flags.protocol)) throw new InvalidArgumentError(`unknown protocol "${flags.protocol}"`);
-  if (flags.workload === 'toy' && flags.participants !== undefined && flags.participants !== 3) {
+  if ((flags.workload ?? 'toy') === 'toy' && flags.participants !== undefined && flags.participants !== 3) {
     throw new InvalidArgumentError('the toy workload always has three participants (A, B, C)');
   }
   if (flags.scenario === undefined && flags.downtimeMs !== undefined) {
     throw new InvalidArgumentError('--downtime-ms goes with --scenario coordinator-crash');
   }
+  if (flags.workload === 'booking')
+    throw new InvalidArgumentError('the booking workload is for saga and tcc');
   const req: SimRequest = {
     protocol: flags.protocol,
-    workload: flags.workload,
+    workload: flags.workload ?? 'toy',
     txns: flags.txns,
     seed: flags.seed,
   };
@@ -145,9 +194,16 @@ export function buildProgram(): Command {
     .command('sim')
     .description('run one deterministic simulation and check it')
     .addOption(
-      new Option('--protocol <name>', 'commit protocol').choices(protocolNames).makeOptionMandatory(),
+      new Option('--protocol <name>', 'protocol')
+        .choices([...protocolNames, ...sagaProtocolNames])
+        .makeOptionMandatory(),
     )
-    .addOption(new Option('--workload <name>', 'workload').choices(workloadNames).default('toy'))
+    .addOption(
+      new Option('--workload <name>', 'workload (default: toy; booking for saga and tcc)').choices([
+        ...workloadNames,
+        'booking',
+      ]),
+    )
     .requiredOption('--txns <n>', 'transactions to run', int('--txns', 1, 10_000_000))
     .option('--seed <s>', 'PRNG seed; the same seed gives the same run', int('--seed', 0), 1)
     .option('--participants <n>', 'participants (bank workload)', int('--participants', 2, 64))
@@ -182,10 +238,27 @@ export function buildProgram(): Command {
     )
     .option('--faster', 'Paxos Commit: acceptors send phase 2b to the RMs directly')
     .option('--colocated', 'Paxos Commit: the leader runs on the first participant')
+    .option(
+      '--late-dup-ms <ms>',
+      'saga/tcc: mean extra delay of duplicated branch calls',
+      num('--late-dup-ms', 0, 3_600_000),
+    )
+    .option(
+      '--short-share <p>',
+      'booking: share of wallets that lack the balance',
+      num('--short-share', 0, 1),
+    )
+    .option('--seats <n>', 'booking: seats on sale', int('--seats', 1, 100_000_000))
     .option('--trace <file>', 'draw a space-time diagram of the run (.svg or .html)')
     .option('--trace-txn <id>', 'draw only this transaction (with --trace)')
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SimFlags) => {
+      if (isSagaProtocolName(flags.protocol)) {
+        const run = runSim(sagaRequest(flags));
+        if (flags.json) writeJson(run.report);
+        else process.stdout.write(`${JSON.stringify(run.report, null, 2)}\n`);
+        return;
+      }
       const traceKind = flags.trace === undefined ? null : traceFileFor(flags.trace);
       const req = simRequest(flags);
       if (traceKind !== null) req.trace = true;
@@ -209,7 +282,9 @@ export function buildProgram(): Command {
     .command('swarm')
     .description('run many seeds with random faults; stop at the first broken checker')
     .addOption(
-      new Option('--protocol <name>', 'commit protocol').choices(protocolNames).makeOptionMandatory(),
+      new Option('--protocol <name>', 'protocol')
+        .choices([...protocolNames, ...sagaProtocolNames])
+        .makeOptionMandatory(),
     )
     .requiredOption('--seeds <n>', 'how many seeds', int('--seeds', 1, 100_000_000))
     .option('--from <s>', 'first seed', int('--from', 0), 1)
@@ -222,9 +297,34 @@ export function buildProgram(): Command {
     .option('--colocated', 'Paxos Commit: the leader runs on the first participant')
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SwarmFlags) => {
+      const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
+      if (isSagaProtocolName(flags.protocol)) {
+        const summary = runSwarm({
+          protocol: flags.protocol,
+          seeds: flags.seeds,
+          from: flags.from,
+          onSeed: (done) => bar?.update(done),
+        });
+        bar?.done();
+        const { failure, ...rest } = summary;
+        if (failure !== null) {
+          process.stderr.write(
+            `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s)\nreproduce with:\n  ${failure.command}\n`,
+          );
+        }
+        if (flags.json)
+          writeJson({ ...rest, failingSeed: failure?.seed ?? null, reproduce: failure?.command ?? null });
+        else {
+          process.stdout.write(
+            `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
+              `${rest.undecidedAfterHeal} unfinished after heal, ${rest.stuck} visibly stuck (${rest.wallMs} ms)\n`,
+          );
+        }
+        if (failure !== null) process.exitCode = 1;
+        return;
+      }
       if (!isProtocolName(flags.protocol))
         throw new InvalidArgumentError(`unknown protocol "${flags.protocol}"`);
-      const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
       const summary = runSwarm({
         protocol: flags.protocol,
         seeds: flags.seeds,

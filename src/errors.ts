@@ -59,6 +59,12 @@
  *   retry could apply the work twice.
  * - `DTX_INVALID_ARGUMENT`: a caller passed something dtx cannot use (an
  *   unknown resource name, a bad option). Not retryable.
+ * - `DTX_BRANCH_REFUSED`: a saga action or TCC try refused for a business
+ *   reason (insufficient funds, sold out). The saga compensates; the same call
+ *   gets the same answer, so it is never retried. Not retryable.
+ * - `DTX_BRANCH_HANGING`: the barrier refused an action or try that arrived
+ *   after its compensation or cancel was recorded (a delayed or duplicated
+ *   call); nothing was written. Not retryable.
  */
 export type DtxErrorCode =
   | 'DTX_INVALID_GID'
@@ -76,7 +82,9 @@ export type DtxErrorCode =
   | 'DTX_QUERY_FAILED'
   | 'DTX_ABORTED'
   | 'DTX_OUTCOME_UNKNOWN'
-  | 'DTX_INVALID_ARGUMENT';
+  | 'DTX_INVALID_ARGUMENT'
+  | 'DTX_BRANCH_REFUSED'
+  | 'DTX_BRANCH_HANGING';
 
 /** Whether each code is worth retrying, unless the thrower says otherwise. */
 export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
@@ -96,6 +104,8 @@ export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_ABORTED: true,
   DTX_OUTCOME_UNKNOWN: false,
   DTX_INVALID_ARGUMENT: false,
+  DTX_BRANCH_REFUSED: false,
+  DTX_BRANCH_HANGING: false,
 };
 
 export interface DtxErrorOptions {

@@ -16,7 +16,8 @@
 // know any protocol; the transport decides what a message to another node
 // means (for the 2PC coordinator: a call on a database adapter).
 
-import type { Effect, Input, NodeId, Outcome, Role, TimerId, TxnId } from '../protocol/common/types.ts';
+import type { Input, NodeId, Outcome, TimerId, TxnId } from '../protocol/common/types.ts';
+import type { ReportSaga, SagaEffect, SagaRole } from '../protocol/saga/types.ts';
 import type { DurableLog } from './log/types.ts';
 
 export interface DriverPorts<M, R> {
@@ -29,9 +30,12 @@ export interface DriverPorts<M, R> {
   resource?(txn: TxnId, action: 'commit' | 'abort' | 'release'): void;
   /** The log failed: the driver has halted, as if the process had crashed. */
   halted(err: unknown): void;
+  /** A saga or TCC core reported how a saga ended (`reportSaga`); ignored when absent. */
+  saga?(report: ReportSaga): void;
 }
 
-type AnyEffect<M, R> = Effect<M, R>;
+/** The common effects plus the saga cores' `reportSaga` (a plain `Role` never emits it). */
+type AnyEffect<M, R> = SagaEffect<M, R>;
 
 export class Driver<S, M, R, C> {
   private state: S | undefined;
@@ -46,7 +50,8 @@ export class Driver<S, M, R, C> {
   private closed = false;
 
   constructor(
-    private readonly role: Role<S, M, R, C>,
+    // A `Role` is a `SagaRole` whose effects never include `reportSaga`.
+    private readonly role: SagaRole<S, M, R, C>,
     readonly self: NodeId,
     private readonly config: C,
     private readonly ports: DriverPorts<M, R>,
@@ -89,6 +94,7 @@ export class Driver<S, M, R, C> {
           break;
         case 'resource':
         case 'reportOutcome':
+        case 'reportSaga':
           if (e.afterPersist) later.push(e);
           else this.apply(e);
           break;
@@ -165,6 +171,9 @@ export class Driver<S, M, R, C> {
         return;
       case 'reportOutcome':
         this.ports.outcome(e.txn, e.client, e.outcome);
+        return;
+      case 'reportSaga':
+        this.ports.saga?.(e);
         return;
       case 'persist':
         throw new Error('persist effects are carried out by execute()');

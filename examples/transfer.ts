@@ -1,0 +1,54 @@
+// A transfer across two databases, atomically: debit an account in PostgreSQL,
+// credit one in MariaDB, through dtx's two-phase commit. The README shows this
+// file; test/example.test.ts runs it against real servers.
+//
+//   DTX_PG_URL=postgres://postgres@127.0.0.1:55491/postgres \
+//   DTX_MYSQL_URL=mysql://root@127.0.0.1:3306/test \
+//   node --import tsx examples/transfer.ts
+
+import { createCoordinator, isDtxError, openSqliteLog, type TwoPcRecord, twoPcRecordCodec } from 'dtx';
+import { createMysqlAdapter } from 'dtx/mysql';
+import { createPostgresAdapter } from 'dtx/postgres';
+
+const pgUrl = process.env.DTX_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const mysql = new URL(process.env.DTX_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test');
+
+const ledger = await createPostgresAdapter({ connection: { connectionString: pgUrl }, lockTimeoutMs: 2000 });
+const shop = await createMysqlAdapter({
+  connection: {
+    host: mysql.hostname,
+    port: Number(mysql.port || 3306),
+    user: mysql.username,
+    database: mysql.pathname.slice(1),
+  },
+});
+const log = await openSqliteLog<TwoPcRecord>(process.env.DTX_LOG ?? '.dtx/example-coordinator.sqlite', {
+  decode: (value) => twoPcRecordCodec.check(value),
+});
+const coordinator = createCoordinator({ log, resources: { ledger, shop } });
+
+// Finish whatever a previous run of this coordinator left in doubt.
+const recovery = await coordinator.start();
+console.log(
+  `recovered: ${recovery.recommitted.length} recommitted, ${recovery.rolledBack.length} rolled back`,
+);
+
+try {
+  await coordinator.transaction(
+    async (tx) => {
+      await tx.query('ledger', 'UPDATE accounts SET balance = balance - $1 WHERE id = $2', [500, 'karan']);
+      await tx.query('shop', 'UPDATE accounts SET balance = balance + ? WHERE id = ?', [500, 'merchant-17']);
+    },
+    { retries: 3 },
+  );
+  console.log('transfer committed on both databases');
+} catch (err) {
+  if (isDtxError(err))
+    console.error(`transfer failed: ${err.code} (retryable: ${err.retryable}): ${err.message}`);
+  throw err;
+} finally {
+  await coordinator.close();
+  await log.close();
+  await ledger.close();
+  await shop.close();
+}

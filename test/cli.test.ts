@@ -86,6 +86,21 @@ test('dtx swarm --json summarizes and exits 0 when nothing breaks', () => {
   assert.equal(s.undecidedAfterHeal, 0);
 });
 
+test('dtx swarm --protocol 3pc finds the partition violation, prints the reproducing command and exits 1', () => {
+  const r = dtx('swarm', '--protocol', '3pc', '--seeds', '300', '--json');
+  assert.equal(r.code, 1, r.stderr);
+  const s = JSON.parse(r.stdout);
+  assert.ok(s.violations > 0);
+  assert.match(r.stderr, /reproduce with:\n {2}dtx sim --protocol 3pc .*--seed \d+/);
+  const args = (s.reproduce as string).split(' ').slice(1);
+  const again = dtx(...args, '--json');
+  assert.equal(again.code, 0);
+  assert.ok(
+    JSON.parse(again.stdout).violationCount > 0,
+    'the printed command does not reproduce the violation',
+  );
+});
+
 test('usage errors exit 2 with a clear message', () => {
   for (const [args, pattern] of [
     [['sim', '--protocol', 'nope', '--txns', '1'], /Allowed choices/],

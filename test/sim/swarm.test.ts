@@ -47,3 +47,11 @@ test('simCommand names every drawn parameter', () => {
     assert.ok(cmd.includes(flag), `${flag} missing from ${cmd}`);
   }
 });
+
+test('paxos-commit: 2,000 seeds of random faults (at most F acceptors down at once), zero violations, zero undecided', () => {
+  const summary = runSwarm({ protocol: 'paxos-commit', seeds: 2000, from: 1 });
+  assert.equal(summary.failure, null, summary.failure?.command);
+  assert.equal(summary.violations, 0);
+  assert.equal(summary.undecidedAfterHeal, 0);
+  assert.ok(summary.committed > 10_000, String(summary.committed));
+});

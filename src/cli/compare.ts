@@ -17,7 +17,7 @@ export function formatCompareTable(report: CompareReport): string {
     'locks held p50 (healthy)',
     'locks held max (crash)',
     'message delays',
-    'messages / commit',
+    'messages / commit (of which acks)',
     'forced writes / commit',
     `atomicity violations (${o.swarmSeeds} swarm seeds)`,
   ];
@@ -28,7 +28,7 @@ export function formatCompareTable(report: CompareReport): string {
     ms(r.healthy.lockHeldMs.p50),
     ms(r.coordinatorFailure.lockHeldMs.max),
     String(r.messageDelays),
-    r.messagesPerCommit.toFixed(1),
+    `${r.messagesPerCommit.toFixed(1)} (${r.ackMessagesPerCommit.toFixed(1)})`,
     r.forcedWritesPerCommit.toFixed(1),
     r.protocol === 'naive'
       ? `${r.swarm.atomicityViolations} partial commits`

@@ -30,7 +30,14 @@ export interface CompareOptions {
   txns: number;
   seed: number;
   swarmSeeds: number;
-  protocols: ProtocolName[];
+  protocols: CompareEntry[];
+}
+
+/** One row of the table: a protocol, and for Paxos Commit its configuration. */
+export interface CompareEntry {
+  label: string;
+  protocol: ProtocolName;
+  options?: { faster?: boolean; colocated?: boolean };
 }
 
 export const defaultCompareOptions: CompareOptions = {
@@ -42,14 +49,22 @@ export const defaultCompareOptions: CompareOptions = {
   txns: 400,
   seed: 1,
   swarmSeeds: 150,
-  protocols: ['naive', '2pc', '3pc', 'paxos-commit'],
+  protocols: [
+    { label: 'naive', protocol: 'naive' },
+    { label: '2pc', protocol: '2pc' },
+    { label: '3pc', protocol: '3pc' },
+    { label: 'paxos-commit', protocol: 'paxos-commit' },
+    { label: 'paxos-commit colocated', protocol: 'paxos-commit', options: { colocated: true } },
+    { label: 'faster paxos-commit', protocol: 'paxos-commit', options: { faster: true } },
+  ],
 };
 
 export interface CompareRow {
-  protocol: ProtocolName;
+  protocol: string;
   healthy: { latencyMs: Summary; lockHeldMs: Summary; committed: number; txns: number };
   messageDelays: number;
   messagesPerCommit: number;
+  ackMessagesPerCommit: number;
   forcedWritesPerCommit: number;
   coordinatorFailure: {
     latencyMs: Summary;
@@ -68,10 +83,10 @@ export interface CompareReport {
   wallMs: number;
 }
 
-function base(protocol: ProtocolName, o: CompareOptions): SimRequest {
+function base(entry: CompareEntry, o: CompareOptions): SimRequest {
   return {
-    protocol,
-    ...(protocol === 'paxos-commit' ? { protocolOptions: { faults: o.faults } } : {}),
+    protocol: entry.protocol,
+    ...(entry.protocol === 'paxos-commit' ? { protocolOptions: { faults: o.faults, ...entry.options } } : {}),
     workload: 'bank',
     participants: o.participants,
     concurrency: 4,
@@ -87,20 +102,25 @@ export function runCompare(options: Partial<CompareOptions> = {}): CompareReport
   const o: CompareOptions = { ...defaultCompareOptions, ...options };
   const started = performance.now();
   const rows: CompareRow[] = [];
-  for (const protocol of o.protocols) {
-    const healthy = runSim(base(protocol, o)).report;
+  for (const entry of o.protocols) {
+    const protocol = entry.protocol;
+    const healthy = runSim(base(entry, o)).report;
     // One transaction at a time, no disk cost, no jitter: latency / one-way delay
     // is the number of sequential message delays a commit takes.
-    const bare = runSim({ ...base(protocol, o), txns: 20, concurrency: 1, fsyncMs: 0, jitterMs: 0 }).report;
+    const bare = runSim({ ...base(entry, o), txns: 20, concurrency: 1, fsyncMs: 0, jitterMs: 0 }).report;
     const crashed = runSim({
-      ...base(protocol, o),
+      ...base(entry, o),
       txns: 50,
       concurrency: 1,
       scenario: { kind: 'coordinator-crash', downtimeMs: o.takeoverMs },
     }).report;
     const swarm = { seeds: o.swarmSeeds, atomicityViolations: 0, otherViolations: 0, undecidedAfterHeal: 0 };
     for (let i = 0; i < o.swarmSeeds; i++) {
-      const req = swarmRequest(protocol, o.seed + i, protocol === 'paxos-commit' ? { faults: o.faults } : {});
+      const req = swarmRequest(
+        protocol,
+        o.seed + i,
+        protocol === 'paxos-commit' ? { faults: o.faults, ...entry.options } : {},
+      );
       const r: SimReport = runSim(req).report;
       const atomicity = r.violations.filter((v) => v.checker === 'atomicity').length;
       swarm.atomicityViolations += protocol === 'naive' ? r.partial : atomicity;
@@ -108,7 +128,7 @@ export function runCompare(options: Partial<CompareOptions> = {}): CompareReport
       swarm.undecidedAfterHeal += r.undecided;
     }
     rows.push({
-      protocol,
+      protocol: entry.label,
       healthy: {
         latencyMs: healthy.latencyMs,
         lockHeldMs: healthy.lockHeldMs,
@@ -117,6 +137,7 @@ export function runCompare(options: Partial<CompareOptions> = {}): CompareReport
       },
       messageDelays: Math.round(bare.latencyMs.p50 / (o.rttMs / 2)),
       messagesPerCommit: healthy.messagesPerCommit,
+      ackMessagesPerCommit: healthy.ackMessagesPerCommit,
       forcedWritesPerCommit: healthy.forcedWritesPerCommit,
       coordinatorFailure: {
         latencyMs: crashed.latencyMs,

@@ -61,7 +61,10 @@ export interface SimReport {
   queuedBehindLocks: number;
   /** Time lock requests spent queued behind a held lock. */
   lockWaitMs: Summary;
+  /** Protocol messages sent (acknowledgements and retransmissions included) per committed transaction. */
   messagesPerCommit: number;
+  /** Of those, acknowledgements of the decision (2PC's ACK). */
+  ackMessagesPerCommit: number;
   forcedWritesPerCommit: number;
   crashes: number;
   simulatedMs: number;
@@ -176,6 +179,7 @@ function runCommitSim(req: SimRequest): SimRun {
     queuedBehindLocks: m.queuedBehindLocks,
     lockWaitMs: summarize(m.lockWaitMs),
     messagesPerCommit: per(m.protocolMessages),
+    ackMessagesPerCommit: per(m.ackMessages),
     forcedWritesPerCommit: per(m.forcedWrites),
     crashes: m.crashes,
     simulatedMs: round3(world.now),

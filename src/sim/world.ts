@@ -156,6 +156,7 @@ export interface WorldMetrics {
   queuedBehindLocks: number;
   lockWaitMs: number[];
   protocolMessages: number;
+  ackMessages: number;
   forcedWrites: number;
   crashes: number;
   events: number;
@@ -172,6 +173,7 @@ export class World {
     queuedBehindLocks: 0,
     lockWaitMs: [],
     protocolMessages: 0,
+    ackMessages: 0,
     forcedWrites: 0,
     crashes: 0,
     events: 0,
@@ -284,7 +286,11 @@ export class World {
    * they were sent to — a restart breaks the connection.
    */
   private send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
-    if (protocol) this.metrics.protocolMessages++;
+    if (protocol) {
+      this.metrics.protocolMessages++;
+      // Acknowledgements of a decision, counted apart as Gray & Lamport do.
+      if ((msg as { type?: string }).type === 'ACK') this.metrics.ackMessages++;
+    }
     const blocked = this.blocked[this.indexOf(from) * this.nodeCount + this.indexOf(to)] === 1;
     const lost = blocked || this.rng.chance(this.loss);
     const connection = from === clientId;

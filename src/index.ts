@@ -3,6 +3,8 @@
 // (`dtx/postgres`, `dtx/mysql`, `dtx/sqlite`) so that importing dtx loads no
 // database driver you do not use.
 
+export { type BarrierKey, type BarrierOp, type BarrierOutcome, withBarrier } from './adapters/barrier.ts';
+export { callHttpBranch, classifyStatus } from './adapters/http-branch.ts';
 export type {
   Branch,
   PreparedBranchInfo,
@@ -34,3 +36,25 @@ export {
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
 export type { DurableLog, LogOptions, LogStats } from './runtime/log/types.ts';
+export {
+  type BranchContext,
+  createSagaOrchestrator,
+  openSagaLog,
+  refuse,
+  type SagaDefinition,
+  SagaOrchestrator,
+  type SagaOrchestratorOptions,
+  type SagaResult,
+  type SagaStatus,
+  type SagaStep,
+  sagaIdFor,
+} from './runtime/saga/orchestrator.ts';
+export {
+  createTccOrchestrator,
+  openTccLog,
+  type TccBranch,
+  type TccContext,
+  type TccDefinition,
+  TccOrchestrator,
+  type TccOrchestratorOptions,
+} from './runtime/saga/tcc.ts';

@@ -2,6 +2,7 @@
 // (PREPARE TRANSACTION / COMMIT PREPARED) and as a shared coordinator log with
 // leases for standby takeover. Needs the `pg` package.
 
+export { postgresBarrierDb } from './adapters/barrier.ts';
 export {
   classifyPostgresError,
   createPostgresAdapter,

@@ -2,6 +2,7 @@
 // with durable prepared branches) and the default embedded coordinator log.
 // Needs the `better-sqlite3` package (version 12 on Node 20).
 
+export { sqliteBarrierDb } from './adapters/barrier.ts';
 export {
   createSqliteAdapter,
   type JsonValue,

@@ -22,8 +22,8 @@
 // this module imports none of them.
 
 import type BetterSqlite3 from 'better-sqlite3';
-import type { Pool as MysqlPool, PoolConnection as MysqlConnection } from 'mysql2/promise';
-import type { Pool as PgPool, PoolClient as PgClient } from 'pg';
+import type { PoolConnection as MysqlConnection, Pool as MysqlPool } from 'mysql2/promise';
+import type { PoolClient as PgClient, Pool as PgPool } from 'pg';
 import { DtxError } from '../errors.ts';
 
 export type BarrierOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
@@ -70,7 +70,10 @@ const tablePattern = /^[a-z_][a-z0-9_]{0,62}$/;
 function checkTable(table: string | undefined): string {
   const t = table ?? 'dtx_barrier';
   if (!tablePattern.test(t)) {
-    throw new DtxError('DTX_INVALID_ARGUMENT', `barrier table ${JSON.stringify(t)} must match ${tablePattern}`);
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `barrier table ${JSON.stringify(t)} must match ${tablePattern}`,
+    );
   }
   return t;
 }
@@ -145,7 +148,10 @@ export function postgresBarrierDb(pool: PgPool, options: { table?: string } = {}
 }
 
 /** A barrier on MariaDB/MySQL (InnoDB) through a `mysql2/promise` pool; handlers get the pool connection. */
-export function mariadbBarrierDb(pool: MysqlPool, options: { table?: string } = {}): BarrierDb<MysqlConnection> {
+export function mariadbBarrierDb(
+  pool: MysqlPool,
+  options: { table?: string } = {},
+): BarrierDb<MysqlConnection> {
   const table = checkTable(options.table);
   return {
     kind: 'mariadb',
@@ -173,12 +179,10 @@ export function mariadbBarrierDb(pool: MysqlPool, options: { table?: string } = 
             return (rows as { state: string; result: string | null }[])[0];
           },
           async setResult(k, result) {
-            await conn.query(`UPDATE ${table} SET result = ? WHERE saga_id = ? AND branch_id = ? AND op = ?`, [
-              result,
-              k.sagaId,
-              k.branchId,
-              k.op,
-            ]);
+            await conn.query(
+              `UPDATE ${table} SET result = ? WHERE saga_id = ? AND branch_id = ? AND op = ?`,
+              [result, k.sagaId, k.branchId, k.op],
+            );
           },
         };
         const out = await work(conn, sql);

@@ -50,7 +50,11 @@ export function classifyStatus(status: number): 'success' | 'failure' | 'ongoing
 }
 
 function reasonOf(body: unknown, text: string, status: number): string {
-  if (typeof body === 'object' && body !== null && typeof (body as { reason?: unknown }).reason === 'string') {
+  if (
+    typeof body === 'object' &&
+    body !== null &&
+    typeof (body as { reason?: unknown }).reason === 'string'
+  ) {
     return (body as { reason: string }).reason;
   }
   return text.trim() === '' ? `HTTP ${status}` : text.trim().slice(0, 500);

@@ -66,7 +66,9 @@ async function mariadb(): Promise<Harness> {
   const pool = mysql.createPool({ host: '127.0.0.1', port: 3306, user: 'root', database: 'test' });
   const table = `dtx_bar_${run}`;
   const accounts = `dtx_acc_${run}`;
-  await pool.query(`CREATE TABLE ${accounts} (id VARCHAR(32) PRIMARY KEY, balance INT NOT NULL) ENGINE=InnoDB`);
+  await pool.query(
+    `CREATE TABLE ${accounts} (id VARCHAR(32) PRIMARY KEY, balance INT NOT NULL) ENGINE=InnoDB`,
+  );
   await pool.query(`INSERT INTO ${accounts} VALUES ('alice', 100)`);
   const db = mariadbBarrierDb(pool, { table }) as BarrierDb<unknown>;
   return {
@@ -171,10 +173,14 @@ for (const [name, open] of [
     test('null compensation: a compensation of an action that never ran is recorded, succeeds, writes nothing', async () => {
       const before = await h.barrierRows();
       let ran = false;
-      const r = await withBarrier(h.db, { sagaId: 's2', branchId: 'debit', op: 'compensation' }, async (tx) => {
-        ran = true;
-        await h.add(tx, 'alice', 30);
-      });
+      const r = await withBarrier(
+        h.db,
+        { sagaId: 's2', branchId: 'debit', op: 'compensation' },
+        async (tx) => {
+          ran = true;
+          await h.add(tx, 'alice', 30);
+        },
+      );
       assert.deepEqual(r, { status: 'nullCompensation', result: undefined });
       assert.equal(ran, false);
       assert.equal(await h.balance('alice'), 100);
@@ -196,7 +202,9 @@ for (const [name, open] of [
       const cancel = await withBarrier(h.db, { sagaId: 's3', branchId: 'seat', op: 'cancel' }, async () => 1);
       assert.equal(cancel.status, 'nullCompensation');
       await assert.rejects(
-        withBarrier(h.db, { sagaId: 's3', branchId: 'seat', op: 'try' }, async (tx) => h.add(tx, 'alice', -1)),
+        withBarrier(h.db, { sagaId: 's3', branchId: 'seat', op: 'try' }, async (tx) =>
+          h.add(tx, 'alice', -1),
+        ),
         (e) => isDtxError(e, 'DTX_BRANCH_HANGING'),
       );
       assert.equal(await h.balance('alice'), 100);

@@ -128,8 +128,9 @@ test('the standby takes over after the active coordinator is killed, and commits
   assert.equal(died.signal, 'SIGKILL', active.lines.join('\n'));
   const tookOverAt = await standby.waitFor(/active: holding lease/, 20_000);
   const takeoverMs = tookOverAt - diedAt;
-  // It may not take over before the lease lapses, and should not wait much longer.
-  assert.ok(takeoverMs < ttlMs + 2_000, `takeover took ${takeoverMs} ms`);
+  // It may not take over before the lease lapses, and should not wait much
+  // longer: a lease poll (ttl/4) plus process scheduling on a loaded machine.
+  assert.ok(takeoverMs < ttlMs + 5_000, `takeover took ${takeoverMs} ms`);
   await standby.waitFor(/recovered [1-9]\d* commit/, 20_000);
   const done = await standby.exit;
   assert.deepEqual(done, { code: 0, signal: null }, standby.lines.join('\n'));

@@ -54,7 +54,7 @@ const outcomeCode: Record<Outcome, number> = { committed: 1, aborted: 2, partial
 interface TxnRecord {
   participants: readonly NodeId[];
   /** stateCode per participant, in `participants` order; 0 = never started. */
-  states: Uint8Array;
+  states: number[];
   outcome: number;
 }
 
@@ -71,7 +71,7 @@ export class Checkers {
   }
 
   register(txn: string, participants: readonly NodeId[]): void {
-    this.txns.set(txn, { participants, states: new Uint8Array(participants.length), outcome: 0 });
+    this.txns.set(txn, { participants, states: new Array<number>(participants.length).fill(0), outcome: 0 });
   }
 
   rm(txn: string, node: NodeId, state: ObservedState): void {
@@ -89,19 +89,20 @@ export class Checkers {
       this.flag('stability', txn, `${node} went from ${prev} to ${state}`);
     }
     if (state === 'committed') {
-      t.participants.forEach((p, j) => {
-        const s = stateNames[t.states[j]!];
+      for (let k = 0; k < t.participants.length; k++) {
+        const s = stateNames[t.states[k]!];
         if (s !== 'prepared' && s !== 'committed' && s !== 'left') {
-          this.flag('validity', txn, `${node} committed while ${p} was ${s ?? 'never started'}`);
+          this.flag('validity', txn, `${node} committed while ${t.participants[k]} was ${s ?? 'never started'}`);
         }
-      });
+      }
     }
     if (state === 'committed' || state === 'aborted') {
       const other = stateCode[state === 'committed' ? 'aborted' : 'committed'];
-      t.participants.forEach((p, j) => {
-        if (t.states[j] === other)
-          this.flag('atomicity', txn, `${node} ${state} while ${p} ${stateNames[other]}`);
-      });
+      for (let k = 0; k < t.participants.length; k++) {
+        if (t.states[k] === other) {
+          this.flag('atomicity', txn, `${node} ${state} while ${t.participants[k]} ${stateNames[other]}`);
+        }
+      }
     }
   }
 

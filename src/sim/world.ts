@@ -112,6 +112,8 @@ interface SimNode {
   state: unknown;
   timers: Map<string, number>;
   durable: unknown[];
+  /** When each transaction's prepared record became durable here (for `inDoubtMs`). */
+  preparedAt: Map<string, number>;
   /** A flush for lazy writes alone is scheduled. */
   lazyFlushArmed: boolean;
   /** Compact the log when it reaches this length (a checkpoint). */
@@ -195,7 +197,6 @@ export class World {
   private scenarioFired = false;
   /** Identifies each arming of a timer, so that a re-armed or cancelled timer's old expiry is ignored. */
   private timerSeq = 0;
-  private readonly preparedAt = new Map<string, number>();
   readonly opts: WorldOptions;
 
   constructor(opts: WorldOptions) {
@@ -235,6 +236,7 @@ export class World {
         durable: [],
         compactAt: logCompactionMin,
         lazyFlushArmed: false,
+        preparedAt: new Map(),
         queued: [],
         flushing: null,
         issuedSeq: 0,
@@ -371,7 +373,8 @@ export class World {
   private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {
     const epoch = node.epoch;
     const issuedBefore = node.issuedSeq;
-    const later: AnyEffect[] = [];
+    // Allocated only for the steps that have after-persist effects.
+    let later: AnyEffect[] | null = null;
     for (let i = 0; i < effects.length; i++) {
       if (i === crashAt) return this.crash(node);
       if (node.epoch !== epoch) return;
@@ -381,11 +384,11 @@ export class World {
           this.persist(node, e.record, e.force);
           break;
         case 'sendAfterPersist':
-          later.push(e);
+          (later ??= []).push(e);
           break;
         case 'resource':
         case 'reportOutcome':
-          if (e.afterPersist) later.push(e);
+          if (e.afterPersist) (later ??= []).push(e);
           else this.apply(node, e);
           break;
         default:
@@ -393,7 +396,7 @@ export class World {
       }
     }
     if (crashAt === effects.length) return this.crash(node);
-    if (later.length === 0) return;
+    if (later === null) return;
     if (node.doneSeq === node.issuedSeq) {
       for (const e of later) this.apply(node, e);
     } else {
@@ -448,13 +451,12 @@ export class World {
     txn: string,
     state: 'working' | 'prepared' | 'committed' | 'aborted' | 'left',
   ): void {
-    const key = `${node.spec.id}|${txn}`;
-    if (state === 'prepared') this.preparedAt.set(key, this.now);
+    if (state === 'prepared') node.preparedAt.set(txn, this.now);
     else if (state !== 'working') {
-      const since = this.preparedAt.get(key);
+      const since = node.preparedAt.get(txn);
       if (since !== undefined) {
         this.metrics.inDoubtMs.push(this.now - since);
-        this.preparedAt.delete(key);
+        node.preparedAt.delete(txn);
       }
     }
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'rm', node: node.spec.id, txn, state });
@@ -534,16 +536,15 @@ export class World {
       }
     }
     node.doneSeq = batch[batch.length - 1]!.seq;
-    const ready: Barrier[] = [];
-    node.barriers = node.barriers.filter((b) => {
-      if (b.uptoSeq > node.doneSeq) return true;
-      ready.push(b);
-      return false;
-    });
     const epoch = node.epoch;
-    for (const b of ready) {
-      if (b.poisoned) continue;
-      for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
+    // Barriers are kept in issue order, so the ready ones are a prefix.
+    let ready = 0;
+    while (ready < node.barriers.length && node.barriers[ready]!.uptoSeq <= node.doneSeq) ready++;
+    if (ready > 0) {
+      for (const b of node.barriers.splice(0, ready)) {
+        if (b.poisoned) continue;
+        for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
+      }
     }
     // Writes that queued behind this flush go next; lazy ones alone wait for their timer.
     if (node.flushing === null && node.epoch === epoch && node.queued.length > 0) {

@@ -198,8 +198,10 @@ export async function accountCount(target: DbTarget, adapter: ResourceAdapter): 
       const [row] = await q("SELECT v FROM dtx_bench.meta WHERE k = 'accounts'");
       return Number(row?.v ?? 0);
     });
-  } catch {
-    return 0;
+  } catch (err) {
+    // Only a missing schema means "not initialized"; anything else (auth, network) is an error.
+    if (/does not exist|doesn't exist|unknown database/i.test(String((err as Error).message))) return 0;
+    throw err;
   }
 }
 
@@ -235,4 +237,54 @@ export async function readState(target: DbTarget, adapter: ResourceAdapter): Pro
     const transfers = new Set((await q('SELECT txn FROM dtx_bench.transfers')).map((r) => String(r.txn)));
     return { total: Number(sum?.s ?? 0), expectedTotal: Number(meta?.v ?? 0), transfers, preparedLeft };
   });
+}
+
+/** The barrier table of `dtx bench --protocol saga|tcc` (one per database; `--init` drops it). */
+export const benchBarrierTable = 'dtx_bench_barrier';
+
+const holdsDdl: Record<'postgres' | 'mysql', string> = {
+  postgres:
+    'CREATE TABLE IF NOT EXISTS dtx_bench.holds (txn text PRIMARY KEY, account integer NOT NULL, amount bigint NOT NULL)',
+  mysql:
+    'CREATE TABLE IF NOT EXISTS dtx_bench.holds (txn varchar(128) PRIMARY KEY, account int NOT NULL, amount bigint NOT NULL) ENGINE=InnoDB',
+};
+
+/**
+ * The saga/TCC bench's extra tables on one database: `dtx_bench.holds` (TCC
+ * reservations; on SQLite, `bench:hold:<txn>` keys need no table). With
+ * `reset`, the barrier table is dropped too (after `initSchema` reset the books).
+ */
+export async function initSagaTables(
+  target: DbTarget,
+  adapter: ResourceAdapter,
+  reset: boolean,
+): Promise<void> {
+  if (target.kind === 'sqlite') {
+    if (reset) (adapter as SqliteAdapter).database().exec(`DROP TABLE IF EXISTS ${benchBarrierTable}`);
+    return;
+  }
+  await withSql(target, adapter, async (q) => {
+    if (reset) await q(`DROP TABLE IF EXISTS ${benchBarrierTable}`);
+    await q(holdsDdl[target.kind as 'postgres' | 'mysql']);
+  });
+}
+
+/** TCC reservations (`dtx_bench.holds` rows) still on this database: a try neither confirmed nor cancelled. */
+export async function holdsLeft(target: DbTarget, adapter: ResourceAdapter): Promise<number> {
+  if (target.kind === 'sqlite') {
+    const row = (adapter as SqliteAdapter)
+      .database()
+      .prepare("SELECT count(*) AS n FROM dtx_kv WHERE key LIKE 'bench:hold:%'")
+      .get() as { n: number };
+    return row.n;
+  }
+  try {
+    return await withSql(target, adapter, async (q) => {
+      const [row] = await q('SELECT count(*) AS n FROM dtx_bench.holds');
+      return Number(row?.n ?? 0);
+    });
+  } catch {
+    // No holds table: the database never ran a TCC bench.
+    return 0;
+  }
 }

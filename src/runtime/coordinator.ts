@@ -151,7 +151,10 @@ export class Coordinator {
   private readonly incarnation: string;
   private counter = 0;
   /** Phase-two calls in flight, by message type and gid: a resend must not race its original. */
-  private readonly inflight = new Set<string>();
+  private readonly inflight = new Map<string, Promise<void>>();
+  /** start() was called (once only). */
+  private starting = false;
+  /** start() finished: recovery is done and transactions may begin. */
   private started = false;
   private closing = false;
   private appendsSinceCheckpoint = 0;
@@ -211,8 +214,19 @@ export class Coordinator {
    * once before `transaction()`.
    */
   async start(): Promise<RecoveryReport> {
-    if (this.started) throw new DtxError('DTX_INVALID_STATE', 'coordinator already started');
-    this.started = true;
+    if (this.starting) throw new DtxError('DTX_INVALID_STATE', 'coordinator already started');
+    this.starting = true;
+    try {
+      const report = await this.recoverAtStart();
+      this.started = true;
+      return report;
+    } catch (err) {
+      await this.driver.close();
+      throw err;
+    }
+  }
+
+  private async recoverAtStart(): Promise<RecoveryReport> {
     let committing = new Set<TxnId>();
     await this.driver.start(() => {
       committing = this.committingTxns();
@@ -340,6 +354,18 @@ export class Coordinator {
     try {
       result = await work(tx);
       await Promise.all(opening.values());
+      // The log may have failed, or close() been called, while the work ran:
+      // then nothing will decide this transaction, so give its work up now.
+      if (this.failure !== undefined || this.closing) {
+        throw new DtxError(
+          'DTX_RESOURCE_UNAVAILABLE',
+          'the coordinator stopped before the transaction could commit',
+          {
+            cause: this.failure,
+            retryable: false,
+          },
+        );
+      }
     } catch (err) {
       await Promise.allSettled([...opening.values()].map(async (p) => (await p).rollback()));
       this.active.delete(id);
@@ -361,6 +387,14 @@ export class Coordinator {
     });
     if (outcome !== 'committed') {
       this.active.delete(id);
+      // Branches that never voted (the core refused the transaction outright,
+      // or timed out before their vote) are rolled back here as well; the
+      // ABORTs the core sent may still be on their way, which is harmless.
+      await Promise.allSettled(
+        [...txn.branches.values()]
+          .filter((b) => !b.voted && b.preparing === undefined)
+          .map((b) => b.branch.rollback()),
+      );
       const cause = txn.cause;
       throw new DtxError(
         'DTX_ABORTED',
@@ -411,14 +445,14 @@ export class Coordinator {
   private deliver(to: NodeId, msg: TwoPcMsg): void {
     const key = `${msg.type} ${msg.txn} ${to}`;
     if (this.inflight.has(key)) return;
-    this.inflight.add(key);
-    this.handle(to, msg)
+    const task = this.handle(to, msg)
       .catch((err: unknown) => {
         // A failed COMMIT is retried by the core's resend timer; a failed ABORT
         // leaves a prepared branch for the recovery sweep. Neither may crash us.
         if (!this.closing) process.emitWarning(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
       })
       .finally(() => this.inflight.delete(key));
+    this.inflight.set(key, task);
   }
 
   private async handle(resource: NodeId, msg: TwoPcMsg): Promise<void> {
@@ -447,6 +481,14 @@ export class Coordinator {
           reply(vote);
         } catch (err) {
           if (t !== undefined && t.cause === undefined) t.cause = err;
+          // A prepare that failed with the connection may have prepared on the
+          // server all the same (in doubt): we vote NO, so it can only be rolled
+          // back, and nobody else will (the core sends no ABORT to a NO voter).
+          if (err instanceof ResourceUnavailableError && err.inDoubt) {
+            await this.adapter(resource)
+              .rollbackPrepared(gid)
+              .catch(() => undefined); // left for the recovery sweep
+          }
           reply('no');
         }
         return;
@@ -480,7 +522,12 @@ export class Coordinator {
         // wait for it, so that we know whether there is a prepared branch to undo.
         if (entry?.preparing !== undefined) await entry.preparing;
         if (entry !== undefined && !entry.voted) {
-          await entry.branch.rollback();
+          try {
+            await entry.branch.rollback();
+          } catch {
+            // In doubt (its prepare lost the connection): resolve it by gid.
+            await this.adapter(resource).rollbackPrepared(gid);
+          }
           return;
         }
         const resolution = await this.adapter(resource).rollbackPrepared(gid);
@@ -511,7 +558,12 @@ export class Coordinator {
 
   private heuristic(err: HeuristicError): void {
     this.heuristics.push(err);
-    this.options.onHeuristic?.(err);
+    try {
+      this.options.onHeuristic?.(err);
+    } catch (hookError) {
+      // A failing callback must not stop the protocol (the ACK would never be delivered).
+      process.emitWarning(`dtx: onHeuristic threw: ${String(hookError)}`);
+    }
   }
 
   /** Truncate the log to what recovery needs once it has grown (see compactTwoPcLog). */
@@ -530,6 +582,18 @@ export class Coordinator {
   async close(): Promise<void> {
     this.closing = true;
     await this.driver.close();
+    // Let the database calls under way finish before the caller closes the
+    // adapters under them (a COMMIT PREPARED cut off here would be redone by
+    // recovery, but needlessly).
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+    for (const [txn, t] of this.active) {
+      t.fail?.(
+        new DtxError(
+          'DTX_OUTCOME_UNKNOWN',
+          `the coordinator closed before transaction ${txn} was finished; recovery at the next start completes it`,
+        ),
+      );
+    }
   }
 }
 

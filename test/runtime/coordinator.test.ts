@@ -199,3 +199,30 @@ test('a branch resolved by hand before dtx commits it is reported as heuristic',
   await a.close();
   await b.close();
 });
+
+test('close() while a transaction is still doing its work: the caller gets an error, not a hang, and nothing stays prepared', async () => {
+  const { a, b, log } = await setup();
+  const c = createCoordinator({ log, resources: { a, b } });
+  await c.start();
+  let proceed: () => void = () => {};
+  const gate = new Promise<void>((r) => (proceed = r));
+  const pending = c.transaction(async (tx) => {
+    (await tx.branch<SqliteBranch>('a')).put('x', 1);
+    (await tx.branch<SqliteBranch>('b')).put('y', 1);
+    await gate;
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  await c.close();
+  proceed();
+  const err = await pending.then(
+    () => assert.fail('should not commit after close()'),
+    (e: unknown) => e,
+  );
+  assert.ok(isDtxError(err, 'DTX_RESOURCE_UNAVAILABLE'), String(err));
+  assert.equal(a.read('x'), undefined);
+  assert.deepEqual(await a.listPrepared('dtx_'), []);
+  assert.deepEqual(await b.listPrepared('dtx_'), []);
+  await log.close();
+  await a.close();
+  await b.close();
+});

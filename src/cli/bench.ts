@@ -21,6 +21,7 @@ import {
   accountCount,
   applyTransferPart,
   type DbTarget,
+  holdsLeft,
   initSchema,
   openAdapter,
   parseDbUrl,
@@ -286,12 +287,18 @@ async function naiveTransfer(
     throw err;
   }
   let done = 0;
-  for (const b of branches) {
-    // A failure here is the naive protocol's failure: earlier databases stay committed.
-    const vote = await b.branch.prepare();
-    if (vote === 'yes') await b.adapter.commitPrepared(b.gid);
-    done++;
-    hook?.(`committed:${done}`, ordinal);
+  try {
+    for (const b of branches) {
+      // A failure here is the naive protocol's failure: earlier databases stay committed.
+      const vote = await b.branch.prepare();
+      if (vote === 'yes') await b.adapter.commitPrepared(b.gid);
+      done++;
+      hook?.(`committed:${done}`, ordinal);
+    }
+  } catch (err) {
+    // The databases not reached yet keep nothing: release their work and locks.
+    await Promise.allSettled(branches.slice(done + 1).map((b) => b.branch.rollback()));
+    throw err;
   }
 }
 
@@ -304,6 +311,8 @@ export interface VerifyReport {
   /** Transfers some databases have and others do not: partial commits. */
   partialTransfers: number;
   preparedLeft: number;
+  /** TCC reservations (`dtx_bench.holds`) neither confirmed nor cancelled: a half-done TCC transfer. */
+  holdsLeft: number;
 }
 
 export async function runVerify(dbs: string[]): Promise<VerifyReport> {
@@ -317,6 +326,7 @@ export async function runVerify(dbs: string[]): Promise<VerifyReport> {
     const everywhere = [...all].filter((txn) => states.every((s) => s.transfers.has(txn)));
     const preparedLeft = states.reduce((n, s) => n + s.preparedLeft.length, 0);
     const auditRows = (audit ?? credit!).transfers.size;
+    const holds = await Promise.all(opened.targets.map((t) => holdsLeft(t, opened.adapters[t.name]!)));
     const report: VerifyReport = {
       ok: false,
       total,
@@ -325,12 +335,14 @@ export async function runVerify(dbs: string[]): Promise<VerifyReport> {
       committedTransfers: everywhere.length,
       partialTransfers: all.size - everywhere.length,
       preparedLeft,
+      holdsLeft: holds.reduce((a, b) => a + b, 0),
     };
     report.ok =
       total === expectedTotal &&
       report.partialTransfers === 0 &&
       auditRows === everywhere.length &&
-      preparedLeft === 0;
+      preparedLeft === 0 &&
+      report.holdsLeft === 0;
     return report;
   } finally {
     await opened.close();
@@ -339,13 +351,15 @@ export async function runVerify(dbs: string[]): Promise<VerifyReport> {
 
 export async function runRecover(options: { dbs: string[]; log?: string }): Promise<RecoveryReport> {
   const opened = await openAll(options.dbs);
-  const log = await openLog(options.log);
-  const coordinator = createCoordinator({ log, resources: opened.adapters, name: benchCoordinatorName });
+  let log: DurableLog<TwoPcRecord> | undefined;
+  let coordinator: Coordinator | undefined;
   try {
+    log = await openLog(options.log);
+    coordinator = createCoordinator({ log, resources: opened.adapters, name: benchCoordinatorName });
     return await coordinator.start();
   } finally {
-    await coordinator.close();
-    await log.close();
+    await coordinator?.close();
+    await log?.close();
     await opened.close();
   }
 }

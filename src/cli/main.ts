@@ -111,6 +111,27 @@ function protocolOptions(flags: {
   return o;
 }
 
+const commonSettingNames = [
+  'concurrency',
+  'loss',
+  'dup',
+  'jitterMs',
+  'rttMs',
+  'fsyncMs',
+  'crashRate',
+  'downtimeMeanMs',
+] as const;
+
+/** The network and fault settings both simulators take, for the flags that were given. */
+function commonSettings(
+  flags: SimFlags,
+): Partial<Pick<SimRequest, (typeof commonSettingNames)[number] | 'partitions'>> {
+  const out: Partial<Pick<SimRequest, (typeof commonSettingNames)[number] | 'partitions'>> = {};
+  for (const name of commonSettingNames) if (flags[name] !== undefined) out[name] = flags[name];
+  if (flags.partitions) out.partitions = true;
+  return out;
+}
+
 /** The saga world's request (saga, tcc on the booking workload). */
 function sagaRequest(flags: SimFlags): SagaSimRequest {
   if (flags.workload !== undefined && flags.workload !== 'booking') {
@@ -126,16 +147,8 @@ function sagaRequest(flags: SimFlags): SagaSimRequest {
     txns: flags.txns,
     seed: flags.seed,
   };
-  if (flags.concurrency !== undefined) req.concurrency = flags.concurrency;
-  if (flags.loss !== undefined) req.loss = flags.loss;
-  if (flags.dup !== undefined) req.dup = flags.dup;
+  Object.assign(req, commonSettings(flags));
   if (flags.lateDupMs !== undefined) req.lateDupMs = flags.lateDupMs;
-  if (flags.jitterMs !== undefined) req.jitterMs = flags.jitterMs;
-  if (flags.rttMs !== undefined) req.rttMs = flags.rttMs;
-  if (flags.fsyncMs !== undefined) req.fsyncMs = flags.fsyncMs;
-  if (flags.partitions) req.partitions = true;
-  if (flags.crashRate !== undefined) req.crashRate = flags.crashRate;
-  if (flags.downtimeMeanMs !== undefined) req.downtimeMeanMs = flags.downtimeMeanMs;
   const booking: NonNullable<SagaSimRequest['booking']> = {};
   if (flags.shortShare !== undefined) booking.shortShare = flags.shortShare;
   if (flags.seats !== undefined) booking.seats = flags.seats;
@@ -167,16 +180,8 @@ function simRequest(flags: SimFlags): SimRequest {
   const options = protocolOptions(flags);
   if (Object.keys(options).length > 0) req.protocolOptions = options;
   if (flags.participants !== undefined) req.participants = flags.participants;
-  if (flags.concurrency !== undefined) req.concurrency = flags.concurrency;
+  Object.assign(req, commonSettings(flags));
   if (flags.failRates !== undefined) req.failRates = flags.failRates;
-  if (flags.loss !== undefined) req.loss = flags.loss;
-  if (flags.dup !== undefined) req.dup = flags.dup;
-  if (flags.jitterMs !== undefined) req.jitterMs = flags.jitterMs;
-  if (flags.rttMs !== undefined) req.rttMs = flags.rttMs;
-  if (flags.fsyncMs !== undefined) req.fsyncMs = flags.fsyncMs;
-  if (flags.partitions) req.partitions = true;
-  if (flags.crashRate !== undefined) req.crashRate = flags.crashRate;
-  if (flags.downtimeMeanMs !== undefined) req.downtimeMeanMs = flags.downtimeMeanMs;
   if (flags.scenario === 'coordinator-crash') {
     req.scenario = { kind: 'coordinator-crash', downtimeMs: flags.downtimeMs ?? 30_000 };
   }
@@ -469,8 +474,20 @@ export function buildProgram(): Command {
       'transfers across real databases: debit on the first, credit on the second, audit on the third',
     )
     .requiredOption('--db <url>', 'postgres://..., mysql://... or sqlite:PATH (give two or three)', collect)
-    .addOption(new Option('--protocol <name>', 'commit protocol').choices(['naive', '2pc']).default('2pc'))
-    .option('--log <path|url>', 'coordinator log: a SQLite file path or postgres://... (2pc)')
+    .addOption(
+      new Option('--protocol <name>', 'commit protocol (saga and tcc: two databases)')
+        .choices(['naive', '2pc', 'saga', 'tcc'])
+        .default('2pc'),
+    )
+    .option(
+      '--log <path|url>',
+      'coordinator log: a SQLite file path or postgres://... (2pc; saga/tcc use PATH.saga.sqlite / PATH.tcc.sqlite)',
+    )
+    .option(
+      '--refuse-share <p>',
+      'saga/tcc: share of transfers whose credit is refused, to exercise compensation (default 0.05)',
+      num('--refuse-share', 0, 1),
+    )
     .option('--accounts <n>', 'accounts per database (with --init)', int('--accounts', 1, 10_000_000), 1000)
     .option('--concurrency <c>', 'transfers in flight at once', int('--concurrency', 1, 10_000), 8)
     .option('--duration <s>', 'run for this many seconds', num('--duration', 0, 86_400))
@@ -508,6 +525,13 @@ export function buildProgram(): Command {
     .action(async (flags) => {
       if (flags.duration === undefined && flags.txns === undefined) {
         throw new InvalidArgumentError('give --duration S or --txns N');
+      }
+      if (flags.protocol === 'saga' || flags.protocol === 'tcc') {
+        await benchSaga(flags);
+        return;
+      }
+      if (flags.refuseShare !== undefined) {
+        throw new InvalidArgumentError('--refuse-share applies to --protocol saga or tcc');
       }
       const { runBench } = await import('./bench.ts');
       const report = await runBench({
@@ -558,7 +582,8 @@ export function buildProgram(): Command {
         process.stdout.write(
           `${report.ok ? 'ok' : 'NOT OK'}: total ${report.total} (expected ${report.expectedTotal}), ` +
             `${report.committedTransfers} transfers on every database, ${report.partialTransfers} partial, ` +
-            `${report.auditRows} audit rows, ${report.preparedLeft} branches left prepared\n`,
+            `${report.auditRows} audit rows, ${report.preparedLeft} branches left prepared, ` +
+            `${report.holdsLeft} TCC holds left\n`,
         );
       }
       if (!report.ok) process.exitCode = 1;
@@ -569,8 +594,29 @@ export function buildProgram(): Command {
     .description('resolve everything a killed coordinator left in doubt, from its log')
     .requiredOption('--db <url>', 'the databases, in the same order as for bench', collect)
     .option('--log <path|url>', 'the coordinator log')
+    .addOption(
+      new Option('--protocol <name>', 'the protocol bench ran (saga/tcc: their own orchestrator log)')
+        .choices(['2pc', 'saga', 'tcc'])
+        .default('2pc'),
+    )
     .option('--json', 'print one JSON object on stdout')
-    .action(async (flags: { db: string[]; log?: string; json?: boolean }) => {
+    .action(async (flags: { db: string[]; log?: string; protocol: string; json?: boolean }) => {
+      if (flags.protocol === 'saga' || flags.protocol === 'tcc') {
+        const { runSagaRecover } = await import('./bench-saga.ts');
+        const r = await runSagaRecover({ dbs: flags.db, log: flags.log, protocol: flags.protocol });
+        if (flags.json) writeJson(r);
+        else {
+          process.stdout.write(
+            `recovered (${r.protocol}): ${r.completed.length} completed, ${r.compensated.length} compensated, ` +
+              `${r.stuck.length} stuck\n`,
+          );
+          for (const t of r.completed) process.stdout.write(`  completed   ${t}\n`);
+          for (const t of r.compensated) process.stdout.write(`  compensated ${t}\n`);
+          for (const t of r.stuck) process.stdout.write(`  STUCK       ${t.id}: ${t.reason}\n`);
+        }
+        if (r.stuck.length > 0) process.exitCode = 1;
+        return;
+      }
       const { runRecover } = await import('./bench.ts');
       const report = await runRecover({ dbs: flags.db, log: flags.log });
       const out = {
@@ -592,6 +638,47 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** `dtx bench --protocol saga|tcc` (./bench-saga.ts). */
+async function benchSaga(flags: Record<string, unknown>): Promise<void> {
+  for (const [flag, name] of [
+    ['lease', '--lease'],
+    ['crashAt', '--crash-at'],
+  ] as const) {
+    if (flags[flag] !== undefined)
+      throw new InvalidArgumentError(`${name} does not apply to ${flags.protocol}`);
+  }
+  const { runSagaBench } = await import('./bench-saga.ts');
+  const report = await runSagaBench({
+    dbs: flags.db as string[],
+    protocol: flags.protocol as 'saga' | 'tcc',
+    log: flags.log as string | undefined,
+    accounts: flags.accounts as number,
+    concurrency: flags.concurrency as number,
+    durationS: flags.duration as number | undefined,
+    txns: flags.txns as number | undefined,
+    init: flags.init === true,
+    refuseShare: flags.refuseShare as number | undefined,
+    onStart: () => process.stderr.write('dtx bench: transfers started\n'),
+    onRecovered: (r) => {
+      const n = r.completed.length + r.compensated.length + r.stuck.length;
+      if (n > 0) {
+        process.stderr.write(
+          `dtx bench: recovered ${n} unfinished transfer(s): ${r.completed.length} completed, ` +
+            `${r.compensated.length} compensated, ${r.stuck.length} stuck\n`,
+        );
+      }
+    },
+  });
+  if (flags.json) writeJson(report);
+  else {
+    process.stdout.write(
+      `${report.protocol}: ${report.committed} committed, ${report.compensated} compensated, ${report.stuck} stuck ` +
+        `in ${report.txns} transfers at concurrency ${report.concurrency}: ${report.tps} tps, ` +
+        `latency p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms\n`,
+    );
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

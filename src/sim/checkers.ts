@@ -92,7 +92,11 @@ export class Checkers {
       for (let k = 0; k < t.participants.length; k++) {
         const s = stateNames[t.states[k]!];
         if (s !== 'prepared' && s !== 'committed' && s !== 'left') {
-          this.flag('validity', txn, `${node} committed while ${t.participants[k]} was ${s ?? 'never started'}`);
+          this.flag(
+            'validity',
+            txn,
+            `${node} committed while ${t.participants[k]} was ${s ?? 'never started'}`,
+          );
         }
       }
     }

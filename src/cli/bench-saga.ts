@@ -1,0 +1,611 @@
+// `dtx bench --protocol saga|tcc` and `dtx recover --protocol saga|tcc`: the
+// transfer workload of ./bench.ts run as a saga or a TCC transaction by the
+// durable orchestrators (../runtime/saga/), on two databases (debit on the
+// first, credit on the second). Every branch body runs inside `withBarrier`
+// on its database, in the same local transaction as its business writes.
+//
+// Saga: `debit` (balance -= amount, transfers row) then `credit` (balance +=
+// amount, transfers row; refused for a share of transfers); compensations
+// undo exactly that: re-credit and DELETE the transfers row. A compensated
+// transfer is therefore on neither database, and `dtx verify` needs no new
+// rule for it (the barrier table keeps the record that it ran and was undone).
+//
+// TCC: try reserves, confirm applies, cancel releases. The debit try takes the
+// amount off the balance into a hold (`dtx_bench.holds`, or `bench:hold:<txn>`
+// on SQLite); the credit try records a pending hold (and is refused for a
+// share of transfers). Confirm deletes the hold and writes the transfers row
+// (credit: and adds the amount); cancel deletes the hold (debit: and gives the
+// amount back). `dtx verify` counts holds left: a half-done TCC transfer.
+//
+// Logs: `--log PATH` (SQLite) becomes `PATH.saga.sqlite` / `PATH.tcc.sqlite`,
+// so 2PC, saga and TCC never share a file; `--log postgres://...` uses the
+// shared `dtx_log` table with owner `bench-saga` / `bench-tcc`.
+//
+// See docs/saga-runtime.md ("dtx bench / recover / verify for sagas").
+
+import { performance } from 'node:perf_hooks';
+import type { PoolConnection as MysqlConnection } from 'mysql2/promise';
+import type { PoolClient as PgClient } from 'pg';
+import {
+  type BarrierDb,
+  type BarrierOp,
+  mariadbBarrierDb,
+  postgresBarrierDb,
+  sqliteBarrierDb,
+  withBarrier,
+} from '../adapters/barrier.ts';
+import type { MariaDbAdapter } from '../adapters/mariadb.ts';
+import type { PostgresAdapter } from '../adapters/postgres.ts';
+import type { SqliteAdapter } from '../adapters/sqlite.ts';
+import type { ResourceAdapter } from '../adapters/types.ts';
+import { DtxError } from '../errors.ts';
+import type { SagaRecord } from '../protocol/saga/types.ts';
+import type { TccRecord } from '../protocol/tcc/types.ts';
+import type { DurableLog } from '../runtime/log/types.ts';
+import {
+  createSagaOrchestrator,
+  openSagaLog,
+  refuse,
+  type SagaDefinition,
+  type SagaOrchestrator,
+  type SagaResult,
+} from '../runtime/saga/orchestrator.ts';
+import {
+  createTccOrchestrator,
+  openTccLog,
+  type TccDefinition,
+  type TccOrchestrator,
+} from '../runtime/saga/tcc.ts';
+import { type Summary, summarize } from '../sim/stats.ts';
+import {
+  accountCount,
+  benchBarrierTable,
+  type DbTarget,
+  initSagaTables,
+  initSchema,
+  openAdapter,
+  parseDbUrl,
+} from './db.ts';
+
+export const sagaProtocols = ['saga', 'tcc'] as const;
+export type SagaBenchProtocol = (typeof sagaProtocols)[number];
+
+export const defaultRefuseShare = 0.05;
+const defaultLogPath = '.dtx/coordinator.sqlite';
+const definitionName = { saga: 'bench_transfer', tcc: 'bench_transfer_tcc' } as const;
+
+export interface SagaBenchOptions {
+  dbs: string[];
+  protocol: SagaBenchProtocol;
+  log?: string;
+  accounts: number;
+  concurrency: number;
+  durationS?: number;
+  txns?: number;
+  init: boolean;
+  /** Share of transfers whose credit is refused (saga: the action; TCC: the try). Default 0.05. */
+  refuseShare?: number;
+  onStart?: () => void;
+  /** What the start-up recovery did (unfinished transfers of an earlier run, finished before new ones start). */
+  onRecovered?: (report: SagaRecoveryReport) => void;
+}
+
+export interface SagaBenchReport {
+  protocol: SagaBenchProtocol;
+  concurrency: number;
+  txns: number;
+  committed: number;
+  /** Transfers that ended compensated (saga) or cancelled (TCC). */
+  compensated: number;
+  /** Transfers that got stuck (a compensation or confirm/cancel that never succeeded). */
+  stuck: number;
+  refuseShare: number;
+  tps: number;
+  /** Latency of committed transfers, start to completed. */
+  latencyMs: Summary;
+}
+
+export interface SagaRecoveryReport {
+  protocol: SagaBenchProtocol;
+  /** Transactions the log left unfinished, by how recovery ended them. */
+  completed: string[];
+  compensated: string[];
+  stuck: { id: string; reason: string | null }[];
+}
+
+/** The orchestrator log for `--log`: a SQLite file next to 2PC's, or the postgres:// log under its own owner. */
+export function sagaLogLocation(
+  spec: string | undefined,
+  protocol: SagaBenchProtocol,
+): { sqlite: string } | { postgres: string; owner: string } {
+  const where = spec ?? defaultLogPath;
+  if (/^postgres(ql)?:\/\//.test(where)) return { postgres: where, owner: `bench-${protocol}` };
+  return { sqlite: `${where.replace(/^sqlite:/, '')}.${protocol}.sqlite` };
+}
+
+// ---------------------------------------------------------------------------
+// The databases: a barrier and the bench's writes, inside one local transaction.
+
+interface Hold {
+  account: number;
+  amount: number;
+}
+
+/** This database's writes, on the barrier's transaction handle. */
+interface Store {
+  adjust(account: number, delta: number): Promise<void>;
+  putTransfer(txn: string, amount: number): Promise<void>;
+  deleteTransfer(txn: string): Promise<void>;
+  putHold(txn: string, hold: Hold): Promise<void>;
+  /** Deletes the hold and returns it (undefined when there is none). */
+  takeHold(txn: string): Promise<Hold | undefined>;
+}
+
+interface Side {
+  target: DbTarget;
+  barrier: BarrierDb<unknown>;
+  store(tx: unknown): Store;
+}
+
+function missing(account: number, target: DbTarget): DtxError {
+  return new DtxError('DTX_INVALID_STATE', `account ${account} missing on ${target.name}: run with --init`);
+}
+
+function sqliteSide(target: DbTarget, adapter: ResourceAdapter): Side {
+  const db = (adapter as SqliteAdapter).database();
+  const get = db.prepare('SELECT value FROM dtx_kv WHERE key = ?');
+  const put = db.prepare(
+    'INSERT INTO dtx_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+  );
+  const del = db.prepare('DELETE FROM dtx_kv WHERE key = ?');
+  const read = (key: string): unknown => {
+    const row = get.get(key) as { value: string } | undefined;
+    return row === undefined ? undefined : JSON.parse(row.value);
+  };
+  const store: Store = {
+    async adjust(account, delta) {
+      const key = `bench:acct:${account}`;
+      const balance = read(key);
+      if (typeof balance !== 'number') throw missing(account, target);
+      put.run(key, JSON.stringify(balance + delta));
+    },
+    async putTransfer(txn, amount) {
+      put.run(`bench:transfer:${txn}`, JSON.stringify(amount));
+    },
+    async deleteTransfer(txn) {
+      del.run(`bench:transfer:${txn}`);
+    },
+    async putHold(txn, hold) {
+      put.run(`bench:hold:${txn}`, JSON.stringify(hold));
+    },
+    async takeHold(txn) {
+      const hold = read(`bench:hold:${txn}`) as Hold | undefined;
+      if (hold !== undefined) del.run(`bench:hold:${txn}`);
+      return hold;
+    },
+  };
+  return {
+    target,
+    barrier: sqliteBarrierDb(db, { table: benchBarrierTable }) as BarrierDb<unknown>,
+    store: () => store,
+  };
+}
+
+type Query = (
+  sql: string,
+  params: unknown[],
+) => Promise<{ rows: Record<string, unknown>[]; rowCount: number }>;
+
+function sqlStore(target: DbTarget, q: Query): Store {
+  const p = (i: number) => (target.kind === 'postgres' ? `$${i}` : '?');
+  return {
+    async adjust(account, delta) {
+      const r = await q(`UPDATE dtx_bench.accounts SET balance = balance + ${p(1)} WHERE id = ${p(2)}`, [
+        delta,
+        account,
+      ]);
+      if (r.rowCount !== 1) throw missing(account, target);
+    },
+    async putTransfer(txn, amount) {
+      await q(`INSERT INTO dtx_bench.transfers (txn, amount) VALUES (${p(1)}, ${p(2)})`, [txn, amount]);
+    },
+    async deleteTransfer(txn) {
+      await q(`DELETE FROM dtx_bench.transfers WHERE txn = ${p(1)}`, [txn]);
+    },
+    async putHold(txn, hold) {
+      await q(`INSERT INTO dtx_bench.holds (txn, account, amount) VALUES (${p(1)}, ${p(2)}, ${p(3)})`, [
+        txn,
+        hold.account,
+        hold.amount,
+      ]);
+    },
+    async takeHold(txn) {
+      const r = await q(`SELECT account, amount FROM dtx_bench.holds WHERE txn = ${p(1)} FOR UPDATE`, [txn]);
+      const row = r.rows[0];
+      if (row === undefined) return undefined;
+      await q(`DELETE FROM dtx_bench.holds WHERE txn = ${p(1)}`, [txn]);
+      return { account: Number(row.account), amount: Number(row.amount) };
+    },
+  };
+}
+
+function openSide(target: DbTarget, adapter: ResourceAdapter): Side {
+  switch (target.kind) {
+    case 'sqlite':
+      return sqliteSide(target, adapter);
+    case 'postgres':
+      return {
+        target,
+        barrier: postgresBarrierDb((adapter as PostgresAdapter).pool, {
+          table: benchBarrierTable,
+        }) as BarrierDb<unknown>,
+        store: (tx) =>
+          sqlStore(target, async (sql, params) => {
+            const r = await (tx as PgClient).query(sql, params);
+            return { rows: r.rows as Record<string, unknown>[], rowCount: r.rowCount ?? 0 };
+          }),
+      };
+    case 'mysql':
+      return {
+        target,
+        barrier: mariadbBarrierDb((adapter as MariaDbAdapter).pool, {
+          table: benchBarrierTable,
+        }) as BarrierDb<unknown>,
+        store: (tx) =>
+          sqlStore(target, async (sql, params) => {
+            const [r] = await (tx as MysqlConnection).query(sql, params);
+            if (Array.isArray(r)) return { rows: r as Record<string, unknown>[], rowCount: r.length };
+            return { rows: [], rowCount: (r as { affectedRows: number }).affectedRows };
+          }),
+      };
+  }
+}
+
+interface Opened {
+  debit: Side;
+  credit: Side;
+  adapters: ResourceAdapter[];
+  close(): Promise<void>;
+}
+
+async function openSides(urls: string[], protocol: SagaBenchProtocol): Promise<Opened> {
+  if (urls.length !== 2) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `--protocol ${protocol} transfers between two databases: give two --db URLs (debit, credit), got ${urls.length}`,
+    );
+  }
+  const targets = urls.map((u, i) => parseDbUrl(u, i));
+  const adapters: ResourceAdapter[] = [];
+  const close = async () => {
+    await Promise.allSettled(adapters.map((a) => a.close()));
+  };
+  try {
+    for (const t of targets) adapters.push(await openAdapter(t));
+    return {
+      debit: openSide(targets[0]!, adapters[0]!),
+      credit: openSide(targets[1]!, adapters[1]!),
+      adapters,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The transfer as a saga and as a TCC transaction.
+
+/** The input of one transfer, logged with its `begin`: recovery replays the same decision. */
+interface TransferInput {
+  from: number;
+  to: number;
+  amount: number;
+  refuse: boolean;
+}
+
+function branchBody(
+  side: Side,
+  txn: string,
+  branchId: string,
+  op: BarrierOp,
+  body: (s: Store) => Promise<void>,
+) {
+  return withBarrier(side.barrier, { sagaId: txn, branchId, op }, async (tx) => {
+    await body(side.store(tx));
+    return null;
+  });
+}
+
+function sagaDefinition(o: Opened): SagaDefinition {
+  return {
+    name: definitionName.saga,
+    steps: [
+      {
+        name: 'debit',
+        action: async (c) => {
+          const t = c.input as TransferInput;
+          await branchBody(o.debit, c.sagaId, c.branchId, 'action', async (s) => {
+            await s.adjust(t.from, -t.amount);
+            await s.putTransfer(c.sagaId, t.amount);
+          });
+        },
+        compensation: async (c) => {
+          const t = c.input as TransferInput;
+          await branchBody(o.debit, c.sagaId, c.branchId, 'compensation', async (s) => {
+            await s.adjust(t.from, t.amount);
+            await s.deleteTransfer(c.sagaId);
+          });
+        },
+      },
+      {
+        name: 'credit',
+        action: async (c) => {
+          const t = c.input as TransferInput;
+          await branchBody(o.credit, c.sagaId, c.branchId, 'action', async (s) => {
+            if (t.refuse) refuse('credit refused (bench --refuse-share)');
+            await s.adjust(t.to, t.amount);
+            await s.putTransfer(c.sagaId, t.amount);
+          });
+        },
+        // Only runs if the saga gives up on a credit whose outcome it never
+        // learned; the barrier makes it a no-op when the credit did not commit.
+        compensation: async (c) => {
+          const t = c.input as TransferInput;
+          await branchBody(o.credit, c.sagaId, c.branchId, 'compensation', async (s) => {
+            await s.adjust(t.to, -t.amount);
+            await s.deleteTransfer(c.sagaId);
+          });
+        },
+      },
+    ],
+  };
+}
+
+function tccDefinition(o: Opened): TccDefinition {
+  return {
+    name: definitionName.tcc,
+    branches: [
+      {
+        name: 'debit',
+        try: async (c) => {
+          const t = c.input as TransferInput;
+          await branchBody(o.debit, c.sagaId, c.branchId, 'try', async (s) => {
+            await s.adjust(t.from, -t.amount);
+            await s.putHold(c.sagaId, { account: t.from, amount: t.amount });
+          });
+        },
+        confirm: async (c) => {
+          await branchBody(o.debit, c.sagaId, c.branchId, 'confirm', async (s) => {
+            const hold = await s.takeHold(c.sagaId);
+            if (hold !== undefined) await s.putTransfer(c.sagaId, hold.amount);
+          });
+        },
+        cancel: async (c) => {
+          await branchBody(o.debit, c.sagaId, c.branchId, 'cancel', async (s) => {
+            const hold = await s.takeHold(c.sagaId);
+            if (hold !== undefined) await s.adjust(hold.account, hold.amount);
+          });
+        },
+      },
+      {
+        name: 'credit',
+        try: async (c) => {
+          const t = c.input as TransferInput;
+          await branchBody(o.credit, c.sagaId, c.branchId, 'try', async (s) => {
+            if (t.refuse) refuse('credit refused (bench --refuse-share)');
+            await s.putHold(c.sagaId, { account: t.to, amount: t.amount });
+          });
+        },
+        confirm: async (c) => {
+          await branchBody(o.credit, c.sagaId, c.branchId, 'confirm', async (s) => {
+            const hold = await s.takeHold(c.sagaId);
+            if (hold === undefined) return;
+            await s.adjust(hold.account, hold.amount);
+            await s.putTransfer(c.sagaId, hold.amount);
+          });
+        },
+        cancel: async (c) => {
+          await branchBody(o.credit, c.sagaId, c.branchId, 'cancel', async (s) => {
+            await s.takeHold(c.sagaId);
+          });
+        },
+      },
+    ],
+  };
+}
+
+interface Engine {
+  start(key: string, input: TransferInput): Promise<string>;
+  result(id: string): Promise<SagaResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the log and the orchestrator (which resumes every unfinished
+ * transaction of the log) and waits until each of those has ended.
+ */
+async function openEngine(
+  o: Opened,
+  protocol: SagaBenchProtocol,
+  logSpec: string | undefined,
+): Promise<{ engine: Engine; recovered: SagaRecoveryReport }> {
+  const where = sagaLogLocation(logSpec, protocol);
+  const unfinished = new Set<string>();
+  // Wraps the log to see what recovery reads: every `begin` without an `end`.
+  function watch<R extends SagaRecord | TccRecord>(log: DurableLog<R>): DurableLog<R> {
+    return {
+      append: (records, force) => log.append(records, force),
+      checkpoint: (keep) => log.checkpoint(keep),
+      close: () => log.close(),
+      get stats() {
+        return log.stats;
+      },
+      load: async () => {
+        const records = await log.load();
+        for (const r of records) {
+          if (r.type === 'begin') unfinished.add(r.txn);
+          else if (r.type === 'end') unfinished.delete(r.txn);
+        }
+        return records;
+      },
+    };
+  }
+  let engine: Engine;
+  if (protocol === 'saga') {
+    const sagaLog = await openSagaLog(where);
+    const def = sagaDefinition(o);
+    let orchestrator: SagaOrchestrator;
+    try {
+      orchestrator = await createSagaOrchestrator({ log: watch(sagaLog), definitions: [def] });
+    } catch (err) {
+      await sagaLog.close();
+      throw err;
+    }
+    engine = {
+      start: (key, input) => orchestrator.start(def, { idempotencyKey: key, input }),
+      result: (id) => orchestrator.result(id),
+      close: async () => {
+        await orchestrator.close();
+        await sagaLog.close();
+      },
+    };
+  } else {
+    const tccLog = await openTccLog(where);
+    const def = tccDefinition(o);
+    let orchestrator: TccOrchestrator;
+    try {
+      orchestrator = await createTccOrchestrator({ log: watch(tccLog), definitions: [def] });
+    } catch (err) {
+      await tccLog.close();
+      throw err;
+    }
+    engine = {
+      start: (key, input) => orchestrator.start(def, { idempotencyKey: key, input }),
+      result: (id) => orchestrator.result(id),
+      close: async () => {
+        await orchestrator.close();
+        await tccLog.close();
+      },
+    };
+  }
+  const recovered: SagaRecoveryReport = { protocol, completed: [], compensated: [], stuck: [] };
+  try {
+    const results = await Promise.all([...unfinished].map((id) => engine.result(id)));
+    for (const r of results) {
+      if (r.outcome === 'completed') recovered.completed.push(r.sagaId);
+      else if (r.outcome === 'compensated') recovered.compensated.push(r.sagaId);
+      else recovered.stuck.push({ id: r.sagaId, reason: r.reason });
+    }
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  return { engine, recovered };
+}
+
+async function prepare(o: Opened, options: SagaBenchOptions): Promise<number> {
+  const sides = [o.debit, o.credit];
+  if (options.init) {
+    for (const [i, side] of sides.entries()) {
+      await initSchema(side.target, o.adapters[i]!, options.accounts, i === 0 ? 'debit' : 'credit');
+      await initSagaTables(side.target, o.adapters[i]!, true);
+    }
+    return options.accounts;
+  }
+  const counts = await Promise.all(sides.map((s, i) => accountCount(s.target, o.adapters[i]!)));
+  const accounts = Math.min(...counts);
+  if (accounts === 0) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'the databases have no dtx_bench accounts yet: run once with --init',
+    );
+  }
+  for (const [i, side] of sides.entries()) await initSagaTables(side.target, o.adapters[i]!, false);
+  return accounts;
+}
+
+export async function runSagaBench(options: SagaBenchOptions): Promise<SagaBenchReport> {
+  const refuseShare = options.refuseShare ?? defaultRefuseShare;
+  if (!(refuseShare >= 0 && refuseShare <= 1)) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `--refuse-share must be between 0 and 1, got ${refuseShare}`);
+  }
+  const o = await openSides(options.dbs, options.protocol);
+  let engine: Engine | undefined;
+  try {
+    const accounts = await prepare(o, options);
+    const opened = await openEngine(o, options.protocol, options.log);
+    engine = opened.engine;
+    options.onRecovered?.(opened.recovered);
+    const e = engine;
+    const incarnation = `${Date.now().toString(36)}.${process.pid.toString(36)}`;
+    const pick = () => Math.floor(Math.random() * accounts);
+
+    const started = performance.now();
+    const deadline =
+      options.durationS !== undefined ? started + options.durationS * 1000 : Number.POSITIVE_INFINITY;
+    const total = options.txns ?? Number.POSITIVE_INFINITY;
+    let issued = 0;
+    let committed = 0;
+    let compensated = 0;
+    let stuck = 0;
+    const latencies: number[] = [];
+    const worker = async () => {
+      while (issued < total && performance.now() < deadline) {
+        const ordinal = ++issued;
+        const t0 = performance.now();
+        const input: TransferInput = {
+          from: pick(),
+          to: pick(),
+          amount: 1 + Math.floor(Math.random() * 100),
+          refuse: Math.random() < refuseShare,
+        };
+        const id = await e.start(`${incarnation}.${ordinal}`, input);
+        const r = await e.result(id);
+        if (r.outcome === 'completed') {
+          committed++;
+          latencies.push(performance.now() - t0);
+        } else if (r.outcome === 'compensated') compensated++;
+        else stuck++;
+      }
+    };
+    const workers = Array.from({ length: options.concurrency }, worker);
+    options.onStart?.();
+    await Promise.all(workers);
+    const elapsedS = (performance.now() - started) / 1000;
+    return {
+      protocol: options.protocol,
+      concurrency: options.concurrency,
+      txns: committed + compensated + stuck,
+      committed,
+      compensated,
+      stuck,
+      refuseShare,
+      tps: Math.round((committed / elapsedS) * 10) / 10,
+      latencyMs: summarize(latencies),
+    };
+  } finally {
+    await engine?.close();
+    await o.close();
+  }
+}
+
+/** `dtx recover --protocol saga|tcc`: runs every transfer the log left unfinished to its end. */
+export async function runSagaRecover(options: {
+  dbs: string[];
+  log?: string;
+  protocol: SagaBenchProtocol;
+}): Promise<SagaRecoveryReport> {
+  const o = await openSides(options.dbs, options.protocol);
+  try {
+    for (const [i, side] of [o.debit, o.credit].entries()) {
+      await initSagaTables(side.target, o.adapters[i]!, false);
+    }
+    const { engine, recovered } = await openEngine(o, options.protocol, options.log);
+    await engine.close();
+    return recovered;
+  } finally {
+    await o.close();
+  }
+}

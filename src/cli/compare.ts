@@ -42,6 +42,19 @@ export function formatCompareTable(report: CompareReport): string {
     `|${head.map(() => '---').join('|')}|`,
     ...rows.map((cells) => `| ${cells.join(' | ')} |`),
     '',
+    '',
+    'Sagas and TCC (booking workload: reserve a seat, charge a wallet, issue a ticket; not atomic, so not in the',
+    'table above). Inconsistency window: how long a failed booking kept its seat from others.',
+    '',
+    '| protocol | booking latency p50 | inconsistency window p50 / max (healthy) | window max (orchestrator down) | messages / saga | forced writes / saga | violations (swarm) |',
+    '|---|---|---|---|---|---|---|',
+    ...report.sagaRows.map(
+      (r) =>
+        `| ${r.protocol} | ${ms(r.latencyMs.p50)} | ${ms(r.inconsistencyWindowMs.p50)} / ${ms(r.inconsistencyWindowMs.max)} | ` +
+        `${ms(r.inconsistencyWindowOnCrashMs.max)} | ${r.messagesPerSaga.toFixed(1)} | ${r.forcedWritesPerSaga.toFixed(1)} | ` +
+        `${r.swarm.violations} (${r.swarm.seeds} seeds) |`,
+    ),
+    '',
     'Message delays: one-way delays from the client asking to commit to its answer (client hops included),',
     'measured with no fsync cost. Locks held max (crash) includes work started while the coordinator was',
     'down, which waits for the unvoted-abort timeout.',

@@ -16,6 +16,7 @@
 
 import type { ProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
+import { sagaSwarmRequest } from './saga/swarm.ts';
 import type { Summary } from './stats.ts';
 import { swarmRequest } from './swarm.ts';
 
@@ -77,9 +78,27 @@ export interface CompareRow {
   swarm: { seeds: number; atomicityViolations: number; otherViolations: number; undecidedAfterHeal: number };
 }
 
+/**
+ * Sagas and TCC are not atomic, so they get their own rows: on the booking
+ * workload, the latency of a completed booking, the inconsistency window (how
+ * long a failed booking's seat stayed unavailable) healthy and with the
+ * orchestrator crashed for the takeover time, and the swarm's violations of
+ * the saga checkers (barrier rules, conservation, nothing half-done).
+ */
+export interface SagaCompareRow {
+  protocol: 'saga' | 'tcc';
+  latencyMs: Summary;
+  inconsistencyWindowMs: Summary;
+  inconsistencyWindowOnCrashMs: Summary;
+  messagesPerSaga: number;
+  forcedWritesPerSaga: number;
+  swarm: { seeds: number; violations: number; unfinishedAfterHeal: number };
+}
+
 export interface CompareReport {
   options: CompareOptions;
   rows: CompareRow[];
+  sagaRows: SagaCompareRow[];
   wallMs: number;
 }
 
@@ -150,5 +169,32 @@ export function runCompare(options: Partial<CompareOptions> = {}): CompareReport
       swarm,
     });
   }
-  return { options: o, rows, wallMs: Math.round(performance.now() - started) };
+  const sagaRows: SagaCompareRow[] = (['saga', 'tcc'] as const).map((protocol) => {
+    const net = { rttMs: o.rttMs, fsyncMs: o.fsyncMs };
+    const healthy = runSim({ protocol, workload: 'booking', txns: o.txns, seed: o.seed, ...net }).report;
+    const crashed = runSim({
+      protocol,
+      workload: 'booking',
+      txns: o.txns,
+      seed: o.seed,
+      ...net,
+      scenario: { kind: 'coordinator-crash', downtimeMs: o.takeoverMs },
+    }).report;
+    const swarm = { seeds: o.swarmSeeds, violations: 0, unfinishedAfterHeal: 0 };
+    for (let i = 0; i < o.swarmSeeds; i++) {
+      const r = runSim(sagaSwarmRequest(protocol, o.seed + i)).report;
+      swarm.violations += r.violationCount;
+      swarm.unfinishedAfterHeal += r.unfinished;
+    }
+    return {
+      protocol,
+      latencyMs: healthy.latencyMs,
+      inconsistencyWindowMs: healthy.inconsistencyWindowMs,
+      inconsistencyWindowOnCrashMs: crashed.inconsistencyWindowMs,
+      messagesPerSaga: healthy.messagesPerSaga,
+      forcedWritesPerSaga: healthy.forcedWritesPerSaga,
+      swarm,
+    };
+  });
+  return { options: o, rows, sagaRows, wallMs: Math.round(performance.now() - started) };
 }

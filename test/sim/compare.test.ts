@@ -40,4 +40,14 @@ test('the measured ordering: 2PC blocks for the takeover time, Paxos Commit does
   assert.equal(paxos.swarm.atomicityViolations + paxos.swarm.otherViolations, 0);
   assert.ok(naive.swarm.atomicityViolations > 0, 'naive commit should commit partially under faults');
   assert.ok(threePc.swarm.atomicityViolations > 0, '3PC should break atomicity under partitions');
+
+  // Sagas: a short window when healthy; a crashed orchestrator holds one booking's seat for its downtime.
+  for (const s of report.sagaRows) {
+    assert.equal(s.swarm.violations, 0, s.protocol);
+    assert.ok(s.inconsistencyWindowMs.max < 1_000, `${s.protocol}: ${s.inconsistencyWindowMs.max}`);
+    assert.ok(
+      s.inconsistencyWindowOnCrashMs.max >= takeoverMs,
+      `${s.protocol}: ${s.inconsistencyWindowOnCrashMs.max}`,
+    );
+  }
 });

@@ -47,14 +47,12 @@ import {
   openSagaLog,
   refuse,
   type SagaDefinition,
-  type SagaOrchestrator,
   type SagaResult,
 } from '../runtime/saga/orchestrator.ts';
 import {
   createTccOrchestrator,
   openTccLog,
   type TccDefinition,
-  type TccOrchestrator,
 } from '../runtime/saga/tcc.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
 import {
@@ -452,44 +450,50 @@ async function openEngine(
       },
     };
   }
+  // Saga and TCC differ only in which orchestrator and definition they use.
+  const open = async <L extends { close(): Promise<void> }, O extends { close(): Promise<void> }>(
+    log: L,
+    create: () => Promise<O>,
+    start: (o: O, key: string, input: unknown) => Promise<string>,
+    result: (o: O, id: string) => ReturnType<Engine['result']>,
+  ): Promise<Engine> => {
+    let orchestrator: O;
+    try {
+      orchestrator = await create();
+    } catch (err) {
+      await log.close();
+      throw err;
+    }
+    return {
+      start: (key, input) => start(orchestrator, key, input),
+      result: (id) => result(orchestrator, id),
+      close: async () => {
+        await orchestrator.close();
+        await log.close();
+      },
+    };
+  };
   let engine: Engine;
   if (protocol === 'saga') {
-    const sagaLog = await openSagaLog(where);
+    const log = await openSagaLog(where);
     const def = sagaDefinition(o);
-    let orchestrator: SagaOrchestrator;
-    try {
-      orchestrator = await createSagaOrchestrator({ log: watch(sagaLog), definitions: [def] });
-    } catch (err) {
-      await sagaLog.close();
-      throw err;
-    }
-    engine = {
-      start: (key, input) => orchestrator.start(def, { idempotencyKey: key, input }),
-      result: (id) => orchestrator.result(id),
-      close: async () => {
-        await orchestrator.close();
-        await sagaLog.close();
-      },
-    };
+    engine = await open(
+      log,
+      () => createSagaOrchestrator({ log: watch(log), definitions: [def] }),
+      (orch, key, input) => orch.start(def, { idempotencyKey: key, input }),
+      (orch, id) => orch.result(id),
+    );
   } else {
-    const tccLog = await openTccLog(where);
+    const log = await openTccLog(where);
     const def = tccDefinition(o);
-    let orchestrator: TccOrchestrator;
-    try {
-      orchestrator = await createTccOrchestrator({ log: watch(tccLog), definitions: [def] });
-    } catch (err) {
-      await tccLog.close();
-      throw err;
-    }
-    engine = {
-      start: (key, input) => orchestrator.start(def, { idempotencyKey: key, input }),
-      result: (id) => orchestrator.result(id),
-      close: async () => {
-        await orchestrator.close();
-        await tccLog.close();
-      },
-    };
+    engine = await open(
+      log,
+      () => createTccOrchestrator({ log: watch(log), definitions: [def] }),
+      (orch, key, input) => orch.start(def, { idempotencyKey: key, input }),
+      (orch, id) => orch.result(id),
+    );
   }
+
   const recovered: SagaRecoveryReport = { protocol, completed: [], compensated: [], stuck: [] };
   try {
     const results = await Promise.all([...unfinished].map((id) => engine.result(id)));

@@ -49,11 +49,7 @@ import {
   type SagaDefinition,
   type SagaResult,
 } from '../runtime/saga/orchestrator.ts';
-import {
-  createTccOrchestrator,
-  openTccLog,
-  type TccDefinition,
-} from '../runtime/saga/tcc.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../runtime/saga/tcc.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
 import {
   accountCount,

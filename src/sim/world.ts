@@ -134,6 +134,7 @@ interface ClientTxn {
   id: string;
   age: number;
   ops: Map<NodeId, Op[]>;
+  participants: NodeId[];
   pendingExec: Set<NodeId>;
   failed: boolean;
   commitRequestedAt: number;
@@ -148,6 +149,32 @@ type AppMsg =
   | { type: 'outcome'; txn: string; outcome: Outcome };
 
 const clientId = 'client';
+
+// Kinds of scheduled event. The frequent ones (a message arriving, a timer
+// firing, a flush completing, granted work reaching the core, a client's
+// timeouts) are plain records drawn from a pool rather than closures: a run
+// schedules some thirty events per transaction, and allocating a closure and
+// its context for each was most of the simulator's garbage.
+const evRun = 0;
+const evDeliver = 1;
+const evTimer = 2;
+const evFlush = 3;
+const evExecuted = 4;
+const evClientExecTimeout = 5;
+const evClientOutcomeTimeout = 6;
+
+class SimEvent {
+  kind = evRun;
+  /** The node it happens at (null: the client). */
+  node: SimNode | null = null;
+  /** The node's epoch when it was scheduled; a crash since voids it. */
+  epoch = 0;
+  /** Timer generation, or 1 for a protocol message (0: a client's). */
+  gen = 0;
+  a: unknown = undefined;
+  b: unknown = undefined;
+  run: (() => void) | null = null;
+}
 /** Records a log holds before the first checkpoint; later ones come when it doubles. */
 const logCompactionMin = 4096;
 
@@ -165,7 +192,8 @@ export interface WorldMetrics {
 }
 
 export class World {
-  readonly queue = new EventQueue();
+  readonly queue = new EventQueue<SimEvent>();
+  private readonly eventPool: SimEvent[] = [];
   readonly rng: Prng;
   readonly checkers: Checkers;
   readonly metrics: WorldMetrics = {
@@ -275,7 +303,16 @@ export class World {
   }
 
   at(time: number, run: () => void): void {
-    this.queue.push(time, run);
+    this.schedule(time, evRun, null, 0).run = run;
+  }
+
+  private schedule(time: number, kind: number, node: SimNode | null, epoch: number): SimEvent {
+    const ev = this.eventPool.pop() ?? new SimEvent();
+    ev.kind = kind;
+    ev.node = node;
+    ev.epoch = epoch;
+    this.queue.push(time, ev);
+    return ev;
   }
 
   // ---------------------------------------------------------------- network
@@ -300,17 +337,20 @@ export class World {
     const trace = this.opts.trace;
     if (trace && copies === 0)
       trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive: null, dup: false });
-    const epoch = connection ? this.nodes.get(to)!.epoch : -1;
+    const target = to === clientId ? null : this.nodes.get(to)!;
+    const epoch = connection && target !== null ? target.epoch : -1;
     for (let i = 0; i < copies; i++) {
       const arrive = this.now + this.opts.network.rttMs / 2 + this.rng.exp(this.opts.network.jitterMs);
       if (trace) trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive, dup: i > 0 });
-      this.at(arrive, () => this.deliver(from, to, msg, protocol, epoch));
+      const ev = this.schedule(arrive, evDeliver, target, epoch);
+      ev.a = msg;
+      ev.b = from;
+      ev.gen = protocol ? 1 : 0;
     }
   }
 
-  private deliver(from: NodeId, to: NodeId, msg: unknown, protocol: boolean, epoch: number): void {
-    if (to === clientId) return this.onClientMessage(msg as AppMsg);
-    const node = this.nodes.get(to)!;
+  private deliver(from: NodeId, node: SimNode | null, msg: unknown, protocol: boolean, epoch: number): void {
+    if (node === null) return this.onClientMessage(msg as AppMsg);
     if (!node.up || (epoch >= 0 && node.epoch !== epoch)) return;
     if (protocol) this.step(node, { type: 'receive', from, msg });
     else this.onAppMessage(node, from, msg as AppMsg);
@@ -414,12 +454,9 @@ export class World {
       case 'setTimer': {
         const gen = ++this.timerSeq;
         node.timers.set(e.timer, gen);
-        const epoch = node.epoch;
-        this.at(this.now + e.delayMs, () => {
-          if (node.epoch !== epoch || node.timers.get(e.timer) !== gen) return;
-          node.timers.delete(e.timer);
-          this.step(node, { type: 'timeout', timer: e.timer });
-        });
+        const ev = this.schedule(this.now + e.delayMs, evTimer, node, node.epoch);
+        ev.gen = gen;
+        ev.a = e.timer;
         return;
       }
       case 'cancelTimer':
@@ -493,10 +530,7 @@ export class World {
     const batch = node.queued;
     node.queued = [];
     node.flushing = batch;
-    const epoch = node.epoch;
-    this.at(this.now + this.opts.fsyncMs, () => {
-      if (node.epoch === epoch) this.flushDone(node, batch);
-    });
+    this.schedule(this.now + this.opts.fsyncMs, evFlush, node, node.epoch).a = batch;
   }
 
   private flushDone(node: SimNode, batch: PendingWrite[]): void {
@@ -538,13 +572,14 @@ export class World {
     node.doneSeq = batch[batch.length - 1]!.seq;
     const epoch = node.epoch;
     // Barriers are kept in issue order, so the ready ones are a prefix.
+    // Applying effects never steps a core synchronously (messages, timers
+    // and granted work are all scheduled), so no barrier joins meanwhile.
     let ready = 0;
     while (ready < node.barriers.length && node.barriers[ready]!.uptoSeq <= node.doneSeq) ready++;
-    if (ready > 0) {
-      for (const b of node.barriers.splice(0, ready)) {
-        if (b.poisoned) continue;
-        for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
-      }
+    for (let k = 0; k < ready && node.epoch === epoch; k++) {
+      const b = node.barriers.shift()!;
+      if (b.poisoned) continue;
+      for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
     }
     // Writes that queued behind this flush go next; lazy ones alone wait for their timer.
     if (node.flushing === null && node.epoch === epoch && node.queued.length > 0) {
@@ -633,35 +668,34 @@ export class World {
     const seq = ++this.txnsStarted;
     const id = `t${seq}`;
     const ops = this.opts.workload.next(this.rng);
+    const participants = [...ops.keys()];
     const t: ClientTxn = {
       id,
       age: seq,
       ops,
-      pendingExec: new Set(ops.keys()),
+      participants,
+      pendingExec: new Set(participants),
       failed: false,
       commitRequestedAt: -1,
       done: false,
     };
     this.clientTxns.set(id, t);
-    const participants = [...ops.keys()];
     this.checkers.register(id, participants);
-    for (const [p, pops] of ops) {
+    for (const p of participants) {
       this.send(
         clientId,
         p,
-        { type: 'exec', txn: id, age: seq, ops: pops, coordinator: this.coordinator },
+        { type: 'exec', txn: id, age: seq, ops: ops.get(p)!, coordinator: this.coordinator },
         false,
       );
     }
-    this.at(this.now + this.opts.clientExecTimeoutMs, () => {
-      if (t.commitRequestedAt < 0 && !t.done) this.abandon(t);
-    });
+    this.schedule(this.now + this.opts.clientExecTimeoutMs, evClientExecTimeout, null, 0).a = t;
   }
 
   private abandon(t: ClientTxn): void {
     t.failed = true;
     t.done = true;
-    for (const p of t.ops.keys()) this.send(clientId, p, { type: 'abandon', txn: t.id }, false);
+    for (const p of t.participants) this.send(clientId, p, { type: 'abandon', txn: t.id }, false);
     this.clientTxns.delete(t.id);
     this.startClient();
   }
@@ -684,10 +718,10 @@ export class World {
       this.send(
         clientId,
         this.coordinator,
-        { type: 'begin', txn: t.id, participants: [...t.ops.keys()] },
+        { type: 'begin', txn: t.id, participants: t.participants.slice() },
         false,
       );
-      this.at(this.now + this.opts.clientOutcomeTimeoutMs, () => this.finishClientTxn(t));
+      this.schedule(this.now + this.opts.clientOutcomeTimeoutMs, evClientOutcomeTimeout, null, 0).a = t;
     } else if (msg.type === 'outcome') {
       if (t.commitRequestedAt < 0) return;
       if (msg.outcome === 'committed') this.metrics.commitLatencyMs.push(this.now - t.commitRequestedAt);
@@ -697,33 +731,35 @@ export class World {
     }
   }
 
+  private execReply(node: SimNode, epoch: number, to: NodeId, txn: string, ok: boolean): void {
+    if (node.epoch === epoch) this.send(node.spec.id, to, { type: 'execReply', txn, ok, node: node.spec.id }, false);
+  }
+
+  private executed(node: SimNode, epoch: number, from: NodeId, msg: Extract<AppMsg, { type: 'exec' }>): void {
+    if (node.epoch !== epoch || !node.resource!.has(msg.txn)) return;
+    this.observeRm(node, msg.txn, 'working');
+    this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly: false });
+    this.execReply(node, epoch, from, msg.txn, true);
+  }
+
   private onAppMessage(node: SimNode, from: NodeId, msg: AppMsg): void {
     switch (msg.type) {
       case 'exec': {
         const model = node.resource;
         if (model === null) return;
         const epoch = node.epoch;
-        const reply = (ok: boolean) => {
-          if (node.epoch === epoch)
-            this.send(node.spec.id, from, { type: 'execReply', txn: msg.txn, ok, node: node.spec.id }, false);
-        };
         model.execute(
           msg.txn,
           msg.age,
           msg.ops,
-          () =>
-            this.at(this.now, () => {
-              if (node.epoch !== epoch || !model.has(msg.txn)) return;
-              this.observeRm(node, msg.txn, 'working');
-              this.step(node, {
-                type: 'executed',
-                txn: msg.txn,
-                coordinator: msg.coordinator,
-                readOnly: false,
-              });
-              reply(true);
-            }),
-          () => reply(false),
+          () => {
+            // Granted work reaches the core as an event of its own, never
+            // inside the step that released the lock.
+            const ev = this.schedule(this.now, evExecuted, node, epoch);
+            ev.a = msg;
+            ev.b = from;
+          },
+          () => this.execReply(node, epoch, from, msg.txn, false),
         );
         return;
       }
@@ -762,10 +798,43 @@ export class World {
   private runOne(): boolean {
     const ev = this.queue.pop();
     if (ev === undefined) return false;
-    this.now = ev.at;
+    this.now = this.queue.lastTime;
     this.metrics.events++;
-    ev.run();
+    this.fire(ev);
+    ev.node = null;
+    ev.a = undefined;
+    ev.b = undefined;
+    ev.run = null;
+    this.eventPool.push(ev);
     return true;
+  }
+
+  private fire(ev: SimEvent): void {
+    const node = ev.node;
+    switch (ev.kind) {
+      case evRun:
+        return ev.run!();
+      case evDeliver:
+        return this.deliver(ev.b as NodeId, node, ev.a, ev.gen === 1, ev.epoch);
+      case evTimer: {
+        const timer = ev.a as string;
+        if (node!.epoch !== ev.epoch || node!.timers.get(timer) !== ev.gen) return;
+        node!.timers.delete(timer);
+        return this.step(node!, { type: 'timeout', timer });
+      }
+      case evFlush:
+        if (node!.epoch === ev.epoch) this.flushDone(node!, ev.a as PendingWrite[]);
+        return;
+      case evExecuted:
+        return this.executed(node!, ev.epoch, ev.b as NodeId, ev.a as Extract<AppMsg, { type: 'exec' }>);
+      case evClientExecTimeout: {
+        const t = ev.a as ClientTxn;
+        if (t.commitRequestedAt < 0 && !t.done) this.abandon(t);
+        return;
+      }
+      case evClientOutcomeTimeout:
+        return this.finishClientTxn(ev.a as ClientTxn);
+    }
   }
 
   private heal(): void {

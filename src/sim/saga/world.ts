@@ -106,7 +106,7 @@ export interface SagaWorldMetrics {
 }
 
 export class SagaWorld {
-  readonly queue = new EventQueue();
+  readonly queue = new EventQueue<() => void>();
   readonly rng: Prng;
   readonly checkers = new SagaCheckers();
   readonly metrics: SagaWorldMetrics = {
@@ -434,11 +434,11 @@ export class SagaWorld {
   }
 
   private runOne(): boolean {
-    const ev = this.queue.pop();
-    if (ev === undefined) return false;
-    this.now = ev.at;
+    const run = this.queue.pop();
+    if (run === undefined) return false;
+    this.now = this.queue.lastTime;
     this.metrics.events++;
-    ev.run();
+    run();
     return true;
   }
 

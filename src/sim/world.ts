@@ -732,7 +732,8 @@ export class World {
   }
 
   private execReply(node: SimNode, epoch: number, to: NodeId, txn: string, ok: boolean): void {
-    if (node.epoch === epoch) this.send(node.spec.id, to, { type: 'execReply', txn, ok, node: node.spec.id }, false);
+    if (node.epoch === epoch)
+      this.send(node.spec.id, to, { type: 'execReply', txn, ok, node: node.spec.id }, false);
   }
 
   private executed(node: SimNode, epoch: number, from: NodeId, msg: Extract<AppMsg, { type: 'exec' }>): void {

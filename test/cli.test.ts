@@ -107,6 +107,7 @@ test('usage errors exit 2 with a clear message', () => {
     [['sim', '--protocol', '2pc', '--txns', 'ten'], /--txns must be an integer/],
     [['sim', '--protocol', '2pc', '--txns', '5', '--loss', '2'], /--loss must be between 0 and 1/],
     [['sim', '--protocol', '2pc', '--txns', '5', '--fail-rates', '0.1,x'], /must be a number/],
+    [['sim', '--protocol', '2pc', '--txns', '5', '--think-ms', '-1'], /--think-ms must be between 0/],
     [['sim', '--txns', '5'], /required option/],
     [['swarm', '--protocol', '2pc'], /required option/],
     [['frobnicate'], /unknown command/],

@@ -66,6 +66,7 @@ interface SimFlags {
   seed: number;
   participants?: number;
   concurrency?: number;
+  thinkMs?: number;
   failRates?: number[];
   loss?: number;
   dup?: number;
@@ -113,6 +114,7 @@ function protocolOptions(flags: {
 
 const commonSettingNames = [
   'concurrency',
+  'thinkMs',
   'loss',
   'dup',
   'jitterMs',
@@ -213,6 +215,11 @@ export function buildProgram(): Command {
     .option('--seed <s>', 'PRNG seed; the same seed gives the same run', int('--seed', 0), 1)
     .option('--participants <n>', 'participants (bank workload)', int('--participants', 2, 64))
     .option('--concurrency <n>', 'clients running transactions at once', int('--concurrency', 1, 1000))
+    .option(
+      '--think-ms <ms>',
+      "mean pause of each client between its transactions (exponential; default 0, back to back)",
+      num('--think-ms', 0, 3_600_000),
+    )
     .option('--fail-rates <r1,r2,...>', 'per-participant probability that a forced write fails', rates)
     .option('--loss <p>', 'message loss probability', num('--loss', 0, 1))
     .option('--dup <p>', 'message duplication probability', num('--dup', 0, 1))

@@ -37,6 +37,8 @@ export interface SimRequest {
   jitterMs?: number;
   fsyncMs?: number;
   concurrency?: number;
+  /** Mean pause of each client between its transactions (exponential); default 0, back to back. */
+  thinkMs?: number;
   /** Crash the coordinator when it is about to make its decision durable; restart after `downtimeMs`. */
   scenario?: { kind: 'coordinator-crash'; downtimeMs: number } | null;
   trace?: boolean;
@@ -131,6 +133,7 @@ export function buildWorld(req: SimRequest): World {
     // Client patience scales with the network like the protocols' timeouts.
     clientExecTimeoutMs: simDefaults.clientExecTimeoutMs * timeScale(req),
     clientOutcomeTimeoutMs: simDefaults.clientOutcomeTimeoutMs * timeScale(req),
+    clientThinkMs: req.thinkMs ?? 0,
     trace: req.trace ? [] : null,
   };
   return new World(options);

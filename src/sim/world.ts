@@ -71,6 +71,12 @@ export interface WorldOptions {
   livenessBoundMs: number;
   clientExecTimeoutMs: number;
   clientOutcomeTimeoutMs: number;
+  /**
+   * Mean pause (exponential) of each client between the end of one
+   * transaction and the start of its next; 0: back to back (a saturated,
+   * closed-loop load).
+   */
+  clientThinkMs: number;
   /** When set, every event worth drawing is appended here (for space-time pictures). */
   trace: TraceEvent[] | null;
 }
@@ -162,6 +168,7 @@ const evFlush = 3;
 const evExecuted = 4;
 const evClientExecTimeout = 5;
 const evClientOutcomeTimeout = 6;
+const evClientStart = 7;
 
 class SimEvent {
   kind = evRun;
@@ -697,14 +704,22 @@ export class World {
     t.done = true;
     for (const p of t.participants) this.send(clientId, p, { type: 'abandon', txn: t.id }, false);
     this.clientTxns.delete(t.id);
-    this.startClient();
+    this.nextClientTxn();
   }
 
   private finishClientTxn(t: ClientTxn): void {
     if (t.done) return;
     t.done = true;
     this.clientTxns.delete(t.id);
-    this.startClient();
+    this.nextClientTxn();
+  }
+
+  /** The client whose transaction ended starts its next one, after its think time. */
+  private nextClientTxn(): void {
+    const think = this.opts.clientThinkMs;
+    if (think > 0 && this.txnsStarted < this.opts.txns) {
+      this.schedule(this.now + this.rng.exp(think), evClientStart, null, 0);
+    } else this.startClient();
   }
 
   private onClientMessage(msg: AppMsg): void {
@@ -835,6 +850,8 @@ export class World {
       }
       case evClientOutcomeTimeout:
         return this.finishClientTxn(ev.a as ClientTxn);
+      case evClientStart:
+        return this.startClient();
     }
   }
 

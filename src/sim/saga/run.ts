@@ -18,6 +18,8 @@ export interface SagaSimRequest {
   txns: number;
   seed: number;
   concurrency?: number;
+  /** Mean pause of each client between its sagas (exponential); default 0, back to back. */
+  thinkMs?: number;
   loss?: number;
   dup?: number;
   /** Mean extra delay of a duplicate's second copy, so that it can arrive after the compensation. */
@@ -143,6 +145,7 @@ export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
     scenario: req.scenario ?? null,
     livenessBoundMs: sagaSimDefaults.livenessBoundMs,
     clientOutcomeTimeoutMs: sagaSimDefaults.clientOutcomeTimeoutMs,
+    clientThinkMs: req.thinkMs ?? 0,
   };
   return new SagaWorld(options);
 }

@@ -54,6 +54,8 @@ export interface SagaWorldOptions {
   scenario: Scenario | null;
   livenessBoundMs: number;
   clientOutcomeTimeoutMs: number;
+  /** Mean pause (exponential) of each client between its sagas; 0: back to back. */
+  clientThinkMs: number;
 }
 
 type AnyEffect = Effect<unknown, unknown> | ReportSaga;
@@ -407,7 +409,10 @@ export class SagaWorld {
 
   private finishClient(txn: string): void {
     if (!this.waitingClients.delete(txn)) return;
-    this.startClient();
+    const think = this.opts.clientThinkMs;
+    if (think > 0 && this.txnsStarted < this.opts.txns) {
+      this.at(this.now + this.rng.exp(think), () => this.startClient());
+    } else this.startClient();
   }
 
   private onClientMessage(msg: ClientMsg): void {

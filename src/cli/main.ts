@@ -217,7 +217,7 @@ export function buildProgram(): Command {
     .option('--concurrency <n>', 'clients running transactions at once', int('--concurrency', 1, 1000))
     .option(
       '--think-ms <ms>',
-      "mean pause of each client between its transactions (exponential; default 0, back to back)",
+      'mean pause of each client between its transactions (exponential; default 0, back to back)',
       num('--think-ms', 0, 3_600_000),
     )
     .option('--fail-rates <r1,r2,...>', 'per-participant probability that a forced write fails', rates)

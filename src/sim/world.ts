@@ -1,10 +1,10 @@
-// The deterministic world: virtual time, one seeded PRNG, a network that loses,
-// duplicates, delays, reorders and partitions messages, disks with fsync
-// latency and failing writes, nodes that crash (losing volatile state and
-// unflushed writes) and restart from their durable log, simulated clients, and
-// a resource model per participant. It drives the very protocol cores the
-// runtime drives, through the same `Role` port, and executes their effects
-// under the ordering rule of ../protocol/common/types.ts.
+// The deterministic commit world: on the kernel's virtual time, network and
+// partitions (./kernel.ts), disks with fsync latency, group commit and failing
+// writes, nodes that crash (losing volatile state and unflushed writes) and
+// restart from their durable log, simulated clients, and a resource model per
+// participant. It drives the very protocol cores the runtime drives, through
+// the same `Role` port, and executes their effects under the ordering rule of
+// ../protocol/common/types.ts.
 //
 // Everything that happens is decided by the seed: a run is reproducible byte
 // for byte (only wall-clock time differs). Checkers (./checkers.ts) watch
@@ -13,39 +13,20 @@
 import { assert } from '../protocol/common/assert.ts';
 import type { Effect, Input, NodeId, Outcome } from '../protocol/common/types.ts';
 import { Checkers } from './checkers.ts';
-import { Prng } from './prng.ts';
+import {
+  clientId,
+  type FaultOptions,
+  firstOwnEventKind,
+  incarnationConfig,
+  type NetworkOptions,
+  type SimEvent,
+  SimKernel,
+} from './kernel.ts';
 import type { NodeSpec, SimProtocol } from './protocols.ts';
-import { EventQueue } from './queue.ts';
 import { type Op, ResourceModel } from './resource.ts';
 import type { Workload } from './workloads.ts';
 
-export interface NetworkOptions {
-  /** Round-trip time between any two nodes; a message takes half of it, plus jitter. */
-  rttMs: number;
-  /** Mean of the exponential extra delay each message gets (this is what reorders messages). */
-  jitterMs: number;
-  /** Probability that a message is lost. */
-  loss: number;
-  /** Probability that a message is delivered twice. */
-  dup: number;
-}
-
-export interface FaultOptions {
-  /** Partitions (symmetric and one-way) that start and heal during the safety phase. */
-  partitions: boolean;
-  partitionEveryMs: number;
-  partitionMeanMs: number;
-  /** Probability that a node crashes while carrying out the effects of any one step. */
-  crashRate: number;
-  /**
-   * At most this many acceptor nodes down at once during the safety phase (a
-   * random crash that would exceed it does not happen): the fault bound a
-   * consensus protocol is built for. Unbounded when undefined.
-   */
-  acceptorsDownMax?: number;
-  /** Mean time a crashed node stays down. */
-  downtimeMeanMs: number;
-}
+export type { FaultOptions, NetworkOptions } from './kernel.ts';
 
 export interface Scenario {
   kind: 'coordinator-crash';
@@ -113,7 +94,6 @@ interface SimNode {
   spec: NodeSpec;
   index: number;
   up: boolean;
-  /** Bumped at every crash: events scheduled by an earlier incarnation are ignored. */
   epoch: number;
   state: unknown;
   timers: Map<string, number>;
@@ -154,34 +134,13 @@ type AppMsg =
   | { type: 'begin'; txn: string; participants: NodeId[] }
   | { type: 'outcome'; txn: string; outcome: Outcome };
 
-const clientId = 'client';
-
-// Kinds of scheduled event. The frequent ones (a message arriving, a timer
-// firing, a flush completing, granted work reaching the core, a client's
-// timeouts) are plain records drawn from a pool rather than closures: a run
-// schedules some thirty events per transaction, and allocating a closure and
-// its context for each was most of the simulator's garbage.
-const evRun = 0;
-const evDeliver = 1;
-const evTimer = 2;
-const evFlush = 3;
-const evExecuted = 4;
-const evClientExecTimeout = 5;
-const evClientOutcomeTimeout = 6;
-const evClientStart = 7;
-
-class SimEvent {
-  kind = evRun;
-  /** The node it happens at (null: the client). */
-  node: SimNode | null = null;
-  /** The node's epoch when it was scheduled; a crash since voids it. */
-  epoch = 0;
-  /** Timer generation, or 1 for a protocol message (0: a client's). */
-  gen = 0;
-  a: unknown = undefined;
-  b: unknown = undefined;
-  run: (() => void) | null = null;
-}
+// This world's own event kinds (see SimKernel): pooled records, like the
+// kernel's, for the frequent ones.
+const evFlush = firstOwnEventKind;
+const evExecuted = firstOwnEventKind + 1;
+const evClientExecTimeout = firstOwnEventKind + 2;
+const evClientOutcomeTimeout = firstOwnEventKind + 3;
+const evClientStart = firstOwnEventKind + 4;
 /** Records a log holds before the first checkpoint; later ones come when it doubles. */
 const logCompactionMin = 4096;
 
@@ -198,57 +157,23 @@ export interface WorldMetrics {
   events: number;
 }
 
-export class World {
-  readonly queue = new EventQueue<SimEvent>();
-  private readonly eventPool: SimEvent[] = [];
-  readonly rng: Prng;
+export class World extends SimKernel<SimNode> {
   readonly checkers: Checkers;
-  readonly metrics: WorldMetrics = {
-    commitLatencyMs: [],
-    lockHeldMs: [],
-    inDoubtMs: [],
-    queuedBehindLocks: 0,
-    lockWaitMs: [],
-    protocolMessages: 0,
-    ackMessages: 0,
-    forcedWrites: 0,
-    crashes: 0,
-    events: 0,
-  };
-  now = 0;
-  readonly nodes = new Map<NodeId, SimNode>();
+  readonly metrics: WorldMetrics;
   readonly coordinator: NodeId;
-  private readonly participants: NodeId[];
-  private readonly clientIndex: number;
-  private loss: number;
-  private dup: number;
-  private faultsOn = true;
-  /** blocked[from * n + to]: messages from `from` to `to` are dropped. */
-  private blocked: Uint8Array;
-  private readonly nodeCount: number;
   private readonly clientTxns = new Map<string, ClientTxn>();
   private txnsStarted = 0;
-  private clientsActive = 0;
   private scenarioFired = false;
-  /** Identifies each arming of a timer, so that a re-armed or cancelled timer's old expiry is ignored. */
-  private timerSeq = 0;
   readonly opts: WorldOptions;
 
   constructor(opts: WorldOptions) {
-    this.opts = opts;
-    this.rng = new Prng(opts.seed);
-    this.checkers = new Checkers(opts.protocol.atomic);
-    this.loss = opts.network.loss;
-    this.dup = opts.network.dup;
     const extra = opts.protocol.nodes(opts.workload.participants);
     assert(extra.length > 0, 'a protocol needs at least one node that takes client requests');
-    this.coordinator = extra[0]!.id;
-    this.participants = opts.workload.participants;
     // A protocol may run its coordinator on a participant's node (Paxos
     // Commit's co-located leader): that node is the participant, once.
     const specs: NodeSpec[] = [
       ...extra.filter((e) => !opts.workload.participants.includes(e.id)),
-      ...this.participants.map(
+      ...opts.workload.participants.map(
         (id): NodeSpec => ({
           id,
           kind: 'participant',
@@ -257,9 +182,28 @@ export class World {
         }),
       ),
     ];
-    this.nodeCount = specs.length + 1;
-    this.clientIndex = specs.length;
-    this.blocked = new Uint8Array(this.nodeCount * this.nodeCount);
+    const metrics: WorldMetrics = {
+      commitLatencyMs: [],
+      lockHeldMs: [],
+      inDoubtMs: [],
+      queuedBehindLocks: 0,
+      lockWaitMs: [],
+      protocolMessages: 0,
+      ackMessages: 0,
+      forcedWrites: 0,
+      crashes: 0,
+      events: 0,
+    };
+    super(opts.seed, opts.network, opts.faults, specs.length, metrics);
+    this.metrics = metrics;
+    this.opts = opts;
+    this.checkers = new Checkers(opts.protocol.atomic);
+    this.coordinator = extra[0]!.id;
+    const trace = opts.trace;
+    if (trace !== null) {
+      this.onSend = (from, to, msg, arrive, dup) =>
+        trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive, dup });
+    }
     specs.forEach((spec, index) => {
       const node: SimNode = {
         spec,
@@ -305,67 +249,20 @@ export class World {
     });
   }
 
-  private indexOf(id: NodeId): number {
-    return id === clientId ? this.clientIndex : this.nodes.get(id)!.index;
+  // ------------------------------------------------------------------ steps
+
+  protected override send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
+    // Acknowledgements of a decision, counted apart as Gray & Lamport do.
+    if (protocol && (msg as { type?: string }).type === 'ACK') this.metrics.ackMessages++;
+    super.send(from, to, msg, protocol);
   }
 
-  at(time: number, run: () => void): void {
-    this.schedule(time, evRun, null, 0).run = run;
-  }
-
-  private schedule(time: number, kind: number, node: SimNode | null, epoch: number): SimEvent {
-    const ev = this.eventPool.pop() ?? new SimEvent();
-    ev.kind = kind;
-    ev.node = node;
-    ev.epoch = epoch;
-    this.queue.push(time, ev);
-    return ev;
-  }
-
-  // ---------------------------------------------------------------- network
-
-  /**
-   * Protocol messages are datagrams: lost, duplicated, delayed and reordered
-   * at will. A client's requests travel over a connection instead (as a
-   * client library's would): they may be lost or delayed, but are never
-   * duplicated and never reach a later incarnation of the node than the one
-   * they were sent to — a restart breaks the connection.
-   */
-  private send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
-    if (protocol) {
-      this.metrics.protocolMessages++;
-      // Acknowledgements of a decision, counted apart as Gray & Lamport do.
-      if ((msg as { type?: string }).type === 'ACK') this.metrics.ackMessages++;
-    }
-    const blocked = this.blocked[this.indexOf(from) * this.nodeCount + this.indexOf(to)] === 1;
-    const lost = blocked || this.rng.chance(this.loss);
-    const connection = from === clientId;
-    const copies = lost ? 0 : !connection && this.rng.chance(this.dup) ? 2 : 1;
-    const trace = this.opts.trace;
-    if (trace && copies === 0)
-      trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive: null, dup: false });
-    const target = to === clientId ? null : this.nodes.get(to)!;
-    const epoch = connection && target !== null ? target.epoch : -1;
-    for (let i = 0; i < copies; i++) {
-      const arrive = this.now + this.opts.network.rttMs / 2 + this.rng.exp(this.opts.network.jitterMs);
-      if (trace) trace.push({ t: this.now, kind: 'send', from, to, msg: describe(msg), arrive, dup: i > 0 });
-      const ev = this.schedule(arrive, evDeliver, target, epoch);
-      ev.a = msg;
-      ev.b = from;
-      ev.gen = protocol ? 1 : 0;
-    }
-  }
-
-  private deliver(from: NodeId, node: SimNode | null, msg: unknown, protocol: boolean, epoch: number): void {
-    if (node === null) return this.onClientMessage(msg as AppMsg);
-    if (!node.up || (epoch >= 0 && node.epoch !== epoch)) return;
+  protected receive(node: SimNode, from: NodeId, msg: unknown, protocol: boolean): void {
     if (protocol) this.step(node, { type: 'receive', from, msg });
     else this.onAppMessage(node, from, msg as AppMsg);
   }
 
-  // ------------------------------------------------------------------ steps
-
-  private step(node: SimNode, input: Input<unknown>): void {
+  protected step(node: SimNode, input: Input<unknown>): void {
     if (!node.up) return;
     const { state, effects } = node.spec.role.step(node.state, input);
     node.state = state;
@@ -458,14 +355,9 @@ export class World {
       case 'sendAfterPersist':
         this.send(node.spec.id, e.to, e.msg, true);
         return;
-      case 'setTimer': {
-        const gen = ++this.timerSeq;
-        node.timers.set(e.timer, gen);
-        const ev = this.schedule(this.now + e.delayMs, evTimer, node, node.epoch);
-        ev.gen = gen;
-        ev.a = e.timer;
+      case 'setTimer':
+        this.setTimer(node, e.timer, e.delayMs);
         return;
-      }
       case 'cancelTimer':
         node.timers.delete(e.timer);
         return;
@@ -602,10 +494,8 @@ export class World {
   crash(node: SimNode, downtimeMs?: number, pinned = false): void {
     if (!node.up) return;
     this.metrics.crashes++;
-    node.up = false;
-    node.epoch++;
+    this.markDown(node);
     node.state = null;
-    node.timers.clear();
     node.queued = [];
     node.flushing = null;
     node.lazyFlushArmed = false;
@@ -615,12 +505,7 @@ export class World {
     if (node.resource !== null) {
       for (const txn of node.resource.crash()) this.observeRm(node, txn, 'aborted');
     }
-    node.restartAt = this.now + (downtimeMs ?? this.rng.exp(this.opts.faults.downtimeMeanMs));
-    node.pinnedRestart = pinned;
-    const epoch = node.epoch;
-    this.at(node.restartAt, () => {
-      if (node.epoch === epoch) this.restart(node);
-    });
+    this.scheduleRestart(node, downtimeMs, pinned);
   }
 
   restart(node: SimNode): void {
@@ -638,36 +523,9 @@ export class World {
     this.execute(node, effects, -1);
   }
 
-  // ------------------------------------------------------------- partitions
-
-  private schedulePartition(): void {
-    const f = this.opts.faults;
-    this.at(this.now + this.rng.exp(f.partitionEveryMs), () => {
-      if (!this.faultsOn) return;
-      // Split the nodes (the client included) in two random non-empty sides;
-      // a third of the time only one direction is cut.
-      const side = new Uint8Array(this.nodeCount);
-      for (let i = 0; i < this.nodeCount; i++) side[i] = this.rng.int(2);
-      side[this.rng.int(this.nodeCount)] = 1 - side[0]!;
-      const oneWay = this.rng.chance(1 / 3);
-      const cut: number[] = [];
-      for (let a = 0; a < this.nodeCount; a++) {
-        for (let b = 0; b < this.nodeCount; b++) {
-          if (side[a] === 0 && side[b] === 1) cut.push(a * this.nodeCount + b);
-          if (!oneWay && side[a] === 1 && side[b] === 0) cut.push(a * this.nodeCount + b);
-        }
-      }
-      for (const i of cut) this.blocked[i] = 1;
-      this.at(this.now + this.rng.exp(f.partitionMeanMs), () => {
-        for (const i of cut) this.blocked[i] = 0;
-      });
-      this.schedulePartition();
-    });
-  }
-
   // ----------------------------------------------------------------- client
 
-  private startClient(): void {
+  protected startClient(): void {
     if (this.txnsStarted >= this.opts.txns) {
       this.clientsActive--;
       return;
@@ -722,7 +580,8 @@ export class World {
     } else this.startClient();
   }
 
-  private onClientMessage(msg: AppMsg): void {
+  protected onClientMessage(message: unknown): void {
+    const msg = message as AppMsg;
     const t = this.clientTxns.get(msg.txn);
     if (t === undefined || t.done) return;
     if (msg.type === 'execReply') {
@@ -799,45 +658,12 @@ export class World {
 
   /** Runs the workload under faults, then heals everything and waits for every transaction to end. */
   run(): void {
-    if (this.opts.faults.partitions) this.schedulePartition();
-    this.clientsActive = this.opts.workload.concurrency;
-    for (let i = 0; i < this.opts.workload.concurrency; i++) this.at(0, () => this.startClient());
-    // Safety phase: until every client has finished its transactions.
-    while (this.clientsActive > 0 && this.runOne()) {}
-    this.heal();
-    let bound = this.now + this.opts.livenessBoundMs;
-    for (const node of this.nodes.values())
-      if (!node.up) bound = Math.max(bound, node.restartAt + this.opts.livenessBoundMs);
-    while (this.queue.peekTime() <= bound && this.runOne()) {}
+    this.runPhases(this.opts.workload.concurrency, this.opts.livenessBoundMs);
   }
 
-  private runOne(): boolean {
-    const ev = this.queue.pop();
-    if (ev === undefined) return false;
-    this.now = this.queue.lastTime;
-    this.metrics.events++;
-    this.fire(ev);
-    ev.node = null;
-    ev.a = undefined;
-    ev.b = undefined;
-    ev.run = null;
-    this.eventPool.push(ev);
-    return true;
-  }
-
-  private fire(ev: SimEvent): void {
+  protected override fireOwn(ev: SimEvent<SimNode>): void {
     const node = ev.node;
     switch (ev.kind) {
-      case evRun:
-        return ev.run!();
-      case evDeliver:
-        return this.deliver(ev.b as NodeId, node, ev.a, ev.gen === 1, ev.epoch);
-      case evTimer: {
-        const timer = ev.a as string;
-        if (node!.epoch !== ev.epoch || node!.timers.get(timer) !== ev.gen) return;
-        node!.timers.delete(timer);
-        return this.step(node!, { type: 'timeout', timer });
-      }
       case evFlush:
         if (node!.epoch === ev.epoch) this.flushDone(node!, ev.a as PendingWrite[]);
         return;
@@ -855,19 +681,6 @@ export class World {
     }
   }
 
-  private heal(): void {
-    this.faultsOn = false;
-    this.loss = 0;
-    this.dup = 0;
-    this.blocked.fill(0);
-    for (const node of this.nodes.values()) {
-      if (!node.up && !node.pinnedRestart) {
-        node.epoch++;
-        this.restart(node);
-      }
-    }
-  }
-
   /** Sum of the conserved rows over every participant. */
   total(): number {
     let sum = 0;
@@ -876,11 +689,6 @@ export class World {
     }
     return sum;
   }
-}
-
-/** Every start of a node gets an incarnation name no earlier start had (cores may not draw randomness). */
-function incarnationConfig(config: unknown, epoch: number): unknown {
-  return { ...(config as object), incarnation: String(epoch) };
 }
 
 function describe(value: unknown): string {

@@ -2,21 +2,18 @@
 // World (../world.ts) is shaped by 2PC — clients execute work at participants
 // under locks, then ask a coordinator to commit — which a saga does not fit:
 // here a client hands the orchestrator a whole definition, the orchestrator
-// calls services, and services own their data. So this is a second world
-// built from the same parts and the same rules:
+// calls services, and services own their data. So this is a second world on
+// the same kernel (../kernel.ts):
 //
-// - reused: the seeded PRNG (../prng.ts), the event queue (../queue.ts), the
-//   network, fault and scenario option types (../world.ts), the summaries
-//   (../stats.ts);
-// - the same model, re-implemented here because World keeps it private: a
-//   network that loses, duplicates, delays, reorders and partitions protocol
-//   messages (client requests travel over a connection: lost, never
-//   duplicated, never delivered to a later incarnation); a disk per node with
-//   fsync latency and group commit; the after-persist ordering rule of
-//   ../../protocol/common/types.ts; crashes at a random point among a step's
-//   effects that lose volatile state, timers and unflushed writes, and
-//   restarts that rebuild a node from its durable log; the two-phase run
-//   (safety with faults, then liveness with every fault healed).
+// - shared: virtual time and the event loop, the seeded PRNG, the network
+//   (loss, duplication, delay, reordering, partitions; client requests over
+//   a connection), protocol timers, the two-phase run (safety with faults,
+//   then liveness with every fault healed);
+// - the same rules, kept here: a disk per node with fsync latency and group
+//   commit; the after-persist ordering rule of ../../protocol/common/types.ts;
+//   crashes at a random point among a step's effects that lose volatile
+//   state, timers and unflushed writes, and restarts that rebuild a node from
+//   its durable log;
 // - new: late duplicates (a duplicated call's second copy can be held back,
 //   to arrive after its compensation), services whose log is their database,
 //   and the booking checkers (./checkers.ts).
@@ -29,15 +26,13 @@ import { assert } from '../../protocol/common/assert.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
 import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/saga/service.ts';
 import type { ReportSaga, SagaOutcome } from '../../protocol/saga/types.ts';
-import { Prng } from '../prng.ts';
-import { EventQueue } from '../queue.ts';
-import type { FaultOptions, NetworkOptions, Scenario } from '../world.ts';
+import { clientId, type FaultOptions, incarnationConfig, type NetworkOptions, SimKernel } from '../kernel.ts';
+import type { Scenario } from '../world.ts';
 import type { Booking, BookingService, BookingWorkload } from './booking.ts';
 import { type Quiescence, SagaCheckers, type SagaClassification } from './checkers.ts';
 import type { SagaProtocol } from './protocols.ts';
 
 export interface SagaNetworkOptions extends NetworkOptions {
-  /** Mean extra delay (exponential) of the second copy of a duplicated message. */
   lateDupMs: number;
 }
 
@@ -96,7 +91,6 @@ interface SimNode {
 type ClientMsg = { type: 'OUTCOME'; txn: string; outcome: SagaOutcome };
 
 export const orchestratorId = 'orch';
-const clientId = 'client';
 
 export interface SagaWorldMetrics {
   latencyMs: number[];
@@ -107,39 +101,16 @@ export interface SagaWorldMetrics {
   service: ServiceStats;
 }
 
-export class SagaWorld {
-  readonly queue = new EventQueue<() => void>();
-  readonly rng: Prng;
+export class SagaWorld extends SimKernel<SimNode> {
   readonly checkers = new SagaCheckers();
-  readonly metrics: SagaWorldMetrics = {
-    latencyMs: [],
-    protocolMessages: 0,
-    forcedWrites: 0,
-    crashes: 0,
-    events: 0,
-    service: { duplicates: 0, nullCompensations: 0, hangingRefused: 0 },
-  };
-  now = 0;
-  readonly nodes = new Map<NodeId, SimNode>();
+  readonly metrics: SagaWorldMetrics;
   readonly bookings = new Map<string, Booking>();
   readonly opts: SagaWorldOptions;
-  private loss: number;
-  private dup: number;
-  private faultsOn = true;
-  private readonly nodeCount: number;
-  private readonly clientIndex: number;
-  private blocked: Uint8Array;
-  private timerSeq = 0;
   private txnsStarted = 0;
-  private clientsActive = 0;
   private readonly waitingClients = new Map<string, number>();
   private scenarioFired = false;
 
   constructor(opts: SagaWorldOptions) {
-    this.opts = opts;
-    this.rng = new Prng(opts.seed);
-    this.loss = opts.network.loss;
-    this.dup = opts.network.dup;
     const p = opts.protocol;
     const specs: { id: NodeId; service: BookingService | null; role: AnyRole; config: unknown }[] = [
       { id: orchestratorId, service: null, role: p.orchestrator as AnyRole, config: p.orchestratorConfig },
@@ -150,16 +121,24 @@ export class SagaWorld {
         config: p.serviceConfig(opts.workload.serviceConfig(p.kind, s)),
       })),
     ];
-    this.nodeCount = specs.length + 1;
-    this.clientIndex = specs.length;
-    this.blocked = new Uint8Array(this.nodeCount * this.nodeCount);
+    const metrics: SagaWorldMetrics = {
+      latencyMs: [],
+      protocolMessages: 0,
+      forcedWrites: 0,
+      crashes: 0,
+      events: 0,
+      service: { duplicates: 0, nullCompensations: 0, hangingRefused: 0 },
+    };
+    super(opts.seed, opts.network, opts.faults, specs.length, metrics);
+    this.metrics = metrics;
+    this.opts = opts;
     specs.forEach((s, index) => {
       this.nodes.set(s.id, {
         ...s,
         index,
         up: true,
         epoch: 0,
-        state: s.role.init(s.id, incarnation(s.config, 0)),
+        state: s.role.init(s.id, incarnationConfig(s.config, 0)),
         timers: new Map(),
         durable: [],
         queued: [],
@@ -173,41 +152,13 @@ export class SagaWorld {
     });
   }
 
-  private at(time: number, run: () => void): void {
-    this.queue.push(time, run);
-  }
+  // ------------------------------------------------------------------ steps
 
-  private indexOf(id: NodeId): number {
-    return id === clientId ? this.clientIndex : this.nodes.get(id)!.index;
-  }
-
-  // ---------------------------------------------------------------- network
-
-  private send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
-    if (protocol) this.metrics.protocolMessages++;
-    const blocked = this.blocked[this.indexOf(from) * this.nodeCount + this.indexOf(to)] === 1;
-    const lost = blocked || this.rng.chance(this.loss);
-    const connection = from === clientId;
-    const copies = lost ? 0 : !connection && this.rng.chance(this.dup) ? 2 : 1;
-    const epoch = connection ? this.nodes.get(to)!.epoch : -1;
-    const net = this.opts.network;
-    for (let i = 0; i < copies; i++) {
-      const late = i > 0 ? this.rng.exp(net.lateDupMs) : 0;
-      const arrive = this.now + net.rttMs / 2 + this.rng.exp(net.jitterMs) + late;
-      this.at(arrive, () => this.deliver(from, to, msg, epoch));
-    }
-  }
-
-  private deliver(from: NodeId, to: NodeId, msg: unknown, epoch: number): void {
-    if (to === clientId) return this.onClientMessage(msg as ClientMsg);
-    const node = this.nodes.get(to)!;
-    if (!node.up || (epoch >= 0 && node.epoch !== epoch)) return;
+  protected receive(node: SimNode, from: NodeId, msg: unknown): void {
     this.step(node, { type: 'receive', from, msg });
   }
 
-  // ------------------------------------------------------------------ steps
-
-  private step(node: SimNode, input: Input<unknown>): void {
+  protected step(node: SimNode, input: Input<unknown>): void {
     if (!node.up) return;
     const { state, effects } = node.role.step(node.state, input);
     node.state = state;
@@ -251,17 +202,9 @@ export class SagaWorld {
       case 'sendAfterPersist':
         this.send(node.id, e.to, e.msg, true);
         return;
-      case 'setTimer': {
-        const gen = ++this.timerSeq;
-        node.timers.set(e.timer, gen);
-        const epoch = node.epoch;
-        this.at(this.now + e.delayMs, () => {
-          if (node.epoch !== epoch || node.timers.get(e.timer) !== gen) return;
-          node.timers.delete(e.timer);
-          this.step(node, { type: 'timeout', timer: e.timer });
-        });
+      case 'setTimer':
+        this.setTimer(node, e.timer, e.delayMs);
         return;
-      }
       case 'cancelTimer':
         node.timers.delete(e.timer);
         return;
@@ -326,29 +269,26 @@ export class SagaWorld {
     if (!node.up) return;
     this.metrics.crashes++;
     this.collectStats(node);
-    node.up = false;
-    node.epoch++;
+    this.markDown(node);
     node.state = null;
-    node.timers.clear();
     node.queued = [];
     node.flushing = null;
     node.waiting = [];
     node.doneSeq = node.issuedSeq;
-    node.restartAt = this.now + (downtimeMs ?? this.rng.exp(this.opts.faults.downtimeMeanMs));
-    node.pinnedRestart = pinned;
-    const epoch = node.epoch;
-    this.at(node.restartAt, () => {
-      if (node.epoch === epoch) this.restart(node);
-    });
+    this.scheduleRestart(node, downtimeMs, pinned);
   }
 
-  private restart(node: SimNode): void {
+  protected restart(node: SimNode): void {
     if (node.up) return;
     node.up = true;
     node.epoch++;
     node.restartAt = -1;
     node.pinnedRestart = false;
-    const { state, effects } = node.role.recover(node.id, incarnation(node.config, node.epoch), node.durable);
+    const { state, effects } = node.role.recover(
+      node.id,
+      incarnationConfig(node.config, node.epoch),
+      node.durable,
+    );
     node.state = state;
     this.execute(node, effects, -1);
   }
@@ -361,34 +301,9 @@ export class SagaWorld {
     this.metrics.service.hangingRefused += s.hangingRefused;
   }
 
-  // ------------------------------------------------------------- partitions
-
-  private schedulePartition(): void {
-    const f = this.opts.faults;
-    this.at(this.now + this.rng.exp(f.partitionEveryMs), () => {
-      if (!this.faultsOn) return;
-      const side = new Uint8Array(this.nodeCount);
-      for (let i = 0; i < this.nodeCount; i++) side[i] = this.rng.int(2);
-      side[this.rng.int(this.nodeCount)] = 1 - side[0]!;
-      const oneWay = this.rng.chance(1 / 3);
-      const cut: number[] = [];
-      for (let a = 0; a < this.nodeCount; a++) {
-        for (let b = 0; b < this.nodeCount; b++) {
-          if (side[a] === 0 && side[b] === 1) cut.push(a * this.nodeCount + b);
-          if (!oneWay && side[a] === 1 && side[b] === 0) cut.push(a * this.nodeCount + b);
-        }
-      }
-      for (const i of cut) this.blocked[i] = 1;
-      this.at(this.now + this.rng.exp(f.partitionMeanMs), () => {
-        for (const i of cut) this.blocked[i] = 0;
-      });
-      this.schedulePartition();
-    });
-  }
-
   // ----------------------------------------------------------------- client
 
-  private startClient(): void {
+  protected startClient(): void {
     if (this.txnsStarted >= this.opts.txns) {
       this.clientsActive--;
       return;
@@ -415,7 +330,8 @@ export class SagaWorld {
     } else this.startClient();
   }
 
-  private onClientMessage(msg: ClientMsg): void {
+  protected onClientMessage(message: unknown): void {
+    const msg = message as ClientMsg;
     const since = this.waitingClients.get(msg.txn);
     if (since === undefined) return;
     if (msg.outcome === 'completed') this.metrics.latencyMs.push(this.now - since);
@@ -425,39 +341,8 @@ export class SagaWorld {
   // -------------------------------------------------------------------- run
 
   run(): void {
-    if (this.opts.faults.partitions) this.schedulePartition();
-    const concurrency = this.opts.workload.options.concurrency;
-    this.clientsActive = concurrency;
-    for (let i = 0; i < concurrency; i++) this.at(0, () => this.startClient());
-    while (this.clientsActive > 0 && this.runOne()) {}
-    this.heal();
-    let bound = this.now + this.opts.livenessBoundMs;
-    for (const node of this.nodes.values())
-      if (!node.up) bound = Math.max(bound, node.restartAt + this.opts.livenessBoundMs);
-    while (this.queue.peekTime() <= bound && this.runOne()) {}
+    this.runPhases(this.opts.workload.options.concurrency, this.opts.livenessBoundMs);
     for (const node of this.nodes.values()) if (node.up) this.collectStats(node);
-  }
-
-  private runOne(): boolean {
-    const run = this.queue.pop();
-    if (run === undefined) return false;
-    this.now = this.queue.lastTime;
-    this.metrics.events++;
-    run();
-    return true;
-  }
-
-  private heal(): void {
-    this.faultsOn = false;
-    this.loss = 0;
-    this.dup = 0;
-    this.blocked.fill(0);
-    for (const node of this.nodes.values()) {
-      if (!node.up && !node.pinnedRestart) {
-        node.epoch++;
-        this.restart(node);
-      }
-    }
   }
 
   /** Rows of every service as its durable log rebuilds them. */
@@ -465,7 +350,7 @@ export class SagaWorld {
     const out = new Map<BookingService, Map<string, number>>();
     for (const node of this.nodes.values()) {
       if (node.service === null) continue;
-      const { state } = node.role.recover(node.id, incarnation(node.config, node.epoch), node.durable);
+      const { state } = node.role.recover(node.id, incarnationConfig(node.config, node.epoch), node.durable);
       out.set(node.service, (state as ServiceState).rows);
     }
     return out;
@@ -482,7 +367,11 @@ export class SagaWorld {
   judge(initialTotal: number): SagaClassification {
     const rows = this.durableRows();
     const orch = this.nodes.get(orchestratorId)!;
-    const recovered = orch.role.recover(orch.id, incarnation(orch.config, orch.epoch), orch.durable).state;
+    const recovered = orch.role.recover(
+      orch.id,
+      incarnationConfig(orch.config, orch.epoch),
+      orch.durable,
+    ).state;
     const q: Quiescence = {
       kind: this.opts.protocol.kind,
       bookings: this.bookings,
@@ -493,9 +382,4 @@ export class SagaWorld {
     };
     return this.checkers.finish(q);
   }
-}
-
-/** Every start of a node gets an incarnation name no earlier start had (cores may not draw randomness). */
-function incarnation(config: unknown, epoch: number): unknown {
-  return { ...(config as object), incarnation: String(epoch) };
 }

@@ -1,0 +1,327 @@
+// The part of a simulated world that every protocol family shares: virtual
+// time and the event loop, one seeded PRNG, the network, partitions, protocol
+// timers, and the two-phase run (a safety phase under faults until every
+// client is done, then a liveness phase with every fault healed).
+//
+// Two worlds build on it: the commit world (./world.ts: clients execute work
+// at participants under locks, then ask a coordinator to commit) and the saga
+// world (./saga/world.ts: clients hand an orchestrator a whole definition).
+// Each keeps its own nodes, disk model and clients; what they share is here,
+// so that a fault means the same thing in both.
+//
+// Events are pooled records, not closures: a run schedules some thirty
+// events per transaction, and allocating a closure and its context for each
+// was most of the simulator's garbage. The frequent kinds (a message arriving,
+// a protocol timer firing) are handled here; a world adds its own kinds
+// (`fireOwn`), and `at(time, run)` takes a closure for the rare ones.
+
+import type { Input, NodeId } from '../protocol/common/types.ts';
+import { Prng } from './prng.ts';
+import { EventQueue } from './queue.ts';
+
+export interface NetworkOptions {
+  /** Round-trip time between any two nodes; a message takes half of it, plus jitter. */
+  rttMs: number;
+  /** Mean of the exponential extra delay each message gets (this is what reorders messages). */
+  jitterMs: number;
+  /** Probability that a message is lost. */
+  loss: number;
+  /** Probability that a message is delivered twice. */
+  dup: number;
+  /**
+   * Mean extra delay (exponential) of the second copy of a duplicated
+   * message, so that it can arrive long after the first. None when undefined.
+   */
+  lateDupMs?: number;
+}
+
+export interface FaultOptions {
+  /** Partitions (symmetric and one-way) that start and heal during the safety phase. */
+  partitions: boolean;
+  partitionEveryMs: number;
+  partitionMeanMs: number;
+  /** Probability that a node crashes while carrying out the effects of any one step. */
+  crashRate: number;
+  /**
+   * At most this many acceptor nodes down at once during the safety phase (a
+   * random crash that would exceed it does not happen): the fault bound a
+   * consensus protocol is built for. Unbounded when undefined.
+   */
+  acceptorsDownMax?: number;
+  /** Mean time a crashed node stays down. */
+  downtimeMeanMs: number;
+}
+
+/** What the kernel needs of a world's node. */
+export interface KernelNode {
+  /** Position in the world's node list (the client comes after every node). */
+  index: number;
+  up: boolean;
+  /** Bumped at every crash and restart: events scheduled by an earlier incarnation are ignored. */
+  epoch: number;
+  /** Armed protocol timers: name → the generation whose expiry counts. */
+  timers: Map<string, number>;
+  /** When a crashed node comes back (-1 while up). */
+  restartAt: number;
+  /** The restart is the scenario's: healing does not bring the node back early. */
+  pinnedRestart: boolean;
+}
+
+export interface KernelMetrics {
+  protocolMessages: number;
+  events: number;
+}
+
+/** Every message sent, for a world that draws space-time pictures. */
+export type SendObserver = (
+  from: NodeId,
+  to: NodeId,
+  msg: unknown,
+  arrive: number | null,
+  dup: boolean,
+) => void;
+
+export const clientId = 'client';
+
+/** Event kinds handled by the kernel; a world numbers its own from `firstOwnEventKind`. */
+const evRun = 0;
+const evDeliver = 1;
+const evTimer = 2;
+export const firstOwnEventKind = 16;
+
+export class SimEvent<N> {
+  kind = evRun;
+  /** The node it happens at (null: the client or the world itself). */
+  node: N | null = null;
+  /** The node's epoch when it was scheduled; a world checks it where a crash voids the event. */
+  epoch = 0;
+  /** Timer generation, or 1 for a protocol message (0: a client's). */
+  gen = 0;
+  a: unknown = undefined;
+  b: unknown = undefined;
+  run: (() => void) | null = null;
+}
+
+export abstract class SimKernel<N extends KernelNode> {
+  readonly queue = new EventQueue<SimEvent<N>>();
+  readonly rng: Prng;
+  now = 0;
+  readonly nodes = new Map<NodeId, N>();
+  protected loss: number;
+  protected dup: number;
+  protected faultsOn = true;
+  /** blocked[from * n + to]: messages from `from` to `to` are dropped. */
+  private blocked: Uint8Array;
+  private readonly eventPool: SimEvent<N>[] = [];
+  /** Identifies each arming of a timer, so that a re-armed or cancelled timer's old expiry is ignored. */
+  private timerSeq = 0;
+  protected clientsActive = 0;
+  protected onSend: SendObserver | null = null;
+
+  constructor(
+    seed: number,
+    protected readonly network: NetworkOptions,
+    protected readonly faults: FaultOptions,
+    /** Nodes, the client not counted. */
+    private readonly nodeSlots: number,
+    private readonly kernelMetrics: KernelMetrics,
+  ) {
+    this.rng = new Prng(seed);
+    this.loss = network.loss;
+    this.dup = network.dup;
+    this.blocked = new Uint8Array((nodeSlots + 1) * (nodeSlots + 1));
+  }
+
+  // ------------------------------------------------------------- the world's part
+
+  /** Carry out one input at a node: the protocol core's step and its effects. */
+  protected abstract step(node: N, input: Input<unknown>): void;
+  /** A message from the network reached an up node of the epoch it was sent to. */
+  protected abstract receive(node: N, from: NodeId, msg: unknown, protocol: boolean): void;
+  protected abstract onClientMessage(msg: unknown): void;
+  /** Bring a crashed node back from its durable log. */
+  protected abstract restart(node: N): void;
+  /** A client starts its next transaction, or retires when all are started. */
+  protected abstract startClient(): void;
+  /** A world's own event kinds. */
+  protected fireOwn(_ev: SimEvent<N>): void {}
+
+  // ------------------------------------------------------------------ events
+
+  at(time: number, run: () => void): void {
+    this.schedule(time, evRun, null, 0).run = run;
+  }
+
+  protected schedule(time: number, kind: number, node: N | null, epoch: number): SimEvent<N> {
+    const ev = this.eventPool.pop() ?? new SimEvent<N>();
+    ev.kind = kind;
+    ev.node = node;
+    ev.epoch = epoch;
+    this.queue.push(time, ev);
+    return ev;
+  }
+
+  private runOne(): boolean {
+    const ev = this.queue.pop();
+    if (ev === undefined) return false;
+    this.now = this.queue.lastTime;
+    this.kernelMetrics.events++;
+    this.fire(ev);
+    ev.node = null;
+    ev.a = undefined;
+    ev.b = undefined;
+    ev.run = null;
+    this.eventPool.push(ev);
+    return true;
+  }
+
+  private fire(ev: SimEvent<N>): void {
+    const node = ev.node;
+    switch (ev.kind) {
+      case evRun:
+        return ev.run!();
+      case evDeliver: {
+        if (node === null) return this.onClientMessage(ev.a);
+        if (!node.up || (ev.epoch >= 0 && node.epoch !== ev.epoch)) return;
+        return this.receive(node, ev.b as NodeId, ev.a, ev.gen === 1);
+      }
+      case evTimer: {
+        const timer = ev.a as string;
+        if (node!.epoch !== ev.epoch || node!.timers.get(timer) !== ev.gen) return;
+        node!.timers.delete(timer);
+        return this.step(node!, { type: 'timeout', timer });
+      }
+      default:
+        return this.fireOwn(ev);
+    }
+  }
+
+  // ----------------------------------------------------------------- network
+
+  private indexOf(id: NodeId): number {
+    return id === clientId ? this.nodeSlots : this.nodes.get(id)!.index;
+  }
+
+  /**
+   * Protocol messages are datagrams: lost, duplicated, delayed and reordered
+   * at will. A client's requests travel over a connection instead (as a
+   * client library's would): they may be lost or delayed, but are never
+   * duplicated and never reach a later incarnation of the node than the one
+   * they were sent to — a restart breaks the connection.
+   */
+  protected send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
+    if (protocol) this.kernelMetrics.protocolMessages++;
+    const blocked = this.blocked[this.indexOf(from) * (this.nodeSlots + 1) + this.indexOf(to)] === 1;
+    const lost = blocked || this.rng.chance(this.loss);
+    const connection = from === clientId;
+    const copies = lost ? 0 : !connection && this.rng.chance(this.dup) ? 2 : 1;
+    if (copies === 0) this.onSend?.(from, to, msg, null, false);
+    const target = to === clientId ? null : this.nodes.get(to)!;
+    const epoch = connection && target !== null ? target.epoch : -1;
+    const net = this.network;
+    for (let i = 0; i < copies; i++) {
+      const late = i > 0 && net.lateDupMs !== undefined ? this.rng.exp(net.lateDupMs) : 0;
+      const arrive = this.now + net.rttMs / 2 + this.rng.exp(net.jitterMs) + late;
+      this.onSend?.(from, to, msg, arrive, i > 0);
+      const ev = this.schedule(arrive, evDeliver, target, epoch);
+      ev.a = msg;
+      ev.b = from;
+      ev.gen = protocol ? 1 : 0;
+    }
+  }
+
+  // ------------------------------------------------------------------ timers
+
+  protected setTimer(node: N, timer: string, delayMs: number): void {
+    const gen = ++this.timerSeq;
+    node.timers.set(timer, gen);
+    const ev = this.schedule(this.now + delayMs, evTimer, node, node.epoch);
+    ev.gen = gen;
+    ev.a = timer;
+  }
+
+  // ------------------------------------------------------- crash and restart
+
+  /** A crash: the node is down, its timers gone, and every event of its incarnation void. */
+  protected markDown(node: N): void {
+    node.up = false;
+    node.epoch++;
+    node.timers.clear();
+  }
+
+  /** Bring a crashed node back after `downtimeMs` (drawn when undefined). */
+  protected scheduleRestart(node: N, downtimeMs: number | undefined, pinned: boolean): void {
+    node.restartAt = this.now + (downtimeMs ?? this.rng.exp(this.faults.downtimeMeanMs));
+    node.pinnedRestart = pinned;
+    const epoch = node.epoch;
+    this.at(node.restartAt, () => {
+      if (node.epoch === epoch) this.restart(node);
+    });
+  }
+
+  // -------------------------------------------------------------- partitions
+
+  private schedulePartition(): void {
+    const f = this.faults;
+    const n = this.nodeSlots + 1;
+    this.at(this.now + this.rng.exp(f.partitionEveryMs), () => {
+      if (!this.faultsOn) return;
+      // Split the nodes (the client included) in two random non-empty sides;
+      // a third of the time only one direction is cut.
+      const side = new Uint8Array(n);
+      for (let i = 0; i < n; i++) side[i] = this.rng.int(2);
+      side[this.rng.int(n)] = 1 - side[0]!;
+      const oneWay = this.rng.chance(1 / 3);
+      const cut: number[] = [];
+      for (let a = 0; a < n; a++) {
+        for (let b = 0; b < n; b++) {
+          if (side[a] === 0 && side[b] === 1) cut.push(a * n + b);
+          if (!oneWay && side[a] === 1 && side[b] === 0) cut.push(a * n + b);
+        }
+      }
+      for (const i of cut) this.blocked[i] = 1;
+      this.at(this.now + this.rng.exp(f.partitionMeanMs), () => {
+        for (const i of cut) this.blocked[i] = 0;
+      });
+      this.schedulePartition();
+    });
+  }
+
+  // --------------------------------------------------------------------- run
+
+  /**
+   * The safety phase (faults on) until every one of `concurrency` clients has
+   * finished its transactions; then every fault heals and every node is
+   * restarted, and the run goes on until the queue empties or
+   * `livenessBoundMs` has passed (counted from the last scheduled restart).
+   */
+  protected runPhases(concurrency: number, livenessBoundMs: number): void {
+    if (this.faults.partitions) this.schedulePartition();
+    this.clientsActive = concurrency;
+    for (let i = 0; i < concurrency; i++) this.at(0, () => this.startClient());
+    while (this.clientsActive > 0 && this.runOne()) {}
+    this.heal();
+    let bound = this.now + livenessBoundMs;
+    for (const node of this.nodes.values())
+      if (!node.up) bound = Math.max(bound, node.restartAt + livenessBoundMs);
+    while (this.queue.peekTime() <= bound && this.runOne()) {}
+  }
+
+  private heal(): void {
+    this.faultsOn = false;
+    this.loss = 0;
+    this.dup = 0;
+    this.blocked.fill(0);
+    for (const node of this.nodes.values()) {
+      if (!node.up && !node.pinnedRestart) {
+        node.epoch++;
+        this.restart(node);
+      }
+    }
+  }
+}
+
+/** Every start of a node gets an incarnation name no earlier start had (cores may not draw randomness). */
+export function incarnationConfig(config: unknown, epoch: number): unknown {
+  return { ...(config as object), incarnation: String(epoch) };
+}

@@ -52,6 +52,47 @@ export interface FaultOptions {
   downtimeMeanMs: number;
 }
 
+/** The network and fault settings of a request, as both worlds' requests spell them. */
+export interface FaultSettings {
+  loss?: number;
+  dup?: number;
+  partitions?: boolean;
+  crashRate?: number;
+  downtimeMeanMs?: number;
+  rttMs?: number;
+  jitterMs?: number;
+}
+
+export interface FaultDefaults {
+  rttMs: number;
+  jitterMs: number;
+  downtimeMeanMs: number;
+  partitionEveryMs: number;
+  partitionMeanMs: number;
+}
+
+/** A request's settings over a world's defaults; no loss, duplication, partitions or crashes unless asked. */
+export function networkAndFaults(
+  req: FaultSettings,
+  defaults: FaultDefaults,
+): { network: NetworkOptions; faults: FaultOptions } {
+  return {
+    network: {
+      rttMs: req.rttMs ?? defaults.rttMs,
+      jitterMs: req.jitterMs ?? defaults.jitterMs,
+      loss: req.loss ?? 0,
+      dup: req.dup ?? 0,
+    },
+    faults: {
+      partitions: req.partitions ?? false,
+      partitionEveryMs: defaults.partitionEveryMs,
+      partitionMeanMs: defaults.partitionMeanMs,
+      crashRate: req.crashRate ?? 0,
+      downtimeMeanMs: req.downtimeMeanMs ?? defaults.downtimeMeanMs,
+    },
+  };
+}
+
 /** What the kernel needs of a world's node. */
 export interface KernelNode {
   /** Position in the world's node list (the client comes after every node). */

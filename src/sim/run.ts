@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { NodeId } from '../protocol/common/types.ts';
 import type { Violation } from './checkers.ts';
+import { networkAndFaults } from './kernel.ts';
 import {
   makeProtocol,
   type ProtocolName,
@@ -104,27 +105,16 @@ export function buildWorld(req: SimRequest): World {
   workload.participants.forEach((p, i) => {
     failRates.set(p, rates[i] ?? 0);
   });
+  const { network, faults } = networkAndFaults(req, simDefaults);
+  if (protocol.acceptorFaultsTolerated !== undefined)
+    faults.acceptorsDownMax = protocol.acceptorFaultsTolerated;
   const options: WorldOptions = {
     protocol,
     workload,
     seed: req.seed,
     txns: req.txns,
-    network: {
-      rttMs: req.rttMs ?? simDefaults.rttMs,
-      jitterMs: req.jitterMs ?? simDefaults.jitterMs,
-      loss: req.loss ?? 0,
-      dup: req.dup ?? 0,
-    },
-    faults: {
-      partitions: req.partitions ?? false,
-      partitionEveryMs: simDefaults.partitionEveryMs,
-      partitionMeanMs: simDefaults.partitionMeanMs,
-      crashRate: req.crashRate ?? 0,
-      ...(protocol.acceptorFaultsTolerated !== undefined
-        ? { acceptorsDownMax: protocol.acceptorFaultsTolerated }
-        : {}),
-      downtimeMeanMs: req.downtimeMeanMs ?? simDefaults.downtimeMeanMs,
-    },
+    network,
+    faults,
     fsyncMs: req.fsyncMs ?? simDefaults.fsyncMs,
     lazyFlushMs: simDefaults.lazyFlushMs,
     failRates,

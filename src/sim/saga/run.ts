@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { SagaConfig } from '../../protocol/saga/types.ts';
 import type { TccConfig } from '../../protocol/tcc/types.ts';
+import { networkAndFaults } from '../kernel.ts';
 import { isSagaProtocolName, type SagaProtocolName } from '../protocols.ts';
 import { round3, type Summary, summarize } from '../stats.ts';
 import { type BookingOptions, bookingWorkload } from './booking.ts';
@@ -118,6 +119,7 @@ export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
           ...protocol,
           orchestratorConfig: { ...(protocol.orchestratorConfig as object), ...req.orchestratorConfig },
         };
+  const { network, faults } = networkAndFaults(req, sagaSimDefaults);
   const options: SagaWorldOptions = {
     protocol: withConfig,
     workload: bookingWorkload({
@@ -126,20 +128,8 @@ export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
     }),
     seed: req.seed,
     txns: req.txns,
-    network: {
-      rttMs: req.rttMs ?? sagaSimDefaults.rttMs,
-      jitterMs: req.jitterMs ?? sagaSimDefaults.jitterMs,
-      loss: req.loss ?? 0,
-      dup: req.dup ?? 0,
-      lateDupMs: req.lateDupMs ?? 0,
-    },
-    faults: {
-      partitions: req.partitions ?? false,
-      partitionEveryMs: sagaSimDefaults.partitionEveryMs,
-      partitionMeanMs: sagaSimDefaults.partitionMeanMs,
-      crashRate: req.crashRate ?? 0,
-      downtimeMeanMs: req.downtimeMeanMs ?? sagaSimDefaults.downtimeMeanMs,
-    },
+    network: { ...network, lateDupMs: req.lateDupMs ?? 0 },
+    faults,
     fsyncMs: req.fsyncMs ?? sagaSimDefaults.fsyncMs,
     lazyFlushMs: sagaSimDefaults.lazyFlushMs,
     scenario: req.scenario ?? null,

@@ -1,6 +1,10 @@
 // Small helpers shared by the adapters and by nothing else: running one
 // branch's operations strictly one after another, reading fields off unknown
-// driver errors, and the network error codes that mean "the resource is gone".
+// driver errors, the network error codes that mean "the resource is gone", and
+// the part of turning a SQL driver's error into a DtxError that every SQL
+// adapter does the same way.
+
+import { DtxError, ResourceUnavailableError } from '../errors.ts';
 
 /**
  * Runs async operations one at a time, in call order. A branch uses one so that
@@ -52,6 +56,50 @@ export const networkErrorCodes: ReadonlySet<string> = new Set([
   'EAI_AGAIN',
   'ENOENT', // a unix socket path that does not exist
 ]);
+
+/** What a SQL adapter knows about its driver's errors, for `classifyDriverError`. */
+export interface DriverErrors {
+  /** The database, as messages name it: `PostgreSQL`, `MariaDB`. */
+  name: string;
+  /** True when the connection could not be made or was lost. */
+  isConnectionError(error: unknown): boolean;
+  /**
+   * The DtxError for a server error that means something in particular, or
+   * undefined for a plain rejection (DTX_QUERY_FAILED). `detail` is
+   * `<what>: <driver message>`.
+   */
+  classify(
+    error: unknown,
+    detail: string,
+    base: { cause: unknown; gid: string | undefined },
+  ): DtxError | undefined;
+}
+
+/**
+ * Turns a driver error into a DtxError: a DtxError passes through unchanged; a
+ * connection failure becomes ResourceUnavailableError, in doubt when it hit a
+ * prepare in flight (`context.inDoubt`); anything else is what `driver`
+ * classifies it as, else DTX_QUERY_FAILED.
+ */
+export function classifyDriverError(
+  error: unknown,
+  context: { gid?: string; what: string; inDoubt?: boolean },
+  driver: DriverErrors,
+): DtxError {
+  if (error instanceof DtxError) return error;
+  const base = { cause: error, gid: context.gid };
+  const detail = `${context.what}: ${messageOf(error)}`;
+  if (driver.isConnectionError(error)) {
+    return new ResourceUnavailableError(`${driver.name} unavailable during ${detail}`, {
+      ...base,
+      inDoubt: context.inDoubt ?? false,
+    });
+  }
+  return (
+    driver.classify(error, detail, base) ??
+    new DtxError('DTX_QUERY_FAILED', `${driver.name} rejected ${detail}`, base)
+  );
+}
 
 export function sleep(durationMs: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, durationMs));

@@ -38,6 +38,8 @@ import { DtxError, HeuristicError, LockConflictError, ResourceUnavailableError }
 import { checkGid, checkGidPrefix, gidLimits, isValidGid, sqlStringLiteral } from './gid.ts';
 import {
   checkNonNegativeInteger,
+  classifyDriverError,
+  type DriverErrors,
   messageOf,
   networkErrorCodes,
   numberField,
@@ -149,35 +151,34 @@ function isConnectionError(error: unknown): boolean {
   return /closed state|Connection lost|connect ETIMEDOUT|Pool is closed/i.test(messageOf(error));
 }
 
+const mariadbErrors: DriverErrors = {
+  name: 'MariaDB',
+  isConnectionError,
+  classify(error, detail, base) {
+    switch (errnoOf(error)) {
+      case ER_LOCK_WAIT_TIMEOUT:
+      case ER_LOCK_DEADLOCK:
+      case ER_LOCK_NOWAIT:
+      case ER_XA_RBDEADLOCK:
+      case ER_XA_RBTIMEOUT:
+        return new LockConflictError(`lock conflict during ${detail}`, base);
+      case ER_STATEMENT_TIMEOUT:
+        return new DtxError('DTX_TIMEOUT', `statement timed out during ${detail}`, base);
+      case ER_XAER_DUPID:
+        return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);
+      case ER_XAER_NOTA:
+        return new DtxError('DTX_BRANCH_NOT_FOUND', `MariaDB does not know the branch: ${detail}`, base);
+    }
+    return undefined;
+  },
+};
+
 /** Turns a `mysql2` error into a DtxError. */
 export function classifyMariaDbError(
   error: unknown,
   context: { gid?: string; what: string; inDoubt?: boolean },
 ): DtxError {
-  if (error instanceof DtxError) return error;
-  const base = { cause: error, gid: context.gid };
-  const detail = `${context.what}: ${messageOf(error)}`;
-  if (isConnectionError(error)) {
-    return new ResourceUnavailableError(`MariaDB unavailable during ${detail}`, {
-      ...base,
-      inDoubt: context.inDoubt ?? false,
-    });
-  }
-  switch (errnoOf(error)) {
-    case ER_LOCK_WAIT_TIMEOUT:
-    case ER_LOCK_DEADLOCK:
-    case ER_LOCK_NOWAIT:
-    case ER_XA_RBDEADLOCK:
-    case ER_XA_RBTIMEOUT:
-      return new LockConflictError(`lock conflict during ${detail}`, base);
-    case ER_STATEMENT_TIMEOUT:
-      return new DtxError('DTX_TIMEOUT', `statement timed out during ${detail}`, base);
-    case ER_XAER_DUPID:
-      return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);
-    case ER_XAER_NOTA:
-      return new DtxError('DTX_BRANCH_NOT_FOUND', `MariaDB does not know the branch: ${detail}`, base);
-  }
-  return new DtxError('DTX_QUERY_FAILED', `MariaDB rejected ${detail}`, base);
+  return classifyDriverError(error, context, mariadbErrors);
 }
 
 /** Session counters of rows written, updated and deleted (any engine); SHOW STATUS itself moves none of them. */

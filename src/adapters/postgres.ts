@@ -24,6 +24,8 @@ import {
 import { checkGid, checkGidPrefix, gidLimits, gidLiteral, isValidGid } from './gid.ts';
 import {
   checkNonNegativeInteger,
+  classifyDriverError,
+  type DriverErrors,
   messageOf,
   networkErrorCodes,
   SerialQueue,
@@ -92,6 +94,39 @@ function isConnectionError(error: unknown): boolean {
   );
 }
 
+const postgresErrors: DriverErrors = {
+  name: 'PostgreSQL',
+  isConnectionError,
+  classify(error, detail, base) {
+    const message = messageOf(error);
+    switch (sqlStateOf(error)) {
+      case '40001':
+        return new DtxError('DTX_SERIALIZATION_FAILURE', `serialization failure during ${detail}`, base);
+      case '40P01':
+      case '55P03':
+        return new LockConflictError(`lock conflict during ${detail}`, base);
+      case '57014':
+        return new DtxError('DTX_TIMEOUT', `statement timed out or was canceled during ${detail}`, base);
+      case '42710':
+        if (/transaction identifier/.test(message)) {
+          return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);
+        }
+        break;
+      case '55000':
+        if (/prepared transactions are disabled/i.test(message)) return new PreparedTxnsDisabledError(base);
+        if (/is busy/.test(message)) {
+          return new DtxError(
+            'DTX_BRANCH_BUSY',
+            `prepared branch is busy in another session: ${detail}`,
+            base,
+          );
+        }
+        break;
+    }
+    return undefined;
+  },
+};
+
 /**
  * Turns a `pg` error into a DtxError. `inDoubt` marks a connection failure
  * while PREPARE TRANSACTION was in flight.
@@ -100,38 +135,7 @@ export function classifyPostgresError(
   error: unknown,
   context: { gid?: string; what: string; inDoubt?: boolean },
 ): DtxError {
-  if (error instanceof DtxError) return error;
-  const base = { cause: error, gid: context.gid };
-  const detail = `${context.what}: ${messageOf(error)}`;
-  if (isConnectionError(error)) {
-    return new ResourceUnavailableError(`PostgreSQL unavailable during ${detail}`, {
-      ...base,
-      inDoubt: context.inDoubt ?? false,
-    });
-  }
-  const sqlState = sqlStateOf(error);
-  const message = messageOf(error);
-  switch (sqlState) {
-    case '40001':
-      return new DtxError('DTX_SERIALIZATION_FAILURE', `serialization failure during ${detail}`, base);
-    case '40P01':
-    case '55P03':
-      return new LockConflictError(`lock conflict during ${detail}`, base);
-    case '57014':
-      return new DtxError('DTX_TIMEOUT', `statement timed out or was canceled during ${detail}`, base);
-    case '42710':
-      if (/transaction identifier/.test(message)) {
-        return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);
-      }
-      break;
-    case '55000':
-      if (/prepared transactions are disabled/i.test(message)) return new PreparedTxnsDisabledError(base);
-      if (/is busy/.test(message)) {
-        return new DtxError('DTX_BRANCH_BUSY', `prepared branch is busy in another session: ${detail}`, base);
-      }
-      break;
-  }
-  return new DtxError('DTX_QUERY_FAILED', `PostgreSQL rejected ${detail}`, base);
+  return classifyDriverError(error, context, postgresErrors);
 }
 
 function connectionFailure(error: unknown): boolean {

@@ -34,7 +34,7 @@ import type {
   ResultSetHeader,
   RowDataPacket,
 } from 'mysql2/promise';
-import { DtxError, HeuristicError, LockConflictError, ResourceUnavailableError } from '../errors.ts';
+import { DtxError, HeuristicError, LockConflictError } from '../errors.ts';
 import { checkGid, checkGidPrefix, gidLimits, isValidGid, sqlStringLiteral } from './gid.ts';
 import {
   checkNonNegativeInteger,
@@ -47,6 +47,7 @@ import {
   sleep,
   stringField,
 } from './internal.ts';
+import { AdapterLifecycle, BranchConnection, type ConnectionHandling, rollbackNeeded } from './lifecycle.ts';
 import type {
   BranchState,
   PreparedBranchInfo,
@@ -213,16 +214,21 @@ function guard(connection: PoolConnection, onError: () => void): () => void {
   return () => core.removeListener('error', onError);
 }
 
+const mariadbConnections: ConnectionHandling<PoolConnection> = {
+  watch: guard,
+  release(connection, destroy) {
+    if (destroy) connection.destroy();
+    else connection.release();
+  },
+};
+
 export class MariaDbBranch implements SqlBranch {
   readonly gid: string;
-  #state: BranchState = 'active';
-  #connection: PoolConnection | undefined;
+  #connection: BranchConnection<PoolConnection>;
   #adapter: MariaDbAdapter;
   #xid: string;
   #changesAtStart: bigint;
   #queue = new SerialQueue();
-  #connectionLost = false;
-  #unguard: () => void;
 
   /** @internal Use `MariaDbAdapter.begin`. */
   constructor(
@@ -235,20 +241,17 @@ export class MariaDbBranch implements SqlBranch {
     this.#adapter = adapter;
     this.gid = gid;
     this.#xid = xid;
-    this.#connection = connection;
     this.#changesAtStart = changesAtStart;
-    this.#unguard = guard(connection, () => {
-      this.#connectionLost = true;
-    });
+    this.#connection = new BranchConnection(gid, connection, mariadbConnections, () => adapter.forget(this));
   }
 
   get state(): BranchState {
-    return this.#state;
+    return this.#connection.state;
   }
 
   query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<Row>> {
     return this.#queue.run(async () => {
-      const connection = this.#activeConnection('query');
+      const connection = this.#connection.active('query');
       try {
         const [result] = await connection.query<MysqlQueryResult>(sql, [...params]);
         if (Array.isArray(result)) return { rows: result as unknown as Row[], rowCount: result.length };
@@ -263,7 +266,7 @@ export class MariaDbBranch implements SqlBranch {
 
   prepare(): Promise<Vote> {
     return this.#queue.run(async () => {
-      const connection = this.#activeConnection('prepare');
+      const connection = this.#connection.active('prepare');
       let readOnly: boolean;
       try {
         readOnly = (await rowChangeCount(connection)) === this.#changesAtStart;
@@ -278,17 +281,17 @@ export class MariaDbBranch implements SqlBranch {
           await connection.query(`XA ROLLBACK ${this.#xid}`);
         } catch (error) {
           const failure = classifyMariaDbError(error, { gid: this.gid, what: 'read-only XA ROLLBACK' });
-          this.#detach('rolledBack', true);
+          this.#connection.detach('rolledBack', true);
           throw failure;
         }
-        this.#detach('readOnly', false);
+        this.#connection.detach('readOnly', false);
         return 'readOnly';
       }
       try {
         await connection.query(`XA PREPARE ${this.#xid}`);
       } catch (error) {
         if (isConnectionError(error)) {
-          this.#detach('inDoubt', true);
+          this.#connection.detach('inDoubt', true);
           throw classifyMariaDbError(error, { gid: this.gid, what: 'XA PREPARE', inDoubt: true });
         }
         const failure = classifyMariaDbError(error, { gid: this.gid, what: 'XA PREPARE' });
@@ -296,9 +299,7 @@ export class MariaDbBranch implements SqlBranch {
         throw failure;
       }
       // The session now stays in the PREPARED state: hand the connection to the adapter to resolve on.
-      this.#state = 'prepared';
-      this.#connection = undefined;
-      this.#unguard();
+      this.#connection.handOver('prepared');
       this.#adapter.holdPrepared(this, this.gid, connection);
       return 'yes';
     });
@@ -306,43 +307,13 @@ export class MariaDbBranch implements SqlBranch {
 
   rollback(): Promise<void> {
     return this.#queue.run(async () => {
-      if (this.#state === 'rolledBack' || this.#state === 'readOnly') return;
-      if (this.#state !== 'active') {
-        throw new DtxError(
-          'DTX_INVALID_STATE',
-          `branch ${this.gid} is ${this.#state}: resolve it with adapter.rollbackPrepared(gid)`,
-          { gid: this.gid },
-        );
-      }
-      await this.#abort(false);
+      if (rollbackNeeded(this.gid, this.#connection.state)) await this.#abort(false);
     });
   }
 
   /** @internal Used by `MariaDbAdapter.close`. */
   abandon(): Promise<void> {
     return this.rollback().catch(() => undefined);
-  }
-
-  #activeConnection(operation: string): PoolConnection {
-    if (this.#state !== 'active' || this.#connection === undefined) {
-      throw new DtxError(
-        'DTX_INVALID_STATE',
-        `cannot ${operation} branch ${this.gid}: it is ${this.#state}`,
-        {
-          gid: this.gid,
-        },
-      );
-    }
-    if (this.#connectionLost) {
-      this.#detach('rolledBack', true);
-      throw new ResourceUnavailableError(
-        `connection of branch ${this.gid} was lost; the branch is rolled back`,
-        {
-          gid: this.gid,
-        },
-      );
-    }
-    return this.#connection;
   }
 
   /**
@@ -352,32 +323,16 @@ export class MariaDbBranch implements SqlBranch {
    * connection is destroyed: the server rolls back an unprepared XA branch
    * whose connection closes.
    */
-  async #abort(connectionBroken: boolean): Promise<void> {
-    const connection = this.#connection;
-    if (connection === undefined) return;
-    let destroy = connectionBroken || this.#connectionLost;
-    if (!destroy) {
+  #abort(connectionBroken: boolean): Promise<void> {
+    return this.#connection.end('rolledBack', connectionBroken, async (connection) => {
+      await connection.query(`XA END ${this.#xid}`).catch(() => undefined);
       try {
-        await connection.query(`XA END ${this.#xid}`).catch(() => undefined);
         await connection.query(`XA ROLLBACK ${this.#xid}`);
       } catch (error) {
         // XAER_NOTA: the server already rolled it back and forgot it; the session is clean.
-        if (errnoOf(error) !== ER_XAER_NOTA) destroy = true;
+        if (errnoOf(error) !== ER_XAER_NOTA) throw error;
       }
-    }
-    this.#detach('rolledBack', destroy);
-  }
-
-  #detach(state: BranchState, destroy: boolean): void {
-    const connection = this.#connection;
-    this.#state = state;
-    this.#connection = undefined;
-    this.#unguard();
-    if (connection !== undefined) {
-      if (destroy) connection.destroy();
-      else connection.release();
-    }
-    this.#adapter.forget(this);
+    });
   }
 }
 
@@ -388,11 +343,9 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
   #pool: Pool;
   #ownsPool: boolean;
   #options: MariaDbAdapterOptions;
-  #active = new Set<MariaDbBranch>();
+  #lifecycle = new AdapterLifecycle<MariaDbBranch>('MariaDB');
   /** Connections whose session holds a prepared xid, by gid. */
   #held = new Map<string, { connection: PoolConnection; unguard: () => void }>();
-  #closed = false;
-  #prerequisites: Promise<void> | undefined;
 
   /** The pool branches are drawn from, for plain (non-2PC) statements such as schema setup. */
   get pool(): Pool {
@@ -419,7 +372,7 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
    * it once per adapter unless `checkPrerequisites: false`.
    */
   async checkPrerequisites(): Promise<void> {
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     let version: string;
     try {
       const [rows] = await this.#pool.query<RowDataPacket[]>('SELECT VERSION() AS version');
@@ -438,13 +391,9 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
 
   async begin(gid: string): Promise<MariaDbBranch> {
     const xid = xidSql(gidToXid(checkGid(gid, this.gidBytesMax), this.formatId));
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     if (this.#options.checkPrerequisites !== false) {
-      this.#prerequisites ??= this.checkPrerequisites().catch((error: unknown) => {
-        this.#prerequisites = undefined;
-        throw error;
-      });
-      await this.#prerequisites;
+      await this.#lifecycle.prerequisites(() => this.checkPrerequisites());
     }
     let connection: PoolConnection;
     try {
@@ -471,13 +420,7 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
       connection.destroy();
       throw classifyMariaDbError(error, { gid, what: 'XA START' });
     }
-    const branch = new MariaDbBranch(this, gid, xid, connection, changesAtStart);
-    this.#active.add(branch);
-    if (this.#closed) {
-      await branch.abandon();
-      this.#checkOpen();
-    }
-    return branch;
+    return this.#lifecycle.admit(new MariaDbBranch(this, gid, xid, connection, changesAtStart));
   }
 
   commitPrepared(gid: string): Promise<Resolution> {
@@ -490,7 +433,7 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
 
   async listPrepared(prefix = ''): Promise<PreparedBranchInfo[]> {
     checkGidPrefix(prefix, this.gidBytesMax);
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     const gids = await this.#recover();
     return gids
       .filter((gid) => gid.startsWith(prefix))
@@ -504,9 +447,7 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
    * them and stay prepared (MariaDB 10.5+), for any process to resolve by gid.
    */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await Promise.all([...this.#active].map((branch) => branch.abandon()));
+    if (!(await this.#lifecycle.close())) return;
     for (const { connection, unguard } of this.#held.values()) {
       unguard();
       connection.destroy();
@@ -517,13 +458,13 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
 
   /** @internal A branch that has finished. */
   forget(branch: MariaDbBranch): void {
-    this.#active.delete(branch);
+    this.#lifecycle.forget(branch);
   }
 
   /** @internal A branch that prepared: keep its connection to resolve on. */
   holdPrepared(branch: MariaDbBranch, gid: string, connection: PoolConnection): void {
-    this.#active.delete(branch);
-    if (this.#closed) {
+    this.#lifecycle.forget(branch);
+    if (this.#lifecycle.closed) {
       connection.destroy();
       return;
     }
@@ -539,7 +480,7 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
 
   async #resolve(gid: string, decision: 'commit' | 'rollback'): Promise<Resolution> {
     const xid = xidSql(gidToXid(checkGid(gid, this.gidBytesMax), this.formatId));
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     const statement = decision === 'commit' ? `XA COMMIT ${xid}` : `XA ROLLBACK ${xid}`;
 
     const held = this.#held.get(gid);
@@ -622,10 +563,6 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
       gids.push(gid);
     }
     return gids;
-  }
-
-  #checkOpen(): void {
-    if (this.#closed) throw new DtxError('DTX_INVALID_STATE', 'the MariaDB adapter is closed');
   }
 }
 

@@ -15,12 +15,7 @@
 // the adapters index) does not require the driver to be installed.
 
 import type { Pool, PoolClient, PoolConfig } from 'pg';
-import {
-  DtxError,
-  LockConflictError,
-  PreparedTxnsDisabledError,
-  ResourceUnavailableError,
-} from '../errors.ts';
+import { DtxError, LockConflictError, PreparedTxnsDisabledError } from '../errors.ts';
 import { checkGid, checkGidPrefix, gidLimits, gidLiteral, isValidGid } from './gid.ts';
 import {
   checkNonNegativeInteger,
@@ -31,6 +26,7 @@ import {
   SerialQueue,
   stringField,
 } from './internal.ts';
+import { AdapterLifecycle, BranchConnection, type ConnectionHandling, rollbackNeeded } from './lifecycle.ts';
 import type {
   BranchState,
   PreparedBranchInfo,
@@ -151,34 +147,38 @@ function releaseClient(client: PoolClient, destroy: boolean): void {
   }
 }
 
+const pgClients: ConnectionHandling<PoolClient> = {
+  watch(client, onError) {
+    client.on('error', onError);
+    return () => client.removeListener('error', onError);
+  },
+  release: releaseClient,
+};
+
+const rollbackSql = (client: PoolClient) => client.query('ROLLBACK');
+
 export class PostgresBranch implements SqlBranch {
   readonly gid: string;
-  #state: BranchState = 'active';
-  #client: PoolClient | undefined;
+  #connection: BranchConnection<PoolClient>;
   #adapter: PostgresAdapter;
   #queue = new SerialQueue();
   #readOnlyVote: boolean;
-  #connectionLost = false;
-  #onClientError = (): void => {
-    this.#connectionLost = true;
-  };
 
   /** @internal Use `PostgresAdapter.begin`. */
   constructor(adapter: PostgresAdapter, gid: string, client: PoolClient, readOnlyVote: boolean) {
     this.#adapter = adapter;
     this.gid = gid;
-    this.#client = client;
     this.#readOnlyVote = readOnlyVote;
-    client.on('error', this.#onClientError);
+    this.#connection = new BranchConnection(gid, client, pgClients, () => adapter.forget(this));
   }
 
   get state(): BranchState {
-    return this.#state;
+    return this.#connection.state;
   }
 
   query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<Row>> {
     return this.#queue.run(async () => {
-      const client = this.#activeClient('query');
+      const client = this.#connection.active('query');
       try {
         const result = await client.query<Row>(sql, [...params]);
         if (client.getTransactionStatus() !== 'T') {
@@ -204,7 +204,7 @@ export class PostgresBranch implements SqlBranch {
 
   prepare(): Promise<Vote> {
     return this.#queue.run(async () => {
-      const client = this.#activeClient('prepare');
+      const client = this.#connection.active('prepare');
       if (this.#readOnlyVote) {
         let readOnly: boolean;
         try {
@@ -267,15 +267,7 @@ export class PostgresBranch implements SqlBranch {
 
   rollback(): Promise<void> {
     return this.#queue.run(async () => {
-      if (this.#state === 'rolledBack' || this.#state === 'readOnly') return;
-      if (this.#state !== 'active') {
-        throw new DtxError(
-          'DTX_INVALID_STATE',
-          `branch ${this.gid} is ${this.#state}: resolve it with adapter.rollbackPrepared(gid)`,
-          { gid: this.gid },
-        );
-      }
-      await this.#finish('rolledBack', false, true);
+      if (rollbackNeeded(this.gid, this.#connection.state)) await this.#finish('rolledBack', false, true);
     });
   }
 
@@ -284,51 +276,13 @@ export class PostgresBranch implements SqlBranch {
     return this.rollback().catch(() => undefined);
   }
 
-  #activeClient(operation: string): PoolClient {
-    if (this.#state !== 'active' || this.#client === undefined) {
-      throw new DtxError(
-        'DTX_INVALID_STATE',
-        `cannot ${operation} branch ${this.gid}: it is ${this.#state}`,
-        {
-          gid: this.gid,
-        },
-      );
-    }
-    if (this.#connectionLost) {
-      const client = this.#client;
-      this.#detach(client, 'rolledBack', true);
-      throw new ResourceUnavailableError(
-        `connection of branch ${this.gid} was lost; the branch is rolled back`,
-        {
-          gid: this.gid,
-        },
-      );
-    }
-    return this.#client;
-  }
-
-  /** Ends the branch locally: optional ROLLBACK, then give the connection back (or destroy it). */
-  async #finish(state: BranchState, destroy: boolean, sendRollback: boolean): Promise<void> {
-    const client = this.#client;
-    if (client === undefined) return;
-    let broken = destroy || this.#connectionLost;
-    if (sendRollback && !broken) {
-      try {
-        await client.query('ROLLBACK');
-      } catch {
-        // The server rolls back an open transaction when its connection closes.
-        broken = true;
-      }
-    }
-    this.#detach(client, state, broken);
-  }
-
-  #detach(client: PoolClient, state: BranchState, destroy: boolean): void {
-    this.#state = state;
-    this.#client = undefined;
-    client.removeListener('error', this.#onClientError);
-    releaseClient(client, destroy);
-    this.#adapter.forget(this);
+  /**
+   * Ends the branch locally: optional ROLLBACK, then give the connection back
+   * (or destroy it). A failed ROLLBACK destroys it: the server rolls back an
+   * open transaction when its connection closes.
+   */
+  #finish(state: BranchState, destroy: boolean, sendRollback: boolean): Promise<void> {
+    return this.#connection.end(state, destroy, sendRollback ? rollbackSql : undefined);
   }
 }
 
@@ -339,9 +293,7 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
   #ownsPool: boolean;
   #options: PostgresAdapterOptions;
   #beginSql: string;
-  #active = new Set<PostgresBranch>();
-  #prerequisites: Promise<void> | undefined;
-  #closed = false;
+  #lifecycle = new AdapterLifecycle<PostgresBranch>('PostgreSQL');
 
   /** The pool branches are drawn from, for plain (non-2PC) statements such as schema setup. */
   get pool(): Pool {
@@ -375,7 +327,7 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
    * `checkPrerequisites: false`.
    */
   async checkPrerequisites(): Promise<void> {
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     let setting: number;
     try {
       const result = await this.#pool.query<{ n: number }>(
@@ -390,13 +342,9 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
 
   async begin(gid: string): Promise<PostgresBranch> {
     checkGid(gid, this.gidBytesMax);
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     if (this.#options.checkPrerequisites !== false) {
-      this.#prerequisites ??= this.checkPrerequisites().catch((error: unknown) => {
-        this.#prerequisites = undefined;
-        throw error;
-      });
-      await this.#prerequisites;
+      await this.#lifecycle.prerequisites(() => this.checkPrerequisites());
     }
     let client: PoolClient;
     try {
@@ -417,12 +365,7 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
     }
     const branch = new PostgresBranch(this, gid, client, this.#options.readOnlyVote !== false);
     client.removeListener('error', ignore);
-    this.#active.add(branch);
-    if (this.#closed) {
-      await branch.abandon();
-      this.#checkOpen();
-    }
-    return branch;
+    return this.#lifecycle.admit(branch);
   }
 
   commitPrepared(gid: string): Promise<Resolution> {
@@ -435,7 +378,7 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
 
   async listPrepared(prefix = ''): Promise<PreparedBranchInfo[]> {
     checkGidPrefix(prefix, this.gidBytesMax);
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     try {
       const result = await this.#pool.query<{ gid: string; prepared: Date }>(
         'SELECT gid, prepared FROM pg_prepared_xacts ' +
@@ -451,15 +394,13 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await Promise.all([...this.#active].map((branch) => branch.abandon()));
+    if (!(await this.#lifecycle.close())) return;
     if (this.#ownsPool) await this.#pool.end();
   }
 
   /** @internal A branch that has finished. */
   forget(branch: PostgresBranch): void {
-    this.#active.delete(branch);
+    this.#lifecycle.forget(branch);
   }
 
   /** @internal After a 55000 from PREPARE TRANSACTION: is it the disabled setting? */
@@ -476,7 +417,7 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
 
   async #resolve(gid: string, statement: 'COMMIT PREPARED' | 'ROLLBACK PREPARED'): Promise<Resolution> {
     const literal = gidLiteral(gid, this.gidBytesMax);
-    this.#checkOpen();
+    this.#lifecycle.checkOpen();
     try {
       await this.#pool.query(`${statement} ${literal}`);
       return 'done';
@@ -485,10 +426,6 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
       if (sqlStateOf(error) === '42704') return 'unknown';
       throw classifyPostgresError(error, { gid, what: statement });
     }
-  }
-
-  #checkOpen(): void {
-    if (this.#closed) throw new DtxError('DTX_INVALID_STATE', 'the PostgreSQL adapter is closed');
   }
 }
 

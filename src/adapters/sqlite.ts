@@ -30,6 +30,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { DtxError, LockConflictError, ResourceUnavailableError } from '../errors.ts';
 import { checkGid, checkGidPrefix, gidLimits } from './gid.ts';
 import { checkNonNegativeInteger, messageOf, stringField } from './internal.ts';
+import { adapterClosedError, notActiveError, rollbackNeeded } from './lifecycle.ts';
 import type { Branch, BranchState, PreparedBranchInfo, Resolution, ResourceAdapter, Vote } from './types.ts';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -244,27 +245,11 @@ export class SqliteBranch implements Branch {
   }
 
   async rollback(): Promise<void> {
-    if (this.#state === 'rolledBack' || this.#state === 'readOnly') return;
-    if (this.#state !== 'active') {
-      throw new DtxError(
-        'DTX_INVALID_STATE',
-        `branch ${this.gid} is ${this.#state}: resolve it with adapter.rollbackPrepared(gid)`,
-        { gid: this.gid },
-      );
-    }
-    this.#finish('rolledBack');
+    if (rollbackNeeded(this.gid, this.#state)) this.#finish('rolledBack');
   }
 
   #checkActive(operation: string): void {
-    if (this.#state !== 'active') {
-      throw new DtxError(
-        'DTX_INVALID_STATE',
-        `cannot ${operation} branch ${this.gid}: it is ${this.#state}`,
-        {
-          gid: this.gid,
-        },
-      );
-    }
+    if (this.#state !== 'active') throw notActiveError(this.gid, operation, this.#state);
     this.#adapter.checkOpen();
   }
 
@@ -439,7 +424,7 @@ export class SqliteAdapter implements ResourceAdapter<SqliteBranch> {
 
   /** @internal */
   checkOpen(): void {
-    if (this.#closed) throw new DtxError('DTX_INVALID_STATE', 'the SQLite adapter is closed');
+    if (this.#closed) throw adapterClosedError('SQLite');
   }
 }
 

@@ -13,6 +13,7 @@ import {
 } from '../../src/adapters/mariadb.ts';
 import { LockConflictError } from '../../src/errors.ts';
 import { hostileGids, rejectsWithCode, runId } from './helpers.ts';
+import { phaseTwoTests } from './sql-suite.ts';
 
 const connection = {
   host: process.env.DTX_TEST_MARIADB_HOST ?? '127.0.0.1',
@@ -82,21 +83,7 @@ describe('MariaDB adapter, XA two-phase commit', () => {
     assert.equal(await adapter.rollbackPrepared(gid), 'unknown');
   });
 
-  test('prepare -> rollbackPrepared discards the work', async () => {
-    const gid = nextGid('rollback');
-    const branch = await adapter.begin(gid);
-    await branch.query(`UPDATE ${table} SET balance = 0 WHERE id = 2`);
-    assert.equal(await branch.prepare(), 'yes');
-    assert.equal(await adapter.rollbackPrepared(gid), 'done');
-    assert.equal(await balance(2), 100);
-    assert.equal(await adapter.rollbackPrepared(gid), 'unknown');
-    assert.equal(await adapter.commitPrepared(gid), 'unknown');
-  });
-
-  test('commit/rollback of gids never seen are unknown', async () => {
-    assert.equal(await adapter.commitPrepared(nextGid('never')), 'unknown');
-    assert.equal(await adapter.rollbackPrepared(nextGid('never')), 'unknown');
-  });
+  phaseTwoTests({ adapter: () => adapter, table, nextGid, balance });
 
   test('a branch that changed no row votes readOnly and is never XA-prepared', async () => {
     const gid = nextGid('ro');

@@ -10,6 +10,7 @@ import { createPostgresAdapter, type PostgresAdapter } from '../../src/adapters/
 import { LockConflictError, PreparedTxnsDisabledError } from '../../src/errors.ts';
 import { hostileGids, rejectsWithCode, runId } from './helpers.ts';
 import { type PgCluster, startPgCluster } from './pg-cluster.ts';
+import { phaseTwoTests } from './sql-suite.ts';
 
 const run = runId();
 const prefix = `dtxt_${run}_`;
@@ -73,21 +74,7 @@ describe('PostgreSQL adapter, two-phase commit (throwaway cluster)', () => {
     assert.ok(!(await adapter.listPrepared(prefix)).some((b) => b.gid === gid));
   });
 
-  test('prepare -> rollbackPrepared discards the work', async () => {
-    const gid = nextGid('rollback');
-    const branch = await adapter.begin(gid);
-    await branch.query(`UPDATE ${table} SET balance = 0 WHERE id = 2`);
-    assert.equal(await branch.prepare(), 'yes');
-    assert.equal(await adapter.rollbackPrepared(gid), 'done');
-    assert.equal(await balance(2), 100);
-    assert.equal(await adapter.rollbackPrepared(gid), 'unknown');
-    assert.equal(await adapter.commitPrepared(gid), 'unknown');
-  });
-
-  test('commit/rollback of gids never seen are unknown', async () => {
-    assert.equal(await adapter.commitPrepared(nextGid('never')), 'unknown');
-    assert.equal(await adapter.rollbackPrepared(nextGid('never')), 'unknown');
-  });
+  phaseTwoTests({ adapter: () => adapter, table, nextGid, balance });
 
   test('a branch that wrote nothing votes readOnly and leaves nothing prepared', async () => {
     const gid = nextGid('ro');

@@ -27,14 +27,29 @@
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
 import { assert, unreachable } from '../common/assert.ts';
-import { limits } from '../common/limits.ts';
-import type { Input, NodeId, TxnId } from '../common/types.ts';
+import type { NodeId, TxnId } from '../common/types.ts';
+import {
+  activeRun,
+  armTimeout,
+  type BranchAttempts,
+  beginRun,
+  type CommonRecord,
+  type CoordinatedRun,
+  callBranch,
+  coordinatorRole,
+  endRun,
+  lastAnswer,
+  markStuck,
+  noResultReason,
+  parseTimer,
+  persistAgain,
+  retryTimer,
+  timeoutTimer,
+} from './coordinator.ts';
 import {
   type BranchMsg,
-  backoffMs,
   checkSagaDefinition,
   defaultSagaConfig,
-  isValidSagaId,
   type NormalizedStep,
   normalizeSteps,
   type SagaConfig,
@@ -43,7 +58,6 @@ import {
   type SagaMsg,
   type SagaRecord,
   type SagaRole,
-  type SagaStepResult,
 } from './types.ts';
 
 type Fx = SagaEffect<SagaMsg, SagaRecord>;
@@ -58,26 +72,14 @@ type Fx = SagaEffect<SagaMsg, SagaRecord>;
  */
 export type BranchPhase = 'idle' | 'running' | 'done' | 'refused' | 'compensating' | 'compensated';
 
-export interface BranchRun {
+export interface BranchRun extends BranchAttempts {
   step: NormalizedStep;
   phase: BranchPhase;
-  /** Attempts of the current call (volatile: a restart counts from 1 again). */
-  attempts: number;
-  /** The last non-definitive answer, for the stuck or give-up reason. */
-  lastReason: string;
 }
 
-export interface SagaRun {
-  client: NodeId;
-  def: SagaDefinition;
-  entropy: number;
+/** `status` is `stuck` once a compensation failed past its limit. */
+export interface SagaRun extends CoordinatedRun<SagaDefinition, BranchRun> {
   direction: 'forward' | 'backward';
-  /** `stuck`: a compensation failed past its limit; kept for an operator to see. */
-  status: 'active' | 'stuck';
-  /** Why the saga is compensating or stuck. */
-  reason: string | null;
-  /** In definition order. */
-  branches: Map<string, BranchRun>;
   /** For each branch, the branches that come after it. */
   successors: Map<string, string[]>;
 }
@@ -89,10 +91,6 @@ export interface SagaOrchestratorState {
   /** Sagas that ended here, so that a repeated BEGIN does not run one again. */
   finished: Set<TxnId>;
 }
-
-// Saga ids may contain ':', branch names may not contain '|'.
-const retryTimer = (txn: TxnId, branch: string) => `retry|${branch}|${txn}`;
-const timeoutTimer = (txn: TxnId) => `timeout|${txn}`;
 
 function makeRun(client: NodeId, def: SagaDefinition, entropy: number): SagaRun {
   const steps = normalizeSteps(def);
@@ -124,22 +122,8 @@ function pastNoReturn(run: SagaRun): BranchRun | undefined {
 
 function call(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, b: BranchRun, fx: Fx[]): void {
   const op = b.phase === 'compensating' ? 'compensate' : 'action';
-  const msg: BranchMsg = {
-    type: 'CALL',
-    txn,
-    branch: b.step.branch,
-    op,
-    handler: op === 'action' ? b.step.action : b.step.compensation!,
-    payload: b.step.payload,
-    attempt: b.attempts,
-  };
-  // After persist: a retry must not overtake the start record it depends on.
-  fx.push({ type: 'sendAfterPersist', to: b.step.service, msg });
-  fx.push({
-    type: 'setTimer',
-    timer: retryTimer(txn, b.step.branch),
-    delayMs: backoffMs(state.config, b.attempts, run.entropy, `${txn}|${b.step.branch}|${op}`),
-  });
+  const handler = op === 'action' ? b.step.action : b.step.compensation!;
+  callBranch(state.config, txn, run.entropy, b.step, op, handler, b.attempts, fx);
 }
 
 function start(
@@ -160,6 +144,8 @@ function start(
   call(state, txn, run, b, fx);
 }
 
+// A saga's timeout stays armed until it ends or turns back, so ending or
+// getting stuck (past the point of no return, still forward) cancels it.
 function finish(
   state: SagaOrchestratorState,
   txn: TxnId,
@@ -167,37 +153,7 @@ function finish(
   outcome: 'completed' | 'compensated',
   fx: Fx[],
 ): void {
-  const reason = run.reason ?? '';
-  fx.push({
-    type: 'persist',
-    force: true,
-    record: { type: 'end', txn, client: run.client, outcome, reason },
-  });
-  fx.push({ type: 'cancelTimer', timer: timeoutTimer(txn) });
-  fx.push({
-    type: 'reportSaga',
-    txn,
-    client: run.client,
-    outcome,
-    reason: outcome === 'completed' ? null : reason,
-    afterPersist: true,
-  });
-  state.sagas.delete(txn);
-  state.finished.add(txn);
-}
-
-function markStuck(txn: TxnId, run: SagaRun, branch: string, reason: string, fx: Fx[]): void {
-  run.status = 'stuck';
-  run.reason = reason;
-  for (const b of run.branches.values())
-    fx.push({ type: 'cancelTimer', timer: retryTimer(txn, b.step.branch) });
-  fx.push({ type: 'cancelTimer', timer: timeoutTimer(txn) });
-  fx.push({
-    type: 'persist',
-    force: true,
-    record: { type: 'stuck', txn, client: run.client, branch, reason },
-  });
-  fx.push({ type: 'reportSaga', txn, client: run.client, outcome: 'stuck', reason, afterPersist: true });
+  endRun(state.sagas, state.finished, txn, run, outcome, true, fx);
 }
 
 /** Settled for backward recovery: nothing of it is left to undo. */
@@ -246,6 +202,7 @@ function rollback(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, reason
       run,
       noReturn.step.branch,
       `${reason}, after ${noReturn.step.branch}, which cannot be compensated, started`,
+      true,
       fx,
     );
   }
@@ -260,33 +217,18 @@ function rollback(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, reason
   advance(state, txn, run, fx);
 }
 
+const words = { id: 'saga id', plural: 'sagas' };
+
 function onBegin(
   state: SagaOrchestratorState,
   from: NodeId,
   msg: Extract<SagaMsg, { type: 'BEGIN' }>,
   fx: Fx[],
 ): void {
-  const { txn, def } = msg;
-  if (state.sagas.has(txn) || state.finished.has(txn)) return; // a repeated request
-  const reject = (reason: string): void => {
-    fx.push({ type: 'reportSaga', txn, client: from, outcome: 'rejected', reason, afterPersist: false });
-  };
-  if (!isValidSagaId(txn)) return reject('bad saga id');
-  const problem = checkSagaDefinition(def);
-  if (problem !== null) return reject(`bad definition: ${problem}`);
-  if (state.sagas.size >= limits.inFlightTxnsMax) return reject('too many sagas in flight');
-  const entropy = msg.entropy >>> 0;
-  const run = makeRun(from, def, entropy);
-  state.sagas.set(txn, run);
-  fx.push({ type: 'persist', force: true, record: { type: 'begin', txn, client: from, def, entropy } });
-  if (!forwardRecovery(run)) {
-    fx.push({
-      type: 'setTimer',
-      timer: timeoutTimer(txn),
-      delayMs: def.timeoutMs ?? state.config.sagaTimeoutMs,
-    });
-  }
-  advance(state, txn, run, fx);
+  const run = beginRun(state.sagas, state.finished, from, msg, checkSagaDefinition, makeRun, words, fx);
+  if (run === undefined) return;
+  if (!forwardRecovery(run)) armTimeout(msg.txn, run.def.timeoutMs ?? state.config.sagaTimeoutMs, fx);
+  advance(state, msg.txn, run, fx);
 }
 
 function onReply(
@@ -295,10 +237,9 @@ function onReply(
   msg: Extract<BranchMsg, { type: 'REPLY' }>,
   fx: Fx[],
 ): void {
-  const run = state.sagas.get(msg.txn);
-  if (run === undefined || run.status === 'stuck') return;
-  const b = run.branches.get(msg.branch);
-  if (b === undefined || b.step.service !== from) return;
+  const run = activeRun(state.sagas, msg.txn);
+  const b = run?.branches.get(msg.branch);
+  if (run === undefined || b === undefined || b.step.service !== from) return;
   const { txn, branch } = msg;
   if (msg.op === 'action') {
     if (b.phase !== 'running') return; // late or duplicated
@@ -338,29 +279,24 @@ function onReply(
 }
 
 function onTimeout(state: SagaOrchestratorState, timer: string, fx: Fx[]): void {
-  const parts = timer.split('|');
-  if (parts[0] === 'timeout') {
-    const txn = timer.slice('timeout|'.length);
-    const run = state.sagas.get(txn);
-    if (run === undefined || run.direction !== 'forward' || run.status === 'stuck') return;
+  const t = parseTimer(timer);
+  if (t === null) return;
+  if (t.kind === 'timeout') {
+    const run = activeRun(state.sagas, t.txn);
+    if (run === undefined || run.direction !== 'forward') return;
     // Past the point of no return the saga can only finish forward.
     if (pastNoReturn(run) !== undefined) return;
     const ms = run.def.timeoutMs ?? state.config.sagaTimeoutMs;
-    return rollback(state, txn, run, `timed out after ${ms} ms`, fx);
+    return rollback(state, t.txn, run, `timed out after ${ms} ms`, fx);
   }
-  if (parts[0] !== 'retry' || parts.length < 3) return;
-  const branch = parts[1]!;
-  const txn = timer.slice(`retry|${branch}|`.length);
-  const run = state.sagas.get(txn);
+  const { txn, branch } = t;
+  const run = activeRun(state.sagas, txn);
   const b = run?.branches.get(branch);
-  if (run === undefined || b === undefined || run.status === 'stuck') return;
-  const why = b.lastReason === '' ? 'no answer' : `last answer: ${b.lastReason}`;
+  if (run === undefined || b === undefined) return;
   if (b.phase === 'running' && run.direction === 'forward') {
     const limit =
       forwardRecovery(run) || b.step.compensation === null ? Infinity : state.config.actionAttemptsMax;
-    if (b.attempts >= limit) {
-      return rollback(state, txn, run, `${branch} gave no result in ${b.attempts} attempts (${why})`, fx);
-    }
+    if (b.attempts >= limit) return rollback(state, txn, run, noResultReason(branch, b), fx);
     b.attempts++;
     return call(state, txn, run, b, fx);
   }
@@ -370,7 +306,8 @@ function onTimeout(state: SagaOrchestratorState, timer: string, fx: Fx[]): void 
         txn,
         run,
         branch,
-        `compensation ${b.step.compensation} of ${branch} failed ${b.attempts} times (${why})`,
+        `compensation ${b.step.compensation} of ${branch} failed ${b.attempts} times (${lastAnswer(b)})`,
+        true,
         fx,
       );
     }
@@ -379,146 +316,86 @@ function onTimeout(state: SagaOrchestratorState, timer: string, fx: Fx[]): void 
   }
 }
 
-/**
- * A forced write failed. The driver keeps the log a prefix (a write-ahead log
- * stops at its first failed write), so writing the record again, and then
- * re-sending every call of its saga that is out, repeats exactly the moves
- * whose after-persist effects were dropped; the services' barrier absorbs the
- * repeats. A lost `end` or `stuck` is re-reported from the record itself.
- */
+/** Every saga record is forced; see `persistAgain` for why this repeats the right moves. */
 function onPersistFailed(state: SagaOrchestratorState, record: SagaRecord, fx: Fx[]): void {
-  fx.push({ type: 'persist', force: true, record });
-  if (record.type === 'end' || record.type === 'stuck') {
-    fx.push({
-      type: 'reportSaga',
-      txn: record.txn,
-      client: record.client,
-      outcome: record.type === 'end' ? record.outcome : 'stuck',
-      reason: record.type === 'end' && record.outcome === 'completed' ? null : record.reason,
-      afterPersist: true,
-    });
-    return;
-  }
-  const run = state.sagas.get(record.txn);
-  if (run === undefined || run.status === 'stuck') return;
-  for (const b of run.branches.values()) {
-    if ((b.phase === 'running' && run.direction === 'forward') || b.phase === 'compensating') {
-      call(state, record.txn, run, b, fx);
+  const run = persistAgain(state.sagas, record, true, fx);
+  if (run === undefined) return;
+  for (const b of run.branches.values()) if (isOut(run, b)) call(state, record.txn, run, b, fx);
+}
+
+/** A call of `b` is out: an action still wanted, or a compensation. */
+function isOut(run: SagaRun, b: BranchRun): boolean {
+  return (b.phase === 'running' && run.direction === 'forward') || b.phase === 'compensating';
+}
+
+/** Replay one of this core's own records (the shared ones are `replayLog`'s). */
+function replayRecord(r: Exclude<SagaRecord, CommonRecord<SagaDefinition>>, run: SagaRun | undefined): void {
+  switch (r.type) {
+    case 'start': {
+      const b = run?.branches.get(r.branch);
+      if (b !== undefined) b.phase = r.op === 'action' ? 'running' : 'compensating';
+      break;
     }
+    case 'result': {
+      const b = run?.branches.get(r.branch);
+      if (b === undefined) break;
+      if (r.op === 'compensate') b.phase = 'compensated';
+      else b.phase = r.result === 'success' ? 'done' : 'refused';
+      b.lastReason = r.reason;
+      break;
+    }
+    case 'rollback':
+      if (run !== undefined) {
+        run.direction = 'backward';
+        run.reason = r.reason;
+      }
+      break;
+    default:
+      unreachable(r, 'record');
   }
 }
 
-export const sagaOrchestrator: SagaRole<SagaOrchestratorState, SagaMsg, SagaRecord, Partial<SagaConfig>> = {
-  init(self, config) {
+/**
+ * Rebuild from the log (§3): every saga with a `begin` and no `end` is
+ * resumed in the direction its log shows — calls that were out are sent
+ * again, the next moves made; a stuck saga stays stuck and is reported again.
+ * Attempt counters and the timeout start afresh (a core reads no clock).
+ */
+function resume(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, effects: Fx[]): void {
+  // A refusal logged without its rollback (a crash in between): turn back now.
+  const refused = [...run.branches.values()].find((b) => b.phase === 'refused');
+  if (run.direction === 'forward' && refused !== undefined) {
+    rollback(state, txn, run, `${refused.step.branch} refused: ${refused.lastReason}`, effects);
+    return;
+  }
+  for (const b of run.branches.values()) {
+    if (isOut(run, b)) {
+      b.attempts = 1;
+      call(state, txn, run, b, effects);
+    }
+  }
+  if (run.direction === 'forward' && !forwardRecovery(run)) {
+    armTimeout(txn, run.def.timeoutMs ?? state.config.sagaTimeoutMs, effects);
+  }
+  advance(state, txn, run, effects);
+}
+
+export const sagaOrchestrator: SagaRole<
+  SagaOrchestratorState,
+  SagaMsg,
+  SagaRecord,
+  Partial<SagaConfig>
+> = coordinatorRole({
+  init(self, config: Partial<SagaConfig>): SagaOrchestratorState {
     return { self, config: { ...defaultSagaConfig, ...config }, sagas: new Map(), finished: new Set() };
   },
-
-  /**
-   * Rebuild from the log (§3): every saga with a `begin` and no `end` is
-   * resumed in the direction its log shows — calls that were out are sent
-   * again, the next moves made; a stuck saga stays stuck and is reported again.
-   * Attempt counters and the timeout start afresh (a core reads no clock).
-   */
-  recover(self, config, log): SagaStepResult<SagaOrchestratorState, SagaMsg, SagaRecord> {
-    const state = sagaOrchestrator.init(self, config);
-    for (const r of log) {
-      const run = state.sagas.get(r.txn);
-      switch (r.type) {
-        case 'begin':
-          if (!state.finished.has(r.txn)) state.sagas.set(r.txn, makeRun(r.client, r.def, r.entropy));
-          break;
-        case 'start': {
-          const b = run?.branches.get(r.branch);
-          if (b !== undefined) b.phase = r.op === 'action' ? 'running' : 'compensating';
-          break;
-        }
-        case 'result': {
-          const b = run?.branches.get(r.branch);
-          if (b === undefined) break;
-          if (r.op === 'compensate') b.phase = 'compensated';
-          else b.phase = r.result === 'success' ? 'done' : 'refused';
-          b.lastReason = r.reason;
-          break;
-        }
-        case 'rollback':
-          if (run !== undefined) {
-            run.direction = 'backward';
-            run.reason = r.reason;
-          }
-          break;
-        case 'stuck':
-          if (run !== undefined) {
-            run.status = 'stuck';
-            run.reason = r.reason;
-          }
-          break;
-        case 'end':
-          state.sagas.delete(r.txn);
-          state.finished.add(r.txn);
-          break;
-        default:
-          unreachable(r, 'record');
-      }
-    }
-    const effects: Fx[] = [];
-    for (const [txn, run] of state.sagas) {
-      if (run.status === 'stuck') {
-        effects.push({
-          type: 'reportSaga',
-          txn,
-          client: run.client,
-          outcome: 'stuck',
-          reason: run.reason,
-          afterPersist: false,
-        });
-        continue;
-      }
-      // A refusal logged without its rollback (a crash in between): turn back now.
-      const refused = [...run.branches.values()].find((b) => b.phase === 'refused');
-      if (run.direction === 'forward' && refused !== undefined) {
-        rollback(state, txn, run, `${refused.step.branch} refused: ${refused.lastReason}`, effects);
-        continue;
-      }
-      for (const b of run.branches.values()) {
-        if ((b.phase === 'running' && run.direction === 'forward') || b.phase === 'compensating') {
-          b.attempts = 1;
-          call(state, txn, run, b, effects);
-        }
-      }
-      if (run.direction === 'forward' && !forwardRecovery(run)) {
-        effects.push({
-          type: 'setTimer',
-          timer: timeoutTimer(txn),
-          delayMs: run.def.timeoutMs ?? state.config.sagaTimeoutMs,
-        });
-      }
-      advance(state, txn, run, effects);
-    }
-    return { state, effects };
-  },
-
-  step(state, input: Input<SagaMsg>) {
-    const fx: Fx[] = [];
-    switch (input.type) {
-      case 'receive': {
-        const msg = input.msg;
-        if (msg.type === 'BEGIN') onBegin(state, input.from, msg, fx);
-        else if (msg.type === 'REPLY') onReply(state, input.from, msg, fx);
-        break; // a CALL is for services
-      }
-      case 'timeout':
-        onTimeout(state, input.timer, fx);
-        break;
-      case 'persistFailed':
-        onPersistFailed(state, input.record as SagaRecord, fx);
-        break;
-      case 'begin':
-      case 'executed':
-      case 'wounded':
-        break; // 2PC inputs; a saga begins with a BEGIN message
-      default:
-        unreachable(input, 'input');
-    }
-    return { state, effects: fx };
-  },
-};
+  runs: (state) => state.sagas,
+  finished: (state) => state.finished,
+  makeRun,
+  replay: replayRecord,
+  resume,
+  begin: onBegin,
+  reply: onReply,
+  timeout: onTimeout,
+  persistFailed: onPersistFailed,
+});

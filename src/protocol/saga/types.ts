@@ -197,9 +197,10 @@ export function isValidSagaId(id: string): boolean {
 
 // ------------------------------------------------------------ orchestrator
 
-export type SagaMsg =
-  /** Client request: run saga `txn`. `entropy` seeds the backoff jitter (a core draws no randomness). */
-  { type: 'BEGIN'; txn: TxnId; def: SagaDefinition; entropy: number } | BranchMsg;
+/** Client request: run saga (or TCC transaction) `txn`. `entropy` seeds the backoff jitter (a core draws no randomness). */
+export type BeginMsg<D> = { type: 'BEGIN'; txn: TxnId; def: D; entropy: number };
+
+export type SagaMsg = BeginMsg<SagaDefinition> | BranchMsg;
 
 export type SagaOutcome = 'completed' | 'compensated' | 'stuck' | 'rejected';
 
@@ -215,7 +216,7 @@ export type SagaOutcome = 'completed' | 'compensated' | 'stuck' | 'rejected';
  *   finished.
  */
 export type SagaRecord =
-  | { type: 'begin'; txn: TxnId; client: NodeId; def: SagaDefinition; entropy: number }
+  | BeginRecord<SagaDefinition>
   | { type: 'start'; txn: TxnId; branch: string; op: 'action' | 'compensate' }
   | {
       type: 'result';
@@ -226,8 +227,19 @@ export type SagaRecord =
       reason: string;
     }
   | { type: 'rollback'; txn: TxnId; reason: string }
-  | { type: 'stuck'; txn: TxnId; client: NodeId; branch: string; reason: string }
-  | { type: 'end'; txn: TxnId; client: NodeId; outcome: 'completed' | 'compensated'; reason: string };
+  | StuckRecord
+  | EndRecord;
+
+/** The records the saga and TCC logs share (see ./coordinator.ts). */
+export type BeginRecord<D> = { type: 'begin'; txn: TxnId; client: NodeId; def: D; entropy: number };
+export type StuckRecord = { type: 'stuck'; txn: TxnId; client: NodeId; branch: string; reason: string };
+export type EndRecord = {
+  type: 'end';
+  txn: TxnId;
+  client: NodeId;
+  outcome: 'completed' | 'compensated';
+  reason: string;
+};
 
 /** How a saga (or a TCC transaction) ended, for the client and for the driver's report. */
 export interface ReportSaga {

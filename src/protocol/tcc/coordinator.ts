@@ -21,16 +21,26 @@
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
 import { unreachable } from '../common/assert.ts';
-import { limits } from '../common/limits.ts';
-import type { Input, NodeId, TxnId } from '../common/types.ts';
+import type { NodeId, TxnId } from '../common/types.ts';
 import {
-  type BranchMsg,
-  backoffMs,
-  isValidSagaId,
-  type SagaEffect,
-  type SagaRole,
-  type SagaStepResult,
-} from '../saga/types.ts';
+  activeRun,
+  armTimeout,
+  type BranchAttempts,
+  beginRun,
+  type CommonRecord,
+  type CoordinatedRun,
+  callBranch,
+  coordinatorRole,
+  endRun,
+  lastAnswer,
+  markStuck,
+  noResultReason,
+  parseTimer,
+  persistAgain,
+  retryTimer,
+  timeoutTimer,
+} from '../saga/coordinator.ts';
+import type { BranchMsg, SagaEffect, SagaRole } from '../saga/types.ts';
 import {
   checkTccDefinition,
   defaultTccConfig,
@@ -43,24 +53,17 @@ import {
 
 type Fx = SagaEffect<TccMsg, TccRecord>;
 
-export interface TccBranch {
+export interface TccBranch extends BranchAttempts {
   def: TccBranchDef;
   /** Phase one: the try's answer so far. */
   tried: 'pending' | 'success' | 'refused';
   /** Phase two: `none` before the decision (or for a refused try under cancel). */
   second: 'none' | 'pending' | 'done';
-  attempts: number;
-  lastReason: string;
 }
 
-export interface TccRun {
-  client: NodeId;
-  def: TccDefinition;
-  entropy: number;
+/** `status` is `stuck` once a confirm or cancel failed past its limit. */
+export interface TccRun extends CoordinatedRun<TccDefinition, TccBranch> {
   phase: 'trying' | 'confirming' | 'cancelling';
-  status: 'active' | 'stuck';
-  reason: string | null;
-  branches: Map<string, TccBranch>;
 }
 
 export interface TccCoordinatorState {
@@ -69,9 +72,6 @@ export interface TccCoordinatorState {
   txns: Map<TxnId, TccRun>;
   finished: Set<TxnId>;
 }
-
-const retryTimer = (txn: TxnId, branch: string) => `retry|${branch}|${txn}`;
-const timeoutTimer = (txn: TxnId) => `timeout|${txn}`;
 
 function makeRun(client: NodeId, def: TccDefinition, entropy: number): TccRun {
   return {
@@ -92,43 +92,22 @@ function makeRun(client: NodeId, def: TccDefinition, entropy: number): TccRun {
 
 function call(state: TccCoordinatorState, txn: TxnId, run: TccRun, b: TccBranch, fx: Fx[]): void {
   const op = run.phase === 'trying' ? 'try' : run.phase === 'confirming' ? 'confirm' : 'cancel';
-  const msg: BranchMsg = {
-    type: 'CALL',
-    txn,
-    branch: b.def.branch,
-    op,
-    handler: b.def[op],
-    payload: b.def.payload,
-    attempt: b.attempts,
-  };
-  fx.push({ type: 'sendAfterPersist', to: b.def.service, msg });
-  fx.push({
-    type: 'setTimer',
-    timer: retryTimer(txn, b.def.branch),
-    delayMs: backoffMs(state.config, b.attempts, run.entropy, `${txn}|${b.def.branch}|${op}`),
-  });
+  callBranch(state.config, txn, run.entropy, b.def, op, b.def[op], b.attempts, fx);
 }
 
 function finishIfSettled(state: TccCoordinatorState, txn: TxnId, run: TccRun, fx: Fx[]): void {
   if (run.phase === 'trying' || run.status === 'stuck') return;
   for (const b of run.branches.values()) if (b.second === 'pending') return;
-  const outcome = run.phase === 'confirming' ? 'completed' : 'compensated';
-  const reason = run.reason ?? '';
-  fx.push({
-    type: 'persist',
-    force: true,
-    record: { type: 'end', txn, client: run.client, outcome, reason },
-  });
-  fx.push({
-    type: 'reportSaga',
+  // The decision cancelled the timeout already.
+  endRun(
+    state.txns,
+    state.finished,
     txn,
-    client: run.client,
-    outcome,
-    reason: outcome === 'completed' ? null : reason,
-    afterPersist: true,
-  });
-  state.txns.delete(txn);
-  state.finished.add(txn);
+    run,
+    run.phase === 'confirming' ? 'completed' : 'compensated',
+    false,
+    fx,
+  );
 }
 
 /** Enter phase two in memory: who must be told. (The record is written by `decide`.) */
@@ -165,18 +144,7 @@ function decide(
   sendPhaseTwo(state, txn, run, fx);
 }
 
-function markStuck(txn: TxnId, run: TccRun, branch: string, reason: string, fx: Fx[]): void {
-  run.status = 'stuck';
-  run.reason = reason;
-  for (const b of run.branches.values())
-    fx.push({ type: 'cancelTimer', timer: retryTimer(txn, b.def.branch) });
-  fx.push({
-    type: 'persist',
-    force: true,
-    record: { type: 'stuck', txn, client: run.client, branch, reason },
-  });
-  fx.push({ type: 'reportSaga', txn, client: run.client, outcome: 'stuck', reason, afterPersist: true });
-}
+const words = { id: 'transaction id', plural: 'transactions' };
 
 function onBegin(
   state: TccCoordinatorState,
@@ -184,25 +152,10 @@ function onBegin(
   msg: Extract<TccMsg, { type: 'BEGIN' }>,
   fx: Fx[],
 ): void {
-  const { txn, def } = msg;
-  if (state.txns.has(txn) || state.finished.has(txn)) return;
-  const reject = (reason: string): void => {
-    fx.push({ type: 'reportSaga', txn, client: from, outcome: 'rejected', reason, afterPersist: false });
-  };
-  if (!isValidSagaId(txn)) return reject('bad transaction id');
-  const problem = checkTccDefinition(def);
-  if (problem !== null) return reject(`bad definition: ${problem}`);
-  if (state.txns.size >= limits.inFlightTxnsMax) return reject('too many transactions in flight');
-  const entropy = msg.entropy >>> 0;
-  const run = makeRun(from, def, entropy);
-  state.txns.set(txn, run);
-  fx.push({ type: 'persist', force: true, record: { type: 'begin', txn, client: from, def, entropy } });
-  fx.push({
-    type: 'setTimer',
-    timer: timeoutTimer(txn),
-    delayMs: def.timeoutMs ?? state.config.tryTimeoutMs,
-  });
-  for (const b of run.branches.values()) call(state, txn, run, b, fx);
+  const run = beginRun(state.txns, state.finished, from, msg, checkTccDefinition, makeRun, words, fx);
+  if (run === undefined) return;
+  armTimeout(msg.txn, run.def.timeoutMs ?? state.config.tryTimeoutMs, fx);
+  for (const b of run.branches.values()) call(state, msg.txn, run, b, fx);
 }
 
 function onReply(
@@ -211,10 +164,9 @@ function onReply(
   msg: Extract<BranchMsg, { type: 'REPLY' }>,
   fx: Fx[],
 ): void {
-  const run = state.txns.get(msg.txn);
-  if (run === undefined || run.status === 'stuck') return;
-  const b = run.branches.get(msg.branch);
-  if (b === undefined || b.def.service !== from) return;
+  const run = activeRun(state.txns, msg.txn);
+  const b = run?.branches.get(msg.branch);
+  if (run === undefined || b === undefined || b.def.service !== from) return;
   const { txn, branch } = msg;
   if (msg.op === 'try') {
     if (run.phase !== 'trying' || b.tried !== 'pending') return;
@@ -249,48 +201,34 @@ function onReply(
 }
 
 function onTimeout(state: TccCoordinatorState, timer: string, fx: Fx[]): void {
-  const parts = timer.split('|');
-  if (parts[0] === 'timeout') {
-    const txn = timer.slice('timeout|'.length);
-    const run = state.txns.get(txn);
-    if (run === undefined || run.phase !== 'trying' || run.status === 'stuck') return;
-    return decide(
-      state,
-      txn,
-      run,
-      'cancel',
-      `timed out after ${run.def.timeoutMs ?? state.config.tryTimeoutMs} ms`,
-      fx,
-    );
+  const t = parseTimer(timer);
+  if (t === null) return;
+  if (t.kind === 'timeout') {
+    const run = activeRun(state.txns, t.txn);
+    if (run === undefined || run.phase !== 'trying') return;
+    const ms = run.def.timeoutMs ?? state.config.tryTimeoutMs;
+    return decide(state, t.txn, run, 'cancel', `timed out after ${ms} ms`, fx);
   }
-  if (parts[0] !== 'retry' || parts.length < 3) return;
-  const branch = parts[1]!;
-  const txn = timer.slice(`retry|${branch}|`.length);
-  const run = state.txns.get(txn);
+  const { txn, branch } = t;
+  const run = activeRun(state.txns, txn);
   const b = run?.branches.get(branch);
-  if (run === undefined || b === undefined || run.status === 'stuck') return;
-  const why = b.lastReason === '' ? 'no answer' : `last answer: ${b.lastReason}`;
+  if (run === undefined || b === undefined) return;
   if (run.phase === 'trying') {
     if (b.tried !== 'pending') return;
     if (b.attempts >= state.config.tryAttemptsMax) {
-      return decide(
-        state,
-        txn,
-        run,
-        'cancel',
-        `${branch} gave no result in ${b.attempts} attempts (${why})`,
-        fx,
-      );
+      return decide(state, txn, run, 'cancel', noResultReason(branch, b), fx);
     }
   } else {
     if (b.second !== 'pending') return;
     if (b.attempts >= state.config.phaseTwoAttemptsMax) {
       const op = run.phase === 'confirming' ? 'confirm' : 'cancel';
+      // The decision cancelled the timeout already.
       return markStuck(
         txn,
         run,
         branch,
-        `${op} ${b.def[op]} of ${branch} failed ${b.attempts} times (${why})`,
+        `${op} ${b.def[op]} of ${branch} failed ${b.attempts} times (${lastAnswer(b)})`,
+        false,
         fx,
       );
     }
@@ -299,138 +237,81 @@ function onTimeout(state: TccCoordinatorState, timer: string, fx: Fx[]): void {
   call(state, txn, run, b, fx);
 }
 
-/** As the saga orchestrator's: write the record again, re-send what is out, re-report what ended. */
+/** As the saga orchestrator's (see `persistAgain`): write the record again, re-send what is out, re-report what ended. */
 function onPersistFailed(state: TccCoordinatorState, record: TccRecord, fx: Fx[]): void {
-  fx.push({ type: 'persist', force: record.type !== 'tried' && record.type !== 'settled', record });
-  if (record.type === 'end' || record.type === 'stuck') {
-    fx.push({
-      type: 'reportSaga',
-      txn: record.txn,
-      client: record.client,
-      outcome: record.type === 'end' ? record.outcome : 'stuck',
-      reason: record.type === 'end' && record.outcome === 'completed' ? null : record.reason,
-      afterPersist: true,
-    });
-    return;
-  }
-  const run = state.txns.get(record.txn);
-  if (run === undefined || run.status === 'stuck') return;
+  const force = record.type !== 'tried' && record.type !== 'settled';
+  const run = persistAgain(state.txns, record, force, fx);
+  if (run === undefined) return;
   for (const b of run.branches.values()) {
     if (run.phase === 'trying' ? b.tried === 'pending' : b.second === 'pending')
       call(state, record.txn, run, b, fx);
   }
 }
 
-export const tccCoordinator: SagaRole<TccCoordinatorState, TccMsg, TccRecord, Partial<TccConfig>> = {
-  init(self, config) {
+/** Replay one of this core's own records (the shared ones are `replayLog`'s). */
+function replayRecord(r: Exclude<TccRecord, CommonRecord<TccDefinition>>, run: TccRun | undefined): void {
+  switch (r.type) {
+    case 'tried': {
+      const b = run?.branches.get(r.branch);
+      if (b !== undefined) {
+        b.tried = r.result === 'success' ? 'success' : 'refused';
+        b.lastReason = r.reason;
+      }
+      break;
+    }
+    case 'decision':
+      if (run !== undefined) enterPhaseTwo(run, r.decision, r.reason);
+      break;
+    case 'settled': {
+      const b = run?.branches.get(r.branch);
+      if (b !== undefined) b.second = 'done';
+      break;
+    }
+    default:
+      unreachable(r, 'record');
+  }
+}
+
+/**
+ * Rebuild from the log: a transaction without a decision is still trying
+ * (unanswered tries are asked again; a logged refusal cancels at once); one
+ * with a decision re-sends that decision to every branch not yet settled;
+ * a stuck one stays stuck and is reported again.
+ */
+function resume(state: TccCoordinatorState, txn: TxnId, run: TccRun, effects: Fx[]): void {
+  if (run.phase !== 'trying') return sendPhaseTwo(state, txn, run, effects);
+  const refused = [...run.branches.values()].find((b) => b.tried === 'refused');
+  if (refused !== undefined) {
+    decide(state, txn, run, 'cancel', `${refused.def.branch} refused: ${refused.lastReason}`, effects);
+  } else if ([...run.branches.values()].every((b) => b.tried === 'success')) {
+    decide(state, txn, run, 'confirm', '', effects);
+  } else {
+    armTimeout(txn, run.def.timeoutMs ?? state.config.tryTimeoutMs, effects);
+    for (const b of run.branches.values()) {
+      if (b.tried === 'pending') {
+        b.attempts = 1;
+        call(state, txn, run, b, effects);
+      }
+    }
+  }
+}
+
+export const tccCoordinator: SagaRole<
+  TccCoordinatorState,
+  TccMsg,
+  TccRecord,
+  Partial<TccConfig>
+> = coordinatorRole({
+  init(self, config: Partial<TccConfig>): TccCoordinatorState {
     return { self, config: { ...defaultTccConfig, ...config }, txns: new Map(), finished: new Set() };
   },
-
-  /**
-   * Rebuild from the log: a transaction without a decision is still trying
-   * (unanswered tries are asked again; a logged refusal cancels at once); one
-   * with a decision re-sends that decision to every branch not yet settled;
-   * a stuck one stays stuck and is reported again.
-   */
-  recover(self, config, log): SagaStepResult<TccCoordinatorState, TccMsg, TccRecord> {
-    const state = tccCoordinator.init(self, config);
-    for (const r of log) {
-      const run = state.txns.get(r.txn);
-      switch (r.type) {
-        case 'begin':
-          if (!state.finished.has(r.txn)) state.txns.set(r.txn, makeRun(r.client, r.def, r.entropy));
-          break;
-        case 'tried': {
-          const b = run?.branches.get(r.branch);
-          if (b !== undefined) {
-            b.tried = r.result === 'success' ? 'success' : 'refused';
-            b.lastReason = r.reason;
-          }
-          break;
-        }
-        case 'decision':
-          if (run !== undefined) enterPhaseTwo(run, r.decision, r.reason);
-          break;
-        case 'settled': {
-          const b = run?.branches.get(r.branch);
-          if (b !== undefined) b.second = 'done';
-          break;
-        }
-        case 'stuck':
-          if (run !== undefined) {
-            run.status = 'stuck';
-            run.reason = r.reason;
-          }
-          break;
-        case 'end':
-          state.txns.delete(r.txn);
-          state.finished.add(r.txn);
-          break;
-        default:
-          unreachable(r, 'record');
-      }
-    }
-    const effects: Fx[] = [];
-    for (const [txn, run] of state.txns) {
-      if (run.status === 'stuck') {
-        effects.push({
-          type: 'reportSaga',
-          txn,
-          client: run.client,
-          outcome: 'stuck',
-          reason: run.reason,
-          afterPersist: false,
-        });
-        continue;
-      }
-      if (run.phase !== 'trying') {
-        sendPhaseTwo(state, txn, run, effects);
-        continue;
-      }
-      const refused = [...run.branches.values()].find((b) => b.tried === 'refused');
-      if (refused !== undefined) {
-        decide(state, txn, run, 'cancel', `${refused.def.branch} refused: ${refused.lastReason}`, effects);
-      } else if ([...run.branches.values()].every((b) => b.tried === 'success')) {
-        decide(state, txn, run, 'confirm', '', effects);
-      } else {
-        effects.push({
-          type: 'setTimer',
-          timer: timeoutTimer(txn),
-          delayMs: run.def.timeoutMs ?? state.config.tryTimeoutMs,
-        });
-        for (const b of run.branches.values()) {
-          if (b.tried === 'pending') {
-            b.attempts = 1;
-            call(state, txn, run, b, effects);
-          }
-        }
-      }
-    }
-    return { state, effects };
-  },
-
-  step(state, input: Input<TccMsg>) {
-    const fx: Fx[] = [];
-    switch (input.type) {
-      case 'receive': {
-        const msg = input.msg;
-        if (msg.type === 'BEGIN') onBegin(state, input.from, msg, fx);
-        else if (msg.type === 'REPLY') onReply(state, input.from, msg, fx);
-        break;
-      }
-      case 'timeout':
-        onTimeout(state, input.timer, fx);
-        break;
-      case 'persistFailed':
-        onPersistFailed(state, input.record as TccRecord, fx);
-        break;
-      case 'begin':
-      case 'executed':
-      case 'wounded':
-        break;
-      default:
-        unreachable(input, 'input');
-    }
-    return { state, effects: fx };
-  },
-};
+  runs: (state) => state.txns,
+  finished: (state) => state.finished,
+  makeRun,
+  replay: replayRecord,
+  resume,
+  begin: onBegin,
+  reply: onReply,
+  timeout: onTimeout,
+  persistFailed: onPersistFailed,
+});

@@ -6,7 +6,15 @@
 
 import { isValidNodeId, limits } from '../common/limits.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
-import { type BranchMsg, defaultRetryConfig, type RetryConfig } from '../saga/types.ts';
+import {
+  type BeginMsg,
+  type BeginRecord,
+  type BranchMsg,
+  defaultRetryConfig,
+  type EndRecord,
+  type RetryConfig,
+  type StuckRecord,
+} from '../saga/types.ts';
 
 export interface TccBranchDef {
   branch: string;
@@ -24,9 +32,7 @@ export interface TccDefinition {
   timeoutMs?: number;
 }
 
-export type TccMsg =
-  /** Client request: run TCC transaction `txn`. `entropy` seeds the backoff jitter. */
-  { type: 'BEGIN'; txn: TxnId; def: TccDefinition; entropy: number } | BranchMsg;
+export type TccMsg = BeginMsg<TccDefinition> | BranchMsg;
 
 /**
  * The coordinator's log.
@@ -40,12 +46,12 @@ export type TccMsg =
  * - `end` (forced) before it is reported finished.
  */
 export type TccRecord =
-  | { type: 'begin'; txn: TxnId; client: NodeId; def: TccDefinition; entropy: number }
+  | BeginRecord<TccDefinition>
   | { type: 'tried'; txn: TxnId; branch: string; result: 'success' | 'failure'; reason: string }
   | { type: 'decision'; txn: TxnId; decision: 'confirm' | 'cancel'; reason: string }
   | { type: 'settled'; txn: TxnId; branch: string }
-  | { type: 'stuck'; txn: TxnId; client: NodeId; branch: string; reason: string }
-  | { type: 'end'; txn: TxnId; client: NodeId; outcome: 'completed' | 'compensated'; reason: string };
+  | StuckRecord
+  | EndRecord;
 
 export interface TccConfig extends RetryConfig {
   incarnation: string;

@@ -42,6 +42,7 @@ import { DtxError } from '../errors.ts';
 import type { SagaRecord } from '../protocol/saga/types.ts';
 import type { TccRecord } from '../protocol/tcc/types.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
+import { watchLoad } from '../runtime/saga/branch-orchestrator.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
@@ -429,22 +430,12 @@ async function openEngine(
   const unfinished = new Set<string>();
   // Wraps the log to see what recovery reads: every `begin` without an `end`.
   function watch<R extends SagaRecord | TccRecord>(log: DurableLog<R>): DurableLog<R> {
-    return {
-      append: (records, force) => log.append(records, force),
-      checkpoint: (keep) => log.checkpoint(keep),
-      close: () => log.close(),
-      get stats() {
-        return log.stats;
-      },
-      load: async () => {
-        const records = await log.load();
-        for (const r of records) {
-          if (r.type === 'begin') unfinished.add(r.txn);
-          else if (r.type === 'end') unfinished.delete(r.txn);
-        }
-        return records;
-      },
-    };
+    return watchLoad(log, (records) => {
+      for (const r of records) {
+        if (r.type === 'begin') unfinished.add(r.txn);
+        else if (r.type === 'end') unfinished.delete(r.txn);
+      }
+    });
   }
   // Saga and TCC differ only in which orchestrator and definition they use.
   const open = async <L extends { close(): Promise<void> }, O extends { close(): Promise<void> }>(

@@ -106,6 +106,23 @@ export function handlerName(definitionName: string, branch: string, op: string, 
   return isHttpBranch(f) ? f.url : `${definitionName}/${branch}/${op}`;
 }
 
+/** `log`, showing `seen` every record it loads (recovery's reading) before the caller gets them. */
+export function watchLoad<R>(log: DurableLog<R>, seen: (records: readonly R[]) => void): DurableLog<R> {
+  return {
+    append: (records, force) => log.append(records, force),
+    checkpoint: (keep) => log.checkpoint(keep),
+    close: () => log.close(),
+    get stats() {
+      return log.stats;
+    },
+    load: async () => {
+      const records = await log.load();
+      seen(records);
+      return records;
+    },
+  };
+}
+
 /** The core's service for a branch's calls. */
 export const localService = 'local';
 export const httpService = 'http';
@@ -169,29 +186,18 @@ export abstract class BranchOrchestrator<
     private readonly kind: OrchestratorKind<Op>,
     private readonly settings: BranchOrchestratorOptions<R, C>,
   ) {
-    const log = settings.log;
     // Read the outcomes of finished sagas as the driver loads the log.
-    const watching: DurableLog<R> = {
-      append: (records, force) => log.append(records, force),
-      checkpoint: (keep) => log.checkpoint(keep),
-      close: () => log.close(),
-      get stats() {
-        return log.stats;
-      },
-      load: async () => {
-        const records = await log.load();
-        for (const r of records) {
-          if (isEnd(r)) {
-            this.outcomes.set(r.txn, {
-              sagaId: r.txn,
-              outcome: r.outcome,
-              reason: r.outcome === 'completed' ? null : r.reason,
-            });
-          }
+    const watching = watchLoad(settings.log, (records) => {
+      for (const r of records) {
+        if (isEnd(r)) {
+          this.outcomes.set(r.txn, {
+            sagaId: r.txn,
+            outcome: r.outcome,
+            reason: r.outcome === 'completed' ? null : r.reason,
+          });
         }
-        return records;
-      },
-    };
+      }
+    });
     this.driver = new Driver(
       role,
       kind.self,

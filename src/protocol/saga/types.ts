@@ -162,10 +162,8 @@ export function checkSagaDefinition(def: SagaDefinition): string | null {
   if (def.timeoutMs !== undefined && !(def.timeoutMs > 0)) return 'timeoutMs must be positive';
   const seen = new Set<string>();
   for (const s of def.steps) {
-    if (!isValidNodeId(s.branch)) return `bad branch name ${JSON.stringify(s.branch)}`;
-    if (seen.has(s.branch)) return `branch ${s.branch} appears twice`;
-    seen.add(s.branch);
-    if (!isValidNodeId(s.service)) return `bad service ${JSON.stringify(s.service)} in ${s.branch}`;
+    const problem = checkBranchNames(s, seen);
+    if (problem !== null) return problem;
     if (typeof s.action !== 'string' || s.action === '') return `${s.branch} has no action`;
     if (s.compensation !== null && (typeof s.compensation !== 'string' || s.compensation === ''))
       return `${s.branch} has a bad compensation`;
@@ -188,6 +186,19 @@ export function checkSagaDefinition(def: SagaDefinition): string | null {
       }
     }
   }
+  return null;
+}
+
+/**
+ * Why a branch's name or service is malformed, or its name already in `seen`
+ * (which it then joins); null when both are fine. Saga steps and TCC
+ * branches alike.
+ */
+export function checkBranchNames(b: { branch: string; service: NodeId }, seen: Set<string>): string | null {
+  if (!isValidNodeId(b.branch)) return `bad branch name ${JSON.stringify(b.branch)}`;
+  if (seen.has(b.branch)) return `branch ${b.branch} appears twice`;
+  seen.add(b.branch);
+  if (!isValidNodeId(b.service)) return `bad service ${JSON.stringify(b.service)} in ${b.branch}`;
   return null;
 }
 

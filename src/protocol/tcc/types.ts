@@ -4,12 +4,13 @@
 // See ../../../docs/protocols/tcc.md. Branch calls, results and the barrier
 // are the saga's (../saga/types.ts, ../saga/service.ts).
 
-import { isValidNodeId, limits } from '../common/limits.ts';
+import { limits } from '../common/limits.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 import {
   type BeginMsg,
   type BeginRecord,
   type BranchMsg,
+  checkBranchNames,
   defaultRetryConfig,
   type EndRecord,
   type RetryConfig,
@@ -79,10 +80,8 @@ export function checkTccDefinition(def: TccDefinition): string | null {
   if (def.timeoutMs !== undefined && !(def.timeoutMs > 0)) return 'timeoutMs must be positive';
   const seen = new Set<string>();
   for (const b of def.branches) {
-    if (!isValidNodeId(b.branch)) return `bad branch name ${JSON.stringify(b.branch)}`;
-    if (seen.has(b.branch)) return `branch ${b.branch} appears twice`;
-    seen.add(b.branch);
-    if (!isValidNodeId(b.service)) return `bad service ${JSON.stringify(b.service)} in ${b.branch}`;
+    const problem = checkBranchNames(b, seen);
+    if (problem !== null) return problem;
     for (const h of [b.try, b.confirm, b.cancel]) {
       if (typeof h !== 'string' || h === '') return `${b.branch} lacks a try, confirm or cancel handler`;
     }

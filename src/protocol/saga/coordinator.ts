@@ -19,6 +19,7 @@ import {
   backoffMs,
   type EndRecord,
   isValidSagaId,
+  type RecentIds,
   type RetryConfig,
   type SagaEffect,
   type SagaRole,
@@ -147,7 +148,7 @@ export interface BeginWords {
  */
 export function beginRun<D, Run>(
   runs: Map<TxnId, Run>,
-  finished: ReadonlySet<TxnId>,
+  finished: RecentIds,
   from: NodeId,
   msg: BeginMsg<D>,
   check: (def: D) => string | null,
@@ -179,7 +180,7 @@ export function beginRun<D, Run>(
  */
 export function endRun<Run extends CoordinatedRun<unknown, BranchAttempts>>(
   runs: Map<TxnId, Run>,
-  finished: Set<TxnId>,
+  finished: RecentIds,
   txn: TxnId,
   run: Run,
   outcome: 'completed' | 'compensated',
@@ -277,7 +278,7 @@ function replayLog<
   R extends { type: string; txn: TxnId },
 >(
   runs: Map<TxnId, Run>,
-  finished: Set<TxnId>,
+  finished: RecentIds,
   log: readonly R[],
   make: (client: NodeId, def: D, entropy: number) => Run,
   own: (r: Exclude<R, CommonRecord<D>>, run: Run | undefined) => void,
@@ -321,7 +322,7 @@ export interface CoordinatorSpec<S, D, R, C, Run> {
   init(self: NodeId, config: C): S;
   /** The state's runs in flight, and the ids of those that ended. */
   runs(state: S): Map<TxnId, Run>;
-  finished(state: S): Set<TxnId>;
+  finished(state: S): RecentIds;
   makeRun(client: NodeId, def: D, entropy: number): Run;
   /** Replay one of the core's own records (the shared ones are `replayLog`'s). */
   replay(r: Exclude<R, CommonRecord<D>>, run: Run | undefined): void;

@@ -52,6 +52,7 @@ import {
   defaultSagaConfig,
   type NormalizedStep,
   normalizeSteps,
+  RecentIds,
   type SagaConfig,
   type SagaDefinition,
   type SagaEffect,
@@ -88,8 +89,8 @@ export interface SagaOrchestratorState {
   self: NodeId;
   config: SagaConfig;
   sagas: Map<TxnId, SagaRun>;
-  /** Sagas that ended here, so that a repeated BEGIN does not run one again. */
-  finished: Set<TxnId>;
+  /** Sagas that ended here (the newest `retainFinished`), so that a repeated BEGIN does not run one again. */
+  finished: RecentIds;
 }
 
 function makeRun(client: NodeId, def: SagaDefinition, entropy: number): SagaRun {
@@ -387,7 +388,8 @@ export const sagaOrchestrator: SagaRole<
   Partial<SagaConfig>
 > = coordinatorRole({
   init(self, config: Partial<SagaConfig>): SagaOrchestratorState {
-    return { self, config: { ...defaultSagaConfig, ...config }, sagas: new Map(), finished: new Set() };
+    const cfg = { ...defaultSagaConfig, ...config };
+    return { self, config: cfg, sagas: new Map(), finished: new RecentIds(cfg.retainFinished) };
   },
   runs: (state) => state.sagas,
   finished: (state) => state.finished,

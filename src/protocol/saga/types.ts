@@ -293,7 +293,36 @@ export interface RetryConfig {
   jitter: number;
 }
 
-export interface SagaConfig extends RetryConfig {
+export interface RetentionConfig {
+  /**
+   * Ended transactions whose ids (and, in the log, `end` records) are kept, so
+   * that a repeated BEGIN is not run again and its outcome can still be
+   * asked for; the oldest are forgotten first. Bounds the coordinator's memory
+   * and its log (see ./log.ts).
+   */
+  retainFinished: number;
+}
+
+/** Ids of ended transactions: the newest `limit` of them, the oldest forgotten first. */
+export class RecentIds {
+  readonly ids = new Set<TxnId>();
+  constructor(readonly limit: number) {}
+  has(id: TxnId): boolean {
+    return this.ids.has(id);
+  }
+  add(id: TxnId): void {
+    this.ids.delete(id);
+    this.ids.add(id);
+    while (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!);
+  }
+  get size(): number {
+    return this.ids.size;
+  }
+}
+
+export const defaultRetainFinished = 100_000;
+
+export interface SagaConfig extends RetryConfig, RetentionConfig {
   /** Distinguishes starts of the node (supplied by the driver; unused by the saga core itself). */
   incarnation: string;
   /** Attempts of an action that gets no definitive answer before the saga gives up and compensates. */
@@ -314,6 +343,7 @@ export const defaultRetryConfig: RetryConfig = {
 export const defaultSagaConfig: SagaConfig = {
   ...defaultRetryConfig,
   incarnation: '0',
+  retainFinished: defaultRetainFinished,
   actionAttemptsMax: 8,
   compensationAttemptsMax: 16,
   sagaTimeoutMs: 30_000,

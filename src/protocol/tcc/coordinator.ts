@@ -40,7 +40,7 @@ import {
   retryTimer,
   timeoutTimer,
 } from '../saga/coordinator.ts';
-import type { BranchMsg, SagaEffect, SagaRole } from '../saga/types.ts';
+import { type BranchMsg, RecentIds, type SagaEffect, type SagaRole } from '../saga/types.ts';
 import {
   checkTccDefinition,
   defaultTccConfig,
@@ -70,7 +70,8 @@ export interface TccCoordinatorState {
   self: NodeId;
   config: TccConfig;
   txns: Map<TxnId, TccRun>;
-  finished: Set<TxnId>;
+  /** Transactions that ended here (the newest `retainFinished`). */
+  finished: RecentIds;
 }
 
 function makeRun(client: NodeId, def: TccDefinition, entropy: number): TccRun {
@@ -303,7 +304,8 @@ export const tccCoordinator: SagaRole<
   Partial<TccConfig>
 > = coordinatorRole({
   init(self, config: Partial<TccConfig>): TccCoordinatorState {
-    return { self, config: { ...defaultTccConfig, ...config }, txns: new Map(), finished: new Set() };
+    const cfg = { ...defaultTccConfig, ...config };
+    return { self, config: cfg, txns: new Map(), finished: new RecentIds(cfg.retainFinished) };
   },
   runs: (state) => state.txns,
   finished: (state) => state.finished,

@@ -11,8 +11,10 @@ import {
   type BeginRecord,
   type BranchMsg,
   checkBranchNames,
+  defaultRetainFinished,
   defaultRetryConfig,
   type EndRecord,
+  type RetentionConfig,
   type RetryConfig,
   type StuckRecord,
 } from '../saga/types.ts';
@@ -54,7 +56,7 @@ export type TccRecord =
   | StuckRecord
   | EndRecord;
 
-export interface TccConfig extends RetryConfig {
+export interface TccConfig extends RetryConfig, RetentionConfig {
   incarnation: string;
   /** Attempts of a try without a definitive answer before the transaction cancels. */
   tryAttemptsMax: number;
@@ -67,6 +69,7 @@ export interface TccConfig extends RetryConfig {
 export const defaultTccConfig: TccConfig = {
   ...defaultRetryConfig,
   incarnation: '0',
+  retainFinished: defaultRetainFinished,
   tryAttemptsMax: 8,
   phaseTwoAttemptsMax: 16,
   tryTimeoutMs: 30_000,

@@ -7,22 +7,27 @@
 // definitions: how they are checked, named, and turned into the core's.
 //
 // Owns: the outcome of every saga or TCC transaction its log knows (read as
-// the log loads, then from the core's reports), the callers waiting for one,
-// and the calls in flight.
+// the log loads, then from the core's reports; the newest `retainFinished`),
+// the callers waiting for one, the calls in flight, and the log's
+// checkpoints (compactSagaLog every so many appends, so that the log and the
+// time to recover stay bounded by what is open plus what is retained).
 
 import { createHash, randomInt } from 'node:crypto';
 import { callHttpBranch, type HttpBranchOp } from '../../adapters/http-branch.ts';
 import { DtxError, isDtxError } from '../../errors.ts';
 import type { NodeId } from '../../protocol/common/types.ts';
-import type {
-  BeginMsg,
-  BranchMsg,
-  BranchOp,
-  BranchResult,
-  EndRecord,
-  ReportSaga,
-  RetryConfig,
-  SagaRole,
+import { compactSagaLog } from '../../protocol/saga/log.ts';
+import {
+  type BeginMsg,
+  type BranchMsg,
+  type BranchOp,
+  type BranchResult,
+  defaultRetainFinished,
+  type EndRecord,
+  type ReportSaga,
+  type RetentionConfig,
+  type RetryConfig,
+  type SagaRole,
 } from '../../protocol/saga/types.ts';
 import { Driver } from '../driver.ts';
 import { openPostgresLog } from '../log/postgres.ts';
@@ -106,6 +111,50 @@ export function handlerName(definitionName: string, branch: string, op: string, 
   return isHttpBranch(f) ? f.url : `${definitionName}/${branch}/${op}`;
 }
 
+/**
+ * `log`, checkpointed every `every` appends at the least (and never before as
+ * many appends as the last checkpoint kept, so that rewriting costs O(1) per
+ * append): the checkpoint is `compactSagaLog` of a mirror of the log's
+ * records, kept in memory from the load on, in call order. A checkpoint that
+ * fails leaves the log whole; the next one is computed from the mirror again.
+ */
+export function checkpointingLog<R extends { type: string; txn: string }>(
+  log: DurableLog<R>,
+  retainFinished: number,
+  every: number,
+): DurableLog<R> {
+  let mirror: R[] = [];
+  let appends = 0;
+  let keptLast = 0;
+  return {
+    append(records, force) {
+      const done = log.append(records, force);
+      for (const r of records) mirror.push(r);
+      appends++;
+      if (appends >= Math.max(every, keptLast)) {
+        appends = 0;
+        mirror = compactSagaLog(mirror, retainFinished);
+        keptLast = mirror.length;
+        log.checkpoint(mirror.slice()).catch(() => undefined);
+      }
+      return done;
+    },
+    checkpoint: (keep) => {
+      mirror = [...keep];
+      return log.checkpoint(keep);
+    },
+    close: () => log.close(),
+    get stats() {
+      return log.stats;
+    },
+    load: async () => {
+      const records = await log.load();
+      mirror = [...records];
+      return records;
+    },
+  };
+}
+
 /** `log`, showing `seen` every record it loads (recovery's reading) before the caller gets them. */
 export function watchLoad<R>(log: DurableLog<R>, seen: (records: readonly R[]) => void): DurableLog<R> {
   return {
@@ -150,8 +199,16 @@ export interface OrchestratorKind<Op extends HttpBranchOp> {
 
 export interface BranchOrchestratorOptions<R, C> {
   log: DurableLog<R>;
-  /** Retry and limit settings of the core. */
+  /**
+   * Retry and limit settings of the core, among them `retainFinished`: how
+   * many ended sagas (or TCC transactions) keep their outcome, in the log and
+   * in memory, so that a repeated start with the same idempotency key is not
+   * run again and `result(id)` still answers (default 100,000; the oldest are
+   * forgotten first).
+   */
   timing?: Partial<Omit<C, 'incarnation'>>;
+  /** Checkpoint the log every this many appends at the least. Default 10,000. */
+  checkpointEvery?: number;
   /** Timeout of each HTTP branch call. Default 5000. */
   httpTimeoutMs?: number;
 }
@@ -166,7 +223,7 @@ export abstract class BranchOrchestrator<
   S,
   D,
   R extends { type: string; txn: string },
-  C extends RetryConfig & { incarnation: string },
+  C extends RetryConfig & RetentionConfig & { incarnation: string },
   Op extends HttpBranchOp,
 > {
   protected readonly driver: Driver<S, BeginMsg<D> | BranchMsg, R, Partial<C>>;
@@ -180,17 +237,27 @@ export abstract class BranchOrchestrator<
   private readonly inflight = new Set<string>();
   private failure: unknown;
   private started = false;
+  private readonly retainFinished: number;
 
   constructor(
     role: SagaRole<S, BeginMsg<D> | BranchMsg, R, Partial<C>>,
     private readonly kind: OrchestratorKind<Op>,
     private readonly settings: BranchOrchestratorOptions<R, C>,
   ) {
+    this.retainFinished = settings.timing?.retainFinished ?? defaultRetainFinished;
+    const every = settings.checkpointEvery ?? 10_000;
+    if (!Number.isSafeInteger(this.retainFinished) || this.retainFinished < 0) {
+      throw new DtxError('DTX_INVALID_ARGUMENT', 'timing.retainFinished must be an integer >= 0');
+    }
+    if (!Number.isSafeInteger(every) || every < 1) {
+      throw new DtxError('DTX_INVALID_ARGUMENT', 'checkpointEvery must be an integer >= 1');
+    }
     // Read the outcomes of finished sagas as the driver loads the log.
-    const watching = watchLoad(settings.log, (records) => {
+    const log = checkpointingLog(settings.log, this.retainFinished, every);
+    const watching = watchLoad(log, (records) => {
       for (const r of records) {
         if (isEnd(r)) {
-          this.outcomes.set(r.txn, {
+          this.remember({
             sagaId: r.txn,
             outcome: r.outcome,
             reason: r.outcome === 'completed' ? null : r.reason,
@@ -308,13 +375,22 @@ export abstract class BranchOrchestrator<
     this.waiters.clear();
   }
 
+  /** Keeps an outcome, forgetting the oldest beyond `retainFinished` (as the core and the log do). */
+  private remember(result: SagaResult): void {
+    this.outcomes.delete(result.sagaId);
+    this.outcomes.set(result.sagaId, result);
+    while (this.outcomes.size > this.retainFinished) {
+      this.outcomes.delete(this.outcomes.keys().next().value!);
+    }
+  }
+
   private onReport(r: ReportSaga): void {
     if (r.outcome === 'rejected') {
       this.rejected.set(r.txn, r.reason ?? 'rejected');
       return;
     }
     const result: SagaResult = { sagaId: r.txn, outcome: r.outcome, reason: r.reason };
-    if (r.outcome !== 'stuck') this.outcomes.set(r.txn, result);
+    if (r.outcome !== 'stuck') this.remember(result);
     for (const w of this.waiters.get(r.txn) ?? []) w.resolve(result);
     this.waiters.delete(r.txn);
   }

@@ -1,0 +1,37 @@
+// What a saga or TCC coordinator's log must keep. Recovery (coordinatorRole's
+// replay, ./coordinator.ts) rebuilds a run from every record of a
+// transaction that has not ended (its `begin`, the core's own progress
+// records, a `stuck`), and needs of an ended one only its `end`: that keeps
+// the id refused to a repeated BEGIN and the outcome answerable. So a
+// checkpoint keeps every record of the open transactions and the `end` of the
+// newest `retainFinished` ended ones, in log order; the other records go.
+//
+// Shared by the runtime (src/runtime/saga/branch-orchestrator.ts takes it
+// every so many appends) and the tests, which check that recovering from the
+// compacted log gives what recovering from the whole log gives.
+
+import type { TxnId } from '../common/types.ts';
+
+export function compactSagaLog<R extends { type: string; txn: TxnId }>(
+  log: readonly R[],
+  retainFinished: number,
+): R[] {
+  // Where each ended transaction's `end` is; an `end` is final, so nothing of
+  // that transaction after it matters either.
+  const endAt = new Map<TxnId, number>();
+  for (let i = 0; i < log.length; i++) if (log[i]!.type === 'end') endAt.set(log[i]!.txn, i);
+  let dropEndsBefore = -1;
+  if (endAt.size > retainFinished) {
+    const positions = [...endAt.values()].sort((a, b) => a - b);
+    dropEndsBefore =
+      retainFinished === 0 ? Number.POSITIVE_INFINITY : positions[positions.length - retainFinished]!;
+  }
+  const keep: R[] = [];
+  for (let i = 0; i < log.length; i++) {
+    const r = log[i]!;
+    const end = endAt.get(r.txn);
+    if (end === undefined) keep.push(r);
+    else if (i === end && end >= dropEndsBefore) keep.push(r);
+  }
+  return keep;
+}

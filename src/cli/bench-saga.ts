@@ -80,6 +80,8 @@ export interface SagaBenchOptions {
   init: boolean;
   /** Share of transfers whose credit is refused (saga: the action; TCC: the try). Default 0.05. */
   refuseShare?: number;
+  /** The orchestrator log's checkpoint interval, in appends (default: the orchestrator's). */
+  checkpointEvery?: number;
   onStart?: () => void;
   /** What the start-up recovery did (unfinished transfers of an earlier run, finished before new ones start). */
   onRecovered?: (report: SagaRecoveryReport) => void;
@@ -425,6 +427,7 @@ async function openEngine(
   o: Opened,
   protocol: SagaBenchProtocol,
   logSpec: string | undefined,
+  checkpointEvery?: number,
 ): Promise<{ engine: Engine; recovered: SagaRecoveryReport }> {
   const where = sagaLogLocation(logSpec, protocol);
   const unfinished = new Set<string>();
@@ -460,13 +463,14 @@ async function openEngine(
       },
     };
   };
+  const every = checkpointEvery === undefined ? {} : { checkpointEvery };
   let engine: Engine;
   if (protocol === 'saga') {
     const log = await openSagaLog(where);
     const def = sagaDefinition(o);
     engine = await open(
       log,
-      () => createSagaOrchestrator({ log: watch(log), definitions: [def] }),
+      () => createSagaOrchestrator({ log: watch(log), definitions: [def], ...every }),
       (orch, key, input) => orch.start(def, { idempotencyKey: key, input }),
       (orch, id) => orch.result(id),
     );
@@ -475,7 +479,7 @@ async function openEngine(
     const def = tccDefinition(o);
     engine = await open(
       log,
-      () => createTccOrchestrator({ log: watch(log), definitions: [def] }),
+      () => createTccOrchestrator({ log: watch(log), definitions: [def], ...every }),
       (orch, key, input) => orch.start(def, { idempotencyKey: key, input }),
       (orch, id) => orch.result(id),
     );
@@ -526,7 +530,7 @@ export async function runSagaBench(options: SagaBenchOptions): Promise<SagaBench
   let engine: Engine | undefined;
   try {
     const accounts = await prepare(o, options);
-    const opened = await openEngine(o, options.protocol, options.log);
+    const opened = await openEngine(o, options.protocol, options.log, options.checkpointEvery);
     engine = opened.engine;
     options.onRecovered?.(opened.recovered);
     const e = engine;

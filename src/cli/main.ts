@@ -495,6 +495,11 @@ export function buildProgram(): Command {
       'saga/tcc: share of transfers whose credit is refused, to exercise compensation (default 0.05)',
       num('--refuse-share', 0, 1),
     )
+    .option(
+      '--checkpoint-every <n>',
+      'saga/tcc: checkpoint the orchestrator log every N appends at the least (default 10000)',
+      int('--checkpoint-every', 1, 100_000_000),
+    )
     .option('--accounts <n>', 'accounts per database (with --init)', int('--accounts', 1, 10_000_000), 1000)
     .option('--concurrency <c>', 'transfers in flight at once', int('--concurrency', 1, 10_000), 8)
     .option('--duration <s>', 'run for this many seconds', num('--duration', 0, 86_400))
@@ -537,8 +542,12 @@ export function buildProgram(): Command {
         await benchSaga(flags);
         return;
       }
-      if (flags.refuseShare !== undefined) {
-        throw new InvalidArgumentError('--refuse-share applies to --protocol saga or tcc');
+      for (const [flag, name] of [
+        ['refuseShare', '--refuse-share'],
+        ['checkpointEvery', '--checkpoint-every'],
+      ] as const) {
+        if (flags[flag] !== undefined)
+          throw new InvalidArgumentError(`${name} applies to --protocol saga or tcc`);
       }
       const { runBench } = await import('./bench.ts');
       const report = await runBench({
@@ -667,6 +676,7 @@ async function benchSaga(flags: Record<string, unknown>): Promise<void> {
     txns: flags.txns as number | undefined,
     init: flags.init === true,
     refuseShare: flags.refuseShare as number | undefined,
+    checkpointEvery: flags.checkpointEvery as number | undefined,
     onStart: () => process.stderr.write('dtx bench: transfers started\n'),
     onRecovered: (r) => {
       const n = r.completed.length + r.compensated.length + r.stuck.length;

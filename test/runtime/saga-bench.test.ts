@@ -45,6 +45,9 @@ function setup(
     // Many refusals, so that kills also land in compensations and cancels.
     '--refuse-share',
     '0.3',
+    // Frequent log checkpoints, so that kills also land around them.
+    '--checkpoint-every',
+    '25',
   ];
   return { dbs, log, args };
 }

@@ -5,6 +5,7 @@
 // (commit on every database one after the other, the failing baseline).
 // `verify` checks the books; `recover` finishes what a killed coordinator left.
 
+import { writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { ResourceAdapter } from '../adapters/types.ts';
@@ -140,6 +141,9 @@ function crashHook(options: BenchOptions, counter: { n: number }) {
       (options.crashAt === 'between-commits' && point === 'committed:1');
     if (hit) {
       counter.n++;
+      // Which transfer the kill hit: with several in flight, the first to
+      // reach the point at or after `crashAfter` need not be the `crashAfter`-th.
+      writeSync(2, `dtx bench: crash point ${point} of transfer ${txnOrdinal}\n`);
       process.kill(process.pid, 'SIGKILL');
     }
   };

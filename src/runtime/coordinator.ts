@@ -575,7 +575,7 @@ export class Coordinator {
       if (t.phase === 'committing')
         keep.push({ type: 'commit', txn, participants: [...t.committers], client: t.client });
     }
-    void this.options.log.checkpoint(compactTwoPcLog(keep)).catch(() => undefined);
+    this.options.log.checkpoint(compactTwoPcLog(keep)).catch((err: unknown) => this.driver.fail(err));
   }
 
   /** Stop: no new transactions; wait for in-flight log writes. Prepared branches stay for recovery. */

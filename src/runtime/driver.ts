@@ -110,6 +110,15 @@ export class Driver<S, M, R, C> {
     this.barriers.push({ uptoSeq: this.issuedSeq, effects: later });
   }
 
+  /**
+   * Stops the driver as a failed append does, for a log write it did not
+   * issue itself (a checkpoint): a store that failed refuses every later
+   * call, so carrying on would only fail later and less clearly.
+   */
+  fail(err: unknown): void {
+    this.halt(err);
+  }
+
   /** True once a log failure stopped the driver. */
   get failed(): boolean {
     return this.halted;

@@ -198,6 +198,7 @@ export abstract class SimKernel<N extends KernelNode> {
     ev.kind = kind;
     ev.node = node;
     ev.epoch = epoch;
+    ev.gen = 0;
     this.queue.push(time, ev);
     return ev;
   }

@@ -58,6 +58,46 @@ for (const protocol of ['saga', 'tcc'] as const) {
   });
 }
 
+// An id whose end was forgotten (past the retention) may run again: the log
+// then holds a whole ended run and, after it, a new run of the same id.
+for (const protocol of ['saga', 'tcc'] as const) {
+  test(`${protocol}: an id run again after its end is recovered from a compacted log`, () => {
+    const role = makeSagaProtocol(protocol).orchestrator;
+    const log = orchestratorLog(protocol, 4);
+    const ended = log.find((r) => r.type === 'end')!.txn;
+    const firstRun = log.filter((r) => r.txn === ended);
+    const again = firstRun.slice(
+      0,
+      firstRun.findIndex((r) => r.type === 'end'),
+    );
+    assert.ok(again.length >= 2, 'the second run should have more than its begin');
+    const withRerun = [...log, ...again];
+    for (let n = log.length; n <= withRerun.length; n++) {
+      const prefix = withRerun.slice(0, n);
+      for (const retain of [0, 5, 100_000]) {
+        const config = { incarnation: 'x', retainFinished: retain };
+        const whole = role.recover(orchestratorId, config, prefix);
+        const fromCheckpoint = role.recover(orchestratorId, config, compactSagaLog(prefix, retain));
+        assert.deepEqual(fromCheckpoint, whole, `${n} records, retain ${retain}`);
+        if (n > log.length) assert.ok(role.recover(orchestratorId, config, prefix).effects.length > 0);
+      }
+    }
+  });
+}
+
+test('a checkpoint keeps only the last run of an id that ran again', () => {
+  const log: Rec[] = [
+    { type: 'begin', txn: 't' },
+    { type: 'start', txn: 't' },
+    { type: 'result', txn: 't' },
+    { type: 'end', txn: 't' },
+    { type: 'begin', txn: 't' },
+    { type: 'start', txn: 't' },
+  ];
+  for (const retain of [0, 10]) assert.deepEqual(compactSagaLog(log, retain), log.slice(4));
+  assert.deepEqual(compactSagaLog([...log, { type: 'end', txn: 't' }], 10), [{ type: 'end', txn: 't' }]);
+});
+
 test('a checkpoint keeps the open transactions whole and only the newest ends', () => {
   const log: Rec[] = [
     { type: 'begin', txn: 'a' },

@@ -89,10 +89,15 @@ for (const point of ['prepared-some', 'prepared-all', 'decided', 'between-commit
       `the coordinator was not killed at ${point}: ${run.code} ${run.stderr}`,
     );
     const { recovered } = await recoverAndVerify(point);
-    // The transfer the kill hit is the coordinator's 5th (ids end in its
-    // ordinal): presumed abort before its decision was durable, commit after.
-    // Other transfers in flight at the kill may be in either state.
-    const hit = (txn: string) => txn.endsWith('.5');
+    // The transfer the kill hit (the first to reach the point from the 5th
+    // on; ids end in the ordinal, base 36): presumed abort before its
+    // decision was durable, commit after. Other transfers in flight at the
+    // kill may be in either state.
+    const m = /crash point \S+ of transfer (\d+)/.exec(run.stderr);
+    assert.ok(m !== null, run.stderr);
+    const ordinal = Number(m[1]);
+    assert.ok(ordinal >= 5);
+    const hit = (txn: string) => txn.endsWith(`.${ordinal.toString(36)}`);
     const what = JSON.stringify(recovered);
     if (point === 'decided' || point === 'between-commits') {
       assert.ok(recovered.recommitted.some(hit), what);

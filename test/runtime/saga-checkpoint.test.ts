@@ -84,6 +84,43 @@ test('saga log: bounded by checkpoints; a long saga survives them and a restart;
   await reopened.close();
 });
 
+test('an id past the retention runs again, and a checkpoint keeps that run whole across a restart', async () => {
+  const path = join(dir, 'again.sqlite');
+  const timing = { retryBaseMs: 5, retainFinished: 1 };
+  const log = await openSagaLog({ sqlite: path });
+  const o = await createSagaOrchestrator({ log, timing, checkpointEvery: 3 });
+  const calls: string[] = [];
+  const a = await o.start(counting(calls, undefined, 'again'), { idempotencyKey: 'A' });
+  assert.equal((await o.result(a)).outcome, 'completed');
+  const b = await o.start(counting(calls), { idempotencyKey: 'B' });
+  assert.equal((await o.result(b)).outcome, 'completed');
+  assert.equal(o.status(a).state, 'unknown', 'A is past the retention of 1');
+  // A again: held at its step b while more appends (and checkpoints) go by.
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  assert.equal(await o.start(counting(calls, gate, 'again'), { idempotencyKey: 'A' }), a);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  for (const key of ['C', 'D']) {
+    const id = await o.start(counting(calls), { idempotencyKey: key });
+    assert.equal((await o.result(id)).outcome, 'completed');
+  }
+  assert.equal(o.status(a).state, 'running');
+  await o.close();
+  await log.close();
+  open();
+  const reopened = await openSagaLog({ sqlite: path });
+  const calls2: string[] = [];
+  const o2 = await createSagaOrchestrator({
+    log: reopened,
+    timing,
+    definitions: [counting(calls2), counting(calls2, undefined, 'again')],
+  });
+  assert.equal(o2.status(a).state, 'running', 'the second run of A was lost by a checkpoint');
+  assert.equal((await o2.result(a)).outcome, 'completed');
+  await o2.close();
+  await reopened.close();
+});
+
 test('tcc log: bounded by checkpoints too', async () => {
   const path = join(dir, 'tcc.sqlite');
   const log = await openTccLog({ sqlite: path });

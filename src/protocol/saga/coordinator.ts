@@ -269,8 +269,8 @@ export type CommonRecord<D> = BeginRecord<D> | StuckRecord | EndRecord;
 
 /**
  * Rebuild the runs from `log`: the records both logs have here (a `begin`
- * makes a run unless an `end` came before, `stuck` marks it, `end` forgets
- * it), every other by `own`, with the run it is about if that is known.
+ * makes a run, `stuck` marks it, `end` forgets it and keeps its id), every
+ * other by `own`, with the run it is about if that is known.
  */
 function replayLog<
   D,
@@ -292,7 +292,10 @@ function replayLog<
     const r = record as CommonRecord<D>;
     switch (r.type) {
       case 'begin':
-        if (!finished.has(r.txn)) runs.set(r.txn, make(r.client, r.def, r.entropy));
+        // The core logs a begin only for an id it does not hold as ended
+        // (one past the retention may run again): the log is the truth.
+        finished.delete(r.txn);
+        runs.set(r.txn, make(r.client, r.def, r.entropy));
         break;
       case 'stuck':
         if (run !== undefined) {

@@ -6,6 +6,10 @@
 // checkpoint keeps every record of the open transactions and the `end` of the
 // newest `retainFinished` ended ones, in log order; the other records go.
 //
+// An id can run more than once: once its `end` has been forgotten (past the
+// retention), a BEGIN with it starts a new run. Only an id's last run counts:
+// it starts at the id's last `begin`, and it has ended if an `end` follows.
+//
 // Shared by the runtime (src/runtime/saga/branch-orchestrator.ts takes it
 // every so many appends) and the tests, which check that recovering from the
 // compacted log gives what recovering from the whole log gives.
@@ -16,10 +20,16 @@ export function compactSagaLog<R extends { type: string; txn: TxnId }>(
   log: readonly R[],
   retainFinished: number,
 ): R[] {
-  // Where each ended transaction's `end` is; an `end` is final, so nothing of
-  // that transaction after it matters either.
+  // Each id's last `begin` and last `end`.
+  const beginAt = new Map<TxnId, number>();
   const endAt = new Map<TxnId, number>();
-  for (let i = 0; i < log.length; i++) if (log[i]!.type === 'end') endAt.set(log[i]!.txn, i);
+  for (let i = 0; i < log.length; i++) {
+    const r = log[i]!;
+    if (r.type === 'begin') beginAt.set(r.txn, i);
+    else if (r.type === 'end') endAt.set(r.txn, i);
+  }
+  // Ended: an `end` after the last run's `begin` (or with no `begin` left).
+  for (const [txn, end] of endAt) if ((beginAt.get(txn) ?? -1) > end) endAt.delete(txn);
   let dropEndsBefore = -1;
   if (endAt.size > retainFinished) {
     const positions = [...endAt.values()].sort((a, b) => a - b);
@@ -30,8 +40,9 @@ export function compactSagaLog<R extends { type: string; txn: TxnId }>(
   for (let i = 0; i < log.length; i++) {
     const r = log[i]!;
     const end = endAt.get(r.txn);
-    if (end === undefined) keep.push(r);
-    else if (i === end && end >= dropEndsBefore) keep.push(r);
+    if (end !== undefined) {
+      if (i === end && end >= dropEndsBefore) keep.push(r);
+    } else if (i >= (beginAt.get(r.txn) ?? -1)) keep.push(r); // the open run, from its begin on
   }
   return keep;
 }

@@ -310,6 +310,9 @@ export class RecentIds {
   has(id: TxnId): boolean {
     return this.ids.has(id);
   }
+  delete(id: TxnId): void {
+    this.ids.delete(id);
+  }
   add(id: TxnId): void {
     this.ids.delete(id);
     this.ids.add(id);

@@ -115,13 +115,16 @@ export function handlerName(definitionName: string, branch: string, op: string, 
  * `log`, checkpointed every `every` appends at the least (and never before as
  * many appends as the last checkpoint kept, so that rewriting costs O(1) per
  * append): the checkpoint is `compactSagaLog` of a mirror of the log's
- * records, kept in memory from the load on, in call order. A checkpoint that
- * fails leaves the log whole; the next one is computed from the mirror again.
+ * records, kept in memory from the load on, in call order, as copies taken at
+ * append time (a record is what was appended, whatever its objects became
+ * after). A failed checkpoint goes to `failed`: the store refuses every later
+ * call, so the orchestrator must stop as on a failed append.
  */
 export function checkpointingLog<R extends { type: string; txn: string }>(
   log: DurableLog<R>,
   retainFinished: number,
   every: number,
+  failed: (err: unknown) => void,
 ): DurableLog<R> {
   let mirror: R[] = [];
   let appends = 0;
@@ -129,13 +132,13 @@ export function checkpointingLog<R extends { type: string; txn: string }>(
   return {
     append(records, force) {
       const done = log.append(records, force);
-      for (const r of records) mirror.push(r);
+      for (const r of records) mirror.push(structuredClone(r));
       appends++;
       if (appends >= Math.max(every, keptLast)) {
         appends = 0;
         mirror = compactSagaLog(mirror, retainFinished);
         keptLast = mirror.length;
-        log.checkpoint(mirror.slice()).catch(() => undefined);
+        log.checkpoint(mirror.slice()).catch(failed);
       }
       return done;
     },
@@ -253,7 +256,7 @@ export abstract class BranchOrchestrator<
       throw new DtxError('DTX_INVALID_ARGUMENT', 'checkpointEvery must be an integer >= 1');
     }
     // Read the outcomes of finished sagas as the driver loads the log.
-    const log = checkpointingLog(settings.log, this.retainFinished, every);
+    const log = checkpointingLog(settings.log, this.retainFinished, every, (err) => this.driver.fail(err));
     const watching = watchLoad(log, (records) => {
       for (const r of records) {
         if (isEnd(r)) {

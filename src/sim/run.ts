@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { NodeId } from '../protocol/common/types.ts';
 import type { Violation } from './checkers.ts';
-import { networkAndFaults } from './kernel.ts';
+import { type FaultSettings, networkAndFaults } from './kernel.ts';
 import {
   makeProtocol,
   type ProtocolName,
@@ -18,7 +18,7 @@ import { round3, type Summary, summarize } from './stats.ts';
 import { bankWorkload, toyWorkload, type WorkloadName } from './workloads.ts';
 import { type TraceEvent, World, type WorldOptions } from './world.ts';
 
-export interface SimRequest {
+export interface SimRequest extends FaultSettings {
   protocol: ProtocolName | SimProtocol;
   /** Protocol settings (Paxos Commit: faults F, faster, colocated); ignored with a SimProtocol object. */
   protocolOptions?: ProtocolOptions;
@@ -29,13 +29,6 @@ export interface SimRequest {
   participants?: number;
   /** Per-participant probability that a forced write fails, in participant order. */
   failRates?: number[];
-  loss?: number;
-  dup?: number;
-  partitions?: boolean;
-  crashRate?: number;
-  downtimeMeanMs?: number;
-  rttMs?: number;
-  jitterMs?: number;
   fsyncMs?: number;
   concurrency?: number;
   /** Mean pause of each client between its transactions (exponential); default 0, back to back. */

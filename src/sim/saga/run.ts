@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { SagaConfig } from '../../protocol/saga/types.ts';
 import type { TccConfig } from '../../protocol/tcc/types.ts';
-import { networkAndFaults } from '../kernel.ts';
+import { type FaultSettings, networkAndFaults } from '../kernel.ts';
 import { isSagaProtocolName, type SagaProtocolName } from '../protocols.ts';
 import { round3, type Summary, summarize } from '../stats.ts';
 import { type BookingOptions, bookingWorkload } from './booking.ts';
@@ -13,7 +13,7 @@ import type { SagaChecker, SagaViolation } from './checkers.ts';
 import { isSagaProtocol, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
 import { SagaWorld, type SagaWorldOptions } from './world.ts';
 
-export interface SagaSimRequest {
+export interface SagaSimRequest extends FaultSettings {
   protocol: SagaProtocolName | SagaProtocol;
   workload: 'booking';
   txns: number;
@@ -21,15 +21,8 @@ export interface SagaSimRequest {
   concurrency?: number;
   /** Mean pause of each client between its sagas (exponential); default 0, back to back. */
   thinkMs?: number;
-  loss?: number;
-  dup?: number;
   /** Mean extra delay of a duplicate's second copy, so that it can arrive after the compensation. */
   lateDupMs?: number;
-  partitions?: boolean;
-  crashRate?: number;
-  downtimeMeanMs?: number;
-  rttMs?: number;
-  jitterMs?: number;
   fsyncMs?: number;
   /** Booking workload settings (share of short wallets, seats, pending share, ...). */
   booking?: Partial<Omit<BookingOptions, 'concurrency'>>;

@@ -23,7 +23,6 @@
 //
 // See docs/saga-runtime.md ("dtx bench / recover / verify for sagas").
 
-import { performance } from 'node:perf_hooks';
 import type { PoolConnection as MysqlConnection } from 'mysql2/promise';
 import type { PoolClient as PgClient } from 'pg';
 import {
@@ -51,7 +50,8 @@ import {
   type SagaResult,
 } from '../runtime/saga/orchestrator.ts';
 import { createTccOrchestrator, openTccLog, type TccDefinition } from '../runtime/saga/tcc.ts';
-import { type Summary, summarize } from '../sim/stats.ts';
+import type { Summary } from '../sim/stats.ts';
+import { closedLoop } from './bench.ts';
 import {
   accountCount,
   benchBarrierTable,
@@ -537,38 +537,20 @@ export async function runSagaBench(options: SagaBenchOptions): Promise<SagaBench
     const incarnation = `${Date.now().toString(36)}.${process.pid.toString(36)}`;
     const pick = () => Math.floor(Math.random() * accounts);
 
-    const started = performance.now();
-    const deadline =
-      options.durationS !== undefined ? started + options.durationS * 1000 : Number.POSITIVE_INFINITY;
-    const total = options.txns ?? Number.POSITIVE_INFINITY;
-    let issued = 0;
-    let committed = 0;
-    let compensated = 0;
-    let stuck = 0;
-    const latencies: number[] = [];
-    const worker = async () => {
-      while (issued < total && performance.now() < deadline) {
-        const ordinal = ++issued;
-        const t0 = performance.now();
-        const input: TransferInput = {
-          from: pick(),
-          to: pick(),
-          amount: 1 + Math.floor(Math.random() * 100),
-          refuse: Math.random() < refuseShare,
-        };
-        const id = await e.start(`${incarnation}.${ordinal}`, input);
-        const r = await e.result(id);
-        if (r.outcome === 'completed') {
-          committed++;
-          latencies.push(performance.now() - t0);
-        } else if (r.outcome === 'compensated') compensated++;
-        else stuck++;
-      }
-    };
-    const workers = Array.from({ length: options.concurrency }, worker);
-    options.onStart?.();
-    await Promise.all(workers);
-    const elapsedS = (performance.now() - started) / 1000;
+    const run = await closedLoop(options, async (ordinal) => {
+      const input: TransferInput = {
+        from: pick(),
+        to: pick(),
+        amount: 1 + Math.floor(Math.random() * 100),
+        refuse: Math.random() < refuseShare,
+      };
+      const id = await e.start(`${incarnation}.${ordinal}`, input);
+      const { outcome } = await e.result(id);
+      return outcome === 'completed' ? 'committed' : outcome;
+    });
+    const committed = run.outcomes.committed ?? 0;
+    const compensated = run.outcomes.compensated ?? 0;
+    const stuck = run.outcomes.stuck ?? 0;
     return {
       protocol: options.protocol,
       concurrency: options.concurrency,
@@ -577,8 +559,8 @@ export async function runSagaBench(options: SagaBenchOptions): Promise<SagaBench
       compensated,
       stuck,
       refuseShare,
-      tps: Math.round((committed / elapsedS) * 10) / 10,
-      latencyMs: summarize(latencies),
+      tps: run.tps,
+      latencyMs: run.latencyMs,
     };
   } finally {
     await engine?.close();

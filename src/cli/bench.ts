@@ -149,6 +149,52 @@ function crashHook(options: BenchOptions, counter: { n: number }) {
   };
 }
 
+export interface ClosedLoopOptions {
+  concurrency: number;
+  /** Stop issuing after this many transfers... */
+  txns?: number;
+  /** ...or after this many seconds, whichever comes first. */
+  durationS?: number;
+  onStart?: () => void;
+}
+
+/**
+ * The load both `dtx bench` engines put on: `concurrency` workers, each
+ * running one transfer after the other until `txns` were issued or
+ * `durationS` has passed. `transfer` names each one's outcome; the committed
+ * ones are timed and make the throughput.
+ */
+export async function closedLoop<O extends string>(
+  options: ClosedLoopOptions,
+  transfer: (ordinal: number) => Promise<O | 'committed'>,
+): Promise<{ outcomes: Partial<Record<O | 'committed', number>>; tps: number; latencyMs: Summary }> {
+  const started = performance.now();
+  const deadline =
+    options.durationS !== undefined ? started + options.durationS * 1000 : Number.POSITIVE_INFINITY;
+  const total = options.txns ?? Number.POSITIVE_INFINITY;
+  let issued = 0;
+  const outcomes: Partial<Record<O | 'committed', number>> = {};
+  const latencies: number[] = [];
+  const worker = async () => {
+    while (issued < total && performance.now() < deadline) {
+      const ordinal = ++issued;
+      const t0 = performance.now();
+      const outcome = await transfer(ordinal);
+      if (outcome === 'committed') latencies.push(performance.now() - t0);
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+    }
+  };
+  const workers = Array.from({ length: options.concurrency }, worker);
+  options.onStart?.();
+  await Promise.all(workers);
+  const elapsedS = (performance.now() - started) / 1000;
+  return {
+    outcomes,
+    tps: Math.round((latencies.length / elapsedS) * 10) / 10,
+    latencyMs: summarize(latencies),
+  };
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const opened = await openAll(options.dbs);
   let coordinator: Coordinator | undefined;
@@ -212,40 +258,25 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       transfer = (ordinal) => naiveTransfer(opened, pick, ordinal, hook);
     }
 
-    const started = performance.now();
-    const deadline =
-      options.durationS !== undefined ? started + options.durationS * 1000 : Number.POSITIVE_INFINITY;
-    const total = options.txns ?? Number.POSITIVE_INFINITY;
-    let issued = 0;
-    let committed = 0;
-    let aborted = 0;
-    const latencies: number[] = [];
-    const worker = async () => {
-      while (issued < total && performance.now() < deadline) {
-        const ordinal = ++issued;
-        const t0 = performance.now();
-        try {
-          await transfer(ordinal);
-          committed++;
-          latencies.push(performance.now() - t0);
-        } catch (err) {
-          if (!isDtxError(err) || !err.retryable) throw err;
-          aborted++;
-        }
+    const run = await closedLoop(options, async (ordinal) => {
+      try {
+        await transfer(ordinal);
+        return 'committed';
+      } catch (err) {
+        if (!isDtxError(err) || !err.retryable) throw err;
+        return 'aborted';
       }
-    };
-    const workers = Array.from({ length: options.concurrency }, worker);
-    options.onStart?.();
-    await Promise.all(workers);
-    const elapsedS = (performance.now() - started) / 1000;
+    });
+    const committed = run.outcomes.committed ?? 0;
+    const aborted = run.outcomes.aborted ?? 0;
     return {
       protocol: options.protocol,
       concurrency: options.concurrency,
       txns: committed + aborted,
       committed,
       aborted,
-      tps: Math.round((committed / elapsedS) * 10) / 10,
-      latencyMs: summarize(latencies),
+      tps: run.tps,
+      latencyMs: run.latencyMs,
       ...(options.protocol === '2pc' ? { acknowledge: options.acknowledge ?? 'committed' } : {}),
     };
   } finally {

@@ -128,6 +128,7 @@ export const clientId = 'client';
 const evRun = 0;
 const evDeliver = 1;
 const evTimer = 2;
+const evClientStart = 3;
 export const firstOwnEventKind = 16;
 
 export class SimEvent<N> {
@@ -233,6 +234,8 @@ export abstract class SimKernel<N extends KernelNode> {
         node!.timers.delete(timer);
         return this.step(node!, { type: 'timeout', timer });
       }
+      case evClientStart:
+        return this.startClient();
       default:
         return this.fireOwn(ev);
     }
@@ -280,6 +283,17 @@ export abstract class SimKernel<N extends KernelNode> {
     const ev = this.schedule(this.now + delayMs, evTimer, node, node.epoch);
     ev.gen = gen;
     ev.a = timer;
+  }
+
+  // ----------------------------------------------------------------- clients
+
+  /**
+   * A client whose transaction ended starts its next one (while `more` are
+   * to start), after a pause of `thinkMs` on average (exponential; 0: at once).
+   */
+  protected nextClient(thinkMs: number, more: boolean): void {
+    if (thinkMs > 0 && more) this.schedule(this.now + this.rng.exp(thinkMs), evClientStart, null, 0);
+    else this.startClient();
   }
 
   // ------------------------------------------------------- crash and restart

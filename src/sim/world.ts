@@ -140,7 +140,6 @@ const evFlush = firstOwnEventKind;
 const evExecuted = firstOwnEventKind + 1;
 const evClientExecTimeout = firstOwnEventKind + 2;
 const evClientOutcomeTimeout = firstOwnEventKind + 3;
-const evClientStart = firstOwnEventKind + 4;
 /** Records a log holds before the first checkpoint; later ones come when it doubles. */
 const logCompactionMin = 4096;
 
@@ -572,12 +571,8 @@ export class World extends SimKernel<SimNode> {
     this.nextClientTxn();
   }
 
-  /** The client whose transaction ended starts its next one, after its think time. */
   private nextClientTxn(): void {
-    const think = this.opts.clientThinkMs;
-    if (think > 0 && this.txnsStarted < this.opts.txns) {
-      this.schedule(this.now + this.rng.exp(think), evClientStart, null, 0);
-    } else this.startClient();
+    this.nextClient(this.opts.clientThinkMs, this.txnsStarted < this.opts.txns);
   }
 
   protected onClientMessage(message: unknown): void {
@@ -676,8 +671,6 @@ export class World extends SimKernel<SimNode> {
       }
       case evClientOutcomeTimeout:
         return this.finishClientTxn(ev.a as ClientTxn);
-      case evClientStart:
-        return this.startClient();
     }
   }
 

@@ -324,10 +324,7 @@ export class SagaWorld extends SimKernel<SimNode> {
 
   private finishClient(txn: string): void {
     if (!this.waitingClients.delete(txn)) return;
-    const think = this.opts.clientThinkMs;
-    if (think > 0 && this.txnsStarted < this.opts.txns) {
-      this.at(this.now + this.rng.exp(think), () => this.startClient());
-    } else this.startClient();
+    this.nextClient(this.opts.clientThinkMs, this.txnsStarted < this.opts.txns);
   }
 
   protected onClientMessage(message: unknown): void {

@@ -65,6 +65,26 @@
  * - `DTX_BRANCH_HANGING`: the barrier refused an action or try that arrived
  *   after its compensation or cancel was recorded (a delayed or duplicated
  *   call); nothing was written. Not retryable.
+ * - `DTX_LOG_BUSY`: the coordinator log is owned by another live process (the
+ *   SQLite file lock, or the PostgreSQL log's owner lease): recovery and
+ *   operator commands refuse to touch anything while it runs. The message
+ *   names the holder. Retryable once that process has stopped.
+ * - `DTX_LOG_NOT_FOUND`: the log (or a SQLite participant file) named does not
+ *   exist, and nothing asked to create it. Nothing was created. Not retryable.
+ * - `DTX_LOG_MISMATCH`: the log belongs to another protocol or another
+ *   coordinator id than the one opening it. Nothing was touched. Not retryable.
+ * - `DTX_LOG_FENCED`: this coordinator lost ownership of its log (another one
+ *   took the lease over); nothing more was written. Not retryable.
+ * - `DTX_LOG_CORRUPT`: a stored log row is not a valid record. Not retryable.
+ * - `DTX_LEADERSHIP_LOST`: the coordinator lost its log lease while the
+ *   transaction was undecided; its work was rolled back, nothing committed.
+ *   Retryable (on the new leader).
+ * - `DTX_CANCELLED`: the caller's AbortSignal ended the transaction before
+ *   its decision; every branch was rolled back. Not retryable.
+ * - `DTX_DECIDED_NOT_APPLIED`: the commit decision is durable but not every
+ *   branch has been committed yet (a participant is unreachable) and the
+ *   caller's deadline passed: the transaction WILL commit everywhere (the
+ *   coordinator or recovery keeps retrying). Not retryable: the work is done.
  */
 export type DtxErrorCode =
   | 'DTX_INVALID_GID'
@@ -84,7 +104,15 @@ export type DtxErrorCode =
   | 'DTX_OUTCOME_UNKNOWN'
   | 'DTX_INVALID_ARGUMENT'
   | 'DTX_BRANCH_REFUSED'
-  | 'DTX_BRANCH_HANGING';
+  | 'DTX_BRANCH_HANGING'
+  | 'DTX_LOG_BUSY'
+  | 'DTX_LOG_NOT_FOUND'
+  | 'DTX_LOG_MISMATCH'
+  | 'DTX_LOG_FENCED'
+  | 'DTX_LOG_CORRUPT'
+  | 'DTX_LEADERSHIP_LOST'
+  | 'DTX_CANCELLED'
+  | 'DTX_DECIDED_NOT_APPLIED';
 
 /** Whether each code is worth retrying, unless the thrower says otherwise. */
 export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
@@ -106,6 +134,14 @@ export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_INVALID_ARGUMENT: false,
   DTX_BRANCH_REFUSED: false,
   DTX_BRANCH_HANGING: false,
+  DTX_LOG_BUSY: true,
+  DTX_LOG_NOT_FOUND: false,
+  DTX_LOG_MISMATCH: false,
+  DTX_LOG_FENCED: false,
+  DTX_LOG_CORRUPT: false,
+  DTX_LEADERSHIP_LOST: true,
+  DTX_CANCELLED: false,
+  DTX_DECIDED_NOT_APPLIED: false,
 };
 
 export interface DtxErrorOptions {

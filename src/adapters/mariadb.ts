@@ -120,6 +120,10 @@ const isolationSql: Record<MariaDbIsolationLevel, string> = {
 
 // MariaDB error numbers (see mysql2/lib/constants/errors.js).
 const ER_CON_COUNT_ERROR = 1040;
+const ER_DBACCESS_DENIED_ERROR = 1044;
+const ER_ACCESS_DENIED_ERROR = 1045;
+const ER_BAD_DB_ERROR = 1049;
+const ER_ACCESS_DENIED_NO_PASSWORD_ERROR = 1698;
 const ER_SERVER_SHUTDOWN = 1053;
 const ER_LOCK_WAIT_TIMEOUT = 1205;
 const ER_LOCK_DEADLOCK = 1213;
@@ -169,6 +173,14 @@ const mariadbErrors: DriverErrors = {
         return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);
       case ER_XAER_NOTA:
         return new DtxError('DTX_BRANCH_NOT_FOUND', `MariaDB does not know the branch: ${detail}`, base);
+      // The server refused the login or the database: the connection settings
+      // are wrong, and trying again with the same ones cannot help.
+      case ER_ACCESS_DENIED_ERROR:
+      case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
+      case ER_DBACCESS_DENIED_ERROR:
+        return new DtxError('DTX_INVALID_ARGUMENT', `MariaDB refused the login during ${detail}`, base);
+      case ER_BAD_DB_ERROR:
+        return new DtxError('DTX_INVALID_ARGUMENT', `MariaDB has no such database (${detail})`, base);
     }
     return undefined;
   },

@@ -103,6 +103,13 @@ const postgresErrors: DriverErrors = {
         return new LockConflictError(`lock conflict during ${detail}`, base);
       case '57014':
         return new DtxError('DTX_TIMEOUT', `statement timed out or was canceled during ${detail}`, base);
+      // The server refused the login or the database: the connection settings
+      // are wrong, and trying again with the same ones cannot help.
+      case '28P01':
+      case '28000':
+        return new DtxError('DTX_INVALID_ARGUMENT', `PostgreSQL refused the login during ${detail}`, base);
+      case '3D000':
+        return new DtxError('DTX_INVALID_ARGUMENT', `PostgreSQL has no such database (${detail})`, base);
       case '42710':
         if (/transaction identifier/.test(message)) {
           return new DtxError('DTX_DUPLICATE_GID', `gid already in use: ${detail}`, base);

@@ -12,6 +12,7 @@ import { createPostgresAdapter, type PostgresAdapter } from '../adapters/postgre
 import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../adapters/sqlite.ts';
 import type { ResourceAdapter, SqlBranch } from '../adapters/types.ts';
 import { DtxError } from '../errors.ts';
+import { redact, withFix } from './errors.ts';
 
 export type DbKind = 'postgres' | 'mysql' | 'sqlite';
 
@@ -22,15 +23,63 @@ export interface DbTarget {
   name: string;
 }
 
+const urlForms =
+  'write it as postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB (with a password: USER:PASSWORD, ' +
+  'percent-encoded; mariadb:// works too), or sqlite:PATH';
+
+/** A usage error about `url`, which it names with any password hidden. */
+function badUrl(url: string, why: string): DtxError {
+  return withFix(
+    new DtxError('DTX_INVALID_ARGUMENT', `cannot use database URL ${JSON.stringify(redact(url))}: ${why}`),
+    urlForms,
+  );
+}
+
+/**
+ * Checks a `--db` URL before anything connects with it, so that a typo is a
+ * usage error that names the URL (password hidden) instead of whatever the
+ * driver makes of it: a URL that does not parse, a malformed `%` escape (the
+ * drivers decode user, password and database), a missing host, an unknown
+ * scheme, `sqlite:` with no path.
+ */
 export function parseDbUrl(url: string, index: number): DbTarget {
   const name = `db${index + 1}`;
-  if (/^postgres(ql)?:\/\//.test(url)) return { url, kind: 'postgres', name };
-  if (/^(mysql|mariadb):\/\//.test(url)) return { url, kind: 'mysql', name };
-  if (url.startsWith('sqlite:') && url.length > 'sqlite:'.length) return { url, kind: 'sqlite', name };
-  throw new DtxError(
-    'DTX_INVALID_ARGUMENT',
-    `cannot use database URL ${JSON.stringify(url)}: expected postgres://..., mysql://... or sqlite:PATH`,
-  );
+  if (url.startsWith('sqlite:')) {
+    if (url.length === 'sqlite:'.length) throw badUrl(url, 'sqlite: needs a file path (sqlite:PATH)');
+    return { url, kind: 'sqlite', name };
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+  const kind: DbKind | undefined =
+    scheme === 'postgres' || scheme === 'postgresql'
+      ? 'postgres'
+      : scheme === 'mysql' || scheme === 'mariadb'
+        ? 'mysql'
+        : undefined;
+  if (kind === undefined) {
+    throw badUrl(url, scheme === undefined ? 'not a URL' : `unknown scheme "${scheme}:"`);
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw badUrl(url, 'not a valid URL (check the host and the port)');
+  }
+  if (parsed.hostname === '') throw badUrl(url, 'no host');
+  const parts: [string, string][] = [
+    ['user name', parsed.username],
+    ['password', parsed.password],
+    ['database name', parsed.pathname.slice(1)],
+  ];
+  for (const [what, text] of parts) {
+    try {
+      decodeURIComponent(text);
+    } catch {
+      // The password itself is not named: the message would print it.
+      throw badUrl(url, `malformed %-escape in the ${what} (a literal % is written %25)`);
+    }
+  }
+  if (parsed.pathname.slice(1).includes('/')) throw badUrl(url, 'the database name cannot contain "/"');
+  return { url, kind, name };
 }
 
 /** Lock waits are bounded so that a cycle across databases (which no single database can see) ends in an abort. */
@@ -205,6 +254,27 @@ export async function accountCount(target: DbTarget, adapter: ResourceAdapter): 
   }
 }
 
+/**
+ * True for the error a query on `dtx_bench.*` gets when bench never created
+ * the schema: PostgreSQL's undefined_table/invalid_schema_name, MariaDB's
+ * no-such-table/unknown-database.
+ */
+function missingSchema(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown };
+  return e.code === '42P01' || e.code === '3F000' || e.errno === 1146 || e.errno === 1049;
+}
+
+function notInitialized(target: DbTarget, cause: unknown): DtxError {
+  return withFix(
+    new DtxError(
+      'DTX_INVALID_STATE',
+      `${target.name} (${redact(target.url)}) has no dtx_bench schema: bench never initialized it`,
+      { cause },
+    ),
+    'run dtx bench --init with the same --db URLs first',
+  );
+}
+
 export interface DbState {
   /** Sum of balances (0 for the audit database). */
   total: number;
@@ -232,7 +302,11 @@ export async function readState(target: DbTarget, adapter: ResourceAdapter): Pro
     return { total, expectedTotal, transfers, preparedLeft };
   }
   return withSql(target, adapter, async (q) => {
-    const [sum] = await q('SELECT COALESCE(SUM(balance), 0) AS s FROM dtx_bench.accounts');
+    const [sum] = await q('SELECT COALESCE(SUM(balance), 0) AS s FROM dtx_bench.accounts').catch(
+      (err: unknown) => {
+        throw missingSchema(err) ? notInitialized(target, err) : err;
+      },
+    );
     const [meta] = await q("SELECT v FROM dtx_bench.meta WHERE k = 'total'");
     const transfers = new Set((await q('SELECT txn FROM dtx_bench.transfers')).map((r) => String(r.txn)));
     return { total: Number(sum?.s ?? 0), expectedTotal: Number(meta?.v ?? 0), transfers, preparedLeft };

@@ -1,11 +1,12 @@
 // The `dtx` command. Its flags and JSON shapes are a contract other tools rely
 // on: with --json, stdout carries exactly one JSON object and everything else
 // (progress, logs) goes to stderr. Exit codes: 0 the run completed (for swarm:
-// and found nothing), 1 a check failed, 2 the command line was wrong.
+// and found nothing), 1 a check or the run failed, 2 the command line was wrong.
+// A failure prints `error: CODE: message` (and `fix: ...` when there is one)
+// on stderr, never a stack unless --verbose or DEBUG=dtx (./errors.ts).
 
 import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { isDtxError } from '../errors.ts';
 import {
   isProtocolName,
   isSagaProtocolName,
@@ -16,9 +17,17 @@ import {
 import { runSim, type SimRequest } from '../sim/run.ts';
 import type { SagaSimRequest } from '../sim/saga/run.ts';
 import { runSwarm, simCommand } from '../sim/swarm.ts';
-import { renderTraceHtml, renderTraceSvg, TraceFileError, traceFileFor } from '../sim/trace-svg.ts';
+import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../sim/trace-svg.ts';
 import { workloadNames } from '../sim/workloads.ts';
 import type { RealDemoRound } from './demo-real.ts';
+import {
+  debugEnabled,
+  describeFailure,
+  formatFailure,
+  formatStack,
+  redactStream,
+  secretsIn,
+} from './errors.ts';
 
 // Commands load their modules when they run, so that `dtx --help` and the
 // simulator do not pay for the database drivers and adapters at start-up.
@@ -194,8 +203,10 @@ export function buildProgram(): Command {
   const program = new Command('dtx')
     .description('distributed transactions for TypeScript: protocols, a deterministic simulator, and tools')
     .version('0.1.0')
+    .option('--verbose', 'print the stack trace with an error (also DEBUG=dtx)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // Parse errors are printed by main(), in the same shape as every other failure.
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined });
 
   program
     .command('sim')
@@ -698,7 +709,38 @@ async function benchSaga(flags: Record<string, unknown>): Promise<void> {
   }
 }
 
+/** True when the command line or DEBUG asks for stack traces with errors. */
+function verboseErrors(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--verbose') || debugEnabled();
+}
+
+/**
+ * Runs the command in `argv` and returns its exit status. Every failure ends
+ * here, whatever threw it and wherever (a flag check, an action, a driver, a
+ * stray rejection): one `error: CODE: message` line on stderr, a `fix:` line
+ * when there is one, the stack only with --verbose or DEBUG=dtx, and status 2
+ * for a usage error, 1 otherwise (./errors.ts).
+ */
 export async function main(argv: string[]): Promise<number> {
+  const secrets = secretsIn(argv);
+  redactStream(process.stdout, secrets);
+  redactStream(process.stderr, secrets);
+  const verbose = verboseErrors(argv);
+  const report = (err: unknown): number => {
+    const failure = describeFailure(err, secrets);
+    process.stderr.write(formatFailure(failure));
+    if (verbose) process.stderr.write(formatStack(err, secrets));
+    return failure.exitCode;
+  };
+  // A rejection nobody awaited (a pool's background error, a timer's callback)
+  // would otherwise print Node's own multi-line dump with the stack.
+  const onStray = (err: unknown) => {
+    process.exitCode = report(err);
+    process.exit();
+  };
+  process.on('uncaughtException', onStray);
+  process.on('unhandledRejection', onStray);
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
@@ -707,20 +749,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
         return 0;
-      return 2;
+      // `dtx` alone: commander printed the help on stderr; say why it failed.
+      if (err.code === 'commander.help') {
+        return report(new InvalidArgumentError('give a command (see the list above)'));
+      }
     }
-    if (err instanceof InvalidArgumentError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return 2;
-    }
-    if (err instanceof TraceFileError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return 2;
-    }
-    if (isDtxError(err)) {
-      process.stderr.write(`error: ${err.code}: ${err.message}\n`);
-      return err.code === 'DTX_INVALID_ARGUMENT' || err.code === 'DTX_INVALID_GID' ? 2 : 1;
-    }
-    throw err;
+    return report(err);
   }
 }

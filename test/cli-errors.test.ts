@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { describeFailure, redact, secretsIn } from '../src/cli/errors.ts';
+import { describeFailure, redact, redactStream, secretsIn } from '../src/cli/errors.ts';
 import { DtxError } from '../src/errors.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -142,6 +142,29 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
       });
       assert.match(r.stderr, /cannot use database URL/);
     }
+  });
+
+  test('a malformed --log URL is a usage error too, password hidden', async () => {
+    const logDir = mkdtempSync(join(dir, 'log-url-'));
+    const r = await dtx([
+      'bench',
+      '--db',
+      `sqlite:${join(logDir, 'a.sqlite')}`,
+      '--db',
+      `sqlite:${join(logDir, 'b.sqlite')}`,
+      '--init',
+      '--txns',
+      '1',
+      '--log',
+      'postgres://dtx:L0gUrlSecret@127.0.0.1:notaport/db',
+    ]);
+    assertFailure(r, {
+      exit: 2,
+      code: 'DTX_INVALID_ARGUMENT',
+      message: /Invalid URL|cannot use log URL/,
+      fix: /write it as postgres:\/\//,
+      secrets: ['L0gUrlSecret'],
+    });
   });
 
   test('a %zz escape in a URL is a usage error, before anything connects', async () => {
@@ -270,6 +293,20 @@ describe('the reporter itself', () => {
     const secrets = secretsIn(['verify', '--db', 'postgres://u:s3cr%40t@h/db']);
     assert.deepEqual(secrets, ['s3cr%40t', 's3cr@t']);
     assert.equal(redact("auth failed for 's3cr@t'", secrets), "auth failed for '***'");
+  });
+
+  test('redactStream filters everything written to a stream, strings and bytes', () => {
+    const written: string[] = [];
+    const stream = {
+      write: (chunk: unknown) => {
+        written.push(String(chunk));
+        return true;
+      },
+    } as unknown as NodeJS.WriteStream;
+    redactStream(stream, ['hunter22']);
+    stream.write('{"log": "postgres://u:hunter22@h/db"}\n');
+    stream.write(Buffer.from('echoed hunter22'));
+    assert.deepEqual(written, ['{"log": "postgres://u:***@h/db"}\n', 'echoed ***']);
   });
 
   test('describeFailure: exit 2 for usage, 1 for the rest, DTX_INTERNAL for a bug, always one line', () => {

@@ -12,7 +12,7 @@ import { createPostgresAdapter, type PostgresAdapter } from '../adapters/postgre
 import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../adapters/sqlite.ts';
 import type { ResourceAdapter, SqlBranch } from '../adapters/types.ts';
 import { DtxError } from '../errors.ts';
-import { redact, withFix } from './errors.ts';
+import { redact, serverUrlForms, withFix } from './errors.ts';
 
 export type DbKind = 'postgres' | 'mysql' | 'sqlite';
 
@@ -23,15 +23,11 @@ export interface DbTarget {
   name: string;
 }
 
-const urlForms =
-  'write it as postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB (with a password: USER:PASSWORD, ' +
-  'percent-encoded; mariadb:// works too), or sqlite:PATH';
-
-/** A usage error about `url`, which it names with any password hidden. */
-function badUrl(url: string, why: string): DtxError {
+/** A usage error about `url` (a `what`: database URL, log URL), which it names with any password hidden. */
+function badUrl(url: string, why: string, what = 'database URL'): DtxError {
   return withFix(
-    new DtxError('DTX_INVALID_ARGUMENT', `cannot use database URL ${JSON.stringify(redact(url))}: ${why}`),
-    urlForms,
+    new DtxError('DTX_INVALID_ARGUMENT', `cannot use ${what} ${JSON.stringify(redact(url))}: ${why}`),
+    serverUrlForms,
   );
 }
 
@@ -48,38 +44,48 @@ export function parseDbUrl(url: string, index: number): DbTarget {
     if (url.length === 'sqlite:'.length) throw badUrl(url, 'sqlite: needs a file path (sqlite:PATH)');
     return { url, kind: 'sqlite', name };
   }
+  return { url, kind: checkServerUrl(url), name };
+}
+
+/**
+ * The kind of server a postgres://, postgresql://, mysql:// or mariadb:// URL
+ * names, after the checks `parseDbUrl` makes; throws DTX_INVALID_ARGUMENT
+ * naming the URL as `what` otherwise. For any server URL the command takes
+ * (a `--log postgres://...` too), before a driver sees it.
+ */
+export function checkServerUrl(url: string, what = 'database URL'): 'postgres' | 'mysql' {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
-  const kind: DbKind | undefined =
+  const kind =
     scheme === 'postgres' || scheme === 'postgresql'
       ? 'postgres'
       : scheme === 'mysql' || scheme === 'mariadb'
         ? 'mysql'
         : undefined;
   if (kind === undefined) {
-    throw badUrl(url, scheme === undefined ? 'not a URL' : `unknown scheme "${scheme}:"`);
+    throw badUrl(url, scheme === undefined ? 'not a URL' : `unknown scheme "${scheme}:"`, what);
   }
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw badUrl(url, 'not a valid URL (check the host and the port)');
+    throw badUrl(url, 'not a valid URL (check the host and the port)', what);
   }
-  if (parsed.hostname === '') throw badUrl(url, 'no host');
+  if (parsed.hostname === '') throw badUrl(url, 'no host', what);
   const parts: [string, string][] = [
     ['user name', parsed.username],
     ['password', parsed.password],
     ['database name', parsed.pathname.slice(1)],
   ];
-  for (const [what, text] of parts) {
+  for (const [part, text] of parts) {
     try {
       decodeURIComponent(text);
     } catch {
       // The password itself is not named: the message would print it.
-      throw badUrl(url, `malformed %-escape in the ${what} (a literal % is written %25)`);
+      throw badUrl(url, `malformed %-escape in the ${part} (a literal % is written %25)`, what);
     }
   }
-  if (parsed.pathname.slice(1).includes('/')) throw badUrl(url, 'the database name cannot contain "/"');
-  return { url, kind, name };
+  if (parsed.pathname.slice(1).includes('/')) throw badUrl(url, 'the database name cannot contain "/"', what);
+  return kind;
 }
 
 /** Lock waits are bounded so that a cycle across databases (which no single database can see) ends in an abort. */

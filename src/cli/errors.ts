@@ -37,6 +37,11 @@ const usageCodes: ReadonlySet<CliErrorCode> = new Set(['DTX_INVALID_ARGUMENT', '
 
 const fixSymbol = Symbol.for('dtx.cli.fix');
 
+/** The fix for a server URL the command cannot use. */
+export const serverUrlForms =
+  'write it as postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB (with a password: USER:PASSWORD, ' +
+  'percent-encoded; mariadb:// works too), or sqlite:PATH';
+
 /**
  * Attaches the fix the command prints under `error`'s line. Code that knows the
  * remedy (run `--init` first, start the server) says it where it throws, so
@@ -172,7 +177,22 @@ function asDtxError(error: unknown): DtxError | undefined {
       return new DtxError('DTX_INVALID_ARGUMENT', message, { cause: error });
     if (unavailableErrorCodes.has(code)) return new ResourceUnavailableError(message, { cause: error });
   }
-  if (error instanceof URIError) return new DtxError('DTX_INVALID_ARGUMENT', message, { cause: error });
+  if (error instanceof URIError || code === 'ERR_INVALID_URL')
+    return new DtxError('DTX_INVALID_ARGUMENT', message, { cause: error });
+  return undefined;
+}
+
+/**
+ * The text of the URL that Node's URL parser rejected somewhere along
+ * `error`'s causes (its `input`), when one did: a driver or a log handed it a
+ * URL the command took without checking, and the command line is to blame.
+ */
+function invalidUrlInput(error: unknown): string | undefined {
+  for (const e of causeChain(error)) {
+    if (field(e, 'code') !== 'ERR_INVALID_URL') continue;
+    const input = field(e, 'input');
+    return typeof input === 'string' ? input : '';
+  }
   return undefined;
 }
 
@@ -244,6 +264,17 @@ export function describeFailure(error: unknown, secrets: readonly string[] = [])
       message: clean(message),
       fix: 'this is a bug in dtx: run again with --verbose and report the stack trace',
       exitCode: 1,
+    };
+  }
+  const badUrl = invalidUrlInput(dtx);
+  if (badUrl !== undefined) {
+    // Some drivers blank the input themselves, so that it cannot leak a password.
+    const named = badUrl === '' || /REDACTED/i.test(badUrl) ? '' : ` (${JSON.stringify(badUrl)})`;
+    return {
+      code: 'DTX_INVALID_ARGUMENT',
+      message: clean(`${dtx.message}${named}`),
+      fix: serverUrlForms,
+      exitCode: 2,
     };
   }
   // `dtx` is `error`, or wraps it as its cause: its chain covers both.

@@ -113,9 +113,9 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
     }
   });
 
-  test('an unknown PostgreSQL database: DTX_INVALID_ARGUMENT, exit 2, a fix', async () => {
+  test('an unknown PostgreSQL database: DTX_INVALID_ARGUMENT, exit 2, a fix, stdout empty with --json', async () => {
     const url = `postgres://postgres@127.0.0.1:5432/no_such_db_${pid}`;
-    const r = await dtx(['verify', '--db', url, '--db', url]);
+    const r = await dtx(['verify', '--db', url, '--db', url, '--json']);
     assertFailure(r, {
       exit: 2,
       code: 'DTX_INVALID_ARGUMENT',

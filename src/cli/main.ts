@@ -736,7 +736,9 @@ export async function main(argv: string[]): Promise<number> {
   // A rejection nobody awaited (a pool's background error, a timer's callback)
   // would otherwise print Node's own multi-line dump with the stack.
   const onStray = (err: unknown) => {
-    process.exitCode = report(err);
+    // A reader that went away (`dtx sim ... | head`) is not a failure to report.
+    const closedPipe = (err as { code?: unknown; syscall?: unknown }).code === 'EPIPE';
+    process.exitCode = closedPipe ? (process.exitCode ?? 0) : report(err);
     process.exit();
   };
   process.on('uncaughtException', onStray);

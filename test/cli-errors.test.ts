@@ -309,6 +309,21 @@ describe('the reporter itself', () => {
     assert.deepEqual(written, ['{"log": "postgres://u:***@h/db"}\n', 'echoed ***']);
   });
 
+  test('PostgreSQL login and database refusals get the same codes and fixes as MariaDB', () => {
+    // The servers here trust local logins, so PostgreSQL's refusal is checked
+    // on the error shape `pg` produces (a server error: severity and SQLSTATE).
+    const pgError = (code: string, message: string) =>
+      Object.assign(new Error(message), { severity: 'FATAL', code });
+    const login = describeFailure(pgError('28P01', 'password authentication failed for user "dtx"'));
+    assert.equal(login.code, 'DTX_INVALID_ARGUMENT');
+    assert.equal(login.exitCode, 2);
+    assert.match(login.message, /PostgreSQL refused the login/);
+    assert.match(login.fix ?? '', /user name and password/);
+    const missing = describeFailure(pgError('3D000', 'database "x" does not exist'));
+    assert.equal(missing.code, 'DTX_INVALID_ARGUMENT');
+    assert.match(missing.fix ?? '', /create the database/);
+  });
+
   test('describeFailure: exit 2 for usage, 1 for the rest, DTX_INTERNAL for a bug, always one line', () => {
     assert.deepEqual(describeFailure(new InvalidArgumentError('bad\nflag')), {
       code: 'DTX_INVALID_ARGUMENT',

@@ -210,6 +210,15 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
     }
   });
 
+  test("commander's suggestion becomes the fix line", async () => {
+    assertFailure(await dtx(['simm']), {
+      exit: 2,
+      code: 'DTX_INVALID_ARGUMENT',
+      message: /^unknown command 'simm'$/,
+      fix: /^fix: did you mean sim\?$/,
+    });
+  });
+
   test('a nonexistent SQLite path for verify: one line, exit 1, the file not created', {
     todo: 'needs the log/participant opening change (DTX_LOG_NOT_FOUND); until then verify creates the file',
   }, async () => {
@@ -327,7 +336,7 @@ describe('the reporter itself', () => {
   test('describeFailure: exit 2 for usage, 1 for the rest, DTX_INTERNAL for a bug, always one line', () => {
     assert.deepEqual(describeFailure(new InvalidArgumentError('bad\nflag')), {
       code: 'DTX_INVALID_ARGUMENT',
-      message: 'bad',
+      message: 'bad flag',
       fix: undefined,
       exitCode: 2,
     });

@@ -234,10 +234,18 @@ function fixFor(error: unknown, code: CliErrorCode): string | undefined {
   return undefined;
 }
 
-/** First line of `text`: the shape is one line per failure, whatever the driver wrote. */
+/** Longest message printed: a driver can put a whole query or document in one. */
+const messageCharsMax = 2_000;
+
+/** `text` on one line (the shape is one line per failure, whatever the driver wrote), bounded. */
 function oneLine(text: string): string {
-  const line = text.split(/\r?\n/).find((l) => l.trim() !== '') ?? '';
-  return line.trim() === '' ? '(no message)' : line.trim();
+  const line = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join(' ');
+  if (line === '') return '(no message)';
+  return line.length > messageCharsMax ? `${line.slice(0, messageCharsMax)}...` : line;
 }
 
 /** Classifies anything the command threw. */
@@ -246,10 +254,13 @@ export function describeFailure(error: unknown, secrets: readonly string[] = [])
   // Command-line parse errors, and InvalidArgumentError (a CommanderError)
   // thrown by an action's own checks: the command line was wrong.
   if (error instanceof CommanderError) {
+    // Commander puts its suggestion on a line of its own: "(Did you mean sim?)".
+    const [first = '', ...rest] = error.message.replace(/^error:\s*/, '').split('\n');
+    const suggestion = /^\((did you mean .+\?)\)$/i.exec(rest.join(' ').trim())?.[1];
     return {
       code: 'DTX_INVALID_ARGUMENT',
-      message: clean(error.message.replace(/^error:\s*/, '')),
-      fix: undefined,
+      message: clean(suggestion === undefined ? error.message.replace(/^error:\s*/, '') : first),
+      fix: suggestion === undefined ? undefined : redact(suggestion.replace(/^Did/, 'did'), secrets),
       exitCode: 2,
     };
   }

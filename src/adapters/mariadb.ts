@@ -177,8 +177,13 @@ const mariadbErrors: DriverErrors = {
       // are wrong, and trying again with the same ones cannot help.
       case ER_ACCESS_DENIED_ERROR:
       case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
-      case ER_DBACCESS_DENIED_ERROR:
         return new DtxError('DTX_INVALID_ARGUMENT', `MariaDB refused the login during ${detail}`, base);
+      case ER_DBACCESS_DENIED_ERROR:
+        return new DtxError(
+          'DTX_INVALID_ARGUMENT',
+          `MariaDB refused access to the database (${detail})`,
+          base,
+        );
       case ER_BAD_DB_ERROR:
         return new DtxError('DTX_INVALID_ARGUMENT', `MariaDB has no such database (${detail})`, base);
     }

@@ -420,6 +420,8 @@ export abstract class BranchOrchestrator<
   protected abstract toCore(def: Def, input: unknown): D;
   /** Where a run the core still holds is now. */
   protected abstract inFlight(id: string, state: S): SagaStatus | undefined;
+  /** The core holds `id` as ended (its `end` may still be on its way to the log). */
+  protected abstract endedInCore(id: string, state: S): boolean;
   /** The operator's views of the log's records (`sagaTxnViews` or `tccTxnViews`). */
   protected abstract views(records: readonly TimedRecord<R>[]): TxnDetail[];
 
@@ -482,8 +484,13 @@ export abstract class BranchOrchestrator<
     if (done !== undefined) {
       return { sagaId: id, state: done.outcome, reason: done.reason, branches: {}, alert: null };
     }
+    const state = this.driver.peek();
+    // Ended in the core, its `end` not yet durable (so not yet reported):
+    // still in flight for the caller, whose result() waits for the report.
+    if (this.endedInCore(id, state))
+      return { sagaId: id, state: 'running', reason: null, branches: {}, alert: null };
     return (
-      this.inFlight(id, this.driver.peek()) ?? {
+      this.inFlight(id, state) ?? {
         sagaId: id,
         state: 'unknown',
         reason: null,

@@ -205,6 +205,10 @@ export class SagaOrchestrator extends BranchOrchestrator<
     await this.resolveAs(id, opts.outcome, opts);
   }
 
+  protected endedInCore(id: string, state: SagaOrchestratorState): boolean {
+    return state.finished.has(id);
+  }
+
   protected views(records: readonly TimedRecord<SagaRecord>[]): TxnDetail[] {
     return sagaTxnViews(records);
   }

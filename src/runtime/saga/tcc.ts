@@ -149,6 +149,10 @@ export class TccOrchestrator extends BranchOrchestrator<
     await this.resolveAs(id, opts.outcome === 'confirmed' ? 'completed' : 'compensated', opts);
   }
 
+  protected endedInCore(id: string, state: TccCoordinatorState): boolean {
+    return state.finished.has(id);
+  }
+
   protected views(records: readonly TimedRecord<TccRecord>[]): TxnDetail[] {
     return tccTxnViews(records);
   }

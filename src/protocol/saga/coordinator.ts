@@ -363,7 +363,8 @@ export function persistAgain<
 /** The reason a report of `r` carries: null for a run that completed on its own. */
 function endReason(r: EndRecord | StuckRecord): string | null {
   if (r.type === 'stuck') return r.reason;
-  if (r.operator !== undefined) return `${r.operator.action}d by an operator: ${r.operator.reason}`;
+  if (r.operator !== undefined)
+    return `${r.operator.action === 'resolve' ? 'resolved' : 'abandoned'} by an operator: ${r.operator.reason}`;
   return r.outcome === 'completed' ? null : r.reason;
 }
 

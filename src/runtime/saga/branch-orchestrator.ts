@@ -793,7 +793,8 @@ function isEnd(r: { type: string }): r is EndRecord {
 
 /** The reason a `SagaResult` gives for an `end` record (as the core's report does). */
 export function endResultReason(r: EndRecord): string | null {
-  if (r.operator !== undefined) return `${r.operator.action}d by an operator: ${r.operator.reason}`;
+  if (r.operator !== undefined)
+    return `${r.operator.action === 'resolve' ? 'resolved' : 'abandoned'} by an operator: ${r.operator.reason}`;
   return r.outcome === 'completed' ? null : r.reason;
 }
 

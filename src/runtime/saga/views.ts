@@ -27,7 +27,7 @@ function endState(r: Extract<SagaRecord, { type: 'end' }>): TxnState {
 
 function endReason(r: Extract<SagaRecord, { type: 'end' }>): string | null {
   if (r.operator !== undefined)
-    return `${r.operator.action}d by an operator (${r.outcome}): ${r.operator.reason}`;
+    return `${r.operator.action === 'resolve' ? 'resolved' : 'abandoned'} by an operator (${r.outcome}): ${r.operator.reason}`;
   return r.outcome === 'completed' ? null : r.reason;
 }
 

@@ -364,6 +364,7 @@ export abstract class BranchOrchestrator<
   private readonly inflight = new Set<string>();
   private failure: unknown;
   private started = false;
+  private closed = false;
   private readonly retainFinished: number;
   private readonly httpTimeoutMs: number;
 
@@ -630,6 +631,7 @@ export abstract class BranchOrchestrator<
 
   private async operate(msg: OperatorMsg): Promise<void> {
     if (!this.started) throw new DtxError('DTX_INVALID_STATE', this.kind.notStarted);
+    if (this.closed) throw new DtxError('DTX_INVALID_STATE', 'the orchestrator is closed');
     this.throwIfFailed();
     if (typeof msg.txn !== 'string' || msg.txn === '') {
       throw new DtxError('DTX_INVALID_ARGUMENT', 'a transaction id is required');
@@ -637,7 +639,11 @@ export abstract class BranchOrchestrator<
     // The core's own rule, asked first so that a refusal reaches the operator.
     const problem = this.role.operatorProblem(this.driver.peek(), msg);
     if (problem !== null) {
-      const unknown = !this.outcomes.has(msg.txn) && this.inFlight(msg.txn, this.driver.peek()) === undefined;
+      const state = this.driver.peek();
+      const unknown =
+        !this.outcomes.has(msg.txn) &&
+        !this.endedInCore(msg.txn, state) &&
+        this.inFlight(msg.txn, state) === undefined;
       throw new DtxError(
         unknown ? 'DTX_INVALID_ARGUMENT' : 'DTX_INVALID_STATE',
         `${msg.action} refused: ${unknown ? this.kind.unknown(msg.txn) : problem}`,
@@ -660,6 +666,7 @@ export abstract class BranchOrchestrator<
 
   /** Stops timers and calls; in-flight log writes complete. The log is the caller's to close. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.driver.close();
   }
 

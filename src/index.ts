@@ -58,3 +58,5 @@ export {
   TccOrchestrator,
   type TccOrchestratorOptions,
 } from './runtime/saga/tcc.ts';
+export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
+export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/saga/views.ts';

@@ -70,6 +70,35 @@ test('a redirect is not followed: the attempt fails with the reason and is retri
   );
 });
 
+test('through the orchestrator, a redirecting action is retried and then compensated, the redirect named in the reason', async () => {
+  seen.length = 0;
+  const log = await openSagaLog({ sqlite: join(dir, 'redirect.sqlite') });
+  const o = await createSagaOrchestrator({
+    log,
+    timing: { retryBaseMs: 2, retryCapMs: 5, actionAttemptsMax: 3 },
+  });
+  const id = await o.start(
+    {
+      name: 'redirect',
+      steps: [{ name: 'a', action: { url: `${base}/redirect` }, compensation: { url: `${base}/ok/undo` } }],
+    },
+    { idempotencyKey: 'k' },
+  );
+  const r = await o.result(id, { timeoutMs: 5000 });
+  assert.equal(r.outcome, 'compensated');
+  assert.match(
+    r.reason ?? '',
+    /a gave no result in 3 attempts \(last answer: HTTP 302 redirect to .* not followed/,
+  );
+  const paths = seen.map((s) => s.path);
+  assert.ok(!paths.includes('/target'), 'the redirect target was never called');
+  // (A retry due while the previous attempt is still out is skipped, so at most 3.)
+  const tries = paths.filter((p) => p === '/redirect').length;
+  assert.ok(tries >= 1 && tries <= 3, `${tries} calls`);
+  await o.close();
+  await log.close();
+});
+
 test('a response body is read up to its limit (64 KiB by default); beyond it the attempt fails', async () => {
   const a = await callHttpBranch(`${base}/big`, call);
   assert.equal(a.result, 'ongoing');

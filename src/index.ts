@@ -36,6 +36,7 @@ export {
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
 export type { DurableLog, LogOptions, LogStats } from './runtime/log/types.ts';
+export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
 export {
   type BranchContext,
   createSagaOrchestrator,
@@ -58,3 +59,4 @@ export {
   TccOrchestrator,
   type TccOrchestratorOptions,
 } from './runtime/saga/tcc.ts';
+export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/saga/views.ts';

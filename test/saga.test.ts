@@ -248,6 +248,68 @@ test('a compensation failing past its limit leaves the saga visibly stuck, with 
   assert.equal(c.inflight.length, 0);
 });
 
+test('past stuckAfterAttempts the saga is alerted stuck (record forced before the report) and keeps retrying to its end', () => {
+  const c = cluster(['S1', 'S2'], { stuckAfterAttempts: 3 });
+  begin(c, { steps: [step('a', 'S1', 'cfail=6'), step('b', 'S2', 'fail=1')] });
+  c.run();
+  for (let i = 0; i < 6; i++) {
+    assert.ok(c.fire('orch', 'retry|a|s1'), `retry ${i + 1} armed`);
+    c.run();
+  }
+  const stucks = orchLog(c).filter((r) => r.type === 'stuck');
+  assert.equal(stucks.length, 1, 'alerted once');
+  assert.ok(stucks[0]!.type === 'stuck' && stucks[0]!.retrying === true);
+  assert.match(stucks[0]!.reason, /compensation undo of a failed 3 times .*still retrying/);
+  assert.deepEqual(
+    c.reports.map((r) => [r.outcome, r.retrying ?? false]),
+    [
+      ['stuck', true],
+      ['compensated', false],
+    ],
+  );
+  assert.equal(rows(c, 'S1').get('done:s1:a'), 0);
+  assert.equal(c.node('orch').timers.size, 0);
+});
+
+test('an operator resolve is refused against the log; abandon ends the saga with the reason in its end record', () => {
+  const c = cluster(['S1', 'S2']);
+  begin(c, { steps: [step('a', 'S1', 'cfail=99'), step('b', 'S2', 'fail=1')] });
+  c.run();
+  const operator = (msg: Record<string, unknown>) =>
+    c.input('orch', {
+      type: 'receive',
+      from: 'ops',
+      msg: { type: 'OPERATOR', txn: 's1', ...msg } as SagaMsg,
+    });
+  const problem = (msg: Record<string, unknown>) =>
+    sagaOrchestrator.operatorProblem(c.state<SagaOrchestratorState>('orch'), {
+      type: 'OPERATOR',
+      txn: 's1',
+      ...msg,
+    } as never);
+  assert.match(problem({ action: 'resolve', outcome: 'completed', reason: 'x' }) ?? '', /compensating/);
+  assert.match(problem({ action: 'abandon', reason: '' }) ?? '', /reason is required/);
+  // Refused input changes nothing.
+  operator({ action: 'resolve', outcome: 'completed', reason: 'x' });
+  assert.ok(!orchLog(c).some((r) => r.type === 'end'));
+  operator({ action: 'abandon', reason: 'refunded by hand' });
+  const end = orchLog(c).at(-1)!;
+  assert.deepEqual(end, {
+    type: 'end',
+    txn: 's1',
+    client: 'client',
+    outcome: 'abandoned',
+    reason: 'refunded by hand',
+    operator: { action: 'abandon', reason: 'refunded by hand' },
+  });
+  assert.equal(c.reports.at(-1)?.outcome, 'abandoned');
+  assert.equal(c.node('orch').timers.size, 0);
+  assert.match(problem({ action: 'retry', reason: 'x' }) ?? '', /ended already/);
+  c.crash('orch');
+  c.restart('orch');
+  assert.equal(c.state<SagaOrchestratorState>('orch').sagas.size, 0);
+});
+
 test('concurrent branches start together and are compensated in reverse order of the graph (§4)', () => {
   // seat ∥ pay, then ticket after both, then mail after ticket (mail refuses).
   const c = cluster(['S1', 'S2', 'S3', 'S4']);

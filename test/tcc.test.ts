@@ -234,6 +234,39 @@ test('a confirm failing twice then succeeding completes; failing past its limit 
   assert.equal(d.reports.at(-1)?.outcome, 'stuck', 'reported again after a restart');
 });
 
+test('a hard-stopped transaction resumes on an operator retry (logged) and completes', () => {
+  const d = cluster(['S1', 'S2'], { phaseTwoAttemptsMax: 2, stuckAfterAttempts: 1 });
+  begin(d, { branches: [branch('a', 'S1', 'cfail=2'), branch('b', 'S2')] });
+  d.run();
+  while (d.fire('coord', 'retry|a|t1')) d.run();
+  assert.equal(d.state<TccCoordinatorState>('coord').txns.get('t1')?.status, 'stuck');
+  const retry = { type: 'OPERATOR', txn: 't1', action: 'retry', reason: 'capture service is back' } as const;
+  assert.equal(tccCoordinator.operatorProblem(d.state<TccCoordinatorState>('coord'), retry), null);
+  assert.match(
+    tccCoordinator.operatorProblem(d.state<TccCoordinatorState>('coord'), {
+      type: 'OPERATOR',
+      txn: 't1',
+      action: 'resolve',
+      outcome: 'compensated',
+      reason: 'x',
+    }) ?? '',
+    /decided confirm/,
+  );
+  d.input('coord', { type: 'receive', from: 'ops', msg: retry });
+  d.run();
+  // The third attempt, sent at once, succeeds.
+  assert.equal(d.reports.at(-1)?.outcome, 'completed');
+  d.crash('coord');
+  d.restart('coord');
+  assert.equal(d.state<TccCoordinatorState>('coord').txns.size, 0);
+  const stucks = log(d).filter((r) => r.type === 'stuck');
+  assert.deepEqual(
+    stucks.map((r) => r.type === 'stuck' && r.retrying === true),
+    [true, false, true],
+    'the alert, the hard stop, the resume',
+  );
+});
+
 test('recovery re-sends the logged decision; the barrier absorbs the repeats', () => {
   const c = cluster(['S1', 'S2']);
   begin(c, { branches: [branch('a', 'S1'), branch('b', 'S2')] });

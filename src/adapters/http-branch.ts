@@ -5,15 +5,34 @@
 // Request: POST <branch URL>, `Content-Type: application/json`, body
 // `{sagaId, branchId, op, payload}`, headers `Dtx-Saga-Id`, `Dtx-Branch-Id`,
 // `Dtx-Op` and `Idempotency-Key` (`<sagaId>:<branchId>:<op>`, the same on
-// every retry of one call). Answer, by status:
+// every retry of one call), plus the branch's own headers (an auth token, a
+// `traceparent`), which the protocol's headers override. Answer, by status:
 // - 200: success;
 // - 409: business refusal (failure: compensate, never retry); the body's
 //   `reason` (JSON) or text is the reason;
 // - 202, 425, 503, any other 5xx, a network error or no answer within the
 //   call's timeout: ongoing / unknown (retry with backoff);
+// - 3xx: ongoing too. Redirects are never followed: a branch URL is a
+//   definition registered in code, and following a `Location` would send the
+//   call (and its headers, its token) somewhere the code never named. The
+//   attempt fails with the redirect as its reason and is retried like any
+//   transient answer, so a misconfigured URL shows up as retries and then a
+//   stuck alert rather than as a business refusal, which it is not;
+// - a body longer than `maxBodyBytes` (read as a stream, and dropped at the
+//   limit): ongoing, since the answer could not be read;
 // - any other 4xx (and any other status): failure.
+//
+// Owns: one call and nothing else; it never logs a header's value.
+
+import { DtxError } from '../errors.ts';
 
 export type HttpBranchOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
+
+/** Longest per-call timeout accepted: a branch that takes longer should answer 202 and be asked again. */
+export const httpTimeoutMsMax = 600_000;
+export const defaultHttpTimeoutMs = 5000;
+/** Response bodies are read up to this many bytes by default; a branch's answer is a status and a short reason. */
+export const defaultMaxBodyBytes = 64 * 1024;
 
 export interface HttpBranchCall {
   sagaId: string;
@@ -21,8 +40,12 @@ export interface HttpBranchCall {
   op: HttpBranchOp;
   /** Any JSON value; sent as `payload`. */
   payload: unknown;
-  /** Per-call timeout; no answer by then counts as `ongoing`. Default 5000. */
+  /** Per-call timeout; no answer by then counts as `ongoing`. A positive integer up to 600,000. Default 5000. */
   timeoutMs?: number;
+  /** The branch's own headers (auth, tracing). Never logged. */
+  headers?: Readonly<Record<string, string>>;
+  /** Longest response body read; a longer one fails the attempt. Default 64 KiB. */
+  maxBodyBytes?: number;
 }
 
 export interface HttpBranchAnswer {
@@ -46,7 +69,65 @@ export function classifyStatus(status: number): 'success' | 'failure' | 'ongoing
   if (status === 409) return 'failure';
   if (status === 202 || status === 425 || status === 503) return 'ongoing';
   if (status >= 500 && status <= 599) return 'ongoing';
+  if (status >= 300 && status <= 399) return 'ongoing';
   return 'failure';
+}
+
+/**
+ * Throws DTX_INVALID_ARGUMENT unless `url` parses and is http: or https:.
+ * Other schemes (file:, data:, ...) are refused: a branch is a service.
+ */
+export function checkBranchUrl(url: unknown, where: string): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(String(url));
+  } catch {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `${where}: ${JSON.stringify(String(url))} is not a URL`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `${where}: only http: and https: URLs are allowed, not ${parsed.protocol}`,
+    );
+  }
+  return parsed;
+}
+
+/** Throws DTX_INVALID_ARGUMENT unless `ms` is a whole number of milliseconds in 1..600,000. */
+export function checkHttpTimeoutMs(ms: unknown, where: string): number {
+  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > httpTimeoutMsMax) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `${where} must be an integer from 1 to ${httpTimeoutMsMax} (ms), got ${String(ms)}`,
+    );
+  }
+  return ms;
+}
+
+// RFC 9110 token characters for a field name.
+const headerNamePattern = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Throws DTX_INVALID_ARGUMENT unless `headers` is a record of valid header
+ * names to string values without line breaks. The message names the header,
+ * never its value (it may be a token).
+ */
+export function checkBranchHeaders(headers: unknown, where: string): Record<string, string> {
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `${where}: headers must be an object of strings`);
+  }
+  for (const [name, value] of Object.entries(headers)) {
+    if (!headerNamePattern.test(name)) {
+      throw new DtxError('DTX_INVALID_ARGUMENT', `${where}: bad header name ${JSON.stringify(name)}`);
+    }
+    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `${where}: header ${name} must be a string without line breaks`,
+      );
+    }
+  }
+  return headers as Record<string, string>;
 }
 
 function reasonOf(body: unknown, text: string, status: number): string {
@@ -60,16 +141,50 @@ function reasonOf(body: unknown, text: string, status: number): string {
   return text.trim() === '' ? `HTTP ${status}` : text.trim().slice(0, 500);
 }
 
-/** Calls one branch over HTTP. Never throws: every problem becomes an answer. */
+/** The body as text, or null when it is longer than `limit` bytes (reading stops there). */
+async function readLimited(response: Response, limit: number): Promise<string | null> {
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Calls one branch over HTTP. Throws only DTX_INVALID_ARGUMENT for a bad
+ * timeout, URL or header (a programming error); every problem of the call
+ * itself becomes an answer.
+ */
 export async function callHttpBranch(url: string, call: HttpBranchCall): Promise<HttpBranchAnswer> {
-  const timeoutMs = call.timeoutMs ?? 5000;
+  const timeoutMs = checkHttpTimeoutMs(call.timeoutMs ?? defaultHttpTimeoutMs, 'timeoutMs');
+  const maxBodyBytes = call.maxBodyBytes ?? defaultMaxBodyBytes;
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 0) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `maxBodyBytes must be an integer >= 0, got ${String(maxBodyBytes)}`,
+    );
+  }
+  checkBranchUrl(url, 'branch URL');
+  const own = call.headers === undefined ? {} : checkBranchHeaders(call.headers, 'branch headers');
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     const response = await fetch(url, {
       method: 'POST',
       signal: controller.signal,
+      redirect: 'manual',
       headers: {
+        ...own,
         'content-type': 'application/json',
         'dtx-saga-id': call.sagaId,
         'dtx-branch-id': call.branchId,
@@ -83,7 +198,25 @@ export async function callHttpBranch(url: string, call: HttpBranchCall): Promise
         payload: call.payload ?? null,
       }),
     });
-    const text = await response.text();
+    if (response.status >= 300 && response.status <= 399) {
+      await response.body?.cancel().catch(() => undefined);
+      const location = response.headers.get('location');
+      return {
+        result: 'ongoing',
+        status: response.status,
+        reason: `HTTP ${response.status} redirect${location === null ? '' : ` to ${location.slice(0, 200)}`} not followed: a branch URL must answer itself`,
+        body: undefined,
+      };
+    }
+    const text = await readLimited(response, maxBodyBytes);
+    if (text === null) {
+      return {
+        result: 'ongoing',
+        status: response.status,
+        reason: `HTTP ${response.status} with a response body over ${maxBodyBytes} bytes: not read`,
+        body: undefined,
+      };
+    }
     let body: unknown = text;
     try {
       body = text === '' ? undefined : JSON.parse(text);

@@ -3,6 +3,9 @@
 // one saga on a durable SQLite log and, at the crash point named by
 // DTX_FIXTURE_CRASH (`<branch>:<op>`), prints CRASH-POINT once that branch's
 // local transaction committed and then hangs, for the test to SIGKILL it.
+// With DTX_FIXTURE_UNDO_DOWN=<branch>, that branch's compensation fails every
+// attempt; the run's stuck alert (after 3 attempts) prints STUCK and
+// CRASH-POINT, and the saga keeps retrying until it is killed.
 //
 //   node --import tsx test/runtime/saga-crash.fixture.ts <logPath> <bankPath> <key> <refuseFee>
 
@@ -40,12 +43,14 @@ export function transferSaga(
   seen: { duplicates: number } = { duplicates: 0 },
 ): SagaDefinition {
   const crashAt = process.env.DTX_FIXTURE_CRASH;
+  const undoDown = process.env.DTX_FIXTURE_UNDO_DOWN;
   const write =
     (account: string, delta: number, refusable = false) =>
     async (ctx: BranchContext): Promise<void> => {
       if (refusable && ctx.op === 'action' && (ctx.input as { refuseFee: boolean }).refuseFee) {
         refuse('fee limit exceeded');
       }
+      if (undoDown === ctx.branchId && ctx.op === 'compensation') throw new Error(`${account} ledger down`);
       const r = await withBarrier(
         barrier,
         { sagaId: ctx.sagaId, branchId: ctx.branchId, op: ctx.op },
@@ -73,7 +78,11 @@ async function main(): Promise<void> {
   const [logPath, bankPath, key, refuseFee] = process.argv.slice(2) as [string, string, string, string];
   const bank = openBank(bankPath);
   const log = await openSagaLog({ sqlite: logPath });
-  const o = await createSagaOrchestrator({ log, timing: { retryBaseMs: 20, jitter: 0 } });
+  const o = await createSagaOrchestrator({
+    log,
+    timing: { retryBaseMs: 20, retryCapMs: 40, jitter: 0, stuckAfterAttempts: 3 },
+    onStuck: (alert) => process.stdout.write(`STUCK ${alert.reason}\nCRASH-POINT\n`),
+  });
   const sagaId = await o.start(transferSaga(bank.barrier), {
     idempotencyKey: key,
     input: { refuseFee: refuseFee === 'true' },

@@ -114,8 +114,11 @@ after(async () => {
 test('the status table of the protocol', () => {
   assert.equal(classifyStatus(200), 'success');
   assert.equal(classifyStatus(409), 'failure');
-  for (const s of [202, 425, 503, 500, 502, 504]) assert.equal(classifyStatus(s), 'ongoing', String(s));
-  for (const s of [400, 401, 404, 422, 201, 204, 301]) assert.equal(classifyStatus(s), 'failure', String(s));
+  // A redirect is not followed and not a refusal: a failed attempt, retried.
+  for (const s of [202, 425, 503, 500, 502, 504, 301, 302, 307, 308]) {
+    assert.equal(classifyStatus(s), 'ongoing', String(s));
+  }
+  for (const s of [400, 401, 404, 422, 201, 204]) assert.equal(classifyStatus(s), 'failure', String(s));
 });
 
 test('a branch that answers 202 twice then 200 is retried until it succeeds; headers and body follow the protocol', async () => {

@@ -24,12 +24,13 @@ async function runAndKill(
   key: string,
   refuseFee: boolean,
   crashAt: string,
+  env: Record<string, string> = {},
 ) {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', fixture, logPath, bankPath, key, String(refuseFee)],
     {
-      env: { ...process.env, DTX_FIXTURE_CRASH: crashAt },
+      env: { ...process.env, DTX_FIXTURE_CRASH: crashAt, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -110,5 +111,36 @@ test('SIGKILL in the middle of compensating: a new orchestrator finishes the com
   assert.deepEqual(balances(bank.conn), { alice: 100, bob: 0, fees: 0 });
   await o3.close();
   await log3.close();
+  bank.conn.close();
+});
+
+test('SIGKILL while a saga is stuck on a failing compensation: after the restart it resumes and ends compensated', async () => {
+  const logPath = join(dir, 'stuck-log.sqlite');
+  const bankPath = join(dir, 'stuck-bank.sqlite');
+  const out = await runAndKill(logPath, bankPath, 'order-3', true, 'none', {
+    DTX_FIXTURE_UNDO_DOWN: 'debit',
+  });
+  assert.match(
+    out,
+    /STUCK compensation transfer@1\/debit\/compensation of debit failed 3 times \(last answer: alice ledger down\); still retrying/,
+  );
+  const bank = openBank(bankPath);
+  // credit was compensated; debit's compensation never went through.
+  assert.deepEqual(balances(bank.conn), { alice: 70, bob: 0, fees: 0 });
+  const log = await openSagaLog({ sqlite: logPath });
+  const alerts: string[] = [];
+  const o = await createSagaOrchestrator({
+    log,
+    definitions: [transferSaga(bank.barrier)],
+    timing: { retryBaseMs: 20, jitter: 0 },
+    onStuck: (a) => alerts.push(a.reason),
+  });
+  const sagaId = sagaIdFor('transfer', 'order-3');
+  const r = await o.result(sagaId, { timeoutMs: 10_000 });
+  assert.equal(r.outcome, 'compensated');
+  assert.deepEqual(balances(bank.conn), { alice: 100, bob: 0, fees: 0 });
+  assert.equal(alerts.length, 1, 'the alert is raised again after the restart');
+  await o.close();
+  await log.close();
   bank.conn.close();
 });

@@ -1,10 +1,12 @@
 // What the saga orchestrator (./orchestrator.ts) and the TCC coordinator
 // (../tcc/coordinator.ts) share. Both drive named branches on services with
-// CALLs retried under backoff, force a `begin` before any call leaves, mark a
-// transaction stuck (logged, reported, kept) rather than drop it, end it with
-// a forced `end` before reporting, and recover the same way from those
-// records. They differ in which calls they make and when; that stays in each
-// core, the bookkeeping around it is here.
+// CALLs retried under backoff, force a `begin` before any call leaves, raise
+// a stuck alert (logged, reported, still retrying) when a call that must
+// succeed keeps failing, hard-stop a run (logged, reported, kept) rather than
+// drop it when a finite limit says so, take an operator's retry, resolve or
+// abandon, end a run with a forced `end` before reporting, and recover the
+// same way from those records. They differ in which calls they make and when;
+// that stays in each core, the bookkeeping around it is here.
 //
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
@@ -12,6 +14,7 @@ import { unreachable } from '../common/assert.ts';
 import { limits } from '../common/limits.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 import {
+  type AlertConfig,
   type BeginMsg,
   type BeginRecord,
   type BranchMsg,
@@ -19,6 +22,7 @@ import {
   backoffMs,
   type EndRecord,
   isValidSagaId,
+  type OperatorMsg,
   type RecentIds,
   type RetryConfig,
   type SagaEffect,
@@ -48,12 +52,20 @@ export interface CoordinatedRun<D, B extends BranchAttempts> {
   def: D;
   entropy: number;
   /**
-   * `stuck`: it cannot go on without an operator (a call that must succeed
-   * failed past its limit); kept for one to see.
+   * `stuck`: hard-stopped; it cannot go on without an operator (a call that
+   * must succeed failed past a finite limit, or nothing correct is left to do
+   * alone); kept for one to see.
    */
   status: 'active' | 'stuck';
   /** Why the run is compensating or stuck. */
   reason: string | null;
+  /**
+   * The stuck alert's reason while the run is alerted and still retrying
+   * (see `raiseAlert`); null otherwise. Cleared with the run when it ends.
+   */
+  alert: string | null;
+  /** The `alertTimer` is set (only with a finite `stuckAfterMs`). */
+  alertArmed: boolean;
   /** By branch name, in definition order. */
   branches: Map<string, B>;
 }
@@ -68,13 +80,19 @@ export interface BranchTarget {
 // Saga ids may contain ':', branch names may not contain '|'.
 export const retryTimer = (txn: TxnId, branch: string) => `retry|${branch}|${txn}`;
 export const timeoutTimer = (txn: TxnId) => `timeout|${txn}`;
+export const alertTimer = (txn: TxnId) => `alert|${txn}`;
 
-/** A timer of `retryTimer` or `timeoutTimer`, read back; null for any other. */
+/** A timer of `retryTimer`, `timeoutTimer` or `alertTimer`, read back; null for any other. */
 export function parseTimer(
   timer: string,
-): { kind: 'timeout'; txn: TxnId } | { kind: 'retry'; txn: TxnId; branch: string } | null {
+):
+  | { kind: 'timeout'; txn: TxnId }
+  | { kind: 'alert'; txn: TxnId }
+  | { kind: 'retry'; txn: TxnId; branch: string }
+  | null {
   const parts = timer.split('|');
   if (parts[0] === 'timeout') return { kind: 'timeout', txn: timer.slice('timeout|'.length) };
+  if (parts[0] === 'alert') return { kind: 'alert', txn: timer.slice('alert|'.length) };
   if (parts[0] !== 'retry' || parts.length < 3) return null;
   const branch = parts[1]!;
   return { kind: 'retry', txn: timer.slice(`retry|${branch}|`.length), branch };
@@ -87,6 +105,83 @@ export function armTimeout(txn: TxnId, delayMs: number, fx: EffectList<never, ne
 /** What a branch last heard, for the reason a call is given up on. */
 export function lastAnswer(b: BranchAttempts): string {
   return b.lastReason === '' ? 'no answer' : `last answer: ${b.lastReason}`;
+}
+
+/**
+ * The run enters the phase whose calls must succeed (compensating,
+ * confirming, cancelling): arm the elapsed-time alert, when one is set.
+ */
+export function armAlert(
+  config: AlertConfig,
+  txn: TxnId,
+  run: CoordinatedRun<unknown, BranchAttempts>,
+  fx: EffectList<never, never>,
+): void {
+  if (!Number.isFinite(config.stuckAfterMs) || run.alert !== null || run.alertArmed) return;
+  run.alertArmed = true;
+  fx.push({ type: 'setTimer', timer: alertTimer(txn), delayMs: config.stuckAfterMs });
+}
+
+/** Cancel the elapsed-time alert if it is set. */
+export function disarmAlert(
+  txn: TxnId,
+  run: CoordinatedRun<unknown, BranchAttempts>,
+  fx: EffectList<never, never>,
+): void {
+  if (!run.alertArmed) return;
+  run.alertArmed = false;
+  fx.push({ type: 'cancelTimer', timer: alertTimer(txn) });
+}
+
+/**
+ * Report the run stuck as an alert, once: force a `stuck` record with
+ * `retrying`, then report it. Nothing stops; the calls go on under backoff,
+ * and the run ends normally (clearing the alert) when they succeed.
+ */
+export function raiseAlert(
+  txn: TxnId,
+  run: CoordinatedRun<unknown, BranchAttempts>,
+  branch: string,
+  reason: string,
+  fx: EffectList<never, StuckRecord>,
+): void {
+  if (run.alert !== null || run.status === 'stuck') return;
+  run.alert = reason;
+  disarmAlert(txn, run, fx);
+  fx.push({
+    type: 'persist',
+    force: true,
+    record: { type: 'stuck', txn, client: run.client, branch, reason, retrying: true },
+  });
+  fx.push({
+    type: 'reportSaga',
+    txn,
+    client: run.client,
+    outcome: 'stuck',
+    reason,
+    afterPersist: true,
+    retrying: true,
+  });
+}
+
+/** A must-succeed call of `branch` has failed `b.attempts` times: alert past the threshold. */
+export function alertOnAttempts(
+  config: AlertConfig,
+  txn: TxnId,
+  run: CoordinatedRun<unknown, BranchAttempts>,
+  branch: string,
+  b: BranchAttempts,
+  what: string,
+  fx: EffectList<never, StuckRecord>,
+): void {
+  if (run.alert !== null || b.attempts < config.stuckAfterAttempts) return;
+  raiseAlert(
+    txn,
+    run,
+    branch,
+    `${what} of ${branch} failed ${b.attempts} times (${lastAnswer(b)}); still retrying`,
+    fx,
+  );
 }
 
 /** Why a forward call (an action, a try) is given up on. */
@@ -194,6 +289,7 @@ export function endRun<Run extends CoordinatedRun<unknown, BranchAttempts>>(
     record: { type: 'end', txn, client: run.client, outcome, reason },
   });
   if (cancelTimeout) fx.push({ type: 'cancelTimer', timer: timeoutTimer(txn) });
+  disarmAlert(txn, run, fx);
   fx.push({
     type: 'reportSaga',
     txn,
@@ -222,6 +318,7 @@ export function markStuck(
   run.reason = reason;
   for (const name of run.branches.keys()) fx.push({ type: 'cancelTimer', timer: retryTimer(txn, name) });
   if (cancelTimeout) fx.push({ type: 'cancelTimer', timer: timeoutTimer(txn) });
+  disarmAlert(txn, run, fx);
   fx.push({
     type: 'persist',
     force: true,
@@ -247,17 +344,28 @@ export function persistAgain<
 >(runs: ReadonlyMap<TxnId, Run>, record: R, force: boolean, fx: EffectList<never, R>): Run | undefined {
   fx.push({ type: 'persist', force, record });
   if (isEnding(record)) {
+    const alert = record.type === 'stuck' && record.retrying === true;
     fx.push({
       type: 'reportSaga',
       txn: record.txn,
       client: record.client,
       outcome: record.type === 'end' ? record.outcome : 'stuck',
-      reason: record.type === 'end' && record.outcome === 'completed' ? null : record.reason,
+      reason: endReason(record),
       afterPersist: true,
+      ...(alert ? { retrying: true } : {}),
     });
-    return undefined;
+    // An alert leaves the run going: its calls are out as for any record.
+    if (!alert) return undefined;
   }
   return activeRun(runs, record.txn);
+}
+
+/** The reason a report of `r` carries: null for a run that completed on its own. */
+function endReason(r: EndRecord | StuckRecord): string | null {
+  if (r.type === 'stuck') return r.reason;
+  if (r.operator !== undefined)
+    return `${r.operator.action === 'resolve' ? 'resolved' : 'abandoned'} by an operator: ${r.operator.reason}`;
+  return r.outcome === 'completed' ? null : r.reason;
 }
 
 function isEnding(r: { type: string }): r is EndRecord | StuckRecord {
@@ -274,7 +382,7 @@ export type CommonRecord<D> = BeginRecord<D> | StuckRecord | EndRecord;
  */
 function replayLog<
   D,
-  Run extends { status: 'active' | 'stuck'; reason: string | null },
+  Run extends { status: 'active' | 'stuck'; reason: string | null; alert: string | null },
   R extends { type: string; txn: TxnId },
 >(
   runs: Map<TxnId, Run>,
@@ -298,7 +406,12 @@ function replayLog<
         runs.set(r.txn, make(r.client, r.def, r.entropy));
         break;
       case 'stuck':
-        if (run !== undefined) {
+        if (run === undefined) break;
+        if (r.retrying === true) {
+          // An alert, or an operator's retry resuming a hard-stopped run.
+          run.status = 'active';
+          run.alert = r.reason;
+        } else {
           run.status = 'stuck';
           run.reason = r.reason;
         }
@@ -318,7 +431,61 @@ function isCommon<D>(r: { type: string }): r is CommonRecord<D> {
 }
 
 /** A coordinator's effect list. */
-type CoordinatorFx<D, R> = SagaEffect<BeginMsg<D> | BranchMsg, R>[];
+type CoordinatorFx<D, R> = SagaEffect<BeginMsg<D> | BranchMsg | OperatorMsg, R>[];
+
+/**
+ * Why an operator's action on `txn` is refused by what every core shares, or
+ * null: it must be in flight here and say why. Each core adds its own rules
+ * (what `resolve` may not contradict; what `retry` can resume).
+ */
+export function commonOperatorProblem(
+  runs: ReadonlyMap<TxnId, unknown>,
+  finished: RecentIds,
+  msg: OperatorMsg,
+): string | null {
+  if (typeof msg.reason !== 'string' || msg.reason.trim() === '') return 'a reason is required';
+  if (finished.has(msg.txn)) return `${msg.txn} has ended already`;
+  if (!runs.has(msg.txn)) return `${msg.txn} is not in flight here`;
+  return null;
+}
+
+/**
+ * End `run` as an operator asked: stop every retry and timer, force an `end`
+ * carrying the operator's reason, then report it. Calls still out are
+ * answered into nothing: the run is gone.
+ */
+function endByOperator<Run extends CoordinatedRun<unknown, BranchAttempts>>(
+  runs: Map<TxnId, Run>,
+  finished: RecentIds,
+  txn: TxnId,
+  run: Run,
+  outcome: 'completed' | 'compensated' | 'abandoned',
+  operator: { action: 'resolve' | 'abandon'; reason: string },
+  fx: EffectList<never, EndRecord>,
+): void {
+  for (const name of run.branches.keys()) fx.push({ type: 'cancelTimer', timer: retryTimer(txn, name) });
+  fx.push({ type: 'cancelTimer', timer: timeoutTimer(txn) });
+  disarmAlert(txn, run, fx);
+  const record: EndRecord = {
+    type: 'end',
+    txn,
+    client: run.client,
+    outcome,
+    reason: operator.reason,
+    operator,
+  };
+  fx.push({ type: 'persist', force: true, record });
+  fx.push({
+    type: 'reportSaga',
+    txn,
+    client: run.client,
+    outcome,
+    reason: endReason(record),
+    afterPersist: true,
+  });
+  runs.delete(txn);
+  finished.add(txn);
+}
 
 /** A core's parts that `coordinatorRole` assembles into a role. */
 export interface CoordinatorSpec<S, D, R, C, Run> {
@@ -336,6 +503,86 @@ export interface CoordinatorSpec<S, D, R, C, Run> {
   reply(state: S, from: NodeId, msg: Extract<BranchMsg, { type: 'REPLY' }>, fx: CoordinatorFx<D, R>): void;
   timeout(state: S, timer: string, fx: CoordinatorFx<D, R>): void;
   persistFailed(state: S, record: R, fx: CoordinatorFx<D, R>): void;
+  /** The core's own rules for an operator's action on an in-flight run: why it is refused, or null. */
+  operatorProblem(state: S, run: Run, msg: OperatorMsg): string | null;
+  /** An operator's retry: send every outstanding call now (the run is active). */
+  retryNow(state: S, txn: TxnId, run: Run, fx: CoordinatorFx<D, R>): void;
+}
+
+/**
+ * Why the core refuses `msg`, or null when it would carry it out. The runtime
+ * asks this first so that a refusal reaches the operator as an error.
+ */
+export function operatorProblemOf<S, D, R, C, Run>(
+  spec: CoordinatorSpec<S, D, R, C, Run>,
+  state: S,
+  msg: OperatorMsg,
+): string | null {
+  const runs = spec.runs(state);
+  const common = commonOperatorProblem(runs, spec.finished(state), msg);
+  return common ?? spec.operatorProblem(state, runs.get(msg.txn)!, msg);
+}
+
+function onOperator<S, D, R, C, Run extends CoordinatedRun<D, BranchAttempts>>(
+  spec: CoordinatorSpec<S, D, R, C, Run>,
+  state: S,
+  msg: OperatorMsg,
+  fx: CoordinatorFx<D, R>,
+): void {
+  if (operatorProblemOf(spec, state, msg) !== null) return; // the runtime told the operator why
+  const runs = spec.runs(state);
+  const run = runs.get(msg.txn)!;
+  switch (msg.action) {
+    case 'retry':
+      if (run.status === 'stuck') {
+        // Resume a hard-stopped run: the `stuck` record with `retrying` tells
+        // recovery that it is active again, and keeps it listed as stuck
+        // until it ends.
+        run.status = 'active';
+        run.alert = `resumed by an operator (${msg.reason}) after: ${run.reason ?? ''}`;
+        fx.push({
+          type: 'persist',
+          force: true,
+          record: {
+            type: 'stuck',
+            txn: msg.txn,
+            client: run.client,
+            branch: '',
+            reason: run.alert,
+            retrying: true,
+          } as StuckRecord as R,
+        });
+      }
+      return spec.retryNow(state, msg.txn, run, fx);
+    case 'resolve':
+      return endByOperator(
+        runs,
+        spec.finished(state),
+        msg.txn,
+        run,
+        msg.outcome,
+        { action: 'resolve', reason: msg.reason },
+        fx as never,
+      );
+    case 'abandon':
+      return endByOperator(
+        runs,
+        spec.finished(state),
+        msg.txn,
+        run,
+        'abandoned',
+        { action: 'abandon', reason: msg.reason },
+        fx as never,
+      );
+    default:
+      unreachable(msg, 'operator action');
+  }
+}
+
+/** A coordinator's role, and the rule it applies to an operator's action (see `operatorProblemOf`). */
+export interface CoordinatorRole<S, D, R, C>
+  extends SagaRole<S, BeginMsg<D> | BranchMsg | OperatorMsg, R, C> {
+  operatorProblem(state: S, msg: OperatorMsg): string | null;
 }
 
 /**
@@ -349,9 +596,11 @@ export function coordinatorRole<
   R extends { type: string; txn: TxnId },
   C,
   Run extends CoordinatedRun<D, BranchAttempts>,
->(spec: CoordinatorSpec<S, D, R, C, Run>): SagaRole<S, BeginMsg<D> | BranchMsg, R, C> {
+>(spec: CoordinatorSpec<S, D, R, C, Run>): CoordinatorRole<S, D, R, C> {
   return {
     init: spec.init,
+
+    operatorProblem: (state, msg) => operatorProblemOf(spec, state, msg),
 
     recover(self, config, log) {
       const state = spec.init(self, config);
@@ -371,6 +620,19 @@ export function coordinatorRole<
           continue;
         }
         spec.resume(state, txn, run, effects);
+        if (run.alert !== null && runs.has(txn)) {
+          // Still alerted after the restart: raise it again (the report may
+          // have been lost with the crash); the run retries as before.
+          effects.push({
+            type: 'reportSaga',
+            txn,
+            client: run.client,
+            outcome: 'stuck',
+            reason: run.alert,
+            afterPersist: false,
+            retrying: true,
+          });
+        }
       }
       return { state, effects };
     },
@@ -382,6 +644,7 @@ export function coordinatorRole<
           const msg = input.msg;
           if (msg.type === 'BEGIN') spec.begin(state, input.from, msg, fx);
           else if (msg.type === 'REPLY') spec.reply(state, input.from, msg, fx);
+          else if (msg.type === 'OPERATOR') onOperator(spec, state, msg, fx);
           break; // a CALL is for services
         }
         case 'timeout':

@@ -19,10 +19,16 @@
 // gives up and compensates — the unanswered step included, because it may
 // have run; the service's barrier makes that compensation a recorded no-op if
 // it did not, and refuses the step if it arrives later. In forward-recovery
-// mode actions are retried without limit. A compensation is retried up to
-// `compensationAttemptsMax` times, then the saga is marked stuck: logged,
-// reported with its reason, and kept in the state for an operator — never
-// silently dropped. A saga still going forward after its timeout compensates.
+// mode actions are retried without limit. A compensation is retried until it
+// succeeds: past `stuckAfterAttempts` failed attempts, or `stuckAfterMs` after
+// the saga turned back, the saga is reported stuck as an alert (logged,
+// reported with its reason) and goes on retrying, ending normally once the
+// branch recovers. A finite `compensationAttemptsMax` (the simulator's
+// setting) hard-stops it instead: logged, reported, and kept in the state for
+// an operator — never silently dropped. An operator can retry a saga now,
+// resolve it or abandon it (`OPERATOR`, see `operatorProblem` for the rules);
+// both end it with an `end` record carrying the reason. A saga still going
+// forward after its timeout compensates.
 //
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
@@ -30,11 +36,14 @@ import { assert, unreachable } from '../common/assert.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 import {
   activeRun,
+  alertOnAttempts,
+  armAlert,
   armTimeout,
   type BranchAttempts,
   beginRun,
   type CommonRecord,
   type CoordinatedRun,
+  type CoordinatorRole,
   callBranch,
   coordinatorRole,
   endRun,
@@ -43,6 +52,7 @@ import {
   noResultReason,
   parseTimer,
   persistAgain,
+  raiseAlert,
   retryTimer,
   timeoutTimer,
 } from './coordinator.ts';
@@ -52,13 +62,13 @@ import {
   defaultSagaConfig,
   type NormalizedStep,
   normalizeSteps,
+  type OperatorMsg,
   RecentIds,
   type SagaConfig,
   type SagaDefinition,
   type SagaEffect,
   type SagaMsg,
   type SagaRecord,
-  type SagaRole,
 } from './types.ts';
 
 type Fx = SagaEffect<SagaMsg, SagaRecord>;
@@ -104,6 +114,8 @@ function makeRun(client: NodeId, def: SagaDefinition, entropy: number): SagaRun 
     direction: 'forward',
     status: 'active',
     reason: null,
+    alert: null,
+    alertArmed: false,
     branches: new Map(
       steps.map((step) => [step.branch, { step, phase: 'idle', attempts: 0, lastReason: '' }]),
     ),
@@ -215,6 +227,7 @@ function rollback(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, reason
     // Stop retrying actions: the compensation now covers them.
     if (b.phase === 'running') fx.push({ type: 'cancelTimer', timer: retryTimer(txn, b.step.branch) });
   }
+  armAlert(state.config, txn, run, fx);
   advance(state, txn, run, fx);
 }
 
@@ -282,6 +295,21 @@ function onReply(
 function onTimeout(state: SagaOrchestratorState, timer: string, fx: Fx[]): void {
   const t = parseTimer(timer);
   if (t === null) return;
+  if (t.kind === 'alert') {
+    const run = activeRun(state.sagas, t.txn);
+    if (run === undefined) return;
+    run.alertArmed = false;
+    const out = [...run.branches.values()].find((b) => isOut(run, b));
+    const ms = state.config.stuckAfterMs;
+    const why = out === undefined ? 'no answer' : `${out.step.branch}: ${out.lastReason || 'no answer'}`;
+    return raiseAlert(
+      t.txn,
+      run,
+      out?.step.branch ?? '',
+      `still compensating after ${ms} ms (${why}); still retrying`,
+      fx,
+    );
+  }
   if (t.kind === 'timeout') {
     const run = activeRun(state.sagas, t.txn);
     if (run === undefined || run.direction !== 'forward') return;
@@ -298,6 +326,8 @@ function onTimeout(state: SagaOrchestratorState, timer: string, fx: Fx[]): void 
     const limit =
       forwardRecovery(run) || b.step.compensation === null ? Infinity : state.config.actionAttemptsMax;
     if (b.attempts >= limit) return rollback(state, txn, run, noResultReason(branch, b), fx);
+    // An action retried without limit must succeed: it can raise the alert.
+    if (limit === Infinity) alertOnAttempts(state.config, txn, run, branch, b, `action ${b.step.action}`, fx);
     b.attempts++;
     return call(state, txn, run, b, fx);
   }
@@ -312,9 +342,45 @@ function onTimeout(state: SagaOrchestratorState, timer: string, fx: Fx[]): void 
         fx,
       );
     }
+    alertOnAttempts(state.config, txn, run, branch, b, `compensation ${b.step.compensation}`, fx);
     b.attempts++;
     return call(state, txn, run, b, fx);
   }
+}
+
+/**
+ * The saga's rules for an operator's action (the shared ones are in
+ * `commonOperatorProblem`): `resolve` may not contradict the log —
+ * `completed` only while the saga goes forward (no rollback decided), and
+ * `compensated` not once a step that cannot be compensated has started;
+ * `retry` of a hard-stopped saga only when it stopped on its compensations.
+ */
+function operatorProblem(_state: SagaOrchestratorState, run: SagaRun, msg: OperatorMsg): string | null {
+  if (msg.action === 'resolve') {
+    if (msg.outcome === 'completed' && run.direction === 'backward') {
+      return `${msg.txn} is compensating (${run.reason ?? ''}); it cannot be resolved completed`;
+    }
+    const noReturn = pastNoReturn(run);
+    if (msg.outcome === 'compensated' && noReturn !== undefined) {
+      return `${noReturn.step.branch}, which cannot be compensated, has started; ${msg.txn} cannot be resolved compensated`;
+    }
+    if (msg.outcome !== 'completed' && msg.outcome !== 'compensated')
+      return `unknown outcome ${String(msg.outcome)}`;
+  }
+  if (msg.action === 'retry' && run.status === 'stuck' && run.direction !== 'backward') {
+    return `${msg.txn} stopped past its point of no return (${run.reason ?? ''}); resolve or abandon it`;
+  }
+  return null;
+}
+
+/** Send every outstanding call now; its backoff starts again from the next attempt. */
+function retryNow(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, fx: Fx[]): void {
+  for (const b of run.branches.values()) {
+    if (!isOut(run, b)) continue;
+    b.attempts++;
+    call(state, txn, run, b, fx);
+  }
+  advance(state, txn, run, fx);
 }
 
 /** Every saga record is forced; see `persistAgain` for why this repeats the right moves. */
@@ -378,12 +444,13 @@ function resume(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, effects:
   if (run.direction === 'forward' && !forwardRecovery(run)) {
     armTimeout(txn, run.def.timeoutMs ?? state.config.sagaTimeoutMs, effects);
   }
+  if (run.direction === 'backward') armAlert(state.config, txn, run, effects);
   advance(state, txn, run, effects);
 }
 
-export const sagaOrchestrator: SagaRole<
+export const sagaOrchestrator: CoordinatorRole<
   SagaOrchestratorState,
-  SagaMsg,
+  SagaDefinition,
   SagaRecord,
   Partial<SagaConfig>
 > = coordinatorRole({
@@ -400,4 +467,6 @@ export const sagaOrchestrator: SagaRole<
   reply: onReply,
   timeout: onTimeout,
   persistFailed: onPersistFailed,
+  operatorProblem,
+  retryNow,
 });

@@ -211,9 +211,41 @@ export function isValidSagaId(id: string): boolean {
 /** Client request: run saga (or TCC transaction) `txn`. `entropy` seeds the backoff jitter (a core draws no randomness). */
 export type BeginMsg<D> = { type: 'BEGIN'; txn: TxnId; def: D; entropy: number };
 
-export type SagaMsg = BeginMsg<SagaDefinition> | BranchMsg;
+/**
+ * An operator's action on one transaction, from the runtime's operator API
+ * (src/runtime/operator.ts). The runtime checks it first with the core's own
+ * rule (`operatorProblem` in ./orchestrator.ts and ../tcc/coordinator.ts), so
+ * that a refusal reaches the operator as an error; the core checks again and
+ * ignores an action its state forbids.
+ * - `retry`: call every outstanding branch now instead of at its next backoff;
+ *   a run hard-stopped on a call that must succeed (a finite attempts limit)
+ *   resumes retrying;
+ * - `resolve`: end it with `outcome`, the operator having settled the branches
+ *   by hand; refused when the log already decided the other way;
+ * - `abandon`: end it as it stands, nothing more is called.
+ * `resolve` and `abandon` force an `end` record carrying the reason.
+ */
+export type OperatorMsg =
+  | { type: 'OPERATOR'; txn: TxnId; action: 'retry'; reason: string }
+  | {
+      type: 'OPERATOR';
+      txn: TxnId;
+      action: 'resolve';
+      outcome: 'completed' | 'compensated';
+      reason: string;
+    }
+  | { type: 'OPERATOR'; txn: TxnId; action: 'abandon'; reason: string };
 
-export type SagaOutcome = 'completed' | 'compensated' | 'stuck' | 'rejected';
+export type SagaMsg = BeginMsg<SagaDefinition> | BranchMsg | OperatorMsg;
+
+/**
+ * `stuck` is reported twice over: with `retrying: true` as an alert (a call
+ * that must succeed keeps failing past the alert threshold, and is still
+ * retried), without it as a hard stop (a finite attempts limit was reached, or
+ * nothing correct is left to do without an operator). `abandoned`: an operator
+ * ended it as it stood.
+ */
+export type SagaOutcome = 'completed' | 'compensated' | 'stuck' | 'rejected' | 'abandoned';
 
 /**
  * The orchestrator's log, every record forced (§3: the saga execution
@@ -223,8 +255,8 @@ export type SagaOutcome = 'completed' | 'compensated' | 'stuck' | 'rejected';
  * - `result` of each definitive answer before the move it causes;
  * - `rollback` (the decision to compensate, with its reason) before any
  *   compensation leaves;
- * - `stuck` before the saga is reported stuck; `end` before it is reported
- *   finished.
+ * - `stuck` before the saga is reported stuck (an alert when `retrying`);
+ *   `end` before it is reported finished (by an operator when `operator`).
  */
 export type SagaRecord =
   | BeginRecord<SagaDefinition>
@@ -243,13 +275,27 @@ export type SagaRecord =
 
 /** The records the saga and TCC logs share (see ./coordinator.ts). */
 export type BeginRecord<D> = { type: 'begin'; txn: TxnId; client: NodeId; def: D; entropy: number };
-export type StuckRecord = { type: 'stuck'; txn: TxnId; client: NodeId; branch: string; reason: string };
+/**
+ * `retrying: true`: an alert; the run goes on retrying (and a later one after
+ * a hard stop says an operator resumed it). Absent: a hard stop, the run
+ * waits for an operator.
+ */
+export type StuckRecord = {
+  type: 'stuck';
+  txn: TxnId;
+  client: NodeId;
+  branch: string;
+  reason: string;
+  retrying?: true;
+};
+/** `operator`: the run was ended by an operator's `resolve` or `abandon`, for `reason`. */
 export type EndRecord = {
   type: 'end';
   txn: TxnId;
   client: NodeId;
-  outcome: 'completed' | 'compensated';
+  outcome: 'completed' | 'compensated' | 'abandoned';
   reason: string;
+  operator?: { action: 'resolve' | 'abandon'; reason: string };
 };
 
 /** How a saga (or a TCC transaction) ended, for the client and for the driver's report. */
@@ -261,6 +307,8 @@ export interface ReportSaga {
   /** Why it was compensated, stuck or rejected; null when it completed. */
   reason: string | null;
   afterPersist: boolean;
+  /** For `stuck`: true when it is an alert and the run is still retried. */
+  retrying?: boolean;
 }
 
 /** The common effects plus `reportSaga`. */
@@ -292,6 +340,24 @@ export interface RetryConfig {
    */
   jitter: number;
 }
+
+/**
+ * When a run whose calls must succeed (compensations, TCC confirms and
+ * cancels, forward-recovery actions) is reported stuck as an alert while it
+ * keeps retrying. Infinity (the default) raises no alert: the simulator's
+ * runs stay as they were.
+ */
+export interface AlertConfig {
+  /** A call that has failed this many times raises the alert. */
+  stuckAfterAttempts: number;
+  /** A run still in its must-succeed phase this long after entering it raises the alert. */
+  stuckAfterMs: number;
+}
+
+export const defaultAlertConfig: AlertConfig = {
+  stuckAfterAttempts: Number.POSITIVE_INFINITY,
+  stuckAfterMs: Number.POSITIVE_INFINITY,
+};
 
 export interface RetentionConfig {
   /**
@@ -325,12 +391,17 @@ export class RecentIds {
 
 export const defaultRetainFinished = 100_000;
 
-export interface SagaConfig extends RetryConfig, RetentionConfig {
+export interface SagaConfig extends RetryConfig, RetentionConfig, AlertConfig {
   /** Distinguishes starts of the node (supplied by the driver; unused by the saga core itself). */
   incarnation: string;
   /** Attempts of an action that gets no definitive answer before the saga gives up and compensates. */
   actionAttemptsMax: number;
-  /** Attempts of a compensation before the saga is marked stuck. */
+  /**
+   * Attempts of a compensation before the saga is hard-stopped as stuck
+   * (waiting for an operator's retry, resolve or abandon). The runtime sets
+   * Infinity: compensations are retried for ever, and `stuckAfterAttempts`
+   * only raises an alert.
+   */
   compensationAttemptsMax: number;
   /** A saga still going forward after this long is compensated (backward recovery only). */
   sagaTimeoutMs: number;
@@ -345,6 +416,7 @@ export const defaultRetryConfig: RetryConfig = {
 
 export const defaultSagaConfig: SagaConfig = {
   ...defaultRetryConfig,
+  ...defaultAlertConfig,
   incarnation: '0',
   retainFinished: defaultRetainFinished,
   actionAttemptsMax: 8,

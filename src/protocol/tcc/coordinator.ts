@@ -10,9 +10,13 @@
 // cancel without try a recorded no-op and refuses a try that arrives after
 // its cancel. The decision is forced before any confirm or cancel leaves, so a
 // restarted coordinator never decides the other way. Confirms and cancels are
-// retried with backoff until they succeed; past `phaseTwoAttemptsMax` the
-// transaction is marked stuck, logged and reported with its reason, and kept
-// in the state: never silently dropped.
+// retried with backoff until they succeed: past `stuckAfterAttempts` failed
+// attempts of one, or `stuckAfterMs` after the decision, the transaction is
+// reported stuck as an alert (logged, reported) and goes on retrying. A
+// finite `phaseTwoAttemptsMax` (the simulator's setting) hard-stops it
+// instead: logged, reported with its reason, and kept in the state — never
+// silently dropped. An operator can retry, resolve or abandon it (see
+// `operatorProblem`).
 //
 // Compared with the saga (../saga/orchestrator.ts): nothing is visible to
 // others until confirm (a try only reserves), at the price of a second round
@@ -24,11 +28,14 @@ import { unreachable } from '../common/assert.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 import {
   activeRun,
+  alertOnAttempts,
+  armAlert,
   armTimeout,
   type BranchAttempts,
   beginRun,
   type CommonRecord,
   type CoordinatedRun,
+  type CoordinatorRole,
   callBranch,
   coordinatorRole,
   endRun,
@@ -37,10 +44,11 @@ import {
   noResultReason,
   parseTimer,
   persistAgain,
+  raiseAlert,
   retryTimer,
   timeoutTimer,
 } from '../saga/coordinator.ts';
-import { type BranchMsg, RecentIds, type SagaEffect, type SagaRole } from '../saga/types.ts';
+import { type BranchMsg, type OperatorMsg, RecentIds, type SagaEffect } from '../saga/types.ts';
 import {
   checkTccDefinition,
   defaultTccConfig,
@@ -82,6 +90,8 @@ function makeRun(client: NodeId, def: TccDefinition, entropy: number): TccRun {
     phase: 'trying',
     status: 'active',
     reason: null,
+    alert: null,
+    alertArmed: false,
     branches: new Map(
       def.branches.map((d) => [
         d.branch,
@@ -142,6 +152,7 @@ function decide(
     fx.push({ type: 'cancelTimer', timer: retryTimer(txn, b.def.branch) });
   enterPhaseTwo(run, decision, reason);
   fx.push({ type: 'persist', force: true, record: { type: 'decision', txn, decision, reason } });
+  armAlert(state.config, txn, run, fx);
   sendPhaseTwo(state, txn, run, fx);
 }
 
@@ -204,6 +215,21 @@ function onReply(
 function onTimeout(state: TccCoordinatorState, timer: string, fx: Fx[]): void {
   const t = parseTimer(timer);
   if (t === null) return;
+  if (t.kind === 'alert') {
+    const run = activeRun(state.txns, t.txn);
+    if (run === undefined || run.phase === 'trying') return;
+    run.alertArmed = false;
+    const op = run.phase === 'confirming' ? 'confirming' : 'cancelling';
+    const out = [...run.branches.values()].find((b) => b.second === 'pending');
+    const why = out === undefined ? 'no answer' : `${out.def.branch}: ${out.lastReason || 'no answer'}`;
+    return raiseAlert(
+      t.txn,
+      run,
+      out?.def.branch ?? '',
+      `still ${op} after ${state.config.stuckAfterMs} ms (${why}); still retrying`,
+      fx,
+    );
+  }
   if (t.kind === 'timeout') {
     const run = activeRun(state.txns, t.txn);
     if (run === undefined || run.phase !== 'trying') return;
@@ -233,9 +259,43 @@ function onTimeout(state: TccCoordinatorState, timer: string, fx: Fx[]): void {
         fx,
       );
     }
+    const op = run.phase === 'confirming' ? 'confirm' : 'cancel';
+    alertOnAttempts(state.config, txn, run, branch, b, `${op} ${b.def[op]}`, fx);
   }
   b.attempts++;
   call(state, txn, run, b, fx);
+}
+
+/**
+ * TCC's rules for an operator's action (the shared ones are in
+ * `commonOperatorProblem`): `resolve` may not contradict the decision —
+ * `completed` (confirmed) only once confirm was decided, `compensated`
+ * (cancelled) only before a decision or once cancel was decided; `retry` of a
+ * hard-stopped transaction resumes its phase two.
+ */
+function operatorProblem(_state: TccCoordinatorState, run: TccRun, msg: OperatorMsg): string | null {
+  if (msg.action !== 'resolve') return null;
+  if (msg.outcome === 'completed' && run.phase !== 'confirming') {
+    return run.phase === 'cancelling'
+      ? `${msg.txn} was decided cancel (${run.reason ?? ''}); it cannot be resolved confirmed`
+      : `${msg.txn} has no decision yet; only cancelled can be resolved before confirm is decided`;
+  }
+  if (msg.outcome === 'compensated' && run.phase === 'confirming') {
+    return `${msg.txn} was decided confirm; it cannot be resolved cancelled`;
+  }
+  if (msg.outcome !== 'completed' && msg.outcome !== 'compensated')
+    return `unknown outcome ${String(msg.outcome)}`;
+  return null;
+}
+
+/** Send every outstanding try, confirm or cancel now. */
+function retryNow(state: TccCoordinatorState, txn: TxnId, run: TccRun, fx: Fx[]): void {
+  for (const b of run.branches.values()) {
+    if (run.phase === 'trying' ? b.tried !== 'pending' : b.second !== 'pending') continue;
+    b.attempts++;
+    call(state, txn, run, b, fx);
+  }
+  finishIfSettled(state, txn, run, fx);
 }
 
 /** As the saga orchestrator's (see `persistAgain`): write the record again, re-send what is out, re-report what ended. */
@@ -280,7 +340,10 @@ function replayRecord(r: Exclude<TccRecord, CommonRecord<TccDefinition>>, run: T
  * a stuck one stays stuck and is reported again.
  */
 function resume(state: TccCoordinatorState, txn: TxnId, run: TccRun, effects: Fx[]): void {
-  if (run.phase !== 'trying') return sendPhaseTwo(state, txn, run, effects);
+  if (run.phase !== 'trying') {
+    armAlert(state.config, txn, run, effects);
+    return sendPhaseTwo(state, txn, run, effects);
+  }
   const refused = [...run.branches.values()].find((b) => b.tried === 'refused');
   if (refused !== undefined) {
     decide(state, txn, run, 'cancel', `${refused.def.branch} refused: ${refused.lastReason}`, effects);
@@ -297,9 +360,9 @@ function resume(state: TccCoordinatorState, txn: TxnId, run: TccRun, effects: Fx
   }
 }
 
-export const tccCoordinator: SagaRole<
+export const tccCoordinator: CoordinatorRole<
   TccCoordinatorState,
-  TccMsg,
+  TccDefinition,
   TccRecord,
   Partial<TccConfig>
 > = coordinatorRole({
@@ -316,4 +379,6 @@ export const tccCoordinator: SagaRole<
   reply: onReply,
   timeout: onTimeout,
   persistFailed: onPersistFailed,
+  operatorProblem,
+  retryNow,
 });

@@ -7,13 +7,16 @@
 import { limits } from '../common/limits.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 import {
+  type AlertConfig,
   type BeginMsg,
   type BeginRecord,
   type BranchMsg,
   checkBranchNames,
+  defaultAlertConfig,
   defaultRetainFinished,
   defaultRetryConfig,
   type EndRecord,
+  type OperatorMsg,
   type RetentionConfig,
   type RetryConfig,
   type StuckRecord,
@@ -35,7 +38,7 @@ export interface TccDefinition {
   timeoutMs?: number;
 }
 
-export type TccMsg = BeginMsg<TccDefinition> | BranchMsg;
+export type TccMsg = BeginMsg<TccDefinition> | BranchMsg | OperatorMsg;
 
 /**
  * The coordinator's log.
@@ -56,11 +59,14 @@ export type TccRecord =
   | StuckRecord
   | EndRecord;
 
-export interface TccConfig extends RetryConfig, RetentionConfig {
+export interface TccConfig extends RetryConfig, RetentionConfig, AlertConfig {
   incarnation: string;
   /** Attempts of a try without a definitive answer before the transaction cancels. */
   tryAttemptsMax: number;
-  /** Attempts of a confirm or cancel before the transaction is marked stuck. */
+  /**
+   * Attempts of a confirm or cancel before the transaction is hard-stopped as
+   * stuck. The runtime sets Infinity and alerts after `stuckAfterAttempts`.
+   */
   phaseTwoAttemptsMax: number;
   /** Tries still unanswered after this long: cancel. */
   tryTimeoutMs: number;
@@ -68,6 +74,7 @@ export interface TccConfig extends RetryConfig, RetentionConfig {
 
 export const defaultTccConfig: TccConfig = {
   ...defaultRetryConfig,
+  ...defaultAlertConfig,
   incarnation: '0',
   retainFinished: defaultRetainFinished,
   tryAttemptsMax: 8,

@@ -8,12 +8,25 @@
 //
 // Owns: the outcome of every saga or TCC transaction its log knows (read as
 // the log loads, then from the core's reports; the newest `retainFinished`),
-// the callers waiting for one, the calls in flight, and the log's
-// checkpoints (compactSagaLog every so many appends, so that the log and the
-// time to recover stay bounded by what is open plus what is retained).
+// the callers waiting for one (each with its own deadline: giving up waiting
+// never stops the run), the calls in flight, the registry that turns the
+// core's handler keys (`<definition>@<version>/<branch>/<op>`) into local
+// functions or HTTP endpoints — URLs come only from definitions registered
+// in code, never from the log — the stuck alerts (`onStuck`), the operator's
+// actions (`TxnOperator`: list, show, retry, resolve, abandon, each carried
+// out by the core and recorded in the log), and the log's checkpoints
+// (compactSagaLog every so many appends, so that the log and the time to
+// recover stay bounded by what is open plus what is retained).
 
 import { createHash, randomInt } from 'node:crypto';
-import { callHttpBranch, type HttpBranchOp } from '../../adapters/http-branch.ts';
+import {
+  callHttpBranch,
+  checkBranchHeaders,
+  checkBranchUrl,
+  checkHttpTimeoutMs,
+  defaultHttpTimeoutMs,
+  type HttpBranchOp,
+} from '../../adapters/http-branch.ts';
 import { DtxError, isDtxError } from '../../errors.ts';
 import type { NodeId } from '../../protocol/common/types.ts';
 import { compactSagaLog } from '../../protocol/saga/log.ts';
@@ -24,6 +37,7 @@ import {
   type BranchResult,
   defaultRetainFinished,
   type EndRecord,
+  type OperatorMsg,
   type ReportSaga,
   type RetentionConfig,
   type RetryConfig,
@@ -33,10 +47,34 @@ import { Driver } from '../driver.ts';
 import { openPostgresLog } from '../log/postgres.ts';
 import { openSqliteLog } from '../log/sqlite.ts';
 import type { DurableLog } from '../log/types.ts';
+import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
+import type { TimedRecord } from './views.ts';
 
-/** A branch served over HTTP at `url` (see the HTTP branch protocol). */
+/** What a branch's `headers` function is told about the call it adds headers to. */
+export interface BranchHeaderCall {
+  sagaId: string;
+  branchId: string;
+  op: HttpBranchOp;
+  attempt: number;
+}
+
+/**
+ * A branch's own request headers (an auth token, a `traceparent`): a fixed
+ * record, or a function of the call, run for every attempt. They live only in
+ * the registered definition: never in the log, never in a message.
+ */
+export type BranchHeaders =
+  | Readonly<Record<string, string>>
+  | ((
+      call: BranchHeaderCall,
+    ) => Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>);
+
+/** A branch served over HTTP at `url` (see the HTTP branch protocol): http: or https: only. */
 export interface HttpBranchRef {
   url: string;
+  headers?: BranchHeaders;
+  /** This branch's call timeout, overriding the orchestrator's `httpTimeoutMs`. */
+  timeoutMs?: number;
 }
 
 /** True for an HTTP branch (`{ url }`), false for a local function. */
@@ -44,7 +82,14 @@ export function isHttpBranch<F>(b: F | HttpBranchRef): b is HttpBranchRef {
   return typeof b === 'object' && b !== null;
 }
 
-export type SagaState = 'running' | 'compensating' | 'completed' | 'compensated' | 'stuck' | 'unknown';
+export type SagaState =
+  | 'running'
+  | 'compensating'
+  | 'completed'
+  | 'compensated'
+  | 'abandoned'
+  | 'stuck'
+  | 'unknown';
 
 export interface SagaStatus {
   sagaId: string;
@@ -53,12 +98,33 @@ export interface SagaStatus {
   reason: string | null;
   /** Per branch, while the saga is in flight: idle, running, done, refused, compensating, compensated. */
   branches: Record<string, string>;
+  /** The stuck alert while it is raised (the run is still retried); null otherwise. */
+  alert: string | null;
 }
 
+/**
+ * How it ended. `stuck`: hard-stopped, waiting for an operator (only with a
+ * finite attempts limit, or past a point of no return); `abandoned`: an
+ * operator ended it as it stood.
+ */
 export interface SagaResult {
   sagaId: string;
-  outcome: 'completed' | 'compensated' | 'stuck';
+  outcome: 'completed' | 'compensated' | 'stuck' | 'abandoned';
   reason: string | null;
+}
+
+/** What `onStuck` is told. `retrying`: an alert, the run goes on; false: hard-stopped. */
+export interface StuckAlert {
+  sagaId: string;
+  reason: string;
+  retrying: boolean;
+}
+
+/** How long `result()` waits: a deadline and/or a caller's AbortSignal. */
+export interface ResultOptions {
+  wait?: boolean;
+  timeoutMs?: number;
+  signal?: AbortSignal;
 }
 
 /** What a local branch function gets. */
@@ -106,9 +172,32 @@ export function derivedId(definitionName: string, material: string): string {
   return `${definitionName.slice(0, 23)}.${digest.slice(0, 24)}`;
 }
 
-/** The core's handler name for one op of a branch: the URL, or the local function's registry key. */
-export function handlerName(definitionName: string, branch: string, op: string, f: unknown): string {
-  return isHttpBranch(f) ? f.url : `${definitionName}/${branch}/${op}`;
+/**
+ * The core's handler name for one op of a branch, local or HTTP alike:
+ * `<definition>@<version>/<branch>/<op>`. The log keeps this key, never a URL
+ * or a header; the runtime finds the function or endpoint under it in the
+ * definitions registered in this process.
+ */
+export function handlerName(definitionName: string, version: number, branch: string, op: string): string {
+  return `${definitionName}@${version}/${branch}/${op}`;
+}
+
+/** Throws DTX_INVALID_ARGUMENT unless `version` is a positive integer. */
+export function checkVersion(version: unknown, where: string): number {
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `${where}: version must be an integer >= 1, got ${String(version)}`,
+    );
+  }
+  return version;
+}
+
+/** Checks an HTTP branch at define time: its URL, headers and timeout. */
+export function checkHttpBranch(ref: HttpBranchRef, where: string): void {
+  checkBranchUrl(ref.url, where);
+  if (ref.headers !== undefined && typeof ref.headers !== 'function') checkBranchHeaders(ref.headers, where);
+  if (ref.timeoutMs !== undefined) checkHttpTimeoutMs(ref.timeoutMs, `${where}: timeoutMs`);
 }
 
 /**
@@ -180,8 +269,25 @@ export const localService = 'local';
 export const httpService = 'http';
 const appClient = 'app';
 
-/** Runtime defaults: real services answer in milliseconds to seconds, not the simulator's 1 ms. */
-const runtimeTiming: Partial<RetryConfig> = { retryBaseMs: 50, retryCapMs: 2000, jitter: 0.5 };
+/**
+ * Runtime defaults: real services answer in milliseconds to seconds, not the
+ * simulator's 1 ms. Calls that must succeed (compensations, confirms,
+ * cancels) are retried for ever under the capped backoff; past 16 failed
+ * attempts of one (about 20 s at these timings) or a minute in that phase the
+ * run is reported stuck as an alert, and goes on retrying.
+ */
+const runtimeTiming = {
+  retryBaseMs: 50,
+  retryCapMs: 2000,
+  jitter: 0.5,
+  compensationAttemptsMax: Number.POSITIVE_INFINITY,
+  phaseTwoAttemptsMax: Number.POSITIVE_INFINITY,
+  stuckAfterAttempts: 16,
+  stuckAfterMs: 60_000,
+};
+
+/** Longest delay a timer can take (setTimeout's limit); a longer finite `stuckAfterMs` is refused. */
+const timerDelayMsMax = 2 ** 31 - 1;
 
 /** How one orchestrator speaks: its node id, its branch ops, and its error messages. */
 export interface OrchestratorKind<Op extends HttpBranchOp> {
@@ -212,9 +318,25 @@ export interface BranchOrchestratorOptions<R, C> {
   timing?: Partial<Omit<C, 'incarnation'>>;
   /** Checkpoint the log every this many appends at the least. Default 10,000. */
   checkpointEvery?: number;
-  /** Timeout of each HTTP branch call. Default 5000. */
+  /** Timeout of each HTTP branch call: an integer from 1 to 600,000. Default 5000. */
   httpTimeoutMs?: number;
+  /** Longest HTTP branch response body read; a longer one fails the attempt. Default 64 KiB. */
+  httpMaxBodyBytes?: number;
+  /**
+   * Called when a run is reported stuck: as an alert (`retrying`, raised once
+   * per run and again after a restart while it lasts) or as a hard stop.
+   * Must not throw.
+   */
+  onStuck?: (alert: StuckAlert) => void;
 }
+
+/** A registered branch op: a local function, or an HTTP endpoint. */
+type Target<Op extends HttpBranchOp> = ((ctx: BranchCall<Op>) => Promise<unknown>) | HttpBranchRef;
+
+/** What the core's role offers the runtime beyond a role: its rule for operator actions. */
+export type OperatedRole<S, D, R, C> = SagaRole<S, BeginMsg<D> | BranchMsg | OperatorMsg, R, C> & {
+  operatorProblem(state: S, msg: OperatorMsg): string | null;
+};
 
 /**
  * The shared runtime of both orchestrators. `Def` is the caller's definition,
@@ -228,9 +350,11 @@ export abstract class BranchOrchestrator<
   R extends { type: string; txn: string },
   C extends RetryConfig & RetentionConfig & { incarnation: string },
   Op extends HttpBranchOp,
-> {
-  protected readonly driver: Driver<S, BeginMsg<D> | BranchMsg, R, Partial<C>>;
-  protected readonly functions = new Map<string, (ctx: BranchCall<Op>) => Promise<unknown>>();
+> implements TxnOperator
+{
+  protected readonly driver: Driver<S, BeginMsg<D> | BranchMsg | OperatorMsg, R, Partial<C>>;
+  /** Handler key to local function or HTTP endpoint, from the registered definitions. */
+  private readonly targets = new Map<string, Target<Op>>();
   private readonly outcomes = new Map<string, SagaResult>();
   private readonly waiters = new Map<
     string,
@@ -240,14 +364,27 @@ export abstract class BranchOrchestrator<
   private readonly inflight = new Set<string>();
   private failure: unknown;
   private started = false;
+  private closed = false;
   private readonly retainFinished: number;
+  private readonly httpTimeoutMs: number;
 
   constructor(
-    role: SagaRole<S, BeginMsg<D> | BranchMsg, R, Partial<C>>,
+    private readonly role: OperatedRole<S, D, R, Partial<C>>,
     private readonly kind: OrchestratorKind<Op>,
     private readonly settings: BranchOrchestratorOptions<R, C>,
   ) {
     this.retainFinished = settings.timing?.retainFinished ?? defaultRetainFinished;
+    this.httpTimeoutMs = checkHttpTimeoutMs(settings.httpTimeoutMs ?? defaultHttpTimeoutMs, 'httpTimeoutMs');
+    const timing = { ...runtimeTiming, ...settings.timing } as Record<string, unknown>;
+    for (const key of ['stuckAfterAttempts', 'stuckAfterMs']) {
+      const v = timing[key];
+      if (typeof v !== 'number' || !(v > 0) || (Number.isFinite(v) && v > timerDelayMsMax)) {
+        throw new DtxError(
+          'DTX_INVALID_ARGUMENT',
+          `timing.${key} must be a positive number up to ${timerDelayMsMax}, or Infinity`,
+        );
+      }
+    }
     const every = settings.checkpointEvery ?? 10_000;
     if (!Number.isSafeInteger(this.retainFinished) || this.retainFinished < 0) {
       throw new DtxError('DTX_INVALID_ARGUMENT', 'timing.retainFinished must be an integer >= 0');
@@ -259,19 +396,13 @@ export abstract class BranchOrchestrator<
     const log = checkpointingLog(settings.log, this.retainFinished, every, (err) => this.driver.fail(err));
     const watching = watchLoad(log, (records) => {
       for (const r of records) {
-        if (isEnd(r)) {
-          this.remember({
-            sagaId: r.txn,
-            outcome: r.outcome,
-            reason: r.outcome === 'completed' ? null : r.reason,
-          });
-        }
+        if (isEnd(r)) this.remember({ sagaId: r.txn, outcome: r.outcome, reason: endResultReason(r) });
       }
     });
     this.driver = new Driver(
       role,
       kind.self,
-      { ...runtimeTiming, ...settings.timing, incarnation: `${Date.now().toString(36)}` } as Partial<C>,
+      { ...timing, incarnation: `${Date.now().toString(36)}` } as Partial<C>,
       {
         log: watching,
         send: (to, msg) => this.deliver(to, msg),
@@ -290,6 +421,27 @@ export abstract class BranchOrchestrator<
   protected abstract toCore(def: Def, input: unknown): D;
   /** Where a run the core still holds is now. */
   protected abstract inFlight(id: string, state: S): SagaStatus | undefined;
+  /** The core holds `id` as ended (its `end` may still be on its way to the log). */
+  protected abstract endedInCore(id: string, state: S): boolean;
+  /** The operator's views of the log's records (`sagaTxnViews` or `tccTxnViews`). */
+  protected abstract views(records: readonly TimedRecord<R>[]): TxnDetail[];
+
+  /**
+   * Registers one branch op under its handler key. Throws DTX_INVALID_ARGUMENT
+   * for an HTTP branch with a bad URL, headers or timeout.
+   */
+  protected register(key: string, target: Target<Op>, where: string): void {
+    if (isHttpBranch(target)) checkHttpBranch(target, where);
+    else if (typeof target !== 'function') {
+      throw new DtxError('DTX_INVALID_ARGUMENT', `${where} needs a function or { url }`);
+    }
+    this.targets.set(key, target);
+    // Logs written before definitions had versions name a local function
+    // `<definition>/<branch>/<op>`: version 1 answers to that key too, so
+    // their runs resume. (Their HTTP branches were named by URL: never called.)
+    const legacy = /^(.*)@1\/(.*)$/.exec(key);
+    if (legacy !== null && !isHttpBranch(target)) this.targets.set(`${legacy[1]}/${legacy[2]}`, target);
+  }
 
   /** Recovers from the log and resumes every unfinished run. The `create…` functions call it. */
   async recover(): Promise<void> {
@@ -330,9 +482,22 @@ export abstract class BranchOrchestrator<
   /** Where a saga (or TCC transaction) is now. `unknown` for an id this orchestrator's log does not know. */
   status(id: string): SagaStatus {
     const done = this.outcomes.get(id);
-    if (done !== undefined) return { sagaId: id, state: done.outcome, reason: done.reason, branches: {} };
+    if (done !== undefined) {
+      return { sagaId: id, state: done.outcome, reason: done.reason, branches: {}, alert: null };
+    }
+    const state = this.driver.peek();
+    // Ended in the core, its `end` not yet durable (so not yet reported):
+    // still in flight for the caller, whose result() waits for the report.
+    if (this.endedInCore(id, state))
+      return { sagaId: id, state: 'running', reason: null, branches: {}, alert: null };
     return (
-      this.inFlight(id, this.driver.peek()) ?? { sagaId: id, state: 'unknown', reason: null, branches: {} }
+      this.inFlight(id, state) ?? {
+        sagaId: id,
+        state: 'unknown',
+        reason: null,
+        branches: {},
+        alert: null,
+      }
     );
   }
 
@@ -340,25 +505,168 @@ export abstract class BranchOrchestrator<
    * How it ended: waits for it to complete, be compensated or get stuck.
    * `{ wait: false }` returns at once with null while it is still in flight.
    */
-  result(id: string): Promise<SagaResult>;
+  /**
+   * How it ended: waits for it to complete, be compensated, be ended by an
+   * operator, or be hard-stopped (`stuck` without retrying; a stuck alert is
+   * not an end, the run goes on and `result` keeps waiting).
+   * `{ wait: false }` returns at once with null while it is still in flight.
+   * `timeoutMs` / `signal`: stop waiting — rejects with DTX_TIMEOUT or
+   * DTX_CANCELLED. Only the wait ends: the saga itself carries on (its
+   * compensations cannot be called off), and a later `result()` still answers.
+   */
+  result(id: string, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<SagaResult>;
   result(id: string, opts: { wait: false }): Promise<SagaResult | null>;
-  async result(id: string, opts: { wait?: boolean } = {}): Promise<SagaResult | null> {
+  async result(id: string, opts: ResultOptions = {}): Promise<SagaResult | null> {
+    const { timeoutMs, signal } = opts;
+    if (
+      timeoutMs !== undefined &&
+      (typeof timeoutMs !== 'number' || !(timeoutMs >= 0) || timeoutMs > timerDelayMsMax)
+    ) {
+      throw new DtxError('DTX_INVALID_ARGUMENT', `timeoutMs must be a number from 0 to ${timerDelayMsMax}`);
+    }
     const done = this.outcomes.get(id);
     if (done !== undefined) return done;
     const now = this.status(id);
-    if (now.state === 'stuck') return { sagaId: id, outcome: 'stuck', reason: now.reason };
+    if (now.state === 'stuck' && now.alert === null)
+      return { sagaId: id, outcome: 'stuck', reason: now.reason };
     if (opts.wait === false) return null;
     this.throwIfFailed();
     if (now.state === 'unknown') throw new DtxError('DTX_INVALID_ARGUMENT', this.kind.unknown(id));
+    if (signal?.aborted) throw cancelled(id, signal);
     return new Promise((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => stop(cancelled(id, signal!));
+      const waiter = {
+        resolve: (r: SagaResult) => {
+          cleanup();
+          resolve(r);
+        },
+        reject: (e: unknown) => {
+          cleanup();
+          reject(e);
+        },
+      };
+      const cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const stop = (error: DtxError) => {
+        const list = this.waiters.get(id);
+        const at = list?.indexOf(waiter) ?? -1;
+        if (at >= 0) list!.splice(at, 1);
+        if (list?.length === 0) this.waiters.delete(id);
+        waiter.reject(error);
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(
+          () =>
+            stop(
+              new DtxError(
+                'DTX_TIMEOUT',
+                `${id} has not ended within ${timeoutMs} ms; it carries on (ask result() again)`,
+                {
+                  gid: id,
+                },
+              ),
+            ),
+          timeoutMs,
+        );
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
       const list = this.waiters.get(id) ?? [];
-      list.push({ resolve, reject });
+      list.push(waiter);
       this.waiters.set(id, list);
     });
   }
 
+  // ------------------------------------------------------------ operator
+
+  /** Every transaction the log holds (open, and the retained ended ones), optionally of one state. */
+  async list(filter: { state?: TxnState } = {}): Promise<TxnSummary[]> {
+    const all = await this.loadViews();
+    return all
+      .filter((v) => filter.state === undefined || v.state === filter.state)
+      .map(({ records: _records, ...summary }) => summary);
+  }
+
+  /** One transaction with every record the log holds for it. Throws DTX_INVALID_ARGUMENT for an id the log does not know. */
+  async show(id: string): Promise<TxnDetail> {
+    const view = (await this.loadViews()).find((v) => v.id === id);
+    if (view === undefined) throw new DtxError('DTX_INVALID_ARGUMENT', this.kind.unknown(id));
+    return view;
+  }
+
+  /**
+   * Calls every outstanding branch of `id` now, instead of at its next
+   * backoff; a run hard-stopped on its compensations (or confirms, cancels)
+   * resumes retrying. Recorded in the log only in that second case.
+   */
+  async retry(id: string, opts: { reason?: string } = {}): Promise<void> {
+    await this.operate({
+      type: 'OPERATOR',
+      txn: id,
+      action: 'retry',
+      reason: opts.reason ?? 'operator retry',
+    });
+  }
+
+  /**
+   * Ends `id` as it stands: nothing more is called, an `end` record
+   * (outcome `abandoned`) carries the reason. Needs `force: true` and a reason.
+   */
+  async abandon(id: string, opts: OperatorActionOptions): Promise<void> {
+    checkForce(opts, 'abandon');
+    await this.operate({ type: 'OPERATOR', txn: id, action: 'abandon', reason: opts.reason });
+  }
+
+  /** Ends `id` with the outcome an operator established by hand (see each orchestrator's `resolve`). */
+  protected async resolveAs(
+    id: string,
+    outcome: 'completed' | 'compensated',
+    opts: OperatorActionOptions,
+  ): Promise<void> {
+    checkForce(opts, 'resolve');
+    await this.operate({ type: 'OPERATOR', txn: id, action: 'resolve', outcome, reason: opts.reason });
+  }
+
+  private async operate(msg: OperatorMsg): Promise<void> {
+    if (!this.started) throw new DtxError('DTX_INVALID_STATE', this.kind.notStarted);
+    if (this.closed) throw new DtxError('DTX_INVALID_STATE', 'the orchestrator is closed');
+    this.throwIfFailed();
+    if (typeof msg.txn !== 'string' || msg.txn === '') {
+      throw new DtxError('DTX_INVALID_ARGUMENT', 'a transaction id is required');
+    }
+    // The core's own rule, asked first so that a refusal reaches the operator.
+    const problem = this.role.operatorProblem(this.driver.peek(), msg);
+    if (problem !== null) {
+      const state = this.driver.peek();
+      const unknown =
+        !this.outcomes.has(msg.txn) &&
+        !this.endedInCore(msg.txn, state) &&
+        this.inFlight(msg.txn, state) === undefined;
+      throw new DtxError(
+        unknown ? 'DTX_INVALID_ARGUMENT' : 'DTX_INVALID_STATE',
+        `${msg.action} refused: ${unknown ? this.kind.unknown(msg.txn) : problem}`,
+        { gid: msg.txn },
+      );
+    }
+    this.driver.input({ type: 'receive', from: operatorClient, msg });
+    await this.driver.settled();
+    this.throwIfFailed();
+  }
+
+  private async loadViews(): Promise<TxnDetail[]> {
+    if (!this.started) throw new DtxError('DTX_INVALID_STATE', this.kind.notStarted);
+    this.throwIfFailed();
+    await this.driver.settled();
+    // The store serializes a load after every append called before it.
+    const records = await this.settings.log.load();
+    return this.views(records.map((record) => ({ at: null, record })));
+  }
+
   /** Stops timers and calls; in-flight log writes complete. The log is the caller's to close. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.driver.close();
   }
 
@@ -392,13 +700,22 @@ export abstract class BranchOrchestrator<
       this.rejected.set(r.txn, r.reason ?? 'rejected');
       return;
     }
+    if (r.outcome === 'stuck') {
+      const retrying = r.retrying === true;
+      try {
+        this.settings.onStuck?.({ sagaId: r.txn, reason: r.reason ?? '', retrying });
+      } catch {
+        // The callback must not throw; one that does cannot stop the run.
+      }
+      if (retrying) return; // an alert: the run goes on, its waiters wait
+    }
     const result: SagaResult = { sagaId: r.txn, outcome: r.outcome, reason: r.reason };
     if (r.outcome !== 'stuck') this.remember(result);
     for (const w of this.waiters.get(r.txn) ?? []) w.resolve(result);
     this.waiters.delete(r.txn);
   }
 
-  private deliver(to: NodeId, msg: BeginMsg<D> | BranchMsg): void {
+  private deliver(to: NodeId, msg: BeginMsg<D> | BranchMsg | OperatorMsg): void {
     if (msg.type !== 'CALL') return;
     const key = `${msg.txn}|${msg.branch}|${msg.op}`;
     // A retry timer may fire while the previous call is still running: let it
@@ -418,23 +735,47 @@ export abstract class BranchOrchestrator<
   }
 
   private async call(
-    to: NodeId,
+    _to: NodeId,
     msg: Extract<BranchMsg, { type: 'CALL' }>,
   ): Promise<{ result: BranchResult; reason: string }> {
     const op = this.kind.op(msg.op);
     const input = JSON.parse(msg.payload) as unknown;
-    if (to === httpService) {
-      const a = await callHttpBranch(msg.handler, {
+    const fn = this.targets.get(msg.handler);
+    // Not registered: retried (and alerted on) until a process that has the
+    // definition runs it. A handler that reads as a URL is from a log written
+    // before definitions were versioned; it is never called, since a URL read
+    // back from the log is not one the code names.
+    if (fn === undefined) return { result: 'ongoing', reason: notRegistered(msg.handler, this.kind) };
+    if (isHttpBranch(fn)) {
+      let headers: Readonly<Record<string, string>> | undefined;
+      try {
+        headers =
+          typeof fn.headers === 'function'
+            ? checkBranchHeaders(
+                await fn.headers({ sagaId: msg.txn, branchId: msg.branch, op, attempt: msg.attempt }),
+                `headers of ${msg.handler}`,
+              )
+            : fn.headers;
+      } catch (error) {
+        // The message names the header, never a value.
+        return {
+          result: 'ongoing',
+          reason: `headers of ${msg.handler} failed: ${error instanceof Error ? error.message : 'error'}`,
+        };
+      }
+      const a = await callHttpBranch(fn.url, {
         sagaId: msg.txn,
         branchId: msg.branch,
         op,
         payload: input,
-        timeoutMs: this.settings.httpTimeoutMs ?? 5000,
+        timeoutMs: fn.timeoutMs ?? this.httpTimeoutMs,
+        ...(headers === undefined ? {} : { headers }),
+        ...(this.settings.httpMaxBodyBytes === undefined
+          ? {}
+          : { maxBodyBytes: this.settings.httpMaxBodyBytes }),
       });
       return { result: a.result, reason: a.reason };
     }
-    const fn = this.functions.get(msg.handler);
-    if (fn === undefined) return { result: 'ongoing', reason: this.kind.noFunction(msg.handler) };
     try {
       await fn({
         sagaId: msg.txn,
@@ -455,4 +796,46 @@ export abstract class BranchOrchestrator<
 
 function isEnd(r: { type: string }): r is EndRecord {
   return r.type === 'end';
+}
+
+/** The reason a `SagaResult` gives for an `end` record (as the core's report does). */
+export function endResultReason(r: EndRecord): string | null {
+  if (r.operator !== undefined)
+    return `${r.operator.action === 'resolve' ? 'resolved' : 'abandoned'} by an operator: ${r.operator.reason}`;
+  return r.outcome === 'completed' ? null : r.reason;
+}
+
+const operatorClient = 'operator';
+
+function cancelled(id: string, signal: AbortSignal): DtxError {
+  return new DtxError(
+    'DTX_CANCELLED',
+    `stopped waiting for ${id}: the caller's signal aborted; it carries on`,
+    {
+      gid: id,
+      cause: signal.reason,
+    },
+  );
+}
+
+function checkForce(opts: OperatorActionOptions, action: string): void {
+  if (opts?.force !== true) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `${action} needs { force: true }: it ends the transaction by hand`,
+    );
+  }
+  if (typeof opts.reason !== 'string' || opts.reason.trim() === '') {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `${action} needs a reason, recorded in the log`);
+  }
+}
+
+/** Why a call under `handler` was not made: its definition (or version) is not registered here. */
+function notRegistered(handler: string, kind: OrchestratorKind<HttpBranchOp>): string {
+  if (/^https?:\/\//i.test(handler)) {
+    return `the log names an endpoint by URL (from before definitions had versions); branch URLs are taken only from definitions registered in code: register it and restart`;
+  }
+  const m = /^(.*)@(\d+)\/([^/]*)\/([^/]*)$/.exec(handler);
+  if (m === null) return kind.noFunction(handler);
+  return `definition ${m[1]} version ${m[2]} (branch ${m[3]}, ${m[4]}) is not registered in this process; register it to resume`;
 }

@@ -5,9 +5,10 @@
 // function, or a POST under the HTTP branch protocol (../../adapters/http-branch.ts).
 //
 // Owns: saga ids (derived from the caller's idempotency key, so starting
-// twice runs once), the registry of saga definitions (local functions cannot
-// be logged, so a restarted orchestrator needs them again before `start()`),
-// and the outcome of every saga its log knows. Recovery is the core's: every
+// twice runs once), the registry of saga definitions by name and version
+// (local functions cannot be logged, and URLs and headers are not read back
+// from the log, so a restarted orchestrator needs its definitions again before
+// `start()`), and the outcome of every saga its log knows. Recovery is the core's: every
 // saga with a `begin` and no `end` is resumed forward or backward from its
 // log, and calls that were out are sent again — branch handlers must be
 // idempotent (use the barrier, ../../adapters/barrier.ts).
@@ -19,9 +20,12 @@ import { isValidNodeId } from '../../protocol/common/limits.ts';
 import { type SagaOrchestratorState, sagaOrchestrator } from '../../protocol/saga/orchestrator.ts';
 import type { SagaDefinition as CoreDefinition, SagaConfig, SagaRecord } from '../../protocol/saga/types.ts';
 import type { DurableLog } from '../log/types.ts';
+import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
 import {
+  type BranchHeaders,
   BranchOrchestrator,
   type BranchOrchestratorOptions,
+  checkVersion,
   derivedId,
   type HttpBranchRef,
   handlerName as handlerNameOf,
@@ -35,9 +39,19 @@ import {
   type SagaResult,
   type SagaState,
   type SagaStatus,
+  type StuckAlert,
 } from './branch-orchestrator.ts';
+import { sagaTxnViews, type TimedRecord } from './views.ts';
 
-export { type HttpBranchRef, isHttpBranch, type SagaResult, type SagaState, type SagaStatus };
+export {
+  type BranchHeaders,
+  type HttpBranchRef,
+  isHttpBranch,
+  type SagaResult,
+  type SagaState,
+  type SagaStatus,
+  type StuckAlert,
+};
 
 /** What a local branch function gets. */
 export interface BranchContext {
@@ -73,6 +87,14 @@ export interface SagaStep {
 export interface SagaDefinition {
   /** Names the definition; local functions are found again by it after a restart. Same rules as a step name. */
   name: string;
+  /**
+   * Which version of the definition under `name` (an integer >= 1, default 1).
+   * The log names each branch op as `<name>@<version>/<step>/<op>`: a saga
+   * resumes only with the functions and URLs registered under its version, so
+   * change it when the steps' meaning changes and keep the old version
+   * registered until its sagas have ended.
+   */
+  version?: number;
   steps: readonly SagaStep[];
   /** `backward` (default): give up and compensate on failure; `forward`: retry actions forever. */
   recovery?: 'backward' | 'forward';
@@ -109,19 +131,20 @@ export function sagaIdFor(definitionName: string, idempotencyKey: string): strin
 const isHttp = isHttpBranch;
 
 function handlerName(def: SagaDefinition, step: SagaStep, op: 'action' | 'compensation'): string {
-  return handlerNameOf(def.name, step.name, op, op === 'action' ? step.action : step.compensation!);
+  return handlerNameOf(def.name, def.version ?? 1, step.name, op);
 }
 
 function checkDefinition(def: SagaDefinition): void {
   const bad = (why: string) => new DtxError('DTX_INVALID_ARGUMENT', `saga definition: ${why}`);
   if (!isValidNodeId(def.name)) throw bad(`bad name ${JSON.stringify(def.name)}`);
+  checkVersion(def.version ?? 1, `saga definition ${def.name}`);
+  if (!Array.isArray(def.steps)) throw bad('steps must be an array');
   for (const s of def.steps) {
     const parts = [s.action, ...(s.compensation === null ? [] : [s.compensation])];
     if (parts.some(isHttp) && !parts.every(isHttp)) {
       throw bad(`step ${s.name} mixes a local function and an HTTP branch`);
     }
     for (const p of parts) {
-      if (isHttp(p) && !/^https?:\/\//.test(p.url)) throw bad(`step ${s.name} has a bad URL ${p.url}`);
       if (!isHttp(p) && typeof p !== 'function') throw bad(`step ${s.name} needs a function or { url }`);
     }
   }
@@ -151,16 +174,43 @@ export class SagaOrchestrator extends BranchOrchestrator<
     for (const def of options.definitions ?? []) this.define(def);
   }
 
-  /** Registers a definition (its local functions), for `start()` and for resuming its sagas. */
+  /**
+   * Registers a definition (its local functions and HTTP endpoints), for
+   * `start()` and for resuming its sagas. Throws DTX_INVALID_ARGUMENT for a
+   * bad name, version, URL (http: and https: only), header or timeout.
+   */
   define(def: SagaDefinition): void {
     checkDefinition(def);
-    // Defining a name again replaces its functions.
+    // Defining a name and version again replaces its branches.
     for (const s of def.steps) {
-      if (!isHttp(s.action)) this.functions.set(handlerName(def, s, 'action'), s.action);
-      if (s.compensation !== null && !isHttp(s.compensation)) {
-        this.functions.set(handlerName(def, s, 'compensation'), s.compensation);
-      }
+      const where = `saga definition ${def.name}: step ${s.name}`;
+      this.register(handlerName(def, s, 'action'), s.action, where);
+      if (s.compensation !== null) this.register(handlerName(def, s, 'compensation'), s.compensation, where);
     }
+  }
+
+  /**
+   * Ends saga `id` with the outcome an operator established by hand, recorded
+   * in the log with the reason. Refused (DTX_INVALID_STATE) when the log
+   * already decided otherwise: `completed` once compensation has been
+   * decided, `compensated` once a step that cannot be compensated has started.
+   */
+  async resolve(
+    id: string,
+    opts: OperatorActionOptions & { outcome: 'completed' | 'compensated' },
+  ): Promise<void> {
+    if (opts?.outcome !== 'completed' && opts?.outcome !== 'compensated') {
+      throw new DtxError('DTX_INVALID_ARGUMENT', "a saga resolves as 'completed' or 'compensated'");
+    }
+    await this.resolveAs(id, opts.outcome, opts);
+  }
+
+  protected endedInCore(id: string, state: SagaOrchestratorState): boolean {
+    return state.finished.has(id);
+  }
+
+  protected views(records: readonly TimedRecord<SagaRecord>[]): TxnDetail[] {
+    return sagaTxnViews(records);
   }
 
   protected idFor(def: SagaDefinition, idempotencyKey: string): string {
@@ -189,8 +239,12 @@ export class SagaOrchestrator extends BranchOrchestrator<
     const branches: Record<string, string> = {};
     for (const [name, b] of run.branches) branches[name] = b.phase;
     const now: SagaState =
-      run.status === 'stuck' ? 'stuck' : run.direction === 'forward' ? 'running' : 'compensating';
-    return { sagaId, state: now, reason: run.reason, branches };
+      run.status === 'stuck' || run.alert !== null
+        ? 'stuck'
+        : run.direction === 'forward'
+          ? 'running'
+          : 'compensating';
+    return { sagaId, state: now, reason: run.alert ?? run.reason, branches, alert: run.alert };
   }
 }
 

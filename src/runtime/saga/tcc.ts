@@ -13,9 +13,11 @@ import { isValidNodeId } from '../../protocol/common/limits.ts';
 import { type TccCoordinatorState, tccCoordinator } from '../../protocol/tcc/coordinator.ts';
 import type { TccDefinition as CoreDefinition, TccConfig, TccRecord } from '../../protocol/tcc/types.ts';
 import type { DurableLog } from '../log/types.ts';
+import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
 import {
   BranchOrchestrator,
   type BranchOrchestratorOptions,
+  checkVersion,
   derivedId,
   type HttpBranchRef,
   handlerName as handlerNameOf,
@@ -28,6 +30,7 @@ import {
   recordDecoder,
   type SagaStatus,
 } from './branch-orchestrator.ts';
+import { type TimedRecord, tccTxnViews } from './views.ts';
 
 export interface TccContext {
   sagaId: string;
@@ -51,6 +54,8 @@ export interface TccBranch {
 
 export interface TccDefinition {
   name: string;
+  /** As a saga definition's `version` (default 1): the log names branch ops as `<name>@<version>/<branch>/<op>`. */
+  version?: number;
   branches: readonly TccBranch[];
   /** Tries still unanswered after this long: cancel. Default `TccConfig.tryTimeoutMs`. */
   timeoutMs?: number;
@@ -76,20 +81,21 @@ export function tccIdFor(definitionName: string, idempotencyKey: string): string
 }
 
 const handlerName = (def: TccDefinition, b: TccBranch, op: (typeof ops)[number]): string =>
-  handlerNameOf(def.name, b.name, op, b[op]);
+  handlerNameOf(def.name, def.version ?? 1, b.name, op);
 
 function checkDefinition(def: TccDefinition): void {
   const bad = (why: string) => new DtxError('DTX_INVALID_ARGUMENT', `TCC definition: ${why}`);
   if (!isValidNodeId(def.name)) throw bad(`bad name ${JSON.stringify(def.name)}`);
+  checkVersion(def.version ?? 1, `TCC definition ${def.name}`);
+  if (!Array.isArray(def.branches)) throw bad('branches must be an array');
   for (const b of def.branches) {
     const parts = ops.map((op) => b[op]);
     if (parts.some(isHttpBranch) && !parts.every(isHttpBranch)) {
       throw bad(`branch ${b.name} mixes local functions and HTTP branches`);
     }
     for (const p of parts) {
-      if (isHttpBranch(p) ? !/^https?:\/\//.test(p.url) : typeof p !== 'function') {
+      if (!isHttpBranch(p) && typeof p !== 'function')
         throw bad(`branch ${b.name} needs functions or { url }`);
-      }
     }
   }
 }
@@ -118,14 +124,37 @@ export class TccOrchestrator extends BranchOrchestrator<
     for (const def of options.definitions ?? []) this.define(def);
   }
 
+  /** Registers a definition (functions and HTTP endpoints); throws DTX_INVALID_ARGUMENT as the saga's `define`. */
   define(def: TccDefinition): void {
     checkDefinition(def);
     for (const b of def.branches) {
-      for (const op of ops) {
-        const f = b[op];
-        if (!isHttpBranch(f)) this.functions.set(handlerName(def, b, op), f);
-      }
+      for (const op of ops)
+        this.register(handlerName(def, b, op), b[op], `TCC definition ${def.name}: branch ${b.name}`);
     }
+  }
+
+  /**
+   * Ends TCC transaction `id` with the outcome an operator established by
+   * hand, recorded in the log with the reason. Refused (DTX_INVALID_STATE)
+   * when it contradicts the decision: `confirmed` only once confirm was
+   * decided, `cancelled` only before a decision or once cancel was decided.
+   */
+  async resolve(
+    id: string,
+    opts: OperatorActionOptions & { outcome: 'confirmed' | 'cancelled' },
+  ): Promise<void> {
+    if (opts?.outcome !== 'confirmed' && opts?.outcome !== 'cancelled') {
+      throw new DtxError('DTX_INVALID_ARGUMENT', "a TCC transaction resolves as 'confirmed' or 'cancelled'");
+    }
+    await this.resolveAs(id, opts.outcome === 'confirmed' ? 'completed' : 'compensated', opts);
+  }
+
+  protected endedInCore(id: string, state: TccCoordinatorState): boolean {
+    return state.finished.has(id);
+  }
+
+  protected views(records: readonly TimedRecord<TccRecord>[]): TxnDetail[] {
+    return tccTxnViews(records);
   }
 
   protected idFor(def: TccDefinition, idempotencyKey: string): string {
@@ -153,8 +182,13 @@ export class TccOrchestrator extends BranchOrchestrator<
     if (run === undefined) return undefined;
     const branches: Record<string, string> = {};
     for (const [name, b] of run.branches) branches[name] = `${b.tried}/${b.second}`;
-    const now = run.status === 'stuck' ? 'stuck' : run.phase === 'cancelling' ? 'compensating' : 'running';
-    return { sagaId: id, state: now, reason: run.reason, branches };
+    const now =
+      run.status === 'stuck' || run.alert !== null
+        ? 'stuck'
+        : run.phase === 'cancelling'
+          ? 'compensating'
+          : 'running';
+    return { sagaId: id, state: now, reason: run.alert ?? run.reason, branches, alert: run.alert };
   }
 }
 

@@ -193,7 +193,7 @@ describe('group commit core', () => {
 describe('SQLite log', () => {
   test('append/load round trip, across a reopen', async () => {
     const path = join(dir, 'nested', 'deeper', 'coord.sqlite'); // parent directories are created
-    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
+    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check, create: true });
     const records: TwoPcRecord[] = [
       { type: 'commit', txn: 't1', participants: ['p1', 'p2'], client: 'c1' },
       { type: 'end', txn: 't1' },
@@ -209,7 +209,7 @@ describe('SQLite log', () => {
   });
 
   test('order is preserved across concurrent appends, forced and lazy', async () => {
-    const log = await openSqliteLog<{ w: number; i: number }>(nextPath());
+    const log = await openSqliteLog<{ w: number; i: number }>(nextPath(), { create: true });
     const expected: { w: number; i: number }[] = [];
     const worker = async (w: number) => {
       for (let i = 0; i < 20; i++) {
@@ -224,7 +224,7 @@ describe('SQLite log', () => {
   });
 
   test('group commit: 200 concurrent forced appends share few fsyncs', async () => {
-    const log = await openSqliteLog<{ i: number }>(nextPath());
+    const log = await openSqliteLog<{ i: number }>(nextPath(), { create: true });
     await Promise.all(Array.from({ length: 200 }, (_, i) => log.append([{ i }], true)));
     const oneTurn = { ...log.stats };
     // Closed loop: 32 callers, each appending again as soon as its append resolved.
@@ -250,7 +250,7 @@ describe('SQLite log', () => {
 
   test('checkpoint keeps what compactTwoPcLog keeps, and later appends follow it', async () => {
     const path = nextPath();
-    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
+    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check, create: true });
     const history: TwoPcRecord[] = [
       { type: 'commit', txn: 'a', participants: ['p1'], client: 'c' },
       { type: 'commit', txn: 'b', participants: ['p1'], client: 'c' },
@@ -278,7 +278,7 @@ describe('SQLite log', () => {
 
   test('corrupt rows: load rejects with reason corrupt and names the row', async () => {
     const path = nextPath();
-    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
+    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check, create: true });
     await log.append([{ type: 'end', txn: 't1' }], true);
     await log.close();
 
@@ -288,7 +288,7 @@ describe('SQLite log', () => {
     let reopened = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
     let error = await rejectsWithReason(reopened.load(), 'corrupt');
     assert.equal(error.seq, '2');
-    assert.equal(error.code, 'DTX_INVALID_STATE');
+    assert.equal(error.code, 'DTX_LOG_CORRUPT');
     assert.equal(error.retryable, false);
     assert.match(error.message, /row 2 is not a valid record: .*no field "extra"/);
     await reopened.close();
@@ -318,10 +318,11 @@ describe('SQLite log', () => {
 
   test('a second opener of the same file gets reason locked until the first closes', async () => {
     const path = nextPath();
-    const first = await openSqliteLog<number>(path);
+    const first = await openSqliteLog<number>(path, { create: true });
     await first.append([1], true);
     const error = await rejectsWithReason(openSqliteLog(path), 'locked');
-    assert.equal(error.code, 'DTX_LOCK_CONFLICT');
+    assert.equal(error.code, 'DTX_LOG_BUSY');
+    assert.match(error.message, new RegExp(path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
     assert.equal(error.retryable, true);
     await first.close();
     const second = await openSqliteLog<number>(path);
@@ -333,7 +334,7 @@ describe('SQLite log', () => {
     const path = nextPath();
     const code = `
       const { openSqliteLog } = await import(${JSON.stringify(sqliteModule)});
-      const log = await openSqliteLog(${JSON.stringify(path)});
+      const log = await openSqliteLog(${JSON.stringify(path)}, { create: true });
       for (let n = 0; ; n++) {
         await log.append([{ lazy: n }], false);
         await log.append([{ n }], true);

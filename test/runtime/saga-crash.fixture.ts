@@ -72,7 +72,7 @@ export function transferSaga(
 async function main(): Promise<void> {
   const [logPath, bankPath, key, refuseFee] = process.argv.slice(2) as [string, string, string, string];
   const bank = openBank(bankPath);
-  const log = await openSagaLog({ sqlite: logPath });
+  const log = await openSagaLog({ sqlite: logPath, create: true });
   const o = await createSagaOrchestrator({ log, timing: { retryBaseMs: 20, jitter: 0 } });
   const sagaId = await o.start(transferSaga(bank.barrier), {
     idempotencyKey: key,

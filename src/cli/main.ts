@@ -537,6 +537,19 @@ export function buildProgram(): Command {
         .argParser(int('--crash-after', 1))
         .hideHelp(),
     )
+    .addOption(
+      new Option(
+        '--orphan-grace-ms <ms>',
+        'how old a prepared branch of this coordinator must be before the sweep rolls it back (default 30000)',
+      )
+        .argParser(int('--orphan-grace-ms', 0, 86_400_000))
+        .hideHelp(),
+    )
+    .addOption(
+      new Option('--orphan-sweep-ms <ms>', 'how often the orphan sweep runs (default 5000; 0: never)')
+        .argParser(int('--orphan-sweep-ms', 0, 86_400_000))
+        .hideHelp(),
+    )
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags) => {
       if (flags.duration === undefined && flags.txns === undefined) {
@@ -566,6 +579,8 @@ export function buildProgram(): Command {
         acknowledge: flags.acknowledge,
         crashAt: flags.crashAt,
         crashAfter: flags.crashAfter,
+        ...(flags.orphanGraceMs === undefined ? {} : { orphanGraceMs: flags.orphanGraceMs }),
+        ...(flags.orphanSweepMs === undefined ? {} : { orphanSweepIntervalMs: flags.orphanSweepMs }),
         onStart: () => process.stderr.write('dtx bench: transfers started\n'),
         progress: (line) => process.stderr.write(`dtx bench: ${line}\n`),
         onRecovered: (r) => {

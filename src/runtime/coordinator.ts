@@ -572,7 +572,10 @@ export class Coordinator {
       t.fail?.(
         new DtxError(
           'DTX_OUTCOME_UNKNOWN',
-          `the coordinator log failed while transaction ${txn} was being decided`,
+          this.leadershipLost === undefined
+            ? `the coordinator log failed while transaction ${txn} was being decided`
+            : `coordinator ${this.name} lost ownership of its log after deciding transaction ${txn}; ` +
+                "the new owner's recovery commits it if its decision reached the log, else rolls it back",
           {
             cause: err,
           },

@@ -267,6 +267,12 @@ export async function openPostgresLog<R>(
       client = await connection.connect();
       ownsClient = false;
     }
+    // A write transaction holds the lease row FOR SHARE; a process paused in
+    // the middle of one (GC, SIGSTOP, a VM pause) would block every takeover
+    // for as long as it stays paused. The server ends such a session once it
+    // has idled in a transaction for a lease's ttl: its write fails (nothing
+    // written), and the lease is free to pass on.
+    await client.query(`SET idle_in_transaction_session_timeout = ${ttlMs}`);
   } catch (error) {
     throw unavailable('connecting', error);
   }

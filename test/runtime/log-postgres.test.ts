@@ -5,8 +5,10 @@
 // connection, and identifier validation.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { twoPcRecordCodec } from '../../src/protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
@@ -16,6 +18,7 @@ import {
   type PostgresLog,
   type PostgresLogOptions,
   tableNames,
+  uniqueHolderId,
 } from '../../src/runtime/log/postgres.ts';
 
 const url = process.env.DTX_TEST_LOG_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -286,6 +289,30 @@ describe('PostgreSQL log', () => {
     });
     await assert.rejects(openPostgresLog(url, { owner: '', table }), TypeError);
     await assert.rejects(openPostgresLog(url, { owner: 'a\u0000', table }), TypeError);
+  });
+
+  test('lease holders are unique per open, and neither the log nor a released leadership keeps a process alive', async () => {
+    const ids = new Set(Array.from({ length: 50 }, () => uniqueHolderId()));
+    assert.equal(ids.size, 50);
+    for (const id of ids) assert.match(id, /-\d+-[0-9a-f]{12}$/);
+    const code = `
+      const { openPostgresLog } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/runtime/log/postgres.ts', import.meta.url)))});
+      const { acquireLeadership } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/runtime/lease.ts', import.meta.url)))});
+      const log = await openPostgresLog(${JSON.stringify(url)}, { owner: 'alive-${run}', table: ${JSON.stringify(table)}, create: true, lease: { ttlMs: 60000 } });
+      const leadership = await acquireLeadership(log, { lease: 'alive-${run}', holder: 'h', ttlMs: 60000 });
+      await leadership.release();
+      await log.close();
+      process.stdout.write('released\\n');`;
+    const startedAt = Date.now();
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    assert.equal(child.status, 0, child.stderr);
+    assert.match(child.stdout, /released/);
+    // Renewals run every 20 s here: a timer left behind would hold the process that long.
+    assert.ok(Date.now() - startedAt < 10_000, `the process lived ${Date.now() - startedAt} ms`);
   });
 
   test('an unreachable server is reported as unavailable', async () => {

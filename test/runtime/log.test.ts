@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -387,5 +387,77 @@ describe('SQLite log', () => {
       Array.from({ length: last + 1 }, (_, i) => i),
       'every acknowledged forced append is in the log, in order',
     );
+  });
+
+  test('identity: a missing file is notFound and nothing is created; the identity survives reopens and checkpoints', async () => {
+    const path = join(dir, 'absent', 'log.sqlite');
+    const missing = await rejectsWithReason(openSqliteLog(path), 'notFound');
+    assert.equal(missing.code, 'DTX_LOG_NOT_FOUND');
+    assert.ok(missing.message.includes(path), missing.message);
+    assert.equal(existsSync(join(dir, 'absent')), false, 'a directory was created');
+
+    const created = await openSqliteLog<number>(path, { create: true, identity: { protocol: 'tcc' } });
+    const identity = created.identity!;
+    assert.equal(identity.protocol, 'tcc');
+    assert.match(identity.coordinatorId, /^[a-z0-9]{10}$/);
+    await created.append([1, 2], true);
+    await created.checkpoint([2]);
+    await created.close();
+    const reopened = await openSqliteLog<number>(path);
+    assert.deepEqual(reopened.identity, identity);
+    assert.deepEqual(await reopened.load(), [2]);
+    await reopened.close();
+    const wrongProtocol = await rejectsWithReason(
+      openSqliteLog(path, { expect: { protocol: '2pc' } }),
+      'mismatch',
+    );
+    assert.equal(wrongProtocol.code, 'DTX_LOG_MISMATCH');
+    assert.match(wrongProtocol.message, /is a tcc log, not 2pc/);
+    const wrongId = await rejectsWithReason(
+      openSqliteLog(path, { expect: { coordinatorId: 'someone' } }),
+      'mismatch',
+    );
+    assert.match(
+      wrongId.message,
+      new RegExp(`belongs to coordinator id ${identity.coordinatorId}, not someone`),
+    );
+    // Two logs never share an id by default.
+    const other = await openSqliteLog(nextPath(), { create: true });
+    assert.notEqual(other.identity!.coordinatorId, identity.coordinatorId);
+    await other.close();
+  });
+
+  test('a log written before identities is refused until it is adopted with create, keeping its records', async () => {
+    const path = nextPath();
+    const raw = new Database(path);
+    raw.exec('CREATE TABLE dtx_log (seq INTEGER PRIMARY KEY, record TEXT NOT NULL) STRICT');
+    raw.prepare('INSERT INTO dtx_log (record) VALUES (?)').run('7');
+    raw.pragma('user_version = 1');
+    raw.close();
+    const refused = await rejectsWithReason(openSqliteLog(path), 'mismatch');
+    assert.match(refused.message, /records no identity/);
+    const adopted = await openSqliteLog<number>(path, {
+      create: true,
+      identity: { coordinatorId: 'old-one' },
+    });
+    assert.equal(adopted.identity?.coordinatorId, 'old-one');
+    assert.deepEqual(await adopted.load(), [7]);
+    const [entry] = await adopted.history!();
+    assert.equal(entry?.at.getTime(), 0, 'a row from before times shows the epoch');
+    await adopted.close();
+  });
+
+  test('history: every record with the time it was appended, in load order', async () => {
+    const log = await openSqliteLog<string>(nextPath(), { create: true });
+    const before = Date.now();
+    await log.append(['a'], true);
+    await log.append(['b', 'c'], false);
+    const history = await log.history!();
+    assert.deepEqual(
+      history.map((h) => h.record),
+      ['a', 'b', 'c'],
+    );
+    for (const h of history) assert.ok(h.at.getTime() >= before && h.at.getTime() <= Date.now());
+    await log.close();
   });
 });

@@ -291,6 +291,17 @@ describe('PostgreSQL log', () => {
     await assert.rejects(openPostgresLog(url, { owner: 'a\u0000', table }), TypeError);
   });
 
+  test('an owner written before identities is refused with the fix, and adopted (records kept) with create', async () => {
+    const owner = `old-${run}`;
+    await admin.query(`INSERT INTO ${table} (owner, record) VALUES ($1, '5'::jsonb)`, [owner]);
+    const refused = await rejectsWithReason(openPostgresLog(url, { owner, table }), 'mismatch');
+    assert.match(refused.message, /records no identity/);
+    const adopted = await open<number>(owner);
+    assert.deepEqual(await adopted.load(), [5]);
+    assert.equal(adopted.identity?.protocol, '2pc');
+    await adopted.close();
+  });
+
   test('lease holders are unique per open, and neither the log nor a released leadership keeps a process alive', async () => {
     const ids = new Set(Array.from({ length: 50 }, () => uniqueHolderId()));
     assert.equal(ids.size, 50);

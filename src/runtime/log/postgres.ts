@@ -347,6 +347,11 @@ export async function openPostgresLog<R>(
     // Existence first, read-only: a missing log must leave nothing behind, not even a lease row.
     let stored = await readIdentity();
     if (stored === undefined && !create) {
+      // Rows without an identity: a log written by an earlier dtx, not a missing one.
+      const older = await client
+        .query(`SELECT 1 FROM ${names.log} WHERE owner = $1 LIMIT 1`, [owner])
+        .catch(() => ({ rowCount: 0 }));
+      if (older.rowCount === 1) throw noIdentity(description);
       throw new LogError(
         'notFound',
         `${description} does not exist (no identity row in ${names.display}_meta); nothing was created ` +

@@ -334,6 +334,9 @@ export class Coordinator {
           if (now - sinceMs < graceMs) continue;
           // Checked last, right before acting: the log may have recorded a commit meanwhile.
           if (this.closing || this.active.has(txn) || this.committingTxns().has(txn)) continue;
+          // An ABORT of ours still on its way to this branch would then find it
+          // gone and report a heuristic outcome that is not one.
+          if (this.inflight.has(`ABORT ${txn} ${resource}`)) continue;
           await adapter.rollbackPrepared(gid);
           rolledBack.push(gid);
           this.firstSeen.delete(key);

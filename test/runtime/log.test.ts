@@ -361,7 +361,12 @@ describe('SQLite log', () => {
         for (const line of lines) acknowledged.push(Number(line));
         // While the child lives, its lock keeps this process out.
         if (lockCheck === undefined && acknowledged.length > 0) {
-          lockCheck = rejectsWithReason(openSqliteLog(path), 'locked');
+          // The message names the holder, where the platform can tell (Linux: /proc/locks).
+          lockCheck = rejectsWithReason(openSqliteLog(path), 'locked').then((e) => {
+            if (process.platform === 'linux')
+              assert.match(e.message, new RegExp(`owned by process ${child.pid}\\b`));
+            return e;
+          });
           lockCheck.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
         }
         if (acknowledged.length >= 20) {

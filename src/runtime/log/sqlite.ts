@@ -26,7 +26,7 @@
 // The driver is loaded when a log is opened, so importing this module does not
 // require it to be installed.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -75,14 +75,37 @@ function syncDirectory(dir: string): void {
   }
 }
 
-function openError(description: string, error: unknown): LogError {
+/**
+ * The pids holding a POSIX lock on `path`, read from /proc/locks (Linux; an
+ * empty list elsewhere or when it cannot tell). Only for messages: the lock
+ * itself is what keeps a second process out.
+ */
+export function lockHolderPids(path: string): number[] {
+  try {
+    const { ino } = statSync(path);
+    const pids = new Set<number>();
+    for (const line of readFileSync('/proc/locks', 'utf8').split('\n')) {
+      // "1: POSIX  ADVISORY  WRITE 4242 08:01:1234567 0 EOF"
+      const fields = line.trim().split(/\s+/);
+      const inode = fields[5]?.split(':')[2];
+      if (fields[1] === 'POSIX' && inode === String(ino)) pids.add(Number(fields[4]));
+    }
+    return [...pids].filter((pid) => Number.isSafeInteger(pid) && pid > 0);
+  } catch {
+    return [];
+  }
+}
+
+function openError(description: string, error: unknown, path?: string): LogError {
   if (error instanceof LogError) return error;
   const code = sqliteCode(error);
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    const pids = path === undefined ? [] : lockHolderPids(path);
+    const holder = pids.length === 0 ? 'another process or connection' : `process ${pids.join(', ')}`;
     return new LogError(
       'locked',
-      `${description} is in use by another process or connection (SQLite holds it locked until that one ` +
-        'closes it or exits)',
+      `${description} is owned by ${holder} (SQLite holds it locked until that one closes it or exits); ` +
+        'nothing was touched',
       { cause: error },
     );
   }
@@ -220,7 +243,7 @@ export async function openSqliteLog<R>(
     }
   } catch (error) {
     db.close();
-    throw openError(description, error);
+    throw openError(description, error, memory ? undefined : path);
   }
 
   const insert = db.prepare<[string, number]>('INSERT INTO dtx_log (record, at) VALUES (?, ?)');

@@ -115,8 +115,25 @@ export async function openBenchLog<R>(
 export async function findBenchLog(
   spec: string | undefined,
   protocol?: LogProtocol,
+  coordinatorId?: string,
 ): Promise<{ protocol: LogProtocol; where: BenchLogLocation }> {
-  const found: { protocol: LogProtocol; where: BenchLogLocation }[] = [];
+  const chosen = await findBenchLogOf(spec, protocol);
+  if (coordinatorId !== undefined && chosen.coordinatorId !== coordinatorId) {
+    const { where } = chosen;
+    throw new DtxError(
+      'DTX_LOG_MISMATCH',
+      `the log at ${'sqlite' in where ? where.sqlite : `owner ${where.owner}`} belongs to coordinator id ` +
+        `${chosen.coordinatorId}, not ${coordinatorId}; nothing was touched`,
+    );
+  }
+  return { protocol: chosen.protocol, where: chosen.where };
+}
+
+async function findBenchLogOf(
+  spec: string | undefined,
+  protocol?: LogProtocol,
+): Promise<{ protocol: LogProtocol; where: BenchLogLocation; coordinatorId: string }> {
+  const found: { protocol: LogProtocol; where: BenchLogLocation; coordinatorId: string }[] = [];
   for (const p of ['2pc', 'saga', 'tcc'] as const) {
     const where = benchLogLocation(spec, p);
     let identity: DurableLog<unknown>['identity'];
@@ -140,7 +157,7 @@ export async function findBenchLog(
       }
     }
     if (identity === undefined) continue;
-    found.push({ protocol: identity.protocol, where });
+    found.push({ protocol: identity.protocol, where, coordinatorId: identity.coordinatorId });
   }
   const shown = (w: BenchLogLocation) => ('sqlite' in w ? w.sqlite : `owner ${w.owner}`);
   if (protocol !== undefined) {

@@ -636,12 +636,19 @@ export function buildProgram(): Command {
         'tcc',
       ]),
     )
+    .option('--id <coordinator-id>', 'refuse the log unless it belongs to this coordinator id')
     .option('--json', 'print one JSON object on stdout')
     .action(
-      async (flags: { db: string[]; log?: string; protocol?: '2pc' | 'saga' | 'tcc'; json?: boolean }) => {
+      async (flags: {
+        db: string[];
+        log?: string;
+        protocol?: '2pc' | 'saga' | 'tcc';
+        id?: string;
+        json?: boolean;
+      }) => {
         const { findBenchLog } = await import('./bench.ts');
-        // The log says which protocol it holds; --protocol only confirms it.
-        const found = await findBenchLog(flags.log, flags.protocol);
+        // The log says which protocol it holds; --protocol and --id only confirm it.
+        const found = await findBenchLog(flags.log, flags.protocol, flags.id);
         if (found.protocol === 'saga' || found.protocol === 'tcc') {
           const { runSagaRecover } = await import('./bench-saga.ts');
           const r = await runSagaRecover({ dbs: flags.db, protocol: found.protocol, where: found.where });

@@ -60,6 +60,12 @@ test('a mistyped --log is refused with DTX_LOG_NOT_FOUND; nothing is created or 
   const before = dtx(['verify', ...args, '--json']);
   assert.ok((JSON.parse(before.stdout) as { preparedLeft: number }).preparedLeft > 0, before.stdout);
 
+  const otherId = dtx(['recover', ...args, '--log', log, '--id', 'someoneelse']);
+  assert.equal(otherId.code, 1, otherId.stderr);
+  assert.match(
+    otherId.stderr,
+    /DTX_LOG_MISMATCH: .* belongs to coordinator id [a-z0-9]{10}, not someoneelse/,
+  );
   const recovered = dtx(['recover', ...args, '--log', log, '--json']);
   assert.equal(recovered.code, 0, recovered.stderr);
   const report = JSON.parse(recovered.stdout) as { recommitted: string[] };

@@ -22,8 +22,11 @@ const shop = await createMysqlAdapter({
     database: mysql.pathname.slice(1),
   },
 });
+// `create: true`: this program owns its log, so it creates it on first run
+// (a recovery tool would open an existing log only).
 const log = await openSqliteLog<TwoPcRecord>(process.env.DTX_LOG ?? '.dtx/example-coordinator.sqlite', {
   decode: (value) => twoPcRecordCodec.check(value),
+  create: true,
 });
 const coordinator = createCoordinator({ log, resources: { ledger, shop } });
 

@@ -35,7 +35,7 @@ export {
 } from './runtime/coordinator.ts';
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
-export type { DurableLog, LogOptions, LogStats } from './runtime/log/types.ts';
+export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';
 export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
 export {
   type BranchContext,

@@ -26,6 +26,8 @@
 //
 // Writers that bypass this adapter (plain SQL on dtx_kv) bypass the locks too.
 
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DtxError, LockConflictError, ResourceUnavailableError } from '../errors.ts';
 import { checkGid, checkGidPrefix, gidLimits } from './gid.ts';
@@ -36,8 +38,15 @@ import type { Branch, BranchState, PreparedBranchInfo, Resolution, ResourceAdapt
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 export interface SqliteAdapterOptions {
-  /** Path of the database file; created with the dtx tables when missing. */
+  /** Path of the database file. */
   path: string;
+  /**
+   * Create the file (with the dtx tables) when it does not exist. Default
+   * false: a missing file is DTX_LOG_NOT_FOUND naming the path, and nothing is
+   * created, so that a mistyped path never passes for an empty participant
+   * whose prepared branches recovery would then not find.
+   */
+  create?: boolean;
   /** How long to wait for another connection's write lock on the file. Default 5000. */
   busyTimeoutMs?: number;
 }
@@ -435,9 +444,17 @@ export class SqliteAdapter implements ResourceAdapter<SqliteBranch> {
 export async function createSqliteAdapter(options: SqliteAdapterOptions): Promise<SqliteAdapter> {
   checkNonNegativeInteger(options.busyTimeoutMs, 'busyTimeoutMs');
   const { default: Database } = await import('better-sqlite3');
+  const memory = options.path === ':memory:' || options.path === '';
+  if (!memory && options.create !== true && !existsSync(options.path)) {
+    throw new DtxError(
+      'DTX_LOG_NOT_FOUND',
+      `SQLite participant ${resolve(options.path)} does not exist; nothing was created ` +
+        '(create it explicitly: `dtx bench --init`, or `create: true`)',
+    );
+  }
   let db: BetterSqlite3.Database;
   try {
-    db = new Database(options.path);
+    db = new Database(options.path, { fileMustExist: !memory && options.create !== true });
   } catch (error) {
     throw classifySqliteError(error, { what: `opening ${options.path}` });
   }

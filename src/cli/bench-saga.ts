@@ -41,7 +41,7 @@ import { DtxError } from '../errors.ts';
 import type { SagaRecord } from '../protocol/saga/types.ts';
 import type { TccRecord } from '../protocol/tcc/types.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
-import { watchLoad } from '../runtime/saga/branch-orchestrator.ts';
+import { type LogLocation, watchLoad } from '../runtime/saga/branch-orchestrator.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
@@ -51,10 +51,11 @@ import {
 } from '../runtime/saga/orchestrator.ts';
 import { createTccOrchestrator, openTccLog, type TccDefinition } from '../runtime/saga/tcc.ts';
 import type { Summary } from '../sim/stats.ts';
-import { closedLoop } from './bench.ts';
+import { type BenchLogLocation, benchLeaseTtlMsDefault, benchLogLocation, closedLoop } from './bench.ts';
 import {
   accountCount,
   benchBarrierTable,
+  benchSql,
   type DbTarget,
   initSagaTables,
   initSchema,
@@ -66,7 +67,6 @@ export const sagaProtocols = ['saga', 'tcc'] as const;
 export type SagaBenchProtocol = (typeof sagaProtocols)[number];
 
 export const defaultRefuseShare = 0.05;
-const defaultLogPath = '.dtx/coordinator.sqlite';
 const definitionName = { saga: 'bench_transfer', tcc: 'bench_transfer_tcc' } as const;
 
 export interface SagaBenchOptions {
@@ -114,10 +114,10 @@ export interface SagaRecoveryReport {
 export function sagaLogLocation(
   spec: string | undefined,
   protocol: SagaBenchProtocol,
-): { sqlite: string } | { postgres: string; owner: string } {
-  const where = spec ?? defaultLogPath;
-  if (/^postgres(ql)?:\/\//.test(where)) return { postgres: where, owner: `bench-${protocol}` };
-  return { sqlite: `${where.replace(/^sqlite:/, '')}.${protocol}.sqlite` };
+  create = false,
+): LogLocation {
+  const where = benchLogLocation(spec, protocol);
+  return 'sqlite' in where ? { ...where, create } : { ...where, create, leaseTtlMs: benchLeaseTtlMsDefault };
 }
 
 // ---------------------------------------------------------------------------
@@ -193,7 +193,8 @@ type Query = (
   params: unknown[],
 ) => Promise<{ rows: Record<string, unknown>[]; rowCount: number }>;
 
-function sqlStore(target: DbTarget, q: Query): Store {
+function sqlStore(target: DbTarget, query: Query): Store {
+  const q: Query = (sql, params) => query(benchSql(target, sql), params);
   const p = (i: number) => (target.kind === 'postgres' ? `$${i}` : '?');
   return {
     async adjust(account, delta) {
@@ -265,7 +266,7 @@ interface Opened {
   close(): Promise<void>;
 }
 
-async function openSides(urls: string[], protocol: SagaBenchProtocol): Promise<Opened> {
+async function openSides(urls: string[], protocol: SagaBenchProtocol, create = false): Promise<Opened> {
   if (urls.length !== 2) {
     throw new DtxError(
       'DTX_INVALID_ARGUMENT',
@@ -278,7 +279,7 @@ async function openSides(urls: string[], protocol: SagaBenchProtocol): Promise<O
     await Promise.allSettled(adapters.map((a) => a.close()));
   };
   try {
-    for (const t of targets) adapters.push(await openAdapter(t));
+    for (const t of targets) adapters.push(await openAdapter(t, { create }));
     return {
       debit: openSide(targets[0]!, adapters[0]!),
       credit: openSide(targets[1]!, adapters[1]!),
@@ -426,10 +427,9 @@ interface Engine {
 async function openEngine(
   o: Opened,
   protocol: SagaBenchProtocol,
-  logSpec: string | undefined,
+  where: LogLocation,
   checkpointEvery?: number,
 ): Promise<{ engine: Engine; recovered: SagaRecoveryReport }> {
-  const where = sagaLogLocation(logSpec, protocol);
   const unfinished = new Set<string>();
   // Wraps the log to see what recovery reads: every `begin` without an `end`.
   function watch<R extends SagaRecord | TccRecord>(log: DurableLog<R>): DurableLog<R> {
@@ -526,11 +526,16 @@ export async function runSagaBench(options: SagaBenchOptions): Promise<SagaBench
   if (!(refuseShare >= 0 && refuseShare <= 1)) {
     throw new DtxError('DTX_INVALID_ARGUMENT', `--refuse-share must be between 0 and 1, got ${refuseShare}`);
   }
-  const o = await openSides(options.dbs, options.protocol);
+  const o = await openSides(options.dbs, options.protocol, options.init);
   let engine: Engine | undefined;
   try {
     const accounts = await prepare(o, options);
-    const opened = await openEngine(o, options.protocol, options.log, options.checkpointEvery);
+    const opened = await openEngine(
+      o,
+      options.protocol,
+      sagaLogLocation(options.log, options.protocol, options.init),
+      options.checkpointEvery,
+    );
     engine = opened.engine;
     options.onRecovered?.(opened.recovered);
     const e = engine;
@@ -573,13 +578,24 @@ export async function runSagaRecover(options: {
   dbs: string[];
   log?: string;
   protocol: SagaBenchProtocol;
+  /** The exact log (from findBenchLog); default: bench's for `log` and `protocol`. */
+  where?: BenchLogLocation;
 }): Promise<SagaRecoveryReport> {
+  const where: LogLocation =
+    options.where === undefined
+      ? sagaLogLocation(options.log, options.protocol)
+      : 'sqlite' in options.where
+        ? options.where
+        : { ...options.where, leaseTtlMs: benchLeaseTtlMsDefault };
+  // Check the log (exists, is this protocol's, nobody owns it) before any database is touched.
+  const probe = await (options.protocol === 'saga' ? openSagaLog(where) : openTccLog(where));
+  await probe.close();
   const o = await openSides(options.dbs, options.protocol);
   try {
     for (const [i, side] of [o.debit, o.credit].entries()) {
       await initSagaTables(side.target, o.adapters[i]!, false);
     }
-    const { engine, recovered } = await openEngine(o, options.protocol, options.log);
+    const { engine, recovered } = await openEngine(o, options.protocol, where);
     await engine.close();
     return recovered;
   } finally {

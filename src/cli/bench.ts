@@ -5,18 +5,16 @@
 // (commit on every database one after the other, the failing baseline).
 // `verify` checks the books; `recover` finishes what a killed coordinator left.
 
-import { writeSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { existsSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, isDtxError } from '../errors.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
-import type { Leadership } from '../runtime/lease.ts';
-import type { PostgresLog } from '../runtime/log/postgres.ts';
+import { isLogError, LogError } from '../runtime/log/errors.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
-import type { DurableLog } from '../runtime/log/types.ts';
+import type { DurableLog, LogOptions, LogProtocol } from '../runtime/log/types.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
 import {
   accountCount,
@@ -30,8 +28,163 @@ import {
 } from './db.ts';
 
 export const defaultLogPath = '.dtx/coordinator.sqlite';
-/** The coordinator name `dtx bench` and `dtx recover` share, so recovery finds bench's branches. */
-export const benchCoordinatorName = 'bench';
+/**
+ * The PostgreSQL log owner of `dtx bench` per protocol (a postgres:// `--log`
+ * holds one log per owner). The coordinator id is not this: it is generated
+ * when `--init` creates the log and read back from it by every later run.
+ */
+export const benchLogOwners: Readonly<Record<LogProtocol, string>> = {
+  '2pc': 'bench',
+  saga: 'bench-saga',
+  tcc: 'bench-tcc',
+};
+/** The owner lease's ttl for bench, recover and the standby: a SIGKILLed owner's lease lapses this soon. */
+export const benchLeaseTtlMsDefault = 3_000;
+
+/** Where `--log SPEC` puts the log of `protocol`: SQLite `SPEC` (2pc), `SPEC.saga.sqlite`, `SPEC.tcc.sqlite`; or a postgres:// owner. */
+export type BenchLogLocation = { sqlite: string } | { postgres: string; owner: string };
+
+export function benchLogLocation(spec: string | undefined, protocol: LogProtocol): BenchLogLocation {
+  const where = spec ?? defaultLogPath;
+  if (/^postgres(ql)?:\/\//.test(where)) return { postgres: where, owner: benchLogOwners[protocol] };
+  const path = where.replace(/^sqlite:/, '');
+  return { sqlite: protocol === '2pc' ? path : `${path}.${protocol}.sqlite` };
+}
+
+export interface OpenBenchLogOptions {
+  /** `bench --init` only: create the log when missing. */
+  create?: boolean;
+  /** Standby: wait for the owner lease instead of failing with DTX_LOG_BUSY. */
+  waitForLease?: { onWaiting: (holder: string) => void };
+  leaseTtlMs?: number;
+}
+
+/**
+ * Opens the `protocol` log at `where`, exclusively (the SQLite file lock or
+ * the PostgreSQL owner lease), refusing a missing log (unless `create`) and
+ * a log of another protocol.
+ */
+export async function openBenchLog<R>(
+  where: BenchLogLocation,
+  protocol: LogProtocol,
+  decode: (value: unknown) => R,
+  options: OpenBenchLogOptions = {},
+): Promise<DurableLog<R>> {
+  const common: LogOptions<R> = {
+    decode,
+    create: options.create === true,
+    identity: { protocol },
+    expect: { protocol },
+  };
+  if ('postgres' in where) {
+    const { openPostgresLog } = await import('../runtime/log/postgres.ts');
+    return openPostgresLog<R>(where.postgres, {
+      ...common,
+      owner: where.owner,
+      lease: {
+        ttlMs: options.leaseTtlMs ?? benchLeaseTtlMsDefault,
+        ...(options.waitForLease === undefined
+          ? {}
+          : { wait: true, onWaiting: options.waitForLease.onWaiting }),
+      },
+    });
+  }
+  if (options.waitForLease !== undefined) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'a lease (standby takeover) needs a postgres:// log shared by both coordinators',
+    );
+  }
+  try {
+    return await openSqliteLog<R>(where.sqlite, common);
+  } catch (err) {
+    if (isLogError(err, 'notFound') && options.create !== true) {
+      throw new LogError('notFound', `${err.message}. Check --log; a new bench creates its log with --init`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Which log `dtx recover --log SPEC` means: the one bench wrote for SPEC,
+ * whatever its protocol (read from the log itself). With `protocol`, only
+ * that protocol's; a log of another protocol there is DTX_LOG_MISMATCH.
+ */
+export async function findBenchLog(
+  spec: string | undefined,
+  protocol?: LogProtocol,
+  coordinatorId?: string,
+): Promise<{ protocol: LogProtocol; where: BenchLogLocation }> {
+  const chosen = await findBenchLogOf(spec, protocol);
+  if (coordinatorId !== undefined && chosen.coordinatorId !== coordinatorId) {
+    const { where } = chosen;
+    throw new DtxError(
+      'DTX_LOG_MISMATCH',
+      `the log at ${'sqlite' in where ? where.sqlite : `owner ${where.owner}`} belongs to coordinator id ` +
+        `${chosen.coordinatorId}, not ${coordinatorId}; nothing was touched`,
+    );
+  }
+  return { protocol: chosen.protocol, where: chosen.where };
+}
+
+async function findBenchLogOf(
+  spec: string | undefined,
+  protocol?: LogProtocol,
+): Promise<{ protocol: LogProtocol; where: BenchLogLocation; coordinatorId: string }> {
+  const found: { protocol: LogProtocol; where: BenchLogLocation; coordinatorId: string }[] = [];
+  for (const p of ['2pc', 'saga', 'tcc'] as const) {
+    const where = benchLogLocation(spec, p);
+    let identity: DurableLog<unknown>['identity'];
+    if ('sqlite' in where) {
+      if (!existsSync(where.sqlite)) continue;
+      const log = await openSqliteLog<unknown>(where.sqlite, {});
+      identity = log.identity;
+      await log.close();
+    } else {
+      const { openPostgresLog } = await import('../runtime/log/postgres.ts');
+      try {
+        const log = await openPostgresLog<unknown>(where.postgres, {
+          owner: where.owner,
+          lease: { ttlMs: benchLeaseTtlMsDefault },
+        });
+        identity = log.identity;
+        await log.close();
+      } catch (err) {
+        if (isLogError(err, 'notFound')) continue;
+        throw err;
+      }
+    }
+    if (identity === undefined) continue;
+    found.push({ protocol: identity.protocol, where, coordinatorId: identity.coordinatorId });
+  }
+  const shown = (w: BenchLogLocation) => ('sqlite' in w ? w.sqlite : `owner ${w.owner}`);
+  if (protocol !== undefined) {
+    const match = found.find((f) => f.protocol === protocol);
+    if (match !== undefined) return match;
+    if (found.length > 0) {
+      throw new DtxError(
+        'DTX_LOG_MISMATCH',
+        `the log at ${shown(found[0]!.where)} is a ${found[0]!.protocol} log, not ${protocol}; nothing was touched`,
+      );
+    }
+  }
+  if (found.length === 1) return found[0]!;
+  if (found.length > 1) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `several logs for --log ${spec ?? defaultLogPath}: ${found
+        .map((f) => `${shown(f.where)} (${f.protocol})`)
+        .join(', ')}; give --protocol`,
+    );
+  }
+  const where = benchLogLocation(spec, protocol ?? '2pc');
+  throw new DtxError(
+    'DTX_LOG_NOT_FOUND',
+    `no dtx log at ${'sqlite' in where ? where.sqlite : `${where.postgres.replace(/\/\/[^@/]*@/, '//')} (owner ${where.owner})`}; nothing was created or touched (check --log)`,
+  );
+}
 
 export interface BenchOptions {
   dbs: string[];
@@ -49,14 +202,19 @@ export interface BenchOptions {
   /** Called once the first transfers are issued (after setup and recovery). */
   onStart?: () => void;
   /**
-   * Standby takeover (needs a postgres:// log): run only while holding this
-   * lease; wait for it first. Another process with the same lease is the standby.
+   * Standby takeover (needs a postgres:// log): wait for the log's owner lease
+   * instead of failing with DTX_LOG_BUSY while another coordinator owns it.
+   * `name` only labels the progress messages (the lease is the log owner's);
+   * `ttlMs` is the owner lease's ttl.
    */
   lease?: { name: string; ttlMs: number };
   /** Progress messages (stderr in the CLI). */
   progress?: (line: string) => void;
   /** What recovery did at start (2pc). */
   onRecovered?: (report: RecoveryReport) => void;
+  /** The coordinator's orphan sweep (tests: see CoordinatorOptions). */
+  orphanGraceMs?: number;
+  orphanSweepIntervalMs?: number;
 }
 
 export const crashPoints = ['prepared-some', 'prepared-all', 'decided', 'between-commits'] as const;
@@ -81,7 +239,7 @@ interface Opened {
   close(): Promise<void>;
 }
 
-async function openAll(urls: string[]): Promise<Opened> {
+async function openAll(urls: string[], options: { create?: boolean } = {}): Promise<Opened> {
   if (urls.length < 2 || urls.length > 3) {
     throw new DtxError(
       'DTX_INVALID_ARGUMENT',
@@ -91,7 +249,7 @@ async function openAll(urls: string[]): Promise<Opened> {
   const targets = urls.map((u, i) => parseDbUrl(u, i));
   const adapters: Record<string, ResourceAdapter> = {};
   try {
-    for (const t of targets) adapters[t.name] = await openAdapter(t);
+    for (const t of targets) adapters[t.name] = await openAdapter(t, options);
   } catch (err) {
     await Promise.allSettled(Object.values(adapters).map((a) => a.close()));
     throw err;
@@ -103,30 +261,6 @@ async function openAll(urls: string[]): Promise<Opened> {
       await Promise.allSettled(Object.values(adapters).map((a) => a.close()));
     },
   };
-}
-
-export async function openLog(
-  spec: string | undefined,
-  fence?: { lease: string; holder: string },
-): Promise<DurableLog<TwoPcRecord>> {
-  const where = spec ?? defaultLogPath;
-  if (/^postgres(ql)?:\/\//.test(where)) {
-    const { openPostgresLog } = await import('../runtime/log/postgres.ts');
-    return openPostgresLog<TwoPcRecord>(where, {
-      owner: benchCoordinatorName,
-      decode: (v) => twoPcRecordCodec.check(v),
-      ...(fence ? { fence } : {}),
-    });
-  }
-  if (fence !== undefined) {
-    throw new DtxError(
-      'DTX_INVALID_ARGUMENT',
-      'a lease (standby takeover) needs a postgres:// log shared by both coordinators',
-    );
-  }
-  return openSqliteLog<TwoPcRecord>(where.replace(/^sqlite:/, ''), {
-    decode: (v) => twoPcRecordCodec.check(v),
-  });
 }
 
 function crashHook(options: BenchOptions, counter: { n: number }) {
@@ -196,17 +330,12 @@ export async function closedLoop<O extends string>(
 }
 
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
-  const opened = await openAll(options.dbs);
+  const opened = await openAll(options.dbs, { create: options.init });
   let coordinator: Coordinator | undefined;
   let log: DurableLog<TwoPcRecord> | undefined;
-  let leadership: Leadership | undefined;
   try {
     let accounts = options.accounts;
-    if (options.init) {
-      for (const [i, t] of opened.targets.entries()) {
-        await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!);
-      }
-    } else {
+    if (!options.init) {
       const counts = await Promise.all(
         opened.targets.slice(0, 2).map((t) => accountCount(t, opened.adapters[t.name]!)),
       );
@@ -223,26 +352,45 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const hook = crashHook(options, counter);
     let transfer: (txnOrdinal: number) => Promise<void>;
     if (options.protocol === '2pc') {
-      const holder = `${hostname()}-${process.pid}`;
-      log = await openLog(options.log, options.lease ? { lease: options.lease.name, holder } : undefined);
+      // The log first, exclusively: its identity is the coordinator's id, and
+      // recovery (inside start) must own it before it touches any database.
+      const leaseOptions: OpenBenchLogOptions =
+        options.lease === undefined
+          ? {}
+          : {
+              leaseTtlMs: options.lease.ttlMs,
+              waitForLease: {
+                onWaiting: (holder) =>
+                  options.progress?.(`standby: waiting for lease ${options.lease?.name} (held by ${holder})`),
+              },
+            };
+      log = await openBenchLog(
+        benchLogLocation(options.log, '2pc'),
+        '2pc',
+        (v) => twoPcRecordCodec.check(v),
+        { create: options.init, ...leaseOptions },
+      );
       if (options.lease !== undefined) {
-        const { acquireLeadership } = await import('../runtime/lease.ts');
-        leadership = await acquireLeadership(
-          log as PostgresLog<unknown>,
-          { lease: options.lease.name, holder, ttlMs: options.lease.ttlMs },
-          () => options.progress?.(`standby: waiting for lease ${options.lease?.name}`),
-        );
+        const holder = (log as { ownerLease?: { holder: string } }).ownerLease?.holder;
         options.progress?.(`active: holding lease ${options.lease.name} as ${holder}`);
       }
       coordinator = createCoordinator({
         log,
         resources: opened.adapters,
-        name: benchCoordinatorName,
         acknowledge: options.acknowledge ?? 'committed',
+        ...(options.orphanGraceMs === undefined ? {} : { orphanGraceMs: options.orphanGraceMs }),
+        ...(options.orphanSweepIntervalMs === undefined
+          ? {}
+          : { orphanSweepIntervalMs: options.orphanSweepIntervalMs }),
         ...(hook ? { faults: { point: hook } } : {}),
       });
       const recovery = await coordinator.start();
       options.onRecovered?.(recovery);
+      if (options.init) {
+        for (const [i, t] of opened.targets.entries()) {
+          await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!, coordinator.gidPrefix);
+        }
+      }
       const c = coordinator;
       transfer = () =>
         c.transaction(async (tx) => {
@@ -255,6 +403,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
           );
         });
     } else {
+      if (options.init) {
+        for (const [i, t] of opened.targets.entries()) {
+          await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!);
+        }
+      }
       transfer = (ordinal) => naiveTransfer(opened, pick, ordinal, hook);
     }
 
@@ -263,7 +416,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         await transfer(ordinal);
         return 'committed';
       } catch (err) {
-        if (!isDtxError(err) || !err.retryable) throw err;
+        // Leadership lost: this process may run nothing more (the new owner does).
+        if (!isDtxError(err) || !err.retryable || err.code === 'DTX_LEADERSHIP_LOST') throw err;
         return 'aborted';
       }
     });
@@ -281,7 +435,6 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     };
   } finally {
     await coordinator?.close();
-    await leadership?.release();
     await log?.close();
     await opened.close();
   }
@@ -384,17 +537,33 @@ export async function runVerify(dbs: string[]): Promise<VerifyReport> {
   }
 }
 
-export async function runRecover(options: { dbs: string[]; log?: string }): Promise<RecoveryReport> {
-  const opened = await openAll(options.dbs);
-  let log: DurableLog<TwoPcRecord> | undefined;
+/**
+ * `dtx recover` for 2PC: opens the log exclusively (DTX_LOG_BUSY while a
+ * live coordinator owns it), refusing a missing one, then runs the
+ * coordinator's start-up recovery under the log's own coordinator id.
+ */
+export async function runRecover(options: {
+  dbs: string[];
+  log?: string;
+  where?: BenchLogLocation;
+  leaseTtlMs?: number;
+}): Promise<RecoveryReport> {
+  // The log before the databases: a wrong --log must stop everything before anything is opened.
+  const log = await openBenchLog(
+    options.where ?? benchLogLocation(options.log, '2pc'),
+    '2pc',
+    (v) => twoPcRecordCodec.check(v),
+    options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs },
+  );
+  let opened: Opened | undefined;
   let coordinator: Coordinator | undefined;
   try {
-    log = await openLog(options.log);
-    coordinator = createCoordinator({ log, resources: opened.adapters, name: benchCoordinatorName });
+    opened = await openAll(options.dbs);
+    coordinator = createCoordinator({ log, resources: opened.adapters, orphanSweepIntervalMs: 0 });
     return await coordinator.start();
   } finally {
     await coordinator?.close();
-    await log?.close();
-    await opened.close();
+    await log.close();
+    await opened?.close();
   }
 }

@@ -6,6 +6,12 @@
 //
 // URLs: postgres://user@host:port/db, mysql://user:pass@host:port/db (MariaDB
 // or MySQL), sqlite:PATH (dtx's embedded SQLite participant, a key/value store).
+//
+// Where the bench's tables live: on PostgreSQL in schema `dtx_bench` of the
+// database the URL names; on MariaDB/MySQL in the database the URL names (which
+// it must name), as `dtx_bench_accounts` etc. — never in a server-wide database
+// of dtx's choosing, so that `--init` drops only what the URL points at.
+// Nothing here creates a database or a SQLite file except `--init`.
 
 import { createMariaDbAdapter, type MariaDbAdapter } from '../adapters/mariadb.ts';
 import { createPostgresAdapter, type PostgresAdapter } from '../adapters/postgres.ts';
@@ -91,7 +97,20 @@ export function checkServerUrl(url: string, what = 'database URL'): 'postgres' |
 /** Lock waits are bounded so that a cycle across databases (which no single database can see) ends in an abort. */
 export const lockWaitMs = 2_000;
 
-export async function openAdapter(target: DbTarget): Promise<ResourceAdapter> {
+/** The bench's SQL for `target`: on MariaDB/MySQL, tables `dtx_bench_x` in the URL's database instead of `dtx_bench.x`. */
+export function benchSql(target: DbTarget, sql: string): string {
+  return target.kind === 'mysql' ? sql.replaceAll('dtx_bench.', 'dtx_bench_') : sql;
+}
+
+/**
+ * Opens the adapter for `target`. `create` (bench --init only) allows a
+ * missing SQLite participant file to be created; otherwise it is
+ * DTX_LOG_NOT_FOUND naming the path.
+ */
+export async function openAdapter(
+  target: DbTarget,
+  options: { create?: boolean } = {},
+): Promise<ResourceAdapter> {
   switch (target.kind) {
     case 'postgres':
       return createPostgresAdapter({
@@ -100,20 +119,31 @@ export async function openAdapter(target: DbTarget): Promise<ResourceAdapter> {
       });
     case 'mysql': {
       const u = new URL(target.url.replace(/^mariadb:/, 'mysql:'));
+      const database = decodeURIComponent(u.pathname.slice(1));
+      if (!/^[A-Za-z0-9_$]{1,64}$/.test(database)) {
+        throw new DtxError(
+          'DTX_INVALID_ARGUMENT',
+          `${target.name}: a mysql:// URL must name the database the bench uses (letters, digits, _ and $), ` +
+            `e.g. mysql://root@127.0.0.1:3306/test, got ${JSON.stringify(database)}`,
+        );
+      }
       return createMariaDbAdapter({
         connection: {
           host: u.hostname,
           port: Number(u.port || 3306),
           user: decodeURIComponent(u.username || 'root'),
           password: decodeURIComponent(u.password),
-          database: u.pathname.slice(1) || undefined,
+          database,
           connectionLimit: 64,
         },
         lockWaitTimeoutSeconds: Math.ceil(lockWaitMs / 1000),
       });
     }
     case 'sqlite':
-      return createSqliteAdapter({ path: target.url.slice('sqlite:'.length) });
+      return createSqliteAdapter({
+        create: options.create === true,
+        path: target.url.slice('sqlite:'.length),
+      });
   }
 }
 
@@ -129,7 +159,7 @@ async function withSql<T>(
   }
   const pool = (adapter as MariaDbAdapter).pool;
   return work(async (sql, params) => {
-    const [rows] = await pool.query(sql, params as unknown[]);
+    const [rows] = await pool.query(benchSql(target, sql), params as unknown[]);
     return rows as Record<string, unknown>[];
   });
 }
@@ -145,8 +175,7 @@ const schemaStatements: Record<'postgres' | 'mysql', string[]> = {
     'CREATE TABLE dtx_bench.meta (k text PRIMARY KEY, v bigint NOT NULL)',
   ],
   mysql: [
-    'DROP DATABASE IF EXISTS dtx_bench',
-    'CREATE DATABASE dtx_bench',
+    'DROP TABLE IF EXISTS dtx_bench.accounts, dtx_bench.transfers, dtx_bench.meta, dtx_bench.holds',
     'CREATE TABLE dtx_bench.accounts (id int PRIMARY KEY, balance bigint NOT NULL) ENGINE=InnoDB',
     'CREATE TABLE dtx_bench.transfers (txn varchar(128) PRIMARY KEY, amount bigint NOT NULL) ENGINE=InnoDB',
     'CREATE TABLE dtx_bench.meta (k varchar(32) PRIMARY KEY, v bigint NOT NULL) ENGINE=InnoDB',
@@ -155,21 +184,24 @@ const schemaStatements: Record<'postgres' | 'mysql', string[]> = {
 
 export const initialBalance = 1_000;
 
-/** Gid prefixes of the branches `dtx bench` makes: its 2PC coordinator's, and naive commit's. */
-export const benchGidPrefixes = ['dtx_bench.', 'dtx_naive.'] as const;
-
-/** Creates the `dtx_bench` schema on one database: accounts (on the first two) and the transfer/audit record. */
+/**
+ * Creates the `dtx_bench` schema on one database: accounts (on the first two)
+ * and the transfer/audit record. `ownGidPrefix`: branches of this bench's own
+ * coordinator still prepared (recovery could not resolve them) hold locks on
+ * the tables about to be dropped, so they are rolled back first; nothing with
+ * another prefix is ever touched (XA RECOVER and pg_prepared_xacts are
+ * server-wide: they list other deployments' branches too).
+ */
 export async function initSchema(
   target: DbTarget,
   adapter: ResourceAdapter,
   accounts: number,
   role: 'debit' | 'credit' | 'audit',
+  ownGidPrefix?: string,
 ): Promise<void> {
   const withAccounts = role !== 'audit';
-  // Branches an earlier bench left prepared hold locks on the tables we are
-  // about to drop: roll them back first (only bench's own gids).
-  for (const prefix of benchGidPrefixes) {
-    for (const { gid } of await adapter.listPrepared(prefix)) await adapter.rollbackPrepared(gid);
+  if (ownGidPrefix !== undefined) {
+    for (const { gid } of await adapter.listPrepared(ownGidPrefix)) await adapter.rollbackPrepared(gid);
   }
   if (target.kind === 'sqlite') {
     const db = (adapter as SqliteAdapter).database();
@@ -229,17 +261,20 @@ export async function applyTransferPart(
   const b = branch as SqlBranch;
   const p = (i: number) => (target.kind === 'postgres' ? `$${i}` : '?');
   if (role !== 'audit') {
-    const r = await b.query(`UPDATE dtx_bench.accounts SET balance = balance + ${p(1)} WHERE id = ${p(2)}`, [
-      delta,
-      account,
-    ]);
+    const r = await b.query(
+      benchSql(target, `UPDATE dtx_bench.accounts SET balance = balance + ${p(1)} WHERE id = ${p(2)}`),
+      [delta, account],
+    );
     if (r.rowCount !== 1)
       throw new DtxError(
         'DTX_INVALID_STATE',
         `account ${account} missing on ${target.name}: run with --init`,
       );
   }
-  await b.query(`INSERT INTO dtx_bench.transfers (txn, amount) VALUES (${p(1)}, ${p(2)})`, [txn, amount]);
+  await b.query(benchSql(target, `INSERT INTO dtx_bench.transfers (txn, amount) VALUES (${p(1)}, ${p(2)})`), [
+    txn,
+    amount,
+  ]);
 }
 
 /** How many accounts `initSchema` created on this database (0 when it was never initialized). */

@@ -515,14 +515,18 @@ export function buildProgram(): Command {
     .option('--concurrency <c>', 'transfers in flight at once', int('--concurrency', 1, 10_000), 8)
     .option('--duration <s>', 'run for this many seconds', num('--duration', 0, 86_400))
     .option('--txns <n>', 'run this many transfers', int('--txns', 1, 100_000_000))
-    .option('--init', 'create the dtx_bench schema and accounts first (drops an existing one)')
+    .option(
+      '--init',
+      'create the log (when missing), the dtx_bench tables and accounts first (drops existing tables); ' +
+        'without it, the log and the databases must exist',
+    )
     .option(
       '--lease <name>',
-      'standby takeover: run only while holding this lease in the postgres:// log; wait for it',
+      "standby takeover: wait for the postgres:// log's owner lease instead of failing while another runs",
     )
     .option(
       '--lease-ttl-ms <ms>',
-      'how long the lease lasts without renewal',
+      "how long the log's owner lease lasts without renewal (postgres:// log)",
       int('--lease-ttl-ms', 100, 3_600_000),
       3000,
     )
@@ -542,6 +546,19 @@ export function buildProgram(): Command {
     .addOption(
       new Option('--crash-after <n>', 'crash tests: the transfer whose point kills the process')
         .argParser(int('--crash-after', 1))
+        .hideHelp(),
+    )
+    .addOption(
+      new Option(
+        '--orphan-grace-ms <ms>',
+        'how old a prepared branch of this coordinator must be before the sweep rolls it back (default 30000)',
+      )
+        .argParser(int('--orphan-grace-ms', 0, 86_400_000))
+        .hideHelp(),
+    )
+    .addOption(
+      new Option('--orphan-sweep-ms <ms>', 'how often the orphan sweep runs (default 5000; 0: never)')
+        .argParser(int('--orphan-sweep-ms', 0, 86_400_000))
         .hideHelp(),
     )
     .option('--json', 'print one JSON object on stdout')
@@ -573,6 +590,8 @@ export function buildProgram(): Command {
         acknowledge: flags.acknowledge,
         crashAt: flags.crashAt,
         crashAfter: flags.crashAfter,
+        ...(flags.orphanGraceMs === undefined ? {} : { orphanGraceMs: flags.orphanGraceMs }),
+        ...(flags.orphanSweepMs === undefined ? {} : { orphanSweepIntervalMs: flags.orphanSweepMs }),
         onStart: () => process.stderr.write('dtx bench: transfers started\n'),
         progress: (line) => process.stderr.write(`dtx bench: ${line}\n`),
         onRecovered: (r) => {
@@ -620,49 +639,63 @@ export function buildProgram(): Command {
     .command('recover')
     .description('resolve everything a killed coordinator left in doubt, from its log')
     .requiredOption('--db <url>', 'the databases, in the same order as for bench', collect)
-    .option('--log <path|url>', 'the coordinator log')
+    .option('--log <path|url>', 'the log bench used (never created: a missing log is an error)')
     .addOption(
-      new Option('--protocol <name>', 'the protocol bench ran (saga/tcc: their own orchestrator log)')
-        .choices(['2pc', 'saga', 'tcc'])
-        .default('2pc'),
+      new Option('--protocol <name>', 'the protocol bench ran; default: read from the log').choices([
+        '2pc',
+        'saga',
+        'tcc',
+      ]),
     )
+    .option('--id <coordinator-id>', 'refuse the log unless it belongs to this coordinator id')
     .option('--json', 'print one JSON object on stdout')
-    .action(async (flags: { db: string[]; log?: string; protocol: string; json?: boolean }) => {
-      if (flags.protocol === 'saga' || flags.protocol === 'tcc') {
-        const { runSagaRecover } = await import('./bench-saga.ts');
-        const r = await runSagaRecover({ dbs: flags.db, log: flags.log, protocol: flags.protocol });
-        if (flags.json) writeJson(r);
+    .action(
+      async (flags: {
+        db: string[];
+        log?: string;
+        protocol?: '2pc' | 'saga' | 'tcc';
+        id?: string;
+        json?: boolean;
+      }) => {
+        const { findBenchLog } = await import('./bench.ts');
+        // The log says which protocol it holds; --protocol and --id only confirm it.
+        const found = await findBenchLog(flags.log, flags.protocol, flags.id);
+        if (found.protocol === 'saga' || found.protocol === 'tcc') {
+          const { runSagaRecover } = await import('./bench-saga.ts');
+          const r = await runSagaRecover({ dbs: flags.db, protocol: found.protocol, where: found.where });
+          if (flags.json) writeJson(r);
+          else {
+            process.stdout.write(
+              `recovered (${r.protocol}): ${r.completed.length} completed, ${r.compensated.length} compensated, ` +
+                `${r.stuck.length} stuck\n`,
+            );
+            for (const t of r.completed) process.stdout.write(`  completed   ${t}\n`);
+            for (const t of r.compensated) process.stdout.write(`  compensated ${t}\n`);
+            for (const t of r.stuck) process.stdout.write(`  STUCK       ${t.id}: ${t.reason}\n`);
+          }
+          if (r.stuck.length > 0) process.exitCode = 1;
+          return;
+        }
+        const { runRecover } = await import('./bench.ts');
+        const report = await runRecover({ dbs: flags.db, where: found.where });
+        const out = {
+          recommitted: report.recommitted,
+          rolledBack: report.rolledBack,
+          heuristics: report.heuristics.map((h) => ({ code: h.code, gid: h.gid, message: h.message })),
+        };
+        if (flags.json) writeJson(out);
         else {
           process.stdout.write(
-            `recovered (${r.protocol}): ${r.completed.length} completed, ${r.compensated.length} compensated, ` +
-              `${r.stuck.length} stuck\n`,
+            `recovered: ${out.recommitted.length} transaction(s) committed from the log, ` +
+              `${out.rolledBack.length} prepared branch(es) rolled back (presumed abort), ` +
+              `${out.heuristics.length} heuristic outcome(s)\n`,
           );
-          for (const t of r.completed) process.stdout.write(`  completed   ${t}\n`);
-          for (const t of r.compensated) process.stdout.write(`  compensated ${t}\n`);
-          for (const t of r.stuck) process.stdout.write(`  STUCK       ${t.id}: ${t.reason}\n`);
+          for (const t of out.recommitted) process.stdout.write(`  commit   ${t}\n`);
+          for (const g of out.rolledBack) process.stdout.write(`  rollback ${g}\n`);
+          for (const h of out.heuristics) process.stdout.write(`  HEURISTIC ${h.gid}: ${h.message}\n`);
         }
-        if (r.stuck.length > 0) process.exitCode = 1;
-        return;
-      }
-      const { runRecover } = await import('./bench.ts');
-      const report = await runRecover({ dbs: flags.db, log: flags.log });
-      const out = {
-        recommitted: report.recommitted,
-        rolledBack: report.rolledBack,
-        heuristics: report.heuristics.map((h) => ({ code: h.code, gid: h.gid, message: h.message })),
-      };
-      if (flags.json) writeJson(out);
-      else {
-        process.stdout.write(
-          `recovered: ${out.recommitted.length} transaction(s) committed from the log, ` +
-            `${out.rolledBack.length} prepared branch(es) rolled back (presumed abort), ` +
-            `${out.heuristics.length} heuristic outcome(s)\n`,
-        );
-        for (const t of out.recommitted) process.stdout.write(`  commit   ${t}\n`);
-        for (const g of out.rolledBack) process.stdout.write(`  rollback ${g}\n`);
-        for (const h of out.heuristics) process.stdout.write(`  HEURISTIC ${h.gid}: ${h.message}\n`);
-      }
-    });
+      },
+    );
 
   return program;
 }

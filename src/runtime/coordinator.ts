@@ -10,6 +10,17 @@
 // (presumed abort) every prepared branch with this coordinator's gid prefix
 // that the log does not say to commit. It reports heuristic outcomes (a branch
 // someone resolved by hand) instead of hiding them.
+//
+// Identity and ownership: the coordinator's id is its log's (recorded when the
+// log was created, see src/runtime/log/identity.ts), so no two deployments
+// share one by default, and gids carry it: recovery only ever resolves
+// branches whose gid carries its own id. The log is owned exclusively (SQLite's
+// file lock, the PostgreSQL log's owner lease) before recovery reads it. When
+// the PostgreSQL lease is lost, the coordinator stops at once: nothing more is
+// prepared, undecided work is rolled back and its callers get the retryable
+// DTX_LEADERSHIP_LOST. A periodic sweep rolls back prepared branches of its
+// id that are older than a grace period and that the log does not say to
+// commit — what a former owner (a zombie) left behind after the takeover.
 
 import { randomBytes } from 'node:crypto';
 import type { ResourceAdapter } from '../adapters/types.ts';
@@ -24,7 +35,9 @@ import {
   type TwoPcRecord,
 } from '../protocol/twopc/types.ts';
 import { Driver } from './driver.ts';
+import { isLogError } from './log/errors.ts';
 import type { DurableLog } from './log/types.ts';
+import { coordinatorIdPattern } from './log/types.ts';
 
 /**
  * Timing for real databases. The simulator's defaults assume a 1 ms network;
@@ -35,7 +48,9 @@ const runtimeTiming = { voteTimeoutMs: 10_000, commitResendMs: 1_000 } as const;
 /** The name a client gets in the core; the runtime has exactly one kind of client, the caller. */
 const appClient = 'app';
 const resourceNamePattern = /^[A-Za-z0-9][A-Za-z0-9.-]{0,31}$/;
-const coordinatorNamePattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,15}$/;
+/** How often the orphan sweep runs, and how old a prepared branch must be before it counts as orphaned. */
+export const orphanSweepIntervalMsDefault = 5_000;
+export const orphanGraceMsDefault = 30_000;
 
 export interface CoordinatorOptions {
   /** The coordinator's durable log (see src/runtime/log). */
@@ -43,11 +58,30 @@ export interface CoordinatorOptions {
   /** The participants, by name. Names appear in gids: letters, digits, `.` and `-`, at most 32. */
   resources: Record<string, ResourceAdapter>;
   /**
-   * This coordinator's name, part of every gid it makes (`dtx_<name>.<...>`).
-   * Recovery only touches branches with its own name, so several coordinators
-   * can share databases. A standby taking over must use the same name.
+   * This coordinator's id, part of every gid it makes (`dtx_<id>.<...>`).
+   * Default: the id recorded in the log's identity (generated when the log was
+   * created), which is what every coordinator should use; when given, it must
+   * equal the log's (else DTX_LOG_MISMATCH). Required only for a log that
+   * records no identity (a test double). Recovery only touches branches with
+   * its own id, so several coordinators can share databases; a standby taking
+   * over opens the same log and so gets the same id.
    */
+  id?: string;
+  /** @deprecated The former name of `id`. */
   name?: string;
+  /**
+   * How often to look for orphaned prepared branches of this id (left by a
+   * former owner of the log after a takeover), in ms; 0 turns the sweep off.
+   * Default 5,000.
+   */
+  orphanSweepIntervalMs?: number;
+  /**
+   * How long a prepared branch of this id that the log does not say to commit
+   * must have existed before the sweep rolls it back (presumed abort). Must
+   * exceed the longest prepare-to-decision time of a live coordinator sharing
+   * the id (there is none after a takeover: the old one is fenced). Default 30,000.
+   */
+  orphanGraceMs?: number;
   /**
    * When `transaction()` resolves: `'committed'` (default) once every branch
    * has been committed, so the caller reads its own writes on every database;
@@ -159,15 +193,15 @@ export class Coordinator {
   private closing = false;
   private appendsSinceCheckpoint = 0;
   private failure: unknown;
+  /** Set once the log's lease was lost: why every caller is refused from then on. */
+  private leadershipLost: DtxError | undefined;
+  /** The orphan sweep's timer, and when it first saw each prepared branch (for resources with no prepare time). */
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping = false;
+  private readonly firstSeen = new Map<string, number>();
 
   constructor(private readonly options: CoordinatorOptions) {
-    this.name = options.name ?? 'c1';
-    if (!coordinatorNamePattern.test(this.name)) {
-      throw new DtxError(
-        'DTX_INVALID_ARGUMENT',
-        `coordinator name ${JSON.stringify(this.name)} must match ${coordinatorNamePattern}`,
-      );
-    }
+    this.name = coordinatorIdOf(options);
     for (const resource of Object.keys(options.resources)) {
       if (!resourceNamePattern.test(resource)) {
         throw new DtxError(
@@ -189,6 +223,11 @@ export class Coordinator {
         halted: (err) => this.onLogFailure(err),
       },
     );
+  }
+
+  /** This coordinator's id (the log's), in every gid and transaction id it makes. */
+  get id(): string {
+    return this.name;
   }
 
   /** The gid prefix of every branch this coordinator makes. */
@@ -219,6 +258,7 @@ export class Coordinator {
     try {
       const report = await this.recoverAtStart();
       this.started = true;
+      this.watchOwnership();
       return report;
     } catch (err) {
       await this.driver.close();
@@ -244,6 +284,108 @@ export class Coordinator {
     await this.untilRecovered();
     report.heuristics.push(...this.heuristics);
     return report;
+  }
+
+  /**
+   * After recovery: react to the loss of the log's lease, and sweep for
+   * orphans every `orphanSweepIntervalMs` (on an unref'd timer, so that it
+   * never keeps a process alive).
+   */
+  private watchOwnership(): void {
+    const intervalMs = this.options.orphanSweepIntervalMs ?? orphanSweepIntervalMsDefault;
+    if (intervalMs > 0) {
+      this.sweepTimer = setInterval(() => {
+        this.sweepOrphans().catch((err: unknown) => {
+          if (!this.closing) process.emitWarning(`dtx: orphan sweep failed: ${String(err)}`);
+        });
+      }, intervalMs);
+      this.sweepTimer.unref();
+    }
+    void this.options.log.lost?.then((err) => this.onLeadershipLost(err));
+  }
+
+  /**
+   * Rolls back (presumed abort) every prepared branch with this coordinator's
+   * id that is older than `orphanGraceMs`, that no transaction of this process
+   * is working on, and that the log does not say to commit. After a takeover
+   * these are what the former owner prepared and could not decide (it is
+   * fenced, so it never will); the one-time recovery at start cannot see
+   * branches the zombie prepares after it. Resolves with the gids rolled back.
+   */
+  async sweepOrphans(): Promise<string[]> {
+    const rolledBack: string[] = [];
+    if (this.sweeping || this.closing || !this.started || this.driver.failed) return rolledBack;
+    this.sweeping = true;
+    try {
+      const graceMs = this.options.orphanGraceMs ?? orphanGraceMsDefault;
+      const seen = new Set<string>();
+      for (const [resource, adapter] of Object.entries(this.options.resources)) {
+        const prepared = await adapter.listPrepared(this.gidPrefix);
+        const now = Date.now();
+        for (const { gid, preparedAt } of prepared) {
+          const txn = this.txnOfGid(gid, resource);
+          if (txn === null) continue;
+          const key = `${resource} ${gid}`;
+          seen.add(key);
+          const firstSeenAt = this.firstSeen.get(key) ?? now;
+          this.firstSeen.set(key, firstSeenAt);
+          // MariaDB records no prepare time: count from when the sweep first saw it.
+          const sinceMs = preparedAt?.getTime() ?? firstSeenAt;
+          if (now - sinceMs < graceMs) continue;
+          // Checked last, right before acting: the log may have recorded a commit meanwhile.
+          if (this.closing || this.active.has(txn) || this.committingTxns().has(txn)) continue;
+          // An ABORT of ours still on its way to this branch would then find it
+          // gone and report a heuristic outcome that is not one.
+          if (this.inflight.has(`ABORT ${txn} ${resource}`)) continue;
+          await adapter.rollbackPrepared(gid);
+          rolledBack.push(gid);
+          this.firstSeen.delete(key);
+        }
+      }
+      for (const key of this.firstSeen.keys()) if (!seen.has(key)) this.firstSeen.delete(key);
+    } finally {
+      this.sweeping = false;
+    }
+    return rolledBack;
+  }
+
+  /**
+   * The log's lease was lost (another coordinator took the log over): stop
+   * at once, as a crash would, but tidier. The driver halts, so nothing more
+   * is prepared or decided; a transaction the core had not decided can never
+   * be committed now (its commit record can no longer be written), so its
+   * branches are rolled back here and its caller gets the retryable
+   * DTX_LEADERSHIP_LOST. A decided one may have a durable commit record: it is
+   * left to the new owner's recovery, and its caller gets DTX_OUTCOME_UNKNOWN.
+   */
+  private onLeadershipLost(err: unknown): void {
+    if (this.closing || this.leadershipLost !== undefined) return;
+    this.leadershipLost = new DtxError(
+      'DTX_LEADERSHIP_LOST',
+      `coordinator ${this.name} lost ownership of its log (another coordinator took it over); ` +
+        'nothing undecided was committed: run the transaction again on the new owner',
+      { cause: err },
+    );
+    clearInterval(this.sweepTimer);
+    this.driver.fail(err);
+  }
+
+  /** Rolls back every branch of an undecided transaction, prepared or not (lease lost: it can never commit). */
+  private async rollbackUndecided(t: ActiveTxn): Promise<void> {
+    await Promise.allSettled(
+      [...t.branches.entries()].map(async ([resource, entry]) => {
+        if (entry.preparing !== undefined) await entry.preparing;
+        if (!entry.voted) {
+          try {
+            await entry.branch.rollback();
+            return;
+          } catch {
+            // Prepared after all (in doubt), or its connection is gone: resolve it by gid.
+          }
+        }
+        await this.adapter(resource).rollbackPrepared(entry.gid);
+      }),
+    );
   }
 
   private txnOfGid(gid: string, resource: string): TxnId | null {
@@ -299,6 +441,7 @@ export class Coordinator {
   private async transactionOnce<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     if (!this.started) throw new DtxError('DTX_INVALID_STATE', 'call start() before transaction()');
     if (this.closing) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
+    if (this.leadershipLost !== undefined) throw this.leadershipLost;
     if (this.failure !== undefined) {
       throw new DtxError(
         'DTX_RESOURCE_UNAVAILABLE',
@@ -356,6 +499,7 @@ export class Coordinator {
       await Promise.all(opening.values());
       // The log may have failed, or close() been called, while the work ran:
       // then nothing will decide this transaction, so give its work up now.
+      if (this.leadershipLost !== undefined) throw this.leadershipLost;
       if (this.failure !== undefined || this.closing) {
         throw new DtxError(
           'DTX_RESOURCE_UNAVAILABLE',
@@ -419,11 +563,22 @@ export class Coordinator {
    */
   private onLogFailure(err: unknown): void {
     this.failure = err;
+    if (isLogError(err, 'fenced') && this.leadershipLost === undefined) this.onLeadershipLost(err);
+    const decided = this.leadershipLost === undefined ? undefined : this.committingTxns();
     for (const [txn, t] of this.active) {
+      if (decided !== undefined && this.leadershipLost !== undefined && !decided.has(txn)) {
+        // Undecided, and no decision can be made durable any more: undo it.
+        t.fail?.(this.leadershipLost);
+        void this.rollbackUndecided(t);
+        continue;
+      }
       t.fail?.(
         new DtxError(
           'DTX_OUTCOME_UNKNOWN',
-          `the coordinator log failed while transaction ${txn} was being decided`,
+          this.leadershipLost === undefined
+            ? `the coordinator log failed while transaction ${txn} was being decided`
+            : `coordinator ${this.name} lost ownership of its log after deciding transaction ${txn}; ` +
+                "the new owner's recovery commits it if its decision reached the log, else rolls it back",
           {
             cause: err,
           },
@@ -581,6 +736,7 @@ export class Coordinator {
   /** Stop: no new transactions; wait for in-flight log writes. Prepared branches stay for recovery. */
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.sweepTimer);
     await this.driver.close();
     // Let the database calls under way finish before the caller closes the
     // adapters under them (a COMMIT PREPARED cut off here would be redone by
@@ -597,8 +753,43 @@ export class Coordinator {
   }
 }
 
+/** The coordinator's id: the log's, or an explicit one that must agree with it. */
+function coordinatorIdOf(options: CoordinatorOptions): string {
+  const identity = options.log.identity;
+  const explicit = options.id ?? options.name;
+  if (identity !== undefined && identity.protocol !== '2pc') {
+    throw new DtxError(
+      'DTX_LOG_MISMATCH',
+      `the coordinator's log is a ${identity.protocol} log (coordinator id ${identity.coordinatorId}), not a 2pc log`,
+    );
+  }
+  if (explicit !== undefined && identity !== undefined && explicit !== identity.coordinatorId) {
+    throw new DtxError(
+      'DTX_LOG_MISMATCH',
+      `coordinator id ${JSON.stringify(explicit)} does not match its log's id ${JSON.stringify(identity.coordinatorId)}`,
+    );
+  }
+  const id = explicit ?? identity?.coordinatorId;
+  if (id === undefined) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'the log records no identity, so give the coordinator an `id` (letters, digits and -, at most 16)',
+    );
+  }
+  if (!coordinatorIdPattern.test(id)) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `coordinator id ${JSON.stringify(id)} must match ${coordinatorIdPattern}`,
+    );
+  }
+  return id;
+}
+
 function countingLog(log: DurableLog<TwoPcRecord>, onAppend: () => void): DurableLog<TwoPcRecord> {
   return {
+    identity: log.identity,
+    ...(log.lost === undefined ? {} : { lost: log.lost }),
+    ...(log.history === undefined ? {} : { history: () => log.history!() }),
     append(records, force) {
       onAppend();
       return log.append(records, force);

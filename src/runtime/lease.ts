@@ -1,16 +1,23 @@
-// Standby takeover: a coordinator becomes active only while it holds a lease in
-// the shared PostgreSQL log database. A standby waits for the lease; when the
-// active coordinator dies (or stalls) and its lease lapses, the standby takes
-// it, recovers from the same log — re-driving every commit the dead one had
-// decided — and carries on. The log fences writes by lease holder
+// Standby takeover on a lease of its own: a coordinator becomes active only
+// while it holds a named lease in the shared PostgreSQL log database. Every
+// PostgreSQL log already takes its owner's lease when it is opened (and a
+// standby can wait for it: `openPostgresLog(..., { lease: { wait: true } })`,
+// which is what `dtx bench --lease` does); this helper is for leases beyond
+// that one, e.g. electing one active process among several that do not all
+// open the log. The log fences its own writes by its owner lease
 // (src/runtime/log/postgres.ts), so a stalled former leader that wakes up can
 // no longer write a decision.
+//
+// Timers here are unref'd and stopped by `release()`: holding (or having held)
+// a lease never keeps a process alive.
 
 import type { PostgresLog } from './log/postgres.ts';
+import { uniqueHolderId } from './log/postgres.ts';
 
 export interface LeaseOptions {
   lease: string;
-  holder: string;
+  /** Who holds it; default a fresh unique id (host, pid and random bits: never shared by two holders). */
+  holder?: string;
   /** How long the lease lasts without renewal: how long a standby waits after the leader dies. */
   ttlMs: number;
   /** How often a standby asks for the lease. Default ttlMs / 4. */
@@ -18,13 +25,26 @@ export interface LeaseOptions {
 }
 
 export interface Leadership {
+  /** The holder id this leadership runs under. */
+  holder: string;
   /** Rejects... never; resolves when the lease was lost (renewal refused or failed). */
   lost: Promise<unknown>;
   /** Stops renewing and gives the lease up. */
   release(): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A sleep that does not keep the process alive, and that `cancel` ends early. */
+function sleep(ms: number, cancel?: { wake?: () => void }): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    if (cancel !== undefined)
+      cancel.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+  });
+}
 
 /**
  * Waits until `holder` holds the lease, then keeps renewing it every ttl/3.
@@ -35,24 +55,26 @@ export async function acquireLeadership(
   options: LeaseOptions,
   onWaiting?: () => void,
 ): Promise<Leadership> {
+  const holder = options.holder ?? uniqueHolderId();
   const pollMs = options.pollMs ?? Math.max(10, Math.floor(options.ttlMs / 4));
   let waited = false;
-  while (!(await log.acquireLease(options.lease, options.holder, options.ttlMs))) {
+  while (!(await log.acquireLease(options.lease, holder, options.ttlMs))) {
     if (!waited) onWaiting?.();
     waited = true;
     await sleep(pollMs);
   }
   let stopped = false;
+  const pause: { wake?: () => void } = {};
   let onLost: (why: unknown) => void = () => {};
   const lost = new Promise<unknown>((resolve) => {
     onLost = resolve;
   });
   const renew = async () => {
     while (!stopped) {
-      await sleep(Math.max(5, Math.floor(options.ttlMs / 3)));
+      await sleep(Math.max(5, Math.floor(options.ttlMs / 3)), pause);
       if (stopped) return;
       try {
-        if (!(await log.renewLease(options.lease, options.holder, options.ttlMs))) {
+        if (!(await log.renewLease(options.lease, holder, options.ttlMs))) {
           return onLost(new Error(`lease ${options.lease} was taken over`));
         }
       } catch (err) {
@@ -62,10 +84,12 @@ export async function acquireLeadership(
   };
   void renew();
   return {
+    holder,
     lost,
     async release() {
       stopped = true;
-      await log.releaseLease(options.lease, options.holder).catch(() => false);
+      pause.wake?.();
+      await log.releaseLease(options.lease, holder).catch(() => false);
     },
   };
 }

@@ -39,7 +39,7 @@ describe('SQLite participant', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dtx-sqlite-'));
     path = join(dir, 'participant.db');
-    adapter = await createSqliteAdapter({ path });
+    adapter = await createSqliteAdapter({ create: true, path });
   });
 
   after(async () => {
@@ -200,7 +200,7 @@ describe('SQLite participant', () => {
     await adapter.close();
     assert.equal(active.state, 'rolledBack');
 
-    adapter = await createSqliteAdapter({ path });
+    adapter = await createSqliteAdapter({ create: true, path });
     const found = (await adapter.listPrepared(prefix)).map((b) => b.gid);
     assert.ok(found.includes(prepared));
     assert.ok(!found.includes(active.gid));
@@ -244,7 +244,7 @@ describe('SQLite participant', () => {
     assert.deepEqual(await exited, { code: null, signal: 'SIGKILL' });
 
     // A fresh adapter on the file (the one this test already had open keeps working too).
-    const recovered = await createSqliteAdapter({ path });
+    const recovered = await createSqliteAdapter({ create: true, path });
     try {
       const found = (await recovered.listPrepared(prefix)).map((b) => b.gid);
       assert.ok(found.includes(preparedGid), 'the prepared branch is still there');
@@ -264,7 +264,7 @@ describe('SQLite participant', () => {
   });
 
   test('a closed adapter refuses work', async () => {
-    const scratch = await createSqliteAdapter({ path: join(dir, 'scratch.db') });
+    const scratch = await createSqliteAdapter({ create: true, path: join(dir, 'scratch.db') });
     await scratch.close();
     await rejectsWithCode(scratch.begin(nextGid('closed')), 'DTX_INVALID_STATE');
     await rejectsWithCode(scratch.listPrepared(), 'DTX_INVALID_STATE');

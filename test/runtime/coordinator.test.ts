@@ -19,10 +19,11 @@ let n = 0;
 
 async function setup() {
   const id = ++n;
-  const a = await createSqliteAdapter({ path: join(dir, `a${id}.sqlite`) });
-  const b = await createSqliteAdapter({ path: join(dir, `b${id}.sqlite`) });
+  const a = await createSqliteAdapter({ create: true, path: join(dir, `a${id}.sqlite`) });
+  const b = await createSqliteAdapter({ create: true, path: join(dir, `b${id}.sqlite`) });
   const logPath = join(dir, `log${id}.sqlite`);
-  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  // Id c1, as the tests below name their gids by hand.
+  const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true, identity: { coordinatorId: 'c1' } });
   return { a, b, log, logPath };
 }
 
@@ -53,7 +54,7 @@ test('a transfer commits on both participants, and nothing stays prepared', asyn
   await c.close();
   await log.close();
   // The log keeps the commit and its end; a fresh coordinator has nothing to re-drive.
-  const log2 = await openSqliteLog<TwoPcRecord>(join(dir, `log${n}.sqlite`), {});
+  const log2 = await openSqliteLog<TwoPcRecord>(join(dir, `log${n}.sqlite`));
   const records = await log2.load();
   assert.deepEqual(
     records.map((r) => r.type),

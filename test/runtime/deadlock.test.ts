@@ -40,7 +40,7 @@ after(async () => {
 
 test('a cross-database lock cycle ends within the lock timeout; the loser is retried and both commit', async () => {
   const log = await openSqliteLog<TwoPcRecord>(`/tmp/dtx-deadlock-${process.pid}.sqlite`, {
-    unsafeMemory: false,
+    create: true,
   });
   const coordinator = createCoordinator({ log, resources: { east: adapters[0]!, west: adapters[1]! } });
   await coordinator.start();

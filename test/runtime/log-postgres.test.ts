@@ -5,13 +5,21 @@
 // connection, and identifier validation.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { twoPcRecordCodec } from '../../src/protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
 import { isLogError, type LogError, type LogErrorReason } from '../../src/runtime/log/errors.ts';
-import { openPostgresLog, type PostgresLog, tableNames } from '../../src/runtime/log/postgres.ts';
+import {
+  openPostgresLog,
+  type PostgresLog,
+  type PostgresLogOptions,
+  tableNames,
+  uniqueHolderId,
+} from '../../src/runtime/log/postgres.ts';
 
 const url = process.env.DTX_TEST_LOG_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const run = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -21,8 +29,8 @@ const sleep = (durationMs: number) => new Promise((resolve) => setTimeout(resolv
 let admin: pg.Client;
 const opened: PostgresLog<unknown>[] = [];
 
-async function open<R>(owner: string, options: { fence?: { lease: string; holder: string } } = {}) {
-  const log = await openPostgresLog<R>(url, { owner, table, ...options });
+async function open<R>(owner: string, options: Partial<PostgresLogOptions<R>> = {}) {
+  const log = await openPostgresLog<R>(url, { owner, table, create: true, ...options });
   opened.push(log as PostgresLog<unknown>);
   return log;
 }
@@ -131,7 +139,12 @@ describe('PostgreSQL log', () => {
 
   test('corrupt rows: load rejects with reason corrupt and names the row', async () => {
     const owner = 'corrupt';
-    const log = await openPostgresLog<TwoPcRecord>(url, { owner, table, decode: twoPcRecordCodec.check });
+    const log = await openPostgresLog<TwoPcRecord>(url, {
+      owner,
+      table,
+      create: true,
+      decode: twoPcRecordCodec.check,
+    });
     opened.push(log as PostgresLog<unknown>);
     await log.append([{ type: 'end', txn: 't1' }], true);
     const inserted = await admin.query<{ seq: string }>(
@@ -171,67 +184,74 @@ describe('PostgreSQL log', () => {
     await assert.rejects(log.acquireLease('', 'A', 10), TypeError);
   });
 
-  test('fencing: once a standby takes the lease, the old primary cannot write, and the standby sees its log', async () => {
-    const owner = 'fenced-coordinator';
-    const lease = `coordinator-${run}`;
-    const primary = await open<string>(owner, { fence: { lease, holder: 'primary' } });
-    await rejectsWithReason(
-      (await open<string>(owner, { fence: { lease, holder: 'nobody-yet' } })).append(['x'], true),
-      'fenced',
-    );
-    assert.equal(await primary.acquireLease(lease, 'primary', 60_000), true);
-    await primary.append(['p1', 'p2'], true);
-
-    const standby = await open<string>(owner, { fence: { lease, holder: 'standby' } });
-    assert.equal(await standby.acquireLease(lease, 'standby', 60_000), false);
-    assert.equal(await primary.renewLease(lease, 'primary', 300), true);
-    await sleep(500); // the primary stalls and its lease lapses
-    assert.equal(await standby.acquireLease(lease, 'standby', 60_000), true);
-    const error = await rejectsWithReason(primary.append(['p3'], true), 'fenced');
-    assert.equal(error.code, 'DTX_LOCK_CONFLICT');
-    assert.equal(error.retryable, false);
-    await rejectsWithReason(primary.append(['p4'], false), 'fenced');
-
-    assert.deepEqual(await standby.load(), ['p1', 'p2']);
-    await standby.append(['s1'], true);
-    assert.deepEqual(await standby.load(), ['p1', 'p2', 's1']);
+  test('ownership: a second opener of a live owner gets DTX_LOG_BUSY naming the holder, and nothing is touched', async () => {
+    const owner = 'owned-coordinator';
+    const primary = await open<string>(owner, { lease: { ttlMs: 600 } });
+    await primary.append(['p1'], true);
+    // The opener waits out the lease once; the primary renews it, so it is live.
+    const error = await rejectsWithReason(open<string>(owner, { lease: { ttlMs: 600 } }), 'locked');
+    assert.equal(error.code, 'DTX_LOG_BUSY');
+    assert.equal(error.retryable, true);
+    assert.ok(error.message.includes(primary.ownerLease.holder), error.message);
+    await primary.append(['p2'], true);
+    await primary.close();
+    const next = await open<string>(owner, { lease: { ttlMs: 600 } });
+    assert.deepEqual(await next.load(), ['p1', 'p2']);
+    assert.equal(next.identity?.protocol, '2pc');
   });
 
-  test("fencing race: a primary's write already in flight commits before the standby's acquisition", async () => {
-    const owner = 'fence-race';
-    const lease = `race-${run}`;
-    const primary = await open<string>(owner, { fence: { lease, holder: 'primary' } });
-    const standby = await open<string>(owner, { fence: { lease, holder: 'standby' } });
-    assert.equal(await primary.acquireLease(lease, 'primary', 200), true);
-    await sleep(300); // lapsed, but nobody has taken it: the primary may still write
-    const blocker = new pg.Client(url);
-    await blocker.connect();
-    try {
-      // Hold the primary's INSERT up after it has checked (and share-locked) its lease row.
-      await blocker.query(`BEGIN; LOCK TABLE ${table} IN EXCLUSIVE MODE`);
-      let appended = false;
-      let acquired: boolean | undefined;
-      const append = primary.append(['in-flight'], true).then(() => (appended = true));
-      await sleep(150);
-      const acquire = standby.acquireLease(lease, 'standby', 60_000).then((ok) => (acquired = ok));
-      await sleep(150);
-      assert.equal(appended, false);
-      assert.equal(acquired, undefined, "the standby's acquisition waits for the primary's write");
-      await blocker.query('COMMIT');
-      await Promise.all([append, acquire]);
-      assert.equal(acquired, true);
-    } finally {
-      await blocker.end();
-    }
-    assert.deepEqual(await standby.load(), ['in-flight']);
-    await rejectsWithReason(primary.append(['too late'], true), 'fenced');
+  test('fencing: once another holder has the owner lease, the old owner writes nothing and `lost` resolves', async () => {
+    const owner = 'fenced-coordinator';
+    const primary = await open<string>(owner, { lease: { ttlMs: 60_000 } });
+    await primary.append(['p1'], true);
+    // A takeover, as a standby's acquisition after the primary stalled would leave it.
+    await admin.query(`UPDATE "${table}_lease" SET holder = 'standby' WHERE name = $1`, [
+      primary.ownerLease.name,
+    ]);
+    const error = await rejectsWithReason(primary.append(['p2'], true), 'fenced');
+    assert.equal(error.code, 'DTX_LOG_FENCED');
+    assert.equal(error.retryable, false);
+    const lost = await primary.lost;
+    assert.equal(lost?.reason, 'fenced');
+    await rejectsWithReason(primary.append(['p3'], false), 'fenced');
+    await admin.query(`DELETE FROM "${table}_lease" WHERE name = $1`, [primary.ownerLease.name]);
+    const standby = await open<string>(owner);
+    assert.deepEqual(await standby.load(), ['p1']);
+  });
+
+  test('a missing owner is DTX_LOG_NOT_FOUND and creates nothing; identity mismatch is DTX_LOG_MISMATCH', async () => {
+    const missing = `missing-${run}`;
+    const error = await rejectsWithReason(openPostgresLog(url, { owner: missing, table }), 'notFound');
+    assert.equal(error.code, 'DTX_LOG_NOT_FOUND');
+    const leases = await admin.query(`SELECT 1 FROM "${table}_lease" WHERE name = $1`, [
+      `dtx-log:${missing}`,
+    ]);
+    assert.equal(leases.rowCount, 0);
+    const created = await open<string>(`saga-${run}`, { identity: { protocol: 'saga' } });
+    const id = created.identity!.coordinatorId;
+    assert.match(id, /^[a-z0-9]{10}$/);
+    await created.close();
+    const mismatch = await rejectsWithReason(
+      openPostgresLog(url, { owner: `saga-${run}`, table, expect: { protocol: '2pc' } }),
+      'mismatch',
+    );
+    assert.equal(mismatch.code, 'DTX_LOG_MISMATCH');
+    const again = await openPostgresLog(url, { owner: `saga-${run}`, table });
+    assert.equal(again.identity?.coordinatorId, id);
+    const history = await again.history!();
+    assert.deepEqual(history, []);
+    await again.append(['x'], true);
+    const [entry] = await again.history!();
+    assert.equal(entry?.record, 'x');
+    assert.ok(Math.abs(entry!.at.getTime() - Date.now()) < 60_000);
+    await again.close();
   });
 
   test('a broken connection fails the write in flight and every later call, with reason failed', async () => {
     const applicationName = `dtx_log_broken_${run}`;
     const pool = new pg.Pool({ connectionString: url, application_name: applicationName, max: 2 });
     try {
-      const log = await openPostgresLog<number>(pool, { owner: 'broken', table });
+      const log = await openPostgresLog<number>(pool, { owner: 'broken', table, create: true });
       await log.append([1], true);
       await admin.query(
         'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
@@ -263,10 +283,47 @@ describe('PostgreSQL log', () => {
       display: 'public.dtx_log',
       log: '"public"."dtx_log"',
       lease: '"public"."dtx_log_lease"',
+      meta: '"public"."dtx_log_meta"',
+      metaText: '"public"."dtx_log_meta"',
       index: '"dtx_log_owner_seq"',
     });
     await assert.rejects(openPostgresLog(url, { owner: '', table }), TypeError);
     await assert.rejects(openPostgresLog(url, { owner: 'a\u0000', table }), TypeError);
+  });
+
+  test('an owner written before identities is refused with the fix, and adopted (records kept) with create', async () => {
+    const owner = `old-${run}`;
+    await admin.query(`INSERT INTO ${table} (owner, record) VALUES ($1, '5'::jsonb)`, [owner]);
+    const refused = await rejectsWithReason(openPostgresLog(url, { owner, table }), 'mismatch');
+    assert.match(refused.message, /records no identity/);
+    const adopted = await open<number>(owner);
+    assert.deepEqual(await adopted.load(), [5]);
+    assert.equal(adopted.identity?.protocol, '2pc');
+    await adopted.close();
+  });
+
+  test('lease holders are unique per open, and neither the log nor a released leadership keeps a process alive', async () => {
+    const ids = new Set(Array.from({ length: 50 }, () => uniqueHolderId()));
+    assert.equal(ids.size, 50);
+    for (const id of ids) assert.match(id, /-\d+-[0-9a-f]{12}$/);
+    const code = `
+      const { openPostgresLog } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/runtime/log/postgres.ts', import.meta.url)))});
+      const { acquireLeadership } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/runtime/lease.ts', import.meta.url)))});
+      const log = await openPostgresLog(${JSON.stringify(url)}, { owner: 'alive-${run}', table: ${JSON.stringify(table)}, create: true, lease: { ttlMs: 60000 } });
+      const leadership = await acquireLeadership(log, { lease: 'alive-${run}', holder: 'h', ttlMs: 60000 });
+      await leadership.release();
+      await log.close();
+      process.stdout.write('released\\n');`;
+    const startedAt = Date.now();
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    assert.equal(child.status, 0, child.stderr);
+    assert.match(child.stdout, /released/);
+    // Renewals run every 20 s here: a timer left behind would hold the process that long.
+    assert.ok(Date.now() - startedAt < 10_000, `the process lived ${Date.now() - startedAt} ms`);
   });
 
   test('an unreachable server is reported as unavailable', async () => {

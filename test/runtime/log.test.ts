@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -193,7 +193,7 @@ describe('group commit core', () => {
 describe('SQLite log', () => {
   test('append/load round trip, across a reopen', async () => {
     const path = join(dir, 'nested', 'deeper', 'coord.sqlite'); // parent directories are created
-    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
+    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check, create: true });
     const records: TwoPcRecord[] = [
       { type: 'commit', txn: 't1', participants: ['p1', 'p2'], client: 'c1' },
       { type: 'end', txn: 't1' },
@@ -209,7 +209,7 @@ describe('SQLite log', () => {
   });
 
   test('order is preserved across concurrent appends, forced and lazy', async () => {
-    const log = await openSqliteLog<{ w: number; i: number }>(nextPath());
+    const log = await openSqliteLog<{ w: number; i: number }>(nextPath(), { create: true });
     const expected: { w: number; i: number }[] = [];
     const worker = async (w: number) => {
       for (let i = 0; i < 20; i++) {
@@ -224,7 +224,7 @@ describe('SQLite log', () => {
   });
 
   test('group commit: 200 concurrent forced appends share few fsyncs', async () => {
-    const log = await openSqliteLog<{ i: number }>(nextPath());
+    const log = await openSqliteLog<{ i: number }>(nextPath(), { create: true });
     await Promise.all(Array.from({ length: 200 }, (_, i) => log.append([{ i }], true)));
     const oneTurn = { ...log.stats };
     // Closed loop: 32 callers, each appending again as soon as its append resolved.
@@ -250,7 +250,7 @@ describe('SQLite log', () => {
 
   test('checkpoint keeps what compactTwoPcLog keeps, and later appends follow it', async () => {
     const path = nextPath();
-    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
+    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check, create: true });
     const history: TwoPcRecord[] = [
       { type: 'commit', txn: 'a', participants: ['p1'], client: 'c' },
       { type: 'commit', txn: 'b', participants: ['p1'], client: 'c' },
@@ -278,7 +278,7 @@ describe('SQLite log', () => {
 
   test('corrupt rows: load rejects with reason corrupt and names the row', async () => {
     const path = nextPath();
-    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
+    const log = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check, create: true });
     await log.append([{ type: 'end', txn: 't1' }], true);
     await log.close();
 
@@ -288,7 +288,7 @@ describe('SQLite log', () => {
     let reopened = await openSqliteLog<TwoPcRecord>(path, { decode: twoPcRecordCodec.check });
     let error = await rejectsWithReason(reopened.load(), 'corrupt');
     assert.equal(error.seq, '2');
-    assert.equal(error.code, 'DTX_INVALID_STATE');
+    assert.equal(error.code, 'DTX_LOG_CORRUPT');
     assert.equal(error.retryable, false);
     assert.match(error.message, /row 2 is not a valid record: .*no field "extra"/);
     await reopened.close();
@@ -318,10 +318,11 @@ describe('SQLite log', () => {
 
   test('a second opener of the same file gets reason locked until the first closes', async () => {
     const path = nextPath();
-    const first = await openSqliteLog<number>(path);
+    const first = await openSqliteLog<number>(path, { create: true });
     await first.append([1], true);
     const error = await rejectsWithReason(openSqliteLog(path), 'locked');
-    assert.equal(error.code, 'DTX_LOCK_CONFLICT');
+    assert.equal(error.code, 'DTX_LOG_BUSY');
+    assert.match(error.message, new RegExp(path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
     assert.equal(error.retryable, true);
     await first.close();
     const second = await openSqliteLog<number>(path);
@@ -333,7 +334,7 @@ describe('SQLite log', () => {
     const path = nextPath();
     const code = `
       const { openSqliteLog } = await import(${JSON.stringify(sqliteModule)});
-      const log = await openSqliteLog(${JSON.stringify(path)});
+      const log = await openSqliteLog(${JSON.stringify(path)}, { create: true });
       for (let n = 0; ; n++) {
         await log.append([{ lazy: n }], false);
         await log.append([{ n }], true);
@@ -360,7 +361,12 @@ describe('SQLite log', () => {
         for (const line of lines) acknowledged.push(Number(line));
         // While the child lives, its lock keeps this process out.
         if (lockCheck === undefined && acknowledged.length > 0) {
-          lockCheck = rejectsWithReason(openSqliteLog(path), 'locked');
+          // The message names the holder, where the platform can tell (Linux: /proc/locks).
+          lockCheck = rejectsWithReason(openSqliteLog(path), 'locked').then((e) => {
+            if (process.platform === 'linux')
+              assert.match(e.message, new RegExp(`owned by process ${child.pid}\\b`));
+            return e;
+          });
           lockCheck.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
         }
         if (acknowledged.length >= 20) {
@@ -386,5 +392,77 @@ describe('SQLite log', () => {
       Array.from({ length: last + 1 }, (_, i) => i),
       'every acknowledged forced append is in the log, in order',
     );
+  });
+
+  test('identity: a missing file is notFound and nothing is created; the identity survives reopens and checkpoints', async () => {
+    const path = join(dir, 'absent', 'log.sqlite');
+    const missing = await rejectsWithReason(openSqliteLog(path), 'notFound');
+    assert.equal(missing.code, 'DTX_LOG_NOT_FOUND');
+    assert.ok(missing.message.includes(path), missing.message);
+    assert.equal(existsSync(join(dir, 'absent')), false, 'a directory was created');
+
+    const created = await openSqliteLog<number>(path, { create: true, identity: { protocol: 'tcc' } });
+    const identity = created.identity!;
+    assert.equal(identity.protocol, 'tcc');
+    assert.match(identity.coordinatorId, /^[a-z0-9]{10}$/);
+    await created.append([1, 2], true);
+    await created.checkpoint([2]);
+    await created.close();
+    const reopened = await openSqliteLog<number>(path);
+    assert.deepEqual(reopened.identity, identity);
+    assert.deepEqual(await reopened.load(), [2]);
+    await reopened.close();
+    const wrongProtocol = await rejectsWithReason(
+      openSqliteLog(path, { expect: { protocol: '2pc' } }),
+      'mismatch',
+    );
+    assert.equal(wrongProtocol.code, 'DTX_LOG_MISMATCH');
+    assert.match(wrongProtocol.message, /is a tcc log, not 2pc/);
+    const wrongId = await rejectsWithReason(
+      openSqliteLog(path, { expect: { coordinatorId: 'someone' } }),
+      'mismatch',
+    );
+    assert.match(
+      wrongId.message,
+      new RegExp(`belongs to coordinator id ${identity.coordinatorId}, not someone`),
+    );
+    // Two logs never share an id by default.
+    const other = await openSqliteLog(nextPath(), { create: true });
+    assert.notEqual(other.identity!.coordinatorId, identity.coordinatorId);
+    await other.close();
+  });
+
+  test('a log written before identities is refused until it is adopted with create, keeping its records', async () => {
+    const path = nextPath();
+    const raw = new Database(path);
+    raw.exec('CREATE TABLE dtx_log (seq INTEGER PRIMARY KEY, record TEXT NOT NULL) STRICT');
+    raw.prepare('INSERT INTO dtx_log (record) VALUES (?)').run('7');
+    raw.pragma('user_version = 1');
+    raw.close();
+    const refused = await rejectsWithReason(openSqliteLog(path), 'mismatch');
+    assert.match(refused.message, /records no identity/);
+    const adopted = await openSqliteLog<number>(path, {
+      create: true,
+      identity: { coordinatorId: 'old-one' },
+    });
+    assert.equal(adopted.identity?.coordinatorId, 'old-one');
+    assert.deepEqual(await adopted.load(), [7]);
+    const [entry] = await adopted.history!();
+    assert.equal(entry?.at.getTime(), 0, 'a row from before times shows the epoch');
+    await adopted.close();
+  });
+
+  test('history: every record with the time it was appended, in load order', async () => {
+    const log = await openSqliteLog<string>(nextPath(), { create: true });
+    const before = Date.now();
+    await log.append(['a'], true);
+    await log.append(['b', 'c'], false);
+    const history = await log.history!();
+    assert.deepEqual(
+      history.map((h) => h.record),
+      ['a', 'b', 'c'],
+    );
+    for (const h of history) assert.ok(h.at.getTime() >= before && h.at.getTime() <= Date.now());
+    await log.close();
   });
 });

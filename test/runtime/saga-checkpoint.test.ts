@@ -35,7 +35,7 @@ function counting(calls: string[], gate?: Promise<void>, name = 'count'): SagaDe
 test('saga log: bounded by checkpoints; a long saga survives them and a restart; retention as documented', async () => {
   const path = join(dir, 'saga.sqlite');
   const timing = { retryBaseMs: 5, retainFinished: 10 };
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log, timing, checkpointEvery: 20 });
   const calls: string[] = [];
   let open!: () => void;
@@ -87,7 +87,7 @@ test('saga log: bounded by checkpoints; a long saga survives them and a restart;
 test('an id past the retention runs again, and a checkpoint keeps that run whole across a restart', async () => {
   const path = join(dir, 'again.sqlite');
   const timing = { retryBaseMs: 5, retainFinished: 1 };
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log, timing, checkpointEvery: 3 });
   const calls: string[] = [];
   const a = await o.start(counting(calls, undefined, 'again'), { idempotencyKey: 'A' });
@@ -123,7 +123,7 @@ test('an id past the retention runs again, and a checkpoint keeps that run whole
 
 test('tcc log: bounded by checkpoints too', async () => {
   const path = join(dir, 'tcc.sqlite');
-  const log = await openTccLog({ sqlite: path });
+  const log = await openTccLog({ sqlite: path, create: true });
   const o = await createTccOrchestrator({
     log,
     timing: { retryBaseMs: 5, retainFinished: 5 },
@@ -150,7 +150,7 @@ test('tcc log: bounded by checkpoints too', async () => {
 });
 
 test('bad retention settings are refused with a typed error', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'bad.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'bad.sqlite'), create: true });
   await assert.rejects(createSagaOrchestrator({ log, timing: { retainFinished: -1 } }), (e) =>
     isDtxError(e, 'DTX_INVALID_ARGUMENT'),
   );

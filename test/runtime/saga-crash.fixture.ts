@@ -77,7 +77,7 @@ export function transferSaga(
 async function main(): Promise<void> {
   const [logPath, bankPath, key, refuseFee] = process.argv.slice(2) as [string, string, string, string];
   const bank = openBank(bankPath);
-  const log = await openSagaLog({ sqlite: logPath });
+  const log = await openSagaLog({ sqlite: logPath, create: true });
   const o = await createSagaOrchestrator({
     log,
     timing: { retryBaseMs: 20, retryCapMs: 40, jitter: 0, stuckAfterAttempts: 3 },

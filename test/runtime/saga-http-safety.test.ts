@@ -72,7 +72,7 @@ test('a redirect is not followed: the attempt fails with the reason and is retri
 
 test('through the orchestrator, a redirecting action is retried and then compensated, the redirect named in the reason', async () => {
   seen.length = 0;
-  const log = await openSagaLog({ sqlite: join(dir, 'redirect.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'redirect.sqlite'), create: true });
   const o = await createSagaOrchestrator({
     log,
     timing: { retryBaseMs: 2, retryCapMs: 5, actionAttemptsMax: 3 },
@@ -124,7 +124,7 @@ test('timeouts, URLs and headers are validated with DTX_INVALID_ARGUMENT', async
     callHttpBranch(`${base}/ok`, { ...call, headers: { 'bad name': 'x' } }),
     code('DTX_INVALID_ARGUMENT', /bad header name/),
   );
-  const log = await openSagaLog({ sqlite: join(dir, 'define.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'define.sqlite'), create: true });
   await assert.rejects(
     createSagaOrchestrator({ log, httpTimeoutMs: 0 }),
     code('DTX_INVALID_ARGUMENT', /httpTimeoutMs/),
@@ -157,7 +157,7 @@ test('timeouts, URLs and headers are validated with DTX_INVALID_ARGUMENT', async
 test('per-branch headers (static or per call) are sent, and neither they nor the URL reach the log', async () => {
   seen.length = 0;
   const path = join(dir, 'headers.sqlite');
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log });
   const token = 'Bearer s3cr3t-token-value';
   const def: SagaDefinition = {
@@ -208,7 +208,7 @@ test('after a restart, calls go to the URL registered now; an unregistered versi
     steps: [{ name: 'a', action: { url }, compensation: { url } }],
   });
   const timing = { retryBaseMs: 5, retryCapMs: 10 };
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log, timing });
   // The old endpoint answers 202 for ever: the saga is still going forward when it stops.
   const id = await o.start(def(`${base}/pending`), { idempotencyKey: 'k' });
@@ -222,7 +222,7 @@ test('after a restart, calls go to the URL registered now; an unregistered versi
   // Restarted without version 2 registered: retried with a clear reason, alerted, nothing called.
   seen.length = 0;
   const alerts: StuckAlert[] = [];
-  const log2 = await openSagaLog({ sqlite: path });
+  const log2 = await openSagaLog({ sqlite: path, create: true });
   const o2 = await createSagaOrchestrator({
     log: log2,
     timing: { ...timing, stuckAfterAttempts: 3 },
@@ -243,7 +243,7 @@ test('after a restart, calls go to the URL registered now; an unregistered versi
   await log2.close();
 
   // Restarted with version 2 registered at a new URL: the call goes there.
-  const log3 = await openSagaLog({ sqlite: path });
+  const log3 = await openSagaLog({ sqlite: path, create: true });
   const o3 = await createSagaOrchestrator({ log: log3, timing, definitions: [def(`${base}/ok/new`)] });
   assert.equal((await o3.result(id, { timeoutMs: 5000 })).outcome, 'completed');
   assert.deepEqual([...new Set(seen.map((s) => s.path))], ['/ok/new']);
@@ -254,7 +254,7 @@ test('after a restart, calls go to the URL registered now; an unregistered versi
 test('a run whose log names its endpoint by URL (written before versions) is not sent there', async () => {
   seen.length = 0;
   const path = join(dir, 'legacy.sqlite');
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const url = `${base}/ok/from-the-log`;
   await log.append(
     [

@@ -98,7 +98,7 @@ before(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  log = await openSagaLog({ sqlite: join(dir, 'log.sqlite') });
+  log = await openSagaLog({ sqlite: join(dir, 'log.sqlite'), create: true });
   o = await createSagaOrchestrator({ log, timing: { retryBaseMs: 20, jitter: 0 }, httpTimeoutMs: 2000 });
 });
 

@@ -52,7 +52,7 @@ const timing = { retryBaseMs: 2, retryCapMs: 10 };
 
 test('resolve is refused without force or a reason, or against the log; resolved compensated, it is recorded and listed', async () => {
   const path = join(dir, 'resolve.sqlite');
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log, timing });
   const id = await o.start(brokenUndo, { idempotencyKey: 'k' });
   await new Promise((resolve) => setTimeout(resolve, 50));
@@ -89,7 +89,7 @@ test('resolve is refused without force or a reason, or against the log; resolved
   await o.close();
   await log.close();
   // A restart knows how it ended, and from whom.
-  const log2 = await openSagaLog({ sqlite: path });
+  const log2 = await openSagaLog({ sqlite: path, create: true });
   const o2 = await createSagaOrchestrator({ log: log2, timing, definitions: [brokenUndo] });
   assert.equal(o2.status(id).state, 'compensated');
   assert.match((await o2.result(id)).reason ?? '', /resolved by an operator/);
@@ -98,7 +98,7 @@ test('resolve is refused without force or a reason, or against the log; resolved
 });
 
 test('abandon ends a running saga as it stands; resolve completed is allowed while it goes forward', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'abandon.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'abandon.sqlite'), create: true });
   const o = await createSagaOrchestrator({ log, timing });
   const never = new Promise<void>(() => undefined);
   const id1 = await o.start(gated('gated1', never), { idempotencyKey: 'k' });
@@ -118,7 +118,7 @@ test('abandon ends a running saga as it stands; resolve completed is allowed whi
 });
 
 test('TCC: resolve may not contradict the decision; abandon and resolve cancelled are recorded', async () => {
-  const log = await openTccLog({ sqlite: join(dir, 'tcc.sqlite') });
+  const log = await openTccLog({ sqlite: join(dir, 'tcc.sqlite'), create: true });
   const o = await createTccOrchestrator({ log, timing });
   const down = async () => {
     throw new Error('service down');
@@ -248,7 +248,7 @@ test('sagaTxnViews and tccTxnViews read a log offline, with the times the store 
 });
 
 test('result() deadlines: DTX_TIMEOUT or DTX_CANCELLED end the wait, and the saga carries on to its end', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'deadline.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'deadline.sqlite'), create: true });
   const o = await createSagaOrchestrator({ log, timing });
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
@@ -270,7 +270,7 @@ test('result() deadlines: DTX_TIMEOUT or DTX_CANCELLED end the wait, and the sag
 });
 
 test('TCC result() deadlines end the wait only', async () => {
-  const log = await openTccLog({ sqlite: join(dir, 'tcc-deadline.sqlite') });
+  const log = await openTccLog({ sqlite: join(dir, 'tcc-deadline.sqlite'), create: true });
   // Slow retries: the try is not given up on while the test waits.
   const o = await createTccOrchestrator({ log, timing: { retryBaseMs: 1000 } });
   let open!: () => void;

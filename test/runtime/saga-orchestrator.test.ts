@@ -35,7 +35,7 @@ function tracing(calls: string[], gate?: Promise<void>): SagaDefinition {
 }
 
 test('start is idempotent per key; status shows progress; result waits or returns at once', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'api.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'api.sqlite'), create: true });
   const o = await createSagaOrchestrator({ log, timing: { retryBaseMs: 20 } });
   const calls: string[] = [];
   let open!: () => void;
@@ -64,7 +64,7 @@ test('start is idempotent per key; status shows progress; result waits or return
 });
 
 test('a refused local action compensates in reverse; a bad definition is rejected with a typed error', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'refuse.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'refuse.sqlite'), create: true });
   const o = await createSagaOrchestrator({ log, timing: { retryBaseMs: 20 } });
   const calls: string[] = [];
   const id = await o.start(tracing(calls), { idempotencyKey: 'k2', input: { refuse: true } });
@@ -91,7 +91,7 @@ test('on a PostgreSQL log, a restarted orchestrator knows finished sagas and run
   const url = 'postgres://postgres@127.0.0.1:5432/test';
   const table = `dtx_sagalog_${run}`;
   const calls: string[] = [];
-  const log = await openSagaLog({ postgres: url, owner: 'saga-test', table });
+  const log = await openSagaLog({ postgres: url, owner: 'saga-test', table, create: true });
   const o = await createSagaOrchestrator({ log, timing: { retryBaseMs: 20 } });
   const id = await o.start(tracing(calls), { idempotencyKey: 'pg-1' });
   assert.equal((await o.result(id)).outcome, 'completed');

@@ -61,7 +61,7 @@ test('SIGKILL after a branch committed, before its reply was logged: a new orche
   // The killed process got as far as debit and credit.
   assert.deepEqual(balances(bank.conn), { alice: 70, bob: 30, fees: 0 });
   const seen = { duplicates: 0 };
-  const log = await openSagaLog({ sqlite: logPath });
+  const log = await openSagaLog({ sqlite: logPath, create: true });
   const o = await createSagaOrchestrator({
     log,
     definitions: [transferSaga(bank.barrier, seen)],
@@ -90,7 +90,7 @@ test('SIGKILL in the middle of compensating: a new orchestrator finishes the com
   // debit and credit ran, the fee was refused, credit was compensated; debit not yet.
   assert.deepEqual(balances(bank.conn), { alice: 70, bob: 0, fees: 0 });
   const seen = { duplicates: 0 };
-  const log = await openSagaLog({ sqlite: logPath });
+  const log = await openSagaLog({ sqlite: logPath, create: true });
   const o = await createSagaOrchestrator({
     log,
     definitions: [transferSaga(bank.barrier, seen)],
@@ -105,7 +105,7 @@ test('SIGKILL in the middle of compensating: a new orchestrator finishes the com
   await o.close();
   await log.close();
   // A third orchestrator on the log finds the saga finished and runs nothing.
-  const log3 = await openSagaLog({ sqlite: logPath });
+  const log3 = await openSagaLog({ sqlite: logPath, create: true });
   const o3 = await createSagaOrchestrator({ log: log3, definitions: [transferSaga(bank.barrier, seen)] });
   assert.equal((await o3.result(sagaId, { wait: false }))?.outcome, 'compensated');
   assert.deepEqual(balances(bank.conn), { alice: 100, bob: 0, fees: 0 });
@@ -127,7 +127,7 @@ test('SIGKILL while a saga is stuck on a failing compensation: after the restart
   const bank = openBank(bankPath);
   // credit was compensated; debit's compensation never went through.
   assert.deepEqual(balances(bank.conn), { alice: 70, bob: 0, fees: 0 });
-  const log = await openSagaLog({ sqlite: logPath });
+  const log = await openSagaLog({ sqlite: logPath, create: true });
   const alerts: string[] = [];
   const o = await createSagaOrchestrator({
     log,

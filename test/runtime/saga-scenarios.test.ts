@@ -45,7 +45,7 @@ function def(
 }
 
 test('a compensation that fails twice and then succeeds: the saga ends compensated', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'twice.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'twice.sqlite'), create: true });
   const o = await createSagaOrchestrator({ log, timing });
   const calls: string[] = [];
   let failures = 0;
@@ -63,7 +63,7 @@ test('a compensation that fails twice and then succeeds: the saga ends compensat
 
 test('a compensation failing past its limit leaves the saga visibly stuck, with the reason, across a restart', async () => {
   const path = join(dir, 'stuck.sqlite');
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const calls: string[] = [];
   const d = def('stuck', calls, (step, ctx) => {
     if (step === 'c' && ctx.op === 'action') refuse('sold out');
@@ -87,7 +87,7 @@ test('a compensation failing past its limit leaves the saga visibly stuck, with 
 });
 
 test('the saga timeout fails a saga whose step hangs: completed steps are compensated', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'timeout.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'timeout.sqlite'), create: true });
   const o = await createSagaOrchestrator({ log, timing: { ...timing, sagaTimeoutMs: 100 } });
   const calls: string[] = [];
   const d = def('timeout', calls, async (step, ctx) => {
@@ -105,7 +105,7 @@ test('the saga timeout fails a saga whose step hangs: completed steps are compen
 });
 
 test('concurrent branches: compensation respects the order graph', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'graph.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'graph.sqlite'), create: true });
   const o = await createSagaOrchestrator({ log, timing });
   const calls: string[] = [];
   // a, then b and c concurrently, then d; d refuses.

@@ -44,7 +44,7 @@ const until = async (what: string, cond: () => boolean, ms = 5000) => {
 };
 
 test('a compensation failing its first 20 attempts ends compensated by itself, with one stuck alert on the way', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'twenty.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'twenty.sqlite'), create: true });
   const alerts: StuckAlert[] = [];
   const o = await createSagaOrchestrator({
     log,
@@ -96,7 +96,7 @@ test('a saga stuck across an orchestrator restart resumes and finishes after the
   });
   const alerts: StuckAlert[] = [];
   const timing = { retryBaseMs: 1, retryCapMs: 5, stuckAfterAttempts: 3 };
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log, timing, onStuck: (a) => alerts.push(a) });
   const id = await o.start(def, { idempotencyKey: 'k' });
   await until('the alert', () => alerts.length > 0);
@@ -107,7 +107,7 @@ test('a saga stuck across an orchestrator restart resumes and finishes after the
   await log.close();
 
   down = false;
-  const log2 = await openSagaLog({ sqlite: path });
+  const log2 = await openSagaLog({ sqlite: path, create: true });
   const alerts2: StuckAlert[] = [];
   const o2 = await createSagaOrchestrator({
     log: log2,
@@ -125,7 +125,7 @@ test('a saga stuck across an orchestrator restart resumes and finishes after the
 });
 
 test('stuckAfterMs raises the alert on elapsed time alone', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'elapsed.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'elapsed.sqlite'), create: true });
   const alerts: StuckAlert[] = [];
   const o = await createSagaOrchestrator({
     log,
@@ -152,7 +152,7 @@ test('stuckAfterMs raises the alert on elapsed time alone', async () => {
 });
 
 test('retry(id) calls a failing compensation now instead of at its next backoff', async () => {
-  const log = await openSagaLog({ sqlite: join(dir, 'retry.sqlite') });
+  const log = await openSagaLog({ sqlite: join(dir, 'retry.sqlite'), create: true });
   // A backoff of a minute: only an operator's retry can finish this in time.
   const o = await createSagaOrchestrator({
     log,
@@ -188,7 +188,7 @@ test('a hard-stopped saga (a finite compensationAttemptsMax) resumes on retry(id
     if (down) throw new Error('down');
   });
   const timing = { retryBaseMs: 1, retryCapMs: 5, compensationAttemptsMax: 3 };
-  const log = await openSagaLog({ sqlite: path });
+  const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log, timing });
   const id = await o.start(def, { idempotencyKey: 'k' });
   assert.equal((await o.result(id)).outcome, 'stuck');
@@ -197,7 +197,7 @@ test('a hard-stopped saga (a finite compensationAttemptsMax) resumes on retry(id
   await o.close();
   await log.close();
   down = false;
-  const log2 = await openSagaLog({ sqlite: path });
+  const log2 = await openSagaLog({ sqlite: path, create: true });
   const o2 = await createSagaOrchestrator({ log: log2, timing, definitions: [def] });
   assert.equal((await o2.result(id, { timeoutMs: 5000 })).outcome, 'compensated');
   await o2.close();
@@ -205,7 +205,7 @@ test('a hard-stopped saga (a finite compensationAttemptsMax) resumes on retry(id
 });
 
 test('TCC: a confirm failing its first 12 attempts completes by itself, with one stuck alert', async () => {
-  const log = await openTccLog({ sqlite: join(dir, 'tcc.sqlite') });
+  const log = await openTccLog({ sqlite: join(dir, 'tcc.sqlite'), create: true });
   const alerts: StuckAlert[] = [];
   const o = await createTccOrchestrator({
     log,

@@ -97,7 +97,7 @@ function account(id: string, sign: -1 | 1, delayTryMs = 0) {
 const transfer: TccDefinition = { name: 'pay', branches: [account('alice', -1), account('bob', 1)] };
 
 test('TCC: tries freeze, confirms apply; a refused try cancels the others and leaves the books as they were', async () => {
-  const log = await openTccLog({ sqlite: join(dir, 'log1.sqlite') });
+  const log = await openTccLog({ sqlite: join(dir, 'log1.sqlite'), create: true });
   const o = await createTccOrchestrator({ log, timing: { retryBaseMs: 20 } });
   const id = await o.start(transfer, { idempotencyKey: 't1', input: { amount: 30 } });
   assert.deepEqual(await o.result(id), { sagaId: id, outcome: 'completed', reason: null });
@@ -115,7 +115,7 @@ test('TCC: tries freeze, confirms apply; a refused try cancels the others and le
 });
 
 test('TCC: a try that arrives after its cancel is refused; the cancel without try was a no-op; balances unchanged', async () => {
-  const log = await openTccLog({ sqlite: join(dir, 'log2.sqlite') });
+  const log = await openTccLog({ sqlite: join(dir, 'log2.sqlite'), create: true });
   const o = await createTccOrchestrator({ log, timing: { retryBaseMs: 20 } });
   const slow: TccDefinition = {
     name: 'slowpay',

@@ -1,30 +1,37 @@
-// The typed errors of the durable log stores. src/errors.ts has no log codes
-// and is not this module's to extend, so every log failure is a `LogError`: a
-// DtxError carrying the closest existing code (so generic handling by `code`
-// and `retryable` keeps working) plus a `reason` that tells log failures apart.
+// The typed errors of the durable log stores. Every log failure is a
+// `LogError`: a DtxError with the code of its reason (the DTX_LOG_* codes for
+// ownership, existence, identity and corruption, the generic codes for the
+// rest, so handling by `code` and `retryable` works) plus the `reason`.
 
 import { DtxError, type DtxErrorCode } from '../../errors.ts';
 
 /**
  * - `corrupt`: a stored row is not JSON or its `decode` rejected it
- *   (`DTX_INVALID_STATE`, not retryable). `seq` names the row.
- * - `locked`: another process (or connection) has the SQLite log open
- *   (`DTX_LOCK_CONFLICT`, retryable: it may be free once that process exits).
+ *   (`DTX_LOG_CORRUPT`, not retryable). `seq` names the row.
+ * - `locked`: another live process (or connection) owns the log: the SQLite
+ *   file lock, or the PostgreSQL log's owner lease (`DTX_LOG_BUSY`, retryable:
+ *   it may be free once that process exits). The message names the holder.
+ * - `notFound`: the log does not exist and `create` was not asked for
+ *   (`DTX_LOG_NOT_FOUND`); nothing was created.
+ * - `mismatch`: the log belongs to another protocol or coordinator id than
+ *   the opener expects, or records no identity at all (`DTX_LOG_MISMATCH`).
  * - `notDurable`: the store was asked for something that is not durable, e.g. a
  *   `:memory:` SQLite database without `unsafeMemory` (`DTX_INVALID_STATE`).
  * - `closed`: the log was closed (`DTX_INVALID_STATE`).
  * - `failed`: a write failed; its records may or may not be durable and the
  *   instance refuses every later call. Close, reopen and recover
  *   (`DTX_RESOURCE_UNAVAILABLE`, retryable in that sense only).
- * - `fenced`: the PostgreSQL log's fencing lease is held by someone else, so
+ * - `fenced`: the PostgreSQL log's owner lease is held by someone else, so
  *   nothing was written and the instance refuses every later call: another
- *   coordinator has taken over this owner (`DTX_LOCK_CONFLICT`, not retryable).
+ *   coordinator has taken over this owner (`DTX_LOG_FENCED`, not retryable).
  * - `unavailable`: a read or a lease operation could not reach the store
  *   (`DTX_RESOURCE_UNAVAILABLE`, retryable).
  */
 export type LogErrorReason =
   | 'corrupt'
   | 'locked'
+  | 'notFound'
+  | 'mismatch'
   | 'notDurable'
   | 'closed'
   | 'failed'
@@ -32,12 +39,14 @@ export type LogErrorReason =
   | 'unavailable';
 
 const codeByReason: Readonly<Record<LogErrorReason, { code: DtxErrorCode; retryable: boolean }>> = {
-  corrupt: { code: 'DTX_INVALID_STATE', retryable: false },
-  locked: { code: 'DTX_LOCK_CONFLICT', retryable: true },
+  corrupt: { code: 'DTX_LOG_CORRUPT', retryable: false },
+  locked: { code: 'DTX_LOG_BUSY', retryable: true },
+  notFound: { code: 'DTX_LOG_NOT_FOUND', retryable: false },
+  mismatch: { code: 'DTX_LOG_MISMATCH', retryable: false },
   notDurable: { code: 'DTX_INVALID_STATE', retryable: false },
   closed: { code: 'DTX_INVALID_STATE', retryable: false },
   failed: { code: 'DTX_RESOURCE_UNAVAILABLE', retryable: true },
-  fenced: { code: 'DTX_LOCK_CONFLICT', retryable: false },
+  fenced: { code: 'DTX_LOG_FENCED', retryable: false },
   unavailable: { code: 'DTX_RESOURCE_UNAVAILABLE', retryable: true },
 };
 

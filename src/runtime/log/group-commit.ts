@@ -21,7 +21,7 @@
 // separate "sync" step to order.
 
 import { LogError } from './errors.ts';
-import type { DurableLog, LogOptions, LogStats } from './types.ts';
+import type { DurableLog, LogIdentity, LogOptions, LogStats } from './types.ts';
 
 /** One write transaction: delete everything first when `replace` (a checkpoint), then insert `texts` in order. */
 export interface WriteBatch {
@@ -35,6 +35,15 @@ export interface StoredRow {
   seq: string;
   /** The record's JSON text as stored. */
   text: string;
+  /** When it was appended (ms since the epoch); undefined for rows written before dtx kept times. */
+  atMs?: number | undefined;
+}
+
+/** What a store knows about the log beyond its rows. */
+export interface LogMeta {
+  identity: LogIdentity;
+  /** Set by a store whose ownership can be lost (see DurableLog.lost). */
+  lost?: Promise<LogError>;
 }
 
 /** What a store provides. `GroupCommitLog` calls it one operation at a time, never concurrently. */
@@ -61,7 +70,7 @@ interface Waiter<T> {
 type Op<R> =
   | { kind: 'append'; texts: string[]; waiter: Waiter<void> | undefined }
   | { kind: 'checkpoint'; texts: string[]; waiter: Waiter<void> }
-  | { kind: 'load'; waiter: Waiter<R[]> };
+  | { kind: 'load'; waiter: Waiter<R[]>; timed?: Waiter<{ at: Date; record: R }[]> };
 
 export const lazyFlushDelayMsDefault = 10;
 
@@ -125,9 +134,13 @@ export class GroupCommitLog<R> implements DurableLog<R> {
   #lazyTimer: NodeJS.Timeout | undefined;
   #failure: LogError | undefined;
   #closing: Promise<void> | undefined;
+  readonly identity: LogIdentity | undefined;
+  readonly lost: Promise<LogError> | undefined;
 
-  constructor(backend: LogBackend, options: LogOptions<R> = {}) {
+  constructor(backend: LogBackend, options: LogOptions<R> = {}, meta?: LogMeta) {
     this.#backend = backend;
+    this.identity = meta?.identity === undefined ? undefined : Object.freeze({ ...meta.identity });
+    this.lost = meta?.lost;
     this.#decode = options.decode ?? ((value) => value as R);
     this.#lazyFlushDelayMs = checkDelay(options.lazyFlushDelayMs ?? lazyFlushDelayMsDefault);
   }
@@ -159,6 +172,16 @@ export class GroupCommitLog<R> implements DurableLog<R> {
     if (refusal !== undefined) return Promise.reject(refusal);
     return new Promise((resolve, reject) => {
       this.#queue.push({ kind: 'load', waiter: { resolve, reject } });
+      this.#kick();
+    });
+  }
+
+  history(): Promise<{ at: Date; record: R }[]> {
+    const refusal = this.#refusal();
+    if (refusal !== undefined) return Promise.reject(refusal);
+    return new Promise((resolve, reject) => {
+      const timed = { resolve, reject };
+      this.#queue.push({ kind: 'load', waiter: { resolve: () => {}, reject }, timed });
       this.#kick();
     });
   }
@@ -229,7 +252,7 @@ export class GroupCommitLog<R> implements DurableLog<R> {
         const head = this.#queue[0]!;
         if (head.kind === 'load') {
           this.#queue.shift();
-          await this.#load(head.waiter);
+          await this.#load(head.waiter, head.timed);
         } else {
           const loadAt = this.#queue.findIndex((op) => op.kind === 'load');
           const batch = this.#queue.splice(0, loadAt < 0 ? this.#queue.length : loadAt);
@@ -292,7 +315,7 @@ export class GroupCommitLog<R> implements DurableLog<R> {
     for (const op of batch) if (op.kind !== 'load') op.waiter?.resolve();
   }
 
-  async #load(waiter: Waiter<R[]>): Promise<void> {
+  async #load(waiter: Waiter<R[]>, timed?: Waiter<{ at: Date; record: R }[]>): Promise<void> {
     let rows: StoredRow[];
     try {
       rows = await this.#backend.read();
@@ -334,5 +357,7 @@ export class GroupCommitLog<R> implements DurableLog<R> {
       }
     }
     waiter.resolve(records);
+    // Rows written before dtx kept times have none: they show as the epoch.
+    timed?.resolve(records.map((record, i) => ({ at: new Date(rows[i]!.atMs ?? 0), record })));
   }
 }

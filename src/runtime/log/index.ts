@@ -10,6 +10,21 @@ export {
   serializeRecord,
   type WriteBatch,
 } from './group-commit.ts';
-export { openPostgresLog, type PostgresLog, type PostgresLogOptions } from './postgres.ts';
+export { generateCoordinatorId } from './identity.ts';
+export {
+  openPostgresLog,
+  ownerLeaseTtlMsDefault,
+  type PostgresLog,
+  type PostgresLogOptions,
+  uniqueHolderId,
+} from './postgres.ts';
 export { openSqliteLog, type SqliteLogOptions } from './sqlite.ts';
-export type { DurableLog, LogOptions, LogStats } from './types.ts';
+export {
+  coordinatorIdPattern,
+  type DurableLog,
+  type LogIdentity,
+  type LogOptions,
+  type LogProtocol,
+  type LogStats,
+  logProtocols,
+} from './types.ts';

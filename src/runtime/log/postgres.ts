@@ -2,7 +2,7 @@
 // deployments where a standby coordinator must be able to take over a crashed
 // one's log (the SQLite log, ./sqlite.ts, lives on one machine's disk).
 //
-// Layout: one table `<table>(seq bigserial, owner text, record jsonb)`; every
+// Layout: one table `<table>(seq bigserial, owner text, record jsonb, at timestamptz)`; every
 // coordinator writes and loads only the rows of its `owner`, so several share
 // one database and a standby that takes over an owner loads exactly its log.
 // A write batch (./group-commit.ts) is one transaction: `BEGIN`, `SET LOCAL
@@ -11,26 +11,54 @@
 // checkpoint, one multi-row INSERT, `COMMIT`. Each log holds one connection
 // for its life, so its writes are strictly ordered; `seq` orders its rows.
 //
-// Leases, for standby takeover, live in `<table>_lease(name, holder,
-// expires_at)` and are timed by the database's clock (`now()`), so coordinator
-// clocks never need to agree. A lease lapses `ttlMs` after it was last taken
-// or renewed, and a lapsed lease goes to the next `acquireLease`. Time alone
-// cannot stop a paused primary from writing after its lease lapsed, so a log
-// opened with `fence` also checks, inside every write transaction and under a
-// row lock (`FOR SHARE`), that its holder still holds the lease: once a
-// standby has acquired it, the old primary's writes fail with reason `fenced`
-// and write nothing, and a write that got in first commits before the
-// standby's acquisition does (the lock makes it wait), so the standby's
-// `load()` sees it.
+// Ownership: every open takes the owner's lease in `<table>_lease(name,
+// holder, expires_at)` (name `dtx-log:<owner>` by default, holder unique per
+// open) before it reads anything, renews it every ttl/3 on an unref'd timer,
+// and releases it on close. Leases are timed by the database's clock
+// (`now()`), so coordinator clocks never need to agree. An opener that finds
+// the lease held waits out its expiry once: a dead holder stops renewing and
+// the lease passes on; a live one renews it, and the open fails with reason
+// `locked` naming the holder (or keeps waiting, with `lease.wait`: a standby).
+// Time alone cannot stop a paused primary from writing after its lease
+// lapsed, so every write transaction also checks, under a row lock (`FOR
+// SHARE`), that its holder still holds the lease: once a standby has acquired
+// it, the old primary's writes fail with reason `fenced` and write nothing,
+// and a write that got in first commits before the standby's acquisition
+// does (the lock makes it wait), so the standby's `load()` sees it. A lease
+// found lost (renewal refused, or failing for a whole ttl) resolves `lost`.
+//
+// Identity: `<table>_meta(owner, identity)` holds each owner's identity
+// (./identity.ts); the tables and that row are created only with `create`.
 //
 // Table names are validated against a strict pattern and then double-quoted;
 // every value (owner, records, lease fields) is a bound parameter. `pg` is
 // loaded when a log is opened, so importing this module does not require it.
 
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Client, Pool, PoolClient } from 'pg';
 import { LogError } from './errors.ts';
-import { GroupCommitLog, type LogBackend, type StoredRow, type WriteBatch } from './group-commit.ts';
-import type { DurableLog, LogOptions } from './types.ts';
+import {
+  GroupCommitLog,
+  type LogBackend,
+  type LogMeta,
+  type StoredRow,
+  type WriteBatch,
+} from './group-commit.ts';
+import { checkIdentity, checkIdentityOptions, newIdentity, noIdentity, parseIdentity } from './identity.ts';
+import type { DurableLog, LogIdentity, LogOptions } from './types.ts';
+
+/** How long an owner lease lasts without renewal, unless the opener says otherwise. */
+export const ownerLeaseTtlMsDefault = 10_000;
+
+/**
+ * A lease holder id unique to one open: host and pid for the operator, plus
+ * random bits, because two opens in one process (or a pid reused after a
+ * restart) must never pass for the same holder.
+ */
+export function uniqueHolderId(): string {
+  return `${hostname().slice(0, 40)}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
 
 export interface PostgresLogOptions<R> extends LogOptions<R> {
   /** Whose log this is: rows are written and loaded for this owner only. 1 to 200 characters, no NUL. */
@@ -38,17 +66,31 @@ export interface PostgresLogOptions<R> extends LogOptions<R> {
   /**
    * The log table, `name` or `schema.name`, each part matching `[a-z_][a-z0-9_]*`
    * (name at most 52 characters, schema at most 63). Default `dtx_log`. Created
-   * with `<name>_lease` when missing; a schema must already exist.
+   * with `<name>_lease` and `<name>_meta` (with `create: true`) when missing; a
+   * schema must already exist.
    */
   table?: string;
   /**
-   * Refuse to write unless `holder` holds lease `lease` (see the module comment).
-   * Acquire the lease before the first write; writes fail with reason `fenced` otherwise.
+   * The owner lease every open takes (see the module comment). `name`
+   * defaults to `dtx-log:<owner>` (every opener of one owner must use the
+   * same name, or they would not exclude each other), `holder` to a fresh unique id, `ttlMs` to
+   * 10,000. With `wait`, opening waits (polling every `pollMs`, default
+   * ttlMs / 4) for a live holder to go away instead of failing with reason
+   * `locked`: a standby. `onWaiting` is called once when it starts waiting.
    */
-  fence?: { lease: string; holder: string };
+  lease?: {
+    name?: string;
+    holder?: string;
+    ttlMs?: number;
+    wait?: boolean;
+    pollMs?: number;
+    onWaiting?: (holder: string) => void;
+  };
 }
 
 export interface PostgresLog<R> extends DurableLog<R> {
+  /** The owner lease this instance holds (its name and its unique holder id). */
+  readonly ownerLease: { name: string; holder: string; ttlMs: number };
   /**
    * Takes lease `name` for `holder` for `ttlMs` (database time), if it is free,
    * lapsed, or already `holder`'s (then it is renewed). True when `holder`
@@ -79,6 +121,9 @@ interface TableNames {
   /** Quoted, schema-qualified when a schema was given. */
   log: string;
   lease: string;
+  meta: string;
+  /** For to_regclass: the meta table's name as text. */
+  metaText: string;
   /** Unqualified: CREATE INDEX puts the index in the table's schema. */
   index: string;
 }
@@ -108,6 +153,8 @@ export function tableNames(table: string): TableNames {
     display: table,
     log: `${prefix}${quote(name)}`,
     lease: `${prefix}${quote(`${name}_lease`)}`,
+    meta: `${prefix}${quote(`${name}_meta`)}`,
+    metaText: `${prefix}${quote(`${name}_meta`)}`,
     index: quote(`${name}_owner_seq`),
   };
 }
@@ -146,10 +193,18 @@ type Connection = Client | PoolClient;
 
 class PgLog<R> extends GroupCommitLog<R> implements PostgresLog<R> {
   readonly #leases: LeaseOps;
+  readonly ownerLease: { name: string; holder: string; ttlMs: number };
 
-  constructor(backend: LogBackend, leases: LeaseOps, options: LogOptions<R>) {
-    super(backend, options);
+  constructor(
+    backend: LogBackend,
+    leases: LeaseOps,
+    options: LogOptions<R>,
+    meta: LogMeta,
+    ownerLease: { name: string; holder: string; ttlMs: number },
+  ) {
+    super(backend, options, meta);
     this.#leases = leases;
+    this.ownerLease = ownerLease;
   }
 
   acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
@@ -171,10 +226,18 @@ interface LeaseOps {
   release(name: string, holder: string): Promise<boolean>;
 }
 
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+
 /**
  * Opens the log of `options.owner` in the database at `connection` (a
  * connection string, or a pool to borrow one connection from for the log's
- * life), creating the tables when missing.
+ * life). Takes the owner lease first (see the module comment): while another
+ * live instance holds it, fails with reason `locked` naming that holder (or
+ * waits, with `lease.wait`). Creates the tables and the owner's identity only
+ * with `create: true`; otherwise a missing log is reason `notFound`.
  */
 export async function openPostgresLog<R>(
   connection: string | Pool,
@@ -182,13 +245,12 @@ export async function openPostgresLog<R>(
 ): Promise<PostgresLog<R>> {
   const owner = checkText(options?.owner, 'owner');
   const names = tableNames(options.table ?? 'dtx_log');
-  const fence =
-    options.fence === undefined
-      ? undefined
-      : {
-          lease: checkText(options.fence.lease, 'fence.lease'),
-          holder: checkText(options.fence.holder, 'fence.holder'),
-        };
+  checkIdentityOptions(options);
+  const leaseName = checkText(options.lease?.name ?? `dtx-log:${owner}`, 'lease.name');
+  const holder = checkText(options.lease?.holder ?? uniqueHolderId(), 'lease.holder');
+  const ttlMs = checkTtl(options.lease?.ttlMs ?? ownerLeaseTtlMsDefault);
+  const pollMs = options.lease?.pollMs ?? Math.max(10, Math.floor(ttlMs / 4));
+  const create = options.create === true;
   const description = `PostgreSQL log ${names.display} (owner ${JSON.stringify(owner)})`;
   const unavailable = (doing: string, error: unknown) =>
     new LogError('unavailable', `${description}: ${doing} failed: ${messageOf(error)}`, { cause: error });
@@ -205,6 +267,12 @@ export async function openPostgresLog<R>(
       client = await connection.connect();
       ownsClient = false;
     }
+    // A write transaction holds the lease row FOR SHARE; a process paused in
+    // the middle of one (GC, SIGSTOP, a VM pause) would block every takeover
+    // for as long as it stays paused. The server ends such a session once it
+    // has idled in a transaction for a lease's ttl: its write fails (nothing
+    // written), and the lease is free to pass on.
+    await client.query(`SET idle_in_transaction_session_timeout = ${ttlMs}`);
   } catch (error) {
     throw unavailable('connecting', error);
   }
@@ -227,26 +295,163 @@ export async function openPostgresLog<R>(
     }
   };
 
+  const interval = `now() + $3::float8 * interval '1 millisecond'`;
+  const acquireSql =
+    `INSERT INTO ${names.lease} AS l (name, holder, expires_at) VALUES ($1, $2, ${interval}) ` +
+    'ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at ' +
+    'WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()';
+  let identity: LogIdentity;
+  let holdsLease = false;
   try {
-    await client.query('BEGIN');
-    // CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator; serialize the creators.
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dtx_log:${names.display}`]);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${names.log} (seq bigserial PRIMARY KEY, owner text NOT NULL, record jsonb NOT NULL)`,
-    );
-    await client.query(`CREATE INDEX IF NOT EXISTS ${names.index} ON ${names.log} (owner, seq)`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${names.lease} (name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)`,
-    );
-    await client.query('COMMIT');
+    if (create) {
+      try {
+        await client.query('BEGIN');
+        // CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator; serialize the creators.
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dtx_log:${names.display}`]);
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${names.log} (seq bigserial PRIMARY KEY, owner text NOT NULL, record jsonb NOT NULL, ` +
+            'at timestamptz NOT NULL DEFAULT now())',
+        );
+        // Logs created before records had times get the column; their old rows show the time of this upgrade.
+        await client.query(
+          `ALTER TABLE ${names.log} ADD COLUMN IF NOT EXISTS at timestamptz NOT NULL DEFAULT now()`,
+        );
+        await client.query(`CREATE INDEX IF NOT EXISTS ${names.index} ON ${names.log} (owner, seq)`);
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${names.lease} (name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)`,
+        );
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${names.meta} (owner text PRIMARY KEY, identity jsonb NOT NULL)`,
+        );
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw unavailable('creating the tables', error);
+      }
+    }
+    const readIdentity = async (): Promise<string | undefined> => {
+      try {
+        const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
+          names.metaText,
+        ]);
+        if (exists.rows[0]?.t == null) return undefined;
+        const row = await client.query<{ identity: string }>(
+          `SELECT identity::text AS identity FROM ${names.meta} WHERE owner = $1`,
+          [owner],
+        );
+        return row.rows[0]?.identity;
+      } catch (error) {
+        throw unavailable('reading the identity', error);
+      }
+    };
+    // Existence first, read-only: a missing log must leave nothing behind, not even a lease row.
+    let stored = await readIdentity();
+    if (stored === undefined && !create) {
+      // Rows without an identity: a log written by an earlier dtx, not a missing one.
+      const older = await client
+        .query(`SELECT 1 FROM ${names.log} WHERE owner = $1 LIMIT 1`, [owner])
+        .catch(() => ({ rowCount: 0 }));
+      if (older.rowCount === 1) throw noIdentity(description);
+      throw new LogError(
+        'notFound',
+        `${description} does not exist (no identity row in ${names.display}_meta); nothing was created ` +
+          '(create it explicitly: `dtx bench --init`, or `create: true`)',
+      );
+    }
+    if (stored !== undefined) checkIdentity(description, parseIdentity(description, stored), options);
+
+    // Exclusive ownership before anything is read for recovery.
+    let waiting = false;
+    for (;;) {
+      let held: { holder: string; remaining_ms: number } | undefined;
+      try {
+        const taken = await client.query(acquireSql, [leaseName, holder, ttlMs]);
+        if (taken.rowCount === 1) break;
+        const row = await client.query<{ holder: string; remaining_ms: number }>(
+          `SELECT holder, GREATEST(0, EXTRACT(EPOCH FROM (expires_at - now())) * 1000)::float8 AS remaining_ms ` +
+            `FROM ${names.lease} WHERE name = $1`,
+          [leaseName],
+        );
+        held = row.rows[0];
+      } catch (error) {
+        throw unavailable('taking the owner lease', error);
+      }
+      if (held === undefined) continue; // released between the two queries: try again
+      if (options.lease?.wait === true) {
+        if (!waiting) options.lease.onWaiting?.(held.holder);
+        waiting = true;
+        await sleep(pollMs);
+        continue;
+      }
+      // A holder that died stops renewing: wait out its lease once. If it was
+      // renewed meanwhile, the holder is alive and the log is busy.
+      const before = held;
+      await sleep(Math.ceil(before.remaining_ms) + 50);
+      try {
+        const taken = await client.query(acquireSql, [leaseName, holder, ttlMs]);
+        if (taken.rowCount === 1) break;
+        const row = await client.query<{ holder: string }>(
+          `SELECT holder FROM ${names.lease} WHERE name = $1`,
+          [leaseName],
+        );
+        if (row.rows[0] === undefined) continue;
+        throw new LogError(
+          'locked',
+          `${description} is owned by a live coordinator: lease ${JSON.stringify(leaseName)} is held and ` +
+            `renewed by ${JSON.stringify(row.rows[0].holder)}; stop that process first (nothing was touched)`,
+        );
+      } catch (error) {
+        if (error instanceof LogError) throw error;
+        throw unavailable('taking the owner lease', error);
+      }
+    }
+    holdsLease = true;
+
+    // Under the lease, so that two creators cannot give one owner two identities.
+    stored ??= await readIdentity();
+    if (stored === undefined) {
+      identity = newIdentity(options, new Date());
+      try {
+        await client.query(
+          `INSERT INTO ${names.meta} (owner, identity) VALUES ($1, $2::jsonb) ON CONFLICT (owner) DO NOTHING`,
+          [owner, JSON.stringify(identity)],
+        );
+      } catch (error) {
+        throw unavailable('writing the identity', error);
+      }
+      const again = await readIdentity();
+      if (again === undefined) throw noIdentity(description);
+      identity = parseIdentity(description, again);
+    } else {
+      identity = parseIdentity(description, stored);
+    }
+    checkIdentity(description, identity, options);
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    if (holdsLease) {
+      await client
+        .query(`DELETE FROM ${names.lease} WHERE name = $1 AND holder = $2`, [leaseName, holder])
+        .catch(() => undefined);
+    }
     await release(true);
-    throw unavailable('creating the tables', error);
+    throw error;
   }
 
   const lock = new ConnectionLock();
   let closed = false;
+  let lostError: LogError | undefined;
+  let onLost: (error: LogError) => void = () => {};
+  const lost = new Promise<LogError>((resolve) => {
+    onLost = resolve;
+  });
+  const loseLease = (why: string) => {
+    if (lostError !== undefined || closed) return;
+    lostError = new LogError(
+      'fenced',
+      `${description}: lost the owner lease ${JSON.stringify(leaseName)} (${why}); another coordinator may ` +
+        'own the log now, so this one may write nothing more',
+    );
+    onLost(lostError);
+  };
   const use = <T>(doing: string, operation: () => Promise<T>): Promise<T> =>
     lock.run(async () => {
       if (closed) throw new LogError('closed', `${description} is closed`);
@@ -258,22 +463,24 @@ export async function openPostgresLog<R>(
     description,
     write: (batch: WriteBatch) =>
       lock.run(async () => {
+        if (lostError !== undefined) throw lostError;
         if (broken !== undefined) throw broken;
         await client.query('BEGIN; SET LOCAL synchronous_commit TO on');
         try {
-          if (fence !== undefined) {
-            const held = await client.query(
-              `SELECT 1 FROM ${names.lease} WHERE name = $1 AND holder = $2 FOR SHARE`,
-              [fence.lease, fence.holder],
+          // Fencing: a takeover changes the holder, and this row lock makes a
+          // write that got in first commit before the takeover's acquisition.
+          const held = await client.query(
+            `SELECT 1 FROM ${names.lease} WHERE name = $1 AND holder = $2 FOR SHARE`,
+            [leaseName, holder],
+          );
+          if (held.rowCount !== 1) {
+            loseLease('taken over');
+            throw new LogError(
+              'fenced',
+              `${description}: ${JSON.stringify(holder)} no longer holds lease ` +
+                `${JSON.stringify(leaseName)}, so it may not write (another coordinator has taken over); ` +
+                'nothing was written',
             );
-            if (held.rowCount !== 1) {
-              throw new LogError(
-                'fenced',
-                `${description}: ${JSON.stringify(fence.holder)} does not hold lease ` +
-                  `${JSON.stringify(fence.lease)}, so it may not write (another coordinator has taken over); ` +
-                  'nothing was written',
-              );
-            }
           }
           if (batch.replace) await client.query(`DELETE FROM ${names.log} WHERE owner = $1`, [owner]);
           if (batch.texts.length > 0) {
@@ -292,16 +499,26 @@ export async function openPostgresLog<R>(
     read: () =>
       use('load', async () => {
         // Aliases differ from the column names: ORDER BY seq must sort the bigint, not its text.
-        const result = await client.query<{ seq_text: string; record_text: string }>(
-          `SELECT seq::text AS seq_text, record::text AS record_text FROM ${names.log} ` +
+        const result = await client.query<{ seq_text: string; record_text: string; at_ms: number }>(
+          `SELECT seq::text AS seq_text, record::text AS record_text, ` +
+            `(EXTRACT(EPOCH FROM at) * 1000)::float8 AS at_ms FROM ${names.log} ` +
             'WHERE owner = $1 ORDER BY seq',
           [owner],
         );
-        return result.rows.map((row): StoredRow => ({ seq: row.seq_text, text: row.record_text }));
+        return result.rows.map(
+          (row): StoredRow => ({ seq: row.seq_text, text: row.record_text, atMs: Math.round(row.at_ms) }),
+        );
       }),
     close: (discard: boolean) =>
       lock.run(async () => {
         closed = true;
+        clearInterval(renewTimer);
+        if (lostError === undefined && broken === undefined) {
+          // Give the log up at once, so that the next owner need not wait out the lease.
+          await client
+            .query(`DELETE FROM ${names.lease} WHERE name = $1 AND holder = $2`, [leaseName, holder])
+            .catch(() => undefined);
+        }
         await release(discard);
       }),
   };
@@ -315,28 +532,54 @@ export async function openPostgresLog<R>(
         throw unavailable(doing, error);
       }
     });
-  const interval = `now() + $3::float8 * interval '1 millisecond'`;
   const leases: LeaseOps = {
-    acquire: async (name, holder, ttlMs) =>
-      leaseQuery(
-        'acquireLease',
-        `INSERT INTO ${names.lease} AS l (name, holder, expires_at) VALUES ($1, $2, ${interval}) ` +
-          'ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at ' +
-          'WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()',
-        [checkText(name, 'lease name'), checkText(holder, 'holder'), checkTtl(ttlMs)],
-      ),
-    renew: async (name, holder, ttlMs) =>
+    acquire: async (name, holderId, leaseTtlMs) =>
+      leaseQuery('acquireLease', acquireSql, [
+        checkText(name, 'lease name'),
+        checkText(holderId, 'holder'),
+        checkTtl(leaseTtlMs),
+      ]),
+    renew: async (name, holderId, leaseTtlMs) =>
       leaseQuery(
         'renewLease',
         `UPDATE ${names.lease} SET expires_at = ${interval} WHERE name = $1 AND holder = $2`,
-        [checkText(name, 'lease name'), checkText(holder, 'holder'), checkTtl(ttlMs)],
+        [checkText(name, 'lease name'), checkText(holderId, 'holder'), checkTtl(leaseTtlMs)],
       ),
-    release: async (name, holder) =>
+    release: async (name, holderId) =>
       leaseQuery('releaseLease', `DELETE FROM ${names.lease} WHERE name = $1 AND holder = $2`, [
         checkText(name, 'lease name'),
-        checkText(holder, 'holder'),
+        checkText(holderId, 'holder'),
       ]),
   };
 
-  return new PgLog<R>(backend, leases, options);
+  // Renew every ttl/3 on an unref'd timer (it never keeps a process alive).
+  // A renewal refused means another holder took over; renewals failing for a
+  // whole ttl mean a standby may have taken over: either way, the lease is lost.
+  let lastRenewedAt = Date.now();
+  let renewing = false;
+  const renewTimer = setInterval(
+    () => {
+      if (renewing || closed || lostError !== undefined) return;
+      renewing = true;
+      const startedAt = Date.now();
+      leases
+        .renew(leaseName, holder, ttlMs)
+        .then(
+          (renewed) => {
+            if (renewed) lastRenewedAt = startedAt;
+            else loseLease('renewal refused: another holder took it');
+          },
+          () => {
+            if (Date.now() - lastRenewedAt >= ttlMs) loseLease(`not renewed for ${ttlMs} ms`);
+          },
+        )
+        .finally(() => {
+          renewing = false;
+        });
+    },
+    Math.max(5, Math.floor(ttlMs / 3)),
+  );
+  renewTimer.unref();
+
+  return new PgLog<R>(backend, leases, options, { identity, lost }, { name: leaseName, holder, ttlMs });
 }

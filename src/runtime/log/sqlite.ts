@@ -6,7 +6,13 @@
 // transaction is fsync'd before the call returns (better-sqlite3 builds default
 // WAL to NORMAL, which is why it is set and checked explicitly). A write batch
 // is one transaction; see ./group-commit.ts for how concurrent appends share
-// one. Records are JSON text in one table, `dtx_log(seq, record)`.
+// one. Records are JSON text in one table, `dtx_log(seq, record, at)` (`at`:
+// append time in ms); the log's identity (./identity.ts) is a row of
+// `dtx_log_meta`, which checkpoints never touch.
+//
+// Existence: a missing file is created only with `create: true`; otherwise
+// opening fails with reason `notFound` and creates nothing (no file, no
+// directory), so a mistyped path can never pass for an empty log.
 //
 // One process at a time: the connection runs in EXCLUSIVE locking mode and
 // takes the write lock when it opens (`BEGIN EXCLUSIVE`), then keeps it until
@@ -20,12 +26,14 @@
 // The driver is loaded when a log is opened, so importing this module does not
 // require it to be installed.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { LogError } from './errors.ts';
 import { GroupCommitLog, type LogBackend, type StoredRow, type WriteBatch } from './group-commit.ts';
-import type { DurableLog, LogOptions } from './types.ts';
+import { checkIdentity, checkIdentityOptions, newIdentity, noIdentity, parseIdentity } from './identity.ts';
+import type { DurableLog, LogIdentity, LogOptions } from './types.ts';
 
 export interface SqliteLogOptions<R> extends LogOptions<R> {
   /**
@@ -38,8 +46,11 @@ export interface SqliteLogOptions<R> extends LogOptions<R> {
   lockTimeoutMs?: number;
 }
 
-/** Bumped when the table layout changes; stored in `PRAGMA user_version`. */
-const schemaVersion = 1;
+/**
+ * Bumped when the table layout changes; stored in `PRAGMA user_version`.
+ * 1: `dtx_log(seq, record)`. 2: adds `dtx_log.at` and `dtx_log_meta` (identity).
+ */
+const schemaVersion = 2;
 
 function isMemoryPath(path: string): boolean {
   return path === ':memory:' || path === '';
@@ -64,14 +75,37 @@ function syncDirectory(dir: string): void {
   }
 }
 
-function openError(description: string, error: unknown): LogError {
+/**
+ * The pids holding a POSIX lock on `path`, read from /proc/locks (Linux; an
+ * empty list elsewhere or when it cannot tell). Only for messages: the lock
+ * itself is what keeps a second process out.
+ */
+export function lockHolderPids(path: string): number[] {
+  try {
+    const { ino } = statSync(path);
+    const pids = new Set<number>();
+    for (const line of readFileSync('/proc/locks', 'utf8').split('\n')) {
+      // "1: POSIX  ADVISORY  WRITE 4242 08:01:1234567 0 EOF"
+      const fields = line.trim().split(/\s+/);
+      const inode = fields[5]?.split(':')[2];
+      if (fields[1] === 'POSIX' && inode === String(ino)) pids.add(Number(fields[4]));
+    }
+    return [...pids].filter((pid) => Number.isSafeInteger(pid) && pid > 0);
+  } catch {
+    return [];
+  }
+}
+
+function openError(description: string, error: unknown, path?: string): LogError {
   if (error instanceof LogError) return error;
   const code = sqliteCode(error);
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    const pids = path === undefined ? [] : lockHolderPids(path);
+    const holder = pids.length === 0 ? 'another process or connection' : `process ${pids.join(', ')}`;
     return new LogError(
       'locked',
-      `${description} is in use by another process or connection (SQLite holds it locked until that one ` +
-        'closes it or exits)',
+      `${description} is owned by ${holder} (SQLite holds it locked until that one closes it or exits); ` +
+        'nothing was touched',
       { cause: error },
     );
   }
@@ -86,8 +120,9 @@ function openError(description: string, error: unknown): LogError {
 }
 
 /**
- * Opens (creating it and its parent directories when missing) the SQLite log
- * at `path` and takes its lock for this process until `close()`.
+ * Opens the SQLite log at `path` and takes its lock for this process until
+ * `close()`. With `create: true`, creates it (and its parent directories) when
+ * missing; otherwise a missing file is a `LogError` of reason `notFound`.
  */
 export async function openSqliteLog<R>(
   path: string,
@@ -107,9 +142,18 @@ export async function openSqliteLog<R>(
     throw new RangeError(`lockTimeoutMs must be a non-negative integer, got ${lockTimeoutMs}`);
   }
 
+  checkIdentityOptions(options);
+  const create = options.create === true;
   let created = false;
   let firstCreatedDir: string | undefined;
-  if (!memory) {
+  if (!memory && !create && !existsSync(path)) {
+    throw new LogError(
+      'notFound',
+      `${description} does not exist; nothing was created (create it explicitly: \`dtx bench --init\`, ` +
+        'or `create: true`)',
+    );
+  }
+  if (!memory && create) {
     try {
       firstCreatedDir = mkdirSync(dirname(resolve(path)), { recursive: true });
     } catch (error) {
@@ -123,10 +167,15 @@ export async function openSqliteLog<R>(
   const { default: Database } = await import('better-sqlite3');
   let db: BetterSqlite3.Database;
   try {
-    db = new Database(path, { timeout: lockTimeoutMs });
+    // Without `create`, a file removed since the check above must not be recreated.
+    db = new Database(path, { timeout: lockTimeoutMs, fileMustExist: !memory && !create });
   } catch (error) {
+    if (sqliteCode(error) === 'SQLITE_CANTOPEN' && !create) {
+      throw new LogError('notFound', `${description} does not exist; nothing was created`, { cause: error });
+    }
     throw openError(description, error);
   }
+  let identity: LogIdentity;
   try {
     // Before the first access: EXCLUSIVE mode keeps the file lock for the
     // connection's life (and keeps the WAL index in heap memory, no -shm file).
@@ -147,13 +196,37 @@ export async function openSqliteLog<R>(
     db.exec('BEGIN EXCLUSIVE');
     try {
       const version = db.pragma('user_version', { simple: true });
-      if (version !== 0 && version !== schemaVersion) {
+      if (version !== 0 && version !== 1 && version !== schemaVersion) {
         throw new LogError(
           'corrupt',
-          `${description} has schema version ${String(version)}; this dtx reads version ${schemaVersion}`,
+          `${description} has schema version ${String(version)}; this dtx reads versions 1 to ${schemaVersion}`,
         );
       }
-      db.exec('CREATE TABLE IF NOT EXISTS dtx_log (seq INTEGER PRIMARY KEY, record TEXT NOT NULL) STRICT');
+      const stored =
+        version === schemaVersion
+          ? db.prepare<[], { v: string }>("SELECT v FROM dtx_log_meta WHERE k = 'identity'").get()
+          : undefined;
+      if (stored !== undefined) {
+        identity = parseIdentity(description, stored.v);
+        checkIdentity(description, identity, options);
+      } else if (create || memory) {
+        // A new file, or one written before logs had an identity: adopt one.
+        identity = newIdentity(options, new Date());
+      } else {
+        throw noIdentity(description);
+      }
+      db.exec(
+        'CREATE TABLE IF NOT EXISTS dtx_log (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, at INTEGER) STRICT',
+      );
+      if (version === 1) db.exec('ALTER TABLE dtx_log ADD COLUMN at INTEGER');
+      db.exec('CREATE TABLE IF NOT EXISTS dtx_log_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) STRICT');
+      const put = db.prepare<[string, string]>('INSERT OR REPLACE INTO dtx_log_meta (k, v) VALUES (?, ?)');
+      if (stored === undefined) put.run('identity', JSON.stringify(identity));
+      // Who holds the file now: for operators reading it after this process is gone.
+      put.run(
+        'openedBy',
+        JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString() }),
+      );
       db.pragma(`user_version = ${schemaVersion}`);
       db.exec('COMMIT');
     } catch (error) {
@@ -170,17 +243,18 @@ export async function openSqliteLog<R>(
     }
   } catch (error) {
     db.close();
-    throw openError(description, error);
+    throw openError(description, error, memory ? undefined : path);
   }
 
-  const insert = db.prepare<[string]>('INSERT INTO dtx_log (record) VALUES (?)');
+  const insert = db.prepare<[string, number]>('INSERT INTO dtx_log (record, at) VALUES (?, ?)');
   const deleteAll = db.prepare('DELETE FROM dtx_log');
-  const selectAll = db.prepare<[], { seq: number; record: string }>(
-    'SELECT seq, record FROM dtx_log ORDER BY seq',
+  const selectAll = db.prepare<[], { seq: number; record: string; at: number | null }>(
+    'SELECT seq, record, at FROM dtx_log ORDER BY seq',
   );
   const writeBatch = db.transaction((batch: WriteBatch) => {
     if (batch.replace) deleteAll.run();
-    for (const text of batch.texts) insert.run(text);
+    const atMs = Date.now();
+    for (const text of batch.texts) insert.run(text, atMs);
   });
 
   const backend: LogBackend = {
@@ -189,11 +263,13 @@ export async function openSqliteLog<R>(
       writeBatch.exclusive(batch);
     },
     async read(): Promise<StoredRow[]> {
-      return selectAll.all().map((row) => ({ seq: String(row.seq), text: row.record }));
+      return selectAll
+        .all()
+        .map((row) => ({ seq: String(row.seq), text: row.record, atMs: row.at ?? undefined }));
     },
     async close(): Promise<void> {
       if (db.open) db.close();
     },
   };
-  return new GroupCommitLog<R>(backend, options);
+  return new GroupCommitLog<R>(backend, options, { identity });
 }

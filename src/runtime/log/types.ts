@@ -5,6 +5,8 @@
 // touching protocol code. The semantics every store must keep are written here,
 // next to the signatures, and in docs/log.md.
 
+import type { LogError } from './errors.ts';
+
 /**
  * An append-only log of JSON records with checkpoints.
  *
@@ -45,7 +47,49 @@ export interface DurableLog<R> {
   close(): Promise<void>;
   /** Counters for benchmarks and tests: durable writes (fsyncs / synchronous commits) done, records appended. */
   readonly stats: LogStats;
+  /**
+   * What the log belongs to, as recorded when it was created (see
+   * `LogIdentity`). Every store sets it; wrappers pass it through. Optional so
+   * that test doubles of the port need not invent one.
+   */
+  readonly identity?: LogIdentity;
+  /**
+   * Every record since the last checkpoint with the time it was appended, in
+   * the order of `load()`. For operators (`dtx txn show`); recovery uses `load()`.
+   */
+  history?(): Promise<{ at: Date; record: R }[]>;
+  /**
+   * Resolves (never rejects) with a `LogError` of reason `fenced` once this
+   * instance lost exclusive ownership of the log (the PostgreSQL log's owner
+   * lease was taken over or could not be renewed in time). Never resolves for
+   * a store whose ownership cannot be lost (SQLite's file lock dies only with
+   * its process). Every write after that point fails.
+   */
+  readonly lost?: Promise<LogError>;
 }
+
+/** The protocols a log can belong to. */
+export type LogProtocol = '2pc' | 'saga' | 'tcc';
+export const logProtocols: readonly LogProtocol[] = ['2pc', 'saga', 'tcc'];
+
+/**
+ * What a log belongs to, written once when it is created and kept by every
+ * checkpoint: the protocol whose records it holds, the id of the coordinator
+ * (or orchestrator) that owns it — part of every gid and transaction id it
+ * makes, so that recovery never touches another deployment's branches — and
+ * when it was created (ISO 8601).
+ */
+export interface LogIdentity {
+  protocol: LogProtocol;
+  coordinatorId: string;
+  createdAt: string;
+}
+
+/**
+ * Coordinator ids: they appear in gids (`dtx_<id>.`), transaction ids and
+ * MariaDB xids, so only characters every resource accepts unquoted, and short.
+ */
+export const coordinatorIdPattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,15}$/;
 
 export interface LogStats {
   /** Write transactions committed to stable storage: one fsync (SQLite) or one synchronous COMMIT (PostgreSQL). */
@@ -65,4 +109,21 @@ export interface LogOptions<R> {
   decode?: (value: unknown) => R;
   /** How long lazy records may wait for a write when no forced append comes along. Default 10. */
   lazyFlushDelayMs?: number;
+  /**
+   * Create the log when it does not exist (and, for a log written by a dtx
+   * that recorded no identity, adopt one). Default false: a missing log is a
+   * `LogError` of reason `notFound` and nothing is created — no file, no
+   * directory, no table — so that a mistyped path can never look like an empty
+   * log to recovery.
+   */
+  create?: boolean;
+  /**
+   * The identity a created log gets. `protocol` defaults to `'2pc'`;
+   * `coordinatorId` defaults to a fresh random id (10 characters, `[a-z0-9]`).
+   * When the log exists, a given field must match what it records (else
+   * reason `mismatch`).
+   */
+  identity?: { protocol?: LogProtocol; coordinatorId?: string };
+  /** Refuse (reason `mismatch`, nothing touched) a log whose identity differs in a given field. */
+  expect?: { protocol?: LogProtocol; coordinatorId?: string };
 }

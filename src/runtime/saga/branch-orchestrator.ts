@@ -137,8 +137,17 @@ export interface BranchCall<Op extends HttpBranchOp> {
   input: unknown;
 }
 
-/** Where a log is: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table (`{ postgres, owner }`). */
-export type LogLocation = { sqlite: string } | { postgres: string; owner: string; table?: string };
+/**
+ * Where a log is: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table
+ * (`{ postgres, owner }`). A missing log is refused (DTX_LOG_NOT_FOUND) unless
+ * `create` is set; `coordinatorId`, when given, must be the log's (and is the
+ * new log's id with `create`). PostgreSQL: `leaseTtlMs` is the owner lease's
+ * ttl (default 10,000), `waitForLease` makes a standby wait for it.
+ */
+export type LogLocation = (
+  | { sqlite: string }
+  | { postgres: string; owner: string; table?: string; leaseTtlMs?: number; waitForLease?: boolean }
+) & { create?: boolean; coordinatorId?: string };
 
 /** A log's `decode`: rejects rows that are not one of `types`, naming `what` they should have been. */
 export function recordDecoder<R>(types: readonly string[], what: string): (value: unknown) => R {
@@ -157,12 +166,32 @@ export function recordDecoder<R>(types: readonly string[], what: string): (value
   };
 }
 
-export async function openLog<R>(where: LogLocation, decode: (value: unknown) => R): Promise<DurableLog<R>> {
-  if ('sqlite' in where) return openSqliteLog<R>(where.sqlite, { decode });
-  return openPostgresLog<R>(where.postgres, {
-    owner: where.owner,
+/**
+ * Opens an orchestrator's log exclusively (SQLite file lock, PostgreSQL owner
+ * lease), checking that it is a `protocol` log: another protocol's is
+ * DTX_LOG_MISMATCH, so that recovery never reads records it does not own.
+ */
+export async function openLog<R>(
+  where: LogLocation,
+  decode: (value: unknown) => R,
+  protocol: 'saga' | 'tcc',
+): Promise<DurableLog<R>> {
+  const id = where.coordinatorId === undefined ? {} : { coordinatorId: where.coordinatorId };
+  const common = {
     decode,
+    create: where.create === true,
+    identity: { protocol, ...id },
+    expect: { protocol, ...id },
+  };
+  if ('sqlite' in where) return openSqliteLog<R>(where.sqlite, common);
+  return openPostgresLog<R>(where.postgres, {
+    ...common,
+    owner: where.owner,
     ...(where.table === undefined ? {} : { table: where.table }),
+    lease: {
+      ...(where.leaseTtlMs === undefined ? {} : { ttlMs: where.leaseTtlMs }),
+      ...(where.waitForLease === true ? { wait: true } : {}),
+    },
   });
 }
 
@@ -217,8 +246,10 @@ export function checkpointingLog<R extends { type: string; txn: string }>(
 ): DurableLog<R> {
   let mirror: R[] = [];
   let appends = 0;
+  const extras = passThrough(log);
   let keptLast = 0;
   return {
+    ...extras,
     append(records, force) {
       const done = log.append(records, force);
       for (const r of records) mirror.push(structuredClone(r));
@@ -247,9 +278,19 @@ export function checkpointingLog<R extends { type: string; txn: string }>(
   };
 }
 
+/** What a wrapper of `log` must show of it besides the four calls: identity, loss of ownership, history. */
+export function passThrough<R>(log: DurableLog<R>): Pick<DurableLog<R>, 'identity' | 'lost' | 'history'> {
+  return {
+    ...(log.identity === undefined ? {} : { identity: log.identity }),
+    ...(log.lost === undefined ? {} : { lost: log.lost }),
+    ...(log.history === undefined ? {} : { history: () => log.history!() }),
+  };
+}
+
 /** `log`, showing `seen` every record it loads (recovery's reading) before the caller gets them. */
 export function watchLoad<R>(log: DurableLog<R>, seen: (records: readonly R[]) => void): DurableLog<R> {
   return {
+    ...passThrough(log),
     append: (records, force) => log.append(records, force),
     checkpoint: (keep) => log.checkpoint(keep),
     close: () => log.close(),

@@ -115,7 +115,7 @@ export const decodeSagaRecord = recordDecoder<SagaRecord>(
 
 /** Opens a saga log: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table (`{ postgres, owner }`). */
 export async function openSagaLog(where: LogLocation): Promise<DurableLog<SagaRecord>> {
-  return openLog(where, decodeSagaRecord);
+  return openLog(where, decodeSagaRecord, 'saga');
 }
 
 /** Throw this from a local action to refuse it for a business reason: the saga compensates. */

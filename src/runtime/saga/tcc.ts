@@ -73,7 +73,7 @@ export const decodeTccRecord = recordDecoder<TccRecord>(
 );
 
 export async function openTccLog(where: LogLocation): Promise<DurableLog<TccRecord>> {
-  return openLog(where, decodeTccRecord);
+  return openLog(where, decodeTccRecord, 'tcc');
 }
 
 export function tccIdFor(definitionName: string, idempotencyKey: string): string {

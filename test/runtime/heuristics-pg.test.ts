@@ -6,12 +6,13 @@
 // no longer makes transaction() wait for ever.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import {
   createPostgresAdapter,
@@ -310,4 +311,66 @@ test('a participant down after the commit decision: transaction() ends in bounde
   }
   assert.deepEqual(await d.listPrepared('dtx_'), []);
   assert.deepEqual(await c.list({ state: 'in-doubt' }), []);
+});
+
+test('dtx recover prints the heuristics it finds, lists them in its JSON, and exits 1', async () => {
+  const a = await adapter(cluster, 'da');
+  const b = await adapter(cluster, 'db');
+  /** A bench coordinator killed during phase two: db1 committed, db2 then rolled back by hand. */
+  const crashed = async (tag: string): Promise<{ txn: string; logPath: string }> => {
+    const txn = `bench.${tag}${Date.now().toString(36)}.1`;
+    const evidence: Record<string, string> = {};
+    for (const [name, adapterOf] of [
+      ['db1', a],
+      ['db2', b],
+    ] as const) {
+      const branch = await adapterOf.begin(`dtx_${txn}_${name}`);
+      await branch.query('INSERT INTO accounts VALUES ($1, 1)', [txn]);
+      await branch.prepare();
+      evidence[name] = branch.evidence ?? '';
+    }
+    const logPath = join(dir, `log${++n}.sqlite`);
+    const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+    await log.append([{ type: 'commit', txn, participants: ['db1', 'db2'], client: 'app', evidence }], true);
+    await log.close();
+    await a.commitPrepared(`dtx_${txn}_db1`);
+    psql(cluster, 'db', `ROLLBACK PREPARED 'dtx_${txn}_db2'`);
+    return { txn, logPath };
+  };
+  const url = (db: string) => `postgres://postgres@${cluster.host}:${cluster.port}/${db}`;
+  const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
+  const recover = (logPath: string, json: boolean) =>
+    new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const args = [
+        bin,
+        'recover',
+        '--db',
+        url('da'),
+        '--db',
+        url('db'),
+        '--log',
+        logPath,
+        ...(json ? ['--json'] : []),
+      ];
+      execFile(process.execPath, args, (error, stdout) =>
+        resolve({ code: error === null ? 0 : ((error as { code?: number }).code ?? null), stdout }),
+      );
+    });
+  const one = await crashed('json');
+  const json = await recover(one.logPath, true);
+  assert.equal(json.code, 1, json.stdout);
+  const out = JSON.parse(json.stdout) as {
+    recommitted: string[];
+    heuristics: { resource: string; found: string }[];
+  };
+  assert.deepEqual(out.recommitted, [one.txn]);
+  assert.deepEqual(
+    out.heuristics.map((h) => [h.resource, h.found]),
+    [['db2', 'rolledBack']],
+  );
+  const two = await crashed('text');
+  const text = await recover(two.logPath, false);
+  assert.equal(text.code, 1, text.stdout);
+  assert.match(text.stdout, /HEURISTIC .* db2 dtx_.*_db2: decided commit, found rolledBack/);
+  assert.match(text.stdout, /1 heuristic outcome\(s\)/);
 });

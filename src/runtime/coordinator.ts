@@ -352,6 +352,8 @@ export class Coordinator implements TxnOperator {
       for (const { gid } of await adapter.listPrepared(this.gidPrefix)) {
         const txn = this.txnOfGid(gid, resource);
         if (txn === null || committing.has(txn) || this.active.has(txn)) continue;
+        // Decided COMMIT, then ended by an operator: theirs to settle, never presumed aborted.
+        if (this.driver.peek().endedByOperator.has(txn)) continue;
         await adapter.rollbackPrepared(gid);
         report.rolledBack.push(gid);
       }
@@ -855,6 +857,9 @@ export class Coordinator implements TxnOperator {
     if (this.appendsSinceCheckpoint < 10_000) return;
     this.appendsSinceCheckpoint = 0;
     const keep: TwoPcRecord[] = [];
+    for (const [txn, { participants, end }] of this.driver.peek().endedByOperator) {
+      keep.push({ type: 'commit', txn, participants, client: appClient }, end);
+    }
     for (const [txn, t] of this.driver.peek().txns) {
       if (t.phase === 'committing') {
         keep.push({

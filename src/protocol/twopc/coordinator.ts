@@ -37,6 +37,13 @@ export interface CoordinatorState {
   txns: Map<TxnId, CoordinatorTxn>;
   /** Begins so far in this incarnation; with the incarnation it makes attempt names unique. */
   attempts: number;
+  /**
+   * Transactions decided COMMIT that an operator ended (OPERATOR_END) before
+   * every participant acknowledged, with those participants. Never re-driven,
+   * but never presumed aborted either: a branch of theirs still prepared is
+   * the operator's to commit, and recovery must leave it alone.
+   */
+  endedByOperator: Map<TxnId, { participants: NodeId[]; end: Extract<TwoPcRecord, { type: 'end' }> }>;
 }
 
 const voteTimer = (txn: TxnId) => `vote:${txn}`;
@@ -186,6 +193,10 @@ function onOperatorEnd(
     abort(state, txn, t, fx);
   } else {
     fx.push({ type: 'cancelTimer', timer: resendTimer(txn) });
+    state.endedByOperator.set(txn, {
+      participants: t.committers.filter((p) => !t.acked.has(p)),
+      end: { type: 'end', txn, operator: action, reason },
+    });
     state.txns.delete(txn);
   }
   fx.push({ type: 'persist', force: true, record: { type: 'end', txn, operator: action, reason } });
@@ -226,7 +237,13 @@ function onPersistFailed(state: CoordinatorState, record: TwoPcRecord, fx: Fx[])
 
 export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Partial<TwoPcConfig>> = {
   init(self, config) {
-    return { self, config: { ...defaultTwoPcConfig, ...config }, txns: new Map(), attempts: 0 };
+    return {
+      self,
+      config: { ...defaultTwoPcConfig, ...config },
+      txns: new Map(),
+      attempts: 0,
+      endedByOperator: new Map(),
+    };
   },
 
   /**
@@ -240,7 +257,13 @@ export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Par
     // An `end` with a reason (an operator's) ends a transaction like any other `end`.
     for (const r of log) {
       if (r.type === 'commit') open.set(r.txn, r);
-      else if (r.type === 'end') open.delete(r.txn);
+      else if (r.type === 'end') {
+        const decided = open.get(r.txn);
+        if (decided !== undefined && r.operator !== undefined) {
+          state.endedByOperator.set(r.txn, { participants: decided.participants, end: r });
+        }
+        open.delete(r.txn);
+      }
     }
     const effects: Fx[] = [];
     for (const [txn, r] of open) {

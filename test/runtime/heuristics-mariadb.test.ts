@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -49,11 +50,11 @@ after(async () => {
 });
 
 /** A MariaDB adapter over a pool of our own, whose connection ids we know (and alone may kill). */
-async function mariadb(): Promise<{ m: MariaDbAdapter; threadIds: Set<number> }> {
+async function mariadb(markers = true): Promise<{ m: MariaDbAdapter; threadIds: Set<number> }> {
   const pool = mysql.createPool(connection);
   const threadIds = new Set<number>();
   pool.on('connection', (c) => threadIds.add(c.threadId));
-  const m = await createMariaDbAdapter({ pool, detachWaitMs: 3000 });
+  const m = await createMariaDbAdapter({ pool, detachWaitMs: 3000, markers });
   closers.push(async () => {
     await m.close();
     await pool.end();
@@ -63,10 +64,11 @@ async function mariadb(): Promise<{ m: MariaDbAdapter; threadIds: Set<number> }>
 
 async function setup(
   hook: (point: string, c: Coordinator) => void,
+  markers = true,
 ): Promise<{ c: Coordinator; m: MariaDbAdapter; s: SqliteAdapter; threadIds: Set<number> }> {
   const id = ++n;
   const s = await createSqliteAdapter({ path: join(dir, `s${id}.sqlite`) });
-  const { m, threadIds } = await mariadb();
+  const { m, threadIds } = await mariadb(markers);
   const log = await openSqliteLog<TwoPcRecord>(join(dir, `log${id}.sqlite`), {});
   const c: Coordinator = createCoordinator({
     log,
@@ -133,10 +135,12 @@ test('MariaDB: an operator rolls back one prepared XA branch between prepare and
 });
 
 test("MariaDB's own XA_RBROLLBACK on XA COMMIT maps to the same HeuristicError, not a warning repeated for ever", async () => {
+  // Without markers: a marker row (InnoDB) would make the branch transactional,
+  // and it is a branch that wrote only outside XA that gets XA_RBROLLBACK.
   const { c, s, threadIds } = await setup((point) => {
     // Detach the branch from its session, so that XA COMMIT runs from another one.
     if (point === 'prepared:all') killOwnSessions(threadIds);
-  });
+  }, false);
   const err = await c
     .transaction(async (tx) => {
       (await tx.branch<SqliteBranch>('s')).put('k', 2);
@@ -154,4 +158,112 @@ test("MariaDB's own XA_RBROLLBACK on XA COMMIT maps to the same HeuristicError, 
   assert.match(err.message, /rolledBack/);
   assert.equal(s.read('k'), 2);
   assert.deepEqual(await c.list(), []);
+});
+
+/** A TCP proxy in front of MariaDB that, once armed, cuts the connection instead of forwarding the reply to an XA COMMIT. */
+async function replyCuttingProxy(): Promise<{ port: number; arm(): void; cuts(): number }> {
+  let armed = false;
+  let cuts = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(3306, host);
+    let replyToCommit = false;
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('data', (chunk: Buffer) => {
+      if (armed && chunk.includes('XA COMMIT')) replyToCommit = true;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (replyToCommit) {
+        // The server has committed the branch and answered; the answer never arrives.
+        armed = false;
+        replyToCommit = false;
+        cuts++;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      client.write(chunk);
+    });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(() => new Promise((resolve) => server.close(resolve)));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    arm: () => {
+      armed = true;
+    },
+    cuts: () => cuts,
+  };
+}
+
+test('MariaDB: an XA COMMIT applied but whose reply was lost is recognised by its marker row, not reported as heuristic', async () => {
+  const proxy = await replyCuttingProxy();
+  const s = await createSqliteAdapter({ path: join(dir, `lost${++n}.sqlite`) });
+  const pool = mysql.createPool({ ...connection, host: '127.0.0.1', port: proxy.port });
+  const m = await createMariaDbAdapter({ pool, detachWaitMs: 3000 });
+  const log = await openSqliteLog<TwoPcRecord>(join(dir, `lostlog${n}.sqlite`), {});
+  const c = createCoordinator({
+    log,
+    resources: { s, m },
+    timing: { commitResendMs: 50 },
+    onWarning: () => undefined,
+    faults: {
+      point(point) {
+        if (point === 'prepared:all') proxy.arm();
+      },
+    },
+  });
+  closers.push(async () => {
+    await c.close();
+    await log.close();
+    await m.close();
+    await pool.end();
+    await s.close();
+  });
+  await c.start();
+  await c.transaction(async (tx) => {
+    (await tx.branch<SqliteBranch>('s')).put('k', 3);
+    await tx.query('m', `INSERT INTO ${accounts} VALUES (?, 1)`, ['lostreply']);
+  });
+  assert.equal(proxy.cuts(), 1, 'the reply to XA COMMIT was cut');
+  assert.deepEqual(c.heuristics, []);
+  const [rows] = await admin.query<mysql.RowDataPacket[]>(`SELECT * FROM ${accounts} WHERE id = 'lostreply'`);
+  assert.equal(rows.length, 1);
+});
+
+test('MariaDB: recovery tells a branch it committed before the crash from one rolled back by hand (marker rows)', async () => {
+  const { m } = await mariadb();
+  const { m: m2 } = await mariadb();
+  const txn = `c1.crash${Date.now().toString(36)}${process.pid}.1`;
+  const evidence: Record<string, string> = {};
+  for (const [name, adapterOf] of [
+    ['m', m],
+    ['m2', m2],
+  ] as const) {
+    const branch = await adapterOf.begin(`dtx_${txn}_${name}`);
+    await branch.query(`INSERT INTO ${accounts} VALUES (?, 1)`, [`${txn}-${name}`]);
+    assert.equal(await branch.prepare(), 'yes');
+    assert.equal(branch.evidence, 'marker', 'a branch that wrote leaves a marker');
+    evidence[name] = branch.evidence;
+  }
+  const logPath = join(dir, `crashlog${++n}.sqlite`);
+  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  await log.append([{ type: 'commit', txn, participants: ['m', 'm2'], client: 'app', evidence }], true);
+  // Before the crash the coordinator committed m's branch; afterwards an operator rolled m2's back.
+  assert.equal(await m.commitPrepared(`dtx_${txn}_m`), 'done');
+  assert.equal(await m2.rollbackPrepared(`dtx_${txn}_m2`), 'done');
+  const c = createCoordinator({ log, resources: { m, m2 } });
+  closers.push(async () => {
+    await c.close();
+    await log.close();
+  });
+  const report = await c.start();
+  assert.deepEqual(report.recommitted, [txn]);
+  assert.deepEqual(
+    report.heuristics.map((h) => h.branches.map((b) => [b.resource, b.found])),
+    [[['m2', 'rolledBack']]],
+  );
 });

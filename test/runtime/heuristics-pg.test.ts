@@ -6,7 +6,7 @@
 // no longer makes transaction() wait for ever.
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -373,4 +373,66 @@ test('dtx recover prints the heuristics it finds, lists them in its JSON, and ex
   assert.equal(text.code, 1, text.stdout);
   assert.match(text.stdout, /HEURISTIC .* db2 dtx_.*_db2: decided commit, found rolledBack/);
   assert.match(text.stdout, /1 heuristic outcome\(s\)/);
+});
+
+test('SIGKILLed after the decision; one branch committed, the other rolled back by hand: dtx recover reports only the contradiction, and exits 1', async () => {
+  const admin = new pg.Client(cluster.connection);
+  await admin.connect();
+  for (const db of ['kill1', 'kill2']) await admin.query(`CREATE DATABASE ${db}`);
+  await admin.end();
+  const url = (db: string) => `postgres://postgres@${cluster.host}:${cluster.port}/${db}`;
+  const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
+  const logPath = join(dir, 'killed.sqlite');
+  const dbArgs = ['--db', url('kill1'), '--db', url('kill2')];
+  const dtx = (args: string[]) =>
+    spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const init = dtx(['bench', ...dbArgs, '--init', '--txns', '5', '--log', logPath, '--accounts', '50']);
+  assert.equal(init.status, 0, init.stderr);
+  const run = dtx([
+    'bench',
+    ...dbArgs,
+    '--log',
+    logPath,
+    '--txns',
+    '20',
+    '--concurrency',
+    '1',
+    '--crash-at',
+    'decided',
+    '--crash-after',
+    '3',
+  ]);
+  assert.equal(run.signal, 'SIGKILL', run.stderr);
+  // Killed once the commit record was durable, before any COMMIT left: both branches are prepared.
+  const a = await adapter(cluster, 'kill1');
+  const b = await adapter(cluster, 'kill2');
+  const left = [
+    ...(await a.listPrepared('dtx_')).map((p) => ['kill1', p.gid] as const),
+    ...(await b.listPrepared('dtx_')).map((p) => ['kill2', p.gid] as const),
+  ];
+  assert.equal(left.length, 2, JSON.stringify(left));
+  // Agrees with the decision (as a COMMIT that landed just before the kill would): never reported.
+  psql(cluster, left[0]![0], `COMMIT PREPARED '${left[0]![1]}'`);
+  // Contradicts it: reported.
+  const [database, gid] = left[1]!;
+  psql(cluster, database, `ROLLBACK PREPARED '${gid}'`);
+  const recovered = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    execFile(process.execPath, [bin, 'recover', ...dbArgs, '--log', logPath, '--json'], (error, stdout) =>
+      resolve({ code: error === null ? 0 : ((error as { code?: number }).code ?? null), stdout }),
+    );
+  });
+  assert.equal(recovered.code, 1, recovered.stdout);
+  const out = JSON.parse(recovered.stdout) as {
+    recommitted: string[];
+    heuristics: { gid: string; found: string; decision: string }[];
+  };
+  // The branch already committed is recognised (pg_xact_status of the id in the commit record), not reported.
+  assert.deepEqual(
+    out.heuristics.map((h) => [h.gid, h.decision, h.found]),
+    [[gid, 'commit', 'rolledBack']],
+  );
+  assert.ok(
+    out.recommitted.some((txn) => gid.startsWith(`dtx_${txn}_`)),
+    recovered.stdout,
+  );
 });

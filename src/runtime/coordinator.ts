@@ -9,7 +9,15 @@
 // recovery — re-driving every commit record without an end, and rolling back
 // (presumed abort) every prepared branch with this coordinator's gid prefix
 // that the log does not say to commit. It reports heuristic outcomes (a branch
-// someone resolved by hand) instead of hiding them.
+// someone resolved by hand) instead of hiding them: `transaction()` rejects
+// with HeuristicError, and recovery lists them; a branch found gone is judged
+// by the resource's evidence (ResourceAdapter.fateOf), so that our own commit
+// whose reply was lost is never taken for someone else's.
+//
+// Also owns the caller's deadlines (`timeoutMs`, `signal`, and the bounded
+// wait for phase two, `commitWaitMs`), the back-off of COMMITs that keep
+// failing, and the operator API (TxnOperator: list, show, retry, resolve,
+// abandon), whose actions go through the core as OPERATOR_END.
 
 import { randomBytes } from 'node:crypto';
 import type { BranchFate, ResourceAdapter } from '../adapters/types.ts';
@@ -805,7 +813,14 @@ export class Coordinator implements TxnOperator {
     const mayHaveApplied = this.commitRetries.get(`${txn} ${resource}`)?.mayHaveApplied === true;
     if (!this.recovering.has(txn) && entry?.voted === true && !mayHaveApplied) {
       this.onBranchHeuristic(txn, resource, gid, 'commit', 'unknown');
+      return;
     }
+    // Ambiguous: most likely our own commit (before a crash, or with its reply
+    // lost), but the resource keeps no evidence to prove it. Said once, not hidden.
+    this.warn(
+      `dtx: branch ${gid} of ${txn} on ${resource} was no longer prepared when dtx committed it; ` +
+        'the resource keeps no evidence of how it ended, so it is assumed committed (see docs/adapters.md, "Heuristic outcomes")',
+    );
   }
 
   /** The evidence a branch gave with its YES, from the core's commit state (rebuilt from the log at recovery). */

@@ -223,22 +223,75 @@ export class PreparedTxnsDisabledError extends DtxError {
   }
 }
 
-/** `DTX_HEURISTIC`: a branch's actual outcome differs from the decision. */
+/** One branch whose outcome contradicts the decision, as a HeuristicError lists it. */
+export interface HeuristicBranch {
+  /** The resource (participant) name, when the coordinator knows it. */
+  resource?: string;
+  gid: string;
+  /**
+   * What was found: `rolledBack`/`committed` when the resource could tell how
+   * the branch ended; `unknown` when it was gone and the resource keeps no
+   * evidence of how (see docs/adapters.md, "Heuristic outcomes").
+   */
+  found: 'committed' | 'rolledBack' | 'unknown';
+}
+
+/**
+ * `DTX_HEURISTIC`: a branch's actual outcome differs from the decision. One
+ * error may list several branches of one transaction (`branches`); `outcome`
+ * and `gid` are the first one's, for callers that look at a single branch.
+ */
 export class HeuristicError extends DtxError {
   override name = 'HeuristicError';
   readonly decision: 'commit' | 'rollback';
   readonly outcome: 'committed' | 'rolledBack' | 'unknown';
+  /** The transaction, when known. */
+  readonly txn: string | undefined;
+  /** Every contradicting branch: at least one. */
+  readonly branches: readonly HeuristicBranch[];
 
   constructor(
     message: string,
     options: DtxErrorOptions & {
       decision: 'commit' | 'rollback';
       outcome: 'committed' | 'rolledBack' | 'unknown';
+      txn?: string;
+      branches?: readonly HeuristicBranch[];
     },
   ) {
     super('DTX_HEURISTIC', message, { ...options, retryable: false });
     this.decision = options.decision;
     this.outcome = options.outcome;
+    this.txn = options.txn;
+    this.branches = options.branches ?? [{ gid: options.gid ?? '', found: options.outcome }];
+  }
+
+  /** One error for a whole transaction, listing each branch, the decision and what was found. */
+  static ofTransaction(
+    txn: string,
+    decision: 'commit' | 'rollback',
+    found: readonly HeuristicError[],
+  ): HeuristicError {
+    const branches = found.flatMap((e) => e.branches);
+    const first = branches[0];
+    const list = branches
+      .map(
+        (b) =>
+          `${b.resource ?? '?'} (${b.gid}): ${b.found === 'unknown' ? 'already resolved, outcome unknown' : b.found}`,
+      )
+      .join('; ');
+    return new HeuristicError(
+      `transaction ${txn} was decided ${decision === 'commit' ? 'COMMIT' : 'ROLLBACK'} but ${branches.length} ` +
+        `branch(es) contradict it: ${list}. Someone resolved them outside dtx; reconcile the data by hand ` +
+        '(see docs/operations.md, "Heuristic outcomes")',
+      {
+        decision,
+        outcome: first?.found ?? 'unknown',
+        txn,
+        branches,
+        ...(first === undefined ? {} : { gid: first.gid }),
+      },
+    );
   }
 }
 

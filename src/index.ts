@@ -7,6 +7,7 @@ export { type BarrierKey, type BarrierOp, type BarrierOutcome, withBarrier } fro
 export { callHttpBranch, classifyStatus } from './adapters/http-branch.ts';
 export type {
   Branch,
+  BranchFate,
   PreparedBranchInfo,
   Resolution,
   ResourceAdapter,
@@ -16,6 +17,7 @@ export type {
 export {
   DtxError,
   type DtxErrorCode,
+  type HeuristicBranch,
   HeuristicError,
   InvalidGidError,
   isDtxError,
@@ -60,3 +62,4 @@ export {
   type TccOrchestratorOptions,
 } from './runtime/saga/tcc.ts';
 export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/saga/views.ts';
+export { type TimedTwoPcRecord, twoPcTxnViews } from './runtime/twopc-views.ts';

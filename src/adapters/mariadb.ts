@@ -7,6 +7,15 @@
 //               did not move, i.e. the branch changed no row)
 //   resolve  -> XA COMMIT / XA ROLLBACK xid
 //   recover  -> XA RECOVER, decoded back to dtx gids
+//   fateOf   -> the branch's marker row (see `markers`): present, the branch
+//               committed; absent, it rolled back
+//
+// Markers. MariaDB keeps no memory of a resolved XA branch, so "XAER_NOTA"
+// cannot tell our own commit whose reply was lost from someone's XA ROLLBACK.
+// With `markers` on (the default), a branch that wrote inserts its gid into
+// `dtx_xa_marker` in its own database just before XA END: the row commits or
+// rolls back with the branch, so afterwards its presence is the answer. Rows
+// of branches known committed are deleted in batches.
 //
 // Every XA statement goes over the text protocol (`query`, never `execute`:
 // the binary protocol refuses XA). An xid is a gid split after its 64th byte
@@ -49,6 +58,7 @@ import {
 } from './internal.ts';
 import { AdapterLifecycle, BranchConnection, type ConnectionHandling, rollbackNeeded } from './lifecycle.ts';
 import type {
+  BranchFate,
   BranchState,
   PreparedBranchInfo,
   Resolution,
@@ -90,7 +100,27 @@ export interface MariaDbAdapterOptions {
    * server has not dropped yet) before giving up with DTX_BRANCH_BUSY. Default 2000.
    */
   detachWaitMs?: number;
+  /**
+   * Write a marker row (`dtx_xa_marker(gid)`, in the branch's database, made
+   * on first use) inside every branch that wrote, so that a branch no longer
+   * prepared can be told committed from rolled back (`fateOf`). Costs one
+   * small INSERT per branch and a batched DELETE later; turn it off and every
+   * "branch already gone" stays ambiguous. Default true. Needs a default
+   * database on the connection; without one markers are skipped.
+   */
+  markers?: boolean;
 }
+
+/** The marker table (see `markers`): one row per prepared branch that wrote, until known committed. */
+const markerTable = 'dtx_xa_marker';
+const markerTableSql =
+  `CREATE TABLE IF NOT EXISTS ${markerTable} (gid varchar(128) CHARACTER SET ascii NOT NULL PRIMARY KEY) ` +
+  'ENGINE=InnoDB';
+/** Evidence a branch gives when it wrote its marker (Branch.evidence). */
+const markerEvidence = 'marker';
+/** Marker rows deleted per statement; a flush also runs this often while some wait. */
+const markerCleanupBatch = 64;
+const markerCleanupEveryMs = 1_000;
 
 /** One XID, as MariaDB wants it. */
 interface Xid {
@@ -246,6 +276,7 @@ export class MariaDbBranch implements SqlBranch {
   #xid: string;
   #changesAtStart: bigint;
   #queue = new SerialQueue();
+  #evidence: string | undefined;
 
   /** @internal Use `MariaDbAdapter.begin`. */
   constructor(
@@ -264,6 +295,11 @@ export class MariaDbBranch implements SqlBranch {
 
   get state(): BranchState {
     return this.#connection.state;
+  }
+
+  /** `'marker'` once a branch that wrote its marker row prepared (see MariaDbAdapterOptions.markers). */
+  get evidence(): string | undefined {
+    return this.#evidence;
   }
 
   query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<Row>> {
@@ -285,8 +321,15 @@ export class MariaDbBranch implements SqlBranch {
     return this.#queue.run(async () => {
       const connection = this.#connection.active('prepare');
       let readOnly: boolean;
+      let marked = false;
       try {
         readOnly = (await rowChangeCount(connection)) === this.#changesAtStart;
+        // The marker commits or rolls back with the branch (see `markers`); a
+        // read-only branch is never prepared, so it needs none.
+        if (!readOnly && (await this.#adapter.markersReady())) {
+          await connection.query(`INSERT INTO ${markerTable} (gid) VALUES (?)`, [this.gid]);
+          marked = true;
+        }
         await connection.query(`XA END ${this.#xid}`);
       } catch (error) {
         const failure = classifyMariaDbError(error, { gid: this.gid, what: 'XA END' });
@@ -315,6 +358,7 @@ export class MariaDbBranch implements SqlBranch {
         await this.#abort(false);
         throw failure;
       }
+      if (marked) this.#evidence = markerEvidence;
       // The session now stays in the PREPARED state: hand the connection to the adapter to resolve on.
       this.#connection.handOver('prepared');
       this.#adapter.holdPrepared(this, this.gid, connection);
@@ -363,6 +407,11 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
   #lifecycle = new AdapterLifecycle<MariaDbBranch>('MariaDB');
   /** Connections whose session holds a prepared xid, by gid. */
   #held = new Map<string, { connection: PoolConnection; unguard: () => void }>();
+  /** The marker table exists (true), cannot be used (false), or is being made. */
+  #markers: Promise<boolean> | undefined;
+  /** Gids whose marker row may go: their branch is known committed. */
+  #markersToDelete: string[] = [];
+  #markerCleanup: ReturnType<typeof setTimeout> | undefined;
 
   /** The pool branches are drawn from, for plain (non-2PC) statements such as schema setup. */
   get pool(): Pool {
@@ -440,8 +489,82 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
     return this.#lifecycle.admit(new MariaDbBranch(this, gid, xid, connection, changesAtStart));
   }
 
-  commitPrepared(gid: string): Promise<Resolution> {
-    return this.#resolve(gid, 'commit');
+  async commitPrepared(gid: string): Promise<Resolution> {
+    const resolution = await this.#resolve(gid, 'commit');
+    if (resolution === 'done') this.#markerDone(gid);
+    return resolution;
+  }
+
+  /**
+   * How branch `gid` ended, from its marker row (`evidence` 'marker': it wrote
+   * one before it prepared): present, committed; absent, rolled back. Without
+   * that evidence (markers off, a read-only branch, an older coordinator) the
+   * answer is `unknown`. Must be asked before the marker is cleaned up, which
+   * happens only once a commit of it is known (this call answering
+   * `committed`, or commitPrepared answering `done`).
+   */
+  async fateOf(gid: string, evidence: string | undefined): Promise<BranchFate> {
+    checkGid(gid, this.gidBytesMax);
+    this.#lifecycle.checkOpen();
+    if (evidence !== markerEvidence) return 'unknown';
+    let rows: RowDataPacket[];
+    try {
+      [rows] = await this.#pool.query<RowDataPacket[]>(
+        `SELECT 1 AS found FROM ${markerTable} WHERE gid = ?`,
+        [gid],
+      );
+    } catch (error) {
+      throw classifyMariaDbError(error, { gid, what: 'reading the branch marker' });
+    }
+    if (rows.length === 0) return 'rolledBack';
+    this.#markerDone(gid);
+    return 'committed';
+  }
+
+  /** @internal Makes the marker table once; false when markers are off or the connection has no database. */
+  markersReady(): Promise<boolean> {
+    if (this.#options.markers === false) return Promise.resolve(false);
+    this.#markers ??= (async () => {
+      try {
+        const [rows] = await this.#pool.query<RowDataPacket[]>('SELECT DATABASE() AS db');
+        if (rows[0]?.db == null) return false;
+        await this.#pool.query(markerTableSql);
+        return true;
+      } catch (error) {
+        this.#markers = undefined; // try again with the next branch
+        throw classifyMariaDbError(error, { what: `creating ${markerTable}` });
+      }
+    })();
+    return this.#markers;
+  }
+
+  /** A branch known committed: its marker row can go, with the next batch. */
+  #markerDone(gid: string): void {
+    if (this.#options.markers === false || this.#lifecycle.closed) return;
+    this.#markersToDelete.push(gid);
+    if (this.#markersToDelete.length >= markerCleanupBatch) void this.#flushMarkers();
+    else if (this.#markerCleanup === undefined) {
+      this.#markerCleanup = setTimeout(() => void this.#flushMarkers(), markerCleanupEveryMs);
+      // Cleanup is housekeeping: it never keeps a process alive.
+      this.#markerCleanup.unref();
+    }
+  }
+
+  /** Deletes the waiting marker rows. Failures only leave rows for the next flush. */
+  async #flushMarkers(): Promise<void> {
+    if (this.#markerCleanup !== undefined) clearTimeout(this.#markerCleanup);
+    this.#markerCleanup = undefined;
+    while (this.#markersToDelete.length > 0) {
+      const batch = this.#markersToDelete.splice(0, markerCleanupBatch);
+      try {
+        await this.#pool.query(`DELETE FROM ${markerTable} WHERE gid IN (?)`, [batch]);
+      } catch {
+        // Left in the table: a stale row of a committed branch is harmless
+        // (it only ever answers "committed", which is true), and retrying
+        // here without bound would grow the queue while the server is down.
+        return;
+      }
+    }
   }
 
   rollbackPrepared(gid: string): Promise<Resolution> {
@@ -464,6 +587,8 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
    * them and stay prepared (MariaDB 10.5+), for any process to resolve by gid.
    */
   async close(): Promise<void> {
+    if (this.#lifecycle.closed) return;
+    await this.#flushMarkers();
     if (!(await this.#lifecycle.close())) return;
     for (const { connection, unguard } of this.#held.values()) {
       unguard();

@@ -2,9 +2,13 @@
 // ResourceAdapter port to PostgreSQL's two-phase commit:
 //
 //   begin    -> a pooled connection, BEGIN (plus per-branch SET LOCAL timeouts)
-//   prepare  -> PREPARE TRANSACTION 'gid'  (or COMMIT and vote readOnly when the
-//               branch was never assigned a transaction id, i.e. wrote nothing)
+//   prepare  -> one probe for the branch's transaction id, then PREPARE
+//               TRANSACTION 'gid' (or COMMIT and vote readOnly when the branch
+//               was never assigned a transaction id, i.e. wrote nothing)
 //   resolve  -> COMMIT PREPARED / ROLLBACK PREPARED 'gid' on any connection
+//   fateOf   -> pg_xact_status(xid) of the id the probe learnt: how a branch
+//               that is no longer prepared ended (committed, rolled back, or
+//               too old to tell)
 //   recover  -> pg_prepared_xacts, filtered to the current database
 //
 // and the translation of PostgreSQL's errors into dtx's typed errors. The
@@ -28,6 +32,7 @@ import {
 } from './internal.ts';
 import { AdapterLifecycle, BranchConnection, type ConnectionHandling, rollbackNeeded } from './lifecycle.ts';
 import type {
+  BranchFate,
   BranchState,
   PreparedBranchInfo,
   Resolution,
@@ -170,6 +175,7 @@ export class PostgresBranch implements SqlBranch {
   #adapter: PostgresAdapter;
   #queue = new SerialQueue();
   #readOnlyVote: boolean;
+  #xid: string | undefined;
 
   /** @internal Use `PostgresAdapter.begin`. */
   constructor(adapter: PostgresAdapter, gid: string, client: PoolClient, readOnlyVote: boolean) {
@@ -181,6 +187,11 @@ export class PostgresBranch implements SqlBranch {
 
   get state(): BranchState {
     return this.#connection.state;
+  }
+
+  /** The branch's transaction id (xid8, as text) once it prepared: `fateOf` asks the server about it. */
+  get evidence(): string | undefined {
+    return this.#xid;
   }
 
   query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<Row>> {
@@ -212,19 +223,22 @@ export class PostgresBranch implements SqlBranch {
   prepare(): Promise<Vote> {
     return this.#queue.run(async () => {
       const client = this.#connection.active('prepare');
+      // One round trip answers both questions: NULL means the branch wrote
+      // nothing (read-only), and otherwise it is the id pg_xact_status will
+      // answer about once the prepared branch is gone (fateOf).
+      let xid: string | null;
+      try {
+        const probe = await client.query<{ xid: string | null }>(
+          'SELECT pg_current_xact_id_if_assigned()::text AS xid',
+        );
+        xid = probe.rows[0]?.xid ?? null;
+      } catch (error) {
+        const failure = classifyPostgresError(error, { gid: this.gid, what: 'prepare' });
+        await this.#finish('rolledBack', connectionFailure(error), true);
+        throw failure;
+      }
       if (this.#readOnlyVote) {
-        let readOnly: boolean;
-        try {
-          const probe = await client.query<{ readOnly: boolean }>(
-            'SELECT txid_current_if_assigned() IS NULL AS "readOnly"',
-          );
-          readOnly = probe.rows[0]?.readOnly === true;
-        } catch (error) {
-          const failure = classifyPostgresError(error, { gid: this.gid, what: 'prepare' });
-          await this.#finish('rolledBack', connectionFailure(error), true);
-          throw failure;
-        }
-        if (readOnly) {
+        if (xid === null) {
           try {
             const done = await client.query('COMMIT');
             if (done.command !== 'COMMIT') throw new Error(`server answered ${done.command} to COMMIT`);
@@ -267,6 +281,7 @@ export class PostgresBranch implements SqlBranch {
           { gid: this.gid },
         );
       }
+      this.#xid = xid ?? undefined;
       await this.#finish('prepared', false, false);
       return 'yes';
     });
@@ -381,6 +396,35 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
 
   rollbackPrepared(gid: string): Promise<Resolution> {
     return this.#resolve(gid, 'ROLLBACK PREPARED');
+  }
+
+  /**
+   * How branch `gid` ended, from the transaction id it reported at prepare
+   * (`evidence`): `pg_xact_status` says committed or aborted for as long as
+   * the server keeps that id's commit status. Ambiguous (`unknown`): no
+   * evidence, a malformed one, an id too old (its status truncated away after
+   * a wraparound's worth of transactions) or from another cluster (the
+   * server's ids restarted), or one still in progress (prepared again).
+   */
+  async fateOf(gid: string, evidence: string | undefined): Promise<BranchFate> {
+    checkGid(gid, this.gidBytesMax);
+    this.#lifecycle.checkOpen();
+    if (evidence === undefined || !/^[0-9]{1,20}$/.test(evidence)) return 'unknown';
+    let status: string | null;
+    try {
+      const result = await this.#pool.query<{ status: string | null }>(
+        'SELECT pg_xact_status($1::text::xid8) AS status',
+        [evidence],
+      );
+      status = result.rows[0]?.status ?? null;
+    } catch (error) {
+      // 22023: "transaction ID ... is in the future": not this cluster's id.
+      if (sqlStateOf(error) === '22023') return 'unknown';
+      throw classifyPostgresError(error, { gid, what: 'pg_xact_status' });
+    }
+    if (status === 'committed') return 'committed';
+    if (status === 'aborted') return 'rolledBack';
+    return 'unknown';
   }
 
   async listPrepared(prefix = ''): Promise<PreparedBranchInfo[]> {

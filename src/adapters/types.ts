@@ -36,6 +36,13 @@ export type Vote = 'yes' | 'readOnly';
 export type Resolution = 'done' | 'unknown';
 
 /**
+ * How a branch that is no longer prepared ended, as far as the resource can
+ * still tell (see `ResourceAdapter.fateOf`). `unknown`: it cannot tell — no
+ * evidence was kept, or the evidence is too old to answer.
+ */
+export type BranchFate = 'committed' | 'rolledBack' | 'unknown';
+
+/**
  * Where a `Branch` object is in its life. `inDoubt`: the connection broke while
  * the prepare was in flight, so the branch may or may not be prepared on the
  * server; only resolving it by gid settles it.
@@ -46,6 +53,12 @@ export type BranchState = 'active' | 'prepared' | 'readOnly' | 'rolledBack' | 'i
 export interface Branch {
   readonly gid: string;
   readonly state: BranchState;
+  /**
+   * After a `'yes'` vote, what `ResourceAdapter.fateOf` needs to learn later
+   * how this branch ended (PostgreSQL: its transaction id). The coordinator
+   * keeps it in its commit record. Undefined where the adapter keeps none.
+   */
+  readonly evidence?: string | undefined;
   /**
    * Phase one. Resolves to `'yes'` once the branch is durably prepared (it then
    * holds its locks until resolved by gid), or to `'readOnly'` when the branch
@@ -100,6 +113,15 @@ export interface ResourceAdapter<B extends Branch = Branch> {
   commitPrepared(gid: string): Promise<Resolution>;
   /** Phase two, rollback. Idempotent: see `Resolution`. */
   rollbackPrepared(gid: string): Promise<Resolution>;
+  /**
+   * How branch `gid` ended, when `commitPrepared`/`rollbackPrepared` answered
+   * `unknown` (no such prepared branch): `evidence` is what the branch gave
+   * with its vote (`Branch.evidence`), if the caller kept it. Lets a
+   * coordinator tell its own earlier commit whose reply was lost (or that a
+   * crash hid) from a branch someone rolled back by hand. Optional: a
+   * resource without it can never tell, and every `unknown` stays ambiguous.
+   */
+  fateOf?(gid: string, evidence: string | undefined): Promise<BranchFate>;
   /** Prepared branches whose gid starts with `prefix` (all when empty), sorted by gid. */
   listPrepared(prefix?: string): Promise<PreparedBranchInfo[]>;
   /**

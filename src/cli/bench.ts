@@ -8,7 +8,7 @@
 import { existsSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { ResourceAdapter } from '../adapters/types.ts';
-import { DtxError, isDtxError } from '../errors.ts';
+import { DtxError, HeuristicError, isDtxError } from '../errors.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
@@ -229,6 +229,36 @@ export interface BenchReport {
   tps: number;
   latencyMs: Summary;
   acknowledge?: 'committed' | 'durable';
+  /**
+   * Branches found contradicting their transaction's decision (someone
+   * resolved them by hand), during the run or the start-up recovery. Any
+   * makes `dtx bench` exit 1: the books need a human.
+   */
+  heuristics: HeuristicView[];
+}
+
+/** A heuristic outcome as the CLI prints it (text and JSON). */
+export interface HeuristicView {
+  txn: string | null;
+  resource: string | null;
+  gid: string;
+  decision: 'commit' | 'rollback';
+  found: 'committed' | 'rolledBack' | 'unknown';
+  message: string;
+}
+
+/** One line per contradicting branch, from the coordinator's heuristic errors. */
+export function heuristicViews(errors: readonly HeuristicError[]): HeuristicView[] {
+  return errors.flatMap((e) =>
+    e.branches.map((b) => ({
+      txn: e.txn ?? null,
+      resource: b.resource ?? null,
+      gid: b.gid,
+      decision: e.decision,
+      found: b.found,
+      message: e.message,
+    })),
+  );
 }
 
 const roles = ['debit', 'credit', 'audit'] as const;
@@ -416,6 +446,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         await transfer(ordinal);
         return 'committed';
       } catch (err) {
+        // A heuristic ends one transfer, not the run: it is reported (from
+        // coordinator.heuristics, below) and makes the command fail at the end.
+        if (err instanceof HeuristicError) return 'heuristic';
+        // Decided, and still being applied: it commits; the run goes on.
+        if (isDtxError(err, 'DTX_DECIDED_NOT_APPLIED')) return 'committed';
         // Leadership lost: this process may run nothing more (the new owner does).
         if (!isDtxError(err) || !err.retryable || err.code === 'DTX_LEADERSHIP_LOST') throw err;
         return 'aborted';
@@ -432,6 +467,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       tps: run.tps,
       latencyMs: run.latencyMs,
       ...(options.protocol === '2pc' ? { acknowledge: options.acknowledge ?? 'committed' } : {}),
+      heuristics: heuristicViews(coordinator?.heuristics ?? []),
     };
   } finally {
     await coordinator?.close();

@@ -19,6 +19,7 @@ import type { SagaSimRequest } from '../sim/saga/run.ts';
 import { runSwarm, simCommand } from '../sim/swarm.ts';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../sim/trace-svg.ts';
 import { workloadNames } from '../sim/workloads.ts';
+import type { HeuristicView } from './bench.ts';
 import type { RealDemoRound } from './demo-real.ts';
 import {
   debugEnabled,
@@ -610,7 +611,10 @@ export function buildProgram(): Command {
             `at concurrency ${report.concurrency}: ${report.tps} tps, latency p50 ${report.latencyMs.p50} ms, ` +
             `p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms\n`,
         );
+        printHeuristics(report.heuristics);
       }
+      // A branch that contradicts its decision needs a human: never exit 0 over it.
+      if (report.heuristics.length > 0) process.exitCode = 1;
     });
 
   program
@@ -676,12 +680,12 @@ export function buildProgram(): Command {
           if (r.stuck.length > 0) process.exitCode = 1;
           return;
         }
-        const { runRecover } = await import('./bench.ts');
+        const { runRecover, heuristicViews } = await import('./bench.ts');
         const report = await runRecover({ dbs: flags.db, where: found.where });
         const out = {
           recommitted: report.recommitted,
           rolledBack: report.rolledBack,
-          heuristics: report.heuristics.map((h) => ({ code: h.code, gid: h.gid, message: h.message })),
+          heuristics: heuristicViews(report.heuristics),
         };
         if (flags.json) writeJson(out);
         else {
@@ -692,12 +696,27 @@ export function buildProgram(): Command {
           );
           for (const t of out.recommitted) process.stdout.write(`  commit   ${t}\n`);
           for (const g of out.rolledBack) process.stdout.write(`  rollback ${g}\n`);
-          for (const h of out.heuristics) process.stdout.write(`  HEURISTIC ${h.gid}: ${h.message}\n`);
+          printHeuristics(out.heuristics);
         }
+        if (out.heuristics.length > 0) process.exitCode = 1;
       },
     );
 
   return program;
+}
+
+/** One line per branch that contradicts its transaction's decision, then where to read on. */
+function printHeuristics(heuristics: readonly HeuristicView[]): void {
+  for (const h of heuristics) {
+    process.stdout.write(
+      `  HEURISTIC ${h.txn ?? '?'} ${h.resource ?? '?'} ${h.gid}: decided ${h.decision}, found ${h.found}\n`,
+    );
+  }
+  if (heuristics.length > 0) {
+    process.stdout.write(
+      `${heuristics.length} heuristic outcome(s): reconcile these branches by hand (docs/operations.md, "Heuristic outcomes")\n`,
+    );
+  }
 }
 
 /** `dtx bench --protocol saga|tcc` (./bench-saga.ts). */

@@ -9,7 +9,15 @@
 // recovery — re-driving every commit record without an end, and rolling back
 // (presumed abort) every prepared branch with this coordinator's gid prefix
 // that the log does not say to commit. It reports heuristic outcomes (a branch
-// someone resolved by hand) instead of hiding them.
+// someone resolved by hand) instead of hiding them: `transaction()` rejects
+// with HeuristicError, and recovery lists them; a branch found gone is judged
+// by the resource's evidence (ResourceAdapter.fateOf), so that our own commit
+// whose reply was lost is never taken for someone else's.
+//
+// Also owns the caller's deadlines (`timeoutMs`, `signal`, and the bounded
+// wait for phase two, `commitWaitMs`), the back-off of COMMITs that keep
+// failing, and the operator API (TxnOperator: list, show, retry, resolve,
+// abandon), whose actions go through the core as OPERATOR_END.
 //
 // Identity and ownership: the coordinator's id is its log's (recorded when the
 // log was created, see src/runtime/log/identity.ts), so no two deployments
@@ -23,13 +31,15 @@
 // commit — what a former owner (a zombie) left behind after the takeover.
 
 import { randomBytes } from 'node:crypto';
-import type { ResourceAdapter } from '../adapters/types.ts';
+import type { BranchFate, ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '../errors.ts';
+import { textCharsMax } from '../protocol/common/codec.ts';
 import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import {
   defaultTwoPcConfig,
+  type OperatorAction,
   type TwoPcConfig,
   type TwoPcMsg,
   type TwoPcRecord,
@@ -38,6 +48,8 @@ import { Driver } from './driver.ts';
 import { isLogError } from './log/errors.ts';
 import type { DurableLog } from './log/types.ts';
 import { coordinatorIdPattern } from './log/types.ts';
+import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
+import { twoPcTxnViews } from './twopc-views.ts';
 
 /**
  * Timing for real databases. The simulator's defaults assume a 1 ms network;
@@ -102,6 +114,26 @@ export interface CoordinatorOptions {
    * test kills the process there (SIGKILL).
    */
   faults?: { point(point: string, txnOrdinal: number): void };
+  /**
+   * How long `transaction()` waits, once the commit decision is durable, for
+   * every branch to be committed (acknowledge `'committed'`) before it rejects
+   * with DTX_DECIDED_NOT_APPLIED. The coordinator keeps committing after that
+   * (and recovery, after a restart), so the caller learns the transaction WILL
+   * commit without being held hostage by an unreachable database. Default
+   * 30000; a transaction's own `commitWaitMs` or deadline overrides it.
+   */
+  commitWaitMs?: number;
+  /**
+   * Longest pause between two COMMIT attempts on a branch that keeps failing
+   * (its database is down): the pause starts at the resend interval and
+   * doubles up to this. Default 30000.
+   */
+  commitBackoffMaxMs?: number;
+  /**
+   * Called with operational warnings (a branch whose COMMIT keeps failing:
+   * once per branch, not per attempt). Default: `process.emitWarning`.
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** What a transaction callback gets: one branch per resource, opened on first use. */
@@ -129,6 +161,21 @@ export interface TransactionOptions {
   backoffMs?: number;
   /** Longest retry delay. Default 1000. */
   backoffMaxMs?: number;
+  /**
+   * Ends the wait early. Before the commit decision every branch is rolled
+   * back and the call rejects with DTX_CANCELLED; once the decision is durable
+   * the transaction still commits, and the call rejects with
+   * DTX_DECIDED_NOT_APPLIED if branches are still being committed.
+   */
+  signal?: AbortSignal;
+  /**
+   * A deadline for the whole call, retries included: before the decision it
+   * aborts everywhere and rejects with DTX_TIMEOUT; after a durable commit
+   * decision it rejects with DTX_DECIDED_NOT_APPLIED (the commit still lands).
+   */
+  timeoutMs?: number;
+  /** Overrides the coordinator's `commitWaitMs` for this call. */
+  commitWaitMs?: number;
 }
 
 export interface RecoveryReport {
@@ -154,6 +201,78 @@ interface ActiveTxn {
   /** Branches still to be committed (acknowledge: 'committed'). */
   unacked: Set<string>;
   allCommitted?: () => void;
+  /** Branches found contradicting the decision while this caller waits: it gets them as one HeuristicError. */
+  heuristics: HeuristicError[];
+}
+
+/** The back-off state of a branch whose COMMIT failed, by `txn resource`. */
+interface CommitRetry {
+  failures: number;
+  /** No new attempt before this time (Date.now() ms); the core's resend timer asks again. */
+  nextAtMs: number;
+  /**
+   * A failed attempt may have been applied on the server (its reply was lost):
+   * a later "no such prepared branch" is then no evidence of a heuristic.
+   */
+  mayHaveApplied: boolean;
+}
+
+/** A caller's `signal` and `timeoutMs`, as one thing that may fire once. */
+class CallerDeadline {
+  /** Set once fired: DTX_TIMEOUT or DTX_CANCELLED. */
+  error: DtxError | undefined;
+  /** Resolves with `error` when the deadline fires; never rejects. */
+  readonly fired: Promise<DtxError>;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly cleanups: (() => void)[] = [];
+
+  constructor(signal: AbortSignal | undefined, timeoutMs: number | undefined) {
+    if (timeoutMs !== undefined && (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0)) {
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `timeoutMs must be a positive integer, got ${String(timeoutMs)}`,
+      );
+    }
+    let fire: (err: DtxError) => void = () => undefined;
+    this.fired = new Promise<DtxError>((resolve) => {
+      fire = (err) => {
+        if (this.error !== undefined) return;
+        this.error = err;
+        resolve(err);
+      };
+    });
+    if (timeoutMs !== undefined) {
+      this.timer = setTimeout(
+        () => fire(new DtxError('DTX_TIMEOUT', `transaction did not finish within timeoutMs ${timeoutMs}`)),
+        timeoutMs,
+      );
+    }
+    if (signal !== undefined) {
+      const onAbort = () =>
+        fire(new DtxError('DTX_CANCELLED', `transaction cancelled by its signal: ${String(signal.reason)}`));
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.cleanups.push(() => signal.removeEventListener('abort', onAbort));
+      }
+    }
+  }
+
+  /** `p`, unless the deadline fires first: then its error. */
+  async race<T>(p: Promise<T>): Promise<T> {
+    if (this.error !== undefined) throw this.error;
+    const winner = await Promise.race([
+      p.then((value) => ({ value })),
+      this.fired.then((error) => ({ error })),
+    ]);
+    if ('error' in winner) throw winner.error;
+    return winner.value;
+  }
+
+  dispose(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    for (const cleanup of this.cleanups.splice(0)) cleanup();
+  }
 }
 
 interface BranchEntry {
@@ -165,12 +284,14 @@ interface BranchEntry {
 }
 
 interface PreparingBranch {
+  /** See Branch.evidence. */
+  readonly evidence?: string | undefined;
   prepare(): Promise<'yes' | 'readOnly'>;
   rollback(): Promise<void>;
   query?(sql: string, params?: readonly unknown[]): Promise<{ rows: unknown[]; rowCount: number }>;
 }
 
-export class Coordinator {
+export class Coordinator implements TxnOperator {
   readonly name: string;
   readonly heuristics: HeuristicError[] = [];
   private readonly driver: Driver<
@@ -186,6 +307,8 @@ export class Coordinator {
   private counter = 0;
   /** Phase-two calls in flight, by message type and gid: a resend must not race its original. */
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Branches whose COMMIT failed and is being retried with back-off, by `txn resource`. */
+  private readonly commitRetries = new Map<string, CommitRetry>();
   /** start() was called (once only). */
   private starting = false;
   /** start() finished: recovery is done and transactions may begin. */
@@ -277,6 +400,8 @@ export class Coordinator {
       for (const { gid } of await adapter.listPrepared(this.gidPrefix)) {
         const txn = this.txnOfGid(gid, resource);
         if (txn === null || committing.has(txn) || this.active.has(txn)) continue;
+        // Decided COMMIT, then ended by an operator: theirs to settle, never presumed aborted.
+        if (this.driver.peek().endedByOperator.has(txn)) continue;
         await adapter.rollbackPrepared(gid);
         report.rolledBack.push(gid);
       }
@@ -425,20 +550,41 @@ export class Coordinator {
    */
   async transaction<T>(work: (tx: Transaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const retries = options.retries ?? 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.transactionOnce(work);
-      } catch (err) {
-        // Only errors that promise nothing was committed (lock conflicts, NO
-        // votes, serialization failures) are retried: never DTX_OUTCOME_UNKNOWN.
-        if (attempt >= retries || !isDtxError(err) || !err.retryable) throw err;
-        const backoffMs = Math.min(options.backoffMaxMs ?? 1_000, (options.backoffMs ?? 20) * 2 ** attempt);
-        await new Promise((r) => setTimeout(r, backoffMs * (0.5 + Math.random())));
+    const commitWaitMs = options.commitWaitMs ?? this.options.commitWaitMs ?? 30_000;
+    if (!Number.isSafeInteger(commitWaitMs) || commitWaitMs <= 0) {
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `commitWaitMs must be a positive integer, got ${String(commitWaitMs)}`,
+      );
+    }
+    const deadline = new CallerDeadline(options.signal, options.timeoutMs);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.transactionOnce(work, deadline, commitWaitMs);
+        } catch (err) {
+          // Only errors that promise nothing was committed (lock conflicts, NO
+          // votes, serialization failures) are retried: never DTX_OUTCOME_UNKNOWN,
+          // and never once the caller's deadline has fired.
+          if (deadline.error !== undefined && err !== deadline.error && isDtxError(err, 'DTX_ABORTED')) {
+            throw deadline.error;
+          }
+          if (attempt >= retries || !isDtxError(err) || !err.retryable || deadline.error !== undefined)
+            throw err;
+          const backoffMs = Math.min(options.backoffMaxMs ?? 1_000, (options.backoffMs ?? 20) * 2 ** attempt);
+          await deadline.race(new Promise((r) => setTimeout(r, backoffMs * (0.5 + Math.random()))));
+        }
       }
+    } finally {
+      deadline.dispose();
     }
   }
 
-  private async transactionOnce<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+  private async transactionOnce<T>(
+    work: (tx: Transaction) => Promise<T>,
+    deadline: CallerDeadline,
+    commitWaitMs: number,
+  ): Promise<T> {
     if (!this.started) throw new DtxError('DTX_INVALID_STATE', 'call start() before transaction()');
     if (this.closing) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
     if (this.leadershipLost !== undefined) throw this.leadershipLost;
@@ -452,6 +598,7 @@ export class Coordinator {
         },
       );
     }
+    if (deadline.error !== undefined) throw deadline.error;
     const ordinal = ++this.counter;
     const id: TxnId = `${this.name}.${this.incarnation}.${ordinal.toString(36)}`;
     const txn: ActiveTxn = {
@@ -462,10 +609,14 @@ export class Coordinator {
       branches: new Map(),
       cause: undefined,
       unacked: new Set(),
+      heuristics: [],
     };
     this.active.set(id, txn);
     const opening = new Map<string, Promise<PreparingBranch>>();
     const open = (resource: string): Promise<PreparingBranch> => {
+      // Work that goes on after the deadline fired opens nothing more: what it
+      // opened already is being rolled back.
+      if (deadline.error !== undefined) return Promise.reject(deadline.error);
       let p = opening.get(resource);
       if (p === undefined) {
         const gid = this.gidFor(id, resource);
@@ -495,8 +646,14 @@ export class Coordinator {
     };
     let result: T;
     try {
-      result = await work(tx);
-      await Promise.all(opening.values());
+      const working = (async () => {
+        const value = await work(tx);
+        await Promise.all(opening.values());
+        return value;
+      })();
+      // When the deadline wins, the work may still fail later: that is no one's to see.
+      working.catch(() => undefined);
+      result = await deadline.race(working);
       // The log may have failed, or close() been called, while the work ran:
       // then nothing will decide this transaction, so give its work up now.
       if (this.leadershipLost !== undefined) throw this.leadershipLost;
@@ -519,7 +676,7 @@ export class Coordinator {
       this.active.delete(id);
       return result;
     }
-    const outcome = await new Promise<Outcome>((resolve, reject) => {
+    const decided = new Promise<Outcome>((resolve, reject) => {
       txn.outcome = resolve;
       txn.fail = reject;
       this.driver.input({
@@ -529,6 +686,12 @@ export class Coordinator {
         client: appClient,
       });
     });
+    // A deadline that fires before the decision ends the vote as a vote
+    // timeout would: the core aborts a transaction still collecting votes,
+    // and ignores it once it has decided to commit (the commit then stands).
+    // Either way the outcome comes back through `decided`.
+    void deadline.fired.then(() => this.driver.input({ type: 'timeout', timer: `vote:${id}` }));
+    const outcome = await decided;
     if (outcome !== 'committed') {
       this.active.delete(id);
       // Branches that never voted (the core refused the transaction outright,
@@ -539,6 +702,7 @@ export class Coordinator {
           .filter((b) => !b.voted && b.preparing === undefined)
           .map((b) => b.branch.rollback()),
       );
+      if (deadline.error !== undefined) throw deadline.error;
       const cause = txn.cause;
       throw new DtxError(
         'DTX_ABORTED',
@@ -547,12 +711,39 @@ export class Coordinator {
       );
     }
     if ((this.options.acknowledge ?? 'committed') === 'committed' && txn.unacked.size > 0) {
-      await new Promise<void>((resolve, reject) => {
-        txn.allCommitted = resolve;
+      // Phase two is bounded: the decision is durable, so the transaction
+      // WILL commit; the caller is told so, rather than kept waiting for a
+      // database that may be down for hours (the coordinator keeps retrying).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waitEnded = new Promise<'wait'>((resolve) => {
+        timer = setTimeout(() => resolve('wait'), commitWaitMs);
+      });
+      const allCommitted = new Promise<'done'>((resolve, reject) => {
+        txn.allCommitted = () => resolve('done');
         txn.fail = reject;
       });
+      try {
+        const ended = await Promise.race([
+          allCommitted,
+          waitEnded,
+          deadline.fired.then(() => 'wait' as const),
+        ]);
+        if (ended === 'wait') {
+          this.active.delete(id);
+          if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
+          throw new DtxError(
+            'DTX_DECIDED_NOT_APPLIED',
+            `transaction ${id} is committed (the decision is durable) but not yet applied on ` +
+              `${[...txn.unacked].join(', ')}: dtx keeps committing it there (and recovery does after a restart)`,
+            { retryable: false, ...(deadline.error === undefined ? {} : { cause: deadline.error }) },
+          );
+        }
+      } finally {
+        clearTimeout(timer);
+      }
     }
     this.active.delete(id);
+    if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
     return result;
   }
 
@@ -600,14 +791,55 @@ export class Coordinator {
   private deliver(to: NodeId, msg: TwoPcMsg): void {
     const key = `${msg.type} ${msg.txn} ${to}`;
     if (this.inflight.has(key)) return;
+    const retryKey = `${msg.txn} ${to}`;
+    if (msg.type === 'COMMIT') {
+      // A branch whose COMMIT keeps failing is retried with back-off: the core's
+      // resend timer asks every interval, and the asks inside the pause are dropped.
+      const retry = this.commitRetries.get(retryKey);
+      if (retry !== undefined && Date.now() < retry.nextAtMs) return;
+    }
     const task = this.handle(to, msg)
+      .then(() => {
+        if (msg.type === 'COMMIT') this.commitRetries.delete(retryKey);
+      })
       .catch((err: unknown) => {
         // A failed COMMIT is retried by the core's resend timer; a failed ABORT
         // leaves a prepared branch for the recovery sweep. Neither may crash us.
-        if (!this.closing) process.emitWarning(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
+        if (this.closing) return;
+        if (msg.type === 'COMMIT') this.onCommitFailed(msg.txn, to, err);
+        else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
       })
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, task);
+  }
+
+  /** Back off (exponentially, capped) and warn once per branch, not once per attempt. */
+  private onCommitFailed(txn: TxnId, resource: NodeId, err: unknown): void {
+    const key = `${txn} ${resource}`;
+    const retry = this.commitRetries.get(key) ?? { failures: 0, nextAtMs: 0, mayHaveApplied: false };
+    retry.failures++;
+    // Whatever failed (the connection, the server), the COMMIT may have been
+    // applied before its reply was lost; only a resource's evidence can tell.
+    retry.mayHaveApplied = true;
+    const resendMs = this.options.timing?.commitResendMs ?? runtimeTiming.commitResendMs;
+    const delayMs = Math.min(this.options.commitBackoffMaxMs ?? 30_000, resendMs * 2 ** (retry.failures - 1));
+    retry.nextAtMs = Date.now() + delayMs;
+    this.commitRetries.set(key, retry);
+    if (retry.failures === 1) {
+      this.warn(
+        `dtx: COMMIT of ${txn} on ${resource} failed (${String(err)}); the commit decision is durable, ` +
+          'dtx keeps retrying with back-off until it is applied',
+      );
+    }
+  }
+
+  private warn(message: string): void {
+    try {
+      if (this.options.onWarning !== undefined) this.options.onWarning(message);
+      else process.emitWarning(message);
+    } catch {
+      // A failing hook must not stop the protocol.
+    }
   }
 
   private async handle(resource: NodeId, msg: TwoPcMsg): Promise<void> {
@@ -616,11 +848,17 @@ export class Coordinator {
     const gid = entry?.gid ?? this.gidFor(msg.txn, resource);
     switch (msg.type) {
       case 'PREPARE': {
-        const reply = (vote: 'yes' | 'no' | 'readOnly') =>
+        const reply = (vote: 'yes' | 'no' | 'readOnly', evidence?: string) =>
           this.driver.input({
             type: 'receive',
             from: resource,
-            msg: { type: 'VOTE', txn: msg.txn, attempt: msg.attempt, vote },
+            msg: {
+              type: 'VOTE',
+              txn: msg.txn,
+              attempt: msg.attempt,
+              vote,
+              ...(evidence === undefined ? {} : { evidence }),
+            },
           });
         if (entry === undefined) return reply('no');
         try {
@@ -633,7 +871,9 @@ export class Coordinator {
             this.point(`prepared:${t.prepared}`, t);
             if (t.prepared === t.branches.size) this.point('prepared:all', t);
           }
-          reply(vote);
+          // The branch's evidence rides with its YES into the commit record,
+          // so that a coordinator restarted from the log can still ask it.
+          reply(vote, vote === 'yes' ? entry.branch.evidence : undefined);
         } catch (err) {
           if (t !== undefined && t.cause === undefined) t.cause = err;
           // A prepare that failed with the connection may have prepared on the
@@ -650,18 +890,18 @@ export class Coordinator {
       }
       case 'COMMIT': {
         if (t !== undefined) this.point(`committing:${t.commitsStarted++}`, t);
-        const resolution = await this.adapter(resource).commitPrepared(gid);
-        if (t !== undefined) this.point(`committed:${++t.commitsDone}`, t);
-        if (resolution === 'unknown' && !this.recovering.has(msg.txn) && entry?.voted) {
-          // We saw this branch prepare and have not committed it: someone else resolved it.
-          this.heuristic(
-            new HeuristicError(`branch ${gid} was already resolved by someone else before dtx committed it`, {
-              decision: 'commit',
-              outcome: 'unknown',
-              gid,
-            }),
-          );
+        let resolution: 'done' | 'unknown';
+        try {
+          resolution = await this.adapter(resource).commitPrepared(gid);
+        } catch (err) {
+          // The resource says it rolled the branch back itself (MariaDB's
+          // XA_RBROLLBACK): a heuristic outcome, and nothing a resend can change.
+          if (!(err instanceof HeuristicError)) throw err;
+          this.onBranchHeuristic(msg.txn, resource, gid, 'commit', err.outcome, err);
+          resolution = 'done';
         }
+        if (t !== undefined) this.point(`committed:${++t.commitsDone}`, t);
+        if (resolution === 'unknown') await this.checkCommitted(msg.txn, resource, gid, entry);
         this.driver.input({ type: 'receive', from: resource, msg: { type: 'ACK', txn: msg.txn } });
         if (t !== undefined) {
           t.unacked.delete(resource);
@@ -687,24 +927,85 @@ export class Coordinator {
         }
         const resolution = await this.adapter(resource).rollbackPrepared(gid);
         if (resolution === 'unknown' && entry?.voted) {
-          this.heuristic(
-            new HeuristicError(
-              `branch ${gid} was already resolved by someone else before dtx rolled it back`,
-              {
-                decision: 'rollback',
-                outcome: 'unknown',
-                gid,
-              },
-            ),
-          );
+          // We saw it prepare and never committed it: it can only have been
+          // resolved by someone else. Rolled back is what we wanted; anything
+          // else (committed, or no evidence either way) contradicts the decision.
+          const fate = await this.fateOf(resource, gid, entry.branch.evidence);
+          if (fate !== 'rolledBack') this.onBranchHeuristic(msg.txn, resource, gid, 'rollback', fate);
         }
         return;
       }
       case 'VOTE':
       case 'ACK':
       case 'INQUIRY':
+      case 'OPERATOR_END':
         return; // participant-bound only
     }
+  }
+
+  /**
+   * A COMMIT found no prepared branch. That is expected when an earlier COMMIT
+   * of ours was applied (its reply lost, or a crash before its ACK), and a
+   * heuristic outcome when someone rolled the branch back by hand. The
+   * resource's evidence decides; without it, only what we saw decides: a
+   * branch we watched prepare and never sent a COMMIT that may have landed
+   * was resolved by someone else, anything else stays ambiguous and is not
+   * reported (docs/adapters.md, "Heuristic outcomes").
+   */
+  private async checkCommitted(
+    txn: TxnId,
+    resource: NodeId,
+    gid: string,
+    entry: BranchEntry | undefined,
+  ): Promise<void> {
+    const evidence = this.evidenceOf(txn, resource) ?? entry?.branch.evidence;
+    const fate = await this.fateOf(resource, gid, evidence);
+    if (fate === 'committed') return;
+    if (fate === 'rolledBack') {
+      this.onBranchHeuristic(txn, resource, gid, 'commit', 'rolledBack');
+      return;
+    }
+    const mayHaveApplied = this.commitRetries.get(`${txn} ${resource}`)?.mayHaveApplied === true;
+    if (!this.recovering.has(txn) && entry?.voted === true && !mayHaveApplied) {
+      this.onBranchHeuristic(txn, resource, gid, 'commit', 'unknown');
+      return;
+    }
+    // Ambiguous: most likely our own commit (before a crash, or with its reply
+    // lost), but the resource keeps no evidence to prove it. Said once, not hidden.
+    this.warn(
+      `dtx: branch ${gid} of ${txn} on ${resource} was no longer prepared when dtx committed it; ` +
+        'the resource keeps no evidence of how it ended, so it is assumed committed (see docs/adapters.md, "Heuristic outcomes")',
+    );
+  }
+
+  /** The evidence a branch gave with its YES, from the core's commit state (rebuilt from the log at recovery). */
+  private evidenceOf(txn: TxnId, resource: NodeId): string | undefined {
+    return this.driver.peek().txns.get(txn)?.evidence?.[resource];
+  }
+
+  private async fateOf(resource: NodeId, gid: string, evidence: string | undefined): Promise<BranchFate> {
+    const adapter = this.adapter(resource);
+    return adapter.fateOf === undefined ? 'unknown' : adapter.fateOf(gid, evidence);
+  }
+
+  private onBranchHeuristic(
+    txn: TxnId,
+    resource: NodeId,
+    gid: string,
+    decision: 'commit' | 'rollback',
+    found: 'committed' | 'rolledBack' | 'unknown',
+    cause?: unknown,
+  ): void {
+    const what =
+      found === 'unknown'
+        ? 'was already resolved by someone else (how, the resource cannot tell)'
+        : `was found ${found}`;
+    const err = new HeuristicError(
+      `branch ${gid} of transaction ${txn} on ${resource} ${what}, but the decision was ${decision === 'commit' ? 'COMMIT' : 'ROLLBACK'}`,
+      { decision, outcome: found, gid, txn, branches: [{ resource, gid, found }], cause },
+    );
+    this.active.get(txn)?.heuristics.push(err);
+    this.heuristic(err);
   }
 
   private point(name: string, t: ActiveTxn): void {
@@ -726,9 +1027,19 @@ export class Coordinator {
     if (this.appendsSinceCheckpoint < 10_000) return;
     this.appendsSinceCheckpoint = 0;
     const keep: TwoPcRecord[] = [];
+    for (const [txn, { participants, end }] of this.driver.peek().endedByOperator) {
+      keep.push({ type: 'commit', txn, participants, client: appClient }, end);
+    }
     for (const [txn, t] of this.driver.peek().txns) {
-      if (t.phase === 'committing')
-        keep.push({ type: 'commit', txn, participants: [...t.committers], client: t.client });
+      if (t.phase === 'committing') {
+        keep.push({
+          type: 'commit',
+          txn,
+          participants: [...t.committers],
+          client: t.client,
+          ...(t.evidence === undefined ? {} : { evidence: { ...t.evidence } }),
+        });
+      }
     }
     this.options.log.checkpoint(compactTwoPcLog(keep)).catch((err: unknown) => this.driver.fail(err));
   }
@@ -750,6 +1061,195 @@ export class Coordinator {
         ),
       );
     }
+  }
+  // ------------------------------------------------------------ operator API
+  //
+  // The TxnOperator surface (./operator.ts) for 2PC. Every action goes through
+  // the pure core (an OPERATOR_END input), so what an operator does is decided
+  // by the same code the simulator checks and is recorded in the log before
+  // the call returns. Nothing here contradicts a durable decision.
+
+  /** Transactions this coordinator holds now: `running` (work or votes) and `in-doubt` (committing). */
+  async list(filter: { state?: TxnState } = {}): Promise<TxnSummary[]> {
+    const out: TxnSummary[] = [];
+    const core = this.driver.peek().txns;
+    for (const [id, t] of this.active) {
+      if (core.has(id)) continue;
+      out.push({
+        id,
+        protocol: '2pc',
+        state: 'running',
+        startedAt: null,
+        reason: null,
+        branches: Object.fromEntries([...t.branches.keys()].map((r) => [r, 'working'])),
+      });
+    }
+    for (const [id, t] of core) {
+      const branches: Record<string, string> = {};
+      if (t.phase === 'collecting') {
+        for (const p of t.participants)
+          branches[p] = t.votes.has(p) ? `voted ${t.votes.get(p)}` : 'preparing';
+      } else {
+        for (const p of t.committers) branches[p] = t.acked.has(p) ? 'committed' : 'prepared';
+      }
+      out.push({
+        id,
+        protocol: '2pc',
+        state: t.phase === 'collecting' ? 'running' : 'in-doubt',
+        startedAt: null,
+        reason: null,
+        branches,
+      });
+    }
+    return filter.state === undefined ? out : out.filter((s) => s.state === filter.state);
+  }
+
+  /** One transaction: its live state when this coordinator holds it, and every record the log has for it. */
+  async show(id: string): Promise<TxnDetail> {
+    const records = (await this.options.log.load())
+      .filter((record) => record.txn === id)
+      .map((record) => ({ at: null, record }));
+    const fromLog = twoPcTxnViews(records)[0];
+    const live = (await this.list()).find((s) => s.id === id);
+    if (live !== undefined) {
+      return { ...live, records: fromLog?.records ?? [] };
+    }
+    if (fromLog === undefined) {
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `no transaction ${JSON.stringify(id)} in this coordinator or its log (an aborted transaction leaves no record)`,
+      );
+    }
+    return fromLog;
+  }
+
+  /** Re-drive phase two of an in-doubt transaction now, forgetting any back-off. */
+  async retry(id: string): Promise<void> {
+    const t = this.driver.peek().txns.get(id);
+    if (t === undefined || t.phase !== 'committing') {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `transaction ${JSON.stringify(id)} is not in doubt here: nothing to retry`,
+      );
+    }
+    for (const p of t.committers) {
+      if (t.acked.has(p)) continue;
+      this.commitRetries.delete(`${id} ${p}`);
+      this.deliver(p, { type: 'COMMIT', txn: id });
+    }
+  }
+
+  /**
+   * End a transaction by hand, with an explicit force and a reason that the
+   * log records. `aborted` aborts a transaction still collecting votes (never
+   * one whose commit is durable); `committed` ends an in-doubt one whose
+   * remaining branches the operator has committed by hand (never one with no
+   * commit record). Returns the gids still prepared as far as dtx knows.
+   */
+  async resolve(
+    id: string,
+    options: OperatorActionOptions & { outcome: 'committed' | 'aborted' },
+  ): Promise<{ stillPrepared: string[] }> {
+    checkOperatorOptions(options);
+    if (options.outcome !== 'committed' && options.outcome !== 'aborted') {
+      throw new DtxError('DTX_INVALID_ARGUMENT', `outcome must be 'committed' or 'aborted'`);
+    }
+    const t = this.driver.peek().txns.get(id);
+    if (t?.phase === 'committing' && options.outcome === 'aborted') {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `transaction ${id} is decided COMMIT (its commit record is durable): it cannot be resolved as aborted. ` +
+          'Let dtx finish it (`retry`), or commit its branches by hand and resolve it as committed',
+      );
+    }
+    if (t?.phase !== 'committing' && options.outcome === 'committed') {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `transaction ${id} has no commit record here: it cannot be resolved as committed ` +
+          '(without one it is aborted, by presumption)',
+      );
+    }
+    if (t === undefined) {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `transaction ${JSON.stringify(id)} is not undecided here (still doing its work, or already ended): ` +
+          'cancel running work through its signal',
+      );
+    }
+    return this.operatorEnd(id, 'resolved', options.reason);
+  }
+
+  /**
+   * Stop retrying an in-doubt transaction (or abort an undecided one) and
+   * record why. The branches it leaves prepared are returned: resolving them
+   * is now the operator's job.
+   */
+  async abandon(id: string, options: OperatorActionOptions): Promise<{ stillPrepared: string[] }> {
+    checkOperatorOptions(options);
+    if (!this.driver.peek().txns.has(id)) {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `transaction ${JSON.stringify(id)} is neither running nor in doubt here`,
+      );
+    }
+    return this.operatorEnd(id, 'abandoned', options.reason);
+  }
+
+  private async operatorEnd(
+    id: TxnId,
+    action: OperatorAction,
+    reason: string,
+  ): Promise<{ stillPrepared: string[] }> {
+    const t = this.driver.peek().txns.get(id);
+    const stillPrepared =
+      t?.phase === 'committing'
+        ? t.committers.filter((p) => !t.acked.has(p)).map((p) => this.gidFor(id, p))
+        : [];
+    const waiting = this.active.get(id);
+    this.driver.input({
+      type: 'receive',
+      from: 'operator',
+      msg: { type: 'OPERATOR_END', txn: id, action, reason },
+    });
+    await this.driver.settled();
+    if (this.driver.failed) {
+      throw new DtxError(
+        'DTX_OUTCOME_UNKNOWN',
+        `the log failed while recording the operator's end of ${id}`,
+        {
+          cause: this.failure,
+        },
+      );
+    }
+    for (const p of t?.committers ?? []) this.commitRetries.delete(`${id} ${p}`);
+    this.recovering.delete(id);
+    if (t?.phase === 'committing' && waiting !== undefined) {
+      this.active.delete(id);
+      waiting.fail?.(
+        new DtxError(
+          'DTX_DECIDED_NOT_APPLIED',
+          `transaction ${id} was ${action} by an operator (${reason}) before every branch was committed`,
+        ),
+      );
+    }
+    return { stillPrepared };
+  }
+}
+
+/** `resolve` and `abandon` take an explicit `force: true` and a reason the log keeps. */
+function checkOperatorOptions(options: OperatorActionOptions): void {
+  if (options?.force !== true) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'an operator action needs force: true (it overrides what dtx would do)',
+    );
+  }
+  const reason = options.reason;
+  if (typeof reason !== 'string' || reason.trim().length === 0 || reason.length > textCharsMax) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `an operator action needs a reason of 1 to ${textCharsMax} characters`,
+    );
   }
 }
 

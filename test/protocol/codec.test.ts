@@ -18,6 +18,7 @@ import {
   type FieldKind,
   naiveMsgCodec,
   naiveRecordCodec,
+  textCharsMax,
   tokenCharsMax,
 } from '../../src/protocol/common/codec.ts';
 import { isValidNodeId, isValidTxnId, limits } from '../../src/protocol/common/limits.ts';
@@ -40,8 +41,19 @@ const nodeIdArb = fc.stringMatching(
 );
 const tokenArb = fc.stringMatching(new RegExp(`^[A-Za-z0-9_.:-]{1,${tokenCharsMax}}$`));
 
+const isOptional = (
+  kind: FieldKind,
+): kind is { readonly optional: Exclude<FieldKind, { optional: unknown }> } =>
+  typeof kind === 'object' && 'optional' in kind;
+
 function fieldArb(kind: FieldKind): fc.Arbitrary<unknown> {
+  if (isOptional(kind)) return fieldArb(kind.optional);
   if (kind === 'txnId') return txnIdArb;
+  if (kind === 'text') return fc.string({ minLength: 1, maxLength: textCharsMax });
+  if (kind === 'nodeTokens') {
+    // A plain object, as JSON.parse makes (fast-check's dictionaries have no prototype).
+    return fc.dictionary(nodeIdArb, tokenArb, { minKeys: 1, maxKeys: 5 }).map((d) => ({ ...d }));
+  }
   if (kind === 'nodeId') return nodeIdArb;
   if (kind === 'token') return tokenArb;
   if (kind === 'nodeIds') {
@@ -54,8 +66,12 @@ function fieldArb(kind: FieldKind): fc.Arbitrary<unknown> {
 function valueArb<T extends Tagged>(codec: Codec<T>): fc.Arbitrary<T> {
   const perType = Object.entries(codec.shapes).map(([type, shape]) => {
     const fields: Record<string, fc.Arbitrary<unknown>> = {};
-    for (const [f, kind] of Object.entries(shape)) fields[f] = fieldArb(kind);
-    return fc.record(fields).map((v) => ({ type, ...v }) as unknown as T);
+    const requiredKeys: string[] = [];
+    for (const [f, kind] of Object.entries(shape)) {
+      fields[f] = fieldArb(kind);
+      if (!isOptional(kind)) requiredKeys.push(f);
+    }
+    return fc.record(fields, { requiredKeys }).map((v) => ({ type, ...v }) as unknown as T);
   });
   return fc.oneof(...perType);
 }
@@ -96,7 +112,8 @@ const wrongJsonArb = fc.oneof(
   fc.constant(null),
   fc.constant(''),
   fc.string().filter((s) => !isValidTxnId(s) && !isValidNodeId(s) && !/^[A-Za-z0-9_.:-]+$/.test(s)),
-  fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 3 }),
+  // Never a map of node ids to tokens: its values are not strings.
+  fc.dictionary(fc.string(), fc.oneof(fc.integer(), fc.boolean(), fc.constant(null)), { maxKeys: 3 }),
 );
 
 for (const [name, codec] of codecs) {
@@ -111,7 +128,9 @@ for (const [name, codec] of codecs) {
           assert.deepEqual(back, v);
           assert.equal(codec.encode(back), text);
           // Canonical: `type` first, then the schema's field order.
-          assert.deepEqual(Object.keys(JSON.parse(text)), ['type', ...Object.keys(codec.shapes[v.type]!)]);
+          // An optional field that is absent stays absent.
+          const present = Object.keys(codec.shapes[v.type]!).filter((f) => Object.hasOwn(v, f));
+          assert.deepEqual(Object.keys(JSON.parse(text)), ['type', ...present]);
         }),
         { numRuns },
       );
@@ -165,7 +184,9 @@ for (const [name, codec] of codecs) {
     test('a missing field is refused', () => {
       fc.assert(
         fc.property(arb, fc.nat(), (v, k) => {
-          const keys = Object.keys(v);
+          // Only a required field: an optional one may be absent.
+          const shape = codec.shapes[v.type]!;
+          const keys = Object.keys(v).filter((f) => f === 'type' || !isOptional(shape[f]!));
           const drop = keys[k % keys.length]!;
           const o: Record<string, unknown> = { ...v };
           delete o[drop];
@@ -188,7 +209,13 @@ for (const [name, codec] of codecs) {
     test('a field of the wrong kind is refused', () => {
       fc.assert(
         fc.property(arb, fc.nat(), wrongJsonArb, (v, k, wrong) => {
-          const keys = Object.keys(v).filter((f) => f !== 'type');
+          // Free text accepts any string, so only other fields have a wrong kind of string.
+          const shape = codec.shapes[v.type]!;
+          const keys = Object.keys(v).filter((f) => {
+            const kind = shape[f];
+            const base = kind !== undefined && isOptional(kind) ? kind.optional : kind;
+            return f !== 'type' && base !== 'text';
+          });
           fc.pre(keys.length > 0);
           refuses(codec, JSON.stringify({ ...v, [keys[k % keys.length]!]: wrong }));
         }),
@@ -234,7 +261,13 @@ for (const [name, codec] of codecs) {
     test('encode refuses a malformed value instead of writing it', () => {
       fc.assert(
         fc.property(arb, fc.nat(), wrongJsonArb, (v, k, wrong) => {
-          const keys = Object.keys(v).filter((f) => f !== 'type');
+          // Free text accepts any string, so only other fields have a wrong kind of string.
+          const shape = codec.shapes[v.type]!;
+          const keys = Object.keys(v).filter((f) => {
+            const kind = shape[f];
+            const base = kind !== undefined && isOptional(kind) ? kind.optional : kind;
+            return f !== 'type' && base !== 'text';
+          });
           fc.pre(keys.length > 0);
           const bad = { ...v, [keys[k % keys.length]!]: wrong };
           assert.throws(() => codec.encode(bad), CodecError);

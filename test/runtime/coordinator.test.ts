@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../../src/adapters/sqlite.ts';
-import { isDtxError } from '../../src/errors.ts';
+import { HeuristicError, isDtxError } from '../../src/errors.ts';
 import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
 import { createCoordinator } from '../../src/runtime/coordinator.ts';
 import { openSqliteLog } from '../../src/runtime/log/sqlite.ts';
@@ -171,7 +171,7 @@ test('recovery commits what the log decided and rolls back what it did not (pres
   await b.close();
 });
 
-test('a branch resolved by hand before dtx commits it is reported as heuristic', async () => {
+test('a branch resolved by hand before dtx commits it is reported as heuristic, and transaction() rejects with it', async () => {
   const { a, b, log } = await setup();
   const seen: string[] = [];
   const c = createCoordinator({ log, resources: { a, b }, onHeuristic: (e) => seen.push(e.gid ?? '') });
@@ -188,10 +188,23 @@ test('a branch resolved by hand before dtx commits it is reported as heuristic',
     };
     return branch;
   };
-  await c.transaction(async (tx) => {
-    (await tx.branch<SqliteBranch>('a')).put('x', 1);
-    (await tx.branch<SqliteBranch>('b')).put('y', 1);
-  });
+  const err = await c
+    .transaction(async (tx) => {
+      (await tx.branch<SqliteBranch>('a')).put('x', 1);
+      (await tx.branch<SqliteBranch>('b')).put('y', 1);
+    })
+    .then(
+      () => assert.fail('a transaction with a branch rolled back by hand must not resolve as committed'),
+      (e: unknown) => e,
+    );
+  assert.ok(err instanceof HeuristicError, String(err));
+  assert.equal(err.code, 'DTX_HEURISTIC');
+  assert.equal(err.decision, 'commit');
+  // SQLite keeps no evidence of how a vanished branch ended: found 'unknown'.
+  assert.deepEqual(
+    err.branches.map((b) => [b.resource, b.found]),
+    [['b', 'unknown']],
+  );
   assert.equal(seen.length, 1);
   assert.match(seen[0]!, /_b$/);
   assert.equal(c.heuristics[0]!.code, 'DTX_HEURISTIC');

@@ -208,6 +208,8 @@ export class Cluster {
     const parts = [v.type];
     const fields = v as unknown as Record<string, unknown>;
     for (const f of Object.keys(codec.shapes[v.type]!)) {
+      // An optional field that is absent is not printed at all.
+      if (!Object.hasOwn(fields, f)) continue;
       if (f === 'txn' || !named) parts.push(formatValue(fields[f]));
       else parts.push(`${f}=${formatValue(fields[f])}`);
     }
@@ -459,10 +461,17 @@ export class Cluster {
     const [type, ...values] = tokens as [string, ...string[]];
     const shape = this.protocol.msgCodec.shapes[type] ?? this.fail(`inject: unknown message type ${type}`);
     const fields = Object.keys(shape);
-    if (fields.length !== values.length) this.fail(`inject: ${type} takes ${fields.join(' ')}`);
+    // Optional fields come last in every shape, so they may be left off the end.
+    const required = fields.filter((f) => {
+      const kind = shape[f];
+      return !(typeof kind === 'object' && 'optional' in kind);
+    });
+    if (values.length < required.length || values.length > fields.length) {
+      this.fail(`inject: ${type} takes ${fields.join(' ')}`);
+    }
     const msg: Record<string, unknown> = { type };
-    fields.forEach((f, i) => {
-      msg[f] = values[i];
+    values.forEach((value, i) => {
+      msg[fields[i]!] = value;
     });
     const wire = this.protocol.msgCodec.encode(msg as Tagged);
     this.stepCommand(to, { type: 'receive', from, msg: this.protocol.msgCodec.decode(wire) });

@@ -38,6 +38,12 @@ export const encodedCharsMax = 16 * 1024;
  */
 export const tokenCharsMax = 64;
 
+/**
+ * Longest `text`: an operator's reason for ending a transaction by hand, a
+ * sentence or two. Bounded like every other field so a record stays small.
+ */
+export const textCharsMax = 500;
+
 const tokenPattern = /^[A-Za-z0-9_.:-]+$/;
 
 /** Longest piece of an offending value quoted back in an error message. */
@@ -49,17 +55,39 @@ const quotedCharsMax = 60;
  * - `nodeId`: a string that passes `isValidNodeId`;
  * - `nodeIds`: 1..`participantsPerTxnMax` distinct node ids;
  * - `token`: 1..`tokenCharsMax` characters from `[A-Za-z0-9_.:-]`, an opaque name;
- * - `{ oneOf }`: one of the listed strings.
+ * - `text`: 1..`textCharsMax` characters of free text (an operator's reason);
+ * - `nodeTokens`: an object mapping 1..`participantsPerTxnMax` node ids to tokens;
+ * - `{ oneOf }`: one of the listed strings;
+ * - `{ optional }`: absent, or a value of the wrapped kind. An absent field
+ *   stays absent when encoded, so adding an optional field to a record leaves
+ *   the text of every record without it unchanged.
  */
-export type FieldKind = 'txnId' | 'nodeId' | 'nodeIds' | 'token' | { readonly oneOf: readonly string[] };
+export type FieldKind = RequiredKind | { readonly optional: RequiredKind };
+type RequiredKind =
+  | 'txnId'
+  | 'nodeId'
+  | 'nodeIds'
+  | 'token'
+  | 'text'
+  | 'nodeTokens'
+  | { readonly oneOf: readonly string[] };
 
-type KindFor<V> = [V] extends [readonly string[]]
+type RequiredKindFor<V> = [V] extends [readonly string[]]
   ? 'nodeIds'
   : [V] extends [string]
     ? string extends V
-      ? 'txnId' | 'nodeId' | 'token'
+      ? 'txnId' | 'nodeId' | 'token' | 'text'
       : { readonly oneOf: readonly V[] }
-    : never;
+    : [V] extends [Readonly<Record<string, string>>]
+      ? 'nodeTokens'
+      : never;
+
+/** An optional field must be declared `{ optional: kind }`; a required one must not. */
+type KindFor<V, Optional extends boolean> = Optional extends true
+  ? { readonly optional: RequiredKindFor<Exclude<V, undefined>> }
+  : RequiredKindFor<V>;
+
+type IsOptional<T, F extends keyof T> = object extends Pick<T, F> ? true : false;
 
 /**
  * The schema of a tagged union `T`: for every `type`, the kind of every other
@@ -68,7 +96,10 @@ type KindFor<V> = [V] extends [readonly string[]]
  */
 export type ShapesFor<T extends { type: string }> = {
   readonly [K in T['type']]: {
-    readonly [F in Exclude<keyof Extract<T, { type: K }>, 'type'>]-?: KindFor<Extract<T, { type: K }>[F]>;
+    readonly [F in Exclude<keyof Extract<T, { type: K }>, 'type'>]-?: KindFor<
+      Extract<T, { type: K }>[F],
+      IsOptional<Extract<T, { type: K }>, F>
+    >;
   };
 };
 
@@ -103,8 +134,22 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-function checkField(what: string, type: string, field: string, kind: FieldKind, value: unknown): unknown {
+function checkField(what: string, type: string, field: string, kind: RequiredKind, value: unknown): unknown {
   const bad = (why: string) => new CodecError(`bad ${what}: ${type}.${field} ${why}, got ${quote(value)}`);
+  if (kind === 'nodeTokens') {
+    if (!isPlainObject(value)) throw bad('must be an object mapping node ids to tokens');
+    const entries = Object.entries(value);
+    if (entries.length === 0 || entries.length > limits.participantsPerTxnMax) {
+      throw bad(`must name 1 to ${limits.participantsPerTxnMax} nodes`);
+    }
+    const out: Record<string, string> = {};
+    for (const [id, token] of entries) {
+      if (!isValidNodeId(id)) throw bad('must have only valid node ids as keys');
+      checkField(what, type, `${field}.${id}`, 'token', token);
+      out[id] = token as string;
+    }
+    return out;
+  }
   if (kind === 'nodeIds') {
     if (!Array.isArray(value)) throw bad('must be an array of node ids');
     if (value.length === 0 || value.length > limits.participantsPerTxnMax) {
@@ -123,6 +168,9 @@ function checkField(what: string, type: string, field: string, kind: FieldKind, 
     if (!isValidTxnId(value)) throw bad('must be a valid transaction id');
   } else if (kind === 'nodeId') {
     if (!isValidNodeId(value)) throw bad('must be a valid node id');
+  } else if (kind === 'text') {
+    if (value.length === 0 || value.length > textCharsMax)
+      throw bad(`must be 1 to ${textCharsMax} characters`);
   } else if (kind === 'token') {
     if (value.length === 0 || value.length > tokenCharsMax || !tokenPattern.test(value)) {
       throw bad(`must be 1 to ${tokenCharsMax} characters of [A-Za-z0-9_.:-]`);
@@ -152,8 +200,18 @@ export function makeCodec<T extends { type: string }>(what: string, shapes: Shap
     }
     const out: Record<string, unknown> = { type };
     for (const [field, kind] of Object.entries(shape)) {
-      if (!Object.hasOwn(value, field)) throw new CodecError(`bad ${what}: ${type}.${field} is missing`);
-      out[field] = checkField(what, type, field, kind, value[field]);
+      const optional = typeof kind === 'object' && 'optional' in kind;
+      if (!Object.hasOwn(value, field) || (optional && value[field] === undefined)) {
+        if (optional) continue;
+        throw new CodecError(`bad ${what}: ${type}.${field} is missing`);
+      }
+      out[field] = checkField(
+        what,
+        type,
+        field,
+        optional ? kind.optional : (kind as RequiredKind),
+        value[field],
+      );
     }
     return out as T;
   }

@@ -10,26 +10,34 @@
 // May not touch: I/O, clocks, anything outside src/protocol (pure code).
 
 import { CodecError, makeCodec } from '../common/codec.ts';
-import type { TwoPcMsg, TwoPcRecord, Vote } from './types.ts';
+import type { OperatorAction, TwoPcMsg, TwoPcRecord, Vote } from './types.ts';
 
 export { CodecError };
 
 // A record over `Vote`, so that a vote added to the type and not here does not compile.
 const voteSet: Record<Vote, true> = { yes: true, no: true, readOnly: true };
 export const votes = Object.keys(voteSet) as readonly Vote[];
+const operatorActionSet: Record<OperatorAction, true> = { resolved: true, abandoned: true };
+const operatorActions = Object.keys(operatorActionSet) as readonly OperatorAction[];
 
 export const twoPcMsgCodec = makeCodec<TwoPcMsg>('2PC message', {
   PREPARE: { txn: 'txnId', attempt: 'token' },
-  VOTE: { txn: 'txnId', vote: { oneOf: votes }, attempt: 'token' },
+  VOTE: { txn: 'txnId', vote: { oneOf: votes }, attempt: 'token', evidence: { optional: 'token' } },
   COMMIT: { txn: 'txnId' },
   ABORT: { txn: 'txnId' },
   ACK: { txn: 'txnId' },
   INQUIRY: { txn: 'txnId' },
+  OPERATOR_END: { txn: 'txnId', action: { oneOf: operatorActions }, reason: 'text' },
 });
 
 export const twoPcRecordCodec = makeCodec<TwoPcRecord>('2PC log record', {
-  commit: { txn: 'txnId', participants: 'nodeIds', client: 'nodeId' },
-  end: { txn: 'txnId' },
+  commit: {
+    txn: 'txnId',
+    participants: 'nodeIds',
+    client: 'nodeId',
+    evidence: { optional: 'nodeTokens' },
+  },
+  end: { txn: 'txnId', operator: { optional: { oneOf: operatorActions } }, reason: { optional: 'text' } },
   prepared: { txn: 'txnId', coordinator: 'nodeId' },
   committed: { txn: 'txnId' },
   aborted: { txn: 'txnId' },

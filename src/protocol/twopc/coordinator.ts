@@ -27,6 +27,8 @@ export interface CoordinatorTxn {
   /** Participants whose COMMIT must be acknowledged (the YES voters). */
   committers: NodeId[];
   acked: Set<NodeId>;
+  /** YES voters' evidence (see TwoPcMsg VOTE), kept in the commit record; absent when none gave any. */
+  evidence?: Record<NodeId, string>;
 }
 
 export interface CoordinatorState {
@@ -35,6 +37,13 @@ export interface CoordinatorState {
   txns: Map<TxnId, CoordinatorTxn>;
   /** Begins so far in this incarnation; with the incarnation it makes attempt names unique. */
   attempts: number;
+  /**
+   * Transactions decided COMMIT that an operator ended (OPERATOR_END) before
+   * every participant acknowledged, with those participants. Never re-driven,
+   * but never presumed aborted either: a branch of theirs still prepared is
+   * the operator's to commit, and recovery must leave it alone.
+   */
+  endedByOperator: Map<TxnId, { participants: NodeId[]; end: Extract<TwoPcRecord, { type: 'end' }> }>;
 }
 
 const voteTimer = (txn: TxnId) => `vote:${txn}`;
@@ -64,10 +73,15 @@ function decide(state: CoordinatorState, txn: TxnId, t: CoordinatorTxn, fx: Fx[]
   }
   t.phase = 'committing';
   t.committers = committers;
+  // The field is left out when no voter gave evidence, so that a log of
+  // voters that never do (the simulator's) is unchanged, record for record.
   fx.push({
     type: 'persist',
     force: true,
-    record: { type: 'commit', txn, participants: committers, client: t.client },
+    record:
+      t.evidence === undefined
+        ? { type: 'commit', txn, participants: committers, client: t.client }
+        : { type: 'commit', txn, participants: committers, client: t.client, evidence: { ...t.evidence } },
   });
   for (const p of committers) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });
   fx.push({ type: 'reportOutcome', txn, client: t.client, outcome: 'committed', afterPersist: true });
@@ -120,6 +134,8 @@ function onReceive(state: CoordinatorState, from: NodeId, msg: TwoPcMsg, fx: Fx[
       if (msg.attempt !== t.attempt) return;
       if (t.phase !== 'collecting' || !t.participants.includes(from) || t.votes.has(from)) return;
       t.votes.set(from, msg.vote);
+      if (msg.vote === 'yes' && msg.evidence !== undefined)
+        t.evidence = { ...t.evidence, [from]: msg.evidence };
       if (msg.vote === 'no') return abort(state, msg.txn, t, fx);
       if (t.votes.size === t.participants.length) decide(state, msg.txn, t, fx);
       return;
@@ -145,6 +161,8 @@ function onReceive(state: CoordinatorState, from: NodeId, msg: TwoPcMsg, fx: Fx[
       // Still collecting votes: the answer is not known yet; the participant asks again.
       return;
     }
+    case 'OPERATOR_END':
+      return onOperatorEnd(state, msg, fx);
     case 'PREPARE':
     case 'COMMIT':
     case 'ABORT':
@@ -153,6 +171,35 @@ function onReceive(state: CoordinatorState, from: NodeId, msg: TwoPcMsg, fx: Fx[
     default:
       unreachable(msg, 'message');
   }
+}
+
+/**
+ * An operator ends `txn` by hand. Undecided, it is aborted, exactly as a vote
+ * timeout would (presumed abort needs no record, but the `end` with the reason
+ * tells the log's reader who ended it). Decided, the commit stands: the `end`
+ * record (forced: the operator is told it is done only once it is durable)
+ * carries the reason, the resends stop and the transaction is forgotten, so
+ * recovery no longer re-drives it. Participants that never acknowledged keep
+ * their prepared branches for the operator to resolve; the runtime lists them.
+ */
+function onOperatorEnd(
+  state: CoordinatorState,
+  { txn, action, reason }: Extract<TwoPcMsg, { type: 'OPERATOR_END' }>,
+  fx: Fx[],
+): void {
+  const t = state.txns.get(txn);
+  if (t === undefined) return;
+  if (t.phase === 'collecting') {
+    abort(state, txn, t, fx);
+  } else {
+    fx.push({ type: 'cancelTimer', timer: resendTimer(txn) });
+    state.endedByOperator.set(txn, {
+      participants: t.committers.filter((p) => !t.acked.has(p)),
+      end: { type: 'end', txn, operator: action, reason },
+    });
+    state.txns.delete(txn);
+  }
+  fx.push({ type: 'persist', force: true, record: { type: 'end', txn, operator: action, reason } });
 }
 
 function onTimeout(state: CoordinatorState, timer: string, fx: Fx[]): void {
@@ -190,7 +237,13 @@ function onPersistFailed(state: CoordinatorState, record: TwoPcRecord, fx: Fx[])
 
 export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Partial<TwoPcConfig>> = {
   init(self, config) {
-    return { self, config: { ...defaultTwoPcConfig, ...config }, txns: new Map(), attempts: 0 };
+    return {
+      self,
+      config: { ...defaultTwoPcConfig, ...config },
+      txns: new Map(),
+      attempts: 0,
+      endedByOperator: new Map(),
+    };
   },
 
   /**
@@ -201,9 +254,16 @@ export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Par
   recover(self, config, log): StepResult<CoordinatorState, TwoPcMsg, TwoPcRecord> {
     const state = twoPcCoordinator.init(self, config);
     const open = new Map<TxnId, Extract<TwoPcRecord, { type: 'commit' }>>();
+    // An `end` with a reason (an operator's) ends a transaction like any other `end`.
     for (const r of log) {
       if (r.type === 'commit') open.set(r.txn, r);
-      else if (r.type === 'end') open.delete(r.txn);
+      else if (r.type === 'end') {
+        const decided = open.get(r.txn);
+        if (decided !== undefined && r.operator !== undefined) {
+          state.endedByOperator.set(r.txn, { participants: decided.participants, end: r });
+        }
+        open.delete(r.txn);
+      }
     }
     const effects: Fx[] = [];
     for (const [txn, r] of open) {
@@ -215,6 +275,7 @@ export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Par
         votes: new Map(r.participants.map((p) => [p, 'yes' as const])),
         committers: r.participants,
         acked: new Set(),
+        ...(r.evidence === undefined ? {} : { evidence: { ...r.evidence } }),
       });
       for (const p of r.participants) effects.push({ type: 'send', to: p, msg: { type: 'COMMIT', txn } });
       effects.push({ type: 'setTimer', timer: resendTimer(txn), delayMs: state.config.commitResendMs });

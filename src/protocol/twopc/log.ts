@@ -10,11 +10,17 @@
 import type { TxnId } from '../common/types.ts';
 import type { TwoPcRecord } from './types.ts';
 
+//
+// One exception: a commit that an operator ended (an `end` with `operator`)
+// keeps both records, so that recovery still knows the decision was COMMIT
+// and never presumes the branches the operator must settle aborted.
 export function compactTwoPcLog(log: readonly TwoPcRecord[]): TwoPcRecord[] {
-  const open = new Map<TxnId, TwoPcRecord>();
+  const open = new Map<TxnId, TwoPcRecord[]>();
   for (const r of log) {
-    if (r.type === 'commit' || r.type === 'prepared') open.set(r.txn, r);
-    else open.delete(r.txn);
+    if (r.type === 'commit' || r.type === 'prepared') open.set(r.txn, [r]);
+    else if (r.type === 'end' && r.operator !== undefined && open.get(r.txn)?.[0]?.type === 'commit') {
+      open.get(r.txn)!.push(r);
+    } else open.delete(r.txn);
   }
-  return [...open.values()];
+  return [...open.values()].flat();
 }

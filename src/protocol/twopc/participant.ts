@@ -111,6 +111,7 @@ function onReceive(state: ParticipantState, from: NodeId, msg: TwoPcMsg, fx: Fx[
     case 'VOTE':
     case 'ACK':
     case 'INQUIRY':
+    case 'OPERATOR_END':
       return; // coordinator-bound messages
     default:
       unreachable(msg, 'message');

@@ -20,11 +20,28 @@ export type Vote = 'yes' | 'no' | 'readOnly';
  */
 export type TwoPcMsg =
   | { type: 'PREPARE'; txn: TxnId; attempt: string }
-  | { type: 'VOTE'; txn: TxnId; attempt: string; vote: Vote }
+  /**
+   * `evidence`, with a YES only: what the participant can later be asked about
+   * to learn how its branch ended once it is no longer prepared (a real
+   * database's transaction id). The core keeps it in the commit record and
+   * never interprets it; the simulator never sets it.
+   */
+  | { type: 'VOTE'; txn: TxnId; attempt: string; vote: Vote; evidence?: string }
   | { type: 'COMMIT'; txn: TxnId }
   | { type: 'ABORT'; txn: TxnId }
   | { type: 'ACK'; txn: TxnId }
-  | { type: 'INQUIRY'; txn: TxnId };
+  | { type: 'INQUIRY'; txn: TxnId }
+  /**
+   * An operator, not a node, ends `txn` at the coordinator (see
+   * docs/operations.md): a transaction still collecting votes is aborted; one
+   * whose commit is durable stops being re-driven and gets an `end` record
+   * carrying `reason`, although some participant never acknowledged. It never
+   * turns a commit into an abort. The simulator never sends it.
+   */
+  | { type: 'OPERATOR_END'; txn: TxnId; action: OperatorAction; reason: string };
+
+/** What an operator did to end a transaction by hand (see TwoPcMsg OPERATOR_END). */
+export type OperatorAction = 'resolved' | 'abandoned';
 
 /**
  * Log records. Presumed abort forces exactly three of them: the coordinator's
@@ -33,8 +50,21 @@ export type TwoPcMsg =
  * crash only costs a repeated question, never a wrong answer.
  */
 export type TwoPcRecord =
-  | { type: 'commit'; txn: TxnId; participants: NodeId[]; client: NodeId }
-  | { type: 'end'; txn: TxnId }
+  /** `evidence`: the YES voters' evidence (see VOTE), by participant, when any gave some. */
+  | {
+      type: 'commit';
+      txn: TxnId;
+      participants: NodeId[];
+      client: NodeId;
+      evidence?: Record<NodeId, string>;
+    }
+  /**
+   * `operator` and `reason` mark an end an operator forced (OPERATOR_END):
+   * `resolved` (the operator settled the branches, or aborted an undecided
+   * transaction) or `abandoned` (dtx stops retrying; what is still prepared is
+   * the operator's to resolve), and why. Absent on every ordinary end.
+   */
+  | { type: 'end'; txn: TxnId; operator?: OperatorAction; reason?: string }
   | { type: 'prepared'; txn: TxnId; coordinator: NodeId }
   | { type: 'committed'; txn: TxnId }
   | { type: 'aborted'; txn: TxnId };

@@ -436,3 +436,28 @@ test('SIGKILLed after the decision; one branch committed, the other rolled back 
     recovered.stdout,
   );
 });
+
+test('PostgreSQL fateOf: committed and rolled back from the transaction id; ambiguous without usable evidence', async () => {
+  const a = await adapter(cluster, 'da');
+  const outcomes: Record<string, string | undefined> = {};
+  for (const end of ['commit', 'rollback'] as const) {
+    const gid = `dtx_fate${end}${Date.now().toString(36)}`;
+    const branch = await a.begin(gid);
+    await branch.query('INSERT INTO accounts VALUES ($1, 1)', [gid]);
+    assert.equal(await branch.prepare(), 'yes');
+    assert.match(branch.evidence ?? '', /^[0-9]+$/);
+    if (end === 'commit') await a.commitPrepared(gid);
+    else await a.rollbackPrepared(gid);
+    outcomes[end] = await a.fateOf(gid, branch.evidence);
+  }
+  assert.deepEqual(outcomes, { commit: 'committed', rollback: 'rolledBack' });
+  assert.equal(await a.fateOf('dtx_none', undefined), 'unknown');
+  assert.equal(await a.fateOf('dtx_none', 'not-a-number'), 'unknown');
+  // An id this cluster has not reached yet (another cluster's, or one restored from elsewhere).
+  assert.equal(await a.fateOf('dtx_none', '99999999999'), 'unknown');
+  // A read-only branch gives no evidence: it never prepares.
+  const readOnly = await a.begin(`dtx_fatero${Date.now().toString(36)}`);
+  await readOnly.query('SELECT 1');
+  assert.equal(await readOnly.prepare(), 'readOnly');
+  assert.equal(readOnly.evidence, undefined);
+});

@@ -461,3 +461,44 @@ test('PostgreSQL fateOf: committed and rolled back from the transaction id; ambi
   assert.equal(await readOnly.prepare(), 'readOnly');
   assert.equal(readOnly.evidence, undefined);
 });
+
+test('dtx bench prints a heuristic its start-up recovery finds, and exits 1', async () => {
+  const admin = new pg.Client(cluster.connection);
+  await admin.connect();
+  for (const db of ['bh1', 'bh2']) await admin.query(`CREATE DATABASE ${db}`);
+  await admin.end();
+  const url = (db: string) => `postgres://postgres@${cluster.host}:${cluster.port}/${db}`;
+  const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
+  const logPath = join(dir, 'bench-heuristic.sqlite');
+  const dbArgs = ['--db', url('bh1'), '--db', url('bh2')];
+  const dtx = (args: string[]) =>
+    spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const init = dtx(['bench', ...dbArgs, '--init', '--txns', '2', '--log', logPath, '--accounts', '20']);
+  assert.equal(init.status, 0, init.stderr);
+  // What a killed bench coordinator left: a decided transfer whose db2 branch an operator then rolled back.
+  const a = await adapter(cluster, 'bh1');
+  const b = await adapter(cluster, 'bh2');
+  const txn = `bench.left${Date.now().toString(36)}.1`;
+  const evidence: Record<string, string> = {};
+  for (const [name, adapterOf] of [
+    ['db1', a],
+    ['db2', b],
+  ] as const) {
+    await adapterOf.pool.query('CREATE TABLE IF NOT EXISTS scratch (txn text)');
+    const branch = await adapterOf.begin(`dtx_${txn}_${name}`);
+    await branch.query('INSERT INTO scratch VALUES ($1)', [txn]);
+    await branch.prepare();
+    evidence[name] = branch.evidence ?? '';
+  }
+  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  await log.append([{ type: 'commit', txn, participants: ['db1', 'db2'], client: 'app', evidence }], true);
+  await log.close();
+  psql(cluster, 'bh2', `ROLLBACK PREPARED 'dtx_${txn}_db2'`);
+  const run = dtx(['bench', ...dbArgs, '--log', logPath, '--txns', '3']);
+  assert.equal(run.status, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stdout,
+    new RegExp(`HEURISTIC ${txn.replaceAll('.', '\\.')} db2 dtx_\\S+_db2: decided commit, found rolledBack`),
+  );
+  assert.match(run.stdout, /1 heuristic outcome\(s\)/);
+});

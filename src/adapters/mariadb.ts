@@ -106,7 +106,8 @@ export interface MariaDbAdapterOptions {
    * prepared can be told committed from rolled back (`fateOf`). Costs one
    * small INSERT per branch and a batched DELETE later; turn it off and every
    * "branch already gone" stays ambiguous. Default true. Needs a default
-   * database on the connection; without one markers are skipped.
+   * database on the connection and, once, the privilege to create the table;
+   * without them markers are skipped.
    */
   markers?: boolean;
 }
@@ -514,8 +515,14 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
         await this.#pool.query(markerTableSql);
         return true;
       } catch (error) {
-        this.#markers = undefined; // try again with the next branch
-        throw classifyMariaDbError(error, { what: `creating ${markerTable}` });
+        if (isConnectionError(error)) {
+          this.#markers = undefined; // try again with the next branch
+          throw classifyMariaDbError(error, { what: `creating ${markerTable}` });
+        }
+        // The server refused (no CREATE privilege, read-only database): work
+        // without markers rather than refuse every transaction; resolved
+        // branches then stay ambiguous, as with `markers: false`.
+        return false;
       }
     })();
     return this.#markers;

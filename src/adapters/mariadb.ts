@@ -14,8 +14,12 @@
 // cannot tell our own commit whose reply was lost from someone's XA ROLLBACK.
 // With `markers` on (the default), a branch that wrote inserts its gid into
 // `dtx_xa_marker` in its own database just before XA END: the row commits or
-// rolls back with the branch, so afterwards its presence is the answer. Rows
-// of branches known committed are deleted in batches.
+// rolls back with the branch, so afterwards its presence is the answer. A row
+// may only go once no coordinator can still ask about it, which the adapter
+// cannot know (an `end` record is lazy, and a coordinator may crash before
+// it): rows are kept for `markerRetentionMs`, then purged in batches, and the
+// purge leaves a watermark so that a question about a purged branch is
+// answered `unknown`, never a false "rolled back".
 //
 // Every XA statement goes over the text protocol (`query`, never `execute`:
 // the binary protocol refuses XA). An xid is a gid split after its 64th byte
@@ -101,26 +105,38 @@ export interface MariaDbAdapterOptions {
    */
   detachWaitMs?: number;
   /**
-   * Write a marker row (`dtx_xa_marker(gid)`, in the branch's database, made
-   * on first use) inside every branch that wrote, so that a branch no longer
-   * prepared can be told committed from rolled back (`fateOf`). Costs one
-   * small INSERT per branch and a batched DELETE later; turn it off and every
+   * Write a marker row (`dtx_xa_marker(gid, created_at)`, in the branch's
+   * database, made on first use) inside every branch that wrote, so that a
+   * branch no longer prepared can be told committed from rolled back
+   * (`fateOf`). Costs one small INSERT per branch and, after
+   * `markerRetentionMs`, its share of a batched DELETE; turn it off and every
    * "branch already gone" stays ambiguous. Default true. Needs a default
-   * database on the connection; without one markers are skipped.
+   * database on the connection and, once, the privilege to create the table;
+   * without them markers are skipped.
    */
   markers?: boolean;
+  /**
+   * How long marker rows are kept: the longest a coordinator may stay down
+   * and still have its recovery tell committed from rolled back (after that
+   * the answer is `unknown`, reported as ambiguous, never a false heuristic).
+   * Default 86400000 (a day).
+   */
+  markerRetentionMs?: number;
 }
 
 /** The marker table (see `markers`): one row per prepared branch that wrote, until known committed. */
 const markerTable = 'dtx_xa_marker';
 const markerTableSql =
-  `CREATE TABLE IF NOT EXISTS ${markerTable} (gid varchar(128) CHARACTER SET ascii NOT NULL PRIMARY KEY) ` +
-  'ENGINE=InnoDB';
-/** Evidence a branch gives when it wrote its marker (Branch.evidence). */
-const markerEvidence = 'marker';
-/** Marker rows deleted per statement; a flush also runs this often while some wait. */
-const markerCleanupBatch = 64;
-const markerCleanupEveryMs = 1_000;
+  `CREATE TABLE IF NOT EXISTS ${markerTable} (gid varchar(128) CHARACTER SET ascii NOT NULL PRIMARY KEY, ` +
+  'created_at datetime(3) NOT NULL, KEY (created_at)) ENGINE=InnoDB';
+/** The watermark row: every marker created before its `created_at` may have been purged. No gid starts with `~`. */
+const markerWatermarkGid = '~purged';
+/** Evidence of a branch that wrote its marker: `marker:<ms since epoch of the marker's created_at>`. */
+const markerEvidencePrefix = 'marker:';
+const markerRetentionMsDefault = 86_400_000;
+/** A purge runs at most this often per adapter, deleting at most this many rows per statement. */
+const markerPurgeEveryMs = 600_000;
+const markerPurgeBatch = 1_000;
 
 /** One XID, as MariaDB wants it. */
 interface Xid {
@@ -297,7 +313,7 @@ export class MariaDbBranch implements SqlBranch {
     return this.#connection.state;
   }
 
-  /** `'marker'` once a branch that wrote its marker row prepared (see MariaDbAdapterOptions.markers). */
+  /** `marker:<ms>` once a branch that wrote its marker row prepared (see MariaDbAdapterOptions.markers). */
   get evidence(): string | undefined {
     return this.#evidence;
   }
@@ -321,14 +337,17 @@ export class MariaDbBranch implements SqlBranch {
     return this.#queue.run(async () => {
       const connection = this.#connection.active('prepare');
       let readOnly: boolean;
-      let marked = false;
+      let markedAtMs: number | undefined;
       try {
         readOnly = (await rowChangeCount(connection)) === this.#changesAtStart;
         // The marker commits or rolls back with the branch (see `markers`); a
         // read-only branch is never prepared, so it needs none.
         if (!readOnly && (await this.#adapter.markersReady())) {
-          await connection.query(`INSERT INTO ${markerTable} (gid) VALUES (?)`, [this.gid]);
-          marked = true;
+          markedAtMs = Date.now();
+          await connection.query(
+            `INSERT INTO ${markerTable} (gid, created_at) VALUES (?, FROM_UNIXTIME(? / 1000))`,
+            [this.gid, markedAtMs],
+          );
         }
         await connection.query(`XA END ${this.#xid}`);
       } catch (error) {
@@ -358,7 +377,11 @@ export class MariaDbBranch implements SqlBranch {
         await this.#abort(false);
         throw failure;
       }
-      if (marked) this.#evidence = markerEvidence;
+      if (markedAtMs !== undefined) {
+        this.#evidence = `${markerEvidencePrefix}${markedAtMs}`;
+        // Housekeeping, at most every few minutes; a failure waits for the next.
+        this.#adapter.purgeMarkers(false).catch(() => undefined);
+      }
       // The session now stays in the PREPARED state: hand the connection to the adapter to resolve on.
       this.#connection.handOver('prepared');
       this.#adapter.holdPrepared(this, this.gid, connection);
@@ -410,8 +433,8 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
   /** The marker table exists (true), cannot be used (false), or is being made. */
   #markers: Promise<boolean> | undefined;
   /** Gids whose marker row may go: their branch is known committed. */
-  #markersToDelete: string[] = [];
-  #markerCleanup: ReturnType<typeof setTimeout> | undefined;
+  /** When the last purge started (Date.now() ms), or 0. */
+  #lastPurgeMs = 0;
 
   /** The pool branches are drawn from, for plain (non-2PC) statements such as schema setup. */
   get pool(): Pool {
@@ -423,6 +446,7 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
     checkNonNegativeInteger(options.lockWaitTimeoutSeconds, 'lockWaitTimeoutSeconds');
     checkNonNegativeInteger(options.formatId, 'formatId');
     checkNonNegativeInteger(options.detachWaitMs, 'detachWaitMs');
+    checkNonNegativeInteger(options.markerRetentionMs, 'markerRetentionMs');
     if (options.formatId !== undefined && options.formatId > 0x7fffffff) {
       throw new RangeError(`formatId must fit in 4 bytes, got ${options.formatId}`);
     }
@@ -489,36 +513,37 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
     return this.#lifecycle.admit(new MariaDbBranch(this, gid, xid, connection, changesAtStart));
   }
 
-  async commitPrepared(gid: string): Promise<Resolution> {
-    const resolution = await this.#resolve(gid, 'commit');
-    if (resolution === 'done') this.#markerDone(gid);
-    return resolution;
+  commitPrepared(gid: string): Promise<Resolution> {
+    return this.#resolve(gid, 'commit');
   }
 
   /**
-   * How branch `gid` ended, from its marker row (`evidence` 'marker': it wrote
-   * one before it prepared): present, committed; absent, rolled back. Without
-   * that evidence (markers off, a read-only branch, an older coordinator) the
-   * answer is `unknown`. Must be asked before the marker is cleaned up, which
-   * happens only once a commit of it is known (this call answering
-   * `committed`, or commitPrepared answering `done`).
+   * How branch `gid` ended, from its marker row (`evidence` `marker:<ms>`: it
+   * wrote one before it prepared): present, committed; absent, rolled back —
+   * unless the purge watermark is past the marker's time, when it may have
+   * been purged: `unknown`. Without that evidence (markers off, a read-only
+   * branch, an older coordinator) the answer is `unknown` too.
    */
   async fateOf(gid: string, evidence: string | undefined): Promise<BranchFate> {
     checkGid(gid, this.gidBytesMax);
     this.#lifecycle.checkOpen();
-    if (evidence !== markerEvidence) return 'unknown';
+    const markedAtMs = evidence?.startsWith(markerEvidencePrefix)
+      ? Number(evidence.slice(markerEvidencePrefix.length))
+      : Number.NaN;
+    if (!Number.isSafeInteger(markedAtMs)) return 'unknown';
     let rows: RowDataPacket[];
     try {
       [rows] = await this.#pool.query<RowDataPacket[]>(
-        `SELECT 1 AS found FROM ${markerTable} WHERE gid = ?`,
-        [gid],
+        `SELECT gid, UNIX_TIMESTAMP(created_at) * 1000 AS atMs FROM ${markerTable} WHERE gid IN (?, ?)`,
+        [gid, markerWatermarkGid],
       );
     } catch (error) {
       throw classifyMariaDbError(error, { gid, what: 'reading the branch marker' });
     }
-    if (rows.length === 0) return 'rolledBack';
-    this.#markerDone(gid);
-    return 'committed';
+    if (rows.some((row) => row.gid === gid)) return 'committed';
+    const watermark = rows.find((row) => row.gid === markerWatermarkGid);
+    if (watermark !== undefined && Number(watermark.atMs) >= markedAtMs) return 'unknown';
+    return 'rolledBack';
   }
 
   /** @internal Makes the marker table once; false when markers are off or the connection has no database. */
@@ -531,39 +556,50 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
         await this.#pool.query(markerTableSql);
         return true;
       } catch (error) {
-        this.#markers = undefined; // try again with the next branch
-        throw classifyMariaDbError(error, { what: `creating ${markerTable}` });
+        if (isConnectionError(error)) {
+          this.#markers = undefined; // try again with the next branch
+          throw classifyMariaDbError(error, { what: `creating ${markerTable}` });
+        }
+        // The server refused (no CREATE privilege, read-only database): work
+        // without markers rather than refuse every transaction; resolved
+        // branches then stay ambiguous, as with `markers: false`.
+        return false;
       }
     })();
     return this.#markers;
   }
 
-  /** A branch known committed: its marker row can go, with the next batch. */
-  #markerDone(gid: string): void {
-    if (this.#options.markers === false || this.#lifecycle.closed) return;
-    this.#markersToDelete.push(gid);
-    if (this.#markersToDelete.length >= markerCleanupBatch) void this.#flushMarkers();
-    else if (this.#markerCleanup === undefined) {
-      this.#markerCleanup = setTimeout(() => void this.#flushMarkers(), markerCleanupEveryMs);
-      // Cleanup is housekeeping: it never keeps a process alive.
-      this.#markerCleanup.unref();
-    }
-  }
-
-  /** Deletes the waiting marker rows. Failures only leave rows for the next flush. */
-  async #flushMarkers(): Promise<void> {
-    if (this.#markerCleanup !== undefined) clearTimeout(this.#markerCleanup);
-    this.#markerCleanup = undefined;
-    while (this.#markersToDelete.length > 0) {
-      const batch = this.#markersToDelete.splice(0, markerCleanupBatch);
-      try {
-        await this.#pool.query(`DELETE FROM ${markerTable} WHERE gid IN (?)`, [batch]);
-      } catch {
-        // Left in the table: a stale row of a committed branch is harmless
-        // (it only ever answers "committed", which is true), and retrying
-        // here without bound would grow the queue while the server is down.
-        return;
-      }
+  /**
+   * Deletes marker rows older than `markerRetentionMs` (now, or at most every
+   * 10 minutes when `force` is false), a batch at a time. The watermark moves
+   * first, so that no `fateOf` ever finds a purged row missing without it.
+   * Runs in the background after a prepare; failures wait for the next one.
+   */
+  async purgeMarkers(force = true): Promise<void> {
+    const nowMs = Date.now();
+    if (!force && nowMs - this.#lastPurgeMs < markerPurgeEveryMs) return;
+    this.#lastPurgeMs = nowMs;
+    this.#lifecycle.checkOpen();
+    const beforeMs = nowMs - (this.#options.markerRetentionMs ?? markerRetentionMsDefault);
+    await this.#pool.query(
+      `INSERT INTO ${markerTable} (gid, created_at) VALUES (?, FROM_UNIXTIME(? / 1000)) ` +
+        'ON DUPLICATE KEY UPDATE created_at = GREATEST(created_at, VALUES(created_at))',
+      [markerWatermarkGid, beforeMs],
+    );
+    // Pick rows with a plain (non-locking) read, which sees only committed
+    // markers, then delete them by primary key: a range DELETE would lock its
+    // way up to the next marker, which may belong to a branch prepared and in
+    // doubt for hours, and stall both the purge and every new marker behind it.
+    for (;;) {
+      const [rows] = await this.#pool.query<RowDataPacket[]>(
+        `SELECT gid FROM ${markerTable} WHERE created_at < FROM_UNIXTIME(? / 1000) AND gid <> ? LIMIT ${markerPurgeBatch}`,
+        [beforeMs, markerWatermarkGid],
+      );
+      if (rows.length === 0) return;
+      await this.#pool.query(`DELETE FROM ${markerTable} WHERE gid IN (?)`, [
+        rows.map((row) => String(row.gid)),
+      ]);
+      if (rows.length < markerPurgeBatch) return;
     }
   }
 
@@ -587,8 +623,6 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
    * them and stay prepared (MariaDB 10.5+), for any process to resolve by gid.
    */
   async close(): Promise<void> {
-    if (this.#lifecycle.closed) return;
-    await this.#flushMarkers();
     if (!(await this.#lifecycle.close())) return;
     for (const { connection, unguard } of this.#held.values()) {
       unguard();

@@ -253,8 +253,8 @@ test('MariaDB: recovery tells a branch it committed before the crash from one ro
     const branch = await adapterOf.begin(`dtx_${txn}_${name}`);
     await branch.query(`INSERT INTO ${accounts} VALUES (?, 1)`, [`${txn}-${name}`]);
     assert.equal(await branch.prepare(), 'yes');
-    assert.equal(branch.evidence, 'marker', 'a branch that wrote leaves a marker');
-    evidence[name] = branch.evidence;
+    assert.match(branch.evidence ?? '', /^marker:[0-9]+$/, 'a branch that wrote leaves a marker');
+    evidence[name] = branch.evidence ?? '';
   }
   const logPath = join(dir, `crashlog${++n}.sqlite`);
   const log = await openSqliteLog<TwoPcRecord>(logPath, {});
@@ -273,4 +273,43 @@ test('MariaDB: recovery tells a branch it committed before the crash from one ro
     report.heuristics.map((h) => h.branches.map((b) => [b.resource, b.found])),
     [[['m2', 'rolledBack']]],
   );
+});
+
+test('MariaDB markers: purged after their retention, leaving a watermark, so a purged branch is unknown, never "rolled back"', async () => {
+  // A database of this test's own: a purge deletes every old marker in it.
+  const database = `h2_markers_${process.pid}`;
+  await admin.query(`CREATE DATABASE ${database}`);
+  const pool = mysql.createPool({ ...connection, database });
+  const m = await createMariaDbAdapter({ pool, markerRetentionMs: 0 });
+  closers.push(async () => {
+    await m.close();
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${database}`);
+  });
+  await pool.query('CREATE TABLE t (id varchar(64) PRIMARY KEY) ENGINE=InnoDB');
+  const prepared = async (tag: string) => {
+    const gid = `dtx_h2purge${tag}${Date.now().toString(36)}`;
+    const branch = await m.begin(gid);
+    await branch.query('INSERT INTO t VALUES (?)', [gid]);
+    assert.equal(await branch.prepare(), 'yes');
+    return { gid, evidence: branch.evidence };
+  };
+  const committed = await prepared('c');
+  assert.equal(await m.commitPrepared(committed.gid), 'done');
+  assert.equal(await m.fateOf(committed.gid, committed.evidence), 'committed');
+  await new Promise((r) => setTimeout(r, 5));
+  await m.purgeMarkers();
+  const [left] = await pool.query<mysql.RowDataPacket[]>('SELECT gid FROM dtx_xa_marker');
+  assert.deepEqual(
+    left.map((r) => r.gid),
+    ['~purged'],
+  );
+  // Its marker is gone, and the watermark says it may have been purged: unknown, not rolled back.
+  assert.equal(await m.fateOf(committed.gid, committed.evidence), 'unknown');
+  // A branch prepared after the purge and rolled back is still told apart.
+  await new Promise((r) => setTimeout(r, 5));
+  const rolledBack = await prepared('r');
+  assert.equal(await m.rollbackPrepared(rolledBack.gid), 'done');
+  assert.equal(await m.fateOf(rolledBack.gid, rolledBack.evidence), 'rolledBack');
+  assert.equal(await m.fateOf(rolledBack.gid, 'marker'), 'unknown', 'malformed evidence is no evidence');
 });

@@ -436,3 +436,69 @@ test('SIGKILLed after the decision; one branch committed, the other rolled back 
     recovered.stdout,
   );
 });
+
+test('PostgreSQL fateOf: committed and rolled back from the transaction id; ambiguous without usable evidence', async () => {
+  const a = await adapter(cluster, 'da');
+  const outcomes: Record<string, string | undefined> = {};
+  for (const end of ['commit', 'rollback'] as const) {
+    const gid = `dtx_fate${end}${Date.now().toString(36)}`;
+    const branch = await a.begin(gid);
+    await branch.query('INSERT INTO accounts VALUES ($1, 1)', [gid]);
+    assert.equal(await branch.prepare(), 'yes');
+    assert.match(branch.evidence ?? '', /^[0-9]+$/);
+    if (end === 'commit') await a.commitPrepared(gid);
+    else await a.rollbackPrepared(gid);
+    outcomes[end] = await a.fateOf(gid, branch.evidence);
+  }
+  assert.deepEqual(outcomes, { commit: 'committed', rollback: 'rolledBack' });
+  assert.equal(await a.fateOf('dtx_none', undefined), 'unknown');
+  assert.equal(await a.fateOf('dtx_none', 'not-a-number'), 'unknown');
+  // An id this cluster has not reached yet (another cluster's, or one restored from elsewhere).
+  assert.equal(await a.fateOf('dtx_none', '99999999999'), 'unknown');
+  // A read-only branch gives no evidence: it never prepares.
+  const readOnly = await a.begin(`dtx_fatero${Date.now().toString(36)}`);
+  await readOnly.query('SELECT 1');
+  assert.equal(await readOnly.prepare(), 'readOnly');
+  assert.equal(readOnly.evidence, undefined);
+});
+
+test('dtx bench prints a heuristic its start-up recovery finds, and exits 1', async () => {
+  const admin = new pg.Client(cluster.connection);
+  await admin.connect();
+  for (const db of ['bh1', 'bh2']) await admin.query(`CREATE DATABASE ${db}`);
+  await admin.end();
+  const url = (db: string) => `postgres://postgres@${cluster.host}:${cluster.port}/${db}`;
+  const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
+  const logPath = join(dir, 'bench-heuristic.sqlite');
+  const dbArgs = ['--db', url('bh1'), '--db', url('bh2')];
+  const dtx = (args: string[]) =>
+    spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const init = dtx(['bench', ...dbArgs, '--init', '--txns', '2', '--log', logPath, '--accounts', '20']);
+  assert.equal(init.status, 0, init.stderr);
+  // What a killed bench coordinator left: a decided transfer whose db2 branch an operator then rolled back.
+  const a = await adapter(cluster, 'bh1');
+  const b = await adapter(cluster, 'bh2');
+  const txn = `bench.left${Date.now().toString(36)}.1`;
+  const evidence: Record<string, string> = {};
+  for (const [name, adapterOf] of [
+    ['db1', a],
+    ['db2', b],
+  ] as const) {
+    await adapterOf.pool.query('CREATE TABLE IF NOT EXISTS scratch (txn text)');
+    const branch = await adapterOf.begin(`dtx_${txn}_${name}`);
+    await branch.query('INSERT INTO scratch VALUES ($1)', [txn]);
+    await branch.prepare();
+    evidence[name] = branch.evidence ?? '';
+  }
+  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  await log.append([{ type: 'commit', txn, participants: ['db1', 'db2'], client: 'app', evidence }], true);
+  await log.close();
+  psql(cluster, 'bh2', `ROLLBACK PREPARED 'dtx_${txn}_db2'`);
+  const run = dtx(['bench', ...dbArgs, '--log', logPath, '--txns', '3']);
+  assert.equal(run.status, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stdout,
+    new RegExp(`HEURISTIC ${txn.replaceAll('.', '\\.')} db2 dtx_\\S+_db2: decided commit, found rolledBack`),
+  );
+  assert.match(run.stdout, /1 heuristic outcome\(s\)/);
+});

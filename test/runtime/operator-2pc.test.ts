@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { createSqliteAdapter, type SqliteBranch } from '../../src/adapters/sqlite.ts';
 import { DtxError, isDtxError } from '../../src/errors.ts';
+import { compactTwoPcLog } from '../../src/protocol/twopc/log.ts';
 import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator } from '../../src/runtime/coordinator.ts';
 import { openSqliteLog } from '../../src/runtime/log/sqlite.ts';
@@ -281,4 +282,20 @@ test('twoPcTxnViews: the views of a log, offline', () => {
     ],
   );
   assert.equal(views[0]!.records[0]!.at, at.toISOString());
+});
+
+test('a checkpoint keeps the commit and end of a transaction an operator ended, and drops ordinary finished ones', () => {
+  const kept = compactTwoPcLog([
+    { type: 'commit', txn: 't1', participants: ['a'], client: 'app' },
+    { type: 'end', txn: 't1' },
+    { type: 'commit', txn: 't2', participants: ['a', 'b'], client: 'app', evidence: { a: '42' } },
+    { type: 'end', txn: 't2', operator: 'abandoned', reason: 'b restored' },
+    { type: 'commit', txn: 't3', participants: ['a'], client: 'app' },
+    { type: 'end', txn: 't4', operator: 'resolved', reason: 'aborted while voting' },
+  ]);
+  assert.deepEqual(kept, [
+    { type: 'commit', txn: 't2', participants: ['a', 'b'], client: 'app', evidence: { a: '42' } },
+    { type: 'end', txn: 't2', operator: 'abandoned', reason: 'b restored' },
+    { type: 'commit', txn: 't3', participants: ['a'], client: 'app' },
+  ]);
 });

@@ -26,9 +26,9 @@ let n = 0;
 /** A coordinator over a and b; `hangPrepare` makes b's prepare wait until released. */
 async function setup(options: { hangPrepare?: boolean } = {}) {
   const id = ++n;
-  const a = await createSqliteAdapter({ path: join(dir, `a${id}.sqlite`) });
-  const b = await createSqliteAdapter({ path: join(dir, `b${id}.sqlite`) });
-  const log = await openSqliteLog<TwoPcRecord>(join(dir, `log${id}.sqlite`), {});
+  const a = await createSqliteAdapter({ path: join(dir, `a${id}.sqlite`), create: true });
+  const b = await createSqliteAdapter({ path: join(dir, `b${id}.sqlite`), create: true });
+  const log = await openSqliteLog<TwoPcRecord>(join(dir, `log${id}.sqlite`), { create: true });
   let release: () => void = () => undefined;
   const held = new Promise<void>((r) => (release = r));
   if (options.hangPrepare === true) {

@@ -67,9 +67,9 @@ async function setup(
   markers = true,
 ): Promise<{ c: Coordinator; m: MariaDbAdapter; s: SqliteAdapter; threadIds: Set<number> }> {
   const id = ++n;
-  const s = await createSqliteAdapter({ path: join(dir, `s${id}.sqlite`) });
+  const s = await createSqliteAdapter({ path: join(dir, `s${id}.sqlite`), create: true });
   const { m, threadIds } = await mariadb(markers);
-  const log = await openSqliteLog<TwoPcRecord>(join(dir, `log${id}.sqlite`), {});
+  const log = await openSqliteLog<TwoPcRecord>(join(dir, `log${id}.sqlite`), { create: true });
   const c: Coordinator = createCoordinator({
     log,
     resources: { s, m },
@@ -201,10 +201,10 @@ async function replyCuttingProxy(): Promise<{ port: number; arm(): void; cuts():
 
 test('MariaDB: an XA COMMIT applied but whose reply was lost is recognised by its marker row, not reported as heuristic', async () => {
   const proxy = await replyCuttingProxy();
-  const s = await createSqliteAdapter({ path: join(dir, `lost${++n}.sqlite`) });
+  const s = await createSqliteAdapter({ path: join(dir, `lost${++n}.sqlite`), create: true });
   const pool = mysql.createPool({ ...connection, host: '127.0.0.1', port: proxy.port });
   const m = await createMariaDbAdapter({ pool, detachWaitMs: 3000 });
-  const log = await openSqliteLog<TwoPcRecord>(join(dir, `lostlog${n}.sqlite`), {});
+  const log = await openSqliteLog<TwoPcRecord>(join(dir, `lostlog${n}.sqlite`), { create: true });
   const c = createCoordinator({
     log,
     resources: { s, m },
@@ -257,7 +257,7 @@ test('MariaDB: recovery tells a branch it committed before the crash from one ro
     evidence[name] = branch.evidence ?? '';
   }
   const logPath = join(dir, `crashlog${++n}.sqlite`);
-  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
   await log.append([{ type: 'commit', txn, participants: ['m', 'm2'], client: 'app', evidence }], true);
   // Before the crash the coordinator committed m's branch; afterwards an operator rolled m2's back.
   assert.equal(await m.commitPrepared(`dtx_${txn}_m`), 'done');

@@ -70,7 +70,7 @@ async function coordinator(
   options: Omit<CoordinatorOptions, 'log'>,
 ): Promise<{ c: Coordinator; logPath: string }> {
   const logPath = join(dir, `log${++n}.sqlite`);
-  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
   const c = createCoordinator({ ...options, log });
   closers.push(async () => {
     await c.close();
@@ -234,7 +234,7 @@ test('recovery reports a branch rolled back by hand after the decision, and not 
     evidence[name] = branch.evidence;
   }
   const logPath = join(dir, `log${++n}.sqlite`);
-  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
   await log.append([{ type: 'commit', txn, participants: ['a', 'b'], client: 'app', evidence }], true);
   assert.equal(await a.commitPrepared(`dtx_${txn}_a`), 'done');
   psql(cluster, 'db', `ROLLBACK PREPARED 'dtx_${txn}_b'`);
@@ -330,7 +330,7 @@ test('dtx recover prints the heuristics it finds, lists them in its JSON, and ex
       evidence[name] = branch.evidence ?? '';
     }
     const logPath = join(dir, `log${++n}.sqlite`);
-    const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+    const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
     await log.append([{ type: 'commit', txn, participants: ['db1', 'db2'], client: 'app', evidence }], true);
     await log.close();
     await a.commitPrepared(`dtx_${txn}_db1`);
@@ -490,7 +490,7 @@ test('dtx bench prints a heuristic its start-up recovery finds, and exits 1', as
     await branch.prepare();
     evidence[name] = branch.evidence ?? '';
   }
-  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
   await log.append([{ type: 'commit', txn, participants: ['db1', 'db2'], client: 'app', evidence }], true);
   await log.close();
   psql(cluster, 'bh2', `ROLLBACK PREPARED 'dtx_${txn}_db2'`);

@@ -33,10 +33,10 @@ let n = 0;
  */
 async function inDoubtSetup() {
   const id = ++n;
-  const a = await createSqliteAdapter({ path: join(dir, `a${id}.sqlite`) });
-  const b = await createSqliteAdapter({ path: join(dir, `b${id}.sqlite`) });
+  const a = await createSqliteAdapter({ path: join(dir, `a${id}.sqlite`), create: true });
+  const b = await createSqliteAdapter({ path: join(dir, `b${id}.sqlite`), create: true });
   const logPath = join(dir, `log${id}.sqlite`);
-  const log = await openSqliteLog<TwoPcRecord>(logPath, {});
+  const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
   let bDown = true;
   const commitPrepared = b.commitPrepared.bind(b);
   b.commitPrepared = async (gid: string) => {
@@ -102,8 +102,8 @@ test('list and show: an in-doubt transaction, its branches and its records', asy
 });
 
 test('list: a transaction still doing its work is running', async () => {
-  const a = await createSqliteAdapter({ path: join(dir, `run${++n}.sqlite`) });
-  const log = await openSqliteLog<TwoPcRecord>(join(dir, `runlog${n}.sqlite`), {});
+  const a = await createSqliteAdapter({ path: join(dir, `run${++n}.sqlite`), create: true });
+  const log = await openSqliteLog<TwoPcRecord>(join(dir, `runlog${n}.sqlite`), { create: true });
   const c: Coordinator = createCoordinator({ log, resources: { a } });
   closers.push(async () => {
     await c.close();
@@ -200,7 +200,7 @@ test('abandon an in-doubt transaction: retries stop, the prepared branch is list
   await log.close();
   // A fresh coordinator on the same log: nothing re-driven, and b's branch
   // (decided COMMIT) is left for the operator, not rolled back.
-  const log2 = await openSqliteLog<TwoPcRecord>(logPath, {});
+  const log2 = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
   const c2 = createCoordinator({ log: log2, resources: { a, b } });
   const report = await c2.start();
   assert.deepEqual(report.recommitted, []);
@@ -215,8 +215,8 @@ test('abandon an in-doubt transaction: retries stop, the prepared branch is list
 });
 
 test('resolve aborted: an undecided transaction is aborted now, and its caller gets DTX_ABORTED', async () => {
-  const a = await createSqliteAdapter({ path: join(dir, `ab${++n}.sqlite`) });
-  const log = await openSqliteLog<TwoPcRecord>(join(dir, `ablog${n}.sqlite`), {});
+  const a = await createSqliteAdapter({ path: join(dir, `ab${++n}.sqlite`), create: true });
+  const log = await openSqliteLog<TwoPcRecord>(join(dir, `ablog${n}.sqlite`), { create: true });
   let release: () => void = () => undefined;
   const held = new Promise<void>((r) => (release = r));
   const begin = a.begin.bind(a);

@@ -46,6 +46,7 @@ import {
 } from '../protocol/twopc/types.ts';
 import { Driver } from './driver.ts';
 import { isLogError } from './log/errors.ts';
+import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
 import { coordinatorIdPattern } from './log/types.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
@@ -1106,9 +1107,7 @@ export class Coordinator implements TxnOperator {
 
   /** One transaction: its live state when this coordinator holds it, and every record the log has for it. */
   async show(id: string): Promise<TxnDetail> {
-    const records = (await this.options.log.load())
-      .filter((record) => record.txn === id)
-      .map((record) => ({ at: null, record }));
+    const records = (await timedRecords(this.options.log)).filter(({ record }) => record.txn === id);
     const fromLog = twoPcTxnViews(records)[0];
     const live = (await this.list()).find((s) => s.id === id);
     if (live !== undefined) {

@@ -13,12 +13,11 @@
 // it (the `end` record then carries the reason).
 
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
+import type { TimedRecord } from './log/timed.ts';
 import type { TxnDetail, TxnState } from './operator.ts';
 
-export interface TimedTwoPcRecord {
-  at: Date | null;
-  record: TwoPcRecord;
-}
+/** A 2PC log record with its append time (null when the store keeps none). */
+export type TimedTwoPcRecord = TimedRecord<TwoPcRecord>;
 
 /** One view per transaction the records mention, in order of first record. */
 export function twoPcTxnViews(records: readonly TimedTwoPcRecord[]): TxnDetail[] {

@@ -46,6 +46,7 @@ import {
 import { Driver } from '../driver.ts';
 import { openPostgresLog } from '../log/postgres.ts';
 import { openSqliteLog } from '../log/sqlite.ts';
+import { timedRecords } from '../log/timed.ts';
 import type { DurableLog } from '../log/types.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
 import type { TimedRecord } from './views.ts';
@@ -701,8 +702,7 @@ export abstract class BranchOrchestrator<
     this.throwIfFailed();
     await this.driver.settled();
     // The store serializes a load after every append called before it.
-    const records = await this.settings.log.load();
-    return this.views(records.map((record) => ({ at: null, record })));
+    return this.views(await timedRecords(this.settings.log));
   }
 
   /** Stops timers and calls; in-flight log writes complete. The log is the caller's to close. */

@@ -10,13 +10,10 @@
 
 import type { SagaRecord } from '../../protocol/saga/types.ts';
 import type { TccRecord } from '../../protocol/tcc/types.ts';
+import type { TimedRecord } from '../log/timed.ts';
 import type { TxnDetail, TxnState } from '../operator.ts';
 
-/** One record as a log holds it: `at` is when it was written, null when the store keeps no times. */
-export interface TimedRecord<R> {
-  at: Date | null;
-  record: R;
-}
+export type { TimedRecord };
 
 /** The state an `end` record shows. */
 function endState(r: Extract<SagaRecord, { type: 'end' }>): TxnState {

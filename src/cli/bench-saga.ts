@@ -37,7 +37,7 @@ import type { MariaDbAdapter } from '../adapters/mariadb.ts';
 import type { PostgresAdapter } from '../adapters/postgres.ts';
 import type { SqliteAdapter } from '../adapters/sqlite.ts';
 import type { ResourceAdapter } from '../adapters/types.ts';
-import { DtxError } from '../errors.ts';
+import { DtxError, isDtxError } from '../errors.ts';
 import type { SagaRecord } from '../protocol/saga/types.ts';
 import type { TccRecord } from '../protocol/tcc/types.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
@@ -416,9 +416,17 @@ function tccDefinition(o: Opened): TccDefinition {
 
 interface Engine {
   start(key: string, input: TransferInput): Promise<string>;
-  result(id: string): Promise<SagaResult>;
+  result(id: string, timeoutMs?: number): Promise<SagaResult>;
   close(): Promise<void>;
 }
+
+/**
+ * How long recovery waits for one unfinished transfer to end. Compensations
+ * retry without a limit, so a branch that stays down would otherwise keep
+ * `dtx recover` waiting for ever; past this the transfer is reported stuck
+ * (still retrying) and the command exits 1.
+ */
+const recoveryWaitMs = 60_000;
 
 /**
  * Opens the log and the orchestrator (which resumes every unfinished
@@ -445,7 +453,7 @@ async function openEngine(
     log: L,
     create: () => Promise<O>,
     start: (o: O, key: string, input: unknown) => Promise<string>,
-    result: (o: O, id: string) => ReturnType<Engine['result']>,
+    result: (o: O, id: string, timeoutMs?: number) => ReturnType<Engine['result']>,
   ): Promise<Engine> => {
     let orchestrator: O;
     try {
@@ -456,7 +464,7 @@ async function openEngine(
     }
     return {
       start: (key, input) => start(orchestrator, key, input),
-      result: (id) => result(orchestrator, id),
+      result: (id, timeoutMs) => result(orchestrator, id, timeoutMs),
       close: async () => {
         await orchestrator.close();
         await log.close();
@@ -472,7 +480,7 @@ async function openEngine(
       log,
       () => createSagaOrchestrator({ log: watch(log), definitions: [def], ...every }),
       (orch, key, input) => orch.start(def, { idempotencyKey: key, input }),
-      (orch, id) => orch.result(id),
+      (orch, id, timeoutMs) => orch.result(id, timeoutMs === undefined ? {} : { timeoutMs }),
     );
   } else {
     const log = await openTccLog(where);
@@ -481,13 +489,24 @@ async function openEngine(
       log,
       () => createTccOrchestrator({ log: watch(log), definitions: [def], ...every }),
       (orch, key, input) => orch.start(def, { idempotencyKey: key, input }),
-      (orch, id) => orch.result(id),
+      (orch, id, timeoutMs) => orch.result(id, timeoutMs === undefined ? {} : { timeoutMs }),
     );
   }
 
   const recovered: SagaRecoveryReport = { protocol, completed: [], compensated: [], stuck: [] };
   try {
-    const results = await Promise.all([...unfinished].map((id) => engine.result(id)));
+    const results = await Promise.all(
+      [...unfinished].map((id) =>
+        engine.result(id, recoveryWaitMs).catch((err: unknown): SagaResult => {
+          if (!isDtxError(err, 'DTX_TIMEOUT')) throw err;
+          return {
+            sagaId: id,
+            outcome: 'stuck',
+            reason: `not ended after ${recoveryWaitMs} ms; its orchestrator keeps retrying it (run recover again)`,
+          };
+        }),
+      ),
+    );
     for (const r of results) {
       if (r.outcome === 'completed') recovered.completed.push(r.sagaId);
       else if (r.outcome === 'compensated') recovered.compensated.push(r.sagaId);

@@ -21,7 +21,8 @@
 // The caption at the top of the picture says what was left out. Every piece
 // of text placed in the document is escaped. Pure: no I/O, no clock.
 
-import type { TraceEvent } from './world.ts';
+import type { TraceEvent } from '../sim/world.ts';
+import { esc } from './svg.ts';
 
 export interface TraceRenderOptions {
   /** First line of the picture (the command that produced the run, say). */
@@ -1295,13 +1296,6 @@ function drawLegend(x0: number, y0: number, maxW: number): { svg: string; bottom
 }
 
 // ---------------------------------------------------------------- helpers
-
-/** Escapes text for SVG and HTML content and attribute values. */
-export function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) =>
-    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&#39;',
-  );
-}
 
 function n1(v: number): string {
   return String(Math.round(v * 10) / 10);

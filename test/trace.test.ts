@@ -1,18 +1,18 @@
-// Space-time pictures of simulated runs (src/sim/trace-svg.ts): the documents
+// Space-time pictures of simulated runs (src/render/trace.ts): the documents
 // are well-formed, draw what the trace holds (a lane per node, lost messages,
 // crashes, folded repeats, squeezed gaps), escape text, stay small on big
 // runs, and focus on one transaction when asked.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runSim } from '../src/sim/run.ts';
 import {
   renderTraceHtml,
   renderTraceSvg,
   TraceFileError,
   traceDefaults,
   traceFileFor,
-} from '../src/sim/trace-svg.ts';
+} from '../src/render/trace.ts';
+import { runSim } from '../src/sim/run.ts';
 import type { TraceEvent } from '../src/sim/world.ts';
 
 /**

@@ -13,7 +13,7 @@ import { CommanderError } from 'commander';
 import { classifyMariaDbError } from '../adapters/mariadb.ts';
 import { classifyPostgresError } from '../adapters/postgres.ts';
 import { DtxError, type DtxErrorCode, isDtxError, ResourceUnavailableError } from '../errors.ts';
-import { TraceFileError } from '../sim/trace-svg.ts';
+import { TraceFileError } from '../render/trace.ts';
 
 /**
  * The codes the command prints: every DtxError code, plus `DTX_INTERNAL` for a

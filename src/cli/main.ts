@@ -7,6 +7,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../render/trace.ts';
 import {
   isProtocolName,
   isSagaProtocolName,
@@ -17,7 +18,6 @@ import {
 import { runSim, type SimRequest } from '../sim/run.ts';
 import type { SagaSimRequest } from '../sim/saga/run.ts';
 import { runSwarm, simCommand } from '../sim/swarm.ts';
-import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../sim/trace-svg.ts';
 import { workloadNames } from '../sim/workloads.ts';
 import type { HeuristicView } from './bench.ts';
 import type { RealDemoRound } from './demo-real.ts';
@@ -465,7 +465,8 @@ export function buildProgram(): Command {
         json?: boolean;
       }) => {
         const { runCompare } = await import('../sim/compare.ts');
-        const { formatCompareTable, renderCompareSvg } = await import('./compare.ts');
+        const { formatCompareTable } = await import('./compare.ts');
+        const { renderCompareSvg } = await import('../render/compare-chart.ts');
         const report = runCompare({
           participants: flags.participants,
           faults: flags.faults,

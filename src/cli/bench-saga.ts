@@ -621,3 +621,67 @@ export async function runSagaRecover(options: {
     await o.close();
   }
 }
+
+/** The operator surface `dtx txn` needs of bench's saga or TCC orchestrator. */
+export interface BenchOrchestratorActions {
+  retry(id: string): Promise<void>;
+  resolve(id: string, options: { outcome: string; force: true; reason: string }): Promise<void>;
+  abandon(id: string, options: { force: true; reason: string }): Promise<void>;
+}
+
+/**
+ * Runs `work` with bench's saga or TCC orchestrator open on its log (which
+ * resumes every unfinished transfer) and its two databases, then closes it:
+ * for the operator commands (`dtx txn retry|resolve|abandon`). Only bench's
+ * own definitions are registered here; another program's sagas are operated
+ * through its own orchestrator's API.
+ */
+export async function withBenchOrchestrator<T>(
+  options: { dbs: string[]; protocol: SagaBenchProtocol; where: BenchLogLocation },
+  work: (orchestrator: BenchOrchestratorActions) => Promise<T>,
+): Promise<T> {
+  const where: LogLocation =
+    'sqlite' in options.where ? options.where : { ...options.where, leaseTtlMs: benchLeaseTtlMsDefault };
+  // Check the log (exists, is this protocol's, nobody owns it) before any database is touched.
+  const probe = await (options.protocol === 'saga' ? openSagaLog(where) : openTccLog(where));
+  await probe.close();
+  const o = await openSides(options.dbs, options.protocol);
+  try {
+    if (options.protocol === 'saga') {
+      const log = await openSagaLog(where);
+      try {
+        const orchestrator = await createSagaOrchestrator({ log, definitions: [sagaDefinition(o)] });
+        try {
+          return await work({
+            retry: (id) => orchestrator.retry(id),
+            resolve: (id, opts) =>
+              orchestrator.resolve(id, { ...opts, outcome: opts.outcome as 'completed' | 'compensated' }),
+            abandon: (id, opts) => orchestrator.abandon(id, opts),
+          });
+        } finally {
+          await orchestrator.close();
+        }
+      } finally {
+        await log.close();
+      }
+    }
+    const log = await openTccLog(where);
+    try {
+      const orchestrator = await createTccOrchestrator({ log, definitions: [tccDefinition(o)] });
+      try {
+        return await work({
+          retry: (id) => orchestrator.retry(id),
+          resolve: (id, opts) =>
+            orchestrator.resolve(id, { ...opts, outcome: opts.outcome as 'confirmed' | 'cancelled' }),
+          abandon: (id, opts) => orchestrator.abandon(id, opts),
+        });
+      } finally {
+        await orchestrator.close();
+      }
+    } finally {
+      await log.close();
+    }
+  } finally {
+    await o.close();
+  }
+}

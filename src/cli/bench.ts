@@ -584,6 +584,24 @@ export async function runRecover(options: {
   where?: BenchLogLocation;
   leaseTtlMs?: number;
 }): Promise<RecoveryReport> {
+  return withBenchCoordinator(options, async (_coordinator, report) => report);
+}
+
+/**
+ * Runs `work` with bench's 2PC coordinator started on its log (which runs
+ * recovery first) and the databases, then closes everything: for `dtx
+ * recover` and the operator commands (`dtx txn retry|resolve|abandon`).
+ */
+export async function withBenchCoordinator<T>(
+  options: {
+    dbs: string[];
+    log?: string;
+    where?: BenchLogLocation;
+    leaseTtlMs?: number;
+    recoveryWaitMs?: number;
+  },
+  work: (coordinator: Coordinator, recovery: RecoveryReport) => Promise<T>,
+): Promise<T> {
   // The log before the databases: a wrong --log must stop everything before anything is opened.
   const log = await openBenchLog(
     options.where ?? benchLogLocation(options.log, '2pc'),
@@ -595,8 +613,14 @@ export async function runRecover(options: {
   let coordinator: Coordinator | undefined;
   try {
     opened = await openAll(options.dbs);
-    coordinator = createCoordinator({ log, resources: opened.adapters, orphanSweepIntervalMs: 0 });
-    return await coordinator.start();
+    coordinator = createCoordinator({
+      log,
+      resources: opened.adapters,
+      orphanSweepIntervalMs: 0,
+      ...(options.recoveryWaitMs === undefined ? {} : { recoveryWaitMs: options.recoveryWaitMs }),
+    });
+    const recovery = await coordinator.start();
+    return await work(coordinator, recovery);
   } finally {
     await coordinator?.close();
     await log.close();

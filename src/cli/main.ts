@@ -29,6 +29,7 @@ import {
   redactStream,
   secretsIn,
 } from './errors.ts';
+import { registerTxnCommand } from './txn.ts';
 
 // Commands load their modules when they run, so that `dtx --help` and the
 // simulator do not pay for the database drivers and adapters at start-up.
@@ -685,7 +686,9 @@ export function buildProgram(): Command {
         const report = await runRecover({ dbs: flags.db, where: found.where });
         const out = {
           recommitted: report.recommitted,
+          stillInDoubt: report.stillInDoubt,
           rolledBack: report.rolledBack,
+          unreachable: report.unreachable,
           heuristics: heuristicViews(report.heuristics),
         };
         if (flags.json) writeJson(out);
@@ -696,13 +699,27 @@ export function buildProgram(): Command {
               `${out.heuristics.length} heuristic outcome(s)\n`,
           );
           for (const t of out.recommitted) process.stdout.write(`  commit   ${t}\n`);
+          for (const t of out.stillInDoubt) {
+            process.stdout.write(
+              `  IN DOUBT ${t}: committed in the log, a branch could not be reached yet\n`,
+            );
+          }
           for (const g of out.rolledBack) process.stdout.write(`  rollback ${g}\n`);
+          for (const r of out.unreachable) {
+            process.stdout.write(
+              `  UNREACHABLE ${r}: its prepared branches were not swept; run recover again\n`,
+            );
+          }
           printHeuristics(out.heuristics);
         }
-        if (out.heuristics.length > 0) process.exitCode = 1;
+        // Still in doubt: decided, not yet applied everywhere; run recover again
+        // once the participant is back (or see docs/operations.md).
+        if (out.heuristics.length + out.stillInDoubt.length + out.unreachable.length > 0)
+          process.exitCode = 1;
       },
     );
 
+  registerTxnCommand(program);
   return program;
 }
 

@@ -96,6 +96,14 @@ export interface CoordinatorOptions {
    */
   orphanGraceMs?: number;
   /**
+   * How long `start()` waits for the commits recovery re-drives to reach every
+   * branch. Default 30,000. A transaction still not committed everywhere by
+   * then (a participant is down) is listed in the report's `stillInDoubt` and
+   * keeps being retried in the background: a dead participant must never keep
+   * the coordinator from starting.
+   */
+  recoveryWaitMs?: number;
+  /**
    * When `transaction()` resolves: `'committed'` (default) once every branch
    * has been committed, so the caller reads its own writes on every database;
    * `'durable'` as soon as the commit decision is durable in the log — one
@@ -180,8 +188,17 @@ export interface TransactionOptions {
 }
 
 export interface RecoveryReport {
-  /** Transactions whose commit the log records and which were re-driven to the databases. */
+  /** Transactions whose commit the log records and which recovery committed on every branch. */
   recommitted: TxnId[];
+  /**
+   * Transactions whose commit the log records but which could not be committed
+   * everywhere within `recoveryWaitMs` (a participant is unreachable). They
+   * WILL commit: the coordinator keeps retrying them (`dtx txn list --state
+   * in-doubt`); an operator may `abandon` one whose participant is gone for good.
+   */
+  stillInDoubt: TxnId[];
+  /** Resources that could not be reached, so their prepared branches were not swept (presumed abort) yet. */
+  unreachable: string[];
   /** Prepared branches rolled back because the log has no commit for them (presumed abort). */
   rolledBack: string[];
   /** Branches found resolved by someone else: heuristic outcomes. */
@@ -396,9 +413,26 @@ export class Coordinator implements TxnOperator {
       committing = this.committingTxns();
       for (const txn of committing) this.recovering.add(txn);
     });
-    const report: RecoveryReport = { recommitted: [...committing], rolledBack: [], heuristics: [] };
+    const report: RecoveryReport = {
+      recommitted: [],
+      stillInDoubt: [],
+      rolledBack: [],
+      unreachable: [],
+      heuristics: [],
+    };
     for (const [resource, adapter] of Object.entries(this.options.resources)) {
-      for (const { gid } of await adapter.listPrepared(this.gidPrefix)) {
+      let prepared: Awaited<ReturnType<ResourceAdapter['listPrepared']>>;
+      try {
+        prepared = await adapter.listPrepared(this.gidPrefix);
+      } catch (err) {
+        // A resource that is down must not keep the coordinator from starting
+        // (and its operators from acting): its branches are swept later, by
+        // the periodic orphan sweep or the next recovery.
+        if (!(err instanceof ResourceUnavailableError)) throw err;
+        report.unreachable.push(resource);
+        continue;
+      }
+      for (const { gid } of prepared) {
         const txn = this.txnOfGid(gid, resource);
         if (txn === null || committing.has(txn) || this.active.has(txn)) continue;
         // Decided COMMIT, then ended by an operator: theirs to settle, never presumed aborted.
@@ -407,7 +441,14 @@ export class Coordinator implements TxnOperator {
         report.rolledBack.push(gid);
       }
     }
-    await this.untilRecovered();
+    try {
+      await this.untilRecovered(this.options.recoveryWaitMs ?? 30_000);
+    } catch (err) {
+      // A participant is down: the re-driven commits go on in the background.
+      if (!(err instanceof ResourceUnavailableError)) throw err;
+    }
+    const pending = this.committingTxns();
+    for (const txn of committing) (pending.has(txn) ? report.stillInDoubt : report.recommitted).push(txn);
     report.heuristics.push(...this.heuristics);
     return report;
   }

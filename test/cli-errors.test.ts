@@ -219,9 +219,7 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
     });
   });
 
-  test('a nonexistent SQLite path for verify: one line, exit 1, the file not created', {
-    todo: 'needs the log/participant opening change (DTX_LOG_NOT_FOUND); until then verify creates the file',
-  }, async () => {
+  test('a nonexistent SQLite path for verify: one line, exit 1, the file not created', async () => {
     const a = join(dir, 'absent-a.sqlite');
     const b = join(dir, 'absent-b.sqlite');
     const r = await dtx(['verify', '--db', `sqlite:${a}`, '--db', `sqlite:${b}`]);
@@ -229,9 +227,7 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
     assert.ok(!existsSync(a) && !existsSync(b), 'no database file created');
   });
 
-  test('recover with the wrong protocol for the log: one line, DTX_LOG_MISMATCH, nothing touched', {
-    todo: 'needs the log identity change (DTX_LOG_MISMATCH); until then recover opens a new saga log',
-  }, async () => {
+  test('recover with the wrong protocol for the log: one line, DTX_LOG_MISMATCH, nothing touched', async () => {
     const logDir = mkdtempSync(join(dir, 'mismatch-'));
     const dbs = ['--db', `sqlite:${join(logDir, 'a.sqlite')}`, '--db', `sqlite:${join(logDir, 'b.sqlite')}`];
     const log = join(logDir, 'log.sqlite');

@@ -477,6 +477,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
 }
 
 let naiveCounter = 0;
+/** Every naive transfer's gids start so (`dtx_naive.<incarnation>.<n>_<db>`). */
+const naiveGidPrefix = 'dtx_naive.';
 const naiveIncarnation = `${Date.now().toString(36)}${process.pid.toString(36)}`;
 
 /**
@@ -539,10 +541,32 @@ export interface VerifyReport {
   holdsLeft: number;
 }
 
-export async function runVerify(dbs: string[]): Promise<VerifyReport> {
+/**
+ * Checks the books on `dbs`. With `logs` (the bench logs that wrote to them),
+ * only their coordinators' prepared branches (and naive commit's) count as
+ * left behind; without, every dtx branch on those servers does.
+ */
+export async function runVerify(
+  dbs: string[],
+  options: { logs?: readonly string[] } = {},
+): Promise<VerifyReport> {
+  let prefixes: string[] | undefined;
+  if (options.logs !== undefined && options.logs.length > 0) {
+    prefixes = [naiveGidPrefix];
+    for (const spec of options.logs) {
+      try {
+        prefixes.push(`dtx_${(await findBenchLogOf(spec, '2pc')).coordinatorId}.`);
+      } catch (err) {
+        // A saga or TCC log: its transfers prepare nothing.
+        if (!isDtxError(err, 'DTX_LOG_MISMATCH')) throw err;
+      }
+    }
+  }
   const opened = await openAll(dbs);
   try {
-    const states = await Promise.all(opened.targets.map((t) => readState(t, opened.adapters[t.name]!)));
+    const states = await Promise.all(
+      opened.targets.map((t) => readState(t, opened.adapters[t.name]!, prefixes)),
+    );
     const [debit, credit, audit] = states;
     const total = debit!.total + credit!.total;
     const expectedTotal = debit!.expectedTotal + credit!.expectedTotal;

@@ -324,8 +324,21 @@ export interface DbState {
   preparedLeft: string[];
 }
 
-export async function readState(target: DbTarget, adapter: ResourceAdapter): Promise<DbState> {
-  const preparedLeft = (await adapter.listPrepared('dtx_')).map((b) => b.gid);
+/**
+ * `gidPrefixes`: which prepared branches count as left behind. Default every
+ * dtx branch (`dtx_`); `dtx verify --log` narrows it to that coordinator's
+ * own, because MariaDB's XA list is server-wide and other deployments'
+ * branches in flight there are none of this bench's business.
+ */
+export async function readState(
+  target: DbTarget,
+  adapter: ResourceAdapter,
+  gidPrefixes: readonly string[] = ['dtx_'],
+): Promise<DbState> {
+  const preparedLeft: string[] = [];
+  for (const prefix of gidPrefixes) {
+    for (const b of await adapter.listPrepared(prefix)) preparedLeft.push(b.gid);
+  }
   if (target.kind === 'sqlite') {
     const db = (adapter as SqliteAdapter).database();
     const rows = db.prepare("SELECT key, value FROM dtx_kv WHERE key LIKE 'bench:%'").all() as {

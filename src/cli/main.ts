@@ -625,10 +625,15 @@ export function buildProgram(): Command {
       'check the books: conservation, transfers everywhere or nowhere, no dtx branch left prepared',
     )
     .requiredOption('--db <url>', 'the databases bench used, in the same order', collect)
+    .option(
+      '--log <path|url>',
+      "count only this bench log's prepared branches (default: every dtx branch on the servers)",
+      collect,
+    )
     .option('--json', 'print one JSON object on stdout')
-    .action(async (flags: { db: string[]; json?: boolean }) => {
+    .action(async (flags: { db: string[]; log?: string[]; json?: boolean }) => {
       const { runVerify } = await import('./bench.ts');
-      const report = await runVerify(flags.db);
+      const report = await runVerify(flags.db, flags.log === undefined ? {} : { logs: flags.log });
       if (flags.json) writeJson(report);
       else {
         process.stdout.write(

@@ -39,7 +39,7 @@ const dbUrls = () => dbArgs.filter((_, i) => i % 2 === 1);
 /** `dtx recover` then `dtx verify`, run in this process (the CLI commands call exactly these). */
 async function recoverAndVerify(what: string) {
   const recovered = await runRecover({ dbs: dbUrls(), log: logPath });
-  const report = await runVerify(dbUrls());
+  const report = await runVerify(dbUrls(), { logs: [logPath] });
   assert.equal(report.ok, true, `${what}: verify not ok: ${JSON.stringify(report)}`);
   assert.equal(report.total, report.expectedTotal);
   assert.equal(report.preparedLeft, 0);
@@ -188,7 +188,7 @@ test('2pc: a PostgreSQL participant killed with SIGKILL after it prepared; its p
   // The CLI path once, end to end.
   const rec = dtx(['recover', ...dbArgs, '--log', logPath, '--json']);
   assert.equal(rec.code, 0, rec.stderr);
-  const ver = dtx(['verify', ...dbArgs, '--json']);
+  const ver = dtx(['verify', ...dbArgs, '--log', logPath, '--json']);
   assert.equal(ver.code, 0, ver.stdout + ver.stderr);
   assert.equal(JSON.parse(ver.stdout).ok, true);
 });

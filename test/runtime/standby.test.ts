@@ -134,7 +134,7 @@ test('the standby takes over after the active coordinator is killed, and commits
   await standby.waitFor(/recovered [1-9]\d* commit/, 20_000);
   const done = await standby.exit;
   assert.deepEqual(done, { code: 0, signal: null }, standby.lines.join('\n'));
-  const report = await runVerify(dbs);
+  const report = await runVerify(dbs, { logs: [logUrl] });
   assert.equal(report.ok, true, JSON.stringify(report));
   console.log(`standby took over ${takeoverMs} ms after the active coordinator died (lease ttl ${ttlMs} ms)`);
 });

@@ -139,7 +139,7 @@ test('a coordinator that lost its lease stops at once; the new leader sweeps wha
     assert.deepEqual(await preparedGids(), []);
     const report = JSON.parse(leaderOut()) as { committed: number };
     assert.ok(report.committed > 0, leaderOut());
-    const v = await runVerify(dbs);
+    const v = await runVerify(dbs, { logs: [logUrl] });
     assert.equal(v.ok, true, JSON.stringify(v));
   } finally {
     zombie.child.kill('SIGCONT');
@@ -192,7 +192,7 @@ test('lease lost mid-transaction: the caller gets the retryable DTX_LEADERSHIP_L
     (err: unknown) => isDtxError(err) && err.code === 'DTX_LEADERSHIP_LOST',
   );
   assert.deepEqual(await preparedGids(), []);
-  const v = await runVerify(dbs);
+  const v = await runVerify(dbs, { logs: [logUrl] });
   assert.equal(v.ok, true, JSON.stringify(v));
   await coordinator.close();
   await log.close();

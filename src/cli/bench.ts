@@ -22,6 +22,7 @@ import {
   type DbTarget,
   holdsLeft,
   initSchema,
+  naiveGidPrefix,
   openAdapter,
   parseDbUrl,
   readState,
@@ -477,8 +478,6 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
 }
 
 let naiveCounter = 0;
-/** Every naive transfer's gids start so (`dtx_naive.<incarnation>.<n>_<db>`). */
-const naiveGidPrefix = 'dtx_naive.';
 const naiveIncarnation = `${Date.now().toString(36)}${process.pid.toString(36)}`;
 
 /**

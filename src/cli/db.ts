@@ -184,12 +184,17 @@ const schemaStatements: Record<'postgres' | 'mysql', string[]> = {
 
 export const initialBalance = 1_000;
 
+/** Every naive-commit transfer's gids start so (`dtx_naive.<incarnation>.<n>_<db>`). */
+export const naiveGidPrefix = 'dtx_naive.';
+
 /**
  * Creates the `dtx_bench` schema on one database: accounts (on the first two)
- * and the transfer/audit record. `ownGidPrefix`: branches of this bench's own
- * coordinator still prepared (recovery could not resolve them) hold locks on
- * the tables about to be dropped, so they are rolled back first; nothing with
- * another prefix is ever touched (XA RECOVER and pg_prepared_xacts are
+ * and the transfer/audit record. Prepared branches that bench itself made and
+ * nothing will resolve hold locks on the tables about to be dropped, so they
+ * are rolled back first: its own coordinator's (`ownGidPrefix`: recovery could
+ * not resolve them) and naive commit's (`dtx_naive.`: naive commit has no log
+ * and no recovery; a kill between its commits leaves one prepared). Nothing
+ * with another prefix is ever touched (XA RECOVER and pg_prepared_xacts are
  * server-wide: they list other deployments' branches too).
  */
 export async function initSchema(
@@ -200,8 +205,8 @@ export async function initSchema(
   ownGidPrefix?: string,
 ): Promise<void> {
   const withAccounts = role !== 'audit';
-  if (ownGidPrefix !== undefined) {
-    for (const { gid } of await adapter.listPrepared(ownGidPrefix)) await adapter.rollbackPrepared(gid);
+  for (const prefix of [...(ownGidPrefix === undefined ? [] : [ownGidPrefix]), naiveGidPrefix]) {
+    for (const { gid } of await adapter.listPrepared(prefix)) await adapter.rollbackPrepared(gid);
   }
   if (target.kind === 'sqlite') {
     const db = (adapter as SqliteAdapter).database();

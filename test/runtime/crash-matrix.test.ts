@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
 import { runRecover, runVerify } from '../../src/cli/bench.ts';
 import { type PgCluster, startPgCluster } from '../adapters/pg-cluster.ts';
 
@@ -48,7 +49,20 @@ async function recoverAndVerify(what: string) {
   return { recovered, verify: report };
 }
 
+/** This run's own MariaDB database: bench's tables live in the database its URL names. */
+const mariaDatabase = `dtx_crash_${process.pid}`;
+
+async function maria(sql: string): Promise<void> {
+  const admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+  try {
+    await admin.query(sql);
+  } finally {
+    await admin.end();
+  }
+}
+
 before(async () => {
+  await maria(`CREATE DATABASE IF NOT EXISTS ${mariaDatabase}`);
   clusters = await Promise.all([startPgCluster(), startPgCluster()]);
   dbArgs = [
     '--db',
@@ -56,7 +70,7 @@ before(async () => {
     '--db',
     pgUrl(clusters[1]!),
     '--db',
-    'mysql://root@127.0.0.1:3306/test',
+    `mysql://root@127.0.0.1:3306/${mariaDatabase}`,
   ];
   const init = dtx(['bench', ...dbArgs, '--init', '--txns', '20', '--log', logPath, '--accounts', '200']);
   assert.equal(init.code, 0, init.stderr);
@@ -64,6 +78,7 @@ before(async () => {
 
 after(async () => {
   await Promise.allSettled(clusters.map((c) => c.stop()));
+  await maria(`DROP DATABASE IF EXISTS ${mariaDatabase}`).catch(() => undefined);
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -34,7 +34,9 @@ function counting(calls: string[], gate?: Promise<void>, name = 'count'): SagaDe
 
 test('saga log: bounded by checkpoints; a long saga survives them and a restart; retention as documented', async () => {
   const path = join(dir, 'saga.sqlite');
-  const timing = { retryBaseMs: 5, retainFinished: 10 };
+  // The long saga's action waits on a gate: its unanswered attempts must not
+  // run out (and compensate it) however slowly the 120 others run on a busy machine.
+  const timing = { retryBaseMs: 5, retainFinished: 10, actionAttemptsMax: 1_000_000 };
   const log = await openSagaLog({ sqlite: path, create: true });
   const o = await createSagaOrchestrator({ log, timing, checkpointEvery: 20 });
   const calls: string[] = [];

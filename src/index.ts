@@ -27,6 +27,7 @@ export {
 } from './errors.ts';
 export { CodecError, twoPcRecordCodec } from './protocol/twopc/codec.ts';
 export type { TwoPcRecord } from './protocol/twopc/types.ts';
+export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/branch/views.ts';
 export {
   Coordinator,
   type CoordinatorOptions,
@@ -60,6 +61,6 @@ export {
   type TccDefinition,
   TccOrchestrator,
   type TccOrchestratorOptions,
-} from './runtime/saga/tcc.ts';
-export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/saga/views.ts';
+  type TccResult,
+} from './runtime/tcc/orchestrator.ts';
 export { type TimedTwoPcRecord, twoPcTxnViews } from './runtime/twopc-views.ts';

@@ -1,5 +1,5 @@
 // The branch barrier for saga and TCC branch handlers on a real database
-// (the rules of src/protocol/saga/service.ts, after dtm-labs/dtm): the
+// (the rules of src/protocol/branch/service.ts, after dtm-labs/dtm): the
 // barrier row of a call is written in the SAME local transaction as the
 // business write, so a crash keeps both or neither.
 //

@@ -14,9 +14,9 @@
 //   partitions and crashes; atomicity violations counted (for naive commit, its
 //   partial commits).
 
+import { sagaSwarmRequest } from './branch/swarm.ts';
 import type { ProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
-import { sagaSwarmRequest } from './saga/swarm.ts';
 import type { Summary } from './stats.ts';
 import { swarmRequest } from './swarm.ts';
 

@@ -2,10 +2,8 @@
 // reservation protocol of production transaction managers (introduced by
 // Atomikos; implemented by dtm-labs/dtm, whose semantics these follow).
 // See ../../../docs/protocols/tcc.md. Branch calls, results and the barrier
-// are the saga's (../saga/types.ts, ../saga/service.ts).
+// are shared with the saga (../branch/types.ts, ../branch/service.ts).
 
-import { limits } from '../common/limits.ts';
-import type { NodeId, TxnId } from '../common/types.ts';
 import {
   type AlertConfig,
   type BeginMsg,
@@ -20,9 +18,11 @@ import {
   type RetentionConfig,
   type RetryConfig,
   type StuckRecord,
-} from '../saga/types.ts';
+} from '../branch/types.ts';
+import { limits } from '../common/limits.ts';
+import type { NodeId, TxnId } from '../common/types.ts';
 
-export interface TccBranchDef {
+export interface TccPlanBranch {
   branch: string;
   service: NodeId;
   /** Handler names on the service: reserve, make final, release. */
@@ -32,13 +32,13 @@ export interface TccBranchDef {
   payload: string;
 }
 
-export interface TccDefinition {
-  branches: readonly TccBranchDef[];
+export interface TccPlan {
+  branches: readonly TccPlanBranch[];
   /** Per-transaction timeout overriding `TccConfig.tryTimeoutMs`. */
   timeoutMs?: number;
 }
 
-export type TccMsg = BeginMsg<TccDefinition> | BranchMsg | OperatorMsg;
+export type TccMsg = BeginMsg<TccPlan> | BranchMsg | OperatorMsg;
 
 /**
  * The coordinator's log.
@@ -52,7 +52,7 @@ export type TccMsg = BeginMsg<TccDefinition> | BranchMsg | OperatorMsg;
  * - `end` (forced) before it is reported finished.
  */
 export type TccRecord =
-  | BeginRecord<TccDefinition>
+  | BeginRecord<TccPlan>
   | { type: 'tried'; txn: TxnId; branch: string; result: 'success' | 'failure'; reason: string }
   | { type: 'decision'; txn: TxnId; decision: 'confirm' | 'cancel'; reason: string }
   | { type: 'settled'; txn: TxnId; branch: string }
@@ -83,7 +83,7 @@ export const defaultTccConfig: TccConfig = {
 };
 
 /** Why `def` cannot run, or null when it can. */
-export function checkTccDefinition(def: TccDefinition): string | null {
+export function checkTccPlan(def: TccPlan): string | null {
   if (!Array.isArray(def.branches) || def.branches.length === 0) return 'a TCC transaction needs a branch';
   if (def.branches.length > limits.participantsPerTxnMax)
     return `${def.branches.length} branches, more than ${limits.participantsPerTxnMax}`;

@@ -18,13 +18,12 @@
 import { DtxError } from '../../errors.ts';
 import { isValidNodeId } from '../../protocol/common/limits.ts';
 import { type SagaOrchestratorState, sagaOrchestrator } from '../../protocol/saga/orchestrator.ts';
-import type { SagaDefinition as CoreDefinition, SagaConfig, SagaRecord } from '../../protocol/saga/types.ts';
-import type { DurableLog } from '../log/types.ts';
-import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
+import type { SagaConfig, SagaPlan, SagaRecord } from '../../protocol/saga/types.ts';
 import {
   type BranchHeaders,
   BranchOrchestrator,
   type BranchOrchestratorOptions,
+  type BranchRunResult,
   checkVersion,
   derivedId,
   type HttpBranchRef,
@@ -36,22 +35,25 @@ import {
   type OrchestratorKind,
   openLog,
   recordDecoder,
-  type SagaResult,
   type SagaState,
   type SagaStatus,
   type StuckAlert,
-} from './branch-orchestrator.ts';
-import { sagaTxnViews, type TimedRecord } from './views.ts';
+} from '../branch/orchestrator.ts';
+import { sagaTxnViews, type TimedRecord } from '../branch/views.ts';
+import type { DurableLog } from '../log/types.ts';
+import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
 
 export {
   type BranchHeaders,
   type HttpBranchRef,
   isHttpBranch,
-  type SagaResult,
   type SagaState,
   type SagaStatus,
   type StuckAlert,
 };
+
+/** How a saga ended: the result every branch run has (../branch/orchestrator.ts), under the saga's name. */
+export type SagaResult = BranchRunResult;
 
 /** What a local branch function gets. */
 export interface BranchContext {
@@ -164,7 +166,7 @@ const sagaKind: OrchestratorKind<'action' | 'compensation'> = {
 export class SagaOrchestrator extends BranchOrchestrator<
   SagaDefinition,
   SagaOrchestratorState,
-  CoreDefinition,
+  SagaPlan,
   SagaRecord,
   SagaConfig,
   'action' | 'compensation'
@@ -217,7 +219,7 @@ export class SagaOrchestrator extends BranchOrchestrator<
     return sagaIdFor(def.name, idempotencyKey);
   }
 
-  protected toCore(def: SagaDefinition, input: unknown): CoreDefinition {
+  protected toPlan(def: SagaDefinition, input: unknown): SagaPlan {
     const payload = JSON.stringify(input ?? null);
     return {
       steps: def.steps.map((s) => ({

@@ -1,5 +1,5 @@
-// What the saga orchestrator (./orchestrator.ts) and the TCC coordinator
-// (../tcc/coordinator.ts) share. Both drive named branches on services with
+// The run bookkeeping the saga orchestrator (../saga/orchestrator.ts) and the
+// TCC coordinator (../tcc/coordinator.ts) share. Both drive named branches on services with
 // CALLs retried under backoff, force a `begin` before any call leaves, raise
 // a stuck alert (logged, reported, still retrying) when a call that must
 // succeed keeps failing, hard-stop a run (logged, reported, kept) rather than

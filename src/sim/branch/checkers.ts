@@ -23,8 +23,8 @@
 // A visibly stuck booking is exempt from the data checks (an operator owns it
 // now) but not from conservation, idempotency or hanging.
 
-import type { ServiceRecord } from '../../protocol/saga/service.ts';
-import { originOf, type SagaOutcome } from '../../protocol/saga/types.ts';
+import type { ServiceRecord } from '../../protocol/branch/service.ts';
+import { originOf, type SagaOutcome } from '../../protocol/branch/types.ts';
 import type { Booking, BookingService } from './booking.ts';
 
 export type SagaChecker =

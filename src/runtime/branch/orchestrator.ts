@@ -1,6 +1,6 @@
 // What the durable saga orchestrator (./orchestrator.ts) and the TCC
-// orchestrator (./tcc.ts) share: a pure core that drives branches (saga or
-// TCC, ../../protocol/saga/coordinator.ts) on the runtime Driver with a
+// orchestrator (../tcc/orchestrator.ts) share: a pure core that drives branches (saga or
+// TCC, ../../protocol/branch/run.ts) on the runtime Driver with a
 // durable log, and a transport that turns the core's CALL messages into
 // branch calls — a local async function, or a POST under the HTTP branch
 // protocol (../../adapters/http-branch.ts). Each orchestrator adds its
@@ -28,8 +28,7 @@ import {
   type HttpBranchOp,
 } from '../../adapters/http-branch.ts';
 import { DtxError, isDtxError } from '../../errors.ts';
-import type { NodeId } from '../../protocol/common/types.ts';
-import { compactSagaLog } from '../../protocol/saga/log.ts';
+import { compactSagaLog } from '../../protocol/branch/log.ts';
 import {
   type BeginMsg,
   type BranchMsg,
@@ -42,7 +41,8 @@ import {
   type RetentionConfig,
   type RetryConfig,
   type SagaRole,
-} from '../../protocol/saga/types.ts';
+} from '../../protocol/branch/types.ts';
+import type { NodeId } from '../../protocol/common/types.ts';
 import { Driver } from '../driver.ts';
 import { openPostgresLog } from '../log/postgres.ts';
 import { openSqliteLog } from '../log/sqlite.ts';
@@ -108,7 +108,7 @@ export interface SagaStatus {
  * finite attempts limit, or past a point of no return); `abandoned`: an
  * operator ended it as it stood.
  */
-export interface SagaResult {
+export interface BranchRunResult {
   sagaId: string;
   outcome: 'completed' | 'compensated' | 'stuck' | 'abandoned';
   reason: string | null;
@@ -397,10 +397,10 @@ export abstract class BranchOrchestrator<
   protected readonly driver: Driver<S, BeginMsg<D> | BranchMsg | OperatorMsg, R, Partial<C>>;
   /** Handler key to local function or HTTP endpoint, from the registered definitions. */
   private readonly targets = new Map<string, Target<Op>>();
-  private readonly outcomes = new Map<string, SagaResult>();
+  private readonly outcomes = new Map<string, BranchRunResult>();
   private readonly waiters = new Map<
     string,
-    { resolve: (r: SagaResult) => void; reject: (e: unknown) => void }[]
+    { resolve: (r: BranchRunResult) => void; reject: (e: unknown) => void }[]
   >();
   private readonly rejected = new Map<string, string>();
   private readonly inflight = new Set<string>();
@@ -460,7 +460,7 @@ export abstract class BranchOrchestrator<
   /** The id the definition and the idempotency key name. */
   protected abstract idFor(def: Def, idempotencyKey: string): string;
   /** The core's definition, with the caller's input as every branch's payload. */
-  protected abstract toCore(def: Def, input: unknown): D;
+  protected abstract toPlan(def: Def, input: unknown): D;
   /** Where a run the core still holds is now. */
   protected abstract inFlight(id: string, state: S): SagaStatus | undefined;
   /** The core holds `id` as ended (its `end` may still be on its way to the log). */
@@ -509,7 +509,7 @@ export abstract class BranchOrchestrator<
     this.driver.input({
       type: 'receive',
       from: appClient,
-      msg: { type: 'BEGIN', txn: id, def: this.toCore(def, opts.input), entropy: randomInt(2 ** 31) },
+      msg: { type: 'BEGIN', txn: id, def: this.toPlan(def, opts.input), entropy: randomInt(2 ** 31) },
     });
     const rejection = this.rejected.get(id);
     if (rejection !== undefined) {
@@ -556,9 +556,9 @@ export abstract class BranchOrchestrator<
    * DTX_CANCELLED. Only the wait ends: the saga itself carries on (its
    * compensations cannot be called off), and a later `result()` still answers.
    */
-  result(id: string, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<SagaResult>;
-  result(id: string, opts: { wait: false }): Promise<SagaResult | null>;
-  async result(id: string, opts: ResultOptions = {}): Promise<SagaResult | null> {
+  result(id: string, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<BranchRunResult>;
+  result(id: string, opts: { wait: false }): Promise<BranchRunResult | null>;
+  async result(id: string, opts: ResultOptions = {}): Promise<BranchRunResult | null> {
     const { timeoutMs, signal } = opts;
     if (
       timeoutMs !== undefined &&
@@ -579,7 +579,7 @@ export abstract class BranchOrchestrator<
       let timer: ReturnType<typeof setTimeout> | undefined;
       const onAbort = () => stop(cancelled(id, signal!));
       const waiter = {
-        resolve: (r: SagaResult) => {
+        resolve: (r: BranchRunResult) => {
           cleanup();
           resolve(r);
         },
@@ -728,7 +728,7 @@ export abstract class BranchOrchestrator<
   }
 
   /** Keeps an outcome, forgetting the oldest beyond `retainFinished` (as the core and the log do). */
-  private remember(result: SagaResult): void {
+  private remember(result: BranchRunResult): void {
     this.outcomes.delete(result.sagaId);
     this.outcomes.set(result.sagaId, result);
     while (this.outcomes.size > this.retainFinished) {
@@ -750,7 +750,7 @@ export abstract class BranchOrchestrator<
       }
       if (retrying) return; // an alert: the run goes on, its waiters wait
     }
-    const result: SagaResult = { sagaId: r.txn, outcome: r.outcome, reason: r.reason };
+    const result: BranchRunResult = { sagaId: r.txn, outcome: r.outcome, reason: r.reason };
     if (r.outcome !== 'stuck') this.remember(result);
     for (const w of this.waiters.get(r.txn) ?? []) w.resolve(result);
     this.waiters.delete(r.txn);
@@ -839,7 +839,7 @@ function isEnd(r: { type: string }): r is EndRecord {
   return r.type === 'end';
 }
 
-/** The reason a `SagaResult` gives for an `end` record (as the core's report does). */
+/** The reason a `BranchRunResult` gives for an `end` record (as the core's report does). */
 export function endResultReason(r: EndRecord): string | null {
   if (r.operator !== undefined)
     return `${r.operator.action === 'resolve' ? 'resolved' : 'abandoned'} by an operator: ${r.operator.reason}`;

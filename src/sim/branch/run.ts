@@ -11,7 +11,7 @@ import { round3, type Summary, summarize } from '../stats.ts';
 import { type BookingOptions, bookingWorkload } from './booking.ts';
 import type { SagaChecker, SagaViolation } from './checkers.ts';
 import { isSagaProtocol, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
-import { SagaWorld, type SagaWorldOptions } from './world.ts';
+import { BranchWorld, type BranchWorldOptions } from './world.ts';
 
 export interface SagaSimRequest extends FaultSettings {
   protocol: SagaProtocolName | SagaProtocol;
@@ -83,7 +83,7 @@ export const sagaSimDefaults = {
 
 export interface SagaSimRun {
   report: SagaReport;
-  world: SagaWorld;
+  world: BranchWorld;
 }
 
 /** A request for the saga world: the booking workload, or a saga-world protocol. */
@@ -95,7 +95,7 @@ export function isSagaRequest(req: { workload: string; protocol: unknown }): boo
   );
 }
 
-export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
+export function buildBranchWorld(req: SagaSimRequest): BranchWorld {
   if (req.workload !== 'booking')
     throw new RangeError(`sagas run the booking workload, not ${String(req.workload)}`);
   const protocol =
@@ -113,7 +113,7 @@ export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
           orchestratorConfig: { ...(protocol.orchestratorConfig as object), ...req.orchestratorConfig },
         };
   const { network, faults } = networkAndFaults(req, sagaSimDefaults);
-  const options: SagaWorldOptions = {
+  const options: BranchWorldOptions = {
     protocol: withConfig,
     workload: bookingWorkload({
       ...req.booking,
@@ -130,12 +130,12 @@ export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
     clientOutcomeTimeoutMs: sagaSimDefaults.clientOutcomeTimeoutMs,
     clientThinkMs: req.thinkMs ?? 0,
   };
-  return new SagaWorld(options);
+  return new BranchWorld(options);
 }
 
 export function runSagaSim(req: SagaSimRequest): SagaSimRun {
   const started = performance.now();
-  const world = buildSagaWorld(req);
+  const world = buildBranchWorld(req);
   const initialTotal = world.total();
   world.run();
   const classes = world.judge(initialTotal);

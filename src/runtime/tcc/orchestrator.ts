@@ -11,12 +11,11 @@
 import { DtxError } from '../../errors.ts';
 import { isValidNodeId } from '../../protocol/common/limits.ts';
 import { type TccCoordinatorState, tccCoordinator } from '../../protocol/tcc/coordinator.ts';
-import type { TccDefinition as CoreDefinition, TccConfig, TccRecord } from '../../protocol/tcc/types.ts';
-import type { DurableLog } from '../log/types.ts';
-import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
+import type { TccConfig, TccPlan, TccRecord } from '../../protocol/tcc/types.ts';
 import {
   BranchOrchestrator,
   type BranchOrchestratorOptions,
+  type BranchRunResult,
   checkVersion,
   derivedId,
   type HttpBranchRef,
@@ -29,8 +28,17 @@ import {
   openLog,
   recordDecoder,
   type SagaStatus,
-} from './branch-orchestrator.ts';
-import { type TimedRecord, tccTxnViews } from './views.ts';
+} from '../branch/orchestrator.ts';
+import { type TimedRecord, tccTxnViews } from '../branch/views.ts';
+import type { DurableLog } from '../log/types.ts';
+import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
+
+/**
+ * How a TCC transaction ended. The same shape as a saga's result, because the
+ * shared base (../branch/orchestrator.ts) produces both; its own name so a TCC
+ * caller does not read "saga" (`sagaId` is the transaction's id).
+ */
+export type TccResult = BranchRunResult;
 
 export interface TccContext {
   sagaId: string;
@@ -114,7 +122,7 @@ const tccKind: OrchestratorKind<TccContext['op']> = {
 export class TccOrchestrator extends BranchOrchestrator<
   TccDefinition,
   TccCoordinatorState,
-  CoreDefinition,
+  TccPlan,
   TccRecord,
   TccConfig,
   TccContext['op']
@@ -161,7 +169,7 @@ export class TccOrchestrator extends BranchOrchestrator<
     return tccIdFor(def.name, idempotencyKey);
   }
 
-  protected toCore(def: TccDefinition, input: unknown): CoreDefinition {
+  protected toPlan(def: TccDefinition, input: unknown): TccPlan {
     const payload = JSON.stringify(input ?? null);
     return {
       branches: def.branches.map((b) => ({

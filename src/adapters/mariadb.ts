@@ -39,6 +39,7 @@
 //
 // `mysql2` is loaded lazily by createMariaDbAdapter.
 
+import '../dispose.ts';
 import type {
   QueryResult as MysqlQueryResult,
   Pool,
@@ -420,7 +421,7 @@ export class MariaDbBranch implements SqlBranch {
   }
 }
 
-export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
+export class MariaDbAdapter implements AsyncDisposable, ResourceAdapter<MariaDbBranch> {
   readonly kind = 'mariadb';
   readonly gidBytesMax = gidLimits.mariadbBytesMax;
   readonly formatId: number;
@@ -622,6 +623,11 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
    * closes the connections holding prepared branches: the branches detach from
    * them and stay prepared (MariaDB 10.5+), for any process to resolve by gid.
    */
+  /** `await using` closes the adapter on leaving the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     if (!(await this.#lifecycle.close())) return;
     for (const { connection, unguard } of this.#held.values()) {

@@ -26,6 +26,7 @@
 //
 // Writers that bypass this adapter (plain SQL on dtx_kv) bypass the locks too.
 
+import '../dispose.ts';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -294,7 +295,7 @@ export class SqliteBranch implements Branch {
   }
 }
 
-export class SqliteAdapter implements ResourceAdapter<SqliteBranch> {
+export class SqliteAdapter implements AsyncDisposable, ResourceAdapter<SqliteBranch> {
   readonly kind = 'sqlite';
   readonly gidBytesMax = gidLimits.sqliteBytesMax;
   readonly path: string;
@@ -409,6 +410,11 @@ export class SqliteAdapter implements ResourceAdapter<SqliteBranch> {
   }
 
   /** Drops active branches (they leave nothing behind) and closes the file. Prepared branches stay. */
+  /** `await using` closes the adapter on leaving the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     for (const branch of [...this.#active.values()]) await branch.rollback();

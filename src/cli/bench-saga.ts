@@ -40,7 +40,8 @@ import type { ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, isDtxError } from '../errors.ts';
 import type { SagaRecord } from '../protocol/saga/types.ts';
 import type { TccRecord } from '../protocol/tcc/types.ts';
-import { type LogLocation, watchLoad } from '../runtime/branch/orchestrator.ts';
+import { watchLoad } from '../runtime/branch/orchestrator.ts';
+import type { LogLocation } from '../runtime/log/open.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
 import {
   createSagaOrchestrator,

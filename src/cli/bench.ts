@@ -404,7 +404,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         const holder = (log as { ownerLease?: { holder: string } }).ownerLease?.holder;
         options.progress?.(`active: holding lease ${options.lease.name} as ${holder}`);
       }
-      coordinator = createCoordinator({
+      coordinator = await createCoordinator({
         log,
         resources: opened.adapters,
         acknowledge: options.acknowledge ?? 'committed',
@@ -414,8 +414,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
           : { orphanSweepIntervalMs: options.orphanSweepIntervalMs }),
         ...(hook ? { faults: { point: hook } } : {}),
       });
-      const recovery = await coordinator.start();
-      options.onRecovered?.(recovery);
+      options.onRecovered?.(coordinator.recovery);
       if (options.init) {
         for (const [i, t] of opened.targets.entries()) {
           await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!, coordinator.gidPrefix);
@@ -595,8 +594,8 @@ export async function runRecover(options: {
   let coordinator: Coordinator | undefined;
   try {
     opened = await openAll(options.dbs);
-    coordinator = createCoordinator({ log, resources: opened.adapters, orphanSweepIntervalMs: 0 });
-    return await coordinator.start();
+    coordinator = await createCoordinator({ log, resources: opened.adapters, orphanSweepIntervalMs: 0 });
+    return coordinator.recovery;
   } finally {
     await coordinator?.close();
     await log.close();

@@ -30,11 +30,13 @@
 // id that are older than a grace period and that the log does not say to
 // commit — what a former owner (a zombie) left behind after the takeover.
 
+import '../dispose.ts';
 import { randomBytes } from 'node:crypto';
 import type { BranchFate, ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '../errors.ts';
 import { textCharsMax } from '../protocol/common/codec.ts';
 import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
+import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import {
@@ -46,6 +48,7 @@ import {
 } from '../protocol/twopc/types.ts';
 import { Driver } from './driver.ts';
 import { isLogError } from './log/errors.ts';
+import { type LogLocation, openLog } from './log/open.ts';
 import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
 import { coordinatorIdPattern } from './log/types.ts';
@@ -292,8 +295,9 @@ interface PreparingBranch {
   query?(sql: string, params?: readonly unknown[]): Promise<{ rows: unknown[]; rowCount: number }>;
 }
 
-export class Coordinator implements TxnOperator {
+export class Coordinator implements TxnOperator, AsyncDisposable {
   readonly name: string;
+  private recoveryReport: RecoveryReport = { recommitted: [], rolledBack: [], heuristics: [] };
   readonly heuristics: HeuristicError[] = [];
   private readonly driver: Driver<
     ReturnType<typeof twoPcCoordinator.init>,
@@ -310,9 +314,9 @@ export class Coordinator implements TxnOperator {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Branches whose COMMIT failed and is being retried with back-off, by `txn resource`. */
   private readonly commitRetries = new Map<string, CommitRetry>();
-  /** start() was called (once only). */
+  /** recover() was called (once only). */
   private starting = false;
-  /** start() finished: recovery is done and transactions may begin. */
+  /** recover() finished: transactions may begin. */
   private started = false;
   private closing = false;
   private appendsSinceCheckpoint = 0;
@@ -349,6 +353,11 @@ export class Coordinator implements TxnOperator {
     );
   }
 
+  /** What recovery did before `createCoordinator` returned this coordinator. */
+  get recovery(): RecoveryReport {
+    return this.recoveryReport;
+  }
+
   /** This coordinator's id (the log's), in every gid and transaction id it makes. */
   get id(): string {
     return this.name;
@@ -373,14 +382,16 @@ export class Coordinator implements TxnOperator {
 
   /**
    * Load the log, re-drive every commit it records without an end, and roll
-   * back every prepared branch of ours that it does not say to commit. Call
-   * once before `transaction()`.
+   * back every prepared branch of ours that it does not say to commit.
+   * `createCoordinator` calls it once, before it returns the coordinator, as
+   * `createSagaOrchestrator` and `createTccOrchestrator` do.
    */
-  async start(): Promise<RecoveryReport> {
-    if (this.starting) throw new DtxError('DTX_INVALID_STATE', 'coordinator already started');
+  async recover(): Promise<RecoveryReport> {
+    if (this.starting) throw new DtxError('DTX_INVALID_STATE', 'recover() was called already');
     this.starting = true;
     try {
       const report = await this.recoverAtStart();
+      this.recoveryReport = report;
       this.started = true;
       this.watchOwnership();
       return report;
@@ -586,7 +597,11 @@ export class Coordinator implements TxnOperator {
     deadline: CallerDeadline,
     commitWaitMs: number,
   ): Promise<T> {
-    if (!this.started) throw new DtxError('DTX_INVALID_STATE', 'call start() before transaction()');
+    if (!this.started)
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        'recovery has not finished: create the coordinator with createCoordinator()',
+      );
     if (this.closing) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
     if (this.leadershipLost !== undefined) throw this.leadershipLost;
     if (this.failure !== undefined) {
@@ -1045,6 +1060,11 @@ export class Coordinator implements TxnOperator {
     this.options.log.checkpoint(compactTwoPcLog(keep)).catch((err: unknown) => this.driver.fail(err));
   }
 
+  /** `await using coordinator = await createCoordinator(...)` closes it on leaving the block (the log stays open). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** Stop: no new transactions; wait for in-flight log writes. Prepared branches stay for recovery. */
   async close(): Promise<void> {
     this.closing = true;
@@ -1302,6 +1322,25 @@ function countingLog(log: DurableLog<TwoPcRecord>, onAppend: () => void): Durabl
   };
 }
 
-export function createCoordinator(options: CoordinatorOptions): Coordinator {
-  return new Coordinator(options);
+/**
+ * Creates a coordinator and recovers before it returns (see
+ * `Coordinator.recover`; what recovery did is `coordinator.recovery`), so
+ * `transaction()` may be called at once, as on what `createSagaOrchestrator`
+ * returns. A failed recovery rejects, and nothing is left running.
+ */
+export async function createCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
+  const coordinator = new Coordinator(options);
+  await coordinator.recover();
+  return coordinator;
+}
+
+/**
+ * Opens the 2PC coordinator's log where it is, with the 2PC record codec
+ * wired in, refusing a saga or TCC log (DTX_LOG_MISMATCH). `await using`
+ * closes it.
+ */
+export async function openCoordinatorLog(
+  where: LogLocation,
+): Promise<DurableLog<TwoPcRecord> & AsyncDisposable> {
+  return openLog(where, (value) => twoPcRecordCodec.check(value), '2pc');
 }

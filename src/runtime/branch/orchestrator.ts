@@ -18,6 +18,7 @@
 // (compactSagaLog every so many appends, so that the log and the time to
 // recover stay bounded by what is open plus what is retained).
 
+import '../../dispose.ts';
 import { createHash, randomInt } from 'node:crypto';
 import {
   callHttpBranch,
@@ -44,8 +45,6 @@ import {
 } from '../../protocol/branch/types.ts';
 import type { NodeId } from '../../protocol/common/types.ts';
 import { Driver } from '../driver.ts';
-import { openPostgresLog } from '../log/postgres.ts';
-import { openSqliteLog } from '../log/sqlite.ts';
 import { timedRecords } from '../log/timed.ts';
 import type { DurableLog } from '../log/types.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
@@ -138,18 +137,6 @@ export interface BranchCall<Op extends HttpBranchOp> {
   input: unknown;
 }
 
-/**
- * Where a log is: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table
- * (`{ postgres, owner }`). A missing log is refused (DTX_LOG_NOT_FOUND) unless
- * `create` is set; `coordinatorId`, when given, must be the log's (and is the
- * new log's id with `create`). PostgreSQL: `leaseTtlMs` is the owner lease's
- * ttl (default 10,000), `waitForLease` makes a standby wait for it.
- */
-export type LogLocation = (
-  | { sqlite: string }
-  | { postgres: string; owner: string; table?: string; leaseTtlMs?: number; waitForLease?: boolean }
-) & { create?: boolean; coordinatorId?: string };
-
 /** A log's `decode`: rejects rows that are not one of `types`, naming `what` they should have been. */
 export function recordDecoder<R>(types: readonly string[], what: string): (value: unknown) => R {
   const recordTypes = new Set(types);
@@ -165,35 +152,6 @@ export function recordDecoder<R>(types: readonly string[], what: string): (value
     }
     return value as R;
   };
-}
-
-/**
- * Opens an orchestrator's log exclusively (SQLite file lock, PostgreSQL owner
- * lease), checking that it is a `protocol` log: another protocol's is
- * DTX_LOG_MISMATCH, so that recovery never reads records it does not own.
- */
-export async function openLog<R>(
-  where: LogLocation,
-  decode: (value: unknown) => R,
-  protocol: 'saga' | 'tcc',
-): Promise<DurableLog<R>> {
-  const id = where.coordinatorId === undefined ? {} : { coordinatorId: where.coordinatorId };
-  const common = {
-    decode,
-    create: where.create === true,
-    identity: { protocol, ...id },
-    expect: { protocol, ...id },
-  };
-  if ('sqlite' in where) return openSqliteLog<R>(where.sqlite, common);
-  return openPostgresLog<R>(where.postgres, {
-    ...common,
-    owner: where.owner,
-    ...(where.table === undefined ? {} : { table: where.table }),
-    lease: {
-      ...(where.leaseTtlMs === undefined ? {} : { ttlMs: where.leaseTtlMs }),
-      ...(where.waitForLease === true ? { wait: true } : {}),
-    },
-  });
 }
 
 /** An id derived from `material` (which holds the idempotency key), readable by its definition's name. */
@@ -392,7 +350,7 @@ export abstract class BranchOrchestrator<
   R extends { type: string; txn: string },
   C extends RetryConfig & RetentionConfig & { incarnation: string },
   Op extends HttpBranchOp,
-> implements TxnOperator
+> implements TxnOperator, AsyncDisposable
 {
   protected readonly driver: Driver<S, BeginMsg<D> | BranchMsg | OperatorMsg, R, Partial<C>>;
   /** Handler key to local function or HTTP endpoint, from the registered definitions. */
@@ -703,6 +661,11 @@ export abstract class BranchOrchestrator<
     await this.driver.settled();
     // The store serializes a load after every append called before it.
     return this.views(await timedRecords(this.settings.log));
+  }
+
+  /** `await using` closes the orchestrator on leaving the block (the log stays open). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Stops timers and calls; in-flight log writes complete. The log is the caller's to close. */

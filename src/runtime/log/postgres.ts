@@ -88,7 +88,7 @@ export interface PostgresLogOptions<R> extends LogOptions<R> {
   };
 }
 
-export interface PostgresLog<R> extends DurableLog<R> {
+export interface PostgresLog<R> extends DurableLog<R>, AsyncDisposable {
   /** The owner lease this instance holds (its name and its unique holder id). */
   readonly ownerLease: { name: string; holder: string; ttlMs: number };
   /**

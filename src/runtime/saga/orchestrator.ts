@@ -30,16 +30,15 @@ import {
   handlerName as handlerNameOf,
   httpService,
   isHttpBranch,
-  type LogLocation,
   localService,
   type OrchestratorKind,
-  openLog,
   recordDecoder,
   type SagaState,
   type SagaStatus,
   type StuckAlert,
 } from '../branch/orchestrator.ts';
 import { sagaTxnViews, type TimedRecord } from '../branch/views.ts';
+import { type LogLocation, openLog } from '../log/open.ts';
 import type { DurableLog } from '../log/types.ts';
 import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
 
@@ -116,7 +115,7 @@ export const decodeSagaRecord = recordDecoder<SagaRecord>(
 );
 
 /** Opens a saga log: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table (`{ postgres, owner }`). */
-export async function openSagaLog(where: LogLocation): Promise<DurableLog<SagaRecord>> {
+export async function openSagaLog(where: LogLocation): Promise<DurableLog<SagaRecord> & AsyncDisposable> {
   return openLog(where, decodeSagaRecord, 'saga');
 }
 

@@ -22,14 +22,13 @@ import {
   handlerName as handlerNameOf,
   httpService,
   isHttpBranch,
-  type LogLocation,
   localService,
   type OrchestratorKind,
-  openLog,
   recordDecoder,
   type SagaStatus,
 } from '../branch/orchestrator.ts';
 import { type TimedRecord, tccTxnViews } from '../branch/views.ts';
+import { type LogLocation, openLog } from '../log/open.ts';
 import type { DurableLog } from '../log/types.ts';
 import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
 
@@ -80,7 +79,7 @@ export const decodeTccRecord = recordDecoder<TccRecord>(
   'TCC',
 );
 
-export async function openTccLog(where: LogLocation): Promise<DurableLog<TccRecord>> {
+export async function openTccLog(where: LogLocation): Promise<DurableLog<TccRecord> & AsyncDisposable> {
   return openLog(where, decodeTccRecord, 'tcc');
 }
 

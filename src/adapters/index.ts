@@ -2,6 +2,7 @@
 // three adapters. Importing it loads no database driver; each create* function
 // loads its own (pg, mysql2, better-sqlite3) when first called.
 
+export { sqliteKeyLengthMax } from '../runtime/limits.ts';
 export {
   checkGid,
   checkGidPrefix,
@@ -36,7 +37,6 @@ export {
   SqliteAdapter,
   type SqliteAdapterOptions,
   SqliteBranch,
-  sqliteKeyLengthMax,
 } from './sqlite.ts';
 export type {
   Branch,

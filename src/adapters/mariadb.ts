@@ -49,6 +49,7 @@ import type {
   RowDataPacket,
 } from 'mysql2/promise';
 import { DtxError, HeuristicError, LockConflictError } from '../errors.ts';
+import { markerPurgeBatch, markerPurgeEveryMs, markerRetentionMsDefault } from '../runtime/limits.ts';
 import { checkGid, checkGidPrefix, gidLimits, isValidGid, sqlStringLiteral } from './gid.ts';
 import {
   checkNonNegativeInteger,
@@ -134,10 +135,6 @@ const markerTableSql =
 const markerWatermarkGid = '~purged';
 /** Evidence of a branch that wrote its marker: `marker:<ms since epoch of the marker's created_at>`. */
 const markerEvidencePrefix = 'marker:';
-const markerRetentionMsDefault = 86_400_000;
-/** A purge runs at most this often per adapter, deleting at most this many rows per statement. */
-const markerPurgeEveryMs = 600_000;
-const markerPurgeBatch = 1_000;
 
 /** One XID, as MariaDB wants it. */
 interface Xid {

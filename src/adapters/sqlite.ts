@@ -31,6 +31,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DtxError, LockConflictError, ResourceUnavailableError } from '../errors.ts';
+import { sqliteBusyTimeoutMsDefault, sqliteKeyLengthMax } from '../runtime/limits.ts';
 import { checkGid, checkGidPrefix, gidLimits } from './gid.ts';
 import { checkNonNegativeInteger, messageOf, stringField } from './internal.ts';
 import { adapterClosedError, notActiveError, rollbackNeeded } from './lifecycle.ts';
@@ -51,9 +52,6 @@ export interface SqliteAdapterOptions {
   /** How long to wait for another connection's write lock on the file. Default 5000. */
   busyTimeoutMs?: number;
 }
-
-/** Longest key, in UTF-16 code units. Keys are bound parameters; the bound only keeps rows small. */
-export const sqliteKeyLengthMax = 1024;
 
 const schemaVersion = 1;
 
@@ -465,7 +463,7 @@ export async function createSqliteAdapter(options: SqliteAdapterOptions): Promis
     throw classifySqliteError(error, { what: `opening ${options.path}` });
   }
   try {
-    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? sqliteBusyTimeoutMsDefault}`);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (String(mode).toLowerCase() !== 'wal')
       throw new Error(`could not switch to WAL mode (got ${String(mode)})`);

@@ -47,26 +47,25 @@ import {
   type TwoPcRecord,
 } from '../protocol/twopc/types.ts';
 import { Driver } from './driver.ts';
+import {
+  commitBackoffMsMaxDefault,
+  commitWaitMsDefault,
+  coordinatorIdPattern,
+  orphanGraceMsDefault,
+  orphanSweepIntervalMsDefault,
+  resourceNamePattern,
+  twoPcCheckpointEveryAppends,
+  twoPcRuntimeTiming,
+} from './limits.ts';
 import { isLogError } from './log/errors.ts';
 import { type LogLocation, openLog } from './log/open.ts';
 import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
-import { coordinatorIdPattern } from './log/types.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
 import { twoPcTxnViews } from './twopc-views.ts';
 
-/**
- * Timing for real databases. The simulator's defaults assume a 1 ms network;
- * a real prepare includes the database's fsync and may queue behind other work.
- */
-const runtimeTiming = { voteTimeoutMs: 10_000, commitResendMs: 1_000 } as const;
-
 /** The name a client gets in the core; the runtime has exactly one kind of client, the caller. */
 const appClient = 'app';
-const resourceNamePattern = /^[A-Za-z0-9][A-Za-z0-9.-]{0,31}$/;
-/** How often the orphan sweep runs, and how old a prepared branch must be before it counts as orphaned. */
-export const orphanSweepIntervalMsDefault = 5_000;
-export const orphanGraceMsDefault = 30_000;
 
 export interface CoordinatorOptions {
   /** The coordinator's durable log (see src/runtime/log). */
@@ -343,7 +342,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     this.driver = new Driver(
       twoPcCoordinator,
       this.name,
-      { ...defaultTwoPcConfig, ...runtimeTiming, ...options.timing, incarnation: this.incarnation },
+      { ...defaultTwoPcConfig, ...twoPcRuntimeTiming, ...options.timing, incarnation: this.incarnation },
       {
         log: countingLog(options.log, () => this.appendsSinceCheckpoint++),
         send: (to, msg) => this.deliver(to, msg),
@@ -562,7 +561,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
    */
   async transaction<T>(work: (tx: Transaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const retries = options.retries ?? 0;
-    const commitWaitMs = options.commitWaitMs ?? this.options.commitWaitMs ?? 30_000;
+    const commitWaitMs = options.commitWaitMs ?? this.options.commitWaitMs ?? commitWaitMsDefault;
     if (!Number.isSafeInteger(commitWaitMs) || commitWaitMs <= 0) {
       throw new DtxError(
         'DTX_INVALID_ARGUMENT',
@@ -837,8 +836,11 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     // Whatever failed (the connection, the server), the COMMIT may have been
     // applied before its reply was lost; only a resource's evidence can tell.
     retry.mayHaveApplied = true;
-    const resendMs = this.options.timing?.commitResendMs ?? runtimeTiming.commitResendMs;
-    const delayMs = Math.min(this.options.commitBackoffMaxMs ?? 30_000, resendMs * 2 ** (retry.failures - 1));
+    const resendMs = this.options.timing?.commitResendMs ?? twoPcRuntimeTiming.commitResendMs;
+    const delayMs = Math.min(
+      this.options.commitBackoffMaxMs ?? commitBackoffMsMaxDefault,
+      resendMs * 2 ** (retry.failures - 1),
+    );
     retry.nextAtMs = Date.now() + delayMs;
     this.commitRetries.set(key, retry);
     if (retry.failures === 1) {
@@ -1040,7 +1042,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
 
   /** Truncate the log to what recovery needs once it has grown (see compactTwoPcLog). */
   private maybeCheckpoint(): void {
-    if (this.appendsSinceCheckpoint < 10_000) return;
+    if (this.appendsSinceCheckpoint < twoPcCheckpointEveryAppends) return;
     this.appendsSinceCheckpoint = 0;
     const keep: TwoPcRecord[] = [];
     for (const [txn, { participants, end }] of this.driver.peek().endedByOperator) {

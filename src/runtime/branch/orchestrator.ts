@@ -25,7 +25,6 @@ import {
   checkBranchHeaders,
   checkBranchUrl,
   checkHttpTimeoutMs,
-  defaultHttpTimeoutMs,
   type HttpBranchOp,
 } from '../../adapters/http-branch.ts';
 import { DtxError, isDtxError } from '../../errors.ts';
@@ -45,6 +44,12 @@ import {
 } from '../../protocol/branch/types.ts';
 import type { NodeId } from '../../protocol/common/types.ts';
 import { Driver } from '../driver.ts';
+import {
+  branchCheckpointEveryDefault,
+  branchRuntimeTiming,
+  httpTimeoutMsDefault,
+  timerDelayMsMax,
+} from '../limits.ts';
 import { timedRecords } from '../log/timed.ts';
 import type { DurableLog } from '../log/types.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
@@ -269,26 +274,6 @@ export const localService = 'local';
 export const httpService = 'http';
 const appClient = 'app';
 
-/**
- * Runtime defaults: real services answer in milliseconds to seconds, not the
- * simulator's 1 ms. Calls that must succeed (compensations, confirms,
- * cancels) are retried for ever under the capped backoff; past 16 failed
- * attempts of one (about 20 s at these timings) or a minute in that phase the
- * run is reported stuck as an alert, and goes on retrying.
- */
-const runtimeTiming = {
-  retryBaseMs: 50,
-  retryCapMs: 2000,
-  jitter: 0.5,
-  compensationAttemptsMax: Number.POSITIVE_INFINITY,
-  phaseTwoAttemptsMax: Number.POSITIVE_INFINITY,
-  stuckAfterAttempts: 16,
-  stuckAfterMs: 60_000,
-};
-
-/** Longest delay a timer can take (setTimeout's limit); a longer finite `stuckAfterMs` is refused. */
-const timerDelayMsMax = 2 ** 31 - 1;
-
 /** How one orchestrator speaks: its node id, its branch ops, and its error messages. */
 export interface OrchestratorKind<Op extends HttpBranchOp> {
   /** The driver's node id. */
@@ -374,8 +359,8 @@ export abstract class BranchOrchestrator<
     private readonly settings: BranchOrchestratorOptions<R, C>,
   ) {
     this.retainFinished = settings.timing?.retainFinished ?? defaultRetainFinished;
-    this.httpTimeoutMs = checkHttpTimeoutMs(settings.httpTimeoutMs ?? defaultHttpTimeoutMs, 'httpTimeoutMs');
-    const timing = { ...runtimeTiming, ...settings.timing } as Record<string, unknown>;
+    this.httpTimeoutMs = checkHttpTimeoutMs(settings.httpTimeoutMs ?? httpTimeoutMsDefault, 'httpTimeoutMs');
+    const timing = { ...branchRuntimeTiming, ...settings.timing } as Record<string, unknown>;
     for (const key of ['stuckAfterAttempts', 'stuckAfterMs']) {
       const v = timing[key];
       if (typeof v !== 'number' || !(v > 0) || (Number.isFinite(v) && v > timerDelayMsMax)) {
@@ -385,7 +370,7 @@ export abstract class BranchOrchestrator<
         );
       }
     }
-    const every = settings.checkpointEvery ?? 10_000;
+    const every = settings.checkpointEvery ?? branchCheckpointEveryDefault;
     if (!Number.isSafeInteger(this.retainFinished) || this.retainFinished < 0) {
       throw new DtxError('DTX_INVALID_ARGUMENT', 'timing.retainFinished must be an integer >= 0');
     }

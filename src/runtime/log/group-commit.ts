@@ -21,6 +21,7 @@
 // separate "sync" step to order.
 
 import '../../dispose.ts';
+import { lazyFlushDelayMsDefault } from '../limits.ts';
 import { LogError } from './errors.ts';
 import type { DurableLog, LogIdentity, LogOptions, LogStats } from './types.ts';
 
@@ -72,8 +73,6 @@ type Op<R> =
   | { kind: 'append'; texts: string[]; waiter: Waiter<void> | undefined }
   | { kind: 'checkpoint'; texts: string[]; waiter: Waiter<void> }
   | { kind: 'load'; waiter: Waiter<R[]>; timed?: Waiter<{ at: Date; record: R }[]> };
-
-export const lazyFlushDelayMsDefault = 10;
 
 /** Characters PostgreSQL's jsonb refuses, checked for every store so that records are portable. */
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

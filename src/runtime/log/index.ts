@@ -2,6 +2,7 @@
 // the two stores — an embedded SQLite file (the default) and a shared
 // PostgreSQL table with leases for standby takeover. See docs/log.md.
 
+export { coordinatorIdPattern, ownerLeaseTtlMsDefault } from '../limits.ts';
 export { isLogError, LogError, type LogErrorReason } from './errors.ts';
 export {
   GroupCommitLog,
@@ -13,14 +14,12 @@ export {
 export { generateCoordinatorId } from './identity.ts';
 export {
   openPostgresLog,
-  ownerLeaseTtlMsDefault,
   type PostgresLog,
   type PostgresLogOptions,
   uniqueHolderId,
 } from './postgres.ts';
 export { openSqliteLog, type SqliteLogOptions } from './sqlite.ts';
 export {
-  coordinatorIdPattern,
   type DurableLog,
   type LogIdentity,
   type LogOptions,

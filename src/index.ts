@@ -42,6 +42,7 @@ export {
   type TransactionOptions,
 } from './runtime/coordinator.ts';
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
+export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.ts';
 export type { LogLocation } from './runtime/log/open.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
 export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';

@@ -1,5 +1,5 @@
-// `dtx bench`, `dtx verify` and `dtx recover`: the problem statement's transfer
-// run against real databases. A transfer debits an account on the first
+// `dtx bench`, `dtx verify` and `dtx recover`: a cross-database transfer run
+// against real databases. A transfer debits an account on the first
 // database, credits one on the second and appends an audit row on the third
 // (when given), either through dtx's two-phase commit or through naive commit
 // (commit on every database one after the other, the failing baseline).

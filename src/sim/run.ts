@@ -7,7 +7,7 @@ import type { NodeId } from '../protocol/common/types.ts';
 import { isSagaRequest, runSagaSim, type SagaSimRequest, type SagaSimRun } from './branch/run.ts';
 import type { Violation } from './checkers.ts';
 import { CommitWorld, type CommitWorldOptions, type TraceEvent } from './commit-world.ts';
-import { type FaultSettings, networkAndFaults } from './kernel.ts';
+import { type FaultSettings, networkAndFaults, worldDefaults } from './kernel.ts';
 import {
   makeProtocol,
   type ProtocolName,
@@ -68,14 +68,7 @@ export interface SimReport {
 }
 
 export const simDefaults = {
-  rttMs: 1,
-  jitterMs: 0.1,
-  fsyncMs: 1,
-  lazyFlushMs: 5,
-  downtimeMeanMs: 200,
-  partitionEveryMs: 300,
-  partitionMeanMs: 150,
-  livenessBoundMs: 60_000,
+  ...worldDefaults,
   clientExecTimeoutMs: 1_000,
   clientOutcomeTimeoutMs: 1_000,
 } as const;

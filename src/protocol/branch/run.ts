@@ -20,6 +20,7 @@ import {
   type BranchMsg,
   type BranchOp,
   backoffMs,
+  type CommonRecord,
   type EndRecord,
   isValidSagaId,
   type OperatorMsg,
@@ -371,9 +372,6 @@ function endReason(r: EndRecord | StuckRecord): string | null {
 function isEnding(r: { type: string }): r is EndRecord | StuckRecord {
   return r.type === 'end' || r.type === 'stuck';
 }
-
-/** The records both logs have. */
-export type CommonRecord<D> = BeginRecord<D> | StuckRecord | EndRecord;
 
 /**
  * Rebuild the runs from `log`: the records both logs have here (a `begin`

@@ -246,6 +246,25 @@ export const defaultRetryConfig: RetryConfig = {
   jitter: 0,
 };
 
+/** The settings the saga and TCC cores both have; each core's config adds its own limits. */
+export interface BranchConfig extends RetryConfig, RetentionConfig, AlertConfig {
+  /** Distinguishes starts of the node (supplied by the driver; unused by the cores themselves). */
+  incarnation: string;
+}
+
+export const defaultBranchConfig: BranchConfig = {
+  ...defaultRetryConfig,
+  ...defaultAlertConfig,
+  incarnation: '0',
+  retainFinished: defaultRetainFinished,
+};
+
+/** What a saga or TCC core takes: a client's BEGIN of plan `D`, a service's REPLY, an operator's action. */
+export type RunMsg<D> = BeginMsg<D> | BranchMsg | OperatorMsg;
+
+/** The records the saga and TCC logs share (see ./run.ts). */
+export type CommonRecord<D> = BeginRecord<D> | StuckRecord | EndRecord;
+
 /** 32-bit FNV-1a of `text`, continued from `seed`. */
 function hash32(seed: number, text: string): number {
   let h = (seed ^ 0x811c9dc5) >>> 0;

@@ -39,7 +39,6 @@ import {
   armTimeout,
   type BranchAttempts,
   beginRun,
-  type CommonRecord,
   type CoordinatedRun,
   type CoordinatorRole,
   callBranch,
@@ -54,7 +53,13 @@ import {
   retryTimer,
   timeoutTimer,
 } from '../branch/run.ts';
-import { type BranchMsg, type OperatorMsg, RecentIds, type SagaEffect } from '../branch/types.ts';
+import {
+  type BranchMsg,
+  type CommonRecord,
+  type OperatorMsg,
+  RecentIds,
+  type SagaEffect,
+} from '../branch/types.ts';
 import { assert, unreachable } from '../common/assert.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 import {

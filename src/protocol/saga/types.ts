@@ -5,21 +5,8 @@
 //
 // May not touch: clocks, I/O, randomness, anything outside src/protocol.
 
-import {
-  type AlertConfig,
-  type BeginMsg,
-  type BeginRecord,
-  type BranchMsg,
-  checkBranchNames,
-  defaultAlertConfig,
-  defaultRetainFinished,
-  defaultRetryConfig,
-  type EndRecord,
-  type OperatorMsg,
-  type RetentionConfig,
-  type RetryConfig,
-  type StuckRecord,
-} from '../branch/types.ts';
+import type { BranchConfig, CommonRecord, RunMsg } from '../branch/types.ts';
+import { checkBranchNames, defaultBranchConfig } from '../branch/types.ts';
 import { limits } from '../common/limits.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 
@@ -150,7 +137,7 @@ export function checkSagaPlan(def: SagaPlan): string | null {
   return null;
 }
 
-export type SagaMsg = BeginMsg<SagaPlan> | BranchMsg | OperatorMsg;
+export type SagaMsg = RunMsg<SagaPlan>;
 
 /**
  * The orchestrator's log, every record forced (§3: the saga execution
@@ -164,7 +151,7 @@ export type SagaMsg = BeginMsg<SagaPlan> | BranchMsg | OperatorMsg;
  *   `end` before it is reported finished (by an operator when `operator`).
  */
 export type SagaRecord =
-  | BeginRecord<SagaPlan>
+  | CommonRecord<SagaPlan>
   | { type: 'start'; txn: TxnId; branch: string; op: 'action' | 'compensate' }
   | {
       type: 'result';
@@ -174,13 +161,9 @@ export type SagaRecord =
       result: 'success' | 'failure';
       reason: string;
     }
-  | { type: 'rollback'; txn: TxnId; reason: string }
-  | StuckRecord
-  | EndRecord;
+  | { type: 'rollback'; txn: TxnId; reason: string };
 
-export interface SagaConfig extends RetryConfig, RetentionConfig, AlertConfig {
-  /** Distinguishes starts of the node (supplied by the driver; unused by the saga core itself). */
-  incarnation: string;
+export interface SagaConfig extends BranchConfig {
   /** Attempts of an action that gets no definitive answer before the saga gives up and compensates. */
   actionAttemptsMax: number;
   /**
@@ -195,10 +178,7 @@ export interface SagaConfig extends RetryConfig, RetentionConfig, AlertConfig {
 }
 
 export const defaultSagaConfig: SagaConfig = {
-  ...defaultRetryConfig,
-  ...defaultAlertConfig,
-  incarnation: '0',
-  retainFinished: defaultRetainFinished,
+  ...defaultBranchConfig,
   actionAttemptsMax: 8,
   compensationAttemptsMax: 16,
   sagaTimeoutMs: 30_000,

@@ -4,21 +4,8 @@
 // See ../../../docs/protocols/tcc.md. Branch calls, results and the barrier
 // are shared with the saga (../branch/types.ts, ../branch/service.ts).
 
-import {
-  type AlertConfig,
-  type BeginMsg,
-  type BeginRecord,
-  type BranchMsg,
-  checkBranchNames,
-  defaultAlertConfig,
-  defaultRetainFinished,
-  defaultRetryConfig,
-  type EndRecord,
-  type OperatorMsg,
-  type RetentionConfig,
-  type RetryConfig,
-  type StuckRecord,
-} from '../branch/types.ts';
+import type { BranchConfig, CommonRecord, RunMsg } from '../branch/types.ts';
+import { checkBranchNames, defaultBranchConfig } from '../branch/types.ts';
 import { limits } from '../common/limits.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 
@@ -38,7 +25,7 @@ export interface TccPlan {
   timeoutMs?: number;
 }
 
-export type TccMsg = BeginMsg<TccPlan> | BranchMsg | OperatorMsg;
+export type TccMsg = RunMsg<TccPlan>;
 
 /**
  * The coordinator's log.
@@ -52,15 +39,12 @@ export type TccMsg = BeginMsg<TccPlan> | BranchMsg | OperatorMsg;
  * - `end` (forced) before it is reported finished.
  */
 export type TccRecord =
-  | BeginRecord<TccPlan>
+  | CommonRecord<TccPlan>
   | { type: 'tried'; txn: TxnId; branch: string; result: 'success' | 'failure'; reason: string }
   | { type: 'decision'; txn: TxnId; decision: 'confirm' | 'cancel'; reason: string }
-  | { type: 'settled'; txn: TxnId; branch: string }
-  | StuckRecord
-  | EndRecord;
+  | { type: 'settled'; txn: TxnId; branch: string };
 
-export interface TccConfig extends RetryConfig, RetentionConfig, AlertConfig {
-  incarnation: string;
+export interface TccConfig extends BranchConfig {
   /** Attempts of a try without a definitive answer before the transaction cancels. */
   tryAttemptsMax: number;
   /**
@@ -73,10 +57,7 @@ export interface TccConfig extends RetryConfig, RetentionConfig, AlertConfig {
 }
 
 export const defaultTccConfig: TccConfig = {
-  ...defaultRetryConfig,
-  ...defaultAlertConfig,
-  incarnation: '0',
-  retainFinished: defaultRetainFinished,
+  ...defaultBranchConfig,
   tryAttemptsMax: 8,
   phaseTwoAttemptsMax: 16,
   tryTimeoutMs: 30_000,

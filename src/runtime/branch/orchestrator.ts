@@ -275,9 +275,13 @@ export const httpService = 'http';
 const appClient = 'app';
 
 /** How one orchestrator speaks: its node id, its branch ops, and its error messages. */
-export interface OrchestratorKind<Op extends HttpBranchOp> {
+export interface OrchestratorKind<Op extends HttpBranchOp, R = unknown> {
   /** The driver's node id. */
   self: NodeId;
+  /** The id a start of definition `definitionName` with `idempotencyKey` gets. */
+  idFor(definitionName: string, idempotencyKey: string): string;
+  /** The operator's view of the log's records. */
+  views(records: readonly TimedRecord<R>[]): TxnDetail[];
   /** The op a local function or an HTTP endpoint sees for the core's `op`. */
   op(op: BranchOp): Op;
   /** The error when the log failed: `the saga log failed; ...`. */
@@ -330,7 +334,7 @@ export type OperatedRole<S, D, R, C> = SagaRole<S, BeginMsg<D> | BranchMsg | Ope
  */
 export abstract class BranchOrchestrator<
   Def extends { name: string },
-  S,
+  S extends { finished: { has(id: string): boolean } },
   D,
   R extends { type: string; txn: string },
   C extends RetryConfig & RetentionConfig & { incarnation: string },
@@ -355,7 +359,7 @@ export abstract class BranchOrchestrator<
 
   constructor(
     private readonly role: OperatedRole<S, D, R, Partial<C>>,
-    private readonly kind: OrchestratorKind<Op>,
+    private readonly kind: OrchestratorKind<Op, R>,
     private readonly settings: BranchOrchestratorOptions<R, C>,
   ) {
     this.retainFinished = settings.timing?.retainFinished ?? defaultRetainFinished;
@@ -401,16 +405,10 @@ export abstract class BranchOrchestrator<
   /** Registers a definition (its local functions), for `start()` and for resuming its runs. */
   abstract define(def: Def): void;
   /** The id the definition and the idempotency key name. */
-  protected abstract idFor(def: Def, idempotencyKey: string): string;
   /** The core's definition, with the caller's input as every branch's payload. */
   protected abstract toPlan(def: Def, input: unknown): D;
   /** Where a run the core still holds is now. */
   protected abstract inFlight(id: string, state: S): SagaStatus | undefined;
-  /** The core holds `id` as ended (its `end` may still be on its way to the log). */
-  protected abstract endedInCore(id: string, state: S): boolean;
-  /** The operator's views of the log's records (`sagaTxnViews` or `tccTxnViews`). */
-  protected abstract views(records: readonly TimedRecord<R>[]): TxnDetail[];
-
   /**
    * Registers one branch op under its handler key. Throws DTX_INVALID_ARGUMENT
    * for an HTTP branch with a bad URL, headers or timeout.
@@ -448,7 +446,7 @@ export abstract class BranchOrchestrator<
       throw new DtxError('DTX_INVALID_ARGUMENT', 'an idempotencyKey is required');
     }
     this.define(def);
-    const id = this.idFor(def, opts.idempotencyKey);
+    const id = this.kind.idFor(def.name, opts.idempotencyKey);
     this.driver.input({
       type: 'receive',
       from: appClient,
@@ -473,7 +471,7 @@ export abstract class BranchOrchestrator<
     const state = this.driver.peek();
     // Ended in the core, its `end` not yet durable (so not yet reported):
     // still in flight for the caller, whose result() waits for the report.
-    if (this.endedInCore(id, state))
+    if (state.finished.has(id))
       return { sagaId: id, state: 'running', reason: null, branches: {}, alert: null };
     return (
       this.inFlight(id, state) ?? {
@@ -627,7 +625,7 @@ export abstract class BranchOrchestrator<
       const state = this.driver.peek();
       const unknown =
         !this.outcomes.has(msg.txn) &&
-        !this.endedInCore(msg.txn, state) &&
+        !state.finished.has(msg.txn) &&
         this.inFlight(msg.txn, state) === undefined;
       throw new DtxError(
         unknown ? 'DTX_INVALID_ARGUMENT' : 'DTX_INVALID_STATE',
@@ -645,7 +643,7 @@ export abstract class BranchOrchestrator<
     this.throwIfFailed();
     await this.driver.settled();
     // The store serializes a load after every append called before it.
-    return this.views(await timedRecords(this.settings.log));
+    return this.kind.views(await timedRecords(this.settings.log));
   }
 
   /** `await using` closes the orchestrator on leaving the block (the log stays open). */

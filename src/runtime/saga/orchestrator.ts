@@ -37,10 +37,10 @@ import {
   type SagaStatus,
   type StuckAlert,
 } from '../branch/orchestrator.ts';
-import { sagaTxnViews, type TimedRecord } from '../branch/views.ts';
+import { sagaTxnViews } from '../branch/views.ts';
 import { type LogLocation, openLog } from '../log/open.ts';
 import type { DurableLog } from '../log/types.ts';
-import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
+import type { OperatorActionOptions } from '../operator.ts';
 
 export {
   type BranchHeaders,
@@ -151,8 +151,10 @@ function checkDefinition(def: SagaDefinition): void {
   }
 }
 
-const sagaKind: OrchestratorKind<'action' | 'compensation'> = {
+const sagaKind: OrchestratorKind<'action' | 'compensation', SagaRecord> = {
   self: 'orchestrator',
+  idFor: sagaIdFor,
+  views: sagaTxnViews,
   op: (op) => (op === 'compensate' ? 'compensation' : op) as 'action' | 'compensation',
   logFailed: 'the saga log failed; restart the orchestrator',
   haltedWaiters: 'the saga log failed; a restart resumes the saga',
@@ -204,18 +206,6 @@ export class SagaOrchestrator extends BranchOrchestrator<
       throw new DtxError('DTX_INVALID_ARGUMENT', "a saga resolves as 'completed' or 'compensated'");
     }
     await this.resolveAs(id, opts.outcome, opts);
-  }
-
-  protected endedInCore(id: string, state: SagaOrchestratorState): boolean {
-    return state.finished.has(id);
-  }
-
-  protected views(records: readonly TimedRecord<SagaRecord>[]): TxnDetail[] {
-    return sagaTxnViews(records);
-  }
-
-  protected idFor(def: SagaDefinition, idempotencyKey: string): string {
-    return sagaIdFor(def.name, idempotencyKey);
   }
 
   protected toPlan(def: SagaDefinition, input: unknown): SagaPlan {

@@ -27,10 +27,10 @@ import {
   recordDecoder,
   type SagaStatus,
 } from '../branch/orchestrator.ts';
-import { type TimedRecord, tccTxnViews } from '../branch/views.ts';
+import { tccTxnViews } from '../branch/views.ts';
 import { type LogLocation, openLog } from '../log/open.ts';
 import type { DurableLog } from '../log/types.ts';
-import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
+import type { OperatorActionOptions } from '../operator.ts';
 
 /**
  * How a TCC transaction ended. The same shape as a saga's result, because the
@@ -107,8 +107,10 @@ function checkDefinition(def: TccDefinition): void {
   }
 }
 
-const tccKind: OrchestratorKind<TccContext['op']> = {
+const tccKind: OrchestratorKind<TccContext['op'], TccRecord> = {
   self: 'tcc',
+  idFor: tccIdFor,
+  views: tccTxnViews,
   op: (op) => op as TccContext['op'],
   logFailed: 'the TCC log failed; restart the orchestrator',
   haltedWaiters: 'the TCC log failed',
@@ -154,18 +156,6 @@ export class TccOrchestrator extends BranchOrchestrator<
       throw new DtxError('DTX_INVALID_ARGUMENT', "a TCC transaction resolves as 'confirmed' or 'cancelled'");
     }
     await this.resolveAs(id, opts.outcome === 'confirmed' ? 'completed' : 'compensated', opts);
-  }
-
-  protected endedInCore(id: string, state: TccCoordinatorState): boolean {
-    return state.finished.has(id);
-  }
-
-  protected views(records: readonly TimedRecord<TccRecord>[]): TxnDetail[] {
-    return tccTxnViews(records);
-  }
-
-  protected idFor(def: TccDefinition, idempotencyKey: string): string {
-    return tccIdFor(def.name, idempotencyKey);
   }
 
   protected toPlan(def: TccDefinition, input: unknown): TccPlan {

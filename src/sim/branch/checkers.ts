@@ -48,12 +48,14 @@ export interface SagaViolation {
 const violationsKeptMax = 50;
 
 export interface SagaClassification {
+  /** Sagas whose `begin` record became durable (a BEGIN lost on the way never began). */
   begun: number;
   completed: number;
   compensated: number;
+  /** Visibly stuck: a compensation (or confirm/cancel) failed past its limit. */
   stuck: number;
   rejected: number;
-  /** Begun, and neither finished nor visibly stuck after the faults healed. */
+  /** Begun, and neither finished nor visibly stuck after the faults healed (a liveness violation). */
   unfinished: number;
   unfinishedTxns: string[];
 }

@@ -5,11 +5,11 @@
 import { performance } from 'node:perf_hooks';
 import type { SagaConfig } from '../../protocol/saga/types.ts';
 import type { TccConfig } from '../../protocol/tcc/types.ts';
-import { type FaultSettings, networkAndFaults } from '../kernel.ts';
+import { type FaultSettings, networkAndFaults, worldDefaults } from '../kernel.ts';
 import { isSagaProtocolName, type SagaProtocolName } from '../protocols.ts';
 import { round3, type Summary, summarize } from '../stats.ts';
 import { type BookingOptions, bookingWorkload } from './booking.ts';
-import type { SagaChecker, SagaViolation } from './checkers.ts';
+import type { SagaChecker, SagaClassification, SagaViolation } from './checkers.ts';
 import { isSagaProtocol, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
 import { BranchWorld, type BranchWorldOptions } from './world.ts';
 
@@ -32,20 +32,12 @@ export interface SagaSimRequest extends FaultSettings {
   scenario?: { kind: 'coordinator-crash'; downtimeMs: number } | null;
 }
 
-export interface SagaReport {
+/** The run's counts (begun, completed, ... unfinished: see `SagaClassification`), and what was measured. */
+export interface SagaReport extends Omit<SagaClassification, 'unfinishedTxns'> {
   protocol: string;
   workload: 'booking';
   seed: number;
   txns: number;
-  /** Sagas whose `begin` record became durable (a BEGIN lost on the way never began). */
-  begun: number;
-  completed: number;
-  compensated: number;
-  /** Visibly stuck: a compensation (or confirm/cancel) failed past its limit. */
-  stuck: number;
-  rejected: number;
-  /** Begun, and neither finished nor visibly stuck after the faults healed (a liveness violation). */
-  unfinished: number;
   violations: SagaViolation[];
   violationCount: number;
   /** Every violation counted by checker (`violations` keeps the first 50). */
@@ -70,14 +62,7 @@ export interface SagaReport {
 }
 
 export const sagaSimDefaults = {
-  rttMs: 1,
-  jitterMs: 0.1,
-  fsyncMs: 1,
-  lazyFlushMs: 5,
-  downtimeMeanMs: 200,
-  partitionEveryMs: 300,
-  partitionMeanMs: 150,
-  livenessBoundMs: 60_000,
+  ...worldDefaults,
   clientOutcomeTimeoutMs: 2_000,
 } as const;
 

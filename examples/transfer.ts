@@ -6,15 +6,21 @@
 //   DTX_MYSQL_URL=mysql://root@127.0.0.1:3306/test \
 //   node --import tsx examples/transfer.ts
 
-import { createCoordinator, isDtxError, openSqliteLog, type TwoPcRecord, twoPcRecordCodec } from 'dtx';
+import { createCoordinator, isDtxError, openCoordinatorLog } from 'dtx';
 import { createMysqlAdapter } from 'dtx/mysql';
 import { createPostgresAdapter } from 'dtx/postgres';
 
 const pgUrl = process.env.DTX_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const mysql = new URL(process.env.DTX_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test');
 
-const ledger = await createPostgresAdapter({ connection: { connectionString: pgUrl }, lockTimeoutMs: 2000 });
-const shop = await createMysqlAdapter({
+// `await using`: each handle is closed when the program leaves this scope,
+// in the reverse order of opening (the coordinator, then its log, then the
+// databases), whether the transfer succeeded or threw.
+await using ledger = await createPostgresAdapter({
+  connection: { connectionString: pgUrl },
+  lockTimeoutMs: 2000,
+});
+await using shop = await createMysqlAdapter({
   connection: {
     host: mysql.hostname,
     port: Number(mysql.port || 3306),
@@ -24,14 +30,14 @@ const shop = await createMysqlAdapter({
 });
 // `create: true`: this program owns its log, so it creates it on first run
 // (a recovery tool would open an existing log only).
-const log = await openSqliteLog<TwoPcRecord>(process.env.DTX_LOG ?? '.dtx/example-coordinator.sqlite', {
-  decode: (value) => twoPcRecordCodec.check(value),
+await using log = await openCoordinatorLog({
+  sqlite: process.env.DTX_LOG ?? '.dtx/example-coordinator.sqlite',
   create: true,
 });
-const coordinator = createCoordinator({ log, resources: { ledger, shop } });
-
-// Finish whatever a previous run of this coordinator left in doubt.
-const recovery = await coordinator.start();
+// Recovers before it returns: whatever a previous run of this coordinator
+// left in doubt is finished first.
+await using coordinator = await createCoordinator({ log, resources: { ledger, shop } });
+const { recovery } = coordinator;
 console.log(
   `recovered: ${recovery.recommitted.length} recommitted, ${recovery.rolledBack.length} rolled back`,
 );
@@ -49,9 +55,4 @@ try {
   if (isDtxError(err))
     console.error(`transfer failed: ${err.code} (retryable: ${err.retryable}): ${err.message}`);
   throw err;
-} finally {
-  await coordinator.close();
-  await log.close();
-  await ledger.close();
-  await shop.close();
 }

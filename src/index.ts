@@ -1,5 +1,9 @@
-// dtx's public entry point: the coordinator, its logs, the typed errors, and
-// the ports an adapter implements. Database adapters live in subpath exports
+// dtx's public entry point: the coordinator, the saga and TCC orchestrators,
+// their logs, the typed errors, and the ports an adapter implements. One name
+// per concept: each engine is made by its async factory (`createCoordinator`,
+// `createSagaOrchestrator`, `createTccOrchestrator`), which recovers before it
+// returns; its class is exported as a type only, so there is no second way to
+// make one that skips recovery. Database adapters live in subpath exports
 // (`dtx/postgres`, `dtx/mysql`, `dtx/sqlite`) so that importing dtx loads no
 // database driver you do not use.
 
@@ -27,15 +31,19 @@ export {
 } from './errors.ts';
 export { CodecError, twoPcRecordCodec } from './protocol/twopc/codec.ts';
 export type { TwoPcRecord } from './protocol/twopc/types.ts';
+export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/branch/views.ts';
 export {
-  Coordinator,
+  type Coordinator,
   type CoordinatorOptions,
   createCoordinator,
+  openCoordinatorLog,
   type RecoveryReport,
   type Transaction,
   type TransactionOptions,
 } from './runtime/coordinator.ts';
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
+export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.ts';
+export type { LogLocation } from './runtime/log/open.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
 export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';
 export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
@@ -45,7 +53,7 @@ export {
   openSagaLog,
   refuse,
   type SagaDefinition,
-  SagaOrchestrator,
+  type SagaOrchestrator,
   type SagaOrchestratorOptions,
   type SagaResult,
   type SagaStatus,
@@ -58,8 +66,8 @@ export {
   type TccBranch,
   type TccContext,
   type TccDefinition,
-  TccOrchestrator,
+  type TccOrchestrator,
   type TccOrchestratorOptions,
-} from './runtime/saga/tcc.ts';
-export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/saga/views.ts';
+  type TccResult,
+} from './runtime/tcc/orchestrator.ts';
 export { type TimedTwoPcRecord, twoPcTxnViews } from './runtime/twopc-views.ts';

@@ -6,8 +6,8 @@ export {
   classifyMariaDbError,
   createMariaDbAdapter,
   createMariaDbAdapter as createMysqlAdapter,
-  MariaDbAdapter,
+  type MariaDbAdapter,
   type MariaDbAdapterOptions,
-  MariaDbBranch,
+  type MariaDbBranch,
   type MariaDbIsolationLevel,
 } from './adapters/mariadb.ts';

@@ -6,9 +6,9 @@ export { postgresBarrierDb } from './adapters/barrier.ts';
 export {
   classifyPostgresError,
   createPostgresAdapter,
-  PostgresAdapter,
+  type PostgresAdapter,
   type PostgresAdapterOptions,
-  PostgresBranch,
+  type PostgresBranch,
   type PostgresIsolationLevel,
 } from './adapters/postgres.ts';
 export { openPostgresLog, type PostgresLog, type PostgresLogOptions } from './runtime/log/postgres.ts';

@@ -6,8 +6,8 @@ export { sqliteBarrierDb } from './adapters/barrier.ts';
 export {
   createSqliteAdapter,
   type JsonValue,
-  SqliteAdapter,
+  type SqliteAdapter,
   type SqliteAdapterOptions,
-  SqliteBranch,
+  type SqliteBranch,
 } from './adapters/sqlite.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';

@@ -15,10 +15,10 @@ import {
   paxosCommitNode,
 } from '../src/protocol/paxos-commit/node.ts';
 import type { PaxosCommitMsg, PaxosCommitRecord } from '../src/protocol/paxos-commit/types.ts';
+import type { CommitWorld } from '../src/sim/commit-world.ts';
 import { type AnyRole, makeProtocol, type SimProtocol } from '../src/sim/protocols.ts';
 import { buildWorld, runSim, type SimRequest } from '../src/sim/run.ts';
 import { swarmRequest } from '../src/sim/swarm.ts';
-import type { World } from '../src/sim/world.ts';
 
 // ------------------------------------------------------------------ harness
 
@@ -582,7 +582,7 @@ function runChecked(req: SimRequest): {
   detail: string;
 } {
   const invariants: string[] = [];
-  let world: World | null = null;
+  let world: CommitWorld | null = null;
   const wrap = (role: AnyRole): AnyRole => {
     const wrapped: Role<unknown, unknown, unknown, unknown> = {
       init: (self, config) => role.init(self, config),

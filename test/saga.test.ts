@@ -5,27 +5,25 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SagaOrchestratorState } from '../src/protocol/saga/orchestrator.ts';
-import { sagaOrchestrator } from '../src/protocol/saga/orchestrator.ts';
 import {
   type Handler,
   type ServiceConfig,
   type ServiceRecord,
   type ServiceState,
   sagaService,
-} from '../src/protocol/saga/service.ts';
+} from '../src/protocol/branch/service.ts';
+import { type BranchMsg, backoffMs, defaultRetryConfig } from '../src/protocol/branch/types.ts';
+import type { SagaOrchestratorState } from '../src/protocol/saga/orchestrator.ts';
+import { sagaOrchestrator } from '../src/protocol/saga/orchestrator.ts';
 import {
-  type BranchMsg,
-  backoffMs,
-  checkSagaDefinition,
-  defaultRetryConfig,
+  checkSagaPlan,
   type SagaConfig,
-  type SagaDefinition,
   type SagaMsg,
+  type SagaPlan,
+  type SagaPlanStep,
   type SagaRecord,
-  type SagaStepDef,
 } from '../src/protocol/saga/types.ts';
-import { parsePayload } from '../src/sim/saga/booking.ts';
+import { parsePayload } from '../src/sim/branch/booking.ts';
 import { ScriptedCluster } from '../src/sim/saga/script.ts';
 
 // ------------------------------------------------------------------ harness
@@ -60,11 +58,11 @@ function cluster(services: string[], config: Partial<SagaConfig> = {}, barrier =
   );
 }
 
-function step(branch: string, service: string, payload = '', rest: Partial<SagaStepDef> = {}): SagaStepDef {
+function step(branch: string, service: string, payload = '', rest: Partial<SagaPlanStep> = {}): SagaPlanStep {
   return { branch, service, action: 'do', compensation: 'undo', payload, ...rest };
 }
 
-const begin = (c: ScriptedCluster<SagaMsg>, def: SagaDefinition, txn = 's1', entropy = 7) =>
+const begin = (c: ScriptedCluster<SagaMsg>, def: SagaPlan, txn = 's1', entropy = 7) =>
   c.request('orch', { type: 'BEGIN', txn, def, entropy });
 
 const orchLog = (c: ScriptedCluster<SagaMsg>) => c.node('orch').log as SagaRecord[];
@@ -88,7 +86,7 @@ const callSteps = (c: ScriptedCluster<SagaMsg>, op: string) =>
     )
     .filter((b) => b.length > 0);
 
-const seq4 = (payloads: Record<string, string> = {}): SagaDefinition => ({
+const seq4 = (payloads: Record<string, string> = {}): SagaPlan => ({
   steps: ['a', 'b', 'c', 'd'].map((b, i) => step(b, `S${i + 1}`, payloads[b] ?? '')),
 });
 
@@ -313,7 +311,7 @@ test('an operator resolve is refused against the log; abandon ends the saga with
 test('concurrent branches start together and are compensated in reverse order of the graph (§4)', () => {
   // seat ∥ pay, then ticket after both, then mail after ticket (mail refuses).
   const c = cluster(['S1', 'S2', 'S3', 'S4']);
-  const def: SagaDefinition = {
+  const def: SagaPlan = {
     steps: [
       step('seat', 'S1', '', { after: [] }),
       step('pay', 'S2', '', { after: [] }),
@@ -485,21 +483,18 @@ test('a repeated BEGIN does not run a saga twice; a bad definition is rejected',
   assert.equal(orchLog(c).filter((r) => r.txn === 's2').length, 0);
 });
 
-test('checkSagaDefinition', () => {
-  const ok: SagaDefinition = { steps: [step('a', 'S1'), step('b', 'S2', '', { compensation: null })] };
-  assert.equal(checkSagaDefinition(ok), null);
-  assert.match(checkSagaDefinition({ steps: [] }) ?? '', /at least one/);
-  assert.match(checkSagaDefinition({ steps: [step('a', 'S1'), step('a', 'S2')] }) ?? '', /twice/);
-  assert.match(
-    checkSagaDefinition({ steps: [step('a', 'S1', '', { after: ['z'] })] }) ?? '',
-    /unknown branch z/,
-  );
-  assert.match(checkSagaDefinition({ steps: [step('a', 'bad id!')] }) ?? '', /bad service/);
+test('checkSagaPlan', () => {
+  const ok: SagaPlan = { steps: [step('a', 'S1'), step('b', 'S2', '', { compensation: null })] };
+  assert.equal(checkSagaPlan(ok), null);
+  assert.match(checkSagaPlan({ steps: [] }) ?? '', /at least one/);
+  assert.match(checkSagaPlan({ steps: [step('a', 'S1'), step('a', 'S2')] }) ?? '', /twice/);
+  assert.match(checkSagaPlan({ steps: [step('a', 'S1', '', { after: ['z'] })] }) ?? '', /unknown branch z/);
+  assert.match(checkSagaPlan({ steps: [step('a', 'bad id!')] }) ?? '', /bad service/);
   // A compensable step must come before every step that cannot be compensated.
-  const unordered: SagaDefinition = {
+  const unordered: SagaPlan = {
     steps: [step('mail', 'S1', '', { compensation: null, after: [] }), step('pay', 'S2', '', { after: [] })],
   };
-  assert.match(checkSagaDefinition(unordered) ?? '', /pay can be compensated but is not ordered before mail/);
+  assert.match(checkSagaPlan(unordered) ?? '', /pay can be compensated but is not ordered before mail/);
 });
 
 test('backoff: exponential, capped, and jitter only from the entropy passed in', () => {

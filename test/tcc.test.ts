@@ -1,5 +1,5 @@
 // Unit tests of the TCC coordinator (src/protocol/tcc) with the shared
-// barrier-guarded service (src/protocol/saga/service.ts), driven by a
+// barrier-guarded service (src/protocol/branch/service.ts), driven by a
 // scripted cluster: try on every branch, then confirm all or cancel all.
 
 import assert from 'node:assert/strict';
@@ -9,11 +9,11 @@ import {
   type ServiceRecord,
   type ServiceState,
   sagaService,
-} from '../src/protocol/saga/service.ts';
-import type { BranchMsg } from '../src/protocol/saga/types.ts';
+} from '../src/protocol/branch/service.ts';
+import type { BranchMsg } from '../src/protocol/branch/types.ts';
 import { type TccCoordinatorState, tccCoordinator } from '../src/protocol/tcc/coordinator.ts';
-import type { TccBranchDef, TccConfig, TccDefinition, TccMsg, TccRecord } from '../src/protocol/tcc/types.ts';
-import { parsePayload } from '../src/sim/saga/booking.ts';
+import type { TccConfig, TccMsg, TccPlan, TccPlanBranch, TccRecord } from '../src/protocol/tcc/types.ts';
+import { parsePayload } from '../src/sim/branch/booking.ts';
 import { ScriptedCluster } from '../src/sim/saga/script.ts';
 
 const flag = (payload: string, name: string) => parsePayload(payload).get(name) ?? 0;
@@ -51,7 +51,7 @@ function cluster(services: string[], config: Partial<TccConfig> = {}) {
   );
 }
 
-const branch = (name: string, service: string, payload = ''): TccBranchDef => ({
+const branch = (name: string, service: string, payload = ''): TccPlanBranch => ({
   branch: name,
   service,
   try: 'reserve',
@@ -60,12 +60,12 @@ const branch = (name: string, service: string, payload = ''): TccBranchDef => ({
   payload,
 });
 
-const def3 = (payloads: Record<string, string> = {}, timeoutMs?: number): TccDefinition => ({
+const def3 = (payloads: Record<string, string> = {}, timeoutMs?: number): TccPlan => ({
   branches: ['a', 'b', 'c'].map((b, i) => branch(b, `S${i + 1}`, payloads[b] ?? '')),
   ...(timeoutMs !== undefined ? { timeoutMs } : {}),
 });
 
-const begin = (c: ScriptedCluster<TccMsg>, def: TccDefinition, txn = 't1') =>
+const begin = (c: ScriptedCluster<TccMsg>, def: TccPlan, txn = 't1') =>
   c.request('coord', { type: 'BEGIN', txn, def, entropy: 3 });
 const log = (c: ScriptedCluster<TccMsg>) => c.node('coord').log as TccRecord[];
 const rows = (c: ScriptedCluster<TccMsg>, id: string) => c.state<ServiceState>(id).rows;

@@ -12,8 +12,8 @@ import {
   traceDefaults,
   traceFileFor,
 } from '../src/render/trace.ts';
+import type { TraceEvent } from '../src/sim/commit-world.ts';
 import { runSim } from '../src/sim/run.ts';
-import type { TraceEvent } from '../src/sim/world.ts';
 
 /**
  * A tiny XML well-formedness check: tags balance, attributes are quoted, and

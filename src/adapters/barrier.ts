@@ -1,5 +1,5 @@
 // The branch barrier for saga and TCC branch handlers on a real database
-// (the rules of src/protocol/saga/service.ts, after dtm-labs/dtm): the
+// (the rules of src/protocol/branch/service.ts, after dtm-labs/dtm): the
 // barrier row of a call is written in the SAME local transaction as the
 // business write, so a crash keeps both or neither.
 //
@@ -25,6 +25,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { PoolConnection as MysqlConnection, Pool as MysqlPool } from 'mysql2/promise';
 import type { PoolClient as PgClient, Pool as PgPool } from 'pg';
 import { DtxError } from '../errors.ts';
+import { barrierTablePattern } from '../runtime/limits.ts';
 
 export type BarrierOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
 
@@ -65,14 +66,12 @@ interface SqlRunner {
   setResult(key: BarrierKey, result: string | null): Promise<void>;
 }
 
-const tablePattern = /^[a-z_][a-z0-9_]{0,62}$/;
-
 function checkTable(table: string | undefined): string {
   const t = table ?? 'dtx_barrier';
-  if (!tablePattern.test(t)) {
+  if (!barrierTablePattern.test(t)) {
     throw new DtxError(
       'DTX_INVALID_ARGUMENT',
-      `barrier table ${JSON.stringify(t)} must match ${tablePattern}`,
+      `barrier table ${JSON.stringify(t)} must match ${barrierTablePattern}`,
     );
   }
   return t;

@@ -25,14 +25,9 @@
 // Owns: one call and nothing else; it never logs a header's value.
 
 import { DtxError } from '../errors.ts';
+import { httpBodyBytesMaxDefault, httpTimeoutMsDefault, httpTimeoutMsMax } from '../runtime/limits.ts';
 
 export type HttpBranchOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
-
-/** Longest per-call timeout accepted: a branch that takes longer should answer 202 and be asked again. */
-export const httpTimeoutMsMax = 600_000;
-export const defaultHttpTimeoutMs = 5000;
-/** Response bodies are read up to this many bytes by default; a branch's answer is a status and a short reason. */
-export const defaultMaxBodyBytes = 64 * 1024;
 
 export interface HttpBranchCall {
   sagaId: string;
@@ -166,8 +161,8 @@ async function readLimited(response: Response, limit: number): Promise<string | 
  * itself becomes an answer.
  */
 export async function callHttpBranch(url: string, call: HttpBranchCall): Promise<HttpBranchAnswer> {
-  const timeoutMs = checkHttpTimeoutMs(call.timeoutMs ?? defaultHttpTimeoutMs, 'timeoutMs');
-  const maxBodyBytes = call.maxBodyBytes ?? defaultMaxBodyBytes;
+  const timeoutMs = checkHttpTimeoutMs(call.timeoutMs ?? httpTimeoutMsDefault, 'timeoutMs');
+  const maxBodyBytes = call.maxBodyBytes ?? httpBodyBytesMaxDefault;
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 0) {
     throw new DtxError(
       'DTX_INVALID_ARGUMENT',

@@ -39,6 +39,7 @@
 //
 // `mysql2` is loaded lazily by createMariaDbAdapter.
 
+import '../dispose.ts';
 import type {
   QueryResult as MysqlQueryResult,
   Pool,
@@ -48,6 +49,7 @@ import type {
   RowDataPacket,
 } from 'mysql2/promise';
 import { DtxError, HeuristicError, LockConflictError } from '../errors.ts';
+import { markerPurgeBatch, markerPurgeEveryMs, markerRetentionMsDefault } from '../runtime/limits.ts';
 import { checkGid, checkGidPrefix, gidLimits, isValidGid, sqlStringLiteral } from './gid.ts';
 import {
   checkNonNegativeInteger,
@@ -133,10 +135,6 @@ const markerTableSql =
 const markerWatermarkGid = '~purged';
 /** Evidence of a branch that wrote its marker: `marker:<ms since epoch of the marker's created_at>`. */
 const markerEvidencePrefix = 'marker:';
-const markerRetentionMsDefault = 86_400_000;
-/** A purge runs at most this often per adapter, deleting at most this many rows per statement. */
-const markerPurgeEveryMs = 600_000;
-const markerPurgeBatch = 1_000;
 
 /** One XID, as MariaDB wants it. */
 interface Xid {
@@ -420,7 +418,7 @@ export class MariaDbBranch implements SqlBranch {
   }
 }
 
-export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
+export class MariaDbAdapter implements AsyncDisposable, ResourceAdapter<MariaDbBranch> {
   readonly kind = 'mariadb';
   readonly gidBytesMax = gidLimits.mariadbBytesMax;
   readonly formatId: number;
@@ -622,6 +620,11 @@ export class MariaDbAdapter implements ResourceAdapter<MariaDbBranch> {
    * closes the connections holding prepared branches: the branches detach from
    * them and stay prepared (MariaDB 10.5+), for any process to resolve by gid.
    */
+  /** `await using` closes the adapter on leaving the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     if (!(await this.#lifecycle.close())) return;
     for (const { connection, unguard } of this.#held.values()) {

@@ -18,6 +18,7 @@
 // `pg` is loaded lazily by createPostgresAdapter, so importing this module (or
 // the adapters index) does not require the driver to be installed.
 
+import '../dispose.ts';
 import type { Pool, PoolClient, PoolConfig } from 'pg';
 import { DtxError, LockConflictError, PreparedTxnsDisabledError } from '../errors.ts';
 import { checkGid, checkGidPrefix, gidLimits, gidLiteral, isValidGid } from './gid.ts';
@@ -308,7 +309,7 @@ export class PostgresBranch implements SqlBranch {
   }
 }
 
-export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
+export class PostgresAdapter implements AsyncDisposable, ResourceAdapter<PostgresBranch> {
   readonly kind = 'postgres';
   readonly gidBytesMax = gidLimits.postgresBytesMax;
   #pool: Pool;
@@ -442,6 +443,11 @@ export class PostgresAdapter implements ResourceAdapter<PostgresBranch> {
     } catch (error) {
       throw classifyPostgresError(error, { what: 'listing pg_prepared_xacts' });
     }
+  }
+
+  /** `await using` closes the adapter on leaving the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async close(): Promise<void> {

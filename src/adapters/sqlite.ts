@@ -26,10 +26,12 @@
 //
 // Writers that bypass this adapter (plain SQL on dtx_kv) bypass the locks too.
 
+import '../dispose.ts';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DtxError, LockConflictError, ResourceUnavailableError } from '../errors.ts';
+import { sqliteBusyTimeoutMsDefault, sqliteKeyLengthMax } from '../runtime/limits.ts';
 import { checkGid, checkGidPrefix, gidLimits } from './gid.ts';
 import { checkNonNegativeInteger, messageOf, stringField } from './internal.ts';
 import { adapterClosedError, notActiveError, rollbackNeeded } from './lifecycle.ts';
@@ -50,9 +52,6 @@ export interface SqliteAdapterOptions {
   /** How long to wait for another connection's write lock on the file. Default 5000. */
   busyTimeoutMs?: number;
 }
-
-/** Longest key, in UTF-16 code units. Keys are bound parameters; the bound only keeps rows small. */
-export const sqliteKeyLengthMax = 1024;
 
 const schemaVersion = 1;
 
@@ -294,7 +293,7 @@ export class SqliteBranch implements Branch {
   }
 }
 
-export class SqliteAdapter implements ResourceAdapter<SqliteBranch> {
+export class SqliteAdapter implements AsyncDisposable, ResourceAdapter<SqliteBranch> {
   readonly kind = 'sqlite';
   readonly gidBytesMax = gidLimits.sqliteBytesMax;
   readonly path: string;
@@ -409,6 +408,11 @@ export class SqliteAdapter implements ResourceAdapter<SqliteBranch> {
   }
 
   /** Drops active branches (they leave nothing behind) and closes the file. Prepared branches stay. */
+  /** `await using` closes the adapter on leaving the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     for (const branch of [...this.#active.values()]) await branch.rollback();
@@ -459,7 +463,7 @@ export async function createSqliteAdapter(options: SqliteAdapterOptions): Promis
     throw classifySqliteError(error, { what: `opening ${options.path}` });
   }
   try {
-    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? sqliteBusyTimeoutMsDefault}`);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (String(mode).toLowerCase() !== 'wal')
       throw new Error(`could not switch to WAL mode (got ${String(mode)})`);

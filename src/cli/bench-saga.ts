@@ -40,8 +40,9 @@ import type { ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, isDtxError } from '../errors.ts';
 import type { SagaRecord } from '../protocol/saga/types.ts';
 import type { TccRecord } from '../protocol/tcc/types.ts';
+import { watchLoad } from '../runtime/branch/orchestrator.ts';
+import type { LogLocation } from '../runtime/log/open.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
-import { type LogLocation, watchLoad } from '../runtime/saga/branch-orchestrator.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
@@ -49,7 +50,7 @@ import {
   type SagaDefinition,
   type SagaResult,
 } from '../runtime/saga/orchestrator.ts';
-import { createTccOrchestrator, openTccLog, type TccDefinition } from '../runtime/saga/tcc.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../runtime/tcc/orchestrator.ts';
 import type { Summary } from '../sim/stats.ts';
 import { type BenchLogLocation, benchLeaseTtlMsDefault, benchLogLocation, closedLoop } from './bench.ts';
 import {

@@ -1,5 +1,5 @@
-// `dtx bench`, `dtx verify` and `dtx recover`: the problem statement's transfer
-// run against real databases. A transfer debits an account on the first
+// `dtx bench`, `dtx verify` and `dtx recover`: a cross-database transfer run
+// against real databases. A transfer debits an account on the first
 // database, credits one on the second and appends an audit row on the third
 // (when given), either through dtx's two-phase commit or through naive commit
 // (commit on every database one after the other, the failing baseline).
@@ -405,7 +405,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         const holder = (log as { ownerLease?: { holder: string } }).ownerLease?.holder;
         options.progress?.(`active: holding lease ${options.lease.name} as ${holder}`);
       }
-      coordinator = createCoordinator({
+      coordinator = await createCoordinator({
         log,
         resources: opened.adapters,
         acknowledge: options.acknowledge ?? 'committed',
@@ -415,8 +415,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
           : { orphanSweepIntervalMs: options.orphanSweepIntervalMs }),
         ...(hook ? { faults: { point: hook } } : {}),
       });
-      const recovery = await coordinator.start();
-      options.onRecovered?.(recovery);
+      options.onRecovered?.(coordinator.recovery);
       if (options.init) {
         for (const [i, t] of opened.targets.entries()) {
           await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!, coordinator.gidPrefix);
@@ -636,14 +635,13 @@ export async function withBenchCoordinator<T>(
   let coordinator: Coordinator | undefined;
   try {
     opened = await openAll(options.dbs);
-    coordinator = createCoordinator({
+    coordinator = await createCoordinator({
       log,
       resources: opened.adapters,
       orphanSweepIntervalMs: 0,
       ...(options.recoveryWaitMs === undefined ? {} : { recoveryWaitMs: options.recoveryWaitMs }),
     });
-    const recovery = await coordinator.start();
-    return await work(coordinator, recovery);
+    return await work(coordinator, coordinator.recovery);
   } finally {
     await coordinator?.close();
     await log.close();

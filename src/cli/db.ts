@@ -1,5 +1,5 @@
 // Databases named on the command line (`--db URL`), and the transfer workload's
-// operations on each kind: the problem statement's transfer debits an account
+// operations on each kind: a transfer debits an account
 // on the first database, credits one on the second, and appends an audit row
 // on the third. Each database also records which transfers it took part in,
 // so `dtx verify` can check that every transfer happened everywhere or nowhere.

@@ -1,5 +1,5 @@
-// `dtx demo`: the problem statement's two failures, side by side, in the
-// simulator. First, naive commit on three nodes whose durable writes fail at
+// `dtx demo`: the two failures that atomic commit is about, side by side, in
+// the simulator. First, naive commit on three nodes whose durable writes fail at
 // 1%, 1% and 2% commits partially at the rate the arithmetic predicts, while
 // two-phase commit turns every such failure into a clean abort. Second, when
 // the coordinator dies between the votes and its decision, two-phase commit

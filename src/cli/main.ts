@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../render/trace.ts';
+import type { SagaSimRequest } from '../sim/branch/run.ts';
 import {
   isProtocolName,
   isSagaProtocolName,
@@ -16,7 +17,6 @@ import {
   sagaProtocolNames,
 } from '../sim/protocols.ts';
 import { runSim, type SimRequest } from '../sim/run.ts';
-import type { SagaSimRequest } from '../sim/saga/run.ts';
 import { runSwarm, simCommand } from '../sim/swarm.ts';
 import { workloadNames } from '../sim/workloads.ts';
 import type { HeuristicView } from './bench.ts';

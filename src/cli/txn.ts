@@ -18,12 +18,12 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { DtxError } from '../errors.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
+import { sagaTxnViews, tccTxnViews } from '../runtime/branch/views.ts';
 import { timedRecords } from '../runtime/log/timed.ts';
 import type { LogProtocol } from '../runtime/log/types.ts';
 import { type TxnDetail, type TxnState, txnStates } from '../runtime/operator.ts';
 import { decodeSagaRecord } from '../runtime/saga/orchestrator.ts';
-import { decodeTccRecord } from '../runtime/saga/tcc.ts';
-import { sagaTxnViews, tccTxnViews } from '../runtime/saga/views.ts';
+import { decodeTccRecord } from '../runtime/tcc/orchestrator.ts';
 import { twoPcTxnViews } from '../runtime/twopc-views.ts';
 import type { BenchLogLocation } from './bench.ts';
 

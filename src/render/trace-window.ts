@@ -5,7 +5,7 @@
 // event belongs to, each node's downtimes) and the time formats both share.
 // Pure: no I/O, no clock.
 
-import type { TraceEvent } from '../sim/world.ts';
+import type { TraceEvent } from '../sim/commit-world.ts';
 
 export interface TraceRenderOptions {
   /** First line of the picture (the command that produced the run, say). */

@@ -27,7 +27,7 @@
 // into the layers of one Canvas. What is drawn is chosen in trace-window.ts;
 // how it looks (colours, stylesheet, legend) is trace-style.ts.
 
-import type { TraceEvent } from '../sim/world.ts';
+import type { TraceEvent } from '../sim/commit-world.ts';
 import { Placer, type TextCandidate, textBox } from './placer.ts';
 import { esc, n1, textWidth, wrap } from './svg.ts';
 import { cross, drawLegend, legendItems, traceMarkers, traceStyle } from './trace-style.ts';

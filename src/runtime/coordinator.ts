@@ -30,11 +30,13 @@
 // id that are older than a grace period and that the log does not say to
 // commit — what a former owner (a zombie) left behind after the takeover.
 
+import '../dispose.ts';
 import { randomBytes } from 'node:crypto';
 import type { BranchFate, ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '../errors.ts';
 import { textCharsMax } from '../protocol/common/codec.ts';
 import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
+import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import {
@@ -45,25 +47,25 @@ import {
   type TwoPcRecord,
 } from '../protocol/twopc/types.ts';
 import { Driver } from './driver.ts';
+import {
+  commitBackoffMsMaxDefault,
+  commitWaitMsDefault,
+  coordinatorIdPattern,
+  orphanGraceMsDefault,
+  orphanSweepIntervalMsDefault,
+  resourceNamePattern,
+  twoPcCheckpointEveryAppends,
+  twoPcRuntimeTiming,
+} from './limits.ts';
 import { isLogError } from './log/errors.ts';
+import { type LogLocation, openLog } from './log/open.ts';
 import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
-import { coordinatorIdPattern } from './log/types.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
 import { twoPcTxnViews } from './twopc-views.ts';
 
-/**
- * Timing for real databases. The simulator's defaults assume a 1 ms network;
- * a real prepare includes the database's fsync and may queue behind other work.
- */
-const runtimeTiming = { voteTimeoutMs: 10_000, commitResendMs: 1_000 } as const;
-
 /** The name a client gets in the core; the runtime has exactly one kind of client, the caller. */
 const appClient = 'app';
-const resourceNamePattern = /^[A-Za-z0-9][A-Za-z0-9.-]{0,31}$/;
-/** How often the orphan sweep runs, and how old a prepared branch must be before it counts as orphaned. */
-export const orphanSweepIntervalMsDefault = 5_000;
-export const orphanGraceMsDefault = 30_000;
 
 export interface CoordinatorOptions {
   /** The coordinator's durable log (see src/runtime/log). */
@@ -309,8 +311,15 @@ interface PreparingBranch {
   query?(sql: string, params?: readonly unknown[]): Promise<{ rows: unknown[]; rowCount: number }>;
 }
 
-export class Coordinator implements TxnOperator {
+export class Coordinator implements TxnOperator, AsyncDisposable {
   readonly name: string;
+  private recoveryReport: RecoveryReport = {
+    recommitted: [],
+    stillInDoubt: [],
+    rolledBack: [],
+    unreachable: [],
+    heuristics: [],
+  };
   readonly heuristics: HeuristicError[] = [];
   private readonly driver: Driver<
     ReturnType<typeof twoPcCoordinator.init>,
@@ -327,9 +336,9 @@ export class Coordinator implements TxnOperator {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Branches whose COMMIT failed and is being retried with back-off, by `txn resource`. */
   private readonly commitRetries = new Map<string, CommitRetry>();
-  /** start() was called (once only). */
+  /** recover() was called (once only). */
   private starting = false;
-  /** start() finished: recovery is done and transactions may begin. */
+  /** recover() finished: transactions may begin. */
   private started = false;
   private closing = false;
   private appendsSinceCheckpoint = 0;
@@ -356,7 +365,7 @@ export class Coordinator implements TxnOperator {
     this.driver = new Driver(
       twoPcCoordinator,
       this.name,
-      { ...defaultTwoPcConfig, ...runtimeTiming, ...options.timing, incarnation: this.incarnation },
+      { ...defaultTwoPcConfig, ...twoPcRuntimeTiming, ...options.timing, incarnation: this.incarnation },
       {
         log: countingLog(options.log, () => this.appendsSinceCheckpoint++),
         send: (to, msg) => this.deliver(to, msg),
@@ -364,6 +373,11 @@ export class Coordinator implements TxnOperator {
         halted: (err) => this.onLogFailure(err),
       },
     );
+  }
+
+  /** What recovery did before `createCoordinator` returned this coordinator. */
+  get recovery(): RecoveryReport {
+    return this.recoveryReport;
   }
 
   /** This coordinator's id (the log's), in every gid and transaction id it makes. */
@@ -390,14 +404,16 @@ export class Coordinator implements TxnOperator {
 
   /**
    * Load the log, re-drive every commit it records without an end, and roll
-   * back every prepared branch of ours that it does not say to commit. Call
-   * once before `transaction()`.
+   * back every prepared branch of ours that it does not say to commit.
+   * `createCoordinator` calls it once, before it returns the coordinator, as
+   * `createSagaOrchestrator` and `createTccOrchestrator` do.
    */
-  async start(): Promise<RecoveryReport> {
-    if (this.starting) throw new DtxError('DTX_INVALID_STATE', 'coordinator already started');
+  async recover(): Promise<RecoveryReport> {
+    if (this.starting) throw new DtxError('DTX_INVALID_STATE', 'recover() was called already');
     this.starting = true;
     try {
       const report = await this.recoverAtStart();
+      this.recoveryReport = report;
       this.started = true;
       this.watchOwnership();
       return report;
@@ -592,7 +608,7 @@ export class Coordinator implements TxnOperator {
    */
   async transaction<T>(work: (tx: Transaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const retries = options.retries ?? 0;
-    const commitWaitMs = options.commitWaitMs ?? this.options.commitWaitMs ?? 30_000;
+    const commitWaitMs = options.commitWaitMs ?? this.options.commitWaitMs ?? commitWaitMsDefault;
     if (!Number.isSafeInteger(commitWaitMs) || commitWaitMs <= 0) {
       throw new DtxError(
         'DTX_INVALID_ARGUMENT',
@@ -627,7 +643,11 @@ export class Coordinator implements TxnOperator {
     deadline: CallerDeadline,
     commitWaitMs: number,
   ): Promise<T> {
-    if (!this.started) throw new DtxError('DTX_INVALID_STATE', 'call start() before transaction()');
+    if (!this.started)
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        'recovery has not finished: create the coordinator with createCoordinator()',
+      );
     if (this.closing) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
     if (this.leadershipLost !== undefined) throw this.leadershipLost;
     if (this.failure !== undefined) {
@@ -863,8 +883,11 @@ export class Coordinator implements TxnOperator {
     // Whatever failed (the connection, the server), the COMMIT may have been
     // applied before its reply was lost; only a resource's evidence can tell.
     retry.mayHaveApplied = true;
-    const resendMs = this.options.timing?.commitResendMs ?? runtimeTiming.commitResendMs;
-    const delayMs = Math.min(this.options.commitBackoffMaxMs ?? 30_000, resendMs * 2 ** (retry.failures - 1));
+    const resendMs = this.options.timing?.commitResendMs ?? twoPcRuntimeTiming.commitResendMs;
+    const delayMs = Math.min(
+      this.options.commitBackoffMaxMs ?? commitBackoffMsMaxDefault,
+      resendMs * 2 ** (retry.failures - 1),
+    );
     retry.nextAtMs = Date.now() + delayMs;
     this.commitRetries.set(key, retry);
     if (retry.failures === 1) {
@@ -1066,7 +1089,7 @@ export class Coordinator implements TxnOperator {
 
   /** Truncate the log to what recovery needs once it has grown (see compactTwoPcLog). */
   private maybeCheckpoint(): void {
-    if (this.appendsSinceCheckpoint < 10_000) return;
+    if (this.appendsSinceCheckpoint < twoPcCheckpointEveryAppends) return;
     this.appendsSinceCheckpoint = 0;
     const keep: TwoPcRecord[] = [];
     for (const [txn, { participants, end }] of this.driver.peek().endedByOperator) {
@@ -1084,6 +1107,11 @@ export class Coordinator implements TxnOperator {
       }
     }
     this.options.log.checkpoint(compactTwoPcLog(keep)).catch((err: unknown) => this.driver.fail(err));
+  }
+
+  /** `await using coordinator = await createCoordinator(...)` closes it on leaving the block (the log stays open). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Stop: no new transactions; wait for in-flight log writes. Prepared branches stay for recovery. */
@@ -1343,6 +1371,25 @@ function countingLog(log: DurableLog<TwoPcRecord>, onAppend: () => void): Durabl
   };
 }
 
-export function createCoordinator(options: CoordinatorOptions): Coordinator {
-  return new Coordinator(options);
+/**
+ * Creates a coordinator and recovers before it returns (see
+ * `Coordinator.recover`; what recovery did is `coordinator.recovery`), so
+ * `transaction()` may be called at once, as on what `createSagaOrchestrator`
+ * returns. A failed recovery rejects, and nothing is left running.
+ */
+export async function createCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
+  const coordinator = new Coordinator(options);
+  await coordinator.recover();
+  return coordinator;
+}
+
+/**
+ * Opens the 2PC coordinator's log where it is, with the 2PC record codec
+ * wired in, refusing a saga or TCC log (DTX_LOG_MISMATCH). `await using`
+ * closes it.
+ */
+export async function openCoordinatorLog(
+  where: LogLocation,
+): Promise<DurableLog<TwoPcRecord> & AsyncDisposable> {
+  return openLog(where, (value) => twoPcRecordCodec.check(value), '2pc');
 }

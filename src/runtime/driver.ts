@@ -1,8 +1,9 @@
 // The runtime driver: executes a protocol core's effects for real, with
 // wall-clock timers, a durable log and a transport. It is the runtime twin of
-// the simulator's World, and follows the same ordering rule
-// (src/protocol/common/types.ts): an after-persist effect runs only once every
-// write this node issued so far is durable.
+// the simulator's worlds (src/sim/commit-world.ts, src/sim/branch/world.ts),
+// and follows the same ordering rule (src/protocol/common/types.ts): an
+// after-persist effect runs only once every write this node issued so far is
+// durable.
 //
 // A failed log write is different here from the simulator's failing disk: a
 // real store cannot say whether the records reached stable storage (see
@@ -16,8 +17,8 @@
 // know any protocol; the transport decides what a message to another node
 // means (for the 2PC coordinator: a call on a database adapter).
 
+import type { ReportSaga, SagaEffect, SagaRole } from '../protocol/branch/types.ts';
 import type { Input, NodeId, Outcome, TimerId, TxnId } from '../protocol/common/types.ts';
-import type { ReportSaga, SagaEffect, SagaRole } from '../protocol/saga/types.ts';
 import type { DurableLog } from './log/types.ts';
 
 export interface DriverPorts<M, R> {
@@ -44,7 +45,8 @@ export class Driver<S, M, R, C> {
   /** Every write up to this one has settled (durable or failed). */
   private doneSeq = 0;
   private readonly settledSeqs = new Set<number>();
-  private barriers: { uptoSeq: number; effects: AnyEffect<M, R>[] }[] = [];
+  /** The after-persist queue: effects that wait until every write up to `uptoSeq` is durable. */
+  private pendingAfterPersist: { uptoSeq: number; effects: AnyEffect<M, R>[] }[] = [];
   private halted = false;
   private idle: (() => void)[] = [];
   private closed = false;
@@ -107,7 +109,7 @@ export class Driver<S, M, R, C> {
       for (const e of later) this.apply(e);
       return;
     }
-    this.barriers.push({ uptoSeq: this.issuedSeq, effects: later });
+    this.pendingAfterPersist.push({ uptoSeq: this.issuedSeq, effects: later });
   }
 
   /**
@@ -135,8 +137,9 @@ export class Driver<S, M, R, C> {
   private settle(seq: number): void {
     this.settledSeqs.add(seq);
     while (this.settledSeqs.has(this.doneSeq + 1)) this.settledSeqs.delete(++this.doneSeq);
-    const ready = this.barriers.filter((b) => b.uptoSeq <= this.doneSeq);
-    if (ready.length > 0) this.barriers = this.barriers.filter((b) => b.uptoSeq > this.doneSeq);
+    const ready = this.pendingAfterPersist.filter((b) => b.uptoSeq <= this.doneSeq);
+    if (ready.length > 0)
+      this.pendingAfterPersist = this.pendingAfterPersist.filter((b) => b.uptoSeq > this.doneSeq);
     for (const b of ready) if (!this.closed) for (const e of b.effects) this.apply(e);
     if (this.doneSeq === this.issuedSeq) for (const resolve of this.idle.splice(0)) resolve();
   }
@@ -147,7 +150,7 @@ export class Driver<S, M, R, C> {
     this.closed = true;
     for (const handle of this.timers.values()) clearTimeout(handle);
     this.timers.clear();
-    this.barriers = [];
+    this.pendingAfterPersist = [];
     for (const resolve of this.idle.splice(0)) resolve();
     this.ports.halted(err);
   }

@@ -1,5 +1,8 @@
-// `dtx compare`: the problem statement's cost-model table, measured in the
-// simulator rather than asserted. Every protocol runs the same bank transfers
+// `dtx compare`: the usual cost model of commit protocols (2PC: 2 RTT, locks
+// held from PREPARE to COMMIT, blocked while the coordinator is down; Paxos
+// Commit: a Paxos round more, never blocked; sagas: fastest, least locking,
+// not atomic; see docs/compare.md), measured in the simulator rather than
+// asserted. Every protocol runs the same bank transfers
 // over the same simulated network and disks:
 //
 // - healthy: commit latency as the client sees it, lock hold time, messages
@@ -14,9 +17,9 @@
 //   partitions and crashes; atomicity violations counted (for naive commit, its
 //   partial commits).
 
+import { sagaSwarmRequest } from './branch/swarm.ts';
 import type { ProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
-import { sagaSwarmRequest } from './saga/swarm.ts';
 import type { Summary } from './stats.ts';
 import { swarmRequest } from './swarm.ts';
 

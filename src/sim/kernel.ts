@@ -71,6 +71,23 @@ export interface FaultDefaults {
   partitionMeanMs: number;
 }
 
+/**
+ * The network, disk and fault defaults both worlds share (a 1 ms network, a
+ * 1 ms fsync, crashed nodes down 200 ms on average, partitions every 300 ms
+ * lasting 150 ms, and a minute of healed time for the liveness phase), each
+ * world adding its clients' timeouts.
+ */
+export const worldDefaults = {
+  rttMs: 1,
+  jitterMs: 0.1,
+  fsyncMs: 1,
+  lazyFlushMs: 5,
+  downtimeMeanMs: 200,
+  partitionEveryMs: 300,
+  partitionMeanMs: 150,
+  livenessBoundMs: 60_000,
+} as const;
+
 /** A request's settings over a world's defaults; no loss, duplication, partitions or crashes unless asked. */
 export function networkAndFaults(
   req: FaultSettings,

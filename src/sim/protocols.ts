@@ -78,7 +78,7 @@ export function isProtocolName(name: string): name is ProtocolName {
 
 /**
  * Sagas and TCC (src/protocol/saga, src/protocol/tcc) run in the saga world
- * (src/sim/saga/world.ts) on the `booking` workload, not in the commit World:
+ * (src/sim/branch/world.ts) on the `booking` workload, not in the commit world:
  * `runSim` and `runSwarm` dispatch on these names.
  */
 export const sagaProtocolNames = ['saga', 'tcc'] as const;

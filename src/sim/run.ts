@@ -4,8 +4,10 @@
 
 import { performance } from 'node:perf_hooks';
 import type { NodeId } from '../protocol/common/types.ts';
+import { isSagaRequest, runSagaSim, type SagaSimRequest, type SagaSimRun } from './branch/run.ts';
 import type { Violation } from './checkers.ts';
-import { type FaultSettings, networkAndFaults } from './kernel.ts';
+import { CommitWorld, type CommitWorldOptions, type TraceEvent } from './commit-world.ts';
+import { type FaultSettings, networkAndFaults, worldDefaults } from './kernel.ts';
 import {
   makeProtocol,
   type ProtocolName,
@@ -13,10 +15,8 @@ import {
   type SimProtocol,
   timeScale,
 } from './protocols.ts';
-import { isSagaRequest, runSagaSim, type SagaSimRequest, type SagaSimRun } from './saga/run.ts';
 import { round3, type Summary, summarize } from './stats.ts';
 import { bankWorkload, toyWorkload, type WorkloadName } from './workloads.ts';
-import { type TraceEvent, World, type WorldOptions } from './world.ts';
 
 export interface SimRequest extends FaultSettings {
   protocol: ProtocolName | SimProtocol;
@@ -68,19 +68,12 @@ export interface SimReport {
 }
 
 export const simDefaults = {
-  rttMs: 1,
-  jitterMs: 0.1,
-  fsyncMs: 1,
-  lazyFlushMs: 5,
-  downtimeMeanMs: 200,
-  partitionEveryMs: 300,
-  partitionMeanMs: 150,
-  livenessBoundMs: 60_000,
+  ...worldDefaults,
   clientExecTimeoutMs: 1_000,
   clientOutcomeTimeoutMs: 1_000,
 } as const;
 
-export function buildWorld(req: SimRequest): World {
+export function buildWorld(req: SimRequest): CommitWorld {
   const protocol =
     typeof req.protocol === 'string'
       ? makeProtocol(req.protocol, { rttMs: req.rttMs ?? simDefaults.rttMs, ...req.protocolOptions })
@@ -101,7 +94,7 @@ export function buildWorld(req: SimRequest): World {
   const { network, faults } = networkAndFaults(req, simDefaults);
   if (protocol.acceptorFaultsTolerated !== undefined)
     faults.acceptorsDownMax = protocol.acceptorFaultsTolerated;
-  const options: WorldOptions = {
+  const options: CommitWorldOptions = {
     protocol,
     workload,
     seed: req.seed,
@@ -119,13 +112,13 @@ export function buildWorld(req: SimRequest): World {
     clientThinkMs: req.thinkMs ?? 0,
     trace: req.trace ? [] : null,
   };
-  return new World(options);
+  return new CommitWorld(options);
 }
 
 export interface SimRun {
   report: SimReport;
   trace: TraceEvent[] | null;
-  world: World;
+  world: CommitWorld;
 }
 
 /** Sagas and TCC (`workload: 'booking'`) run in their own world: see ./saga/run.ts. */

@@ -5,12 +5,12 @@
 // breaks a checker or leaves a transaction undecided. Each seed maps to one
 // `dtx sim` command line that reproduces its run exactly.
 
+import { isSagaProtocol } from './branch/protocols.ts';
+import { runSagaSwarm, type SagaSwarmOptions, type SagaSwarmSummary } from './branch/swarm.ts';
 import { Prng } from './prng.ts';
 import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
 import { isSagaProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
-import { isSagaProtocol } from './saga/protocols.ts';
-import { runSagaSwarm, type SagaSwarmOptions, type SagaSwarmSummary } from './saga/swarm.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;

@@ -1,8 +1,9 @@
 // Workloads: what the simulated clients ask of the participants.
 //
-// - toy: the problem statement's three nodes A, B and C, one transaction at a
-//   time: debit a wallet on A, credit a merchant on B, count an audit event on
-//   C. Each node's durable writes fail with its own rate (default 1%, 1%, 2%).
+// - toy: the smallest case where naive commit goes wrong: three nodes A, B
+//   and C, one transaction at a time: debit a wallet on A, credit a merchant
+//   on B, count an audit event on C. Each node's durable writes fail with its
+//   own rate (default 1%, 1%, 2%).
 // - bank: concurrent transfers between accounts spread across the
 //   participants (Jepsen's bank test, in the simulator): the total balance is
 //   invariant, and few accounts per participant make the transfers contend.

@@ -37,8 +37,7 @@ async function seed(adapter: SqliteAdapter, key: string, value: number) {
 test('a transfer commits on both participants, and nothing stays prepared', async () => {
   const { a, b, log } = await setup();
   await seed(a, 'alice', 100);
-  const c = createCoordinator({ log, resources: { a, b } });
-  await c.start();
+  const c = await createCoordinator({ log, resources: { a, b } });
   const id = await c.transaction(async (tx) => {
     const wa = await tx.branch<SqliteBranch>('a');
     const wb = await tx.branch<SqliteBranch>('b');
@@ -67,8 +66,7 @@ test('a transfer commits on both participants, and nothing stays prepared', asyn
 
 test('a callback that throws rolls every branch back and rethrows', async () => {
   const { a, b, log } = await setup();
-  const c = createCoordinator({ log, resources: { a, b } });
-  await c.start();
+  const c = await createCoordinator({ log, resources: { a, b } });
   await assert.rejects(
     c.transaction(async (tx) => {
       (await tx.branch<SqliteBranch>('a')).put('x', 1);
@@ -89,8 +87,7 @@ test('a callback that throws rolls every branch back and rethrows', async () => 
 test('a NO vote aborts everywhere with DTX_ABORTED carrying the cause', async () => {
   const { a, b, log } = await setup();
   await seed(b, 'rate', 1);
-  const c = createCoordinator({ log, resources: { a, b } });
-  await c.start();
+  const c = await createCoordinator({ log, resources: { a, b } });
   const err = await c
     .transaction(async (tx) => {
       (await tx.branch<SqliteBranch>('a')).put('x', 1);
@@ -122,8 +119,7 @@ test('a NO vote aborts everywhere with DTX_ABORTED carrying the cause', async ()
 
 test("acknowledge 'durable' answers once the decision is in the log; the commit still lands", async () => {
   const { a, b, log } = await setup();
-  const c = createCoordinator({ log, resources: { a, b }, acknowledge: 'durable' });
-  await c.start();
+  const c = await createCoordinator({ log, resources: { a, b }, acknowledge: 'durable' });
   await c.transaction(async (tx) => {
     (await tx.branch<SqliteBranch>('a')).put('x', 1);
     (await tx.branch<SqliteBranch>('b')).put('y', 2);
@@ -156,8 +152,8 @@ test('recovery commits what the log decided and rolls back what it did not (pres
   await log.append([{ type: 'commit', txn: 'c1.x.1', participants: ['a', 'b'], client: 'app' }], true);
   await log.close();
   const log2 = await openSqliteLog<TwoPcRecord>(logPath, {});
-  const c = createCoordinator({ log: log2, resources: { a, b } });
-  const report = await c.start();
+  const c = await createCoordinator({ log: log2, resources: { a, b } });
+  const report = c.recovery;
   assert.deepEqual(report.recommitted, ['c1.x.1']);
   assert.deepEqual(report.rolledBack.sort(), ['dtx_c1.x.2_a', 'dtx_c1.x.2_b']);
   assert.equal(a.read('pc1.x.1'), 'c1.x.1');
@@ -174,8 +170,7 @@ test('recovery commits what the log decided and rolls back what it did not (pres
 test('a branch resolved by hand before dtx commits it is reported as heuristic, and transaction() rejects with it', async () => {
   const { a, b, log } = await setup();
   const seen: string[] = [];
-  const c = createCoordinator({ log, resources: { a, b }, onHeuristic: (e) => seen.push(e.gid ?? '') });
-  await c.start();
+  const c = await createCoordinator({ log, resources: { a, b }, onHeuristic: (e) => seen.push(e.gid ?? '') });
   // Roll back b's branch by hand the moment it is prepared, before phase two.
   const originalPrepare = b.begin.bind(b);
   b.begin = async (gid: string) => {
@@ -216,8 +211,7 @@ test('a branch resolved by hand before dtx commits it is reported as heuristic, 
 
 test('close() while a transaction is still doing its work: the caller gets an error, not a hang, and nothing stays prepared', async () => {
   const { a, b, log } = await setup();
-  const c = createCoordinator({ log, resources: { a, b } });
-  await c.start();
+  const c = await createCoordinator({ log, resources: { a, b } });
   let proceed: () => void = () => {};
   const gate = new Promise<void>((r) => (proceed = r));
   const pending = c.transaction(async (tx) => {

@@ -43,7 +43,11 @@ async function setup(options: { hangPrepare?: boolean } = {}) {
       return branch;
     };
   }
-  const c: Coordinator = createCoordinator({ log, resources: { a, b }, timing: { voteTimeoutMs: 60_000 } });
+  const c: Coordinator = await createCoordinator({
+    log,
+    resources: { a, b },
+    timing: { voteTimeoutMs: 60_000 },
+  });
   closers.push(async () => {
     release();
     await c.close();
@@ -51,7 +55,6 @@ async function setup(options: { hangPrepare?: boolean } = {}) {
     await a.close();
     await b.close();
   });
-  await c.start();
   return { a, b, c, release };
 }
 

@@ -42,8 +42,7 @@ test('a cross-database lock cycle ends within the lock timeout; the loser is ret
   const log = await openSqliteLog<TwoPcRecord>(`/tmp/dtx-deadlock-${process.pid}.sqlite`, {
     create: true,
   });
-  const coordinator = createCoordinator({ log, resources: { east: adapters[0]!, west: adapters[1]! } });
-  await coordinator.start();
+  const coordinator = await createCoordinator({ log, resources: { east: adapters[0]!, west: adapters[1]! } });
   // Both transactions take their first lock before either asks for its second.
   let firstLocks = 0;
   let release: () => void = () => {};

@@ -70,7 +70,7 @@ async function setup(
   const s = await createSqliteAdapter({ path: join(dir, `s${id}.sqlite`), create: true });
   const { m, threadIds } = await mariadb(markers);
   const log = await openSqliteLog<TwoPcRecord>(join(dir, `log${id}.sqlite`), { create: true });
-  const c: Coordinator = createCoordinator({
+  const c: Coordinator = await createCoordinator({
     log,
     resources: { s, m },
     onWarning: () => undefined,
@@ -81,7 +81,6 @@ async function setup(
     await log.close();
     await s.close();
   });
-  await c.start();
   return { c, m, s, threadIds };
 }
 
@@ -205,7 +204,7 @@ test('MariaDB: an XA COMMIT applied but whose reply was lost is recognised by it
   const pool = mysql.createPool({ ...connection, host: '127.0.0.1', port: proxy.port });
   const m = await createMariaDbAdapter({ pool, detachWaitMs: 3000 });
   const log = await openSqliteLog<TwoPcRecord>(join(dir, `lostlog${n}.sqlite`), { create: true });
-  const c = createCoordinator({
+  const c = await createCoordinator({
     log,
     resources: { s, m },
     timing: { commitResendMs: 50 },
@@ -223,7 +222,6 @@ test('MariaDB: an XA COMMIT applied but whose reply was lost is recognised by it
     await pool.end();
     await s.close();
   });
-  await c.start();
   await c.transaction(async (tx) => {
     (await tx.branch<SqliteBranch>('s')).put('k', 3);
     await tx.query('m', `INSERT INTO ${accounts} VALUES (?, 1)`, ['lostreply']);
@@ -262,12 +260,12 @@ test('MariaDB: recovery tells a branch it committed before the crash from one ro
   // Before the crash the coordinator committed m's branch; afterwards an operator rolled m2's back.
   assert.equal(await m.commitPrepared(`dtx_${txn}_m`), 'done');
   assert.equal(await m2.rollbackPrepared(`dtx_${txn}_m2`), 'done');
-  const c = createCoordinator({ log, resources: { m, m2 } });
+  const c = await createCoordinator({ log, resources: { m, m2 } });
   closers.push(async () => {
     await c.close();
     await log.close();
   });
-  const report = await c.start();
+  const report = c.recovery;
   assert.deepEqual(report.recommitted, [txn]);
   assert.deepEqual(
     report.heuristics.map((h) => h.branches.map((b) => [b.resource, b.found])),

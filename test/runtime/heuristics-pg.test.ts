@@ -71,7 +71,7 @@ async function coordinator(
 ): Promise<{ c: Coordinator; logPath: string }> {
   const logPath = join(dir, `log${++n}.sqlite`);
   const log = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
-  const c = createCoordinator({ ...options, log });
+  const c = await createCoordinator({ ...options, log });
   closers.push(async () => {
     await c.close();
     await log.close();
@@ -132,7 +132,6 @@ test('an operator rolls back one prepared branch between prepare and commit: tra
       },
     },
   });
-  await c.start();
   const err = await c
     .transaction(async (tx) => {
       txnId = tx.id;
@@ -207,7 +206,6 @@ test('a COMMIT PREPARED applied but whose reply was lost is not reported as reso
       },
     },
   });
-  await c.start();
   await c.transaction(async (tx) => transfer(tx, 'lostreply'));
   assert.equal(proxy.cuts(), 1, 'the reply to COMMIT PREPARED was cut');
   assert.deepEqual(c.heuristics, []);
@@ -238,12 +236,12 @@ test('recovery reports a branch rolled back by hand after the decision, and not 
   await log.append([{ type: 'commit', txn, participants: ['a', 'b'], client: 'app', evidence }], true);
   assert.equal(await a.commitPrepared(`dtx_${txn}_a`), 'done');
   psql(cluster, 'db', `ROLLBACK PREPARED 'dtx_${txn}_b'`);
-  const c = createCoordinator({ log, resources: { a, b } });
+  const c = await createCoordinator({ log, resources: { a, b } });
   closers.push(async () => {
     await c.close();
     await log.close();
   });
-  const report = await c.start();
+  const report = c.recovery;
   assert.deepEqual(report.recommitted, [txn]);
   assert.deepEqual(
     report.heuristics.map((h) => h.branches.map((x) => [x.resource, x.found])),
@@ -272,7 +270,6 @@ test('a participant down after the commit decision: transaction() ends in bounde
       },
     },
   });
-  await c.start();
   // With a deadline.
   let started = Date.now();
   const err = await c

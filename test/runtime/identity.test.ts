@@ -106,7 +106,7 @@ test("two coordinators without ids on the same databases: the second one's recov
   const gate = new Promise<void>((r) => {
     open = r;
   });
-  const a = createCoordinator({
+  const a = await createCoordinator({
     log: logA,
     resources: {
       pg1: gated(first.pg1, gate),
@@ -114,7 +114,6 @@ test("two coordinators without ids on the same databases: the second one's recov
       maria: gated(first.maria, gate),
     },
   });
-  await a.start();
   const key = `a-${process.pid}`;
   const committed = a.transaction(async (tx) => {
     await tx.query('pg1', 'INSERT INTO kv (k, v) VALUES ($1, $2)', [key, 'debit']);
@@ -126,13 +125,13 @@ test("two coordinators without ids on the same databases: the second one's recov
     assert.ok(i < 500, 'A never prepared');
     await new Promise((r) => setTimeout(r, 10));
   }
-  const b = createCoordinator({
+  const b = await createCoordinator({
     log: logB,
     resources: { pg1: second.pg1, pg2: second.pg2, maria: second.maria },
   });
   assert.notEqual(a.id, b.id);
   assert.match(a.id, /^[a-z0-9]{10}$/);
-  const report = await b.start();
+  const report = b.recovery;
   assert.deepEqual(report.rolledBack, [], 'B rolled back branches that are not its own');
   for (const adapter of [first.pg1, first.pg2, first.maria]) {
     assert.equal((await adapter.listPrepared(a.gidPrefix)).length, 1);

@@ -43,7 +43,7 @@ async function inDoubtSetup() {
     if (bDown) throw new DtxError('DTX_RESOURCE_UNAVAILABLE', 'b is down');
     return commitPrepared(gid);
   };
-  const c = createCoordinator({
+  const c = await createCoordinator({
     log,
     resources: { a, b },
     acknowledge: 'durable',
@@ -57,7 +57,6 @@ async function inDoubtSetup() {
     await a.close();
     await b.close();
   });
-  await c.start();
   const txn = await c.transaction(async (tx) => {
     (await tx.branch<SqliteBranch>('a')).put('x', 1);
     (await tx.branch<SqliteBranch>('b')).put('y', 1);
@@ -104,13 +103,12 @@ test('list and show: an in-doubt transaction, its branches and its records', asy
 test('list: a transaction still doing its work is running', async () => {
   const a = await createSqliteAdapter({ path: join(dir, `run${++n}.sqlite`), create: true });
   const log = await openSqliteLog<TwoPcRecord>(join(dir, `runlog${n}.sqlite`), { create: true });
-  const c: Coordinator = createCoordinator({ log, resources: { a } });
+  const c: Coordinator = await createCoordinator({ log, resources: { a } });
   closers.push(async () => {
     await c.close();
     await log.close();
     await a.close();
   });
-  await c.start();
   let proceed: () => void = () => undefined;
   const gate = new Promise<void>((r) => (proceed = r));
   const pending = c.transaction(async (tx) => {
@@ -201,8 +199,8 @@ test('abandon an in-doubt transaction: retries stop, the prepared branch is list
   // A fresh coordinator on the same log: nothing re-driven, and b's branch
   // (decided COMMIT) is left for the operator, not rolled back.
   const log2 = await openSqliteLog<TwoPcRecord>(logPath, { create: true });
-  const c2 = createCoordinator({ log: log2, resources: { a, b } });
-  const report = await c2.start();
+  const c2 = await createCoordinator({ log: log2, resources: { a, b } });
+  const report = c2.recovery;
   assert.deepEqual(report.recommitted, []);
   assert.deepEqual(report.rolledBack, []);
   assert.equal((await b.listPrepared('dtx_')).length, 1);
@@ -230,14 +228,13 @@ test('resolve aborted: an undecided transaction is aborted now, and its caller g
     };
     return branch;
   };
-  const c = createCoordinator({ log, resources: { a }, timing: { voteTimeoutMs: 60_000 } });
+  const c = await createCoordinator({ log, resources: { a }, timing: { voteTimeoutMs: 60_000 } });
   closers.push(async () => {
     release();
     await c.close();
     await log.close();
     await a.close();
   });
-  await c.start();
   const pending = c.transaction(async (tx) => {
     (await tx.branch<SqliteBranch>('a')).put('k', 1);
   });

@@ -20,8 +20,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 test('the sweep rolls back its own orphans past the grace period, and nothing else', async () => {
   const a = await createSqliteAdapter({ create: true, path: join(dir, 'a.sqlite') });
   const log = await openSqliteLog<TwoPcRecord>(join(dir, 'log.sqlite'), { create: true });
-  const c = createCoordinator({ log, resources: { a }, orphanSweepIntervalMs: 0, orphanGraceMs: 200 });
-  await c.start();
+  const c = await createCoordinator({ log, resources: { a }, orphanSweepIntervalMs: 0, orphanGraceMs: 200 });
   // A zombie of the same id prepared this after the start-up recovery ran; another deployment prepared that.
   const zombie = `${c.gidPrefix}zombie1.1_a`;
   const foreign = 'dtx_someoneelse.x.1_a';

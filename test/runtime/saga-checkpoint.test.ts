@@ -16,7 +16,7 @@ import {
   openSagaLog,
   type SagaDefinition,
 } from '../../src/runtime/saga/orchestrator.ts';
-import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/saga/tcc.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/tcc/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-ckpt-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { SagaRecord } from '../../src/protocol/saga/types.ts';
+import { sagaTxnViews, tccTxnViews } from '../../src/runtime/branch/views.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
   refuse,
   type SagaDefinition,
 } from '../../src/runtime/saga/orchestrator.ts';
-import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/saga/tcc.ts';
-import { sagaTxnViews, tccTxnViews } from '../../src/runtime/saga/views.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/tcc/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-operator-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -19,7 +19,7 @@ import {
   type SagaDefinition,
   type StuckAlert,
 } from '../../src/runtime/saga/orchestrator.ts';
-import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/saga/tcc.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/tcc/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-stuck-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

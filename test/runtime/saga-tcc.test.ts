@@ -16,7 +16,7 @@ import {
   openTccLog,
   type TccContext,
   type TccDefinition,
-} from '../../src/runtime/saga/tcc.ts';
+} from '../../src/runtime/tcc/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-tcc-'));
 const conn = new Database(join(dir, 'bank.sqlite'));

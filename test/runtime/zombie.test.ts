@@ -160,11 +160,10 @@ test('lease lost mid-transaction: the caller gets the retryable DTX_LEADERSHIP_L
   const adapters = await Promise.all(
     dbs.map((url) => createPostgresAdapter({ connection: { connectionString: url } })),
   );
-  const coordinator = createCoordinator({
+  const coordinator = await createCoordinator({
     log: log as never,
     resources: { d1: adapters[0]!, d2: adapters[1]! },
   });
-  await coordinator.start();
   let release: () => void = () => {};
   const gate = new Promise<void>((r) => {
     release = r;

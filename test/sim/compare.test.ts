@@ -1,5 +1,6 @@
-// dtx compare measures what the problem statement's cost-model table claims
-// about the relative ordering of the protocols (docs/compare.md).
+// dtx compare measures what the usual cost model of commit protocols claims
+// about their relative ordering (docs/compare.md, "Against the cost model's
+// claims").
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// The problem statement's reproduction: three nodes whose durable writes fail
+// Naive commit's partial commits, reproduced: three nodes whose durable writes fail
 // at 1%, 1% and 2%. Naive commit commits partially at the rate the arithmetic
 // gives; two-phase commit never does, and aborts instead.
 

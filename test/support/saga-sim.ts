@@ -4,9 +4,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { callsBeforeLogging, silentlyStuck, withoutBarrier } from '../../src/sim/branch/broken.ts';
+import { runSagaSim } from '../../src/sim/branch/run.ts';
 import { runSim } from '../../src/sim/run.ts';
-import { callsBeforeLogging, silentlyStuck, withoutBarrier } from '../../src/sim/saga/broken.ts';
-import { runSagaSim } from '../../src/sim/saga/run.ts';
 import { runSwarm } from '../../src/sim/swarm.ts';
 
 /** How a protocol's test names and messages speak of it. */

@@ -15,12 +15,21 @@
 //
 // May not touch: I/O, clocks, anything outside src/protocol (pure code).
 
+import { DtxError } from './errors.ts';
 import { isValidNodeId, isValidTxnId, limits } from './limits.ts';
 
-/** Malformed input: not JSON, an unknown type, a missing, extra or ill-typed field, a bad id. */
-export class CodecError extends Error {
+/**
+ * Malformed input: not JSON, an unknown type, a missing, extra or ill-typed
+ * field, a bad id. A `DtxError` (DTX_BAD_MESSAGE, not retryable), so a caller
+ * handles it by `code` like every other dtx failure.
+ */
+export class CodecError extends DtxError {
   override name = 'CodecError';
-  readonly code = 'DTX_BAD_MESSAGE' as const;
+  declare readonly code: 'DTX_BAD_MESSAGE';
+
+  constructor(message: string) {
+    super('DTX_BAD_MESSAGE', message);
+  }
 }
 
 /**

@@ -32,8 +32,6 @@
 //
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
-import { assert, unreachable } from '../common/assert.ts';
-import type { NodeId, TxnId } from '../common/types.ts';
 import {
   activeRun,
   alertOnAttempts,
@@ -41,7 +39,6 @@ import {
   armTimeout,
   type BranchAttempts,
   beginRun,
-  type CommonRecord,
   type CoordinatedRun,
   type CoordinatorRole,
   callBranch,
@@ -55,19 +52,24 @@ import {
   raiseAlert,
   retryTimer,
   timeoutTimer,
-} from './coordinator.ts';
+} from '../branch/run.ts';
 import {
   type BranchMsg,
-  checkSagaDefinition,
+  type CommonRecord,
+  type OperatorMsg,
+  RecentIds,
+  type SagaEffect,
+} from '../branch/types.ts';
+import { assert, unreachable } from '../common/assert.ts';
+import type { NodeId, TxnId } from '../common/types.ts';
+import {
+  checkSagaPlan,
   defaultSagaConfig,
   type NormalizedStep,
   normalizeSteps,
-  type OperatorMsg,
-  RecentIds,
   type SagaConfig,
-  type SagaDefinition,
-  type SagaEffect,
   type SagaMsg,
+  type SagaPlan,
   type SagaRecord,
 } from './types.ts';
 
@@ -89,7 +91,7 @@ export interface BranchRun extends BranchAttempts {
 }
 
 /** `status` is `stuck` once a compensation failed past its limit. */
-export interface SagaRun extends CoordinatedRun<SagaDefinition, BranchRun> {
+export interface SagaRun extends CoordinatedRun<SagaPlan, BranchRun> {
   direction: 'forward' | 'backward';
   /** For each branch, the branches that come after it. */
   successors: Map<string, string[]>;
@@ -103,7 +105,7 @@ export interface SagaOrchestratorState {
   finished: RecentIds;
 }
 
-function makeRun(client: NodeId, def: SagaDefinition, entropy: number): SagaRun {
+function makeRun(client: NodeId, def: SagaPlan, entropy: number): SagaRun {
   const steps = normalizeSteps(def);
   const successors = new Map<string, string[]>(steps.map((s) => [s.branch, []]));
   for (const s of steps) for (const a of s.after) successors.get(a)!.push(s.branch);
@@ -147,7 +149,7 @@ function start(
   op: 'action' | 'compensate',
   fx: Fx[],
 ): void {
-  // checkSagaDefinition orders every compensable step before any step without
+  // checkSagaPlan orders every compensable step before any step without
   // a compensation, and rollback() refuses to turn back past one.
   assert(op === 'action' || b.step.compensation !== null, `${b.step.branch} has no compensation`);
   b.phase = op === 'action' ? 'running' : 'compensating';
@@ -208,7 +210,7 @@ function rollback(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, reason
   const noReturn = pastNoReturn(run);
   if (noReturn !== undefined) {
     // Only a step without compensation can fail past the point of no return
-    // (checkSagaDefinition orders every other before it), and then only while
+    // (checkSagaPlan orders every other before it), and then only while
     // another such step has started: nothing correct is left to do alone.
     return markStuck(
       txn,
@@ -239,7 +241,7 @@ function onBegin(
   msg: Extract<SagaMsg, { type: 'BEGIN' }>,
   fx: Fx[],
 ): void {
-  const run = beginRun(state.sagas, state.finished, from, msg, checkSagaDefinition, makeRun, words, fx);
+  const run = beginRun(state.sagas, state.finished, from, msg, checkSagaPlan, makeRun, words, fx);
   if (run === undefined) return;
   if (!forwardRecovery(run)) armTimeout(msg.txn, run.def.timeoutMs ?? state.config.sagaTimeoutMs, fx);
   advance(state, msg.txn, run, fx);
@@ -396,7 +398,7 @@ function isOut(run: SagaRun, b: BranchRun): boolean {
 }
 
 /** Replay one of this core's own records (the shared ones are `replayLog`'s). */
-function replayRecord(r: Exclude<SagaRecord, CommonRecord<SagaDefinition>>, run: SagaRun | undefined): void {
+function replayRecord(r: Exclude<SagaRecord, CommonRecord<SagaPlan>>, run: SagaRun | undefined): void {
   switch (r.type) {
     case 'start': {
       const b = run?.branches.get(r.branch);
@@ -450,7 +452,7 @@ function resume(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, effects:
 
 export const sagaOrchestrator: CoordinatorRole<
   SagaOrchestratorState,
-  SagaDefinition,
+  SagaPlan,
   SagaRecord,
   Partial<SagaConfig>
 > = coordinatorRole({

@@ -6,7 +6,7 @@
 // try refused (a business `failure`, final, never retried), unanswered past
 // `tryAttemptsMax` attempts, or the transaction past its timeout: cancel all
 // — every branch whose try was not refused, the unanswered ones included,
-// because their try may have run; the barrier (../saga/service.ts) makes a
+// because their try may have run; the barrier (../branch/service.ts) makes a
 // cancel without try a recorded no-op and refuses a try that arrives after
 // its cancel. The decision is forced before any confirm or cancel leaves, so a
 // restarted coordinator never decides the other way. Confirms and cancels are
@@ -24,8 +24,6 @@
 //
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
-import { unreachable } from '../common/assert.ts';
-import type { NodeId, TxnId } from '../common/types.ts';
 import {
   activeRun,
   alertOnAttempts,
@@ -33,7 +31,6 @@ import {
   armTimeout,
   type BranchAttempts,
   beginRun,
-  type CommonRecord,
   type CoordinatedRun,
   type CoordinatorRole,
   callBranch,
@@ -47,22 +44,30 @@ import {
   raiseAlert,
   retryTimer,
   timeoutTimer,
-} from '../saga/coordinator.ts';
-import { type BranchMsg, type OperatorMsg, RecentIds, type SagaEffect } from '../saga/types.ts';
+} from '../branch/run.ts';
 import {
-  checkTccDefinition,
+  type BranchMsg,
+  type CommonRecord,
+  type OperatorMsg,
+  RecentIds,
+  type SagaEffect,
+} from '../branch/types.ts';
+import { unreachable } from '../common/assert.ts';
+import type { NodeId, TxnId } from '../common/types.ts';
+import {
+  checkTccPlan,
   defaultTccConfig,
-  type TccBranchDef,
   type TccConfig,
-  type TccDefinition,
   type TccMsg,
+  type TccPlan,
+  type TccPlanBranch,
   type TccRecord,
 } from './types.ts';
 
 type Fx = SagaEffect<TccMsg, TccRecord>;
 
 export interface TccBranch extends BranchAttempts {
-  def: TccBranchDef;
+  def: TccPlanBranch;
   /** Phase one: the try's answer so far. */
   tried: 'pending' | 'success' | 'refused';
   /** Phase two: `none` before the decision (or for a refused try under cancel). */
@@ -70,7 +75,7 @@ export interface TccBranch extends BranchAttempts {
 }
 
 /** `status` is `stuck` once a confirm or cancel failed past its limit. */
-export interface TccRun extends CoordinatedRun<TccDefinition, TccBranch> {
+export interface TccRun extends CoordinatedRun<TccPlan, TccBranch> {
   phase: 'trying' | 'confirming' | 'cancelling';
 }
 
@@ -82,7 +87,7 @@ export interface TccCoordinatorState {
   finished: RecentIds;
 }
 
-function makeRun(client: NodeId, def: TccDefinition, entropy: number): TccRun {
+function makeRun(client: NodeId, def: TccPlan, entropy: number): TccRun {
   return {
     client,
     def,
@@ -164,7 +169,7 @@ function onBegin(
   msg: Extract<TccMsg, { type: 'BEGIN' }>,
   fx: Fx[],
 ): void {
-  const run = beginRun(state.txns, state.finished, from, msg, checkTccDefinition, makeRun, words, fx);
+  const run = beginRun(state.txns, state.finished, from, msg, checkTccPlan, makeRun, words, fx);
   if (run === undefined) return;
   armTimeout(msg.txn, run.def.timeoutMs ?? state.config.tryTimeoutMs, fx);
   for (const b of run.branches.values()) call(state, msg.txn, run, b, fx);
@@ -310,7 +315,7 @@ function onPersistFailed(state: TccCoordinatorState, record: TccRecord, fx: Fx[]
 }
 
 /** Replay one of this core's own records (the shared ones are `replayLog`'s). */
-function replayRecord(r: Exclude<TccRecord, CommonRecord<TccDefinition>>, run: TccRun | undefined): void {
+function replayRecord(r: Exclude<TccRecord, CommonRecord<TccPlan>>, run: TccRun | undefined): void {
   switch (r.type) {
     case 'tried': {
       const b = run?.branches.get(r.branch);
@@ -362,7 +367,7 @@ function resume(state: TccCoordinatorState, txn: TxnId, run: TccRun, effects: Fx
 
 export const tccCoordinator: CoordinatorRole<
   TccCoordinatorState,
-  TccDefinition,
+  TccPlan,
   TccRecord,
   Partial<TccConfig>
 > = coordinatorRole({

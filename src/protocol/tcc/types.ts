@@ -2,27 +2,14 @@
 // reservation protocol of production transaction managers (introduced by
 // Atomikos; implemented by dtm-labs/dtm, whose semantics these follow).
 // See ../../../docs/protocols/tcc.md. Branch calls, results and the barrier
-// are the saga's (../saga/types.ts, ../saga/service.ts).
+// are shared with the saga (../branch/types.ts, ../branch/service.ts).
 
+import type { BranchConfig, CommonRecord, RunMsg } from '../branch/types.ts';
+import { checkBranchNames, defaultBranchConfig } from '../branch/types.ts';
 import { limits } from '../common/limits.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
-import {
-  type AlertConfig,
-  type BeginMsg,
-  type BeginRecord,
-  type BranchMsg,
-  checkBranchNames,
-  defaultAlertConfig,
-  defaultRetainFinished,
-  defaultRetryConfig,
-  type EndRecord,
-  type OperatorMsg,
-  type RetentionConfig,
-  type RetryConfig,
-  type StuckRecord,
-} from '../saga/types.ts';
 
-export interface TccBranchDef {
+export interface TccPlanBranch {
   branch: string;
   service: NodeId;
   /** Handler names on the service: reserve, make final, release. */
@@ -32,13 +19,13 @@ export interface TccBranchDef {
   payload: string;
 }
 
-export interface TccDefinition {
-  branches: readonly TccBranchDef[];
+export interface TccPlan {
+  branches: readonly TccPlanBranch[];
   /** Per-transaction timeout overriding `TccConfig.tryTimeoutMs`. */
   timeoutMs?: number;
 }
 
-export type TccMsg = BeginMsg<TccDefinition> | BranchMsg | OperatorMsg;
+export type TccMsg = RunMsg<TccPlan>;
 
 /**
  * The coordinator's log.
@@ -52,15 +39,12 @@ export type TccMsg = BeginMsg<TccDefinition> | BranchMsg | OperatorMsg;
  * - `end` (forced) before it is reported finished.
  */
 export type TccRecord =
-  | BeginRecord<TccDefinition>
+  | CommonRecord<TccPlan>
   | { type: 'tried'; txn: TxnId; branch: string; result: 'success' | 'failure'; reason: string }
   | { type: 'decision'; txn: TxnId; decision: 'confirm' | 'cancel'; reason: string }
-  | { type: 'settled'; txn: TxnId; branch: string }
-  | StuckRecord
-  | EndRecord;
+  | { type: 'settled'; txn: TxnId; branch: string };
 
-export interface TccConfig extends RetryConfig, RetentionConfig, AlertConfig {
-  incarnation: string;
+export interface TccConfig extends BranchConfig {
   /** Attempts of a try without a definitive answer before the transaction cancels. */
   tryAttemptsMax: number;
   /**
@@ -73,17 +57,14 @@ export interface TccConfig extends RetryConfig, RetentionConfig, AlertConfig {
 }
 
 export const defaultTccConfig: TccConfig = {
-  ...defaultRetryConfig,
-  ...defaultAlertConfig,
-  incarnation: '0',
-  retainFinished: defaultRetainFinished,
+  ...defaultBranchConfig,
   tryAttemptsMax: 8,
   phaseTwoAttemptsMax: 16,
   tryTimeoutMs: 30_000,
 };
 
 /** Why `def` cannot run, or null when it can. */
-export function checkTccDefinition(def: TccDefinition): string | null {
+export function checkTccPlan(def: TccPlan): string | null {
   if (!Array.isArray(def.branches) || def.branches.length === 0) return 'a TCC transaction needs a branch';
   if (def.branches.length > limits.participantsPerTxnMax)
     return `${def.branches.length} branches, more than ${limits.participantsPerTxnMax}`;

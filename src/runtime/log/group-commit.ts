@@ -20,6 +20,8 @@
 // for `lazyFlushDelayMs` if none comes. Every write is durable, so there is no
 // separate "sync" step to order.
 
+import '../../dispose.ts';
+import { lazyFlushDelayMsDefault } from '../limits.ts';
 import { LogError } from './errors.ts';
 import type { DurableLog, LogIdentity, LogOptions, LogStats } from './types.ts';
 
@@ -72,8 +74,6 @@ type Op<R> =
   | { kind: 'checkpoint'; texts: string[]; waiter: Waiter<void> }
   | { kind: 'load'; waiter: Waiter<R[]>; timed?: Waiter<{ at: Date; record: R }[]> };
 
-export const lazyFlushDelayMsDefault = 10;
-
 /** Characters PostgreSQL's jsonb refuses, checked for every store so that records are portable. */
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
@@ -122,7 +122,7 @@ function checkDelay(value: number): number {
   return value;
 }
 
-export class GroupCommitLog<R> implements DurableLog<R> {
+export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
   readonly stats: LogStats = { flushes: 0, records: 0 };
   readonly #backend: LogBackend;
   readonly #decode: (value: unknown) => R;
@@ -199,6 +199,11 @@ export class GroupCommitLog<R> implements DurableLog<R> {
       this.#queue.push({ kind: 'checkpoint', texts, waiter: { resolve, reject } });
       this.#kick();
     });
+  }
+
+  /** `await using log = await openSqliteLog(...)` closes it on leaving the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   close(): Promise<void> {

@@ -5,11 +5,11 @@
 // adopt one, or refuse the log.
 
 import { randomBytes } from 'node:crypto';
+import { coordinatorIdGeneratedChars, coordinatorIdPattern } from '../limits.ts';
 import { LogError } from './errors.ts';
-import { coordinatorIdPattern, type LogIdentity, type LogOptions, logProtocols } from './types.ts';
+import { type LogIdentity, type LogOptions, logProtocols } from './types.ts';
 
 const idChars = 'abcdefghijklmnopqrstuvwxyz0123456789';
-const generatedIdChars = 10;
 
 /**
  * A fresh coordinator id: 10 random characters of `[a-z0-9]` (about 51 bits),
@@ -17,7 +17,7 @@ const generatedIdChars = 10;
  * gids within MariaDB's 64-byte gtrid.
  */
 export function generateCoordinatorId(): string {
-  const bytes = randomBytes(generatedIdChars);
+  const bytes = randomBytes(coordinatorIdGeneratedChars);
   let id = '';
   for (const b of bytes) id += idChars[b % idChars.length];
   return id;

@@ -37,6 +37,13 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Client, Pool, PoolClient } from 'pg';
+import {
+  identifierPattern,
+  leaseFieldCharsMax,
+  ownerLeaseTtlMsDefault,
+  schemaNameCharsMax,
+  tableNameCharsMax,
+} from '../limits.ts';
 import { LogError } from './errors.ts';
 import {
   GroupCommitLog,
@@ -47,9 +54,6 @@ import {
 } from './group-commit.ts';
 import { checkIdentity, checkIdentityOptions, newIdentity, noIdentity, parseIdentity } from './identity.ts';
 import type { DurableLog, LogIdentity, LogOptions } from './types.ts';
-
-/** How long an owner lease lasts without renewal, unless the opener says otherwise. */
-export const ownerLeaseTtlMsDefault = 10_000;
 
 /**
  * A lease holder id unique to one open: host and pid for the operator, plus
@@ -88,7 +92,7 @@ export interface PostgresLogOptions<R> extends LogOptions<R> {
   };
 }
 
-export interface PostgresLog<R> extends DurableLog<R> {
+export interface PostgresLog<R> extends DurableLog<R>, AsyncDisposable {
   /** The owner lease this instance holds (its name and its unique holder id). */
   readonly ownerLease: { name: string; holder: string; ttlMs: number };
   /**
@@ -106,14 +110,6 @@ export interface PostgresLog<R> extends DurableLog<R> {
   /** Gives the lease up. False when `holder` did not hold it. */
   releaseLease(name: string, holder: string): Promise<boolean>;
 }
-
-/** One identifier part: lowercase, so quoting never changes its meaning. */
-const identifierPattern = /^[a-z_][a-z0-9_]*$/;
-/** Leaves room for the `_owner_seq` index suffix within PostgreSQL's 63-byte identifiers. */
-export const tableNameCharsMax = 52;
-const schemaNameCharsMax = 63;
-/** Owners, lease names and holders. */
-export const leaseFieldCharsMax = 200;
 
 interface TableNames {
   /** For messages: `schema.name` or `name`. */

@@ -127,7 +127,7 @@ function openError(description: string, error: unknown, path?: string): LogError
 export async function openSqliteLog<R>(
   path: string,
   options: SqliteLogOptions<R> = {},
-): Promise<DurableLog<R>> {
+): Promise<DurableLog<R> & AsyncDisposable> {
   const memory = isMemoryPath(path);
   const description = memory ? 'SQLite log :memory:' : `SQLite log ${resolve(path)}`;
   if (memory && options.unsafeMemory !== true) {

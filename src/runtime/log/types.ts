@@ -85,12 +85,6 @@ export interface LogIdentity {
   createdAt: string;
 }
 
-/**
- * Coordinator ids: they appear in gids (`dtx_<id>.`), transaction ids and
- * MariaDB xids, so only characters every resource accepts unquoted, and short.
- */
-export const coordinatorIdPattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,15}$/;
-
 export interface LogStats {
   /** Write transactions committed to stable storage: one fsync (SQLite) or one synchronous COMMIT (PostgreSQL). */
   flushes: number;

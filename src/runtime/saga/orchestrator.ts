@@ -18,40 +18,41 @@
 import { DtxError } from '../../errors.ts';
 import { isValidNodeId } from '../../protocol/common/limits.ts';
 import { type SagaOrchestratorState, sagaOrchestrator } from '../../protocol/saga/orchestrator.ts';
-import type { SagaDefinition as CoreDefinition, SagaConfig, SagaRecord } from '../../protocol/saga/types.ts';
-import type { DurableLog } from '../log/types.ts';
-import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
+import type { SagaConfig, SagaPlan, SagaRecord } from '../../protocol/saga/types.ts';
 import {
   type BranchHeaders,
   BranchOrchestrator,
   type BranchOrchestratorOptions,
+  type BranchRunResult,
   checkVersion,
   derivedId,
   type HttpBranchRef,
   handlerName as handlerNameOf,
   httpService,
   isHttpBranch,
-  type LogLocation,
   localService,
   type OrchestratorKind,
-  openLog,
   recordDecoder,
-  type SagaResult,
   type SagaState,
   type SagaStatus,
   type StuckAlert,
-} from './branch-orchestrator.ts';
-import { sagaTxnViews, type TimedRecord } from './views.ts';
+} from '../branch/orchestrator.ts';
+import { sagaTxnViews } from '../branch/views.ts';
+import { type LogLocation, openLog } from '../log/open.ts';
+import type { DurableLog } from '../log/types.ts';
+import type { OperatorActionOptions } from '../operator.ts';
 
 export {
   type BranchHeaders,
   type HttpBranchRef,
   isHttpBranch,
-  type SagaResult,
   type SagaState,
   type SagaStatus,
   type StuckAlert,
 };
+
+/** How a saga ended: the result every branch run has (../branch/orchestrator.ts), under the saga's name. */
+export type SagaResult = BranchRunResult;
 
 /** What a local branch function gets. */
 export interface BranchContext {
@@ -114,7 +115,7 @@ export const decodeSagaRecord = recordDecoder<SagaRecord>(
 );
 
 /** Opens a saga log: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table (`{ postgres, owner }`). */
-export async function openSagaLog(where: LogLocation): Promise<DurableLog<SagaRecord>> {
+export async function openSagaLog(where: LogLocation): Promise<DurableLog<SagaRecord> & AsyncDisposable> {
   return openLog(where, decodeSagaRecord, 'saga');
 }
 
@@ -150,8 +151,10 @@ function checkDefinition(def: SagaDefinition): void {
   }
 }
 
-const sagaKind: OrchestratorKind<'action' | 'compensation'> = {
+const sagaKind: OrchestratorKind<'action' | 'compensation', SagaRecord> = {
   self: 'orchestrator',
+  idFor: sagaIdFor,
+  views: sagaTxnViews,
   op: (op) => (op === 'compensate' ? 'compensation' : op) as 'action' | 'compensation',
   logFailed: 'the saga log failed; restart the orchestrator',
   haltedWaiters: 'the saga log failed; a restart resumes the saga',
@@ -164,7 +167,7 @@ const sagaKind: OrchestratorKind<'action' | 'compensation'> = {
 export class SagaOrchestrator extends BranchOrchestrator<
   SagaDefinition,
   SagaOrchestratorState,
-  CoreDefinition,
+  SagaPlan,
   SagaRecord,
   SagaConfig,
   'action' | 'compensation'
@@ -205,19 +208,7 @@ export class SagaOrchestrator extends BranchOrchestrator<
     await this.resolveAs(id, opts.outcome, opts);
   }
 
-  protected endedInCore(id: string, state: SagaOrchestratorState): boolean {
-    return state.finished.has(id);
-  }
-
-  protected views(records: readonly TimedRecord<SagaRecord>[]): TxnDetail[] {
-    return sagaTxnViews(records);
-  }
-
-  protected idFor(def: SagaDefinition, idempotencyKey: string): string {
-    return sagaIdFor(def.name, idempotencyKey);
-  }
-
-  protected toCore(def: SagaDefinition, input: unknown): CoreDefinition {
+  protected toPlan(def: SagaDefinition, input: unknown): SagaPlan {
     const payload = JSON.stringify(input ?? null);
     return {
       steps: def.steps.map((s) => ({

@@ -5,9 +5,9 @@
 // test can check the ordering rule itself (a call leaves in the step that
 // logged its start, and only after it).
 
+import type { ReportSaga } from '../../protocol/branch/types.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
-import type { ReportSaga } from '../../protocol/saga/types.ts';
-import type { AnySagaRole, AnyServiceRole } from './protocols.ts';
+import type { AnySagaRole, AnyServiceRole } from '../branch/protocols.ts';
 
 type AnyEffect = Effect<unknown, unknown> | ReportSaga;
 

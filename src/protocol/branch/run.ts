@@ -1,5 +1,5 @@
-// What the saga orchestrator (./orchestrator.ts) and the TCC coordinator
-// (../tcc/coordinator.ts) share. Both drive named branches on services with
+// The run bookkeeping the saga orchestrator (../saga/orchestrator.ts) and the
+// TCC coordinator (../tcc/coordinator.ts) share. Both drive named branches on services with
 // CALLs retried under backoff, force a `begin` before any call leaves, raise
 // a stuck alert (logged, reported, still retrying) when a call that must
 // succeed keeps failing, hard-stop a run (logged, reported, kept) rather than
@@ -20,6 +20,7 @@ import {
   type BranchMsg,
   type BranchOp,
   backoffMs,
+  type CommonRecord,
   type EndRecord,
   isValidSagaId,
   type OperatorMsg,
@@ -371,9 +372,6 @@ function endReason(r: EndRecord | StuckRecord): string | null {
 function isEnding(r: { type: string }): r is EndRecord | StuckRecord {
   return r.type === 'end' || r.type === 'stuck';
 }
-
-/** The records both logs have. */
-export type CommonRecord<D> = BeginRecord<D> | StuckRecord | EndRecord;
 
 /**
  * Rebuild the runs from `log`: the records both logs have here (a `begin`

@@ -5,13 +5,13 @@
 import { performance } from 'node:perf_hooks';
 import type { SagaConfig } from '../../protocol/saga/types.ts';
 import type { TccConfig } from '../../protocol/tcc/types.ts';
-import { type FaultSettings, networkAndFaults } from '../kernel.ts';
+import { type FaultSettings, networkAndFaults, worldDefaults } from '../kernel.ts';
 import { isSagaProtocolName, type SagaProtocolName } from '../protocols.ts';
 import { round3, type Summary, summarize } from '../stats.ts';
 import { type BookingOptions, bookingWorkload } from './booking.ts';
-import type { SagaChecker, SagaViolation } from './checkers.ts';
+import type { SagaChecker, SagaClassification, SagaViolation } from './checkers.ts';
 import { isSagaProtocol, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
-import { SagaWorld, type SagaWorldOptions } from './world.ts';
+import { BranchWorld, type BranchWorldOptions } from './world.ts';
 
 export interface SagaSimRequest extends FaultSettings {
   protocol: SagaProtocolName | SagaProtocol;
@@ -32,20 +32,12 @@ export interface SagaSimRequest extends FaultSettings {
   scenario?: { kind: 'coordinator-crash'; downtimeMs: number } | null;
 }
 
-export interface SagaReport {
+/** The run's counts (begun, completed, ... unfinished: see `SagaClassification`), and what was measured. */
+export interface SagaReport extends Omit<SagaClassification, 'unfinishedTxns'> {
   protocol: string;
   workload: 'booking';
   seed: number;
   txns: number;
-  /** Sagas whose `begin` record became durable (a BEGIN lost on the way never began). */
-  begun: number;
-  completed: number;
-  compensated: number;
-  /** Visibly stuck: a compensation (or confirm/cancel) failed past its limit. */
-  stuck: number;
-  rejected: number;
-  /** Begun, and neither finished nor visibly stuck after the faults healed (a liveness violation). */
-  unfinished: number;
   violations: SagaViolation[];
   violationCount: number;
   /** Every violation counted by checker (`violations` keeps the first 50). */
@@ -70,20 +62,13 @@ export interface SagaReport {
 }
 
 export const sagaSimDefaults = {
-  rttMs: 1,
-  jitterMs: 0.1,
-  fsyncMs: 1,
-  lazyFlushMs: 5,
-  downtimeMeanMs: 200,
-  partitionEveryMs: 300,
-  partitionMeanMs: 150,
-  livenessBoundMs: 60_000,
+  ...worldDefaults,
   clientOutcomeTimeoutMs: 2_000,
 } as const;
 
 export interface SagaSimRun {
   report: SagaReport;
-  world: SagaWorld;
+  world: BranchWorld;
 }
 
 /** A request for the saga world: the booking workload, or a saga-world protocol. */
@@ -95,7 +80,7 @@ export function isSagaRequest(req: { workload: string; protocol: unknown }): boo
   );
 }
 
-export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
+export function buildBranchWorld(req: SagaSimRequest): BranchWorld {
   if (req.workload !== 'booking')
     throw new RangeError(`sagas run the booking workload, not ${String(req.workload)}`);
   const protocol =
@@ -113,7 +98,7 @@ export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
           orchestratorConfig: { ...(protocol.orchestratorConfig as object), ...req.orchestratorConfig },
         };
   const { network, faults } = networkAndFaults(req, sagaSimDefaults);
-  const options: SagaWorldOptions = {
+  const options: BranchWorldOptions = {
     protocol: withConfig,
     workload: bookingWorkload({
       ...req.booking,
@@ -130,12 +115,12 @@ export function buildSagaWorld(req: SagaSimRequest): SagaWorld {
     clientOutcomeTimeoutMs: sagaSimDefaults.clientOutcomeTimeoutMs,
     clientThinkMs: req.thinkMs ?? 0,
   };
-  return new SagaWorld(options);
+  return new BranchWorld(options);
 }
 
 export function runSagaSim(req: SagaSimRequest): SagaSimRun {
   const started = performance.now();
-  const world = buildSagaWorld(req);
+  const world = buildBranchWorld(req);
   const initialTotal = world.total();
   world.run();
   const classes = world.judge(initialTotal);

@@ -23,8 +23,8 @@
 // A visibly stuck booking is exempt from the data checks (an operator owns it
 // now) but not from conservation, idempotency or hanging.
 
-import type { ServiceRecord } from '../../protocol/saga/service.ts';
-import { originOf, type SagaOutcome } from '../../protocol/saga/types.ts';
+import type { ServiceRecord } from '../../protocol/branch/service.ts';
+import { originOf, type SagaOutcome } from '../../protocol/branch/types.ts';
 import type { Booking, BookingService } from './booking.ts';
 
 export type SagaChecker =
@@ -48,12 +48,14 @@ export interface SagaViolation {
 const violationsKeptMax = 50;
 
 export interface SagaClassification {
+  /** Sagas whose `begin` record became durable (a BEGIN lost on the way never began). */
   begun: number;
   completed: number;
   compensated: number;
+  /** Visibly stuck: a compensation (or confirm/cancel) failed past its limit. */
   stuck: number;
   rejected: number;
-  /** Begun, and neither finished nor visibly stuck after the faults healed. */
+  /** Begun, and neither finished nor visibly stuck after the faults healed (a liveness violation). */
   unfinished: number;
   unfinishedTxns: string[];
 }

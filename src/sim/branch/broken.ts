@@ -1,8 +1,8 @@
 // Deliberately broken saga and TCC variants. The swarm must catch each of
 // them: a checker that cannot fail proves nothing.
 
+import type { ReportSaga } from '../../protocol/branch/types.ts';
 import type { Effect } from '../../protocol/common/types.ts';
-import type { ReportSaga } from '../../protocol/saga/types.ts';
 import type { SagaProtocolName } from '../protocols.ts';
 import { type AnySagaRole, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
 

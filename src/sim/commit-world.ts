@@ -34,7 +34,7 @@ export interface Scenario {
   downtimeMs: number;
 }
 
-export interface WorldOptions {
+export interface CommitWorldOptions {
   protocol: SimProtocol;
   workload: Workload;
   seed: number;
@@ -78,7 +78,7 @@ interface PendingWrite {
   force: boolean;
 }
 
-interface Barrier {
+interface AfterPersistBatch {
   /** Every write up to this one must be durable before the effects run. */
   uptoSeq: number;
   /**
@@ -108,7 +108,7 @@ interface SimNode {
   flushing: PendingWrite[] | null;
   issuedSeq: number;
   doneSeq: number;
-  barriers: Barrier[];
+  pendingAfterPersist: AfterPersistBatch[];
   failRate: number;
   resource: ResourceModel | null;
   /** A restart is already scheduled (by the scenario or a random crash). */
@@ -143,7 +143,7 @@ const evClientOutcomeTimeout = firstOwnEventKind + 3;
 /** Records a log holds before the first checkpoint; later ones come when it doubles. */
 const logCompactionMin = 4096;
 
-export interface WorldMetrics {
+export interface CommitWorldMetrics {
   commitLatencyMs: number[];
   lockHeldMs: number[];
   inDoubtMs: number[];
@@ -156,16 +156,16 @@ export interface WorldMetrics {
   events: number;
 }
 
-export class World extends SimKernel<SimNode> {
+export class CommitWorld extends SimKernel<SimNode> {
   readonly checkers: Checkers;
-  readonly metrics: WorldMetrics;
+  readonly metrics: CommitWorldMetrics;
   readonly coordinator: NodeId;
   private readonly clientTxns = new Map<string, ClientTxn>();
   private txnsStarted = 0;
   private scenarioFired = false;
-  readonly opts: WorldOptions;
+  readonly opts: CommitWorldOptions;
 
-  constructor(opts: WorldOptions) {
+  constructor(opts: CommitWorldOptions) {
     const extra = opts.protocol.nodes(opts.workload.participants);
     assert(extra.length > 0, 'a protocol needs at least one node that takes client requests');
     // A protocol may run its coordinator on a participant's node (Paxos
@@ -181,7 +181,7 @@ export class World extends SimKernel<SimNode> {
         }),
       ),
     ];
-    const metrics: WorldMetrics = {
+    const metrics: CommitWorldMetrics = {
       commitLatencyMs: [],
       lockHeldMs: [],
       inDoubtMs: [],
@@ -219,7 +219,7 @@ export class World extends SimKernel<SimNode> {
         flushing: null,
         issuedSeq: 0,
         doneSeq: 0,
-        barriers: [],
+        pendingAfterPersist: [],
         failRate: opts.failRates.get(spec.id) ?? 0,
         resource: null,
         restartAt: -1,
@@ -344,7 +344,12 @@ export class World extends SimKernel<SimNode> {
       for (const e of later) this.apply(node, e);
     } else {
       const guardFromSeq = node.issuedSeq > issuedBefore ? issuedBefore + 1 : node.doneSeq + 1;
-      node.barriers.push({ uptoSeq: node.issuedSeq, guardFromSeq, effects: later, poisoned: false });
+      node.pendingAfterPersist.push({
+        uptoSeq: node.issuedSeq,
+        guardFromSeq,
+        effects: later,
+        poisoned: false,
+      });
     }
   }
 
@@ -448,7 +453,8 @@ export class World extends SimKernel<SimNode> {
       }
       if (!ok) {
         failed.push(w);
-        for (const b of node.barriers) if (b.guardFromSeq <= w.seq && w.seq <= b.uptoSeq) b.poisoned = true;
+        for (const b of node.pendingAfterPersist)
+          if (b.guardFromSeq <= w.seq && w.seq <= b.uptoSeq) b.poisoned = true;
         continue;
       }
       node.durable.push(w.record);
@@ -471,11 +477,15 @@ export class World extends SimKernel<SimNode> {
     const epoch = node.epoch;
     // Barriers are kept in issue order, so the ready ones are a prefix.
     // Applying effects never steps a core synchronously (messages, timers
-    // and granted work are all scheduled), so no barrier joins meanwhile.
+    // and granted work are all scheduled), so nothing joins the after-persist queue meanwhile.
     let ready = 0;
-    while (ready < node.barriers.length && node.barriers[ready]!.uptoSeq <= node.doneSeq) ready++;
+    while (
+      ready < node.pendingAfterPersist.length &&
+      node.pendingAfterPersist[ready]!.uptoSeq <= node.doneSeq
+    )
+      ready++;
     for (let k = 0; k < ready && node.epoch === epoch; k++) {
-      const b = node.barriers.shift()!;
+      const b = node.pendingAfterPersist.shift()!;
       if (b.poisoned) continue;
       for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
     }
@@ -498,7 +508,7 @@ export class World extends SimKernel<SimNode> {
     node.queued = [];
     node.flushing = null;
     node.lazyFlushArmed = false;
-    node.barriers = [];
+    node.pendingAfterPersist = [];
     node.doneSeq = node.issuedSeq;
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'crash', node: node.spec.id });
     if (node.resource !== null) {

@@ -1,5 +1,5 @@
 // What a saga or TCC coordinator's log must keep. Recovery (coordinatorRole's
-// replay, ./coordinator.ts) rebuilds a run from every record of a
+// replay, ./run.ts) rebuilds a run from every record of a
 // transaction that has not ended (its `begin`, the core's own progress
 // records, a `stuck`), and needs of an ended one only its `end`: that keeps
 // the id refused to a repeated BEGIN and the outcome answerable. So a
@@ -10,7 +10,7 @@
 // retention), a BEGIN with it starts a new run. Only an id's last run counts:
 // it starts at the id's last `begin`, and it has ended if an `end` follows.
 //
-// Shared by the runtime (src/runtime/saga/branch-orchestrator.ts takes it
+// Shared by the runtime (src/runtime/branch/orchestrator.ts takes it
 // every so many appends) and the tests, which check that recovering from the
 // compacted log gives what recovering from the whole log gives.
 

@@ -11,26 +11,33 @@
 import { DtxError } from '../../errors.ts';
 import { isValidNodeId } from '../../protocol/common/limits.ts';
 import { type TccCoordinatorState, tccCoordinator } from '../../protocol/tcc/coordinator.ts';
-import type { TccDefinition as CoreDefinition, TccConfig, TccRecord } from '../../protocol/tcc/types.ts';
-import type { DurableLog } from '../log/types.ts';
-import type { OperatorActionOptions, TxnDetail } from '../operator.ts';
+import type { TccConfig, TccPlan, TccRecord } from '../../protocol/tcc/types.ts';
 import {
   BranchOrchestrator,
   type BranchOrchestratorOptions,
+  type BranchRunResult,
   checkVersion,
   derivedId,
   type HttpBranchRef,
   handlerName as handlerNameOf,
   httpService,
   isHttpBranch,
-  type LogLocation,
   localService,
   type OrchestratorKind,
-  openLog,
   recordDecoder,
   type SagaStatus,
-} from './branch-orchestrator.ts';
-import { type TimedRecord, tccTxnViews } from './views.ts';
+} from '../branch/orchestrator.ts';
+import { tccTxnViews } from '../branch/views.ts';
+import { type LogLocation, openLog } from '../log/open.ts';
+import type { DurableLog } from '../log/types.ts';
+import type { OperatorActionOptions } from '../operator.ts';
+
+/**
+ * How a TCC transaction ended. The same shape as a saga's result, because the
+ * shared base (../branch/orchestrator.ts) produces both; its own name so a TCC
+ * caller does not read "saga" (`sagaId` is the transaction's id).
+ */
+export type TccResult = BranchRunResult;
 
 export interface TccContext {
   sagaId: string;
@@ -72,7 +79,7 @@ export const decodeTccRecord = recordDecoder<TccRecord>(
   'TCC',
 );
 
-export async function openTccLog(where: LogLocation): Promise<DurableLog<TccRecord>> {
+export async function openTccLog(where: LogLocation): Promise<DurableLog<TccRecord> & AsyncDisposable> {
   return openLog(where, decodeTccRecord, 'tcc');
 }
 
@@ -100,8 +107,10 @@ function checkDefinition(def: TccDefinition): void {
   }
 }
 
-const tccKind: OrchestratorKind<TccContext['op']> = {
+const tccKind: OrchestratorKind<TccContext['op'], TccRecord> = {
   self: 'tcc',
+  idFor: tccIdFor,
+  views: tccTxnViews,
   op: (op) => op as TccContext['op'],
   logFailed: 'the TCC log failed; restart the orchestrator',
   haltedWaiters: 'the TCC log failed',
@@ -114,7 +123,7 @@ const tccKind: OrchestratorKind<TccContext['op']> = {
 export class TccOrchestrator extends BranchOrchestrator<
   TccDefinition,
   TccCoordinatorState,
-  CoreDefinition,
+  TccPlan,
   TccRecord,
   TccConfig,
   TccContext['op']
@@ -149,19 +158,7 @@ export class TccOrchestrator extends BranchOrchestrator<
     await this.resolveAs(id, opts.outcome === 'confirmed' ? 'completed' : 'compensated', opts);
   }
 
-  protected endedInCore(id: string, state: TccCoordinatorState): boolean {
-    return state.finished.has(id);
-  }
-
-  protected views(records: readonly TimedRecord<TccRecord>[]): TxnDetail[] {
-    return tccTxnViews(records);
-  }
-
-  protected idFor(def: TccDefinition, idempotencyKey: string): string {
-    return tccIdFor(def.name, idempotencyKey);
-  }
-
-  protected toCore(def: TccDefinition, input: unknown): CoreDefinition {
+  protected toPlan(def: TccDefinition, input: unknown): TccPlan {
     const payload = JSON.stringify(input ?? null);
     return {
       branches: def.branches.map((b) => ({

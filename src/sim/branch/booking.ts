@@ -18,9 +18,9 @@
 // looks like without the barrier, and why the barrier exists; the broken
 // variant (./broken.ts) runs them unguarded and the checkers catch it.
 
-import type { Handler, ServiceConfig, Write } from '../../protocol/saga/service.ts';
-import type { SagaDefinition } from '../../protocol/saga/types.ts';
-import type { TccDefinition } from '../../protocol/tcc/types.ts';
+import type { Handler, ServiceConfig, Write } from '../../protocol/branch/service.ts';
+import type { SagaPlan } from '../../protocol/saga/types.ts';
+import type { TccPlan } from '../../protocol/tcc/types.ts';
 import type { Prng } from '../prng.ts';
 
 export const bookingServices = ['seats', 'payments', 'tickets', 'notify'] as const;
@@ -72,8 +72,8 @@ export interface BookingWorkload {
   options: BookingOptions;
   services: readonly BookingService[];
   next(rng: Prng, seq: number): Booking;
-  sagaDefinition(b: Booking): SagaDefinition;
-  tccDefinition(b: Booking): TccDefinition;
+  sagaDefinition(b: Booking): SagaPlan;
+  tccDefinition(b: Booking): TccPlan;
   /** Handlers and initial rows of `service` for protocol `kind`. */
   serviceConfig(kind: 'saga' | 'tcc', service: BookingService): ServiceConfig;
   /** Wallets plus revenue (plus frozen amounts, for TCC): constant. */

@@ -1,14 +1,15 @@
 // How the saga world meets a protocol core: the orchestrator role (saga or
 // TCC), the service role (shared: the barrier-guarded service of
-// ../../protocol/saga/service.ts), and what the world may read off them (which
+// ../../protocol/branch/service.ts), and what the world may read off them (which
 // step is the decision to compensate, which sagas a log shows stuck). A
 // deliberately broken variant (./broken.ts) is a copy of one of these with a
 // part swapped.
 
+import { type ServiceConfig, sagaService } from '../../protocol/branch/service.ts';
+import type { ReportSaga, SagaRole } from '../../protocol/branch/types.ts';
 import type { Effect, Role } from '../../protocol/common/types.ts';
 import { type SagaOrchestratorState, sagaOrchestrator } from '../../protocol/saga/orchestrator.ts';
-import { type ServiceConfig, sagaService } from '../../protocol/saga/service.ts';
-import type { ReportSaga, SagaRecord, SagaRole } from '../../protocol/saga/types.ts';
+import type { SagaRecord } from '../../protocol/saga/types.ts';
 import { type TccCoordinatorState, tccCoordinator } from '../../protocol/tcc/coordinator.ts';
 import type { TccRecord } from '../../protocol/tcc/types.ts';
 import type { SagaProtocolName } from '../protocols.ts';

@@ -1,6 +1,6 @@
 // What the durable saga orchestrator (./orchestrator.ts) and the TCC
-// orchestrator (./tcc.ts) share: a pure core that drives branches (saga or
-// TCC, ../../protocol/saga/coordinator.ts) on the runtime Driver with a
+// orchestrator (../tcc/orchestrator.ts) share: a pure core that drives branches (saga or
+// TCC, ../../protocol/branch/run.ts) on the runtime Driver with a
 // durable log, and a transport that turns the core's CALL messages into
 // branch calls — a local async function, or a POST under the HTTP branch
 // protocol (../../adapters/http-branch.ts). Each orchestrator adds its
@@ -18,18 +18,17 @@
 // (compactSagaLog every so many appends, so that the log and the time to
 // recover stay bounded by what is open plus what is retained).
 
+import '../../dispose.ts';
 import { createHash, randomInt } from 'node:crypto';
 import {
   callHttpBranch,
   checkBranchHeaders,
   checkBranchUrl,
   checkHttpTimeoutMs,
-  defaultHttpTimeoutMs,
   type HttpBranchOp,
 } from '../../adapters/http-branch.ts';
 import { DtxError, isDtxError } from '../../errors.ts';
-import type { NodeId } from '../../protocol/common/types.ts';
-import { compactSagaLog } from '../../protocol/saga/log.ts';
+import { compactSagaLog } from '../../protocol/branch/log.ts';
 import {
   type BeginMsg,
   type BranchMsg,
@@ -42,10 +41,15 @@ import {
   type RetentionConfig,
   type RetryConfig,
   type SagaRole,
-} from '../../protocol/saga/types.ts';
+} from '../../protocol/branch/types.ts';
+import type { NodeId } from '../../protocol/common/types.ts';
 import { Driver } from '../driver.ts';
-import { openPostgresLog } from '../log/postgres.ts';
-import { openSqliteLog } from '../log/sqlite.ts';
+import {
+  branchCheckpointEveryDefault,
+  branchRuntimeTiming,
+  httpTimeoutMsDefault,
+  timerDelayMsMax,
+} from '../limits.ts';
 import { timedRecords } from '../log/timed.ts';
 import type { DurableLog } from '../log/types.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
@@ -108,7 +112,7 @@ export interface SagaStatus {
  * finite attempts limit, or past a point of no return); `abandoned`: an
  * operator ended it as it stood.
  */
-export interface SagaResult {
+export interface BranchRunResult {
   sagaId: string;
   outcome: 'completed' | 'compensated' | 'stuck' | 'abandoned';
   reason: string | null;
@@ -138,18 +142,6 @@ export interface BranchCall<Op extends HttpBranchOp> {
   input: unknown;
 }
 
-/**
- * Where a log is: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table
- * (`{ postgres, owner }`). A missing log is refused (DTX_LOG_NOT_FOUND) unless
- * `create` is set; `coordinatorId`, when given, must be the log's (and is the
- * new log's id with `create`). PostgreSQL: `leaseTtlMs` is the owner lease's
- * ttl (default 10,000), `waitForLease` makes a standby wait for it.
- */
-export type LogLocation = (
-  | { sqlite: string }
-  | { postgres: string; owner: string; table?: string; leaseTtlMs?: number; waitForLease?: boolean }
-) & { create?: boolean; coordinatorId?: string };
-
 /** A log's `decode`: rejects rows that are not one of `types`, naming `what` they should have been. */
 export function recordDecoder<R>(types: readonly string[], what: string): (value: unknown) => R {
   const recordTypes = new Set(types);
@@ -165,35 +157,6 @@ export function recordDecoder<R>(types: readonly string[], what: string): (value
     }
     return value as R;
   };
-}
-
-/**
- * Opens an orchestrator's log exclusively (SQLite file lock, PostgreSQL owner
- * lease), checking that it is a `protocol` log: another protocol's is
- * DTX_LOG_MISMATCH, so that recovery never reads records it does not own.
- */
-export async function openLog<R>(
-  where: LogLocation,
-  decode: (value: unknown) => R,
-  protocol: 'saga' | 'tcc',
-): Promise<DurableLog<R>> {
-  const id = where.coordinatorId === undefined ? {} : { coordinatorId: where.coordinatorId };
-  const common = {
-    decode,
-    create: where.create === true,
-    identity: { protocol, ...id },
-    expect: { protocol, ...id },
-  };
-  if ('sqlite' in where) return openSqliteLog<R>(where.sqlite, common);
-  return openPostgresLog<R>(where.postgres, {
-    ...common,
-    owner: where.owner,
-    ...(where.table === undefined ? {} : { table: where.table }),
-    lease: {
-      ...(where.leaseTtlMs === undefined ? {} : { ttlMs: where.leaseTtlMs }),
-      ...(where.waitForLease === true ? { wait: true } : {}),
-    },
-  });
 }
 
 /** An id derived from `material` (which holds the idempotency key), readable by its definition's name. */
@@ -311,30 +274,14 @@ export const localService = 'local';
 export const httpService = 'http';
 const appClient = 'app';
 
-/**
- * Runtime defaults: real services answer in milliseconds to seconds, not the
- * simulator's 1 ms. Calls that must succeed (compensations, confirms,
- * cancels) are retried for ever under the capped backoff; past 16 failed
- * attempts of one (about 20 s at these timings) or a minute in that phase the
- * run is reported stuck as an alert, and goes on retrying.
- */
-const runtimeTiming = {
-  retryBaseMs: 50,
-  retryCapMs: 2000,
-  jitter: 0.5,
-  compensationAttemptsMax: Number.POSITIVE_INFINITY,
-  phaseTwoAttemptsMax: Number.POSITIVE_INFINITY,
-  stuckAfterAttempts: 16,
-  stuckAfterMs: 60_000,
-};
-
-/** Longest delay a timer can take (setTimeout's limit); a longer finite `stuckAfterMs` is refused. */
-const timerDelayMsMax = 2 ** 31 - 1;
-
 /** How one orchestrator speaks: its node id, its branch ops, and its error messages. */
-export interface OrchestratorKind<Op extends HttpBranchOp> {
+export interface OrchestratorKind<Op extends HttpBranchOp, R = unknown> {
   /** The driver's node id. */
   self: NodeId;
+  /** The id a start of definition `definitionName` with `idempotencyKey` gets. */
+  idFor(definitionName: string, idempotencyKey: string): string;
+  /** The operator's view of the log's records. */
+  views(records: readonly TimedRecord<R>[]): TxnDetail[];
   /** The op a local function or an HTTP endpoint sees for the core's `op`. */
   op(op: BranchOp): Op;
   /** The error when the log failed: `the saga log failed; ...`. */
@@ -387,20 +334,20 @@ export type OperatedRole<S, D, R, C> = SagaRole<S, BeginMsg<D> | BranchMsg | Ope
  */
 export abstract class BranchOrchestrator<
   Def extends { name: string },
-  S,
+  S extends { finished: { has(id: string): boolean } },
   D,
   R extends { type: string; txn: string },
   C extends RetryConfig & RetentionConfig & { incarnation: string },
   Op extends HttpBranchOp,
-> implements TxnOperator
+> implements TxnOperator, AsyncDisposable
 {
   protected readonly driver: Driver<S, BeginMsg<D> | BranchMsg | OperatorMsg, R, Partial<C>>;
   /** Handler key to local function or HTTP endpoint, from the registered definitions. */
   private readonly targets = new Map<string, Target<Op>>();
-  private readonly outcomes = new Map<string, SagaResult>();
+  private readonly outcomes = new Map<string, BranchRunResult>();
   private readonly waiters = new Map<
     string,
-    { resolve: (r: SagaResult) => void; reject: (e: unknown) => void }[]
+    { resolve: (r: BranchRunResult) => void; reject: (e: unknown) => void }[]
   >();
   private readonly rejected = new Map<string, string>();
   private readonly inflight = new Set<string>();
@@ -412,12 +359,12 @@ export abstract class BranchOrchestrator<
 
   constructor(
     private readonly role: OperatedRole<S, D, R, Partial<C>>,
-    private readonly kind: OrchestratorKind<Op>,
+    private readonly kind: OrchestratorKind<Op, R>,
     private readonly settings: BranchOrchestratorOptions<R, C>,
   ) {
     this.retainFinished = settings.timing?.retainFinished ?? defaultRetainFinished;
-    this.httpTimeoutMs = checkHttpTimeoutMs(settings.httpTimeoutMs ?? defaultHttpTimeoutMs, 'httpTimeoutMs');
-    const timing = { ...runtimeTiming, ...settings.timing } as Record<string, unknown>;
+    this.httpTimeoutMs = checkHttpTimeoutMs(settings.httpTimeoutMs ?? httpTimeoutMsDefault, 'httpTimeoutMs');
+    const timing = { ...branchRuntimeTiming, ...settings.timing } as Record<string, unknown>;
     for (const key of ['stuckAfterAttempts', 'stuckAfterMs']) {
       const v = timing[key];
       if (typeof v !== 'number' || !(v > 0) || (Number.isFinite(v) && v > timerDelayMsMax)) {
@@ -427,7 +374,7 @@ export abstract class BranchOrchestrator<
         );
       }
     }
-    const every = settings.checkpointEvery ?? 10_000;
+    const every = settings.checkpointEvery ?? branchCheckpointEveryDefault;
     if (!Number.isSafeInteger(this.retainFinished) || this.retainFinished < 0) {
       throw new DtxError('DTX_INVALID_ARGUMENT', 'timing.retainFinished must be an integer >= 0');
     }
@@ -458,16 +405,10 @@ export abstract class BranchOrchestrator<
   /** Registers a definition (its local functions), for `start()` and for resuming its runs. */
   abstract define(def: Def): void;
   /** The id the definition and the idempotency key name. */
-  protected abstract idFor(def: Def, idempotencyKey: string): string;
   /** The core's definition, with the caller's input as every branch's payload. */
-  protected abstract toCore(def: Def, input: unknown): D;
+  protected abstract toPlan(def: Def, input: unknown): D;
   /** Where a run the core still holds is now. */
   protected abstract inFlight(id: string, state: S): SagaStatus | undefined;
-  /** The core holds `id` as ended (its `end` may still be on its way to the log). */
-  protected abstract endedInCore(id: string, state: S): boolean;
-  /** The operator's views of the log's records (`sagaTxnViews` or `tccTxnViews`). */
-  protected abstract views(records: readonly TimedRecord<R>[]): TxnDetail[];
-
   /**
    * Registers one branch op under its handler key. Throws DTX_INVALID_ARGUMENT
    * for an HTTP branch with a bad URL, headers or timeout.
@@ -505,11 +446,11 @@ export abstract class BranchOrchestrator<
       throw new DtxError('DTX_INVALID_ARGUMENT', 'an idempotencyKey is required');
     }
     this.define(def);
-    const id = this.idFor(def, opts.idempotencyKey);
+    const id = this.kind.idFor(def.name, opts.idempotencyKey);
     this.driver.input({
       type: 'receive',
       from: appClient,
-      msg: { type: 'BEGIN', txn: id, def: this.toCore(def, opts.input), entropy: randomInt(2 ** 31) },
+      msg: { type: 'BEGIN', txn: id, def: this.toPlan(def, opts.input), entropy: randomInt(2 ** 31) },
     });
     const rejection = this.rejected.get(id);
     if (rejection !== undefined) {
@@ -530,7 +471,7 @@ export abstract class BranchOrchestrator<
     const state = this.driver.peek();
     // Ended in the core, its `end` not yet durable (so not yet reported):
     // still in flight for the caller, whose result() waits for the report.
-    if (this.endedInCore(id, state))
+    if (state.finished.has(id))
       return { sagaId: id, state: 'running', reason: null, branches: {}, alert: null };
     return (
       this.inFlight(id, state) ?? {
@@ -556,9 +497,9 @@ export abstract class BranchOrchestrator<
    * DTX_CANCELLED. Only the wait ends: the saga itself carries on (its
    * compensations cannot be called off), and a later `result()` still answers.
    */
-  result(id: string, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<SagaResult>;
-  result(id: string, opts: { wait: false }): Promise<SagaResult | null>;
-  async result(id: string, opts: ResultOptions = {}): Promise<SagaResult | null> {
+  result(id: string, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<BranchRunResult>;
+  result(id: string, opts: { wait: false }): Promise<BranchRunResult | null>;
+  async result(id: string, opts: ResultOptions = {}): Promise<BranchRunResult | null> {
     const { timeoutMs, signal } = opts;
     if (
       timeoutMs !== undefined &&
@@ -579,7 +520,7 @@ export abstract class BranchOrchestrator<
       let timer: ReturnType<typeof setTimeout> | undefined;
       const onAbort = () => stop(cancelled(id, signal!));
       const waiter = {
-        resolve: (r: SagaResult) => {
+        resolve: (r: BranchRunResult) => {
           cleanup();
           resolve(r);
         },
@@ -684,7 +625,7 @@ export abstract class BranchOrchestrator<
       const state = this.driver.peek();
       const unknown =
         !this.outcomes.has(msg.txn) &&
-        !this.endedInCore(msg.txn, state) &&
+        !state.finished.has(msg.txn) &&
         this.inFlight(msg.txn, state) === undefined;
       throw new DtxError(
         unknown ? 'DTX_INVALID_ARGUMENT' : 'DTX_INVALID_STATE',
@@ -702,7 +643,12 @@ export abstract class BranchOrchestrator<
     this.throwIfFailed();
     await this.driver.settled();
     // The store serializes a load after every append called before it.
-    return this.views(await timedRecords(this.settings.log));
+    return this.kind.views(await timedRecords(this.settings.log));
+  }
+
+  /** `await using` closes the orchestrator on leaving the block (the log stays open). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Stops timers and calls; in-flight log writes complete. The log is the caller's to close. */
@@ -728,7 +674,7 @@ export abstract class BranchOrchestrator<
   }
 
   /** Keeps an outcome, forgetting the oldest beyond `retainFinished` (as the core and the log do). */
-  private remember(result: SagaResult): void {
+  private remember(result: BranchRunResult): void {
     this.outcomes.delete(result.sagaId);
     this.outcomes.set(result.sagaId, result);
     while (this.outcomes.size > this.retainFinished) {
@@ -750,7 +696,7 @@ export abstract class BranchOrchestrator<
       }
       if (retrying) return; // an alert: the run goes on, its waiters wait
     }
-    const result: SagaResult = { sagaId: r.txn, outcome: r.outcome, reason: r.reason };
+    const result: BranchRunResult = { sagaId: r.txn, outcome: r.outcome, reason: r.reason };
     if (r.outcome !== 'stuck') this.remember(result);
     for (const w of this.waiters.get(r.txn) ?? []) w.resolve(result);
     this.waiters.delete(r.txn);
@@ -839,7 +785,7 @@ function isEnd(r: { type: string }): r is EndRecord {
   return r.type === 'end';
 }
 
-/** The reason a `SagaResult` gives for an `end` record (as the core's report does). */
+/** The reason a `BranchRunResult` gives for an `end` record (as the core's report does). */
 export function endResultReason(r: EndRecord): string | null {
   if (r.operator !== undefined)
     return `${r.operator.action === 'resolve' ? 'resolved' : 'abandoned'} by an operator: ${r.operator.reason}`;

@@ -1,5 +1,5 @@
-// The saga world: the deterministic simulator for sagas and TCC. The commit
-// World (../world.ts) is shaped by 2PC — clients execute work at participants
+// The branch world: the deterministic simulator for sagas and TCC. The commit
+// world (../commit-world.ts) is shaped by 2PC — clients execute work at participants
 // under locks, then ask a coordinator to commit — which a saga does not fit:
 // here a client hands the orchestrator a whole definition, the orchestrator
 // calls services, and services own their data. So this is a second world on
@@ -20,14 +20,14 @@
 //
 // Forced writes never fail here: a failed write is modelled by the crash that
 // loses it. (The cores handle `persistFailed` for a driver whose log stays a
-// prefix; see ../../protocol/saga/service.ts.)
+// prefix; see ../../protocol/branch/service.ts.)
 
+import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/branch/service.ts';
+import type { ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
 import { assert } from '../../protocol/common/assert.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
-import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/saga/service.ts';
-import type { ReportSaga, SagaOutcome } from '../../protocol/saga/types.ts';
+import type { Scenario } from '../commit-world.ts';
 import { clientId, type FaultOptions, incarnationConfig, type NetworkOptions, SimKernel } from '../kernel.ts';
-import type { Scenario } from '../world.ts';
 import type { Booking, BookingService, BookingWorkload } from './booking.ts';
 import { type Quiescence, SagaCheckers, type SagaClassification } from './checkers.ts';
 import type { SagaProtocol } from './protocols.ts';
@@ -36,7 +36,7 @@ export interface SagaNetworkOptions extends NetworkOptions {
   lateDupMs: number;
 }
 
-export interface SagaWorldOptions {
+export interface BranchWorldOptions {
   protocol: SagaProtocol;
   workload: BookingWorkload;
   seed: number;
@@ -92,7 +92,7 @@ type ClientMsg = { type: 'OUTCOME'; txn: string; outcome: SagaOutcome };
 
 export const orchestratorId = 'orch';
 
-export interface SagaWorldMetrics {
+export interface BranchWorldMetrics {
   latencyMs: number[];
   protocolMessages: number;
   forcedWrites: number;
@@ -101,16 +101,16 @@ export interface SagaWorldMetrics {
   service: ServiceStats;
 }
 
-export class SagaWorld extends SimKernel<SimNode> {
+export class BranchWorld extends SimKernel<SimNode> {
   readonly checkers = new SagaCheckers();
-  readonly metrics: SagaWorldMetrics;
+  readonly metrics: BranchWorldMetrics;
   readonly bookings = new Map<string, Booking>();
-  readonly opts: SagaWorldOptions;
+  readonly opts: BranchWorldOptions;
   private txnsStarted = 0;
   private readonly waitingClients = new Map<string, number>();
   private scenarioFired = false;
 
-  constructor(opts: SagaWorldOptions) {
+  constructor(opts: BranchWorldOptions) {
     const p = opts.protocol;
     const specs: { id: NodeId; service: BookingService | null; role: AnyRole; config: unknown }[] = [
       { id: orchestratorId, service: null, role: p.orchestrator as AnyRole, config: p.orchestratorConfig },
@@ -121,7 +121,7 @@ export class SagaWorld extends SimKernel<SimNode> {
         config: p.serviceConfig(opts.workload.serviceConfig(p.kind, s)),
       })),
     ];
-    const metrics: SagaWorldMetrics = {
+    const metrics: BranchWorldMetrics = {
       latencyMs: [],
       protocolMessages: 0,
       forcedWrites: 0,

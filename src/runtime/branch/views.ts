@@ -6,7 +6,7 @@
 //
 // Owns nothing: no I/O, no clock. Only a transaction's last run counts (an id
 // can run again once its `end` has been forgotten; see
-// src/protocol/saga/log.ts): a `begin` starts its view afresh.
+// src/protocol/branch/log.ts): a `begin` starts its view afresh.
 
 import type { SagaRecord } from '../../protocol/saga/types.ts';
 import type { TccRecord } from '../../protocol/tcc/types.ts';

@@ -1,13 +1,20 @@
-// Data-driven interaction tests of the 2PC and naive-commit cores: every
-// testdata/{twopc,naive}/*.txt script is run by ../support/script.ts (which
-// documents the format) and its trace compared exactly with the expected one.
+// Data-driven interaction tests of the protocol cores: every
+// testdata/<core>/*.txt script is run by ../support/script.ts (which documents
+// the format) against its core (../support/script-cores.ts), and its trace
+// compared exactly with the expected one.
 // REWRITE=1 regenerates the expected traces in place; review the diff.
 
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { naiveProtocol, runScriptFile, type ScriptProtocol, twoPcProtocol } from '../support/script.ts';
+import { runScriptFile, type ScriptProtocol } from '../support/script.ts';
+import {
+  naiveProtocol,
+  paxosCommitProtocol,
+  threePcProtocol,
+  twoPcProtocol,
+} from '../support/script-cores.ts';
 
 const rewrite = process.env.REWRITE === '1';
 const root = join(import.meta.dirname, '..', '..', 'testdata');
@@ -15,6 +22,8 @@ const root = join(import.meta.dirname, '..', '..', 'testdata');
 const suites: [string, ScriptProtocol][] = [
   ['twopc', twoPcProtocol],
   ['naive', naiveProtocol],
+  ['paxos-commit', paxosCommitProtocol],
+  ['threepc', threePcProtocol],
 ];
 
 for (const [dir, protocol] of suites) {

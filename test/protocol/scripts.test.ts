@@ -12,6 +12,8 @@ import { runScriptFile, type ScriptProtocol } from '../support/script.ts';
 import {
   naiveProtocol,
   paxosCommitProtocol,
+  sagaProtocol,
+  tccProtocol,
   threePcProtocol,
   twoPcProtocol,
 } from '../support/script-cores.ts';
@@ -24,6 +26,8 @@ const suites: [string, ScriptProtocol][] = [
   ['naive', naiveProtocol],
   ['paxos-commit', paxosCommitProtocol],
   ['threepc', threePcProtocol],
+  ['saga', sagaProtocol],
+  ['tcc', tccProtocol],
 ];
 
 for (const [dir, protocol] of suites) {

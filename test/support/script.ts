@@ -28,6 +28,19 @@
 //   paxos-commit RM... [F=N] [faster] [colocated]
 //                               (Paxos Commit) create the RMs, the leader and
 //                               the acceptors of that layout (script-cores.ts)
+//   orchestrator O [key=value...] / service S... [nobarrier]
+//                               (saga, TCC) create an orchestrator with that
+//                               config over the core's defaults / services
+//   saga O T STEP... / tcc O T BRANCH...
+//                               (saga, TCC) the client asks O for a saga or a
+//                               TCC transaction T; the step syntax and the
+//                               services' handlers are in script-cores.ts
+//   operator O T ACTION [outcome=X] REASON...
+//                               (saga, TCC) an operator's message, with the
+//                               core's verdict on it printed first
+//   rows S... / stats S... / runs O
+//                               (saga, TCC) a service's rows / barrier
+//                               statistics, an orchestrator's open runs
 //   begin C T P...              the client asks C to commit T over P...
 //   executed P T C [read-only]  P's resource manager finished T's work; C decides
 //   wounded P T                 P's resource manager must give T up
@@ -46,6 +59,8 @@
 //   hold N...                   N's log writes stop completing on their own
 //   flush N...                  every pending write of N completes (durable)
 //   unhold N...                 flush, and complete writes on their own again
+//   persisted N TYPE T          N's pending write of record TYPE for T completes
+//                               alone (the writes after it stay pending)
 //   persist-failed N TYPE T     N's pending write of record TYPE for T fails
 //   crash N...                  N loses its state, timers, pending writes and
 //                               every effect still waiting for them
@@ -154,6 +169,15 @@ export interface ScriptProtocol {
    * (3PC's `precommitted`).
    */
   rmRecords?: Record<string, { from: RmState; to: RmState }>;
+  /**
+   * Commands of this core beyond the runner's, by name: how the core's own
+   * inputs (a saga's BEGIN, an operator's message) are built from a command
+   * line, and what its state looks like (a service's rows). Each drives the
+   * cluster through `receive` and prints through `say`.
+   */
+  commands?: Record<string, (cluster: Cluster, args: string[]) => void>;
+  /** How to print an effect that is not one of the common ones (the saga cores' `reportSaga`). */
+  effectText?(effect: { type: string }): string;
   /** The core's own invariants over the states of the nodes that are up, checked after every step. */
   invariants?(states: unknown[]): string[];
 }
@@ -306,7 +330,21 @@ export class Cluster {
         return `resource ${e.action} ${e.txn}${e.afterPersist ? ' after-persist' : ''}`;
       case 'reportOutcome':
         return `outcome ${e.txn} ${e.outcome} to ${e.client}${e.afterPersist ? ' after-persist' : ''}`;
+      default: {
+        const other = e as { type: string };
+        return this.protocol.effectText?.(other) ?? this.fail(`no way to print a ${other.type} effect`);
+      }
     }
+  }
+
+  /** Print a line of a core's own command. */
+  say(line: string): void {
+    this.out.push(line);
+  }
+
+  /** `to` receives `msg` from `from`, who is outside the cluster (a client, an operator). */
+  receive(to: NodeId, from: NodeId, msg: Tagged): void {
+    this.stepCommand(to, { type: 'receive', from, msg: this.encodeMsg(msg).msg });
   }
 
   private print(node: NodeId, line: string): void {
@@ -413,6 +451,14 @@ export class Cluster {
           if (cmd === 'unhold') n.hold = false;
         }
         break;
+      case 'persisted': {
+        need(3, 'persisted NODE TYPE TXN');
+        const n = this.upNode(args[0]!);
+        const w = this.pendingWrites(n).find((x) => x.record.type === args[1] && x.record.txn === args[2]);
+        if (w === undefined) this.fail(`${n.id} has no pending write ${args[1]} ${args[2]} (is it held?)`);
+        this.complete(n, w, true, true);
+        break;
+      }
       case 'persist-failed': {
         need(3, 'persist-failed NODE TYPE TXN');
         const n = this.upNode(args[0]!);
@@ -497,6 +543,11 @@ export class Cluster {
         break;
       }
       default: {
+        const own = cmd === undefined ? undefined : this.protocol.commands?.[cmd];
+        if (own !== undefined) {
+          own(this, args);
+          break;
+        }
         const setup = cmd === undefined ? undefined : this.protocol.setup?.[cmd];
         if (setup === undefined) this.fail(`unknown command ${JSON.stringify(cmd)}`);
         for (const spec of setup(args)) this.create(spec);
@@ -509,7 +560,8 @@ export class Cluster {
   // first, until none is left (a message sent twice is delivered twice). A
   // message matching a rule is lost instead: taken off the wire unseen. A rule
   // is `TYPE[,TYPE...]` (or `!TYPE,...`: any other type, or `*`) followed by
-  // optional `from=N,...`, `from!=N,...`, `to=N,...`, `to!=N,...`.
+  // optional `from=N,...`, `from!=N,...`, `to=N,...`, `to!=N,...` and
+  // `has=TOKEN` (the message's text has that word, e.g. `has=op=action`).
   private lossRules(args: string[]): ((e: Envelope) => boolean)[] {
     const rules: ((e: Envelope) => boolean)[] = [];
     for (let i = 0; i < args.length; ) {
@@ -522,6 +574,11 @@ export class Cluster {
         (e) => type === '*' || types.has(e.text.split(' ')[0]!) !== negated,
       ];
       for (i += 2; i < args.length && args[i] !== 'lose'; i++) {
+        if (args[i]!.startsWith('has=')) {
+          const token = args[i]!.slice(4);
+          tests.push((e) => e.text.split(' ').includes(token));
+          continue;
+        }
         const m = /^(from|to)(!?)=(.+)$/.exec(args[i]!) ?? this.fail(`stabilize: bad condition ${args[i]}`);
         const [, end, not, ids] = m as unknown as [string, 'from' | 'to', string, string];
         const names = new Set(ids.split(','));
@@ -679,10 +736,7 @@ export class Cluster {
   }
 
   private afterPersist(e: AnyEffect): boolean {
-    return (
-      e.type === 'sendAfterPersist' ||
-      ((e.type === 'resource' || e.type === 'reportOutcome') && e.afterPersist)
-    );
+    return e.type === 'sendAfterPersist' || (e as { afterPersist?: boolean }).afterPersist === true;
   }
 
   private flush(n: ScriptNode, verbose: boolean): void {
@@ -755,6 +809,10 @@ export class Cluster {
       }
       case 'persist':
         this.fail('persist effects are issued by execute()');
+        return;
+      default:
+        // A core's own effect (a saga report) only shows in the trace.
+        return;
     }
   }
 

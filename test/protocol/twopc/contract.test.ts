@@ -12,8 +12,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Cluster } from '../support/script.ts';
-import { twoPcProtocol } from '../support/script-cores.ts';
+import { Cluster } from '../../support/script.ts';
+import { twoPcProtocol } from '../../support/script-cores.ts';
 
 function run(commands: string): void {
   const cluster = new Cluster(twoPcProtocol);

@@ -16,10 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { describeFailure, redact, redactStream, secretsIn } from '../src/cli/errors.ts';
-import { DtxError } from '../src/errors.ts';
+import { describeFailure, redact, redactStream, secretsIn } from '../../src/cli/errors.ts';
+import { DtxError } from '../../src/errors.ts';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const bin = join(root, 'bin', 'dtx.js');
 const pid = process.pid;
 

@@ -9,15 +9,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import type { SagaRecord } from '../../src/protocol/saga/types.ts';
+import type { SagaRecord } from '../../../src/protocol/saga/types.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
   refuse,
   type SagaDefinition,
-} from '../../src/runtime/saga/orchestrator.ts';
-import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/saga/tcc.ts';
-import { sagaTxnViews, tccTxnViews } from '../../src/runtime/saga/views.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../../src/runtime/saga/tcc.ts';
+import { sagaTxnViews, tccTxnViews } from '../../../src/runtime/saga/views.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-operator-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -10,16 +10,16 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { twoPcRecordCodec } from '../../src/protocol/twopc/codec.ts';
-import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
-import { isLogError, type LogError, type LogErrorReason } from '../../src/runtime/log/errors.ts';
+import { twoPcRecordCodec } from '../../../src/protocol/twopc/codec.ts';
+import type { TwoPcRecord } from '../../../src/protocol/twopc/types.ts';
+import { isLogError, type LogError, type LogErrorReason } from '../../../src/runtime/log/errors.ts';
 import {
   openPostgresLog,
   type PostgresLog,
   type PostgresLogOptions,
   tableNames,
   uniqueHolderId,
-} from '../../src/runtime/log/postgres.ts';
+} from '../../../src/runtime/log/postgres.ts';
 
 const url = process.env.DTX_TEST_LOG_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const run = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -307,8 +307,8 @@ describe('PostgreSQL log', () => {
     assert.equal(ids.size, 50);
     for (const id of ids) assert.match(id, /-\d+-[0-9a-f]{12}$/);
     const code = `
-      const { openPostgresLog } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/runtime/log/postgres.ts', import.meta.url)))});
-      const { acquireLeadership } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/runtime/lease.ts', import.meta.url)))});
+      const { openPostgresLog } = await import(${JSON.stringify(fileURLToPath(new URL('../../../src/runtime/log/postgres.ts', import.meta.url)))});
+      const { acquireLeadership } = await import(${JSON.stringify(fileURLToPath(new URL('../../../src/runtime/lease.ts', import.meta.url)))});
       const log = await openPostgresLog(${JSON.stringify(url)}, { owner: 'alive-${run}', table: ${JSON.stringify(table)}, create: true, lease: { ttlMs: 60000 } });
       const leadership = await acquireLeadership(log, { lease: 'alive-${run}', holder: 'h', ttlMs: 60000 });
       await leadership.release();
@@ -316,7 +316,7 @@ describe('PostgreSQL log', () => {
       process.stdout.write('released\\n');`;
     const startedAt = Date.now();
     const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      cwd: fileURLToPath(new URL('../../../', import.meta.url)),
       encoding: 'utf8',
       timeout: 15_000,
     });

@@ -4,8 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runSim } from '../src/sim/run.ts';
-import { sharedSagaSimTests } from './support/saga-sim.ts';
+import { runSim } from '../../../src/sim/run.ts';
+import { sharedSagaSimTests } from '../../support/saga-sim.ts';
 
 const healthy = runSim({ protocol: 'tcc', workload: 'booking', txns: 2000, seed: 1 }).report;
 

@@ -11,9 +11,9 @@ import {
   TraceFileError,
   traceDefaults,
   traceFileFor,
-} from '../src/render/trace.ts';
-import { runSim } from '../src/sim/run.ts';
-import type { TraceEvent } from '../src/sim/world.ts';
+} from '../../src/render/trace.ts';
+import { runSim } from '../../src/sim/run.ts';
+import type { TraceEvent } from '../../src/sim/world.ts';
 
 /**
  * A tiny XML well-formedness check: tags balance, attributes are quoted, and

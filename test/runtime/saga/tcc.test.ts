@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { sqliteBarrierDb, withBarrier } from '../../src/adapters/barrier.ts';
-import { refuse } from '../../src/runtime/saga/orchestrator.ts';
+import { sqliteBarrierDb, withBarrier } from '../../../src/adapters/barrier.ts';
+import { refuse } from '../../../src/runtime/saga/orchestrator.ts';
 import {
   createTccOrchestrator,
   openTccLog,
   type TccContext,
   type TccDefinition,
-} from '../../src/runtime/saga/tcc.ts';
+} from '../../../src/runtime/saga/tcc.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-tcc-'));
 const conn = new Database(join(dir, 'bank.sqlite'));

@@ -6,11 +6,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compactSagaLog } from '../../src/protocol/saga/log.ts';
-import { RecentIds } from '../../src/protocol/saga/types.ts';
-import { runSim } from '../../src/sim/run.ts';
-import { makeSagaProtocol } from '../../src/sim/saga/protocols.ts';
-import { orchestratorId } from '../../src/sim/saga/world.ts';
+import { compactSagaLog } from '../../../src/protocol/saga/log.ts';
+import { RecentIds } from '../../../src/protocol/saga/types.ts';
+import { runSim } from '../../../src/sim/run.ts';
+import { makeSagaProtocol } from '../../../src/sim/saga/protocols.ts';
+import { orchestratorId } from '../../../src/sim/saga/world.ts';
 
 type Rec = { type: string; txn: string };
 

@@ -1,4 +1,4 @@
-// Fixture of test/runtime/saga-recovery.test.ts: a transfer saga over a SQLite
+// Fixture of test/runtime/saga/recovery.test.ts: a transfer saga over a SQLite
 // "bank" whose branches write through the barrier. Run as a script, it starts
 // one saga on a durable SQLite log and, at the crash point named by
 // DTX_FIXTURE_CRASH (`<branch>:<op>`), prints CRASH-POINT once that branch's
@@ -7,18 +7,18 @@
 // attempt; the run's stuck alert (after 3 attempts) prints STUCK and
 // CRASH-POINT, and the saga keeps retrying until it is killed.
 //
-//   node --import tsx test/runtime/saga-crash.fixture.ts <logPath> <bankPath> <key> <refuseFee>
+//   node --import tsx test/runtime/saga/crash.fixture.ts <logPath> <bankPath> <key> <refuseFee>
 
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { type BarrierDb, sqliteBarrierDb, withBarrier } from '../../src/adapters/barrier.ts';
+import { type BarrierDb, sqliteBarrierDb, withBarrier } from '../../../src/adapters/barrier.ts';
 import {
   type BranchContext,
   createSagaOrchestrator,
   openSagaLog,
   refuse,
   type SagaDefinition,
-} from '../../src/runtime/saga/orchestrator.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
 
 export function openBank(path: string): { conn: Database.Database; barrier: BarrierDb<Database.Database> } {
   const conn = new Database(path);

@@ -23,11 +23,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import type { Effect } from '../../src/protocol/common/types.ts';
-import { twoPcCoordinator } from '../../src/protocol/twopc/coordinator.ts';
-import { twoPcParticipant } from '../../src/protocol/twopc/participant.ts';
-import { type AnyRole, Cluster, type ScriptProtocol } from '../support/script.ts';
-import { twoPcProtocol } from '../support/script-cores.ts';
+import type { Effect } from '../../../src/protocol/common/types.ts';
+import { twoPcCoordinator } from '../../../src/protocol/twopc/coordinator.ts';
+import { twoPcParticipant } from '../../../src/protocol/twopc/participant.ts';
+import { type AnyRole, Cluster, type ScriptProtocol } from '../../support/script.ts';
+import { twoPcProtocol } from '../../support/script-cores.ts';
 
 interface Setup {
   participants: number;

@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
-import { isDtxError } from '../../src/errors.ts';
+import { isDtxError } from '../../../src/errors.ts';
 import {
   type BranchContext,
   createSagaOrchestrator,
   openSagaLog,
   refuse,
   type SagaDefinition,
-} from '../../src/runtime/saga/orchestrator.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-api-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

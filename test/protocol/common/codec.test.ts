@@ -20,8 +20,8 @@ import {
   naiveRecordCodec,
   textCharsMax,
   tokenCharsMax,
-} from '../../src/protocol/common/codec.ts';
-import { isValidNodeId, isValidTxnId, limits } from '../../src/protocol/common/limits.ts';
+} from '../../../src/protocol/common/codec.ts';
+import { isValidNodeId, isValidTxnId, limits } from '../../../src/protocol/common/limits.ts';
 import {
   decodeTwoPcMsg,
   decodeTwoPcRecord,
@@ -29,8 +29,8 @@ import {
   encodeTwoPcRecord,
   twoPcMsgCodec,
   twoPcRecordCodec,
-} from '../../src/protocol/twopc/codec.ts';
-import type { TwoPcMsg, TwoPcRecord } from '../../src/protocol/twopc/types.ts';
+} from '../../../src/protocol/twopc/codec.ts';
+import type { TwoPcMsg, TwoPcRecord } from '../../../src/protocol/twopc/types.ts';
 
 type Tagged = { type: string };
 const numRuns = 200;

@@ -11,16 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { type BarrierOp, sqliteBarrierDb, withBarrier } from '../../src/adapters/barrier.ts';
-import { callHttpBranch, classifyStatus } from '../../src/adapters/http-branch.ts';
-import { isDtxError } from '../../src/errors.ts';
-import type { SagaRecord } from '../../src/protocol/saga/types.ts';
-import type { DurableLog } from '../../src/runtime/log/types.ts';
+import { type BarrierOp, sqliteBarrierDb, withBarrier } from '../../../src/adapters/barrier.ts';
+import { callHttpBranch, classifyStatus } from '../../../src/adapters/http-branch.ts';
+import { isDtxError } from '../../../src/errors.ts';
+import type { SagaRecord } from '../../../src/protocol/saga/types.ts';
+import type { DurableLog } from '../../../src/runtime/log/types.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
   type SagaOrchestrator,
-} from '../../src/runtime/saga/orchestrator.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-http-'));
 const conn = new Database(join(dir, 'bank.sqlite'));

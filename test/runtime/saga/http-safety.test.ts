@@ -13,13 +13,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { callHttpBranch } from '../../src/adapters/http-branch.ts';
+import { callHttpBranch } from '../../../src/adapters/http-branch.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
   type SagaDefinition,
   type StuckAlert,
-} from '../../src/runtime/saga/orchestrator.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-http-safety-'));
 const seen: { path: string; headers: IncomingHttpHeaders }[] = [];

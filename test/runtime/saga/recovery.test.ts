@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createSagaOrchestrator, openSagaLog, sagaIdFor } from '../../src/runtime/saga/orchestrator.ts';
-import { balances, openBank, transferSaga } from './saga-crash.fixture.ts';
+import { createSagaOrchestrator, openSagaLog, sagaIdFor } from '../../../src/runtime/saga/orchestrator.ts';
+import { balances, openBank, transferSaga } from './crash.fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-crash-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const fixture = fileURLToPath(new URL('./saga-crash.fixture.ts', import.meta.url));
+const fixture = fileURLToPath(new URL('./crash.fixture.ts', import.meta.url));
 
 /** Runs the fixture until it prints CRASH-POINT, then SIGKILLs it. */
 async function runAndKill(

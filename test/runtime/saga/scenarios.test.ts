@@ -16,7 +16,7 @@ import {
   openSagaLog,
   refuse,
   type SagaDefinition,
-} from '../../src/runtime/saga/orchestrator.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-scenarios-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,10 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runSim } from '../src/sim/run.ts';
-import { runSagaSim } from '../src/sim/saga/run.ts';
-import { sagaSwarmRequest } from '../src/sim/saga/swarm.ts';
-import { sharedSagaSimTests } from './support/saga-sim.ts';
+import { runSim } from '../../../src/sim/run.ts';
+import { runSagaSim } from '../../../src/sim/saga/run.ts';
+import { sagaSwarmRequest } from '../../../src/sim/saga/swarm.ts';
+import { sharedSagaSimTests } from '../../support/saga-sim.ts';
 
 const healthy = runSim({ protocol: 'saga', workload: 'booking', txns: 2000, seed: 1 }).report;
 

@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runVerify } from '../../src/cli/bench.ts';
-import { runSagaRecover, type SagaBenchProtocol } from '../../src/cli/bench-saga.ts';
+import { runVerify } from '../../../src/cli/bench.ts';
+import { runSagaRecover, type SagaBenchProtocol } from '../../../src/cli/bench-saga.ts';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = join(root, 'bin', 'dtx.js');
 const kills = Number(process.env.DTX_SAGA_KILLS ?? 50);
 const work = mkdtempSync(join(tmpdir(), 'dtx-saga-bench-'));

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 test('dtx demo --json: naive commits partially, 2PC never; 2PC keeps real books balanced across SIGKILLs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'dtx-demo-'));

@@ -9,14 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { isDtxError } from '../../src/errors.ts';
+import { isDtxError } from '../../../src/errors.ts';
 import {
   type BranchContext,
   createSagaOrchestrator,
   openSagaLog,
   type SagaDefinition,
-} from '../../src/runtime/saga/orchestrator.ts';
-import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/saga/tcc.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../../src/runtime/saga/tcc.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-ckpt-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

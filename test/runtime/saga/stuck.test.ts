@@ -18,8 +18,8 @@ import {
   refuse,
   type SagaDefinition,
   type StuckAlert,
-} from '../../src/runtime/saga/orchestrator.ts';
-import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../src/runtime/saga/tcc.ts';
+} from '../../../src/runtime/saga/orchestrator.ts';
+import { createTccOrchestrator, openTccLog, type TccDefinition } from '../../../src/runtime/saga/tcc.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-stuck-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

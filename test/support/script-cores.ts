@@ -336,32 +336,40 @@ function tccCommand(c: Cluster, args: string[]): void {
   c.receive(to, 'client', { type: 'BEGIN', txn, def, entropy } as unknown as Tagged);
 }
 
+/**
+ * A core of the saga family: its orchestrator, the command that begins a
+ * transaction, and where its state keeps the open runs. The services, the
+ * operator command and the report are the same for all of them.
+ */
+function branchFamilyProtocol(
+  name: string,
+  orchestrator: { operatorProblem(state: never, msg: OperatorMsg): string | null },
+  begin: (c: Cluster, args: string[]) => void,
+  runsOf: (state: unknown) => Map<string, { status: string }>,
+): ScriptProtocol {
+  return {
+    name,
+    config: () => ({}),
+    setup: branchSetup(orchestrator as unknown as AnyRole),
+    commands: { [name]: begin, operator: operatorCommand(orchestrator), ...branchShowCommands(runsOf) },
+    effectText: reportText,
+    atomic: false,
+    twoPcRules: false,
+  };
+}
+
 /** Sagas (src/protocol/saga): the orchestrator and the barrier-guarded service. */
-export const sagaProtocol: ScriptProtocol = {
-  name: 'saga',
-  config: () => ({}),
-  setup: branchSetup(sagaOrchestrator as unknown as AnyRole),
-  commands: {
-    saga: sagaCommand,
-    operator: operatorCommand(sagaOrchestrator),
-    ...branchShowCommands((s) => (s as { sagas: Map<string, { status: string }> }).sagas),
-  },
-  effectText: reportText,
-  atomic: false,
-  twoPcRules: false,
-};
+export const sagaProtocol = branchFamilyProtocol(
+  'saga',
+  sagaOrchestrator,
+  sagaCommand,
+  (s) => (s as { sagas: Map<string, { status: string }> }).sagas,
+);
 
 /** TCC (src/protocol/tcc): the coordinator and the same barrier-guarded service. */
-export const tccProtocol: ScriptProtocol = {
-  name: 'tcc',
-  config: () => ({}),
-  setup: branchSetup(tccCoordinator as unknown as AnyRole),
-  commands: {
-    tcc: tccCommand,
-    operator: operatorCommand(tccCoordinator),
-    ...branchShowCommands((s) => (s as { txns: Map<string, { status: string }> }).txns),
-  },
-  effectText: reportText,
-  atomic: false,
-  twoPcRules: false,
-};
+export const tccProtocol = branchFamilyProtocol(
+  'tcc',
+  tccCoordinator,
+  tccCommand,
+  (s) => (s as { txns: Map<string, { status: string }> }).txns,
+);

@@ -451,20 +451,13 @@ export class Cluster {
           if (cmd === 'unhold') n.hold = false;
         }
         break;
-      case 'persisted': {
-        need(3, 'persisted NODE TYPE TXN');
-        const n = this.upNode(args[0]!);
-        const w = this.pendingWrites(n).find((x) => x.record.type === args[1] && x.record.txn === args[2]);
-        if (w === undefined) this.fail(`${n.id} has no pending write ${args[1]} ${args[2]} (is it held?)`);
-        this.complete(n, w, true, true);
-        break;
-      }
+      case 'persisted':
       case 'persist-failed': {
-        need(3, 'persist-failed NODE TYPE TXN');
+        need(3, `${cmd} NODE TYPE TXN`);
         const n = this.upNode(args[0]!);
         const w = this.pendingWrites(n).find((x) => x.record.type === args[1] && x.record.txn === args[2]);
         if (w === undefined) this.fail(`${n.id} has no pending write ${args[1]} ${args[2]} (is it held?)`);
-        this.complete(n, w, false, true);
+        this.complete(n, w, cmd === 'persisted', true);
         break;
       }
       case 'crash':

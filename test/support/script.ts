@@ -7,7 +7,12 @@
 // rule of src/protocol/common/types.ts. Nothing happens unless a command says
 // so: messages are delivered, timers fired, writes completed and nodes crashed
 // only on command. Every message crosses the wire codec and every log record
-// the log codec, so the scripts exercise those too.
+// the log codec (or JSON, for a core without codecs), so the scripts exercise
+// those too.
+//
+// One runner serves every core: what differs between cores (the commands
+// that create nodes, the codecs, which checks apply, the core's own
+// invariants) is a `ScriptProtocol`, and ./script-cores.ts holds one per core.
 //
 // Script files
 // ------------
@@ -20,6 +25,22 @@
 // Commands (ids are node names, txn ids are transaction ids):
 //   coordinator C...            create coordinators (the role's init)
 //   participant P...            create participants
+//   paxos-commit RM... [F=N] [faster] [colocated]
+//                               (Paxos Commit) create the RMs, the leader and
+//                               the acceptors of that layout (script-cores.ts)
+//   orchestrator O [key=value...] / service S... [nobarrier]
+//                               (saga, TCC) create an orchestrator with that
+//                               config over the core's defaults / services
+//   saga O T STEP... / tcc O T BRANCH...
+//                               (saga, TCC) the client asks O for a saga or a
+//                               TCC transaction T; the step syntax and the
+//                               services' handlers are in script-cores.ts
+//   operator O T ACTION [outcome=X] REASON...
+//                               (saga, TCC) an operator's message, with the
+//                               core's verdict on it printed first
+//   rows S... / stats S... / runs O
+//                               (saga, TCC) a service's rows / barrier
+//                               statistics, an orchestrator's open runs
 //   begin C T P...              the client asks C to commit T over P...
 //   executed P T C [read-only]  P's resource manager finished T's work; C decides
 //   wounded P T                 P's resource manager must give T up
@@ -29,11 +50,17 @@
 //                               network is a set that only grows: any message
 //                               ever sent may be delivered, again and again
 //                               (duplicates), late (reordering) or never (loss).
-//   inject FROM TO MSG          deliver a message nobody sent (MSG in full)
+//   inject FROM TO MSG          deliver a message nobody sent (MSG in full; its
+//                               JSON for a core without a codec)
+//   stabilize [lose RULE]...    deliver every undelivered message, oldest
+//                               first, until none is left; a message matching
+//                               a RULE is lost instead (see lossRules)
 //   timeout N TIMER             fire one of N's armed timers
 //   hold N...                   N's log writes stop completing on their own
 //   flush N...                  every pending write of N completes (durable)
 //   unhold N...                 flush, and complete writes on their own again
+//   persisted N TYPE T          N's pending write of record TYPE for T completes
+//                               alone (the writes after it stay pending)
 //   persist-failed N TYPE T     N's pending write of record TYPE for T fails
 //   crash N...                  N loses its state, timers, pending writes and
 //                               every effect still waiting for them
@@ -45,6 +72,8 @@
 //                               durable log
 //   log N / timers N            show N's log (pending writes marked) / armed timers
 //   undelivered                 messages sent more often than delivered
+//   sent / writes               messages sent so far, by type / durable writes,
+//                               forced and lazy, over every node
 //   rm T                        each resource manager's state for T
 //
 // The disk rule: by default a node's writes complete (become durable) right
@@ -62,11 +91,13 @@
 // Checks, on every step (a breach aborts the script with an error, so a
 // script can never record one as expected output):
 //   - every message encodes and every record round-trips through the codec;
-//   - resource managers (2PC): a commit only when every participant of the
+//   - the core's own invariants (Paxos Commit: paxosInvariants, over every
+//     node that is up);
+//   - resource managers (cores checked for atomicity): a commit only when every participant of the
 //     transaction is prepared (durable `prepared`), committed or left, and
 //     never both a commit and an abort of one transaction (TCommit.tla's
 //     TCConsistent and its refinement, PROTOCOLS.md section 1);
-//   - VOTE yes only as `send-after-persist`, with `prepared` issued in that
+//   - (2PC only) VOTE yes only as `send-after-persist`, with `prepared` issued in that
 //     step or earlier, and only leaving once `prepared` is durable;
 //   - COMMIT from a coordinator only with a forced `commit` record issued in
 //     that step or earlier, and only leaving once it is durable;
@@ -78,49 +109,78 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Codec } from '../../src/protocol/common/codec.ts';
-import { naiveMsgCodec, naiveRecordCodec } from '../../src/protocol/common/codec.ts';
 import type { Effect, Input, NodeId, Role, TxnId } from '../../src/protocol/common/types.ts';
-import { naiveCoordinator, naiveParticipant } from '../../src/protocol/naive/naive.ts';
-import { twoPcMsgCodec, twoPcRecordCodec } from '../../src/protocol/twopc/codec.ts';
-import { twoPcCoordinator } from '../../src/protocol/twopc/coordinator.ts';
-import { twoPcParticipant } from '../../src/protocol/twopc/participant.ts';
 
-type Tagged = { type: string; txn: TxnId };
+export type Tagged = { type: string; txn: TxnId };
 type AnyEffect = Effect<unknown, unknown>;
 export type AnyRole = Role<unknown, unknown, unknown, unknown>;
 
-/** What the cluster needs to know about a protocol. */
-export interface ScriptProtocol {
-  name: string;
-  coordinator: AnyRole;
-  participant: AnyRole;
-  /** The role config for a node's `incarnation`-th start (1, 2, ...). */
+/**
+ * Which part a node plays, for the checks: participants run a resource
+ * manager (their durable `prepared` record makes it prepared, a crash rolls
+ * back its unprepared work); coordinators decide; acceptors only remember.
+ */
+export type NodeKind = 'coordinator' | 'participant' | 'acceptor';
+
+/** A node that a setup command creates. */
+export interface ScriptNodeSpec {
+  id: NodeId;
+  kind: NodeKind;
+  role: AnyRole;
+  /** The role config for the node's `incarnation`-th start (1, 2, ...). */
   config(incarnation: number): unknown;
-  msgCodec: Codec<Tagged>;
-  recordCodec: Codec<Tagged>;
-  /** Whether the 2PC safety checks apply (naive commit is allowed to end partial). */
-  atomic: boolean;
 }
 
-export const twoPcProtocol: ScriptProtocol = {
-  name: '2pc',
-  coordinator: twoPcCoordinator as AnyRole,
-  participant: twoPcParticipant as AnyRole,
-  config: (incarnation) => ({ incarnation: String(incarnation) }),
-  msgCodec: twoPcMsgCodec as unknown as Codec<Tagged>,
-  recordCodec: twoPcRecordCodec as unknown as Codec<Tagged>,
-  atomic: true,
-};
-
-export const naiveProtocol: ScriptProtocol = {
-  name: 'naive',
-  coordinator: naiveCoordinator as AnyRole,
-  participant: naiveParticipant as AnyRole,
-  config: () => ({}),
-  msgCodec: naiveMsgCodec as unknown as Codec<Tagged>,
-  recordCodec: naiveRecordCodec as unknown as Codec<Tagged>,
-  atomic: false,
-};
+/**
+ * What the cluster needs to know about a core. The runner is the same for
+ * every core; this is all that differs between them.
+ */
+export interface ScriptProtocol {
+  name: string;
+  /** The roles behind the `coordinator` and `participant` commands, for cores that have them. */
+  coordinator?: AnyRole;
+  participant?: AnyRole;
+  /** The role config for a `coordinator` or `participant` node's `incarnation`-th start. */
+  config(incarnation: number): unknown;
+  /**
+   * Further commands that create nodes, by name: each takes the command's
+   * arguments and returns the nodes (a core whose nodes come as a layout, such
+   * as Paxos Commit's acceptors and leader, is set up in one command).
+   */
+  setup?: Record<string, (args: string[]) => ScriptNodeSpec[]>;
+  /**
+   * The wire and log codecs. A core without one is sent through JSON, and its
+   * messages and records are printed with their fields in declaration order.
+   */
+  msgCodec?: Codec<Tagged>;
+  recordCodec?: Codec<Tagged>;
+  /**
+   * Whether atomicity is checked: resource managers never split, a commit only
+   * once every participant prepared, the reported outcome never changes (naive
+   * commit is allowed to end partial, and 3PC is shown splitting under a
+   * partition, so they record what happens instead).
+   */
+  atomic: boolean;
+  /** Whether the 2PC ordering rules on VOTE yes, COMMIT and ACK are checked (they name 2PC's messages). */
+  twoPcRules: boolean;
+  /**
+   * The participant records that move its resource manager on once durable,
+   * by record type: `prepared` (working → prepared) unless a core says more
+   * (3PC's `precommitted`).
+   */
+  rmRecords?: Record<string, { from: RmState; to: RmState }>;
+  /**
+   * Commands of this core beyond the runner's, by name: how the core's own
+   * inputs (a saga's BEGIN, an operator's message) are built from a command
+   * line, and what its state looks like (a service's rows). Each drives the
+   * cluster through `receive` and prints through `say`.
+   */
+  commands?: Record<string, (cluster: Cluster, args: string[]) => void>;
+  /** How to print an effect that is not one of the common ones (the saga cores' `reportSaga`). */
+  effectText?(effect: { type: string }): string;
+  /** The core's own invariants over the states of the nodes that are up, checked after every step. */
+  invariants?(states: unknown[]): string[];
+}
 
 /** A broken command (unknown node, a message nobody sent...) or a breached check. */
 export class ScriptError extends Error {
@@ -149,8 +209,9 @@ interface Barrier {
 
 export interface ScriptNode {
   id: NodeId;
-  kind: 'coordinator' | 'participant';
+  kind: NodeKind;
   role: AnyRole;
+  config(incarnation: number): unknown;
   up: boolean;
   incarnation: number;
   state: unknown;
@@ -172,10 +233,24 @@ interface Envelope {
   delivered: number;
 }
 
-export type RmState = 'working' | 'prepared' | 'committed' | 'aborted' | 'left';
+export type RmState = 'working' | 'prepared' | 'precommitted' | 'committed' | 'aborted' | 'left';
+
+const defaultRmRecords: Record<string, { from: RmState; to: RmState }> = {
+  prepared: { from: 'working', to: 'prepared' },
+};
 
 function formatValue(v: unknown): string {
-  return Array.isArray(v) ? `[${v.join(' ')}]` : String(v);
+  if (Array.isArray(v)) return `[${v.map(formatValue).join(' ')}]`;
+  if (v !== null && typeof v === 'object') {
+    const fields = Object.entries(v).map(([k, x]) => `${k}=${formatValue(x)}`);
+    return `{${fields.join(' ')}}`;
+  }
+  return String(v);
+}
+
+/** What goes over the wire or into the log for a core without a codec. */
+function viaJson<T>(v: T): T {
+  return JSON.parse(JSON.stringify(v)) as T;
 }
 
 export class Cluster {
@@ -194,20 +269,43 @@ export class Cluster {
 
   // ------------------------------------------------------------- formatting
 
+  // A message of a core with a codec prints its values in the codec's field
+  // order (`VOTE t1 yes 1.1`); without one, fields are named, as in records,
+  // because those messages carry more of them (`PHASE2A t1 bal=0 ...`).
   msgText(msg: unknown): string {
-    const m = this.protocol.msgCodec.check(msg);
-    return this.tagged(m, this.protocol.msgCodec, false);
+    const codec = this.protocol.msgCodec;
+    if (codec === undefined) return this.tagged(msg as Tagged, undefined, true);
+    return this.tagged(codec.check(msg), codec, false);
   }
 
   recordText(record: unknown): string {
-    const r = this.protocol.recordCodec.check(record);
-    return this.tagged(r, this.protocol.recordCodec, true);
+    const codec = this.protocol.recordCodec;
+    return this.tagged(codec === undefined ? (record as Tagged) : codec.check(record), codec, true);
   }
 
-  private tagged(v: Tagged, codec: Codec<Tagged>, named: boolean): string {
+  private encodeMsg(msg: Tagged): { wire: string; msg: Tagged } {
+    const codec = this.protocol.msgCodec;
+    if (codec === undefined) return { wire: JSON.stringify(msg), msg: viaJson(msg) };
+    const wire = codec.encode(msg);
+    return { wire, msg: codec.decode(wire) };
+  }
+
+  private decodeMsg(wire: string): Tagged {
+    const codec = this.protocol.msgCodec;
+    return codec === undefined ? (JSON.parse(wire) as Tagged) : codec.decode(wire);
+  }
+
+  private roundTripRecord(record: Tagged): Tagged {
+    const codec = this.protocol.recordCodec;
+    return codec === undefined ? viaJson(record) : codec.decode(codec.encode(record));
+  }
+
+  private tagged(v: Tagged, codec: Codec<Tagged> | undefined, named: boolean): string {
     const parts = [v.type];
     const fields = v as unknown as Record<string, unknown>;
-    for (const f of Object.keys(codec.shapes[v.type]!)) {
+    const order =
+      codec === undefined ? Object.keys(v).filter((f) => f !== 'type') : Object.keys(codec.shapes[v.type]!);
+    for (const f of order) {
       // An optional field that is absent is not printed at all.
       if (!Object.hasOwn(fields, f)) continue;
       if (f === 'txn' || !named) parts.push(formatValue(fields[f]));
@@ -232,7 +330,21 @@ export class Cluster {
         return `resource ${e.action} ${e.txn}${e.afterPersist ? ' after-persist' : ''}`;
       case 'reportOutcome':
         return `outcome ${e.txn} ${e.outcome} to ${e.client}${e.afterPersist ? ' after-persist' : ''}`;
+      default: {
+        const other = e as { type: string };
+        return this.protocol.effectText?.(other) ?? this.fail(`no way to print a ${other.type} effect`);
+      }
     }
+  }
+
+  /** Print a line of a core's own command. */
+  say(line: string): void {
+    this.out.push(line);
+  }
+
+  /** `to` receives `msg` from `from`, who is outside the cluster (a client, an operator). */
+  receive(to: NodeId, from: NodeId, msg: Tagged): void {
+    this.stepCommand(to, { type: 'receive', from, msg: this.encodeMsg(msg).msg });
   }
 
   private print(node: NodeId, line: string): void {
@@ -283,10 +395,12 @@ export class Cluster {
     };
     switch (cmd) {
       case 'coordinator':
-      case 'participant':
+      case 'participant': {
         need(1, `${cmd} ID...`);
-        for (const id of args) this.create(id, cmd);
+        const role = this.protocol[cmd] ?? this.fail(`${this.protocol.name} has no ${cmd} role`);
+        for (const id of args) this.create({ id, kind: cmd, role, config: this.protocol.config });
         break;
+      }
       case 'begin': {
         need(3, 'begin COORDINATOR TXN PARTICIPANT...');
         const [c, txn, ...participants] = args as [string, string, ...string[]];
@@ -310,7 +424,7 @@ export class Cluster {
       }
       case 'deliver':
       case 'inject': {
-        need(4, `${cmd} FROM TO MSG`);
+        need(3, `${cmd} FROM TO MSG`);
         const [from, to, ...tokens] = args as [string, string, ...string[]];
         if (cmd === 'deliver') this.deliver(from, to, tokens.join(' '));
         else this.inject(from, to, tokens);
@@ -337,12 +451,13 @@ export class Cluster {
           if (cmd === 'unhold') n.hold = false;
         }
         break;
+      case 'persisted':
       case 'persist-failed': {
-        need(3, 'persist-failed NODE TYPE TXN');
+        need(3, `${cmd} NODE TYPE TXN`);
         const n = this.upNode(args[0]!);
         const w = this.pendingWrites(n).find((x) => x.record.type === args[1] && x.record.txn === args[2]);
         if (w === undefined) this.fail(`${n.id} has no pending write ${args[1]} ${args[2]} (is it held?)`);
-        this.complete(n, w, false, true);
+        this.complete(n, w, cmd === 'persisted', true);
         break;
       }
       case 'crash':
@@ -393,23 +508,108 @@ export class Cluster {
         this.out.push(`${args[0]}: ${parts.length === 0 ? 'no work anywhere' : parts.join(' ')}`);
         break;
       }
-      default:
-        this.fail(`unknown command ${JSON.stringify(cmd)}`);
+      case 'stabilize':
+        this.stabilize(this.lossRules(args));
+        break;
+      case 'sent': {
+        const counts = new Map<string, number>();
+        for (const e of this.network.values()) {
+          const type = e.text.split(' ')[0]!;
+          counts.set(type, (counts.get(type) ?? 0) + e.sent);
+        }
+        const total = [...counts.values()].reduce((a, b) => a + b, 0);
+        const parts = [...counts].map(([t, k]) => `${t}=${k}`);
+        this.out.push(`network: sent ${total}${parts.length > 0 ? ` (${parts.join(' ')})` : ''}`);
+        break;
+      }
+      case 'writes': {
+        let forced = 0;
+        let lazy = 0;
+        for (const n of this.nodes.values()) {
+          for (const w of n.writes) {
+            if (w.status !== 'durable') continue;
+            if (w.force) forced++;
+            else lazy++;
+          }
+        }
+        this.out.push(`disk: ${forced} forced, ${lazy} lazy`);
+        break;
+      }
+      default: {
+        const own = cmd === undefined ? undefined : this.protocol.commands?.[cmd];
+        if (own !== undefined) {
+          own(this, args);
+          break;
+        }
+        const setup = cmd === undefined ? undefined : this.protocol.setup?.[cmd];
+        if (setup === undefined) this.fail(`unknown command ${JSON.stringify(cmd)}`);
+        for (const spec of setup(args)) this.create(spec);
+      }
     }
     return this.out;
   }
 
-  private create(id: NodeId, kind: 'coordinator' | 'participant'): void {
+  // `stabilize [lose RULE]...`: deliver every undelivered message, oldest
+  // first, until none is left (a message sent twice is delivered twice). A
+  // message matching a rule is lost instead: taken off the wire unseen. A rule
+  // is `TYPE[,TYPE...]` (or `!TYPE,...`: any other type, or `*`) followed by
+  // optional `from=N,...`, `from!=N,...`, `to=N,...`, `to!=N,...` and
+  // `has=TOKEN` (the message's text has that word, e.g. `has=op=action`).
+  private lossRules(args: string[]): ((e: Envelope) => boolean)[] {
+    const rules: ((e: Envelope) => boolean)[] = [];
+    for (let i = 0; i < args.length; ) {
+      if (args[i] !== 'lose' || args[i + 1] === undefined)
+        this.fail('usage: stabilize [lose TYPE[,TYPE] [from=N] [to!=N]...]...');
+      const type = args[i + 1]!;
+      const negated = type.startsWith('!');
+      const types = new Set(type.replace(/^!/, '').split(','));
+      const tests: ((e: Envelope) => boolean)[] = [
+        (e) => type === '*' || types.has(e.text.split(' ')[0]!) !== negated,
+      ];
+      for (i += 2; i < args.length && args[i] !== 'lose'; i++) {
+        if (args[i]!.startsWith('has=')) {
+          const token = args[i]!.slice(4);
+          tests.push((e) => e.text.split(' ').includes(token));
+          continue;
+        }
+        const m = /^(from|to)(!?)=(.+)$/.exec(args[i]!) ?? this.fail(`stabilize: bad condition ${args[i]}`);
+        const [, end, not, ids] = m as unknown as [string, 'from' | 'to', string, string];
+        const names = new Set(ids.split(','));
+        tests.push((e) => names.has(e[end]) !== (not === '!'));
+      }
+      rules.push((e) => tests.every((t) => t(e)));
+    }
+    return rules;
+  }
+
+  private stabilize(lose: ((e: Envelope) => boolean)[]): void {
+    const deliveriesMax = 10_000; // A core that never settles must fail, not hang the suite.
+    for (let k = 0; ; k++) {
+      if (k >= deliveriesMax) this.fail(`messages do not settle after ${deliveriesMax} deliveries`);
+      const env = [...this.network.values()].find((e) => e.sent > e.delivered);
+      if (env === undefined) return;
+      if (lose.some((rule) => rule(env))) {
+        env.delivered++;
+        this.out.push(`network: lost ${env.from} -> ${env.to} ${env.text}`);
+        continue;
+      }
+      this.out.push(`network: ${env.from} -> ${env.to} ${env.text}`);
+      this.deliverEnvelope(env);
+    }
+  }
+
+  private create(spec: ScriptNodeSpec): void {
+    const { id, kind, role, config } = spec;
     if (this.nodes.has(id)) this.fail(`node ${id} exists`);
     if (id === clientId) this.fail(`${clientId} is the client's name`);
-    const role = kind === 'coordinator' ? this.protocol.coordinator : this.protocol.participant;
     this.nodes.set(id, {
       id,
       kind,
       role,
+      config,
       up: true,
       incarnation: 1,
-      state: role.init(id, this.protocol.config(1)),
+      state: role.init(id, config(1)),
       timers: new Map(),
       writes: [],
       barriers: [],
@@ -434,6 +634,14 @@ export class Cluster {
     const { state, effects } = n.role.step(n.state, input);
     n.state = state;
     this.execute(n, effects);
+    this.checkInvariants(n);
+  }
+
+  private checkInvariants(after: ScriptNode): void {
+    if (this.protocol.invariants === undefined) return;
+    const live = [...this.nodes.values()].filter((n) => n.up).map((n) => n.state);
+    const broken = this.protocol.invariants(live);
+    if (broken.length > 0) this.fail(`invariants broken after a step of ${after.id}: ${broken.join('; ')}`);
   }
 
   private deliver(from: NodeId, to: NodeId, text: string): void {
@@ -446,20 +654,29 @@ export class Cluster {
         `${text} matches several messages from ${from} to ${to}: ${matches.map((e) => e.text).join(', ')}`,
       );
     }
-    const env = matches[0]!;
-    env.delivered++;
-    const n = this.node(to);
-    if (!n.up) {
-      this.print(to, `down, drops ${env.text} from ${from}`);
-      return;
-    }
-    const msg = this.protocol.msgCodec.decode(env.wire);
-    this.stepCommand(to, { type: 'receive', from, msg });
+    this.deliverEnvelope(matches[0]!);
   }
 
+  private deliverEnvelope(env: Envelope): void {
+    env.delivered++;
+    const n = this.node(env.to);
+    if (!n.up) {
+      this.print(env.to, `down, drops ${env.text} from ${env.from}`);
+      return;
+    }
+    this.stepCommand(env.to, { type: 'receive', from: env.from, msg: this.decodeMsg(env.wire) });
+  }
+
+  // With a codec, MSG is the message's text form; without one, its JSON.
   private inject(from: NodeId, to: NodeId, tokens: string[]): void {
+    const codec = this.protocol.msgCodec;
+    if (codec === undefined) {
+      const msg = this.encodeMsg(JSON.parse(tokens.join(' ')) as Tagged).msg;
+      this.stepCommand(to, { type: 'receive', from, msg });
+      return;
+    }
     const [type, ...values] = tokens as [string, ...string[]];
-    const shape = this.protocol.msgCodec.shapes[type] ?? this.fail(`inject: unknown message type ${type}`);
+    const shape = codec.shapes[type] ?? this.fail(`inject: unknown message type ${type}`);
     const fields = Object.keys(shape);
     // Optional fields come last in every shape, so they may be left off the end.
     const required = fields.filter((f) => {
@@ -473,8 +690,7 @@ export class Cluster {
     values.forEach((value, i) => {
       msg[fields[i]!] = value;
     });
-    const wire = this.protocol.msgCodec.encode(msg as Tagged);
-    this.stepCommand(to, { type: 'receive', from, msg: this.protocol.msgCodec.decode(wire) });
+    this.stepCommand(to, { type: 'receive', from, msg: this.encodeMsg(msg as Tagged).msg });
   }
 
   // Carrying out one step's effects. Persists first: "every persist effect of
@@ -486,8 +702,7 @@ export class Cluster {
     for (const e of effects) {
       this.print(n.id, this.effectText(e));
       if (e.type === 'persist') {
-        const wire = this.protocol.recordCodec.encode(e.record as Tagged);
-        const record = this.protocol.recordCodec.decode(wire);
+        const record = this.roundTripRecord(e.record as Tagged);
         n.writes.push({ seq: n.writes.length + 1, record, force: e.force, status: 'pending' });
       }
     }
@@ -514,10 +729,7 @@ export class Cluster {
   }
 
   private afterPersist(e: AnyEffect): boolean {
-    return (
-      e.type === 'sendAfterPersist' ||
-      ((e.type === 'resource' || e.type === 'reportOutcome') && e.afterPersist)
-    );
+    return e.type === 'sendAfterPersist' || (e as { afterPersist?: boolean }).afterPersist === true;
   }
 
   private flush(n: ScriptNode, verbose: boolean): void {
@@ -529,10 +741,11 @@ export class Cluster {
   private markDurable(n: ScriptNode, w: Write, verbose: boolean): void {
     w.status = 'durable';
     if (verbose) this.print(n.id, `durable ${this.recordText(w.record)}`);
-    if (n.kind === 'participant' && w.record.type === 'prepared') {
+    const move = (this.protocol.rmRecords ?? defaultRmRecords)[w.record.type];
+    if (n.kind === 'participant' && move !== undefined) {
       // Work given up while its prepared record was in flight stays given up.
       const rms = this.rmsOf(w.record.txn);
-      if (rms.get(n.id) === 'working') rms.set(n.id, 'prepared');
+      if (rms.get(n.id) === move.from) rms.set(n.id, move.to);
     }
   }
 
@@ -561,8 +774,8 @@ export class Cluster {
       case 'send':
       case 'sendAfterPersist': {
         this.checkLeaving(n, e.to, e.msg as Tagged);
-        const wire = this.protocol.msgCodec.encode(e.msg as Tagged);
-        const text = this.msgText(this.protocol.msgCodec.decode(wire));
+        const { wire, msg } = this.encodeMsg(e.msg as Tagged);
+        const text = this.msgText(msg);
         const key = `${n.id}\u0000${e.to}\u0000${text}`;
         const env = this.network.get(key);
         if (env === undefined)
@@ -589,6 +802,10 @@ export class Cluster {
       }
       case 'persist':
         this.fail('persist effects are issued by execute()');
+        return;
+      default:
+        // A core's own effect (a saga report) only shows in the trace.
+        return;
     }
   }
 
@@ -623,7 +840,7 @@ export class Cluster {
           this.fail(`atomicity: ${n.id} ${next} ${txn} while ${p} ${s}`);
         }
       }
-      if (action === 'abort' && prev !== 'aborted') {
+      if (this.protocol.twoPcRules && action === 'abort' && prev !== 'aborted') {
         for (const c of this.nodes.values()) {
           const decided = c.writes.some(
             (w) => w.status === 'durable' && w.record.type === 'commit' && w.record.txn === txn,
@@ -639,7 +856,7 @@ export class Cluster {
 
   // Checks on what a step issued (before anything is carried out).
   private checkIssued(n: ScriptNode, e: AnyEffect): void {
-    if (!this.protocol.atomic || (e.type !== 'send' && e.type !== 'sendAfterPersist')) return;
+    if (!this.protocol.twoPcRules || (e.type !== 'send' && e.type !== 'sendAfterPersist')) return;
     const msg = e.msg as Tagged & { vote?: string };
     const live = (type: string, force: boolean) =>
       n.writes.some(
@@ -662,7 +879,7 @@ export class Cluster {
 
   // Checks on a message as it leaves (after every write it waited for).
   private checkLeaving(n: ScriptNode, to: NodeId, msg: Tagged & { vote?: string }): void {
-    if (!this.protocol.atomic) return;
+    if (!this.protocol.twoPcRules) return;
     const durable = (type: string) =>
       n.writes.some((w) => w.record.type === type && w.record.txn === msg.txn && w.status === 'durable');
     if (n.kind === 'participant' && msg.type === 'VOTE' && msg.vote === 'yes' && !durable('prepared')) {
@@ -702,14 +919,13 @@ export class Cluster {
     if (n.up) this.fail(`${n.id} is up; crash it first`);
     n.up = true;
     n.incarnation++;
-    const log = this.durableLog(n).map((r) =>
-      this.protocol.recordCodec.decode(this.protocol.recordCodec.encode(r)),
-    );
+    const log = this.durableLog(n).map((r) => this.roundTripRecord(r));
     const shown = log.map((r) => this.recordText(r)).join('; ');
     this.print(n.id, log.length === 0 ? 'recovered from an empty log' : `recovered from ${shown}`);
-    const { state, effects } = n.role.recover(n.id, this.protocol.config(n.incarnation), log);
+    const { state, effects } = n.role.recover(n.id, n.config(n.incarnation), log);
     n.state = state;
     this.execute(n, effects);
+    this.checkInvariants(n);
   }
 }
 

@@ -1,0 +1,241 @@
+// Stuck is an alert, not a dead end (issue 9, item 7). A compensation (or a
+// TCC confirm) that keeps failing is retried without a limit under a capped
+// backoff; past `stuckAfterAttempts` (or `stuckAfterMs`) the run is reported
+// stuck — a durable `stuck` record, `onStuck`, a state `list()` shows — and
+// it still ends normally by itself once the branch recovers, across a restart
+// too, or at once on `retry(id)`. Real SQLite logs and real timers, with
+// small timings standing in for the runtime's seconds.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import {
+  type BranchContext,
+  createSagaOrchestrator,
+  openSagaLog,
+  refuse,
+  type SagaDefinition,
+  type StuckAlert,
+} from '../../../src/runtime/saga/orchestrator.ts';
+import {
+  createTccOrchestrator,
+  openTccLog,
+  type TccDefinition,
+} from '../../../src/runtime/tcc/orchestrator.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-stuck-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** a, then b which refuses: a's compensation runs `undo`. */
+function refusing(name: string, undo: (ctx: BranchContext) => Promise<void>): SagaDefinition {
+  return {
+    name,
+    steps: [
+      { name: 'a', action: async () => undefined, compensation: undo },
+      { name: 'b', action: async () => refuse('sold out'), compensation: async () => undefined },
+    ],
+  };
+}
+
+const until = async (what: string, cond: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+test('a compensation failing its first 20 attempts ends compensated by itself, with one stuck alert on the way', async () => {
+  const log = await openSagaLog({ sqlite: join(dir, 'twenty.sqlite'), create: true });
+  const alerts: StuckAlert[] = [];
+  const o = await createSagaOrchestrator({
+    log,
+    timing: { retryBaseMs: 1, retryCapMs: 5, stuckAfterAttempts: 8 },
+    onStuck: (a) => alerts.push(a),
+  });
+  let attempts = 0;
+  const id = await o.start(
+    refusing('twenty', async () => {
+      if (++attempts <= 20) throw new Error('refund service down');
+    }),
+    { idempotencyKey: 'k' },
+  );
+  await until('the alert', () => alerts.length > 0);
+  // Alerted and listed as stuck, still retrying.
+  assert.equal(o.status(id).state, 'stuck');
+  assert.match(
+    o.status(id).alert ?? '',
+    /compensation .* of a failed 8 times \(last answer: refund service down\); still retrying/,
+  );
+  assert.deepEqual(
+    (await o.list({ state: 'stuck' })).map((t) => t.id),
+    [id],
+  );
+  const r = await o.result(id);
+  assert.equal(r.outcome, 'compensated');
+  assert.equal(attempts, 21);
+  assert.equal(alerts.length, 1, 'raised once');
+  assert.deepEqual(alerts[0], { sagaId: id, reason: alerts[0]!.reason, retrying: true });
+  // The alert is cleared: the saga is listed as compensated, its history keeps the alert.
+  assert.equal(o.status(id).state, 'compensated');
+  const shown = await o.show(id);
+  assert.equal(shown.state, 'compensated');
+  assert.deepEqual(
+    shown.records.map((v) => (v.record as { type: string }).type).filter((t) => t === 'stuck' || t === 'end'),
+    ['stuck', 'end'],
+  );
+  await o.close();
+  await log.close();
+});
+
+test('a saga stuck across an orchestrator restart resumes and finishes after the restart', async () => {
+  const path = join(dir, 'restart.sqlite');
+  let down = true;
+  let calls = 0;
+  const def = refusing('restart', async () => {
+    calls++;
+    if (down) throw new Error('ledger offline');
+  });
+  const alerts: StuckAlert[] = [];
+  const timing = { retryBaseMs: 1, retryCapMs: 5, stuckAfterAttempts: 3 };
+  const log = await openSagaLog({ sqlite: path, create: true });
+  const o = await createSagaOrchestrator({ log, timing, onStuck: (a) => alerts.push(a) });
+  const id = await o.start(def, { idempotencyKey: 'k' });
+  await until('the alert', () => alerts.length > 0);
+  // Keep it failing well past what used to be a hard limit (16 attempts).
+  await until('20 attempts', () => calls >= 20);
+  assert.equal(o.status(id).state, 'stuck');
+  await o.close();
+  await log.close();
+
+  down = false;
+  const log2 = await openSagaLog({ sqlite: path, create: true });
+  const alerts2: StuckAlert[] = [];
+  const o2 = await createSagaOrchestrator({
+    log: log2,
+    timing,
+    definitions: [def],
+    onStuck: (a) => alerts2.push(a),
+  });
+  const r = await o2.result(id);
+  assert.equal(r.outcome, 'compensated');
+  // The restart raised the alert again (its first report may have died with the process).
+  assert.equal(alerts2.length, 1);
+  assert.equal(alerts2[0]!.retrying, true);
+  await o2.close();
+  await log2.close();
+});
+
+test('stuckAfterMs raises the alert on elapsed time alone', async () => {
+  const log = await openSagaLog({ sqlite: join(dir, 'elapsed.sqlite'), create: true });
+  const alerts: StuckAlert[] = [];
+  const o = await createSagaOrchestrator({
+    log,
+    timing: {
+      retryBaseMs: 5,
+      retryCapMs: 10,
+      stuckAfterAttempts: Number.POSITIVE_INFINITY,
+      stuckAfterMs: 60,
+    },
+    onStuck: (a) => alerts.push(a),
+  });
+  const started = Date.now();
+  const id = await o.start(
+    refusing('elapsed', async () => {
+      if (Date.now() - started < 200) throw new Error('still down');
+    }),
+    { idempotencyKey: 'k' },
+  );
+  assert.equal((await o.result(id)).outcome, 'compensated');
+  assert.equal(alerts.length, 1);
+  assert.match(alerts[0]!.reason, /still compensating after 60 ms \(a: still down\)/);
+  await o.close();
+  await log.close();
+});
+
+test('retry(id) calls a failing compensation now instead of at its next backoff', async () => {
+  const log = await openSagaLog({ sqlite: join(dir, 'retry.sqlite'), create: true });
+  // A backoff of a minute: only an operator's retry can finish this in time.
+  const o = await createSagaOrchestrator({
+    log,
+    timing: { retryBaseMs: 60_000, retryCapMs: 60_000, jitter: 0 },
+  });
+  let attempts = 0;
+  const id = await o.start(
+    refusing('retry', async () => {
+      if (++attempts === 1) throw new Error('first try fails');
+    }),
+    { idempotencyKey: 'k' },
+  );
+  await until('the first compensation attempt', () => attempts === 1);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(o.status(id).state, 'compensating');
+  await o.retry(id);
+  const r = await o.result(id, { timeoutMs: 2000 });
+  assert.equal(r.outcome, 'compensated');
+  assert.equal(attempts, 2);
+  await assert.rejects(
+    o.retry(id),
+    (e: Error & { code?: string }) => e.code === 'DTX_INVALID_STATE' && /ended already/.test(e.message),
+  );
+  await assert.rejects(o.retry('nope'), (e: Error & { code?: string }) => e.code === 'DTX_INVALID_ARGUMENT');
+  await o.close();
+  await log.close();
+});
+
+test('a hard-stopped saga (a finite compensationAttemptsMax) resumes on retry(id), and stays resumed across a restart', async () => {
+  const path = join(dir, 'hard.sqlite');
+  let down = true;
+  const def = refusing('hard', async () => {
+    if (down) throw new Error('down');
+  });
+  const timing = { retryBaseMs: 1, retryCapMs: 5, compensationAttemptsMax: 3 };
+  const log = await openSagaLog({ sqlite: path, create: true });
+  const o = await createSagaOrchestrator({ log, timing });
+  const id = await o.start(def, { idempotencyKey: 'k' });
+  assert.equal((await o.result(id)).outcome, 'stuck');
+  await o.retry(id, { reason: 'ledger is back' });
+  assert.equal(o.status(id).state, 'stuck', 'still alerted while it retries');
+  await o.close();
+  await log.close();
+  down = false;
+  const log2 = await openSagaLog({ sqlite: path, create: true });
+  const o2 = await createSagaOrchestrator({ log: log2, timing, definitions: [def] });
+  assert.equal((await o2.result(id, { timeoutMs: 5000 })).outcome, 'compensated');
+  await o2.close();
+  await log2.close();
+});
+
+test('TCC: a confirm failing its first 12 attempts completes by itself, with one stuck alert', async () => {
+  const log = await openTccLog({ sqlite: join(dir, 'tcc.sqlite'), create: true });
+  const alerts: StuckAlert[] = [];
+  const o = await createTccOrchestrator({
+    log,
+    timing: { retryBaseMs: 1, retryCapMs: 5, stuckAfterAttempts: 5 },
+    onStuck: (a) => alerts.push(a),
+  });
+  let confirms = 0;
+  const def: TccDefinition = {
+    name: 'tccstuck',
+    branches: [
+      {
+        name: 'x',
+        try: async () => undefined,
+        confirm: async () => {
+          if (++confirms <= 12) throw new Error('confirm service down');
+        },
+        cancel: async () => undefined,
+      },
+    ],
+  };
+  const id = await o.start(def, { idempotencyKey: 'k' });
+  const r = await o.result(id);
+  assert.equal(r.outcome, 'completed');
+  assert.equal(confirms, 13);
+  assert.equal(alerts.length, 1);
+  assert.match(alerts[0]!.reason, /confirm .* of x failed 5 times/);
+  await o.close();
+  await log.close();
+});

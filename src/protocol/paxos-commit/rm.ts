@@ -206,15 +206,22 @@ export const paxosRm: Role<RmState, PaxosCommitMsg, PaxosCommitRecord, Partial<P
   /**
    * Rebuild from the log: a `prepared` record with no outcome after it is in
    * doubt. Repeat the vote (the acceptors may never have received it) and ask.
+   * Every `committed` and `aborted` is applied again: the crash may have come
+   * after the record was durable and before the work was committed or
+   * discarded (the resource manager ignores an outcome it has already applied).
    */
   recover(self, config, log): StepResult<RmState, PaxosCommitMsg, PaxosCommitRecord> {
     const state = paxosRm.init(self, config);
     const inDoubt = new Map<TxnId, Extract<PaxosCommitRecord, { type: 'prepared' }>>();
+    const effects: Fx[] = [];
     for (const r of log) {
       if (r.type === 'prepared') inDoubt.set(r.txn, r);
-      else if (r.type === 'committed' || r.type === 'aborted') inDoubt.delete(r.txn);
+      else if (r.type === 'committed' || r.type === 'aborted') {
+        inDoubt.delete(r.txn);
+        const action = r.type === 'committed' ? 'commit' : 'abort';
+        effects.push({ type: 'resource', txn: r.txn, action, afterPersist: false });
+      }
     }
-    const effects: Fx[] = [];
     for (const [txn, r] of inDoubt) {
       const t: RmTxn = {
         phase: 'prepared',

@@ -322,9 +322,12 @@ export const threePcParticipant: Role<
   },
 
   /**
-   * Rebuild from the log: logged outcomes are remembered; a `prepared` or
-   * `precommitted` without an outcome is in doubt, and *recovering*: it runs
-   * the termination protocol soon, under the recovering rules.
+   * Rebuild from the log: logged outcomes are remembered and applied again
+   * (the crash may have come after the record was durable and before the work
+   * was committed or discarded; the resource manager ignores an outcome it has
+   * already applied); a `prepared` or `precommitted` without an outcome is in
+   * doubt, and *recovering*: it runs the termination protocol soon, under the
+   * recovering rules.
    */
   recover(self, config, log): StepResult<ThreePcParticipantState, ThreePcMsg, ThreePcRecord> {
     const state = threePcParticipant.init(self, config);
@@ -346,6 +349,10 @@ export const threePcParticipant: Role<
       }
     }
     const effects: Fx[] = [];
+    for (const [txn, outcome] of state.decided) {
+      const action = outcome === 'committed' ? 'commit' : 'abort';
+      effects.push({ type: 'resource', txn, action, afterPersist: false });
+    }
     for (const txn of state.txns.keys()) {
       effects.push({ type: 'setTimer', timer: waitTimer(txn), delayMs: state.config.collectMs });
     }

@@ -4,7 +4,10 @@
 // `acc` record per instance (its promise and acceptance, which it must never
 // forget); a candidate's highest `round` (so that no ballot is used twice).
 // Nothing else is needed, and this function keeps exactly that, so `recover`
-// rebuilds the same state from the compacted log as from the full one.
+// rebuilds the same state from the compacted log as from the full one. Take
+// it only once the work of every `committed` and `aborted` record being
+// dropped has been applied: an RM's recovery re-applies the outcomes it still
+// finds in its log, and one dropped too early would leave its branch prepared.
 //
 // Acceptor state is kept for every instance ever touched: forgetting it
 // safely needs to know that every RM learned the outcome, which Paxos Commit

@@ -24,7 +24,7 @@
 //
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
-import { unreachable } from '../common/assert.ts';
+import { assert, unreachable } from '../common/assert.ts';
 import type { Effect, Input, NodeId, Role, StepResult, TxnId } from '../common/types.ts';
 import { type Learner, learn, newLearner, outcomeOf } from './learner.ts';
 import {
@@ -84,22 +84,26 @@ function abortUnvoted(state: RmState, txn: TxnId, t: RmTxn, fx: Fx[]): void {
   state.txns.delete(txn);
 }
 
-function commit(state: RmState, txn: TxnId, fx: Fx[]): void {
-  fx.push({ type: 'cancelTimer', timer: inquiryTimer(txn) });
-  fx.push({ type: 'persist', force: true, record: { type: 'committed', txn } });
-  fx.push({ type: 'resource', txn, action: 'commit', afterPersist: true });
-  state.txns.delete(txn);
-}
+type Outcome = 'committed' | 'aborted';
 
-function abort(state: RmState, txn: TxnId, t: RmTxn, fx: Fx[]): void {
+/** What the resource manager does with the work, for an outcome. */
+const resourceAction = (outcome: Outcome) => (outcome === 'committed' ? 'commit' : 'abort');
+
+/**
+ * RMRcvCommitMsg / RMRcvAbortMsg: force the outcome, then commit or discard
+ * the work. Unvoted work is only given up (the decision is known, so no vote
+ * is needed any more; only abort reaches it, as commit needs our vote).
+ */
+function settle(state: RmState, txn: TxnId, t: RmTxn, outcome: Outcome, fx: Fx[]): void {
+  assert(outcome === 'aborted' || t.phase === 'prepared', `${txn}: commit of work we never voted on`);
+  const action = resourceAction(outcome);
   if (t.phase === 'working') {
-    // The decision is known, so no vote is needed any more.
     fx.push({ type: 'cancelTimer', timer: workTimer(txn) });
-    fx.push({ type: 'resource', txn, action: 'abort', afterPersist: false });
+    fx.push({ type: 'resource', txn, action, afterPersist: false });
   } else {
     fx.push({ type: 'cancelTimer', timer: inquiryTimer(txn) });
-    fx.push({ type: 'persist', force: true, record: { type: 'aborted', txn } });
-    fx.push({ type: 'resource', txn, action: 'abort', afterPersist: true });
+    fx.push({ type: 'persist', force: true, record: { type: outcome, txn } });
+    fx.push({ type: 'resource', txn, action, afterPersist: true });
   }
   state.txns.delete(txn);
 }
@@ -140,17 +144,17 @@ function onReceive(state: RmState, from: NodeId, msg: PaxosCommitMsg, fx: Fx[]):
     case 'COMMIT':
       // Commit is decided only once our own instance chose `prepared`, which
       // needs our vote: a COMMIT for work we never voted on is a leader's error.
-      if (t?.phase === 'prepared') commit(state, msg.txn, fx);
+      if (t?.phase === 'prepared') settle(state, msg.txn, t, 'committed', fx);
       return;
     case 'ABORT':
-      if (t !== undefined) abort(state, msg.txn, t, fx);
+      if (t !== undefined) settle(state, msg.txn, t, 'aborted', fx);
       return;
     case 'PHASE2B': {
       if (t === undefined || !state.config.faster) return;
       learn(t.learner, msg.txn, state.config.acceptors, quorum(state.config), msg.acc, msg.entries);
       const outcome = outcomeOf(t.learner, t.participants);
-      if (outcome === 'aborted') abort(state, msg.txn, t, fx);
-      else if (outcome === 'committed' && t.phase === 'prepared') commit(state, msg.txn, fx);
+      if (outcome === 'aborted') settle(state, msg.txn, t, 'aborted', fx);
+      else if (outcome === 'committed' && t.phase === 'prepared') settle(state, msg.txn, t, 'committed', fx);
       return;
     }
     case 'PHASE2A':
@@ -189,12 +193,7 @@ function onPersistFailed(state: RmState, r: PaxosCommitRecord, fx: Fx[]): void {
   } else if (r.type === 'committed' || r.type === 'aborted') {
     // The outcome is decided and the work still waits on this record: write it again.
     fx.push({ type: 'persist', force: true, record: r });
-    fx.push({
-      type: 'resource',
-      txn: r.txn,
-      action: r.type === 'committed' ? 'commit' : 'abort',
-      afterPersist: true,
-    });
+    fx.push({ type: 'resource', txn: r.txn, action: resourceAction(r.type), afterPersist: true });
   }
 }
 
@@ -206,15 +205,21 @@ export const paxosRm: Role<RmState, PaxosCommitMsg, PaxosCommitRecord, Partial<P
   /**
    * Rebuild from the log: a `prepared` record with no outcome after it is in
    * doubt. Repeat the vote (the acceptors may never have received it) and ask.
+   * Every `committed` and `aborted` is applied again: the crash may have come
+   * after the record was durable and before the work was committed or
+   * discarded (the resource manager ignores an outcome it has already applied).
    */
   recover(self, config, log): StepResult<RmState, PaxosCommitMsg, PaxosCommitRecord> {
     const state = paxosRm.init(self, config);
     const inDoubt = new Map<TxnId, Extract<PaxosCommitRecord, { type: 'prepared' }>>();
+    const effects: Fx[] = [];
     for (const r of log) {
       if (r.type === 'prepared') inDoubt.set(r.txn, r);
-      else if (r.type === 'committed' || r.type === 'aborted') inDoubt.delete(r.txn);
+      else if (r.type === 'committed' || r.type === 'aborted') {
+        inDoubt.delete(r.txn);
+        effects.push({ type: 'resource', txn: r.txn, action: resourceAction(r.type), afterPersist: false });
+      }
     }
-    const effects: Fx[] = [];
     for (const [txn, r] of inDoubt) {
       const t: RmTxn = {
         phase: 'prepared',

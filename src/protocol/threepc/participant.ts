@@ -38,7 +38,7 @@
 //
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
-import { unreachable } from '../common/assert.ts';
+import { assert, unreachable } from '../common/assert.ts';
 import type { Effect, Input, NodeId, Role, StepResult, TxnId } from '../common/types.ts';
 import {
   defaultThreePcConfig,
@@ -72,8 +72,10 @@ export interface ThreePcParticipantState {
   config: ThreePcConfig;
   txns: Map<TxnId, ThreePcParticipantTxn>;
   /** Every outcome this participant logged (or decided before voting). */
-  decided: Map<TxnId, 'committed' | 'aborted'>;
+  decided: Map<TxnId, Outcome>;
 }
+
+type Outcome = 'committed' | 'aborted';
 
 const workTimer = (txn: TxnId) => `work:${txn}`;
 const waitTimer = (txn: TxnId) => `wait:${txn}`;
@@ -89,42 +91,37 @@ function cancelAll(txn: TxnId, fx: Fx[]): void {
     fx.push({ type: 'cancelTimer', timer });
 }
 
-/** Commit here; `tell` the others too when acting as the (new) coordinator. */
-function commit(
-  state: ThreePcParticipantState,
-  txn: TxnId,
-  t: ThreePcParticipantTxn,
-  tell: boolean,
-  fx: Fx[],
-): void {
-  cancelAll(txn, fx);
-  fx.push({ type: 'persist', force: true, record: { type: 'committed', txn } });
-  fx.push({ type: 'resource', txn, action: 'commit', afterPersist: true });
-  if (tell)
-    for (const p of others(state, t))
-      fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });
-  state.decided.set(txn, 'committed');
-  state.txns.delete(txn);
-}
+/** What the resource manager does with the work, for an outcome. */
+const resourceAction = (outcome: Outcome) => (outcome === 'committed' ? 'commit' : 'abort');
 
-function abort(
+/**
+ * Settle the outcome here: force it, then commit or discard the work (unvoted
+ * work is only given up: nothing was promised, and only abort reaches it, as
+ * commit needs our YES). `tell` the others too when acting as the (new)
+ * coordinator.
+ */
+function settle(
   state: ThreePcParticipantState,
   txn: TxnId,
   t: ThreePcParticipantTxn,
+  outcome: Outcome,
   tell: boolean,
   fx: Fx[],
 ): void {
+  assert(outcome === 'aborted' || t.phase !== 'working', `${txn}: commit of work we never voted on`);
   cancelAll(txn, fx);
+  const action = resourceAction(outcome);
   if (t.phase === 'working') {
-    fx.push({ type: 'resource', txn, action: 'abort', afterPersist: false });
+    fx.push({ type: 'resource', txn, action, afterPersist: false });
   } else {
-    fx.push({ type: 'persist', force: true, record: { type: 'aborted', txn } });
-    fx.push({ type: 'resource', txn, action: 'abort', afterPersist: true });
+    fx.push({ type: 'persist', force: true, record: { type: outcome, txn } });
+    fx.push({ type: 'resource', txn, action, afterPersist: true });
   }
-  if (tell)
-    for (const p of others(state, t))
-      fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'ABORT', txn } });
-  state.decided.set(txn, 'aborted');
+  if (tell) {
+    const msg: ThreePcMsg = { type: outcome === 'committed' ? 'COMMIT' : 'ABORT', txn };
+    for (const p of others(state, t)) fx.push({ type: 'sendAfterPersist', to: p, msg });
+  }
+  state.decided.set(txn, outcome);
   state.txns.delete(txn);
 }
 
@@ -156,8 +153,9 @@ function evaluate(state: ThreePcParticipantState, txn: TxnId, t: ThreePcParticip
   const term = t.term!;
   const replies = [...term.replies.entries()];
   const states = replies.map(([, r]) => r.state);
-  if (states.includes('committed')) return commit(state, txn, t, true, fx);
-  if (states.includes('aborted') || states.includes('unknown')) return abort(state, txn, t, true, fx);
+  if (states.includes('committed')) return settle(state, txn, t, 'committed', true, fx);
+  if (states.includes('aborted') || states.includes('unknown'))
+    return settle(state, txn, t, 'aborted', true, fx);
   const rank = t.participants.indexOf(state.self);
   const operational = replies.filter(([, r]) => !r.recovering);
   if (t.recovering) {
@@ -169,14 +167,14 @@ function evaluate(state: ThreePcParticipantState, txn: TxnId, t: ThreePcParticip
   if (t.phase === 'precommitted' || states.includes('precommitted')) {
     if (t.phase === 'prepared') precommit(txn, t, fx);
     const prepared = replies.filter(([, r]) => r.state === 'prepared').map(([p]) => p);
-    if (prepared.length === 0) return commit(state, txn, t, true, fx);
+    if (prepared.length === 0) return settle(state, txn, t, 'committed', true, fx);
     term.stage = 'precommit';
     term.awaiting = new Set(prepared);
     for (const p of prepared) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'PRE_COMMIT', txn } });
     fx.push({ type: 'setTimer', timer: termTimer(txn), delayMs: state.config.collectMs });
     return;
   }
-  abort(state, txn, t, true, fx);
+  settle(state, txn, t, 'aborted', true, fx);
 }
 
 function report(
@@ -190,7 +188,7 @@ function report(
   if (t === undefined) return { state: 'unknown', recovering: false };
   if (t.phase === 'working') {
     // Someone runs a termination, so the coordinator is gone: give up the unvoted work.
-    abort(state, txn, t, false, fx);
+    settle(state, txn, t, 'aborted', false, fx);
     return { state: 'aborted', recovering: false };
   }
   return { state: t.phase, recovering: t.recovering };
@@ -231,10 +229,10 @@ function onReceive(state: ThreePcParticipantState, from: NodeId, msg: ThreePcMsg
     }
     case 'COMMIT':
       // Only a prepared participant can be told to commit (all voted YES).
-      if (t !== undefined && t.phase !== 'working') commit(state, txn, t, false, fx);
+      if (t !== undefined && t.phase !== 'working') settle(state, txn, t, 'committed', false, fx);
       return;
     case 'ABORT':
-      if (t !== undefined) abort(state, txn, t, false, fx);
+      if (t !== undefined) settle(state, txn, t, 'aborted', false, fx);
       return;
     case 'STATE_REQ': {
       const r = report(state, txn, fx);
@@ -253,7 +251,7 @@ function onReceive(state: ThreePcParticipantState, from: NodeId, msg: ThreePcMsg
     case 'PRE_ACK': {
       if (t?.term?.stage !== 'precommit') return;
       t.term.awaiting.delete(from);
-      if (t.term.awaiting.size === 0) commit(state, txn, t, true, fx);
+      if (t.term.awaiting.size === 0) settle(state, txn, t, 'committed', true, fx);
       return;
     }
     case 'VOTE':
@@ -268,14 +266,14 @@ function onTimeout(state: ThreePcParticipantState, timer: string, fx: Fx[]): voi
   const t = state.txns.get(txn);
   if (t === undefined) return;
   if (timer.startsWith('work:')) {
-    if (t.phase === 'working') abort(state, txn, t, false, fx);
+    if (t.phase === 'working') settle(state, txn, t, 'aborted', false, fx);
   } else if (timer.startsWith('wait:')) {
     if (t.phase !== 'working' && t.term === null) startTermination(state, txn, t, fx);
   } else if (timer.startsWith('term:') && t.term !== null) {
     // Collect: act on the answers that came. Pre-commit: the silent are taken
     // for crashed (they will find the outcome when they recover).
     if (t.term.stage === 'collect') evaluate(state, txn, t, fx);
-    else commit(state, txn, t, true, fx);
+    else settle(state, txn, t, 'committed', true, fx);
   }
 }
 
@@ -299,12 +297,7 @@ function onPersistFailed(state: ThreePcParticipantState, r: ThreePcRecord, fx: F
     case 'committed':
     case 'aborted':
       fx.push({ type: 'persist', force: true, record: r });
-      fx.push({
-        type: 'resource',
-        txn: r.txn,
-        action: r.type === 'committed' ? 'commit' : 'abort',
-        afterPersist: true,
-      });
+      fx.push({ type: 'resource', txn: r.txn, action: resourceAction(r.type), afterPersist: true });
       return;
     default:
       unreachable(r, 'record');
@@ -322,9 +315,12 @@ export const threePcParticipant: Role<
   },
 
   /**
-   * Rebuild from the log: logged outcomes are remembered; a `prepared` or
-   * `precommitted` without an outcome is in doubt, and *recovering*: it runs
-   * the termination protocol soon, under the recovering rules.
+   * Rebuild from the log: logged outcomes are remembered and applied again
+   * (the crash may have come after the record was durable and before the work
+   * was committed or discarded; the resource manager ignores an outcome it has
+   * already applied); a `prepared` or `precommitted` without an outcome is in
+   * doubt, and *recovering*: it runs the termination protocol soon, under the
+   * recovering rules.
    */
   recover(self, config, log): StepResult<ThreePcParticipantState, ThreePcMsg, ThreePcRecord> {
     const state = threePcParticipant.init(self, config);
@@ -346,6 +342,8 @@ export const threePcParticipant: Role<
       }
     }
     const effects: Fx[] = [];
+    for (const [txn, outcome] of state.decided)
+      effects.push({ type: 'resource', txn, action: resourceAction(outcome), afterPersist: false });
     for (const txn of state.txns.keys()) {
       effects.push({ type: 'setTimer', timer: waitTimer(txn), delayMs: state.config.collectMs });
     }
@@ -369,7 +367,7 @@ export const threePcParticipant: Role<
       }
       case 'wounded': {
         const t = state.txns.get(input.txn);
-        if (t?.phase === 'working') abort(state, input.txn, t, false, fx);
+        if (t?.phase === 'working') settle(state, input.txn, t, 'aborted', false, fx);
         break;
       }
       case 'receive':

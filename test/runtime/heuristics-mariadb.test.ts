@@ -11,7 +11,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -22,6 +21,7 @@ import { HeuristicError } from '../../src/errors.ts';
 import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator } from '../../src/runtime/coordinator.ts';
 import { openSqliteLog } from '../../src/runtime/log/sqlite.ts';
+import { replyCuttingProxy } from '../support/proxy.ts';
 
 const host = process.env.DTX_TEST_MARIADB_HOST ?? '127.0.0.1';
 const connection = { host, port: 3306, user: 'root', password: '', database: 'test', connectionLimit: 4 };
@@ -159,47 +159,9 @@ test("MariaDB's own XA_RBROLLBACK on XA COMMIT maps to the same HeuristicError, 
   assert.deepEqual(await c.list(), []);
 });
 
-/** A TCP proxy in front of MariaDB that, once armed, cuts the connection instead of forwarding the reply to an XA COMMIT. */
-async function replyCuttingProxy(): Promise<{ port: number; arm(): void; cuts(): number }> {
-  let armed = false;
-  let cuts = 0;
-  const server = net.createServer((client) => {
-    const upstream = net.connect(3306, host);
-    let replyToCommit = false;
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    client.on('data', (chunk: Buffer) => {
-      if (armed && chunk.includes('XA COMMIT')) replyToCommit = true;
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      if (replyToCommit) {
-        // The server has committed the branch and answered; the answer never arrives.
-        armed = false;
-        replyToCommit = false;
-        cuts++;
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      client.write(chunk);
-    });
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  closers.push(() => new Promise((resolve) => server.close(resolve)));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    arm: () => {
-      armed = true;
-    },
-    cuts: () => cuts,
-  };
-}
-
 test('MariaDB: an XA COMMIT applied but whose reply was lost is recognised by its marker row, not reported as heuristic', async () => {
-  const proxy = await replyCuttingProxy();
+  const proxy = await replyCuttingProxy({ host, port: 3306 }, { inRequest: 'XA COMMIT' });
+  closers.push(() => proxy.close());
   const s = await createSqliteAdapter({ path: join(dir, `lost${++n}.sqlite`), create: true });
   const pool = mysql.createPool({ ...connection, host: '127.0.0.1', port: proxy.port });
   const m = await createMariaDbAdapter({ pool, detachWaitMs: 3000 });

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -28,6 +27,7 @@ import {
 } from '../../src/runtime/coordinator.ts';
 import { openSqliteLog } from '../../src/runtime/log/sqlite.ts';
 import { type PgCluster, startPgCluster } from '../adapters/pg-cluster.ts';
+import { replyCuttingProxy } from '../support/proxy.ts';
 
 let cluster: PgCluster;
 let down: PgCluster;
@@ -157,43 +157,9 @@ test('an operator rolls back one prepared branch between prepare and commit: tra
   assert.equal(await balance(b, 'manual'), undefined);
 });
 
-/** A TCP proxy in front of PostgreSQL that, once armed, cuts the connection right after the server's reply to COMMIT PREPARED. */
-async function replyCuttingProxy(target: PgCluster): Promise<{ port: number; arm(): void; cuts(): number }> {
-  let armed = false;
-  let cuts = 0;
-  const tag = Buffer.from('COMMIT PREPARED\0');
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target.port, target.host);
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    client.on('data', (chunk) => upstream.write(chunk));
-    upstream.on('data', (chunk: Buffer) => {
-      if (armed && chunk.includes(tag)) {
-        // The server has committed and answered; the answer never arrives.
-        armed = false;
-        cuts++;
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      client.write(chunk);
-    });
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  closers.push(() => new Promise((resolve) => server.close(resolve)));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    arm: () => {
-      armed = true;
-    },
-    cuts: () => cuts,
-  };
-}
-
 test('a COMMIT PREPARED applied but whose reply was lost is not reported as resolved by someone else', async () => {
-  const proxy = await replyCuttingProxy(cluster);
+  const proxy = await replyCuttingProxy(cluster, { inReply: 'COMMIT PREPARED\0' });
+  closers.push(() => proxy.close());
   const a = await adapter(cluster, 'da');
   const b = await adapter(cluster, 'db', proxy.port);
   const { c } = await coordinator({

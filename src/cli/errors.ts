@@ -10,6 +10,7 @@
 // It may not decide anything about transactions: it only reads errors.
 
 import { CommanderError } from 'commander';
+import { networkErrorCodes } from '../adapters/internal.ts';
 import { classifyMariaDbError } from '../adapters/mariadb.ts';
 import { classifyPostgresError } from '../adapters/postgres.ts';
 import { DtxError, type DtxErrorCode, isDtxError, ResourceUnavailableError } from '../errors.ts';
@@ -144,23 +145,17 @@ function isMysqlServerError(error: unknown): boolean {
 
 /** Node's system errors for a file path the command was given. */
 const pathErrorCodes = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM', 'EROFS', 'EEXIST']);
-/** System errors for which retrying can help: a full disk, a failing device, a host not answering. */
+/**
+ * System errors for which retrying can help: a full disk, a failing device, and
+ * the network failures the adapters already know (without ENOENT, which on the
+ * command line means a missing file, not a missing unix socket).
+ */
 const unavailableErrorCodes = new Set([
   'ENOSPC',
   'EIO',
   'EMFILE',
   'ENFILE',
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
+  ...[...networkErrorCodes].filter((code) => code !== 'ENOENT'),
 ]);
 
 /** A DtxError for anything thrown that is not one, or undefined when nothing fits (a bug). */

@@ -16,6 +16,7 @@ import { isLogError, LogError } from '../runtime/log/errors.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
 import type { DurableLog, LogOptions, LogProtocol } from '../runtime/log/types.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
+import type { CrashPoint } from './crash-points.ts';
 import {
   accountCount,
   applyTransferPart,
@@ -217,9 +218,6 @@ export interface BenchOptions {
   orphanGraceMs?: number;
   orphanSweepIntervalMs?: number;
 }
-
-export const crashPoints = ['prepared-some', 'prepared-all', 'decided', 'between-commits'] as const;
-export type CrashPoint = (typeof crashPoints)[number];
 
 export interface BenchReport {
   protocol: 'naive' | '2pc';

@@ -16,16 +16,17 @@
 // protocol is read from the log itself (docs/operations.md).
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { DtxError } from '../errors.ts';
-import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
-import { sagaTxnViews, tccTxnViews } from '../runtime/branch/views.ts';
-import { timedRecords } from '../runtime/log/timed.ts';
-import type { LogProtocol } from '../runtime/log/types.ts';
-import { type TxnDetail, type TxnState, txnStates } from '../runtime/operator.ts';
-import { decodeSagaRecord } from '../runtime/saga/orchestrator.ts';
-import { decodeTccRecord } from '../runtime/tcc/orchestrator.ts';
-import { twoPcTxnViews } from '../runtime/twopc-views.ts';
-import type { BenchLogLocation } from './bench.ts';
+import { DtxError } from '../../errors.ts';
+import { twoPcRecordCodec } from '../../protocol/twopc/codec.ts';
+import { sagaTxnViews, tccTxnViews } from '../../runtime/branch/views.ts';
+import { timedRecords } from '../../runtime/log/timed.ts';
+import type { LogProtocol } from '../../runtime/log/types.ts';
+import { type TxnDetail, type TxnState, txnStates } from '../../runtime/operator.ts';
+import { decodeSagaRecord } from '../../runtime/saga/orchestrator.ts';
+import { decodeTccRecord } from '../../runtime/tcc/orchestrator.ts';
+import { twoPcTxnViews } from '../../runtime/twopc-views.ts';
+import type { BenchLogLocation } from '../bench.ts';
+import { writeJson } from '../options.ts';
 
 /** What `--outcome` may say, per protocol (the outcomes each operator API takes). */
 export const resolveOutcomes: Readonly<Record<LogProtocol, readonly string[]>> = {
@@ -55,7 +56,7 @@ interface ActionFlags extends LogFlags {
 
 /** Every transaction the log holds, computed from its records; the log is opened, read and closed. */
 async function readLog(flags: LogFlags): Promise<{ protocol: LogProtocol; views: TxnDetail[] }> {
-  const { findBenchLog } = await import('./bench.ts');
+  const { findBenchLog } = await import('../bench.ts');
   const found = await findBenchLog(flags.log, flags.protocol, flags.id);
   const views = await readViews(found.protocol, found.where);
   return { protocol: found.protocol, views };
@@ -63,7 +64,7 @@ async function readLog(flags: LogFlags): Promise<{ protocol: LogProtocol; views:
 
 async function readViews(protocol: LogProtocol, where: BenchLogLocation): Promise<TxnDetail[]> {
   // Loaded here, not at start-up: `dtx sim` and `dtx --help` need none of it.
-  const { openBenchLog } = await import('./bench.ts');
+  const { openBenchLog } = await import('../bench.ts');
   switch (protocol) {
     case '2pc': {
       const log = await openBenchLog(where, protocol, (v) => twoPcRecordCodec.check(v));
@@ -133,10 +134,6 @@ function formatDetail(view: TxnDetail): string {
   return `${lines.join('\n')}\n`;
 }
 
-function writeJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
 /** An operator's forced action needs `--force` and a non-empty `--reason`: both are recorded. */
 function forced(flags: ActionFlags, action: string): { force: true; reason: string } {
   if (flags.force !== true) {
@@ -158,24 +155,24 @@ async function act(
   id: string,
   flags: ActionFlags,
   action: (protocol: LogProtocol) => {
-    twoPc: (c: import('../runtime/coordinator.ts').Coordinator) => Promise<unknown>;
-    branch: (o: import('./bench-saga.ts').BenchOrchestratorActions) => Promise<unknown>;
+    twoPc: (c: import('../../runtime/coordinator.ts').Coordinator) => Promise<unknown>;
+    branch: (o: import('../bench-saga.ts').BenchOrchestratorActions) => Promise<unknown>;
   },
 ): Promise<{ protocol: LogProtocol; view: TxnDetail; result: unknown }> {
-  const { findBenchLog } = await import('./bench.ts');
+  const { findBenchLog } = await import('../bench.ts');
   const found = await findBenchLog(flags.log, flags.protocol, flags.id);
   // Refuse an unknown id before anything is started or touched.
   find(await readViews(found.protocol, found.where), id, found.protocol);
   const run = action(found.protocol);
   let result: unknown;
   if (found.protocol === '2pc') {
-    const { withBenchCoordinator } = await import('./bench.ts');
+    const { withBenchCoordinator } = await import('../bench.ts');
     result = await withBenchCoordinator(
       { dbs: flags.db, where: found.where, recoveryWaitMs: actionRecoveryWaitMs },
       (c) => run.twoPc(c),
     );
   } else {
-    const { withBenchOrchestrator } = await import('./bench-saga.ts');
+    const { withBenchOrchestrator } = await import('../bench-saga.ts');
     result = await withBenchOrchestrator(
       { dbs: flags.db, protocol: found.protocol, where: found.where },
       (o) => run.branch(o),

@@ -3,6 +3,7 @@
 // ../bench-saga.ts), chosen once by the protocol's family.
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { BenchLoad } from '../bench.ts';
 import { type CrashPoint, crashPoints } from '../crash-points.ts';
 import { type Family, familyOf } from '../families.ts';
 import { printHeuristics } from '../format.ts';
@@ -29,31 +30,40 @@ export interface BenchFlags {
   json?: boolean;
 }
 
-/** `dtx bench --protocol naive|2pc` (../bench.ts). */
-async function benchCommit(flags: BenchFlags): Promise<void> {
-  for (const [flag, name] of [
-    ['refuseShare', '--refuse-share'],
-    ['checkpointEvery', '--checkpoint-every'],
-  ] as const) {
-    if (flags[flag] !== undefined)
-      throw new InvalidArgumentError(`${name} applies to --protocol saga or tcc`);
-  }
-  const { runBench } = await import('../bench.ts');
-  const report = await runBench({
+/** The flags both families take, as the bench modules name them. */
+function benchLoad(flags: BenchFlags): BenchLoad {
+  return {
     dbs: flags.db,
-    protocol: flags.protocol as 'naive' | '2pc',
     log: flags.log,
     accounts: flags.accounts,
     concurrency: flags.concurrency,
     durationS: flags.duration,
     txns: flags.txns,
     init: flags.init === true,
+    onStart: () => process.stderr.write('dtx bench: transfers started\n'),
+  };
+}
+
+/** `--lease`, `--refuse-share`, ...: the flags of the other family are usage errors. */
+function refuseFlags(flags: BenchFlags, keys: readonly (keyof BenchFlags)[], why: string): void {
+  for (const key of keys) {
+    const name = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    if (flags[key] !== undefined) throw new InvalidArgumentError(`${name} ${why}`);
+  }
+}
+
+/** `dtx bench --protocol naive|2pc` (../bench.ts). */
+async function benchCommit(flags: BenchFlags): Promise<void> {
+  refuseFlags(flags, ['refuseShare', 'checkpointEvery'], 'applies to --protocol saga or tcc');
+  const { runBench } = await import('../bench.ts');
+  const report = await runBench({
+    ...benchLoad(flags),
+    protocol: flags.protocol as 'naive' | '2pc',
     acknowledge: flags.acknowledge,
     crashAt: flags.crashAt,
     crashAfter: flags.crashAfter,
     ...(flags.orphanGraceMs === undefined ? {} : { orphanGraceMs: flags.orphanGraceMs }),
     ...(flags.orphanSweepMs === undefined ? {} : { orphanSweepIntervalMs: flags.orphanSweepMs }),
-    onStart: () => process.stderr.write('dtx bench: transfers started\n'),
     progress: (line) => process.stderr.write(`dtx bench: ${line}\n`),
     onRecovered: (r) => {
       if (r.recommitted.length + r.rolledBack.length > 0) {
@@ -79,26 +89,13 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
 
 /** `dtx bench --protocol saga|tcc` (../bench-saga.ts). */
 async function benchBranch(flags: BenchFlags): Promise<void> {
-  for (const [flag, name] of [
-    ['lease', '--lease'],
-    ['crashAt', '--crash-at'],
-  ] as const) {
-    if (flags[flag] !== undefined)
-      throw new InvalidArgumentError(`${name} does not apply to ${flags.protocol}`);
-  }
+  refuseFlags(flags, ['lease', 'crashAt'], `does not apply to ${flags.protocol}`);
   const { runSagaBench } = await import('../bench-saga.ts');
   const report = await runSagaBench({
-    dbs: flags.db,
     protocol: flags.protocol as 'saga' | 'tcc',
-    log: flags.log,
-    accounts: flags.accounts,
-    concurrency: flags.concurrency,
-    durationS: flags.duration,
-    txns: flags.txns,
-    init: flags.init === true,
+    ...benchLoad(flags),
     refuseShare: flags.refuseShare,
     checkpointEvery: flags.checkpointEvery,
-    onStart: () => process.stderr.write('dtx bench: transfers started\n'),
     onRecovered: (r) => {
       const n = r.completed.length + r.compensated.length + r.stuck.length;
       if (n > 0) {

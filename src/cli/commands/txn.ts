@@ -19,7 +19,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { DtxError } from '../../errors.ts';
 import { twoPcRecordCodec } from '../../protocol/twopc/codec.ts';
 import { sagaTxnViews, tccTxnViews } from '../../runtime/branch/views.ts';
-import { timedRecords } from '../../runtime/log/timed.ts';
+import { type TimedRecord, timedRecords } from '../../runtime/log/timed.ts';
 import type { LogProtocol } from '../../runtime/log/types.ts';
 import { type TxnDetail, type TxnState, txnStates } from '../../runtime/operator.ts';
 import { decodeSagaRecord } from '../../runtime/saga/orchestrator.ts';
@@ -63,33 +63,30 @@ async function readLog(flags: LogFlags): Promise<{ protocol: LogProtocol; views:
 }
 
 async function readViews(protocol: LogProtocol, where: BenchLogLocation): Promise<TxnDetail[]> {
+  switch (protocol) {
+    case '2pc':
+      return viewsOf(where, protocol, (v) => twoPcRecordCodec.check(v), twoPcTxnViews);
+    case 'saga':
+      return viewsOf(where, protocol, decodeSagaRecord, sagaTxnViews);
+    case 'tcc':
+      return viewsOf(where, protocol, decodeTccRecord, tccTxnViews);
+  }
+}
+
+/** Opens the log with its protocol's decoder, reads every record with its time, and closes it. */
+async function viewsOf<R>(
+  where: BenchLogLocation,
+  protocol: LogProtocol,
+  decode: (value: unknown) => R,
+  views: (records: TimedRecord<R>[]) => TxnDetail[],
+): Promise<TxnDetail[]> {
   // Loaded here, not at start-up: `dtx sim` and `dtx --help` need none of it.
   const { openBenchLog } = await import('../bench.ts');
-  switch (protocol) {
-    case '2pc': {
-      const log = await openBenchLog(where, protocol, (v) => twoPcRecordCodec.check(v));
-      try {
-        return twoPcTxnViews(await timedRecords(log));
-      } finally {
-        await log.close();
-      }
-    }
-    case 'saga': {
-      const log = await openBenchLog(where, protocol, decodeSagaRecord);
-      try {
-        return sagaTxnViews(await timedRecords(log));
-      } finally {
-        await log.close();
-      }
-    }
-    case 'tcc': {
-      const log = await openBenchLog(where, protocol, decodeTccRecord);
-      try {
-        return tccTxnViews(await timedRecords(log));
-      } finally {
-        await log.close();
-      }
-    }
+  const log = await openBenchLog(where, protocol, decode);
+  try {
+    return views(await timedRecords(log));
+  } finally {
+    await log.close();
   }
 }
 

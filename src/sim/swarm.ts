@@ -11,6 +11,7 @@ import { Prng } from './prng.ts';
 import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
 import { isSagaProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
+import { firstFailingSeed } from './seeds.ts';
 import { simCommand } from './sim-flags.ts';
 
 export interface SwarmOptions {
@@ -89,20 +90,21 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  for (let i = 0; i < options.seeds; i++) {
-    const seed = options.from + i;
-    const req = swarmRequest(options.protocol, seed, options.protocolOptions);
-    const { report } = runSim(req);
-    summary.seeds++;
-    summary.violations += report.violationCount;
-    summary.undecidedAfterHeal += report.undecided;
-    summary.committed += report.committed;
-    summary.aborted += report.aborted;
-    options.onSeed?.(i + 1, report);
-    if (report.violationCount > 0 || report.undecided > 0) {
-      summary.failure = { seed, report, command: simCommand(req) };
-      break;
-    }
+  const failed = firstFailingSeed(
+    options,
+    (seed) => swarmRequest(options.protocol, seed, options.protocolOptions),
+    (req) => runSim(req).report,
+    (report) => {
+      summary.seeds++;
+      summary.violations += report.violationCount;
+      summary.undecidedAfterHeal += report.undecided;
+      summary.committed += report.committed;
+      summary.aborted += report.aborted;
+      return report.violationCount > 0 || report.undecided > 0;
+    },
+  );
+  if (failed !== null) {
+    summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
   }
   summary.wallMs = Math.round(performance.now() - started);
   return summary;

@@ -8,6 +8,7 @@
 
 import { Prng } from '../prng.ts';
 import type { SagaProtocolName } from '../protocols.ts';
+import { firstFailingSeed } from '../seeds.ts';
 import { simCommand } from '../sim-flags.ts';
 import type { SagaProtocol } from './protocols.ts';
 import { runSagaSim, type SagaReport, type SagaSimRequest } from './run.ts';
@@ -75,22 +76,24 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  for (let i = 0; i < options.seeds; i++) {
-    const seed = options.from + i;
-    const req = sagaSwarmRequest(options.protocol, seed);
-    const { report } = runSagaSim(req);
-    summary.seeds++;
-    summary.violations += report.violationCount;
-    summary.undecidedAfterHeal += report.unfinished;
-    summary.begun += report.begun;
-    summary.completed += report.completed;
-    summary.compensated += report.compensated;
-    summary.stuck += report.stuck;
-    options.onSeed?.(i + 1, report);
-    if (report.violationCount > 0 || report.unfinished > 0) {
-      summary.failure = { seed, report, request: req, command: simCommand(req) };
-      break;
-    }
+  const failed = firstFailingSeed(
+    options,
+    (seed) => sagaSwarmRequest(options.protocol, seed),
+    (req) => runSagaSim(req).report,
+    (report) => {
+      summary.seeds++;
+      summary.violations += report.violationCount;
+      summary.undecidedAfterHeal += report.unfinished;
+      summary.begun += report.begun;
+      summary.completed += report.completed;
+      summary.compensated += report.compensated;
+      summary.stuck += report.stuck;
+      return report.violationCount > 0 || report.unfinished > 0;
+    },
+  );
+  if (failed !== null) {
+    const { seed, request, report } = failed;
+    summary.failure = { seed, report, request, command: simCommand(request) };
   }
   summary.wallMs = Math.round(performance.now() - started);
   return summary;

@@ -52,7 +52,13 @@ import {
 } from '../runtime/saga/orchestrator.ts';
 import { createTccOrchestrator, openTccLog, type TccDefinition } from '../runtime/tcc/orchestrator.ts';
 import type { Summary } from '../sim/stats.ts';
-import { type BenchLogLocation, benchLeaseTtlMsDefault, benchLogLocation, closedLoop } from './bench.ts';
+import {
+  type BenchLoad,
+  type BenchLogLocation,
+  benchLeaseTtlMsDefault,
+  benchLogLocation,
+  closedLoop,
+} from './bench.ts';
 import {
   accountCount,
   benchBarrierTable,
@@ -70,20 +76,12 @@ export type SagaBenchProtocol = (typeof sagaProtocols)[number];
 export const defaultRefuseShare = 0.05;
 const definitionName = { saga: 'bench_transfer', tcc: 'bench_transfer_tcc' } as const;
 
-export interface SagaBenchOptions {
-  dbs: string[];
+export interface SagaBenchOptions extends BenchLoad {
   protocol: SagaBenchProtocol;
-  log?: string;
-  accounts: number;
-  concurrency: number;
-  durationS?: number;
-  txns?: number;
-  init: boolean;
   /** Share of transfers whose credit is refused (saga: the action; TCC: the try). Default 0.05. */
   refuseShare?: number;
   /** The orchestrator log's checkpoint interval, in appends (default: the orchestrator's). */
   checkpointEvery?: number;
-  onStart?: () => void;
   /** What the start-up recovery did (unfinished transfers of an earlier run, finished before new ones start). */
   onRecovered?: (report: SagaRecoveryReport) => void;
 }

@@ -16,6 +16,7 @@ import { isLogError, LogError } from '../runtime/log/errors.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
 import type { DurableLog, LogOptions, LogProtocol } from '../runtime/log/types.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
+import type { CrashPoint } from './crash-points.ts';
 import {
   accountCount,
   applyTransferPart,
@@ -187,21 +188,25 @@ async function findBenchLogOf(
   );
 }
 
-export interface BenchOptions {
+/** What every bench runs, whatever the protocol: the databases, the log, the load. */
+export interface BenchLoad {
   dbs: string[];
-  protocol: 'naive' | '2pc';
   log?: string;
   accounts: number;
   concurrency: number;
   durationS?: number;
   txns?: number;
   init: boolean;
+  /** Called once the first transfers are issued (after setup and recovery). */
+  onStart?: () => void;
+}
+
+export interface BenchOptions extends BenchLoad {
+  protocol: 'naive' | '2pc';
   acknowledge?: 'committed' | 'durable';
   /** For crash tests: SIGKILL this process at a named point of the `crashAfter`-th transfer. */
   crashAt?: CrashPoint;
   crashAfter?: number;
-  /** Called once the first transfers are issued (after setup and recovery). */
-  onStart?: () => void;
   /**
    * Standby takeover (needs a postgres:// log): wait for the log's owner lease
    * instead of failing with DTX_LOG_BUSY while another coordinator owns it.
@@ -217,9 +222,6 @@ export interface BenchOptions {
   orphanGraceMs?: number;
   orphanSweepIntervalMs?: number;
 }
-
-export const crashPoints = ['prepared-some', 'prepared-all', 'decided', 'between-commits'] as const;
-export type CrashPoint = (typeof crashPoints)[number];
 
 export interface BenchReport {
   protocol: 'naive' | '2pc';

@@ -1,7 +1,9 @@
 // Human-readable output of the dtx command (what --json replaces).
 
+import type { SagaReport } from '../sim/branch/run.ts';
 import type { SimReport } from '../sim/run.ts';
 import type { Summary } from '../sim/stats.ts';
+import type { HeuristicView } from './bench.ts';
 
 const ms = (s: Summary) => `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms`;
 
@@ -16,6 +18,27 @@ export function formatSimReport(r: SimReport): string {
     `  queued behind locks ${r.queuedBehindLocks}; per commit: ${r.messagesPerCommit} messages, ${r.forcedWritesPerCommit} forced writes`,
     `  conserved total: ${r.conserved ? 'yes' : 'NO'}; crashes ${r.crashes}; simulated ${r.simulatedMs} ms in ${r.wallMs} ms`,
   ];
+  return withViolations(lines, r);
+}
+
+/** The saga and TCC report (the branch world), in the shape of the commit protocols' summary. */
+export function formatSagaReport(r: SagaReport): string {
+  const lines = [
+    `${r.protocol} on ${r.workload}, seed ${r.seed}: ${r.txns} transactions, ${r.begun} begun`,
+    `  completed ${r.completed}, compensated ${r.compensated}, stuck ${r.stuck}, rejected ${r.rejected}, unfinished ${r.unfinished}`,
+    `  completion latency   ${ms(r.latencyMs)}`,
+    `  inconsistency window ${ms(r.inconsistencyWindowMs)} (${r.inconsistencyWindows} compensated bookings)`,
+    `  per saga: ${r.messagesPerSaga} messages, ${r.forcedWritesPerSaga} forced writes; duplicate calls ${r.duplicateCalls}, null compensations ${r.nullCompensations}, hanging calls refused ${r.hangingRefused}`,
+    `  conserved total: ${r.conserved ? 'yes' : 'NO'}; crashes ${r.crashes}; simulated ${r.simulatedMs} ms in ${r.wallMs} ms`,
+  ];
+  return withViolations(lines, r);
+}
+
+/** Both worlds end their summary the same way: the checkers' verdict, the first ten violations. */
+function withViolations(
+  lines: string[],
+  r: { violationCount: number; violations: readonly { checker: string; txn: string; detail: string }[] },
+): string {
   if (r.violationCount > 0) {
     lines.push(`  VIOLATIONS: ${r.violationCount}`);
     for (const v of r.violations.slice(0, 10)) lines.push(`    ${v.checker} ${v.txn}: ${v.detail}`);
@@ -41,4 +64,18 @@ export function progressBar(total: number) {
       process.stderr.write('\n');
     },
   };
+}
+
+/** One line per branch that contradicts its transaction's decision, then where to read on. */
+export function printHeuristics(heuristics: readonly HeuristicView[]): void {
+  for (const h of heuristics) {
+    process.stdout.write(
+      `  HEURISTIC ${h.txn ?? '?'} ${h.resource ?? '?'} ${h.gid}: decided ${h.decision}, found ${h.found}\n`,
+    );
+  }
+  if (heuristics.length > 0) {
+    process.stdout.write(
+      `${heuristics.length} heuristic outcome(s): reconcile these branches by hand (docs/operations.md, "Heuristic outcomes")\n`,
+    );
+  }
 }

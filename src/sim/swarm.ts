@@ -11,6 +11,8 @@ import { Prng } from './prng.ts';
 import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
 import { isSagaProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
+import { firstFailingSeed } from './seeds.ts';
+import { simCommand } from './sim-flags.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;
@@ -63,33 +65,9 @@ export function swarmRequest(
   };
 }
 
-/** The `dtx sim` command line that reproduces `req`. */
-export function simCommand(req: SimRequest): string {
-  const name = typeof req.protocol === 'string' ? req.protocol : req.protocol.name;
-  const parts = [
-    'dtx sim',
-    `--protocol ${name}`,
-    `--workload ${req.workload}`,
-    `--txns ${req.txns}`,
-    `--seed ${req.seed}`,
-  ];
-  if (req.protocolOptions?.faults !== undefined) parts.push(`--faults ${req.protocolOptions.faults}`);
-  if (req.protocolOptions?.faster) parts.push('--faster');
-  if (req.protocolOptions?.colocated) parts.push('--colocated');
-  if (req.participants !== undefined) parts.push(`--participants ${req.participants}`);
-  if (req.concurrency !== undefined) parts.push(`--concurrency ${req.concurrency}`);
-  if (req.failRates !== undefined) parts.push(`--fail-rates ${req.failRates.join(',')}`);
-  if (req.loss) parts.push(`--loss ${req.loss}`);
-  if (req.dup) parts.push(`--dup ${req.dup}`);
-  if (req.jitterMs !== undefined) parts.push(`--jitter-ms ${req.jitterMs}`);
-  if (req.partitions) parts.push('--partitions');
-  if (req.crashRate) parts.push(`--crash-rate ${req.crashRate}`);
-  if (req.downtimeMeanMs !== undefined) parts.push(`--downtime-mean-ms ${req.downtimeMeanMs}`);
-  if (req.scenario) parts.push(`--scenario ${req.scenario.kind} --downtime-ms ${req.scenario.downtimeMs}`);
-  return parts.join(' ');
-}
+export { simCommand } from './sim-flags.ts';
 
-/** Sagas and TCC run in their own world: see ./saga/swarm.ts. */
+/** Sagas and TCC run in their own world: see ./branch/swarm.ts. */
 export function runSwarm(options: SagaSwarmOptions): SagaSwarmSummary;
 export function runSwarm(options: SwarmOptions): SwarmSummary;
 export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary | SagaSwarmSummary {
@@ -112,20 +90,21 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  for (let i = 0; i < options.seeds; i++) {
-    const seed = options.from + i;
-    const req = swarmRequest(options.protocol, seed, options.protocolOptions);
-    const { report } = runSim(req);
-    summary.seeds++;
-    summary.violations += report.violationCount;
-    summary.undecidedAfterHeal += report.undecided;
-    summary.committed += report.committed;
-    summary.aborted += report.aborted;
-    options.onSeed?.(i + 1, report);
-    if (report.violationCount > 0 || report.undecided > 0) {
-      summary.failure = { seed, report, command: simCommand(req) };
-      break;
-    }
+  const failed = firstFailingSeed(
+    options,
+    (seed) => swarmRequest(options.protocol, seed, options.protocolOptions),
+    (req) => runSim(req).report,
+    (report) => {
+      summary.seeds++;
+      summary.violations += report.violationCount;
+      summary.undecidedAfterHeal += report.undecided;
+      summary.committed += report.committed;
+      summary.aborted += report.aborted;
+      return report.violationCount > 0 || report.undecided > 0;
+    },
+  );
+  if (failed !== null) {
+    summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
   }
   summary.wallMs = Math.round(performance.now() - started);
   return summary;

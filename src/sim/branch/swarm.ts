@@ -8,6 +8,8 @@
 
 import { Prng } from '../prng.ts';
 import type { SagaProtocolName } from '../protocols.ts';
+import { firstFailingSeed } from '../seeds.ts';
+import { simCommand } from '../sim-flags.ts';
 import type { SagaProtocol } from './protocols.ts';
 import { runSagaSim, type SagaReport, type SagaSimRequest } from './run.ts';
 
@@ -60,30 +62,6 @@ export function sagaSwarmRequest(protocol: SagaProtocolName | SagaProtocol, seed
   };
 }
 
-/** The command line that reproduces `req` (for a `dtx sim` that knows the saga world). */
-export function sagaSimCommand(req: SagaSimRequest): string {
-  const name = typeof req.protocol === 'string' ? req.protocol : req.protocol.name;
-  const parts = [
-    'dtx sim',
-    `--protocol ${name}`,
-    '--workload booking',
-    `--txns ${req.txns}`,
-    `--seed ${req.seed}`,
-  ];
-  if (req.concurrency !== undefined) parts.push(`--concurrency ${req.concurrency}`);
-  if (req.loss) parts.push(`--loss ${req.loss}`);
-  if (req.dup) parts.push(`--dup ${req.dup}`);
-  if (req.lateDupMs) parts.push(`--late-dup-ms ${req.lateDupMs}`);
-  if (req.jitterMs !== undefined) parts.push(`--jitter-ms ${req.jitterMs}`);
-  if (req.partitions) parts.push('--partitions');
-  if (req.crashRate) parts.push(`--crash-rate ${req.crashRate}`);
-  if (req.downtimeMeanMs !== undefined) parts.push(`--downtime-mean-ms ${req.downtimeMeanMs}`);
-  if (req.booking?.shortShare !== undefined) parts.push(`--short-share ${req.booking.shortShare}`);
-  if (req.booking?.seats !== undefined) parts.push(`--seats ${req.booking.seats}`);
-  if (req.scenario) parts.push(`--scenario ${req.scenario.kind} --downtime-ms ${req.scenario.downtimeMs}`);
-  return parts.join(' ');
-}
-
 export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
   const started = performance.now();
   const summary: SagaSwarmSummary = {
@@ -98,22 +76,24 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  for (let i = 0; i < options.seeds; i++) {
-    const seed = options.from + i;
-    const req = sagaSwarmRequest(options.protocol, seed);
-    const { report } = runSagaSim(req);
-    summary.seeds++;
-    summary.violations += report.violationCount;
-    summary.undecidedAfterHeal += report.unfinished;
-    summary.begun += report.begun;
-    summary.completed += report.completed;
-    summary.compensated += report.compensated;
-    summary.stuck += report.stuck;
-    options.onSeed?.(i + 1, report);
-    if (report.violationCount > 0 || report.unfinished > 0) {
-      summary.failure = { seed, report, request: req, command: sagaSimCommand(req) };
-      break;
-    }
+  const failed = firstFailingSeed(
+    options,
+    (seed) => sagaSwarmRequest(options.protocol, seed),
+    (req) => runSagaSim(req).report,
+    (report) => {
+      summary.seeds++;
+      summary.violations += report.violationCount;
+      summary.undecidedAfterHeal += report.unfinished;
+      summary.begun += report.begun;
+      summary.completed += report.completed;
+      summary.compensated += report.compensated;
+      summary.stuck += report.stuck;
+      return report.violationCount > 0 || report.unfinished > 0;
+    },
+  );
+  if (failed !== null) {
+    const { seed, request, report } = failed;
+    summary.failure = { seed, report, request, command: simCommand(request) };
   }
   summary.wallMs = Math.round(performance.now() - started);
   return summary;

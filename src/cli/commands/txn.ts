@@ -16,16 +16,17 @@
 // protocol is read from the log itself (docs/operations.md).
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { DtxError } from '../errors.ts';
-import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
-import { sagaTxnViews, tccTxnViews } from '../runtime/branch/views.ts';
-import { timedRecords } from '../runtime/log/timed.ts';
-import type { LogProtocol } from '../runtime/log/types.ts';
-import { type TxnDetail, type TxnState, txnStates } from '../runtime/operator.ts';
-import { decodeSagaRecord } from '../runtime/saga/orchestrator.ts';
-import { decodeTccRecord } from '../runtime/tcc/orchestrator.ts';
-import { twoPcTxnViews } from '../runtime/twopc-views.ts';
-import type { BenchLogLocation } from './bench.ts';
+import { DtxError } from '../../errors.ts';
+import { twoPcRecordCodec } from '../../protocol/twopc/codec.ts';
+import { sagaTxnViews, tccTxnViews } from '../../runtime/branch/views.ts';
+import { type TimedRecord, timedRecords } from '../../runtime/log/timed.ts';
+import type { LogProtocol } from '../../runtime/log/types.ts';
+import { type TxnDetail, type TxnState, txnStates } from '../../runtime/operator.ts';
+import { decodeSagaRecord } from '../../runtime/saga/orchestrator.ts';
+import { decodeTccRecord } from '../../runtime/tcc/orchestrator.ts';
+import { twoPcTxnViews } from '../../runtime/twopc-views.ts';
+import type { BenchLogLocation } from '../bench.ts';
+import { writeJson } from '../options.ts';
 
 /** What `--outcome` may say, per protocol (the outcomes each operator API takes). */
 export const resolveOutcomes: Readonly<Record<LogProtocol, readonly string[]>> = {
@@ -55,40 +56,37 @@ interface ActionFlags extends LogFlags {
 
 /** Every transaction the log holds, computed from its records; the log is opened, read and closed. */
 async function readLog(flags: LogFlags): Promise<{ protocol: LogProtocol; views: TxnDetail[] }> {
-  const { findBenchLog } = await import('./bench.ts');
+  const { findBenchLog } = await import('../bench.ts');
   const found = await findBenchLog(flags.log, flags.protocol, flags.id);
   const views = await readViews(found.protocol, found.where);
   return { protocol: found.protocol, views };
 }
 
 async function readViews(protocol: LogProtocol, where: BenchLogLocation): Promise<TxnDetail[]> {
-  // Loaded here, not at start-up: `dtx sim` and `dtx --help` need none of it.
-  const { openBenchLog } = await import('./bench.ts');
   switch (protocol) {
-    case '2pc': {
-      const log = await openBenchLog(where, protocol, (v) => twoPcRecordCodec.check(v));
-      try {
-        return twoPcTxnViews(await timedRecords(log));
-      } finally {
-        await log.close();
-      }
-    }
-    case 'saga': {
-      const log = await openBenchLog(where, protocol, decodeSagaRecord);
-      try {
-        return sagaTxnViews(await timedRecords(log));
-      } finally {
-        await log.close();
-      }
-    }
-    case 'tcc': {
-      const log = await openBenchLog(where, protocol, decodeTccRecord);
-      try {
-        return tccTxnViews(await timedRecords(log));
-      } finally {
-        await log.close();
-      }
-    }
+    case '2pc':
+      return viewsOf(where, protocol, (v) => twoPcRecordCodec.check(v), twoPcTxnViews);
+    case 'saga':
+      return viewsOf(where, protocol, decodeSagaRecord, sagaTxnViews);
+    case 'tcc':
+      return viewsOf(where, protocol, decodeTccRecord, tccTxnViews);
+  }
+}
+
+/** Opens the log with its protocol's decoder, reads every record with its time, and closes it. */
+async function viewsOf<R>(
+  where: BenchLogLocation,
+  protocol: LogProtocol,
+  decode: (value: unknown) => R,
+  views: (records: TimedRecord<R>[]) => TxnDetail[],
+): Promise<TxnDetail[]> {
+  // Loaded here, not at start-up: `dtx sim` and `dtx --help` need none of it.
+  const { openBenchLog } = await import('../bench.ts');
+  const log = await openBenchLog(where, protocol, decode);
+  try {
+    return views(await timedRecords(log));
+  } finally {
+    await log.close();
   }
 }
 
@@ -133,10 +131,6 @@ function formatDetail(view: TxnDetail): string {
   return `${lines.join('\n')}\n`;
 }
 
-function writeJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
 /** An operator's forced action needs `--force` and a non-empty `--reason`: both are recorded. */
 function forced(flags: ActionFlags, action: string): { force: true; reason: string } {
   if (flags.force !== true) {
@@ -158,24 +152,24 @@ async function act(
   id: string,
   flags: ActionFlags,
   action: (protocol: LogProtocol) => {
-    twoPc: (c: import('../runtime/coordinator.ts').Coordinator) => Promise<unknown>;
-    branch: (o: import('./bench-saga.ts').BenchOrchestratorActions) => Promise<unknown>;
+    twoPc: (c: import('../../runtime/coordinator.ts').Coordinator) => Promise<unknown>;
+    branch: (o: import('../bench-saga.ts').BenchOrchestratorActions) => Promise<unknown>;
   },
 ): Promise<{ protocol: LogProtocol; view: TxnDetail; result: unknown }> {
-  const { findBenchLog } = await import('./bench.ts');
+  const { findBenchLog } = await import('../bench.ts');
   const found = await findBenchLog(flags.log, flags.protocol, flags.id);
   // Refuse an unknown id before anything is started or touched.
   find(await readViews(found.protocol, found.where), id, found.protocol);
   const run = action(found.protocol);
   let result: unknown;
   if (found.protocol === '2pc') {
-    const { withBenchCoordinator } = await import('./bench.ts');
+    const { withBenchCoordinator } = await import('../bench.ts');
     result = await withBenchCoordinator(
       { dbs: flags.db, where: found.where, recoveryWaitMs: actionRecoveryWaitMs },
       (c) => run.twoPc(c),
     );
   } else {
-    const { withBenchOrchestrator } = await import('./bench-saga.ts');
+    const { withBenchOrchestrator } = await import('../bench-saga.ts');
     result = await withBenchOrchestrator(
       { dbs: flags.db, protocol: found.protocol, where: found.where },
       (o) => run.branch(o),

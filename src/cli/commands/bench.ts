@@ -1,0 +1,207 @@
+// `dtx bench`: transfers across real databases, through the commit family
+// (naive commit or 2PC: ../bench.ts) or the branch family (saga or TCC:
+// ../bench-saga.ts), chosen once by the protocol's family.
+
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { BenchLoad } from '../bench.ts';
+import { type CrashPoint, crashPoints } from '../crash-points.ts';
+import { type Family, familyOf } from '../families.ts';
+import { printHeuristics } from '../format.ts';
+import { collect, int, num, writeJson } from '../options.ts';
+
+export interface BenchFlags {
+  db: string[];
+  protocol: 'naive' | '2pc' | 'saga' | 'tcc';
+  log?: string;
+  refuseShare?: number;
+  checkpointEvery?: number;
+  accounts: number;
+  concurrency: number;
+  duration?: number;
+  txns?: number;
+  init?: boolean;
+  lease?: string;
+  leaseTtlMs: number;
+  acknowledge: 'committed' | 'durable';
+  crashAt?: CrashPoint;
+  crashAfter?: number;
+  orphanGraceMs?: number;
+  orphanSweepMs?: number;
+  json?: boolean;
+}
+
+/** The flags both families take, as the bench modules name them. */
+function benchLoad(flags: BenchFlags): BenchLoad {
+  return {
+    dbs: flags.db,
+    log: flags.log,
+    accounts: flags.accounts,
+    concurrency: flags.concurrency,
+    durationS: flags.duration,
+    txns: flags.txns,
+    init: flags.init === true,
+    onStart: () => process.stderr.write('dtx bench: transfers started\n'),
+  };
+}
+
+/** `--lease`, `--refuse-share`, ...: the flags of the other family are usage errors. */
+function refuseFlags(flags: BenchFlags, keys: readonly (keyof BenchFlags)[], why: string): void {
+  for (const key of keys) {
+    const name = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    if (flags[key] !== undefined) throw new InvalidArgumentError(`${name} ${why}`);
+  }
+}
+
+/** `dtx bench --protocol naive|2pc` (../bench.ts). */
+async function benchCommit(flags: BenchFlags): Promise<void> {
+  refuseFlags(flags, ['refuseShare', 'checkpointEvery'], 'applies to --protocol saga or tcc');
+  const { runBench } = await import('../bench.ts');
+  const report = await runBench({
+    ...benchLoad(flags),
+    protocol: flags.protocol as 'naive' | '2pc',
+    acknowledge: flags.acknowledge,
+    crashAt: flags.crashAt,
+    crashAfter: flags.crashAfter,
+    ...(flags.orphanGraceMs === undefined ? {} : { orphanGraceMs: flags.orphanGraceMs }),
+    ...(flags.orphanSweepMs === undefined ? {} : { orphanSweepIntervalMs: flags.orphanSweepMs }),
+    progress: (line) => process.stderr.write(`dtx bench: ${line}\n`),
+    onRecovered: (r) => {
+      if (r.recommitted.length + r.rolledBack.length > 0) {
+        process.stderr.write(
+          `dtx bench: recovered ${r.recommitted.length} commit(s), rolled back ${r.rolledBack.length} branch(es)\n`,
+        );
+      }
+    },
+    ...(flags.lease ? { lease: { name: flags.lease, ttlMs: flags.leaseTtlMs } } : {}),
+  });
+  if (flags.json) writeJson(report);
+  else {
+    process.stdout.write(
+      `${report.protocol}: ${report.committed} committed, ${report.aborted} aborted in ${report.txns} transfers ` +
+        `at concurrency ${report.concurrency}: ${report.tps} tps, latency p50 ${report.latencyMs.p50} ms, ` +
+        `p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms\n`,
+    );
+    printHeuristics(report.heuristics);
+  }
+  // A branch that contradicts its decision needs a human: never exit 0 over it.
+  if (report.heuristics.length > 0) process.exitCode = 1;
+}
+
+/** `dtx bench --protocol saga|tcc` (../bench-saga.ts). */
+async function benchBranch(flags: BenchFlags): Promise<void> {
+  refuseFlags(flags, ['lease', 'crashAt'], `does not apply to ${flags.protocol}`);
+  const { runSagaBench } = await import('../bench-saga.ts');
+  const report = await runSagaBench({
+    protocol: flags.protocol as 'saga' | 'tcc',
+    ...benchLoad(flags),
+    refuseShare: flags.refuseShare,
+    checkpointEvery: flags.checkpointEvery,
+    onRecovered: (r) => {
+      const n = r.completed.length + r.compensated.length + r.stuck.length;
+      if (n > 0) {
+        process.stderr.write(
+          `dtx bench: recovered ${n} unfinished transfer(s): ${r.completed.length} completed, ` +
+            `${r.compensated.length} compensated, ${r.stuck.length} stuck\n`,
+        );
+      }
+    },
+  });
+  if (flags.json) writeJson(report);
+  else {
+    process.stdout.write(
+      `${report.protocol}: ${report.committed} committed, ${report.compensated} compensated, ${report.stuck} stuck ` +
+        `in ${report.txns} transfers at concurrency ${report.concurrency}: ${report.tps} tps, ` +
+        `latency p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms\n`,
+    );
+  }
+}
+
+const bench: Readonly<Record<Family, (flags: BenchFlags) => Promise<void>>> = {
+  commit: benchCommit,
+  branch: benchBranch,
+};
+
+export function registerBenchCommand(program: Command): void {
+  program
+    .command('bench')
+    .description(
+      'transfers across real databases: debit on the first, credit on the second, audit on the third',
+    )
+    .requiredOption('--db <url>', 'postgres://..., mysql://... or sqlite:PATH (give two or three)', collect)
+    .addOption(
+      new Option('--protocol <name>', 'commit protocol (saga and tcc: two databases)')
+        .choices(['naive', '2pc', 'saga', 'tcc'])
+        .default('2pc'),
+    )
+    .option(
+      '--log <path|url>',
+      'coordinator log: a SQLite file path or postgres://... (2pc; saga/tcc use PATH.saga.sqlite / PATH.tcc.sqlite)',
+    )
+    .option(
+      '--refuse-share <p>',
+      'saga/tcc: share of transfers whose credit is refused, to exercise compensation (default 0.05)',
+      num('--refuse-share', 0, 1),
+    )
+    .option(
+      '--checkpoint-every <n>',
+      'saga/tcc: checkpoint the orchestrator log every N appends at the least (default 10000)',
+      int('--checkpoint-every', 1, 100_000_000),
+    )
+    .option('--accounts <n>', 'accounts per database (with --init)', int('--accounts', 1, 10_000_000), 1000)
+    .option('--concurrency <c>', 'transfers in flight at once', int('--concurrency', 1, 10_000), 8)
+    .option('--duration <s>', 'run for this many seconds', num('--duration', 0, 86_400))
+    .option('--txns <n>', 'run this many transfers', int('--txns', 1, 100_000_000))
+    .option(
+      '--init',
+      'create the log (when missing), the dtx_bench tables and accounts first (drops existing tables); ' +
+        'without it, the log and the databases must exist',
+    )
+    .option(
+      '--lease <name>',
+      "standby takeover: wait for the postgres:// log's owner lease instead of failing while another runs",
+    )
+    .option(
+      '--lease-ttl-ms <ms>',
+      "how long the log's owner lease lasts without renewal (postgres:// log)",
+      int('--lease-ttl-ms', 100, 3_600_000),
+      3000,
+    )
+    .addOption(
+      new Option(
+        '--acknowledge <when>',
+        'answer once every branch committed, or once the decision is durable',
+      )
+        .choices(['committed', 'durable'])
+        .default('committed'),
+    )
+    .addOption(
+      new Option('--crash-at <point>', 'crash tests: SIGKILL this process at a point of a transfer')
+        .choices(crashPoints)
+        .hideHelp(),
+    )
+    .addOption(
+      new Option('--crash-after <n>', 'crash tests: the transfer whose point kills the process')
+        .argParser(int('--crash-after', 1))
+        .hideHelp(),
+    )
+    .addOption(
+      new Option(
+        '--orphan-grace-ms <ms>',
+        'how old a prepared branch of this coordinator must be before the sweep rolls it back (default 30000)',
+      )
+        .argParser(int('--orphan-grace-ms', 0, 86_400_000))
+        .hideHelp(),
+    )
+    .addOption(
+      new Option('--orphan-sweep-ms <ms>', 'how often the orphan sweep runs (default 5000; 0: never)')
+        .argParser(int('--orphan-sweep-ms', 0, 86_400_000))
+        .hideHelp(),
+    )
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (flags: BenchFlags) => {
+      if (flags.duration === undefined && flags.txns === undefined) {
+        throw new InvalidArgumentError('give --duration S or --txns N');
+      }
+      await bench[familyOf(flags.protocol)](flags);
+    });
+}

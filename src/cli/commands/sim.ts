@@ -1,0 +1,192 @@
+// `dtx sim`: one deterministic simulation, checked. The flags come from the
+// simulator's flag table (../../sim/sim-flags.ts), which also writes the
+// command line that reproduces a run; the protocol's family picks the world.
+
+import { writeFileSync } from 'node:fs';
+import { type Command, InvalidArgumentError } from 'commander';
+import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../../render/trace.ts';
+import type { SagaSimRequest } from '../../sim/branch/run.ts';
+import type { ProtocolName, ProtocolOptions, SagaProtocolName } from '../../sim/protocols.ts';
+import { runSim, type SimRequest } from '../../sim/run.ts';
+import { flagKey, flagName, simCommand, simFlags } from '../../sim/sim-flags.ts';
+import { type Family, familyOf } from '../families.ts';
+import { formatSagaReport, formatSimReport } from '../format.ts';
+import { simFlagsNotFor, simOption, writeJson } from '../options.ts';
+
+export interface SimFlags {
+  protocol: string;
+  workload?: 'toy' | 'bank' | 'booking';
+  txns: number;
+  seed: number;
+  faults?: number;
+  faster?: boolean;
+  colocated?: boolean;
+  participants?: number;
+  concurrency?: number;
+  thinkMs?: number;
+  failRates?: number[];
+  loss?: number;
+  dup?: number;
+  lateDupMs?: number;
+  jitterMs?: number;
+  rttMs?: number;
+  fsyncMs?: number;
+  partitions?: boolean;
+  crashRate?: number;
+  downtimeMeanMs?: number;
+  shortShare?: number;
+  seats?: number;
+  scenario?: string;
+  downtimeMs?: number;
+  trace?: string;
+  traceTxn?: string;
+  json?: boolean;
+}
+
+/** `--faults`, `--faster`, `--colocated`, which only Paxos Commit takes. */
+export function protocolOptions(flags: {
+  protocol: string;
+  faults?: number;
+  faster?: boolean;
+  colocated?: boolean;
+}): ProtocolOptions {
+  const o: ProtocolOptions = {};
+  if (flags.faults !== undefined) o.faults = flags.faults;
+  if (flags.faster) o.faster = true;
+  if (flags.colocated) o.colocated = true;
+  if (Object.keys(o).length > 0 && flags.protocol !== 'paxos-commit') {
+    throw new InvalidArgumentError('--faults, --faster and --colocated are Paxos Commit options');
+  }
+  return o;
+}
+
+const commonSettingNames = [
+  'concurrency',
+  'thinkMs',
+  'loss',
+  'dup',
+  'jitterMs',
+  'rttMs',
+  'fsyncMs',
+  'crashRate',
+  'downtimeMeanMs',
+] as const;
+
+type CommonSettings = Partial<Pick<SimRequest, (typeof commonSettingNames)[number] | 'partitions'>>;
+
+/** The network and fault settings both worlds take, for the flags that were given. */
+function commonSettings(flags: SimFlags): CommonSettings {
+  const out: CommonSettings = {};
+  for (const name of commonSettingNames) if (flags[name] !== undefined) out[name] = flags[name];
+  if (flags.partitions) out.partitions = true;
+  return out;
+}
+
+/** A flag the protocol's world does not take is a usage error, not silently ignored. */
+function rejectFlagsNotFor(family: Family, flags: SimFlags): void {
+  const given = flags as unknown as Record<string, unknown>;
+  for (const flag of simFlagsNotFor(family)) {
+    if (given[flagKey(flag)] !== undefined)
+      throw new InvalidArgumentError(`${flagName(flag)} does not apply to ${flags.protocol}`);
+  }
+}
+
+function scenarioOf(flags: SimFlags): SimRequest['scenario'] {
+  if (flags.scenario === 'coordinator-crash') {
+    return { kind: 'coordinator-crash', downtimeMs: flags.downtimeMs ?? 30_000 };
+  }
+  if (flags.downtimeMs !== undefined) {
+    throw new InvalidArgumentError('--downtime-ms goes with --scenario coordinator-crash');
+  }
+  return undefined;
+}
+
+function commitRequest(flags: SimFlags): SimRequest {
+  if ((flags.workload ?? 'toy') === 'toy' && flags.participants !== undefined && flags.participants !== 3) {
+    throw new InvalidArgumentError('the toy workload always has three participants (A, B, C)');
+  }
+  const scenario = scenarioOf(flags);
+  if (flags.workload === 'booking')
+    throw new InvalidArgumentError('the booking workload is for saga and tcc');
+  const req: SimRequest = {
+    protocol: flags.protocol as ProtocolName,
+    workload: flags.workload ?? 'toy',
+    txns: flags.txns,
+    seed: flags.seed,
+  };
+  const options = protocolOptions(flags);
+  if (Object.keys(options).length > 0) req.protocolOptions = options;
+  if (flags.participants !== undefined) req.participants = flags.participants;
+  Object.assign(req, commonSettings(flags));
+  if (flags.failRates !== undefined) req.failRates = flags.failRates;
+  if (scenario !== undefined) req.scenario = scenario;
+  return req;
+}
+
+function branchRequest(flags: SimFlags): SagaSimRequest {
+  if (flags.workload !== undefined && flags.workload !== 'booking') {
+    throw new InvalidArgumentError(`${flags.protocol} runs the booking workload, not ${flags.workload}`);
+  }
+  if (flags.trace !== undefined)
+    throw new InvalidArgumentError(`--trace does not apply to ${flags.protocol}`);
+  const req: SagaSimRequest = {
+    protocol: flags.protocol as SagaProtocolName,
+    workload: 'booking',
+    txns: flags.txns,
+    seed: flags.seed,
+  };
+  Object.assign(req, commonSettings(flags));
+  if (flags.lateDupMs !== undefined) req.lateDupMs = flags.lateDupMs;
+  const booking: NonNullable<SagaSimRequest['booking']> = {};
+  if (flags.shortShare !== undefined) booking.shortShare = flags.shortShare;
+  if (flags.seats !== undefined) booking.seats = flags.seats;
+  if (Object.keys(booking).length > 0) req.booking = booking;
+  const scenario = scenarioOf(flags);
+  if (scenario !== undefined) req.scenario = scenario;
+  return req;
+}
+
+function simulateCommit(flags: SimFlags): void {
+  const traceKind = flags.trace === undefined ? null : traceFileFor(flags.trace);
+  const req = commitRequest(flags);
+  if (traceKind !== null) req.trace = true;
+  const { report, trace } = runSim(req);
+  if (traceKind !== null && trace !== null && flags.trace !== undefined) {
+    const options = {
+      title: simCommand(req),
+      ...(flags.traceTxn !== undefined ? { focusTxn: flags.traceTxn } : {}),
+    };
+    writeFileSync(
+      flags.trace,
+      traceKind === 'svg' ? renderTraceSvg(trace, options) : renderTraceHtml(trace, options),
+    );
+    process.stderr.write(`trace written to ${flags.trace}\n`);
+  }
+  if (flags.json) writeJson(report);
+  else process.stdout.write(formatSimReport(report));
+}
+
+function simulateBranch(flags: SimFlags): void {
+  const { report } = runSim(branchRequest(flags));
+  if (flags.json) writeJson(report);
+  else process.stdout.write(formatSagaReport(report));
+}
+
+const simulate: Readonly<Record<Family, (flags: SimFlags) => void>> = {
+  commit: simulateCommit,
+  branch: simulateBranch,
+};
+
+export function registerSimCommand(program: Command): void {
+  const command = program.command('sim').description('run one deterministic simulation and check it');
+  for (const flag of simFlags) command.addOption(simOption(flag));
+  command
+    .option('--trace <file>', 'draw a space-time diagram of the run (.svg or .html)')
+    .option('--trace-txn <id>', 'draw only this transaction (with --trace)')
+    .option('--json', 'print one JSON object on stdout')
+    .action((flags: SimFlags) => {
+      const family = familyOf(flags.protocol);
+      rejectFlagsNotFor(family, flags);
+      simulate[family](flags);
+    });
+}

@@ -1,0 +1,38 @@
+// The loop both swarms share (./swarm.ts for the commit world,
+// ./branch/swarm.ts for sagas and TCC): run the seeds in order, let the swarm
+// tally each report, and stop at the first seed whose run failed. What a seed
+// stands for, what counts as failing and what is tallied stay with each swarm.
+
+export interface SeedRun<Req, Report> {
+  seed: number;
+  request: Req;
+  report: Report;
+}
+
+export interface SeedRange<Report> {
+  seeds: number;
+  from: number;
+  /** Called after each seed, for progress bars. */
+  onSeed?: (done: number, report: Report) => void;
+}
+
+/**
+ * Runs seeds `from` .. `from + seeds - 1`; `tally` counts each report and says
+ * whether its run failed. Returns the first failing seed's run, or null.
+ */
+export function firstFailingSeed<Req, Report>(
+  range: SeedRange<Report>,
+  request: (seed: number) => Req,
+  run: (req: Req) => Report,
+  tally: (report: Report) => boolean,
+): SeedRun<Req, Report> | null {
+  for (let i = 0; i < range.seeds; i++) {
+    const seed = range.from + i;
+    const req = request(seed);
+    const report = run(req);
+    const failed = tally(report);
+    range.onSeed?.(i + 1, report);
+    if (failed) return { seed, request: req, report };
+  }
+  return null;
+}

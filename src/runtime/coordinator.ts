@@ -732,6 +732,14 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     } catch (err) {
       await Promise.allSettled([...opening.values()].map(async (p) => (await p).rollback()));
       this.active.delete(id);
+      // Lease lost while the work ran: its branches were rolled back under it,
+      // so whatever the work then tripped over (a branch no longer active),
+      // the caller's answer is the retryable DTX_LEADERSHIP_LOST.
+      // (Read afresh: the lease may have been lost while this call awaited.)
+      const lost = this.leadershipLost as DtxError | undefined;
+      if (lost !== undefined && err !== lost) {
+        throw new DtxError('DTX_LEADERSHIP_LOST', lost.message, { cause: err });
+      }
       throw err;
     }
     if (txn.branches.size === 0) {

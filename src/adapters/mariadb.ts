@@ -48,7 +48,7 @@ import type {
   ResultSetHeader,
   RowDataPacket,
 } from 'mysql2/promise';
-import { DtxError, HeuristicError, LockConflictError } from '../errors.ts';
+import { DtxError, HeuristicError, LockConflictError, ResourceUnavailableError } from '../errors.ts';
 import { markerPurgeBatch, markerPurgeEveryMs, markerRetentionMsDefault } from '../runtime/limits.ts';
 import { checkGid, checkGidPrefix, gidLimits, isValidGid, sqlStringLiteral } from './gid.ts';
 import {
@@ -663,6 +663,9 @@ export class MariaDbAdapter implements AsyncDisposable, ResourceAdapter<MariaDbB
     const statement = decision === 'commit' ? `XA COMMIT ${xid}` : `XA ROLLBACK ${xid}`;
 
     const held = this.#held.get(gid);
+    // Set when an attempt was cut off after it was sent: the server may have
+    // applied it, so finding the branch gone afterwards proves nothing.
+    let lostAttempt: unknown;
     if (held !== undefined) {
       this.#held.delete(gid);
       held.unguard();
@@ -673,6 +676,7 @@ export class MariaDbAdapter implements AsyncDisposable, ResourceAdapter<MariaDbB
       } catch (error) {
         if (isConnectionError(error)) {
           // The branch detached when the connection broke; resolve it from the pool below.
+          lostAttempt = error;
           held.connection.destroy();
         } else {
           held.connection.destroy();
@@ -691,7 +695,19 @@ export class MariaDbAdapter implements AsyncDisposable, ResourceAdapter<MariaDbB
         if (errnoOf(error) !== ER_XAER_NOTA) return this.#resolved(error, gid, decision);
       }
       // XAER_NOTA: unknown, unless XA RECOVER still lists it (attached to a live or dying session).
-      if (!(await this.#recover()).includes(gid)) return 'unknown';
+      if (!(await this.#recover()).includes(gid)) {
+        // Gone after our own attempt was cut off: most likely that attempt did
+        // it. Say so as a failure in doubt (the caller retries, and judges the
+        // next `unknown` knowing an attempt may have landed), never as a plain
+        // `unknown` that reads as someone else's doing.
+        if (lostAttempt !== undefined) {
+          throw new ResourceUnavailableError(
+            `the connection of branch ${gid} broke during XA ${decision.toUpperCase()}; it may have been applied`,
+            { gid, inDoubt: true, cause: lostAttempt },
+          );
+        }
+        return 'unknown';
+      }
       if (Date.now() >= deadline) {
         throw new DtxError(
           'DTX_BRANCH_BUSY',

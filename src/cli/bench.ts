@@ -20,6 +20,7 @@ import type { CrashPoint } from './crash-points.ts';
 import {
   accountCount,
   applyTransferPart,
+  checkRole,
   type DbTarget,
   holdsLeft,
   initSchema,
@@ -272,6 +273,11 @@ interface Opened {
   close(): Promise<void>;
 }
 
+/** Refuses `--db`s given in another order than `bench --init` had them (see checkRole). */
+async function checkRoles(opened: Opened): Promise<void> {
+  for (const [i, t] of opened.targets.entries()) await checkRole(t, opened.adapters[t.name]!, roles[i]!);
+}
+
 async function openAll(urls: string[], options: { create?: boolean } = {}): Promise<Opened> {
   if (urls.length < 2 || urls.length > 3) {
     throw new DtxError(
@@ -369,6 +375,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   try {
     let accounts = options.accounts;
     if (!options.init) {
+      await checkRoles(opened);
       const counts = await Promise.all(
         opened.targets.slice(0, 2).map((t) => accountCount(t, opened.adapters[t.name]!)),
       );
@@ -419,8 +426,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       });
       options.onRecovered?.(coordinator.recovery);
       if (options.init) {
+        const c0 = coordinator;
         for (const [i, t] of opened.targets.entries()) {
-          await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!, coordinator.gidPrefix);
+          await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!, {
+            prefix: coordinator.gidPrefix,
+            mayRollBack: (gid) => c0.presumedAbortAllowed(gid, t.name),
+          });
         }
       }
       const c = coordinator;
@@ -564,6 +575,7 @@ export async function runVerify(
   }
   const opened = await openAll(dbs);
   try {
+    await checkRoles(opened);
     const states = await Promise.all(
       opened.targets.map((t) => readState(t, opened.adapters[t.name]!, prefixes)),
     );
@@ -637,6 +649,7 @@ export async function withBenchCoordinator<T>(
   let coordinator: Coordinator | undefined;
   try {
     opened = await openAll(options.dbs);
+    await checkRoles(opened);
     coordinator = await createCoordinator({
       log,
       resources: opened.adapters,

@@ -191,8 +191,8 @@ export const naiveGidPrefix = 'dtx_naive.';
  * Creates the `dtx_bench` schema on one database: accounts (on the first two)
  * and the transfer/audit record. Prepared branches that bench itself made and
  * nothing will resolve hold locks on the tables about to be dropped, so they
- * are rolled back first: its own coordinator's (`ownGidPrefix`: recovery could
- * not resolve them) and naive commit's (`dtx_naive.`: naive commit has no log
+ * are rolled back first: its own coordinator's (`own.prefix`, unless `own.mayRollBack`
+ * says the log holds a commit decision for it: then --init is refused) and naive commit's (`dtx_naive.`: naive commit has no log
  * and no recovery; a kill between its commits leaves one prepared). Nothing
  * with another prefix is ever touched (XA RECOVER and pg_prepared_xacts are
  * server-wide: they list other deployments' branches too).
@@ -202,12 +202,25 @@ export async function initSchema(
   adapter: ResourceAdapter,
   accounts: number,
   role: 'debit' | 'credit' | 'audit',
-  ownGidPrefix?: string,
+  own?: { prefix: string; mayRollBack: (gid: string) => boolean },
 ): Promise<void> {
   const withAccounts = role !== 'audit';
-  for (const prefix of [...(ownGidPrefix === undefined ? [] : [ownGidPrefix]), naiveGidPrefix]) {
-    for (const { gid } of await adapter.listPrepared(prefix)) await adapter.rollbackPrepared(gid);
+  if (own !== undefined) {
+    for (const { gid } of await adapter.listPrepared(own.prefix)) {
+      // A branch of a decided commit (still being applied, or left to an
+      // operator by abandon/resolve) must be committed, never rolled back:
+      // refuse to reset the books over it.
+      if (!own.mayRollBack(gid)) {
+        throw new DtxError(
+          'DTX_INVALID_STATE',
+          `branch ${gid} belongs to a transaction whose commit is decided and is still prepared; ` +
+            '--init would roll it back: settle it first (dtx txn list --state in-doubt, docs/operations.md)',
+        );
+      }
+      await adapter.rollbackPrepared(gid);
+    }
   }
+  for (const { gid } of await adapter.listPrepared(naiveGidPrefix)) await adapter.rollbackPrepared(gid);
   if (target.kind === 'sqlite') {
     const db = (adapter as SqliteAdapter).database();
     db.exec("DELETE FROM dtx_kv WHERE key LIKE 'bench:%'");
@@ -217,6 +230,7 @@ export async function initSchema(
         for (let i = 0; i < accounts; i++) put.run(`bench:acct:${i}`, JSON.stringify(initialBalance));
       put.run('bench:meta:total', JSON.stringify(withAccounts ? accounts * initialBalance : 0));
       put.run('bench:meta:accounts', JSON.stringify(withAccounts ? accounts : 0));
+      put.run('bench:meta:role', JSON.stringify(roleCodes[role]));
     })();
     return;
   }
@@ -231,10 +245,10 @@ export async function initSchema(
         await q(`INSERT INTO dtx_bench.accounts (id, balance) VALUES ${values}`, params);
       }
     }
-    await q(`INSERT INTO dtx_bench.meta (k, v) VALUES ('total', ${p(1)}), ('accounts', ${p(2)})`, [
-      withAccounts ? accounts * initialBalance : 0,
-      withAccounts ? accounts : 0,
-    ]);
+    await q(
+      `INSERT INTO dtx_bench.meta (k, v) VALUES ('total', ${p(1)}), ('accounts', ${p(2)}), ('role', ${p(3)})`,
+      [withAccounts ? accounts * initialBalance : 0, withAccounts ? accounts : 0, roleCodes[role]],
+    );
   });
 }
 
@@ -280,6 +294,42 @@ export async function applyTransferPart(
     txn,
     amount,
   ]);
+}
+
+/** What `initSchema` records of each database's part, so that a later run given the `--db`s in another order is refused. */
+const roleCodes = { debit: 1, credit: 2, audit: 3 } as const;
+
+/**
+ * Refuses a database given in another place than `bench --init` gave it.
+ * Resource names are positional (db1, db2, db3) and are part of every gid, so
+ * `dtx recover` with two `--db`s swapped would send each branch's COMMIT to
+ * the wrong database, find nothing there, and take the commit for done. A
+ * database initialized before roles were recorded is not checked.
+ */
+export async function checkRole(
+  target: DbTarget,
+  adapter: ResourceAdapter,
+  role: 'debit' | 'credit' | 'audit',
+): Promise<void> {
+  let recorded: number | undefined;
+  if (target.kind === 'sqlite') {
+    const v = (adapter as SqliteAdapter).read('bench:meta:role');
+    recorded = typeof v === 'number' ? v : undefined;
+  } else {
+    recorded = await withSql(target, adapter, async (q) => {
+      const [row] = await q("SELECT v FROM dtx_bench.meta WHERE k = 'role'");
+      return row === undefined ? undefined : Number(row.v);
+    }).catch(() => undefined);
+  }
+  if (recorded === undefined || recorded === roleCodes[role]) return;
+  const actual = (Object.keys(roleCodes) as (keyof typeof roleCodes)[]).find(
+    (r) => roleCodes[r] === recorded,
+  );
+  throw new DtxError(
+    'DTX_INVALID_ARGUMENT',
+    `--db number ${target.name.slice(2)} was set up by bench --init as the ${actual ?? 'unknown'} database, ` +
+      `but is given here as the ${role} database: give the --db URLs in the order bench --init had them; nothing was touched`,
+  );
 }
 
 /** How many accounts `initSchema` created on this database (0 when it was never initialized). */

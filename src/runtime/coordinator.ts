@@ -450,9 +450,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       }
       for (const { gid } of prepared) {
         const txn = this.txnOfGid(gid, resource);
-        if (txn === null || committing.has(txn) || this.active.has(txn)) continue;
-        // Decided COMMIT, then ended by an operator: theirs to settle, never presumed aborted.
-        if (this.driver.peek().endedByOperator.has(txn)) continue;
+        if (txn === null || committing.has(txn) || !this.mayPresumeAborted(txn)) continue;
         await adapter.rollbackPrepared(gid);
         report.rolledBack.push(gid);
       }
@@ -516,7 +514,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           const sinceMs = preparedAt?.getTime() ?? firstSeenAt;
           if (now - sinceMs < graceMs) continue;
           // Checked last, right before acting: the log may have recorded a commit meanwhile.
-          if (this.closing || this.active.has(txn) || this.committingTxns().has(txn)) continue;
+          if (this.closing || !this.mayPresumeAborted(txn)) continue;
           // An ABORT of ours still on its way to this branch would then find it
           // gone and report a heuristic outcome that is not one.
           if (this.inflight.has(`ABORT ${txn} ${resource}`)) continue;
@@ -569,6 +567,28 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         await this.adapter(resource).rollbackPrepared(entry.gid);
       }),
     );
+  }
+
+  /**
+   * Whether presumed abort may roll back a prepared branch of `txn`: only when
+   * this process is not working on it and the log holds no commit decision
+   * for it — neither one still being applied nor one an operator ended
+   * (`resolve`/`abandon` of a decided commit leaves its branches to the
+   * operator: they are to be committed, never rolled back). Every path that
+   * rolls back by gid asks this one question: start-up recovery, the orphan
+   * sweep, and `bench --init` (`presumedAbortAllowed`).
+   */
+  private mayPresumeAborted(txn: TxnId): boolean {
+    const state = this.driver.peek();
+    return (
+      !this.active.has(txn) && state.txns.get(txn)?.phase !== 'committing' && !state.endedByOperator.has(txn)
+    );
+  }
+
+  /** Whether presumed abort may roll back the prepared branch `gid` on `resource` (see mayPresumeAborted). */
+  presumedAbortAllowed(gid: string, resource: string): boolean {
+    const txn = this.txnOfGid(gid, resource);
+    return txn !== null && this.mayPresumeAborted(txn);
   }
 
   private txnOfGid(gid: string, resource: string): TxnId | null {
@@ -1210,7 +1230,11 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     }
     for (const p of t.committers) {
       if (t.acked.has(p)) continue;
-      this.commitRetries.delete(`${id} ${p}`);
+      // Now, not at the next back-off; but keep what the failed attempts
+      // taught: a COMMIT that failed may have been applied, so a branch the
+      // retry then finds gone is not someone else's doing.
+      const retry = this.commitRetries.get(`${id} ${p}`);
+      if (retry !== undefined) retry.nextAtMs = 0;
       this.deliver(p, { type: 'COMMIT', txn: id });
     }
   }

@@ -12,6 +12,10 @@
 //   and a participant's final state never flips;
 // - durability: a participant that committed never recovers (after a crash)
 //   as undecided about it;
+// - client outcome, both ways: a client told `aborted` never sees any
+//   participant commit (checked whenever either is observed, in either order),
+//   and a client told `committed` sees every participant commit (checked at
+//   the end, as a participant may apply the commit after the client is told);
 // - liveness (at the end): every transaction final once faults stopped.
 // Conservation is judged by the run at quiescence, from the rows themselves.
 //
@@ -23,7 +27,15 @@ import type { NodeId, Outcome } from '../protocol/common/types.ts';
 export type ObservedState = 'working' | 'prepared' | 'committed' | 'aborted' | 'left';
 
 export interface Violation {
-  checker: 'atomicity' | 'validity' | 'stability' | 'durability' | 'conservation' | 'liveness' | 'invariant';
+  checker:
+    | 'atomicity'
+    | 'validity'
+    | 'stability'
+    | 'durability'
+    | 'outcome'
+    | 'conservation'
+    | 'liveness'
+    | 'invariant';
   txn: string;
   detail: string;
 }
@@ -100,6 +112,9 @@ export class Checkers {
         }
       }
     }
+    if (state === 'committed' && t.outcome === outcomeCode.aborted) {
+      this.flag('outcome', txn, `${node} committed after the client was told aborted`);
+    }
     if (state === 'committed' || state === 'aborted') {
       const other = stateCode[state === 'committed' ? 'aborted' : 'committed'];
       for (let k = 0; k < t.participants.length; k++) {
@@ -118,6 +133,13 @@ export class Checkers {
       this.flag('stability', txn, `outcome reported as ${prev}, then as ${outcome}`);
     }
     t.outcome = outcomeCode[outcome];
+    if (this.atomic && outcome === 'aborted') {
+      for (let k = 0; k < t.participants.length; k++) {
+        if (t.states[k] === stateCode.committed) {
+          this.flag('outcome', txn, `client told aborted while ${t.participants[k]} had committed`);
+        }
+      }
+    }
   }
 
   /**
@@ -169,6 +191,7 @@ export class Checkers {
       else if (committed > 0) c.committed++;
       else c.aborted++;
       if (this.atomic && t.outcome === outcomeCode.committed && aborted > 0) {
+        // Reported under `validity` since before the `outcome` checker existed; kept so reports stay comparable.
         this.flag('validity', txn, 'client was told committed but a participant did not commit');
       }
     }

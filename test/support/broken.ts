@@ -41,3 +41,33 @@ export function twoPcYesBeforeForce(): SimProtocol {
   const p = makeProtocol('2pc');
   return { ...p, participantRole: sendingEagerly(p.participantRole) };
 }
+
+/** Wraps a role so that every outcome it reports to a client reads `aborted`, whatever it decided. */
+export function reportingAborted(role: AnyRole): AnyRole {
+  const lying = (effects: Effect<unknown, unknown>[]) =>
+    effects.map((e) => (e.type === 'reportOutcome' ? { ...e, outcome: 'aborted' as const } : e));
+  return {
+    init: (self, config) => role.init(self, config),
+    recover(self, config, log) {
+      const r = role.recover(self, config, log);
+      return { state: r.state, effects: lying(r.effects) };
+    },
+    step(state, input) {
+      const r = role.step(state, input);
+      return { state: r.state, effects: lying(r.effects) };
+    },
+  };
+}
+
+/** 2PC whose coordinator commits every transaction it decides to commit but tells the client `aborted`. */
+export function twoPcReportsAbortedWhileCommitting(): SimProtocol {
+  const p = makeProtocol('2pc');
+  const [coordinator] = p.nodes([]);
+  return {
+    ...p,
+    nodes: (participants) =>
+      p
+        .nodes(participants)
+        .map((n) => (n.id === coordinator!.id ? { ...n, role: reportingAborted(n.role) } : n)),
+  };
+}

@@ -4,6 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { callsBeforeLogging, compensatingAllAtOnce } from '../../src/sim/branch/broken.ts';
+import { runSagaSwarm } from '../../src/sim/branch/swarm.ts';
 import { runSwarm } from '../../src/sim/swarm.ts';
 import { twoPcReportsAbortedWhileCommitting } from '../support/broken.ts';
 
@@ -19,4 +21,27 @@ test('a coordinator that tells the client aborted while committing is caught by 
   const checkers = new Set(summary.failure.report.violations.map((v) => v.checker));
   assert.deepEqual([...checkers], ['outcome']);
   assert.equal(summary.failure.seed, 1);
+});
+
+for (const protocol of ['saga', 'tcc'] as const) {
+  test(`${protocol}: 300 healthy seeds raise no compensation-order or decision violation`, () => {
+    const summary = runSagaSwarm({ protocol, seeds: 300, from: 1 });
+    assert.equal(summary.failure, null, summary.failure?.command);
+  });
+}
+
+test('a saga that starts every compensation at once is caught by the compensation-order checker', () => {
+  // Caught at seed 11; before the checker, 2,000 seeds passed clean.
+  const summary = runSagaSwarm({ protocol: compensatingAllAtOnce(), seeds: 100, from: 1 });
+  assert.ok(summary.failure !== null, 'the swarm did not catch the unordered compensations');
+  assert.deepEqual(Object.keys(summary.failure.report.violationsByChecker), ['compensation-order']);
+  assert.equal(summary.failure.seed, 11);
+});
+
+test('a TCC coordinator that calls confirm/cancel before its decision is durable is caught by the decision checker', () => {
+  // Caught at seed 1 by this checker; the data checkers alone first caught it at seed 7.
+  const summary = runSagaSwarm({ protocol: callsBeforeLogging('tcc'), seeds: 20, from: 1 });
+  assert.ok(summary.failure !== null);
+  assert.equal(summary.failure.seed, 1);
+  assert.ok((summary.failure.report.violationsByChecker.decision ?? 0) > 0);
 });

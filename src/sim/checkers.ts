@@ -16,7 +16,12 @@
 //   participant commit (checked whenever either is observed, in either order),
 //   and a client told `committed` sees every participant commit (checked at
 //   the end, as a participant may apply the commit after the client is told);
-// - liveness (at the end): every transaction final once faults stopped.
+// - liveness (at the end): every transaction final once faults stopped;
+// - chosen (consensus protocols): at most one value is ever chosen per
+//   instance. Every vote an acceptor sends is kept for the whole run — also
+//   after the acceptor crashed or overwrote it — and a value counts as chosen
+//   once a quorum voted for it in one ballot, so a choice that no live
+//   acceptor remembers still counts.
 // Conservation is judged by the run at quiescence, from the rows themselves.
 //
 // For a non-atomic protocol (naive commit) a mixed outcome is its expected
@@ -35,7 +40,8 @@ export interface Violation {
     | 'outcome'
     | 'conservation'
     | 'liveness'
-    | 'invariant';
+    | 'invariant'
+    | 'chosen';
   txn: string;
   detail: string;
 }
@@ -70,12 +76,28 @@ interface TxnRecord {
   outcome: number;
 }
 
+/** An acceptor's vote: it accepted `value` in `ballot` for one instance (a consensus protocol's phase 2b). */
+export interface Vote {
+  txn: string;
+  instance: string;
+  ballot: number;
+  value: string;
+}
+
 export class Checkers {
   readonly violations: Violation[] = [];
   violationCount = 0;
   private readonly txns = new Map<string, TxnRecord>();
+  /** `txn/instance` → ballot → value → the acceptors that ever voted for it. */
+  private readonly votes = new Map<string, Map<number, Map<string, Set<NodeId>>>>();
+  /** `txn/instance` → the value first chosen, and in which ballot. */
+  private readonly chosen = new Map<string, { value: string; ballot: number }>();
 
-  constructor(private readonly atomic: boolean) {}
+  /** `quorum`: how many acceptors' votes in one ballot choose a value (consensus protocols only). */
+  constructor(
+    private readonly atomic: boolean,
+    private readonly quorum = Infinity,
+  ) {}
 
   private flag(checker: Violation['checker'], txn: string, detail: string): void {
     this.violationCount++;
@@ -162,6 +184,29 @@ export class Checkers {
   /** A protocol's own invariant broke (reported by the protocol's invariant function, e.g. Paxos acceptors). */
   invariant(txn: string, detail: string): void {
     this.flag('invariant', txn, detail);
+  }
+
+  /** `acceptor` sent vote `v`; flags a second value chosen for the same instance. */
+  voted(acceptor: NodeId, v: Vote): void {
+    const key = `${v.txn}/${v.instance}`;
+    let byBallot = this.votes.get(key);
+    if (byBallot === undefined) this.votes.set(key, (byBallot = new Map()));
+    let byValue = byBallot.get(v.ballot);
+    if (byValue === undefined) byBallot.set(v.ballot, (byValue = new Map()));
+    let voters = byValue.get(v.value);
+    if (voters === undefined) byValue.set(v.value, (voters = new Set()));
+    if (voters.has(acceptor)) return;
+    voters.add(acceptor);
+    if (voters.size !== this.quorum) return;
+    const first = this.chosen.get(key);
+    if (first === undefined) this.chosen.set(key, { value: v.value, ballot: v.ballot });
+    else if (first.value !== v.value) {
+      this.flag(
+        'chosen',
+        v.txn,
+        `${key}: ${v.value} chosen in ballot ${v.ballot}, after ${first.value} was chosen in ballot ${first.ballot}`,
+      );
+    }
   }
 
   conservation(expected: number, actual: number): void {

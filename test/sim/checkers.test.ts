@@ -7,7 +7,11 @@ import { test } from 'node:test';
 import { callsBeforeLogging, compensatingAllAtOnce } from '../../src/sim/branch/broken.ts';
 import { runSagaSwarm } from '../../src/sim/branch/swarm.ts';
 import { runSwarm } from '../../src/sim/swarm.ts';
-import { twoPcReportsAbortedWhileCommitting } from '../support/broken.ts';
+import {
+  paxosCommitAmnesiacAcceptors,
+  paxosCommitForgettingRound,
+  twoPcReportsAbortedWhileCommitting,
+} from '../support/broken.ts';
 
 test('2pc: 300 healthy seeds raise no outcome violation', () => {
   const summary = runSwarm({ protocol: '2pc', seeds: 300, from: 1 });
@@ -44,4 +48,29 @@ test('a TCC coordinator that calls confirm/cancel before its decision is durable
   assert.ok(summary.failure !== null);
   assert.equal(summary.failure.seed, 1);
   assert.ok((summary.failure.report.violationsByChecker.decision ?? 0) > 0);
+});
+
+test('paxos-commit: 300 healthy seeds never choose two values for one instance', () => {
+  const summary = runSwarm({ protocol: 'paxos-commit', seeds: 300, from: 1 });
+  assert.equal(summary.failure, null, summary.failure?.command);
+});
+
+test('acceptors that forget what they accepted are caught by the chosen checker', () => {
+  // Seed 11 chooses `prepared` then `aborted` for one instance; no live
+  // acceptor still holds the first choice, and no client saw a wrong outcome,
+  // so the earlier checkers pass it (they first catch this variant at seed 27,
+  // by its consequences).
+  const summary = runSwarm({ protocol: paxosCommitAmnesiacAcceptors(), seeds: 100, from: 1 });
+  assert.ok(summary.failure !== null, 'the swarm did not catch the amnesiac acceptors');
+  assert.equal(summary.failure.seed, 11);
+  const checkers = new Set(summary.failure.report.violations.map((v) => v.checker));
+  assert.deepEqual([...checkers], ['chosen']);
+});
+
+test('a candidate that forgets its round on restart reuses ballots, but still never chooses two values', () => {
+  // Not a bug in this core: a reused ballot still runs phase 1, whose
+  // promises report what the earlier use of the ballot got accepted, and an
+  // acceptor that promised higher answers REJECT, which lifts the round.
+  const summary = runSwarm({ protocol: paxosCommitForgettingRound(), seeds: 300, from: 1 });
+  assert.equal(summary.failure, null, summary.failure?.command);
 });

@@ -71,3 +71,42 @@ export function twoPcReportsAbortedWhileCommitting(): SimProtocol {
         .map((n) => (n.id === coordinator!.id ? { ...n, role: reportingAborted(n.role) } : n)),
   };
 }
+
+/** Wraps a role so that its recovery reads back every log record but those of the `forgotten` types. */
+function forgettingOnRestart(role: AnyRole, forgotten: string): AnyRole {
+  return {
+    init: (self, config) => role.init(self, config),
+    recover: (self, config, log) =>
+      role.recover(
+        self,
+        config,
+        (log as Array<{ type: string }>).filter((record) => record.type !== forgotten),
+      ),
+    step: (state, input) => role.step(state, input),
+  };
+}
+
+/** Paxos Commit whose every node, on a restart, ignores its log records of type `forgotten`. */
+function paxosCommitForgetting(forgotten: string): SimProtocol {
+  const p = makeProtocol('paxos-commit');
+  return {
+    ...p,
+    nodes: (participants) =>
+      p.nodes(participants).map((n) => ({ ...n, role: forgettingOnRestart(n.role, forgotten) })),
+    participantRole: forgettingOnRestart(p.participantRole, forgotten),
+  };
+}
+
+/**
+ * Paxos Commit whose leader candidates forget their ballot round on a
+ * restart (the `round` records are not read back), so that a recovering
+ * candidate reuses ballots it already proposed in.
+ */
+export function paxosCommitForgettingRound(): SimProtocol {
+  return paxosCommitForgetting('round');
+}
+
+/** Paxos Commit whose acceptors forget, on a restart, every value they accepted (the `acc` records). */
+export function paxosCommitAmnesiacAcceptors(): SimProtocol {
+  return paxosCommitForgetting('acc');
+}

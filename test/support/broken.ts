@@ -5,35 +5,52 @@
 import type { Effect, Role } from '../../src/protocol/common/types.ts';
 import { type AnyRole, makeProtocol, type SimProtocol } from '../../src/sim/protocols.ts';
 
-/** Wraps a role so that every `sendAfterPersist` leaves at once, before the write it depends on is durable. */
-export function sendingEagerly(role: AnyRole): AnyRole {
-  const eager = (effects: Effect<unknown, unknown>[]) =>
-    effects.map((e) => (e.type === 'sendAfterPersist' ? { type: 'send' as const, to: e.to, msg: e.msg } : e));
+type AnyEffect = Effect<unknown, unknown>;
+
+/** Wraps a role so that `rewrite` changes every list of effects it returns. */
+function rewritingEffects(role: AnyRole, rewrite: (effects: AnyEffect[]) => AnyEffect[]): AnyRole {
   const wrapped: Role<unknown, unknown, unknown, unknown> = {
     init: (self, config) => role.init(self, config),
     recover(self, config, log) {
       const r = role.recover(self, config, log);
-      return { state: r.state, effects: eager(r.effects) };
+      return { state: r.state, effects: rewrite(r.effects) };
     },
     step(state, input) {
       const r = role.step(state, input);
-      return { state: r.state, effects: eager(r.effects) };
+      return { state: r.state, effects: rewrite(r.effects) };
     },
   };
   return wrapped;
 }
 
-/** 2PC whose coordinator sends COMMIT before its commit record is durable. */
-export function twoPcCommitBeforeForce(): SimProtocol {
+/** Wraps a role so that every `sendAfterPersist` leaves at once, before the write it depends on is durable. */
+export function sendingEagerly(role: AnyRole): AnyRole {
+  return rewritingEffects(role, (effects) =>
+    effects.map((e) => (e.type === 'sendAfterPersist' ? { type: 'send' as const, to: e.to, msg: e.msg } : e)),
+  );
+}
+
+/** Wraps a role so that every outcome it reports to a client reads `aborted`, whatever it decided. */
+export function reportingAborted(role: AnyRole): AnyRole {
+  return rewritingEffects(role, (effects) =>
+    effects.map((e) => (e.type === 'reportOutcome' ? { ...e, outcome: 'aborted' as const } : e)),
+  );
+}
+
+/** 2PC whose coordinator runs `wrap(its role)`. */
+function twoPcWithCoordinator(wrap: (role: AnyRole) => AnyRole): SimProtocol {
   const p = makeProtocol('2pc');
   const [coordinator] = p.nodes([]);
   return {
     ...p,
     nodes: (participants) =>
-      p
-        .nodes(participants)
-        .map((n) => (n.id === coordinator!.id ? { ...n, role: sendingEagerly(n.role) } : n)),
+      p.nodes(participants).map((n) => (n.id === coordinator!.id ? { ...n, role: wrap(n.role) } : n)),
   };
+}
+
+/** 2PC whose coordinator sends COMMIT before its commit record is durable. */
+export function twoPcCommitBeforeForce(): SimProtocol {
+  return twoPcWithCoordinator(sendingEagerly);
 }
 
 /** 2PC whose participants vote YES before their prepared record is durable. */
@@ -42,34 +59,9 @@ export function twoPcYesBeforeForce(): SimProtocol {
   return { ...p, participantRole: sendingEagerly(p.participantRole) };
 }
 
-/** Wraps a role so that every outcome it reports to a client reads `aborted`, whatever it decided. */
-export function reportingAborted(role: AnyRole): AnyRole {
-  const lying = (effects: Effect<unknown, unknown>[]) =>
-    effects.map((e) => (e.type === 'reportOutcome' ? { ...e, outcome: 'aborted' as const } : e));
-  return {
-    init: (self, config) => role.init(self, config),
-    recover(self, config, log) {
-      const r = role.recover(self, config, log);
-      return { state: r.state, effects: lying(r.effects) };
-    },
-    step(state, input) {
-      const r = role.step(state, input);
-      return { state: r.state, effects: lying(r.effects) };
-    },
-  };
-}
-
 /** 2PC whose coordinator commits every transaction it decides to commit but tells the client `aborted`. */
 export function twoPcReportsAbortedWhileCommitting(): SimProtocol {
-  const p = makeProtocol('2pc');
-  const [coordinator] = p.nodes([]);
-  return {
-    ...p,
-    nodes: (participants) =>
-      p
-        .nodes(participants)
-        .map((n) => (n.id === coordinator!.id ? { ...n, role: reportingAborted(n.role) } : n)),
-  };
+  return twoPcWithCoordinator(reportingAborted);
 }
 
 /** Wraps a role so that its recovery reads back every log record but those of the `forgotten` types. */

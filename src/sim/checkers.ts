@@ -12,7 +12,16 @@
 //   and a participant's final state never flips;
 // - durability: a participant that committed never recovers (after a crash)
 //   as undecided about it;
-// - liveness (at the end): every transaction final once faults stopped.
+// - client outcome, both ways: a client told `aborted` never sees any
+//   participant commit (checked whenever either is observed, in either order),
+//   and a client told `committed` sees every participant commit (checked at
+//   the end, as a participant may apply the commit after the client is told);
+// - liveness (at the end): every transaction final once faults stopped;
+// - chosen (consensus protocols): at most one value is ever chosen per
+//   instance. Every vote an acceptor sends is kept for the whole run — also
+//   after the acceptor crashed or overwrote it — and a value counts as chosen
+//   once a quorum voted for it in one ballot, so a choice that no live
+//   acceptor remembers still counts.
 // Conservation is judged by the run at quiescence, from the rows themselves.
 //
 // For a non-atomic protocol (naive commit) a mixed outcome is its expected
@@ -23,7 +32,16 @@ import type { NodeId, Outcome } from '../protocol/common/types.ts';
 export type ObservedState = 'working' | 'prepared' | 'committed' | 'aborted' | 'left';
 
 export interface Violation {
-  checker: 'atomicity' | 'validity' | 'stability' | 'durability' | 'conservation' | 'liveness' | 'invariant';
+  checker:
+    | 'atomicity'
+    | 'validity'
+    | 'stability'
+    | 'durability'
+    | 'outcome'
+    | 'conservation'
+    | 'liveness'
+    | 'invariant'
+    | 'chosen';
   txn: string;
   detail: string;
 }
@@ -58,12 +76,28 @@ interface TxnRecord {
   outcome: number;
 }
 
+/** An acceptor's vote: it accepted `value` in `ballot` for one instance (a consensus protocol's phase 2b). */
+export interface Vote {
+  txn: string;
+  instance: string;
+  ballot: number;
+  value: string;
+}
+
 export class Checkers {
   readonly violations: Violation[] = [];
   violationCount = 0;
   private readonly txns = new Map<string, TxnRecord>();
+  /** `txn/instance` → ballot → value → the acceptors that ever voted for it. */
+  private readonly votes = new Map<string, Map<number, Map<string, Set<NodeId>>>>();
+  /** `txn/instance` → the value first chosen, and in which ballot. */
+  private readonly chosen = new Map<string, { value: string; ballot: number }>();
 
-  constructor(private readonly atomic: boolean) {}
+  /** `quorum`: how many acceptors' votes in one ballot choose a value (consensus protocols only). */
+  constructor(
+    private readonly atomic: boolean,
+    private readonly quorum = Infinity,
+  ) {}
 
   private flag(checker: Violation['checker'], txn: string, detail: string): void {
     this.violationCount++;
@@ -100,6 +134,9 @@ export class Checkers {
         }
       }
     }
+    if (state === 'committed' && t.outcome === outcomeCode.aborted) {
+      this.flag('outcome', txn, `${node} committed after the client was told aborted`);
+    }
     if (state === 'committed' || state === 'aborted') {
       const other = stateCode[state === 'committed' ? 'aborted' : 'committed'];
       for (let k = 0; k < t.participants.length; k++) {
@@ -118,6 +155,13 @@ export class Checkers {
       this.flag('stability', txn, `outcome reported as ${prev}, then as ${outcome}`);
     }
     t.outcome = outcomeCode[outcome];
+    if (this.atomic && outcome === 'aborted') {
+      for (let k = 0; k < t.participants.length; k++) {
+        if (t.states[k] === stateCode.committed) {
+          this.flag('outcome', txn, `client told aborted while ${t.participants[k]} had committed`);
+        }
+      }
+    }
   }
 
   /**
@@ -140,6 +184,29 @@ export class Checkers {
   /** A protocol's own invariant broke (reported by the protocol's invariant function, e.g. Paxos acceptors). */
   invariant(txn: string, detail: string): void {
     this.flag('invariant', txn, detail);
+  }
+
+  /** `acceptor` sent vote `v`; flags a second value chosen for the same instance. */
+  voted(acceptor: NodeId, v: Vote): void {
+    const key = `${v.txn}/${v.instance}`;
+    let byBallot = this.votes.get(key);
+    if (byBallot === undefined) this.votes.set(key, (byBallot = new Map()));
+    let byValue = byBallot.get(v.ballot);
+    if (byValue === undefined) byBallot.set(v.ballot, (byValue = new Map()));
+    let voters = byValue.get(v.value);
+    if (voters === undefined) byValue.set(v.value, (voters = new Set()));
+    if (voters.has(acceptor)) return;
+    voters.add(acceptor);
+    if (voters.size !== this.quorum) return;
+    const first = this.chosen.get(key);
+    if (first === undefined) this.chosen.set(key, { value: v.value, ballot: v.ballot });
+    else if (first.value !== v.value) {
+      this.flag(
+        'chosen',
+        v.txn,
+        `${key}: ${v.value} chosen in ballot ${v.ballot}, after ${first.value} was chosen in ballot ${first.ballot}`,
+      );
+    }
   }
 
   conservation(expected: number, actual: number): void {
@@ -169,6 +236,7 @@ export class Checkers {
       else if (committed > 0) c.committed++;
       else c.aborted++;
       if (this.atomic && t.outcome === outcomeCode.committed && aborted > 0) {
+        // Reported under `validity` since before the `outcome` checker existed; kept so reports stay comparable.
         this.flag('validity', txn, 'client was told committed but a participant did not commit');
       }
     }

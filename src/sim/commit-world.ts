@@ -196,7 +196,8 @@ export class CommitWorld extends SimKernel<SimNode> {
     super(opts.seed, opts.network, opts.faults, specs.length, metrics);
     this.metrics = metrics;
     this.opts = opts;
-    this.checkers = new Checkers(opts.protocol.atomic);
+    const F = opts.protocol.acceptorFaultsTolerated;
+    this.checkers = new Checkers(opts.protocol.atomic, F === undefined ? Infinity : F + 1);
     this.coordinator = extra[0]!.id;
     const trace = opts.trace;
     if (trace !== null) {
@@ -357,6 +358,8 @@ export class CommitWorld extends SimKernel<SimNode> {
     switch (e.type) {
       case 'send':
       case 'sendAfterPersist':
+        if (this.opts.protocol.votes !== undefined)
+          for (const v of this.opts.protocol.votes(e.msg)) this.checkers.voted(node.spec.id, v);
         this.send(node.spec.id, e.to, e.msg, true);
         return;
       case 'setTimer':

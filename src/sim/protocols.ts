@@ -19,6 +19,7 @@ import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import { twoPcParticipant } from '../protocol/twopc/participant.ts';
 import { defaultTwoPcConfig, type TwoPcRecord } from '../protocol/twopc/types.ts';
+import type { Vote } from './checkers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the simulator drives roles of every protocol through one port
 export type AnyRole = Role<any, any, any, any>;
@@ -65,6 +66,11 @@ export interface SimProtocol {
    * returned string is a violation.
    */
   invariants?(states: Iterable<unknown>, txn?: string): string[];
+  /**
+   * For consensus protocols: the votes (phase 2b) a message carries, so that
+   * the `chosen` checker can keep every vote ever cast.
+   */
+  votes?(msg: unknown): Vote[];
   /** For consensus protocols: how many acceptor crashes at once the protocol is built to survive. */
   acceptorFaultsTolerated?: number;
 }
@@ -211,6 +217,11 @@ function paxosCommit(options: ProtocolOptions): SimProtocol {
       ),
     compact: (_kind, log) => compactPaxosCommitLog(log as PaxosCommitRecord[]),
     invariants: (states, txn) => paxosInvariants(states, txn),
+    votes(msg) {
+      const m = msg as PaxosCommitMsg;
+      if (m.type !== 'PHASE2B') return [];
+      return m.entries.map((e) => ({ txn: m.txn, instance: e.ins, ballot: e.bal, value: e.val }));
+    },
     acceptorFaultsTolerated: layoutOptions.F,
   };
 }

@@ -3,6 +3,7 @@
 
 import type { ReportSaga } from '../../protocol/branch/types.ts';
 import type { Effect } from '../../protocol/common/types.ts';
+import type { SagaOrchestratorState } from '../../protocol/saga/orchestrator.ts';
 import type { SagaProtocolName } from '../protocols.ts';
 import { type AnySagaRole, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
 
@@ -59,6 +60,34 @@ export function silentlyStuck(name: SagaProtocolName): SagaProtocol {
       step(state, input) {
         const r = role.step(state, input);
         return { state: r.state, effects: quiet(r.effects) };
+      },
+    },
+  };
+}
+
+/**
+ * A saga orchestrator that forgets its order graph on the way back: every
+ * step is compensated at once, instead of only after the steps that depend on it.
+ */
+export function compensatingAllAtOnce(): SagaProtocol {
+  const p = makeSagaProtocol('saga');
+  const role = p.orchestrator;
+  const forget = (state: SagaOrchestratorState) => {
+    for (const run of state.sagas.values()) for (const later of run.successors.values()) later.length = 0;
+    return state;
+  };
+  return {
+    ...p,
+    name: `${p.name}-compensating-all-at-once`,
+    orchestrator: {
+      init: (self, config) => forget(role.init(self, config)),
+      recover(self, config, log) {
+        const r = role.recover(self, config, log);
+        return { state: forget(r.state), effects: r.effects };
+      },
+      step(state, input) {
+        const r = role.step(forget(state), input);
+        return { state: forget(r.state), effects: r.effects };
       },
     },
   };

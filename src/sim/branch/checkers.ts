@@ -8,7 +8,14 @@
 // - hanging: no action/try ran after its compensation/cancel was recorded;
 // - null compensation: no compensation ran its handler (undid something) for
 //   an action that never ran;
-// - stability: the outcome reported for a transaction never changes.
+// - stability: the outcome reported for a transaction never changes;
+// - compensation order (sagas): a step is compensated only once every
+//   compensable step that depends on it (its `after` edges, from the durable
+//   `begin` record) and whose action ran has its compensation durable —
+//   checked when the orchestrator's `start` of the compensation is durable and
+//   when the service first records it, so a call sent too early is caught too;
+// - decision (TCC): a confirm or cancel reaches a service only after the
+//   orchestrator's decision for it is durable, and only the one decided.
 // At quiescence (faults healed, every node up, queues drained):
 // - seat: every held seat belongs to a booking that paid and holds its ticket
 //   (TCC: that was confirmed — a hold neither sold nor released is a seat held
@@ -25,6 +32,7 @@
 
 import type { ServiceRecord } from '../../protocol/branch/service.ts';
 import { originOf, type SagaOutcome } from '../../protocol/branch/types.ts';
+import { normalizeSteps, type SagaPlan } from '../../protocol/saga/types.ts';
 import type { Booking, BookingService } from './booking.ts';
 
 export type SagaChecker =
@@ -32,6 +40,8 @@ export type SagaChecker =
   | 'hanging'
   | 'null-compensation'
   | 'stability'
+  | 'compensation-order'
+  | 'decision'
   | 'seat'
   | 'charge'
   | 'ticket'
@@ -84,6 +94,10 @@ export class SagaCheckers {
   /** When the seat was taken and given back, per booking (for the inconsistency window). */
   private readonly seatTakenAt = new Map<string, number>();
   private readonly seatFreedAt = new Map<string, number>();
+  /** Per saga, per step: the compensable steps that run after it (the reverse of its plan's `after` edges). */
+  private readonly dependents = new Map<string, Map<string, string[]>>();
+  /** Per TCC transaction: its durable decision. */
+  private readonly decisions = new Map<string, 'confirm' | 'cancel'>();
 
   flag(checker: SagaChecker, txn: string, detail: string): void {
     this.violationCount++;
@@ -92,8 +106,39 @@ export class SagaCheckers {
   }
 
   /** The orchestrator's `begin` record for `txn` is durable. */
-  begin(txn: string): void {
+  begin(txn: string, def?: unknown): void {
     this.begun.add(txn);
+    if ((def as Partial<SagaPlan> | undefined)?.steps === undefined) return;
+    const steps = normalizeSteps(def as SagaPlan);
+    const dependents = new Map<string, string[]>(steps.map((s) => [s.branch, []]));
+    for (const s of steps) {
+      if (s.compensation === null) continue;
+      for (const a of s.after) dependents.get(a)?.push(s.branch);
+    }
+    this.dependents.set(txn, dependents);
+  }
+
+  /** The orchestrator's TCC decision for `txn` is durable. */
+  decided(txn: string, decision: 'confirm' | 'cancel'): void {
+    this.decisions.set(txn, decision);
+  }
+
+  /** The saga orchestrator's `start` of `op` on `branch` is durable. */
+  started(txn: string, branch: string, op: string): void {
+    if (op === 'compensate') this.checkCompensationOrder(txn, branch, 'orchestrator');
+  }
+
+  /** Every dependent of `branch` whose action ran must have its compensation durable before `branch`'s starts. */
+  private checkCompensationOrder(txn: string, branch: string, who: string): void {
+    for (const d of this.dependents.get(txn)?.get(branch) ?? []) {
+      if (this.didRun(txn, d, 'action') && !this.undone.has(`${txn}|${d}`)) {
+        this.flag(
+          'compensation-order',
+          txn,
+          `${who} started compensating ${branch} before ${d}, which runs after it, was compensated`,
+        );
+      }
+    }
   }
 
   reported(txn: string, outcome: SagaOutcome): void {
@@ -108,6 +153,18 @@ export class SagaCheckers {
   local(service: BookingService, r: ServiceRecord, now: number): void {
     const pair = `${r.txn}|${r.branch}`;
     const origin = originOf(r.op);
+    if (r.op === 'compensate' && !this.undone.has(pair))
+      this.checkCompensationOrder(r.txn, r.branch, service);
+    if (r.op === 'confirm' || r.op === 'cancel') {
+      const decision = this.decisions.get(r.txn);
+      if (decision !== r.op) {
+        this.flag(
+          'decision',
+          r.txn,
+          `${service} got ${r.op} of ${r.branch} when the decision was ${decision ?? 'not yet made'}`,
+        );
+      }
+    }
     if (origin !== null) {
       this.undone.add(pair);
       if (r.kind === 'applied' && !this.ran.has(`${pair}|${origin}`)) {

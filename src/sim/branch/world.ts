@@ -259,8 +259,17 @@ export class BranchWorld extends SimKernel<SimNode> {
       this.checkers.local(node.service, record as ServiceRecord, this.now);
       return;
     }
-    const r = record as { type: string; txn: string };
-    if (r.type === 'begin') this.checkers.begin(r.txn);
+    const r = record as {
+      type: string;
+      txn: string;
+      def?: unknown;
+      branch?: string;
+      op?: string;
+      decision?: unknown;
+    };
+    if (r.type === 'begin') this.checkers.begin(r.txn, r.def);
+    else if (r.type === 'start') this.checkers.started(r.txn, r.branch!, r.op!);
+    else if (r.type === 'decision') this.checkers.decided(r.txn, r.decision as 'confirm' | 'cancel');
   }
 
   // ------------------------------------------------------- crash and restart

@@ -255,7 +255,9 @@ test('sagaTxnViews and tccTxnViews read a log offline, with the times the store 
 
 test('result() deadlines: DTX_TIMEOUT or DTX_CANCELLED end the wait, and the saga carries on to its end', async () => {
   const log = await openSagaLog({ sqlite: join(dir, 'deadline.sqlite'), create: true });
-  const o = await createSagaOrchestrator({ log, timing });
+  // The gated action's unanswered attempts must not run out (and compensate
+  // the saga) however slowly this runs on a busy machine.
+  const o = await createSagaOrchestrator({ log, timing: { ...timing, actionAttemptsMax: 1_000_000 } });
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
   const id = await o.start(gated('deadline', gate), { idempotencyKey: 'k' });

@@ -373,78 +373,14 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   let coordinator: Coordinator | undefined;
   let log: DurableLog<TwoPcRecord> | undefined;
   try {
-    let accounts = options.accounts;
-    if (!options.init) {
-      await checkRoles(opened);
-      const counts = await Promise.all(
-        opened.targets.slice(0, 2).map((t) => accountCount(t, opened.adapters[t.name]!)),
-      );
-      accounts = Math.min(...counts);
-      if (accounts === 0) {
-        throw new DtxError(
-          'DTX_INVALID_ARGUMENT',
-          'the databases have no dtx_bench accounts yet: run once with --init',
-        );
-      }
-    }
+    const accounts = options.init ? options.accounts : await existingAccounts(opened);
     const pick = () => Math.floor(Math.random() * accounts);
-    const counter = { n: 0 };
-    const hook = crashHook(options, counter);
+    const hook = crashHook(options, { n: 0 });
     let transfer: (txnOrdinal: number) => Promise<void>;
     if (options.protocol === '2pc') {
-      // The log first, exclusively: its identity is the coordinator's id, and
-      // recovery (inside start) must own it before it touches any database.
-      const leaseOptions: OpenBenchLogOptions =
-        options.lease === undefined
-          ? {}
-          : {
-              leaseTtlMs: options.lease.ttlMs,
-              waitForLease: {
-                onWaiting: (holder) =>
-                  options.progress?.(`standby: waiting for lease ${options.lease?.name} (held by ${holder})`),
-              },
-            };
-      log = await openBenchLog(
-        benchLogLocation(options.log, '2pc'),
-        '2pc',
-        (v) => twoPcRecordCodec.check(v),
-        { create: options.init, ...leaseOptions },
-      );
-      if (options.lease !== undefined) {
-        const holder = (log as { ownerLease?: { holder: string } }).ownerLease?.holder;
-        options.progress?.(`active: holding lease ${options.lease.name} as ${holder}`);
-      }
-      coordinator = await createCoordinator({
-        log,
-        resources: opened.adapters,
-        acknowledge: options.acknowledge ?? 'committed',
-        ...(options.orphanGraceMs === undefined ? {} : { orphanGraceMs: options.orphanGraceMs }),
-        ...(options.orphanSweepIntervalMs === undefined
-          ? {}
-          : { orphanSweepIntervalMs: options.orphanSweepIntervalMs }),
-        ...(hook ? { faults: { point: hook } } : {}),
-      });
-      options.onRecovered?.(coordinator.recovery);
-      if (options.init) {
-        const c0 = coordinator;
-        for (const [i, t] of opened.targets.entries()) {
-          await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!, {
-            prefix: coordinator.gidPrefix,
-            mayRollBack: (gid) => c0.presumedAbortAllowed(gid, t.name),
-          });
-        }
-      }
-      const c = coordinator;
-      transfer = () =>
-        c.transaction(async (tx) => {
-          const amount = 1 + Math.floor(Math.random() * 100);
-          await Promise.all(
-            opened.targets.map(async (t, i) => {
-              const branch = await tx.branch(t.name);
-              await applyTransferPart(t, branch, roles[i]!, tx.id, pick(), amount);
-            }),
-          );
-        });
+      log = await openTwoPcBenchLog(options);
+      coordinator = await startBenchCoordinator(options, opened, log, hook);
+      transfer = twoPcTransfer(coordinator, opened, pick);
     } else {
       if (options.init) {
         for (const [i, t] of opened.targets.entries()) {
@@ -453,20 +389,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       }
       transfer = (ordinal) => naiveTransfer(opened, pick, ordinal, hook);
     }
-
     const run = await closedLoop(options, async (ordinal) => {
       try {
         await transfer(ordinal);
         return 'committed';
       } catch (err) {
-        // A heuristic ends one transfer, not the run: it is reported (from
-        // coordinator.heuristics, below) and makes the command fail at the end.
-        if (err instanceof HeuristicError) return 'heuristic';
-        // Decided, and still being applied: it commits; the run goes on.
-        if (isDtxError(err, 'DTX_DECIDED_NOT_APPLIED')) return 'committed';
-        // Leadership lost: this process may run nothing more (the new owner does).
-        if (!isDtxError(err) || !err.retryable || err.code === 'DTX_LEADERSHIP_LOST') throw err;
-        return 'aborted';
+        return outcomeOfFailure(err);
       }
     });
     const committed = run.outcomes.committed ?? 0;
@@ -487,6 +415,109 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     await log?.close();
     await opened.close();
   }
+}
+
+/** How many accounts the databases were set up with; refuses databases bench never set up or given in another order. */
+async function existingAccounts(opened: Opened): Promise<number> {
+  await checkRoles(opened);
+  const counts = await Promise.all(
+    opened.targets.slice(0, 2).map((t) => accountCount(t, opened.adapters[t.name]!)),
+  );
+  const accounts = Math.min(...counts);
+  if (accounts === 0) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'the databases have no dtx_bench accounts yet: run once with --init',
+    );
+  }
+  return accounts;
+}
+
+/**
+ * The 2PC log, first and exclusively: its identity is the coordinator's id,
+ * and recovery must own it before it touches any database. With a lease, this
+ * process is a standby until it gets the log's owner lease.
+ */
+async function openTwoPcBenchLog(options: BenchOptions): Promise<DurableLog<TwoPcRecord>> {
+  const leaseOptions: OpenBenchLogOptions =
+    options.lease === undefined
+      ? {}
+      : {
+          leaseTtlMs: options.lease.ttlMs,
+          waitForLease: {
+            onWaiting: (holder) =>
+              options.progress?.(`standby: waiting for lease ${options.lease?.name} (held by ${holder})`),
+          },
+        };
+  const log = await openBenchLog(
+    benchLogLocation(options.log, '2pc'),
+    '2pc',
+    (v) => twoPcRecordCodec.check(v),
+    {
+      create: options.init,
+      ...leaseOptions,
+    },
+  );
+  if (options.lease !== undefined) {
+    const holder = (log as { ownerLease?: { holder: string } }).ownerLease?.holder;
+    options.progress?.(`active: holding lease ${options.lease.name} as ${holder}`);
+  }
+  return log;
+}
+
+/** The coordinator, recovered; with --init, the books reset after recovery (never over a decided branch). */
+async function startBenchCoordinator(
+  options: BenchOptions,
+  opened: Opened,
+  log: DurableLog<TwoPcRecord>,
+  hook: ReturnType<typeof crashHook>,
+): Promise<Coordinator> {
+  const coordinator = await createCoordinator({
+    log,
+    resources: opened.adapters,
+    acknowledge: options.acknowledge ?? 'committed',
+    ...(options.orphanGraceMs === undefined ? {} : { orphanGraceMs: options.orphanGraceMs }),
+    ...(options.orphanSweepIntervalMs === undefined
+      ? {}
+      : { orphanSweepIntervalMs: options.orphanSweepIntervalMs }),
+    ...(hook ? { faults: { point: hook } } : {}),
+  });
+  options.onRecovered?.(coordinator.recovery);
+  if (options.init) {
+    for (const [i, t] of opened.targets.entries()) {
+      await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!, {
+        prefix: coordinator.gidPrefix,
+        mayRollBack: (gid) => coordinator.presumedAbortAllowed(gid, t.name),
+      });
+    }
+  }
+  return coordinator;
+}
+
+/** One transfer through two-phase commit: each database's part in its own branch. */
+function twoPcTransfer(c: Coordinator, opened: Opened, pick: () => number): () => Promise<void> {
+  return () =>
+    c.transaction(async (tx) => {
+      const amount = 1 + Math.floor(Math.random() * 100);
+      await Promise.all(
+        opened.targets.map(async (t, i) => {
+          const branch = await tx.branch(t.name);
+          await applyTransferPart(t, branch, roles[i]!, tx.id, pick(), amount);
+        }),
+      );
+    });
+}
+
+/** What a failed transfer counts as; rethrows what must end the run. */
+function outcomeOfFailure(err: unknown): 'heuristic' | 'committed' | 'aborted' {
+  // A heuristic ends one transfer, not the run: it is reported (from
+  // coordinator.heuristics) and makes the command fail at the end.
+  if (err instanceof HeuristicError) return 'heuristic';
+  // Decided, and still being applied: it commits; the run goes on.
+  if (isDtxError(err, 'DTX_DECIDED_NOT_APPLIED')) return 'committed';
+  // Leadership lost: this process may run nothing more (the new owner does).
+  if (!isDtxError(err) || !err.retryable || err.code === 'DTX_LEADERSHIP_LOST') throw err;
+  return 'aborted';
 }
 
 let naiveCounter = 0;

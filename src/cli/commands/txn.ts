@@ -221,7 +221,14 @@ export function registerTxnCommand(program: Command): void {
   const txn = program
     .command('txn')
     .description('operate on the transactions of a dtx log: list, show, retry, resolve, abandon');
+  registerReads(txn);
+  registerRetry(txn);
+  registerResolve(txn);
+  registerAbandon(txn);
+}
 
+/** `list` and `show`: read the log, change nothing. */
+function registerReads(txn: Command): void {
   logOptions(
     txn
       .command('list')
@@ -244,7 +251,10 @@ export function registerTxnCommand(program: Command): void {
       if (flags.json) writeJson(view);
       else process.stdout.write(formatDetail(view));
     });
+}
 
+/** `retry`: now, not at the next back-off. */
+function registerRetry(txn: Command): void {
   actionOptions(
     txn
       .command('retry')
@@ -274,7 +284,10 @@ export function registerTxnCommand(program: Command): void {
       }));
       printActed(flags, 'retry', acted);
     });
+}
 
+/** `resolve`: an outcome the operator states, never one that contradicts the log. */
+function registerResolve(txn: Command): void {
   actionOptions(
     txn
       .command('resolve')
@@ -305,7 +318,10 @@ export function registerTxnCommand(program: Command): void {
       });
       printActed(flags, 'resolve', acted);
     });
+}
 
+/** `abandon`: stop retrying; what is left is the operator's. */
+function registerAbandon(txn: Command): void {
   actionOptions(
     txn
       .command('abandon')

@@ -75,7 +75,9 @@ test('through the orchestrator, a redirecting action is retried and then compens
   const log = await openSagaLog({ sqlite: join(dir, 'redirect.sqlite'), create: true });
   const o = await createSagaOrchestrator({
     log,
-    timing: { retryBaseMs: 2, retryCapMs: 5, actionAttemptsMax: 3 },
+    // Attempts far enough apart that each one's answer arrives before the
+    // next is due, even on a busy machine (else the reason is "no answer").
+    timing: { retryBaseMs: 200, retryCapMs: 400, actionAttemptsMax: 3 },
   });
   const id = await o.start(
     {

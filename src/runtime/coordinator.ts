@@ -658,11 +658,31 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     }
   }
 
+  // transactionOnce is split into its phases (checks, opening branches,
+  // running the work, the decision, phase two) so each can be read alone; the
+  // order of awaits and of `this.active` updates is exactly what it was.
   private async transactionOnce<T>(
     work: (tx: Transaction) => Promise<T>,
     deadline: CallerDeadline,
     commitWaitMs: number,
   ): Promise<T> {
+    this.assertCanBegin(deadline);
+    const { id, txn } = this.registerTxn();
+    const { tx, opening } = this.openTransaction(id, txn, deadline);
+    const result = await this.runWork(work, tx, opening, id, deadline);
+    if (txn.branches.size === 0) {
+      this.active.delete(id);
+      return result;
+    }
+    await this.decide(id, txn, deadline);
+    await this.awaitPhaseTwo(id, txn, deadline, commitWaitMs);
+    this.active.delete(id);
+    if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
+    return result;
+  }
+
+  /** Refuses a new transaction when the coordinator cannot decide one (kept first: nothing is registered yet). */
+  private assertCanBegin(deadline: CallerDeadline): void {
     if (!this.started)
       throw new DtxError(
         'DTX_INVALID_STATE',
@@ -681,6 +701,10 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       );
     }
     if (deadline.error !== undefined) throw deadline.error;
+  }
+
+  /** Allocates the next transaction id and records it as active. */
+  private registerTxn(): { id: TxnId; txn: ActiveTxn } {
     const ordinal = ++this.counter;
     const id: TxnId = `${this.name}.${this.incarnation}.${ordinal.toString(36)}`;
     const txn: ActiveTxn = {
@@ -694,6 +718,19 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       heuristics: [],
     };
     this.active.set(id, txn);
+    return { id, txn };
+  }
+
+  /**
+   * Builds the Transaction handed to the work. Branches open lazily, once per
+   * resource; `opening` holds every begin so the caller can wait for or roll
+   * back all of them.
+   */
+  private openTransaction(
+    id: TxnId,
+    txn: ActiveTxn,
+    deadline: CallerDeadline,
+  ): { tx: Transaction; opening: Map<string, Promise<PreparingBranch>> } {
     const opening = new Map<string, Promise<PreparingBranch>>();
     const open = (resource: string): Promise<PreparingBranch> => {
       // Work that goes on after the deadline fired opens nothing more: what it
@@ -726,7 +763,20 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         return (await branch.query(sql, params)) as { rows: never[]; rowCount: number };
       },
     };
-    let result: T;
+    return { tx, opening };
+  }
+
+  /**
+   * Runs the work under the caller's deadline. On any failure every opened
+   * branch is rolled back and the transaction forgotten before rethrowing.
+   */
+  private async runWork<T>(
+    work: (tx: Transaction) => Promise<T>,
+    tx: Transaction,
+    opening: Map<string, Promise<PreparingBranch>>,
+    id: TxnId,
+    deadline: CallerDeadline,
+  ): Promise<T> {
     try {
       const working = (async () => {
         const value = await work(tx);
@@ -735,7 +785,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       })();
       // When the deadline wins, the work may still fail later: that is no one's to see.
       working.catch(() => undefined);
-      result = await deadline.race(working);
+      const result = await deadline.race(working);
       // The log may have failed, or close() been called, while the work ran:
       // then nothing will decide this transaction, so give its work up now.
       if (this.leadershipLost !== undefined) throw this.leadershipLost;
@@ -749,6 +799,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           },
         );
       }
+      return result;
     } catch (err) {
       await Promise.allSettled([...opening.values()].map(async (p) => (await p).rollback()));
       this.active.delete(id);
@@ -762,10 +813,14 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       }
       throw err;
     }
-    if (txn.branches.size === 0) {
-      this.active.delete(id);
-      return result;
-    }
+  }
+
+  /**
+   * Hands the transaction to the 2PC core and waits for its decision.
+   * Returns when it committed; throws (after rolling back unvoted branches)
+   * when it aborted.
+   */
+  private async decide(id: TxnId, txn: ActiveTxn, deadline: CallerDeadline): Promise<void> {
     const decided = new Promise<Outcome>((resolve, reject) => {
       txn.outcome = resolve;
       txn.fail = reject;
@@ -800,41 +855,45 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         { cause, retryable: isDtxError(cause) ? cause.retryable : true },
       );
     }
-    if ((this.options.acknowledge ?? 'committed') === 'committed' && txn.unacked.size > 0) {
-      // Phase two is bounded: the decision is durable, so the transaction
-      // WILL commit; the caller is told so, rather than kept waiting for a
-      // database that may be down for hours (the coordinator keeps retrying).
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const waitEnded = new Promise<'wait'>((resolve) => {
-        timer = setTimeout(() => resolve('wait'), commitWaitMs);
-      });
-      const allCommitted = new Promise<'done'>((resolve, reject) => {
-        txn.allCommitted = () => resolve('done');
-        txn.fail = reject;
-      });
-      try {
-        const ended = await Promise.race([
-          allCommitted,
-          waitEnded,
-          deadline.fired.then(() => 'wait' as const),
-        ]);
-        if (ended === 'wait') {
-          this.active.delete(id);
-          if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
-          throw new DtxError(
-            'DTX_DECIDED_NOT_APPLIED',
-            `transaction ${id} is committed (the decision is durable) but not yet applied on ` +
-              `${[...txn.unacked].join(', ')}: dtx keeps committing it there (and recovery does after a restart)`,
-            { retryable: false, ...(deadline.error === undefined ? {} : { cause: deadline.error }) },
-          );
-        }
-      } finally {
-        clearTimeout(timer);
+  }
+
+  /**
+   * After a commit decision, waits (bounded by commitWaitMs and the deadline)
+   * for phase two when the caller asked to be acknowledged only once applied.
+   */
+  private async awaitPhaseTwo(
+    id: TxnId,
+    txn: ActiveTxn,
+    deadline: CallerDeadline,
+    commitWaitMs: number,
+  ): Promise<void> {
+    if ((this.options.acknowledge ?? 'committed') !== 'committed' || txn.unacked.size === 0) return;
+    // Phase two is bounded: the decision is durable, so the transaction
+    // WILL commit; the caller is told so, rather than kept waiting for a
+    // database that may be down for hours (the coordinator keeps retrying).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waitEnded = new Promise<'wait'>((resolve) => {
+      timer = setTimeout(() => resolve('wait'), commitWaitMs);
+    });
+    const allCommitted = new Promise<'done'>((resolve, reject) => {
+      txn.allCommitted = () => resolve('done');
+      txn.fail = reject;
+    });
+    try {
+      const ended = await Promise.race([allCommitted, waitEnded, deadline.fired.then(() => 'wait' as const)]);
+      if (ended === 'wait') {
+        this.active.delete(id);
+        if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
+        throw new DtxError(
+          'DTX_DECIDED_NOT_APPLIED',
+          `transaction ${id} is committed (the decision is durable) but not yet applied on ` +
+            `${[...txn.unacked].join(', ')}: dtx keeps committing it there (and recovery does after a restart)`,
+          { retryable: false, ...(deadline.error === undefined ? {} : { cause: deadline.error }) },
+        );
       }
+    } finally {
+      clearTimeout(timer);
     }
-    this.active.delete(id);
-    if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
-    return result;
   }
 
   /**

@@ -227,6 +227,32 @@ const sleep = (ms: number) =>
     setTimeout(resolve, ms).unref();
   });
 
+/** The checked settings of one open, shared by the steps below. */
+interface OpenSettings {
+  owner: string;
+  names: TableNames;
+  leaseName: string;
+  holder: string;
+  ttlMs: number;
+  pollMs: number;
+  create: boolean;
+  description: string;
+  /** The SQL that takes (or renews, for its holder) a lease: $1 name, $2 holder, $3 ttl in ms. */
+  acquireSql: string;
+  unavailable: (doing: string, error: unknown) => LogError;
+}
+
+/** The connection's mutable state, read by every operation of the open log. */
+interface ConnectionState {
+  /** Set once the connection broke while idle. */
+  broken: unknown;
+  closed: boolean;
+  lostError: LogError | undefined;
+  renewTimer: ReturnType<typeof setInterval> | undefined;
+}
+
+const leaseInterval = `now() + $3::float8 * interval '1 millisecond'`;
+
 /**
  * Opens the log of `options.owner` in the database at `connection` (a
  * connection string, or a pool to borrow one connection from for the log's
@@ -239,6 +265,51 @@ export async function openPostgresLog<R>(
   connection: string | Pool,
   options: PostgresLogOptions<R>,
 ): Promise<PostgresLog<R>> {
+  // Split into its steps (settings, connecting, tables, identity, ownership,
+  // then the backend, lease operations and renewal timer) so each is short
+  // enough to review alone; they run in the same order as before, and share
+  // the connection's mutable state through one ConnectionState object.
+  const settings = openSettings(options);
+  const { client, ownsClient } = await connectClient(connection, settings);
+  const state: ConnectionState = {
+    broken: undefined,
+    closed: false,
+    lostError: undefined,
+    renewTimer: undefined,
+  };
+  const release = watchConnection(client, ownsClient, state);
+  const identity = await takeOwnership(client, settings, options, release);
+
+  const lock = new ConnectionLock();
+  let onLost: (error: LogError) => void = () => {};
+  const lost = new Promise<LogError>((resolve) => {
+    onLost = resolve;
+  });
+  const loseLease = (why: string) => {
+    if (state.lostError !== undefined || state.closed) return;
+    state.lostError = new LogError(
+      'fenced',
+      `${settings.description}: lost the owner lease ${JSON.stringify(settings.leaseName)} (${why}); another coordinator may ` +
+        'own the log now, so this one may write nothing more',
+    );
+    onLost(state.lostError);
+  };
+  const use = <T>(doing: string, operation: () => Promise<T>): Promise<T> =>
+    lock.run(async () => {
+      if (state.closed) throw new LogError('closed', `${settings.description} is closed`);
+      if (state.broken !== undefined) throw settings.unavailable(doing, state.broken);
+      return operation();
+    });
+
+  const backend = postgresBackend(client, settings, state, lock, use, loseLease, release);
+  const leases = leaseOps(client, settings, use);
+  startRenewal(settings, state, leases, loseLease);
+  const { leaseName, holder, ttlMs } = settings;
+  return new PgLog<R>(backend, leases, options, { identity, lost }, { name: leaseName, holder, ttlMs });
+}
+
+/** Checks the options (before anything is touched) and derives the names, lease fields and SQL used below. */
+function openSettings<R>(options: PostgresLogOptions<R>): OpenSettings {
   const owner = checkText(options?.owner, 'owner');
   const names = tableNames(options.table ?? 'dtx_log');
   checkIdentityOptions(options);
@@ -250,7 +321,18 @@ export async function openPostgresLog<R>(
   const description = `PostgreSQL log ${names.display} (owner ${JSON.stringify(owner)})`;
   const unavailable = (doing: string, error: unknown) =>
     new LogError('unavailable', `${description}: ${doing} failed: ${messageOf(error)}`, { cause: error });
+  const acquireSql =
+    `INSERT INTO ${names.lease} AS l (name, holder, expires_at) VALUES ($1, $2, ${leaseInterval}) ` +
+    'ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at ' +
+    'WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()';
+  return { owner, names, leaseName, holder, ttlMs, pollMs, create, description, acquireSql, unavailable };
+}
 
+/** Connects (or borrows a pooled connection) and bounds how long it may idle inside a transaction. */
+async function connectClient(
+  connection: string | Pool,
+  settings: OpenSettings,
+): Promise<{ client: Connection; ownsClient: boolean }> {
   let client: Connection;
   let ownsClient: boolean;
   try {
@@ -268,18 +350,26 @@ export async function openPostgresLog<R>(
     // for as long as it stays paused. The server ends such a session once it
     // has idled in a transaction for a lease's ttl: its write fails (nothing
     // written), and the lease is free to pass on.
-    await client.query(`SET idle_in_transaction_session_timeout = ${ttlMs}`);
+    await client.query(`SET idle_in_transaction_session_timeout = ${settings.ttlMs}`);
   } catch (error) {
-    throw unavailable('connecting', error);
+    throw settings.unavailable('connecting', error);
   }
+  return { client, ownsClient };
+}
+
+/** Records a connection that breaks while idle; returns the one-shot release (end, or give back to the pool). */
+function watchConnection(
+  client: Connection,
+  ownsClient: boolean,
+  state: ConnectionState,
+): (discard: boolean) => Promise<void> {
   // A connection that breaks while idle emits 'error'; without a listener that would crash the process.
-  let broken: unknown;
   const onError = (error: unknown) => {
-    broken ??= error;
+    state.broken ??= error;
   };
   client.on('error', onError);
   let released = false;
-  const release = async (discard: boolean) => {
+  return async (discard: boolean) => {
     if (released) return;
     released = true;
     if (ownsClient) {
@@ -287,65 +377,32 @@ export async function openPostgresLog<R>(
       client.off('error', onError);
     } else {
       client.off('error', onError);
-      (client as PoolClient).release(discard || broken !== undefined ? true : undefined);
+      (client as PoolClient).release(discard || state.broken !== undefined ? true : undefined);
     }
   };
+}
 
-  const interval = `now() + $3::float8 * interval '1 millisecond'`;
-  const acquireSql =
-    `INSERT INTO ${names.lease} AS l (name, holder, expires_at) VALUES ($1, $2, ${interval}) ` +
-    'ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at ' +
-    'WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()';
-  let identity: LogIdentity;
+/**
+ * Creates the tables (with `create`), checks the log exists, takes the owner
+ * lease and settles the identity. On any failure gives the lease back (if
+ * taken) and discards the connection.
+ */
+async function takeOwnership<R>(
+  client: Connection,
+  settings: OpenSettings,
+  options: PostgresLogOptions<R>,
+  release: (discard: boolean) => Promise<void>,
+): Promise<LogIdentity> {
+  const { description, create, names, leaseName, holder } = settings;
   let holdsLease = false;
   try {
-    if (create) {
-      try {
-        await client.query('BEGIN');
-        // CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator; serialize the creators.
-        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dtx_log:${names.display}`]);
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS ${names.log} (seq bigserial PRIMARY KEY, owner text NOT NULL, record jsonb NOT NULL, ` +
-            'at timestamptz NOT NULL DEFAULT now())',
-        );
-        // Logs created before records had times get the column; their old rows show the time of this upgrade.
-        await client.query(
-          `ALTER TABLE ${names.log} ADD COLUMN IF NOT EXISTS at timestamptz NOT NULL DEFAULT now()`,
-        );
-        await client.query(`CREATE INDEX IF NOT EXISTS ${names.index} ON ${names.log} (owner, seq)`);
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS ${names.lease} (name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)`,
-        );
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS ${names.meta} (owner text PRIMARY KEY, identity jsonb NOT NULL)`,
-        );
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw unavailable('creating the tables', error);
-      }
-    }
-    const readIdentity = async (): Promise<string | undefined> => {
-      try {
-        const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
-          names.metaText,
-        ]);
-        if (exists.rows[0]?.t == null) return undefined;
-        const row = await client.query<{ identity: string }>(
-          `SELECT identity::text AS identity FROM ${names.meta} WHERE owner = $1`,
-          [owner],
-        );
-        return row.rows[0]?.identity;
-      } catch (error) {
-        throw unavailable('reading the identity', error);
-      }
-    };
+    if (create) await createTables(client, settings);
     // Existence first, read-only: a missing log must leave nothing behind, not even a lease row.
-    let stored = await readIdentity();
+    let stored = await readIdentity(client, settings);
     if (stored === undefined && !create) {
       // Rows without an identity: a log written by an earlier dtx, not a missing one.
       const older = await client
-        .query(`SELECT 1 FROM ${names.log} WHERE owner = $1 LIMIT 1`, [owner])
+        .query(`SELECT 1 FROM ${names.log} WHERE owner = $1 LIMIT 1`, [settings.owner])
         .catch(() => ({ rowCount: 0 }));
       if (older.rowCount === 1) throw noIdentity(description);
       throw new LogError(
@@ -357,71 +414,14 @@ export async function openPostgresLog<R>(
     if (stored !== undefined) checkIdentity(description, parseIdentity(description, stored), options);
 
     // Exclusive ownership before anything is read for recovery.
-    let waiting = false;
-    for (;;) {
-      let held: { holder: string; remaining_ms: number } | undefined;
-      try {
-        const taken = await client.query(acquireSql, [leaseName, holder, ttlMs]);
-        if (taken.rowCount === 1) break;
-        const row = await client.query<{ holder: string; remaining_ms: number }>(
-          `SELECT holder, GREATEST(0, EXTRACT(EPOCH FROM (expires_at - now())) * 1000)::float8 AS remaining_ms ` +
-            `FROM ${names.lease} WHERE name = $1`,
-          [leaseName],
-        );
-        held = row.rows[0];
-      } catch (error) {
-        throw unavailable('taking the owner lease', error);
-      }
-      if (held === undefined) continue; // released between the two queries: try again
-      if (options.lease?.wait === true) {
-        if (!waiting) options.lease.onWaiting?.(held.holder);
-        waiting = true;
-        await sleep(pollMs);
-        continue;
-      }
-      // A holder that died stops renewing: wait out its lease once. If it was
-      // renewed meanwhile, the holder is alive and the log is busy.
-      const before = held;
-      await sleep(Math.ceil(before.remaining_ms) + 50);
-      try {
-        const taken = await client.query(acquireSql, [leaseName, holder, ttlMs]);
-        if (taken.rowCount === 1) break;
-        const row = await client.query<{ holder: string }>(
-          `SELECT holder FROM ${names.lease} WHERE name = $1`,
-          [leaseName],
-        );
-        if (row.rows[0] === undefined) continue;
-        throw new LogError(
-          'locked',
-          `${description} is owned by a live coordinator: lease ${JSON.stringify(leaseName)} is held and ` +
-            `renewed by ${JSON.stringify(row.rows[0].holder)}; stop that process first (nothing was touched)`,
-        );
-      } catch (error) {
-        if (error instanceof LogError) throw error;
-        throw unavailable('taking the owner lease', error);
-      }
-    }
+    await acquireOwnerLease(client, settings, options);
     holdsLease = true;
 
     // Under the lease, so that two creators cannot give one owner two identities.
-    stored ??= await readIdentity();
-    if (stored === undefined) {
-      identity = newIdentity(options, new Date());
-      try {
-        await client.query(
-          `INSERT INTO ${names.meta} (owner, identity) VALUES ($1, $2::jsonb) ON CONFLICT (owner) DO NOTHING`,
-          [owner, JSON.stringify(identity)],
-        );
-      } catch (error) {
-        throw unavailable('writing the identity', error);
-      }
-      const again = await readIdentity();
-      if (again === undefined) throw noIdentity(description);
-      identity = parseIdentity(description, again);
-    } else {
-      identity = parseIdentity(description, stored);
-    }
+    stored ??= await readIdentity(client, settings);
+    const identity = await settleIdentity(client, settings, options, stored);
     checkIdentity(description, identity, options);
+    return identity;
   } catch (error) {
     if (holdsLease) {
       await client
@@ -431,36 +431,151 @@ export async function openPostgresLog<R>(
     await release(true);
     throw error;
   }
+}
 
-  const lock = new ConnectionLock();
-  let closed = false;
-  let lostError: LogError | undefined;
-  let onLost: (error: LogError) => void = () => {};
-  const lost = new Promise<LogError>((resolve) => {
-    onLost = resolve;
-  });
-  const loseLease = (why: string) => {
-    if (lostError !== undefined || closed) return;
-    lostError = new LogError(
-      'fenced',
-      `${description}: lost the owner lease ${JSON.stringify(leaseName)} (${why}); another coordinator may ` +
-        'own the log now, so this one may write nothing more',
+/** Creates (or upgrades) the log, lease and meta tables in one transaction, serialized against other creators. */
+async function createTables(client: Connection, settings: OpenSettings): Promise<void> {
+  const { names } = settings;
+  try {
+    await client.query('BEGIN');
+    // CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator; serialize the creators.
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`dtx_log:${names.display}`]);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${names.log} (seq bigserial PRIMARY KEY, owner text NOT NULL, record jsonb NOT NULL, ` +
+        'at timestamptz NOT NULL DEFAULT now())',
     );
-    onLost(lostError);
-  };
-  const use = <T>(doing: string, operation: () => Promise<T>): Promise<T> =>
-    lock.run(async () => {
-      if (closed) throw new LogError('closed', `${description} is closed`);
-      if (broken !== undefined) throw unavailable(doing, broken);
-      return operation();
-    });
+    // Logs created before records had times get the column; their old rows show the time of this upgrade.
+    await client.query(
+      `ALTER TABLE ${names.log} ADD COLUMN IF NOT EXISTS at timestamptz NOT NULL DEFAULT now()`,
+    );
+    await client.query(`CREATE INDEX IF NOT EXISTS ${names.index} ON ${names.log} (owner, seq)`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${names.lease} (name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)`,
+    );
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${names.meta} (owner text PRIMARY KEY, identity jsonb NOT NULL)`,
+    );
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw settings.unavailable('creating the tables', error);
+  }
+}
 
-  const backend: LogBackend = {
+/** The owner's stored identity as JSON text, or undefined when the meta table or its row is missing. */
+async function readIdentity(client: Connection, settings: OpenSettings): Promise<string | undefined> {
+  const { names } = settings;
+  try {
+    const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
+      names.metaText,
+    ]);
+    if (exists.rows[0]?.t == null) return undefined;
+    const row = await client.query<{ identity: string }>(
+      `SELECT identity::text AS identity FROM ${names.meta} WHERE owner = $1`,
+      [settings.owner],
+    );
+    return row.rows[0]?.identity;
+  } catch (error) {
+    throw settings.unavailable('reading the identity', error);
+  }
+}
+
+/**
+ * Takes the owner lease: at once if free; else waits (with `lease.wait`) or
+ * waits out the holder's lease once and fails with `locked` if it was renewed.
+ */
+async function acquireOwnerLease<R>(
+  client: Connection,
+  settings: OpenSettings,
+  options: PostgresLogOptions<R>,
+): Promise<void> {
+  const { acquireSql, leaseName, holder, ttlMs, names, description } = settings;
+  let waiting = false;
+  for (;;) {
+    let held: { holder: string; remaining_ms: number } | undefined;
+    try {
+      const taken = await client.query(acquireSql, [leaseName, holder, ttlMs]);
+      if (taken.rowCount === 1) return;
+      const row = await client.query<{ holder: string; remaining_ms: number }>(
+        `SELECT holder, GREATEST(0, EXTRACT(EPOCH FROM (expires_at - now())) * 1000)::float8 AS remaining_ms ` +
+          `FROM ${names.lease} WHERE name = $1`,
+        [leaseName],
+      );
+      held = row.rows[0];
+    } catch (error) {
+      throw settings.unavailable('taking the owner lease', error);
+    }
+    if (held === undefined) continue; // released between the two queries: try again
+    if (options.lease?.wait === true) {
+      if (!waiting) options.lease.onWaiting?.(held.holder);
+      waiting = true;
+      await sleep(settings.pollMs);
+      continue;
+    }
+    // A holder that died stops renewing: wait out its lease once. If it was
+    // renewed meanwhile, the holder is alive and the log is busy.
+    const before = held;
+    await sleep(Math.ceil(before.remaining_ms) + 50);
+    try {
+      const taken = await client.query(acquireSql, [leaseName, holder, ttlMs]);
+      if (taken.rowCount === 1) return;
+      const row = await client.query<{ holder: string }>(
+        `SELECT holder FROM ${names.lease} WHERE name = $1`,
+        [leaseName],
+      );
+      if (row.rows[0] === undefined) continue;
+      throw new LogError(
+        'locked',
+        `${description} is owned by a live coordinator: lease ${JSON.stringify(leaseName)} is held and ` +
+          `renewed by ${JSON.stringify(row.rows[0].holder)}; stop that process first (nothing was touched)`,
+      );
+    } catch (error) {
+      if (error instanceof LogError) throw error;
+      throw settings.unavailable('taking the owner lease', error);
+    }
+  }
+}
+
+/** Parses the stored identity, or (none stored) writes a new one and reads back whichever won. */
+async function settleIdentity<R>(
+  client: Connection,
+  settings: OpenSettings,
+  options: PostgresLogOptions<R>,
+  stored: string | undefined,
+): Promise<LogIdentity> {
+  const { description, names } = settings;
+  if (stored !== undefined) return parseIdentity(description, stored);
+  const identity = newIdentity(options, new Date());
+  try {
+    await client.query(
+      `INSERT INTO ${names.meta} (owner, identity) VALUES ($1, $2::jsonb) ON CONFLICT (owner) DO NOTHING`,
+      [settings.owner, JSON.stringify(identity)],
+    );
+  } catch (error) {
+    throw settings.unavailable('writing the identity', error);
+  }
+  const again = await readIdentity(client, settings);
+  if (again === undefined) throw noIdentity(description);
+  return parseIdentity(description, again);
+}
+
+/** The group-commit backend: fenced write transactions, the owner's rows in order, and close. */
+function postgresBackend(
+  client: Connection,
+  settings: OpenSettings,
+  state: ConnectionState,
+  lock: ConnectionLock,
+  use: <T>(doing: string, operation: () => Promise<T>) => Promise<T>,
+  loseLease: (why: string) => void,
+  release: (discard: boolean) => Promise<void>,
+): LogBackend {
+  const { description, names, leaseName, holder, owner } = settings;
+  return {
     description,
     write: (batch: WriteBatch) =>
       lock.run(async () => {
-        if (lostError !== undefined) throw lostError;
-        if (broken !== undefined) throw broken;
+        if (state.lostError !== undefined) throw state.lostError;
+        if (state.broken !== undefined) throw state.broken;
         await client.query('BEGIN; SET LOCAL synchronous_commit TO on');
         try {
           // Fencing: a takeover changes the holder, and this row lock makes a
@@ -507,9 +622,9 @@ export async function openPostgresLog<R>(
       }),
     close: (discard: boolean) =>
       lock.run(async () => {
-        closed = true;
-        clearInterval(renewTimer);
-        if (lostError === undefined && broken === undefined) {
+        state.closed = true;
+        clearInterval(state.renewTimer);
+        if (state.lostError === undefined && state.broken === undefined) {
           // Give the log up at once, so that the next owner need not wait out the lease.
           await client
             .query(`DELETE FROM ${names.lease} WHERE name = $1 AND holder = $2`, [leaseName, holder])
@@ -518,17 +633,25 @@ export async function openPostgresLog<R>(
         await release(discard);
       }),
   };
+}
 
+/** The public lease operations, each run on the log's connection under its lock. */
+function leaseOps(
+  client: Connection,
+  settings: OpenSettings,
+  use: <T>(doing: string, operation: () => Promise<T>) => Promise<T>,
+): LeaseOps {
+  const { names, acquireSql } = settings;
   const leaseQuery = (doing: string, sql: string, params: unknown[]) =>
     use(doing, async () => {
       try {
         const result = await client.query(sql, params);
         return result.rowCount === 1;
       } catch (error) {
-        throw unavailable(doing, error);
+        throw settings.unavailable(doing, error);
       }
     });
-  const leases: LeaseOps = {
+  return {
     acquire: async (name, holderId, leaseTtlMs) =>
       leaseQuery('acquireLease', acquireSql, [
         checkText(name, 'lease name'),
@@ -538,7 +661,7 @@ export async function openPostgresLog<R>(
     renew: async (name, holderId, leaseTtlMs) =>
       leaseQuery(
         'renewLease',
-        `UPDATE ${names.lease} SET expires_at = ${interval} WHERE name = $1 AND holder = $2`,
+        `UPDATE ${names.lease} SET expires_at = ${leaseInterval} WHERE name = $1 AND holder = $2`,
         [checkText(name, 'lease name'), checkText(holderId, 'holder'), checkTtl(leaseTtlMs)],
       ),
     release: async (name, holderId) =>
@@ -547,15 +670,25 @@ export async function openPostgresLog<R>(
         checkText(holderId, 'holder'),
       ]),
   };
+}
 
-  // Renew every ttl/3 on an unref'd timer (it never keeps a process alive).
-  // A renewal refused means another holder took over; renewals failing for a
-  // whole ttl mean a standby may have taken over: either way, the lease is lost.
+/**
+ * Renews every ttl/3 on an unref'd timer (it never keeps a process alive).
+ * A renewal refused means another holder took over; renewals failing for a
+ * whole ttl mean a standby may have taken over: either way, the lease is lost.
+ */
+function startRenewal(
+  settings: OpenSettings,
+  state: ConnectionState,
+  leases: LeaseOps,
+  loseLease: (why: string) => void,
+): void {
+  const { leaseName, holder, ttlMs } = settings;
   let lastRenewedAt = Date.now();
   let renewing = false;
-  const renewTimer = setInterval(
+  state.renewTimer = setInterval(
     () => {
-      if (renewing || closed || lostError !== undefined) return;
+      if (renewing || state.closed || state.lostError !== undefined) return;
       renewing = true;
       const startedAt = Date.now();
       leases
@@ -575,7 +708,5 @@ export async function openPostgresLog<R>(
     },
     Math.max(5, Math.floor(ttlMs / 3)),
   );
-  renewTimer.unref();
-
-  return new PgLog<R>(backend, leases, options, { identity, lost }, { name: leaseName, holder, ttlMs });
+  state.renewTimer.unref();
 }

@@ -128,6 +128,30 @@ export async function openSqliteLog<R>(
   path: string,
   options: SqliteLogOptions<R> = {},
 ): Promise<DurableLog<R> & AsyncDisposable> {
+  // Split into steps (argument checks, directory preparation, connecting,
+  // pragma/schema setup, backend) so each is short enough to review alone;
+  // the steps run in the same order as before.
+  const { memory, description, lockTimeoutMs } = checkOpenArguments(path, options);
+  checkIdentityOptions(options);
+  const create = options.create === true;
+  const { created, firstCreatedDir } = prepareLocation(path, description, memory, create);
+  const db = await connect(path, description, memory, create, lockTimeoutMs);
+  let identity: LogIdentity;
+  try {
+    identity = setUpDatabase(db, description, memory, create, options);
+    syncCreatedDirectories(path, created, firstCreatedDir);
+  } catch (error) {
+    db.close();
+    throw openError(description, error, memory ? undefined : path);
+  }
+  return new GroupCommitLog<R>(sqliteBackend(db, description), options, { identity });
+}
+
+/** Refuses an in-memory path without `unsafeMemory` and a bad `lockTimeoutMs`, before anything is touched. */
+function checkOpenArguments<R>(
+  path: string,
+  options: SqliteLogOptions<R>,
+): { memory: boolean; description: string; lockTimeoutMs: number } {
   const memory = isMemoryPath(path);
   const description = memory ? 'SQLite log :memory:' : `SQLite log ${resolve(path)}`;
   if (memory && options.unsafeMemory !== true) {
@@ -141,9 +165,19 @@ export async function openSqliteLog<R>(
   if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 0) {
     throw new RangeError(`lockTimeoutMs must be a non-negative integer, got ${lockTimeoutMs}`);
   }
+  return { memory, description, lockTimeoutMs };
+}
 
-  checkIdentityOptions(options);
-  const create = options.create === true;
+/**
+ * Without `create`, a missing file is `notFound`; with it, the parent
+ * directories are made. Returns what was created, for syncCreatedDirectories.
+ */
+function prepareLocation(
+  path: string,
+  description: string,
+  memory: boolean,
+  create: boolean,
+): { created: boolean; firstCreatedDir: string | undefined } {
   let created = false;
   let firstCreatedDir: string | undefined;
   if (!memory && !create && !existsSync(path)) {
@@ -163,89 +197,120 @@ export async function openSqliteLog<R>(
     }
     created = !existsSync(path);
   }
+  return { created, firstCreatedDir };
+}
 
+/** Loads the driver (only now, so importing this module does not need it) and opens the connection. */
+async function connect(
+  path: string,
+  description: string,
+  memory: boolean,
+  create: boolean,
+  lockTimeoutMs: number,
+): Promise<BetterSqlite3.Database> {
   const { default: Database } = await import('better-sqlite3');
-  let db: BetterSqlite3.Database;
   try {
     // Without `create`, a file removed since the check above must not be recreated.
-    db = new Database(path, { timeout: lockTimeoutMs, fileMustExist: !memory && !create });
+    return new Database(path, { timeout: lockTimeoutMs, fileMustExist: !memory && !create });
   } catch (error) {
     if (sqliteCode(error) === 'SQLITE_CANTOPEN' && !create) {
       throw new LogError('notFound', `${description} does not exist; nothing was created`, { cause: error });
     }
     throw openError(description, error);
   }
-  let identity: LogIdentity;
-  try {
-    // Before the first access: EXCLUSIVE mode keeps the file lock for the
-    // connection's life (and keeps the WAL index in heap memory, no -shm file).
-    db.pragma('locking_mode = EXCLUSIVE');
-    const journalMode = db.pragma('journal_mode = WAL', { simple: true });
-    if (!memory && journalMode !== 'wal') {
-      throw new LogError(
-        'unavailable',
-        `${description}: could not switch to WAL mode (got ${String(journalMode)})`,
-      );
-    }
-    db.pragma('synchronous = FULL');
-    db.pragma('fullfsync = ON'); // macOS: F_FULLFSYNC, a real flush to the platter; ignored elsewhere
-    db.pragma('checkpoint_fullfsync = ON');
-    if (!memory && db.pragma('synchronous', { simple: true }) !== 2) {
-      throw new LogError('unavailable', `${description}: could not set synchronous = FULL`);
-    }
-    db.exec('BEGIN EXCLUSIVE');
-    try {
-      const version = db.pragma('user_version', { simple: true });
-      if (version !== 0 && version !== 1 && version !== schemaVersion) {
-        throw new LogError(
-          'corrupt',
-          `${description} has schema version ${String(version)}; this dtx reads versions 1 to ${schemaVersion}`,
-        );
-      }
-      const stored =
-        version === schemaVersion
-          ? db.prepare<[], { v: string }>("SELECT v FROM dtx_log_meta WHERE k = 'identity'").get()
-          : undefined;
-      if (stored !== undefined) {
-        identity = parseIdentity(description, stored.v);
-        checkIdentity(description, identity, options);
-      } else if (create || memory) {
-        // A new file, or one written before logs had an identity: adopt one.
-        identity = newIdentity(options, new Date());
-      } else {
-        throw noIdentity(description);
-      }
-      db.exec(
-        'CREATE TABLE IF NOT EXISTS dtx_log (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, at INTEGER) STRICT',
-      );
-      if (version === 1) db.exec('ALTER TABLE dtx_log ADD COLUMN at INTEGER');
-      db.exec('CREATE TABLE IF NOT EXISTS dtx_log_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) STRICT');
-      const put = db.prepare<[string, string]>('INSERT OR REPLACE INTO dtx_log_meta (k, v) VALUES (?, ?)');
-      if (stored === undefined) put.run('identity', JSON.stringify(identity));
-      // Who holds the file now: for operators reading it after this process is gone.
-      put.run(
-        'openedBy',
-        JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString() }),
-      );
-      db.pragma(`user_version = ${schemaVersion}`);
-      db.exec('COMMIT');
-    } catch (error) {
-      if (db.inTransaction) db.exec('ROLLBACK');
-      throw error;
-    }
-    if (created) syncDirectory(dirname(resolve(path)));
-    if (firstCreatedDir !== undefined) {
-      // Every directory mkdir created must be recorded in its own parent.
-      for (let dir = dirname(resolve(path)); ; dir = dirname(dir)) {
-        syncDirectory(dirname(dir));
-        if (dir === firstCreatedDir || dirname(dir) === dir) break;
-      }
-    }
-  } catch (error) {
-    db.close();
-    throw openError(description, error, memory ? undefined : path);
-  }
+}
 
+/** Sets the durability pragmas, takes the lock, and creates or upgrades the schema; returns the log's identity. */
+function setUpDatabase<R>(
+  db: BetterSqlite3.Database,
+  description: string,
+  memory: boolean,
+  create: boolean,
+  options: SqliteLogOptions<R>,
+): LogIdentity {
+  // Before the first access: EXCLUSIVE mode keeps the file lock for the
+  // connection's life (and keeps the WAL index in heap memory, no -shm file).
+  db.pragma('locking_mode = EXCLUSIVE');
+  const journalMode = db.pragma('journal_mode = WAL', { simple: true });
+  if (!memory && journalMode !== 'wal') {
+    throw new LogError(
+      'unavailable',
+      `${description}: could not switch to WAL mode (got ${String(journalMode)})`,
+    );
+  }
+  db.pragma('synchronous = FULL');
+  db.pragma('fullfsync = ON'); // macOS: F_FULLFSYNC, a real flush to the platter; ignored elsewhere
+  db.pragma('checkpoint_fullfsync = ON');
+  if (!memory && db.pragma('synchronous', { simple: true }) !== 2) {
+    throw new LogError('unavailable', `${description}: could not set synchronous = FULL`);
+  }
+  db.exec('BEGIN EXCLUSIVE');
+  try {
+    const identity = writeSchema(db, description, memory, create, options);
+    db.exec('COMMIT');
+    return identity;
+  } catch (error) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+/** Inside the open's exclusive transaction: checks the schema version, reads or adopts the identity, writes the tables. */
+function writeSchema<R>(
+  db: BetterSqlite3.Database,
+  description: string,
+  memory: boolean,
+  create: boolean,
+  options: SqliteLogOptions<R>,
+): LogIdentity {
+  const version = db.pragma('user_version', { simple: true });
+  if (version !== 0 && version !== 1 && version !== schemaVersion) {
+    throw new LogError(
+      'corrupt',
+      `${description} has schema version ${String(version)}; this dtx reads versions 1 to ${schemaVersion}`,
+    );
+  }
+  const stored =
+    version === schemaVersion
+      ? db.prepare<[], { v: string }>("SELECT v FROM dtx_log_meta WHERE k = 'identity'").get()
+      : undefined;
+  let identity: LogIdentity;
+  if (stored !== undefined) {
+    identity = parseIdentity(description, stored.v);
+    checkIdentity(description, identity, options);
+  } else if (create || memory) {
+    // A new file, or one written before logs had an identity: adopt one.
+    identity = newIdentity(options, new Date());
+  } else {
+    throw noIdentity(description);
+  }
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS dtx_log (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, at INTEGER) STRICT',
+  );
+  if (version === 1) db.exec('ALTER TABLE dtx_log ADD COLUMN at INTEGER');
+  db.exec('CREATE TABLE IF NOT EXISTS dtx_log_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) STRICT');
+  const put = db.prepare<[string, string]>('INSERT OR REPLACE INTO dtx_log_meta (k, v) VALUES (?, ?)');
+  if (stored === undefined) put.run('identity', JSON.stringify(identity));
+  // Who holds the file now: for operators reading it after this process is gone.
+  put.run('openedBy', JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString() }));
+  db.pragma(`user_version = ${schemaVersion}`);
+  return identity;
+}
+
+/** Makes the new file and every directory mkdir created survive power loss, by syncing each parent. */
+function syncCreatedDirectories(path: string, created: boolean, firstCreatedDir: string | undefined): void {
+  if (created) syncDirectory(dirname(resolve(path)));
+  if (firstCreatedDir !== undefined) {
+    // Every directory mkdir created must be recorded in its own parent.
+    for (let dir = dirname(resolve(path)); ; dir = dirname(dir)) {
+      syncDirectory(dirname(dir));
+      if (dir === firstCreatedDir || dirname(dir) === dir) break;
+    }
+  }
+}
+
+/** The group-commit backend over the open connection: one SQLite transaction per write batch. */
+function sqliteBackend(db: BetterSqlite3.Database, description: string): LogBackend {
   const insert = db.prepare<[string, number]>('INSERT INTO dtx_log (record, at) VALUES (?, ?)');
   const deleteAll = db.prepare('DELETE FROM dtx_log');
   const selectAll = db.prepare<[], { seq: number; record: string; at: number | null }>(
@@ -257,7 +322,7 @@ export async function openSqliteLog<R>(
     for (const text of batch.texts) insert.run(text, atMs);
   });
 
-  const backend: LogBackend = {
+  return {
     description,
     async write(batch: WriteBatch): Promise<void> {
       writeBatch.exclusive(batch);
@@ -271,5 +336,4 @@ export async function openSqliteLog<R>(
       if (db.open) db.close();
     },
   };
-  return new GroupCommitLog<R>(backend, options, { identity });
 }

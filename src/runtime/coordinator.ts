@@ -61,6 +61,7 @@ import { isLogError } from './log/errors.ts';
 import { type LogLocation, openLog } from './log/open.ts';
 import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
+import { wrapLog } from './log/wrap.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
 import { twoPcTxnViews } from './twopc-views.ts';
 
@@ -1445,21 +1446,12 @@ function coordinatorIdOf(options: CoordinatorOptions): string {
 }
 
 function countingLog(log: DurableLog<TwoPcRecord>, onAppend: () => void): DurableLog<TwoPcRecord> {
-  return {
-    identity: log.identity,
-    ...(log.lost === undefined ? {} : { lost: log.lost }),
-    ...(log.history === undefined ? {} : { history: () => log.history!() }),
+  return wrapLog(log, {
     append(records, force) {
       onAppend();
       return log.append(records, force);
     },
-    load: () => log.load(),
-    checkpoint: (keep) => log.checkpoint(keep),
-    close: () => log.close(),
-    get stats() {
-      return log.stats;
-    },
-  };
+  });
 }
 
 /**

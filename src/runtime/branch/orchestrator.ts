@@ -52,6 +52,7 @@ import {
 } from '../limits.ts';
 import { timedRecords } from '../log/timed.ts';
 import type { DurableLog } from '../log/types.ts';
+import { wrapLog } from '../log/wrap.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
 import type { TimedRecord } from './views.ts';
 
@@ -210,10 +211,8 @@ export function checkpointingLog<R extends { type: string; txn: string }>(
 ): DurableLog<R> {
   let mirror: R[] = [];
   let appends = 0;
-  const extras = passThrough(log);
   let keptLast = 0;
-  return {
-    ...extras,
+  return wrapLog(log, {
     append(records, force) {
       const done = log.append(records, force);
       for (const r of records) mirror.push(structuredClone(r));
@@ -230,43 +229,23 @@ export function checkpointingLog<R extends { type: string; txn: string }>(
       mirror = [...keep];
       return log.checkpoint(keep);
     },
-    close: () => log.close(),
-    get stats() {
-      return log.stats;
-    },
     load: async () => {
       const records = await log.load();
       mirror = [...records];
       return records;
     },
-  };
-}
-
-/** What a wrapper of `log` must show of it besides the four calls: identity, loss of ownership, history. */
-export function passThrough<R>(log: DurableLog<R>): Pick<DurableLog<R>, 'identity' | 'lost' | 'history'> {
-  return {
-    ...(log.identity === undefined ? {} : { identity: log.identity }),
-    ...(log.lost === undefined ? {} : { lost: log.lost }),
-    ...(log.history === undefined ? {} : { history: () => log.history!() }),
-  };
+  });
 }
 
 /** `log`, showing `seen` every record it loads (recovery's reading) before the caller gets them. */
 export function watchLoad<R>(log: DurableLog<R>, seen: (records: readonly R[]) => void): DurableLog<R> {
-  return {
-    ...passThrough(log),
-    append: (records, force) => log.append(records, force),
-    checkpoint: (keep) => log.checkpoint(keep),
-    close: () => log.close(),
-    get stats() {
-      return log.stats;
-    },
+  return wrapLog(log, {
     load: async () => {
       const records = await log.load();
       seen(records);
       return records;
     },
-  };
+  });
 }
 
 /** The core's service for a branch's calls. */

@@ -19,8 +19,10 @@
 //   acceptors writes the votes of all instances once).
 //
 // The measured side runs the simulator failure-free, one transaction at a
-// time, every transaction over all N participants, and counts what the world
-// actually sent (its trace) and forced, per committed transaction. dtx's own
+// time, every transaction over all N participants (`dtx sim --protocol
+// paxos-commit --workload bank --participants N --every-participant
+// --concurrency 1 --fail-rates 0,...`), and counts what the world actually
+// sent (its trace) and forced, per committed transaction. dtx's own
 // expected count per message kind is derived next to the paper's, with the
 // reason for every kind where they differ: dtx's placements are not exactly
 // the paper's (its client, not an RM, asks the leader to commit; its

@@ -116,6 +116,13 @@ export const simFlags: readonly SimFlag[] = [
     read: (req) => commit(req).participants,
   },
   {
+    flag: '--every-participant',
+    help: 'bank workload: every transfer also writes at every other participant (N per transaction)',
+    value: { kind: 'switch' },
+    appliesTo: commitOnly,
+    read: (req) => commit(req).everyParticipant,
+  },
+  {
     flag: '--concurrency <n>',
     help: 'clients running transactions at once',
     value: { kind: 'int', min: 1, max: 1000 },

@@ -204,6 +204,7 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
       [['swarm', '--protocol', '3pc', '--seeds', '1', '--fanout', 'all'], /are Paxos Commit options/],
       [['sim', '--protocol', 'paxos-commit', '--txns', '1', '--fanout', 'some'], /--fanout.*quorum, all/],
       [['compare', '--fanout', 'half'], /--fanout.*quorum, all/],
+      [['sim', '--protocol', '2pc', '--txns', '1', '--every-participant'], /is for the bank workload/],
       [['swarm', '--protocol', '2pc', '--seeds', '0'], /--seeds must be between 1/],
       [['compare', '--participants', '1'], /--participants must be between 2/],
       [['sim', '--txns', '5'], /required option '--protocol <name>'/],

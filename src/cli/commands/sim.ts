@@ -24,6 +24,7 @@ export interface SimFlags {
   colocated?: boolean;
   fanout?: AcceptorFanout;
   participants?: number;
+  everyParticipant?: boolean;
   concurrency?: number;
   thinkMs?: number;
   failRates?: number[];
@@ -121,6 +122,11 @@ function commitRequest(flags: SimFlags): SimRequest {
   const options = protocolOptions(flags);
   if (Object.keys(options).length > 0) req.protocolOptions = options;
   if (flags.participants !== undefined) req.participants = flags.participants;
+  if (flags.everyParticipant) {
+    if (req.workload !== 'bank')
+      throw new InvalidArgumentError('--every-participant is for the bank workload');
+    req.everyParticipant = true;
+  }
   Object.assign(req, commonSettings(flags));
   if (flags.failRates !== undefined) req.failRates = flags.failRates;
   if (scenario !== undefined) req.scenario = scenario;

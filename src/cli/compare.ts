@@ -13,7 +13,8 @@ export function formatPaperCosts(rows: readonly PaperCostRow[]): string[] {
   const mark = (ok: boolean) => (ok ? '=' : '≠');
   const lines = [
     `Paxos Commit, paper vs measured: failure-free normal case, per committed transaction, votes to ${rows[0]!.fanout === 'quorum' ? 'F+1' : 'all 2F+1'} acceptors`,
-    `(${rows[0]!.paper.source}; measured: what the simulator sent and forced, one transaction at a time over all N RMs).`,
+    `(${rows[0]!.paper.source}; measured: what the simulator sent and forced, one transaction at a time over all N RMs,`,
+    `e.g. ${rows[0]!.measured.command}).`,
     "Messages count BeginCommit (dtx: the client's commit request), Prepare, phase 2a, phase 2b and Commit between nodes;",
     "forced writes count those before the outcome is known (RMs' prepared, acceptors' state); RMs' committed records are shown apart.",
     '',

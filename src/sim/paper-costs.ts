@@ -33,7 +33,8 @@
 
 import type { AcceptorFanout } from '../protocol/paxos-commit/types.ts';
 import type { TraceEvent } from './commit-world.ts';
-import { runSim } from './run.ts';
+import { runSim, type SimRequest } from './run.ts';
+import { simCommand } from './sim-flags.ts';
 
 export const paperPlacements = ['separate', 'colocated', 'faster'] as const;
 export type PaperPlacement = (typeof paperPlacements)[number];
@@ -66,6 +67,8 @@ export interface PaperCostRow {
   /** What dtx's design sends and forces, derived kind by kind. */
   dtx: { messages: number; byKind: MessageCounts; forcedWrites: number };
   measured: {
+    /** The `dtx sim` command of the measuring run. */
+    command: string;
     committed: number;
     messages: number;
     byKind: MessageCounts;
@@ -187,7 +190,7 @@ const protocolKinds: Record<string, Kind> = {
 const measuredTxns = 12;
 
 function measure(N: number, F: number, placement: PaperPlacement, fanout: AcceptorFanout) {
-  const { report, trace, world } = runSim({
+  const req: SimRequest = {
     protocol: 'paxos-commit',
     protocolOptions: {
       faults: F,
@@ -201,9 +204,9 @@ function measure(N: number, F: number, placement: PaperPlacement, fanout: Accept
     concurrency: 1,
     txns: measuredTxns,
     seed: 1,
-    failRates: [],
-    trace: true,
-  });
+    failRates: Array.from({ length: N }, () => 0),
+  };
+  const { report, trace, world } = runSim({ ...req, trace: true });
   const sends = (trace ?? []).filter((e): e is Extract<TraceEvent, { kind: 'send' }> => e.kind === 'send');
   const byKind: MessageCounts = { begin: 0, prepare: 0, phase2a: 0, phase2b: 0, commit: 0 };
   for (const e of sends) {
@@ -219,6 +222,7 @@ function measure(N: number, F: number, placement: PaperPlacement, fanout: Accept
   const per = (x: number) => (n === 0 ? 0 : x / n);
   const known = byKind.prepare + byKind.phase2a + byKind.phase2b + byKind.commit;
   return {
+    command: simCommand(req),
     committed: n,
     byKind: Object.fromEntries(kinds.map((k) => [k, per(byKind[k])])) as unknown as MessageCounts,
     messages: per(byKind.begin + world.metrics.protocolMessages),

@@ -5,7 +5,7 @@
 // `prepared` record and then (sendAfterPersist) sends its vote as a ballot-0
 // phase 2a for its own instance straight to the acceptors: in the paper's
 // normal case (`acceptorFanout: 'quorum'`, the default) to F+1 of them only,
-// a majority, so that 2F+1 acceptors cost no more messages than F+1; if one
+// a majority, so the votes cost N(F+1) messages rather than N(2F+1); if one
 // of those does not answer, the leader's vote timeout runs phase 1 and 2 in a
 // higher ballot with all 2F+1 (./leader.ts), which finds the vote where it
 // was accepted. With `acceptorFanout: 'all'` it goes to all 2F+1: F more

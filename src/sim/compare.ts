@@ -15,9 +15,14 @@
 //   hold their locks;
 // - the swarm's faults: a fixed set of seeds with random loss, duplication,
 //   partitions and crashes; atomicity violations counted (for naive commit, its
-//   partial commits).
+//   partial commits);
+// - paper vs measured: Paxos Commit's messages and forced writes per commit in
+//   the failure-free normal case, Gray & Lamport's formulas next to what the
+//   simulator sends and forces (./paper-costs.ts).
 
+import type { AcceptorFanout } from '../protocol/paxos-commit/types.ts';
 import { sagaSwarmRequest } from './branch/swarm.ts';
+import { type PaperCostRow, paperCostRows } from './paper-costs.ts';
 import type { ProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
 import type { Summary } from './stats.ts';
@@ -27,6 +32,8 @@ export interface CompareOptions {
   participants: number;
   /** Paxos Commit's F. */
   faults: number;
+  /** Paxos Commit: RMs send their votes to F+1 acceptors (`quorum`) or to all 2F+1. */
+  fanout: AcceptorFanout;
   rttMs: number;
   fsyncMs: number;
   /** How long the 2PC coordinator stays down (its standby's takeover time); the same crash for every protocol. */
@@ -47,6 +54,7 @@ export interface CompareEntry {
 export const defaultCompareOptions: CompareOptions = {
   participants: 3,
   faults: 1,
+  fanout: 'quorum',
   rttMs: 1,
   fsyncMs: 1,
   takeoverMs: 30_000,
@@ -102,13 +110,20 @@ export interface CompareReport {
   options: CompareOptions;
   rows: CompareRow[];
   sagaRows: SagaCompareRow[];
+  /** Paxos Commit, failure-free normal case: the paper's counts and the measured ones (N = 3, 5; F = 1, 2). */
+  paper: PaperCostRow[];
   wallMs: number;
+}
+
+/** A Paxos Commit row's protocol settings; other protocols take none. */
+function paxosOptions(entry: CompareEntry, o: CompareOptions) {
+  return entry.protocol === 'paxos-commit' ? { faults: o.faults, fanout: o.fanout, ...entry.options } : {};
 }
 
 function base(entry: CompareEntry, o: CompareOptions): SimRequest {
   return {
     protocol: entry.protocol,
-    ...(entry.protocol === 'paxos-commit' ? { protocolOptions: { faults: o.faults, ...entry.options } } : {}),
+    ...(entry.protocol === 'paxos-commit' ? { protocolOptions: paxosOptions(entry, o) } : {}),
     workload: 'bank',
     participants: o.participants,
     concurrency: 4,
@@ -138,11 +153,7 @@ export function runCompare(options: Partial<CompareOptions> = {}): CompareReport
     }).report;
     const swarm = { seeds: o.swarmSeeds, atomicityViolations: 0, otherViolations: 0, undecidedAfterHeal: 0 };
     for (let i = 0; i < o.swarmSeeds; i++) {
-      const req = swarmRequest(
-        protocol,
-        o.seed + i,
-        protocol === 'paxos-commit' ? { faults: o.faults, ...entry.options } : {},
-      );
+      const req = swarmRequest(protocol, o.seed + i, paxosOptions(entry, o));
       const r: SimReport = runSim(req).report;
       const atomicity = r.violations.filter((v) => v.checker === 'atomicity').length;
       swarm.atomicityViolations += protocol === 'naive' ? r.partial : atomicity;
@@ -199,5 +210,6 @@ export function runCompare(options: Partial<CompareOptions> = {}): CompareReport
       swarm,
     };
   });
-  return { options: o, rows, sagaRows, wallMs: Math.round(performance.now() - started) };
+  const paper = paperCostRows(o.fanout);
+  return { options: o, rows, sagaRows, paper, wallMs: Math.round(performance.now() - started) };
 }

@@ -10,7 +10,7 @@ import { paxosInvariants } from '../protocol/paxos-commit/invariants.ts';
 import { paxosCommitLayout } from '../protocol/paxos-commit/layout.ts';
 import { compactPaxosCommitLog } from '../protocol/paxos-commit/log.ts';
 import { type PaxosNodeConfig, type PaxosNodeState, paxosCommitNode } from '../protocol/paxos-commit/node.ts';
-import type { PaxosCommitMsg, PaxosCommitRecord } from '../protocol/paxos-commit/types.ts';
+import type { AcceptorFanout, PaxosCommitMsg, PaxosCommitRecord } from '../protocol/paxos-commit/types.ts';
 import { threePcCoordinator } from '../protocol/threepc/coordinator.ts';
 import { compactThreePcLog } from '../protocol/threepc/log.ts';
 import { threePcParticipant } from '../protocol/threepc/participant.ts';
@@ -171,6 +171,7 @@ function paxosCommit(options: ProtocolOptions): SimProtocol {
     F: options.faults ?? 1,
     faster: options.faster ?? false,
     colocated: options.colocated ?? false,
+    acceptorFanout: options.fanout ?? 'quorum',
     timeScale: timeScale(options),
   };
   // One object for every run, refilled by nodes() (which the world calls
@@ -256,6 +257,8 @@ export interface ProtocolOptions {
   faster?: boolean;
   /** Paxos Commit: the leader runs on the initiating RM's node. */
   colocated?: boolean;
+  /** Paxos Commit: RMs send their votes to F+1 acceptors (`quorum`, the default) or to all 2F+1. */
+  fanout?: AcceptorFanout;
 }
 
 export function makeProtocol(name: ProtocolName, options: ProtocolOptions = {}): SimProtocol {

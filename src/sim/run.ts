@@ -27,6 +27,8 @@ export interface SimRequest extends FaultSettings {
   seed: number;
   /** Participants for the bank workload (the toy workload always has A, B and C). */
   participants?: number;
+  /** Bank workload: every transaction writes at every participant, not only at two. */
+  everyParticipant?: boolean;
   /** Per-participant probability that a forced write fails, in participant order. */
   failRates?: number[];
   fsyncMs?: number;
@@ -84,6 +86,7 @@ export function buildWorld(req: SimRequest): CommitWorld {
       : bankWorkload({
           ...(req.participants !== undefined ? { participants: req.participants } : {}),
           ...(req.concurrency !== undefined ? { concurrency: req.concurrency } : {}),
+          ...(req.everyParticipant ? { everyParticipant: true } : {}),
         });
   if (req.workload === 'toy' && req.concurrency !== undefined) workload.concurrency = req.concurrency;
   const rates = req.failRates ?? workload.defaultFailRates;

@@ -5,6 +5,7 @@
 // printed command re-runs is the run that was printed. The table's order is
 // the order of the flags in the help and in a reproduce command.
 
+import { acceptorFanouts } from '../protocol/paxos-commit/types.ts';
 import type { SagaSimRequest } from './branch/run.ts';
 import { protocolNames, sagaProtocolNames } from './protocols.ts';
 import type { SimRequest } from './run.ts';
@@ -101,11 +102,25 @@ export const simFlags: readonly SimFlag[] = [
     read: (req) => commit(req).protocolOptions?.colocated,
   },
   {
+    flag: '--fanout <to>',
+    help: 'Paxos Commit: RMs send their votes to F+1 acceptors (quorum, default) or to all 2F+1',
+    value: { kind: 'choice', choices: acceptorFanouts },
+    appliesTo: commitOnly,
+    read: (req) => commit(req).protocolOptions?.fanout,
+  },
+  {
     flag: '--participants <n>',
     help: 'participants (bank workload)',
     value: { kind: 'int', min: 2, max: 64 },
     appliesTo: commitOnly,
     read: (req) => commit(req).participants,
+  },
+  {
+    flag: '--every-participant',
+    help: 'bank workload: every transfer also writes at every other participant (N per transaction)',
+    value: { kind: 'switch' },
+    appliesTo: commitOnly,
+    read: (req) => commit(req).everyParticipant,
   },
   {
     flag: '--concurrency <n>',

@@ -55,6 +55,12 @@ export interface BankOptions {
   accountsPerParticipant: number;
   concurrency: number;
   initialBalance: number;
+  /**
+   * Every transfer also writes (a zero amount) at every other participant, so
+   * that each transaction has all N participants: what the paper's message
+   * counts assume (N RMs per transaction).
+   */
+  everyParticipant: boolean;
 }
 
 export const defaultBankOptions: BankOptions = {
@@ -62,6 +68,7 @@ export const defaultBankOptions: BankOptions = {
   accountsPerParticipant: 10,
   concurrency: 8,
   initialBalance: 1000,
+  everyParticipant: false,
 };
 
 export function bankWorkload(options: Partial<BankOptions> = {}): Workload {
@@ -78,10 +85,15 @@ export function bankWorkload(options: Partial<BankOptions> = {}): Workload {
       let to = rng.int(participants.length - 1);
       if (to >= from) to++;
       const amount = 1 + rng.int(100);
-      return new Map([
+      const ops = new Map([
         [participants[from]!, [{ key: `acct${rng.int(o.accountsPerParticipant)}`, delta: -amount }]],
         [participants[to]!, [{ key: `acct${rng.int(o.accountsPerParticipant)}`, delta: amount }]],
       ]);
+      if (o.everyParticipant) {
+        for (const p of participants)
+          if (!ops.has(p)) ops.set(p, [{ key: `acct${rng.int(o.accountsPerParticipant)}`, delta: 0 }]);
+      }
+      return ops;
     },
     conserved: () => true,
     defaultFailRates: [],

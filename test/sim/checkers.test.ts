@@ -56,15 +56,25 @@ test('paxos-commit: 300 healthy seeds never choose two values for one instance',
 });
 
 test('acceptors that forget what they accepted are caught by the chosen checker', () => {
-  // Seed 11 chooses `prepared` then `aborted` for one instance; no live
-  // acceptor still holds the first choice, and no client saw a wrong outcome,
-  // so the earlier checkers pass it (they first catch this variant at seed 27,
-  // by its consequences).
-  const summary = runSwarm({ protocol: paxosCommitAmnesiacAcceptors(), seeds: 100, from: 1 });
+  // With every vote sent to all 2F+1 acceptors, seed 11 chooses `prepared`
+  // then `aborted` for one instance; no live acceptor still holds the first
+  // choice, and no client saw a wrong outcome, so the earlier checkers pass
+  // it (they first catch this variant at seed 27, by its consequences).
+  const summary = runSwarm({
+    protocol: paxosCommitAmnesiacAcceptors({ fanout: 'all' }),
+    seeds: 100,
+    from: 1,
+  });
   assert.ok(summary.failure !== null, 'the swarm did not catch the amnesiac acceptors');
   assert.equal(summary.failure.seed, 11);
   const checkers = new Set(summary.failure.report.violations.map((v) => v.checker));
   assert.deepEqual([...checkers], ['chosen']);
+  // With the votes on F+1 acceptors only, one amnesiac acceptor is enough to
+  // lose a chosen vote, and the consequences show sooner: seed 9, where the
+  // invariant, stability and outcome checkers all see it.
+  const quorum = runSwarm({ protocol: paxosCommitAmnesiacAcceptors(), seeds: 100, from: 1 });
+  assert.equal(quorum.failure?.seed, 9);
+  assert.ok(quorum.failure?.report.violations.some((v) => v.checker === 'outcome'));
 });
 
 test('a candidate that forgets its round on restart reuses ballots, but still never chooses two values', () => {

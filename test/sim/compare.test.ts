@@ -36,6 +36,10 @@ test('the measured ordering: 2PC blocks for the takeover time, Paxos Commit does
   assert.ok(naive.healthy.latencyMs.p50 < twoPc.healthy.latencyMs.p50);
   assert.ok(threePc.messageDelays > twoPc.messageDelays);
 
+  // Paper vs measured (test/sim/paper-costs.test.ts checks the rows themselves).
+  assert.equal(report.paper.length, 12);
+  assert.ok(report.paper.every((r) => r.matchesDerivation && r.fanout === 'quorum'));
+
   // Atomicity under the swarm's faults.
   assert.equal(twoPc.swarm.atomicityViolations, 0);
   assert.equal(paxos.swarm.atomicityViolations + paxos.swarm.otherViolations, 0);

@@ -27,8 +27,9 @@ test('simCommand names every flag of the commit world for a request that sets th
     workload: 'bank',
     txns: 10,
     seed: 4,
-    protocolOptions: { faults: 1, faster: true, colocated: true },
+    protocolOptions: { faults: 1, faster: true, colocated: true, fanout: 'all' },
     participants: 3,
+    everyParticipant: true,
     failRates: [0, 0.1, 0.2],
     ...network,
   };
@@ -36,6 +37,7 @@ test('simCommand names every flag of the commit world for a request that sets th
   for (const flag of simFlags.filter((f) => f.appliesTo.includes('commit')))
     assert.ok(command.includes(flagName(flag)), `${flagName(flag)} missing from ${command}`);
   assert.ok(command.includes('--fail-rates 0,0.1,0.2'));
+  assert.ok(command.includes('--fanout all'));
 });
 
 test('simCommand names every flag of the branch world for a request that sets them all', () => {
@@ -51,5 +53,5 @@ test('simCommand names every flag of the branch world for a request that sets th
   const command = simCommand(req);
   for (const flag of simFlags.filter((f) => f.appliesTo.includes('branch')))
     assert.ok(command.includes(flagName(flag)), `${flagName(flag)} missing from ${command}`);
-  assert.doesNotMatch(command, /--faults|--participants|--fail-rates/);
+  assert.doesNotMatch(command, /--faults|--fanout|--participants|--every-participant|--fail-rates/);
 });

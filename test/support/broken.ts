@@ -3,7 +3,12 @@
 // proves nothing.
 
 import type { Effect, Role } from '../../src/protocol/common/types.ts';
-import { type AnyRole, makeProtocol, type SimProtocol } from '../../src/sim/protocols.ts';
+import {
+  type AnyRole,
+  makeProtocol,
+  type ProtocolOptions,
+  type SimProtocol,
+} from '../../src/sim/protocols.ts';
 
 type AnyEffect = Effect<unknown, unknown>;
 
@@ -79,8 +84,8 @@ function forgettingOnRestart(role: AnyRole, forgotten: string): AnyRole {
 }
 
 /** Paxos Commit whose every node, on a restart, ignores its log records of type `forgotten`. */
-function paxosCommitForgetting(forgotten: string): SimProtocol {
-  const p = makeProtocol('paxos-commit');
+function paxosCommitForgetting(forgotten: string, options: ProtocolOptions = {}): SimProtocol {
+  const p = makeProtocol('paxos-commit', options);
   return {
     ...p,
     nodes: (participants) =>
@@ -99,6 +104,6 @@ export function paxosCommitForgettingRound(): SimProtocol {
 }
 
 /** Paxos Commit whose acceptors forget, on a restart, every value they accepted (the `acc` records). */
-export function paxosCommitAmnesiacAcceptors(): SimProtocol {
-  return paxosCommitForgetting('acc');
+export function paxosCommitAmnesiacAcceptors(options: ProtocolOptions = {}): SimProtocol {
+  return paxosCommitForgetting('acc', options);
 }

@@ -52,10 +52,11 @@ export const naiveProtocol: ScriptProtocol = {
   twoPcRules: false,
 };
 
-// `paxos-commit RM... [F=N] [faster] [colocated]` creates the RMs and the
-// servers of src/protocol/paxos-commit/layout.ts: by default the leader
-// `coord` (also acceptor 0) and acceptors `acc1` … `acc2F`; co-located, the
-// first RM leads and the acceptors are `acc0` … `acc2F`.
+// `paxos-commit RM... [F=N] [faster] [colocated] [fanout=quorum|all]` creates
+// the RMs and the servers of src/protocol/paxos-commit/layout.ts: by default
+// the leader `coord` (also acceptor 0) and acceptors `acc1` … `acc2F`;
+// co-located, the first RM leads and the acceptors are `acc0` … `acc2F`.
+// RMs vote to the first F+1 acceptors unless `fanout=all`.
 function paxosCommitSetup(args: string[]): ScriptNodeSpec[] {
   const rms: string[] = [];
   const options: PaxosCommitOptions = {};
@@ -63,6 +64,8 @@ function paxosCommitSetup(args: string[]): ScriptNodeSpec[] {
     if (a === 'faster') options.faster = true;
     else if (a === 'colocated') options.colocated = true;
     else if (a.startsWith('F=')) options.F = Number(a.slice(2));
+    else if (a === 'fanout=quorum' || a === 'fanout=all')
+      options.acceptorFanout = a === 'fanout=all' ? 'all' : 'quorum';
     else rms.push(a);
   }
   const layout = paxosCommitLayout(rms, options);

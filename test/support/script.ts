@@ -25,7 +25,7 @@
 // Commands (ids are node names, txn ids are transaction ids):
 //   coordinator C...            create coordinators (the role's init)
 //   participant P...            create participants
-//   paxos-commit RM... [F=N] [faster] [colocated]
+//   paxos-commit RM... [F=N] [faster] [colocated] [fanout=quorum|all]
 //                               (Paxos Commit) create the RMs, the leader and
 //                               the acceptors of that layout (script-cores.ts)
 //   orchestrator O [key=value...] / service S... [nobarrier]

@@ -1,8 +1,10 @@
 // `dtx compare`: the cost-model table, measured in the simulator for every
-// protocol (latency, blocking, messages, forced writes, violations).
+// protocol (latency, blocking, messages, forced writes, violations), and
+// Paxos Commit's message and write counts next to the paper's formulas.
 
 import { writeFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
+import { acceptorFanouts } from '../../protocol/paxos-commit/types.ts';
 import type { CompareOptions } from '../../sim/compare.ts';
 import { int, num, writeJson } from '../options.ts';
 
@@ -19,6 +21,14 @@ export function registerCompareCommand(program: Command): void {
     .description('the cost-model table, measured: latency, blocking, messages, forced writes, violations')
     .option('--participants <n>', 'participants per transaction', int('--participants', 2, 16), 3)
     .option('--faults <f>', 'Paxos Commit: acceptor failures tolerated', int('--faults', 0, 5), 1)
+    .addOption(
+      new Option(
+        '--fanout <to>',
+        'Paxos Commit: RMs send their votes to F+1 acceptors (quorum) or to all 2F+1',
+      )
+        .choices(acceptorFanouts)
+        .default('quorum'),
+    )
     .option('--rtt-ms <ms>', 'network round trip (try 80 for cross-region)', num('--rtt-ms', 0.01, 10_000), 1)
     .option('--fsync-ms <ms>', 'latency of a forced write', num('--fsync-ms', 0, 10_000), 1)
     .addOption(

@@ -4,6 +4,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
+import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../../render/trace.ts';
 import type { SagaSimRequest } from '../../sim/branch/run.ts';
 import type { ProtocolName, ProtocolOptions, SagaProtocolName } from '../../sim/protocols.ts';
@@ -21,7 +22,9 @@ export interface SimFlags {
   faults?: number;
   faster?: boolean;
   colocated?: boolean;
+  fanout?: AcceptorFanout;
   participants?: number;
+  everyParticipant?: boolean;
   concurrency?: number;
   thinkMs?: number;
   failRates?: number[];
@@ -43,19 +46,21 @@ export interface SimFlags {
   json?: boolean;
 }
 
-/** `--faults`, `--faster`, `--colocated`, which only Paxos Commit takes. */
+/** `--faults`, `--faster`, `--colocated`, `--fanout`, which only Paxos Commit takes. */
 export function protocolOptions(flags: {
   protocol: string;
   faults?: number;
   faster?: boolean;
   colocated?: boolean;
+  fanout?: AcceptorFanout;
 }): ProtocolOptions {
   const o: ProtocolOptions = {};
   if (flags.faults !== undefined) o.faults = flags.faults;
   if (flags.faster) o.faster = true;
   if (flags.colocated) o.colocated = true;
+  if (flags.fanout !== undefined) o.fanout = flags.fanout;
   if (Object.keys(o).length > 0 && flags.protocol !== 'paxos-commit') {
-    throw new InvalidArgumentError('--faults, --faster and --colocated are Paxos Commit options');
+    throw new InvalidArgumentError('--faults, --faster, --colocated and --fanout are Paxos Commit options');
   }
   return o;
 }
@@ -117,6 +122,11 @@ function commitRequest(flags: SimFlags): SimRequest {
   const options = protocolOptions(flags);
   if (Object.keys(options).length > 0) req.protocolOptions = options;
   if (flags.participants !== undefined) req.participants = flags.participants;
+  if (flags.everyParticipant) {
+    if (req.workload !== 'bank')
+      throw new InvalidArgumentError('--every-participant is for the bank workload');
+    req.everyParticipant = true;
+  }
   Object.assign(req, commonSettings(flags));
   if (flags.failRates !== undefined) req.failRates = flags.failRates;
   if (scenario !== undefined) req.scenario = scenario;

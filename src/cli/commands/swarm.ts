@@ -2,6 +2,7 @@
 // checker and printing the `dtx sim` line that reproduces it.
 
 import type { Command } from 'commander';
+import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import type { ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
 import { runSwarm } from '../../sim/swarm.ts';
@@ -17,6 +18,7 @@ export interface SwarmFlags {
   faults?: number;
   faster?: boolean;
   colocated?: boolean;
+  fanout?: AcceptorFanout;
   json?: boolean;
 }
 
@@ -96,6 +98,7 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--faults')))
     .addOption(simOption(simFlag('--faster')))
     .addOption(simOption(simFlag('--colocated')))
+    .addOption(simOption(simFlag('--fanout')))
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SwarmFlags) => {
       const family = familyOf(flags.protocol);

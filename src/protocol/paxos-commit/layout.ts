@@ -5,7 +5,8 @@
 //
 // - Separate leader (the default): node `coord` is the leader and acceptor 0;
 //   nodes `acc1` … `acc2F` are the other acceptors, each also a leader
-//   candidate. With F = 0 this is two-phase commit: one acceptor, on the
+//   candidate. The RMs' votes go to the first F+1 acceptors (the `quorum`
+//   fanout), so the leader's own acceptor is always one of them. With F = 0 this is two-phase commit: one acceptor, on the
 //   leader's node, and no other candidate.
 // - Co-located leader: the initiating RM (the first participant) is the
 //   leader; nodes `acc0` … `acc2F` are the acceptors and the other candidates.
@@ -15,13 +16,15 @@
 import { assert } from '../common/assert.ts';
 import type { NodeId } from '../common/types.ts';
 import type { PaxosNodeConfig } from './node.ts';
-import { defaultPaxosCommitConfig, type PaxosCommitConfig } from './types.ts';
+import { type AcceptorFanout, defaultPaxosCommitConfig, type PaxosCommitConfig } from './types.ts';
 
 export interface PaxosCommitOptions {
   /** Acceptor failures tolerated (2F+1 acceptors); default 1. */
   F?: number;
   /** Faster Paxos Commit. */
   faster?: boolean;
+  /** Where RMs send their votes: the first F+1 acceptors (default, the paper's normal case) or all 2F+1. */
+  acceptorFanout?: AcceptorFanout;
   /** The leader runs on the initiating RM's node. */
   colocated?: boolean;
   /** Multiplies every timeout (e.g. the network round trip in ms, when it is above 1). */
@@ -65,6 +68,7 @@ export function paxosCommitLayout(
     acceptors,
     candidates,
     faster: options.faster ?? false,
+    acceptorFanout: options.acceptorFanout ?? 'quorum',
     voteTimeoutMs: d.voteTimeoutMs * scale,
     recoveryMs: d.recoveryMs * scale,
     inquiryMs: d.inquiryMs * scale,

@@ -3,9 +3,14 @@
 //
 // Owns: this node's vote and its local outcome. On PREPARE it forces its
 // `prepared` record and then (sendAfterPersist) sends its vote as a ballot-0
-// phase 2a for its own instance straight to the acceptors — to all 2F+1 of
-// them, not only to F+1: that costs F more messages per RM and saves waiting
-// for a retry when one of the F+1 is slow or down. Until it has voted it may
+// phase 2a for its own instance straight to the acceptors: in the paper's
+// normal case (`acceptorFanout: 'quorum'`, the default) to F+1 of them only,
+// a majority, so the votes cost N(F+1) messages rather than N(2F+1); if one
+// of those does not answer, the leader's vote timeout runs phase 1 and 2 in a
+// higher ballot with all 2F+1 (./leader.ts), which finds the vote where it
+// was accepted. With `acceptorFanout: 'all'` it goes to all 2F+1: F more
+// messages per RM, and no leader ballot needed when one of the F+1 is slow or
+// down. Safety does not depend on the choice. Until it has voted it may
 // abort on its own (timer, wound); it then sends an `aborted` ballot-0 vote
 // so the transaction aborts without waiting for a timeout. Once prepared it
 // is in doubt: it never decides alone, and asks leader candidates in turn
@@ -35,6 +40,7 @@ import {
   type PcValue,
   quorum,
   rmBallot,
+  voteAcceptors,
 } from './types.ts';
 
 type Fx = Effect<PaxosCommitMsg, PaxosCommitRecord>;
@@ -72,7 +78,7 @@ function vote(state: RmState, txn: TxnId, t: RmTxn, val: PcValue, afterPersist: 
     participants: t.participants,
     client: t.client,
   };
-  for (const acc of state.config.acceptors)
+  for (const acc of voteAcceptors(state.config))
     fx.push({ type: afterPersist ? 'sendAfterPersist' : 'send', to: acc, msg });
 }
 

@@ -82,6 +82,9 @@ export type PaxosCommitRecord =
   | { type: 'acc'; txn: TxnId; ins: NodeId; mbal: Ballot; bal: Ballot; val: PcValue | 'none' }
   | { type: 'round'; round: number };
 
+export const acceptorFanouts = ['quorum', 'all'] as const;
+export type AcceptorFanout = (typeof acceptorFanouts)[number];
+
 export interface PaxosCommitConfig {
   /** Acceptor failures tolerated; there are 2F+1 acceptors. F = 0 is two-phase commit. */
   F: number;
@@ -94,6 +97,14 @@ export interface PaxosCommitConfig {
   candidates: NodeId[];
   /** Faster Paxos Commit: acceptors send phase 2b to the RMs too, and the leader does not broadcast. */
   faster: boolean;
+  /**
+   * Where an RM's ballot-0 vote goes. `quorum` (Gray & Lamport's normal
+   * case): to the first F+1 acceptors of `acceptors` only, a majority; when
+   * one of them does not answer, the leader's timeout runs a higher ballot
+   * with all 2F+1. `all`: to every acceptor, F more messages per RM, so that
+   * any F+1 of them can choose the vote without a leader's ballot.
+   */
+  acceptorFanout: AcceptorFanout;
   /** How long the leader waits for every instance to be chosen before it acts (re-PREPARE, then phase 1). */
   voteTimeoutMs: number;
   /** How long a candidate's phase 1 + phase 2 attempt may take before it is retried or given up. */
@@ -115,6 +126,7 @@ export const defaultPaxosCommitConfig: PaxosCommitConfig = {
   acceptors: [],
   candidates: [],
   faster: false,
+  acceptorFanout: 'quorum',
   voteTimeoutMs: 100,
   recoveryMs: 40,
   inquiryMs: 50,
@@ -125,3 +137,14 @@ export const defaultPaxosCommitConfig: PaxosCommitConfig = {
 
 /** A value is chosen in an instance once F+1 acceptors (a majority of 2F+1) accepted it in one ballot. */
 export const quorum = (config: Pick<PaxosCommitConfig, 'F'>): number => config.F + 1;
+
+/**
+ * The acceptors an RM's ballot-0 vote goes to: with the `quorum` fanout the
+ * first F+1 in the configured order (the layout puts the leader's own
+ * acceptor first, so its phase 2b never crosses the network), else all.
+ */
+export function voteAcceptors(
+  config: Pick<PaxosCommitConfig, 'F' | 'acceptors' | 'acceptorFanout'>,
+): readonly NodeId[] {
+  return config.acceptorFanout === 'quorum' ? config.acceptors.slice(0, quorum(config)) : config.acceptors;
+}

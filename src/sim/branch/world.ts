@@ -25,9 +25,18 @@
 import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/branch/service.ts';
 import type { ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
 import { assert } from '../../protocol/common/assert.ts';
+import { AfterPersistSequencer, type SequencedWrite } from '../../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
 import type { Scenario } from '../commit-world.ts';
-import { clientId, type FaultOptions, incarnationConfig, type NetworkOptions, SimKernel } from '../kernel.ts';
+import {
+  clientId,
+  type FaultOptions,
+  firstOwnEventKind,
+  incarnationConfig,
+  type NetworkOptions,
+  type SimEvent,
+  SimKernel,
+} from '../kernel.ts';
 import type { Booking, BookingService, BookingWorkload } from './booking.ts';
 import { type Quiescence, SagaCheckers, type SagaClassification } from './checkers.ts';
 import type { SagaProtocol } from './protocols.ts';
@@ -61,11 +70,7 @@ interface AnyRole {
   step(state: unknown, input: Input<unknown>): { state: unknown; effects: AnyEffect[] };
 }
 
-interface PendingWrite {
-  seq: number;
-  record: unknown;
-  force: boolean;
-}
+type PendingWrite = SequencedWrite<unknown>;
 
 interface SimNode {
   id: NodeId;
@@ -80,10 +85,10 @@ interface SimNode {
   durable: unknown[];
   queued: PendingWrite[];
   flushing: PendingWrite[] | null;
-  issuedSeq: number;
-  doneSeq: number;
-  /** After-persist effects waiting for every write up to `uptoSeq`. */
-  waiting: { uptoSeq: number; effects: AnyEffect[] }[];
+  /** Which writes to issue, and which after-persist effects their completion releases. */
+  sequencer: AfterPersistSequencer<AnyEffect>;
+  /** An event to carry out released after-persist effects is scheduled. */
+  releaseArmed: boolean;
   restartAt: number;
   pinnedRestart: boolean;
 }
@@ -91,6 +96,9 @@ interface SimNode {
 type ClientMsg = { type: 'OUTCOME'; txn: string; outcome: SagaOutcome };
 
 export const orchestratorId = 'orch';
+
+/** This world's own event kind (see SimKernel): released after-persist effects. */
+const evRelease = firstOwnEventKind;
 
 export interface BranchWorldMetrics {
   latencyMs: number[];
@@ -109,6 +117,10 @@ export class BranchWorld extends SimKernel<SimNode> {
   private txnsStarted = 0;
   private readonly waitingClients = new Map<string, number>();
   private scenarioFired = false;
+  /** Sagas whose report the orchestrator lost in a crash (see answerFromLog). */
+  private readonly lostReports = new Set<string>();
+  /** How many lost reports were answered from the log (a crash landed after an `end` was durable). */
+  reportsReadFromLog = 0;
 
   constructor(opts: BranchWorldOptions) {
     const p = opts.protocol;
@@ -143,9 +155,8 @@ export class BranchWorld extends SimKernel<SimNode> {
         durable: [],
         queued: [],
         flushing: null,
-        issuedSeq: 0,
-        doneSeq: 0,
-        waiting: [],
+        sequencer: new AfterPersistSequencer(),
+        releaseArmed: false,
         restartAt: -1,
         pinnedRestart: false,
       });
@@ -172,28 +183,62 @@ export class BranchWorld extends SimKernel<SimNode> {
       this.scenarioFired = true;
       return this.crash(node, scenario.downtimeMs, true);
     }
-    let crashAt = -1;
-    if (this.faultsOn && this.opts.faults.crashRate > 0 && this.rng.chance(this.opts.faults.crashRate)) {
-      crashAt = this.rng.int(effects.length + 1);
-    }
-    this.execute(node, effects, crashAt);
+    this.execute(node, effects, true);
   }
 
-  private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {
+  /** Where the crash model stops a node among `count` effects (`count`: after all), or -1. */
+  private crashPoint(count: number): number {
+    if (!this.faultsOn || this.opts.faults.crashRate <= 0 || !this.rng.chance(this.opts.faults.crashRate))
+      return -1;
+    return this.rng.int(count + 1);
+  }
+
+  /**
+   * Carry out a step's effects in order (the sequencer says which writes to
+   * issue and holds back what must wait for them); with `mayCrash`, the
+   * crash model may stop the node among them.
+   */
+  private execute(node: SimNode, effects: readonly AnyEffect[], mayCrash: boolean): void {
     const epoch = node.epoch;
-    const later: AnyEffect[] = [];
-    for (let i = 0; i < effects.length; i++) {
-      if (i === crashAt) return this.crash(node);
+    const plan = node.sequencer.step(effects);
+    const crashAt = mayCrash ? this.crashPoint(plan.actions.length) : -1;
+    for (let i = 0; i < plan.actions.length; i++) {
+      if (i === crashAt) return this.crash(node, undefined, false, plan.afterPersist);
       if (node.epoch !== epoch) return;
-      const e = effects[i]!;
-      if (e.type === 'persist') this.persist(node, e.record, e.force);
-      else if (e.type === 'sendAfterPersist' || (e.type === 'reportSaga' && e.afterPersist)) later.push(e);
-      else this.apply(node, e);
+      const a = plan.actions[i]!;
+      if (a.kind === 'write') this.persist(node, a.write);
+      else this.apply(node, a.effect);
     }
-    if (crashAt === effects.length) return this.crash(node);
-    if (later.length === 0) return;
-    if (node.doneSeq === node.issuedSeq) for (const e of later) this.apply(node, e);
-    else node.waiting.push({ uptoSeq: node.issuedSeq, effects: later });
+    if (crashAt === plan.actions.length) return this.crash(node, undefined, false, plan.afterPersist);
+    for (const e of plan.afterPersist) this.apply(node, e);
+  }
+
+  /**
+   * Released after-persist effects run as an event of their own, at the same
+   * virtual time, so that a crash can land between a record becoming durable
+   * and what waited for it (as in the commit world).
+   */
+  private armRelease(node: SimNode): void {
+    if (node.releaseArmed) return;
+    node.releaseArmed = true;
+    this.schedule(this.now, evRelease, node, node.epoch);
+  }
+
+  private release(node: SimNode): void {
+    node.releaseArmed = false;
+    if (!node.up) return;
+    const effects = node.sequencer.release();
+    if (effects.length === 0) return;
+    const crashAt = this.crashPoint(effects.length);
+    for (let i = 0; i < effects.length; i++) {
+      if (i === crashAt) return this.crash(node, undefined, false, effects.slice(i));
+      this.apply(node, effects[i]!);
+    }
+    if (crashAt === effects.length) this.crash(node);
+  }
+
+  protected override fireOwn(ev: SimEvent<SimNode>): void {
+    if (ev.kind === evRelease && ev.node!.epoch === ev.epoch) this.release(ev.node!);
   }
 
   private apply(node: SimNode, e: AnyEffect): void {
@@ -223,9 +268,9 @@ export class BranchWorld extends SimKernel<SimNode> {
 
   // ------------------------------------------------------------------- disk
 
-  private persist(node: SimNode, record: unknown, force: boolean): void {
-    if (force) this.metrics.forcedWrites++;
-    node.queued.push({ seq: ++node.issuedSeq, record, force });
+  private persist(node: SimNode, write: PendingWrite): void {
+    if (write.force) this.metrics.forcedWrites++;
+    node.queued.push(write);
     if (node.flushing === null) this.startFlush(node);
   }
 
@@ -243,15 +288,12 @@ export class BranchWorld extends SimKernel<SimNode> {
   private flushDone(node: SimNode, batch: PendingWrite[]): void {
     node.flushing = null;
     for (const w of batch) {
+      node.sequencer.durable(w.seq);
       node.durable.push(w.record);
       this.observeDurable(node, w.record);
     }
-    node.doneSeq = batch[batch.length - 1]!.seq;
-    const epoch = node.epoch;
-    const ready = node.waiting.filter((b) => b.uptoSeq <= node.doneSeq);
-    node.waiting = node.waiting.filter((b) => b.uptoSeq > node.doneSeq);
-    for (const b of ready) for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
-    if (node.queued.length > 0 && node.flushing === null && node.epoch === epoch) this.startFlush(node);
+    if (node.sequencer.releasable) this.armRelease(node);
+    if (node.queued.length > 0) this.startFlush(node);
   }
 
   private observeDurable(node: SimNode, record: unknown): void {
@@ -274,7 +316,8 @@ export class BranchWorld extends SimKernel<SimNode> {
 
   // ------------------------------------------------------- crash and restart
 
-  crash(node: SimNode, downtimeMs?: number, pinned = false): void {
+  /** `taken`: effects the node had taken to carry out and had not yet; lost with it. */
+  crash(node: SimNode, downtimeMs?: number, pinned = false, taken: readonly AnyEffect[] = []): void {
     if (!node.up) return;
     this.metrics.crashes++;
     this.collectStats(node);
@@ -282,8 +325,9 @@ export class BranchWorld extends SimKernel<SimNode> {
     node.state = null;
     node.queued = [];
     node.flushing = null;
-    node.waiting = [];
-    node.doneSeq = node.issuedSeq;
+    for (const e of [...taken, ...node.sequencer.crash().effects])
+      if (e.type === 'reportSaga') this.lostReports.add(e.txn);
+    node.releaseArmed = false;
     this.scheduleRestart(node, downtimeMs, pinned);
   }
 
@@ -299,7 +343,31 @@ export class BranchWorld extends SimKernel<SimNode> {
       node.durable,
     );
     node.state = state;
-    this.execute(node, effects, -1);
+    this.execute(node, effects, false);
+    if (node.id === orchestratorId) this.answerFromLog(node);
+  }
+
+  /**
+   * A report lost with the orchestrator's crash, of a saga whose `end` is
+   * durable, is read from the log once the orchestrator is back, as a
+   * runtime caller does with `result()` (src/runtime/branch/orchestrator.ts);
+   * recovery does not report a saga that has ended. A report whose `end` was
+   * lost too is the recovered run's to make again.
+   */
+  private answerFromLog(node: SimNode): void {
+    if (this.lostReports.size === 0) return;
+    const ends = new Map<string, SagaOutcome>();
+    for (const r of node.durable as { type: string; txn: string; outcome?: SagaOutcome }[]) {
+      if (!this.lostReports.has(r.txn)) continue;
+      if (r.type === 'end') ends.set(r.txn, r.outcome!);
+      else if (r.type === 'begin') ends.delete(r.txn);
+    }
+    this.lostReports.clear();
+    for (const [txn, outcome] of ends) {
+      this.reportsReadFromLog++;
+      this.checkers.reported(txn, outcome);
+      this.send(node.id, clientId, { type: 'OUTCOME', txn, outcome }, false);
+    }
   }
 
   private collectStats(node: SimNode): void {

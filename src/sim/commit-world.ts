@@ -4,7 +4,9 @@
 // restart from their durable log, simulated clients, and a resource model per
 // participant. It drives the very protocol cores the runtime drives, through
 // the same `Role` port, and executes their effects under the ordering rule of
-// ../protocol/common/types.ts.
+// ../protocol/common/types.ts, kept by the after-persist sequencer
+// (../protocol/common/sequencer.ts). What a durable write releases runs as an
+// event of its own, so a crash can land between the two.
 //
 // Everything that happens is decided by the seed: a run is reproducible byte
 // for byte (only wall-clock time differs). Checkers (./checkers.ts) watch

@@ -85,8 +85,9 @@
 // (`released ...`), dropped because a write it waited for failed (`dropped
 // ...`, followed by the core's `persistFailed` step), or lost in a crash
 // (`lost ...`). An after-persist effect waits for every write its node issued
-// up to its step; it is dropped when one of its own step's writes fails or,
-// for a step that wrote nothing, when any write it waited for fails.
+// up to its step; when a write fails, the effects of its step and of every
+// step queued behind it are dropped at once (the rule and its keeper,
+// src/protocol/common/sequencer.ts, are the simulator's and the runtime's).
 //
 // Checks, on every step (a breach aborts the script with an error, so a
 // script can never record one as expected output):

@@ -10,10 +10,12 @@
 //   a connection), protocol timers, the two-phase run (safety with faults,
 //   then liveness with every fault healed);
 // - the same rules, kept here: a disk per node with fsync latency and group
-//   commit; the after-persist ordering rule of ../../protocol/common/types.ts;
-//   crashes at a random point among a step's effects that lose volatile
-//   state, timers and unflushed writes, and restarts that rebuild a node from
-//   its durable log;
+//   commit; the after-persist ordering rule of ../../protocol/common/types.ts
+//   (through the same sequencer, ../../protocol/common/sequencer.ts, with
+//   what a durable write releases run as an event of its own); crashes at a
+//   random point among a step's effects, or among what a write released,
+//   that lose volatile state, timers and unflushed writes, and restarts that
+//   rebuild a node from its durable log;
 // - new: late duplicates (a duplicated call's second copy can be held back,
 //   to arrive after its compensation), services whose log is their database,
 //   and the booking checkers (./checkers.ts).

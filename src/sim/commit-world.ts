@@ -93,9 +93,7 @@ interface SimNode {
   compactAt: number;
   queued: PendingWrite[];
   flushing: PendingWrite[] | null;
-  /** Which writes to issue, and which after-persist effects their completion releases. */
   sequencer: AfterPersistSequencer<AnyEffect>;
-  /** An event to carry out released after-persist effects is scheduled. */
   releaseArmed: boolean;
   failRate: number;
   resource: ResourceModel | null;
@@ -128,7 +126,6 @@ const evFlush = firstOwnEventKind;
 const evExecuted = firstOwnEventKind + 1;
 const evClientExecTimeout = firstOwnEventKind + 2;
 const evClientOutcomeTimeout = firstOwnEventKind + 3;
-const evRelease = firstOwnEventKind + 4;
 /** Records a log holds before the first checkpoint; later ones come when it doubles. */
 const logCompactionMin = 4096;
 
@@ -145,7 +142,7 @@ export interface CommitWorldMetrics {
   events: number;
 }
 
-export class CommitWorld extends SimKernel<SimNode> {
+export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   readonly checkers: Checkers;
   readonly metrics: CommitWorldMetrics;
   readonly coordinator: NodeId;
@@ -270,15 +267,9 @@ export class CommitWorld extends SimKernel<SimNode> {
     if (this.opts.protocol.invariants !== undefined) this.checkInvariants(input);
   }
 
-  /**
-   * Where the crash model stops `node` among `count` effects it is carrying
-   * out: before the effect at that index (`count`: after all of them), or -1
-   * when it does not crash.
-   */
-  private crashPoint(node: SimNode, count: number): number {
-    if (!this.faultsOn || this.opts.faults.crashRate <= 0 || !this.rng.chance(this.opts.faults.crashRate))
-      return -1;
-    const at = this.rng.int(count + 1);
+  /** The crash model, but never more than `acceptorsDownMax` acceptors down at once. */
+  protected override crashPoint(node: SimNode, count: number): number {
+    const at = super.crashPoint(node, count);
     if (
       node.spec.kind === 'acceptor' &&
       this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity)
@@ -309,53 +300,7 @@ export class CommitWorld extends SimKernel<SimNode> {
     }
   }
 
-  /**
-   * Carry out a step's effects in order (the sequencer says which writes to
-   * issue and holds back what must wait for them). With `mayCrash`, the crash
-   * model may stop the node among them, so that some happen and the rest are
-   * lost.
-   */
-  private execute(node: SimNode, effects: readonly AnyEffect[], mayCrash: boolean): void {
-    const epoch = node.epoch;
-    const plan = node.sequencer.step(effects);
-    const crashAt = mayCrash ? this.crashPoint(node, plan.actions.length) : -1;
-    for (let i = 0; i < plan.actions.length; i++) {
-      if (i === crashAt) return this.crash(node);
-      if (node.epoch !== epoch) return;
-      const a = plan.actions[i]!;
-      if (a.kind === 'write') this.persist(node, a.write);
-      else this.apply(node, a.effect);
-    }
-    if (crashAt === plan.actions.length) return this.crash(node);
-    for (const e of plan.afterPersist) this.apply(node, e);
-  }
-
-  /**
-   * Writes became durable and released after-persist effects: they are
-   * carried out by an event of their own (at the same virtual time), so that
-   * the crash model can land between "the record is durable" and "what
-   * waited for it is done" — as a process can die right after fsync returns.
-   */
-  private armRelease(node: SimNode): void {
-    if (node.releaseArmed) return;
-    node.releaseArmed = true;
-    this.schedule(this.now, evRelease, node, node.epoch);
-  }
-
-  private release(node: SimNode): void {
-    node.releaseArmed = false;
-    if (!node.up) return;
-    const effects = node.sequencer.release();
-    if (effects.length === 0) return;
-    const crashAt = this.crashPoint(node, effects.length);
-    for (let i = 0; i < effects.length; i++) {
-      if (i === crashAt) return this.crash(node);
-      this.apply(node, effects[i]!);
-    }
-    if (crashAt === effects.length) this.crash(node);
-  }
-
-  private apply(node: SimNode, e: AnyEffect): void {
+  protected apply(node: SimNode, e: AnyEffect): void {
     switch (e.type) {
       case 'send':
       case 'sendAfterPersist':
@@ -414,7 +359,7 @@ export class CommitWorld extends SimKernel<SimNode> {
    * is under way: group commit). A lazy write only waits in the buffer: it
    * goes out with the next flush, or on its own after `lazyFlushMs`.
    */
-  private persist(node: SimNode, write: PendingWrite): void {
+  protected persist(node: SimNode, write: PendingWrite): void {
     if (write.force) this.metrics.forcedWrites++;
     node.queued.push(write);
     if (node.flushing !== null) return;
@@ -659,9 +604,6 @@ export class CommitWorld extends SimKernel<SimNode> {
     switch (ev.kind) {
       case evFlush:
         if (node!.epoch === ev.epoch) this.flushDone(node!, ev.a as PendingWrite[]);
-        return;
-      case evRelease:
-        if (node!.epoch === ev.epoch) this.release(node!);
         return;
       case evExecuted:
         return this.executed(node!, ev.epoch, ev.b as NodeId, ev.a as Extract<AppMsg, { type: 'exec' }>);

@@ -30,15 +30,7 @@ import { assert } from '../../protocol/common/assert.ts';
 import { AfterPersistSequencer, type SequencedWrite } from '../../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
 import type { Scenario } from '../commit-world.ts';
-import {
-  clientId,
-  type FaultOptions,
-  firstOwnEventKind,
-  incarnationConfig,
-  type NetworkOptions,
-  type SimEvent,
-  SimKernel,
-} from '../kernel.ts';
+import { clientId, type FaultOptions, incarnationConfig, type NetworkOptions, SimKernel } from '../kernel.ts';
 import type { Booking, BookingService, BookingWorkload } from './booking.ts';
 import { type Quiescence, SagaCheckers, type SagaClassification } from './checkers.ts';
 import type { SagaProtocol } from './protocols.ts';
@@ -87,9 +79,7 @@ interface SimNode {
   durable: unknown[];
   queued: PendingWrite[];
   flushing: PendingWrite[] | null;
-  /** Which writes to issue, and which after-persist effects their completion releases. */
   sequencer: AfterPersistSequencer<AnyEffect>;
-  /** An event to carry out released after-persist effects is scheduled. */
   releaseArmed: boolean;
   restartAt: number;
   pinnedRestart: boolean;
@@ -98,9 +88,6 @@ interface SimNode {
 type ClientMsg = { type: 'OUTCOME'; txn: string; outcome: SagaOutcome };
 
 export const orchestratorId = 'orch';
-
-/** This world's own event kind (see SimKernel): released after-persist effects. */
-const evRelease = firstOwnEventKind;
 
 export interface BranchWorldMetrics {
   latencyMs: number[];
@@ -111,7 +98,7 @@ export interface BranchWorldMetrics {
   service: ServiceStats;
 }
 
-export class BranchWorld extends SimKernel<SimNode> {
+export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   readonly checkers = new SagaCheckers();
   readonly metrics: BranchWorldMetrics;
   readonly bookings = new Map<string, Booking>();
@@ -188,62 +175,7 @@ export class BranchWorld extends SimKernel<SimNode> {
     this.execute(node, effects, true);
   }
 
-  /** Where the crash model stops a node among `count` effects (`count`: after all), or -1. */
-  private crashPoint(count: number): number {
-    if (!this.faultsOn || this.opts.faults.crashRate <= 0 || !this.rng.chance(this.opts.faults.crashRate))
-      return -1;
-    return this.rng.int(count + 1);
-  }
-
-  /**
-   * Carry out a step's effects in order (the sequencer says which writes to
-   * issue and holds back what must wait for them); with `mayCrash`, the
-   * crash model may stop the node among them.
-   */
-  private execute(node: SimNode, effects: readonly AnyEffect[], mayCrash: boolean): void {
-    const epoch = node.epoch;
-    const plan = node.sequencer.step(effects);
-    const crashAt = mayCrash ? this.crashPoint(plan.actions.length) : -1;
-    for (let i = 0; i < plan.actions.length; i++) {
-      if (i === crashAt) return this.crash(node, undefined, false, plan.afterPersist);
-      if (node.epoch !== epoch) return;
-      const a = plan.actions[i]!;
-      if (a.kind === 'write') this.persist(node, a.write);
-      else this.apply(node, a.effect);
-    }
-    if (crashAt === plan.actions.length) return this.crash(node, undefined, false, plan.afterPersist);
-    for (const e of plan.afterPersist) this.apply(node, e);
-  }
-
-  /**
-   * Released after-persist effects run as an event of their own, at the same
-   * virtual time, so that a crash can land between a record becoming durable
-   * and what waited for it (as in the commit world).
-   */
-  private armRelease(node: SimNode): void {
-    if (node.releaseArmed) return;
-    node.releaseArmed = true;
-    this.schedule(this.now, evRelease, node, node.epoch);
-  }
-
-  private release(node: SimNode): void {
-    node.releaseArmed = false;
-    if (!node.up) return;
-    const effects = node.sequencer.release();
-    if (effects.length === 0) return;
-    const crashAt = this.crashPoint(effects.length);
-    for (let i = 0; i < effects.length; i++) {
-      if (i === crashAt) return this.crash(node, undefined, false, effects.slice(i));
-      this.apply(node, effects[i]!);
-    }
-    if (crashAt === effects.length) this.crash(node);
-  }
-
-  protected override fireOwn(ev: SimEvent<SimNode>): void {
-    if (ev.kind === evRelease && ev.node!.epoch === ev.epoch) this.release(ev.node!);
-  }
-
-  private apply(node: SimNode, e: AnyEffect): void {
+  protected apply(node: SimNode, e: AnyEffect): void {
     switch (e.type) {
       case 'send':
       case 'sendAfterPersist':
@@ -270,7 +202,7 @@ export class BranchWorld extends SimKernel<SimNode> {
 
   // ------------------------------------------------------------------- disk
 
-  private persist(node: SimNode, write: PendingWrite): void {
+  protected persist(node: SimNode, write: PendingWrite): void {
     if (write.force) this.metrics.forcedWrites++;
     node.queued.push(write);
     if (node.flushing === null) this.startFlush(node);

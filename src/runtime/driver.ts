@@ -1,9 +1,11 @@
 // The runtime driver: executes a protocol core's effects for real, with
 // wall-clock timers, a durable log and a transport. It is the runtime twin of
 // the simulator's worlds (src/sim/commit-world.ts, src/sim/branch/world.ts),
-// and follows the same ordering rule (src/protocol/common/types.ts): an
+// and follows the same ordering rule (src/protocol/common/types.ts), kept by
+// the same after-persist sequencer (src/protocol/common/sequencer.ts): an
 // after-persist effect runs only once every write this node issued so far is
-// durable.
+// durable. Appends may settle out of order; the sequencer waits for all of
+// them up to the step's last.
 //
 // A failed log write is different here from the simulator's failing disk: a
 // real store cannot say whether the records reached stable storage (see
@@ -18,6 +20,7 @@
 // means (for the 2PC coordinator: a call on a database adapter).
 
 import type { ReportSaga, SagaEffect, SagaRole } from '../protocol/branch/types.ts';
+import { AfterPersistSequencer, type SequencedWrite } from '../protocol/common/sequencer.ts';
 import type { Input, NodeId, Outcome, TimerId, TxnId } from '../protocol/common/types.ts';
 import type { DurableLog } from './log/types.ts';
 
@@ -41,12 +44,8 @@ type AnyEffect<M, R> = SagaEffect<M, R>;
 export class Driver<S, M, R, C> {
   private state: S | undefined;
   private readonly timers = new Map<TimerId, ReturnType<typeof setTimeout>>();
-  private issuedSeq = 0;
-  /** Every write up to this one has settled (durable or failed). */
-  private doneSeq = 0;
-  private readonly settledSeqs = new Set<number>();
-  /** The after-persist queue: effects that wait until every write up to `uptoSeq` is durable. */
-  private pendingAfterPersist: { uptoSeq: number; effects: AnyEffect<M, R>[] }[] = [];
+  /** Which writes to issue, and the after-persist effects waiting for them. */
+  private readonly sequencer = new AfterPersistSequencer<AnyEffect<M, R>, R>();
   private halted = false;
   private idle: (() => void)[] = [];
   private closed = false;
@@ -85,31 +84,12 @@ export class Driver<S, M, R, C> {
   }
 
   private execute(effects: readonly AnyEffect<M, R>[]): void {
-    const later: AnyEffect<M, R>[] = [];
-    for (const e of effects) {
-      switch (e.type) {
-        case 'persist':
-          this.persist(e.record, e.force);
-          break;
-        case 'sendAfterPersist':
-          later.push(e);
-          break;
-        case 'resource':
-        case 'reportOutcome':
-        case 'reportSaga':
-          if (e.afterPersist) later.push(e);
-          else this.apply(e);
-          break;
-        default:
-          this.apply(e);
-      }
+    const plan = this.sequencer.step(effects);
+    for (const a of plan.actions) {
+      if (a.kind === 'write') this.persist(a.write);
+      else this.apply(a.effect);
     }
-    if (later.length === 0) return;
-    if (this.doneSeq === this.issuedSeq) {
-      for (const e of later) this.apply(e);
-      return;
-    }
-    this.pendingAfterPersist.push({ uptoSeq: this.issuedSeq, effects: later });
+    for (const e of plan.afterPersist) this.apply(e);
   }
 
   /**
@@ -126,22 +106,19 @@ export class Driver<S, M, R, C> {
     return this.halted;
   }
 
-  private persist(record: R, force: boolean): void {
-    const seq = ++this.issuedSeq;
-    this.ports.log.append([record], force).then(
-      () => this.settle(seq),
+  private persist(write: SequencedWrite<R>): void {
+    this.ports.log.append([write.record], write.force).then(
+      () => this.settle(write.seq),
       (err: unknown) => this.halt(err),
     );
   }
 
   private settle(seq: number): void {
-    this.settledSeqs.add(seq);
-    while (this.settledSeqs.has(this.doneSeq + 1)) this.settledSeqs.delete(++this.doneSeq);
-    const ready = this.pendingAfterPersist.filter((b) => b.uptoSeq <= this.doneSeq);
-    if (ready.length > 0)
-      this.pendingAfterPersist = this.pendingAfterPersist.filter((b) => b.uptoSeq > this.doneSeq);
-    for (const b of ready) if (!this.closed) for (const e of b.effects) this.apply(e);
-    if (this.doneSeq === this.issuedSeq) for (const resolve of this.idle.splice(0)) resolve();
+    if (this.halted) return;
+    this.sequencer.durable(seq);
+    // No crash window to model here: what the write released runs at once.
+    for (const e of this.sequencer.release()) if (!this.closed) this.apply(e);
+    if (this.sequencer.idle) for (const resolve of this.idle.splice(0)) resolve();
   }
 
   private halt(err: unknown): void {
@@ -150,7 +127,7 @@ export class Driver<S, M, R, C> {
     this.closed = true;
     for (const handle of this.timers.values()) clearTimeout(handle);
     this.timers.clear();
-    this.pendingAfterPersist = [];
+    this.sequencer.crash();
     for (const resolve of this.idle.splice(0)) resolve();
     this.ports.halted(err);
   }
@@ -194,7 +171,7 @@ export class Driver<S, M, R, C> {
 
   /** Wait until every write issued so far has settled. */
   settled(): Promise<void> {
-    if (this.halted || this.doneSeq === this.issuedSeq) return Promise.resolve();
+    if (this.halted || this.sequencer.idle) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
   }
 

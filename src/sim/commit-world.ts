@@ -4,13 +4,16 @@
 // restart from their durable log, simulated clients, and a resource model per
 // participant. It drives the very protocol cores the runtime drives, through
 // the same `Role` port, and executes their effects under the ordering rule of
-// ../protocol/common/types.ts.
+// ../protocol/common/types.ts, kept by the after-persist sequencer
+// (../protocol/common/sequencer.ts). What a durable write releases runs as an
+// event of its own, so a crash can land between the two.
 //
 // Everything that happens is decided by the seed: a run is reproducible byte
 // for byte (only wall-clock time differs). Checkers (./checkers.ts) watch
 // every state change; metrics are measured here.
 
 import { assert } from '../protocol/common/assert.ts';
+import { AfterPersistSequencer, type SequencedWrite } from '../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId, Outcome } from '../protocol/common/types.ts';
 import { Checkers } from './checkers.ts';
 import {
@@ -72,23 +75,7 @@ export type TraceEvent =
 
 type AnyEffect = Effect<unknown, unknown>;
 
-interface PendingWrite {
-  seq: number;
-  record: unknown;
-  force: boolean;
-}
-
-interface AfterPersistBatch {
-  /** Every write up to this one must be durable before the effects run. */
-  uptoSeq: number;
-  /**
-   * A failed write from this one on drops the effects: the step's own writes,
-   * or, for a step that wrote nothing, every write it waited for.
-   */
-  guardFromSeq: number;
-  effects: AnyEffect[];
-  poisoned: boolean;
-}
+type PendingWrite = SequencedWrite<unknown>;
 
 interface SimNode {
   spec: NodeSpec;
@@ -106,9 +93,8 @@ interface SimNode {
   compactAt: number;
   queued: PendingWrite[];
   flushing: PendingWrite[] | null;
-  issuedSeq: number;
-  doneSeq: number;
-  pendingAfterPersist: AfterPersistBatch[];
+  sequencer: AfterPersistSequencer<AnyEffect>;
+  releaseArmed: boolean;
   failRate: number;
   resource: ResourceModel | null;
   /** A restart is already scheduled (by the scenario or a random crash). */
@@ -156,7 +142,7 @@ export interface CommitWorldMetrics {
   events: number;
 }
 
-export class CommitWorld extends SimKernel<SimNode> {
+export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   readonly checkers: Checkers;
   readonly metrics: CommitWorldMetrics;
   readonly coordinator: NodeId;
@@ -218,9 +204,8 @@ export class CommitWorld extends SimKernel<SimNode> {
         preparedAt: new Map(),
         queued: [],
         flushing: null,
-        issuedSeq: 0,
-        doneSeq: 0,
-        pendingAfterPersist: [],
+        sequencer: new AfterPersistSequencer(),
+        releaseArmed: false,
         failRate: opts.failRates.get(spec.id) ?? 0,
         resource: null,
         restartAt: -1,
@@ -278,18 +263,19 @@ export class CommitWorld extends SimKernel<SimNode> {
       this.scenarioFired = true;
       return this.crash(node, scenario.downtimeMs, true);
     }
-    let crashAt = -1;
-    if (this.faultsOn && this.opts.faults.crashRate > 0 && this.rng.chance(this.opts.faults.crashRate)) {
-      crashAt = this.rng.int(effects.length + 1);
-      if (
-        node.spec.kind === 'acceptor' &&
-        this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity)
-      ) {
-        crashAt = -1;
-      }
-    }
-    this.execute(node, effects, crashAt);
+    this.execute(node, effects, true);
     if (this.opts.protocol.invariants !== undefined) this.checkInvariants(input);
+  }
+
+  /** The crash model, but never more than `acceptorsDownMax` acceptors down at once. */
+  protected override crashPoint(node: SimNode, count: number): number {
+    const at = super.crashPoint(node, count);
+    if (
+      node.spec.kind === 'acceptor' &&
+      this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity)
+    )
+      return -1;
+    return at;
   }
 
   private acceptorsDown(): number {
@@ -314,47 +300,7 @@ export class CommitWorld extends SimKernel<SimNode> {
     }
   }
 
-  private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {
-    const epoch = node.epoch;
-    const issuedBefore = node.issuedSeq;
-    // Allocated only for the steps that have after-persist effects.
-    let later: AnyEffect[] | null = null;
-    for (let i = 0; i < effects.length; i++) {
-      if (i === crashAt) return this.crash(node);
-      if (node.epoch !== epoch) return;
-      const e = effects[i]!;
-      switch (e.type) {
-        case 'persist':
-          this.persist(node, e.record, e.force);
-          break;
-        case 'sendAfterPersist':
-          (later ??= []).push(e);
-          break;
-        case 'resource':
-        case 'reportOutcome':
-          if (e.afterPersist) (later ??= []).push(e);
-          else this.apply(node, e);
-          break;
-        default:
-          this.apply(node, e);
-      }
-    }
-    if (crashAt === effects.length) return this.crash(node);
-    if (later === null) return;
-    if (node.doneSeq === node.issuedSeq) {
-      for (const e of later) this.apply(node, e);
-    } else {
-      const guardFromSeq = node.issuedSeq > issuedBefore ? issuedBefore + 1 : node.doneSeq + 1;
-      node.pendingAfterPersist.push({
-        uptoSeq: node.issuedSeq,
-        guardFromSeq,
-        effects: later,
-        poisoned: false,
-      });
-    }
-  }
-
-  private apply(node: SimNode, e: AnyEffect): void {
+  protected apply(node: SimNode, e: AnyEffect): void {
     switch (e.type) {
       case 'send':
       case 'sendAfterPersist':
@@ -413,11 +359,11 @@ export class CommitWorld extends SimKernel<SimNode> {
    * is under way: group commit). A lazy write only waits in the buffer: it
    * goes out with the next flush, or on its own after `lazyFlushMs`.
    */
-  private persist(node: SimNode, record: unknown, force: boolean): void {
-    if (force) this.metrics.forcedWrites++;
-    node.queued.push({ seq: ++node.issuedSeq, record, force });
+  protected persist(node: SimNode, write: PendingWrite): void {
+    if (write.force) this.metrics.forcedWrites++;
+    node.queued.push(write);
     if (node.flushing !== null) return;
-    if (force) this.startFlush(node);
+    if (write.force) this.startFlush(node);
     else this.armLazyFlush(node);
   }
 
@@ -441,7 +387,7 @@ export class CommitWorld extends SimKernel<SimNode> {
 
   private flushDone(node: SimNode, batch: PendingWrite[]): void {
     node.flushing = null;
-    const failed: PendingWrite[] = [];
+    const failures: Input<unknown>[] = [];
     for (const w of batch) {
       const ok = !(w.force && this.rng.chance(node.failRate));
       if (this.opts.trace) {
@@ -455,11 +401,10 @@ export class CommitWorld extends SimKernel<SimNode> {
         });
       }
       if (!ok) {
-        failed.push(w);
-        for (const b of node.pendingAfterPersist)
-          if (b.guardFromSeq <= w.seq && w.seq <= b.uptoSeq) b.poisoned = true;
+        failures.push(...node.sequencer.failed(w.seq).inputs);
         continue;
       }
+      node.sequencer.durable(w.seq);
       node.durable.push(w.record);
       if (node.durable.length >= node.compactAt) {
         node.durable = this.opts.protocol.compact(node.spec.kind, node.durable);
@@ -476,28 +421,13 @@ export class CommitWorld extends SimKernel<SimNode> {
         }
       }
     }
-    node.doneSeq = batch[batch.length - 1]!.seq;
-    const epoch = node.epoch;
-    // Barriers are kept in issue order, so the ready ones are a prefix.
-    // Applying effects never steps a core synchronously (messages, timers
-    // and granted work are all scheduled), so nothing joins the after-persist queue meanwhile.
-    let ready = 0;
-    while (
-      ready < node.pendingAfterPersist.length &&
-      node.pendingAfterPersist[ready]!.uptoSeq <= node.doneSeq
-    )
-      ready++;
-    for (let k = 0; k < ready && node.epoch === epoch; k++) {
-      const b = node.pendingAfterPersist.shift()!;
-      if (b.poisoned) continue;
-      for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
-    }
+    if (node.sequencer.releasable) this.armRelease(node);
     // Writes that queued behind this flush go next; lazy ones alone wait for their timer.
-    if (node.flushing === null && node.epoch === epoch && node.queued.length > 0) {
+    if (node.queued.length > 0) {
       if (node.queued.some((w) => w.force)) this.startFlush(node);
       else this.armLazyFlush(node);
     }
-    for (const w of failed) this.step(node, { type: 'persistFailed', record: w.record });
+    for (const input of failures) this.step(node, input);
   }
 
   // ------------------------------------------------------- crash and restart
@@ -511,8 +441,8 @@ export class CommitWorld extends SimKernel<SimNode> {
     node.queued = [];
     node.flushing = null;
     node.lazyFlushArmed = false;
-    node.pendingAfterPersist = [];
-    node.doneSeq = node.issuedSeq;
+    node.sequencer.crash();
+    node.releaseArmed = false;
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'crash', node: node.spec.id });
     if (node.resource !== null) {
       for (const txn of node.resource.crash()) this.observeRm(node, txn, 'aborted');
@@ -532,7 +462,7 @@ export class CommitWorld extends SimKernel<SimNode> {
     node.state = state;
     if (node.spec.kind === 'participant')
       this.checkers.recovered(node.spec.id, this.opts.protocol.inDoubt(state));
-    this.execute(node, effects, -1);
+    this.execute(node, effects, false);
   }
 
   // ----------------------------------------------------------------- client

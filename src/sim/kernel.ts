@@ -3,11 +3,13 @@
 // timers, and the two-phase run (a safety phase under faults until every
 // client is done, then a liveness phase with every fault healed).
 //
-// Two worlds build on it: the commit world (./world.ts: clients execute work
-// at participants under locks, then ask a coordinator to commit) and the saga
-// world (./saga/world.ts: clients hand an orchestrator a whole definition).
-// Each keeps its own nodes, disk model and clients; what they share is here,
-// so that a fault means the same thing in both.
+// Two worlds build on it: the commit world (./commit-world.ts: clients execute
+// work at participants under locks, then ask a coordinator to commit) and the
+// branch world (./branch/world.ts: clients hand an orchestrator a whole
+// definition). Each keeps its own nodes, disk model and clients; what they
+// share is here, so that a fault means the same thing in both — including how
+// a step's effects are carried out under the after-persist rule
+// (../protocol/common/sequencer.ts) and where a crash may land among them.
 //
 // Events are pooled records, not closures: a run schedules some thirty
 // events per transaction, and allocating a closure and its context for each
@@ -15,6 +17,7 @@
 // a protocol timer firing) are handled here; a world adds its own kinds
 // (`fireOwn`), and `at(time, run)` takes a closure for the rare ones.
 
+import type { AfterPersistSequencer, SequencedEffect, SequencedWrite } from '../protocol/common/sequencer.ts';
 import type { Input, NodeId } from '../protocol/common/types.ts';
 import { Prng } from './prng.ts';
 import { EventQueue } from './queue.ts';
@@ -111,7 +114,7 @@ export function networkAndFaults(
 }
 
 /** What the kernel needs of a world's node. */
-export interface KernelNode {
+export interface KernelNode<E extends SequencedEffect = SequencedEffect> {
   /** Position in the world's node list (the client comes after every node). */
   index: number;
   up: boolean;
@@ -123,6 +126,10 @@ export interface KernelNode {
   restartAt: number;
   /** The restart is the scenario's: healing does not bring the node back early. */
   pinnedRestart: boolean;
+  /** Which writes to issue, and which after-persist effects their completion releases. */
+  sequencer: AfterPersistSequencer<E>;
+  /** An event to carry out released after-persist effects is scheduled. */
+  releaseArmed: boolean;
 }
 
 export interface KernelMetrics {
@@ -146,6 +153,7 @@ const evRun = 0;
 const evDeliver = 1;
 const evTimer = 2;
 const evClientStart = 3;
+const evRelease = 4;
 export const firstOwnEventKind = 16;
 
 export class SimEvent<N> {
@@ -161,7 +169,7 @@ export class SimEvent<N> {
   run: (() => void) | null = null;
 }
 
-export abstract class SimKernel<N extends KernelNode> {
+export abstract class SimKernel<N extends KernelNode<E>, E extends SequencedEffect = SequencedEffect> {
   readonly queue = new EventQueue<SimEvent<N>>();
   readonly rng: Prng;
   now = 0;
@@ -204,6 +212,73 @@ export abstract class SimKernel<N extends KernelNode> {
   protected abstract startClient(): void;
   /** A world's own event kinds. */
   protected fireOwn(_ev: SimEvent<N>): void {}
+  /** Queue `write` on the node's disk. */
+  protected abstract persist(node: N, write: SequencedWrite<unknown>): void;
+  /** Carry out one effect that is not a write. */
+  protected abstract apply(node: N, effect: E): void;
+  /**
+   * Crash `node` (volatile state, timers, unflushed writes and waiting
+   * effects lost); `taken`: effects it had taken to carry out and had not yet.
+   */
+  protected abstract crash(node: N, downtimeMs?: number, pinned?: boolean, taken?: readonly E[]): void;
+
+  // --------------------------------------------------------- carrying out effects
+
+  /**
+   * Where the crash model stops `node` among `count` effects it is carrying
+   * out: before the effect at that index (`count`: after all of them), or -1
+   * when it does not crash.
+   */
+  protected crashPoint(_node: N, count: number): number {
+    if (!this.faultsOn || this.faults.crashRate <= 0 || !this.rng.chance(this.faults.crashRate)) return -1;
+    return this.rng.int(count + 1);
+  }
+
+  /**
+   * Carry out a step's effects in order (the node's sequencer says which
+   * writes to issue and holds back what must wait for them). With
+   * `mayCrash`, the crash model may stop the node among them, so that some
+   * happen and the rest are lost.
+   */
+  protected execute(node: N, effects: readonly E[], mayCrash: boolean): void {
+    const epoch = node.epoch;
+    const plan = node.sequencer.step(effects);
+    const crashAt = mayCrash ? this.crashPoint(node, plan.actions.length) : -1;
+    for (let i = 0; i < plan.actions.length; i++) {
+      if (i === crashAt) return this.crash(node, undefined, false, plan.afterPersist);
+      if (node.epoch !== epoch) return;
+      const a = plan.actions[i]!;
+      if (a.kind === 'write') this.persist(node, a.write);
+      else this.apply(node, a.effect);
+    }
+    if (crashAt === plan.actions.length) return this.crash(node, undefined, false, plan.afterPersist);
+    for (const e of plan.afterPersist) this.apply(node, e);
+  }
+
+  /**
+   * Writes became durable and released after-persist effects: they are
+   * carried out by an event of their own (at the same virtual time), so that
+   * the crash model can land between "the record is durable" and "what
+   * waited for it is done", as a process can die right after fsync returns.
+   */
+  protected armRelease(node: N): void {
+    if (node.releaseArmed) return;
+    node.releaseArmed = true;
+    this.schedule(this.now, evRelease, node, node.epoch);
+  }
+
+  private release(node: N): void {
+    node.releaseArmed = false;
+    if (!node.up) return;
+    const effects = node.sequencer.release();
+    if (effects.length === 0) return;
+    const crashAt = this.crashPoint(node, effects.length);
+    for (let i = 0; i < effects.length; i++) {
+      if (i === crashAt) return this.crash(node, undefined, false, effects.slice(i));
+      this.apply(node, effects[i]!);
+    }
+    if (crashAt === effects.length) this.crash(node);
+  }
 
   // ------------------------------------------------------------------ events
 
@@ -253,6 +328,9 @@ export abstract class SimKernel<N extends KernelNode> {
       }
       case evClientStart:
         return this.startClient();
+      case evRelease:
+        if (node!.epoch === ev.epoch) this.release(node!);
+        return;
       default:
         return this.fireOwn(ev);
     }

@@ -107,3 +107,28 @@ export function paxosCommitForgettingRound(): SimProtocol {
 export function paxosCommitAmnesiacAcceptors(options: ProtocolOptions = {}): SimProtocol {
   return paxosCommitForgetting('acc', options);
 }
+
+/** Wraps a role so that its recovery leaves out every `resource commit` it would re-apply. */
+function notReapplyingCommits(role: AnyRole): AnyRole {
+  return {
+    init: (self, config) => role.init(self, config),
+    recover(self, config, log) {
+      const r = role.recover(self, config, log);
+      return {
+        state: r.state,
+        effects: r.effects.filter((e) => !(e.type === 'resource' && e.action === 'commit')),
+      };
+    },
+    step: (state, input) => role.step(state, input),
+  };
+}
+
+/**
+ * 2PC whose participants, on a restart, do not re-apply the work of a
+ * transaction whose `committed` record is durable: caught only when a crash
+ * can land after the record is durable and before the work is applied.
+ */
+export function twoPcNotReapplyingCommitted(): SimProtocol {
+  const p = makeProtocol('2pc');
+  return { ...p, participantRole: notReapplyingCommits(p.participantRole) };
+}

@@ -85,8 +85,9 @@
 // (`released ...`), dropped because a write it waited for failed (`dropped
 // ...`, followed by the core's `persistFailed` step), or lost in a crash
 // (`lost ...`). An after-persist effect waits for every write its node issued
-// up to its step; it is dropped when one of its own step's writes fails or,
-// for a step that wrote nothing, when any write it waited for fails.
+// up to its step; when a write fails, the effects of its step and of every
+// step queued behind it are dropped at once (the rule and its keeper,
+// src/protocol/common/sequencer.ts, are the simulator's and the runtime's).
 //
 // Checks, on every step (a breach aborts the script with an error, so a
 // script can never record one as expected output):
@@ -109,6 +110,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Codec } from '../../src/protocol/common/codec.ts';
+import { AfterPersistSequencer } from '../../src/protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId, Role, TxnId } from '../../src/protocol/common/types.ts';
 
 export type Tagged = { type: string; txn: TxnId };
@@ -198,15 +200,6 @@ interface Write {
   status: WriteStatus;
 }
 
-interface Barrier {
-  /** Every write up to this one must complete first. */
-  uptoSeq: number;
-  /** A failure of any of these drops the effects. */
-  guard: Set<number>;
-  effects: AnyEffect[];
-  poisoned: boolean;
-}
-
 export interface ScriptNode {
   id: NodeId;
   kind: NodeKind;
@@ -217,8 +210,10 @@ export interface ScriptNode {
   state: unknown;
   /** Armed timers and their delays. */
   timers: Map<string, number>;
+  /** Every write ever issued, in issue order (`seq` is the sequencer's number). */
   writes: Write[];
-  barriers: Barrier[];
+  /** The ordering rule: which after-persist effects each completed write releases. */
+  sequencer: AfterPersistSequencer<AnyEffect, Tagged>;
   hold: boolean;
 }
 
@@ -612,7 +607,7 @@ export class Cluster {
       state: role.init(id, config(1)),
       timers: new Map(),
       writes: [],
-      barriers: [],
+      sequencer: new AfterPersistSequencer(),
       hold: false,
     });
   }
@@ -693,43 +688,26 @@ export class Cluster {
     this.stepCommand(to, { type: 'receive', from, msg: this.encodeMsg(msg as Tagged).msg });
   }
 
-  // Carrying out one step's effects. Persists first: "every persist effect of
-  // one step must be durable before any effect of that step marked after
-  // persist", so the step's after-persist effects wait for all its writes,
-  // wherever they stand in the list.
+  // Carrying out one step's effects, as the sequencer plans them (the rule
+  // of src/protocol/common/types.ts, in src/protocol/common/sequencer.ts).
+  // Writes first, so that the checks see what the step issued; every record
+  // crosses the log codec on its way in.
   private execute(n: ScriptNode, effects: readonly AnyEffect[]): void {
-    const issuedBefore = n.writes.length;
-    for (const e of effects) {
-      this.print(n.id, this.effectText(e));
-      if (e.type === 'persist') {
-        const record = this.roundTripRecord(e.record as Tagged);
-        n.writes.push({ seq: n.writes.length + 1, record, force: e.force, status: 'pending' });
-      }
+    for (const e of effects) this.print(n.id, this.effectText(e));
+    const plan = n.sequencer.step(
+      effects.map((e) =>
+        e.type === 'persist' ? { ...e, record: this.roundTripRecord(e.record as Tagged) } : e,
+      ),
+    );
+    for (const a of plan.actions) {
+      if (a.kind !== 'write') continue;
+      const { seq, record, force } = a.write;
+      n.writes.push({ seq, record: record as Tagged, force, status: 'pending' });
     }
     for (const e of effects) this.checkIssued(n, e);
-    const later: AnyEffect[] = [];
-    for (const e of effects) {
-      if (e.type === 'persist') continue;
-      if (this.afterPersist(e)) later.push(e);
-      else this.apply(n, e);
-    }
-    const pending = this.pendingWrites(n);
-    if (later.length > 0) {
-      if (pending.length === 0) {
-        for (const e of later) this.apply(n, e);
-      } else {
-        const own = n.writes.length > issuedBefore;
-        const guard = new Set(
-          own ? n.writes.slice(issuedBefore).map((w) => w.seq) : pending.map((w) => w.seq),
-        );
-        n.barriers.push({ uptoSeq: n.writes.length, guard, effects: later, poisoned: false });
-      }
-    }
+    for (const a of plan.actions) if (a.kind === 'apply') this.apply(n, a.effect);
+    for (const e of plan.afterPersist) this.apply(n, e);
     if (!n.hold) this.flush(n, false);
-  }
-
-  private afterPersist(e: AnyEffect): boolean {
-    return e.type === 'sendAfterPersist' || (e as { afterPersist?: boolean }).afterPersist === true;
   }
 
   private flush(n: ScriptNode, verbose: boolean): void {
@@ -738,8 +716,10 @@ export class Cluster {
     }
   }
 
+  /** `w` is durable: what waited for it is released, but not yet carried out. */
   private markDurable(n: ScriptNode, w: Write, verbose: boolean): void {
     w.status = 'durable';
+    n.sequencer.durable(w.seq);
     if (verbose) this.print(n.id, `durable ${this.recordText(w.record)}`);
     const move = (this.protocol.rmRecords ?? defaultRmRecords)[w.record.type];
     if (n.kind === 'participant' && move !== undefined) {
@@ -750,23 +730,22 @@ export class Cluster {
   }
 
   private complete(n: ScriptNode, w: Write, ok: boolean, verbose: boolean): void {
+    let failure: { dropped: AnyEffect[]; inputs: Input<unknown>[] } | null = null;
     if (ok) {
       this.markDurable(n, w, verbose);
     } else {
       w.status = 'failed';
       if (verbose) this.print(n.id, `failed ${this.recordText(w.record)}`);
-      for (const b of n.barriers) if (b.guard.has(w.seq)) b.poisoned = true;
+      failure = n.sequencer.failed(w.seq);
     }
-    const settled = (seq: number) => n.writes.slice(0, seq).every((x) => x.status !== 'pending');
-    const ready = n.barriers.filter((b) => settled(b.uptoSeq));
-    n.barriers = n.barriers.filter((b) => !settled(b.uptoSeq));
-    for (const b of ready) {
-      for (const e of b.effects) {
-        if (verbose) this.print(n.id, `${b.poisoned ? 'dropped' : 'released'} ${this.effectText(e)}`);
-        if (!b.poisoned) this.apply(n, e);
-      }
+    // Released effects come from steps before any dropped ones: print in step order.
+    for (const e of n.sequencer.release()) {
+      if (verbose) this.print(n.id, `released ${this.effectText(e)}`);
+      this.apply(n, e);
     }
-    if (!ok) this.step(n, { type: 'persistFailed', record: w.record });
+    if (failure === null) return;
+    if (verbose) for (const e of failure.dropped) this.print(n.id, `dropped ${this.effectText(e)}`);
+    for (const input of failure.inputs) this.step(n, input);
   }
 
   private apply(n: ScriptNode, e: AnyEffect): void {
@@ -898,12 +877,12 @@ export class Cluster {
     n.state = null;
     n.timers.clear();
     this.print(n.id, 'crashed');
+    const lost = n.sequencer.crash();
     for (const w of this.pendingWrites(n)) {
       w.status = 'lost';
       this.print(n.id, `lost write ${this.recordText(w.record)}`);
     }
-    for (const b of n.barriers) for (const e of b.effects) this.print(n.id, `lost ${this.effectText(e)}`);
-    n.barriers = [];
+    for (const e of lost.effects) this.print(n.id, `lost ${this.effectText(e)}`);
     if (n.kind === 'participant') {
       // A resource manager rolls back work that was not prepared when its process died.
       for (const [txn, rms] of this.rms) {

@@ -16,12 +16,16 @@
 // (`sendAfterPersist`, and `resource`/`reportOutcome` with `afterPersist: true`).
 // More precisely, they wait for every write the node has issued so far (a log
 // is sequential), so an after-persist effect in a step that wrote nothing
-// still waits for the writes of earlier steps. If a persist fails (the disk
-// refused, fsync returned an error), the driver drops the after-persist
-// effects that depended on it — those of the step that wrote it, and those of
-// later steps that wrote nothing themselves — and feeds the core a
-// `persistFailed` input naming the record. If the node crashes first, they are
-// simply lost. Plain `send` effects carry no promise and may leave at once.
+// still waits for the writes of earlier steps, and they are carried out in
+// step order. If a persist fails (the disk refused, fsync returned an error),
+// the driver drops the after-persist effects of the step that wrote it and of
+// every later step queued behind it (all computed by a core that believed the
+// write would land), and feeds the core a `persistFailed` input naming the
+// record. If the node crashes first — also after the write is durable but
+// before they are carried out — they are simply lost, and recovery must finish
+// from the log what they would have done. Plain `send` effects carry no
+// promise and may leave at once. Every driver keeps this rule through one
+// structure, ./sequencer.ts.
 
 /** A node in a deployment: a coordinator, a participant, an acceptor. */
 export type NodeId = string;

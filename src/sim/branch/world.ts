@@ -10,10 +10,12 @@
 //   a connection), protocol timers, the two-phase run (safety with faults,
 //   then liveness with every fault healed);
 // - the same rules, kept here: a disk per node with fsync latency and group
-//   commit; the after-persist ordering rule of ../../protocol/common/types.ts;
-//   crashes at a random point among a step's effects that lose volatile
-//   state, timers and unflushed writes, and restarts that rebuild a node from
-//   its durable log;
+//   commit; the after-persist ordering rule of ../../protocol/common/types.ts
+//   (through the same sequencer, ../../protocol/common/sequencer.ts, with
+//   what a durable write releases run as an event of its own); crashes at a
+//   random point among a step's effects, or among what a write released,
+//   that lose volatile state, timers and unflushed writes, and restarts that
+//   rebuild a node from its durable log;
 // - new: late duplicates (a duplicated call's second copy can be held back,
 //   to arrive after its compensation), services whose log is their database,
 //   and the booking checkers (./checkers.ts).
@@ -25,6 +27,7 @@
 import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/branch/service.ts';
 import type { ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
 import { assert } from '../../protocol/common/assert.ts';
+import { AfterPersistSequencer, type SequencedWrite } from '../../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
 import type { Scenario } from '../commit-world.ts';
 import { clientId, type FaultOptions, incarnationConfig, type NetworkOptions, SimKernel } from '../kernel.ts';
@@ -61,11 +64,7 @@ interface AnyRole {
   step(state: unknown, input: Input<unknown>): { state: unknown; effects: AnyEffect[] };
 }
 
-interface PendingWrite {
-  seq: number;
-  record: unknown;
-  force: boolean;
-}
+type PendingWrite = SequencedWrite<unknown>;
 
 interface SimNode {
   id: NodeId;
@@ -80,10 +79,8 @@ interface SimNode {
   durable: unknown[];
   queued: PendingWrite[];
   flushing: PendingWrite[] | null;
-  issuedSeq: number;
-  doneSeq: number;
-  /** After-persist effects waiting for every write up to `uptoSeq`. */
-  waiting: { uptoSeq: number; effects: AnyEffect[] }[];
+  sequencer: AfterPersistSequencer<AnyEffect>;
+  releaseArmed: boolean;
   restartAt: number;
   pinnedRestart: boolean;
 }
@@ -101,7 +98,7 @@ export interface BranchWorldMetrics {
   service: ServiceStats;
 }
 
-export class BranchWorld extends SimKernel<SimNode> {
+export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   readonly checkers = new SagaCheckers();
   readonly metrics: BranchWorldMetrics;
   readonly bookings = new Map<string, Booking>();
@@ -109,6 +106,10 @@ export class BranchWorld extends SimKernel<SimNode> {
   private txnsStarted = 0;
   private readonly waitingClients = new Map<string, number>();
   private scenarioFired = false;
+  /** Sagas whose report the orchestrator lost in a crash (see answerFromLog). */
+  private readonly lostReports = new Set<string>();
+  /** How many lost reports were answered from the log (a crash landed after an `end` was durable). */
+  reportsReadFromLog = 0;
 
   constructor(opts: BranchWorldOptions) {
     const p = opts.protocol;
@@ -143,9 +144,8 @@ export class BranchWorld extends SimKernel<SimNode> {
         durable: [],
         queued: [],
         flushing: null,
-        issuedSeq: 0,
-        doneSeq: 0,
-        waiting: [],
+        sequencer: new AfterPersistSequencer(),
+        releaseArmed: false,
         restartAt: -1,
         pinnedRestart: false,
       });
@@ -172,31 +172,10 @@ export class BranchWorld extends SimKernel<SimNode> {
       this.scenarioFired = true;
       return this.crash(node, scenario.downtimeMs, true);
     }
-    let crashAt = -1;
-    if (this.faultsOn && this.opts.faults.crashRate > 0 && this.rng.chance(this.opts.faults.crashRate)) {
-      crashAt = this.rng.int(effects.length + 1);
-    }
-    this.execute(node, effects, crashAt);
+    this.execute(node, effects, true);
   }
 
-  private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {
-    const epoch = node.epoch;
-    const later: AnyEffect[] = [];
-    for (let i = 0; i < effects.length; i++) {
-      if (i === crashAt) return this.crash(node);
-      if (node.epoch !== epoch) return;
-      const e = effects[i]!;
-      if (e.type === 'persist') this.persist(node, e.record, e.force);
-      else if (e.type === 'sendAfterPersist' || (e.type === 'reportSaga' && e.afterPersist)) later.push(e);
-      else this.apply(node, e);
-    }
-    if (crashAt === effects.length) return this.crash(node);
-    if (later.length === 0) return;
-    if (node.doneSeq === node.issuedSeq) for (const e of later) this.apply(node, e);
-    else node.waiting.push({ uptoSeq: node.issuedSeq, effects: later });
-  }
-
-  private apply(node: SimNode, e: AnyEffect): void {
+  protected apply(node: SimNode, e: AnyEffect): void {
     switch (e.type) {
       case 'send':
       case 'sendAfterPersist':
@@ -223,9 +202,9 @@ export class BranchWorld extends SimKernel<SimNode> {
 
   // ------------------------------------------------------------------- disk
 
-  private persist(node: SimNode, record: unknown, force: boolean): void {
-    if (force) this.metrics.forcedWrites++;
-    node.queued.push({ seq: ++node.issuedSeq, record, force });
+  protected persist(node: SimNode, write: PendingWrite): void {
+    if (write.force) this.metrics.forcedWrites++;
+    node.queued.push(write);
     if (node.flushing === null) this.startFlush(node);
   }
 
@@ -243,15 +222,12 @@ export class BranchWorld extends SimKernel<SimNode> {
   private flushDone(node: SimNode, batch: PendingWrite[]): void {
     node.flushing = null;
     for (const w of batch) {
+      node.sequencer.durable(w.seq);
       node.durable.push(w.record);
       this.observeDurable(node, w.record);
     }
-    node.doneSeq = batch[batch.length - 1]!.seq;
-    const epoch = node.epoch;
-    const ready = node.waiting.filter((b) => b.uptoSeq <= node.doneSeq);
-    node.waiting = node.waiting.filter((b) => b.uptoSeq > node.doneSeq);
-    for (const b of ready) for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
-    if (node.queued.length > 0 && node.flushing === null && node.epoch === epoch) this.startFlush(node);
+    if (node.sequencer.releasable) this.armRelease(node);
+    if (node.queued.length > 0) this.startFlush(node);
   }
 
   private observeDurable(node: SimNode, record: unknown): void {
@@ -274,7 +250,8 @@ export class BranchWorld extends SimKernel<SimNode> {
 
   // ------------------------------------------------------- crash and restart
 
-  crash(node: SimNode, downtimeMs?: number, pinned = false): void {
+  /** `taken`: effects the node had taken to carry out and had not yet; lost with it. */
+  crash(node: SimNode, downtimeMs?: number, pinned = false, taken: readonly AnyEffect[] = []): void {
     if (!node.up) return;
     this.metrics.crashes++;
     this.collectStats(node);
@@ -282,8 +259,9 @@ export class BranchWorld extends SimKernel<SimNode> {
     node.state = null;
     node.queued = [];
     node.flushing = null;
-    node.waiting = [];
-    node.doneSeq = node.issuedSeq;
+    for (const e of [...taken, ...node.sequencer.crash().effects])
+      if (e.type === 'reportSaga') this.lostReports.add(e.txn);
+    node.releaseArmed = false;
     this.scheduleRestart(node, downtimeMs, pinned);
   }
 
@@ -299,7 +277,31 @@ export class BranchWorld extends SimKernel<SimNode> {
       node.durable,
     );
     node.state = state;
-    this.execute(node, effects, -1);
+    this.execute(node, effects, false);
+    if (node.id === orchestratorId) this.answerFromLog(node);
+  }
+
+  /**
+   * A report lost with the orchestrator's crash, of a saga whose `end` is
+   * durable, is read from the log once the orchestrator is back, as a
+   * runtime caller does with `result()` (src/runtime/branch/orchestrator.ts);
+   * recovery does not report a saga that has ended. A report whose `end` was
+   * lost too is the recovered run's to make again.
+   */
+  private answerFromLog(node: SimNode): void {
+    if (this.lostReports.size === 0) return;
+    const ends = new Map<string, SagaOutcome>();
+    for (const r of node.durable as { type: string; txn: string; outcome?: SagaOutcome }[]) {
+      if (!this.lostReports.has(r.txn)) continue;
+      if (r.type === 'end') ends.set(r.txn, r.outcome!);
+      else if (r.type === 'begin') ends.delete(r.txn);
+    }
+    this.lostReports.clear();
+    for (const [txn, outcome] of ends) {
+      this.reportsReadFromLog++;
+      this.checkers.reported(txn, outcome);
+      this.send(node.id, clientId, { type: 'OUTCOME', txn, outcome }, false);
+    }
   }
 
   private collectStats(node: SimNode): void {

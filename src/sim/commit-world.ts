@@ -389,6 +389,8 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     node.flushing = null;
     const failures: Input<unknown>[] = [];
     for (const w of batch) {
+      // An earlier write of this node failed and took this one with it.
+      if (!node.sequencer.isPending(w.seq)) continue;
       const ok = !(w.force && this.rng.chance(node.failRate));
       if (this.opts.trace) {
         this.opts.trace.push({
@@ -421,6 +423,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
         }
       }
     }
+    if (failures.length > 0) node.queued = node.queued.filter((w) => node.sequencer.isPending(w.seq));
     if (node.sequencer.releasable) this.armRelease(node);
     // Writes that queued behind this flush go next; lazy ones alone wait for their timer.
     if (node.queued.length > 0) {

@@ -85,8 +85,9 @@
 // (`released ...`), dropped because a write it waited for failed (`dropped
 // ...`, followed by the core's `persistFailed` step), or lost in a crash
 // (`lost ...`). An after-persist effect waits for every write its node issued
-// up to its step; when a write fails, the effects of its step and of every
-// step queued behind it are dropped at once (the rule and its keeper,
+// up to its step; when a write fails, every later pending write of the node
+// fails with it (a log is sequential), and the effects of its step and of
+// every step queued behind it are dropped at once (the rule and its keeper,
 // src/protocol/common/sequencer.ts, are the simulator's and the runtime's).
 //
 // Checks, on every step (a breach aborts the script with an error, so a
@@ -110,7 +111,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Codec } from '../../src/protocol/common/codec.ts';
-import { AfterPersistSequencer } from '../../src/protocol/common/sequencer.ts';
+import { AfterPersistSequencer, type WriteFailure } from '../../src/protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId, Role, TxnId } from '../../src/protocol/common/types.ts';
 
 export type Tagged = { type: string; txn: TxnId };
@@ -730,13 +731,17 @@ export class Cluster {
   }
 
   private complete(n: ScriptNode, w: Write, ok: boolean, verbose: boolean): void {
-    let failure: { dropped: AnyEffect[]; inputs: Input<unknown>[] } | null = null;
+    let failure: WriteFailure<AnyEffect, Tagged> | null = null;
     if (ok) {
       this.markDurable(n, w, verbose);
     } else {
-      w.status = 'failed';
-      if (verbose) this.print(n.id, `failed ${this.recordText(w.record)}`);
       failure = n.sequencer.failed(w.seq);
+      // The log is sequential: every later pending write fails with this one.
+      for (const f of failure.failed) {
+        const failed = n.writes.find((x) => x.seq === f.seq)!;
+        failed.status = 'failed';
+        if (verbose) this.print(n.id, `failed ${this.recordText(failed.record)}`);
+      }
     }
     // Released effects come from steps before any dropped ones: print in step order.
     for (const e of n.sequencer.release()) {

@@ -20,9 +20,13 @@
 // and a batch issued while an earlier one still waits (or is ready but not yet
 // taken) queues behind it even if it wrote nothing. A write that fails drops
 // the batch of the step that issued it and every batch queued behind it (they
-// were computed by a core that believed the write would land), and the core
-// is fed `persistFailed` for the record; batches issued before the failing
-// write are not affected. Writes may be reported in any order (a real store's
+// were computed by a core that believed the write would land). A log is
+// sequential, so every write issued after the failing one and still pending
+// fails with it (the driver must not make them durable), and the core is fed
+// `persistFailed` for each failed record, in issue order: that is how it
+// learns that the effects it asked for behind them were dropped and redoes
+// what it must (a participant writes its `committed` again). Batches issued
+// before the failing write are not affected. Writes may be reported in any order (a real store's
 // appends can settle out of order); a batch waits for all writes up to its own.
 
 import { assert } from './assert.ts';
@@ -56,9 +60,14 @@ export interface StepPlan<E, R> {
 
 /** What a failed write costs. */
 export interface WriteFailure<E, R> {
+  /**
+   * The failed write and every write issued after it that was still pending,
+   * in issue order: none of them may be made durable by the driver.
+   */
+  failed: SequencedWrite<R>[];
   /** After-persist effects that will never be carried out: the failing step's and every later one's. */
   dropped: E[];
-  /** Feed each to the core, after carrying out whatever `release()` now returns. */
+  /** One per failed write, in issue order: feed each to the core, after carrying out whatever `release()` now returns. */
   inputs: { type: 'persistFailed'; record: R }[];
 }
 
@@ -126,13 +135,27 @@ export class AfterPersistSequencer<E extends SequencedEffect, R = unknown> {
    * them with `release()` before feeding the inputs to the core).
    */
   failed(seq: number): WriteFailure<E, R> {
-    const write = this.settle(seq);
+    assert(this.pendingWrites.has(seq), `write ${seq} is not pending`);
+    // A log is sequential: nothing issued after a failed append may become
+    // durable ahead of it, so every later pending write fails with it.
+    const failed = [...this.pendingWrites.values()].filter((w) => w.seq >= seq);
+    for (const w of failed) this.pendingWrites.delete(w.seq);
+    this.resettle();
     const dropped: E[] = [];
     const keep = this.batches.findIndex((b) => b.uptoSeq >= seq);
     if (keep >= 0) {
       for (const b of this.batches.splice(keep)) dropped.push(...b.effects);
     }
-    return { dropped, inputs: [{ type: 'persistFailed', record: write.record }] };
+    return {
+      failed,
+      dropped,
+      inputs: failed.map((w) => ({ type: 'persistFailed' as const, record: w.record })),
+    };
+  }
+
+  /** Whether write `seq` was issued and has not settled (a failure may have taken it). */
+  isPending(seq: number): boolean {
+    return this.pendingWrites.has(seq);
   }
 
   /** Whether `release()` would hand out anything. */
@@ -175,10 +198,14 @@ export class AfterPersistSequencer<E extends SequencedEffect, R = unknown> {
     const write = this.pendingWrites.get(seq);
     assert(write !== undefined, `write ${seq} is not pending`);
     this.pendingWrites.delete(seq);
+    this.resettle();
+    return write;
+  }
+
+  private resettle(): void {
     // Writes enter the map in issue order, so its first key is the lowest
     // pending write, which bounds what has settled.
     const lowest = this.pendingWrites.keys().next();
     this.settledSeq = lowest.done === true ? this.issuedSeq : lowest.value - 1;
-    return write;
   }
 }

@@ -138,10 +138,21 @@ function check(ops: Op[]): void {
           seq.durable(s);
           break;
         }
-        status.set(s, 'failed');
-        const { dropped, inputs } = seq.failed(s);
-        failedSoFar.add(s);
-        assert.deepEqual(inputs, [{ type: 'persistFailed', record: s * 10 }]);
+        // The failing write and every later pending one fail together (a log is sequential).
+        const tail = pending.filter((p) => p >= s);
+        const { failed, dropped, inputs } = seq.failed(s);
+        assert.deepEqual(
+          failed.map((w) => w.seq),
+          tail,
+        );
+        assert.deepEqual(
+          inputs,
+          tail.map((p) => ({ type: 'persistFailed', record: p * 10 })),
+        );
+        for (const p of tail) {
+          status.set(p, 'failed');
+          failedSoFar.add(p);
+        }
         for (const e of dropped) {
           assert.ok(waiters.get(idOf(e))!.upto >= s, `effect ${idOf(e)} dropped by a later write ${s}`);
           end(e, 'dropped');
@@ -225,4 +236,31 @@ test('sequencer: released effects wait to be taken, and a later step queues behi
   ]);
   seq.durable(2);
   assert.deepEqual(seq.crash().effects.map(idOf), [3]);
+});
+
+test('sequencer: a failed write takes every later pending write with it, and the core hears of each', () => {
+  const seq = new AfterPersistSequencer<Fx, number>();
+  // A participant prepares t2 (write 1), then is told to commit t1 (write 2,
+  // whose local commit waits behind write 1).
+  seq.step([
+    { type: 'persist', record: 10, force: true },
+    { type: 'sendAfterPersist', id: 1 },
+  ]);
+  seq.step([
+    { type: 'persist', record: 20, force: true },
+    { type: 'sendAfterPersist', id: 2 },
+  ]);
+  const failure = seq.failed(1);
+  assert.deepEqual(
+    failure.failed.map((w) => w.seq),
+    [1, 2],
+  );
+  assert.deepEqual(failure.dropped.map(idOf), [1, 2]);
+  // Without the second input the core would never learn that its commit was dropped.
+  assert.deepEqual(failure.inputs, [
+    { type: 'persistFailed', record: 10 },
+    { type: 'persistFailed', record: 20 },
+  ]);
+  assert.equal(seq.isPending(2), false);
+  assert.ok(seq.idle);
 });

@@ -1,0 +1,294 @@
+// Inference for list-append histories: transactions append unique elements
+// to lists and read whole lists, so a read reveals the order in which every
+// element it contains was appended. Following Elle (Kingsbury & Alvaro,
+// VLDB 2020, section 4.1), the version order of a key is taken from its
+// longest read; every other read must be a prefix of it (else
+// `incompatible-order`). From that order:
+//
+//   ww  T1 → T2  T2 appended the element that follows, in the key's order, the one T1 appended;
+//   wr  T1 → T2  T2 read a list whose last element T1 appended;
+//   rw  T1 → T2  T1 read a list whose last element (or the empty list) T2's append follows.
+//
+// An append no read observed came after every observed one (a read that
+// included a later element would include it), which still orders it after
+// the last observed element. Only ok and info transactions are nodes; a
+// failed transaction's elements read by someone is G1a. Besides the graph it
+// reports the anomalies a single read shows: G1a, G1b (the read ends on
+// an element its writer later followed with another append to the same key),
+// internal (a read contradicting the transaction's own earlier ops),
+// duplicate-elements and incompatible-order.
+//
+// Pure.
+
+import { HistoryFormatError } from './parse.ts';
+import {
+  type Atom,
+  type CaseWitness,
+  type EdgeKind,
+  EdgeList,
+  type Inference,
+  nameOf,
+  RW,
+  type Txn,
+  viewOf,
+  WR,
+  WW,
+} from './types.ts';
+
+/** The state before any append: what an empty read observed. */
+const INIT = Symbol('initial state');
+type Version = Atom | typeof INIT;
+
+interface Writer {
+  txn: Txn;
+  /** The writer appended to the same key again later in the transaction. */
+  intermediate: boolean;
+}
+
+const show = (v: unknown) => JSON.stringify(v);
+
+function addCase(cases: Map<string, CaseWitness[]>, type: string, witness: CaseWitness): void {
+  let list = cases.get(type);
+  if (list === undefined) cases.set(type, (list = []));
+  list.push(witness);
+}
+
+/** The list a read observed, or undefined when it is unknown (an info's null). */
+function observed(txn: Txn, value: unknown): readonly Atom[] | undefined {
+  if (value === null) return txn.type === 'ok' ? [] : undefined;
+  return value as readonly Atom[];
+}
+
+/** Every appended element's writer, per key; throws on an element appended twice (the inference needs them unique). */
+function indexWriters(txns: readonly Txn[], source: string): Map<Atom, Map<Atom, Writer>> {
+  const writers = new Map<Atom, Map<Atom, Writer>>();
+  for (const txn of txns) {
+    const lastAppend = new Map<Atom, Writer>();
+    for (const [f, k, v] of txn.ops) {
+      if (f !== 'append') continue;
+      let byElement = writers.get(k);
+      if (byElement === undefined) writers.set(k, (byElement = new Map()));
+      const earlier = byElement.get(v);
+      if (earlier !== undefined)
+        throw new HistoryFormatError(
+          source,
+          txn.line,
+          `${show(v)} is appended to key ${show(k)} again (first on line ${earlier.txn.line}): ` +
+            'list-append needs every appended element to be unique per key',
+        );
+      const writer = { txn, intermediate: false };
+      byElement.set(v, writer);
+      const before = lastAppend.get(k);
+      if (before !== undefined) before.intermediate = true;
+      lastAppend.set(k, writer);
+    }
+  }
+  return writers;
+}
+
+/** Elle's INT: a read must show what the transaction's own earlier ops on the key imply. */
+function internalCase(txn: Txn): CaseWitness | undefined {
+  // Per key: the elements the transaction knows end the list, and whether it knows the whole list.
+  const known = new Map<Atom, { whole: boolean; list: Atom[] }>();
+  for (const [f, k, v] of txn.ops) {
+    const state = known.get(k);
+    if (f === 'append') {
+      if (state === undefined) known.set(k, { whole: false, list: [v] });
+      else state.list.push(v);
+      continue;
+    }
+    if (f !== 'r') continue;
+    const list = observed(txn, v);
+    if (list === undefined) continue;
+    if (state !== undefined) {
+      const expected = state.list;
+      const offset = list.length - expected.length;
+      const fits = state.whole
+        ? offset === 0 && expected.every((e, i) => list[i] === e)
+        : offset >= 0 && expected.every((e, i) => list[offset + i] === e);
+      if (!fits) {
+        const shape = state.whole ? show(expected) : `[..., ${expected.map(show).join(', ')}]`;
+        return {
+          txn: viewOf(txn),
+          key: k,
+          why: `read key ${show(k)} as ${show(list)} after its own earlier ops on it imply ${shape}`,
+        };
+      }
+    }
+    known.set(k, { whole: true, list: [...list] });
+  }
+  return undefined;
+}
+
+function duplicateOf(list: readonly Atom[]): Atom | undefined {
+  const seen = new Set<Atom>();
+  for (const e of list) {
+    if (seen.has(e)) return e;
+    seen.add(e);
+  }
+  return undefined;
+}
+
+export function inferListAppend(txns: readonly Txn[], source: string): Inference {
+  const writers = indexWriters(txns, source);
+  const cases = new Map<string, CaseWitness[]>();
+  const possible = (t: Txn) => t.type !== 'fail';
+
+  // The longest read of each key, and who read it (for incompatible-order's witness).
+  const longest = new Map<Atom, { list: readonly Atom[]; txn: Txn }>();
+  for (const txn of txns) {
+    if (!possible(txn)) continue;
+    for (const [f, k, v] of txn.ops) {
+      if (f !== 'r') continue;
+      const list = observed(txn, v);
+      if (list === undefined) continue;
+      const best = longest.get(k);
+      if (best === undefined || list.length > best.list.length) longest.set(k, { list, txn });
+    }
+  }
+
+  // Single-read anomalies, and the readers of each version (for rw edges).
+  const readers = new Map<Atom, Map<Version, number[]>>();
+  for (const txn of txns) {
+    if (!possible(txn)) continue;
+    if (txn.type === 'ok') {
+      const internal = internalCase(txn);
+      if (internal !== undefined) addCase(cases, 'internal', internal);
+    }
+    for (const [f, k, v] of txn.ops) {
+      if (f !== 'r') continue;
+      const list = observed(txn, v);
+      if (list === undefined) continue;
+      const last: Version = list.length === 0 ? INIT : list[list.length - 1]!;
+      let byVersion = readers.get(k);
+      if (byVersion === undefined) readers.set(k, (byVersion = new Map()));
+      const ids = byVersion.get(last);
+      if (ids === undefined) byVersion.set(last, [txn.id]);
+      else ids.push(txn.id);
+
+      const dup = duplicateOf(list);
+      if (dup !== undefined)
+        addCase(cases, 'duplicate-elements', {
+          txn: viewOf(txn),
+          key: k,
+          why: `read key ${show(k)} as ${show(list)}, which holds ${show(dup)} more than once`,
+        });
+      const best = longest.get(k)!;
+      if (best.list !== list && !list.every((e, i) => best.list[i] === e))
+        addCase(cases, 'incompatible-order', {
+          txn: viewOf(txn),
+          key: k,
+          other: viewOf(best.txn),
+          why: `read key ${show(k)} as ${show(list)}, which is not a prefix of ${show(best.list)} read by another transaction`,
+        });
+      if (txn.type !== 'ok') continue;
+      const byElement = writers.get(k);
+      if (byElement === undefined) continue;
+      for (const e of list) {
+        const w = byElement.get(e);
+        if (w !== undefined && w.txn.type === 'fail') {
+          addCase(cases, 'G1a', {
+            txn: viewOf(txn),
+            key: k,
+            other: viewOf(w.txn),
+            why: `read key ${show(k)} as ${show(list)}, whose ${show(e)} was appended by a transaction that failed`,
+          });
+          break;
+        }
+      }
+      if (last !== INIT) {
+        const w = byElement.get(last);
+        if (w?.intermediate && w.txn !== txn)
+          addCase(cases, 'G1b', {
+            txn: viewOf(txn),
+            key: k,
+            other: viewOf(w.txn),
+            why: `read key ${show(k)} as ${show(list)}, ending on ${show(last)}, which its writer followed with another append to the key`,
+          });
+      }
+    }
+  }
+
+  // The version order of each key: its longest read, without repeats.
+  const position = new Map<Atom, Map<Atom, number>>();
+  const order = new Map<Atom, Atom[]>();
+  for (const [k, { list }] of longest) {
+    const at = new Map<Atom, number>();
+    const distinct: Atom[] = [];
+    for (const e of list) {
+      if (at.has(e)) continue;
+      at.set(e, distinct.length);
+      distinct.push(e);
+    }
+    position.set(k, at);
+    order.set(k, distinct);
+  }
+  /** The version an append of `e` to `k` followed. */
+  const previous = (k: Atom, e: Atom): Version => {
+    const keyOrder = order.get(k);
+    if (keyOrder === undefined || keyOrder.length === 0) return INIT;
+    const i = position.get(k)!.get(e);
+    if (i === undefined) return keyOrder[keyOrder.length - 1]!;
+    return i === 0 ? INIT : keyOrder[i - 1]!;
+  };
+  const possibleWriter = (k: Atom, e: Version): Txn | undefined => {
+    if (e === INIT) return undefined;
+    const w = writers.get(k)?.get(e);
+    return w === undefined || !possible(w.txn) ? undefined : w.txn;
+  };
+
+  const edges = new EdgeList();
+  for (const txn of txns) {
+    if (!possible(txn)) continue;
+    for (const [f, k, v] of txn.ops) {
+      if (f === 'r') {
+        const list = observed(txn, v);
+        if (list === undefined || list.length === 0) continue;
+        const w = possibleWriter(k, list[list.length - 1]!);
+        if (w !== undefined) edges.add(w.id, txn.id, WR);
+        continue;
+      }
+      if (f !== 'append') continue;
+      const prev = previous(k, v);
+      const w = possibleWriter(k, prev);
+      if (w !== undefined) edges.add(w.id, txn.id, WW);
+      // A read of this transaction's own earlier append is a read of its intermediate state:
+      // G1b, reported above, not an anti-dependency on a version it never installed.
+      if (w === txn) continue;
+      const rs = readers.get(k)?.get(prev);
+      if (rs !== undefined) for (const r of rs) edges.add(r, txn.id, RW);
+    }
+  }
+
+  const explain = (from: Txn, to: Txn, kind: EdgeKind): { key?: Atom; why: string } | undefined => {
+    for (const [f, k, v] of to.ops) {
+      if (kind === WR && f === 'r') {
+        const list = observed(to, v);
+        if (list === undefined || list.length === 0) continue;
+        const last = list[list.length - 1]!;
+        if (possibleWriter(k, last) === from)
+          return {
+            key: k,
+            why: `${nameOf(to)} read key ${show(k)} as ${show(list)}, ending on ${nameOf(from)}'s append of ${show(last)}`,
+          };
+      }
+      if (f !== 'append') continue;
+      const prev = previous(k, v);
+      if (kind === WW && possibleWriter(k, prev) === from)
+        return {
+          key: k,
+          why: `${nameOf(to)} appended ${show(v)} to key ${show(k)} after ${nameOf(from)}'s append of ${show(prev)}`,
+        };
+      if (kind === RW && possibleWriter(k, prev) !== to && readers.get(k)?.get(prev)?.includes(from.id)) {
+        const seen = prev === INIT ? 'empty' : `a list ending on ${show(prev)}`;
+        return {
+          key: k,
+          why: `${nameOf(from)} read key ${show(k)} as ${seen}, without ${nameOf(to)}'s later append of ${show(v)}`,
+        };
+      }
+    }
+    return undefined;
+  };
+
+  return { edges, cases, explain };
+}

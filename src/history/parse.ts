@@ -37,6 +37,7 @@ function isAtom(v: unknown): v is Atom {
 }
 
 function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
   const text = JSON.stringify(v) ?? String(v);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

@@ -26,6 +26,8 @@ const cases: [file: string, model: Model, consistency: Consistency, expected: st
   ['g1c.jsonl', 'list-append', 'serializable', ['G1c']],
   ['g-single.jsonl', 'list-append', 'serializable', ['G-single']],
   ['g-single.json', 'list-append', 'serializable', ['G-single']],
+  // The read missed an append that followed the second element of the list, not the first.
+  ['g-single-later-version.jsonl', 'list-append', 'serializable', ['G-single']],
   ['g2-item.jsonl', 'list-append', 'serializable', ['G2-item']],
   ['internal.jsonl', 'list-append', 'serializable', ['internal']],
   ['incompatible-order.jsonl', 'list-append', 'serializable', ['incompatible-order']],

@@ -120,13 +120,32 @@ function internalCase(txn: Txn): CaseWitness | undefined {
   return undefined;
 }
 
-function duplicateOf(list: readonly Atom[]): Atom | undefined {
-  const seen = new Set<Atom>();
-  for (const e of list) {
-    if (seen.has(e)) return e;
-    seen.add(e);
+function isPrefix(list: readonly Atom[], of: readonly Atom[]): boolean {
+  if (list.length > of.length) return false;
+  for (let i = 0; i < list.length; i++) if (list[i] !== of[i]) return false;
+  return true;
+}
+
+/** The first element of `list` appended by a transaction that failed. */
+function failedWriterIn(
+  list: readonly Atom[],
+  byElement: Map<Atom, Writer>,
+): { element: Atom; txn: Txn } | undefined {
+  for (const element of list) {
+    const w = byElement.get(element);
+    if (w !== undefined && w.txn.type === 'fail') return { element, txn: w.txn };
   }
   return undefined;
+}
+
+/** Where `list` first holds an element it held before, or -1. */
+function repeatAt(list: readonly Atom[]): number {
+  const seen = new Set<Atom>();
+  for (let i = 0; i < list.length; i++) {
+    if (seen.has(list[i]!)) return i;
+    seen.add(list[i]!);
+  }
+  return -1;
 }
 
 export function inferListAppend(txns: readonly Txn[], source: string): Inference {
@@ -147,6 +166,22 @@ export function inferListAppend(txns: readonly Txn[], source: string): Inference
     }
   }
 
+  // Where the longest read of a key first repeats an element, and first holds a failed append.
+  const shapes = new Map<Atom, { firstRepeat: number; firstFailed: number }>();
+  const shapeOf = (k: Atom, list: readonly Atom[]) => {
+    let shape = shapes.get(k);
+    if (shape === undefined) {
+      const repeat = repeatAt(list);
+      const failed = writers.has(k) ? failedWriterIn(list, writers.get(k)!) : undefined;
+      shape = {
+        firstRepeat: repeat === -1 ? Number.POSITIVE_INFINITY : repeat,
+        firstFailed: failed === undefined ? Number.POSITIVE_INFINITY : list.indexOf(failed.element),
+      };
+      shapes.set(k, shape);
+    }
+    return shape;
+  };
+
   // Single-read anomalies, and the readers of each version (for rw edges).
   const readers = new Map<Atom, Map<Version, number[]>>();
   for (const txn of txns) {
@@ -166,36 +201,35 @@ export function inferListAppend(txns: readonly Txn[], source: string): Inference
       if (ids === undefined) byVersion.set(last, [txn.id]);
       else ids.push(txn.id);
 
-      const dup = duplicateOf(list);
-      if (dup !== undefined)
-        addCase(cases, 'duplicate-elements', {
-          txn: viewOf(txn),
-          key: k,
-          why: `read key ${show(k)} as ${show(list)}, which holds ${show(dup)} more than once`,
-        });
+      // Most reads are prefixes of the longest: what the longest holds answers for them.
       const best = longest.get(k)!;
-      if (best.list !== list && !list.every((e, i) => best.list[i] === e))
+      const prefix = list === best.list || isPrefix(list, best.list);
+      const shape = shapeOf(k, best.list);
+      if (!prefix)
         addCase(cases, 'incompatible-order', {
           txn: viewOf(txn),
           key: k,
           other: viewOf(best.txn),
           why: `read key ${show(k)} as ${show(list)}, which is not a prefix of ${show(best.list)} read by another transaction`,
         });
+      const repeat = prefix && list.length <= shape.firstRepeat ? -1 : repeatAt(list);
+      if (repeat !== -1)
+        addCase(cases, 'duplicate-elements', {
+          txn: viewOf(txn),
+          key: k,
+          why: `read key ${show(k)} as ${show(list)}, which holds ${show(list[repeat])} more than once`,
+        });
       if (txn.type !== 'ok') continue;
       const byElement = writers.get(k);
       if (byElement === undefined) continue;
-      for (const e of list) {
-        const w = byElement.get(e);
-        if (w !== undefined && w.txn.type === 'fail') {
-          addCase(cases, 'G1a', {
-            txn: viewOf(txn),
-            key: k,
-            other: viewOf(w.txn),
-            why: `read key ${show(k)} as ${show(list)}, whose ${show(e)} was appended by a transaction that failed`,
-          });
-          break;
-        }
-      }
+      const failed = prefix && list.length <= shape.firstFailed ? undefined : failedWriterIn(list, byElement);
+      if (failed !== undefined)
+        addCase(cases, 'G1a', {
+          txn: viewOf(txn),
+          key: k,
+          other: viewOf(failed.txn),
+          why: `read key ${show(k)} as ${show(list)}, whose ${show(failed.element)} was appended by a transaction that failed`,
+        });
       if (last !== INIT) {
         const w = byElement.get(last);
         if (w?.intermediate && w.txn !== txn)

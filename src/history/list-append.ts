@@ -20,7 +20,6 @@
 //
 // Pure.
 
-import { HistoryFormatError } from './parse.ts';
 import {
   type Atom,
   type CaseWitness,
@@ -34,56 +33,22 @@ import {
   WR,
   WW,
 } from './types.ts';
-
-/** The state before any append: what an empty read observed. */
-const INIT = Symbol('initial state');
-type Version = Atom | typeof INIT;
-
-interface Writer {
-  txn: Txn;
-  /** The writer appended to the same key again later in the transaction. */
-  intermediate: boolean;
-}
+import {
+  addCase,
+  addReader,
+  INIT,
+  indexWriters,
+  type ReaderIndex,
+  type Version,
+  type Writer,
+} from './writes.ts';
 
 const show = (v: unknown) => JSON.stringify(v);
-
-function addCase(cases: Map<string, CaseWitness[]>, type: string, witness: CaseWitness): void {
-  let list = cases.get(type);
-  if (list === undefined) cases.set(type, (list = []));
-  list.push(witness);
-}
 
 /** The list a read observed, or undefined when it is unknown (an info's null). */
 function observed(txn: Txn, value: unknown): readonly Atom[] | undefined {
   if (value === null) return txn.type === 'ok' ? [] : undefined;
   return value as readonly Atom[];
-}
-
-/** Every appended element's writer, per key; throws on an element appended twice (the inference needs them unique). */
-function indexWriters(txns: readonly Txn[], source: string): Map<Atom, Map<Atom, Writer>> {
-  const writers = new Map<Atom, Map<Atom, Writer>>();
-  for (const txn of txns) {
-    const lastAppend = new Map<Atom, Writer>();
-    for (const [f, k, v] of txn.ops) {
-      if (f !== 'append') continue;
-      let byElement = writers.get(k);
-      if (byElement === undefined) writers.set(k, (byElement = new Map()));
-      const earlier = byElement.get(v);
-      if (earlier !== undefined)
-        throw new HistoryFormatError(
-          source,
-          txn.line,
-          `${show(v)} is appended to key ${show(k)} again (first on line ${earlier.txn.line}): ` +
-            'list-append needs every appended element to be unique per key',
-        );
-      const writer = { txn, intermediate: false };
-      byElement.set(v, writer);
-      const before = lastAppend.get(k);
-      if (before !== undefined) before.intermediate = true;
-      lastAppend.set(k, writer);
-    }
-  }
-  return writers;
 }
 
 /** Elle's INT: a read must show what the transaction's own earlier ops on the key imply. */
@@ -149,7 +114,7 @@ function repeatAt(list: readonly Atom[]): number {
 }
 
 export function inferListAppend(txns: readonly Txn[], source: string): Inference {
-  const writers = indexWriters(txns, source);
+  const writers = indexWriters(txns, source, 'append');
   const cases = new Map<string, CaseWitness[]>();
   const possible = (t: Txn) => t.type !== 'fail';
 
@@ -183,7 +148,7 @@ export function inferListAppend(txns: readonly Txn[], source: string): Inference
   };
 
   // Single-read anomalies, and the readers of each version (for rw edges).
-  const readers = new Map<Atom, Map<Version, number[]>>();
+  const readers: ReaderIndex = new Map();
   for (const txn of txns) {
     if (!possible(txn)) continue;
     if (txn.type === 'ok') {
@@ -195,11 +160,7 @@ export function inferListAppend(txns: readonly Txn[], source: string): Inference
       const list = observed(txn, v);
       if (list === undefined) continue;
       const last: Version = list.length === 0 ? INIT : list[list.length - 1]!;
-      let byVersion = readers.get(k);
-      if (byVersion === undefined) readers.set(k, (byVersion = new Map()));
-      const ids = byVersion.get(last);
-      if (ids === undefined) byVersion.set(last, [txn.id]);
-      else ids.push(txn.id);
+      addReader(readers, k, last, txn.id);
 
       // Most reads are prefixes of the longest: what the longest holds answers for them.
       const best = longest.get(k)!;

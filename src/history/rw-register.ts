@@ -25,7 +25,6 @@
 //
 // Pure.
 
-import { HistoryFormatError } from './parse.ts';
 import {
   type Atom,
   type CaseWitness,
@@ -39,22 +38,9 @@ import {
   WR,
   WW,
 } from './types.ts';
-
-const INIT = Symbol('initial state');
-type Version = Atom | typeof INIT;
-
-interface Writer {
-  txn: Txn;
-  intermediate: boolean;
-}
+import { addCase, addReader, INIT, indexWriters, type ReaderIndex, type Version } from './writes.ts';
 
 const show = (v: Version) => (v === INIT ? 'its initial state (null)' : JSON.stringify(v));
-
-function addCase(cases: Map<string, CaseWitness[]>, type: string, witness: CaseWitness): void {
-  let list = cases.get(type);
-  if (list === undefined) cases.set(type, (list = []));
-  list.push(witness);
-}
 
 /** What a read returned: a value, the initial state (an ok read of null), or undefined when unknown. */
 function readVersion(txn: Txn, value: unknown): Version | undefined {
@@ -102,28 +88,7 @@ function internalCase(txn: Txn): CaseWitness | undefined {
 }
 
 export function inferRwRegister(txns: readonly Txn[], source: string): Inference {
-  const writers = new Map<Atom, Map<Atom, Writer>>();
-  for (const txn of txns) {
-    const last = new Map<Atom, Writer>();
-    for (const [f, k, v] of txn.ops) {
-      if (f !== 'w') continue;
-      let byValue = writers.get(k);
-      if (byValue === undefined) writers.set(k, (byValue = new Map()));
-      const earlier = byValue.get(v as Atom);
-      if (earlier !== undefined)
-        throw new HistoryFormatError(
-          source,
-          txn.line,
-          `${JSON.stringify(v)} is written to key ${JSON.stringify(k)} again (first on line ${earlier.txn.line}): ` +
-            'rw-register needs every written value to be unique per key',
-        );
-      const writer = { txn, intermediate: false };
-      byValue.set(v as Atom, writer);
-      const before = last.get(k);
-      if (before !== undefined) before.intermediate = true;
-      last.set(k, writer);
-    }
-  }
+  const writers = indexWriters(txns, source, 'w');
   const possible = (t: Txn) => t.type !== 'fail';
   const possibleWriter = (k: Atom, v: Version): Txn | undefined => {
     if (v === INIT) return undefined;
@@ -133,7 +98,7 @@ export function inferRwRegister(txns: readonly Txn[], source: string): Inference
 
   const cases = new Map<string, CaseWitness[]>();
   const accesses: (Map<Atom, Access> | undefined)[] = [];
-  const readers = new Map<Atom, Map<Version, number[]>>();
+  const readers: ReaderIndex = new Map();
   for (const txn of txns) {
     if (!possible(txn)) continue;
     const byKey = accessesOf(txn);
@@ -144,11 +109,7 @@ export function inferRwRegister(txns: readonly Txn[], source: string): Inference
     }
     for (const [k, { read }] of byKey) {
       if (read === undefined) continue;
-      let byVersion = readers.get(k);
-      if (byVersion === undefined) readers.set(k, (byVersion = new Map()));
-      const ids = byVersion.get(read);
-      if (ids === undefined) byVersion.set(read, [txn.id]);
-      else ids.push(txn.id);
+      addReader(readers, k, read, txn.id);
       if (txn.type !== 'ok' || read === INIT) continue;
       const w = writers.get(k)?.get(read);
       if (w === undefined || w.txn === txn) continue;

@@ -101,3 +101,43 @@ for (const model of ['list-append', 'rw-register'] as const) {
     );
   });
 }
+
+test('list-append: one stale read in a serial execution is always caught under strict serializability', () => {
+  fc.assert(
+    fc.property(fc.array(plannedTxn, { minLength: 2, maxLength: 40 }), fc.nat(), (plan, pick) => {
+      const lines = serialHistory('list-append', plan).split('\n');
+      // Reads that end on another committed transaction's append: drop that element. (An
+      // indeterminate writer may take effect at any time after its invocation, so missing its
+      // append is no anomaly.)
+      const ops = lines.map(
+        (line) => JSON.parse(line) as { type: string; value: [string, number, unknown][] },
+      );
+      const committed = new Set(
+        ops
+          .filter((op) => op.type === 'ok')
+          .flatMap((op) => op.value.filter(([f]) => f === 'append').map(([, , v]) => v)),
+      );
+      const candidates: { line: number; mop: number }[] = [];
+      ops.forEach((op, i) => {
+        if (op.type !== 'ok') return;
+        const own = new Set(op.value.filter(([f]) => f === 'append').map(([, , v]) => v));
+        op.value.forEach(([f, , v], m) => {
+          if (f !== 'r' || !Array.isArray(v) || v.length === 0) return;
+          const last = v[v.length - 1];
+          if (!own.has(last) && committed.has(last)) candidates.push({ line: i, mop: m });
+        });
+      });
+      fc.pre(candidates.length > 0);
+      const { line, mop } = candidates[pick % candidates.length]!;
+      const op = JSON.parse(lines[line]!);
+      op.value[mop][2].pop();
+      lines[line] = JSON.stringify(op);
+      const result = checkHistoryText(lines.join('\n'), 'generated', {
+        model: 'list-append',
+        consistency: 'strict-serializable',
+      });
+      assert.equal(result.valid, false, lines.join('\n'));
+    }),
+    { numRuns: 300 },
+  );
+});

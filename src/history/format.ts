@@ -9,6 +9,7 @@ import {
   isCycleWitness,
   type MicroOp,
   nameOf,
+  showValue,
   type TxnView,
   type Witness,
 } from './types.ts';
@@ -17,7 +18,7 @@ import {
 const witnessesShownMax = 3;
 
 function showOps(ops: readonly MicroOp[]): string {
-  return ops.map(([f, k, v]) => `${f} ${JSON.stringify(k)} ${JSON.stringify(v)}`).join(', ');
+  return ops.map(([f, k, v]) => `${f} ${JSON.stringify(k)} ${showValue(v)}`).join(', ');
 }
 
 function showTxn(t: TxnView): string {

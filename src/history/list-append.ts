@@ -28,6 +28,7 @@ import {
   type Inference,
   nameOf,
   RW,
+  showValue,
   type Txn,
   viewOf,
   WR,
@@ -43,7 +44,7 @@ import {
   type Writer,
 } from './writes.ts';
 
-const show = (v: unknown) => JSON.stringify(v);
+const show = showValue;
 
 /** The list a read observed, or undefined when it is unknown (an info's null). */
 function observed(txn: Txn, value: unknown): readonly Atom[] | undefined {
@@ -101,6 +102,13 @@ function failedWriterIn(
     if (w !== undefined && w.txn.type === 'fail') return { element, txn: w.txn };
   }
   return undefined;
+}
+
+/** Where two reads of a key part ways, for incompatible-order's message. */
+function divergence(list: readonly Atom[], other: readonly Atom[], otherName: string): string {
+  let i = 0;
+  while (i < list.length && i < other.length && list[i] === other[i]) i++;
+  return `at position ${i} this read has ${JSON.stringify(list[i])} where ${otherName}'s has ${JSON.stringify(other[i] ?? null)}`;
 }
 
 /** Where `list` first holds an element it held before, or -1. */
@@ -171,7 +179,7 @@ export function inferListAppend(txns: readonly Txn[], source: string): Inference
           txn: viewOf(txn),
           key: k,
           other: viewOf(best.txn),
-          why: `read key ${show(k)} as ${show(list)}, which is not a prefix of ${show(best.list)} read by another transaction`,
+          why: `read key ${show(k)} as ${show(list)}, which is not a prefix of ${show(best.list)} read by ${nameOf(best.txn)}: ${divergence(list, best.list, nameOf(best.txn))}`,
         });
       const repeat = prefix && list.length <= shape.firstRepeat ? -1 : repeatAt(list);
       if (repeat !== -1)

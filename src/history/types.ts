@@ -161,6 +161,18 @@ export function viewOf(txn: Txn): TxnView {
   return { index: txn.index, process: txn.process, type: txn.type, value: txn.ops };
 }
 
+/** Elements of a long list a message shows: its first and its last few, which are what a witness turns on. */
+const listHeadShown = 1;
+const listTailShown = 3;
+
+/** A value for a message: JSON, with a long list cut to its ends (`[1, ...12 more..., 40, 41, 42]`). */
+export function showValue(v: unknown): string {
+  if (!Array.isArray(v) || v.length <= listHeadShown + listTailShown + 1) return JSON.stringify(v);
+  const head = v.slice(0, listHeadShown).map((e) => JSON.stringify(e));
+  const tail = v.slice(v.length - listTailShown).map((e) => JSON.stringify(e));
+  return `[${[...head, `...${v.length - listHeadShown - listTailShown} more...`, ...tail].join(',')}]`;
+}
+
 /** How witnesses name a transaction: by its completion's index. */
 export function nameOf(txn: { index: number }): string {
   return `T${txn.index}`;

@@ -37,6 +37,11 @@ const cases: [file: string, model: Model, consistency: Consistency, expected: st
   ['stale-read.jsonl', 'list-append', 'strict-serializable', ['G-single-realtime']],
   ['g0-realtime.jsonl', 'list-append', 'serializable', []],
   ['g0-realtime.jsonl', 'list-append', 'strict-serializable', ['G0-realtime']],
+  // A transaction read a write made by one invoked after it completed.
+  ['g1c-realtime.jsonl', 'list-append', 'serializable', []],
+  ['g1c-realtime.jsonl', 'list-append', 'strict-serializable', ['G1c-realtime']],
+  ['g2-item-realtime.jsonl', 'list-append', 'serializable', []],
+  ['g2-item-realtime.jsonl', 'list-append', 'strict-serializable', ['G2-item-realtime']],
   ['session-stale-read.jsonl', 'list-append', 'serializable', []],
   ['session-stale-read.jsonl', 'list-append', 'strong-session-serializable', ['G-single-process']],
   ['session-stale-read.jsonl', 'list-append', 'strict-serializable', ['G-single-realtime']],

@@ -6,7 +6,7 @@
 //
 // Pure: the text comes in, the verdict goes out (./read.ts reads files).
 
-import { type CycleClass, cycleClasses, findCycles } from './cycles.ts';
+import { cycleClasses, findCycles } from './cycles.ts';
 import { buildGraph, type Graph } from './graph.ts';
 import { inferListAppend } from './list-append.ts';
 import { addProcessEdges, addRealtimeEdges } from './order.ts';
@@ -99,5 +99,3 @@ function witnessOf(
   }
   return { txns: path.map(viewOf), steps };
 }
-
-export type { CycleClass };

@@ -97,11 +97,10 @@ function toMicroOp(mop: unknown, i: number, type: OpType, model: Model, fail: (m
   if (model === 'list-append') {
     if (!Array.isArray(v) || !v.every(isAtom))
       fail(`${where}: a list-append read must be a list of numbers or strings, got ${describe(v)}`);
-    return ['r', key, v];
-  }
-  if (!isAtom(v)) fail(`${where}: a register read must be a number, a string or null, got ${describe(v)}`);
-  if (type === 'invoke') return ['r', key, null];
-  return ['r', key, v];
+  } else if (!isAtom(v))
+    fail(`${where}: a register read must be a number, a string or null, got ${describe(v)}`);
+  // What an invocation says it will read is not an observation.
+  return ['r', key, type === 'invoke' ? null : v];
 }
 
 /**

@@ -17,7 +17,9 @@
 // cycle through the start of that class. Each component is searched from
 // its transactions in turn, keeping the shortest witness per class, until
 // all have been tried or the work budget runs out (then the witnesses are
-// genuine cycles of their class but perhaps not the shortest). A class whose
+// genuine cycles of their class but perhaps not the shortest). A closed walk
+// that passes a transaction twice is not taken as a witness: it is two
+// cycles, each with a class of its own. A class whose
 // witness covers exactly the transactions of a weaker class's witness in the
 // same component is the same anomaly seen through parallel edges, and is
 // not reported again.
@@ -121,9 +123,12 @@ function searchComponent(
         if (w === startNode) {
           const c = classOf(nf);
           if (closed.has(c)) continue;
-          closed.add(c);
           const edges = [e];
           for (let at = st; at !== s * STATES; at = parentState[at]!) edges.push(parentEdge[at]!);
+          // A walk through some transaction twice is two cycles, each of a class of its own (two
+          // G-single loops are not a G2-item): only a simple cycle is a witness.
+          if (new Set(edges.map((x) => to[x]!)).size !== edges.length) continue;
+          closed.add(c);
           edges.reverse();
           const current = best[c];
           if (current === undefined || edges.length < current.edges.length)

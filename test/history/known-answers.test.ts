@@ -28,6 +28,9 @@ const cases: [file: string, model: Model, consistency: Consistency, expected: st
   ['g-single.json', 'list-append', 'serializable', ['G-single']],
   // The read missed an append that followed the second element of the list, not the first.
   ['g-single-later-version.jsonl', 'list-append', 'serializable', ['G-single']],
+  // Two readers each see half of one transaction: two G-single cycles through it, no G2-item
+  // (the closed walk through both passes the writer twice).
+  ['g-single-twice.jsonl', 'list-append', 'serializable', ['G-single']],
   ['g2-item.jsonl', 'list-append', 'serializable', ['G2-item']],
   ['internal.jsonl', 'list-append', 'serializable', ['internal']],
   ['incompatible-order.jsonl', 'list-append', 'serializable', ['incompatible-order']],

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { checkHistoryText } from '../../src/history/check.ts';
-import type { Model } from '../../src/history/types.ts';
+import { isCycleWitness, type Model } from '../../src/history/types.ts';
 
 interface PlannedTxn {
   process: number;
@@ -137,6 +137,17 @@ test('list-append: one stale read in a serial execution is always caught under s
         consistency: 'strict-serializable',
       });
       assert.equal(result.valid, false, lines.join('\n'));
+      // Every cycle witness is a simple cycle whose steps chain its transactions in order.
+      for (const witnesses of Object.values(result.anomalies))
+        for (const w of witnesses) {
+          if (!isCycleWitness(w)) continue;
+          const ids = w.txns.map((t) => t.index);
+          assert.equal(new Set(ids).size, ids.length);
+          w.steps.forEach((step, i) => {
+            assert.equal(step.from, ids[i]);
+            assert.equal(step.to, ids[(i + 1) % ids.length]);
+          });
+        }
     }),
     { numRuns: 300 },
   );

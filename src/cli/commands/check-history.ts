@@ -26,7 +26,7 @@ export function registerCheckHistoryCommand(program: Command): void {
       new Option('--model <model>', 'what the transactions do').choices(models).default('list-append'),
     )
     .addOption(
-      new Option('--consistency <model>', 'the isolation level to check against')
+      new Option('--consistency <level>', 'the isolation level to check against')
         .choices(consistencies)
         .default('serializable'),
     )

@@ -10,7 +10,7 @@ import { cycleClasses, findCycles } from './cycles.ts';
 import { buildGraph, type Graph } from './graph.ts';
 import { inferListAppend } from './list-append.ts';
 import { addProcessEdges, addRealtimeEdges } from './order.ts';
-import { parseHistory } from './parse.ts';
+import { parseHistory, parseOps } from './parse.ts';
 import { inferRwRegister } from './rw-register.ts';
 import { stronglyConnected } from './scc.ts';
 import { pairTxns } from './txns.ts';
@@ -42,6 +42,11 @@ const typeRank = new Map<string, number>([...caseTypes, ...cycleClasses].map((t,
 
 export function checkHistoryText(text: string, source: string, options: CheckOptions): CheckResult {
   return checkTxns(pairTxns(parseHistory(text, source, options.model), source), source, options);
+}
+
+/** The same for a history recorded in memory: ops shaped as in the JSON form. */
+export function checkHistoryOps(ops: readonly unknown[], source: string, options: CheckOptions): CheckResult {
+  return checkTxns(pairTxns(parseOps(ops, source, options.model), source), source, options);
 }
 
 export function checkTxns(txns: readonly Txn[], source: string, options: CheckOptions): CheckResult {

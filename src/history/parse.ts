@@ -154,6 +154,28 @@ function syntaxProblem(err: unknown): { message: string; offset: number | undefi
 }
 
 /**
+ * Validates ops already decoded (a history recorded in memory, in the same
+ * shape as the JSON form). `lineOf` says where element i came from, for
+ * messages; by default its 1-based position.
+ */
+export function parseOps(
+  items: readonly unknown[],
+  source: string,
+  model: Model,
+  lineOf: (i: number) => number = (i) => i + 1,
+): Op[] {
+  const ops: Op[] = [];
+  for (const [i, item] of items.entries()) {
+    const line = lineOf(i);
+    const op = toOp(item, i, line, model, (m) => {
+      throw new HistoryFormatError(source, line, m);
+    });
+    if (op !== undefined) ops.push(op);
+  }
+  return ops;
+}
+
+/**
  * Parses `text` (from `source`, a name for messages) as a history of `model`:
  * a JSON array of ops, or one JSON object per line (blank lines allowed).
  */
@@ -171,14 +193,7 @@ export function parseHistory(text: string, source: string, model: Model): Op[] {
     }
     if (!Array.isArray(raw)) throw new HistoryFormatError(source, 1, 'expected a JSON array of ops');
     const lines = elementLines(text);
-    for (const [i, item] of raw.entries()) {
-      const line = lines[i] ?? 1;
-      const op = toOp(item, i, line, model, (m) => {
-        throw new HistoryFormatError(source, line, m);
-      });
-      if (op !== undefined) ops.push(op);
-    }
-    return ops;
+    return parseOps(raw, source, model, (i) => lines[i] ?? 1);
   }
   let line = 0;
   let position = 0;

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkHistoryText } from '../../src/history/check.ts';
+import { checkHistoryOps, checkHistoryText } from '../../src/history/check.ts';
 import type { Consistency, CycleWitness, Model } from '../../src/history/types.ts';
 
 const dir = join(resolve(dirname(fileURLToPath(import.meta.url)), '../..'), 'testdata', 'histories');
@@ -146,4 +146,14 @@ test('the witness is the shortest cycle: a 3-transaction G0 inside a larger comp
   const [witness, ...more] = result.anomalies.G0 as CycleWitness[];
   assert.equal(more.length, 0);
   assert.deepEqual(witness!.txns.map((t) => t.index).sort(), [0, 1, 2]);
+});
+
+test('a history recorded in memory checks the same as its file', () => {
+  const text = readFileSync(join(dir, 'g2-item.jsonl'), 'utf8');
+  const ops = text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l));
+  const options = { model: 'list-append', consistency: 'serializable' } as const;
+  assert.deepEqual(checkHistoryOps(ops, 'memory', options), checkHistoryText(text, 'g2-item.jsonl', options));
 });

@@ -34,7 +34,11 @@ export interface CliFailure {
 }
 
 /** Codes that mean the command line itself was wrong: exit status 2. */
-const usageCodes: ReadonlySet<CliErrorCode> = new Set(['DTX_INVALID_ARGUMENT', 'DTX_INVALID_GID']);
+const usageCodes: ReadonlySet<CliErrorCode> = new Set([
+  'DTX_INVALID_ARGUMENT',
+  'DTX_INVALID_GID',
+  'DTX_BAD_HISTORY',
+]);
 
 const fixSymbol = Symbol.for('dtx.cli.fix');
 

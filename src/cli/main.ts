@@ -7,6 +7,7 @@
 
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { registerBenchCommand } from './commands/bench.ts';
+import { registerCheckHistoryCommand } from './commands/check-history.ts';
 import { registerCompareCommand } from './commands/compare.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerRecoverCommand } from './commands/recover.ts';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerVerifyCommand(program);
   registerRecoverCommand(program);
   registerTxnCommand(program);
+  registerCheckHistoryCommand(program);
   return program;
 }
 

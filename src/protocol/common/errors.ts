@@ -90,6 +90,10 @@
  *   branch has been committed yet (a participant is unreachable) and the
  *   caller's deadline passed: the transaction WILL commit everywhere (the
  *   coordinator or recovery keeps retrying). Not retryable: the work is done.
+ * - `DTX_BAD_HISTORY`: a history given to the isolation checker cannot be
+ *   read (not JSON, a field missing or ill-typed, an invocation without its
+ *   completion's shape, a value written twice). The message names the line.
+ *   Not retryable.
  */
 export type DtxErrorCode =
   | 'DTX_INVALID_GID'
@@ -118,7 +122,8 @@ export type DtxErrorCode =
   | 'DTX_BAD_MESSAGE'
   | 'DTX_LEADERSHIP_LOST'
   | 'DTX_CANCELLED'
-  | 'DTX_DECIDED_NOT_APPLIED';
+  | 'DTX_DECIDED_NOT_APPLIED'
+  | 'DTX_BAD_HISTORY';
 
 /** Whether each code is worth retrying, unless the thrower says otherwise. */
 export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
@@ -149,6 +154,7 @@ export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_LEADERSHIP_LOST: true,
   DTX_CANCELLED: false,
   DTX_DECIDED_NOT_APPLIED: false,
+  DTX_BAD_HISTORY: false,
 };
 
 export interface DtxErrorOptions {

@@ -172,6 +172,10 @@ const pgClients: ConnectionHandling<PoolClient> = {
 
 const rollbackSql = (client: PoolClient) => client.query('ROLLBACK');
 
+/** This backend's rows inserted, updated and deleted, as text (see PostgresBranch's #writesAtFirstRead). */
+const rowChangesSql =
+  '(SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_all_tables)::text';
+
 export class PostgresBranch implements SqlBranch {
   readonly gid: string;
   #connection: BranchConnection<PoolClient>;
@@ -185,6 +189,13 @@ export class PostgresBranch implements SqlBranch {
    * the rows), so the id alone cannot tell such a branch from one that wrote.
    */
   #statements: 'none' | 'lockingReads' | 'any' = 'none';
+  /**
+   * This backend's row-change counters when the first locking read ran. The
+   * counters (pg_stat_xact_all_tables) also hold earlier transactions' changes
+   * not yet reported, which are only reported between transactions: so, within
+   * this one, an unchanged sum at prepare means it changed no row.
+   */
+  #writesAtFirstRead: string | undefined;
 
   /** @internal Use `PostgresAdapter.begin`. */
   constructor(adapter: PostgresAdapter, gid: string, client: PoolClient, readOnlyVote: boolean) {
@@ -224,9 +235,13 @@ export class PostgresBranch implements SqlBranch {
   ): Promise<SqlResult<Row>> {
     return this.#queue.run(async () => {
       const client = this.#connection.active('query');
-      // Counted before it runs: a statement that fails still ran.
-      if (kind === 'any' || this.#statements === 'none') this.#statements = kind;
       try {
+        if (kind === 'lockingReads' && this.#statements === 'none') {
+          const before = await client.query<{ writes: string }>(`SELECT ${rowChangesSql} AS writes`);
+          this.#writesAtFirstRead = before.rows[0]?.writes;
+        }
+        // Counted before it runs: a statement that fails still ran.
+        if (kind === 'any' || this.#statements === 'none') this.#statements = kind;
         const result = await client.query<Row>(sql, [...params]);
         if (client.getTransactionStatus() !== 'T') {
           // COMMIT, ROLLBACK or PREPARE TRANSACTION sent through query(): the work escaped the branch.
@@ -263,12 +278,15 @@ export class PostgresBranch implements SqlBranch {
         // calling a function that writes is counted there too).
         const probe = await client.query<{ xid: string | null; writes: string | null }>(
           this.#statements === 'lockingReads'
-            ? 'SELECT pg_current_xact_id_if_assigned()::text AS xid, ' +
-                '(SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_all_tables)::text AS writes'
+            ? `SELECT pg_current_xact_id_if_assigned()::text AS xid, ${rowChangesSql} AS writes`
             : 'SELECT pg_current_xact_id_if_assigned()::text AS xid, NULL::text AS writes',
         );
         xid = probe.rows[0]?.xid ?? null;
-        wrote = xid !== null && (this.#statements !== 'lockingReads' || probe.rows[0]?.writes !== '0');
+        wrote =
+          xid !== null &&
+          (this.#statements !== 'lockingReads' ||
+            this.#writesAtFirstRead === undefined ||
+            probe.rows[0]?.writes !== this.#writesAtFirstRead);
       } catch (error) {
         const failure = classifyPostgresError(error, { gid: this.gid, what: 'prepare' });
         await this.#finish('rolledBack', connectionFailure(error), true);

@@ -236,7 +236,7 @@ export class PostgresBranch implements SqlBranch {
     return this.#queue.run(async () => {
       const client = this.#connection.active('query');
       try {
-        if (kind === 'lockingReads' && this.#statements === 'none') {
+        if (kind === 'lockingReads' && this.#statements === 'none' && this.#readOnlyVote) {
           const before = await client.query<{ writes: string }>(`SELECT ${rowChangesSql} AS writes`);
           this.#writesAtFirstRead = before.rows[0]?.writes;
         }

@@ -1111,7 +1111,11 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         // A failed COMMIT is retried by the core's resend timer; a failed ABORT
         // leaves a prepared branch for the recovery sweep. Neither may crash us.
         if (this.closing) return;
-        if (msg.type === 'COMMIT') this.onCommitFailed(msg.txn, to, err);
+        if (msg.type === 'COMMIT') {
+          this.onCommitFailed(msg.txn, to, err);
+          // A COMMIT for a transaction already ended must not keep a hold.
+          this.settleFence(msg.txn);
+        }
         else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
       })
       .finally(() => this.inflight.delete(key));

@@ -1115,8 +1115,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           this.onCommitFailed(msg.txn, to, err);
           // A COMMIT for a transaction already ended must not keep a hold.
           this.settleFence(msg.txn);
-        }
-        else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
+        } else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
       })
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, task);

@@ -12,7 +12,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import pg from 'pg';
 import { createPostgresAdapter, type PostgresAdapter } from '../../src/adapters/postgres.ts';
 import type { Branch, ResourceAdapter } from '../../src/adapters/types.ts';
 import type { AuditReads } from '../../src/cli/audit.ts';

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import mysql from 'mysql2/promise';
 import type { AuditReads } from '../../src/cli/audit.ts';
 import { runBench, runRecover, runVerify } from '../../src/cli/bench.ts';
+import { mariaAdmin as maria } from '../adapters/helpers.ts';
 import { type PgCluster, startPgCluster } from '../adapters/pg-cluster.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,15 +23,6 @@ const work = mkdtempSync(join(tmpdir(), 'dtx-isolation-proc-'));
 const mariaDatabase = `dtx_iso_${process.pid}`;
 let clusters: PgCluster[] = [];
 const pgUrl = (c: PgCluster) => `postgres://postgres@127.0.0.1:${c.port}/postgres`;
-
-async function maria(sql: string): Promise<void> {
-  const admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
-  try {
-    await admin.query(sql);
-  } finally {
-    await admin.end();
-  }
-}
 
 before(async () => {
   await maria(`CREATE DATABASE IF NOT EXISTS ${mariaDatabase}`);

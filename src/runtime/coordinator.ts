@@ -388,7 +388,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
   private readonly firstSeen = new Map<string, number>();
   /** Commit phases (in-process, and the shared fence when given) against snapshot opening: see snapshot(). */
   private readonly fence: CommitFence;
-  /** Each transaction's hold on the fence, from before its decision until its last branch committed. */
+  /** Each transaction's hold on the fence, from before its commit record is appended until its last branch committed. */
   private readonly fenceHolds = new Map<TxnId, Promise<FenceRelease>>();
   /** Each resource's rank in the lock order: its position in `resources`. */
   private readonly ranks: ReadonlyMap<string, number>;

@@ -80,20 +80,19 @@ test('plain reads and per-node SERIALIZABLE see money in flight; locking and sna
     } else {
       assert.equal(audit.inconsistentAudits, 0, `${reads}: wrong totals ${audit.wrongTotals.join(', ')}`);
     }
-    if (reads === 'locking') {
-      // Ordered transfers and ordered locking reads form no cycle: a wait ends
-      // when its holder finishes, not at the 2 s lock timeout. On a machine
-      // overloaded enough a holder can take that long all the same, so a few
-      // timeouts are tolerated here, not a pattern of them.
-      assert.ok(report.aborted <= report.committed / 20, `locking: ${report.aborted} transfers aborted`);
+    // Ordered transfers, and ordered locking reads, form no cycle: a lock
+    // wait ends when its holder finishes, not at the 2 s lock timeout. On an
+    // overloaded machine a holder can take that long all the same, so a few
+    // timeouts are tolerated, not a pattern of them.
+    assert.ok(report.aborted <= report.committed / 20, `${reads}: ${report.aborted} transfers aborted`);
+    if (reads === 'plain' || reads === 'snapshot') {
+      // Lock-free reads: nothing to fail on.
+      assert.equal(audit.failedAudits, 0, `${reads}: ${audit.firstFailure}`);
+    } else {
       assert.ok(
         audit.failedAudits <= audit.audits / 5,
-        `locking: ${audit.failedAudits} failed: ${audit.firstFailure}`,
+        `${reads}: ${audit.failedAudits} failed: ${audit.firstFailure}`,
       );
-    } else {
-      // These readers take no lock: nothing they do can abort a transfer or fail.
-      assert.equal(report.aborted, 0, `${reads}: ${report.aborted} transfers aborted`);
-      assert.equal(audit.failedAudits, 0, `${reads}: ${audit.firstFailure}`);
     }
   }
   process.stderr.write(`isolation: ${JSON.stringify(seen)}\n`);

@@ -15,6 +15,7 @@ export type {
   PreparedBranchInfo,
   Resolution,
   ResourceAdapter,
+  SnapshotSession,
   SqlBranch,
   Vote,
 } from './adapters/types.ts';
@@ -32,6 +33,7 @@ export {
 export { CodecError, twoPcRecordCodec } from './protocol/twopc/codec.ts';
 export type { TwoPcRecord } from './protocol/twopc/types.ts';
 export { sagaTxnViews, type TimedRecord, tccTxnViews } from './runtime/branch/views.ts';
+export type { CommitFence, FenceRelease } from './runtime/commit-fence.ts';
 export {
   type Coordinator,
   type CoordinatorOptions,
@@ -60,6 +62,7 @@ export {
   type SagaStep,
   sagaIdFor,
 } from './runtime/saga/orchestrator.ts';
+export { type SnapshotOptions, type SnapshotReads, withSnapshot } from './runtime/snapshot.ts';
 export {
   createTccOrchestrator,
   openTccLog,

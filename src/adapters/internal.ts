@@ -111,3 +111,26 @@ export function checkNonNegativeInteger(value: number | undefined, name: string)
     throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
   }
 }
+
+/**
+ * The SQL of a locking read: `sql` with `lockClause` appended. Only one plain
+ * SELECT is accepted (no `;`, no locking clause of its own), so that the
+ * clause lands on that statement and nowhere else; anything else is
+ * DTX_INVALID_ARGUMENT before a byte reaches the server.
+ */
+export function lockingReadSql(sql: string, lockClause: string): string {
+  const text = sql.trim();
+  if (!/^select\b/i.test(text) || text.includes(';')) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'a locking read takes one SELECT statement, without ";" (the shared lock is added to it)',
+    );
+  }
+  if (/\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b|\block\s+in\s+share\s+mode\b/i.test(text)) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'a locking read adds its own lock clause: give the SELECT without FOR UPDATE/FOR SHARE/LOCK IN SHARE MODE',
+    );
+  }
+  return `${text} ${lockClause}`;
+}

@@ -55,6 +55,7 @@ import {
   checkNonNegativeInteger,
   classifyDriverError,
   type DriverErrors,
+  lockingReadSql,
   messageOf,
   networkErrorCodes,
   numberField,
@@ -69,6 +70,7 @@ import type {
   PreparedBranchInfo,
   Resolution,
   ResourceAdapter,
+  SnapshotSession,
   SqlBranch,
   SqlResult,
   SqlRow,
@@ -329,6 +331,22 @@ export class MariaDbBranch implements SqlBranch {
         throw failure;
       }
     });
+  }
+
+  /**
+   * See SqlBranch.lockingRead: `LOCK IN SHARE MODE` (with `NOWAIT` when it may
+   * not wait). MariaDB 10.11 has no `FOR SHARE`. Locks move no row counter, so
+   * a branch of locking reads only votes readOnly (XA ROLLBACK releases them).
+   */
+  lockingRead<Row extends SqlRow = SqlRow>(
+    sql: string,
+    params: readonly unknown[],
+    options: { wait: boolean },
+  ): Promise<SqlResult<Row>> {
+    return this.query<Row>(
+      lockingReadSql(sql, options.wait ? 'LOCK IN SHARE MODE' : 'LOCK IN SHARE MODE NOWAIT'),
+      params,
+    );
   }
 
   prepare(): Promise<Vote> {
@@ -603,6 +621,51 @@ export class MariaDbAdapter implements AsyncDisposable, ResourceAdapter<MariaDbB
 
   rollbackPrepared(gid: string): Promise<Resolution> {
     return this.#resolve(gid, 'rollback');
+  }
+
+  /**
+   * A read-only session on its own pooled connection: REPEATABLE READ for
+   * that one transaction, then START TRANSACTION WITH CONSISTENT SNAPSHOT,
+   * which fixes InnoDB's read view at once.
+   */
+  async openSnapshot(): Promise<SnapshotSession> {
+    this.#lifecycle.checkOpen();
+    let connection: PoolConnection;
+    try {
+      connection = await this.#pool.getConnection();
+    } catch (error) {
+      throw classifyMariaDbError(error, { what: 'connect' });
+    }
+    try {
+      await connection.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      await connection.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
+    } catch (error) {
+      connection.destroy();
+      throw classifyMariaDbError(error, { what: 'opening a snapshot' });
+    }
+    let closed = false;
+    return {
+      query: async <Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []) => {
+        if (closed) throw new DtxError('DTX_INVALID_STATE', 'the snapshot session is closed');
+        try {
+          const [result] = await connection.query<MysqlQueryResult>(sql, [...params]);
+          const rows = Array.isArray(result) ? (result as unknown as Row[]) : [];
+          return { rows, rowCount: rows.length };
+        } catch (error) {
+          throw classifyMariaDbError(error, { what: 'a snapshot read' });
+        }
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        try {
+          await connection.query('COMMIT');
+          connection.release();
+        } catch {
+          connection.destroy();
+        }
+      },
+    };
   }
 
   async listPrepared(prefix = ''): Promise<PreparedBranchInfo[]> {

@@ -26,6 +26,7 @@ import {
   checkNonNegativeInteger,
   classifyDriverError,
   type DriverErrors,
+  lockingReadSql,
   messageOf,
   networkErrorCodes,
   SerialQueue,
@@ -38,6 +39,7 @@ import type {
   PreparedBranchInfo,
   Resolution,
   ResourceAdapter,
+  SnapshotSession,
   SqlBranch,
   SqlResult,
   SqlRow,
@@ -170,6 +172,10 @@ const pgClients: ConnectionHandling<PoolClient> = {
 
 const rollbackSql = (client: PoolClient) => client.query('ROLLBACK');
 
+/** This backend's rows inserted, updated and deleted, as text (see PostgresBranch's #writesAtFirstRead). */
+const rowChangesSql =
+  '(SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_all_tables)::text';
+
 export class PostgresBranch implements SqlBranch {
   readonly gid: string;
   #connection: BranchConnection<PoolClient>;
@@ -177,6 +183,19 @@ export class PostgresBranch implements SqlBranch {
   #queue = new SerialQueue();
   #readOnlyVote: boolean;
   #xid: string | undefined;
+  /**
+   * What ran in the branch: nothing, only locking reads, or any statement. A
+   * locking read gets the branch a transaction id (row locks are written to
+   * the rows), so the id alone cannot tell such a branch from one that wrote.
+   */
+  #statements: 'none' | 'lockingReads' | 'any' = 'none';
+  /**
+   * This backend's row-change counters when the first locking read ran. The
+   * counters (pg_stat_xact_all_tables) also hold earlier transactions' changes
+   * not yet reported, which are only reported between transactions: so, within
+   * this one, an unchanged sum at prepare means it changed no row.
+   */
+  #writesAtFirstRead: string | undefined;
 
   /** @internal Use `PostgresAdapter.begin`. */
   constructor(adapter: PostgresAdapter, gid: string, client: PoolClient, readOnlyVote: boolean) {
@@ -196,9 +215,33 @@ export class PostgresBranch implements SqlBranch {
   }
 
   query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<Row>> {
+    return this.#run<Row>(sql, params, 'any');
+  }
+
+  /** See SqlBranch.lockingRead: `FOR SHARE` (with `NOWAIT` when it may not wait). */
+  lockingRead<Row extends SqlRow = SqlRow>(
+    sql: string,
+    params: readonly unknown[],
+    options: { wait: boolean },
+  ): Promise<SqlResult<Row>> {
+    const locking = lockingReadSql(sql, options.wait ? 'FOR SHARE' : 'FOR SHARE NOWAIT');
+    return this.#run<Row>(locking, params, 'lockingReads');
+  }
+
+  #run<Row extends SqlRow>(
+    sql: string,
+    params: readonly unknown[],
+    kind: 'any' | 'lockingReads',
+  ): Promise<SqlResult<Row>> {
     return this.#queue.run(async () => {
       const client = this.#connection.active('query');
       try {
+        if (kind === 'lockingReads' && this.#statements === 'none' && this.#readOnlyVote) {
+          const before = await client.query<{ writes: string }>(`SELECT ${rowChangesSql} AS writes`);
+          this.#writesAtFirstRead = before.rows[0]?.writes;
+        }
+        // Counted before it runs: a statement that fails still ran.
+        if (kind === 'any' || this.#statements === 'none') this.#statements = kind;
         const result = await client.query<Row>(sql, [...params]);
         if (client.getTransactionStatus() !== 'T') {
           // COMMIT, ROLLBACK or PREPARE TRANSACTION sent through query(): the work escaped the branch.
@@ -228,18 +271,32 @@ export class PostgresBranch implements SqlBranch {
       // nothing (read-only), and otherwise it is the id pg_xact_status will
       // answer about once the prepared branch is gone (fateOf).
       let xid: string | null;
+      let wrote: boolean;
       try {
-        const probe = await client.query<{ xid: string | null }>(
-          'SELECT pg_current_xact_id_if_assigned()::text AS xid',
+        // A branch of nothing but locking reads has an id (its row locks) but
+        // wrote no row: this transaction's own table counters say so (a SELECT
+        // calling a function that writes is counted there too).
+        const probe = await client.query<{ xid: string | null; writes: string | null }>(
+          this.#statements === 'lockingReads'
+            ? `SELECT pg_current_xact_id_if_assigned()::text AS xid, ${rowChangesSql} AS writes`
+            : 'SELECT pg_current_xact_id_if_assigned()::text AS xid, NULL::text AS writes',
         );
         xid = probe.rows[0]?.xid ?? null;
+        wrote =
+          xid !== null &&
+          (this.#statements !== 'lockingReads' ||
+            this.#writesAtFirstRead === undefined ||
+            probe.rows[0]?.writes !== this.#writesAtFirstRead);
       } catch (error) {
         const failure = classifyPostgresError(error, { gid: this.gid, what: 'prepare' });
         await this.#finish('rolledBack', connectionFailure(error), true);
         throw failure;
       }
       if (this.#readOnlyVote) {
-        if (xid === null) {
+        // Read-only, locking reads included: COMMIT ends it here and releases
+        // its locks; every lock of the global transaction was taken before
+        // its first prepare, so releasing now keeps it two-phase.
+        if (!wrote) {
           try {
             const done = await client.query('COMMIT');
             if (done.command !== 'COMMIT') throw new Error(`server answered ${done.command} to COMMIT`);
@@ -443,6 +500,54 @@ export class PostgresAdapter implements AsyncDisposable, ResourceAdapter<Postgre
     } catch (error) {
       throw classifyPostgresError(error, { what: 'listing pg_prepared_xacts' });
     }
+  }
+
+  /**
+   * A read-only session on its own pooled connection, in a REPEATABLE READ
+   * transaction whose snapshot is taken by its first statement, sent with the
+   * BEGIN (one round trip): it resolves once the snapshot is fixed.
+   */
+  async openSnapshot(): Promise<SnapshotSession> {
+    this.#lifecycle.checkOpen();
+    let client: PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw classifyPostgresError(error, { what: 'connect' });
+    }
+    const ignore = (): void => undefined;
+    client.on('error', ignore);
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1');
+    } catch (error) {
+      client.removeListener('error', ignore);
+      releaseClient(client, true);
+      throw classifyPostgresError(error, { what: 'opening a snapshot' });
+    }
+    let closed = false;
+    return {
+      query: async <Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []) => {
+        if (closed) throw new DtxError('DTX_INVALID_STATE', 'the snapshot session is closed');
+        try {
+          const result = await client.query<Row>(sql, [...params]);
+          return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+        } catch (error) {
+          throw classifyPostgresError(error, { what: 'a snapshot read' });
+        }
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        let destroy = false;
+        try {
+          await client.query('COMMIT');
+        } catch {
+          destroy = true;
+        }
+        client.removeListener('error', ignore);
+        releaseClient(client, destroy);
+      },
+    };
   }
 
   /** `await using` closes the adapter on leaving the block. */

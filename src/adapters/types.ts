@@ -89,6 +89,31 @@ export interface SqlBranch extends Branch {
    * and rejects with a `DtxError` whose `cause` is the driver's error.
    */
   query<Row extends SqlRow = SqlRow>(sql: string, params?: readonly unknown[]): Promise<SqlResult<Row>>;
+  /**
+   * A locking read: runs `sql` (one SELECT, no `;`, no locking clause of its
+   * own) with the database's shared row lock added (`FOR SHARE` on
+   * PostgreSQL, `LOCK IN SHARE MODE` on MariaDB), held until the branch ends.
+   * With `wait: false` the read never waits for a lock (`NOWAIT`): rows
+   * locked by others fail it at once with DTX_LOCK_CONFLICT. A branch that
+   * ran nothing but locking reads votes `readOnly` at prepare (see
+   * docs/isolation.md). Bad SQL is DTX_INVALID_ARGUMENT, nothing sent.
+   */
+  lockingRead?<Row extends SqlRow = SqlRow>(
+    sql: string,
+    params: readonly unknown[],
+    options: { wait: boolean },
+  ): Promise<SqlResult<Row>>;
+}
+
+/**
+ * A read-only session on one database, pinned to one snapshot (PostgreSQL:
+ * REPEATABLE READ READ ONLY, pinned by a first statement; MariaDB: START
+ * TRANSACTION WITH CONSISTENT SNAPSHOT). It takes no locks and blocks no writer.
+ */
+export interface SnapshotSession {
+  query<Row extends SqlRow = SqlRow>(sql: string, params?: readonly unknown[]): Promise<SqlResult<Row>>;
+  /** Ends the session's transaction and gives its connection back. Idempotent. */
+  close(): Promise<void>;
 }
 
 /** One prepared branch found by recovery. */
@@ -122,6 +147,12 @@ export interface ResourceAdapter<B extends Branch = Branch> {
    * resource without it can never tell, and every `unknown` stays ambiguous.
    */
   fateOf?(gid: string, evidence: string | undefined): Promise<BranchFate>;
+  /**
+   * Opens a snapshot session (see SnapshotSession): resolves once its
+   * snapshot is taken. Optional: `coordinator.snapshot()` refuses a resource
+   * without it.
+   */
+  openSnapshot?(): Promise<SnapshotSession>;
   /** Prepared branches whose gid starts with `prefix` (all when empty), sorted by gid. */
   listPrepared(prefix?: string): Promise<PreparedBranchInfo[]>;
   /**

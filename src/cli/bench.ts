@@ -11,17 +11,21 @@ import type { ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, HeuristicError, isDtxError } from '../errors.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
+import { type CommitFence, createPostgresCommitFence } from '../runtime/commit-fence.ts';
 import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
 import { isLogError, LogError } from '../runtime/log/errors.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
 import type { DurableLog, LogOptions, LogProtocol } from '../runtime/log/types.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
+import { type AuditReads, type AuditReport, startAuditors } from './audit.ts';
 import type { CrashPoint } from './crash-points.ts';
 import {
   accountCount,
   applyTransferPart,
   checkRole,
+  checkServerUrl,
   type DbTarget,
+  expectedAccountsTotal,
   holdsLeft,
   initSchema,
   naiveGidPrefix,
@@ -222,6 +226,11 @@ export interface BenchOptions extends BenchLoad {
   /** The coordinator's orphan sweep (tests: see CoordinatorOptions). */
   orphanGraceMs?: number;
   orphanSweepIntervalMs?: number;
+  /** Auditors summing the first two databases while transfers run (2pc for locking and snapshot reads). */
+  auditors?: number;
+  reads?: AuditReads;
+  /** A postgres:// database for the commit fence shared with other processes (`dtx verify --live`). */
+  fence?: string;
 }
 
 export interface BenchReport {
@@ -239,6 +248,8 @@ export interface BenchReport {
    * makes `dtx bench` exit 1: the books need a human.
    */
   heuristics: HeuristicView[];
+  /** With `auditors`: what the auditors saw. */
+  audit?: AuditReport;
 }
 
 /** A heuristic outcome as the CLI prints it (text and JSON). */
@@ -369,9 +380,15 @@ export async function closedLoop<O extends string>(
 }
 
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  const auditors = options.auditors ?? 0;
+  const reads = options.reads ?? 'plain';
+  if (auditors > 0 && options.protocol !== '2pc' && (reads === 'locking' || reads === 'snapshot')) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `--reads ${reads} needs --protocol 2pc (its coordinator)`);
+  }
   const opened = await openAll(options.dbs, { create: options.init });
   let coordinator: Coordinator | undefined;
   let log: DurableLog<TwoPcRecord> | undefined;
+  let fence: CommitFence | undefined;
   try {
     const accounts = options.init ? options.accounts : await existingAccounts(opened);
     const pick = () => Math.floor(Math.random() * accounts);
@@ -379,7 +396,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     let transfer: (txnOrdinal: number) => Promise<void>;
     if (options.protocol === '2pc') {
       log = await openTwoPcBenchLog(options);
-      coordinator = await startBenchCoordinator(options, opened, log, hook);
+      if (options.fence !== undefined) fence = await openBenchFence(options.fence);
+      coordinator = await startBenchCoordinator(options, opened, log, hook, fence);
       transfer = twoPcTransfer(coordinator, opened, pick);
     } else {
       if (options.init) {
@@ -389,14 +407,22 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       }
       transfer = (ordinal) => naiveTransfer(opened, pick, ordinal, hook);
     }
-    const run = await closedLoop(options, async (ordinal) => {
-      try {
-        await transfer(ordinal);
-        return 'committed';
-      } catch (err) {
-        return outcomeOfFailure(err);
-      }
-    });
+    const auditing =
+      auditors > 0 ? await startBenchAuditors(opened, auditors, reads, coordinator) : undefined;
+    let run: Awaited<ReturnType<typeof closedLoop<'aborted' | 'heuristic'>>>;
+    let audit: AuditReport | undefined;
+    try {
+      run = await closedLoop(options, async (ordinal) => {
+        try {
+          await transfer(ordinal);
+          return 'committed';
+        } catch (err) {
+          return outcomeOfFailure(err);
+        }
+      });
+    } finally {
+      audit = await auditing?.stop();
+    }
     const committed = run.outcomes.committed ?? 0;
     const aborted = run.outcomes.aborted ?? 0;
     return {
@@ -409,12 +435,44 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       latencyMs: run.latencyMs,
       ...(options.protocol === '2pc' ? { acknowledge: options.acknowledge ?? 'committed' } : {}),
       heuristics: heuristicViews(coordinator?.heuristics ?? []),
+      ...(audit === undefined ? {} : { audit }),
     };
   } finally {
     await coordinator?.close();
+    await fence?.close();
     await log?.close();
     await opened.close();
   }
+}
+
+/** The commit fence shared with other processes (`--fence postgres://...`). */
+export async function openBenchFence(url: string): Promise<CommitFence> {
+  if (checkServerUrl(url, 'fence URL') !== 'postgres') {
+    throw new DtxError('DTX_INVALID_ARGUMENT', '--fence takes a postgres:// URL (an advisory lock there)');
+  }
+  return createPostgresCommitFence({ connection: { connectionString: url, max: 64 } });
+}
+
+/** Auditors over the first two databases (debit and credit), against the total --init set up. */
+async function startBenchAuditors(
+  opened: Opened,
+  auditors: number,
+  reads: AuditReads,
+  coordinator: Coordinator | undefined,
+  fence?: CommitFence,
+): Promise<{ stop(): Promise<AuditReport> }> {
+  const targets = opened.targets.slice(0, 2);
+  let expectedTotal = 0;
+  for (const t of targets) expectedTotal += await expectedAccountsTotal(t, opened.adapters[t.name]!);
+  return startAuditors({
+    auditors,
+    reads,
+    targets,
+    adapters: opened.adapters,
+    expectedTotal,
+    ...(coordinator === undefined ? {} : { coordinator }),
+    ...(fence === undefined ? {} : { fence }),
+  });
 }
 
 /** How many accounts the databases were set up with; refuses databases bench never set up or given in another order. */
@@ -471,10 +529,12 @@ async function startBenchCoordinator(
   opened: Opened,
   log: DurableLog<TwoPcRecord>,
   hook: ReturnType<typeof crashHook>,
+  fence: CommitFence | undefined,
 ): Promise<Coordinator> {
   const coordinator = await createCoordinator({
     log,
     resources: opened.adapters,
+    ...(fence === undefined ? {} : { commitFence: fence }),
     acknowledge: options.acknowledge ?? 'committed',
     ...(options.orphanGraceMs === undefined ? {} : { orphanGraceMs: options.orphanGraceMs }),
     ...(options.orphanSweepIntervalMs === undefined
@@ -494,17 +554,20 @@ async function startBenchCoordinator(
   return coordinator;
 }
 
-/** One transfer through two-phase commit: each database's part in its own branch. */
+/**
+ * One transfer through two-phase commit: each database's part in its own
+ * branch, one database after the other in resource order, so that no two
+ * transfers (nor a transfer and a locking auditor) can wait for each other
+ * across databases (the lock-order rule, docs/isolation.md).
+ */
 function twoPcTransfer(c: Coordinator, opened: Opened, pick: () => number): () => Promise<void> {
   return () =>
     c.transaction(async (tx) => {
       const amount = 1 + Math.floor(Math.random() * 100);
-      await Promise.all(
-        opened.targets.map(async (t, i) => {
-          const branch = await tx.branch(t.name);
-          await applyTransferPart(t, branch, roles[i]!, tx.id, pick(), amount);
-        }),
-      );
+      for (const [i, t] of opened.targets.entries()) {
+        const branch = await tx.branch(t.name);
+        await applyTransferPart(t, branch, roles[i]!, tx.id, pick(), amount);
+      }
     });
 }
 
@@ -636,6 +699,32 @@ export async function runVerify(
       report.holdsLeft === 0;
     return report;
   } finally {
+    await opened.close();
+  }
+}
+
+/**
+ * `dtx verify --live`: audits the books while transfers run, from another
+ * process than the coordinators: one consistent snapshot per database at a
+ * time, fenced by the commit fence the coordinators share (`bench --fence`),
+ * for `durationS` seconds. `ok` when at least one audit read and none saw a
+ * wrong total.
+ */
+export async function runLiveVerify(
+  dbs: string[],
+  options: { fence: string; durationS: number; auditors?: number },
+): Promise<AuditReport & { ok: boolean }> {
+  const opened = await openAll(dbs);
+  let fence: CommitFence | undefined;
+  try {
+    await checkRoles(opened);
+    fence = await openBenchFence(options.fence);
+    const auditing = await startBenchAuditors(opened, options.auditors ?? 1, 'snapshot', undefined, fence);
+    await new Promise((r) => setTimeout(r, options.durationS * 1000));
+    const report = await auditing.stop();
+    return { ok: report.audits > 0 && report.inconsistentAudits === 0, ...report };
+  } finally {
+    await fence?.close();
     await opened.close();
   }
 }

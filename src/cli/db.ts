@@ -471,3 +471,61 @@ export async function holdsLeft(target: DbTarget, adapter: ResourceAdapter): Pro
     return 0;
   }
 }
+
+/** The accounts' sum, as every auditor reads it (`dtx bench --auditors`, `dtx verify --live`). */
+export const accountsSumSql = 'SELECT COALESCE(SUM(balance), 0) AS s FROM dtx_bench.accounts';
+
+/**
+ * The accounts' sum on one database, outside any distributed transaction:
+ * `plain`, one autocommit statement; `serializable`, one SERIALIZABLE
+ * READ ONLY transaction of its own on that database.
+ */
+export async function accountsSum(
+  target: DbTarget,
+  adapter: ResourceAdapter,
+  isolation: 'plain' | 'serializable',
+): Promise<number> {
+  if (target.kind === 'sqlite') {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `${target.name}: auditors read PostgreSQL or MariaDB, not SQLite`,
+    );
+  }
+  if (isolation === 'plain') {
+    return withSql(target, adapter, async (q) => Number((await q(accountsSumSql))[0]?.s ?? 0));
+  }
+  if (target.kind === 'postgres') {
+    const client = await (adapter as PostgresAdapter).pool.connect();
+    let destroy = true;
+    try {
+      const results = await client.query(
+        `BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; ${accountsSumSql}; COMMIT`,
+      );
+      destroy = false;
+      const rows = (results as unknown as { rows: { s: unknown }[] }[])[1]?.rows ?? [];
+      return Number(rows[0]?.s ?? 0);
+    } finally {
+      client.release(destroy ? true : undefined);
+    }
+  }
+  const connection = await (adapter as MariaDbAdapter).pool.getConnection();
+  try {
+    await connection.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE');
+    await connection.query('START TRANSACTION READ ONLY');
+    const [rows] = await connection.query(benchSql(target, accountsSumSql));
+    await connection.query('COMMIT');
+    connection.release();
+    return Number((rows as { s: unknown }[])[0]?.s ?? 0);
+  } catch (err) {
+    connection.destroy();
+    throw err;
+  }
+}
+
+/** What `--init` recorded as the accounts' total on this database. */
+export async function expectedAccountsTotal(target: DbTarget, adapter: ResourceAdapter): Promise<number> {
+  if (target.kind === 'sqlite') return Number((adapter as SqliteAdapter).read('bench:meta:total') ?? 0);
+  return withSql(target, adapter, async (q) =>
+    Number((await q("SELECT v FROM dtx_bench.meta WHERE k = 'total'"))[0]?.v ?? 0),
+  );
+}

@@ -36,6 +36,7 @@ import type { BranchFate, ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '../errors.ts';
 import { textCharsMax } from '../protocol/common/codec.ts';
 import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
+import { mayWaitFor } from '../protocol/isolation/lock-order.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
@@ -46,6 +47,7 @@ import {
   type TwoPcMsg,
   type TwoPcRecord,
 } from '../protocol/twopc/types.ts';
+import { bothFences, type CommitFence, type FenceRelease, LocalCommitFence } from './commit-fence.ts';
 import { Driver } from './driver.ts';
 import {
   commitBackoffMsMaxDefault,
@@ -63,6 +65,7 @@ import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
 import { wrapLog } from './log/wrap.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
+import { type SnapshotOptions, type SnapshotReads, withSnapshot } from './snapshot.ts';
 import { twoPcTxnViews } from './twopc-views.ts';
 
 /** The name a client gets in the core; the runtime has exactly one kind of client, the caller. */
@@ -146,6 +149,15 @@ export interface CoordinatorOptions {
    * once per branch, not per attempt). Default: `process.emitWarning`.
    */
   onWarning?: (message: string) => void;
+  /**
+   * A commit fence shared with other processes (`createPostgresCommitFence`),
+   * for `snapshot()` readers and coordinators in other processes that commit
+   * to the same databases. Every commit phase (from the decision until the
+   * last branch committed, recovery's included) enters it shared, as it
+   * enters this coordinator's own in-process fence. Not closed by the
+   * coordinator. docs/isolation.md.
+   */
+  commitFence?: CommitFence;
 }
 
 /** What a transaction callback gets: one branch per resource, opened on first use. */
@@ -155,6 +167,21 @@ export interface Transaction {
   branch<B = unknown>(resource: string): Promise<B>;
   /** Runs a statement in this transaction's branch on a SQL resource. */
   query<Row extends Record<string, unknown> = Record<string, unknown>>(
+    resource: string,
+    sql: string,
+    params?: readonly unknown[],
+  ): Promise<{ rows: Row[]; rowCount: number }>;
+  /**
+   * A locking read: runs one SELECT in this transaction's branch on a SQL
+   * resource with the database's shared row lock (FOR SHARE, LOCK IN SHARE
+   * MODE), held until the transaction's outcome, so what was read cannot
+   * change before this transaction commits. A branch that only read votes
+   * read-only and leaves phase two. Deadlock rule: a read on a resource
+   * earlier (in the coordinator's `resources` order) than one this
+   * transaction already used never waits: locked rows fail it at once with
+   * the retryable DTX_LOCK_CONFLICT. docs/isolation.md.
+   */
+  read<Row extends Record<string, unknown> = Record<string, unknown>>(
     resource: string,
     sql: string,
     params?: readonly unknown[],
@@ -224,6 +251,10 @@ interface ActiveTxn {
   allCommitted?: () => void;
   /** Branches found contradicting the decision while this caller waits: it gets them as one HeuristicError. */
   heuristics: HeuristicError[];
+  /** The highest rank (position in `resources`) any statement of this transaction went to (lock-order rule). */
+  highestRank?: number;
+  /** Locking reads in flight that may wait: a later one waits for them, so waits happen in rank order. */
+  waitingReads: Promise<unknown>;
 }
 
 /** The back-off state of a branch whose COMMIT failed, by `txn resource`. */
@@ -310,6 +341,11 @@ interface PreparingBranch {
   prepare(): Promise<'yes' | 'readOnly'>;
   rollback(): Promise<void>;
   query?(sql: string, params?: readonly unknown[]): Promise<{ rows: unknown[]; rowCount: number }>;
+  lockingRead?(
+    sql: string,
+    params: readonly unknown[],
+    options: { wait: boolean },
+  ): Promise<{ rows: unknown[]; rowCount: number }>;
 }
 
 export class Coordinator implements TxnOperator, AsyncDisposable {
@@ -350,6 +386,12 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
   private readonly firstSeen = new Map<string, number>();
+  /** Commit phases (in-process, and the shared fence when given) against snapshot opening: see snapshot(). */
+  private readonly fence: CommitFence;
+  /** Each transaction's hold on the fence, from before its commit record is appended until its last branch committed. */
+  private readonly fenceHolds = new Map<TxnId, Promise<FenceRelease>>();
+  /** Each resource's rank in the lock order: its position in `resources`. */
+  private readonly ranks: ReadonlyMap<string, number>;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.name = coordinatorIdOf(options);
@@ -361,6 +403,11 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         );
       }
     }
+    this.ranks = new Map(Object.keys(options.resources).map((name, i) => [name, i]));
+    this.fence =
+      options.commitFence === undefined
+        ? new LocalCommitFence()
+        : bothFences(new LocalCommitFence(), options.commitFence);
     // Unique per process start: attempt names and transaction ids embed it.
     this.incarnation = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
     this.driver = new Driver(
@@ -368,7 +415,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       this.name,
       { ...defaultTwoPcConfig, ...twoPcRuntimeTiming, ...options.timing, incarnation: this.incarnation },
       {
-        log: countingLog(options.log, () => this.appendsSinceCheckpoint++),
+        log: this.fencedLog(countingLog(options.log, () => this.appendsSinceCheckpoint++)),
         send: (to, msg) => this.deliver(to, msg),
         outcome: (txn, _client, outcome) => this.onOutcome(txn, outcome),
         halted: (err) => this.onLogFailure(err),
@@ -717,6 +764,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       cause: undefined,
       unacked: new Set(),
       heuristics: [],
+      waitingReads: Promise.resolve(),
     };
     this.active.set(id, txn);
     return { id, txn };
@@ -752,8 +800,12 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     };
     const tx: Transaction = {
       id,
-      branch: async <B>(resource: string) => (await open(resource)) as B,
+      branch: async <B>(resource: string) => {
+        this.noteRank(txn, resource);
+        return (await open(resource)) as B;
+      },
       query: async (resource, sql, params) => {
+        this.noteRank(txn, resource);
         const branch = await open(resource);
         if (branch.query === undefined) {
           throw new DtxError(
@@ -763,8 +815,110 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         }
         return (await branch.query(sql, params)) as { rows: never[]; rowCount: number };
       },
+      read: async (resource, sql, params = []) => {
+        const rank = this.ranks.get(resource);
+        if (rank === undefined) {
+          throw new DtxError('DTX_INVALID_ARGUMENT', `no resource named ${JSON.stringify(resource)}`);
+        }
+        // Decided when the read is asked for, in the order the caller asks.
+        const wait = mayWaitFor(rank, txn.highestRank);
+        this.noteRank(txn, resource);
+        const before = txn.waitingReads;
+        const reading = (async () => {
+          const branch = await open(resource);
+          if (branch.lockingRead === undefined) {
+            throw new DtxError(
+              'DTX_INVALID_ARGUMENT',
+              `resource ${resource} has no locking reads (not a SQL resource); use tx.branch()`,
+            );
+          }
+          // A read that may wait starts once the earlier ones were granted, so
+          // that this transaction never waits on two resources at once.
+          if (wait) await before.catch(() => undefined);
+          return branch.lockingRead(sql, params, { wait });
+        })();
+        if (wait) txn.waitingReads = reading.catch(() => undefined);
+        return (await reading) as { rows: never[]; rowCount: number };
+      },
     };
     return { tx, opening };
+  }
+
+  /** Records that `txn` sent a statement to `resource` (the lock-order rule's highest rank). */
+  private noteRank(txn: ActiveTxn, resource: string): void {
+    const rank = this.ranks.get(resource);
+    if (rank !== undefined && (txn.highestRank === undefined || rank > txn.highestRank))
+      txn.highestRank = rank;
+  }
+
+  /**
+   * The log as the driver sees it: a commit record is appended only once its
+   * transaction holds the commit fence, so the whole commit phase — from the
+   * decision until the last branch committed, and any `durable`
+   * acknowledgment, which comes after the record — lies inside the hold.
+   * Appends wait for the fence one after the other, in the order the driver
+   * issued them: a later record's wait can never hold back an earlier one
+   * (the driver's after-persist effects wait for every earlier write). A
+   * fence that cannot be taken fails the append, and the coordinator stops
+   * as on a log failure: the decision was not written.
+   */
+  private fencedLog(log: DurableLog<TwoPcRecord>): DurableLog<TwoPcRecord> {
+    let queue: Promise<unknown> = Promise.resolve();
+    return wrapLog(log, {
+      append: (records, force) => {
+        const commits = records.flatMap((r) => (r.type === 'commit' ? [r.txn] : []));
+        const entered = queue.then(() => Promise.all(commits.map((txn) => this.fenceHold(txn))));
+        queue = entered.catch(() => undefined);
+        return entered.then(() => log.append(records, force));
+      },
+    });
+  }
+
+  /** The transaction's hold on the fence, entered once. */
+  private fenceHold(txn: TxnId): Promise<FenceRelease> {
+    let hold = this.fenceHolds.get(txn);
+    if (hold === undefined) {
+      const entering = this.fence.enterCommitPhase();
+      // A failed entry is not kept: the next COMMIT attempt tries again.
+      entering.catch(() => {
+        if (this.fenceHolds.get(txn) === entering) this.fenceHolds.delete(txn);
+      });
+      hold = entering;
+      this.fenceHolds.set(txn, hold);
+    }
+    return hold;
+  }
+
+  /** Leaves the fence once `txn` has no commit phase left (aborted, all read-only, or committed everywhere). */
+  private settleFence(txn: TxnId): void {
+    const hold = this.fenceHolds.get(txn);
+    if (hold === undefined || this.driver.peek().txns.has(txn)) return;
+    this.fenceHolds.delete(txn);
+    hold.then(
+      (release) => release(),
+      () => undefined,
+    );
+  }
+
+  /**
+   * Runs `work` on one snapshot per database, taken at a single consistent
+   * cut: no transaction of this coordinator (or of any coordinator sharing
+   * its `commitFence`) is seen committed on one database and not on another.
+   * New commit phases are held back only while the snapshots open; the reads
+   * lock nothing and never block writers. docs/isolation.md.
+   *
+   * @example
+   * const total = await coordinator.snapshot(async (reads) => {
+   *   const a = await reads.query('pg', 'SELECT sum(balance) AS s FROM accounts');
+   *   const b = await reads.query('maria', 'SELECT sum(balance) AS s FROM accounts');
+   *   return Number(a.rows[0]!.s) + Number(b.rows[0]!.s);
+   * });
+   */
+  async snapshot<T>(work: (reads: SnapshotReads) => Promise<T>, options: SnapshotOptions = {}): Promise<T> {
+    if (!this.started || this.closing) {
+      throw new DtxError('DTX_INVALID_STATE', 'the coordinator is not running: no snapshot can be fenced');
+    }
+    return withSnapshot(this.options.resources, this.fence, work, options);
   }
 
   /**
@@ -840,6 +994,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     const outcome = await decided;
     if (outcome !== 'committed') {
       this.active.delete(id);
+      this.settleFence(id);
       // Branches that never voted (the core refused the transaction outright,
       // or timed out before their vote) are rolled back here as well; the
       // ABORTs the core sent may still be on their way, which is harmless.
@@ -956,8 +1111,11 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         // A failed COMMIT is retried by the core's resend timer; a failed ABORT
         // leaves a prepared branch for the recovery sweep. Neither may crash us.
         if (this.closing) return;
-        if (msg.type === 'COMMIT') this.onCommitFailed(msg.txn, to, err);
-        else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
+        if (msg.type === 'COMMIT') {
+          this.onCommitFailed(msg.txn, to, err);
+          // A COMMIT for a transaction already ended must not keep a hold.
+          this.settleFence(msg.txn);
+        } else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
       })
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, task);
@@ -1042,6 +1200,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         return;
       }
       case 'COMMIT': {
+        // Recovery's re-driven commits enter the fence too (a live
+        // transaction entered it before its decision: this finds its hold).
+        await this.fenceHold(msg.txn);
         if (t !== undefined) this.point(`committing:${t.commitsStarted++}`, t);
         let resolution: 'done' | 'unknown';
         try {
@@ -1056,6 +1217,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         if (t !== undefined) this.point(`committed:${++t.commitsDone}`, t);
         if (resolution === 'unknown') await this.checkCommitted(msg.txn, resource, gid, entry);
         this.driver.input({ type: 'receive', from: resource, msg: { type: 'ACK', txn: msg.txn } });
+        this.settleFence(msg.txn);
         if (t !== undefined) {
           t.unacked.delete(resource);
           if (t.unacked.size === 0) t.allCommitted?.();
@@ -1383,6 +1545,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     }
     for (const p of t?.committers ?? []) this.commitRetries.delete(`${id} ${p}`);
     this.recovering.delete(id);
+    this.settleFence(id);
     if (t?.phase === 'committing' && waiting !== undefined) {
       this.active.delete(id);
       waiting.fail?.(

@@ -1,9 +1,11 @@
 // Shared bits of the adapter tests: a per-run id, so gids and table names of
 // one run never collide with a rerun or a concurrent run, and small assertion
-// helpers for typed errors.
+// helpers for typed errors, and the MariaDB root session tests make their
+// databases with.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import mysql from 'mysql2/promise';
 import { DtxError, type DtxErrorCode } from '../../src/errors.ts';
 
 /** Short, gid-safe and identifier-safe: lowercase letters and digits. */
@@ -64,3 +66,13 @@ export const hostileGids: readonly string[] = [
   '_dtx',
   '.dtx',
 ];
+
+/** Runs one statement as MariaDB's root on the machine's server (127.0.0.1:3306): test databases are made and dropped so. */
+export async function mariaAdmin(sql: string): Promise<void> {
+  const admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+  try {
+    await admin.query(sql);
+  } finally {
+    await admin.end();
+  }
+}

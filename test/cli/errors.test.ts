@@ -214,6 +214,34 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
     }
   });
 
+  test('usage errors of the auditors and of verify --live exit 2 before anything is opened', async () => {
+    const dbs = [
+      '--db',
+      `sqlite:${join(dir, 'never-a.sqlite')}`,
+      '--db',
+      `sqlite:${join(dir, 'never-b.sqlite')}`,
+    ];
+    for (const [args, message] of [
+      [['verify', ...dbs, '--live'], /--live needs --fence/],
+      [['verify', ...dbs, '--fence', 'postgres://127.0.0.1/x'], /--fence needs --live/],
+      [
+        ['bench', ...dbs, '--protocol', 'naive', '--auditors', '1', '--reads', 'snapshot', '--txns', '1'],
+        /needs --protocol 2pc/,
+      ],
+      [
+        ['bench', ...dbs, '--protocol', 'saga', '--auditors', '1', '--txns', '1'],
+        /--auditors does not apply to saga/,
+      ],
+      [
+        ['bench', ...dbs, '--reads', 'dirty', '--txns', '1'],
+        /Allowed choices are plain, serializable, locking, snapshot/,
+      ],
+    ] as const) {
+      assertFailure(await dtx([...args]), { exit: 2, code: 'DTX_INVALID_ARGUMENT', message });
+    }
+    assert.ok(!existsSync(join(dir, 'never-a.sqlite')), 'no database file created');
+  });
+
   test("commander's suggestion becomes the fix line", async () => {
     assertFailure(await dtx(['simm']), {
       exit: 2,

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import mysql from 'mysql2/promise';
 import { runRecover, runVerify } from '../../src/cli/bench.ts';
+import { mariaAdmin as maria } from '../adapters/helpers.ts';
 import { type PgCluster, startPgCluster } from '../adapters/pg-cluster.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -51,15 +51,6 @@ async function recoverAndVerify(what: string) {
 
 /** This run's own MariaDB database: bench's tables live in the database its URL names. */
 const mariaDatabase = `dtx_crash_${process.pid}`;
-
-async function maria(sql: string): Promise<void> {
-  const admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
-  try {
-    await admin.query(sql);
-  } finally {
-    await admin.end();
-  }
-}
 
 before(async () => {
   await maria(`CREATE DATABASE IF NOT EXISTS ${mariaDatabase}`);

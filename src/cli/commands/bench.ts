@@ -3,6 +3,7 @@
 // ../bench-saga.ts), chosen once by the protocol's family.
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { AuditReads } from '../audit.ts';
 import type { BenchLoad } from '../bench.ts';
 import { type CrashPoint, crashPoints } from '../crash-points.ts';
 import { type Family, familyOf } from '../families.ts';
@@ -27,8 +28,14 @@ export interface BenchFlags {
   crashAfter?: number;
   orphanGraceMs?: number;
   orphanSweepMs?: number;
+  auditors: number;
+  reads: AuditReads;
+  fence?: string;
   json?: boolean;
 }
+
+/** `--reads`: the modes of ../audit.ts, listed here so that `dtx --help` loads no database code. */
+const auditReadChoices: readonly AuditReads[] = ['plain', 'serializable', 'locking', 'snapshot'];
 
 /** The flags both families take, as the bench modules name them. */
 function benchLoad(flags: BenchFlags): BenchLoad {
@@ -64,6 +71,9 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
     crashAfter: flags.crashAfter,
     ...(flags.orphanGraceMs === undefined ? {} : { orphanGraceMs: flags.orphanGraceMs }),
     ...(flags.orphanSweepMs === undefined ? {} : { orphanSweepIntervalMs: flags.orphanSweepMs }),
+    auditors: flags.auditors,
+    reads: flags.reads,
+    ...(flags.fence === undefined ? {} : { fence: flags.fence }),
     progress: (line) => process.stderr.write(`dtx bench: ${line}\n`),
     onRecovered: (r) => {
       if (r.recommitted.length + r.rolledBack.length > 0) {
@@ -81,6 +91,10 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
         `at concurrency ${report.concurrency}: ${report.tps} tps, latency p50 ${report.latencyMs.p50} ms, ` +
         `p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms\n`,
     );
+    if (report.audit !== undefined) {
+      const { auditLine } = await import('../audit.ts');
+      process.stdout.write(`${auditLine(report.audit)}\n`);
+    }
     printHeuristics(report.heuristics);
   }
   // A branch that contradicts its decision needs a human: never exit 0 over it.
@@ -89,7 +103,8 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
 
 /** `dtx bench --protocol saga|tcc` (../bench-saga.ts). */
 async function benchBranch(flags: BenchFlags): Promise<void> {
-  refuseFlags(flags, ['lease', 'crashAt'], `does not apply to ${flags.protocol}`);
+  refuseFlags(flags, ['lease', 'crashAt', 'fence'], `does not apply to ${flags.protocol}`);
+  if (flags.auditors > 0) throw new InvalidArgumentError(`--auditors does not apply to ${flags.protocol}`);
   const { runSagaBench } = await import('../bench-saga.ts');
   const report = await runSagaBench({
     protocol: flags.protocol as 'saga' | 'tcc',
@@ -196,6 +211,21 @@ export function registerBenchCommand(program: Command): void {
       new Option('--orphan-sweep-ms <ms>', 'how often the orphan sweep runs (default 5000; 0: never)')
         .argParser(int('--orphan-sweep-ms', 0, 86_400_000))
         .hideHelp(),
+    )
+    .option(
+      '--auditors <n>',
+      'auditors summing the first two databases while transfers run (reports audits and inconsistentAudits)',
+      int('--auditors', 0, 64),
+      0,
+    )
+    .addOption(
+      new Option('--reads <mode>', "the auditors' reads (docs/isolation.md)")
+        .choices(auditReadChoices)
+        .default('plain'),
+    )
+    .option(
+      '--fence <url>',
+      'postgres:// database of the commit fence shared with other processes (dtx verify --live --fence)',
     )
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: BenchFlags) => {

@@ -2,6 +2,7 @@
 // database URL, connect to NATS (waiting for it if it is down), relay until
 // SIGINT or SIGTERM, then stop cleanly (rows acked so far are marked sent).
 
+import { writeSync } from 'node:fs';
 import type { OutboxStore } from '../adapters/outbox.ts';
 import { DtxError } from '../errors.ts';
 import { checkServerUrl, parseDbUrl } from './db.ts';
@@ -15,6 +16,7 @@ export interface RelayFlags {
   leaseMs?: number;
   relayId?: string;
   init?: boolean;
+  crashAfterAcks?: number;
 }
 
 /** The outbox a `--db` URL names, and how to close what was opened for it. */
@@ -53,6 +55,16 @@ export async function openOutboxUrl(
   return { outbox: mariadbOutbox(pool, opts), close: () => pool.end() };
 }
 
+/** Kills this process after the `n`-th ack, before the row is marked sent (for the crash tests). */
+function crashAfter(n: number): () => void {
+  let acks = 0;
+  return () => {
+    if (++acks < n) return;
+    writeSync(2, `dtx relay: crash point after ack ${acks}\n`);
+    process.kill(process.pid, 'SIGKILL');
+  };
+}
+
 export async function runRelay(flags: RelayFlags): Promise<void> {
   const { connect } = await import('@nats-io/transport-node');
   const { startRelay } = await import('../runtime/outbox/relay.ts');
@@ -74,6 +86,7 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
         ...(flags.batch === undefined ? {} : { batch: flags.batch }),
         ...(flags.leaseMs === undefined ? {} : { leaseMs: flags.leaseMs }),
         ...(flags.relayId === undefined ? {} : { relayId: flags.relayId }),
+        ...(flags.crashAfterAcks === undefined ? {} : { afterAck: crashAfter(flags.crashAfterAcks) }),
       });
       process.stderr.write(`dtx relay: relaying ${outbox.kind} table ${outbox.table} to ${flags.nats}\n`);
       await new Promise<void>((resolve) => {

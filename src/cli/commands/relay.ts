@@ -1,7 +1,7 @@
 // `dtx relay`: the transactional outbox's relay as its own process. It
 // publishes committed outbox rows to NATS JetStream until stopped.
 
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { int } from '../options.ts';
 import type { RelayFlags } from '../relay.ts';
 
@@ -19,6 +19,14 @@ export function registerRelayCommand(program: Command): void {
     .option('--batch <n>', 'rows per round', int('--batch', 1, 10_000))
     .option('--lease-ms <ms>', 'how long a claim on a row lasts', int('--lease-ms', 100, 3_600_000))
     .option('--relay-id <id>', "this relay's name in the rows it claims (default: host and pid)")
+    .addOption(
+      new Option(
+        '--crash-after-acks <n>',
+        'crash tests: SIGKILL itself after the n-th ack, before marking the row sent',
+      )
+        .argParser(int('--crash-after-acks', 1))
+        .hideHelp(),
+    )
     .option('--init', 'create the outbox table (and a SQLite file) if missing')
     .action(async (flags: RelayFlags) => {
       const { runRelay } = await import('../relay.ts');

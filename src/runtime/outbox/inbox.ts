@@ -68,6 +68,8 @@ export interface ConsumeOptions<Tx> {
   prefetch?: number;
   /** Where dead letters and retries are reported. Default: stderr. */
   log?: (line: string) => void;
+  /** Called after a message's transaction committed and before its ack: the window a crash causes a redelivery. For crash tests. */
+  afterCommit?: (message: InboxMessage) => void;
 }
 
 export interface ConsumerStats {
@@ -185,7 +187,9 @@ export async function consume<Tx>(
 
   async function deadLetter(m: JsMsg, msg: InboxMessage, reason: unknown): Promise<void> {
     const h = newHeaders();
-    for (const [k, vs] of m.headers ?? []) for (const v of vs) if (k !== 'Nats-Msg-Id') h.append(k, v);
+    // The application's headers travel on; JetStream's own (`Nats-Msg-Id`,
+    // the publisher's `Nats-Expected-*`) belong to the original publish.
+    for (const [k, vs] of m.headers ?? []) for (const v of vs) if (!k.startsWith('Nats-')) h.append(k, v);
     h.set('Dtx-Original-Subject', msg.subject);
     h.set(
       'Dtx-Error',
@@ -199,7 +203,10 @@ export async function consume<Tx>(
     // NATS message, for whoever listens).
     try {
       await js.publish(deadLetterSubject, m.data, { msgID: `dead-${msg.id}`.slice(0, 128), headers: h });
-    } catch {
+    } catch (error) {
+      log(
+        `dtx inbox ${stream}/${durable}: no stream took dead letter ${msg.id} on ${deadLetterSubject} (${messageOf(error)}); sent it as a plain NATS message`,
+      );
       options.nats.publish(deadLetterSubject, m.data, { headers: h });
     }
     await db.transaction((_tx, sql) => sql.record(entryOf(msg, 'dead', messageOf(reason))));
@@ -249,6 +256,7 @@ export async function consume<Tx>(
       m.nak(backoffMs(msg.deliveryCount, inboxRetryMs.baseMs, inboxRetryMs.maxMs));
       return;
     }
+    options.afterCommit?.(msg);
     m.ack();
     if (outcome === 'applied') stats.applied++;
     else stats.skipped++;

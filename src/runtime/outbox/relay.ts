@@ -53,6 +53,11 @@ export interface RelayOptions {
   retentionMs?: number;
   /** Where the relay reports trouble and recovery. Default: stderr. */
   log?: (line: string) => void;
+  /**
+   * Called after JetStream acked a row and before the row is marked sent:
+   * the window a crash leaves a published row unsent. For crash tests.
+   */
+  afterAck?: (row: OutboxRow) => void;
 }
 
 export interface RelayStats {
@@ -203,6 +208,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       if (Date.now() + publishTimeoutMs >= untilMs) return;
       try {
         await publishRow(row);
+        options.afterAck?.(row);
         acked.push(row.seq);
       } catch (error) {
         errors.push(error);

@@ -8,7 +8,13 @@ import type { PoolConnection as MysqlConnection } from 'mysql2/promise';
 import type { PoolClient as PgClient } from 'pg';
 import { type InboxDb, mariadbInbox, postgresInbox, sqliteInbox } from '../../src/adapters/inbox.ts';
 import { mariadbTransaction, pgTransaction, sqliteTransactions } from '../../src/adapters/local-txn.ts';
-import { mariadbOutbox, type Outbox, postgresOutbox, sqliteOutbox } from '../../src/adapters/outbox.ts';
+import {
+  mariadbOutbox,
+  type Outbox,
+  type OutboxPayload,
+  postgresOutbox,
+  sqliteOutbox,
+} from '../../src/adapters/outbox.ts';
 import { mariadbPool, pgPool, sqliteFile } from './support.ts';
 
 export interface TestDb {
@@ -18,7 +24,7 @@ export interface TestDb {
   /** One producer transaction: `work` gets `publish` bound to it and `order(id)` to write the business row. */
   produce(
     work: (t: {
-      publish(subject: string, payload: unknown, opts?: { id?: string; key?: string }): Promise<string>;
+      publish(subject: string, payload: OutboxPayload, opts?: { id?: string; key?: string }): Promise<string>;
       order(id: string): Promise<void>;
     }) => Promise<void>,
   ): Promise<void>;

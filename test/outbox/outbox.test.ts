@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { OutboxPayload } from '../../src/adapters/outbox.ts';
 import { DtxError } from '../../src/errors.ts';
 import { consume, type InboxConsumer } from '../../src/runtime/outbox/inbox.ts';
 import { type Relay, startRelay } from '../../src/runtime/outbox/relay.ts';
@@ -103,7 +104,7 @@ for (const kind of ['postgres', 'mariadb', 'sqlite'] as const) {
       for (const [subject, payload, opts] of bad) {
         await rejectsWithCode(
           db.produce(async (t) => {
-            await t.publish(subject, payload, opts);
+            await t.publish(subject, payload as OutboxPayload, opts);
           }),
           'DTX_INVALID_ARGUMENT',
         );

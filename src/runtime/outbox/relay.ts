@@ -126,10 +126,11 @@ async function checkDuplicateWindow(
 export async function startRelay(options: RelayOptions): Promise<Relay> {
   const batch = positive('batch', options.batch, relayBatchDefault);
   const leaseMs = positive('leaseMs', options.leaseMs, relayLeaseMsDefault);
+  // A short lease gets a proportionally short publish timeout by default.
   const publishTimeoutMs = positive(
     'publishTimeoutMs',
     options.publishTimeoutMs,
-    relayPublishTimeoutMsDefault,
+    Math.min(relayPublishTimeoutMsDefault, Math.floor(leaseMs / 3)),
   );
   const pollMs = positive('pollMs', options.pollMs, relayPollMsDefault);
   const retentionMs = positive('retentionMs', options.retentionMs, outboxRetentionMsDefault);

@@ -3,7 +3,7 @@
 // SIGINT or SIGTERM, then stop cleanly (rows acked so far are marked sent).
 
 import { writeSync } from 'node:fs';
-import type { OutboxStore } from '../adapters/outbox.ts';
+import { checkOutboxTable, type OutboxStore } from '../adapters/outbox.ts';
 import { DtxError } from '../errors.ts';
 import { checkServerUrl, parseDbUrl } from './db.ts';
 
@@ -26,6 +26,8 @@ export async function openOutboxUrl(
   create: boolean,
 ): Promise<{ outbox: OutboxStore; close(): Promise<void> }> {
   const target = parseDbUrl(url, 0);
+  checkOutboxTable(table, 'dtx_outbox'); // before anything is opened or created
+
   const opts = table === undefined ? {} : { table };
   if (target.kind === 'sqlite') {
     const { default: Database } = await import('better-sqlite3');

@@ -202,6 +202,38 @@ for (const kind of ['postgres', 'mariadb', 'sqlite'] as const) {
       }
     });
 
+    test('sent rows are pruned after the retention; unsent ones never', async () => {
+      const stream = await newStream();
+      for (let i = 0; i < 3; i++) {
+        await db.produce(
+          async (t) => void (await t.publish(`${stream}.orders`, i, { id: `${stream}-${i}` })),
+        );
+      }
+      const first = await startRelay({ db: db.outbox, nats: nc, stream, pollMs: 20, log: quiet });
+      await waitFor('outbox drained', async () => (await db.outbox.unsentCount()) === 0);
+      await first.stop();
+      await sleep(20);
+      // An unsent row (no stream takes its subject, so it stays unsent) must survive the prune.
+      await db.produce(async (t) => void (await t.publish(`nostream.${stream}`, 1)));
+      const second = await startRelay({
+        db: db.outbox,
+        nats: nc,
+        stream,
+        retentionMs: 10,
+        pollMs: 20,
+        publishTimeoutMs: 200,
+        log: quiet,
+      });
+      await waitFor('a round', () => second.stats().rounds > 0);
+      await second.stop();
+      assert.ok(second.stats().pruned >= 3, `pruned ${second.stats().pruned}`);
+      assert.equal(await db.outbox.unsentCount(), 1);
+      assert.equal((await db.outbox.scan(10)).length, 1);
+      // Leave nothing unsent for the next test's relays.
+      const [row] = await db.outbox.scan(1);
+      await db.outbox.markSent([row!.seq], Date.now());
+    });
+
     test('a message whose handler keeps failing is dead-lettered after N deliveries, visibly', async () => {
       const stream = await newStream();
       const deadStream = `${stream}_DEAD`;

@@ -81,7 +81,14 @@ test('the packed tarball installs lean, runs `dtx demo --no-real` and imports ev
 
     writeFileSync(join(userDir, 'check.mjs'), importCheck);
     const counts = JSON.parse(run(process.execPath, ['check.mjs'], userDir));
-    assert.deepEqual(Object.keys(counts), ['dtx', 'dtx/postgres', 'dtx/mysql', 'dtx/sqlite']);
+    assert.deepEqual(Object.keys(counts), [
+      'dtx',
+      'dtx/postgres',
+      'dtx/mysql',
+      'dtx/sqlite',
+      'dtx/outbox',
+      'dtx/inbox',
+    ]);
   } finally {
     rmSync(packDir, { recursive: true, force: true });
     rmSync(userDir, { recursive: true, force: true });

@@ -30,6 +30,7 @@ import {
   outboxSubjectPattern,
 } from '../runtime/limits.ts';
 import { stringField } from './internal.ts';
+import { mariadbTransaction } from './local-txn.ts';
 
 /** A message body: bytes as they are, anything else as its JSON text. */
 export type OutboxPayload = Uint8Array | string | number | boolean | null | object;
@@ -311,9 +312,7 @@ export function mariadbOutbox(pool: MysqlPool, options: { table?: string } = {})
     },
     async claim(seqs, relayId, nowMs, untilMs) {
       if (seqs.length === 0) return [];
-      const conn = await pool.getConnection();
-      try {
-        await conn.query('START TRANSACTION');
+      return mariadbTransaction(pool, async (conn) => {
         const [rows] = await conn.query(
           `SELECT ${columns} FROM ${table} WHERE seq IN (${inList(seqs)}) AND ${claimableSql('?', '?')} ` +
             'ORDER BY seq FOR UPDATE SKIP LOCKED',
@@ -326,14 +325,8 @@ export function mariadbOutbox(pool: MysqlPool, options: { table?: string } = {})
             [relayId, untilMs],
           );
         }
-        await conn.query('COMMIT');
         return got;
-      } catch (error) {
-        await conn.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        conn.release();
-      }
+      });
     },
     async markSent(seqs, nowMs) {
       if (seqs.length === 0) return;

@@ -110,7 +110,8 @@ try {
   };
   process.stdout.write(
     `relay throughput: ${out.relay.rowsPerSec} rows/s (${rows} rows of 200 bytes, batch ${batch}, drained in ${out.relay.drainMs} ms)\n` +
-      `end-to-end latency (commit -> consumer commit), ${out.endToEnd.received}/${sent} messages at one per ~${intervalMs} ms: ` +
+      `end-to-end latency (commit -> consumer commit), ${out.endToEnd.received}/${sent} messages over ${latencyMs} ms ` +
+      `(${Math.round(sent / (latencyMs / 1000))}/s, one commit then a ${intervalMs} ms pause): ` +
       `p50 ${out.endToEnd.p50Ms} ms, p99 ${out.endToEnd.p99Ms} ms, max ${out.endToEnd.maxMs} ms\n`,
   );
   process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -189,15 +189,14 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       wakeIdle = done;
     });
 
-  /** Publishes one row and waits for its ack; true when acked. */
-  async function publishRow(row: OutboxRow): Promise<boolean> {
+  /** Publishes one row and waits for its ack. */
+  async function publishRow(row: OutboxRow): Promise<void> {
     const h = headers();
     if (row.key !== null) h.set(keyHeader, row.key);
     const opts: Partial<JetStreamPublishOptions> = { msgID: row.id, timeout: publishTimeoutMs, headers: h };
     if (options.stream !== undefined) opts.expect = { streamName: options.stream };
     const ack = await js.publish(row.subject, row.payload, opts);
     if (ack.duplicate) stats.duplicates++;
-    return true;
   }
 
   /** Publishes a chain in order; stops at the first failure or when the claim is about to lapse. */
@@ -218,17 +217,28 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     }
   }
 
-  function troubleStarted(what: string, error: unknown) {
+  /**
+   * What is failing, if anything. A round that reaches the database ends
+   * database trouble even with nothing to publish; only acked publishes end
+   * NATS trouble (an empty outbox says nothing about NATS).
+   */
+  let trouble: 'database' | 'nats' | undefined;
+
+  function troubleStarted(kind: 'database' | 'nats', error: unknown) {
     stats.failures++;
     consecutiveFailures++;
-    if (!stats.backingOff) {
+    if (trouble !== kind) {
+      trouble = kind;
       stats.backingOff = true;
+      const what = kind === 'nats' ? 'publishing to JetStream failed' : 'outbox database round failed';
       log(`dtx relay ${relayId}: ${what}: ${message(error)}; backing off and retrying`);
     }
   }
 
-  function troubleEnded() {
-    if (stats.backingOff) log(`dtx relay ${relayId}: recovered after ${consecutiveFailures} failed round(s)`);
+  function troubleEnded(kind: 'database' | 'nats') {
+    if (trouble !== kind) return;
+    log(`dtx relay ${relayId}: recovered after ${consecutiveFailures} failed round(s)`);
+    trouble = undefined;
     stats.backingOff = false;
     consecutiveFailures = 0;
   }
@@ -243,7 +253,10 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     }
     const candidates = await db.scan(batch * relayScanFactor);
     const plannedSeqs = planClaim(candidates, relayId, nowMs, batch);
-    if (plannedSeqs.length === 0) return false;
+    if (plannedSeqs.length === 0) {
+      troubleEnded('database');
+      return false;
+    }
     const untilMs = nowMs + leaseMs;
     const claimedRows = await db.claim(plannedSeqs, relayId, nowMs, untilMs);
     const bySeq = new Map(claimedRows.map((r) => [r.seq, r]));
@@ -271,11 +284,12 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     // Hand back what this relay did not publish, so another relay (or this
     // one's next round) can take it without waiting for the lease.
     await db.release([...release, ...unpublished], relayId);
+    troubleEnded('database'); // every statement of the round went through
     if (errors.length > 0) {
-      troubleStarted('publishing to JetStream failed', errors[0]);
+      troubleStarted('nats', errors[0]);
       return false;
     }
-    troubleEnded();
+    if (acked.length > 0) troubleEnded('nats');
     return claimedRows.length > 0;
   }
 
@@ -285,7 +299,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       try {
         busy = await round();
       } catch (error) {
-        troubleStarted('outbox database round failed', error);
+        troubleStarted('database', error);
       }
       if (stopping) break;
       if (stats.backingOff)

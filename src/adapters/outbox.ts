@@ -152,6 +152,23 @@ function duplicateId(id: string, cause: unknown): DtxError {
   });
 }
 
+const insertSql = (table: string, params: string) =>
+  `INSERT INTO ${table} (id, subject, msg_key, payload, created_ms) VALUES (${params})`;
+
+/** Runs the insert of a checked message; a unique violation (`duplicateCode`) becomes `duplicateId`. */
+async function insertMessage(
+  m: Checked,
+  duplicateCode: string,
+  insert: (row: unknown[]) => Promise<unknown>,
+): Promise<void> {
+  try {
+    await insert([m.id, m.subject, m.key, m.payload, Date.now()]);
+  } catch (error) {
+    if (stringField(error, 'code') === duplicateCode) throw duplicateId(m.id, error);
+    throw error;
+  }
+}
+
 const columns = 'seq, id, subject, msg_key, payload, created_ms';
 
 interface RawRow {
@@ -214,15 +231,7 @@ export function postgresOutbox(pool: PgPool, options: { table?: string } = {}): 
     table,
     async publish(tx, subject, payload, opts) {
       const m = checkPublish(subject, payload, opts);
-      try {
-        await tx.query(
-          `INSERT INTO ${table} (id, subject, msg_key, payload, created_ms) VALUES ($1, $2, $3, $4, $5)`,
-          [m.id, m.subject, m.key, m.payload, Date.now()],
-        );
-      } catch (error) {
-        if (stringField(error, 'code') === '23505') throw duplicateId(m.id, error);
-        throw error;
-      }
+      await insertMessage(m, '23505', (row) => tx.query(insertSql(table, '$1, $2, $3, $4, $5'), row));
       return m.id;
     },
     async ensureSchema() {
@@ -286,15 +295,7 @@ export function mariadbOutbox(pool: MysqlPool, options: { table?: string } = {})
     table,
     async publish(tx, subject, payload, opts) {
       const m = checkPublish(subject, payload, opts);
-      try {
-        await tx.query(
-          `INSERT INTO ${table} (id, subject, msg_key, payload, created_ms) VALUES (?, ?, ?, ?, ?)`,
-          [m.id, m.subject, m.key, m.payload, Date.now()],
-        );
-      } catch (error) {
-        if (stringField(error, 'code') === 'ER_DUP_ENTRY') throw duplicateId(m.id, error);
-        throw error;
-      }
+      await insertMessage(m, 'ER_DUP_ENTRY', (row) => tx.query(insertSql(table, '?, ?, ?, ?, ?'), row));
       return m.id;
     },
     async ensureSchema() {
@@ -395,9 +396,7 @@ export function sqliteOutbox(
     publish(tx, subject, payload, opts) {
       const m = checkPublish(subject, payload, opts);
       try {
-        tx.prepare(
-          `INSERT INTO ${table} (id, subject, msg_key, payload, created_ms) VALUES (?, ?, ?, ?, ?)`,
-        ).run(m.id, m.subject, m.key, m.payload, Date.now());
+        tx.prepare(insertSql(table, '?, ?, ?, ?, ?')).run(m.id, m.subject, m.key, m.payload, Date.now());
       } catch (error) {
         if (stringField(error, 'code')?.startsWith('SQLITE_CONSTRAINT') === true)
           throw duplicateId(m.id, error);

@@ -28,7 +28,9 @@ import * as dtx from 'dtx';
 import * as postgres from 'dtx/postgres';
 import * as mysql from 'dtx/mysql';
 import * as sqlite from 'dtx/sqlite';
-const entries = { dtx, 'dtx/postgres': postgres, 'dtx/mysql': mysql, 'dtx/sqlite': sqlite };
+import * as outbox from 'dtx/outbox';
+import * as inbox from 'dtx/inbox';
+const entries = { dtx, 'dtx/postgres': postgres, 'dtx/mysql': mysql, 'dtx/sqlite': sqlite, 'dtx/outbox': outbox, 'dtx/inbox': inbox };
 for (const [name, mod] of Object.entries(entries)) {
   if (!Object.values(mod).some((v) => typeof v === 'function')) throw new Error(name + ' exports no function');
 }
@@ -79,7 +81,14 @@ test('the packed tarball installs lean, runs `dtx demo --no-real` and imports ev
 
     writeFileSync(join(userDir, 'check.mjs'), importCheck);
     const counts = JSON.parse(run(process.execPath, ['check.mjs'], userDir));
-    assert.deepEqual(Object.keys(counts), ['dtx', 'dtx/postgres', 'dtx/mysql', 'dtx/sqlite']);
+    assert.deepEqual(Object.keys(counts), [
+      'dtx',
+      'dtx/postgres',
+      'dtx/mysql',
+      'dtx/sqlite',
+      'dtx/outbox',
+      'dtx/inbox',
+    ]);
   } finally {
     rmSync(packDir, { recursive: true, force: true });
     rmSync(userDir, { recursive: true, force: true });

@@ -26,6 +26,7 @@ import type { PoolConnection as MysqlConnection, Pool as MysqlPool } from 'mysql
 import type { PoolClient as PgClient, Pool as PgPool } from 'pg';
 import { DtxError } from '../errors.ts';
 import { barrierTablePattern } from '../runtime/limits.ts';
+import { mariadbTransaction, pgTransaction, sqliteTransactions } from './local-txn.ts';
 
 export type BarrierOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
 
@@ -107,10 +108,8 @@ export function postgresBarrierDb(pool: PgPool, options: { table?: string } = {}
     async ensureTable() {
       await pool.query(ddl(table, 'TEXT'));
     },
-    async transaction(work) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
+    transaction(work) {
+      return pgTransaction(pool, async (client) => {
         const sql: SqlRunner = {
           async insertIgnore(k, state) {
             const r = await client.query(
@@ -133,15 +132,8 @@ export function postgresBarrierDb(pool: PgPool, options: { table?: string } = {}
             );
           },
         };
-        const out = await work(client, sql);
-        await client.query('COMMIT');
-        return out;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
+        return work(client, sql);
+      });
     },
   };
 }
@@ -158,10 +150,8 @@ export function mariadbBarrierDb(
     async ensureTable() {
       await pool.query(`${ddl(table, 'LONGTEXT')} ENGINE=InnoDB`);
     },
-    async transaction(work) {
-      const conn = await pool.getConnection();
-      try {
-        await conn.query('START TRANSACTION');
+    transaction(work) {
+      return mariadbTransaction(pool, async (conn) => {
         const sql: SqlRunner = {
           async insertIgnore(k, state) {
             const [r] = await conn.query(
@@ -184,15 +174,8 @@ export function mariadbBarrierDb(
             );
           },
         };
-        const out = await work(conn, sql);
-        await conn.query('COMMIT');
-        return out;
-      } catch (error) {
-        await conn.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        conn.release();
-      }
+        return work(conn, sql);
+      });
     },
   };
 }
@@ -208,7 +191,7 @@ export function sqliteBarrierDb(
   options: { table?: string } = {},
 ): BarrierDb<BetterSqlite3.Database> {
   const table = checkTable(options.table);
-  let queue: Promise<unknown> = Promise.resolve();
+  const serial = sqliteTransactions(db);
   const sql: SqlRunner = {
     async insertIgnore(k, state) {
       const r = db
@@ -237,20 +220,7 @@ export function sqliteBarrierDb(
       db.exec(ddl(table, 'TEXT'));
     },
     transaction<T>(work: (tx: BetterSqlite3.Database, sql: SqlRunner) => Promise<T>): Promise<T> {
-      const run = async (): Promise<T> => {
-        db.exec('BEGIN IMMEDIATE');
-        try {
-          const out = await work(db, sql);
-          db.exec('COMMIT');
-          return out;
-        } catch (error) {
-          if (db.inTransaction) db.exec('ROLLBACK');
-          throw error;
-        }
-      };
-      const next = queue.then(run, run);
-      queue = next.catch(() => undefined);
-      return next;
+      return serial((tx) => work(tx, sql));
     },
   };
 }

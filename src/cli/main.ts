@@ -11,6 +11,7 @@ import { registerCheckHistoryCommand } from './commands/check-history.ts';
 import { registerCompareCommand } from './commands/compare.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerRecoverCommand } from './commands/recover.ts';
+import { registerRelayCommand } from './commands/relay.ts';
 import { registerSimCommand } from './commands/sim.ts';
 import { registerSwarmCommand } from './commands/swarm.ts';
 import { registerTxnCommand } from './commands/txn.ts';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerRecoverCommand(program);
   registerTxnCommand(program);
   registerCheckHistoryCommand(program);
+  registerRelayCommand(program);
   return program;
 }
 

@@ -140,3 +140,51 @@ export const httpTimeoutMsMax = 600_000;
 export const httpTimeoutMsDefault = 5000;
 /** Response bodies are read up to this many bytes by default; a branch's answer is a status and a short reason. */
 export const httpBodyBytesMaxDefault = 64 * 1024;
+
+// ------------------------------------------------------ outbox and inbox
+
+/**
+ * A message subject: NATS tokens of safe characters separated by dots, no
+ * wildcards (a published subject names one place), and short enough for an
+ * indexed column.
+ */
+export const outboxSubjectPattern = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+export const outboxSubjectCharsMax = 255;
+/** A message id: it becomes `Nats-Msg-Id` and the inbox's primary key, so safe characters and bounded. */
+export const outboxIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+/** An ordering key travels as a header value: printable ASCII, no line breaks. */
+export const outboxKeyPattern = /^[\x20-\x7e]{1,128}$/;
+/** A relay's id is stored in every row it claims. */
+export const relayIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** NATS refuses messages above its max_payload (1 MiB by default); headers need room too. */
+export const outboxPayloadBytesMax = 1_000_000;
+/** Rows a relay claims per round: enough to fill the pipe to JetStream, few enough to keep a claim short. */
+export const relayBatchDefault = 256;
+/** How many unsent rows a relay reads to plan a claim, as a multiple of the batch (keys blocked by others are skipped). */
+export const relayScanFactor = 4;
+/**
+ * How long a relay's claim on a row lasts. Another relay takes the row over
+ * only after this, so it bounds how long a dead relay's rows wait; the
+ * stream's duplicate window must be longer than this plus the publish timeout
+ * for a takeover's republish to be deduplicated (see docs/outbox.md).
+ */
+export const relayLeaseMsDefault = 30_000;
+/** The JetStream ack a relay waits for before it counts a publish as failed. */
+export const relayPublishTimeoutMsDefault = 5_000;
+/** How long an idle relay sleeps before it looks for new rows again. */
+export const relayPollMsDefault = 50;
+/** Backoff while NATS or the database is down: from 100 ms, doubling, to 5 s. */
+export const relayBackoffMs = { baseMs: 100, maxMs: 5_000 } as const;
+/** Sent rows are kept this long (for audit and for a late duplicate check), then pruned. */
+export const outboxRetentionMsDefault = 86_400_000;
+/** A prune deletes at most this many rows per statement and runs at most every `outboxPruneEveryMs`. */
+export const outboxPruneBatch = 1_000;
+export const outboxPruneEveryMs = 60_000;
+/** Deliveries of one message before the inbox dead-letters it. */
+export const inboxAttemptsMaxDefault = 5;
+/** Redelivery delay after a failed handler: from 200 ms, doubling, to 30 s. */
+export const inboxRetryMs = { baseMs: 200, maxMs: 30_000 } as const;
+/** JetStream's ack wait for a consumer the inbox creates: a handler's transaction must finish well within it. */
+export const inboxAckWaitMsDefault = 30_000;
+/** Messages a consumer pulls ahead of the one being handled. */
+export const inboxPrefetchDefault = 64;

@@ -10,6 +10,7 @@ import { registerBenchCommand } from './commands/bench.ts';
 import { registerCompareCommand } from './commands/compare.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerRecoverCommand } from './commands/recover.ts';
+import { registerServeCommand } from './commands/serve.ts';
 import { registerSimCommand } from './commands/sim.ts';
 import { registerSwarmCommand } from './commands/swarm.ts';
 import { registerTxnCommand } from './commands/txn.ts';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerVerifyCommand(program);
   registerRecoverCommand(program);
   registerTxnCommand(program);
+  registerServeCommand(program);
   return program;
 }
 

@@ -90,6 +90,12 @@
  *   branch has been committed yet (a participant is unreachable) and the
  *   caller's deadline passed: the transaction WILL commit everywhere (the
  *   coordinator or recovery keeps retrying). Not retryable: the work is done.
+ * - `DTX_NOT_FOUND`: the transaction (or other thing) asked about is not
+ *   known: never begun, or forgotten past its retention. Not retryable.
+ * - `DTX_UNAUTHORIZED`: a request to `dtx serve` came without the right
+ *   bearer token. Nothing was done. Not retryable.
+ * - `DTX_UNSUPPORTED`: a request asks for a mode dtx does not offer (for
+ *   `dtx serve`'s DTM-compatible API: XA, workflow, gRPC). Not retryable.
  */
 export type DtxErrorCode =
   | 'DTX_INVALID_GID'
@@ -118,7 +124,10 @@ export type DtxErrorCode =
   | 'DTX_BAD_MESSAGE'
   | 'DTX_LEADERSHIP_LOST'
   | 'DTX_CANCELLED'
-  | 'DTX_DECIDED_NOT_APPLIED';
+  | 'DTX_DECIDED_NOT_APPLIED'
+  | 'DTX_NOT_FOUND'
+  | 'DTX_UNAUTHORIZED'
+  | 'DTX_UNSUPPORTED';
 
 /** Whether each code is worth retrying, unless the thrower says otherwise. */
 export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
@@ -149,6 +158,9 @@ export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_LEADERSHIP_LOST: true,
   DTX_CANCELLED: false,
   DTX_DECIDED_NOT_APPLIED: false,
+  DTX_NOT_FOUND: false,
+  DTX_UNAUTHORIZED: false,
+  DTX_UNSUPPORTED: false,
 };
 
 export interface DtxErrorOptions {

@@ -7,6 +7,10 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type RunningServer, startServer } from '../../src/server/index.ts';
 
+/** A JSON answer, read field by field by the tests (each read is asserted). */
+// biome-ignore lint/suspicious/noExplicitAny: the tests assert on the fields they read
+export type Answer = any;
+
 export interface BranchCallSeen {
   path: string;
   key: string;
@@ -25,9 +29,14 @@ export interface BranchService {
 }
 
 /** Answer of the service: an HTTP status and a body. */
-export type Rule = (call: BranchCallSeen, nth: number) => { status: number; body?: string } | Promise<{ status: number; body?: string }>;
+export type Rule = (
+  call: BranchCallSeen,
+  nth: number,
+) => { status: number; body?: string } | Promise<{ status: number; body?: string }>;
 
-export async function branchService(rule: Rule = () => ({ status: 200, body: '{"dtm_result":"SUCCESS"}' })): Promise<BranchService> {
+export async function branchService(
+  rule: Rule = () => ({ status: 200, body: '{"dtm_result":"SUCCESS"}' }),
+): Promise<BranchService> {
   const calls: BranchCallSeen[] = [];
   const counts = new Map<string, number>();
   const server: Server = createServer((req, res) => {
@@ -79,7 +88,7 @@ export async function call(
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
-): Promise<{ status: number; json: any; type: string }> {
+): Promise<{ status: number; json: Answer; type: string }> {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
@@ -96,12 +105,19 @@ export async function call(
 }
 
 /** Polls `GET /v1/transactions/:id` until `done(view)` or the deadline. */
-export async function until(base: string, id: string, done: (v: any) => boolean, ms = 20_000, headers: Record<string, string> = {}): Promise<any> {
+export async function until(
+  base: string,
+  id: string,
+  done: (v: Answer) => boolean,
+  ms = 20_000,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   const deadline = Date.now() + ms;
   for (;;) {
     const r = await call(base, 'GET', `/v1/transactions/${id}`, undefined, headers);
     if (r.status === 200 && done(r.json)) return r.json;
-    if (Date.now() > deadline) throw new Error(`${id} did not get there: ${JSON.stringify(r.json).slice(0, 600)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${id} did not get there: ${JSON.stringify(r.json).slice(0, 600)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { type RunningServer, startServer } from '../../src/server/index.ts';
-import { type BranchService, branchService, call, serve, until } from './helpers.ts';
+import { type Answer, type BranchService, branchService, call, serve, until } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-serve-native-'));
 const token = 'test-token-0123456789abcdef';
@@ -19,7 +19,11 @@ let base: string;
 let svc: BranchService;
 
 before(async () => {
-  svc = await branchService((c) => (c.path === '/refuse' && c.op === 'action' ? { status: 409, body: '{"reason":"sold out"}' } : { status: 200 }));
+  svc = await branchService((c) =>
+    c.path === '/refuse' && c.op === 'action'
+      ? { status: 409, body: '{"reason":"sold out"}' }
+      : { status: 200 },
+  );
   server = await serve(join(dir, 'store.sqlite'), token);
   base = server.url;
 });
@@ -29,11 +33,17 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const post = (path: string, body: unknown, headers: Record<string, string> = auth) => call(base, 'POST', path, body, headers);
+const post = (path: string, body: unknown, headers: Record<string, string> = auth) =>
+  call(base, 'POST', path, body, headers);
 const get = (path: string) => call(base, 'GET', path, undefined, auth);
 const sagaBody = (id: string, names: string[], extra: Record<string, unknown> = {}) => ({
   id,
-  steps: names.map((n) => ({ name: n, action: { url: `${svc.url}/${n}` }, compensation: { url: `${svc.url}/${n}-undo` }, payload: { n } })),
+  steps: names.map((n) => ({
+    name: n,
+    action: { url: `${svc.url}/${n}` },
+    compensation: { url: `${svc.url}/${n}-undo` },
+    payload: { n },
+  })),
   ...extra,
 });
 const keysOf = (id: string) => svc.calls.filter((c) => c.key.startsWith(`${id}:`)).map((c) => c.key);
@@ -43,7 +53,9 @@ test('a saga completes; wait answers with the end; the same id and body again ru
   assert.equal(r.status, 200, JSON.stringify(r.json));
   assert.equal(r.json.state, 'completed');
   assert.deepEqual(keysOf('n-ok'), ['n-ok:debit:action', 'n-ok:credit:action']);
-  assert.deepEqual(JSON.parse(svc.calls.find((c) => c.key === 'n-ok:debit:action')!.body).payload, { n: 'debit' });
+  assert.deepEqual(JSON.parse(svc.calls.find((c) => c.key === 'n-ok:debit:action')!.body).payload, {
+    n: 'debit',
+  });
   const again = await post('/v1/sagas', sagaBody('n-ok', ['debit', 'credit']));
   assert.equal(again.status, 200);
   assert.equal(svc.count('n-ok:debit:action'), 1);
@@ -64,12 +76,23 @@ test('a refused action compensates the steps before it, newest first, with the r
   await post('/v1/sagas', sagaBody('n-back', ['a', 'b', 'refuse']));
   const v = await until(base, 'n-back', (x) => x.state === 'compensated', 20_000, auth);
   assert.match(v.reason, /sold out/);
-  assert.deepEqual(keysOf('n-back'), ['n-back:a:action', 'n-back:b:action', 'n-back:refuse:action', 'n-back:b:compensation', 'n-back:a:compensation']);
+  assert.deepEqual(keysOf('n-back'), [
+    'n-back:a:action',
+    'n-back:b:action',
+    'n-back:refuse:action',
+    'n-back:b:compensation',
+    'n-back:a:compensation',
+  ]);
 });
 
 test('TCC through the native API: begin, register, submit confirms; abort cancels', async () => {
   assert.equal((await post('/v1/tcc', { id: 'n-tcc' })).status, 201);
-  const reg = await post('/v1/tcc/n-tcc/branches', { branch: 'hold', confirm: `${svc.url}/c`, cancel: `${svc.url}/x`, payload: { amount: 5 } });
+  const reg = await post('/v1/tcc/n-tcc/branches', {
+    branch: 'hold',
+    confirm: `${svc.url}/c`,
+    cancel: `${svc.url}/x`,
+    payload: { amount: 5 },
+  });
   assert.equal(reg.status, 200, JSON.stringify(reg.json));
   const s = await post('/v1/tcc/n-tcc/submit', { wait: { timeoutMs: 10_000 } });
   assert.equal(s.json.state, 'completed');
@@ -89,8 +112,8 @@ test('listing filters by type and state and pages with a cursor', async () => {
   const next = await get(`/v1/transactions?type=saga&limit=1&cursor=${all.json.next}`);
   assert.notEqual(next.json.transactions[0].id, all.json.transactions[0].id);
   const comp = await get('/v1/transactions?state=compensated');
-  assert.ok(comp.json.transactions.every((t: any) => t.state === 'compensated'));
-  assert.ok(comp.json.transactions.some((t: any) => t.id === 'n-back'));
+  assert.ok(comp.json.transactions.every((t: Answer) => t.state === 'compensated'));
+  assert.ok(comp.json.transactions.some((t: Answer) => t.id === 'n-back'));
 });
 
 test('operator actions: abandon needs force and a reason; refused on an ended saga', async () => {
@@ -116,26 +139,129 @@ test('openapi.json documents every route from the schemas; /health needs no toke
 test('bad input: each is a 4xx problem with a code, and changes nothing', async () => {
   const callsBefore = svc.calls.length;
   const listBefore = (await get('/v1/transactions?limit=500')).json.transactions.length;
-  const cases: [string, () => Promise<{ status: number; json: any; type: string }>, number, string][] = [
-    ['unknown trans_type', () => post('/api/dtmsvr/submit', { gid: 'b1', trans_type: 'bogus' }), 400, 'DTX_INVALID_ARGUMENT'],
-    ['missing gid', () => post('/api/dtmsvr/submit', { trans_type: 'saga', steps: [] }), 400, 'DTX_BAD_MESSAGE'],
+  const cases: [string, () => ReturnType<typeof call>, number, string][] = [
+    [
+      'unknown trans_type',
+      () => post('/api/dtmsvr/submit', { gid: 'b1', trans_type: 'bogus' }),
+      400,
+      'DTX_INVALID_ARGUMENT',
+    ],
+    [
+      'missing gid',
+      () => post('/api/dtmsvr/submit', { trans_type: 'saga', steps: [] }),
+      400,
+      'DTX_BAD_MESSAGE',
+    ],
     ['missing id (native)', () => post('/v1/sagas', { steps: [] }), 400, 'DTX_BAD_MESSAGE'],
-    ['bad gid characters', () => post('/v1/sagas', { ...sagaBody('x', ['a']), id: 'bad gid!' }), 400, 'DTX_BAD_MESSAGE'],
-    ['duplicate gid, other body', () => post('/v1/sagas', sagaBody('n-back', ['zzz'])), 409, 'DTX_DUPLICATE_GID'],
+    [
+      'bad gid characters',
+      () => post('/v1/sagas', { ...sagaBody('x', ['a']), id: 'bad gid!' }),
+      400,
+      'DTX_BAD_MESSAGE',
+    ],
+    [
+      'duplicate gid, other body',
+      () => post('/v1/sagas', sagaBody('n-back', ['zzz'])),
+      409,
+      'DTX_DUPLICATE_GID',
+    ],
     ['empty steps (native)', () => post('/v1/sagas', { id: 'b2', steps: [] }), 400, 'DTX_BAD_MESSAGE'],
-    ['empty steps (DTM saga)', () => post('/api/dtmsvr/submit', { gid: 'b3', trans_type: 'saga', steps: [], payloads: [] }), 400, 'DTX_INVALID_ARGUMENT'],
-    ['file: URL (native)', () => post('/v1/sagas', { id: 'b4', steps: [{ name: 'a', action: { url: 'file:///etc/passwd' }, compensation: null }] }), 400, 'DTX_BAD_MESSAGE'],
-    ['ftp: URL (DTM)', () => post('/api/dtmsvr/submit', { gid: 'b5', trans_type: 'saga', steps: [{ action: 'ftp://x/y', compensate: 'http://x/z' }], payloads: [''] }), 400, 'DTX_INVALID_ARGUMENT'],
-    ['unknown field', () => post('/v1/sagas', { ...sagaBody('b6', ['a']), extra: 1 }), 400, 'DTX_BAD_MESSAGE'],
+    [
+      'empty steps (DTM saga)',
+      () => post('/api/dtmsvr/submit', { gid: 'b3', trans_type: 'saga', steps: [], payloads: [] }),
+      400,
+      'DTX_INVALID_ARGUMENT',
+    ],
+    [
+      'file: URL (native)',
+      () =>
+        post('/v1/sagas', {
+          id: 'b4',
+          steps: [{ name: 'a', action: { url: 'file:///etc/passwd' }, compensation: null }],
+        }),
+      400,
+      'DTX_BAD_MESSAGE',
+    ],
+    [
+      'ftp: URL (DTM)',
+      () =>
+        post('/api/dtmsvr/submit', {
+          gid: 'b5',
+          trans_type: 'saga',
+          steps: [{ action: 'ftp://x/y', compensate: 'http://x/z' }],
+          payloads: [''],
+        }),
+      400,
+      'DTX_INVALID_ARGUMENT',
+    ],
+    [
+      'unknown field',
+      () => post('/v1/sagas', { ...sagaBody('b6', ['a']), extra: 1 }),
+      400,
+      'DTX_BAD_MESSAGE',
+    ],
     ['malformed JSON', () => post('/v1/sagas', '{"id": "b7", '), 400, 'DTX_BAD_MESSAGE'],
-    ['body over the limit', () => post('/v1/sagas', { id: 'b8', steps: [{ name: 'a', action: { url: 'http://x/' }, compensation: null, payload: 'x'.repeat(1_100_000) }] }), 413, 'DTX_INVALID_ARGUMENT'],
-    ['wrong token', () => post('/v1/sagas', sagaBody('b9', ['a']), { authorization: 'Bearer wrong-token-wrong-token!!' }), 401, 'DTX_UNAUTHORIZED'],
+    [
+      'body over the limit',
+      () =>
+        post('/v1/sagas', {
+          id: 'b8',
+          steps: [
+            { name: 'a', action: { url: 'http://x/' }, compensation: null, payload: 'x'.repeat(1_100_000) },
+          ],
+        }),
+      413,
+      'DTX_INVALID_ARGUMENT',
+    ],
+    [
+      'wrong token',
+      () => post('/v1/sagas', sagaBody('b9', ['a']), { authorization: 'Bearer wrong-token-wrong-token!!' }),
+      401,
+      'DTX_UNAUTHORIZED',
+    ],
     ['no token', () => post('/v1/sagas', sagaBody('b10', ['a']), {}), 401, 'DTX_UNAUTHORIZED'],
-    ['submit after abort', () => post('/api/dtmsvr/submit', { gid: 'n-tcc2', trans_type: 'tcc' }), 409, 'DTX_INVALID_STATE'],
-    ['abort after submit', () => post('/api/dtmsvr/abort', { gid: 'n-tcc', trans_type: 'tcc' }), 409, 'DTX_INVALID_STATE'],
-    ['register on a finished transaction', () => post('/v1/tcc/n-tcc/branches', { branch: 'late', confirm: `${svc.url}/c`, cancel: `${svc.url}/x` }), 409, 'DTX_INVALID_STATE'],
-    ['register on an unknown transaction', () => post('/api/dtmsvr/registerBranch', { gid: 'nope', trans_type: 'tcc', branch_id: '01', confirm: `${svc.url}/c`, cancel: `${svc.url}/x` }), 404, 'DTX_NOT_FOUND'],
-    ['order graph naming no step', () => post('/v1/sagas', { id: 'b11', steps: [{ name: 'a', action: { url: 'http://x/' }, compensation: null, after: ['ghost'] }] }), 400, 'DTX_INVALID_ARGUMENT'],
+    [
+      'submit after abort',
+      () => post('/api/dtmsvr/submit', { gid: 'n-tcc2', trans_type: 'tcc' }),
+      409,
+      'DTX_INVALID_STATE',
+    ],
+    [
+      'abort after submit',
+      () => post('/api/dtmsvr/abort', { gid: 'n-tcc', trans_type: 'tcc' }),
+      409,
+      'DTX_INVALID_STATE',
+    ],
+    [
+      'register on a finished transaction',
+      () =>
+        post('/v1/tcc/n-tcc/branches', { branch: 'late', confirm: `${svc.url}/c`, cancel: `${svc.url}/x` }),
+      409,
+      'DTX_INVALID_STATE',
+    ],
+    [
+      'register on an unknown transaction',
+      () =>
+        post('/api/dtmsvr/registerBranch', {
+          gid: 'nope',
+          trans_type: 'tcc',
+          branch_id: '01',
+          confirm: `${svc.url}/c`,
+          cancel: `${svc.url}/x`,
+        }),
+      404,
+      'DTX_NOT_FOUND',
+    ],
+    [
+      'order graph naming no step',
+      () =>
+        post('/v1/sagas', {
+          id: 'b11',
+          steps: [{ name: 'a', action: { url: 'http://x/' }, compensation: null, after: ['ghost'] }],
+        }),
+      400,
+      'DTX_INVALID_ARGUMENT',
+    ],
     ['unknown route', () => get('/v1/nothing'), 404, 'DTX_NOT_FOUND'],
   ];
   for (const [name, run, status, code] of cases) {
@@ -145,7 +271,10 @@ test('bad input: each is a 4xx problem with a code, and changes nothing', async 
     assert.match(r.type, /application\/problem\+json/, name);
   }
   // The 400 for a schema violation names the field.
-  const named = await post('/v1/sagas', { id: 'b12', steps: [{ name: 'a', action: { url: 'gopher://x' }, compensation: null }] });
+  const named = await post('/v1/sagas', {
+    id: 'b12',
+    steps: [{ name: 'a', action: { url: 'gopher://x' }, compensation: null }],
+  });
   assert.match(named.json.detail, /steps\/0\/action\/url/);
   assert.equal(svc.calls.length, callsBefore);
   assert.equal((await get('/v1/transactions?limit=500')).json.transactions.length, listBefore);
@@ -154,7 +283,7 @@ test('bad input: each is a 4xx problem with a code, and changes nothing', async 
 test('a non-loopback --listen without a token is refused before anything opens', async () => {
   await assert.rejects(
     startServer({ listen: '0.0.0.0:0', store: { sqlite: join(dir, 'never.sqlite') } }),
-    (e: any) => e.code === 'DTX_INVALID_ARGUMENT' && /loopback/.test(e.message),
+    (e: Answer) => e.code === 'DTX_INVALID_ARGUMENT' && /loopback/.test(e.message),
   );
 });
 
@@ -166,7 +295,11 @@ test('a branch that redirects is not followed: the action is retried, then the s
       id: 'n-redirect',
       steps: [
         { name: 'ok', action: { url: `${target.url}/a` }, compensation: { url: `${target.url}/a-undo` } },
-        { name: 'moved', action: { url: `${redirecting.url}/b` }, compensation: { url: `${target.url}/b-undo` } },
+        {
+          name: 'moved',
+          action: { url: `${redirecting.url}/b` },
+          compensation: { url: `${target.url}/b-undo` },
+        },
       ],
       retry: { actionAttemptsMax: 2 },
     });

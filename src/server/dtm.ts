@@ -46,6 +46,14 @@ function checkProtocol(b: { protocol?: string }): void {
   }
 }
 
+/** A DTM transaction body whose protocol and type this route takes. */
+function dtmBody(body: unknown, allowed: readonly string[]): DtmBody {
+  const b = body as DtmBody;
+  checkProtocol(b);
+  checkType(b.trans_type, allowed);
+  return b;
+}
+
 function url(value: string | undefined, where: string): string {
   if (value === undefined || value === '') throw new DtxError('DTX_INVALID_ARGUMENT', `${where} is required`);
   checkBranchUrl(value, where);
@@ -167,9 +175,7 @@ export function dtmRoutes(engine: Engine): Route[] {
       summary: 'Prepare a tcc or msg transaction',
       schema: { body: DtmTransaction },
       handler: async (request) => {
-        const b = request.body as DtmBody;
-        checkProtocol(b);
-        checkType(b.trans_type, ['tcc', 'msg']);
+        const b = dtmBody(request.body, ['tcc', 'msg']);
         const steps = b.trans_type === 'msg' ? msgSteps(b) : [];
         await engine.prepare(
           b.gid,
@@ -186,9 +192,7 @@ export function dtmRoutes(engine: Engine): Route[] {
       summary: 'Submit: start a saga, or confirm a tcc, or run a msg',
       schema: { body: DtmTransaction },
       handler: async (request) => {
-        const b = request.body as DtmBody;
-        checkProtocol(b);
-        checkType(b.trans_type, ['saga', 'tcc', 'msg']);
+        const b = dtmBody(request.body, ['saga', 'tcc', 'msg']);
         if (b.trans_type === 'saga') {
           await engine.submitSaga({
             gid: b.gid,

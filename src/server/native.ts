@@ -2,7 +2,7 @@
 // transactions' views and the operator's actions. Branches are called under
 // dtx's HTTP branch protocol (docs/saga-runtime.md, "HTTP branch protocol").
 
-import type { Static } from '@sinclair/typebox';
+import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
 import { checkBranchUrl } from '../adapters/http-branch.ts';
 import { DtxError } from '../errors.ts';
@@ -65,6 +65,23 @@ async function answer(
 }
 
 export function nativeRoutes(engine: Engine): Route[] {
+  /** `POST /v1/transactions/:id/<action>`: the action, then the transaction as it is now. */
+  const operatorRoute = <B>(
+    action: string,
+    summary: string,
+    body: TSchema | undefined,
+    act: (id: string, body: B) => Promise<void>,
+  ): Route => ({
+    method: 'POST',
+    url: `/v1/transactions/:id/${action}`,
+    summary,
+    schema: { params: IdParams, ...(body === undefined ? {} : { body }) },
+    handler: async (request) => {
+      const { id } = request.params as Static<typeof IdParams>;
+      await act(id, request.body as B);
+      return engine.view(id);
+    },
+  });
   return [
     {
       method: 'POST',
@@ -194,40 +211,23 @@ export function nativeRoutes(engine: Engine): Route[] {
         return { transactions: items.map(({ records: _r, ...summary }) => summary), next };
       },
     },
-    {
-      method: 'POST',
-      url: '/v1/transactions/:id/retry',
-      summary: 'Call every outstanding branch now (a prepared message: ask query_prepared now)',
-      schema: { params: IdParams },
-      handler: async (request) => {
-        const { id } = request.params as Static<typeof IdParams>;
-        await engine.retry(id);
-        return engine.view(id);
-      },
-    },
-    {
-      method: 'POST',
-      url: '/v1/transactions/:id/resolve',
-      summary: 'End it with the outcome an operator established by hand (force and a reason, recorded)',
-      schema: { params: IdParams, body: ResolveRequest },
-      handler: async (request) => {
-        const { id } = request.params as Static<typeof IdParams>;
-        const b = request.body as Static<typeof ResolveRequest>;
-        await engine.resolve(id, b.outcome, b.reason, b.force);
-        return engine.view(id);
-      },
-    },
-    {
-      method: 'POST',
-      url: '/v1/transactions/:id/abandon',
-      summary: 'End it as it stands: nothing more is called (force and a reason, recorded)',
-      schema: { params: IdParams, body: AbandonRequest },
-      handler: async (request) => {
-        const { id } = request.params as Static<typeof IdParams>;
-        const b = request.body as Static<typeof AbandonRequest>;
-        await engine.abandon(id, b.reason, b.force);
-        return engine.view(id);
-      },
-    },
+    operatorRoute(
+      'retry',
+      'Call every outstanding branch now (a prepared message: ask query_prepared now)',
+      undefined,
+      (id) => engine.retry(id),
+    ),
+    operatorRoute(
+      'resolve',
+      'End it with the outcome an operator established by hand (force and a reason, recorded)',
+      ResolveRequest,
+      (id, b: Static<typeof ResolveRequest>) => engine.resolve(id, b.outcome, b.reason, b.force),
+    ),
+    operatorRoute(
+      'abandon',
+      'End it as it stands: nothing more is called (force and a reason, recorded)',
+      AbandonRequest,
+      (id, b: Static<typeof AbandonRequest>) => engine.abandon(id, b.reason, b.force),
+    ),
   ];
 }

@@ -19,6 +19,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DtxError } from '../errors.ts';
 import type { SagaRecord } from '../protocol/saga/types.ts';
+import { recordDecoder } from '../runtime/branch/orchestrator.ts';
 import { openLog } from '../runtime/log/open.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
 import { decodeSagaRecord } from '../runtime/saga/orchestrator.ts';
@@ -73,20 +74,11 @@ export type ServerRecord =
   /** Ended without a branch call. */
   | { type: 'end'; txn: string; transType: 'tcc' | 'msg'; outcome: 'succeed' | 'failed'; reason: string };
 
-const serverRecordTypes = new Set(['prepare', 'branch', 'decide', 'started', 'end']);
-
-export function decodeServerRecord(value: unknown): ServerRecord {
-  const v = value as { type?: unknown; txn?: unknown } | null;
-  if (
-    typeof v !== 'object' ||
-    v === null ||
-    !serverRecordTypes.has(v.type as string) ||
-    typeof v.txn !== 'string'
-  ) {
-    throw new TypeError('not a server log record');
-  }
-  return value as ServerRecord;
-}
+/** The `decode` of server logs: rejects rows that are not server records. */
+export const decodeServerRecord = recordDecoder<ServerRecord>(
+  ['prepare', 'branch', 'decide', 'started', 'end'],
+  'server',
+);
 
 export interface ServeStores {
   saga: DurableLog<SagaRecord> & AsyncDisposable;

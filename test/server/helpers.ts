@@ -65,7 +65,12 @@ export async function branchService(
     url: `http://127.0.0.1:${port}`,
     calls,
     count: (key) => counts.get(key) ?? 0,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive connections would hold close() open.
+        server.closeAllConnections();
+      }),
   };
 }
 

@@ -236,10 +236,10 @@ export function dtmRoutes(engine: Engine): Route[] {
               'msg',
             );
           } else {
-            await engine.submit(b.gid, steps);
+            await engine.submit(b.gid, 'msg', steps);
           }
         } else {
-          await engine.submit(b.gid);
+          await engine.submit(b.gid, 'tcc');
         }
         return waitResult(engine, b);
       },
@@ -254,6 +254,7 @@ export function dtmRoutes(engine: Engine): Route[] {
         checkType(b.trans_type, ['tcc', 'msg']);
         await engine.abort(
           b.gid,
+          b.trans_type as 'tcc' | 'msg',
           (b as { rollback_reason?: string }).rollback_reason || 'aborted by the caller',
         );
         return success;

@@ -328,7 +328,8 @@ export class Engine {
   /** Waits up to `timeoutMs` for `gid` to end; null when it has not. */
   async wait(gid: string, timeoutMs: number): Promise<TxnView | null> {
     try {
-      if (this.index.has(gid) || this.orchestrator.status(gid).state !== 'unknown') {
+      // Only a saga run can be waited for: a prepared or already-ended-here one answers at once.
+      if (this.orchestrator.status(gid).state !== 'unknown') {
         await this.orchestrator.result(gid, { timeoutMs });
       }
     } catch (error) {
@@ -409,15 +410,15 @@ export class Engine {
   }
 
   /** Submits a prepared TCC (confirm every branch) or message (run its steps). Idempotent. */
-  submit(gid: string, steps?: MsgStepSpec[]): Promise<void> {
+  submit(gid: string, type: 'tcc' | 'msg', steps?: MsgStepSpec[]): Promise<void> {
     checkGid(gid);
-    return this.locked(gid, () => this.decide(gid, 'submit', 'submitted', steps));
+    return this.locked(gid, () => this.decide(gid, 'submit', 'submitted', steps, type));
   }
 
   /** Aborts a prepared TCC (cancel every branch) or message (it ends failed). Idempotent. */
-  abort(gid: string, reason = 'aborted by the caller'): Promise<void> {
+  abort(gid: string, type: 'tcc' | 'msg', reason = 'aborted by the caller'): Promise<void> {
     checkGid(gid);
-    return this.locked(gid, () => this.decide(gid, 'abort', reason));
+    return this.locked(gid, () => this.decide(gid, 'abort', reason, undefined, type));
   }
 
   private async decide(
@@ -425,7 +426,10 @@ export class Engine {
     decision: 'submit' | 'abort',
     reason: string,
     steps?: MsgStepSpec[],
+    type?: 'tcc' | 'msg',
   ): Promise<void> {
+    const known = this.known(gid);
+    if (type !== undefined && known !== undefined && known.type !== type) throw duplicate(gid, known.type);
     const p = this.prepared.get(gid);
     if (p === undefined) {
       const view = await this.viewOrNull(gid);

@@ -172,7 +172,7 @@ export function nativeRoutes(engine: Engine): Route[] {
       handler: async (request, reply) => {
         const { id } = request.params as Static<typeof IdParams>;
         const b = request.body as Static<typeof SubmitRequest>;
-        await engine.submit(id);
+        await engine.submit(id, 'tcc');
         return answer(engine, reply, id, b.wait?.timeoutMs);
       },
     },
@@ -184,7 +184,7 @@ export function nativeRoutes(engine: Engine): Route[] {
       handler: async (request, reply) => {
         const { id } = request.params as Static<typeof IdParams>;
         const b = request.body as Static<typeof AbortRequest>;
-        await engine.abort(id, b.reason);
+        await engine.abort(id, 'tcc', b.reason);
         return answer(engine, reply, id, undefined);
       },
     },

@@ -262,6 +262,12 @@ test('bad input: each is a 4xx problem with a code, and changes nothing', async 
       400,
       'DTX_INVALID_ARGUMENT',
     ],
+    [
+      'a saga gid submitted as tcc',
+      () => post('/api/dtmsvr/submit', { gid: 'n-ok', trans_type: 'tcc' }),
+      409,
+      'DTX_DUPLICATE_GID',
+    ],
     ['unknown route', () => get('/v1/nothing'), 404, 'DTX_NOT_FOUND'],
   ];
   for (const [name, run, status, code] of cases) {

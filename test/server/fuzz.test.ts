@@ -83,7 +83,12 @@ const request = fc.constantFrom(...routes).chain((route) =>
     id: ids,
     query: fc.dictionary(
       fc.constantFrom('gid', 'limit', 'cursor', 'position', 'state', 'type', 'x'),
-      fc.string({ maxLength: 30 }),
+      // Arbitrary text, and text that passes the schemas' patterns (to reach the handlers).
+      fc.oneof(
+        fc.string({ maxLength: 30 }),
+        fc.stringMatching(/^[A-Za-z0-9_-]{1,30}$/),
+        fc.constantFrom('saga', 'tcc', 'running', 'f1', '0', '1', '999'),
+      ),
       { maxKeys: 3 },
     ),
     body: fc.oneof(

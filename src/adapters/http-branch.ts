@@ -137,7 +137,7 @@ function reasonOf(body: unknown, text: string, status: number): string {
 }
 
 /** The body as text, or null when it is longer than `limit` bytes (reading stops there). */
-async function readLimited(response: Response, limit: number): Promise<string | null> {
+export async function readLimited(response: Response, limit: number): Promise<string | null> {
   if (response.body === null) return '';
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];

@@ -15,7 +15,7 @@ import { type CommitFence, createPostgresCommitFence } from '../runtime/commit-f
 import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
 import { isLogError, LogError } from '../runtime/log/errors.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
-import type { DurableLog, LogOptions, LogProtocol } from '../runtime/log/types.ts';
+import type { LogProtocol as AnyLogProtocol, DurableLog, LogOptions } from '../runtime/log/types.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
 import { type AuditReads, type AuditReport, startAuditors } from './audit.ts';
 import type { CrashPoint } from './crash-points.ts';
@@ -40,6 +40,9 @@ export const defaultLogPath = '.dtx/coordinator.sqlite';
  * holds one log per owner). The coordinator id is not this: it is generated
  * when `--init` creates the log and read back from it by every later run.
  */
+/** The protocols bench writes logs of (`server` logs belong to `dtx serve`). */
+export type LogProtocol = Exclude<AnyLogProtocol, 'server'>;
+
 export const benchLogOwners: Readonly<Record<LogProtocol, string>> = {
   '2pc': 'bench',
   saga: 'bench-saga',
@@ -163,7 +166,7 @@ async function findBenchLogOf(
         throw err;
       }
     }
-    if (identity === undefined) continue;
+    if (identity === undefined || identity.protocol === 'server') continue;
     found.push({ protocol: identity.protocol, where, coordinatorId: identity.coordinatorId });
   }
   const shown = (w: BenchLogLocation) => ('sqlite' in w ? w.sqlite : `owner ${w.owner}`);

@@ -12,6 +12,7 @@ import { registerCompareCommand } from './commands/compare.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerRecoverCommand } from './commands/recover.ts';
 import { registerRelayCommand } from './commands/relay.ts';
+import { registerServeCommand } from './commands/serve.ts';
 import { registerSimCommand } from './commands/sim.ts';
 import { registerSwarmCommand } from './commands/swarm.ts';
 import { registerTxnCommand } from './commands/txn.ts';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerTxnCommand(program);
   registerCheckHistoryCommand(program);
   registerRelayCommand(program);
+  registerServeCommand(program);
   return program;
 }
 

@@ -20,12 +20,11 @@ import { DtxError } from '../../errors.ts';
 import { twoPcRecordCodec } from '../../protocol/twopc/codec.ts';
 import { sagaTxnViews, tccTxnViews } from '../../runtime/branch/views.ts';
 import { type TimedRecord, timedRecords } from '../../runtime/log/timed.ts';
-import type { LogProtocol } from '../../runtime/log/types.ts';
 import { type TxnDetail, type TxnState, txnStates } from '../../runtime/operator.ts';
 import { decodeSagaRecord } from '../../runtime/saga/orchestrator.ts';
 import { decodeTccRecord } from '../../runtime/tcc/orchestrator.ts';
 import { twoPcTxnViews } from '../../runtime/twopc-views.ts';
-import type { BenchLogLocation } from '../bench.ts';
+import type { BenchLogLocation, LogProtocol } from '../bench.ts';
 import { writeJson } from '../options.ts';
 
 /** What `--outcome` may say, per protocol (the outcomes each operator API takes). */

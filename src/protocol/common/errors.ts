@@ -94,6 +94,12 @@
  *   read (not JSON, a field missing or ill-typed, an invocation without its
  *   completion's shape, a value written twice). The message names the line.
  *   Not retryable.
+ * - `DTX_NOT_FOUND`: the transaction (or other thing) asked about is not
+ *   known: never begun, or forgotten past its retention. Not retryable.
+ * - `DTX_UNAUTHORIZED`: a request to `dtx serve` came without the right
+ *   bearer token. Nothing was done. Not retryable.
+ * - `DTX_UNSUPPORTED`: a request asks for a mode dtx does not offer (for
+ *   `dtx serve`'s DTM-compatible API: XA, workflow, gRPC). Not retryable.
  */
 export type DtxErrorCode =
   | 'DTX_INVALID_GID'
@@ -123,7 +129,10 @@ export type DtxErrorCode =
   | 'DTX_LEADERSHIP_LOST'
   | 'DTX_CANCELLED'
   | 'DTX_DECIDED_NOT_APPLIED'
-  | 'DTX_BAD_HISTORY';
+  | 'DTX_BAD_HISTORY'
+  | 'DTX_NOT_FOUND'
+  | 'DTX_UNAUTHORIZED'
+  | 'DTX_UNSUPPORTED';
 
 /** Whether each code is worth retrying, unless the thrower says otherwise. */
 export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
@@ -155,6 +164,9 @@ export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_CANCELLED: false,
   DTX_DECIDED_NOT_APPLIED: false,
   DTX_BAD_HISTORY: false,
+  DTX_NOT_FOUND: false,
+  DTX_UNAUTHORIZED: false,
+  DTX_UNSUPPORTED: false,
 };
 
 export interface DtxErrorOptions {

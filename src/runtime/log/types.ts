@@ -68,9 +68,13 @@ export interface DurableLog<R> {
   readonly lost?: Promise<LogError>;
 }
 
-/** The protocols a log can belong to. */
-export type LogProtocol = '2pc' | 'saga' | 'tcc';
-export const logProtocols: readonly LogProtocol[] = ['2pc', 'saga', 'tcc'];
+/**
+ * The protocols a log can belong to. `server`: `dtx serve`'s log of
+ * transactions it holds before any branch call (prepared TCC and message
+ * transactions; src/server/store.ts).
+ */
+export type LogProtocol = '2pc' | 'saga' | 'tcc' | 'server';
+export const logProtocols: readonly LogProtocol[] = ['2pc', 'saga', 'tcc', 'server'];
 
 /**
  * What a log belongs to, written once when it is created and kept by every

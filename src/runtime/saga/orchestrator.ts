@@ -172,8 +172,12 @@ export class SagaOrchestrator extends BranchOrchestrator<
   SagaConfig,
   'action' | 'compensation'
 > {
-  constructor(options: SagaOrchestratorOptions) {
-    super(sagaOrchestrator, sagaKind, options);
+  /**
+   * `idFor` replaces how a start's idempotency key names its saga (default
+   * `sagaIdFor`): `dtx serve` names each saga by its caller's id itself.
+   */
+  constructor(options: SagaOrchestratorOptions, idFor?: (definitionName: string, key: string) => string) {
+    super(sagaOrchestrator, idFor === undefined ? sagaKind : { ...sagaKind, idFor }, options);
     for (const def of options.definitions ?? []) this.define(def);
   }
 

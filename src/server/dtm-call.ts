@@ -1,0 +1,69 @@
+// Calling a branch the way DTM's SDKs expect (the DTM-compatible side of
+// `dtx serve`, see docs/server.md): `POST <url>?gid=G&trans_type=T&branch_id=B&op=O&dtm=<server>`
+// with the step's payload as the body, as-is, and the transaction's
+// `branch_headers`. The answer: 425 or a body with `ONGOING` = not finished
+// (retry); 409 or a body with `FAILURE` = failure; any other status than 200
+// = unknown (retry); 200 = success. Redirects are never followed and bodies
+// are read up to a limit, as for dtx's own HTTP branches
+// (../adapters/http-branch.ts), for the same reasons.
+//
+// Owns: one call; never logs a header's value.
+
+import { readLimited } from '../adapters/http-branch.ts';
+
+export interface DtmBranchCall {
+  method: 'POST' | 'GET';
+  /** Query parameters added to the URL (gid, trans_type, branch_id, op, dtm). */
+  query: Readonly<Record<string, string>>;
+  /** The payload, sent as the body unchanged (POST only). */
+  body: string;
+  headers: Readonly<Record<string, string>>;
+  timeoutMs: number;
+  maxBodyBytes: number;
+}
+
+export interface DtmAnswer {
+  result: 'success' | 'failure' | 'ongoing';
+  reason: string;
+}
+
+/** DTM's reading of a branch's answer (DTM-HTTP.md, "How the server calls a branch"). */
+export function classifyDtmAnswer(status: number, body: string): DtmAnswer['result'] {
+  if (status === 425 || body.includes('ONGOING')) return 'ongoing';
+  if (status === 409 || body.includes('FAILURE')) return 'failure';
+  return status === 200 ? 'success' : 'ongoing';
+}
+
+export async function callDtmBranch(url: string, call: DtmBranchCall): Promise<DtmAnswer> {
+  const target = new URL(url);
+  for (const [k, v] of Object.entries(call.query)) target.searchParams.set(k, v);
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), call.timeoutMs);
+  try {
+    const response = await fetch(target, {
+      method: call.method,
+      signal: controller.signal,
+      redirect: 'manual',
+      headers: { ...call.headers, 'content-type': 'application/json' },
+      ...(call.method === 'POST' ? { body: call.body } : {}),
+    });
+    if (response.status >= 300 && response.status <= 399) {
+      await response.body?.cancel().catch(() => undefined);
+      return { result: 'ongoing', reason: `HTTP ${response.status} redirect not followed` };
+    }
+    const text = await readLimited(response, call.maxBodyBytes);
+    if (text === null) {
+      return { result: 'ongoing', reason: `HTTP ${response.status}: body over ${call.maxBodyBytes} bytes` };
+    }
+    const result = classifyDtmAnswer(response.status, text);
+    const shown = text.trim().slice(0, 300);
+    return { result, reason: `HTTP ${response.status}${shown === '' ? '' : `: ${shown}`}` };
+  } catch (error) {
+    const reason = controller.signal.aborted
+      ? `no answer within ${call.timeoutMs} ms`
+      : `request failed: ${error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error)}`;
+    return { result: 'ongoing', reason };
+  } finally {
+    clearTimeout(timer);
+  }
+}

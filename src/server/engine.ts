@@ -1,0 +1,897 @@
+// The coordinator behind `dtx serve`: the same saga orchestrator and durable
+// log a TypeScript process links (src/runtime/saga), driven by requests
+// instead of code. Transport-neutral: the HTTP routes (./native.ts, ./dtm.ts)
+// turn requests into these calls and errors into problem documents.
+//
+// How each transaction type maps onto the runtime:
+// - a saga is a saga: its steps, order graph and timeout become the core's
+//   plan, and every branch call is made by one function registered under the
+//   handlers `serve/action` and `serve/compensation`, which reads the URL,
+//   body and call style from the step's payload in the `begin` record;
+// - a TCC transaction is prepared and its branches registered in the server
+//   log (./store.ts); the caller calls each try itself. Submit forces the
+//   decision, then runs every confirm as a forward-recovery saga of
+//   concurrent steps (retried until they succeed); abort, a timeout, or an
+//   operator does the same with every cancel;
+// - a message (two-phase message) is a forward-recovery saga of its actions,
+//   begun at submit; while prepared, past its timeout, the server asks the
+//   caller's `query_prepared` URL and submits or aborts by the answer.
+//
+// Every transaction is named by its caller's gid, in one namespace: a gid
+// used again with a different request is refused (DTX_DUPLICATE_GID), the same
+// request again is answered as the first (idempotent).
+//
+// Owns: the prepared transactions (in memory, rebuilt from the server log),
+// their timers, a per-gid lock that orders requests on one gid, and the
+// index gid → (type, request hash) that idempotency and listings use.
+
+import { createHash } from 'node:crypto';
+import { callHttpBranch } from '../adapters/http-branch.ts';
+import { DtxError, isDtxError } from '../errors.ts';
+import { isValidTxnId } from '../protocol/common/limits.ts';
+import type { SagaConfig, SagaPlan, SagaRecord } from '../protocol/saga/types.ts';
+import { type BranchCall, watchLoad } from '../runtime/branch/orchestrator.ts';
+import { httpBodyBytesMaxDefault, httpTimeoutMsDefault } from '../runtime/limits.ts';
+import type { TxnDetail, TxnState } from '../runtime/operator.ts';
+import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
+import { callDtmBranch } from './dtm-call.ts';
+import { serverLimits } from './limits.ts';
+import {
+  type MsgStepSpec,
+  openStores,
+  type PreparedRequest,
+  type ServerRecord,
+  type ServeStores,
+  type StoreLocation,
+  type TccBranchSpec,
+} from './store.ts';
+
+export type TransType = 'saga' | 'tcc' | 'msg';
+/** How branches are called: dtx's HTTP branch protocol, or DTM's conventions. */
+export type CallStyle = 'dtx' | 'dtm';
+
+/** One endpoint of a step and the op name the branch is told. */
+export interface Endpoint {
+  url: string;
+  op: string;
+}
+
+/** A step as the engine runs it. */
+export interface StepSpec {
+  branch: string;
+  action: Endpoint;
+  compensation: Endpoint | null;
+  after?: readonly string[];
+  /** The payload: DTM sends it as the body unchanged; dtx sends it (JSON text) as `payload`. */
+  body: string;
+  /** This step's own headers, over the transaction's. */
+  headers?: Record<string, string>;
+}
+
+export interface SagaSubmit {
+  gid: string;
+  style: CallStyle;
+  steps: StepSpec[];
+  timeoutMs?: number;
+  /** Attempts of an action before the saga gives up and compensates. */
+  actionAttemptsMax?: number;
+  headers: Record<string, string>;
+  requestTimeoutMs?: number;
+  hash: string;
+}
+
+/** What a step's payload in the saga log carries: everything one call needs. */
+interface StepInput {
+  style: CallStyle;
+  type: TransType;
+  /** For TCC: which decision the run carries out. */
+  phase: 'saga' | 'msg' | 'confirm' | 'cancel';
+  hash: string;
+  action: Endpoint;
+  compensation: Endpoint | null;
+  body: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+  /** Calls that must succeed (forward runs, compensations) are never given up. */
+  forward: boolean;
+  actionAttemptsMax: number | null;
+}
+
+/** Where a transaction is, as the native API shows it. */
+export type ServeState = TxnState | 'prepared';
+
+export interface BranchView {
+  branch: string;
+  op: string;
+  url: string;
+  status: 'prepared' | 'succeed' | 'failed';
+}
+
+export interface TxnView {
+  id: string;
+  type: TransType | null;
+  state: ServeState;
+  /** DTM's name for the state: prepared, submitted, aborting, succeed, failed. */
+  dtmStatus: 'prepared' | 'submitted' | 'aborting' | 'succeed' | 'failed';
+  startedAt: string | null;
+  reason: string | null;
+  branches: BranchView[];
+  records: { at: string | null; record: unknown }[];
+}
+
+interface Prepared {
+  gid: string;
+  type: 'tcc' | 'msg';
+  hash: string;
+  request: PreparedRequest;
+  branches: TccBranchSpec[];
+  decision: Extract<ServerRecord, { type: 'decide' }> | null;
+  records: { at: string; record: ServerRecord }[];
+  timer: ReturnType<typeof setTimeout> | undefined;
+  checks: number;
+}
+
+export interface EngineOptions {
+  store: StoreLocation;
+  /** The server's DTM API URL, sent to DTM branches as `dtm=`. */
+  dtmUrl?: string;
+  timing?: Partial<Omit<SagaConfig, 'incarnation'>>;
+  /** Default per-call timeout of a branch call (ms). */
+  httpTimeoutMs?: number;
+  /** Default time a TCC or message may stay prepared (ms). */
+  preparedTimeoutMs?: number;
+}
+
+const serveDefinition: SagaDefinition = { name: 'serve', steps: [] };
+const handlers = { action: 'serve/action', compensation: 'serve/compensation' } as const;
+
+/** The request's hash: what "the same request again" means. */
+export function requestHash(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 32);
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** The saga orchestrator with gids as ids and plans given whole with each start. */
+class ServeOrchestrator extends SagaOrchestrator {
+  constructor(
+    options: ConstructorParameters<typeof SagaOrchestrator>[0],
+    call: (ctx: BranchCall<'action' | 'compensation'>) => Promise<unknown>,
+  ) {
+    super(options, (_name, key) => key);
+    this.register(handlers.action, call, 'dtx serve');
+    this.register(handlers.compensation, call, 'dtx serve');
+  }
+
+  /** Nothing to register: the one branch function reads everything from the step. */
+  override define(_def: SagaDefinition): void {}
+
+  protected override toPlan(_def: SagaDefinition, input: unknown): SagaPlan {
+    return input as SagaPlan;
+  }
+}
+
+export class Engine {
+  private readonly prepared = new Map<string, Prepared>();
+  /** Ended without a branch call, newest last (bounded). */
+  private readonly endedHere = new Map<
+    string,
+    { at: string; record: Extract<ServerRecord, { type: 'end' }> }
+  >();
+  /** gid → type and request hash, for idempotency and listings (bounded, oldest forgotten first). */
+  private readonly index = new Map<string, { type: TransType; hash: string; phase: StepInput['phase'] }>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private serverAppends = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly stores: ServeStores,
+    readonly orchestrator: ServeOrchestrator,
+    private readonly options: EngineOptions,
+  ) {}
+
+  /** The server's DTM API URL, sent to DTM branches as `dtm=` (known once it listens). */
+  setDtmUrl(url: string): void {
+    this.options.dtmUrl = url;
+  }
+
+  get storeDescription(): string {
+    return this.stores.describe;
+  }
+
+  /** Opens the store, recovers every transaction it left unfinished, and arms the prepared ones' timers. */
+  static async open(options: EngineOptions): Promise<Engine> {
+    const stores = await openStores(options.store);
+    try {
+      let engine: Engine | undefined;
+      const seen: SagaRecord[] = [];
+      const log = watchLoad(stores.saga, (records) => seen.push(...records));
+      const orchestrator = new ServeOrchestrator(
+        {
+          log,
+          ...(options.timing === undefined ? {} : { timing: options.timing }),
+          httpTimeoutMs: options.httpTimeoutMs ?? httpTimeoutMsDefault,
+        },
+        (ctx) => engine!.callBranch(ctx),
+      );
+      engine = new Engine(stores, orchestrator, options);
+      await orchestrator.recover();
+      for (const r of seen) if (r.type === 'begin') engine.indexBegin(r.txn, r.def);
+      await engine.recoverPrepared();
+      return engine;
+    } catch (error) {
+      await stores.saga.close().catch(() => undefined);
+      await stores.server.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.prepared.values()) clearTimeout(p.timer);
+    await this.orchestrator.close();
+    await this.stores.saga.close();
+    await this.stores.server.close();
+  }
+
+  // ------------------------------------------------------------------ sagas
+
+  /** Submits a saga (or a message without prepare): idempotent by gid. `created` is false for a repeat. */
+  submitSaga(s: SagaSubmit, type: 'saga' | 'msg' = 'saga'): Promise<{ created: boolean }> {
+    checkGid(s.gid);
+    return this.locked(s.gid, async () => {
+      const known = this.known(s.gid);
+      if (known !== undefined) {
+        if (known.type !== type || known.hash !== s.hash) throw duplicate(s.gid, known.type);
+        return { created: false };
+      }
+      await this.beginSaga(s.gid, type, type === 'saga' ? 'saga' : 'msg', s);
+      return { created: true };
+    });
+  }
+
+  private async beginSaga(
+    gid: string,
+    type: TransType,
+    phase: StepInput['phase'],
+    s: Omit<SagaSubmit, 'gid'>,
+  ): Promise<void> {
+    const forward = phase !== 'saga';
+    const plan: SagaPlan = {
+      steps: s.steps.map((step) => {
+        const input: StepInput = {
+          style: s.style,
+          type,
+          phase,
+          hash: s.hash,
+          action: step.action,
+          compensation: step.compensation,
+          body: step.body,
+          headers: { ...s.headers, ...step.headers },
+          timeoutMs: s.requestTimeoutMs ?? this.options.httpTimeoutMs ?? httpTimeoutMsDefault,
+          forward,
+          actionAttemptsMax: s.actionAttemptsMax ?? null,
+        };
+        return {
+          branch: step.branch,
+          service: 'http',
+          action: handlers.action,
+          compensation: step.compensation === null ? null : handlers.compensation,
+          payload: JSON.stringify(input),
+          ...(step.after === undefined ? {} : { after: step.after }),
+        };
+      }),
+      ...(forward ? { recovery: 'forward' as const } : {}),
+      ...(s.timeoutMs === undefined || forward ? {} : { timeoutMs: s.timeoutMs }),
+    };
+    this.remember(gid, { type, hash: s.hash, phase });
+    await this.orchestrator.start(serveDefinition, { idempotencyKey: gid, input: plan });
+  }
+
+  private indexBegin(gid: string, def: SagaPlan): void {
+    const first = def.steps[0];
+    if (first === undefined) return;
+    try {
+      const input = JSON.parse(first.payload) as StepInput;
+      this.remember(gid, { type: input.type, hash: input.hash, phase: input.phase });
+    } catch {
+      // not one of ours: leave it out of the index
+    }
+  }
+
+  private remember(gid: string, entry: { type: TransType; hash: string; phase: StepInput['phase'] }): void {
+    this.index.delete(gid);
+    this.index.set(gid, entry);
+    while (this.index.size > serverLimits.indexEntriesMax) this.index.delete(this.index.keys().next().value!);
+  }
+
+  /** What the engine knows of `gid`: its type and request hash, or undefined. */
+  private known(gid: string): { type: TransType; hash: string } | undefined {
+    const p = this.prepared.get(gid);
+    if (p !== undefined) return { type: p.type, hash: p.hash };
+    const e = this.endedHere.get(gid);
+    if (e !== undefined) return { type: e.record.transType, hash: '' };
+    const i = this.index.get(gid);
+    if (i !== undefined) return i;
+    if (this.orchestrator.status(gid).state !== 'unknown') return { type: 'saga', hash: '' };
+    return undefined;
+  }
+
+  /** Waits up to `timeoutMs` for `gid` to end; null when it has not. */
+  async wait(gid: string, timeoutMs: number): Promise<TxnView | null> {
+    try {
+      // Only a saga run can be waited for: a prepared or already-ended-here one answers at once.
+      if (this.orchestrator.status(gid).state !== 'unknown') {
+        await this.orchestrator.result(gid, { timeoutMs });
+      }
+    } catch (error) {
+      if (isDtxError(error, 'DTX_TIMEOUT')) return null;
+      throw error;
+    }
+    const view = await this.view(gid);
+    return view;
+  }
+
+  // ------------------------------------------------------------ TCC and msg
+
+  /** Prepares a TCC or message transaction: idempotent for the same request. */
+  prepare(
+    gid: string,
+    type: 'tcc' | 'msg',
+    request: PreparedRequest,
+    hash: string,
+  ): Promise<{ created: boolean }> {
+    checkGid(gid);
+    return this.locked(gid, async () => {
+      const known = this.known(gid);
+      if (known !== undefined) {
+        if (known.type !== type || known.hash !== hash) throw duplicate(gid, known.type);
+        return { created: false };
+      }
+      if (this.prepared.size >= serverLimits.preparedMax) {
+        throw new DtxError(
+          'DTX_RESOURCE_UNAVAILABLE',
+          `${serverLimits.preparedMax} transactions are prepared already`,
+        );
+      }
+      const p: Prepared = {
+        gid,
+        type,
+        hash,
+        request,
+        branches: [],
+        decision: null,
+        records: [],
+        timer: undefined,
+        checks: 0,
+      };
+      await this.appendServer(p, { type: 'prepare', txn: gid, transType: type, hash, request });
+      this.prepared.set(gid, p);
+      this.remember(gid, { type, hash, phase: type === 'tcc' ? 'confirm' : 'msg' });
+      this.armPrepared(p, request.preparedTimeoutMs);
+      return { created: true };
+    });
+  }
+
+  /** Registers a TCC branch of a prepared transaction (the caller then calls its try). */
+  registerBranch(gid: string, branch: TccBranchSpec): Promise<void> {
+    checkGid(gid);
+    return this.locked(gid, async () => {
+      const p = this.prepared.get(gid);
+      if (p === undefined || p.decision !== null) throw this.notPrepared(gid, 'register a branch on');
+      if (p.type !== 'tcc')
+        throw new DtxError('DTX_INVALID_STATE', `${gid} is a msg transaction: branches are its steps`);
+      const same = p.branches.find((b) => b.branch === branch.branch);
+      if (same !== undefined) {
+        if (canonicalJson(same) === canonicalJson(branch)) return;
+        throw new DtxError(
+          'DTX_DUPLICATE_GID',
+          `branch ${branch.branch} of ${gid} is registered with other URLs`,
+          { gid },
+        );
+      }
+      if (p.branches.length >= serverLimits.branchesMax) {
+        throw new DtxError(
+          'DTX_INVALID_ARGUMENT',
+          `a transaction has at most ${serverLimits.branchesMax} branches`,
+        );
+      }
+      await this.appendServer(p, { type: 'branch', txn: gid, branch });
+      p.branches.push(branch);
+    });
+  }
+
+  /** Submits a prepared TCC (confirm every branch) or message (run its steps). Idempotent. */
+  submit(gid: string, type: 'tcc' | 'msg', steps?: MsgStepSpec[]): Promise<void> {
+    checkGid(gid);
+    return this.locked(gid, () => this.decide(gid, 'submit', 'submitted', steps, type));
+  }
+
+  /** Aborts a prepared TCC (cancel every branch) or message (it ends failed). Idempotent. */
+  abort(gid: string, type: 'tcc' | 'msg', reason = 'aborted by the caller'): Promise<void> {
+    checkGid(gid);
+    return this.locked(gid, () => this.decide(gid, 'abort', reason, undefined, type));
+  }
+
+  private async decide(
+    gid: string,
+    decision: 'submit' | 'abort',
+    reason: string,
+    steps?: MsgStepSpec[],
+    type?: 'tcc' | 'msg',
+  ): Promise<void> {
+    const known = this.known(gid);
+    if (type !== undefined && known !== undefined && known.type !== type) throw duplicate(gid, known.type);
+    const p = this.prepared.get(gid);
+    if (p === undefined) {
+      const view = await this.viewOrNull(gid);
+      if (view === null) throw new DtxError('DTX_NOT_FOUND', `no transaction ${gid}`, { gid });
+      const was = view.type === 'saga' ? 'submit' : wasDecided(view);
+      if (was === decision) return; // the same decision again
+      throw new DtxError('DTX_INVALID_STATE', `${gid} is ${view.dtmStatus}: ${decision} refused`, { gid });
+    }
+    if (p.decision !== null) {
+      if (p.decision.decision === decision) return;
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `${gid} was ${p.decision.decision === 'submit' ? 'submitted' : 'aborted'}: ${decision} refused`,
+        { gid },
+      );
+    }
+    clearTimeout(p.timer);
+    const record: Extract<ServerRecord, { type: 'decide' }> = {
+      type: 'decide',
+      txn: gid,
+      decision,
+      reason,
+      ...(steps === undefined || steps.length === 0 ? {} : { steps }),
+    };
+    await this.appendServer(p, record);
+    p.decision = record;
+    await this.carryOut(p);
+  }
+
+  /** Begins the run that carries out `p`'s decision (or ends it here), then lets the server log forget it. */
+  private async carryOut(p: Prepared): Promise<void> {
+    const d = p.decision!;
+    const r = p.request;
+    const steps: StepSpec[] =
+      p.type === 'tcc'
+        ? p.branches.map((b) => {
+            const url = d.decision === 'submit' ? b.confirm : b.cancel;
+            const op = d.decision === 'submit' ? 'confirm' : 'cancel';
+            return { branch: b.branch, action: { url, op }, compensation: null, after: [], body: b.body };
+          })
+        : d.decision === 'submit'
+          ? (d.steps ?? r.steps).map((s) => ({
+              branch: s.branch,
+              action: { url: s.url, op: 'action' },
+              compensation: null,
+              body: s.body,
+            }))
+          : [];
+    if (steps.length === 0) {
+      const outcome = d.decision === 'submit' ? 'succeed' : 'failed';
+      const end: Extract<ServerRecord, { type: 'end' }> = {
+        type: 'end',
+        txn: p.gid,
+        transType: p.type,
+        outcome,
+        reason: d.reason,
+      };
+      await this.appendServer(p, end);
+      this.prepared.delete(p.gid);
+      this.endedHere.set(p.gid, { at: new Date().toISOString(), record: end });
+      while (this.endedHere.size > serverLimits.indexEntriesMax)
+        this.endedHere.delete(this.endedHere.keys().next().value!);
+      return;
+    }
+    const phase: StepInput['phase'] =
+      p.type === 'msg' ? 'msg' : d.decision === 'submit' ? 'confirm' : 'cancel';
+    await this.beginSaga(p.gid, p.type, phase, {
+      style: r.style,
+      steps,
+      headers: r.headers,
+      hash: p.hash,
+      ...(r.requestTimeoutMs === null ? {} : { requestTimeoutMs: r.requestTimeoutMs }),
+    });
+    this.prepared.delete(p.gid);
+    // Lazy: if it is lost, recovery begins the run again, which is idempotent.
+    await this.appendServer(p, { type: 'started', txn: p.gid }, false);
+  }
+
+  private armPrepared(p: Prepared, delayMs: number): void {
+    clearTimeout(p.timer);
+    if (this.closed) return;
+    p.timer = setTimeout(() => {
+      void this.onPreparedTimeout(p.gid).catch(() => undefined);
+    }, delayMs);
+    p.timer.unref?.();
+  }
+
+  /** A TCC left prepared too long aborts; a message is checked with its `query_prepared`. */
+  private async onPreparedTimeout(gid: string): Promise<void> {
+    const p = this.prepared.get(gid);
+    if (p === undefined || p.decision !== null || this.closed) return;
+    if (p.type === 'tcc' || p.request.queryPrepared === null) {
+      await this.locked(gid, () => this.decide(gid, 'abort', 'prepared past its timeout'));
+      return;
+    }
+    await this.checkPrepared(p);
+  }
+
+  /** Asks a prepared message's `query_prepared` URL: SUCCESS submits, FAILURE aborts, anything else asks again later. */
+  async checkPrepared(p: Prepared): Promise<void> {
+    p.checks++;
+    const r = p.request;
+    const answer = await callDtmBranch(r.queryPrepared!, {
+      method: 'GET',
+      query: {
+        gid: p.gid,
+        trans_type: 'msg',
+        branch_id: '00',
+        op: 'msg',
+        ...(this.options.dtmUrl === undefined ? {} : { dtm: this.options.dtmUrl }),
+      },
+      body: '',
+      headers: r.headers,
+      timeoutMs: r.requestTimeoutMs ?? this.options.httpTimeoutMs ?? httpTimeoutMsDefault,
+      maxBodyBytes: httpBodyBytesMaxDefault,
+    });
+    if (answer.result === 'ongoing') {
+      const base = this.options.timing?.retryBaseMs ?? 1000;
+      this.armPrepared(
+        p,
+        Math.min(base * 2 ** Math.min(p.checks, 16), serverLimits.queryPreparedIntervalMsMax),
+      );
+      return;
+    }
+    await this.locked(p.gid, () =>
+      answer.result === 'success'
+        ? this.decide(p.gid, 'submit', 'query_prepared answered SUCCESS')
+        : this.decide(p.gid, 'abort', `query_prepared answered: ${answer.reason}`),
+    );
+  }
+
+  private async recoverPrepared(): Promise<void> {
+    const records = await this.stores.server.load();
+    const now = new Date().toISOString();
+    for (const r of records) {
+      const p = this.prepared.get(r.txn);
+      switch (r.type) {
+        case 'prepare':
+          this.prepared.set(r.txn, {
+            gid: r.txn,
+            type: r.transType,
+            hash: r.hash,
+            request: r.request,
+            branches: [],
+            decision: null,
+            records: [{ at: now, record: r }],
+            timer: undefined,
+            checks: 0,
+          });
+          this.remember(r.txn, {
+            type: r.transType,
+            hash: r.hash,
+            phase: r.transType === 'tcc' ? 'confirm' : 'msg',
+          });
+          break;
+        case 'branch':
+          p?.branches.push(r.branch);
+          p?.records.push({ at: now, record: r });
+          break;
+        case 'decide':
+          if (p !== undefined) {
+            p.decision = r;
+            p.records.push({ at: now, record: r });
+          }
+          break;
+        case 'started':
+          this.prepared.delete(r.txn);
+          break;
+        case 'end':
+          this.prepared.delete(r.txn);
+          this.endedHere.set(r.txn, { at: now, record: r });
+          this.remember(r.txn, {
+            type: r.transType,
+            hash: '',
+            phase: r.transType === 'tcc' ? 'cancel' : 'msg',
+          });
+          break;
+      }
+    }
+    // Compact: keep what is still open and the ends.
+    await this.stores.server.checkpoint(this.serverKeep());
+    for (const p of [...this.prepared.values()]) {
+      if (p.decision !== null) await this.locked(p.gid, () => this.carryOut(p));
+      else this.armPrepared(p, p.request.preparedTimeoutMs);
+    }
+  }
+
+  private serverKeep(): ServerRecord[] {
+    const keep: ServerRecord[] = [];
+    for (const e of this.endedHere.values()) keep.push(e.record);
+    for (const p of this.prepared.values()) keep.push(...p.records.map((x) => x.record));
+    return keep;
+  }
+
+  private async appendServer(p: Prepared, record: ServerRecord, force = true): Promise<void> {
+    p.records.push({ at: new Date().toISOString(), record });
+    const done = this.stores.server.append([record], force);
+    if (++this.serverAppends >= serverLimits.serverCheckpointEvery) {
+      this.serverAppends = 0;
+      const keep = this.serverKeep();
+      await done;
+      await this.stores.server.checkpoint(keep);
+      return;
+    }
+    await done;
+  }
+
+  private notPrepared(gid: string, what: string): DtxError {
+    if (this.known(gid) === undefined) return new DtxError('DTX_NOT_FOUND', `no transaction ${gid}`, { gid });
+    return new DtxError('DTX_INVALID_STATE', `${gid} is not prepared: cannot ${what} it`, { gid });
+  }
+
+  /** Runs `work` after every earlier request on `gid` has finished. */
+  private locked<T>(gid: string, work: () => Promise<T>): Promise<T> {
+    const before = this.locks.get(gid) ?? Promise.resolve();
+    const run = before.then(work, work);
+    const tail = run.catch(() => undefined);
+    this.locks.set(gid, tail);
+    void tail.then(() => {
+      if (this.locks.get(gid) === tail) this.locks.delete(gid);
+    });
+    return run;
+  }
+
+  // ------------------------------------------------------------ branch calls
+
+  /** The one branch function: a call under dtx's HTTP branch protocol or DTM's. */
+  private async callBranch(ctx: BranchCall<'action' | 'compensation'>): Promise<unknown> {
+    const s = ctx.input as StepInput;
+    const target = ctx.op === 'action' ? s.action : s.compensation;
+    if (target === null) throw new Error(`step ${ctx.branchId} has no compensation`);
+    const mustSucceed = s.forward || ctx.op === 'compensation';
+    if (!mustSucceed && s.actionAttemptsMax !== null && ctx.attempt > s.actionAttemptsMax) {
+      refuse(`no answer after ${s.actionAttemptsMax} attempts`);
+    }
+    const answer =
+      s.style === 'dtm'
+        ? await callDtmBranch(target.url, {
+            method: 'POST',
+            query: {
+              gid: ctx.sagaId,
+              trans_type: s.type,
+              branch_id: ctx.branchId,
+              op: target.op,
+              ...(this.options.dtmUrl === undefined ? {} : { dtm: this.options.dtmUrl }),
+            },
+            body: s.body,
+            headers: s.headers,
+            timeoutMs: s.timeoutMs,
+            maxBodyBytes: httpBodyBytesMaxDefault,
+          })
+        : await callHttpBranch(target.url, {
+            sagaId: ctx.sagaId,
+            branchId: ctx.branchId,
+            op: target.op as 'action',
+            payload: JSON.parse(s.body) as unknown,
+            timeoutMs: s.timeoutMs,
+            headers: s.headers,
+          });
+    if (answer.result === 'success') return undefined;
+    if (answer.result === 'failure' && !mustSucceed) refuse(answer.reason);
+    throw new Error(answer.reason);
+  }
+
+  // ------------------------------------------------------------ views
+
+  /** One transaction with its branches and every record; DTX_NOT_FOUND when unknown. */
+  async view(gid: string): Promise<TxnView> {
+    const v = await this.viewOrNull(gid);
+    if (v === null) throw new DtxError('DTX_NOT_FOUND', `no transaction ${gid}`, { gid });
+    return v;
+  }
+
+  private async viewOrNull(gid: string): Promise<TxnView | null> {
+    const p = this.prepared.get(gid);
+    if (p !== undefined) return preparedView(p);
+    const e = this.endedHere.get(gid);
+    if (e !== undefined) {
+      return {
+        id: gid,
+        type: e.record.transType,
+        state: e.record.outcome === 'succeed' ? 'completed' : 'compensated',
+        dtmStatus: e.record.outcome,
+        startedAt: e.at,
+        reason: e.record.reason,
+        branches: [],
+        records: [{ at: e.at, record: e.record }],
+      };
+    }
+    if (this.orchestrator.status(gid).state === 'unknown') return null;
+    try {
+      return this.sagaView(await this.orchestrator.show(gid));
+    } catch (error) {
+      if (isDtxError(error, 'DTX_INVALID_ARGUMENT')) return null;
+      throw error;
+    }
+  }
+
+  private sagaView(d: TxnDetail): TxnView {
+    const entry = this.index.get(d.id);
+    const phase = entry?.phase ?? 'saga';
+    const branches: BranchView[] = [];
+    const status = new Map<string, BranchView['status']>();
+    let turnedBack = false;
+    for (const { record } of d.records) {
+      const r = record as SagaRecord;
+      if (r.type === 'result')
+        status.set(`${r.branch}|${r.op}`, r.result === 'success' ? 'succeed' : 'failed');
+      if (r.type === 'rollback') turnedBack = true;
+      if (r.type !== 'begin') continue;
+      for (const step of r.def.steps) {
+        const s = JSON.parse(step.payload) as StepInput;
+        branches.push({ branch: step.branch, op: s.action.op, url: s.action.url, status: 'prepared' });
+        if (s.compensation !== null)
+          branches.push({
+            branch: step.branch,
+            op: s.compensation.op,
+            url: s.compensation.url,
+            status: 'prepared',
+          });
+      }
+    }
+    for (const b of branches) {
+      const coreOp = b.op === 'compensate' || b.op === 'compensation' ? 'compensate' : 'action';
+      b.status = status.get(`${b.branch}|${coreOp}`) ?? 'prepared';
+    }
+    let state: ServeState = d.state;
+    if (phase === 'cancel')
+      state = d.state === 'running' ? 'compensating' : d.state === 'completed' ? 'compensated' : d.state;
+    const end = d.records.map((x) => x.record as SagaRecord).find((r) => r.type === 'end');
+    const dtmStatus = dtmStatusOf(
+      state,
+      phase === 'cancel' || turnedBack,
+      end?.type === 'end' ? end.outcome : null,
+    );
+    return {
+      id: d.id,
+      type: entry?.type ?? null,
+      state,
+      dtmStatus,
+      startedAt: d.startedAt,
+      reason: d.reason,
+      branches,
+      records: d.records,
+    };
+  }
+
+  /** Every transaction the store holds, newest first, filtered. */
+  async list(filter: { state?: ServeState; type?: TransType }): Promise<TxnView[]> {
+    const out: TxnView[] = [];
+    for (const p of this.prepared.values()) out.push(preparedView(p));
+    for (const gid of this.endedHere.keys()) {
+      const v = await this.viewOrNull(gid);
+      if (v !== null) out.push(v);
+    }
+    const summaries = await this.orchestrator.list();
+    for (const s of summaries) out.push(this.sagaView({ ...s, records: [] }));
+    // Summaries carry no records: fill the branch-free fields from the index.
+    return out
+      .filter(
+        (v) =>
+          (filter.state === undefined || v.state === filter.state) &&
+          (filter.type === undefined || v.type === filter.type),
+      )
+      .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? '') || a.id.localeCompare(b.id));
+  }
+
+  // ------------------------------------------------------------ operator
+
+  async retry(gid: string): Promise<void> {
+    const p = this.prepared.get(gid);
+    if (p !== undefined) {
+      if (p.type === 'msg' && p.request.queryPrepared !== null && p.decision === null) {
+        clearTimeout(p.timer);
+        await this.checkPrepared(p);
+        return;
+      }
+      throw new DtxError('DTX_INVALID_STATE', `${gid} is prepared: submit or abort it`, { gid });
+    }
+    await this.known404(gid);
+    await this.orchestrator.retry(gid);
+  }
+
+  async resolve(
+    gid: string,
+    outcome: 'completed' | 'compensated',
+    reason: string,
+    force: boolean,
+  ): Promise<void> {
+    await this.known404(gid);
+    await this.orchestrator.resolve(gid, { outcome, reason, force: force as true });
+  }
+
+  async abandon(gid: string, reason: string, force: boolean): Promise<void> {
+    await this.known404(gid);
+    await this.orchestrator.abandon(gid, { reason, force: force as true });
+  }
+
+  private async known404(gid: string): Promise<void> {
+    if (this.prepared.has(gid))
+      throw new DtxError('DTX_INVALID_STATE', `${gid} is prepared: submit or abort it`, { gid });
+    if ((await this.viewOrNull(gid)) === null)
+      throw new DtxError('DTX_NOT_FOUND', `no transaction ${gid}`, { gid });
+  }
+}
+
+function preparedView(p: Prepared): TxnView {
+  const branches: BranchView[] = [];
+  for (const b of p.branches) {
+    branches.push({ branch: b.branch, op: 'confirm', url: b.confirm, status: 'prepared' });
+    branches.push({ branch: b.branch, op: 'cancel', url: b.cancel, status: 'prepared' });
+  }
+  for (const s of p.request.steps)
+    branches.push({ branch: s.branch, op: 'action', url: s.url, status: 'prepared' });
+  const decided = p.decision;
+  return {
+    id: p.gid,
+    type: p.type,
+    state: decided === null ? 'prepared' : decided.decision === 'submit' ? 'running' : 'compensating',
+    dtmStatus: decided === null ? 'prepared' : decided.decision === 'submit' ? 'submitted' : 'aborting',
+    startedAt: p.records[0]?.at ?? null,
+    reason: decided?.reason ?? null,
+    branches,
+    records: p.records,
+  };
+}
+
+/** DTM's status for a saga-run state; `back`: it is turning back (or cancelling). */
+function dtmStatusOf(state: ServeState, back: boolean, endOutcome: string | null): TxnView['dtmStatus'] {
+  switch (state) {
+    case 'prepared':
+      return 'prepared';
+    case 'completed':
+      return back ? 'failed' : 'succeed';
+    case 'resolved':
+      return endOutcome === 'completed' && !back ? 'succeed' : 'failed';
+    case 'compensated':
+    case 'abandoned':
+    case 'aborted':
+      return 'failed';
+    case 'compensating':
+      return 'aborting';
+    default:
+      return back ? 'aborting' : 'submitted';
+  }
+}
+
+/** Which decision a transaction no longer prepared shows. */
+function wasDecided(v: TxnView): 'submit' | 'abort' {
+  return v.dtmStatus === 'aborting' || v.dtmStatus === 'failed' ? 'abort' : 'submit';
+}
+
+function duplicate(gid: string, type: TransType): DtxError {
+  return new DtxError('DTX_DUPLICATE_GID', `gid ${gid} is already used by another ${type} request`, { gid });
+}
+
+/** Throws DTX_INVALID_GID unless `gid` is a safe transaction id. */
+export function checkGid(gid: unknown): asserts gid is string {
+  if (typeof gid !== 'string' || !isValidTxnId(gid)) {
+    throw new DtxError(
+      'DTX_INVALID_GID',
+      `gid must be 1 to 48 characters of letters, digits and _ . : - (starting with a letter or digit), got ${JSON.stringify(gid)?.slice(0, 80)}`,
+    );
+  }
+}

@@ -1,0 +1,85 @@
+// `dtx serve` as a function: open the store, recover, listen. The CLI
+// (src/cli/commands/serve.ts) parses flags and calls `startServer`; tests
+// call it in-process too.
+
+import { isIP } from 'node:net';
+import { DtxError } from '../errors.ts';
+import type { SagaConfig } from '../protocol/saga/types.ts';
+import { buildApp } from './app.ts';
+import { Engine } from './engine.ts';
+import { serverLimits } from './limits.ts';
+import type { StoreLocation } from './store.ts';
+
+export { defaultStorePath, parseStore, type StoreLocation } from './store.ts';
+
+export interface ServeOptions {
+  /** `HOST:PORT`; default 127.0.0.1:36790. A non-loopback host needs a token. */
+  listen?: string;
+  store: StoreLocation;
+  /** The bearer token every route but /health requires. */
+  token?: string;
+  bodyLimitBytes?: number;
+  timing?: Partial<Omit<SagaConfig, 'incarnation'>>;
+  httpTimeoutMs?: number;
+}
+
+export interface RunningServer {
+  /** `http://HOST:PORT`. */
+  url: string;
+  engine: Engine;
+  close(): Promise<void>;
+}
+
+/** Parses `HOST:PORT` (an IPv6 host in brackets). */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[3]);
+  if (m === null || !(port >= 0 && port <= 65_535)) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `--listen must be HOST:PORT, got ${listen}`);
+  }
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  const { host, port } = parseListen(options.listen ?? serverLimits.listenDefault);
+  if (!isLoopback(host) && (options.token === undefined || options.token === '')) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `--listen ${host} is not a loopback address: give a --token-file, so that nobody else can start or end transactions`,
+    );
+  }
+  const engine = await Engine.open({
+    store: options.store,
+    ...(options.timing === undefined ? {} : { timing: options.timing }),
+    ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
+  });
+  try {
+    const app = await buildApp({
+      engine,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
+    });
+    await app.listen({ host, port });
+    const address = app.server.address();
+    const bound = typeof address === 'object' && address !== null ? address.port : port;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    engine.setDtmUrl(`${url}/api/dtmsvr`);
+    return {
+      url,
+      engine,
+      close: async () => {
+        await app.close();
+        await engine.close();
+      },
+    };
+  } catch (error) {
+    await engine.close();
+    throw error;
+  }
+}

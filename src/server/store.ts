@@ -1,0 +1,124 @@
+// Where `dtx serve` keeps its state: two durable logs in one place.
+//
+// - The saga log (protocol `saga`): every transaction that has begun calling
+//   branches — a saga, a submitted message, a TCC transaction's confirms or
+//   cancels — run by the saga orchestrator of src/runtime/saga, named by its
+//   caller's gid.
+// - The server log (protocol `server`): what the server holds before any
+//   branch call: a prepared TCC or message transaction, its registered
+//   branches, and the submit or abort decision, forced before the saga that
+//   carries it out begins (so a restart between the two begins it again; the
+//   start is idempotent by gid). Transactions that end without a single branch
+//   call (a message aborted while prepared) end here.
+//
+// `--store sqlite:PATH` puts the saga log at PATH and the server log at
+// PATH.server; `--store postgres://...` uses the tables `dtx_serve_saga` and
+// `dtx_serve_server`, owner `dtx-serve`. Both are created on first use.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DtxError } from '../errors.ts';
+import type { SagaRecord } from '../protocol/saga/types.ts';
+import { recordDecoder } from '../runtime/branch/orchestrator.ts';
+import { openLog } from '../runtime/log/open.ts';
+import type { DurableLog } from '../runtime/log/types.ts';
+import { decodeSagaRecord } from '../runtime/saga/orchestrator.ts';
+
+/** Where the store is: `sqlite:PATH` or a `postgres://` (or `postgresql://`) URL. */
+export type StoreLocation = { sqlite: string } | { postgres: string };
+
+/** The embedded store's default path, relative to the working directory. */
+export const defaultStorePath = '.dtx/serve.sqlite';
+
+export function parseStore(spec: string | undefined): StoreLocation {
+  const s = spec ?? `sqlite:${defaultStorePath}`;
+  if (/^postgres(ql)?:\/\//.test(s)) return { postgres: s };
+  if (s.startsWith('sqlite:') && s.length > 'sqlite:'.length) return { sqlite: s.slice('sqlite:'.length) };
+  throw new DtxError('DTX_INVALID_ARGUMENT', `--store must be sqlite:PATH or postgres://..., got ${s}`);
+}
+
+/** A branch of a TCC transaction, as registered. */
+export interface TccBranchSpec {
+  branch: string;
+  confirm: string;
+  cancel: string;
+  /** The body sent with confirm and cancel (DTM: the branch's `data`). */
+  body: string;
+}
+
+/** A step of a message transaction. */
+export interface MsgStepSpec {
+  branch: string;
+  url: string;
+  body: string;
+}
+
+/** What a prepared transaction keeps until its decision. */
+export interface PreparedRequest {
+  style: 'dtm' | 'dtx';
+  /** How long it may stay prepared: then a TCC aborts, a message is checked with `queryPrepared`. */
+  preparedTimeoutMs: number;
+  queryPrepared: string | null;
+  headers: Record<string, string>;
+  requestTimeoutMs: number | null;
+  /** A message's steps, when its prepare carried them. */
+  steps: MsgStepSpec[];
+}
+
+export type ServerRecord =
+  | { type: 'prepare'; txn: string; transType: 'tcc' | 'msg'; hash: string; request: PreparedRequest }
+  | { type: 'branch'; txn: string; branch: TccBranchSpec }
+  | { type: 'decide'; txn: string; decision: 'submit' | 'abort'; reason: string; steps?: MsgStepSpec[] }
+  /** The saga log now has it: the records above can go. */
+  | { type: 'started'; txn: string }
+  /** Ended without a branch call. */
+  | { type: 'end'; txn: string; transType: 'tcc' | 'msg'; outcome: 'succeed' | 'failed'; reason: string };
+
+/** The `decode` of server logs: rejects rows that are not server records. */
+export const decodeServerRecord = recordDecoder<ServerRecord>(
+  ['prepare', 'branch', 'decide', 'started', 'end'],
+  'server',
+);
+
+export interface ServeStores {
+  saga: DurableLog<SagaRecord> & AsyncDisposable;
+  server: DurableLog<ServerRecord> & AsyncDisposable;
+  describe: string;
+}
+
+const owner = 'dtx-serve';
+
+/** Opens (creating on first use) both logs; each is held exclusively (file lock, owner lease). */
+export async function openStores(where: StoreLocation): Promise<ServeStores> {
+  if ('sqlite' in where) {
+    mkdirSync(dirname(where.sqlite), { recursive: true });
+    const saga = await openLog({ sqlite: where.sqlite, create: true }, decodeSagaRecord, 'saga');
+    try {
+      const server = await openLog(
+        { sqlite: `${where.sqlite}.server`, create: true },
+        decodeServerRecord,
+        'server',
+      );
+      return { saga, server, describe: `sqlite:${where.sqlite}` };
+    } catch (error) {
+      await saga.close();
+      throw error;
+    }
+  }
+  const saga = await openLog(
+    { postgres: where.postgres, owner, table: 'dtx_serve_saga', create: true },
+    decodeSagaRecord,
+    'saga',
+  );
+  try {
+    const server = await openLog(
+      { postgres: where.postgres, owner, table: 'dtx_serve_server', create: true },
+      decodeServerRecord,
+      'server',
+    );
+    return { saga, server, describe: 'postgres (tables dtx_serve_saga, dtx_serve_server)' };
+  } catch (error) {
+    await saga.close();
+    throw error;
+  }
+}

@@ -281,10 +281,7 @@ export class CommitWorld extends SimKernel<SimNode> {
     let crashAt = -1;
     if (this.faultsOn && this.opts.faults.crashRate > 0 && this.rng.chance(this.opts.faults.crashRate)) {
       crashAt = this.rng.int(effects.length + 1);
-      if (
-        node.spec.kind === 'acceptor' &&
-        this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity)
-      ) {
+      if (node.spec.acceptor && this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity)) {
         crashAt = -1;
       }
     }
@@ -294,7 +291,7 @@ export class CommitWorld extends SimKernel<SimNode> {
 
   private acceptorsDown(): number {
     let n = 0;
-    for (const node of this.nodes.values()) if (node.spec.kind === 'acceptor' && !node.up) n++;
+    for (const node of this.nodes.values()) if (node.spec.acceptor && !node.up) n++;
     return n;
   }
 
@@ -621,7 +618,9 @@ export class CommitWorld extends SimKernel<SimNode> {
   private executed(node: SimNode, epoch: number, from: NodeId, msg: Extract<AppMsg, { type: 'exec' }>): void {
     if (node.epoch !== epoch || !node.resource!.has(msg.txn)) return;
     this.observeRm(node, msg.txn, 'working');
-    this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly: false });
+    // A branch that changes nothing is read-only; a core that votes read-only lets it leave at PREPARE.
+    const readOnly = msg.ops.every((op) => op.delta === 0);
+    this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly });
     this.execReply(node, epoch, from, msg.txn, true);
   }
 

@@ -18,11 +18,11 @@
 //   to arrive after its compensation), services whose log is their database,
 //   and the booking checkers (./checkers.ts).
 //
-// A forced write fails with its node's rate (`failRateOf`). The cores expect
-// a log that stays a prefix (../../protocol/branch/service.ts): a write-ahead
-// log stops at its first failed write, so that write and every one issued
-// after it are lost together, their after-persist effects are dropped, and
-// the core is told of each (`persistFailed`), in issue order.
+// A forced write fails with its node's rate (`failRateOf`), as a failed
+// fsync: every write of its flush, and every one queued behind it, is lost,
+// so that the log stays the prefix the cores expect
+// (../../protocol/branch/service.ts); what waited on them is dropped, and the
+// core is told of each lost write (`persistFailed`), in issue order.
 
 import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/branch/service.ts';
 import type { ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
@@ -86,14 +86,11 @@ interface SimNode {
   flushing: PendingWrite[] | null;
   issuedSeq: number;
   doneSeq: number;
-  /**
-   * After-persist effects waiting for every write up to `uptoSeq`; `ownLast`
-   * is the last write of the step that issued them (0: it wrote nothing).
-   */
-  waiting: { uptoSeq: number; ownLast: number; effects: AnyEffect[] }[];
+  /** After-persist effects waiting for every write up to `uptoSeq`. */
+  waiting: { uptoSeq: number; effects: AnyEffect[] }[];
   failRate: number;
-  /** Lost writes the core has not yet been told of (see `tellLost`). */
-  lostUntold: number;
+  /** The core is being told of lost writes: its answers wait to go as one batch (see `loseWrites`). */
+  tellingLost: boolean;
   restartAt: number;
   pinnedRestart: boolean;
 }
@@ -157,7 +154,7 @@ export class BranchWorld extends SimKernel<SimNode> {
         doneSeq: 0,
         waiting: [],
         failRate: opts.failRateOf(s.id),
-        lostUntold: 0,
+        tellingLost: false,
         restartAt: -1,
         pinnedRestart: false,
       });
@@ -193,7 +190,6 @@ export class BranchWorld extends SimKernel<SimNode> {
 
   private execute(node: SimNode, effects: readonly AnyEffect[], crashAt: number): void {
     const epoch = node.epoch;
-    const issuedBefore = node.issuedSeq;
     const later: AnyEffect[] = [];
     for (let i = 0; i < effects.length; i++) {
       if (i === crashAt) return this.crash(node);
@@ -205,11 +201,8 @@ export class BranchWorld extends SimKernel<SimNode> {
     }
     if (crashAt === effects.length) return this.crash(node);
     if (later.length === 0) return;
-    if (node.doneSeq === node.issuedSeq && node.lostUntold === 0) for (const e of later) this.apply(node, e);
-    else {
-      const ownLast = node.issuedSeq > issuedBefore ? node.issuedSeq : 0;
-      node.waiting.push({ uptoSeq: node.issuedSeq, ownLast, effects: later });
-    }
+    if (node.doneSeq === node.issuedSeq && !node.tellingLost) for (const e of later) this.apply(node, e);
+    else node.waiting.push({ uptoSeq: node.issuedSeq, effects: later });
   }
 
   private apply(node: SimNode, e: AnyEffect): void {
@@ -242,7 +235,8 @@ export class BranchWorld extends SimKernel<SimNode> {
   private persist(node: SimNode, record: unknown, force: boolean): void {
     if (force) this.metrics.forcedWrites++;
     node.queued.push({ seq: ++node.issuedSeq, record, force });
-    if (node.flushing === null) this.startFlush(node);
+    // While the core is told of lost writes, its answers gather into one batch (see loseWrites).
+    if (node.flushing === null && !node.tellingLost) this.startFlush(node);
   }
 
   private startFlush(node: SimNode): void {
@@ -258,47 +252,42 @@ export class BranchWorld extends SimKernel<SimNode> {
 
   private flushDone(node: SimNode, batch: PendingWrite[]): void {
     node.flushing = null;
-    const failedAt = batch.findIndex((w) => w.force && this.rng.chance(node.failRate));
-    const written = failedAt < 0 ? batch : batch.slice(0, failedAt);
-    for (const w of written) {
+    // A failed fsync loses every write it covered: the whole batch, and the
+    // writes queued behind it, so that the log stays a prefix.
+    const failed = batch.some((w) => w.force && this.rng.chance(node.failRate));
+    if (failed) return this.loseWrites(node, [...batch, ...node.queued]);
+    for (const w of batch) {
       node.durable.push(w.record);
       this.observeDurable(node, w.record);
     }
-    // The log stops at a failed write: the rest of the batch, and the writes
-    // queued behind it, are lost with it.
-    const lost = failedAt < 0 ? [] : [...batch.slice(failedAt), ...node.queued];
-    if (failedAt >= 0) node.queued = [];
-    node.doneSeq = failedAt < 0 ? batch[batch.length - 1]!.seq : node.issuedSeq;
-    // Effects whose own step's write is lost are dropped (the core, told of
-    // that write, repeats them); the others wait for the rewrites (`tellLost`).
-    const firstLost = failedAt < 0 ? node.doneSeq + 1 : batch[failedAt]!.seq;
+    node.doneSeq = batch[batch.length - 1]!.seq;
     const epoch = node.epoch;
-    const ready = node.waiting.filter((b) => b.uptoSeq < firstLost);
-    node.waiting = node.waiting.filter(
-      (b) => b.uptoSeq >= firstLost && (failedAt < 0 || b.ownLast < firstLost),
-    );
+    const ready = node.waiting.filter((b) => b.uptoSeq <= node.doneSeq);
+    node.waiting = node.waiting.filter((b) => b.uptoSeq > node.doneSeq);
     for (const b of ready) for (const e of b.effects) if (node.epoch === epoch) this.apply(node, e);
     if (node.queued.length > 0 && node.flushing === null && node.epoch === epoch) this.startFlush(node);
-    if (lost.length > 0) this.tellLost(node, lost);
   }
 
   /**
-   * Tell the core of each lost write, in issue order. A write is lost until
-   * its rewrite is durable, so every after-persist effect still waiting, and
-   * every one these steps issue, waits for every rewrite: one issued when a
-   * `tried` record is reported lost (a confirm re-sent) may depend on the
-   * decision lost behind it, which the core is told of only afterwards.
+   * Writes from `lost[0]` on are gone. What waited on them is dropped, as the
+   * ordering rule says, and the core is told of each lost write in issue
+   * order. Its answers (each write again, and the effects that wait on it)
+   * form one batch whose effects all wait for the whole of it: an effect of
+   * an early answer may depend on a write lost behind the one it answers (a
+   * confirm re-sent when a `tried` record is reported lost depends on the
+   * decision lost after it, which the core is told of only afterwards).
    */
-  private tellLost(node: SimNode, lost: readonly PendingWrite[]): void {
-    node.lostUntold = lost.length;
-    for (const w of lost) {
-      node.lostUntold--;
-      this.step(node, { type: 'persistFailed', record: w.record });
-    }
-    node.lostUntold = 0;
+  private loseWrites(node: SimNode, lost: readonly PendingWrite[]): void {
+    node.queued = [];
+    node.doneSeq = node.issuedSeq;
+    node.waiting = [];
+    node.tellingLost = true;
+    for (const w of lost) this.step(node, { type: 'persistFailed', record: w.record });
+    node.tellingLost = false;
     if (!node.up) return;
-    for (const b of node.waiting) b.uptoSeq = Math.max(b.uptoSeq, node.issuedSeq);
-    if (node.doneSeq === node.issuedSeq) {
+    for (const b of node.waiting) b.uptoSeq = node.issuedSeq;
+    if (node.queued.length > 0) this.startFlush(node);
+    else {
       const ready = node.waiting;
       node.waiting = [];
       for (const b of ready) for (const e of b.effects) if (node.up) this.apply(node, e);

@@ -116,7 +116,6 @@ function base(entry: CompareEntry, o: CompareOptions): SimRequest {
     seed: o.seed,
     rttMs: o.rttMs,
     fsyncMs: o.fsyncMs,
-    failRates: [],
   };
 }
 

@@ -440,7 +440,8 @@ export class CommitWorld extends SimKernel<SimNode> {
     node.flushing = null;
     const failed: PendingWrite[] = [];
     for (const w of batch) {
-      const ok = !(w.force && this.rng.chance(node.failRate));
+      // Failing writes are a fault like the others: they stop when the faults heal.
+      const ok = !(w.force && this.faultsOn && this.rng.chance(node.failRate));
       if (this.opts.trace) {
         this.opts.trace.push({
           t: this.now,

@@ -254,7 +254,7 @@ export class BranchWorld extends SimKernel<SimNode> {
     node.flushing = null;
     // A failed fsync loses every write it covered: the whole batch, and the
     // writes queued behind it, so that the log stays a prefix.
-    const failed = batch.some((w) => w.force && this.rng.chance(node.failRate));
+    const failed = this.faultsOn && batch.some((w) => w.force && this.rng.chance(node.failRate));
     if (failed) return this.loseWrites(node, [...batch, ...node.queued]);
     for (const w of batch) {
       node.durable.push(w.record);

@@ -1,7 +1,8 @@
 // Swarm testing in the manner of TigerBeetle's VOPR: for every seed, draw the
 // fault parameters at random (loss, duplication with late second copies,
-// delay, partitions, crash rates, failing writes on every role, cluster size,
-// concurrency, read-only branches; ./swarm-faults.ts), run a safety phase with the faults on and
+// delay, partitions, crash rates, failing writes on every role: see
+// ./swarm-faults.ts; then cluster size, concurrency, read-only branches), run
+// a safety phase with the faults on and
 // a liveness phase with them healed, and stop at the first seed whose run
 // breaks a checker or leaves a transaction undecided. Each seed maps to one
 // `dtx sim` command line that reproduces its run exactly.

@@ -55,10 +55,11 @@ test('the saga swarm draws failing writes on the orchestrator and the services',
   }
 });
 
-test('crashes only: no loss, no partitions, no failing writes, and crashes still drawn', () => {
+test('crashes only: no loss, no partitions, no failing writes, little jitter, and crashes still drawn', () => {
   const reqs = seeds.map((s) => swarmRequest('3pc', s, {}, 'crash'));
   for (const r of reqs) {
     assert.equal(r.loss, 0);
+    assert.ok(r.jitterMs! <= 1, `jitter ${r.jitterMs}`);
     assert.equal(r.partitions, false);
     assert.equal(r.coordinatorFailRate, 0);
     assert.ok(r.failRates!.every((x) => x === 0));

@@ -105,7 +105,10 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--faults')))
     .addOption(simOption(simFlag('--faster')))
     .addOption(simOption(simFlag('--colocated')))
-    .option('--crashes-only', 'draw node crashes alone: no loss, partitions or failing writes')
+    .option(
+      '--crashes-only',
+      'draw node crashes alone: no loss, partitions or failing writes, jitter at most 1 ms',
+    )
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SwarmFlags) => {
       const family = familyOf(flags.protocol);

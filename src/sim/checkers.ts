@@ -234,6 +234,8 @@ export class Checkers {
           this.flag('liveness', txn, `${open} participant(s) still undecided after faults healed`);
       } else if (committed > 0 && aborted > 0) c.partial++;
       else if (committed > 0) c.committed++;
+      // Every participant left read-only: nothing was applied, and the outcome is what the client was told.
+      else if (aborted === 0 && t.outcome === outcomeCode.committed) c.committed++;
       else c.aborted++;
       if (this.atomic && t.outcome === outcomeCode.committed && aborted > 0) {
         // Reported under `validity` since before the `outcome` checker existed; kept so reports stay comparable.

@@ -270,17 +270,14 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   /** The crash model, but never more than `acceptorsDownMax` acceptors down at once. */
   protected override crashPoint(node: SimNode, count: number): number {
     const at = super.crashPoint(node, count);
-    if (
-      node.spec.kind === 'acceptor' &&
-      this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity)
-    )
+    if (node.spec.acceptor && this.acceptorsDown() >= (this.opts.faults.acceptorsDownMax ?? Infinity))
       return -1;
     return at;
   }
 
   private acceptorsDown(): number {
     let n = 0;
-    for (const node of this.nodes.values()) if (node.spec.kind === 'acceptor' && !node.up) n++;
+    for (const node of this.nodes.values()) if (node.spec.acceptor && !node.up) n++;
     return n;
   }
 
@@ -391,7 +388,8 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     for (const w of batch) {
       // An earlier write of this node failed and took this one with it.
       if (!node.sequencer.isPending(w.seq)) continue;
-      const ok = !(w.force && this.rng.chance(node.failRate));
+      // Failing writes are a fault like the others: they stop when the faults heal.
+      const ok = !(w.force && this.faultsOn && this.rng.chance(node.failRate));
       if (this.opts.trace) {
         this.opts.trace.push({
           t: this.now,
@@ -554,7 +552,9 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   private executed(node: SimNode, epoch: number, from: NodeId, msg: Extract<AppMsg, { type: 'exec' }>): void {
     if (node.epoch !== epoch || !node.resource!.has(msg.txn)) return;
     this.observeRm(node, msg.txn, 'working');
-    this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly: false });
+    // A branch that changes nothing is read-only; a core that votes read-only lets it leave at PREPARE.
+    const readOnly = msg.ops.every((op) => op.delta === 0);
+    this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly });
     this.execReply(node, epoch, from, msg.txn, true);
   }
 

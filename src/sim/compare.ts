@@ -131,7 +131,6 @@ function base(entry: CompareEntry, o: CompareOptions): SimRequest {
     seed: o.seed,
     rttMs: o.rttMs,
     fsyncMs: o.fsyncMs,
-    failRates: [],
   };
 }
 

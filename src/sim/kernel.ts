@@ -59,6 +59,8 @@ export interface FaultOptions {
 export interface FaultSettings {
   loss?: number;
   dup?: number;
+  /** Mean extra delay of a duplicate's second copy, so that it can arrive after its transaction ended. */
+  lateDupMs?: number;
   partitions?: boolean;
   crashRate?: number;
   downtimeMeanMs?: number;
@@ -102,6 +104,8 @@ export function networkAndFaults(
       jitterMs: req.jitterMs ?? defaults.jitterMs,
       loss: req.loss ?? 0,
       dup: req.dup ?? 0,
+      // 0 is the same run as none: a reproduce command leaves a 0 out.
+      ...(req.lateDupMs ? { lateDupMs: req.lateDupMs } : {}),
     },
     faults: {
       partitions: req.partitions ?? false,

@@ -29,6 +29,11 @@ export interface NodeSpec {
   kind: 'coordinator' | 'participant' | 'acceptor';
   role: AnyRole;
   config: unknown;
+  /**
+   * The node holds a consensus acceptor, whatever else it runs (Paxos
+   * Commit's separate leader is acceptor 0): the fault bound counts it.
+   */
+  acceptor?: true;
 }
 
 export interface RecordInfo {
@@ -73,6 +78,11 @@ export interface SimProtocol {
   votes?(msg: unknown): Vote[];
   /** For consensus protocols: how many acceptor crashes at once the protocol is built to survive. */
   acceptorFaultsTolerated?: number;
+  /**
+   * The participant core votes read-only for a branch that wrote nothing and
+   * leaves at PREPARE (2PC). Cores without it prepare such a branch like any other.
+   */
+  readOnlyVotes?: true;
 }
 
 export const protocolNames = ['naive', '2pc', 'paxos-commit', '3pc'] as const;
@@ -153,6 +163,7 @@ function twoPc(options: ProtocolOptions): SimProtocol {
     isDecisionStep: (effects) =>
       effects.some((e) => e.type === 'persist' && (e.record as TwoPcRecord).type === 'commit'),
     compact: (_kind, log) => compactTwoPcLog(log as TwoPcRecord[]),
+    readOnlyVotes: true,
   };
 }
 
@@ -190,6 +201,7 @@ function paxosCommit(options: ProtocolOptions): SimProtocol {
           kind: s.id === layout.leader ? 'coordinator' : 'acceptor',
           role: paxosCommitNode,
           config: s.config,
+          acceptor: true,
         }),
       );
       if (!layoutOptions.colocated) return servers;

@@ -16,7 +16,13 @@ import {
   timeScale,
 } from './protocols.ts';
 import { round3, type Summary, summarize } from './stats.ts';
-import { bankWorkload, toyWorkload, type WorkloadName } from './workloads.ts';
+import {
+  bankWorkload,
+  defaultBankOptions,
+  toyWorkload,
+  type Workload,
+  type WorkloadName,
+} from './workloads.ts';
 
 export interface SimRequest extends FaultSettings {
   protocol: ProtocolName | SimProtocol;
@@ -25,12 +31,18 @@ export interface SimRequest extends FaultSettings {
   workload: WorkloadName;
   txns: number;
   seed: number;
-  /** Participants for the bank workload (the toy workload always has A, B and C). */
+  /** Participants: accounts are spread over them (bank), or every transaction runs on all of them (toy, default 3). */
   participants?: number;
   /** Bank workload: every transaction writes at every participant, not only at two. */
   everyParticipant?: boolean;
-  /** Per-participant probability that a forced write fails, in participant order. */
+  /** Per-participant probability that a forced write fails, in participant order (one per participant). */
   failRates?: number[];
+  /** Probability that a forced write fails on the coordinator (Paxos Commit: its leader). */
+  coordinatorFailRate?: number;
+  /** Probability that a forced write fails on a Paxos Commit acceptor (the leader's node excepted). */
+  acceptorFailRate?: number;
+  /** Bank workload: the share of transfers that only read, and of transactions that also read elsewhere. */
+  readOnlyShare?: number;
   fsyncMs?: number;
   concurrency?: number;
   /** Mean pause of each client between its transactions (exponential); default 0, back to back. */
@@ -75,25 +87,48 @@ export const simDefaults = {
   clientOutcomeTimeoutMs: 1_000,
 } as const;
 
+/** What is wrong with a commit-world request that its types let through, or undefined. */
+export function commitRequestProblem(req: SimRequest): string | undefined {
+  const participants = req.participants ?? (req.workload === 'toy' ? 3 : defaultBankOptions.participants);
+  if (req.failRates !== undefined && req.failRates.length !== participants)
+    return `--fail-rates needs one rate per participant: ${participants}, got ${req.failRates.length}`;
+  if (req.workload === 'toy' && req.readOnlyShare !== undefined)
+    return '--read-only-share is for the bank workload (every toy transaction writes on every node)';
+  return undefined;
+}
+
+/** Each node's rate of failing forced writes: participants in order, then the other nodes by kind. */
+function failRatesOf(req: SimRequest, protocol: SimProtocol, workload: Workload): Map<NodeId, number> {
+  const rates = req.failRates ?? workload.defaultFailRates;
+  const failRates = new Map<NodeId, number>();
+  for (const node of protocol.nodes(workload.participants)) {
+    if (node.kind === 'coordinator') failRates.set(node.id, req.coordinatorFailRate ?? 0);
+    else if (node.kind === 'acceptor') failRates.set(node.id, req.acceptorFailRate ?? 0);
+  }
+  workload.participants.forEach((p, i) => {
+    failRates.set(p, rates[i] ?? 0);
+  });
+  return failRates;
+}
+
 export function buildWorld(req: SimRequest): CommitWorld {
+  const problem = commitRequestProblem(req);
+  if (problem !== undefined) throw new RangeError(problem);
   const protocol =
     typeof req.protocol === 'string'
       ? makeProtocol(req.protocol, { rttMs: req.rttMs ?? simDefaults.rttMs, ...req.protocolOptions })
       : req.protocol;
   const workload =
     req.workload === 'toy'
-      ? toyWorkload()
+      ? toyWorkload(req.participants)
       : bankWorkload({
           ...(req.participants !== undefined ? { participants: req.participants } : {}),
           ...(req.concurrency !== undefined ? { concurrency: req.concurrency } : {}),
           ...(req.everyParticipant ? { everyParticipant: true } : {}),
+          ...(req.readOnlyShare !== undefined ? { readOnlyShare: req.readOnlyShare } : {}),
         });
   if (req.workload === 'toy' && req.concurrency !== undefined) workload.concurrency = req.concurrency;
-  const rates = req.failRates ?? workload.defaultFailRates;
-  const failRates = new Map<NodeId, number>();
-  workload.participants.forEach((p, i) => {
-    failRates.set(p, rates[i] ?? 0);
-  });
+  const failRates = failRatesOf(req, protocol, workload);
   const { network, faults } = networkAndFaults(req, simDefaults);
   if (protocol.acceptorFaultsTolerated !== undefined)
     faults.acceptorsDownMax = protocol.acceptorFaultsTolerated;

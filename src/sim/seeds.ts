@@ -36,3 +36,8 @@ export function firstFailingSeed<Req, Report>(
   }
   return null;
 }
+
+/** `part / (part + rest)` to three decimals; 0 when both are 0. */
+export function share(part: number, rest: number): number {
+  return part + rest === 0 ? 0 : Math.round((part / (part + rest)) * 1000) / 1000;
+}

@@ -1,6 +1,8 @@
 // Swarm testing in the manner of TigerBeetle's VOPR: for every seed, draw the
-// fault parameters at random (loss, duplication, delay, partitions, crash
-// rates, cluster size, concurrency), run a safety phase with the faults on and
+// fault parameters at random (loss, duplication with late second copies,
+// delay, partitions, crash rates, failing writes on every role: see
+// ./swarm-faults.ts; then cluster size, concurrency, read-only branches), run
+// a safety phase with the faults on and
 // a liveness phase with them healed, and stop at the first seed whose run
 // breaks a checker or leaves a transaction undecided. Each seed maps to one
 // `dtx sim` command line that reproduces its run exactly.
@@ -9,16 +11,19 @@ import { isSagaProtocol } from './branch/protocols.ts';
 import { runSagaSwarm, type SagaSwarmOptions, type SagaSwarmSummary } from './branch/swarm.ts';
 import { Prng } from './prng.ts';
 import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
-import { isSagaProtocolName } from './protocols.ts';
+import { isSagaProtocolName, makeProtocol } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
-import { firstFailingSeed } from './seeds.ts';
+import { firstFailingSeed, share } from './seeds.ts';
 import { simCommand } from './sim-flags.ts';
+import { drawFaults, type SwarmFaultKinds } from './swarm-faults.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;
   seeds: number;
   from: number;
   protocolOptions?: ProtocolOptions;
+  /** The faults drawn (default: all); `crash` for crashes alone. */
+  faultKinds?: SwarmFaultKinds;
   /** Called after each seed, for progress bars. */
   onSeed?: (done: number, report: SimReport) => void;
 }
@@ -36,6 +41,10 @@ export interface SwarmSummary {
   undecidedAfterHeal: number;
   committed: number;
   aborted: number;
+  /** Transactions committed at some participants and aborted at others: naive commit's expected result. */
+  partial: number;
+  /** committed / (committed + aborted): how well the swarm samples the commit paths. */
+  committedShare: number;
   failure: SwarmFailure | null;
   wallMs: number;
 }
@@ -45,23 +54,33 @@ export function swarmRequest(
   protocol: ProtocolName | SimProtocol,
   seed: number,
   protocolOptions: ProtocolOptions = {},
+  faultKinds: SwarmFaultKinds = 'all',
 ): SimRequest {
   const rng = new Prng(seed);
-  const round = (x: number) => Math.round(x * 1000) / 1000;
+  const txns = 20 + rng.int(41);
+  const participants = 2 + rng.int(4);
+  const concurrency = 1 + rng.int(6);
+  const faults = drawFaults(rng, faultKinds);
+  const failRates = Array.from({ length: participants }, faults.failRate);
+  const coordinatorFailRate = faults.failRate();
+  const acceptorFailRate = faults.failRate();
+  const core = typeof protocol === 'string' ? makeProtocol(protocol, protocolOptions) : protocol;
+  const readOnlyShare = rng.pick([0, 0.1, 0.3]);
   return {
     protocol,
     ...(Object.keys(protocolOptions).length > 0 ? { protocolOptions } : {}),
     workload: 'bank',
     seed,
-    txns: 20 + rng.int(41),
-    participants: 2 + rng.int(4),
-    concurrency: 1 + rng.int(6),
-    loss: round(rng.between(0, 0.3)),
-    dup: round(rng.between(0, 0.5)),
-    jitterMs: round(rng.pick([0.1, 1, 5, 20])),
-    partitions: rng.chance(0.5),
-    crashRate: round(rng.pick([0, 0.005, 0.02, 0.05])),
-    downtimeMeanMs: round(rng.pick([20, 200, 1000])),
+    txns,
+    participants,
+    concurrency,
+    ...faults.settings,
+    failRates,
+    coordinatorFailRate,
+    // Only protocols with acceptors take the flag; the draw is made for every protocol alike.
+    ...(core.acceptorFaultsTolerated !== undefined ? { acceptorFailRate } : {}),
+    // A core without read-only votes would only prepare reads like writes (see SimProtocol.readOnlyVotes).
+    ...(core.readOnlyVotes ? { readOnlyShare } : {}),
   };
 }
 
@@ -87,12 +106,14 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
     undecidedAfterHeal: 0,
     committed: 0,
     aborted: 0,
+    partial: 0,
+    committedShare: 0,
     failure: null,
     wallMs: 0,
   };
   const failed = firstFailingSeed(
     options,
-    (seed) => swarmRequest(options.protocol, seed, options.protocolOptions),
+    (seed) => swarmRequest(options.protocol, seed, options.protocolOptions, options.faultKinds),
     (req) => runSim(req).report,
     (report) => {
       summary.seeds++;
@@ -100,9 +121,11 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
       summary.undecidedAfterHeal += report.undecided;
       summary.committed += report.committed;
       summary.aborted += report.aborted;
+      summary.partial += report.partial;
       return report.violationCount > 0 || report.undecided > 0;
     },
   );
+  summary.committedShare = share(summary.committed, summary.aborted);
   if (failed !== null) {
     summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
   }

@@ -1,12 +1,17 @@
 // Workloads: what the simulated clients ask of the participants.
 //
 // - toy: the smallest case where naive commit goes wrong: three nodes A, B
-//   and C, one transaction at a time: debit a wallet on A, credit a merchant
-//   on B, count an audit event on C. Each node's durable writes fail with its
-//   own rate (default 1%, 1%, 2%).
+//   and C (or N nodes), one transaction at a time on every node: debit a
+//   wallet on A, credit a merchant on B, count an audit event on each other
+//   node. Each node's durable writes fail with its own rate (default 1% on A
+//   and B, 2% on each audit node).
 // - bank: concurrent transfers between accounts spread across the
 //   participants (Jepsen's bank test, in the simulator): the total balance is
 //   invariant, and few accounts per participant make the transfers contend.
+//   A share of transactions (`readOnlyShare`) reads: with that probability a
+//   transfer becomes a balance check that writes nothing, and, independently,
+//   a transaction also reads an account on a participant it does not write
+//   (when there is one). A branch that writes nothing is read-only.
 
 import type { NodeId } from '../protocol/common/types.ts';
 import type { Prng } from './prng.ts';
@@ -33,20 +38,22 @@ export function participantNames(n: number): NodeId[] {
   return Array.from({ length: n }, (_, i) => (i < 26 ? String.fromCharCode(65 + i) : `P${i + 1}`));
 }
 
-export function toyWorkload(): Workload {
+/** The toy workload's row on each of its nodes, by position. */
+const toyKey = (i: number) => (i === 0 ? 'wallet' : i === 1 ? 'merchant' : 'audit');
+const toyDelta = (i: number) => (i === 0 ? -500 : i === 1 ? 500 : 1);
+
+/** `nodes` participants (at least 2), every transaction on all of them. */
+export function toyWorkload(nodes = 3): Workload {
+  const participants = participantNames(nodes);
+  const ops = new Map(participants.map((p, i) => [p, [{ key: toyKey(i), delta: toyDelta(i) }]]));
   return {
     name: 'toy',
-    participants: ['A', 'B', 'C'],
+    participants,
     concurrency: 1,
-    initialRows: (node) => new Map([[node === 'A' ? 'wallet' : node === 'B' ? 'merchant' : 'audit', 0]]),
-    next: () =>
-      new Map([
-        ['A', [{ key: 'wallet', delta: -500 }]],
-        ['B', [{ key: 'merchant', delta: 500 }]],
-        ['C', [{ key: 'audit', delta: 1 }]],
-      ]),
+    initialRows: (node) => new Map([[toyKey(participants.indexOf(node)), 0]]),
+    next: () => new Map(ops),
     conserved: (key) => key !== 'audit',
-    defaultFailRates: [0.01, 0.01, 0.02],
+    defaultFailRates: participants.map((_, i) => (i < 2 ? 0.01 : 0.02)),
   };
 }
 
@@ -61,6 +68,8 @@ export interface BankOptions {
    * counts assume (N RMs per transaction).
    */
   everyParticipant: boolean;
+  /** Probability of each of the two reads (see the module comment); 0: transfers only. */
+  readOnlyShare: number;
 }
 
 export const defaultBankOptions: BankOptions = {
@@ -69,6 +78,7 @@ export const defaultBankOptions: BankOptions = {
   concurrency: 8,
   initialBalance: 1000,
   everyParticipant: false,
+  readOnlyShare: 0,
 };
 
 export function bankWorkload(options: Partial<BankOptions> = {}): Workload {
@@ -85,13 +95,28 @@ export function bankWorkload(options: Partial<BankOptions> = {}): Workload {
       let to = rng.int(participants.length - 1);
       if (to >= from) to++;
       const amount = 1 + rng.int(100);
+      const account = () => `acct${rng.int(o.accountsPerParticipant)}`;
+      // A share of 0 draws nothing more, so transfer-only runs stay as they were.
+      const reads = o.readOnlyShare > 0;
+      const check = reads && rng.chance(o.readOnlyShare);
       const ops = new Map([
-        [participants[from]!, [{ key: `acct${rng.int(o.accountsPerParticipant)}`, delta: -amount }]],
-        [participants[to]!, [{ key: `acct${rng.int(o.accountsPerParticipant)}`, delta: amount }]],
+        [participants[from]!, [{ key: account(), delta: check ? 0 : -amount }]],
+        [participants[to]!, [{ key: account(), delta: check ? 0 : amount }]],
       ]);
       if (o.everyParticipant) {
-        for (const p of participants)
-          if (!ops.has(p)) ops.set(p, [{ key: `acct${rng.int(o.accountsPerParticipant)}`, delta: 0 }]);
+        // A write that changes nothing in sum (+1 then -1 on one account), so
+        // the branch votes like a writer, not read-only.
+        for (const p of participants) {
+          if (ops.has(p)) continue;
+          const key = account();
+          ops.set(p, [
+            { key, delta: 1 },
+            { key, delta: -1 },
+          ]);
+        }
+      } else if (reads && participants.length > 2 && rng.chance(o.readOnlyShare)) {
+        const others = participants.filter((_, i) => i !== from && i !== to);
+        ops.set(rng.pick(others), [{ key: account(), delta: 0 }]);
       }
       return ops;
     },

@@ -138,6 +138,53 @@ test('--rtt-ms, --fsync-ms and --think-ms reach the reproduce command, in both w
   }
 });
 
+test('a seed with failing writes on every role, late duplicates and read-only branches re-runs exactly from its command', () => {
+  const pick = <R>(requests: (seed: number) => R, drawn: (r: R) => boolean): R => {
+    for (let seed = 1; ; seed++) if (drawn(requests(seed))) return requests(seed);
+  };
+  const twoPc = pick(
+    (seed) => swarmRequest('2pc', seed),
+    (r) =>
+      r.readOnlyShare! > 0 &&
+      r.lateDupMs! > 0 &&
+      r.coordinatorFailRate! > 0 &&
+      r.failRates!.some((x) => x > 0),
+  );
+  const paxos = pick(
+    (seed) => swarmRequest('paxos-commit', seed),
+    (r) => r.acceptorFailRate! > 0 && r.coordinatorFailRate! > 0,
+  );
+  const tcc = pick(
+    (seed) => sagaSwarmRequest('tcc', seed),
+    (r) => r.serviceFailRate! > 0 && r.coordinatorFailRate! > 0 && r.lateDupMs! > 0,
+  );
+  const toy = { protocol: '2pc', workload: 'toy', txns: 200, seed: 9, participants: 5 } as const;
+  for (const [command, report] of [
+    [simCommand(twoPc), runSim(twoPc).report],
+    [simCommand(paxos), runSim(paxos).report],
+    [simCommand(tcc), runSim(tcc).report],
+    [simCommand(toy), runSim(toy).report],
+  ] as const) {
+    assert.match(command, /--coordinator-fail-rate|--participants 5/);
+    assert.deepEqual(rerun(command), comparable(report), command);
+  }
+  assert.match(
+    simCommand(twoPc),
+    /--fail-rates \S+ --coordinator-fail-rate \S+ --read-only-share \S+ .*--late-dup-ms/,
+  );
+  assert.match(simCommand(paxos), /--acceptor-fail-rate/);
+  assert.match(simCommand(tcc), /--coordinator-fail-rate \S+ --service-fail-rate/);
+});
+
+test('dtx swarm --crashes-only runs 3pc without partitions and prints the committed share', () => {
+  const r = dtx('swarm', '--protocol', '3pc', '--seeds', '100', '--crashes-only');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^3pc: 100 seed\(s\), 0 violation\(s\), 0 undecided after heal, \d+ committed \/ \d+ aborted \/ 0 partial \(committed share 0\.\d+\)/,
+  );
+});
+
 test('dtx sim --protocol saga prints a summary, and JSON only with --json', () => {
   const r = dtx('sim', '--protocol', 'saga', '--txns', '200', '--seed', '3');
   assert.equal(r.code, 0, r.stderr);

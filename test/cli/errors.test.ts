@@ -194,8 +194,20 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
   test('usage errors of sim, swarm and compare, inside their actions too, exit 2 with their message', async () => {
     for (const [args, message] of [
       [
-        ['sim', '--protocol', '2pc', '--workload', 'toy', '--participants', '5', '--txns', '10'],
-        /toy workload always has three participants/,
+        [
+          'sim',
+          '--protocol',
+          '2pc',
+          '--workload',
+          'toy',
+          '--participants',
+          '5',
+          '--txns',
+          '10',
+          '--fail-rates',
+          '0,0',
+        ],
+        /--fail-rates needs one rate per participant: 5, got 2/,
       ],
       [['sim', '--protocol', '2pc', '--txns', '10', '--faults', '1'], /are Paxos Commit options/],
       [['sim', '--protocol', 'saga', '--txns', '10', '--workload', 'bank'], /runs the booking workload/],

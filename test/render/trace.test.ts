@@ -101,9 +101,13 @@ test('one lane per node of the trace, and labelled messages, records and decisio
     't3: committed',
   ])
     assert.ok(texts.includes(want), `missing label ${want}`);
-  // The happy path has a failed write (toy default fail rates): drawn red and said.
-  hasLabel(texts, 'committed t3: write failed');
-  assert.match(svg, /class="rec-fail"/);
+  // A failed write (toy default fail rates; seed 2 fails C's prepared t3) is drawn red and said.
+  const failing = renderTraceSvg(
+    runSim({ protocol: '2pc', workload: 'toy', txns: 3, seed: 2, trace: true }).trace!,
+    { title: 'a failed write' },
+  );
+  hasLabel(labelTexts(failing), 'prepared t3: write failed');
+  assert.match(failing, /class="rec-fail"/);
   assert.match(svg, /class="rec-force"/);
   assert.match(svg, /class="rec-lazy"/);
   assert.match(svg, /class="lock"/);

@@ -31,6 +31,10 @@ test('simCommand names every flag of the commit world for a request that sets th
     participants: 3,
     everyParticipant: true,
     failRates: [0, 0.1, 0.2],
+    coordinatorFailRate: 0.1,
+    acceptorFailRate: 0.1,
+    readOnlyShare: 0.2,
+    lateDupMs: 5,
     ...network,
   };
   const command = simCommand(req);
@@ -47,6 +51,8 @@ test('simCommand names every flag of the branch world for a request that sets th
     txns: 10,
     seed: 4,
     lateDupMs: 5,
+    coordinatorFailRate: 0.1,
+    serviceFailRate: 0.1,
     booking: { shortShare: 0.2, seats: 50 },
     ...network,
   };

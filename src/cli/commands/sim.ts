@@ -8,7 +8,7 @@ import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../../render/trace.ts';
 import type { SagaSimRequest } from '../../sim/branch/run.ts';
 import type { ProtocolName, ProtocolOptions, SagaProtocolName } from '../../sim/protocols.ts';
-import { runSim, type SimRequest } from '../../sim/run.ts';
+import { commitRequestProblem, runSim, type SimRequest } from '../../sim/run.ts';
 import { flagKey, flagName, simCommand, simFlags } from '../../sim/sim-flags.ts';
 import { type Family, familyOf } from '../families.ts';
 import { formatSagaReport, formatSimReport } from '../format.ts';
@@ -28,6 +28,10 @@ export interface SimFlags {
   concurrency?: number;
   thinkMs?: number;
   failRates?: number[];
+  coordinatorFailRate?: number;
+  acceptorFailRate?: number;
+  serviceFailRate?: number;
+  readOnlyShare?: number;
   loss?: number;
   dup?: number;
   lateDupMs?: number;
@@ -70,11 +74,13 @@ const commonSettingNames = [
   'thinkMs',
   'loss',
   'dup',
+  'lateDupMs',
   'jitterMs',
   'rttMs',
   'fsyncMs',
   'crashRate',
   'downtimeMeanMs',
+  'coordinatorFailRate',
 ] as const;
 
 type CommonSettings = Partial<Pick<SimRequest, (typeof commonSettingNames)[number] | 'partitions'>>;
@@ -107,9 +113,6 @@ function scenarioOf(flags: SimFlags): SimRequest['scenario'] {
 }
 
 function commitRequest(flags: SimFlags): SimRequest {
-  if ((flags.workload ?? 'toy') === 'toy' && flags.participants !== undefined && flags.participants !== 3) {
-    throw new InvalidArgumentError('the toy workload always has three participants (A, B, C)');
-  }
   const scenario = scenarioOf(flags);
   if (flags.workload === 'booking')
     throw new InvalidArgumentError('the booking workload is for saga and tcc');
@@ -129,7 +132,11 @@ function commitRequest(flags: SimFlags): SimRequest {
   }
   Object.assign(req, commonSettings(flags));
   if (flags.failRates !== undefined) req.failRates = flags.failRates;
+  if (flags.acceptorFailRate !== undefined) req.acceptorFailRate = flags.acceptorFailRate;
+  if (flags.readOnlyShare !== undefined) req.readOnlyShare = flags.readOnlyShare;
   if (scenario !== undefined) req.scenario = scenario;
+  const problem = commitRequestProblem(req);
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
   return req;
 }
 
@@ -146,7 +153,7 @@ function branchRequest(flags: SimFlags): SagaSimRequest {
     seed: flags.seed,
   };
   Object.assign(req, commonSettings(flags));
-  if (flags.lateDupMs !== undefined) req.lateDupMs = flags.lateDupMs;
+  if (flags.serviceFailRate !== undefined) req.serviceFailRate = flags.serviceFailRate;
   const booking: NonNullable<SagaSimRequest['booking']> = {};
   if (flags.shortShare !== undefined) booking.shortShare = flags.shortShare;
   if (flags.seats !== undefined) booking.seats = flags.seats;

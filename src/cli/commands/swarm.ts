@@ -6,6 +6,7 @@ import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import type { ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
 import { runSwarm } from '../../sim/swarm.ts';
+import type { SwarmFaultKinds } from '../../sim/swarm-faults.ts';
 import { type Family, familyOf } from '../families.ts';
 import { progressBar } from '../format.ts';
 import { int, simOption, writeJson } from '../options.ts';
@@ -19,8 +20,11 @@ export interface SwarmFlags {
   faster?: boolean;
   colocated?: boolean;
   fanout?: AcceptorFanout;
+  crashesOnly?: boolean;
   json?: boolean;
 }
+
+const faultKinds = (flags: SwarmFlags): SwarmFaultKinds => (flags.crashesOnly ? 'crash' : 'all');
 
 type ProgressBar = ReturnType<typeof progressBar> | null;
 
@@ -30,6 +34,7 @@ function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
     seeds: flags.seeds,
     from: flags.from,
     protocolOptions: protocolOptions(flags),
+    faultKinds: faultKinds(flags),
     onSeed: (done) => bar?.update(done),
   });
   bar?.done();
@@ -50,7 +55,8 @@ function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
   } else {
     process.stdout.write(
       `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
-        `${rest.undecidedAfterHeal} undecided after heal (${rest.wallMs} ms)\n`,
+        `${rest.undecidedAfterHeal} undecided after heal, ${rest.committed} committed / ${rest.aborted} aborted / ${rest.partial} partial ` +
+        `(committed share ${rest.committedShare}) (${rest.wallMs} ms)\n`,
     );
   }
   if (failure !== null) process.exitCode = 1;
@@ -63,6 +69,7 @@ function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
     protocol: flags.protocol as SagaProtocolName,
     seeds: flags.seeds,
     from: flags.from,
+    faultKinds: faultKinds(flags),
     onSeed: (done) => bar?.update(done),
   });
   bar?.done();
@@ -77,7 +84,9 @@ function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
   else {
     process.stdout.write(
       `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
-        `${rest.undecidedAfterHeal} unfinished after heal, ${rest.stuck} visibly stuck (${rest.wallMs} ms)\n`,
+        `${rest.undecidedAfterHeal} unfinished after heal, ${rest.stuck} visibly stuck, ` +
+        `${rest.completed} completed / ${rest.compensated} compensated (committed share ${rest.committedShare}) ` +
+        `(${rest.wallMs} ms)\n`,
     );
   }
   if (failure !== null) process.exitCode = 1;
@@ -99,6 +108,10 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--faster')))
     .addOption(simOption(simFlag('--colocated')))
     .addOption(simOption(simFlag('--fanout')))
+    .option(
+      '--crashes-only',
+      'draw node crashes alone: no loss, partitions or failing writes, jitter at most 1 ms',
+    )
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SwarmFlags) => {
       const family = familyOf(flags.protocol);

@@ -11,7 +11,7 @@ import { round3, type Summary, summarize } from '../stats.ts';
 import { type BookingOptions, bookingWorkload } from './booking.ts';
 import type { SagaChecker, SagaClassification, SagaViolation } from './checkers.ts';
 import { isSagaProtocol, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
-import { BranchWorld, type BranchWorldOptions } from './world.ts';
+import { BranchWorld, type BranchWorldOptions, orchestratorId } from './world.ts';
 
 export interface SagaSimRequest extends FaultSettings {
   protocol: SagaProtocolName | SagaProtocol;
@@ -21,9 +21,11 @@ export interface SagaSimRequest extends FaultSettings {
   concurrency?: number;
   /** Mean pause of each client between its sagas (exponential); default 0, back to back. */
   thinkMs?: number;
-  /** Mean extra delay of a duplicate's second copy, so that it can arrive after the compensation. */
-  lateDupMs?: number;
   fsyncMs?: number;
+  /** Probability that a forced write fails on the orchestrator. */
+  coordinatorFailRate?: number;
+  /** Probability that a forced write fails on a service. */
+  serviceFailRate?: number;
   /** Booking workload settings (share of short wallets, seats, pending share, ...). */
   booking?: Partial<Omit<BookingOptions, 'concurrency'>>;
   /** Orchestrator settings: retry backoff, attempt limits, timeout. */
@@ -110,6 +112,7 @@ export function buildBranchWorld(req: SagaSimRequest): BranchWorld {
     faults,
     fsyncMs: req.fsyncMs ?? sagaSimDefaults.fsyncMs,
     lazyFlushMs: sagaSimDefaults.lazyFlushMs,
+    failRateOf: (node) => (node === orchestratorId ? req.coordinatorFailRate : req.serviceFailRate) ?? 0,
     scenario: req.scenario ?? null,
     livenessBoundMs: sagaSimDefaults.livenessBoundMs,
     clientOutcomeTimeoutMs: sagaSimDefaults.clientOutcomeTimeoutMs,

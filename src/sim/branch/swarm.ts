@@ -1,15 +1,17 @@
 // Swarm testing for sagas and TCC, in the manner of ../swarm.ts: per seed,
-// draw the faults at random (loss, duplication with late second copies,
-// jitter, partitions, crash rates of the orchestrator and the services,
-// downtimes, concurrency, the share of short wallets), run, and stop at the
+// draw the faults at random as the commit swarm does (../swarm-faults.ts:
+// loss, duplication with late second copies, jitter, partitions, crash rates,
+// downtimes, failing writes of the orchestrator and the services), then the
+// concurrency and the share of short wallets; run, and stop at the
 // first seed whose run breaks a checker or leaves a saga unfinished after the
 // faults healed. A visibly stuck saga is a legal outcome and is counted.
 // `runSwarm` (../swarm.ts) dispatches here for saga-world protocols.
 
 import { Prng } from '../prng.ts';
 import type { SagaProtocolName } from '../protocols.ts';
-import { firstFailingSeed } from '../seeds.ts';
+import { firstFailingSeed, share } from '../seeds.ts';
 import { simCommand } from '../sim-flags.ts';
+import { drawFaults, type SwarmFaultKinds } from '../swarm-faults.ts';
 import type { SagaProtocol } from './protocols.ts';
 import { runSagaSim, type SagaReport, type SagaSimRequest } from './run.ts';
 
@@ -17,6 +19,8 @@ export interface SagaSwarmOptions {
   protocol: SagaProtocolName | SagaProtocol;
   seeds: number;
   from: number;
+  /** The faults drawn (default: all); `crash` for crashes alone. */
+  faultKinds?: SwarmFaultKinds;
   onSeed?: (done: number, report: SagaReport) => void;
 }
 
@@ -37,28 +41,32 @@ export interface SagaSwarmSummary {
   completed: number;
   compensated: number;
   stuck: number;
+  /** completed / (completed + compensated), as the commit swarm's `committedShare`. */
+  committedShare: number;
   failure: SagaSwarmFailure | null;
   wallMs: number;
 }
 
 /** The run a seed stands for. Everything here is drawn from the seed alone. */
-export function sagaSwarmRequest(protocol: SagaProtocolName | SagaProtocol, seed: number): SagaSimRequest {
+export function sagaSwarmRequest(
+  protocol: SagaProtocolName | SagaProtocol,
+  seed: number,
+  faultKinds: SwarmFaultKinds = 'all',
+): SagaSimRequest {
   const rng = new Prng(seed);
-  const round = (x: number) => Math.round(x * 1000) / 1000;
+  const txns = 20 + rng.int(41);
+  const concurrency = 1 + rng.int(6);
+  const faults = drawFaults(rng, faultKinds);
   return {
     protocol,
     workload: 'booking',
     seed,
-    txns: 20 + rng.int(41),
-    concurrency: 1 + rng.int(6),
-    loss: round(rng.between(0, 0.3)),
-    dup: round(rng.between(0, 0.5)),
-    lateDupMs: round(rng.pick([0, 5, 50, 500])),
-    jitterMs: round(rng.pick([0.1, 1, 5, 20])),
-    partitions: rng.chance(0.5),
-    crashRate: round(rng.pick([0, 0.005, 0.02, 0.05])),
-    downtimeMeanMs: round(rng.pick([20, 200, 1000])),
-    booking: { shortShare: round(rng.pick([0.04, 0.04, 0.2])), seats: rng.pick([50, 1000]) },
+    txns,
+    concurrency,
+    ...faults.settings,
+    coordinatorFailRate: faults.failRate(),
+    serviceFailRate: faults.failRate(),
+    booking: { shortShare: rng.pick([0.04, 0.04, 0.2]), seats: rng.pick([50, 1000]) },
   };
 }
 
@@ -73,12 +81,13 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
     completed: 0,
     compensated: 0,
     stuck: 0,
+    committedShare: 0,
     failure: null,
     wallMs: 0,
   };
   const failed = firstFailingSeed(
     options,
-    (seed) => sagaSwarmRequest(options.protocol, seed),
+    (seed) => sagaSwarmRequest(options.protocol, seed, options.faultKinds),
     (req) => runSagaSim(req).report,
     (report) => {
       summary.seeds++;
@@ -91,6 +100,7 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
       return report.violationCount > 0 || report.unfinished > 0;
     },
   );
+  summary.committedShare = share(summary.completed, summary.compensated);
   if (failed !== null) {
     const { seed, request, report } = failed;
     summary.failure = { seed, report, request, command: simCommand(request) };

@@ -20,14 +20,20 @@
 //   to arrive after its compensation), services whose log is their database,
 //   and the booking checkers (./checkers.ts).
 //
-// Forced writes never fail here: a failed write is modelled by the crash that
-// loses it. (The cores handle `persistFailed` for a driver whose log stays a
-// prefix; see ../../protocol/branch/service.ts.)
+// A forced write fails with its node's rate (`failRateOf`), as a failed
+// fsync: every write of its flush, and every one queued behind it, is lost,
+// so that the log stays the prefix the cores expect
+// (../../protocol/branch/service.ts); what waited on them is dropped, and the
+// core is told of each lost write (`persistFailed`), in issue order.
 
 import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/branch/service.ts';
 import type { ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
 import { assert } from '../../protocol/common/assert.ts';
-import { AfterPersistSequencer, type SequencedWrite } from '../../protocol/common/sequencer.ts';
+import {
+  AfterPersistSequencer,
+  isAfterPersist,
+  type SequencedWrite,
+} from '../../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
 import type { Scenario } from '../commit-world.ts';
 import { clientId, type FaultOptions, incarnationConfig, type NetworkOptions, SimKernel } from '../kernel.ts';
@@ -48,6 +54,8 @@ export interface BranchWorldOptions {
   faults: FaultOptions;
   fsyncMs: number;
   lazyFlushMs: number;
+  /** Probability that a forced write on that node fails. */
+  failRateOf(node: NodeId): number;
   /** `coordinator-crash`: the orchestrator dies as it is about to log its first decision to compensate. */
   scenario: Scenario | null;
   livenessBoundMs: number;
@@ -81,6 +89,11 @@ interface SimNode {
   flushing: PendingWrite[] | null;
   sequencer: AfterPersistSequencer<AnyEffect>;
   releaseArmed: boolean;
+  failRate: number;
+  /** The core is being told of lost writes: its answers wait to go as one batch (see `loseWrites`). */
+  tellingLost: boolean;
+  /** After-persist effects of those answers that nothing held back: released once every rewrite is durable. */
+  heldAfterLoss: AnyEffect[];
   restartAt: number;
   pinnedRestart: boolean;
 }
@@ -146,6 +159,9 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
         flushing: null,
         sequencer: new AfterPersistSequencer(),
         releaseArmed: false,
+        failRate: opts.failRateOf(s.id),
+        tellingLost: false,
+        heldAfterLoss: [],
         restartAt: -1,
         pinnedRestart: false,
       });
@@ -176,6 +192,10 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   }
 
   protected apply(node: SimNode, e: AnyEffect): void {
+    if (node.tellingLost && isAfterPersist(e)) {
+      node.heldAfterLoss.push(e);
+      return;
+    }
     switch (e.type) {
       case 'send':
       case 'sendAfterPersist':
@@ -205,7 +225,8 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   protected persist(node: SimNode, write: PendingWrite): void {
     if (write.force) this.metrics.forcedWrites++;
     node.queued.push(write);
-    if (node.flushing === null) this.startFlush(node);
+    // While the core is told of lost writes, its answers gather into one batch (see loseWrites).
+    if (node.flushing === null && !node.tellingLost) this.startFlush(node);
   }
 
   private startFlush(node: SimNode): void {
@@ -221,12 +242,44 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
 
   private flushDone(node: SimNode, batch: PendingWrite[]): void {
     node.flushing = null;
+    // A failed fsync loses every write it covered: the whole batch, and the
+    // writes queued behind it, so that the log stays a prefix.
+    const failed = this.faultsOn && batch.some((w) => w.force && this.rng.chance(node.failRate));
+    if (failed) return this.loseWrites(node, batch[0]!.seq);
     for (const w of batch) {
       node.sequencer.durable(w.seq);
       node.durable.push(w.record);
       this.observeDurable(node, w.record);
     }
     if (node.sequencer.releasable) this.armRelease(node);
+    if (node.queued.length > 0) this.startFlush(node);
+  }
+
+  /**
+   * Writes from `lost[0]` on are gone. What waited on them is dropped, as the
+   * ordering rule says, and the core is told of each lost write in issue
+   * order. Its answers (each write again, and the effects that wait on it)
+   * form one batch whose effects all wait for the whole of it: an effect of
+   * an early answer may depend on a write lost behind the one it answers (a
+   * confirm re-sent when a `tried` record is reported lost depends on the
+   * decision lost after it, which the core is told of only afterwards).
+   */
+  private loseWrites(node: SimNode, from: number): void {
+    // The sequencer fails this write and every later pending one (the rest of
+    // the flush and the writes queued behind it) and drops what waited on them.
+    const failure = node.sequencer.failed(from);
+    node.queued = [];
+    if (node.sequencer.releasable) this.armRelease(node);
+    node.tellingLost = true;
+    for (const input of failure.inputs) if (node.up) this.step(node, input);
+    node.tellingLost = false;
+    const held = node.heldAfterLoss;
+    node.heldAfterLoss = [];
+    if (!node.up) return;
+    // The answers go as one batch: the rewrites in one flush, and what the
+    // answers sent after persisting waits for all of them (a confirm re-sent
+    // for a rewritten `tried` must not leave before the rewritten decision).
+    if (held.length > 0) for (const e of node.sequencer.step(held).afterPersist) this.apply(node, e);
     if (node.queued.length > 0) this.startFlush(node);
   }
 

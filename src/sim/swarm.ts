@@ -6,13 +6,19 @@
 // `dtx sim` command line that reproduces its run exactly.
 
 import { isSagaProtocol } from './branch/protocols.ts';
-import { runSagaSwarm, type SagaSwarmOptions, type SagaSwarmSummary } from './branch/swarm.ts';
+import {
+  runSagaSwarm,
+  runSagaSwarmOnWorkers,
+  type SagaSwarmOptions,
+  type SagaSwarmSummary,
+} from './branch/swarm.ts';
 import { Prng } from './prng.ts';
-import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
+import type { ProtocolName, ProtocolOptions, SagaProtocolName, SimProtocol } from './protocols.ts';
 import { isSagaProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
-import { firstFailingSeed } from './seeds.ts';
+import { runLoop, type SwarmLoop } from './seeds.ts';
 import { simCommand } from './sim-flags.ts';
+import { runLoopOnWorkers, type SwarmJob } from './swarm-pool.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;
@@ -71,14 +77,37 @@ export { simCommand } from './sim-flags.ts';
 export function runSwarm(options: SagaSwarmOptions): SagaSwarmSummary;
 export function runSwarm(options: SwarmOptions): SwarmSummary;
 export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary | SagaSwarmSummary {
-  const p = options.protocol;
-  if (typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p)) {
-    return runSagaSwarm(options as SagaSwarmOptions);
-  }
-  return runCommitSwarm(options as SwarmOptions);
+  if (isSagaSwarm(options)) return runSagaSwarm(options);
+  return runLoop(commitSwarmLoop(options), options);
 }
 
-function runCommitSwarm(options: SwarmOptions): SwarmSummary {
+/**
+ * `runSwarm` on `workers` threads (./swarm-pool.ts): the same summary, wallMs
+ * aside, and the same first failing seed. The protocol must be given by name.
+ */
+export function runSwarmOnWorkers(options: SagaSwarmOptions, workers: number): Promise<SagaSwarmSummary>;
+export function runSwarmOnWorkers(options: SwarmOptions, workers: number): Promise<SwarmSummary>;
+export async function runSwarmOnWorkers(
+  options: SwarmOptions | SagaSwarmOptions,
+  workers: number,
+): Promise<SwarmSummary | SagaSwarmSummary> {
+  if (typeof options.protocol !== 'string')
+    throw new TypeError('a swarm on worker threads takes its protocol by name, not as an object');
+  if (isSagaSwarm(options))
+    return runSagaSwarmOnWorkers({ ...options, protocol: options.protocol as SagaProtocolName }, workers);
+  const job: SwarmJob = {
+    protocol: options.protocol as ProtocolName,
+    ...(options.protocolOptions === undefined ? {} : { protocolOptions: options.protocolOptions }),
+  };
+  return runLoopOnWorkers(commitSwarmLoop(options), options, job, workers);
+}
+
+function isSagaSwarm(options: SwarmOptions | SagaSwarmOptions): options is SagaSwarmOptions {
+  const p = options.protocol;
+  return typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p);
+}
+
+function commitSwarmLoop(options: SwarmOptions): SwarmLoop<SimRequest, SimReport, SwarmSummary> {
   const started = performance.now();
   const summary: SwarmSummary = {
     protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,
@@ -90,11 +119,10 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  const failed = firstFailingSeed(
-    options,
-    (seed) => swarmRequest(options.protocol, seed, options.protocolOptions),
-    (req) => runSim(req).report,
-    (report) => {
+  return {
+    request: (seed) => swarmRequest(options.protocol, seed, options.protocolOptions),
+    run: (req) => runSim(req).report,
+    tally: (report) => {
       summary.seeds++;
       summary.violations += report.violationCount;
       summary.undecidedAfterHeal += report.undecided;
@@ -102,10 +130,12 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
       summary.aborted += report.aborted;
       return report.violationCount > 0 || report.undecided > 0;
     },
-  );
-  if (failed !== null) {
-    summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
-  }
-  summary.wallMs = Math.round(performance.now() - started);
-  return summary;
+    finish: (failed) => {
+      if (failed !== null) {
+        summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
+      }
+      summary.wallMs = Math.round(performance.now() - started);
+      return summary;
+    },
+  };
 }

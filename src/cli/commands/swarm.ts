@@ -4,7 +4,8 @@
 import type { Command } from 'commander';
 import type { ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
-import { runSwarm } from '../../sim/swarm.ts';
+import { runSwarmOnWorkers } from '../../sim/swarm.ts';
+import { swarmPoolLimits } from '../../sim/swarm-pool.ts';
 import { type Family, familyOf } from '../families.ts';
 import { progressBar } from '../format.ts';
 import { int, simOption, writeJson } from '../options.ts';
@@ -17,19 +18,23 @@ export interface SwarmFlags {
   faults?: number;
   faster?: boolean;
   colocated?: boolean;
+  workers: number;
   json?: boolean;
 }
 
 type ProgressBar = ReturnType<typeof progressBar> | null;
 
-function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
-  const summary = runSwarm({
-    protocol: flags.protocol as ProtocolName,
-    seeds: flags.seeds,
-    from: flags.from,
-    protocolOptions: protocolOptions(flags),
-    onSeed: (done) => bar?.update(done),
-  });
+async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
+  const summary = await runSwarmOnWorkers(
+    {
+      protocol: flags.protocol as ProtocolName,
+      seeds: flags.seeds,
+      from: flags.from,
+      protocolOptions: protocolOptions(flags),
+      onSeed: (done) => bar?.update(done),
+    },
+    flags.workers,
+  );
   bar?.done();
   const { failure, ...rest } = summary;
   if (failure !== null) {
@@ -54,15 +59,18 @@ function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
   if (failure !== null) process.exitCode = 1;
 }
 
-function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
+async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   // Commander has no per-protocol flags: the Paxos Commit ones are refused here as in sim.
   protocolOptions(flags);
-  const summary = runSwarm({
-    protocol: flags.protocol as SagaProtocolName,
-    seeds: flags.seeds,
-    from: flags.from,
-    onSeed: (done) => bar?.update(done),
-  });
+  const summary = await runSwarmOnWorkers(
+    {
+      protocol: flags.protocol as SagaProtocolName,
+      seeds: flags.seeds,
+      from: flags.from,
+      onSeed: (done) => bar?.update(done),
+    },
+    flags.workers,
+  );
   bar?.done();
   const { failure, ...rest } = summary;
   if (failure !== null) {
@@ -81,7 +89,7 @@ function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
   if (failure !== null) process.exitCode = 1;
 }
 
-const swarm: Readonly<Record<Family, (flags: SwarmFlags, bar: ProgressBar) => void>> = {
+const swarm: Readonly<Record<Family, (flags: SwarmFlags, bar: ProgressBar) => Promise<void>>> = {
   commit: swarmCommit,
   branch: swarmBranch,
 };
@@ -96,10 +104,16 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--faults')))
     .addOption(simOption(simFlag('--faster')))
     .addOption(simOption(simFlag('--colocated')))
+    .option(
+      '--workers <k>',
+      'run the seeds on k worker threads (same output as one)',
+      int('--workers', 1, swarmPoolLimits.workersMax),
+      1,
+    )
     .option('--json', 'print one JSON object on stdout')
-    .action((flags: SwarmFlags) => {
+    .action(async (flags: SwarmFlags) => {
       const family = familyOf(flags.protocol);
       const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
-      swarm[family](flags, bar);
+      await swarm[family](flags, bar);
     });
 }

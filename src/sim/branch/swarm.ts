@@ -8,8 +8,9 @@
 
 import { Prng } from '../prng.ts';
 import type { SagaProtocolName } from '../protocols.ts';
-import { firstFailingSeed } from '../seeds.ts';
+import { runLoop, type SwarmLoop } from '../seeds.ts';
 import { simCommand } from '../sim-flags.ts';
+import { runLoopOnWorkers } from '../swarm-pool.ts';
 import type { SagaProtocol } from './protocols.ts';
 import { runSagaSim, type SagaReport, type SagaSimRequest } from './run.ts';
 
@@ -63,6 +64,18 @@ export function sagaSwarmRequest(protocol: SagaProtocolName | SagaProtocol, seed
 }
 
 export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
+  return runLoop(sagaSwarmLoop(options), options);
+}
+
+/** `runSagaSwarm` on `workers` threads (../swarm-pool.ts), for a protocol given by name. */
+export function runSagaSwarmOnWorkers(
+  options: SagaSwarmOptions & { protocol: SagaProtocolName },
+  workers: number,
+): Promise<SagaSwarmSummary> {
+  return runLoopOnWorkers(sagaSwarmLoop(options), options, { protocol: options.protocol }, workers);
+}
+
+function sagaSwarmLoop(options: SagaSwarmOptions): SwarmLoop<SagaSimRequest, SagaReport, SagaSwarmSummary> {
   const started = performance.now();
   const summary: SagaSwarmSummary = {
     protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,
@@ -76,11 +89,10 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  const failed = firstFailingSeed(
-    options,
-    (seed) => sagaSwarmRequest(options.protocol, seed),
-    (req) => runSagaSim(req).report,
-    (report) => {
+  return {
+    request: (seed) => sagaSwarmRequest(options.protocol, seed),
+    run: (req) => runSagaSim(req).report,
+    tally: (report) => {
       summary.seeds++;
       summary.violations += report.violationCount;
       summary.undecidedAfterHeal += report.unfinished;
@@ -90,11 +102,13 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
       summary.stuck += report.stuck;
       return report.violationCount > 0 || report.unfinished > 0;
     },
-  );
-  if (failed !== null) {
-    const { seed, request, report } = failed;
-    summary.failure = { seed, report, request, command: simCommand(request) };
-  }
-  summary.wallMs = Math.round(performance.now() - started);
-  return summary;
+    finish: (failed) => {
+      if (failed !== null) {
+        const { seed, request, report } = failed;
+        summary.failure = { seed, report, request, command: simCommand(request) };
+      }
+      summary.wallMs = Math.round(performance.now() - started);
+      return summary;
+    },
+  };
 }

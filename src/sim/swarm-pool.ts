@@ -9,14 +9,19 @@
 // broken variants the tests build) hold functions, which cannot cross threads.
 
 import { Worker } from 'node:worker_threads';
-import type { ProtocolName, ProtocolOptions, SagaProtocolName } from './protocols.ts';
+import type { SagaSwarmOptions } from './branch/swarm.ts';
+import type { ProtocolName, SagaProtocolName } from './protocols.ts';
 import type { SeedRange, SeedRun, SwarmLoop } from './seeds.ts';
+import type { SwarmOptions } from './swarm.ts';
 
-/** What every worker of one swarm runs; a seed makes it one run. */
-export interface SwarmJob {
-  protocol: ProtocolName | SagaProtocolName;
-  protocolOptions?: ProtocolOptions;
-}
+/**
+ * What every worker of one swarm runs: the swarm's own options, but for the
+ * progress callback, so that a worker draws each seed's run exactly as
+ * `runSwarm` does (./swarm-worker.ts builds the same loop from them).
+ */
+export type SwarmJob =
+  | (Omit<SwarmOptions, 'onSeed' | 'protocol'> & { protocol: ProtocolName })
+  | (Omit<SagaSwarmOptions, 'onSeed' | 'protocol'> & { protocol: SagaProtocolName });
 
 /** Seeds `from` .. `from + count - 1`, sent to one worker. */
 export interface SeedChunk {

@@ -4,24 +4,29 @@
 // workers prints what it prints on one.
 
 import { parentPort } from 'node:worker_threads';
-import { runSagaSim } from './branch/run.ts';
-import { sagaSwarmRequest } from './branch/swarm.ts';
+import { sagaSwarmLoop } from './branch/swarm.ts';
 import { isSagaProtocolName } from './protocols.ts';
-import { runSim } from './run.ts';
-import { swarmRequest } from './swarm.ts';
-import type { SeedChunk, SeedChunkResult } from './swarm-pool.ts';
+import { commitSwarmLoop } from './swarm.ts';
+import type { SeedChunk, SeedChunkResult, SwarmJob } from './swarm-pool.ts';
 
-function reportFor(chunk: SeedChunk, seed: number): unknown {
-  const { protocol, protocolOptions } = chunk.job;
-  if (isSagaProtocolName(protocol)) return runSagaSim(sagaSwarmRequest(protocol, seed)).report;
-  return runSim(swarmRequest(protocol, seed, protocolOptions)).report;
+/** Runs one seed of `job`, as the swarm's own loop does. */
+function runnerFor(job: SwarmJob): (seed: number) => unknown {
+  if (isSagaProtocolName(job.protocol)) {
+    const loop = sagaSwarmLoop(job as Parameters<typeof sagaSwarmLoop>[0]);
+    return (seed) => loop.run(loop.request(seed));
+  }
+  const loop = commitSwarmLoop(job as Parameters<typeof commitSwarmLoop>[0]);
+  return (seed) => loop.run(loop.request(seed));
 }
 
 const port = parentPort;
 if (port === null) throw new Error('swarm-worker.ts runs as a worker thread (see swarm-pool.ts)');
+let run: ((seed: number) => unknown) | null = null;
 port.on('message', (chunk: SeedChunk) => {
+  // Every chunk of one worker carries the same job.
+  run ??= runnerFor(chunk.job);
   const reports: unknown[] = [];
-  for (let i = 0; i < chunk.count; i++) reports.push(reportFor(chunk, chunk.from + i));
+  for (let i = 0; i < chunk.count; i++) reports.push(run(chunk.from + i));
   const result: SeedChunkResult = { from: chunk.from, reports };
   port.postMessage(result);
 });

@@ -18,7 +18,7 @@ import { isSagaProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
 import { runLoop, type SwarmLoop } from './seeds.ts';
 import { simCommand } from './sim-flags.ts';
-import { runLoopOnWorkers, type SwarmJob } from './swarm-pool.ts';
+import { runLoopOnWorkers } from './swarm-pool.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;
@@ -95,10 +95,7 @@ export async function runSwarmOnWorkers(
     throw new TypeError('a swarm on worker threads takes its protocol by name, not as an object');
   if (isSagaSwarm(options))
     return runSagaSwarmOnWorkers({ ...options, protocol: options.protocol as SagaProtocolName }, workers);
-  const job: SwarmJob = {
-    protocol: options.protocol as ProtocolName,
-    ...(options.protocolOptions === undefined ? {} : { protocolOptions: options.protocolOptions }),
-  };
+  const { onSeed: _onSeed, ...job } = { ...options, protocol: options.protocol as ProtocolName };
   return runLoopOnWorkers(commitSwarmLoop(options), options, job, workers);
 }
 
@@ -107,7 +104,8 @@ function isSagaSwarm(options: SwarmOptions | SagaSwarmOptions): options is SagaS
   return typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p);
 }
 
-function commitSwarmLoop(options: SwarmOptions): SwarmLoop<SimRequest, SimReport, SwarmSummary> {
+/** The commit swarm's loop; ./swarm-worker.ts builds it too, to run seeds. */
+export function commitSwarmLoop(options: SwarmOptions): SwarmLoop<SimRequest, SimReport, SwarmSummary> {
   const started = performance.now();
   const summary: SwarmSummary = {
     protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,

@@ -72,10 +72,14 @@ export function runSagaSwarmOnWorkers(
   options: SagaSwarmOptions & { protocol: SagaProtocolName },
   workers: number,
 ): Promise<SagaSwarmSummary> {
-  return runLoopOnWorkers(sagaSwarmLoop(options), options, { protocol: options.protocol }, workers);
+  const { onSeed: _onSeed, ...job } = options;
+  return runLoopOnWorkers(sagaSwarmLoop(options), options, job, workers);
 }
 
-function sagaSwarmLoop(options: SagaSwarmOptions): SwarmLoop<SagaSimRequest, SagaReport, SagaSwarmSummary> {
+/** The saga swarm's loop; ../swarm-worker.ts builds it too, to run seeds. */
+export function sagaSwarmLoop(
+  options: SagaSwarmOptions,
+): SwarmLoop<SagaSimRequest, SagaReport, SagaSwarmSummary> {
   const started = performance.now();
   const summary: SagaSwarmSummary = {
     protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,

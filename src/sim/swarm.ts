@@ -83,7 +83,8 @@ export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary
 
 /**
  * `runSwarm` on `workers` threads (./swarm-pool.ts): the same summary, wallMs
- * aside, and the same first failing seed. The protocol must be given by name.
+ * aside, and the same first failing seed. With more than one worker the
+ * protocol must be given by name.
  */
 export function runSwarmOnWorkers(options: SagaSwarmOptions, workers: number): Promise<SagaSwarmSummary>;
 export function runSwarmOnWorkers(options: SwarmOptions, workers: number): Promise<SwarmSummary>;
@@ -91,6 +92,8 @@ export async function runSwarmOnWorkers(
   options: SwarmOptions | SagaSwarmOptions,
   workers: number,
 ): Promise<SwarmSummary | SagaSwarmSummary> {
+  // One worker is this thread: no thread to start, no report to copy.
+  if (workers === 1) return runSwarm(options as SwarmOptions);
   if (typeof options.protocol !== 'string')
     throw new TypeError('a swarm on worker threads takes its protocol by name, not as an object');
   if (isSagaSwarm(options))

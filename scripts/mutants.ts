@@ -100,6 +100,13 @@ function applyEdit(dir: string, m: Mutant): void {
   writeFileSync(join(dir, m.file), mutatedText(m));
 }
 
+/** A fresh copy of the repository with `m` applied, for tests that need a broken core by name; remove it after. */
+export function mutatedCopy(m: Mutant): string {
+  const dir = makeCopy();
+  applyEdit(dir, m);
+  return dir;
+}
+
 interface Exit {
   code: number | null;
   stdout: string;

@@ -32,7 +32,10 @@ export interface SeedChunk {
 
 export interface SeedChunkResult {
   from: number;
+  /** One report per seed from `from` on; fewer than asked when a run threw. */
   reports: unknown[];
+  /** The run of seed `from + reports.length` threw this (a core's assertion, say). */
+  thrown?: { name: string; message: string; stack: string | undefined };
 }
 
 export const swarmPoolLimits = {
@@ -85,7 +88,7 @@ export function runLoopOnWorkers<Req, Report, Summary>(
     Math.min(swarmPoolLimits.chunkSeedsMax, Math.ceil(range.seeds / (workers * 8))),
   );
   const pool = Array.from({ length: Math.min(workers, Math.ceil(range.seeds / chunkSeeds)) }, startWorker);
-  const waiting = new Map<number, Report[]>();
+  const waiting = new Map<number, SeedChunkResult>();
   const idle: Worker[] = [];
   let nextToSend = range.from;
   let nextToTally = range.from;
@@ -112,13 +115,9 @@ export function runLoopOnWorkers<Req, Report, Summary>(
     };
     // Tallies every chunk that is next in seed order; true once the loop is over.
     const tallyInOrder = (): boolean => {
-      for (
-        let reports = waiting.get(nextToTally);
-        reports !== undefined;
-        reports = waiting.get(nextToTally)
-      ) {
+      for (let chunk = waiting.get(nextToTally); chunk !== undefined; chunk = waiting.get(nextToTally)) {
         waiting.delete(nextToTally);
-        for (const [i, report] of reports.entries()) {
+        for (const [i, report] of (chunk.reports as Report[]).entries()) {
           const seed = nextToTally + i;
           const failed = loop.tally(report);
           range.onSeed?.(++done, report);
@@ -127,7 +126,15 @@ export function runLoopOnWorkers<Req, Report, Summary>(
             return true;
           }
         }
-        nextToTally += reports.length;
+        if (chunk.thrown !== undefined) {
+          // As on one thread: the run that throws ends the swarm, once every earlier seed is tallied.
+          const error = new Error(chunk.thrown.message);
+          error.name = chunk.thrown.name;
+          error.stack = chunk.thrown.stack;
+          settle({ error });
+          return true;
+        }
+        nextToTally += chunk.reports.length;
       }
       if (nextToTally < end) return false;
       settle({ failed: null });
@@ -136,7 +143,7 @@ export function runLoopOnWorkers<Req, Report, Summary>(
     for (const w of pool) {
       w.on('message', (result: SeedChunkResult) => {
         if (settled) return;
-        waiting.set(result.from, result.reports as Report[]);
+        waiting.set(result.from, result);
         if (tallyInOrder()) return;
         send(w);
         for (let n = idle.length; n > 0; n--) send(idle.shift()!);

@@ -1,6 +1,6 @@
 // The body of one swarm worker thread (./swarm-pool.ts starts them): it runs
-// the seeds it is sent, in order, and posts back every report. It decides
-// nothing; the main thread tallies the reports in seed order, so a swarm on K
+// the seeds it is sent, in order, and posts back every report (and what a run
+// threw, if one did, instead of the rest). It decides nothing; the main thread tallies the reports in seed order, so a swarm on K
 // workers prints what it prints on one.
 
 import { parentPort } from 'node:worker_threads';
@@ -25,8 +25,13 @@ let run: ((seed: number) => unknown) | null = null;
 port.on('message', (chunk: SeedChunk) => {
   // Every chunk of one worker carries the same job.
   run ??= runnerFor(chunk.job);
-  const reports: unknown[] = [];
-  for (let i = 0; i < chunk.count; i++) reports.push(run(chunk.from + i));
-  const result: SeedChunkResult = { from: chunk.from, reports };
+  const result: SeedChunkResult = { from: chunk.from, reports: [] };
+  try {
+    for (let i = 0; i < chunk.count; i++) result.reports.push(run(chunk.from + i));
+  } catch (err) {
+    // Not thrown here: an earlier seed, on another worker, may fail first.
+    const e = err instanceof Error ? err : new Error(String(err));
+    result.thrown = { name: e.name, message: e.message, stack: e.stack };
+  }
   port.postMessage(result);
 });

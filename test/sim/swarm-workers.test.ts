@@ -5,9 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { mutants } from '../../scripts/mutant-catalogue.ts';
+import { mutatedCopy } from '../../scripts/mutants.ts';
 import type { ProtocolName, SagaProtocolName } from '../../src/sim/protocols.ts';
 import { runSwarm, runSwarmOnWorkers } from '../../src/sim/swarm.ts';
 
@@ -56,10 +59,12 @@ test('paxos-commit options reach the workers', async () => {
   assert.deepEqual(comparable(two), comparable(one));
 });
 
-function dtx(env: Record<string, string>, ...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin', 'dtx.js'), ...args], {
+function dtx(env: Record<string, string>, ...args: Array<string | { cwd: string }>) {
+  const cwd = args.find((a): a is { cwd: string } => typeof a !== 'string')?.cwd ?? root;
+  const strings = args.filter((a): a is string => typeof a === 'string');
+  const r = spawnSync(process.execPath, [join(cwd, 'bin', 'dtx.js'), ...strings], {
     encoding: 'utf8',
-    cwd: root,
+    cwd,
     env: { ...process.env, ...env },
     timeout: 120_000,
   });
@@ -81,6 +86,23 @@ for (const [how, env] of [
     }
   });
 }
+
+test('a run that throws on a worker stops the swarm only where one thread would: after the smallest failing seed', () => {
+  // With this mutant, seed 1 breaks the invariant checker and seed 27 throws
+  // an assertion, in the same chunk of seeds on one worker.
+  const mutant = mutants.find((m) => m.id === 'paxos-phase2a-ignores-promises')!;
+  const dir = mutatedCopy(mutant);
+  try {
+    const args = ['swarm', '--protocol', 'paxos-commit', '--seeds', '2000', '--json'];
+    const one = dtx({ DTX_FROM_SOURCE: '1' }, ...args, '--workers', '1', { cwd: dir });
+    const two = dtx({ DTX_FROM_SOURCE: '1' }, ...args, '--workers', '2', { cwd: dir });
+    assert.equal(JSON.parse(one.stdout).failingSeed, 1, one.stderr);
+    assert.equal(two.code, one.code, two.stderr);
+    assert.deepEqual(comparable(JSON.parse(two.stdout)), comparable(JSON.parse(one.stdout)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('dtx swarm --workers 0 is a usage error', () => {
   const r = dtx({}, 'swarm', '--protocol', '2pc', '--seeds', '10', '--workers', '0');

@@ -8,14 +8,20 @@
 // `dtx sim` command line that reproduces its run exactly.
 
 import { isSagaProtocol } from './branch/protocols.ts';
-import { runSagaSwarm, type SagaSwarmOptions, type SagaSwarmSummary } from './branch/swarm.ts';
+import {
+  runSagaSwarm,
+  runSagaSwarmOnWorkers,
+  type SagaSwarmOptions,
+  type SagaSwarmSummary,
+} from './branch/swarm.ts';
 import { Prng } from './prng.ts';
-import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
+import type { ProtocolName, ProtocolOptions, SagaProtocolName, SimProtocol } from './protocols.ts';
 import { isSagaProtocolName, makeProtocol } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
-import { firstFailingSeed, share } from './seeds.ts';
+import { runLoop, type SwarmLoop, share } from './seeds.ts';
 import { simCommand } from './sim-flags.ts';
 import { drawFaults, type SwarmFaultKinds } from './swarm-faults.ts';
+import { runLoopOnWorkers } from './swarm-pool.ts';
 
 export interface SwarmOptions {
   protocol: ProtocolName | SimProtocol;
@@ -90,14 +96,38 @@ export { simCommand } from './sim-flags.ts';
 export function runSwarm(options: SagaSwarmOptions): SagaSwarmSummary;
 export function runSwarm(options: SwarmOptions): SwarmSummary;
 export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary | SagaSwarmSummary {
-  const p = options.protocol;
-  if (typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p)) {
-    return runSagaSwarm(options as SagaSwarmOptions);
-  }
-  return runCommitSwarm(options as SwarmOptions);
+  if (isSagaSwarm(options)) return runSagaSwarm(options);
+  return runLoop(commitSwarmLoop(options), options);
 }
 
-function runCommitSwarm(options: SwarmOptions): SwarmSummary {
+/**
+ * `runSwarm` on `workers` threads (./swarm-pool.ts): the same summary, wallMs
+ * aside, and the same first failing seed. With more than one worker the
+ * protocol must be given by name.
+ */
+export function runSwarmOnWorkers(options: SagaSwarmOptions, workers: number): Promise<SagaSwarmSummary>;
+export function runSwarmOnWorkers(options: SwarmOptions, workers: number): Promise<SwarmSummary>;
+export async function runSwarmOnWorkers(
+  options: SwarmOptions | SagaSwarmOptions,
+  workers: number,
+): Promise<SwarmSummary | SagaSwarmSummary> {
+  // One worker is this thread: no thread to start, no report to copy.
+  if (workers === 1) return runSwarm(options as SwarmOptions);
+  if (typeof options.protocol !== 'string')
+    throw new TypeError('a swarm on worker threads takes its protocol by name, not as an object');
+  if (isSagaSwarm(options))
+    return runSagaSwarmOnWorkers({ ...options, protocol: options.protocol as SagaProtocolName }, workers);
+  const { onSeed: _onSeed, ...job } = { ...options, protocol: options.protocol as ProtocolName };
+  return runLoopOnWorkers(commitSwarmLoop(options), options, job, workers);
+}
+
+function isSagaSwarm(options: SwarmOptions | SagaSwarmOptions): options is SagaSwarmOptions {
+  const p = options.protocol;
+  return typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p);
+}
+
+/** The commit swarm's loop; ./swarm-worker.ts builds it too, to run seeds. */
+export function commitSwarmLoop(options: SwarmOptions): SwarmLoop<SimRequest, SimReport, SwarmSummary> {
   const started = performance.now();
   const summary: SwarmSummary = {
     protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,
@@ -111,11 +141,10 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  const failed = firstFailingSeed(
-    options,
-    (seed) => swarmRequest(options.protocol, seed, options.protocolOptions, options.faultKinds),
-    (req) => runSim(req).report,
-    (report) => {
+  return {
+    request: (seed) => swarmRequest(options.protocol, seed, options.protocolOptions, options.faultKinds),
+    run: (req) => runSim(req).report,
+    tally: (report) => {
       summary.seeds++;
       summary.violations += report.violationCount;
       summary.undecidedAfterHeal += report.undecided;
@@ -124,11 +153,13 @@ function runCommitSwarm(options: SwarmOptions): SwarmSummary {
       summary.partial += report.partial;
       return report.violationCount > 0 || report.undecided > 0;
     },
-  );
-  summary.committedShare = share(summary.committed, summary.aborted);
-  if (failed !== null) {
-    summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
-  }
-  summary.wallMs = Math.round(performance.now() - started);
-  return summary;
+    finish: (failed) => {
+      summary.committedShare = share(summary.committed, summary.aborted);
+      if (failed !== null) {
+        summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
+      }
+      summary.wallMs = Math.round(performance.now() - started);
+      return summary;
+    },
+  };
 }

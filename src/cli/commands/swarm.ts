@@ -5,8 +5,9 @@ import type { Command } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import type { ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
-import { runSwarm } from '../../sim/swarm.ts';
+import { runSwarmOnWorkers } from '../../sim/swarm.ts';
 import type { SwarmFaultKinds } from '../../sim/swarm-faults.ts';
+import { swarmPoolLimits } from '../../sim/swarm-pool.ts';
 import { type Family, familyOf } from '../families.ts';
 import { progressBar } from '../format.ts';
 import { int, simOption, writeJson } from '../options.ts';
@@ -21,6 +22,7 @@ export interface SwarmFlags {
   colocated?: boolean;
   fanout?: AcceptorFanout;
   crashesOnly?: boolean;
+  workers: number;
   json?: boolean;
 }
 
@@ -28,15 +30,18 @@ const faultKinds = (flags: SwarmFlags): SwarmFaultKinds => (flags.crashesOnly ? 
 
 type ProgressBar = ReturnType<typeof progressBar> | null;
 
-function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
-  const summary = runSwarm({
-    protocol: flags.protocol as ProtocolName,
-    seeds: flags.seeds,
-    from: flags.from,
-    protocolOptions: protocolOptions(flags),
-    faultKinds: faultKinds(flags),
-    onSeed: (done) => bar?.update(done),
-  });
+async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
+  const summary = await runSwarmOnWorkers(
+    {
+      protocol: flags.protocol as ProtocolName,
+      seeds: flags.seeds,
+      from: flags.from,
+      protocolOptions: protocolOptions(flags),
+      faultKinds: faultKinds(flags),
+      onSeed: (done) => bar?.update(done),
+    },
+    flags.workers,
+  );
   bar?.done();
   const { failure, ...rest } = summary;
   if (failure !== null) {
@@ -62,16 +67,19 @@ function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
   if (failure !== null) process.exitCode = 1;
 }
 
-function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
+async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   // Commander has no per-protocol flags: the Paxos Commit ones are refused here as in sim.
   protocolOptions(flags);
-  const summary = runSwarm({
-    protocol: flags.protocol as SagaProtocolName,
-    seeds: flags.seeds,
-    from: flags.from,
-    faultKinds: faultKinds(flags),
-    onSeed: (done) => bar?.update(done),
-  });
+  const summary = await runSwarmOnWorkers(
+    {
+      protocol: flags.protocol as SagaProtocolName,
+      seeds: flags.seeds,
+      from: flags.from,
+      faultKinds: faultKinds(flags),
+      onSeed: (done) => bar?.update(done),
+    },
+    flags.workers,
+  );
   bar?.done();
   const { failure, ...rest } = summary;
   if (failure !== null) {
@@ -92,7 +100,7 @@ function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
   if (failure !== null) process.exitCode = 1;
 }
 
-const swarm: Readonly<Record<Family, (flags: SwarmFlags, bar: ProgressBar) => void>> = {
+const swarm: Readonly<Record<Family, (flags: SwarmFlags, bar: ProgressBar) => Promise<void>>> = {
   commit: swarmCommit,
   branch: swarmBranch,
 };
@@ -112,10 +120,16 @@ export function registerSwarmCommand(program: Command): void {
       '--crashes-only',
       'draw node crashes alone: no loss, partitions or failing writes, jitter at most 1 ms',
     )
+    .option(
+      '--workers <k>',
+      'run the seeds on k worker threads (same output as one)',
+      int('--workers', 1, swarmPoolLimits.workersMax),
+      1,
+    )
     .option('--json', 'print one JSON object on stdout')
-    .action((flags: SwarmFlags) => {
+    .action(async (flags: SwarmFlags) => {
       const family = familyOf(flags.protocol);
       const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
-      swarm[family](flags, bar);
+      await swarm[family](flags, bar);
     });
 }

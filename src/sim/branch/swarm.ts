@@ -9,9 +9,10 @@
 
 import { Prng } from '../prng.ts';
 import type { SagaProtocolName } from '../protocols.ts';
-import { firstFailingSeed, share } from '../seeds.ts';
+import { runLoop, type SwarmLoop, share } from '../seeds.ts';
 import { simCommand } from '../sim-flags.ts';
 import { drawFaults, type SwarmFaultKinds } from '../swarm-faults.ts';
+import { runLoopOnWorkers } from '../swarm-pool.ts';
 import type { SagaProtocol } from './protocols.ts';
 import { runSagaSim, type SagaReport, type SagaSimRequest } from './run.ts';
 
@@ -71,6 +72,22 @@ export function sagaSwarmRequest(
 }
 
 export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
+  return runLoop(sagaSwarmLoop(options), options);
+}
+
+/** `runSagaSwarm` on `workers` threads (../swarm-pool.ts), for a protocol given by name. */
+export function runSagaSwarmOnWorkers(
+  options: SagaSwarmOptions & { protocol: SagaProtocolName },
+  workers: number,
+): Promise<SagaSwarmSummary> {
+  const { onSeed: _onSeed, ...job } = options;
+  return runLoopOnWorkers(sagaSwarmLoop(options), options, job, workers);
+}
+
+/** The saga swarm's loop; ../swarm-worker.ts builds it too, to run seeds. */
+export function sagaSwarmLoop(
+  options: SagaSwarmOptions,
+): SwarmLoop<SagaSimRequest, SagaReport, SagaSwarmSummary> {
   const started = performance.now();
   const summary: SagaSwarmSummary = {
     protocol: typeof options.protocol === 'string' ? options.protocol : options.protocol.name,
@@ -85,11 +102,10 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
     failure: null,
     wallMs: 0,
   };
-  const failed = firstFailingSeed(
-    options,
-    (seed) => sagaSwarmRequest(options.protocol, seed, options.faultKinds),
-    (req) => runSagaSim(req).report,
-    (report) => {
+  return {
+    request: (seed) => sagaSwarmRequest(options.protocol, seed, options.faultKinds),
+    run: (req) => runSagaSim(req).report,
+    tally: (report) => {
       summary.seeds++;
       summary.violations += report.violationCount;
       summary.undecidedAfterHeal += report.unfinished;
@@ -99,12 +115,14 @@ export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {
       summary.stuck += report.stuck;
       return report.violationCount > 0 || report.unfinished > 0;
     },
-  );
-  summary.committedShare = share(summary.completed, summary.compensated);
-  if (failed !== null) {
-    const { seed, request, report } = failed;
-    summary.failure = { seed, report, request, command: simCommand(request) };
-  }
-  summary.wallMs = Math.round(performance.now() - started);
-  return summary;
+    finish: (failed) => {
+      summary.committedShare = share(summary.completed, summary.compensated);
+      if (failed !== null) {
+        const { seed, request, report } = failed;
+        summary.failure = { seed, report, request, command: simCommand(request) };
+      }
+      summary.wallMs = Math.round(performance.now() - started);
+      return summary;
+    },
+  };
 }

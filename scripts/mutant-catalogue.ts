@@ -415,7 +415,7 @@ export const mutants: readonly Mutant[] = [
   },
   {
     id: 'barrier-sqlite-commits-failed-handler',
-    file: 'src/adapters/barrier.ts',
+    file: 'src/adapters/local-txn.ts',
     search: "if (db.inTransaction) db.exec('ROLLBACK');",
     replace: "if (db.inTransaction) db.exec('COMMIT');",
     rule: 'on SQLite, a handler that throws leaves neither its writes nor the barrier row',

@@ -120,7 +120,7 @@ async function checkDuplicateWindow(
 }
 
 /** Bytes left to a message's headers (`Nats-Msg-Id`, `Dtx-Key`, `Nats-Expected-Stream`) under the broker's limit. */
-const headerAllowanceBytes = 1_024;
+const headerAllowanceBytes = 512;
 
 /**
  * The largest payload `stream` takes through `nats`: the server's

@@ -86,6 +86,6 @@ test('dtx bench --protocol outbox: usage errors (exit 2) before anything connect
   for (const [args, message] of cases) {
     const r = dtx(['bench', ...args, '--txns', '1']);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`^error: DTX_INVALID_ARGUMENT: ${message.source}`, 'm'));
+    assert.match(r.stderr, new RegExp(`^error: DTX_INVALID_ARGUMENT: .*${message.source}`, 'm'));
   }
 });

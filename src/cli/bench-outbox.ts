@@ -708,7 +708,12 @@ export async function runOutboxVerify(dbs: readonly string[]): Promise<OutboxVer
 /** True when the first `--db` holds an outbox bench's producer tables (how recover and verify tell without --protocol). */
 export async function isOutboxBench(dbs: readonly string[]): Promise<boolean> {
   if (dbs.length !== 2 || dbs[0]!.startsWith('sqlite:')) return false;
-  const db = await openDb(dbs[0]!, 0, 'producer', 1);
+  let db: BenchDb;
+  try {
+    db = await openDb(dbs[0]!, 0, 'producer', 1);
+  } catch {
+    return false; // not a URL this bench takes: the other families report it
+  }
   try {
     const rows = await db.query(`SELECT v FROM ${t.meta} WHERE k = 'role'`);
     return Number(rows[0]?.v) === roleCodes.producer;

@@ -16,12 +16,17 @@ import { postgresOutbox } from '../../src/adapters/outbox.ts';
 import { DtxError } from '../../src/errors.ts';
 import { brokerPayloadLimit } from '../../src/runtime/outbox/relay.ts';
 import { spawnDtx } from './processes.ts';
-import { deleteStream, mariadbConnection, natsConnect, pgConnection, sharedNatsUrl } from './support.ts';
+import {
+  benchDatabases,
+  deleteStream,
+  mariadbConnection,
+  natsConnect,
+  pgConnection,
+  sharedNatsUrl,
+} from './support.ts';
 
-const database = 'dtx_obench_input';
-const pgUrl = `postgres://${pgConnection.user}@${pgConnection.host}:${pgConnection.port}/${database}`;
-const myUrl = `mysql://${mariadbConnection.user}@${mariadbConnection.host}:${mariadbConnection.port}/${database}`;
-const dbs = ['--db', pgUrl, '--db', myUrl];
+let dbs: string[];
+let databases: Awaited<ReturnType<typeof benchDatabases>>;
 const unreachable = 'nats://127.0.0.1:1';
 const stream = `OBIN_${randomBytes(4).toString('hex').toUpperCase()}`;
 
@@ -30,17 +35,11 @@ let pool: pg.Pool;
 let my: mysql.Pool;
 
 before(async () => {
-  const admin = new pg.Client({ ...pgConnection });
-  await admin.connect();
-  const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-  if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${database}`);
-  await admin.end();
-  const c = await mysql.createConnection(mariadbConnection);
-  await c.query(`CREATE DATABASE IF NOT EXISTS ${database}`);
-  await c.end();
+  databases = await benchDatabases('dtx_obench_input');
+  dbs = ['--db', databases.pgUrl, '--db', databases.myUrl];
   nc = await natsConnect(sharedNatsUrl);
-  pool = new pg.Pool({ ...pgConnection, database, max: 2 });
-  my = mysql.createPool({ ...mariadbConnection, database, connectionLimit: 2 });
+  pool = new pg.Pool({ ...pgConnection, database: databases.name, max: 2 });
+  my = mysql.createPool({ ...mariadbConnection, database: databases.name, connectionLimit: 2 });
 });
 
 after(async () => {
@@ -48,6 +47,7 @@ after(async () => {
   await nc.close();
   await pool.end();
   await my.end();
+  await databases.drop();
 });
 
 /** Runs a dtx command; its exit code, stdout and stderr. */
@@ -75,7 +75,7 @@ const benchArgs = (nats: string, ...more: string[]) => [
 ];
 
 test('NATS unreachable at start: bench and recover fail with a clear error; nothing written, nothing marked sent', async () => {
-  const init = await dtx(benchArgs(sharedNatsUrl, '--init', '--txns', '20'));
+  const init = await dtx(benchArgs(sharedNatsUrl, '--init', '--txns', '20', '--abort-share', '0'));
   assert.equal(init.code, 0, init.stderr);
   // Rows the producer committed while no relay ran: unsent.
   const produced = await dtx(
@@ -119,11 +119,12 @@ test('NATS unreachable at start: bench and recover fail with a clear error; noth
 
 test('stream missing: a clear error without --init; --init creates it with explicit settings', async () => {
   await deleteStream(nc, stream);
+  const before = await outboxRows();
   const r = await dtx(benchArgs(sharedNatsUrl, '--txns', '5'));
   assert.equal(r.code, 1);
   assert.match(r.stderr, new RegExp(`^error: DTX_INVALID_STATE: JetStream has no stream ${stream}`, 'm'));
   assert.match(r.stderr, /--init/);
-  assert.equal((await outboxRows()).rows, 50, 'nothing written');
+  assert.deepEqual(await outboxRows(), before, 'nothing written');
 
   const init = await dtx(benchArgs(sharedNatsUrl, '--init', '--txns', '5'));
   assert.equal(init.code, 0, init.stderr);
@@ -158,7 +159,10 @@ test("the consumer's database without the inbox table: a clear error naming it; 
   assert.equal(r.code, 1);
   assert.match(
     r.stderr,
-    /^error: DTX_INVALID_STATE: the consumer database mysql:\/\/root@127\.0\.0\.1:3306\/dtx_obench_input has no table dtx_obench_inbox/m,
+    new RegExp(
+      `^error: DTX_INVALID_STATE: the consumer database mysql://root@127\\.0\\.0\\.1:3306/${databases.name} has no table dtx_obench_inbox`,
+      'm',
+    ),
   );
   assert.deepEqual(await outboxRows(), before, 'nothing written');
   const again = await dtx(benchArgs(sharedNatsUrl, '--init', '--txns', '5', '--json'));

@@ -8,14 +8,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
 import { type Child, spawnDtx } from './processes.ts';
-import { mariadbConnection, type OwnNats, pgConnection, sleep, startOwnNats } from './support.ts';
+import { benchDatabases, type OwnNats, sleep, startOwnNats } from './support.ts';
 
-const database = 'dtx_obench_kill';
-const pgUrl = `postgres://${pgConnection.user}@${pgConnection.host}:${pgConnection.port}/${database}`;
-const myUrl = `mysql://${mariadbConnection.user}@${mariadbConnection.host}:${mariadbConnection.port}/${database}`;
 const stream = 'KILL';
 const kills = 50;
 
@@ -33,20 +28,16 @@ function prng(seed: number): () => number {
 
 let nats: OwnNats;
 
+let databases: Awaited<ReturnType<typeof benchDatabases>>;
+
 before(async () => {
-  const admin = new pg.Client({ ...pgConnection });
-  await admin.connect();
-  const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-  if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${database}`);
-  await admin.end();
-  const my = await mysql.createConnection(mariadbConnection);
-  await my.query(`CREATE DATABASE IF NOT EXISTS ${database}`);
-  await my.end();
+  databases = await benchDatabases('dtx_obench_kill');
   nats = await startOwnNats();
 });
 
 after(async () => {
   await nats?.dispose();
+  await databases?.drop();
 });
 
 /** Runs a dtx command to its end; its stdout parsed as JSON. */
@@ -65,6 +56,7 @@ test('outbox bench: 50 random SIGKILLs of producer, two relays and consumer, a b
   const seed = Number(process.env.DTX_KILL_SEED ?? Math.floor(Math.random() * 2 ** 31));
   process.stdout.write(`outbox kill schedule seed: ${seed} (replay: DTX_KILL_SEED=${seed})\n`);
   const rand = prng(seed);
+  const { pgUrl, myUrl } = databases;
   const dbs = ['--db', pgUrl, '--db', myUrl];
   const common = [...dbs, '--nats', nats.url, '--stream', stream];
   const init = await dtxJson(['bench', '--protocol', 'outbox', ...common, '--init', '--txns', '1', '--json']);

@@ -261,12 +261,6 @@ const streamSubjects = (stream: string) => [`${stream}.>`];
  * duplicate window); otherwise it must exist (DTX_INVALID_STATE).
  */
 async function ensureStream(nc: NatsConnection, stream: string, create: boolean): Promise<void> {
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(stream)) {
-    throw new DtxError(
-      'DTX_INVALID_ARGUMENT',
-      `--stream ${JSON.stringify(stream)} must be 1 to 64 of A-Z a-z 0-9 _ -`,
-    );
-  }
   const { jetstreamManager, StorageType } = await import('@nats-io/jetstream');
   const jsm = await jetstreamManager(nc, { timeout: 5_000 });
   if (create) {
@@ -399,6 +393,12 @@ async function setUp(opts: {
   accounts: number;
   close(): Promise<void>;
 }> {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.stream)) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `--stream ${JSON.stringify(opts.stream)} must be 1 to 64 of A-Z a-z 0-9 _ -`,
+    );
+  }
   const [producer, consumer] = await openPair(opts.dbs, opts.connections);
   try {
     // NATS first: when it is unreachable nothing is touched, --init included.

@@ -74,6 +74,10 @@ test('dtx bench --protocol outbox: usage errors (exit 2) before anything connect
     ],
     [['--protocol', 'outbox', '--db', pgUrl], /--protocol outbox takes two --db/],
     [
+      ['--protocol', 'outbox', '--db', pgUrl, '--db', 'mysql://root@127.0.0.1/x', '--stream', 'a.b'],
+      /--stream "a.b" must be/,
+    ],
+    [
       ['--protocol', 'outbox', '--db', pgUrl, '--db', pgUrl],
       /the producer and the consumer need two different databases/,
     ],

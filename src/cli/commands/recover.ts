@@ -130,7 +130,9 @@ const recover: Readonly<Record<DbFamily, (flags: RecoverFlags) => Promise<void>>
 export function registerRecoverCommand(program: Command): void {
   program
     .command('recover')
-    .description('resolve everything a killed coordinator left in doubt, from its log')
+    .description(
+      'resolve everything a killed coordinator left in doubt, from its log (outbox: relay what is unsent, consume until drained)',
+    )
     .requiredOption('--db <url>', 'the databases, in the same order as for bench', collect)
     .option('--log <path|url>', 'the log bench used (never created: a missing log is an error)')
     .addOption(

@@ -10,6 +10,7 @@ export {
   mariadbOutbox,
   mariadbOutbox as mysqlOutbox,
   type Outbox,
+  type OutboxOptions,
   type OutboxPayload,
   type OutboxRow,
   type OutboxStore,
@@ -18,6 +19,7 @@ export {
   sqliteOutbox,
 } from './adapters/outbox.ts';
 export {
+  brokerPayloadLimit,
   keyHeader,
   type Relay,
   type RelayOptions,

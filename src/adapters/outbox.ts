@@ -84,6 +84,26 @@ export interface Outbox<Tx, R = Promise<string>> extends OutboxStore {
   publish(tx: Tx, subject: string, payload: OutboxPayload, options?: PublishOptions): R;
 }
 
+/**
+ * An outbox's options. `maxPayloadBytes`: refuse larger payloads at `publish`
+ * (before the caller commits) instead of committing a row the broker will
+ * never take; `brokerPayloadLimit` (src/runtime/outbox/relay.ts) reads it from
+ * the server and the stream. Default and upper bound: 1,000,000 bytes.
+ */
+export interface OutboxOptions {
+  table?: string;
+  maxPayloadBytes?: number;
+}
+
+/** The payload limit an outbox enforces. */
+function payloadLimit(options: OutboxOptions): number {
+  const max = options.maxPayloadBytes ?? outboxPayloadBytesMax;
+  if (!Number.isSafeInteger(max) || max < 1) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `maxPayloadBytes must be a positive integer, got ${max}`);
+  }
+  return Math.min(max, outboxPayloadBytesMax);
+}
+
 export function checkOutboxTable(table: string | undefined, fallback: string): string {
   const t = table ?? fallback;
   if (!barrierTablePattern.test(t)) {
@@ -103,7 +123,12 @@ interface Checked {
 }
 
 /** Validates a publish before anything reaches SQL, so bad input costs the caller's transaction nothing. */
-function checkPublish(subject: string, payload: OutboxPayload, options: PublishOptions | undefined): Checked {
+function checkPublish(
+  subject: string,
+  payload: OutboxPayload,
+  options: PublishOptions | undefined,
+  maxBytes: number,
+): Checked {
   if (
     typeof subject !== 'string' ||
     subject.length > outboxSubjectCharsMax ||
@@ -136,10 +161,11 @@ function checkPublish(subject: string, payload: OutboxPayload, options: PublishO
     if (text === undefined) throw new DtxError('DTX_INVALID_ARGUMENT', 'payload is not JSON-serializable');
     bytes = Buffer.from(text, 'utf8');
   }
-  if (bytes.byteLength > outboxPayloadBytesMax) {
+  if (bytes.byteLength > maxBytes) {
     throw new DtxError(
       'DTX_INVALID_ARGUMENT',
-      `payload of ${bytes.byteLength} bytes exceeds ${outboxPayloadBytesMax} bytes`,
+      `payload of ${bytes.byteLength} bytes exceeds ${maxBytes} bytes` +
+        (maxBytes < outboxPayloadBytesMax ? " (the broker's limit)" : ''),
     );
   }
   return { id, subject, key, payload: bytes };
@@ -224,13 +250,14 @@ const claimableSql = (relay: string, now: string) =>
   `sent_ms IS NULL AND (claimed_by IS NULL OR claimed_by = ${relay} OR claim_until_ms <= ${now})`;
 
 /** An outbox in a PostgreSQL database, through a `pg` pool; `publish` takes the client of an open transaction. */
-export function postgresOutbox(pool: PgPool, options: { table?: string } = {}): Outbox<PgClient> {
+export function postgresOutbox(pool: PgPool, options: OutboxOptions = {}): Outbox<PgClient> {
   const table = checkOutboxTable(options.table, 'dtx_outbox');
+  const maxBytes = payloadLimit(options);
   return {
     kind: 'postgres',
     table,
     async publish(tx, subject, payload, opts) {
-      const m = checkPublish(subject, payload, opts);
+      const m = checkPublish(subject, payload, opts, maxBytes);
       await insertMessage(m, '23505', (row) => tx.query(insertSql(table, '$1, $2, $3, $4, $5'), row));
       return m.id;
     },
@@ -287,14 +314,15 @@ export function postgresOutbox(pool: PgPool, options: { table?: string } = {}): 
 }
 
 /** An outbox in a MariaDB/MySQL database (InnoDB), through a `mysql2/promise` pool; `publish` takes the connection of an open transaction. */
-export function mariadbOutbox(pool: MysqlPool, options: { table?: string } = {}): Outbox<MysqlConnection> {
+export function mariadbOutbox(pool: MysqlPool, options: OutboxOptions = {}): Outbox<MysqlConnection> {
   const table = checkOutboxTable(options.table, 'dtx_outbox');
+  const maxBytes = payloadLimit(options);
   const inList = (seqs: readonly number[]) => seqs.map((s) => Number(s).toFixed(0)).join(', ');
   return {
     kind: 'mariadb',
     table,
     async publish(tx, subject, payload, opts) {
-      const m = checkPublish(subject, payload, opts);
+      const m = checkPublish(subject, payload, opts, maxBytes);
       await insertMessage(m, 'ER_DUP_ENTRY', (row) => tx.query(insertSql(table, '?, ?, ?, ?, ?'), row));
       return m.id;
     },
@@ -365,9 +393,10 @@ export function mariadbOutbox(pool: MysqlPool, options: { table?: string } = {})
  */
 export function sqliteOutbox(
   db: BetterSqlite3.Database,
-  options: { table?: string } = {},
+  options: OutboxOptions = {},
 ): Outbox<BetterSqlite3.Database, string> {
   const table = checkOutboxTable(options.table, 'dtx_outbox');
+  const maxBytes = payloadLimit(options);
   const claimTxn = db.transaction(
     (seqs: readonly number[], relayId: string, nowMs: number, untilMs: number): OutboxRow[] => {
       const select = db.prepare(
@@ -394,7 +423,7 @@ export function sqliteOutbox(
     kind: 'sqlite',
     table,
     publish(tx, subject, payload, opts) {
-      const m = checkPublish(subject, payload, opts);
+      const m = checkPublish(subject, payload, opts, maxBytes);
       try {
         tx.prepare(insertSql(table, '?, ?, ?, ?, ?')).run(m.id, m.subject, m.key, m.payload, Date.now());
       } catch (error) {

@@ -23,3 +23,21 @@ export function familyOf(protocol: string): SimFamily {
   if (family === undefined) throw new InvalidArgumentError(`unknown protocol "${protocol}"`);
   return family;
 }
+
+/**
+ * The commands on real databases (bench, recover, verify) also run the
+ * transactional outbox, a family of its own with no simulator world here.
+ */
+export type DbFamily = SimFamily | 'outbox';
+
+const dbOnlyFamilies: Readonly<Record<string, DbFamily>> = { outbox: 'outbox' };
+
+export function dbFamilyOf(protocol: string): DbFamily {
+  return Object.hasOwn(dbOnlyFamilies, protocol) ? dbOnlyFamilies[protocol]! : familyOf(protocol);
+}
+
+/** The outbox family's parts, each runnable alone (`dtx bench --part`, for kill tests). */
+export type OutboxPart = 'producer' | 'relay' | 'consumer';
+export const outboxParts: readonly OutboxPart[] = ['producer', 'relay', 'consumer'];
+/** The outbox bench's stream when `--stream` is not given. */
+export const outboxBenchStreamDefault = 'DTX_BENCH';

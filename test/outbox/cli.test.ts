@@ -64,3 +64,32 @@ test('dtx relay --init creates the outbox table; SIGTERM stops it with exit 0 an
     file.dispose();
   }
 });
+
+test('dtx bench --protocol outbox: usage errors (exit 2) before anything connects', () => {
+  const pgUrl = 'postgres://postgres@127.0.0.1:5432/test';
+  const cases: [string[], RegExp][] = [
+    [
+      ['--protocol', '2pc', '--db', pgUrl, '--db', pgUrl, '--nats', sharedNatsUrl],
+      /--nats applies to --protocol outbox/,
+    ],
+    [['--protocol', 'outbox', '--db', pgUrl], /--protocol outbox takes two --db/],
+    [
+      ['--protocol', 'outbox', '--db', pgUrl, '--db', 'mysql://root@127.0.0.1/x', '--stream', 'a.b'],
+      /--stream "a.b" must be/,
+    ],
+    [
+      ['--protocol', 'outbox', '--db', pgUrl, '--db', pgUrl],
+      /the producer and the consumer need two different databases/,
+    ],
+    [['--protocol', 'outbox', '--db', pgUrl, '--db', 'sqlite:/nonexistent/x'], /postgres:\/\/ or mysql:\/\//],
+    [
+      ['--protocol', 'outbox', '--db', pgUrl, '--db', 'mysql://root@127.0.0.1/x', '--lease', 'l'],
+      /--lease does not apply to outbox/,
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const r = dtx(['bench', ...args, '--txns', '1']);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^error: DTX_INVALID_ARGUMENT: .*${message.source}`, 'm'));
+  }
+});

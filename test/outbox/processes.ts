@@ -67,8 +67,13 @@ function track(proc: ChildProcess): Child {
 }
 
 export function spawnRelay(args: string[]): Child {
+  return spawnDtx(['relay', ...args]);
+}
+
+/** Any `dtx` command, from source. */
+export function spawnDtx(args: string[]): Child {
   return track(
-    spawn(process.execPath, [dtxBin, 'relay', ...args], {
+    spawn(process.execPath, [dtxBin, ...args], {
       env: { ...process.env, DTX_FROM_SOURCE: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),

@@ -148,3 +148,34 @@ export function sqliteFile(): { path: string; open(): Database.Database; dispose
     dispose: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/** A PostgreSQL and a MariaDB database of this run's own (the outbox bench's tables have fixed names), dropped by `drop`. */
+export async function benchDatabases(prefix: string): Promise<{
+  name: string;
+  pgUrl: string;
+  myUrl: string;
+  drop(): Promise<void>;
+}> {
+  const name = `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
+  const admin = new pg.Client({ ...pgConnection });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const my = await mysql.createConnection(mariadbConnection);
+  await my.query(`CREATE DATABASE ${name}`);
+  await my.end();
+  return {
+    name,
+    pgUrl: `postgres://${pgConnection.user}@${pgConnection.host}:${pgConnection.port}/${name}`,
+    myUrl: `mysql://${mariadbConnection.user}@${mariadbConnection.host}:${mariadbConnection.port}/${name}`,
+    async drop() {
+      const a = new pg.Client({ ...pgConnection });
+      await a.connect();
+      await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await a.end();
+      const m = await mysql.createConnection(mariadbConnection);
+      await m.query(`DROP DATABASE IF EXISTS ${name}`);
+      await m.end();
+    },
+  };
+}

@@ -6,13 +6,19 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { AuditReads } from '../audit.ts';
 import type { BenchLoad } from '../bench.ts';
 import { type CrashPoint, crashPoints } from '../crash-points.ts';
-import { type Family, familyOf } from '../families.ts';
+import {
+  type DbFamily,
+  dbFamilyOf,
+  type OutboxPart,
+  outboxBenchStreamDefault,
+  outboxParts,
+} from '../families.ts';
 import { printHeuristics } from '../format.ts';
 import { collect, int, num, writeJson } from '../options.ts';
 
 export interface BenchFlags {
   db: string[];
-  protocol: 'naive' | '2pc' | 'saga' | 'tcc';
+  protocol: 'naive' | '2pc' | 'saga' | 'tcc' | 'outbox';
   log?: string;
   refuseShare?: number;
   checkpointEvery?: number;
@@ -31,6 +37,10 @@ export interface BenchFlags {
   auditors: number;
   reads: AuditReads;
   fence?: string;
+  nats?: string;
+  stream?: string;
+  abortShare?: number;
+  part?: OutboxPart[];
   json?: boolean;
 }
 
@@ -59,9 +69,13 @@ function refuseFlags(flags: BenchFlags, keys: readonly (keyof BenchFlags)[], why
   }
 }
 
+/** The outbox's flags, refused by the other families. */
+const outboxOnly: readonly (keyof BenchFlags)[] = ['nats', 'stream', 'abortShare', 'part'];
+
 /** `dtx bench --protocol naive|2pc` (../bench.ts). */
 async function benchCommit(flags: BenchFlags): Promise<void> {
   refuseFlags(flags, ['refuseShare', 'checkpointEvery'], 'applies to --protocol saga or tcc');
+  refuseFlags(flags, outboxOnly, 'applies to --protocol outbox');
   const { runBench } = await import('../bench.ts');
   const report = await runBench({
     ...benchLoad(flags),
@@ -104,6 +118,7 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
 /** `dtx bench --protocol saga|tcc` (../bench-saga.ts). */
 async function benchBranch(flags: BenchFlags): Promise<void> {
   refuseFlags(flags, ['lease', 'crashAt', 'fence'], `does not apply to ${flags.protocol}`);
+  refuseFlags(flags, outboxOnly, 'applies to --protocol outbox');
   if (flags.auditors > 0) throw new InvalidArgumentError(`--auditors does not apply to ${flags.protocol}`);
   const { runSagaBench } = await import('../bench-saga.ts');
   const report = await runSagaBench({
@@ -131,9 +146,53 @@ async function benchBranch(flags: BenchFlags): Promise<void> {
   }
 }
 
-const bench: Readonly<Record<Family, (flags: BenchFlags) => Promise<void>>> = {
+/** `dtx bench --protocol outbox` (../bench-outbox.ts). */
+async function benchOutbox(flags: BenchFlags): Promise<void> {
+  refuseFlags(
+    flags,
+    [
+      'log',
+      'refuseShare',
+      'checkpointEvery',
+      'lease',
+      'crashAt',
+      'crashAfter',
+      'orphanGraceMs',
+      'orphanSweepMs',
+      'fence',
+    ],
+    'does not apply to outbox',
+  );
+  if (flags.auditors > 0) throw new InvalidArgumentError('--auditors does not apply to outbox');
+  const { runOutboxBench } = await import('../bench-outbox.ts');
+  const report = await runOutboxBench({
+    dbs: flags.db,
+    nats: flags.nats ?? 'nats://127.0.0.1:4222',
+    stream: flags.stream ?? outboxBenchStreamDefault,
+    accounts: flags.accounts,
+    concurrency: flags.concurrency,
+    durationS: flags.duration,
+    txns: flags.txns,
+    init: flags.init === true,
+    abortShare: flags.abortShare ?? 0.05,
+    parts: flags.part ?? [],
+    progress: (line) => process.stderr.write(`dtx bench: ${line}\n`),
+  });
+  if (flags.json) writeJson(report);
+  else if (report.txns > 0) {
+    const l = report.latencyMs;
+    process.stdout.write(
+      `outbox: ${report.committed} committed, ${report.aborted} rolled back, ${report.applied} credited ` +
+        `in ${report.txns} transfers at concurrency ${report.concurrency}: ${report.tps} tps` +
+        (l === undefined ? '\n' : `, end-to-end latency p50 ${l.p50} ms, p99 ${l.p99} ms, max ${l.max} ms\n`),
+    );
+  }
+}
+
+const bench: Readonly<Record<DbFamily, (flags: BenchFlags) => Promise<void>>> = {
   commit: benchCommit,
   branch: benchBranch,
+  outbox: benchOutbox,
 };
 
 export function registerBenchCommand(program: Command): void {
@@ -144,8 +203,11 @@ export function registerBenchCommand(program: Command): void {
     )
     .requiredOption('--db <url>', 'postgres://..., mysql://... or sqlite:PATH (give two or three)', collect)
     .addOption(
-      new Option('--protocol <name>', 'commit protocol (saga and tcc: two databases)')
-        .choices(['naive', '2pc', 'saga', 'tcc'])
+      new Option(
+        '--protocol <name>',
+        'commit protocol (saga, tcc and outbox: two databases; outbox: producer, then consumer)',
+      )
+        .choices(['naive', '2pc', 'saga', 'tcc', 'outbox'])
         .default('2pc'),
     )
     .option(
@@ -227,11 +289,31 @@ export function registerBenchCommand(program: Command): void {
       '--fence <url>',
       'postgres:// database of the commit fence shared with other processes (dtx verify --live --fence)',
     )
+    .option('--nats <url>', 'outbox: the NATS server with JetStream (default nats://127.0.0.1:4222)')
+    .option(
+      '--stream <name>',
+      `outbox: the JetStream stream, taking <name>.> (default ${outboxBenchStreamDefault}; --init replaces it)`,
+    )
+    .option(
+      '--abort-share <p>',
+      'outbox: share of transfers rolled back after writing their event (default 0.05)',
+      num('--abort-share', 0, 0.99),
+    )
+    .addOption(
+      new Option('--part <part>', 'kill tests: run only this part here (repeatable); default all three')
+        .choices(outboxParts)
+        .argParser((v: string, prev: OutboxPart[] = []) => {
+          if (!(outboxParts as readonly string[]).includes(v))
+            throw new InvalidArgumentError(`--part must be one of ${outboxParts.join(', ')}`);
+          return [...prev, v as OutboxPart];
+        })
+        .hideHelp(),
+    )
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: BenchFlags) => {
       if (flags.duration === undefined && flags.txns === undefined) {
         throw new InvalidArgumentError('give --duration S or --txns N');
       }
-      await bench[familyOf(flags.protocol)](flags);
+      await bench[dbFamilyOf(flags.protocol)](flags);
     });
 }

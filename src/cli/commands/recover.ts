@@ -1,17 +1,19 @@
 // `dtx recover`: finish what a killed bench left in doubt, from its log. The
 // log says which protocol it holds; its family picks how to resolve it.
 
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchLogLocation } from '../bench.ts';
-import { type Family, familyOf } from '../families.ts';
+import { type DbFamily, dbFamilyOf, familyOf, outboxBenchStreamDefault } from '../families.ts';
 import { printHeuristics } from '../format.ts';
 import { collect, writeJson } from '../options.ts';
 
 export interface RecoverFlags {
   db: string[];
   log?: string;
-  protocol?: '2pc' | 'saga' | 'tcc';
+  protocol?: '2pc' | 'saga' | 'tcc' | 'outbox';
   id?: string;
+  nats?: string;
+  stream?: string;
   json?: boolean;
 }
 
@@ -72,32 +74,84 @@ async function recoverBranch(
   if (r.stuck.length > 0) process.exitCode = 1;
 }
 
-const recover: Readonly<
-  Record<Family, (flags: RecoverFlags, found: { protocol: string; where: BenchLogLocation }) => Promise<void>>
-> = {
-  commit: recoverCommit,
-  branch: recoverBranch,
+/** The outbox: relay every unsent row and consume until the stream is drained (../bench-outbox.ts). */
+async function recoverOutbox(flags: RecoverFlags): Promise<void> {
+  for (const [name, v] of [
+    ['--log', flags.log],
+    ['--id', flags.id],
+  ] as const) {
+    if (v !== undefined) throw new InvalidArgumentError(`${name} does not apply to outbox`);
+  }
+  const { runOutboxRecover } = await import('../bench-outbox.ts');
+  const r = await runOutboxRecover({
+    dbs: flags.db,
+    nats: flags.nats ?? 'nats://127.0.0.1:4222',
+    stream: flags.stream ?? outboxBenchStreamDefault,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  if (flags.json) writeJson(r);
+  else {
+    process.stdout.write(
+      `recovered (outbox): ${r.relayed} row(s) relayed (${r.duplicatesDropped} already in the stream), ` +
+        `${r.applied} applied, ${r.skipped} redelivery(ies) skipped, ${r.deadLettered} dead-lettered; the stream is drained\n`,
+    );
+  }
+}
+
+/** Those that keep a coordinator log find it and take the protocol from it. */
+function fromLog(
+  handlers: Readonly<
+    Record<
+      'commit' | 'branch',
+      (flags: RecoverFlags, found: { protocol: string; where: BenchLogLocation }) => Promise<void>
+    >
+  >,
+) {
+  return async (flags: RecoverFlags): Promise<void> => {
+    const { findBenchLog } = await import('../bench.ts');
+    // The log says which protocol it holds; --protocol and --id only confirm it.
+    const found = await findBenchLog(
+      flags.log,
+      flags.protocol as '2pc' | 'saga' | 'tcc' | undefined,
+      flags.id,
+    );
+    await handlers[familyOf(found.protocol)](flags, found);
+  };
+}
+
+const withLog = fromLog({ commit: recoverCommit, branch: recoverBranch });
+
+const recover: Readonly<Record<DbFamily, (flags: RecoverFlags) => Promise<void>>> = {
+  commit: withLog,
+  branch: withLog,
+  outbox: recoverOutbox,
 };
 
 export function registerRecoverCommand(program: Command): void {
   program
     .command('recover')
-    .description('resolve everything a killed coordinator left in doubt, from its log')
+    .description(
+      'resolve everything a killed coordinator left in doubt, from its log (outbox: relay what is unsent, consume until drained)',
+    )
     .requiredOption('--db <url>', 'the databases, in the same order as for bench', collect)
     .option('--log <path|url>', 'the log bench used (never created: a missing log is an error)')
     .addOption(
-      new Option('--protocol <name>', 'the protocol bench ran; default: read from the log').choices([
-        '2pc',
-        'saga',
-        'tcc',
-      ]),
+      new Option(
+        '--protocol <name>',
+        "the protocol bench ran; default: read from the databases' tables (outbox) or the log",
+      ).choices(['2pc', 'saga', 'tcc', 'outbox']),
     )
+    .option('--nats <url>', 'outbox: the NATS server (default nats://127.0.0.1:4222)')
+    .option('--stream <name>', 'outbox: the stream bench used (default DTX_BENCH)')
     .option('--id <coordinator-id>', 'refuse the log unless it belongs to this coordinator id')
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: RecoverFlags) => {
-      const { findBenchLog } = await import('../bench.ts');
-      // The log says which protocol it holds; --protocol and --id only confirm it.
-      const found = await findBenchLog(flags.log, flags.protocol, flags.id);
-      await recover[familyOf(found.protocol)](flags, found);
+      let protocol = flags.protocol;
+      if (protocol === undefined && flags.log === undefined) {
+        const { isOutboxBench } = await import('../bench-outbox.ts');
+        if (await isOutboxBench(flags.db)) protocol = 'outbox';
+      }
+      // Without --protocol, a log-keeping family: fromLog reads which one from the log.
+      await recover[dbFamilyOf(protocol ?? '2pc')](flags);
     });
 }

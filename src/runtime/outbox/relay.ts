@@ -119,6 +119,25 @@ async function checkDuplicateWindow(
   }
 }
 
+/** Bytes left to a message's headers (`Nats-Msg-Id`, `Dtx-Key`, `Nats-Expected-Stream`) under the broker's limit. */
+const headerAllowanceBytes = 512;
+
+/**
+ * The largest payload `stream` takes through `nats`: the server's
+ * `max_payload` less room for the relay's headers, and the stream's
+ * `max_msg_size` when it sets one. Give it to the outbox as `maxPayloadBytes`
+ * so that a payload the broker would refuse is refused at `publish`, before
+ * the caller commits, instead of a row the relay can never deliver.
+ */
+export async function brokerPayloadLimit(nats: NatsConnection, stream: string): Promise<number> {
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const jsm = await jetstreamManager(nats, { timeout: 5_000 });
+  const info = await jsm.streams.info(stream);
+  const server = (nats.info?.max_payload ?? 1_048_576) - headerAllowanceBytes;
+  const own = info.config.max_msg_size;
+  return own !== undefined && own > 0 ? Math.max(1, Math.min(server, own - headerAllowanceBytes)) : server;
+}
+
 /**
  * Starts a relay on `options.db`. Fails at once (DTX_INVALID_STATE) when the
  * outbox table is missing: create it with `ensureOutboxSchema` first.

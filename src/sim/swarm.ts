@@ -7,9 +7,11 @@
 
 import { isSagaProtocol } from './branch/protocols.ts';
 import { runSagaSwarm, type SagaSwarmOptions, type SagaSwarmSummary } from './branch/swarm.ts';
+import { type OutboxSwarmOptions, type OutboxSwarmSummary, runOutboxSwarm } from './outbox/swarm.ts';
+import { isOutboxProtocol } from './outbox/world.ts';
 import { Prng } from './prng.ts';
 import type { ProtocolName, ProtocolOptions, SimProtocol } from './protocols.ts';
-import { isSagaProtocolName } from './protocols.ts';
+import { isOutboxProtocolName, isSagaProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
 import { firstFailingSeed } from './seeds.ts';
 import { simCommand } from './sim-flags.ts';
@@ -67,11 +69,17 @@ export function swarmRequest(
 
 export { simCommand } from './sim-flags.ts';
 
-/** Sagas and TCC run in their own world: see ./branch/swarm.ts. */
+/** Sagas and TCC run in their own world (./branch/swarm.ts), and so does the outbox (./outbox/swarm.ts). */
 export function runSwarm(options: SagaSwarmOptions): SagaSwarmSummary;
+export function runSwarm(options: OutboxSwarmOptions): OutboxSwarmSummary;
 export function runSwarm(options: SwarmOptions): SwarmSummary;
-export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary | SagaSwarmSummary {
+export function runSwarm(
+  options: SwarmOptions | SagaSwarmOptions | OutboxSwarmOptions,
+): SwarmSummary | SagaSwarmSummary | OutboxSwarmSummary {
   const p = options.protocol;
+  if (typeof p === 'string' ? isOutboxProtocolName(p) : isOutboxProtocol(p)) {
+    return runOutboxSwarm(options as OutboxSwarmOptions);
+  }
   if (typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p)) {
     return runSagaSwarm(options as SagaSwarmOptions);
   }

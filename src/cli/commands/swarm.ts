@@ -3,10 +3,10 @@
 
 import type { Command } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
-import type { ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
+import type { OutboxProtocolName, ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
 import { runSwarm } from '../../sim/swarm.ts';
-import { type Family, familyOf } from '../families.ts';
+import { type SimFamily, simFamilyOf } from '../families.ts';
 import { progressBar } from '../format.ts';
 import { int, simOption, writeJson } from '../options.ts';
 import { protocolOptions } from './sim.ts';
@@ -83,9 +83,43 @@ function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
   if (failure !== null) process.exitCode = 1;
 }
 
-const swarm: Readonly<Record<Family, (flags: SwarmFlags, bar: ProgressBar) => void>> = {
+function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): void {
+  protocolOptions(flags);
+  const summary = runSwarm({
+    protocol: flags.protocol as OutboxProtocolName,
+    seeds: flags.seeds,
+    from: flags.from,
+    onSeed: (done) => bar?.update(done),
+  });
+  bar?.done();
+  const { failure, ...rest } = summary;
+  if (failure !== null) {
+    process.stderr.write(
+      `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s), ${failure.report.undelivered} undelivered\n` +
+        `reproduce with:\n  ${failure.command}\n`,
+    );
+  }
+  if (flags.json) {
+    writeJson({
+      ...rest,
+      failingSeed: failure?.seed ?? null,
+      reproduce: failure?.command ?? null,
+      firstViolations: failure?.report.violations.slice(0, 5) ?? [],
+    });
+  } else {
+    process.stdout.write(
+      `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
+        `${rest.undecidedAfterHeal} undelivered after heal; duplicates dropped ${rest.duplicatesSuppressedByDedup} by the broker, ` +
+        `${rest.duplicatesSuppressedByInbox} by the inbox (${rest.wallMs} ms)\n`,
+    );
+  }
+  if (failure !== null) process.exitCode = 1;
+}
+
+const swarm: Readonly<Record<SimFamily, (flags: SwarmFlags, bar: ProgressBar) => void>> = {
   commit: swarmCommit,
   branch: swarmBranch,
+  outbox: swarmOutbox,
 };
 
 export function registerSwarmCommand(program: Command): void {
@@ -101,7 +135,7 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--fanout')))
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SwarmFlags) => {
-      const family = familyOf(flags.protocol);
+      const family = simFamilyOf(flags.protocol);
       const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
       swarm[family](flags, bar);
     });

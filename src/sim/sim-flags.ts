@@ -277,7 +277,7 @@ export function flagKey(flag: SimFlag): string {
     .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** The `dtx sim` command line that reproduces `req`, in either world. */
+/** The `dtx sim` command line that reproduces `req`, in any world. */
 export function simCommand(req: AnySimRequest): string {
   const parts = ['dtx sim'];
   for (const flag of simFlags) {

@@ -54,7 +54,13 @@ for (const { make, seed, checker } of broken) {
 }
 
 test('a rolled-back transaction never reaches the consumer, a committed one exactly once', () => {
-  const { report, world } = runOutboxSim({ protocol: 'outbox', txns: 200, seed: 9, loss: 0.1, crashRate: 0.02 });
+  const { report, world } = runOutboxSim({
+    protocol: 'outbox',
+    txns: 200,
+    seed: 9,
+    loss: 0.1,
+    crashRate: 0.02,
+  });
   assert.ok(report.rolledBack > 0);
   for (const t of world.txns.values()) {
     assert.equal(world.applied.get(t.txn)?.count ?? 0, t.committed ? 1 : 0, t.txn);
@@ -67,12 +73,16 @@ test('a swarm seed reproduces from its dtx sim line, which carries every setting
   const req = outboxSwarmRequest('outbox', 7);
   const line = simCommand(req);
   assert.match(line, /^dtx sim --protocol outbox .*--relays \d+ --keys \d+/);
-  const r = spawnSync(process.execPath, [join(root, 'bin', 'dtx.js'), ...line.split(' ').slice(1), '--json'], {
-    encoding: 'utf8',
-    cwd: root,
-    env: { ...process.env, DTX_FROM_SOURCE: '1' },
-    timeout: 120_000,
-  });
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'bin', 'dtx.js'), ...line.split(' ').slice(1), '--json'],
+    {
+      encoding: 'utf8',
+      cwd: root,
+      env: { ...process.env, DTX_FROM_SOURCE: '1' },
+      timeout: 120_000,
+    },
+  );
   assert.equal(r.status, 0, r.stderr);
   const { wallMs: _a, ...fromCli } = JSON.parse(r.stdout);
   const { wallMs: _b, ...direct } = JSON.parse(JSON.stringify(runOutboxSim(req).report));

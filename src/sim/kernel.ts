@@ -402,6 +402,16 @@ export abstract class SimKernel<N extends KernelNode<E>, E extends SequencedEffe
     node.timers.clear();
   }
 
+  /** A restart: the node is up in a new incarnation. False (and nothing changes) if it was up. */
+  protected markUp(node: N): boolean {
+    if (node.up) return false;
+    node.up = true;
+    node.epoch++;
+    node.restartAt = -1;
+    node.pinnedRestart = false;
+    return true;
+  }
+
   /** Bring a crashed node back after `downtimeMs` (drawn when undefined). */
   protected scheduleRestart(node: N, downtimeMs: number | undefined, pinned: boolean): void {
     node.restartAt = this.now + (downtimeMs ?? this.rng.exp(this.faults.downtimeMeanMs));

@@ -24,6 +24,40 @@ export interface SwarmFlags {
 
 type ProgressBar = ReturnType<typeof progressBar> | null;
 
+interface AnySwarmSummary {
+  failure: { seed: number; command: string; report: { violations: readonly unknown[] } } | null;
+}
+
+/**
+ * What every world's swarm prints: the failing seed and its reproduce line on
+ * stderr, the summary (`--json`: the summary object) on stdout, exit 1 on a failure.
+ * `failed` says what the failing seed broke; `line` is the human summary.
+ */
+function printSwarm<S extends AnySwarmSummary>(
+  flags: SwarmFlags,
+  summary: S,
+  failed: (failure: NonNullable<S['failure']>) => string,
+  line: (rest: Omit<S, 'failure'>) => string,
+  firstViolations: boolean,
+): void {
+  const { failure, ...rest } = summary;
+  if (failure !== null) {
+    process.stderr.write(
+      `seed ${failure.seed} failed: ${failed(failure as NonNullable<S['failure']>)}\n` +
+        `reproduce with:\n  ${failure.command}\n`,
+    );
+  }
+  if (flags.json) {
+    writeJson({
+      ...rest,
+      failingSeed: failure?.seed ?? null,
+      reproduce: failure?.command ?? null,
+      ...(firstViolations ? { firstViolations: failure?.report.violations.slice(0, 5) ?? [] } : {}),
+    });
+  } else process.stdout.write(`${line(rest)}\n`);
+  if (failure !== null) process.exitCode = 1;
+}
+
 function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
   const summary = runSwarm({
     protocol: flags.protocol as ProtocolName,
@@ -33,27 +67,15 @@ function swarmCommit(flags: SwarmFlags, bar: ProgressBar): void {
     onSeed: (done) => bar?.update(done),
   });
   bar?.done();
-  const { failure, ...rest } = summary;
-  if (failure !== null) {
-    process.stderr.write(
-      `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s), ${failure.report.undecided} undecided\n` +
-        `reproduce with:\n  ${failure.command}\n`,
-    );
-  }
-  if (flags.json) {
-    writeJson({
-      ...rest,
-      failingSeed: failure?.seed ?? null,
-      reproduce: failure?.command ?? null,
-      firstViolations: failure?.report.violations.slice(0, 5) ?? [],
-    });
-  } else {
-    process.stdout.write(
-      `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
-        `${rest.undecidedAfterHeal} undecided after heal (${rest.wallMs} ms)\n`,
-    );
-  }
-  if (failure !== null) process.exitCode = 1;
+  printSwarm(
+    flags,
+    summary,
+    (f) => `${f.report.violationCount} violation(s), ${f.report.undecided} undecided`,
+    (r) =>
+      `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
+      `${r.undecidedAfterHeal} undecided after heal (${r.wallMs} ms)`,
+    true,
+  );
 }
 
 function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
@@ -66,21 +88,15 @@ function swarmBranch(flags: SwarmFlags, bar: ProgressBar): void {
     onSeed: (done) => bar?.update(done),
   });
   bar?.done();
-  const { failure, ...rest } = summary;
-  if (failure !== null) {
-    process.stderr.write(
-      `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s)\nreproduce with:\n  ${failure.command}\n`,
-    );
-  }
-  if (flags.json)
-    writeJson({ ...rest, failingSeed: failure?.seed ?? null, reproduce: failure?.command ?? null });
-  else {
-    process.stdout.write(
-      `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
-        `${rest.undecidedAfterHeal} unfinished after heal, ${rest.stuck} visibly stuck (${rest.wallMs} ms)\n`,
-    );
-  }
-  if (failure !== null) process.exitCode = 1;
+  printSwarm(
+    flags,
+    summary,
+    (f) => `${f.report.violationCount} violation(s)`,
+    (r) =>
+      `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
+      `${r.undecidedAfterHeal} unfinished after heal, ${r.stuck} visibly stuck (${r.wallMs} ms)`,
+    false,
+  );
 }
 
 function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): void {
@@ -92,28 +108,16 @@ function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): void {
     onSeed: (done) => bar?.update(done),
   });
   bar?.done();
-  const { failure, ...rest } = summary;
-  if (failure !== null) {
-    process.stderr.write(
-      `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s), ${failure.report.undelivered} undelivered\n` +
-        `reproduce with:\n  ${failure.command}\n`,
-    );
-  }
-  if (flags.json) {
-    writeJson({
-      ...rest,
-      failingSeed: failure?.seed ?? null,
-      reproduce: failure?.command ?? null,
-      firstViolations: failure?.report.violations.slice(0, 5) ?? [],
-    });
-  } else {
-    process.stdout.write(
-      `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
-        `${rest.undecidedAfterHeal} undelivered after heal; duplicates dropped ${rest.duplicatesSuppressedByDedup} by the broker, ` +
-        `${rest.duplicatesSuppressedByInbox} by the inbox (${rest.wallMs} ms)\n`,
-    );
-  }
-  if (failure !== null) process.exitCode = 1;
+  printSwarm(
+    flags,
+    summary,
+    (f) => `${f.report.violationCount} violation(s), ${f.report.undelivered} undelivered`,
+    (r) =>
+      `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
+      `${r.undecidedAfterHeal} undelivered after heal; duplicates dropped ${r.duplicatesSuppressedByDedup} by the broker, ` +
+      `${r.duplicatesSuppressedByInbox} by the inbox (${r.wallMs} ms)`,
+    true,
+  );
 }
 
 const swarm: Readonly<Record<SimFamily, (flags: SwarmFlags, bar: ProgressBar) => void>> = {

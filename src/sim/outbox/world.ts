@@ -692,11 +692,7 @@ export class OutboxWorld extends SimKernel<OutboxNode> {
   }
 
   protected restart(node: OutboxNode): void {
-    if (node.up) return;
-    node.up = true;
-    node.epoch++;
-    node.restartAt = -1;
-    node.pinnedRestart = false;
+    if (!this.markUp(node)) return;
     node.name = `${node.id}#${node.epoch}`;
     node.failures = 0;
     if (node.kind === 'relay') this.setTimer(node, 'poll', 0);

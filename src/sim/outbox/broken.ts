@@ -29,3 +29,8 @@ export function publishAfterCommit(): OutboxProtocol {
 export function publishingAllAtOnce(): OutboxProtocol {
   return { ...outboxProtocol, name: 'outbox-publishing-all-at-once', relay: 'all-at-once' };
 }
+
+/** A relay that claims past a row another relay holds: its key's later rows overtake that one. */
+export function claimingPastHeldRows(): OutboxProtocol {
+  return { ...outboxProtocol, name: 'outbox-claiming-past-held-rows', relay: 'past-held-rows' };
+}

@@ -42,8 +42,12 @@ export interface OutboxProtocol {
    * `separate-inbox-transaction`: the effect commits, then the inbox row in a transaction of its own.
    */
   consumer: 'inbox' | 'ack-before-commit' | 'separate-inbox-transaction';
-  /** `chains`: a key's rows one at a time, each after the previous one's ack (publishChains); `all-at-once`: every claimed row at once. */
-  relay: 'chains' | 'all-at-once';
+  /**
+   * `plan`: claims and chains as planClaim and publishChains decide;
+   * `all-at-once`: every claimed row published at once, not a key's rows one after another's ack;
+   * `past-held-rows`: claims every row no other relay holds, also behind a key's row another relay holds.
+   */
+  relay: 'plan' | 'all-at-once' | 'past-held-rows';
 }
 
 export function isOutboxProtocol(p: unknown): p is OutboxProtocol {
@@ -55,7 +59,7 @@ export const outboxProtocol: OutboxProtocol = {
   name: 'outbox',
   producer: 'same-transaction',
   consumer: 'inbox',
-  relay: 'chains',
+  relay: 'plan',
 };
 
 /** Timings of the simulated processes, scaled to the kernel's 1 ms network (the runtime's are seconds). */
@@ -400,7 +404,14 @@ export class OutboxWorld extends SimKernel<OutboxNode> {
       });
     }
     if (candidates.length === 0 && !this.faultsOn && this.clientsActive === 0) return; // drained: stop polling
-    const plannedSeqs = new Set(planClaim(candidates, relay.name, this.now, this.opts.timings.batch));
+    const plannedSeqs = new Set(
+      this.opts.protocol.relay === 'past-held-rows'
+        ? candidates
+            .filter((c) => c.claimedBy === null || c.claimedBy === relay.name || c.claimUntilMs! <= this.now)
+            .slice(0, this.opts.timings.batch)
+            .map((c) => c.seq)
+        : planClaim(candidates, relay.name, this.now, this.opts.timings.batch),
+    );
     if (plannedSeqs.size === 0) return this.setTimer(relay, 'poll', this.opts.timings.pollMs);
     relay.round = {
       round: ++relay.rounds,
@@ -419,28 +430,33 @@ export class OutboxWorld extends SimKernel<OutboxNode> {
 
   private claimRows(relay: OutboxNode, round: RelayRound): void {
     if (!this.databaseUp()) return this.relayFailed(relay);
-    const t = this.opts.timings;
-    round.untilMs = this.now + t.leaseMs;
     const claimed = new Map<number, OutboxRow>();
-    for (const c of round.planned) {
-      const row = this.outbox[c.seq - 1]!;
-      const heldByOther =
-        row.claimedBy !== null && row.claimedBy !== relay.name && row.claimUntilMs! > this.now;
-      if (row.sentMs !== null || heldByOther) continue;
-      row.claimedBy = relay.name;
-      row.claimUntilMs = round.untilMs;
-      claimed.set(row.seq, row);
-    }
-    round.claimed = [...claimed.keys()];
-    const { chains, release } =
-      this.opts.protocol.relay === 'chains'
-        ? publishChains(round.planned, new Set(claimed.keys()))
-        : { chains: [...claimed.keys()].map((seq) => [seq]), release: [] };
-    round.release = release;
-    round.chains = chains.map((seqs) => ({ rows: seqs.map((s) => claimed.get(s)!), pos: 0 }));
-    round.open = round.chains.length;
-    if (round.open === 0) return this.finishRound(relay, round);
-    for (let i = 0; i < round.chains.length; i++) this.publishNext(relay, round, i);
+    const claim = () => {
+      round.untilMs = this.now + this.opts.timings.leaseMs;
+      for (const c of round.planned) {
+        const row = this.outbox[c.seq - 1]!;
+        const heldByOther =
+          row.claimedBy !== null && row.claimedBy !== relay.name && row.claimUntilMs! > this.now;
+        if (row.sentMs !== null || heldByOther) continue;
+        row.claimedBy = relay.name;
+        row.claimUntilMs = round.untilMs;
+        claimed.set(row.seq, row);
+      }
+      round.claimed = [...claimed.keys()];
+    };
+    const publish = () => {
+      const { chains, release } =
+        this.opts.protocol.relay !== 'all-at-once'
+          ? publishChains(round.planned, new Set(claimed.keys()))
+          : { chains: [...claimed.keys()].map((seq) => [seq]), release: [] };
+      round.release = release;
+      round.chains = chains.map((seqs) => ({ rows: seqs.map((s) => claimed.get(s)!), pos: 0 }));
+      round.open = round.chains.length;
+      if (round.open === 0) return this.finishRound(relay, round);
+      for (let i = 0; i < round.chains.length; i++) this.publishNext(relay, round, i);
+    };
+    // A relay can die holding claims it never published: they lapse with the lease.
+    this.actions(relay, [claim, publish]);
   }
 
   private publishNext(relay: OutboxNode, round: RelayRound, chain: number): void {

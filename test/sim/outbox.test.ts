@@ -12,6 +12,7 @@ import {
   claimingPastHeldRows,
   inboxInSeparateTransaction,
   publishAfterCommit,
+  publishBeforeCommit,
   publishingAllAtOnce,
 } from '../../src/sim/outbox/broken.ts';
 import { runOutboxSim } from '../../src/sim/outbox/run.ts';
@@ -37,6 +38,7 @@ const broken: { make: () => OutboxProtocol; seed: number; checker: string }[] = 
   { make: ackBeforeCommit, seed: 3, checker: 'missing' },
   { make: inboxInSeparateTransaction, seed: 6, checker: 'duplicate' },
   { make: publishAfterCommit, seed: 8, checker: 'missing' },
+  { make: publishBeforeCommit, seed: 1, checker: 'phantom' },
   { make: publishingAllAtOnce, seed: 3, checker: 'key-order' },
   { make: claimingPastHeldRows, seed: 3, checker: 'key-order' },
 ];

@@ -25,6 +25,14 @@ export function publishAfterCommit(): OutboxProtocol {
   return { ...outboxProtocol, name: 'outbox-publish-after-commit', producer: 'after-commit' };
 }
 
+/**
+ * The producer writes the outbox row in a transaction of its own before the
+ * business transaction decides: a change that rolls back is still published.
+ */
+export function publishBeforeCommit(): OutboxProtocol {
+  return { ...outboxProtocol, name: 'outbox-publish-before-commit', producer: 'before-commit' };
+}
+
 /** The relay publishes every row it claimed at once, not a key's rows one after another's ack: a key's order breaks. */
 export function publishingAllAtOnce(): OutboxProtocol {
   return { ...outboxProtocol, name: 'outbox-publishing-all-at-once', relay: 'all-at-once' };

@@ -34,8 +34,12 @@ export interface OutboxProtocol {
   /** Tells an outbox-world protocol from the other worlds' (../protocols.ts). */
   world: 'outbox';
   name: string;
-  /** `same-transaction`: the outbox row commits with the business change; `after-commit`: in a transaction of its own, after it. */
-  producer: 'same-transaction' | 'after-commit';
+  /**
+   * `same-transaction`: the outbox row commits with the business change;
+   * `after-commit`: in a transaction of its own, after it;
+   * `before-commit`: in a transaction of its own, before the business transaction decides.
+   */
+  producer: 'same-transaction' | 'after-commit' | 'before-commit';
   /**
    * `inbox`: inbox row and effect in one transaction, ack after its commit;
    * `ack-before-commit`: the ack leaves before that commit;
@@ -333,6 +337,12 @@ export class OutboxWorld extends SimKernel<OutboxNode> {
     };
     this.txns.set(txn.txn, txn);
     const rollback = this.rng.chance(this.opts.rollbackShare);
+    if (
+      this.opts.protocol.producer === 'before-commit' &&
+      !this.actions(producer, [() => this.writeOutboxRow(txn)])
+    ) {
+      return this.nextThread();
+    }
     const epoch = producer.epoch;
     this.at(this.now + this.opts.fsyncMs, () => {
       // The producer crashed while the transaction was open: it never committed.
@@ -357,15 +367,21 @@ export class OutboxWorld extends SimKernel<OutboxNode> {
       txn.committedAt = this.now;
     };
     const row = () => this.writeOutboxRow(txn);
-    if (this.opts.protocol.producer === 'same-transaction') {
-      this.actions(producer, [
-        () => {
-          business();
-          row();
-        },
-      ]);
-    } else {
-      this.actions(producer, [business, row]);
+    switch (this.opts.protocol.producer) {
+      case 'same-transaction':
+        this.actions(producer, [
+          () => {
+            business();
+            row();
+          },
+        ]);
+        return;
+      case 'after-commit':
+        this.actions(producer, [business, row]);
+        return;
+      case 'before-commit':
+        this.actions(producer, [business]);
+        return;
     }
   }
 

@@ -240,6 +240,8 @@ export class OutboxWorld extends SimKernel<OutboxNode> {
   /** Consumer: how many times each transaction's credit committed, and when it first did. */
   readonly applied = new Map<string, { count: number; firstAt: number }>();
   private txnsStarted = 0;
+  /** Every outbox row before this index is sent. */
+  private firstUnsent = 0;
   /** Producer threads waiting for their committed change to be applied. */
   private readonly waitingThreads = new Set<string>();
 
@@ -409,7 +411,10 @@ export class OutboxWorld extends SimKernel<OutboxNode> {
     if (!this.databaseUp()) return this.relayFailed(relay);
     const candidates: OutboxCandidate[] = [];
     const scanMax = this.opts.timings.batch * relayScanFactor;
-    for (const row of this.outbox) {
+    // Rows are never un-sent: the scan starts at the oldest unsent row (an index, as the database's).
+    while (this.outbox[this.firstUnsent]?.sentMs != null) this.firstUnsent++;
+    for (let i = this.firstUnsent; i < this.outbox.length; i++) {
+      const row = this.outbox[i]!;
       if (candidates.length >= scanMax) break;
       if (row.sentMs !== null) continue;
       candidates.push({

@@ -1,39 +1,46 @@
 // Which world a protocol belongs to, decided in one place: atomic commit
-// (naive, 2PC, 3PC, Paxos Commit) or the branch family (saga, TCC). Each
-// command keeps a table from family to how it simulates, swarms, benches or
-// recovers, so no action branches on protocol names.
+// (naive, 2PC, 3PC, Paxos Commit), the branch family (saga, TCC) or the
+// outbox. Each command keeps a table from family to how it simulates, swarms,
+// benches or recovers, so no action branches on protocol names.
 
 import { InvalidArgumentError } from 'commander';
-import type { ProtocolName, SagaProtocolName } from '../sim/protocols.ts';
+import type { OutboxProtocolName, ProtocolName, SagaProtocolName } from '../sim/protocols.ts';
 import type { SimFamily } from '../sim/sim-flags.ts';
 
-export type { SimFamily as Family } from '../sim/sim-flags.ts';
+export type { SimFamily } from '../sim/sim-flags.ts';
 
-const familyByProtocol: Readonly<Record<ProtocolName | SagaProtocolName, SimFamily>> = {
+/** The families with a coordinator or orchestrator log: atomic commit and branch. */
+export type Family = Exclude<SimFamily, 'outbox'>;
+
+const familyByProtocol: Readonly<Record<ProtocolName | SagaProtocolName | OutboxProtocolName, SimFamily>> = {
   naive: 'commit',
   '2pc': 'commit',
   '3pc': 'commit',
   'paxos-commit': 'commit',
   saga: 'branch',
   tcc: 'branch',
+  outbox: 'outbox',
 };
 
-export function familyOf(protocol: string): SimFamily {
+/** The simulated world of `protocol` (for `sim` and `swarm`). */
+export function simFamilyOf(protocol: string): SimFamily {
   const family = (familyByProtocol as Record<string, SimFamily | undefined>)[protocol];
   if (family === undefined) throw new InvalidArgumentError(`unknown protocol "${protocol}"`);
   return family;
 }
 
-/**
- * The commands on real databases (bench, recover, verify) also run the
- * transactional outbox, a family of its own with no simulator world here.
- */
-export type DbFamily = SimFamily | 'outbox';
+/** The family of a protocol that keeps a coordinator or orchestrator log (what `recover` finds in one). */
+export function familyOf(protocol: string): Family {
+  const family = simFamilyOf(protocol);
+  if (family === 'outbox') throw new InvalidArgumentError(`"${protocol}" keeps no coordinator log`);
+  return family;
+}
 
-const dbOnlyFamilies: Readonly<Record<string, DbFamily>> = { outbox: 'outbox' };
+/** The commands on real databases (bench, recover, verify) run every family, the outbox included. */
+export type DbFamily = SimFamily;
 
 export function dbFamilyOf(protocol: string): DbFamily {
-  return Object.hasOwn(dbOnlyFamilies, protocol) ? dbOnlyFamilies[protocol]! : familyOf(protocol);
+  return simFamilyOf(protocol);
 }
 
 /** The outbox family's parts, each runnable alone (`dtx bench --part`, for kill tests). */

@@ -1,6 +1,7 @@
 // Human-readable output of the dtx command (what --json replaces).
 
 import type { SagaReport } from '../sim/branch/run.ts';
+import type { OutboxReport } from '../sim/outbox/run.ts';
 import type { SimReport } from '../sim/run.ts';
 import type { Summary } from '../sim/stats.ts';
 import type { HeuristicView } from './bench.ts';
@@ -34,7 +35,18 @@ export function formatSagaReport(r: SagaReport): string {
   return withViolations(lines, r);
 }
 
-/** Both worlds end their summary the same way: the checkers' verdict, the first ten violations. */
+export function formatOutboxReport(r: OutboxReport): string {
+  const lines = [
+    `${r.protocol}, seed ${r.seed}: ${r.txns} producer transactions, ${r.committed} committed, ${r.rolledBack} rolled back`,
+    `  outbox rows ${r.produced}, stored by the broker ${r.published}, applied once ${r.applied}, undelivered ${r.undelivered}`,
+    `  duplicates dropped: ${r.duplicatesSuppressedByDedup} by the broker's window, ${r.duplicatesSuppressedByInbox} by the inbox; redeliveries ${r.redeliveries}`,
+    `  commit to effect ${ms(r.latencyMs)}`,
+    `  crashes ${r.crashes}; simulated ${r.simulatedMs} ms in ${r.wallMs} ms`,
+  ];
+  return withViolations(lines, r);
+}
+
+/** Every world ends its summary the same way: the checkers' verdict, the first ten violations. */
 function withViolations(
   lines: string[],
   r: { violationCount: number; violations: readonly { checker: string; txn: string; detail: string }[] },

@@ -452,11 +452,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   }
 
   restart(node: SimNode): void {
-    if (node.up) return;
-    node.up = true;
-    node.epoch++;
-    node.restartAt = -1;
-    node.pinnedRestart = false;
+    if (!this.markUp(node)) return;
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'restart', node: node.spec.id });
     const config = incarnationConfig(node.spec.config, node.epoch);
     const { state, effects } = node.spec.role.recover(node.spec.id, config, node.durable);

@@ -3,10 +3,12 @@
 // timers, and the two-phase run (a safety phase under faults until every
 // client is done, then a liveness phase with every fault healed).
 //
-// Two worlds build on it: the commit world (./commit-world.ts: clients execute
-// work at participants under locks, then ask a coordinator to commit) and the
+// Three worlds build on it: the commit world (./commit-world.ts: clients execute
+// work at participants under locks, then ask a coordinator to commit), the
 // branch world (./branch/world.ts: clients hand an orchestrator a whole
-// definition). Each keeps its own nodes, disk model and clients; what they
+// definition) and the outbox world (./outbox/world.ts: a producer, relays, a
+// broker and a consumer, whose durable state is their databases and stream
+// rather than a protocol log). Each keeps its own nodes, disk model and clients; what they
 // share is here, so that a fault means the same thing in both — including how
 // a step's effects are carried out under the after-persist rule
 // (../protocol/common/sequencer.ts) and where a crash may land among them.
@@ -55,7 +57,7 @@ export interface FaultOptions {
   downtimeMeanMs: number;
 }
 
-/** The network and fault settings of a request, as both worlds' requests spell them. */
+/** The network and fault settings of a request, as every world's request spells them. */
 export interface FaultSettings {
   loss?: number;
   dup?: number;
@@ -77,7 +79,7 @@ export interface FaultDefaults {
 }
 
 /**
- * The network, disk and fault defaults both worlds share (a 1 ms network, a
+ * The network, disk and fault defaults the worlds share (a 1 ms network, a
  * 1 ms fsync, crashed nodes down 200 ms on average, partitions every 300 ms
  * lasting 150 ms, and a minute of healed time for the liveness phase), each
  * world adding its clients' timeouts.
@@ -402,6 +404,16 @@ export abstract class SimKernel<N extends KernelNode<E>, E extends SequencedEffe
     node.up = false;
     node.epoch++;
     node.timers.clear();
+  }
+
+  /** A restart: the node is up in a new incarnation. False (and nothing changes) if it was up. */
+  protected markUp(node: N): boolean {
+    if (node.up) return false;
+    node.up = true;
+    node.epoch++;
+    node.restartAt = -1;
+    node.pinnedRestart = false;
+    return true;
   }
 
   /** Bring a crashed node back after `downtimeMs` (drawn when undefined). */

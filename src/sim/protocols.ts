@@ -104,6 +104,17 @@ export function isSagaProtocolName(name: string): name is SagaProtocolName {
   return (sagaProtocolNames as readonly string[]).includes(name);
 }
 
+/**
+ * The transactional outbox and idempotent inbox (src/protocol/outbox/plan.ts)
+ * run in the outbox world (src/sim/outbox/world.ts).
+ */
+export const outboxProtocolNames = ['outbox'] as const;
+export type OutboxProtocolName = (typeof outboxProtocolNames)[number];
+
+export function isOutboxProtocolName(name: string): name is OutboxProtocolName {
+  return (outboxProtocolNames as readonly string[]).includes(name);
+}
+
 const coordinatorId = 'coord';
 
 /**

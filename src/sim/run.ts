@@ -8,6 +8,7 @@ import { isSagaRequest, runSagaSim, type SagaSimRequest, type SagaSimRun } from 
 import type { Violation } from './checkers.ts';
 import { CommitWorld, type CommitWorldOptions, type TraceEvent } from './commit-world.ts';
 import { type FaultSettings, networkAndFaults, worldDefaults } from './kernel.ts';
+import { isOutboxRequest, type OutboxSimRequest, type OutboxSimRun, runOutboxSim } from './outbox/run.ts';
 import {
   makeProtocol,
   type ProtocolName,
@@ -161,9 +162,13 @@ export interface SimRun {
 
 /** Sagas and TCC (`workload: 'booking'`) run in their own world: see ./saga/run.ts. */
 export function runSim(req: SagaSimRequest): SagaSimRun;
+export function runSim(req: OutboxSimRequest): OutboxSimRun;
 export function runSim(req: SimRequest): SimRun;
-export function runSim(req: SimRequest | SagaSimRequest): SimRun | SagaSimRun {
-  if (isSagaRequest(req)) return runSagaSim(req as SagaSimRequest);
+export function runSim(
+  req: SimRequest | SagaSimRequest | OutboxSimRequest,
+): SimRun | SagaSimRun | OutboxSimRun {
+  if (isOutboxRequest(req)) return runOutboxSim(req as OutboxSimRequest);
+  if (isSagaRequest(req as SagaSimRequest)) return runSagaSim(req as SagaSimRequest);
   return runCommitSim(req as SimRequest);
 }
 

@@ -7,12 +7,13 @@
 
 import { acceptorFanouts } from '../protocol/paxos-commit/types.ts';
 import type { SagaSimRequest } from './branch/run.ts';
-import { protocolNames, sagaProtocolNames } from './protocols.ts';
+import type { OutboxSimRequest } from './outbox/run.ts';
+import { outboxProtocolNames, protocolNames, sagaProtocolNames } from './protocols.ts';
 import type { SimRequest } from './run.ts';
 import { workloadNames } from './workloads.ts';
 
-/** The two simulated worlds: atomic commit (./commit-world.ts) and sagas/TCC (./branch/world.ts). */
-export type SimFamily = 'commit' | 'branch';
+/** The simulated worlds: atomic commit (./commit-world.ts), sagas/TCC (./branch/world.ts), outbox/inbox (./outbox/world.ts). */
+export type SimFamily = 'commit' | 'branch' | 'outbox';
 
 /** How a flag's text becomes a value; the CLI turns this into a commander parser. */
 export type FlagValue =
@@ -23,7 +24,7 @@ export type FlagValue =
   | { kind: 'choice'; choices: readonly string[] }
   | { kind: 'text' };
 
-type AnySimRequest = SimRequest | SagaSimRequest;
+type AnySimRequest = SimRequest | SagaSimRequest | OutboxSimRequest;
 
 export interface SimFlag {
   /** The commander flag, e.g. `--loss <p>`; its camelCase name is the key in the parsed flags. */
@@ -40,20 +41,23 @@ export interface SimFlag {
   read(req: AnySimRequest): string | number | boolean | readonly number[] | undefined;
 }
 
+const all: readonly SimFamily[] = ['commit', 'branch', 'outbox'];
 const both: readonly SimFamily[] = ['commit', 'branch'];
 const commitOnly: readonly SimFamily[] = ['commit'];
 const branchOnly: readonly SimFamily[] = ['branch'];
+const outboxOnly: readonly SimFamily[] = ['outbox'];
 
 /** Fields only a commit-world request has, read without widening the union at every use. */
 const commit = (req: AnySimRequest) => req as Partial<SimRequest>;
 const branch = (req: AnySimRequest) => req as Partial<SagaSimRequest>;
+const outbox = (req: AnySimRequest) => req as Partial<OutboxSimRequest>;
 
 export const simFlags: readonly SimFlag[] = [
   {
     flag: '--protocol <name>',
     help: 'protocol',
-    value: { kind: 'choice', choices: [...protocolNames, ...sagaProtocolNames] },
-    appliesTo: both,
+    value: { kind: 'choice', choices: [...protocolNames, ...sagaProtocolNames, ...outboxProtocolNames] },
+    appliesTo: all,
     mandatory: true,
     read: (req) => (typeof req.protocol === 'string' ? req.protocol : req.protocol.name),
   },
@@ -62,13 +66,13 @@ export const simFlags: readonly SimFlag[] = [
     help: 'workload (default: toy; booking for saga and tcc)',
     value: { kind: 'choice', choices: [...workloadNames, 'booking'] },
     appliesTo: both,
-    read: (req) => req.workload,
+    read: (req) => commit(req).workload ?? branch(req).workload,
   },
   {
     flag: '--txns <n>',
     help: 'transactions to run',
     value: { kind: 'int', min: 1, max: 10_000_000 },
-    appliesTo: both,
+    appliesTo: all,
     mandatory: true,
     read: (req) => req.txns,
   },
@@ -76,7 +80,7 @@ export const simFlags: readonly SimFlag[] = [
     flag: '--seed <s>',
     help: 'PRNG seed; the same seed gives the same run',
     value: { kind: 'int', min: 0 },
-    appliesTo: both,
+    appliesTo: all,
     default: 1,
     read: (req) => req.seed,
   },
@@ -126,14 +130,14 @@ export const simFlags: readonly SimFlag[] = [
     flag: '--concurrency <n>',
     help: 'clients running transactions at once',
     value: { kind: 'int', min: 1, max: 1000 },
-    appliesTo: both,
+    appliesTo: all,
     read: (req) => req.concurrency,
   },
   {
     flag: '--think-ms <ms>',
     help: 'mean pause of each client between its transactions (exponential; default 0, back to back)',
     value: { kind: 'num', min: 0, max: 3_600_000 },
-    appliesTo: both,
+    appliesTo: all,
     read: (req) => req.thinkMs,
   },
   {
@@ -149,7 +153,7 @@ export const simFlags: readonly SimFlag[] = [
     value: { kind: 'num', min: 0, max: 1 },
     appliesTo: both,
     zeroIsAbsent: true,
-    read: (req) => req.coordinatorFailRate,
+    read: (req) => commit(req).coordinatorFailRate ?? branch(req).coordinatorFailRate,
   },
   {
     flag: '--acceptor-fail-rate <p>',
@@ -179,7 +183,7 @@ export const simFlags: readonly SimFlag[] = [
     flag: '--loss <p>',
     help: 'message loss probability',
     value: { kind: 'num', min: 0, max: 1 },
-    appliesTo: both,
+    appliesTo: all,
     zeroIsAbsent: true,
     read: (req) => req.loss,
   },
@@ -187,7 +191,7 @@ export const simFlags: readonly SimFlag[] = [
     flag: '--dup <p>',
     help: 'message duplication probability',
     value: { kind: 'num', min: 0, max: 1 },
-    appliesTo: both,
+    appliesTo: all,
     zeroIsAbsent: true,
     read: (req) => req.dup,
   },
@@ -203,35 +207,35 @@ export const simFlags: readonly SimFlag[] = [
     flag: '--jitter-ms <ms>',
     help: 'mean extra message delay (exponential)',
     value: { kind: 'num', min: 0, max: 60_000 },
-    appliesTo: both,
+    appliesTo: all,
     read: (req) => req.jitterMs,
   },
   {
     flag: '--rtt-ms <ms>',
     help: 'network round trip',
     value: { kind: 'num', min: 0, max: 60_000 },
-    appliesTo: both,
+    appliesTo: all,
     read: (req) => req.rttMs,
   },
   {
     flag: '--fsync-ms <ms>',
     help: 'latency of a forced write',
     value: { kind: 'num', min: 0, max: 60_000 },
-    appliesTo: both,
+    appliesTo: all,
     read: (req) => req.fsyncMs,
   },
   {
     flag: '--partitions',
     help: 'partitions (symmetric and one-way) start and heal during the run',
     value: { kind: 'switch' },
-    appliesTo: both,
+    appliesTo: all,
     read: (req) => req.partitions,
   },
   {
     flag: '--crash-rate <p>',
     help: 'probability that a node crashes during any one step',
     value: { kind: 'num', min: 0, max: 1 },
-    appliesTo: both,
+    appliesTo: all,
     zeroIsAbsent: true,
     read: (req) => req.crashRate,
   },
@@ -239,7 +243,7 @@ export const simFlags: readonly SimFlag[] = [
     flag: '--downtime-mean-ms <ms>',
     help: 'mean downtime of a crashed node',
     value: { kind: 'num', min: 0, max: 3_600_000 },
-    appliesTo: both,
+    appliesTo: all,
     read: (req) => req.downtimeMeanMs,
   },
   {
@@ -257,18 +261,32 @@ export const simFlags: readonly SimFlag[] = [
     read: (req) => branch(req).booking?.seats,
   },
   {
+    flag: '--relays <n>',
+    help: 'outbox: relays publishing from the one outbox (default 1)',
+    value: { kind: 'int', min: 1, max: 16 },
+    appliesTo: outboxOnly,
+    read: (req) => outbox(req).relays,
+  },
+  {
+    flag: '--keys <n>',
+    help: 'outbox: ordering keys the rows spread over (default 4; 0: no keys)',
+    value: { kind: 'int', min: 0, max: 1_000_000 },
+    appliesTo: outboxOnly,
+    read: (req) => outbox(req).keys,
+  },
+  {
     flag: '--scenario <name>',
     help: 'a scripted fault',
     value: { kind: 'choice', choices: ['coordinator-crash'] },
     appliesTo: both,
-    read: (req) => req.scenario?.kind,
+    read: (req) => (commit(req).scenario ?? branch(req).scenario)?.kind,
   },
   {
     flag: '--downtime-ms <ms>',
     help: 'coordinator downtime for --scenario coordinator-crash',
     value: { kind: 'num', min: 0, max: 3_600_000 },
     appliesTo: both,
-    read: (req) => req.scenario?.downtimeMs,
+    read: (req) => (commit(req).scenario ?? branch(req).scenario)?.downtimeMs,
   },
 ];
 
@@ -291,7 +309,7 @@ export function flagKey(flag: SimFlag): string {
     .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** The `dtx sim` command line that reproduces `req`, in either world. */
+/** The `dtx sim` command line that reproduces `req`, in any world. */
 export function simCommand(req: AnySimRequest): string {
   const parts = ['dtx sim'];
   for (const flag of simFlags) {

@@ -14,9 +14,11 @@ import {
   type SagaSwarmOptions,
   type SagaSwarmSummary,
 } from './branch/swarm.ts';
+import { type OutboxSwarmOptions, type OutboxSwarmSummary, runOutboxSwarm } from './outbox/swarm.ts';
+import { isOutboxProtocol } from './outbox/world.ts';
 import { Prng } from './prng.ts';
 import type { ProtocolName, ProtocolOptions, SagaProtocolName, SimProtocol } from './protocols.ts';
-import { isSagaProtocolName, makeProtocol } from './protocols.ts';
+import { isOutboxProtocolName, isSagaProtocolName, makeProtocol } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
 import { runLoop, type SwarmLoop, share } from './seeds.ts';
 import { simCommand } from './sim-flags.ts';
@@ -92,10 +94,14 @@ export function swarmRequest(
 
 export { simCommand } from './sim-flags.ts';
 
-/** Sagas and TCC run in their own world: see ./branch/swarm.ts. */
+/** Sagas and TCC run in their own world (./branch/swarm.ts), and so does the outbox (./outbox/swarm.ts). */
 export function runSwarm(options: SagaSwarmOptions): SagaSwarmSummary;
+export function runSwarm(options: OutboxSwarmOptions): OutboxSwarmSummary;
 export function runSwarm(options: SwarmOptions): SwarmSummary;
-export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary | SagaSwarmSummary {
+export function runSwarm(
+  options: SwarmOptions | SagaSwarmOptions | OutboxSwarmOptions,
+): SwarmSummary | SagaSwarmSummary | OutboxSwarmSummary {
+  if (isOutboxSwarm(options)) return runOutboxSwarm(options);
   if (isSagaSwarm(options)) return runSagaSwarm(options);
   return runLoop(commitSwarmLoop(options), options);
 }
@@ -106,11 +112,14 @@ export function runSwarm(options: SwarmOptions | SagaSwarmOptions): SwarmSummary
  * protocol must be given by name.
  */
 export function runSwarmOnWorkers(options: SagaSwarmOptions, workers: number): Promise<SagaSwarmSummary>;
+export function runSwarmOnWorkers(options: OutboxSwarmOptions, workers: number): Promise<OutboxSwarmSummary>;
 export function runSwarmOnWorkers(options: SwarmOptions, workers: number): Promise<SwarmSummary>;
 export async function runSwarmOnWorkers(
-  options: SwarmOptions | SagaSwarmOptions,
+  options: SwarmOptions | SagaSwarmOptions | OutboxSwarmOptions,
   workers: number,
-): Promise<SwarmSummary | SagaSwarmSummary> {
+): Promise<SwarmSummary | SagaSwarmSummary | OutboxSwarmSummary> {
+  // The outbox world's swarm runs on this thread only (it has no worker loop yet).
+  if (isOutboxSwarm(options)) return runOutboxSwarm(options);
   // One worker is this thread: no thread to start, no report to copy.
   if (workers === 1) return runSwarm(options as SwarmOptions);
   if (typeof options.protocol !== 'string')
@@ -121,7 +130,16 @@ export async function runSwarmOnWorkers(
   return runLoopOnWorkers(commitSwarmLoop(options), options, job, workers);
 }
 
-function isSagaSwarm(options: SwarmOptions | SagaSwarmOptions): options is SagaSwarmOptions {
+function isOutboxSwarm(
+  options: SwarmOptions | SagaSwarmOptions | OutboxSwarmOptions,
+): options is OutboxSwarmOptions {
+  const p = options.protocol;
+  return typeof p === 'string' ? isOutboxProtocolName(p) : isOutboxProtocol(p);
+}
+
+function isSagaSwarm(
+  options: SwarmOptions | SagaSwarmOptions | OutboxSwarmOptions,
+): options is SagaSwarmOptions {
   const p = options.protocol;
   return typeof p === 'string' ? isSagaProtocolName(p) : isSagaProtocol(p);
 }

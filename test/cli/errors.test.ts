@@ -213,6 +213,16 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
       [['sim', '--protocol', 'saga', '--txns', '10', '--workload', 'bank'], /runs the booking workload/],
       [['sim', '--protocol', '2pc', '--txns', '10', '--downtime-ms', '5'], /goes with --scenario/],
       [['swarm', '--protocol', '2pc', '--seeds', '1', '--faster'], /are Paxos Commit options/],
+      [['sim', '--protocol', '2pc', '--txns', '10', '--relays', '2'], /--relays does not apply to 2pc/],
+      [
+        ['sim', '--protocol', 'outbox', '--txns', '10', '--workload', 'bank'],
+        /--workload does not apply to outbox/,
+      ],
+      [
+        ['sim', '--protocol', 'outbox', '--txns', '10', '--scenario', 'coordinator-crash'],
+        /--scenario does not apply/,
+      ],
+      [['swarm', '--protocol', 'outbox', '--seeds', '1', '--faster'], /are Paxos Commit options/],
       [['swarm', '--protocol', '3pc', '--seeds', '1', '--fanout', 'all'], /are Paxos Commit options/],
       [['sim', '--protocol', 'paxos-commit', '--txns', '1', '--fanout', 'some'], /--fanout.*quorum, all/],
       [['compare', '--fanout', 'half'], /--fanout.*quorum, all/],

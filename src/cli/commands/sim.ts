@@ -7,11 +7,17 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../../render/trace.ts';
 import type { SagaSimRequest } from '../../sim/branch/run.ts';
-import type { ProtocolName, ProtocolOptions, SagaProtocolName } from '../../sim/protocols.ts';
+import type { OutboxSimRequest } from '../../sim/outbox/run.ts';
+import type {
+  OutboxProtocolName,
+  ProtocolName,
+  ProtocolOptions,
+  SagaProtocolName,
+} from '../../sim/protocols.ts';
 import { commitRequestProblem, runSim, type SimRequest } from '../../sim/run.ts';
 import { flagKey, flagName, simCommand, simFlags } from '../../sim/sim-flags.ts';
-import { type Family, familyOf } from '../families.ts';
-import { formatSagaReport, formatSimReport } from '../format.ts';
+import { type SimFamily, simFamilyOf } from '../families.ts';
+import { formatOutboxReport, formatSagaReport, formatSimReport } from '../format.ts';
 import { simFlagsNotFor, simOption, writeJson } from '../options.ts';
 
 export interface SimFlags {
@@ -43,6 +49,8 @@ export interface SimFlags {
   downtimeMeanMs?: number;
   shortShare?: number;
   seats?: number;
+  relays?: number;
+  keys?: number;
   scenario?: string;
   downtimeMs?: number;
   trace?: string;
@@ -94,7 +102,7 @@ function commonSettings(flags: SimFlags): CommonSettings {
 }
 
 /** A flag the protocol's world does not take is a usage error, not silently ignored. */
-function rejectFlagsNotFor(family: Family, flags: SimFlags): void {
+function rejectFlagsNotFor(family: SimFamily, flags: SimFlags): void {
   const given = flags as unknown as Record<string, unknown>;
   for (const flag of simFlagsNotFor(family)) {
     if (given[flagKey(flag)] !== undefined)
@@ -189,9 +197,30 @@ function simulateBranch(flags: SimFlags): void {
   else process.stdout.write(formatSagaReport(report));
 }
 
-const simulate: Readonly<Record<Family, (flags: SimFlags) => void>> = {
+function outboxRequest(flags: SimFlags): OutboxSimRequest {
+  if (flags.trace !== undefined)
+    throw new InvalidArgumentError(`--trace does not apply to ${flags.protocol}`);
+  const req: OutboxSimRequest = {
+    protocol: flags.protocol as OutboxProtocolName,
+    txns: flags.txns,
+    seed: flags.seed,
+  };
+  Object.assign(req, commonSettings(flags));
+  if (flags.relays !== undefined) req.relays = flags.relays;
+  if (flags.keys !== undefined) req.keys = flags.keys;
+  return req;
+}
+
+function simulateOutbox(flags: SimFlags): void {
+  const { report } = runSim(outboxRequest(flags));
+  if (flags.json) writeJson(report);
+  else process.stdout.write(formatOutboxReport(report));
+}
+
+const simulate: Readonly<Record<SimFamily, (flags: SimFlags) => void>> = {
   commit: simulateCommit,
   branch: simulateBranch,
+  outbox: simulateOutbox,
 };
 
 export function registerSimCommand(program: Command): void {
@@ -202,7 +231,7 @@ export function registerSimCommand(program: Command): void {
     .option('--trace-txn <id>', 'draw only this transaction (with --trace)')
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SimFlags) => {
-      const family = familyOf(flags.protocol);
+      const family = simFamilyOf(flags.protocol);
       rejectFlagsNotFor(family, flags);
       simulate[family](flags);
     });

@@ -1,14 +1,14 @@
 // `dtx swarm`: many seeds with random faults, stopping at the first broken
 // checker and printing the `dtx sim` line that reproduces it.
 
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
-import type { ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
+import type { OutboxProtocolName, ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
 import { runSwarmOnWorkers } from '../../sim/swarm.ts';
 import type { SwarmFaultKinds } from '../../sim/swarm-faults.ts';
 import { swarmPoolLimits } from '../../sim/swarm-pool.ts';
-import { type Family, familyOf } from '../families.ts';
+import { type SimFamily, simFamilyOf } from '../families.ts';
 import { progressBar } from '../format.ts';
 import { int, simOption, writeJson } from '../options.ts';
 import { protocolOptions } from './sim.ts';
@@ -26,9 +26,43 @@ export interface SwarmFlags {
   json?: boolean;
 }
 
+type ProgressBar = ReturnType<typeof progressBar> | null;
+
 const faultKinds = (flags: SwarmFlags): SwarmFaultKinds => (flags.crashesOnly ? 'crash' : 'all');
 
-type ProgressBar = ReturnType<typeof progressBar> | null;
+interface AnySwarmSummary {
+  failure: { seed: number; command: string; report: { violations: readonly unknown[] } } | null;
+}
+
+/**
+ * What every world's swarm prints: the failing seed and its reproduce line on
+ * stderr, the summary (`--json`: the summary object) on stdout, exit 1 on a failure.
+ * `failed` says what the failing seed broke; `line` is the human summary.
+ */
+function printSwarm<S extends AnySwarmSummary>(
+  flags: SwarmFlags,
+  summary: S,
+  failed: (failure: NonNullable<S['failure']>) => string,
+  line: (rest: Omit<S, 'failure'>) => string,
+  firstViolations: boolean,
+): void {
+  const { failure, ...rest } = summary;
+  if (failure !== null) {
+    process.stderr.write(
+      `seed ${failure.seed} failed: ${failed(failure as NonNullable<S['failure']>)}\n` +
+        `reproduce with:\n  ${failure.command}\n`,
+    );
+  }
+  if (flags.json) {
+    writeJson({
+      ...rest,
+      failingSeed: failure?.seed ?? null,
+      reproduce: failure?.command ?? null,
+      ...(firstViolations ? { firstViolations: failure?.report.violations.slice(0, 5) ?? [] } : {}),
+    });
+  } else process.stdout.write(`${line(rest)}\n`);
+  if (failure !== null) process.exitCode = 1;
+}
 
 async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   const summary = await runSwarmOnWorkers(
@@ -43,28 +77,16 @@ async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
     flags.workers,
   );
   bar?.done();
-  const { failure, ...rest } = summary;
-  if (failure !== null) {
-    process.stderr.write(
-      `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s), ${failure.report.undecided} undecided\n` +
-        `reproduce with:\n  ${failure.command}\n`,
-    );
-  }
-  if (flags.json) {
-    writeJson({
-      ...rest,
-      failingSeed: failure?.seed ?? null,
-      reproduce: failure?.command ?? null,
-      firstViolations: failure?.report.violations.slice(0, 5) ?? [],
-    });
-  } else {
-    process.stdout.write(
-      `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
-        `${rest.undecidedAfterHeal} undecided after heal, ${rest.committed} committed / ${rest.aborted} aborted / ${rest.partial} partial ` +
-        `(committed share ${rest.committedShare}) (${rest.wallMs} ms)\n`,
-    );
-  }
-  if (failure !== null) process.exitCode = 1;
+  printSwarm(
+    flags,
+    summary,
+    (f) => `${f.report.violationCount} violation(s), ${f.report.undecided} undecided`,
+    (r) =>
+      `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
+      `${r.undecidedAfterHeal} undecided after heal, ${r.committed} committed / ${r.aborted} aborted / ${r.partial} partial ` +
+      `(committed share ${r.committedShare}) (${r.wallMs} ms)`,
+    true,
+  );
 }
 
 async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
@@ -81,28 +103,48 @@ async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
     flags.workers,
   );
   bar?.done();
-  const { failure, ...rest } = summary;
-  if (failure !== null) {
-    process.stderr.write(
-      `seed ${failure.seed} failed: ${failure.report.violationCount} violation(s)\nreproduce with:\n  ${failure.command}\n`,
-    );
-  }
-  if (flags.json)
-    writeJson({ ...rest, failingSeed: failure?.seed ?? null, reproduce: failure?.command ?? null });
-  else {
-    process.stdout.write(
-      `${rest.protocol}: ${rest.seeds} seed(s), ${rest.violations} violation(s), ` +
-        `${rest.undecidedAfterHeal} unfinished after heal, ${rest.stuck} visibly stuck, ` +
-        `${rest.completed} completed / ${rest.compensated} compensated (committed share ${rest.committedShare}) ` +
-        `(${rest.wallMs} ms)\n`,
-    );
-  }
-  if (failure !== null) process.exitCode = 1;
+  printSwarm(
+    flags,
+    summary,
+    (f) => `${f.report.violationCount} violation(s)`,
+    (r) =>
+      `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
+      `${r.undecidedAfterHeal} unfinished after heal, ${r.stuck} visibly stuck, ` +
+      `${r.completed} completed / ${r.compensated} compensated (committed share ${r.committedShare}) ` +
+      `(${r.wallMs} ms)`,
+    false,
+  );
 }
 
-const swarm: Readonly<Record<Family, (flags: SwarmFlags, bar: ProgressBar) => Promise<void>>> = {
+async function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
+  protocolOptions(flags);
+  if (flags.crashesOnly) throw new InvalidArgumentError('--crashes-only is for the commit and branch swarms');
+  const summary = await runSwarmOnWorkers(
+    {
+      protocol: flags.protocol as OutboxProtocolName,
+      seeds: flags.seeds,
+      from: flags.from,
+      onSeed: (done) => bar?.update(done),
+    },
+    flags.workers,
+  );
+  bar?.done();
+  printSwarm(
+    flags,
+    summary,
+    (f) => `${f.report.violationCount} violation(s), ${f.report.undelivered} undelivered`,
+    (r) =>
+      `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
+      `${r.undecidedAfterHeal} undelivered after heal; duplicates dropped ${r.duplicatesSuppressedByDedup} by the broker, ` +
+      `${r.duplicatesSuppressedByInbox} by the inbox (${r.wallMs} ms)`,
+    true,
+  );
+}
+
+const swarm: Readonly<Record<SimFamily, (flags: SwarmFlags, bar: ProgressBar) => Promise<void>>> = {
   commit: swarmCommit,
   branch: swarmBranch,
+  outbox: swarmOutbox,
 };
 
 export function registerSwarmCommand(program: Command): void {
@@ -122,13 +164,13 @@ export function registerSwarmCommand(program: Command): void {
     )
     .option(
       '--workers <k>',
-      'run the seeds on k worker threads (same output as one)',
+      'run the seeds on k worker threads (same output as one; the outbox world runs on one)',
       int('--workers', 1, swarmPoolLimits.workersMax),
       1,
     )
     .option('--json', 'print one JSON object on stdout')
     .action(async (flags: SwarmFlags) => {
-      const family = familyOf(flags.protocol);
+      const family = simFamilyOf(flags.protocol);
       const bar = process.stderr.isTTY ? progressBar(flags.seeds) : null;
       await swarm[family](flags, bar);
     });

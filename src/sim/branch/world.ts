@@ -319,11 +319,7 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   }
 
   protected restart(node: SimNode): void {
-    if (node.up) return;
-    node.up = true;
-    node.epoch++;
-    node.restartAt = -1;
-    node.pinnedRestart = false;
+    if (!this.markUp(node)) return;
     const { state, effects } = node.role.recover(
       node.id,
       incarnationConfig(node.config, node.epoch),

@@ -124,12 +124,9 @@ export class SagaCheckers {
   /** The orchestrator's `begin` record for `txn` is durable. */
   begin(txn: string, def?: unknown): void {
     this.begun.add(txn);
-    const tcc = (def as Partial<TccPlan> | undefined)?.branches;
-    if (tcc !== undefined)
-      this.tccBranches.set(
-        txn,
-        tcc.map((b) => b.branch),
-      );
+    const tccPlan = (def as Partial<TccPlan> | undefined)?.branches;
+    const tccNames = tccPlan?.map((b) => b.branch);
+    if (tccNames !== undefined) this.tccBranches.set(txn, tccNames);
     if ((def as Partial<SagaPlan> | undefined)?.steps === undefined) return;
     const steps = normalizeSteps(def as SagaPlan);
     const dependents = new Map<string, string[]>(steps.map((s) => [s.branch, []]));

@@ -54,17 +54,6 @@ const tcc = (seeds: number): Detector => ({ kind: 'swarm', protocol: 'tcc', seed
 const protocolScripts: Detector = { kind: 'test', file: 'test/protocol/scripts.test.ts' };
 /** 3PC is only safe under crashes alone (partitions break it by design), and this test runs exactly that. */
 const threePcCrashes: Detector = { kind: 'test', file: 'test/sim/threepc.test.ts' };
-/**
- * TCC in the simulator, whose healthy booking run must finish every
- * transaction. The swarm counts a transaction left visibly stuck as a legal
- * outcome, and a coordinator that confirms what it should not leaves its
- * transactions exactly that: stuck, retrying a confirm the service cannot do.
- */
-const tccSim: Detector = {
-  kind: 'test',
-  file: 'test/sim/saga/tcc.test.ts',
-  name: '^healthy TCC booking run',
-};
 /** The barrier's own test, against real PostgreSQL, MariaDB and SQLite. */
 const barrierTest: Detector = { kind: 'test', file: 'test/adapters/barrier.test.ts' };
 
@@ -361,7 +350,7 @@ export const mutants: readonly Mutant[] = [
     search: "return decide(state, txn, run, 'cancel', `",
     replace: "return decide(state, txn, run, 'confirm', `",
     rule: 'one refused try cancels the transaction',
-    detector: tccSim,
+    detector: tcc(300),
   },
   {
     id: 'tcc-confirms-before-every-try',
@@ -369,7 +358,7 @@ export const mutants: readonly Mutant[] = [
     search: "for (const other of run.branches.values()) if (other.tried !== 'success') return;",
     replace: '',
     rule: 'confirm is decided only once every try succeeded',
-    detector: tccSim,
+    detector: tcc(300),
   },
   {
     id: 'tcc-decision-not-logged',

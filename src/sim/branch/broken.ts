@@ -1,9 +1,10 @@
 // Deliberately broken saga and TCC variants. The swarm must catch each of
 // them: a checker that cannot fail proves nothing.
 
-import type { ReportSaga } from '../../protocol/branch/types.ts';
-import type { Effect } from '../../protocol/common/types.ts';
+import type { BranchMsg, ReportSaga } from '../../protocol/branch/types.ts';
+import type { Effect, Input } from '../../protocol/common/types.ts';
 import type { SagaOrchestratorState } from '../../protocol/saga/orchestrator.ts';
+import type { TccCoordinatorState } from '../../protocol/tcc/coordinator.ts';
 import type { SagaProtocolName } from '../protocols.ts';
 import { type AnySagaRole, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
 
@@ -91,4 +92,57 @@ export function compensatingAllAtOnce(): SagaProtocol {
       },
     },
   };
+}
+
+type TccReply = Extract<BranchMsg, { type: 'REPLY' }>;
+
+/** The answer to a try that `input` delivers, or null when it delivers something else. */
+function tryAnswer(input: Input<unknown>): TccReply | null {
+  if (input.type !== 'receive') return null;
+  const msg = input.msg as BranchMsg;
+  return msg.type === 'REPLY' && msg.op === 'try' ? msg : null;
+}
+
+/** Wraps the TCC coordinator so that `before` may rewrite each input (and the state) before the core steps. */
+function tccCoordinatorWith(
+  name: string,
+  before: (state: TccCoordinatorState, input: Input<unknown>) => Input<unknown>,
+): SagaProtocol {
+  const p = makeSagaProtocol('tcc');
+  const role = p.orchestrator;
+  return {
+    ...p,
+    name: `${p.name}-${name}`,
+    orchestrator: {
+      init: (self, config) => role.init(self, config),
+      recover: (self, config, log) => role.recover(self, config, log),
+      step: (state, input) => role.step(state, before(state, input)),
+    },
+  };
+}
+
+/** A TCC coordinator that reads a refused try as a success, and so confirms despite the refusal. */
+export function confirmingDespiteRefusal(): SagaProtocol {
+  return tccCoordinatorWith('confirming-despite-refusal', (_state, input) => {
+    const answer = tryAnswer(input);
+    if (answer === null || answer.result !== 'failure' || input.type !== 'receive') return input;
+    return { ...input, msg: { ...answer, result: 'success' } };
+  });
+}
+
+/**
+ * A TCC coordinator that counts every unanswered try as a success once the
+ * first try succeeds, and so confirms before every try answered.
+ */
+export function confirmingBeforeEveryTry(): SagaProtocol {
+  return tccCoordinatorWith('confirming-before-every-try', (state, input) => {
+    const answer = tryAnswer(input);
+    const run = answer === null ? undefined : state.txns.get(answer.txn);
+    const answered = run?.branches.get(answer?.branch ?? '');
+    if (answer?.result !== 'success' || run?.phase !== 'trying' || answered?.tried !== 'pending')
+      return input;
+    if (input.type !== 'receive' || input.from !== answered.def.service) return input;
+    for (const b of run.branches.values()) if (b.tried === 'pending' && b !== answered) b.tried = 'success';
+    return input;
+  });
 }

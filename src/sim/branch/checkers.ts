@@ -15,7 +15,11 @@
 //   checked when the orchestrator's `start` of the compensation is durable and
 //   when the service first records it, so a call sent too early is caught too;
 // - decision (TCC): a confirm or cancel reaches a service only after the
-//   orchestrator's decision for it is durable, and only the one decided.
+//   orchestrator's decision for it is durable, and only the one decided;
+// - confirm (TCC): the orchestrator sends a confirm only once every try of
+//   the transaction ran at its service (durable) and none was cancelled: a
+//   try refused, failed or never answered forbids confirm. Checked as each
+//   confirm leaves, so a confirm the barrier turns away is caught too.
 // At quiescence (faults healed, every node up, queues drained):
 // - seat: every held seat belongs to a booking that paid and holds its ticket
 //   (TCC: that was confirmed — a hold neither sold nor released is a seat held
@@ -26,13 +30,18 @@
 // - outcome: a completed booking has everything, a compensated one nothing,
 //   and a booking whose saga never began left no trace;
 // - liveness: every begun transaction ended completed or compensated, or was
-//   visibly stuck: reported stuck, with its `stuck` record durable.
+//   visibly stuck: reported stuck, with its `stuck` record durable;
+// - confirm (TCC): a transaction decided confirm whose every try ran ends
+//   with no branch cancelled, is not reported compensated, and when reported
+//   completed has every branch confirmed (a visibly stuck one may still lack
+//   a confirm, never have a cancel).
 // A visibly stuck booking is exempt from the data checks (an operator owns it
 // now) but not from conservation, idempotency or hanging.
 
 import type { ServiceRecord } from '../../protocol/branch/service.ts';
-import { originOf, type SagaOutcome } from '../../protocol/branch/types.ts';
+import { type BranchOp, originOf, type SagaOutcome } from '../../protocol/branch/types.ts';
 import { normalizeSteps, type SagaPlan } from '../../protocol/saga/types.ts';
+import type { TccPlan } from '../../protocol/tcc/types.ts';
 import type { Booking, BookingService } from './booking.ts';
 
 export type SagaChecker =
@@ -42,6 +51,7 @@ export type SagaChecker =
   | 'stability'
   | 'compensation-order'
   | 'decision'
+  | 'confirm'
   | 'seat'
   | 'charge'
   | 'ticket'
@@ -98,6 +108,12 @@ export class SagaCheckers {
   private readonly dependents = new Map<string, Map<string, string[]>>();
   /** Per TCC transaction: its durable decision. */
   private readonly decisions = new Map<string, 'confirm' | 'cancel'>();
+  /** Per TCC transaction: its branches, from the durable `begin` record. */
+  private readonly tccBranches = new Map<string, readonly string[]>();
+  /** `txn|branch` whose try the service refused (or blocked, its cancel having come first). */
+  private readonly refusedTries = new Set<string>();
+  /** TCC transactions the confirm checker flagged as a confirm left (once each: a confirm is retried). */
+  private readonly confirmFlagged = new Set<string>();
 
   flag(checker: SagaChecker, txn: string, detail: string): void {
     this.violationCount++;
@@ -108,6 +124,9 @@ export class SagaCheckers {
   /** The orchestrator's `begin` record for `txn` is durable. */
   begin(txn: string, def?: unknown): void {
     this.begun.add(txn);
+    const tccPlan = (def as Partial<TccPlan> | undefined)?.branches;
+    const tccNames = tccPlan?.map((b) => b.branch);
+    if (tccNames !== undefined) this.tccBranches.set(txn, tccNames);
     if ((def as Partial<SagaPlan> | undefined)?.steps === undefined) return;
     const steps = normalizeSteps(def as SagaPlan);
     const dependents = new Map<string, string[]>(steps.map((s) => [s.branch, []]));
@@ -121,6 +140,26 @@ export class SagaCheckers {
   /** The orchestrator's TCC decision for `txn` is durable. */
   decided(txn: string, decision: 'confirm' | 'cancel'): void {
     this.decisions.set(txn, decision);
+  }
+
+  /** The orchestrator sends call `op` of `branch` (every attempt). */
+  called(txn: string, branch: string, op: BranchOp): void {
+    if (op !== 'confirm' || this.confirmFlagged.has(txn)) return;
+    for (const other of this.tccBranches.get(txn) ?? []) {
+      const problem = this.tryProblem(txn, other);
+      if (problem === null) continue;
+      this.confirmFlagged.add(txn);
+      this.flag('confirm', txn, `confirm of ${branch} sent while the try of ${other} ${problem}`);
+      return;
+    }
+  }
+
+  /** Why the try of `branch` does not count as succeeded, or null when it ran and was not cancelled. */
+  private tryProblem(txn: string, branch: string): string | null {
+    const pair = `${txn}|${branch}`;
+    if (this.undone.has(pair)) return 'was cancelled';
+    if (this.didRun(txn, branch, 'try')) return null;
+    return this.refusedTries.has(pair) ? 'was refused' : 'had not run';
   }
 
   /** The saga orchestrator's `start` of `op` on `branch` is durable. */
@@ -165,6 +204,7 @@ export class SagaCheckers {
         );
       }
     }
+    if ((r.op === 'try' && r.kind === 'refused') || r.blocks === 'try') this.refusedTries.add(pair);
     if (origin !== null) {
       this.undone.add(pair);
       if (r.kind === 'applied' && !this.ran.has(`${pair}|${origin}`)) {
@@ -291,7 +331,31 @@ export class SagaCheckers {
     }
   }
 
+  /** The confirm checker at quiescence: a transaction decided confirm with every try run is all confirm. */
+  private finishConfirmed(): void {
+    for (const [txn, decision] of this.decisions) {
+      const branches = this.tccBranches.get(txn) ?? [];
+      // One whose tries did not all run was flagged as its confirm left.
+      if (decision !== 'confirm' || !branches.every((b) => this.didRun(txn, b, 'try'))) continue;
+      const cancelled = branches.filter((b) => this.undone.has(`${txn}|${b}`));
+      const outcome = this.outcomes.get(txn);
+      const unconfirmed = branches.filter((b) => !this.didRun(txn, b, 'confirm'));
+      if (cancelled.length > 0) {
+        this.flag(
+          'confirm',
+          txn,
+          `decided confirm with every try run, but ${cancelled.join(', ')} cancelled`,
+        );
+      } else if (outcome === 'compensated') {
+        this.flag('confirm', txn, 'decided confirm with every try run, but reported compensated');
+      } else if (outcome === 'completed' && unconfirmed.length > 0) {
+        this.flag('confirm', txn, `reported completed, but ${unconfirmed.join(', ')} never confirmed`);
+      }
+    }
+  }
+
   private finishTcc(q: Quiescence): void {
+    this.finishConfirmed();
     const seats = q.rows.get('seats') ?? new Map<string, number>();
     const payments = q.rows.get('payments') ?? new Map<string, number>();
     const tickets = q.rows.get('tickets') ?? new Map<string, number>();

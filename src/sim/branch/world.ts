@@ -27,7 +27,7 @@
 // core is told of each lost write (`persistFailed`), in issue order.
 
 import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/branch/service.ts';
-import type { ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
+import type { BranchMsg, ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
 import { assert } from '../../protocol/common/assert.ts';
 import {
   AfterPersistSequencer,
@@ -199,6 +199,7 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     switch (e.type) {
       case 'send':
       case 'sendAfterPersist':
+        if (node.service === null) this.observeCall(e.msg as BranchMsg);
         this.send(node.id, e.to, e.msg, true);
         return;
       case 'setTimer':
@@ -281,6 +282,11 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     // for a rewritten `tried` must not leave before the rewritten decision).
     if (held.length > 0) for (const e of node.sequencer.step(held).afterPersist) this.apply(node, e);
     if (node.queued.length > 0) this.startFlush(node);
+  }
+
+  /** What the orchestrator sends: the checkers see every call as it leaves. */
+  private observeCall(msg: BranchMsg): void {
+    if (msg.type === 'CALL') this.checkers.called(msg.txn, msg.branch, msg.op);
   }
 
   private observeDurable(node: SimNode, record: unknown): void {

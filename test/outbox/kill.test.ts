@@ -2,8 +2,9 @@
 // its own process: the producer (`dtx bench --protocol outbox --part
 // producer`), two relays at once (`dtx relay`, the relay started twice) and
 // the consumer (`--part consumer`); the test's own nats-server is killed and
-// restarted on its store twice on the way. Then `dtx recover` and `dtx verify`:
-// every committed debit credited exactly once. The schedule comes from a seed,
+// restarted on its store twice on the way. In five rounds of ten kills, each
+// ending with every part killed at once, then `dtx recover` and `dtx verify`:
+// every committed debit credited exactly once, every time. The schedule comes from a seed,
 // printed; DTX_KILL_SEED=N replays one.
 
 import assert from 'node:assert/strict';
@@ -12,7 +13,9 @@ import { type Child, spawnDtx } from './processes.ts';
 import { benchDatabases, type OwnNats, sleep, startOwnNats } from './support.ts';
 
 const stream = 'KILL';
-const kills = 50;
+/** 50 kills in all, in rounds; each round ends with recover and verify. */
+const rounds = 5;
+const killsPerRound = 10;
 
 /** mulberry32: a small seeded PRNG, so a failing schedule can be replayed. */
 function prng(seed: number): () => number {
@@ -106,43 +109,57 @@ test('outbox bench: 50 random SIGKILLs of producer, two relays and consumer, a b
     consumer: ['bench', '--protocol', 'outbox', ...common, '--part', 'consumer', '--duration', '3600'],
   };
   const names = Object.keys(commands);
-  const procs = new Map<string, Child>(names.map((n) => [n, spawnDtx(commands[n]!)]));
   const killed: Record<string, number> = { producer: 0, relay: 0, consumer: 0 };
   let killedRunning = 0;
-  const brokerRestarts = new Set([Math.floor(kills / 3), Math.floor((2 * kills) / 3)]);
-  try {
-    for (let i = 0; i < kills; i++) {
-      await sleep(150 + Math.floor(rand() * 700));
-      const name = names[Math.floor(rand() * names.length)]!;
-      const child = procs.get(name)!;
-      if (child.proc.exitCode === null && child.proc.signalCode === null) killedRunning++;
-      await child.kill9();
-      killed[name.replace(/\d$/, '')]!++;
-      procs.set(name, spawnDtx(commands[name]!));
-      if (brokerRestarts.has(i)) {
-        await nats.kill();
-        await sleep(200 + Math.floor(rand() * 500));
-        await nats.start();
+  let lastProduced = 0;
+  // The broker is killed and restarted in the middle of rounds 2 and 4.
+  const brokerRestarts = new Set([
+    Math.floor(killsPerRound / 2),
+    Math.floor(killsPerRound / 2) + 2 * killsPerRound + 1,
+  ]);
+  for (let round = 0; round < rounds; round++) {
+    const procs = new Map<string, Child>(names.map((n) => [n, spawnDtx(commands[n]!)]));
+    try {
+      for (let k = 0; k < killsPerRound; k++) {
+        const i = round * killsPerRound + k;
+        await sleep(150 + Math.floor(rand() * 700));
+        const name = names[Math.floor(rand() * names.length)]!;
+        const child = procs.get(name)!;
+        if (child.proc.exitCode === null && child.proc.signalCode === null) killedRunning++;
+        await child.kill9();
+        killed[name.replace(/\d$/, '')]!++;
+        procs.set(name, spawnDtx(commands[name]!));
+        if (brokerRestarts.has(i)) {
+          await nats.kill();
+          await sleep(200 + Math.floor(rand() * 500));
+          await nats.start();
+        }
+        // A part that started while the broker was down gave up (NATS unreachable at start): start it again.
+        for (const [n, c] of procs) if (c.proc.exitCode !== null) procs.set(n, spawnDtx(commands[n]!));
       }
-      // A part that started while the broker was down gave up (NATS unreachable at start): start it again.
-      for (const [n, c] of procs) if (c.proc.exitCode !== null) procs.set(n, spawnDtx(commands[n]!));
+    } finally {
+      if (process.env.DTX_KILL_DEBUG)
+        process.stdout.write(`producer stderr: ${procs.get('producer')!.stderr().slice(-800)}\n`);
+      // The round ends as a crash of everything at once.
+      for (const c of procs.values()) await c.kill9();
     }
-  } finally {
-    for (const c of procs.values()) await c.kill9();
+    // After every round: recover, then every committed debit is credited exactly once.
+    const recovered = await dtxJson(['recover', ...common, '--json']);
+    const report = await dtxJson(['verify', ...dbs, '--json']);
+    process.stdout.write(
+      `outbox round ${round + 1}: recover ${JSON.stringify(recovered)}; verify ${JSON.stringify(report)}\n`,
+    );
+    // A round whose producer was killed before it got going may add nothing; the run as a whole must.
+    lastProduced = report.produced as number;
+    assert.equal(report.missing, 0, `round ${round + 1}: every committed debit was credited`);
+    assert.equal(report.duplicates, 0, `round ${round + 1}: no debit was credited twice`);
+    assert.equal(report.unknown, 0, `round ${round + 1}: no credit without its debit`);
+    assert.equal(report.total, report.expectedTotal);
+    assert.equal(report.ok, true);
   }
   process.stdout.write(
-    `outbox kills: ${JSON.stringify(killed)}, ${killedRunning} of ${kills} while running; broker restarted ${brokerRestarts.size} times\n`,
+    `outbox kills: ${JSON.stringify(killed)}, ${killedRunning} of ${rounds * killsPerRound} while running; broker restarted ${brokerRestarts.size} times\n`,
   );
-  assert.equal(killed.producer! + killed.relay! + killed.consumer!, kills);
-
-  const recovered = await dtxJson(['recover', ...common, '--json']);
-  process.stdout.write(`outbox recover: ${JSON.stringify(recovered)}\n`);
-  const report = await dtxJson(['verify', ...dbs, '--json']);
-  process.stdout.write(`outbox verify: ${JSON.stringify(report)}\n`);
-  assert.ok((report.produced as number) > 1, 'the producer committed transfers between the kills');
-  assert.equal(report.missing, 0, 'every committed debit was credited');
-  assert.equal(report.duplicates, 0, 'no debit was credited twice');
-  assert.equal(report.unknown, 0, 'no credit without its debit');
-  assert.equal(report.total, report.expectedTotal);
-  assert.equal(report.ok, true);
+  assert.equal(killed.producer! + killed.relay! + killed.consumer!, rounds * killsPerRound);
+  assert.ok(lastProduced > 1, 'the producer committed transfers between the kills');
 });

@@ -138,8 +138,6 @@ test('outbox bench: 50 random SIGKILLs of producer, two relays and consumer, a b
         for (const [n, c] of procs) if (c.proc.exitCode !== null) procs.set(n, spawnDtx(commands[n]!));
       }
     } finally {
-      if (process.env.DTX_KILL_DEBUG)
-        process.stdout.write(`producer stderr: ${procs.get('producer')!.stderr().slice(-800)}\n`);
       // The round ends as a crash of everything at once.
       for (const c of procs.values()) await c.kill9();
     }

@@ -65,6 +65,20 @@ test('outbox bench: 50 random SIGKILLs of producer, two relays and consumer, a b
   const init = await dtxJson(['bench', '--protocol', 'outbox', ...common, '--init', '--txns', '1', '--json']);
   assert.equal(init.committed, 1);
 
+  // The relay, started twice: both run at once on one outbox.
+  const relay = [
+    'relay',
+    '--db',
+    pgUrl,
+    '--nats',
+    nats.url,
+    '--stream',
+    stream,
+    '--table',
+    'dtx_obench_outbox',
+    '--lease-ms',
+    '3000',
+  ];
   const commands: Record<string, string[]> = {
     producer: [
       'bench',
@@ -80,32 +94,8 @@ test('outbox bench: 50 random SIGKILLs of producer, two relays and consumer, a b
       '--duration',
       '3600',
     ],
-    relay1: [
-      'relay',
-      '--db',
-      pgUrl,
-      '--nats',
-      nats.url,
-      '--stream',
-      stream,
-      '--table',
-      'dtx_obench_outbox',
-      '--lease-ms',
-      '3000',
-    ],
-    relay2: [
-      'relay',
-      '--db',
-      pgUrl,
-      '--nats',
-      nats.url,
-      '--stream',
-      stream,
-      '--table',
-      'dtx_obench_outbox',
-      '--lease-ms',
-      '3000',
-    ],
+    relay1: relay,
+    relay2: relay,
     consumer: ['bench', '--protocol', 'outbox', ...common, '--part', 'consumer', '--duration', '3600'],
   };
   const names = Object.keys(commands);

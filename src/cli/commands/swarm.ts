@@ -30,6 +30,11 @@ type ProgressBar = ReturnType<typeof progressBar> | null;
 
 const faultKinds = (flags: SwarmFlags): SwarmFaultKinds => (flags.crashesOnly ? 'crash' : 'all');
 
+/** The seeds to run and the progress bar to move: the same for every world's swarm. */
+function seedRange(flags: SwarmFlags, bar: ProgressBar) {
+  return { seeds: flags.seeds, from: flags.from, onSeed: (done: number) => bar?.update(done) };
+}
+
 interface AnySwarmSummary {
   failure: { seed: number; command: string; report: { violations: readonly unknown[] } } | null;
 }
@@ -68,11 +73,9 @@ async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   const summary = await runSwarmOnWorkers(
     {
       protocol: flags.protocol as ProtocolName,
-      seeds: flags.seeds,
-      from: flags.from,
+      ...seedRange(flags, bar),
       protocolOptions: protocolOptions(flags),
       faultKinds: faultKinds(flags),
-      onSeed: (done) => bar?.update(done),
     },
     flags.workers,
   );
@@ -95,10 +98,8 @@ async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   const summary = await runSwarmOnWorkers(
     {
       protocol: flags.protocol as SagaProtocolName,
-      seeds: flags.seeds,
-      from: flags.from,
+      ...seedRange(flags, bar),
       faultKinds: faultKinds(flags),
-      onSeed: (done) => bar?.update(done),
     },
     flags.workers,
   );
@@ -122,9 +123,7 @@ async function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   const summary = await runSwarmOnWorkers(
     {
       protocol: flags.protocol as OutboxProtocolName,
-      seeds: flags.seeds,
-      from: flags.from,
-      onSeed: (done) => bar?.update(done),
+      ...seedRange(flags, bar),
     },
     flags.workers,
   );

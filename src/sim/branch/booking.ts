@@ -90,7 +90,23 @@ export function parsePayload(payload: string): Map<string, number> {
   return out;
 }
 
-const field = (payload: string, name: string): number => parsePayload(payload).get(name) ?? 0;
+/**
+ * One field of a payload, as `parsePayload(payload).get(name) ?? 0` reads it
+ * (the last `name=` wins), without building the map: every handler call
+ * reads a field or two, and the simulator makes millions of calls.
+ */
+function field(payload: string, name: string): number {
+  let value: number | undefined;
+  for (let start = 0; start <= payload.length; ) {
+    const semicolon = payload.indexOf(';', start);
+    const end = semicolon < 0 ? payload.length : semicolon;
+    const eq = payload.indexOf('=', start);
+    if (eq - start === name.length && eq < end && name.length > 0 && payload.startsWith(name, start))
+      value = Number(payload.slice(eq + 1, end));
+    start = end + 1;
+  }
+  return value ?? 0;
+}
 const ok = (...writes: Write[]) => ({ result: 'success' as const, writes });
 const pendingFirst =
   (reason: string, then: Handler): Handler =>

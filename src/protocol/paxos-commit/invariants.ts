@@ -62,12 +62,7 @@ export function paxosInvariants(states: Iterable<unknown>, txn?: TxnId): string[
 
   // Candidates: own ballots, one phase 2a per (instance, ballot) across all of
   // them, learned values and decisions that agree.
-  const seen: CandidateSeen = {
-    proposals: new Map(),
-    learned: new Map(),
-    decisions: new Map(),
-    chosenByAcceptors,
-  };
+  const seen: CandidateSeen = { proposals: null, learned: null, decisions: null, chosenByAcceptors };
   for (const c of candidates) {
     if (txn === undefined) {
       for (const [id, t] of c.txns) checkCandidateTxn(c, id, t, seen, out);
@@ -193,11 +188,12 @@ function checkInstance(
 
 /** What the candidates checked so far claimed, across all of them. */
 interface CandidateSeen {
+  // Made when first needed: most checks of one transaction fill few or none of them.
   /** `txn|ins|ballot` → the value proposed in that ballot (phase 2a). */
-  proposals: Map<string, PcValue>;
+  proposals: Map<string, PcValue> | null;
   /** `txn|ins` → the value a candidate learned as chosen. */
-  learned: Map<string, PcValue>;
-  decisions: Map<TxnId, Outcome>;
+  learned: Map<string, PcValue> | null;
+  decisions: Map<TxnId, Outcome> | null;
   /** `txn|ins` → the value the acceptors chose. */
   chosenByAcceptors: ReadonlyMap<string, PcValue>;
 }
@@ -215,22 +211,25 @@ function checkCandidateTxn(
       if (bal <= 0 || bal % n !== c.index)
         out.push(`${c.self} ${id}/${ins}: proposed in ballot ${bal}, not its own`);
       const key = `${id}|${ins}|${bal}`;
-      const prev = seen.proposals.get(key);
+      const proposals = (seen.proposals ??= new Map());
+      const prev = proposals.get(key);
       if (prev !== undefined && prev !== val) out.push(`${id}/${ins}: two phase 2a in ballot ${bal}`);
-      seen.proposals.set(key, val);
+      proposals.set(key, val);
     }
   }
   for (const [ins, val] of t.learner.chosen) {
     const key = `${id}|${ins}`;
-    const prev = seen.learned.get(key) ?? seen.chosenByAcceptors.get(key);
+    const learned = (seen.learned ??= new Map());
+    const prev = learned.get(key) ?? seen.chosenByAcceptors.get(key);
     if (prev !== undefined && prev !== val)
       out.push(`${id}/${ins}: ${c.self} learned ${val}, elsewhere ${prev}`);
-    seen.learned.set(key, val);
+    learned.set(key, val);
   }
 }
 
 function checkDecision(id: TxnId, outcome: Outcome, seen: CandidateSeen, out: string[]): void {
-  const prev = seen.decisions.get(id);
+  const decisions = (seen.decisions ??= new Map());
+  const prev = decisions.get(id);
   if (prev !== undefined && prev !== outcome) out.push(`${id}: decided ${prev} and ${outcome}`);
-  seen.decisions.set(id, outcome);
+  decisions.set(id, outcome);
 }

@@ -439,9 +439,8 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     return sum;
   }
 
-  /** Run the checkers over the quiescent state. */
-  judge(initialTotal: number): SagaClassification {
-    const rows = this.durableRows();
+  /** Run the checkers over the quiescent state (`rows`: the services' durable rows, if the caller has them). */
+  judge(initialTotal: number, rows = this.durableRows()): SagaClassification {
     const orch = this.nodes.get(orchestratorId)!;
     const recovered = orch.role.recover(
       orch.id,

@@ -205,7 +205,11 @@ function onCall(state: ServiceState, from: NodeId, call: Call, fx: Fx[]): void {
           op,
           payload: call.payload,
           attempt: call.attempt,
-          read: (k) => rows.get(k) ?? 0,
+          // A method, not an arrow property: tsx names every arrow it finds in
+          // a property (a defineProperty per call), and this runs on every call.
+          read(k) {
+            return rows.get(k) ?? 0;
+          },
         });
   switch (out.result) {
     case 'success':

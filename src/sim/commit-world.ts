@@ -283,13 +283,18 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
 
   /** The protocol's own invariants (e.g. Paxos acceptor state), over every node that is up. */
   private checkInvariants(input: Input<unknown>): void {
-    // Timers are named `<what>:<txn>` by every core (see TimerId).
+    // The transaction the step concerns: timers are named `<what>:<txn>` by
+    // every core (see TimerId), and a failed write concerns the transaction of
+    // its record. Without one (a Paxos candidate's `round` record), every
+    // transaction is checked.
     const txn =
       input.type === 'receive'
         ? (input.msg as { txn?: string }).txn
         : input.type === 'timeout'
           ? input.timer.slice(input.timer.indexOf(':') + 1)
-          : (input as { txn?: string }).txn;
+          : input.type === 'persistFailed'
+            ? (input.record as { txn?: string }).txn
+            : (input as { txn?: string }).txn;
     const states: unknown[] = [];
     for (const n of this.nodes.values()) if (n.up) states.push(n.state);
     for (const problem of this.opts.protocol.invariants!(states, txn)) {

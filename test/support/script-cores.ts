@@ -20,7 +20,7 @@ import { threePcParticipant } from '../../src/protocol/threepc/participant.ts';
 import { twoPcMsgCodec, twoPcRecordCodec } from '../../src/protocol/twopc/codec.ts';
 import { twoPcCoordinator } from '../../src/protocol/twopc/coordinator.ts';
 import { twoPcParticipant } from '../../src/protocol/twopc/participant.ts';
-import { parsePayload } from '../../src/sim/branch/booking.ts';
+import { payloadField } from '../../src/sim/branch/booking.ts';
 import {
   type AnyRole,
   type Cluster,
@@ -115,7 +115,7 @@ export const threePcProtocol: ScriptProtocol = {
 
 // ------------------------------------------------------------- saga and TCC
 
-const flag = (payload: string, name: string) => parsePayload(payload).get(name) ?? 0;
+const flag = payloadField;
 
 /**
  * The services' handlers, steered by the payload (flags `k=v`, separated by

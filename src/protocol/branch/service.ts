@@ -144,14 +144,19 @@ function commitLocal(state: ServiceState, r: ServiceRecord, fx: Fx[]): void {
   fx.push({ type: 'persist', force: true, record: r });
 }
 
+/** The record of `call`'s local transaction. */
+function local(
+  call: Call,
+  kind: ServiceRecord['kind'],
+  reason: string,
+  writes: readonly Write[],
+  blocks: BranchOp | null,
+): ServiceRecord {
+  return { type: 'local', txn: call.txn, branch: call.branch, op: call.op, kind, reason, writes, blocks };
+}
+
 function onCall(state: ServiceState, from: NodeId, call: Call, fx: Fx[]): void {
   const { txn, branch, op } = call;
-  const local = (
-    kind: ServiceRecord['kind'],
-    reason: string,
-    writes: readonly Write[],
-    blocks: BranchOp | null,
-  ) => ({ type: 'local', txn, branch, op, kind, reason, writes, blocks }) as ServiceRecord;
   if (state.config.barrier) {
     const seen = state.barrier.get(barrierKey(txn, branch, op));
     if (seen !== undefined) {
@@ -167,12 +172,12 @@ function onCall(state: ServiceState, from: NodeId, call: Call, fx: Fx[]): void {
       const done = state.barrier.get(barrierKey(txn, branch, origin));
       if (done === undefined) {
         state.stats.nullCompensations++;
-        commitLocal(state, local('noop', `null ${op}: the ${origin} never ran here`, [], origin), fx);
+        commitLocal(state, local(call, 'noop', `null ${op}: the ${origin} never ran here`, [], origin), fx);
         fx.push(reply(call, from, 'success', `null ${op}`, true));
         return;
       }
       if (done.result === 'failure') {
-        commitLocal(state, local('noop', `nothing to undo: the ${origin} was refused`, [], null), fx);
+        commitLocal(state, local(call, 'noop', `nothing to undo: the ${origin} was refused`, [], null), fx);
         fx.push(reply(call, from, 'success', `nothing to undo`, true));
         return;
       }
@@ -200,18 +205,22 @@ function onCall(state: ServiceState, from: NodeId, call: Call, fx: Fx[]): void {
           op,
           payload: call.payload,
           attempt: call.attempt,
-          read: (k) => rows.get(k) ?? 0,
+          // A method, not an arrow property: tsx names every arrow it finds in
+          // a property (a defineProperty per call), and this runs on every call.
+          read(k) {
+            return rows.get(k) ?? 0;
+          },
         });
   switch (out.result) {
     case 'success':
-      commitLocal(state, local('applied', 'done', [...out.writes], null), fx);
+      commitLocal(state, local(call, 'applied', 'done', [...out.writes], null), fx);
       fx.push(reply(call, from, 'success', 'done', true));
       return;
     case 'failure':
       if (isRefusable(op)) {
         // A business refusal is final: record it, so that a retry of the same
         // call cannot succeed later and leave an action nobody compensates.
-        if (state.config.barrier) commitLocal(state, local('refused', out.reason, [], null), fx);
+        if (state.config.barrier) commitLocal(state, local(call, 'refused', out.reason, [], null), fx);
         fx.push(reply(call, from, 'failure', out.reason, true));
       } else {
         // A compensation or confirm that failed this time: nothing happened

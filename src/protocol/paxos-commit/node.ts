@@ -62,25 +62,30 @@ function partState(state: PaxosNodeState, part: PartName): unknown {
   return part === 'rm' ? state.rm : part === 'acc' ? state.acceptor : state.candidate;
 }
 
-/** Which parts an input concerns (those present on this node). */
-function route(state: PaxosNodeState, input: PaxosInput): Array<[PartName, PaxosInput]> {
-  const to = (parts: PartName[], i: PaxosInput = input): Array<[PartName, PaxosInput]> =>
-    parts.filter((p) => partState(state, p) !== null).map((p) => [p, i]);
+// Routes as constants: a node routes every input it takes, so nothing is built per input.
+const none: readonly PartName[] = [];
+const toRm: readonly PartName[] = ['rm'];
+const toAcceptor: readonly PartName[] = ['acc'];
+const toLeader: readonly PartName[] = ['lead'];
+const toLeaderAndRm: readonly PartName[] = ['lead', 'rm'];
+const toPart: Record<PartName, readonly PartName[]> = { rm: toRm, acc: toAcceptor, lead: toLeader };
+
+/** Which parts an input concerns, in delivery order (a node delivers it to those it has). */
+function route(input: PaxosInput): readonly PartName[] {
   switch (input.type) {
     case 'begin':
-      return to(['lead']);
+      return toLeader;
     case 'executed':
     case 'wounded':
-      return to(['rm']);
+      return toRm;
     case 'timeout': {
       const slash = input.timer.indexOf('/');
       const part = input.timer.slice(0, Math.max(slash, 0)) as PartName;
-      if (slash < 0 || !(part in roles)) return [];
-      return to([part], { type: 'timeout', timer: input.timer.slice(slash + 1) });
+      return slash < 0 || !(part in roles) ? none : toPart[part];
     }
     case 'persistFailed': {
       const r = input.record as PaxosCommitRecord;
-      return to([r.type === 'acc' ? 'acc' : r.type === 'round' ? 'lead' : 'rm']);
+      return r.type === 'acc' ? toAcceptor : r.type === 'round' ? toLeader : toRm;
     }
     case 'receive': {
       const m = input.msg;
@@ -88,16 +93,16 @@ function route(state: PaxosNodeState, input: PaxosInput): Array<[PartName, Paxos
         case 'PREPARE':
         case 'COMMIT':
         case 'ABORT':
-          return to(['rm']);
+          return toRm;
         case 'PHASE1A':
         case 'PHASE2A':
-          return to(['acc']);
+          return toAcceptor;
         case 'PHASE1B':
         case 'REJECT':
         case 'INQUIRY':
-          return to(['lead']);
+          return toLeader;
         case 'PHASE2B':
-          return to(['lead', 'rm']);
+          return toLeaderAndRm;
         default:
           return unreachable(m, 'message');
       }
@@ -107,30 +112,54 @@ function route(state: PaxosNodeState, input: PaxosInput): Array<[PartName, Paxos
   }
 }
 
-/** Runs `first` and every in-process delivery it causes; returns the node's effects. */
-function settle(state: PaxosNodeState, first: Array<[PartName, Fx[]]>): Fx[] {
-  const out: Fx[] = [];
-  const inbox: PaxosInput[] = [];
-  let deliveries = 0;
-  const take = (part: PartName, effects: Fx[]) => {
-    for (const e of effects) {
-      if ((e.type === 'send' || e.type === 'sendAfterPersist') && e.to === state.self) {
-        inbox.push({ type: 'receive', from: state.self, msg: e.msg });
-      } else if (e.type === 'setTimer' || e.type === 'cancelTimer') {
-        out.push({ ...e, timer: `${part}/${e.timer}` });
-      } else {
-        out.push(e);
-      }
+/** The input as its part sees it: a timer loses the `<part>/` prefix the node gave it. */
+function partInput(input: PaxosInput): PaxosInput {
+  return input.type === 'timeout'
+    ? { type: 'timeout', timer: input.timer.slice(input.timer.indexOf('/') + 1) }
+    : input;
+}
+
+/**
+ * One step's effects as they leave the node: what a part sends to the node
+ * itself waits in `inbox` for in-process delivery, and timers get the part's
+ * prefix.
+ */
+interface NodeStep {
+  out: Fx[];
+  inbox: PaxosInput[];
+}
+
+function take(state: PaxosNodeState, step: NodeStep, part: PartName, effects: readonly Fx[]): void {
+  for (const e of effects) {
+    if ((e.type === 'send' || e.type === 'sendAfterPersist') && e.to === state.self) {
+      step.inbox.push({ type: 'receive', from: state.self, msg: e.msg });
+    } else if (e.type === 'setTimer' || e.type === 'cancelTimer') {
+      step.out.push({ ...e, timer: `${part}/${e.timer}` });
+    } else {
+      step.out.push(e);
     }
-  };
-  for (const [part, effects] of first) take(part, effects);
-  while (inbox.length > 0) {
-    assert(++deliveries <= deliveriesPerStepMax, `${state.self}: in-process deliveries do not settle`);
-    const input = inbox.shift()!;
-    for (const [part, i] of route(state, input))
-      take(part, roles[part].step(partState(state, part), i).effects);
   }
-  return out;
+}
+
+/** Delivers `input` to every part of the node it concerns, in route order. */
+function deliver(state: PaxosNodeState, step: NodeStep, input: PaxosInput): void {
+  const parts = route(input);
+  if (parts.length === 0) return;
+  const i = partInput(input);
+  for (const part of parts) {
+    const ps = partState(state, part);
+    if (ps !== null) take(state, step, part, roles[part].step(ps, i).effects);
+  }
+}
+
+/** Runs every in-process delivery the step caused (and those they cause); returns the node's effects. */
+function settle(state: PaxosNodeState, step: NodeStep): Fx[] {
+  let deliveries = 0;
+  while (step.inbox.length > 0) {
+    assert(++deliveries <= deliveriesPerStepMax, `${state.self}: in-process deliveries do not settle`);
+    deliver(state, step, step.inbox.shift()!);
+  }
+  return step.out;
 }
 
 function partsOf(self: NodeId, config: PaxosNodeConfig): NodeParts {
@@ -154,30 +183,28 @@ export const paxosCommitNode: Role<PaxosNodeState, PaxosCommitMsg, PaxosCommitRe
   recover(self, config, log): StepResult<PaxosNodeState, PaxosCommitMsg, PaxosCommitRecord> {
     const parts = partsOf(self, config);
     const state: PaxosNodeState = { kind: 'node', self, rm: null, acceptor: null, candidate: null };
-    const first: Array<[PartName, Fx[]]> = [];
+    const step: NodeStep = { out: [], inbox: [] };
     if (parts.acceptor) {
       const r = paxosAcceptor.recover(self, config, log);
       state.acceptor = r.state;
-      first.push(['acc', r.effects]);
+      take(state, step, 'acc', r.effects);
     }
     if (parts.candidate) {
       const r = paxosCandidate.recover(self, config, log);
       state.candidate = r.state;
-      first.push(['lead', r.effects]);
+      take(state, step, 'lead', r.effects);
     }
     if (parts.rm) {
       const r = paxosRm.recover(self, config, log);
       state.rm = r.state;
-      first.push(['rm', r.effects]);
+      take(state, step, 'rm', r.effects);
     }
-    return { state, effects: settle(state, first) };
+    return { state, effects: settle(state, step) };
   },
 
   step(state, input) {
-    const first: Array<[PartName, Fx[]]> = route(state, input).map(([part, i]) => [
-      part,
-      roles[part].step(partState(state, part), i).effects,
-    ]);
-    return { state, effects: settle(state, first) };
+    const step: NodeStep = { out: [], inbox: [] };
+    deliver(state, step, input);
+    return { state, effects: settle(state, step) };
   },
 };

@@ -90,38 +90,55 @@ export function parsePayload(payload: string): Map<string, number> {
   return out;
 }
 
-const field = (payload: string, name: string): number => parsePayload(payload).get(name) ?? 0;
+/**
+ * One field of a payload, as `parsePayload(payload).get(name) ?? 0` reads it
+ * (the last `name=` wins), without building the map: every handler call
+ * reads a field or two, and the simulator makes millions of calls.
+ */
+export function payloadField(payload: string, name: string): number {
+  let value: number | undefined;
+  for (let start = 0; start <= payload.length; ) {
+    const semicolon = payload.indexOf(';', start);
+    const end = semicolon < 0 ? payload.length : semicolon;
+    const eq = payload.indexOf('=', start);
+    if (eq - start === name.length && eq < end && name.length > 0 && payload.startsWith(name, start))
+      value = Number(payload.slice(eq + 1, end));
+    start = end + 1;
+  }
+  return value ?? 0;
+}
 const ok = (...writes: Write[]) => ({ result: 'success' as const, writes });
 const pendingFirst =
   (reason: string, then: Handler): Handler =>
   (ctx) =>
-    ctx.attempt <= field(ctx.payload, 'pending') ? { result: 'ongoing', reason } : then(ctx);
+    ctx.attempt <= payloadField(ctx.payload, 'pending') ? { result: 'ongoing', reason } : then(ctx);
 
 function sagaHandlers(service: BookingService): Record<string, Handler> {
   switch (service) {
     case 'seats':
       return {
         reserve: (ctx) => {
-          const seat = `seat:${field(ctx.payload, 'seat')}`;
+          const seat = `seat:${payloadField(ctx.payload, 'seat')}`;
           const holder = ctx.read(seat);
           if (holder !== 0) return { result: 'failure', reason: `${seat} is taken` };
-          return ok({ key: seat, delta: field(ctx.payload, 'b') });
+          return ok({ key: seat, delta: payloadField(ctx.payload, 'b') });
         },
-        release: (ctx) => ok({ key: `seat:${field(ctx.payload, 'seat')}`, delta: -field(ctx.payload, 'b') }),
+        release: (ctx) =>
+          ok({ key: `seat:${payloadField(ctx.payload, 'seat')}`, delta: -payloadField(ctx.payload, 'b') }),
       };
     case 'payments':
       return {
         charge: pendingFirst('payment pending at the gateway', (ctx) => {
-          const wallet = `wallet:${field(ctx.payload, 'wallet')}`;
-          const amount = field(ctx.payload, 'amount');
+          const wallet = `wallet:${payloadField(ctx.payload, 'wallet')}`;
+          const amount = payloadField(ctx.payload, 'amount');
           if (ctx.read(wallet) < amount)
             return { result: 'failure', reason: `insufficient funds in ${wallet}` };
           return ok({ key: wallet, delta: -amount }, { key: 'revenue', delta: amount });
         }),
         refund: (ctx) => {
-          const amount = field(ctx.payload, 'amount');
+          const amount = payloadField(ctx.payload, 'amount');
           return ok(
-            { key: `wallet:${field(ctx.payload, 'wallet')}`, delta: amount },
+            { key: `wallet:${payloadField(ctx.payload, 'wallet')}`, delta: amount },
             { key: 'revenue', delta: -amount },
           );
         },
@@ -129,14 +146,14 @@ function sagaHandlers(service: BookingService): Record<string, Handler> {
     case 'tickets':
       return {
         issue: pendingFirst('ticket printer busy', (ctx) =>
-          ok({ key: `ticket:${field(ctx.payload, 'b')}`, delta: 1 }),
+          ok({ key: `ticket:${payloadField(ctx.payload, 'b')}`, delta: 1 }),
         ),
-        cancel: (ctx) => ok({ key: `ticket:${field(ctx.payload, 'b')}`, delta: -1 }),
+        cancel: (ctx) => ok({ key: `ticket:${payloadField(ctx.payload, 'b')}`, delta: -1 }),
       };
     case 'notify':
       return {
         send: pendingFirst('mail server busy', (ctx) =>
-          ok({ key: `notice:${field(ctx.payload, 'b')}`, delta: 1 }),
+          ok({ key: `notice:${payloadField(ctx.payload, 'b')}`, delta: 1 }),
         ),
       };
   }
@@ -147,56 +164,58 @@ function tccHandlers(service: BookingService): Record<string, Handler> {
     case 'seats':
       return {
         hold: (ctx) => {
-          const seat = `seat:${field(ctx.payload, 'seat')}`;
+          const seat = `seat:${payloadField(ctx.payload, 'seat')}`;
           if (ctx.read(seat) !== 0) return { result: 'failure', reason: `${seat} is taken` };
-          return ok({ key: seat, delta: field(ctx.payload, 'b') });
+          return ok({ key: seat, delta: payloadField(ctx.payload, 'b') });
         },
-        sell: (ctx) => ok({ key: `sold:${field(ctx.payload, 'seat')}`, delta: field(ctx.payload, 'b') }),
-        unhold: (ctx) => ok({ key: `seat:${field(ctx.payload, 'seat')}`, delta: -field(ctx.payload, 'b') }),
+        sell: (ctx) =>
+          ok({ key: `sold:${payloadField(ctx.payload, 'seat')}`, delta: payloadField(ctx.payload, 'b') }),
+        unhold: (ctx) =>
+          ok({ key: `seat:${payloadField(ctx.payload, 'seat')}`, delta: -payloadField(ctx.payload, 'b') }),
       };
     case 'payments':
       return {
         freeze: pendingFirst('payment pending at the gateway', (ctx) => {
-          const w = field(ctx.payload, 'wallet');
-          const amount = field(ctx.payload, 'amount');
+          const w = payloadField(ctx.payload, 'wallet');
+          const amount = payloadField(ctx.payload, 'amount');
           if (ctx.read(`wallet:${w}`) < amount)
             return { result: 'failure', reason: `insufficient funds in wallet:${w}` };
           return ok({ key: `wallet:${w}`, delta: -amount }, { key: `frozen:${w}`, delta: amount });
         }),
         capture: (ctx) => {
-          const amount = field(ctx.payload, 'amount');
+          const amount = payloadField(ctx.payload, 'amount');
           return ok(
-            { key: `frozen:${field(ctx.payload, 'wallet')}`, delta: -amount },
+            { key: `frozen:${payloadField(ctx.payload, 'wallet')}`, delta: -amount },
             { key: 'revenue', delta: amount },
           );
         },
         unfreeze: (ctx) => {
-          const w = field(ctx.payload, 'wallet');
-          const amount = field(ctx.payload, 'amount');
+          const w = payloadField(ctx.payload, 'wallet');
+          const amount = payloadField(ctx.payload, 'amount');
           return ok({ key: `frozen:${w}`, delta: -amount }, { key: `wallet:${w}`, delta: amount });
         },
       };
     case 'tickets':
       return {
-        draft: (ctx) => ok({ key: `draft:${field(ctx.payload, 'b')}`, delta: 1 }),
+        draft: (ctx) => ok({ key: `draft:${payloadField(ctx.payload, 'b')}`, delta: 1 }),
         issue: pendingFirst('ticket printer busy', (ctx) => {
-          const b = field(ctx.payload, 'b');
+          const b = payloadField(ctx.payload, 'b');
           return ok({ key: `draft:${b}`, delta: -1 }, { key: `ticket:${b}`, delta: 1 });
         }),
-        void: (ctx) => ok({ key: `draft:${field(ctx.payload, 'b')}`, delta: -1 }),
+        void: (ctx) => ok({ key: `draft:${payloadField(ctx.payload, 'b')}`, delta: -1 }),
       };
     case 'notify':
       return {
         prepare: () => ok(),
         send: pendingFirst('mail server busy', (ctx) =>
-          ok({ key: `notice:${field(ctx.payload, 'b')}`, delta: 1 }),
+          ok({ key: `notice:${payloadField(ctx.payload, 'b')}`, delta: 1 }),
         ),
         discard: () => ok(),
       };
   }
 }
 
-/** The payload each branch is sent: `k=v;k=v`, read back by the handlers with field(). */
+/** The payload each branch is sent: `k=v;k=v`, read back by the handlers with payloadField(). */
 function bookingPayloads(b: Booking) {
   return {
     seat: `b=${b.num};seat=${b.seat}`,

@@ -126,10 +126,12 @@ export function runSagaSim(req: SagaSimRequest): SagaSimRun {
   const world = buildBranchWorld(req);
   const initialTotal = world.total();
   world.run();
-  const classes = world.judge(initialTotal);
+  // The quiescent rows come from replaying every service's log: replay them once, for both uses.
+  const rows = world.durableRows();
+  const classes = world.judge(initialTotal, rows);
   const c = world.checkers;
   const m = world.metrics;
-  const finalTotal = world.total();
+  const finalTotal = world.total(rows);
   const windows = c.inconsistencyWindows();
   const per = (x: number) => (classes.begun === 0 ? 0 : round3(x / classes.begun));
   const report: SagaReport = {

@@ -36,7 +36,15 @@ import {
 } from '../../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
 import type { Scenario } from '../commit-world.ts';
-import { clientId, type FaultOptions, incarnationConfig, type NetworkOptions, SimKernel } from '../kernel.ts';
+import {
+  clientId,
+  type FaultOptions,
+  firstOwnEventKind,
+  incarnationConfig,
+  type NetworkOptions,
+  type SimEvent,
+  SimKernel,
+} from '../kernel.ts';
 import type { Booking, BookingService, BookingWorkload } from './booking.ts';
 import { type Quiescence, SagaCheckers, type SagaClassification } from './checkers.ts';
 import type { SagaProtocol } from './protocols.ts';
@@ -101,6 +109,10 @@ interface SimNode {
 type ClientMsg = { type: 'OUTCOME'; txn: string; outcome: SagaOutcome };
 
 export const orchestratorId = 'orch';
+
+// This world's own event kind (see SimKernel): a flush completing is frequent
+// enough to be a pooled record rather than a closure.
+const evFlush = firstOwnEventKind;
 
 export interface BranchWorldMetrics {
   latencyMs: number[];
@@ -234,11 +246,14 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     const batch = node.queued;
     node.queued = [];
     node.flushing = batch;
-    const forced = batch.some((w) => w.force);
-    const epoch = node.epoch;
-    this.at(this.now + (forced ? this.opts.fsyncMs : this.opts.lazyFlushMs), () => {
-      if (node.epoch === epoch) this.flushDone(node, batch);
-    });
+    let forced = false;
+    for (const w of batch) forced ||= w.force;
+    const at = this.now + (forced ? this.opts.fsyncMs : this.opts.lazyFlushMs);
+    this.schedule(at, evFlush, node, node.epoch).a = batch;
+  }
+
+  protected override fireOwn(ev: SimEvent<SimNode>): void {
+    if (ev.kind === evFlush && ev.node!.epoch === ev.epoch) this.flushDone(ev.node!, ev.a as PendingWrite[]);
   }
 
   private flushDone(node: SimNode, batch: PendingWrite[]): void {
@@ -426,9 +441,8 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     return sum;
   }
 
-  /** Run the checkers over the quiescent state. */
-  judge(initialTotal: number): SagaClassification {
-    const rows = this.durableRows();
+  /** Run the checkers over the quiescent state (`rows`: the services' durable rows, if the caller has them). */
+  judge(initialTotal: number, rows = this.durableRows()): SagaClassification {
     const orch = this.nodes.get(orchestratorId)!;
     const recovered = orch.role.recover(
       orch.id,

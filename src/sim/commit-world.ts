@@ -392,9 +392,9 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     const failures: Input<unknown>[] = [];
     for (const w of batch) {
       // An earlier write of this node failed and took this one with it.
-      if (!node.sequencer.isPending(w.seq)) continue;
+      const taken = !node.sequencer.isPending(w.seq);
       // Failing writes are a fault like the others: they stop when the faults heal.
-      const ok = !(w.force && this.faultsOn && this.rng.chance(node.failRate));
+      const ok = !taken && !(w.force && this.faultsOn && this.rng.chance(node.failRate));
       if (this.opts.trace) {
         this.opts.trace.push({
           t: this.now,
@@ -406,7 +406,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
         });
       }
       if (!ok) {
-        failures.push(...node.sequencer.failed(w.seq).inputs);
+        if (!taken) failures.push(...node.sequencer.failed(w.seq).inputs);
         continue;
       }
       node.sequencer.durable(w.seq);

@@ -109,13 +109,15 @@ export function benchSql(target: DbTarget, sql: string): string {
  */
 export async function openAdapter(
   target: DbTarget,
-  options: { create?: boolean } = {},
+  options: { create?: boolean; isolationLevel?: 'serializable' } = {},
 ): Promise<ResourceAdapter> {
+  const isolation = options.isolationLevel === undefined ? {} : { isolationLevel: options.isolationLevel };
   switch (target.kind) {
     case 'postgres':
       return createPostgresAdapter({
         connection: { connectionString: target.url, max: 32 },
         lockTimeoutMs: lockWaitMs,
+        ...isolation,
       });
     case 'mysql': {
       const u = new URL(target.url.replace(/^mariadb:/, 'mysql:'));
@@ -137,6 +139,7 @@ export async function openAdapter(
           connectionLimit: 64,
         },
         lockWaitTimeoutSeconds: Math.ceil(lockWaitMs / 1000),
+        ...isolation,
       });
     }
     case 'sqlite':
@@ -148,7 +151,7 @@ export async function openAdapter(
 }
 
 /** A plain (non-2PC) SQL session for schema setup and verification. */
-async function withSql<T>(
+export async function withSql<T>(
   target: DbTarget,
   adapter: ResourceAdapter,
   work: (q: SqlQuery) => Promise<T>,
@@ -205,22 +208,7 @@ export async function initSchema(
   own?: { prefix: string; mayRollBack: (gid: string) => boolean },
 ): Promise<void> {
   const withAccounts = role !== 'audit';
-  if (own !== undefined) {
-    for (const { gid } of await adapter.listPrepared(own.prefix)) {
-      // A branch of a decided commit (still being applied, or left to an
-      // operator by abandon/resolve) must be committed, never rolled back:
-      // refuse to reset the books over it.
-      if (!own.mayRollBack(gid)) {
-        throw new DtxError(
-          'DTX_INVALID_STATE',
-          `branch ${gid} belongs to a transaction whose commit is decided and is still prepared; ` +
-            '--init would roll it back: settle it first (dtx txn list --state in-doubt, docs/operations.md)',
-        );
-      }
-      await adapter.rollbackPrepared(gid);
-    }
-  }
-  for (const { gid } of await adapter.listPrepared(naiveGidPrefix)) await adapter.rollbackPrepared(gid);
+  await rollBackLeftovers(adapter, own);
   if (target.kind === 'sqlite') {
     const db = (adapter as SqliteAdapter).database();
     db.exec("DELETE FROM dtx_kv WHERE key LIKE 'bench:%'");
@@ -250,6 +238,34 @@ export async function initSchema(
       [withAccounts ? accounts * initialBalance : 0, withAccounts ? accounts : 0, roleCodes[role]],
     );
   });
+}
+
+/**
+ * Before `--init` drops tables: rolls back the prepared branches bench made
+ * that nothing will resolve (they hold locks on those tables): its own
+ * coordinator's, unless the log holds a commit decision for one (then
+ * --init is refused), and naive commit's. See initSchema.
+ */
+export async function rollBackLeftovers(
+  adapter: ResourceAdapter,
+  own?: { prefix: string; mayRollBack: (gid: string) => boolean },
+): Promise<void> {
+  if (own !== undefined) {
+    for (const { gid } of await adapter.listPrepared(own.prefix)) {
+      // A branch of a decided commit (still being applied, or left to an
+      // operator by abandon/resolve) must be committed, never rolled back:
+      // refuse to reset the books over it.
+      if (!own.mayRollBack(gid)) {
+        throw new DtxError(
+          'DTX_INVALID_STATE',
+          `branch ${gid} belongs to a transaction whose commit is decided and is still prepared; ` +
+            '--init would roll it back: settle it first (dtx txn list --state in-doubt, docs/operations.md)',
+        );
+      }
+      await adapter.rollbackPrepared(gid);
+    }
+  }
+  for (const { gid } of await adapter.listPrepared(naiveGidPrefix)) await adapter.rollbackPrepared(gid);
 }
 
 /** Applies this database's part of transfer `txn` inside its branch. */

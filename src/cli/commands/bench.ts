@@ -37,6 +37,9 @@ export interface BenchFlags {
   auditors: number;
   reads: AuditReads;
   fence?: string;
+  workload: 'transfer' | 'append';
+  history?: string;
+  keys?: number;
   nats?: string;
   stream?: string;
   abortShare?: number;
@@ -72,10 +75,37 @@ function refuseFlags(flags: BenchFlags, keys: readonly (keyof BenchFlags)[], why
 /** The outbox's flags, refused by the other families. */
 const outboxOnly: readonly (keyof BenchFlags)[] = ['nats', 'stream', 'abortShare', 'part'];
 
+/** `dtx bench --workload append` (../bench-append.ts): a list-append history, recorded and checked. */
+async function benchAppend(flags: BenchFlags): Promise<void> {
+  refuseFlags(
+    flags,
+    ['lease', 'crashAt', 'crashAfter', 'orphanGraceMs', 'orphanSweepMs', 'fence'],
+    'does not apply to --workload append',
+  );
+  const { runAppendBench, appendLine } = await import('../bench-append.ts');
+  const report = await runAppendBench({
+    dbs: flags.db,
+    log: flags.log,
+    concurrency: flags.concurrency,
+    auditors: flags.auditors,
+    reads: flags.reads,
+    keys: flags.keys ?? 4,
+    durationS: flags.duration,
+    txns: flags.txns,
+    init: flags.init === true,
+    history: flags.history,
+    onStart: () => process.stderr.write('dtx bench: append transactions started\n'),
+  });
+  if (flags.json) writeJson(report);
+  else process.stdout.write(`${appendLine(report)}\n`);
+}
+
 /** `dtx bench --protocol naive|2pc` (../bench.ts). */
 async function benchCommit(flags: BenchFlags): Promise<void> {
   refuseFlags(flags, ['refuseShare', 'checkpointEvery'], 'applies to --protocol saga or tcc');
   refuseFlags(flags, outboxOnly, 'applies to --protocol outbox');
+  if (flags.workload === 'append') return benchAppend(flags);
+  refuseFlags(flags, ['history', 'keys'], 'applies to --workload append');
   const { runBench } = await import('../bench.ts');
   const report = await runBench({
     ...benchLoad(flags),
@@ -117,7 +147,7 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
 
 /** `dtx bench --protocol saga|tcc` (../bench-saga.ts). */
 async function benchBranch(flags: BenchFlags): Promise<void> {
-  refuseFlags(flags, ['lease', 'crashAt', 'fence'], `does not apply to ${flags.protocol}`);
+  refuseFlags(flags, ['lease', 'crashAt', 'fence', 'history', 'keys'], `does not apply to ${flags.protocol}`);
   refuseFlags(flags, outboxOnly, 'applies to --protocol outbox');
   if (flags.auditors > 0) throw new InvalidArgumentError(`--auditors does not apply to ${flags.protocol}`);
   const { runSagaBench } = await import('../bench-saga.ts');
@@ -160,6 +190,8 @@ async function benchOutbox(flags: BenchFlags): Promise<void> {
       'orphanGraceMs',
       'orphanSweepMs',
       'fence',
+      'history',
+      'keys',
     ],
     'does not apply to outbox',
   );
@@ -289,6 +321,19 @@ export function registerBenchCommand(program: Command): void {
       '--fence <url>',
       'postgres:// database of the commit fence shared with other processes (dtx verify --live --fence)',
     )
+    .addOption(
+      new Option(
+        '--workload <name>',
+        'transfer: the transfers above; append: list-append transactions (2pc) recorded as a history and checked (docs/isolation.md)',
+      )
+        .choices(['transfer', 'append'])
+        .default('transfer'),
+    )
+    .option(
+      '--history <file>',
+      'append: write the history here (Jepsen JSON, one op per line; dtx check-history reads it)',
+    )
+    .option('--keys <n>', 'append: keys per database (with --init; default 4)', int('--keys', 1, 100_000))
     .option('--nats <url>', 'outbox: the NATS server with JetStream (default nats://127.0.0.1:4222)')
     .option(
       '--stream <name>',
@@ -313,6 +358,9 @@ export function registerBenchCommand(program: Command): void {
     .action(async (flags: BenchFlags) => {
       if (flags.duration === undefined && flags.txns === undefined) {
         throw new InvalidArgumentError('give --duration S or --txns N');
+      }
+      if (flags.workload === 'append' && flags.protocol !== '2pc') {
+        throw new InvalidArgumentError(`--workload append runs --protocol 2pc, not ${flags.protocol}`);
       }
       await bench[dbFamilyOf(flags.protocol)](flags);
     });

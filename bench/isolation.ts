@@ -13,14 +13,16 @@
 // on the first database, an update on the second), with the first
 // database's adapter voting read-only (default) and then told not to
 // (`readOnlyVote: false`, so it prepares and takes part in phase two).
-// Prints per transaction: statements sent to the reading database (round
-// trips), its WAL fsyncs (pg_stat_wal.wal_sync), the coordinator log's
-// forced writes, and tps.
+// Prints per transaction (one read-only branch each): statements sent to the
+// reading database (round trips), of which PREPARE TRANSACTION, COMMIT
+// PREPARED and local COMMIT, its WAL fsyncs (pg_stat_wal.wal_sync), the
+// coordinator log's forced writes, and tps. Each part prints the load
+// average at its start and end.
 //
 // Run: node --import tsx bench/isolation.ts [--rounds 3] [--seconds 4] [--db URL --db URL --db URL]
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -51,6 +53,8 @@ const median = (xs: number[]) => {
 };
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const r2 = (x: number) => Math.round(x * 100) / 100;
+/** The machine's 1-minute load average, sampled at the start and the end of each part: figures are only comparable at the same load. */
+const load = () => loadavg()[0]!.toFixed(1);
 
 async function auditors(dbs: string[], work: string): Promise<void> {
   const log = join(work, 'bench.sqlite');
@@ -58,6 +62,7 @@ async function auditors(dbs: string[], work: string): Promise<void> {
   const modes: (AuditReads | 'none')[] = ['none', 'plain', 'snapshot', 'locking', 'serializable'];
   const runs = new Map<string, BenchReport[]>(modes.map((m) => [m, []]));
   const ratios = new Map<string, number[]>(modes.map((m) => [m, []]));
+  const loadAtStart = load();
   for (let round = 0; round < rounds; round++) {
     const tps = new Map<string, number>();
     for (const mode of modes) {
@@ -77,12 +82,13 @@ async function auditors(dbs: string[], work: string): Promise<void> {
     for (const mode of modes) ratios.get(mode)!.push(tps.get(mode)! / tps.get('plain')!);
   }
   console.log(
-    `\nauditors: ${rounds} rounds of ${seconds} s per mode, 3 PostgreSQL databases, 1,000 accounts each, concurrency 8`,
+    `\nauditors: ${rounds} rounds of ${seconds} s per mode, 3 PostgreSQL databases, 1,000 accounts each, concurrency 8; ` +
+      `load average ${loadAtStart} at the start, ${load()} at the end`,
   );
   console.log(
-    '| auditors | tps (median) | vs plain (median of rounds) | aborted | audits/s | wrong totals | audit p50 / p99 ms | commits held back per snapshot p50 / p99 ms | snapshot waited p50 ms |',
+    '| auditors | tps (median) | vs plain (median of rounds) | aborted | audits/s | wrong totals | failed audits | audit p50 / p99 ms | commits held back per snapshot p50 / p99 ms | snapshot waited p50 ms |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const mode of modes) {
     const rs = runs.get(mode)!;
     const audits = rs.reduce((n, r) => n + (r.audit?.audits ?? 0), 0);
@@ -94,6 +100,7 @@ async function auditors(dbs: string[], work: string): Promise<void> {
       `| ${mode === 'none' ? '0' : `2 ${mode}`} | ${r1(median(rs.map((r) => r.tps)))} | ${r2(median(ratios.get(mode)!))} | ` +
         `${rs.reduce((n, r) => n + r.aborted, 0)} | ${mode === 'none' ? '-' : r1(audits / (rounds * seconds))} | ` +
         `${mode === 'none' ? '-' : `${wrong} of ${audits} (${r1((100 * wrong) / Math.max(1, audits))}%)`} | ` +
+        `${mode === 'none' ? '-' : rs.reduce((n, r) => n + (r.audit?.failedAudits ?? 0), 0)} | ` +
         `${cell((x) => x.latencyMs.p50)} / ${cell((x) => x.latencyMs.p99)} | ` +
         `${mode === 'snapshot' ? `${cell((x) => x.snapshotHeldMs?.p50)} / ${cell((x) => x.snapshotHeldMs?.p99)}` : '-'} | ` +
         `${mode === 'snapshot' ? cell((x) => x.snapshotWaitedMs?.p50) : '-'} |`,
@@ -106,14 +113,19 @@ async function readOnlyVote(dbs: string[], work: string): Promise<void> {
   await west.pool.query('DROP TABLE IF EXISTS ro_acct');
   await west.pool.query('CREATE TABLE ro_acct (id int PRIMARY KEY, balance bigint NOT NULL)');
   await west.pool.query('INSERT INTO ro_acct SELECT g, 1000 FROM generate_series(0, 999) g');
+  const loadAtStart = load();
   const sides = await Promise.all(
     [true, false].map(async (readOnly) => {
-      const counter = { statements: 0 };
+      const counter = { statements: 0, prepares: 0, commitPrepared: 0, localCommits: 0 };
       const pool = new pg.Pool({ connectionString: dbs[0], max: 16 });
       pool.on('connect', (client) => {
         const query = client.query.bind(client) as (...a: unknown[]) => unknown;
         (client as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
           counter.statements++;
+          const text = typeof a[0] === 'string' ? a[0] : String((a[0] as { text?: unknown })?.text ?? '');
+          if (text.startsWith('PREPARE TRANSACTION')) counter.prepares++;
+          else if (text.startsWith('COMMIT PREPARED')) counter.commitPrepared++;
+          else if (text === 'COMMIT') counter.localCommits++;
           return query(...a);
         };
       });
@@ -132,7 +144,7 @@ async function readOnlyVote(dbs: string[], work: string): Promise<void> {
     for (const side of sides) {
       const wal0 = await walSync(side.pool);
       const flushes0 = side.log.stats.flushes;
-      side.counter.statements = 0;
+      Object.assign(side.counter, { statements: 0, prepares: 0, commitPrepared: 0, localCommits: 0 });
       let txns = 0;
       const started = performance.now();
       const deadline = started + seconds * 1000;
@@ -166,17 +178,20 @@ async function readOnlyVote(dbs: string[], work: string): Promise<void> {
         statements / txns,
         wal / txns,
         (side.log.stats.flushes - flushes0) / txns,
+        side.counter.prepares / txns,
+        side.counter.commitPrepared / txns,
+        side.counter.localCommits / txns,
       ]);
     }
   }
   console.log(
     `\nread-only vote: read-then-write transactions (locking read on db1, update on db2), concurrency 4, ` +
-      `${rounds} interleaved rounds of ${seconds} s, medians`,
+      `${rounds} interleaved rounds of ${seconds} s, medians; load average ${loadAtStart} at the start, ${load()} at the end`,
   );
   console.log(
-    '| db1 votes | tps | statements to db1 per txn | db1 WAL fsyncs per txn | coordinator log flushes per txn | db1 branches left prepared |',
+    '| db1 votes | tps | statements to db1 per txn | of which PREPARE TRANSACTION / COMMIT PREPARED / local COMMIT | db1 WAL fsyncs per txn | coordinator log flushes per txn | db1 branches left prepared |',
   );
-  console.log('|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|');
   for (const side of sides) {
     const col = (i: number) => r2(median(side.runs.map((r) => r[i]!)));
     const left = Number(
@@ -184,7 +199,7 @@ async function readOnlyVote(dbs: string[], work: string): Promise<void> {
     );
     console.log(
       `| ${side.readOnly ? 'read-only' : 'yes (prepares)'} | ${r1(median(side.runs.map((r) => r[0]!)))} | ${col(1)} | ` +
-        `${col(2)} | ${col(3)} | ${left} |`,
+        `${col(4)} / ${col(5)} / ${col(6)} | ${col(2)} | ${col(3)} | ${left} |`,
     );
   }
   for (const side of sides) {

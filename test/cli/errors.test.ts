@@ -258,6 +258,15 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
         ['bench', ...dbs, '--reads', 'dirty', '--txns', '1'],
         /Allowed choices are plain, serializable, locking, snapshot/,
       ],
+      [
+        ['bench', ...dbs, '--workload', 'append', '--protocol', 'saga', '--txns', '1'],
+        /--workload append runs --protocol 2pc, not saga/,
+      ],
+      [['bench', ...dbs, '--keys', '3', '--txns', '1'], /--keys applies to --workload append/],
+      [
+        ['bench', ...dbs, '--workload', 'append', '--init', '--txns', '1'],
+        /db1: the append workload runs on PostgreSQL and MariaDB, not SQLite/,
+      ],
     ] as const) {
       assertFailure(await dtx([...args]), { exit: 2, code: 'DTX_INVALID_ARGUMENT', message });
     }

@@ -142,7 +142,7 @@ function sqlOf(target: DbTarget) {
 }
 
 /** A list as stored (`,3,7,12`), as the history records it. */
-function listOf(v: unknown): number[] {
+export function listOf(v: unknown): number[] {
   if (typeof v !== 'string') throw new Error(`a list row holds ${typeof v}, not text`);
   return v === '' ? [] : v.slice(1).split(',').map(Number);
 }

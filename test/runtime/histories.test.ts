@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createPostgresAdapter } from '../../src/adapters/postgres.ts';
 import type { AuditReads } from '../../src/cli/audit.ts';
-import { type AppendBenchReport, runAppendBench } from '../../src/cli/bench-append.ts';
+import { type AppendBenchReport, listOf, runAppendBench } from '../../src/cli/bench-append.ts';
 import { checkHistoryOps, checkHistoryText } from '../../src/history/check.ts';
 import type { TwoPcRecord } from '../../src/protocol/twopc/types.ts';
 import { createCoordinator } from '../../src/runtime/coordinator.ts';
@@ -138,7 +138,6 @@ test('SERIALIZABLE on every PostgreSQL database is not enough: a cross-database 
     }
     const x = 1; // on east
     const y = 2; // on west
-    const list = (v: unknown) => (v === '' ? [] : String(v).slice(1).split(',').map(Number));
     const history: unknown[] = [];
     const record = (process: number, type: string, value: unknown) =>
       history.push({ index: history.length, process, type, value });
@@ -151,39 +150,38 @@ test('SERIALIZABLE on every PostgreSQL database is not enough: a cross-database 
       if (++reads.n === 2) bothRead();
       await barrier;
     };
-    record(1, 'invoke', [
-      ['r', x, null],
-      ['append', y, 1],
-    ]);
-    record(2, 'invoke', [
-      ['r', y, null],
-      ['append', x, 2],
-    ]);
-    const [t1, t2] = await Promise.all([
-      coordinator.transaction(async (tx) => {
-        const { rows } = await tx.query<{ v: string }>('east', 'SELECT v FROM skew WHERE k = $1', [x]);
-        await arrive();
-        await tx.query('west', "UPDATE skew SET v = v || ',1' WHERE k = $1", [y]);
-        return list(rows[0]!.v);
-      }),
-      coordinator.transaction(async (tx) => {
-        const { rows } = await tx.query<{ v: string }>('west', 'SELECT v FROM skew WHERE k = $1', [y]);
-        await arrive();
-        await tx.query('east', "UPDATE skew SET v = v || ',2' WHERE k = $1", [x]);
-        return list(rows[0]!.v);
-      }),
-    ]);
-    record(1, 'ok', [
-      ['r', x, t1],
-      ['append', y, 1],
-    ]);
-    record(2, 'ok', [
-      ['r', y, t2],
-      ['append', x, 2],
-    ]);
+    // T1 reads x on east and appends 1 to y on west; T2 the mirror image.
+    const sides = [
+      { process: 1, read: ['east', x], write: ['west', y], element: 1 },
+      { process: 2, read: ['west', y], write: ['east', x], element: 2 },
+    ] as const;
+    for (const t of sides)
+      record(t.process, 'invoke', [
+        ['r', t.read[1], null],
+        ['append', t.write[1], t.element],
+      ]);
+    const seen = await Promise.all(
+      sides.map((t) =>
+        coordinator.transaction(async (tx) => {
+          const [at, key] = t.read;
+          const { rows } = await tx.query<{ v: string }>(at, 'SELECT v FROM skew WHERE k = $1', [key]);
+          await arrive();
+          await tx.query(t.write[0], 'UPDATE skew SET v = v || $1 WHERE k = $2', [
+            `,${t.element}`,
+            t.write[1],
+          ]);
+          return listOf(rows[0]!.v);
+        }),
+      ),
+    );
+    for (const [i, t] of sides.entries())
+      record(t.process, 'ok', [
+        ['r', t.read[1], seen[i]],
+        ['append', t.write[1], t.element],
+      ]);
     // A final read shows both appends landed.
-    const finalX = list((await east!.pool.query('SELECT v FROM skew WHERE k = 1')).rows[0].v);
-    const finalY = list((await west!.pool.query('SELECT v FROM skew WHERE k = 2')).rows[0].v);
+    const finalX = listOf((await east!.pool.query('SELECT v FROM skew WHERE k = 1')).rows[0].v);
+    const finalY = listOf((await west!.pool.query('SELECT v FROM skew WHERE k = 2')).rows[0].v);
     assert.deepEqual([finalX, finalY], [[2], [1]]);
     record(3, 'invoke', [
       ['r', x, null],

@@ -43,6 +43,13 @@ export {
   type Transaction,
   type TransactionOptions,
 } from './runtime/coordinator.ts';
+export { AcceptorServer, type AcceptorServerOptions } from './runtime/paxos-commit/acceptor-server.ts';
+export type {
+  PaxosCommitCoordinator,
+  PaxosCommitCoordinatorOptions,
+  PaxosTransaction,
+  PaxosTransactionOptions,
+} from './runtime/paxos-commit/coordinator.ts';
 export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
 export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.ts';
 export type { LogLocation } from './runtime/log/open.ts';

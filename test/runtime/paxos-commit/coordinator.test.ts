@@ -1,0 +1,100 @@
+// Paxos Commit on real processes and databases, the normal case and bad
+// input: acceptors in this process (fast to start), SQLite participants.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createCoordinator } from '../../../src/runtime/coordinator.ts';
+import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
+import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
+import { rejectsWithCode } from '../../adapters/helpers.ts';
+import { accountDbs, tempDir, transfer } from './support.ts';
+
+describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
+  const acceptors: AcceptorServer[] = [];
+  before(async () => {
+    for (let i = 0; i < 3; i++) acceptors.push(await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: tempDir(`a${i}`) }));
+  });
+  after(async () => {
+    for (const a of acceptors) await a.close();
+  });
+
+  test('transfers commit on both databases and conserve the total', async () => {
+    const { adapters } = await accountDbs(100);
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l1',
+      resources: adapters,
+      acceptors: acceptors.map((a) => a.url),
+      faults: 1,
+    });
+    for (let i = 0; i < 5; i++) await transfer(c, 1);
+    // Concurrent transactions on distinct keys (the same key would conflict at prepare).
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        c.transaction(async (tx) => {
+          (await tx.branch<SqliteBranch>('a')).put(`k${i}`, -i);
+          (await tx.branch<SqliteBranch>('b')).put(`k${i}`, i);
+        }),
+      ),
+    );
+    assert.equal(adapters.a!.read('balance'), 95);
+    assert.equal(adapters.b!.read('balance'), 105);
+    for (let i = 0; i < 6; i++) assert.equal((adapters.a!.read(`k${i}`) as number) + (adapters.b!.read(`k${i}`) as number), 0);
+    assert.deepEqual(await adapters.a!.listPrepared(''), []);
+    assert.deepEqual(await adapters.b!.listPrepared(''), []);
+    await c.close();
+  });
+
+  test('a callback that throws rolls back; a NO vote aborts with DTX_ABORTED', async () => {
+    const { adapters } = await accountDbs(100);
+    const c = await createCoordinator({ protocol: 'paxos-commit', id: 'l2', resources: adapters, acceptors: acceptors.map((a) => a.url) });
+    await assert.rejects(
+      c.transaction(async (tx) => {
+        const a = await tx.branch<SqliteBranch>('a');
+        a.put('balance', 0);
+        throw new Error('no');
+      }),
+      /no/,
+    );
+    // A NO vote: what b's branch read changed before it prepared (serialization failure).
+    await rejectsWithCode(
+      c.transaction(async (tx) => {
+        const a = await tx.branch<SqliteBranch>('a');
+        const b = await tx.branch<SqliteBranch>('b');
+        a.put('balance', (a.get('balance') as number) - 5);
+        b.put('balance', (b.get('balance') as number) + 5);
+        const other = await adapters.b!.begin('other_1');
+        other.put('balance', 1000);
+        await other.prepare();
+        await adapters.b!.commitPrepared('other_1');
+      }),
+      'DTX_ABORTED',
+    );
+    assert.equal(adapters.a!.read('balance'), 100);
+    assert.equal(adapters.b!.read('balance'), 1000);
+    assert.deepEqual(await adapters.a!.listPrepared(''), []);
+    await c.close();
+  });
+
+  test('bad input: wrong count for F, duplicates, another cluster, unreachable acceptors', async () => {
+    const { adapters } = await accountDbs();
+    const urls = acceptors.map((a) => a.url);
+    const base = { protocol: 'paxos-commit' as const, id: 'l3', resources: adapters };
+    await rejectsWithCode(createCoordinator({ ...base, acceptors: urls.slice(0, 2), faults: 1 }), 'DTX_INVALID_ARGUMENT');
+    await rejectsWithCode(createCoordinator({ ...base, acceptors: [urls[0]!, urls[0]!, urls[1]!] }), 'DTX_INVALID_ARGUMENT');
+    const other = await rejectsWithCode(createCoordinator({ ...base, acceptors: urls, cluster: 'other' }), 'DTX_INVALID_ARGUMENT');
+    assert.match(other.message, /cluster "dtx", not "other"/);
+    const down = await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: [urls[0]!, urls[1]!, 'http://127.0.0.1:9'] }),
+      'DTX_RESOURCE_UNAVAILABLE',
+    );
+    assert.match(down.message, /127\.0\.0\.1:9/);
+  });
+
+  test('an acceptor directory of another cluster is refused', async () => {
+    const dir = tempDir('cl');
+    const a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'east' });
+    await a.close();
+    await rejectsWithCode(AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'west' }), 'DTX_LOG_MISMATCH');
+  });
+});

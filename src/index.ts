@@ -43,6 +43,11 @@ export {
   type Transaction,
   type TransactionOptions,
 } from './runtime/coordinator.ts';
+export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
+export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.ts';
+export type { LogLocation } from './runtime/log/open.ts';
+export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
+export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';
 export { AcceptorServer, type AcceptorServerOptions } from './runtime/paxos-commit/acceptor-server.ts';
 export type {
   PaxosCommitCoordinator,
@@ -50,11 +55,6 @@ export type {
   PaxosTransaction,
   PaxosTransactionOptions,
 } from './runtime/paxos-commit/coordinator.ts';
-export { acquireLeadership, type Leadership, type LeaseOptions } from './runtime/lease.ts';
-export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.ts';
-export type { LogLocation } from './runtime/log/open.ts';
-export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
-export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';
 export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
 export {
   type BranchContext,

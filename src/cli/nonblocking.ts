@@ -25,10 +25,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../adapters/sqlite.ts';
 import { isDtxError } from '../errors.ts';
+import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import { createCoordinator } from '../runtime/coordinator.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
 import type { PaxosCommitCoordinator } from '../runtime/paxos-commit/coordinator.ts';
-import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 
 const bin = resolve(fileURLToPath(new URL('../../bin/dtx.js', import.meta.url)));
 
@@ -61,10 +61,7 @@ const initial = 1000;
 const takeoverMs = 500;
 
 /** One transfer of 1 from a to b, with a marker key `t<n>` written on both. */
-async function transferIn(
-  branch: <B>(resource: string) => Promise<B>,
-  n: number,
-): Promise<void> {
+async function transferIn(branch: <B>(resource: string) => Promise<B>, n: number): Promise<void> {
   const a = await branch<SqliteBranch>('a');
   const b = await branch<SqliteBranch>('b');
   a.put('balance', (a.get('balance') as number) - 1);
@@ -121,7 +118,11 @@ export async function runNonblockingChild(spec: ChildSpec): Promise<void> {
   await c.close();
 }
 
-function spawnDtx(args: string[]): { child: ChildProcess; line(re: RegExp): Promise<RegExpExecArray>; exit: Promise<string> } {
+function spawnDtx(args: string[]): {
+  child: ChildProcess;
+  line(re: RegExp): Promise<RegExpExecArray>;
+  exit: Promise<string>;
+} {
   const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -148,7 +149,9 @@ function spawnDtx(args: string[]): { child: ChildProcess; line(re: RegExp): Prom
         const m = re.exec(out);
         if (m !== null) return res(m);
         waiters.push({ re, resolve: res });
-        void exit.then((how) => rej(new Error(`dtx ${args[0]} ${args[1] ?? ''} exited (${how}) before ${re}: ${err.slice(-2000)}`)));
+        void exit.then((how) =>
+          rej(new Error(`dtx ${args[0]} ${args[1] ?? ''} exited (${how}) before ${re}: ${err.slice(-2000)}`)),
+        );
       }),
   };
 }
@@ -172,7 +175,9 @@ class Watch {
       const now = Date.now();
       if (now - this.killedAt > deadlineMs) throw new Error(`still in doubt after ${deadlineMs} ms`);
       if (this.inDoubtMs === null) {
-        const left = (await this.dbs.a.listPrepared(this.prefix)).length + (await this.dbs.b.listPrepared(this.prefix)).length;
+        const left =
+          (await this.dbs.a.listPrepared(this.prefix)).length +
+          (await this.dbs.b.listPrepared(this.prefix)).length;
         if (left === 0) this.inDoubtMs = Date.now() - this.killedAt;
       }
       if (this.lockHeldMs === null && now >= nextProbe) {
@@ -192,13 +197,19 @@ class Watch {
   }
 }
 
-async function books(dbs: Record<'a' | 'b', SqliteAdapter>, n: number): Promise<{ ok: boolean; outcome: 'committed' | 'aborted' }> {
+async function books(
+  dbs: Record<'a' | 'b', SqliteAdapter>,
+  n: number,
+): Promise<{ ok: boolean; outcome: 'committed' | 'aborted' }> {
   const a = dbs.a.read('balance') as number;
   const b = dbs.b.read('balance') as number;
   const markA = dbs.a.read(`t${n}`) !== undefined;
   const markB = dbs.b.read(`t${n}`) !== undefined;
   const left = (await dbs.a.listPrepared('')).length + (await dbs.b.listPrepared('')).length;
-  return { ok: a + b === 2 * initial && markA === markB && left === 0, outcome: markA ? 'committed' : 'aborted' };
+  return {
+    ok: a + b === 2 * initial && markA === markB && left === 0,
+    outcome: markA ? 'committed' : 'aborted',
+  };
 }
 
 async function seed(dir: string): Promise<Record<'a' | 'b', SqliteAdapter>> {
@@ -216,7 +227,11 @@ async function seed(dir: string): Promise<Record<'a' | 'b', SqliteAdapter>> {
 
 const killAt = 3;
 
-async function runTwoPc(dir: string, downtimeMs: number, log: (l: string) => void): Promise<NonblockingResult> {
+async function runTwoPc(
+  dir: string,
+  downtimeMs: number,
+  log: (l: string) => void,
+): Promise<NonblockingResult> {
   const dbs = await seed(dir);
   const spec: ChildSpec = { protocol: '2pc', dir, killAt, acceptors: [], cluster: 'demo' };
   log(`2pc: coordinator process runs ${killAt} transfers, SIGKILLed once transfer ${killAt} is prepared`);
@@ -233,14 +248,32 @@ async function runTwoPc(dir: string, downtimeMs: number, log: (l: string) => voi
   const { ok, outcome } = await books(dbs, killAt);
   await dbs.a.close();
   await dbs.b.close();
-  return { inDoubtMaxMs: watch.inDoubtMs!, lockHeldMaxMs: watch.lockHeldMs!, blocked: watch.blocked, verifyOk: ok, outcome };
+  return {
+    inDoubtMaxMs: watch.inDoubtMs!,
+    lockHeldMaxMs: watch.lockHeldMs!,
+    blocked: watch.blocked,
+    verifyOk: ok,
+    outcome,
+  };
 }
 
-async function runPaxosCommit(dir: string, downtimeMs: number, log: (l: string) => void): Promise<NonblockingResult> {
+async function runPaxosCommit(
+  dir: string,
+  downtimeMs: number,
+  log: (l: string) => void,
+): Promise<NonblockingResult> {
   const dbs = await seed(dir);
   log('paxos-commit: starting 3 acceptor processes (F = 1)');
   const acceptors = [0, 1, 2].map((i) =>
-    spawnDtx(['acceptor', '--listen', '127.0.0.1:0', '--data', join(dir, `acceptor${i}`), '--cluster', 'demo']),
+    spawnDtx([
+      'acceptor',
+      '--listen',
+      '127.0.0.1:0',
+      '--data',
+      join(dir, `acceptor${i}`),
+      '--cluster',
+      'demo',
+    ]),
   );
   const urls = await Promise.all(acceptors.map(async (a) => (await a.line(/listening on (\S+)/))[1]!));
   let backup: PaxosCommitCoordinator | undefined;
@@ -256,7 +289,9 @@ async function runPaxosCommit(dir: string, downtimeMs: number, log: (l: string) 
       scanIntervalMs: 100,
     });
     const spec: ChildSpec = { protocol: 'paxos-commit', dir, killAt, acceptors: urls, cluster: 'demo' };
-    log(`paxos-commit: leader process runs ${killAt} transfers, SIGKILLed once transfer ${killAt} is prepared`);
+    log(
+      `paxos-commit: leader process runs ${killAt} transfers, SIGKILLed once transfer ${killAt} is prepared`,
+    );
     const leader = spawnDtx(['demo', 'nonblocking', '--child', JSON.stringify(spec)]);
     const killedAt = Number((await leader.line(/killing (\d+)/))[1]);
     await leader.exit;
@@ -265,7 +300,13 @@ async function runPaxosCommit(dir: string, downtimeMs: number, log: (l: string) 
     log(`paxos-commit: down ${downtimeMs} ms; restarting the leader`);
     await spawnDtx(['demo', 'nonblocking', '--child', JSON.stringify({ ...spec, killAt: 0 })]).exit;
     const { ok, outcome } = await books(dbs, killAt);
-    return { inDoubtMaxMs: watch.inDoubtMs!, lockHeldMaxMs: watch.lockHeldMs!, blocked: watch.blocked, verifyOk: ok, outcome };
+    return {
+      inDoubtMaxMs: watch.inDoubtMs!,
+      lockHeldMaxMs: watch.lockHeldMs!,
+      blocked: watch.blocked,
+      verifyOk: ok,
+      outcome,
+    };
   } finally {
     await backup?.close();
     for (const a of acceptors) a.child.kill('SIGTERM');

@@ -64,12 +64,12 @@ import { type LogLocation, openLog } from './log/open.ts';
 import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
 import { wrapLog } from './log/wrap.ts';
+import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
 import {
   isPaxosCommitOptions,
   PaxosCommitCoordinator,
   type PaxosCommitCoordinatorOptions,
 } from './paxos-commit/coordinator.ts';
-import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
 import { type SnapshotOptions, type SnapshotReads, withSnapshot } from './snapshot.ts';
 import { twoPcTxnViews } from './twopc-views.ts';
 

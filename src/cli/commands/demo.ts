@@ -2,8 +2,8 @@
 // then on real SQLite databases whose coordinator is killed mid-flight.
 
 import { type Command, Option } from 'commander';
-import type { ChildSpec } from '../nonblocking.ts';
 import type { RealDemoRound } from '../demo-real.ts';
+import type { ChildSpec } from '../nonblocking.ts';
 import { int, num, writeJson } from '../options.ts';
 
 export function registerDemoCommand(program: Command): void {
@@ -19,7 +19,11 @@ export function registerDemoCommand(program: Command): void {
       int('--downtime-ms', 0, 3_600_000),
       5000,
     )
-    .option('--dir <path>', 'where the demo keeps its SQLite files and acceptor directories', '.dtx/demo-nonblocking')
+    .option(
+      '--dir <path>',
+      'where the demo keeps its SQLite files and acceptor directories',
+      '.dtx/demo-nonblocking',
+    )
     .option('--json', 'print one JSON object on stdout')
     .addOption(new Option('--child <spec>', 'internal: run a killed coordinator or leader').hideHelp())
     .action(async (flags: { downtimeMs: number; dir: string; json?: boolean; child?: string }) => {

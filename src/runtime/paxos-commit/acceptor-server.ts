@@ -26,15 +26,28 @@
 // majorities meet, so it never reads less than it last wrote.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DtxError } from '../../errors.ts';
 import { isValidNodeId } from '../../protocol/common/limits.ts';
 import type { NodeId } from '../../protocol/common/types.ts';
 import { type AcceptorState, paxosAcceptor } from '../../protocol/paxos-commit/acceptor.ts';
-import type { PaxosCommitConfig, PaxosCommitMsg, PaxosCommitRecord } from '../../protocol/paxos-commit/types.ts';
-import { coordinatorIdPattern } from '../limits.ts';
+import type {
+  PaxosCommitConfig,
+  PaxosCommitMsg,
+  PaxosCommitRecord,
+} from '../../protocol/paxos-commit/types.ts';
 import { Driver } from '../driver.ts';
+import { coordinatorIdPattern } from '../limits.ts';
 import { openSqliteLog } from '../log/sqlite.ts';
 import type { DurableLog } from '../log/types.ts';
 import { PeerTransport } from './transport.ts';
@@ -99,7 +112,10 @@ function writeFileDurably(path: string, text: string): void {
 /** Reads (or creates) the directory's meta; refuses another version or another cluster. */
 export function openAcceptorDir(dataDir: string, cluster: string, faster: boolean): AcceptorMeta {
   if (!clusterPattern.test(cluster))
-    throw new DtxError('DTX_INVALID_ARGUMENT', `cluster id ${JSON.stringify(cluster)} must match ${clusterPattern}`);
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `cluster id ${JSON.stringify(cluster)} must match ${clusterPattern}`,
+    );
   const path = join(dataDir, 'acceptor.json');
   if (!existsSync(path)) {
     mkdirSync(dataDir, { recursive: true });
@@ -136,7 +152,8 @@ export function openAcceptorDir(dataDir: string, cluster: string, faster: boolea
 function decodeRecord(value: unknown): AcceptorLogRecord {
   const r = value as AcceptorLogRecord;
   if (r?.type === 'acc' && typeof r.txn === 'string' && typeof r.ins === 'string') return r;
-  if (r?.type === 'candidateRound' && typeof r.candidate === 'string' && Number.isSafeInteger(r.round)) return r;
+  if (r?.type === 'candidateRound' && typeof r.candidate === 'string' && Number.isSafeInteger(r.round))
+    return r;
   throw new Error(`not an acceptor record: ${JSON.stringify(value).slice(0, 80)}`);
 }
 
@@ -150,7 +167,12 @@ export class AcceptorServer {
   private constructor(
     readonly meta: AcceptorMeta,
     private readonly log: DurableLog<AcceptorLogRecord>,
-    private readonly driver: Driver<AcceptorState, PaxosCommitMsg, PaxosCommitRecord, Partial<PaxosCommitConfig>>,
+    private readonly driver: Driver<
+      AcceptorState,
+      PaxosCommitMsg,
+      PaxosCommitRecord,
+      Partial<PaxosCommitConfig>
+    >,
     private readonly transport: PeerTransport,
   ) {}
 
@@ -182,12 +204,17 @@ export class AcceptorServer {
       close: () => log.close(),
       stats: log.stats,
     };
-    const driver = new Driver(paxosAcceptor, meta.id, { faster: meta.faster }, {
-      log: countingLog,
-      send: (to, msg) => server?.sendTo(to, msg),
-      outcome: () => {},
-      halted: (err) => (options.onHalt ?? defaultHalt)(err),
-    });
+    const driver = new Driver(
+      paxosAcceptor,
+      meta.id,
+      { faster: meta.faster },
+      {
+        log: countingLog,
+        send: (to, msg) => server?.sendTo(to, msg),
+        outcome: () => {},
+        halted: (err) => (options.onHalt ?? defaultHalt)(err),
+      },
+    );
     const transport = await PeerTransport.listen({
       cluster,
       listen: options.listen,
@@ -201,7 +228,8 @@ export class AcceptorServer {
     server = new AcceptorServer(meta, log, driver, transport);
     const records = await log.load();
     for (const r of records)
-      if (r.type === 'candidateRound') server.rounds.set(r.candidate, Math.max(server.rounds.get(r.candidate) ?? 0, r.round));
+      if (r.type === 'candidateRound')
+        server.rounds.set(r.candidate, Math.max(server.rounds.get(r.candidate) ?? 0, r.round));
     await driver.start();
     return server;
   }
@@ -240,7 +268,12 @@ export class AcceptorServer {
   /** A candidate's round: store `round` if higher (durably) and answer the highest stored. */
   private async onRound(body: unknown): Promise<{ round: number }> {
     const b = body as { candidate?: unknown; round?: unknown } | null;
-    if (typeof b?.candidate !== 'string' || !isValidNodeId(b.candidate) || !Number.isSafeInteger(b.round) || (b.round as number) < 0)
+    if (
+      typeof b?.candidate !== 'string' ||
+      !isValidNodeId(b.candidate) ||
+      !Number.isSafeInteger(b.round) ||
+      (b.round as number) < 0
+    )
       throw new DtxError('DTX_BAD_MESSAGE', 'round: expected { candidate, round }');
     const candidate = b.candidate;
     const round = b.round as number;
@@ -271,7 +304,8 @@ export class AcceptorServer {
     for (const txn of this.finished) state.txns.delete(txn);
     this.finished.clear();
     for (const [txn, t] of state.txns)
-      for (const [ins, a] of t.instances) keep.push({ type: 'acc', txn, ins, mbal: a.mbal, bal: a.bal, val: a.val });
+      for (const [ins, a] of t.instances)
+        keep.push({ type: 'acc', txn, ins, mbal: a.mbal, bal: a.bal, val: a.val });
     try {
       await this.log.checkpoint(keep);
     } catch (error) {

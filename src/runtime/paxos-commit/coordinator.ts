@@ -37,8 +37,8 @@ import { randomBytes } from 'node:crypto';
 import type { Branch, ResourceAdapter, SqlBranch } from '../../adapters/types.ts';
 import { DtxError } from '../../errors.ts';
 import type { NodeId, Outcome, TxnId } from '../../protocol/common/types.ts';
-import { type CandidateState, paxosCandidate } from '../../protocol/paxos-commit/leader.ts';
 import { faultsMax } from '../../protocol/paxos-commit/layout.ts';
+import { type CandidateState, paxosCandidate } from '../../protocol/paxos-commit/leader.ts';
 import {
   type AcceptorFanout,
   defaultPaxosCommitConfig,
@@ -139,7 +139,10 @@ function check(cond: boolean, message: string): asserts cond {
 
 function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: string[]; leaders: string[] } {
   const F = o.faults ?? 1;
-  check(Number.isInteger(F) && F >= 0 && F <= faultsMax, `faults must be an integer in 0..${faultsMax}, not ${String(F)}`);
+  check(
+    Number.isInteger(F) && F >= 0 && F <= faultsMax,
+    `faults must be an integer in 0..${faultsMax}, not ${String(F)}`,
+  );
   check(Array.isArray(o.acceptors), 'acceptors must be a list of URLs');
   const urls = o.acceptors.map(baseUrl);
   check(
@@ -148,14 +151,24 @@ function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: stri
   );
   const dup = urls.find((u, i) => urls.indexOf(u) !== i);
   check(dup === undefined, `acceptor ${dup} is listed twice`);
-  check(coordinatorIdPattern.test(o.id ?? ''), `id ${JSON.stringify(o.id)} must match ${coordinatorIdPattern}`);
+  check(
+    coordinatorIdPattern.test(o.id ?? ''),
+    `id ${JSON.stringify(o.id)} must match ${coordinatorIdPattern}`,
+  );
   const leaders = o.leaders ?? [o.id];
-  check(leaders.every((l) => coordinatorIdPattern.test(l)), `leaders must match ${coordinatorIdPattern}`);
+  check(
+    leaders.every((l) => coordinatorIdPattern.test(l)),
+    `leaders must match ${coordinatorIdPattern}`,
+  );
   check(new Set(leaders).size === leaders.length, 'leaders repeat an id');
   check(leaders.includes(o.id), `id ${o.id} is not in leaders (${leaders.join(', ')})`);
   const names = Object.keys(o.resources ?? {});
   check(names.length > 0, 'give at least one resource');
-  for (const n of names) check(resourceNamePattern.test(n), `resource name ${JSON.stringify(n)} must match ${resourceNamePattern}`);
+  for (const n of names)
+    check(
+      resourceNamePattern.test(n),
+      `resource name ${JSON.stringify(n)} must match ${resourceNamePattern}`,
+    );
   return { F, urls, leaders };
 }
 
@@ -247,7 +260,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     });
     try {
       const metas = await identifyAcceptors(c.transport, urls, c.cluster, faster);
-      metas.forEach((m, i) => c.acceptorUrl.set(m.id, urls[i]!));
+      for (const [i, m] of metas.entries()) c.acceptorUrl.set(m.id, urls[i]!);
       c.config = {
         ...defaultPaxosCommitConfig,
         ...paxosRuntimeTiming,
@@ -343,17 +356,24 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
    * returns (resolving once every branch committed), rolls back and rethrows
    * when it throws, and rejects with DTX_ABORTED when the protocol aborts.
    */
-  async transaction<T>(work: (tx: PaxosTransaction) => Promise<T>, options: PaxosTransactionOptions = {}): Promise<T> {
+  async transaction<T>(
+    work: (tx: PaxosTransaction) => Promise<T>,
+    options: PaxosTransactionOptions = {},
+  ): Promise<T> {
     if (this.closed) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
     if (this.failure !== undefined)
-      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', 'the leader stopped; restart it', { cause: this.failure });
+      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', 'the leader stopped; restart it', {
+        cause: this.failure,
+      });
     const ordinal = ++this.counter;
     const txn = `${this.options.id}-${this.incarnation}-${ordinal.toString(36)}`;
     const opening = new Map<string, Promise<Branch>>();
     const open = (resource: string): Promise<Branch> => {
       const adapter = this.options.resources[resource];
       if (adapter === undefined)
-        return Promise.reject(new DtxError('DTX_INVALID_ARGUMENT', `no resource named ${JSON.stringify(resource)}`));
+        return Promise.reject(
+          new DtxError('DTX_INVALID_ARGUMENT', `no resource named ${JSON.stringify(resource)}`),
+        );
       let p = opening.get(resource);
       if (p === undefined) {
         p = adapter.begin(this.gid(txn, resource));
@@ -375,9 +395,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     try {
       result = await work(tx);
     } catch (error) {
-      await Promise.allSettled(
-        [...opening.values()].map((p) => p.then((b) => b.rollback())),
-      );
+      await Promise.allSettled([...opening.values()].map((p) => p.then((b) => b.rollback())));
       throw error;
     }
     const branches = new Map<string, Branch>();
@@ -420,7 +438,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       t.pending.add(rm);
       rm.input({ type: 'executed', txn, coordinator: this.options.id, readOnly: false });
     }
-    if (this.options.crashPoints !== undefined) this.watchPrepared(txn, t);
+    if (this.options.crashPoints !== undefined) this.watchPrepared(t);
     this.candidate.input({ type: 'begin', txn, participants: this.participants, client: appClient });
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -430,7 +448,13 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
             t.outcome,
             new Promise<never>((_, reject) => {
               timer = setTimeout(
-                () => reject(new DtxError('DTX_TIMEOUT', `transaction ${txn}: no outcome within ${options.timeoutMs} ms`)),
+                () =>
+                  reject(
+                    new DtxError(
+                      'DTX_TIMEOUT',
+                      `transaction ${txn}: no outcome within ${options.timeoutMs} ms`,
+                    ),
+                  ),
                 options.timeoutMs,
               );
             }),
@@ -438,9 +462,13 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       await t.allFinished;
       this.forget(txn);
       if (outcome !== 'committed')
-        throw new DtxError('DTX_ABORTED', `transaction ${txn} aborted (a participant voted no or timed out)`, {
-          retryable: true,
-        });
+        throw new DtxError(
+          'DTX_ABORTED',
+          `transaction ${txn} aborted (a participant voted no or timed out)`,
+          {
+            retryable: true,
+          },
+        );
       return result;
     } finally {
       if (timer !== undefined) clearTimeout(timer);
@@ -449,7 +477,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
   }
 
   /** Crash tests: waits until every RM of the transaction is durably prepared, then calls the hook. */
-  private watchPrepared(txn: TxnId, t: LiveTxn): void {
+  private watchPrepared(t: LiveTxn): void {
     const poll = setInterval(() => {
       const rms = [...t.pending];
       if (rms.length === this.participants.length && rms.every((rm) => rm.preparedAt !== null)) {

@@ -30,7 +30,11 @@ import type { Branch, ResourceAdapter } from '../../adapters/types.ts';
 import { AfterPersistSequencer, type SequencedWrite } from '../../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId, TxnId } from '../../protocol/common/types.ts';
 import { paxosRm, type RmState } from '../../protocol/paxos-commit/rm.ts';
-import type { PaxosCommitConfig, PaxosCommitMsg, PaxosCommitRecord } from '../../protocol/paxos-commit/types.ts';
+import type {
+  PaxosCommitConfig,
+  PaxosCommitMsg,
+  PaxosCommitRecord,
+} from '../../protocol/paxos-commit/types.ts';
 
 type Fx = Effect<PaxosCommitMsg, PaxosCommitRecord>;
 
@@ -182,7 +186,9 @@ export class RmBranch {
     }
     // The database is unreachable: the core will write the outcome again; give it a moment.
     const delayMs = Math.min(resolveBackoffMsMax, resolveBackoffMsMin * 2 ** this.failures++);
-    this.ports.warn?.(`${this.resource} ${this.gid}: ${(error as Error)?.message ?? String(error)}; retrying`);
+    this.ports.warn?.(
+      `${this.resource} ${this.gid}: ${(error as Error)?.message ?? String(error)}; retrying`,
+    );
     const handle = setTimeout(() => {
       this.timers.delete(`retry:${write.seq}`);
       for (const i of failure.inputs) this.input(i);
@@ -216,7 +222,8 @@ export class RmBranch {
       case 'resource':
         // Prepared work was committed or rolled back by the record's write;
         // unvoted work is only rolled back here.
-        if (this.branch !== null && this.branch.state === 'active') void this.branch.rollback().catch(() => {});
+        if (this.branch !== null && this.branch.state === 'active')
+          void this.branch.rollback().catch(() => {});
         this.done = e.action;
         return;
       case 'reportOutcome':

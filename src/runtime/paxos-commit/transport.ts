@@ -32,7 +32,10 @@ export function baseUrl(address: string): string {
   const url = /^https?:\/\//.test(address) ? address : `http://${address}`;
   const parsed = new URL(url);
   if (parsed.protocol !== 'http:' || parsed.port === '')
-    throw new DtxError('DTX_INVALID_ARGUMENT', `${JSON.stringify(address)} is not host:port or http://host:port`);
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `${JSON.stringify(address)} is not host:port or http://host:port`,
+    );
   return `http://${parsed.host}`;
 }
 
@@ -122,7 +125,12 @@ export class PeerTransport {
       if (route === undefined) return reply(res, 404, { code: 'DTX_NOT_FOUND', message: `no route ${path}` });
       reply(res, 200, await route(body));
     } catch (error) {
-      const code = error instanceof DtxError ? error.code : error instanceof SyntaxError ? 'DTX_BAD_MESSAGE' : 'DTX_INVALID_STATE';
+      const code =
+        error instanceof DtxError
+          ? error.code
+          : error instanceof SyntaxError
+            ? 'DTX_BAD_MESSAGE'
+            : 'DTX_INVALID_STATE';
       if (!res.headersSent) reply(res, 400, { code, message: (error as Error).message });
     }
   }
@@ -197,7 +205,9 @@ export class PeerTransport {
               const p = parsed as { code?: string; message?: string } | null;
               reject(
                 new DtxError(
-                  p?.code === 'DTX_INVALID_ARGUMENT' || p?.code === 'DTX_BAD_MESSAGE' ? p.code : 'DTX_RESOURCE_UNAVAILABLE',
+                  p?.code === 'DTX_INVALID_ARGUMENT' || p?.code === 'DTX_BAD_MESSAGE'
+                    ? p.code
+                    : 'DTX_RESOURCE_UNAVAILABLE',
                   `${url}${path}: ${status} ${p?.message ?? out}`.slice(0, 500),
                 ),
               );

@@ -145,7 +145,13 @@ export function checkMessage(m: unknown): PaxosCommitMsg | HostNotice {
         }),
       };
     case 'REJECT':
-      return { type: 'REJECT', txn, acc: nodeId(m.acc, 'acc'), bal: ballot(m.bal, 0), mbal: ballot(m.mbal, 0) };
+      return {
+        type: 'REJECT',
+        txn,
+        acc: nodeId(m.acc, 'acc'),
+        bal: ballot(m.bal, 0),
+        mbal: ballot(m.mbal, 0),
+      };
     case 'COMMIT':
     case 'ABORT':
     case 'FORGET':
@@ -165,7 +171,8 @@ export function checkMessage(m: unknown): PaxosCommitMsg | HostNotice {
 /** A batch from the network, checked whole: any bad part refuses all of it. */
 export function checkBatch(value: unknown, cluster: string): WireBatch {
   if (!isObject(value)) throw bad('not an object');
-  if (value.v !== wireVersion) throw bad(`wire version ${String(value.v)}, this process speaks ${wireVersion}`);
+  if (value.v !== wireVersion)
+    throw bad(`wire version ${String(value.v)}, this process speaks ${wireVersion}`);
   if (value.cluster !== cluster)
     throw new DtxError(
       'DTX_INVALID_ARGUMENT',

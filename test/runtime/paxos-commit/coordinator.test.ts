@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
+import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
 import { rejectsWithCode } from '../../adapters/helpers.ts';
 import { accountDbs, tempDir, transfer } from './support.ts';
@@ -12,7 +12,8 @@ import { accountDbs, tempDir, transfer } from './support.ts';
 describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
   const acceptors: AcceptorServer[] = [];
   before(async () => {
-    for (let i = 0; i < 3; i++) acceptors.push(await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: tempDir(`a${i}`) }));
+    for (let i = 0; i < 3; i++)
+      acceptors.push(await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: tempDir(`a${i}`) }));
   });
   after(async () => {
     for (const a of acceptors) await a.close();
@@ -39,7 +40,8 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     );
     assert.equal(adapters.a!.read('balance'), 95);
     assert.equal(adapters.b!.read('balance'), 105);
-    for (let i = 0; i < 6; i++) assert.equal((adapters.a!.read(`k${i}`) as number) + (adapters.b!.read(`k${i}`) as number), 0);
+    for (let i = 0; i < 6; i++)
+      assert.equal((adapters.a!.read(`k${i}`) as number) + (adapters.b!.read(`k${i}`) as number), 0);
     assert.deepEqual(await adapters.a!.listPrepared(''), []);
     assert.deepEqual(await adapters.b!.listPrepared(''), []);
     await c.close();
@@ -47,7 +49,12 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
 
   test('a callback that throws rolls back; a NO vote aborts with DTX_ABORTED', async () => {
     const { adapters } = await accountDbs(100);
-    const c = await createCoordinator({ protocol: 'paxos-commit', id: 'l2', resources: adapters, acceptors: acceptors.map((a) => a.url) });
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l2',
+      resources: adapters,
+      acceptors: acceptors.map((a) => a.url),
+    });
     await assert.rejects(
       c.transaction(async (tx) => {
         const a = await tx.branch<SqliteBranch>('a');
@@ -80,9 +87,18 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     const { adapters } = await accountDbs();
     const urls = acceptors.map((a) => a.url);
     const base = { protocol: 'paxos-commit' as const, id: 'l3', resources: adapters };
-    await rejectsWithCode(createCoordinator({ ...base, acceptors: urls.slice(0, 2), faults: 1 }), 'DTX_INVALID_ARGUMENT');
-    await rejectsWithCode(createCoordinator({ ...base, acceptors: [urls[0]!, urls[0]!, urls[1]!] }), 'DTX_INVALID_ARGUMENT');
-    const other = await rejectsWithCode(createCoordinator({ ...base, acceptors: urls, cluster: 'other' }), 'DTX_INVALID_ARGUMENT');
+    await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: urls.slice(0, 2), faults: 1 }),
+      'DTX_INVALID_ARGUMENT',
+    );
+    await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: [urls[0]!, urls[0]!, urls[1]!] }),
+      'DTX_INVALID_ARGUMENT',
+    );
+    const other = await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: urls, cluster: 'other' }),
+      'DTX_INVALID_ARGUMENT',
+    );
     assert.match(other.message, /cluster "dtx", not "other"/);
     const down = await rejectsWithCode(
       createCoordinator({ ...base, acceptors: [urls[0]!, urls[1]!, 'http://127.0.0.1:9'] }),
@@ -95,6 +111,9 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     const dir = tempDir('cl');
     const a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'east' });
     await a.close();
-    await rejectsWithCode(AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'west' }), 'DTX_LOG_MISMATCH');
+    await rejectsWithCode(
+      AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'west' }),
+      'DTX_LOG_MISMATCH',
+    );
   });
 });

@@ -7,10 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { createPostgresAdapter } from '../../../src/adapters/postgres.ts';
-import { createSqliteAdapter } from '../../../src/adapters/sqlite.ts';
 import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { startPgCluster } from '../../adapters/pg-cluster.ts';
 import { type AcceptorProcess, accountDbs, startAcceptorProcesses, transfer, waitUntil } from './support.ts';
@@ -41,7 +40,14 @@ describe('Paxos Commit under kill -9 (3 acceptor processes, F = 1)', () => {
     const leader = spawn(process.execPath, ['--import', 'tsx', leaderFixture], {
       env: {
         ...process.env,
-        DTX_PC_LEADER: JSON.stringify({ id: 'l1', leaders: ['l1', 'l2'], acceptors: urls(), paths, count: 5, killAt: 3 }),
+        DTX_PC_LEADER: JSON.stringify({
+          id: 'l1',
+          leaders: ['l1', 'l2'],
+          acceptors: urls(),
+          paths,
+          count: 5,
+          killAt: 3,
+        }),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -53,14 +59,20 @@ describe('Paxos Commit under kill -9 (3 acceptor processes, F = 1)', () => {
     leader.stderr.on('data', (d: Buffer) => {
       err += d.toString();
     });
-    const exit = await new Promise<NodeJS.Signals | null>((resolve) => leader.once('exit', (_c, s) => resolve(s)));
+    const exit = await new Promise<NodeJS.Signals | null>((resolve) =>
+      leader.once('exit', (_c, s) => resolve(s)),
+    );
     assert.equal(exit, 'SIGKILL', `the leader did not die at its crash point:\n${out}\n${err}`);
     const killedAt = Number(/killing at (\d+)/.exec(out)![1]);
     assert.match(out, /done 2\n/);
     // The dead leader's two prepared branches are in doubt until the backup resolves them.
     const inDoubt = async () =>
       (await adapters.a!.listPrepared('pc_')).length + (await adapters.b!.listPrepared('pc_')).length;
-    await waitUntil('the backup to resolve the in-doubt branches', async () => (await inDoubt()) === 0, 60_000);
+    await waitUntil(
+      'the backup to resolve the in-doubt branches',
+      async () => (await inDoubt()) === 0,
+      60_000,
+    );
     const inDoubtMs = Date.now() - killedAt;
     const a = adapters.a!.read('balance') as number;
     const b = adapters.b!.read('balance') as number;
@@ -76,7 +88,12 @@ describe('Paxos Commit under kill -9 (3 acceptor processes, F = 1)', () => {
 
   test('one acceptor killed (F = 1): transactions commit as before', async () => {
     const { adapters } = await accountDbs(100);
-    const c = await createCoordinator({ protocol: 'paxos-commit', id: 'l3', acceptors: urls(), resources: adapters });
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l3',
+      acceptors: urls(),
+      resources: adapters,
+    });
     await acceptors[1]!.kill9();
     for (let i = 0; i < 3; i++) await transfer(c, 1);
     assert.equal(adapters.a!.read('balance'), 97);
@@ -87,7 +104,12 @@ describe('Paxos Commit under kill -9 (3 acceptor processes, F = 1)', () => {
 
   test('F+1 acceptors killed: a commit blocks, and finishes once one comes back', async () => {
     const { adapters } = await accountDbs(100);
-    const c = await createCoordinator({ protocol: 'paxos-commit', id: 'l4', acceptors: urls(), resources: adapters });
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l4',
+      acceptors: urls(),
+      resources: adapters,
+    });
     await transfer(c, 1);
     await acceptors[1]!.kill9();
     await acceptors[2]!.kill9();
@@ -114,7 +136,9 @@ describe('Paxos Commit under kill -9 (3 acceptor processes, F = 1)', () => {
       await (setup as import('../../../src/adapters/types.ts').SqlBranch).query(
         'CREATE TABLE acct (id int primary key, balance int)',
       );
-      await (setup as import('../../../src/adapters/types.ts').SqlBranch).query('INSERT INTO acct VALUES (1, 100)');
+      await (setup as import('../../../src/adapters/types.ts').SqlBranch).query(
+        'INSERT INTO acct VALUES (1, 100)',
+      );
       await setup.prepare();
       await pgAdapter.commitPrepared('setup_1');
       const { adapters } = await accountDbs(100);
@@ -165,7 +189,8 @@ function restartPg(dir: string): void {
     try {
       const pgCtl = `${execFileSync('pg_config', ['--bindir']).toString().trim()}/pg_ctl`;
       const args = ['-D', dir, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start'];
-      if (process.getuid?.() === 0) execFileSync('runuser', ['-u', 'postgres', '--', pgCtl, ...args], { stdio: 'ignore' });
+      if (process.getuid?.() === 0)
+        execFileSync('runuser', ['-u', 'postgres', '--', pgCtl, ...args], { stdio: 'ignore' });
       else execFileSync(pgCtl, args, { stdio: 'ignore' });
       return;
     } catch (err) {

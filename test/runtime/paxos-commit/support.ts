@@ -31,7 +31,16 @@ export class AcceptorProcess {
   async start(): Promise<void> {
     const proc = spawn(
       process.execPath,
-      [dtxBin, 'acceptor', '--listen', `127.0.0.1:${this.port}`, '--data', this.dataDir, '--cluster', this.cluster],
+      [
+        dtxBin,
+        'acceptor',
+        '--listen',
+        `127.0.0.1:${this.port}`,
+        '--data',
+        this.dataDir,
+        '--cluster',
+        this.cluster,
+      ],
       { env: { ...process.env, DTX_FROM_SOURCE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.proc = proc;
@@ -42,7 +51,7 @@ export class AcceptorProcess {
       err += d.toString();
     });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`acceptor did not start: ${err}`)), 60_000);
+      const timer = setTimeout(() => reject(new Error(`acceptor did not start: ${err}`)), 300_000);
       proc.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         const m = /listening on (http:\/\/[0-9.]+:(\d+))/.exec(out);
@@ -80,7 +89,9 @@ export async function startAcceptorProcesses(n: number, cluster = 'dtx'): Promis
 }
 
 /** Two SQLite participants, `a` and `b`, each holding one account with `initial`. */
-export async function accountDbs(initial = 100): Promise<{ paths: Record<string, string>; adapters: Record<string, SqliteAdapter> }> {
+export async function accountDbs(
+  initial = 100,
+): Promise<{ paths: Record<string, string>; adapters: Record<string, SqliteAdapter> }> {
   const dir = tempDir('db');
   const paths = { a: join(dir, 'a.db'), b: join(dir, 'b.db') };
   const adapters: Record<string, SqliteAdapter> = {};
@@ -105,7 +116,11 @@ export function transfer(c: PaxosCommitCoordinator, amount: number): Promise<voi
   });
 }
 
-export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+export async function waitUntil(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

@@ -58,7 +58,8 @@ export interface ChildSpec {
 }
 
 const initial = 1000;
-const takeoverMs = 500;
+/** The backup's timeout: well above how long a live transfer stays prepared, even on a loaded machine. */
+const takeoverMs = 2000;
 
 /** One transfer of 1 from a to b, with a marker key `t<n>` written on both. */
 async function transferIn(branch: <B>(resource: string) => Promise<B>, n: number): Promise<void> {

@@ -60,14 +60,17 @@ const appClient = 'app';
 
 /**
  * Protocol timing for real processes. The simulator's defaults (100 ms vote
- * timeout, 40 ms per recovery attempt) assume a 1 ms network; a leader's
- * recovery here writes its round to F+1 acceptors (an fsync each) and then
- * runs two HTTP round trips, which take tens of ms on a loaded machine, so
- * every bound is about ten times longer.
+ * timeout, 40 ms per recovery attempt) assume a 1 ms network and a fast
+ * disk. Here a vote is a database prepare and an acceptor fsync, and a
+ * recovery attempt is three forced writes in a row (the round on F+1
+ * acceptors, their promises, their acceptances) with HTTP between them: on a
+ * loaded machine each can take hundreds of ms. A recovery attempt cut short
+ * by its timer starts over in a higher ballot, and one that is always cut
+ * short never finishes, so `recoveryMs` is far above what one attempt takes.
  */
 export const paxosRuntimeTiming = {
-  voteTimeoutMs: 1000,
-  recoveryMs: 500,
+  voteTimeoutMs: 2000,
+  recoveryMs: 5000,
   inquiryMs: 300,
   unvotedAbortMs: 10_000,
   bundleMs: 5,

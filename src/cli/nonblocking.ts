@@ -228,6 +228,17 @@ async function seed(dir: string): Promise<Record<'a' | 'b', SqliteAdapter>> {
 
 const killAt = 3;
 
+async function result(dbs: Record<'a' | 'b', SqliteAdapter>, watch: Watch): Promise<NonblockingResult> {
+  const { ok, outcome } = await books(dbs, killAt);
+  return {
+    inDoubtMaxMs: watch.inDoubtMs!,
+    lockHeldMaxMs: watch.lockHeldMs!,
+    blocked: watch.blocked,
+    verifyOk: ok,
+    outcome,
+  };
+}
+
 async function runTwoPc(
   dir: string,
   downtimeMs: number,
@@ -246,16 +257,10 @@ async function runTwoPc(
   const restarted = spawnDtx(['demo', 'nonblocking', '--child', JSON.stringify({ ...spec, killAt: 0 })]);
   await watching;
   await restarted.exit;
-  const { ok, outcome } = await books(dbs, killAt);
+  const r = await result(dbs, watch);
   await dbs.a.close();
   await dbs.b.close();
-  return {
-    inDoubtMaxMs: watch.inDoubtMs!,
-    lockHeldMaxMs: watch.lockHeldMs!,
-    blocked: watch.blocked,
-    verifyOk: ok,
-    outcome,
-  };
+  return r;
 }
 
 async function runPaxosCommit(
@@ -300,14 +305,7 @@ async function runPaxosCommit(
     await Promise.all([watch.run(downtimeMs + 120_000), new Promise((r) => setTimeout(r, downtimeMs))]);
     log(`paxos-commit: down ${downtimeMs} ms; restarting the leader`);
     await spawnDtx(['demo', 'nonblocking', '--child', JSON.stringify({ ...spec, killAt: 0 })]).exit;
-    const { ok, outcome } = await books(dbs, killAt);
-    return {
-      inDoubtMaxMs: watch.inDoubtMs!,
-      lockHeldMaxMs: watch.lockHeldMs!,
-      blocked: watch.blocked,
-      verifyOk: ok,
-      outcome,
-    };
+    return await result(dbs, watch);
   } finally {
     await backup?.close();
     for (const a of acceptors) a.child.kill('SIGTERM');

@@ -6,6 +6,13 @@ import type { RealDemoRound } from '../demo-real.ts';
 import type { ChildSpec } from '../nonblocking.ts';
 import { int, num, writeJson } from '../options.ts';
 
+interface NonblockingFlags {
+  downtimeMs: number;
+  dir: string;
+  json?: boolean;
+  child?: string;
+}
+
 export function registerDemoCommand(program: Command): void {
   const demo = program.command('demo');
   demo
@@ -26,7 +33,14 @@ export function registerDemoCommand(program: Command): void {
     )
     .option('--json', 'print one JSON object on stdout')
     .addOption(new Option('--child <spec>', 'internal: run a killed coordinator or leader').hideHelp())
-    .action(async (flags: { downtimeMs: number; dir: string; json?: boolean; child?: string }) => {
+    .action(async (own: NonblockingFlags, cmd: Command) => {
+      // `demo` has options of the same names and parses them first: what was
+      // given on the command line sits there.
+      const parent = cmd.parent!;
+      const given = (name: keyof NonblockingFlags) => parent.getOptionValueSource(name) === 'cli';
+      const flags: NonblockingFlags = { ...own };
+      for (const name of ['downtimeMs', 'dir', 'json'] as const)
+        if (given(name)) Object.assign(flags, { [name]: parent.opts()[name] });
       const nb = await import('../nonblocking.ts');
       if (flags.child !== undefined) return nb.runNonblockingChild(JSON.parse(flags.child) as ChildSpec);
       const report = await nb.runNonblockingDemo({

@@ -47,6 +47,7 @@ import {
   type PaxosCommitRecord,
   quorum,
 } from '../../protocol/paxos-commit/types.ts';
+import type { Transaction } from '../coordinator.ts';
 import { Driver } from '../driver.ts';
 import { coordinatorIdPattern, resourceNamePattern } from '../limits.ts';
 import type { AcceptorMeta } from './acceptor-server.ts';
@@ -110,15 +111,8 @@ export interface PaxosCommitCoordinatorOptions {
   onWarning?: (message: string) => void;
 }
 
-export interface PaxosTransaction {
-  readonly id: TxnId;
-  branch<B = unknown>(resource: string): Promise<B>;
-  query<Row extends Record<string, unknown> = Record<string, unknown>>(
-    resource: string,
-    sql: string,
-    params?: readonly unknown[],
-  ): Promise<{ rows: Row[]; rowCount: number }>;
-}
+/** What the callback gets: the 2PC `Transaction` without `read` (locking reads are not wired here yet). */
+export type PaxosTransaction = Pick<Transaction, 'id' | 'branch' | 'query'>;
 
 export interface PaxosTransactionOptions {
   /** Reject with DTX_TIMEOUT when the callback and the vote take longer (the protocol then aborts or finishes on its own). */

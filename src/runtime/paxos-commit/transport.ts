@@ -132,6 +132,11 @@ export class PeerTransport {
             ? 'DTX_BAD_MESSAGE'
             : 'DTX_INVALID_STATE';
       if (!res.headersSent) reply(res, 400, { code, message: (error as Error).message });
+      // After the answer, only a core's assertion can throw: a programmer's error, never silent.
+      else
+        process.emitWarning(
+          `dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`,
+        );
     }
   }
 

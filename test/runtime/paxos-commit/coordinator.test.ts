@@ -107,6 +107,33 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     assert.match(down.message, /127\.0\.0\.1:9/);
   });
 
+  test('Faster Paxos Commit (phase 2b to the RMs too) commits; a leader of the other variant is refused', async () => {
+    const fast: AcceptorServer[] = [];
+    for (let i = 0; i < 3; i++)
+      fast.push(
+        await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: tempDir(`f${i}`), faster: true }),
+      );
+    const { adapters } = await accountDbs(100);
+    const urls = fast.map((a) => a.url);
+    // A leader that does not run the acceptors' variant is refused.
+    await rejectsWithCode(
+      createCoordinator({ protocol: 'paxos-commit', id: 'l6', resources: adapters, acceptors: urls }),
+      'DTX_INVALID_ARGUMENT',
+    );
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l6',
+      resources: adapters,
+      acceptors: urls,
+      faster: true,
+    });
+    for (let i = 0; i < 3; i++) await transfer(c, 1);
+    assert.equal(adapters.a!.read('balance'), 97);
+    assert.equal(adapters.b!.read('balance'), 103);
+    await c.close();
+    for (const a of fast) await a.close();
+  });
+
   test('an acceptor directory of another cluster is refused', async () => {
     const dir = tempDir('cl');
     const a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'east' });

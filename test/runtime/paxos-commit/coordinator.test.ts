@@ -3,10 +3,12 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { createMariaDbAdapter } from '../../../src/adapters/mariadb.ts';
 import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
+import type { SqlBranch } from '../../../src/adapters/types.ts';
 import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
-import { rejectsWithCode } from '../../adapters/helpers.ts';
+import { mariaAdmin, rejectsWithCode, runId } from '../../adapters/helpers.ts';
 import { accountDbs, tempDir, transfer } from './support.ts';
 
 describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
@@ -132,6 +134,41 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     assert.equal(adapters.b!.read('balance'), 103);
     await c.close();
     for (const a of fast) await a.close();
+  });
+
+  test('MariaDB (XA) and SQLite participants: a transfer commits on both', async () => {
+    const db = `dtx_w5_pc_${runId()}`;
+    await mariaAdmin(`CREATE DATABASE ${db}`);
+    const connection = { host: '127.0.0.1', port: 3306, user: 'root', database: db };
+    const maria = await createMariaDbAdapter({ connection });
+    try {
+      await mariaAdmin(`CREATE TABLE ${db}.acct (id INT PRIMARY KEY, balance INT NOT NULL) ENGINE=InnoDB`);
+      await mariaAdmin(`INSERT INTO ${db}.acct VALUES (1, 100)`);
+      const { adapters } = await accountDbs(100);
+      const c = await createCoordinator({
+        protocol: 'paxos-commit',
+        id: 'l7',
+        resources: { m: maria, a: adapters.a! },
+        acceptors: acceptors.map((a) => a.url),
+      });
+      await c.transaction(async (tx) => {
+        await tx.query('m', 'UPDATE acct SET balance = balance - 10 WHERE id = 1');
+        const a = await tx.branch<SqliteBranch>('a');
+        a.put('balance', (a.get('balance') as number) + 10);
+      });
+      const check = await createMariaDbAdapter({ connection });
+      const b = (await check.begin('pc_check_1')) as SqlBranch;
+      const { rows } = await b.query<{ balance: number }>('SELECT balance FROM acct WHERE id = 1');
+      await b.rollback();
+      await check.close();
+      assert.equal(Number(rows[0]!.balance), 90);
+      assert.equal(adapters.a!.read('balance'), 110);
+      assert.deepEqual(await maria.listPrepared('pc_'), []);
+      await c.close();
+    } finally {
+      await maria.close();
+      await mariaAdmin(`DROP DATABASE ${db}`);
+    }
   });
 
   test('an acceptor directory of another cluster is refused', async () => {

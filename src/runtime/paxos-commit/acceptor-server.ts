@@ -234,6 +234,11 @@ export class AcceptorServer {
     return server;
   }
 
+  /** Messages this acceptor sent, and its log's forced writes (fsyncs) and records, for benchmarks. */
+  get stats(): { sent: number; flushes: number; records: number } {
+    return { sent: this.transport.stats.sent, flushes: this.log.stats.flushes, records: this.log.stats.records };
+  }
+
   info(): AcceptorMeta & { instances: number } {
     return { ...this.meta, instances: this.driver.peek().txns.size };
   }

@@ -8,8 +8,9 @@ import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
 import type { SqlBranch } from '../../../src/adapters/types.ts';
 import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
+import { PeerTransport } from '../../../src/runtime/paxos-commit/transport.ts';
 import { mariaAdmin, rejectsWithCode, runId } from '../../adapters/helpers.ts';
-import { accountDbs, tempDir, transfer } from './support.ts';
+import { accountDbs, tempDir, transfer, waitUntil } from './support.ts';
 
 describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
   const acceptors: AcceptorServer[] = [];
@@ -169,6 +170,51 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
       await maria.close();
       await mariaAdmin(`DROP DATABASE ${db}`);
     }
+  });
+
+  test('checkpoints drop finished transactions; what is kept survives a restart', async () => {
+    const dir = tempDir('ck');
+    let a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir });
+    const { adapters } = await accountDbs(100);
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l8',
+      resources: adapters,
+      acceptors: [a.url],
+      faults: 0,
+    });
+    for (let i = 0; i < 3; i++) await transfer(c, 1);
+    assert.ok(a.info().instances >= 1);
+    // The FORGET notices leave after the commits; give them a moment to arrive.
+    await waitUntil('FORGET notices', async () => {
+      await a.checkpoint();
+      return a.info().instances === 0;
+    });
+    await c.close();
+    // An instance of an unfinished transaction stays, across a checkpoint and a restart.
+    const t = await PeerTransport.listen({
+      cluster: 'dtx',
+      listen: '127.0.0.1:0',
+      hosts: ['lx'],
+      onBatch: () => {},
+    });
+    const vote = {
+      type: 'PHASE2A' as const,
+      txn: 'open-1',
+      bal: 0,
+      entries: [{ ins: 'a', val: 'prepared' as const }],
+      leader: 'lx',
+      participants: ['a', 'b'],
+      client: 'app',
+    };
+    t.send(a.url, { from: 'a', to: a.id, msg: vote });
+    await waitUntil('the vote', () => a.info().instances === 1);
+    await a.checkpoint();
+    await a.close();
+    a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir });
+    assert.equal(a.info().instances, 1);
+    await t.close();
+    await a.close();
   });
 
   test('an acceptor directory of another cluster is refused', async () => {

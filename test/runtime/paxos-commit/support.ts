@@ -84,7 +84,13 @@ export class AcceptorProcess {
 
 export async function startAcceptorProcesses(n: number, cluster = 'dtx'): Promise<AcceptorProcess[]> {
   const all = Array.from({ length: n }, (_, i) => new AcceptorProcess(tempDir(`acc${i}`), cluster));
-  await Promise.all(all.map((a) => a.start()));
+  const started = await Promise.allSettled(all.map((a) => a.start()));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed !== undefined) {
+    // Leave no process behind when one of them did not come up.
+    await Promise.all(all.map((a) => a.kill9()));
+    throw (failed as PromiseRejectedResult).reason;
+  }
   return all;
 }
 

@@ -48,6 +48,13 @@ export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.
 export type { LogLocation } from './runtime/log/open.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
 export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';
+export { AcceptorServer, type AcceptorServerOptions } from './runtime/paxos-commit/acceptor-server.ts';
+export type {
+  PaxosCommitCoordinator,
+  PaxosCommitCoordinatorOptions,
+  PaxosTransaction,
+  PaxosTransactionOptions,
+} from './runtime/paxos-commit/coordinator.ts';
 export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
 export {
   type BranchContext,

@@ -41,7 +41,7 @@ export const defaultLogPath = '.dtx/coordinator.sqlite';
  * when `--init` creates the log and read back from it by every later run.
  */
 /** The protocols bench writes logs of (`server` logs belong to `dtx serve`). */
-export type LogProtocol = Exclude<AnyLogProtocol, 'server'>;
+export type LogProtocol = Exclude<AnyLogProtocol, 'server' | 'paxos-acceptor'>;
 
 export const benchLogOwners: Readonly<Record<LogProtocol, string>> = {
   '2pc': 'bench',
@@ -166,7 +166,8 @@ async function findBenchLogOf(
         throw err;
       }
     }
-    if (identity === undefined || identity.protocol === 'server') continue;
+    if (identity === undefined || identity.protocol === 'server' || identity.protocol === 'paxos-acceptor')
+      continue;
     found.push({ protocol: identity.protocol, where, coordinatorId: identity.coordinatorId });
   }
   const shown = (w: BenchLogLocation) => ('sqlite' in w ? w.sqlite : `owner ${w.owner}`);

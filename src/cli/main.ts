@@ -6,6 +6,7 @@
 // on stderr, never a stack unless --verbose or DEBUG=dtx (./errors.ts).
 
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { registerAcceptorCommand } from './commands/acceptor.ts';
 import { registerBenchCommand } from './commands/bench.ts';
 import { registerCheckHistoryCommand } from './commands/check-history.ts';
 import { registerCompareCommand } from './commands/compare.ts';
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   registerCheckHistoryCommand(program);
   registerRelayCommand(program);
   registerServeCommand(program);
+  registerAcceptorCommand(program);
   return program;
 }
 

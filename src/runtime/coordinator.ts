@@ -65,6 +65,11 @@ import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
 import { wrapLog } from './log/wrap.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
+import {
+  isPaxosCommitOptions,
+  PaxosCommitCoordinator,
+  type PaxosCommitCoordinatorOptions,
+} from './paxos-commit/coordinator.ts';
 import { type SnapshotOptions, type SnapshotReads, withSnapshot } from './snapshot.ts';
 import { twoPcTxnViews } from './twopc-views.ts';
 
@@ -1623,7 +1628,15 @@ function countingLog(log: DurableLog<TwoPcRecord>, onAppend: () => void): Durabl
  * `transaction()` may be called at once, as on what `createSagaOrchestrator`
  * returns. A failed recovery rejects, and nothing is left running.
  */
-export async function createCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
+export async function createCoordinator(options: CoordinatorOptions): Promise<Coordinator>;
+/** Paxos Commit (`protocol: 'paxos-commit'`): see src/runtime/paxos-commit/coordinator.ts. */
+export async function createCoordinator(
+  options: PaxosCommitCoordinatorOptions,
+): Promise<PaxosCommitCoordinator>;
+export async function createCoordinator(
+  options: CoordinatorOptions | PaxosCommitCoordinatorOptions,
+): Promise<Coordinator | PaxosCommitCoordinator> {
+  if (isPaxosCommitOptions(options)) return PaxosCommitCoordinator.create(options);
   const coordinator = new Coordinator(options);
   await coordinator.recover();
   return coordinator;

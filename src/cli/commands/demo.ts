@@ -1,13 +1,58 @@
 // `dtx demo`: naive commit next to two-phase commit, first in the simulator,
 // then on real SQLite databases whose coordinator is killed mid-flight.
 
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { RealDemoRound } from '../demo-real.ts';
+import type { ChildSpec } from '../nonblocking.ts';
 import { int, num, writeJson } from '../options.ts';
 
+interface NonblockingFlags {
+  downtimeMs: number;
+  dir: string;
+  json?: boolean;
+  child?: string;
+}
+
 export function registerDemoCommand(program: Command): void {
-  program
-    .command('demo')
+  const demo = program.command('demo');
+  demo
+    .command('nonblocking')
+    .description(
+      '2PC next to Paxos Commit on real processes: the coordinator / leader SIGKILLed with both branches prepared',
+    )
+    .option(
+      '--downtime-ms <ms>',
+      'how long the killed process stays down',
+      int('--downtime-ms', 0, 3_600_000),
+      5000,
+    )
+    .option(
+      '--dir <path>',
+      'where the demo keeps its SQLite files and acceptor directories',
+      '.dtx/demo-nonblocking',
+    )
+    .option('--json', 'print one JSON object on stdout')
+    .addOption(new Option('--child <spec>', 'internal: run a killed coordinator or leader').hideHelp())
+    .action(async (own: NonblockingFlags, cmd: Command) => {
+      // `demo` has options of the same names and parses them first: what was
+      // given on the command line sits there.
+      const parent = cmd.parent!;
+      const given = (name: keyof NonblockingFlags) => parent.getOptionValueSource(name) === 'cli';
+      const flags: NonblockingFlags = { ...own };
+      for (const name of ['downtimeMs', 'dir', 'json'] as const)
+        if (given(name)) Object.assign(flags, { [name]: parent.opts()[name] });
+      const nb = await import('../nonblocking.ts');
+      if (flags.child !== undefined) return nb.runNonblockingChild(JSON.parse(flags.child) as ChildSpec);
+      const report = await nb.runNonblockingDemo({
+        dir: flags.dir,
+        downtimeMs: flags.downtimeMs,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      if (flags.json) writeJson({ '2pc': report['2pc'], 'paxos-commit': report['paxos-commit'] });
+      else process.stdout.write(nb.formatNonblocking(report));
+      if (!report['2pc'].verifyOk || !report['paxos-commit'].verifyOk) process.exitCode = 1;
+    });
+  demo
     .description(
       'naive commit next to two-phase commit: in the simulator, then on real SQLite databases killed mid-flight',
     )

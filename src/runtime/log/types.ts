@@ -71,10 +71,11 @@ export interface DurableLog<R> {
 /**
  * The protocols a log can belong to. `server`: `dtx serve`'s log of
  * transactions it holds before any branch call (prepared TCC and message
- * transactions; src/server/store.ts).
+ * transactions; src/server/store.ts). `paxos-acceptor`: a Paxos Commit
+ * acceptor's instances (src/runtime/paxos-commit/acceptor-server.ts).
  */
-export type LogProtocol = '2pc' | 'saga' | 'tcc' | 'server';
-export const logProtocols: readonly LogProtocol[] = ['2pc', 'saga', 'tcc', 'server'];
+export type LogProtocol = '2pc' | 'saga' | 'tcc' | 'server' | 'paxos-acceptor';
+export const logProtocols: readonly LogProtocol[] = ['2pc', 'saga', 'tcc', 'server', 'paxos-acceptor'];
 
 /**
  * What a log belongs to, written once when it is created and kept by every

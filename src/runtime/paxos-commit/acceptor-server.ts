@@ -1,0 +1,331 @@
+// A Paxos Commit acceptor as its own process (`dtx acceptor`): the pure
+// acceptor core (src/protocol/paxos-commit/acceptor.ts) driven by the runtime
+// Driver, its state durable in a SQLite log (fsync'd and group-committed:
+// src/runtime/log/sqlite.ts), reached over HTTP (./transport.ts).
+//
+// Owns: the data directory (`acceptor.json`: format version, cluster id, this
+// acceptor's id; `acceptor.db`: the log), where replies go (the routes it
+// learns from the batches it receives), the candidates' round store, and
+// checkpoints. It makes no protocol decision: every message goes to the core,
+// and every message the core sends leaves only once the records it reports
+// are durable (the Driver's after-persist sequencer).
+//
+// Checkpoints: every `checkpointEveryAppends` appends the log is replaced by
+// the latest record of each instance (what recovery reads, and all it reads),
+// without the instances of transactions a leader process said are finished
+// (FORGET: every RM applied the outcome, so no RM is in doubt and no leader
+// will run a ballot for them again). Forgetting is the runtime's, not the
+// core's: the core keeps every instance it ever touched (see
+// src/protocol/paxos-commit/log.ts), which a process that runs for months
+// cannot afford.
+//
+// The round store: leader candidates must never use a ballot twice, also
+// across a restart, and keep no local log (a restarted leader recovers from
+// the acceptors). A candidate writes its round to F+1 acceptors before it
+// uses it and reads the highest from F+1 at start (./round-log.ts); two
+// majorities meet, so it never reads less than it last wrote.
+
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DtxError } from '../../errors.ts';
+import { isValidNodeId } from '../../protocol/common/limits.ts';
+import type { NodeId } from '../../protocol/common/types.ts';
+import { type AcceptorState, paxosAcceptor } from '../../protocol/paxos-commit/acceptor.ts';
+import type {
+  PaxosCommitConfig,
+  PaxosCommitMsg,
+  PaxosCommitRecord,
+} from '../../protocol/paxos-commit/types.ts';
+import { Driver } from '../driver.ts';
+import { coordinatorIdPattern } from '../limits.ts';
+import { openSqliteLog } from '../log/sqlite.ts';
+import type { DurableLog } from '../log/types.ts';
+import { PeerTransport } from './transport.ts';
+import { type WireBatch, wireVersion } from './wire.ts';
+
+/** Appends between two checkpoints: a restart replays at most this many records beyond the live instances. */
+export const checkpointEveryAppends = 5000;
+/** Finished transactions remembered until the next checkpoint drops them. */
+const finishedMax = 200_000;
+/** Learned reply routes kept (the oldest are forgotten first): one per live transaction and RM. */
+const routesMax = 400_000;
+
+/** A candidate's round, kept by the acceptor for it (not a protocol record). */
+export interface CandidateRoundRecord {
+  type: 'candidateRound';
+  candidate: NodeId;
+  round: number;
+}
+
+type AcceptorLogRecord = PaxosCommitRecord | CandidateRoundRecord;
+
+export interface AcceptorMeta {
+  v: number;
+  cluster: string;
+  id: NodeId;
+  faster: boolean;
+}
+
+export interface AcceptorServerOptions {
+  /** `host:port`; port 0 picks a free one. */
+  listen: string;
+  /** The data directory; created when missing. */
+  dataDir: string;
+  /** The cluster this acceptor belongs to (default `dtx`); must match an existing directory's. */
+  cluster?: string;
+  /** Faster Paxos Commit: phase 2b goes to the RMs too. Fixed when the directory is created. */
+  faster?: boolean;
+  /** Called when the log fails: the process must stop (default: exit 1). */
+  onHalt?: (err: unknown) => void;
+}
+
+const clusterPattern = coordinatorIdPattern;
+
+function writeFileDurably(path: string, text: string): void {
+  const tmp = `${path}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dir = openSync(resolve(path, '..'), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+/** Reads (or creates) the directory's meta; refuses another version or another cluster. */
+export function openAcceptorDir(dataDir: string, cluster: string, faster: boolean): AcceptorMeta {
+  if (!clusterPattern.test(cluster))
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `cluster id ${JSON.stringify(cluster)} must match ${clusterPattern}`,
+    );
+  const path = join(dataDir, 'acceptor.json');
+  if (!existsSync(path)) {
+    mkdirSync(dataDir, { recursive: true });
+    const meta: AcceptorMeta = { v: wireVersion, cluster, id: `a-${randomBytes(5).toString('hex')}`, faster };
+    writeFileDurably(path, `${JSON.stringify(meta)}\n`);
+    return meta;
+  }
+  let meta: AcceptorMeta;
+  try {
+    meta = JSON.parse(readFileSync(path, 'utf8')) as AcceptorMeta;
+  } catch (error) {
+    throw new DtxError('DTX_LOG_CORRUPT', `${path} is not JSON`, { cause: error });
+  }
+  if (meta.v !== wireVersion)
+    throw new DtxError(
+      'DTX_LOG_MISMATCH',
+      `${path}: an acceptor data directory of format ${String(meta.v)}; this dtx reads format ${wireVersion} only`,
+    );
+  if (meta.cluster !== cluster)
+    throw new DtxError(
+      'DTX_LOG_MISMATCH',
+      `${path} belongs to cluster ${JSON.stringify(meta.cluster)}, not ${JSON.stringify(cluster)}`,
+    );
+  if (!isValidNodeId(meta.id) || typeof meta.faster !== 'boolean')
+    throw new DtxError('DTX_LOG_CORRUPT', `${path}: bad id or faster flag`);
+  if (meta.faster !== faster)
+    throw new DtxError(
+      'DTX_LOG_MISMATCH',
+      `${path} was created ${meta.faster ? 'with' : 'without'} --faster; start it the same way`,
+    );
+  return meta;
+}
+
+function decodeRecord(value: unknown): AcceptorLogRecord {
+  const r = value as AcceptorLogRecord;
+  if (r?.type === 'acc' && typeof r.txn === 'string' && typeof r.ins === 'string') return r;
+  if (r?.type === 'candidateRound' && typeof r.candidate === 'string' && Number.isSafeInteger(r.round))
+    return r;
+  throw new Error(`not an acceptor record: ${JSON.stringify(value).slice(0, 80)}`);
+}
+
+export class AcceptorServer {
+  private appendsSinceCheckpoint = 0;
+  private checkpointing = false;
+  private readonly finished = new Set<string>();
+  private readonly routes = new Map<string, string>();
+  private readonly rounds = new Map<NodeId, number>();
+
+  private constructor(
+    readonly meta: AcceptorMeta,
+    private readonly log: DurableLog<AcceptorLogRecord>,
+    private readonly driver: Driver<
+      AcceptorState,
+      PaxosCommitMsg,
+      PaxosCommitRecord,
+      Partial<PaxosCommitConfig>
+    >,
+    private readonly transport: PeerTransport,
+  ) {}
+
+  get url(): string {
+    return this.transport.url;
+  }
+
+  get id(): NodeId {
+    return this.meta.id;
+  }
+
+  static async start(options: AcceptorServerOptions): Promise<AcceptorServer> {
+    const cluster = options.cluster ?? 'dtx';
+    const meta = openAcceptorDir(options.dataDir, cluster, options.faster ?? false);
+    const log = await openSqliteLog<AcceptorLogRecord>(join(options.dataDir, 'acceptor.db'), {
+      create: true,
+      decode: decodeRecord,
+      identity: { protocol: 'paxos-acceptor', coordinatorId: meta.id },
+      expect: { protocol: 'paxos-acceptor', coordinatorId: meta.id },
+    });
+    let server: AcceptorServer | undefined;
+    const countingLog: DurableLog<PaxosCommitRecord> = {
+      append: (records, force) => {
+        server?.noteAppend();
+        return log.append(records, force);
+      },
+      load: async () => (await log.load()) as PaxosCommitRecord[],
+      checkpoint: (keep) => log.checkpoint(keep),
+      close: () => log.close(),
+      stats: log.stats,
+    };
+    const driver = new Driver(
+      paxosAcceptor,
+      meta.id,
+      { faster: meta.faster },
+      {
+        log: countingLog,
+        send: (to, msg) => server?.sendTo(to, msg),
+        outcome: () => {},
+        halted: (err) => (options.onHalt ?? defaultHalt)(err),
+      },
+    );
+    const transport = await PeerTransport.listen({
+      cluster,
+      listen: options.listen,
+      hosts: [],
+      onBatch: (batch) => server?.onBatch(batch),
+      routes: {
+        '/info': () => server!.info(),
+        '/round': (body) => server!.onRound(body),
+      },
+    });
+    server = new AcceptorServer(meta, log, driver, transport);
+    const records = await log.load();
+    for (const r of records)
+      if (r.type === 'candidateRound')
+        server.rounds.set(r.candidate, Math.max(server.rounds.get(r.candidate) ?? 0, r.round));
+    await driver.start();
+    return server;
+  }
+
+  /** Messages this acceptor sent, and its log's forced writes (fsyncs) and records, for benchmarks. */
+  get stats(): { sent: number; flushes: number; records: number } {
+    return { sent: this.transport.stats.sent, flushes: this.log.stats.flushes, records: this.log.stats.records };
+  }
+
+  info(): AcceptorMeta & { instances: number } {
+    return { ...this.meta, instances: this.driver.peek().txns.size };
+  }
+
+  private learnRoute(key: string, url: string): void {
+    this.routes.delete(key);
+    this.routes.set(key, url);
+    if (this.routes.size > routesMax) this.routes.delete(this.routes.keys().next().value!);
+  }
+
+  private onBatch(batch: WireBatch): void {
+    for (const h of batch.hosts) this.learnRoute(h, batch.origin);
+    for (const { from, to, msg } of batch.items) {
+      if (to !== this.meta.id) continue;
+      this.learnRoute(from, batch.origin);
+      this.learnRoute(`${msg.txn}|${from}`, batch.origin);
+      if (msg.type === 'FORGET') {
+        if (this.finished.size < finishedMax) this.finished.add(msg.txn);
+        continue;
+      }
+      this.driver.input({ type: 'receive', from, msg });
+    }
+  }
+
+  private sendTo(to: NodeId, msg: PaxosCommitMsg): void {
+    // An RM's id names the same resource in every leader process: the reply
+    // goes where that RM's message for this transaction came from.
+    const url = this.routes.get(`${msg.txn}|${to}`) ?? this.routes.get(to);
+    if (url !== undefined) this.transport.send(url, { from: this.meta.id, to, msg });
+  }
+
+  /** A candidate's round: store `round` if higher (durably) and answer the highest stored. */
+  private async onRound(body: unknown): Promise<{ round: number }> {
+    const b = body as { candidate?: unknown; round?: unknown } | null;
+    if (
+      typeof b?.candidate !== 'string' ||
+      !isValidNodeId(b.candidate) ||
+      !Number.isSafeInteger(b.round) ||
+      (b.round as number) < 0
+    )
+      throw new DtxError('DTX_BAD_MESSAGE', 'round: expected { candidate, round }');
+    const candidate = b.candidate;
+    const round = b.round as number;
+    if (round > (this.rounds.get(candidate) ?? 0)) {
+      await this.log.append([{ type: 'candidateRound', candidate, round }], true);
+      this.rounds.set(candidate, Math.max(this.rounds.get(candidate) ?? 0, round));
+    }
+    return { round: this.rounds.get(candidate) ?? 0 };
+  }
+
+  private noteAppend(): void {
+    if (++this.appendsSinceCheckpoint < checkpointEveryAppends || this.checkpointing) return;
+    this.appendsSinceCheckpoint = 0;
+    this.checkpointing = true;
+    // Run between steps: every record the state reflects has had its append called.
+    setImmediate(() => {
+      this.checkpoint().finally(() => {
+        this.checkpointing = false;
+      });
+    });
+  }
+
+  /** Replaces the log with the latest state of every live instance (and the rounds). */
+  async checkpoint(): Promise<void> {
+    const state = this.driver.peek();
+    const keep: AcceptorLogRecord[] = [];
+    for (const [candidate, round] of this.rounds) keep.push({ type: 'candidateRound', candidate, round });
+    for (const txn of this.finished) state.txns.delete(txn);
+    this.finished.clear();
+    for (const [txn, t] of state.txns)
+      for (const [ins, a] of t.instances)
+        keep.push({ type: 'acc', txn, ins, mbal: a.mbal, bal: a.bal, val: a.val });
+    try {
+      await this.log.checkpoint(keep);
+    } catch (error) {
+      this.driver.fail(error);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+    await this.driver.close();
+    await this.log.close();
+  }
+}
+
+function defaultHalt(err: unknown): void {
+  process.stderr.write(`dtx acceptor: the log failed, stopping: ${(err as Error)?.message ?? String(err)}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,561 @@
+// Paxos Commit on real databases (Gray & Lamport 2006): the coordinator API
+// of the 2PC runtime (`transaction(async tx => ...)`, the same adapters), with
+// the decision held by 2F+1 acceptor processes (./acceptor-server.ts) instead
+// of one coordinator log, so that a leader's death does not block.
+//
+// Roles in this process, all the pure cores of src/protocol/paxos-commit:
+// - one leader candidate (leader.ts), this process's `id`, driven by the
+//   runtime Driver; its only durable record, its ballot round, is kept on the
+//   acceptors (./round-log.ts);
+// - one RM (rm.ts) per resource and transaction (./rm-branch.ts), whose log is
+//   the database: its `prepared` record is PREPARE TRANSACTION, its vote a
+//   ballot-0 phase 2a to the acceptors.
+// Other leader processes (backups) run the same code with the same resources;
+// `leaders` lists them all, in ballot order, identically everywhere.
+//
+// Recovery reads the acceptors, not a local log: every `scanIntervalMs` this
+// process lists the prepared branches of its cluster on every resource, and a
+// branch it did not open and that has stayed prepared for `takeoverMs` (its
+// leader is dead or cut off) gets an RM rebuilt from the branch (the RM
+// core's own `recover`), which asks this process's candidate; the candidate
+// runs phase 1 and 2 on the acceptors, and the RMs commit or roll back. So a
+// participant stays in doubt at most about takeoverMs + scanIntervalMs + one
+// round, whatever happened to the leader.
+//
+// Participants: every transaction's participants are ALL the configured
+// resources, in name order, the same on every leader process. A recovering
+// process must know every instance of a transaction, and a prepared branch
+// names only itself (its gid), so the set must be known without asking
+// anyone. A resource the callback did not use takes part as an RM with no
+// branch: it votes `prepared` (there is nothing to prepare) and applies
+// nothing. That costs acceptor writes, never a database call.
+//
+// Gids: `pc_<cluster>_<txn>_<resource>`; the txn id is
+// `<leader id>-<incarnation>-<ordinal>`, so no two processes make the same.
+
+import { randomBytes } from 'node:crypto';
+import type { Branch, ResourceAdapter, SqlBranch } from '../../adapters/types.ts';
+import { DtxError } from '../../errors.ts';
+import type { NodeId, Outcome, TxnId } from '../../protocol/common/types.ts';
+import { faultsMax } from '../../protocol/paxos-commit/layout.ts';
+import { type CandidateState, paxosCandidate } from '../../protocol/paxos-commit/leader.ts';
+import {
+  type AcceptorFanout,
+  defaultPaxosCommitConfig,
+  type PaxosCommitConfig,
+  type PaxosCommitMsg,
+  type PaxosCommitRecord,
+  quorum,
+} from '../../protocol/paxos-commit/types.ts';
+import type { Transaction } from '../coordinator.ts';
+import { Driver } from '../driver.ts';
+import { coordinatorIdPattern, resourceNamePattern } from '../limits.ts';
+import type { AcceptorMeta } from './acceptor-server.ts';
+import { RmBranch } from './rm-branch.ts';
+import { AcceptorRoundLog } from './round-log.ts';
+import { baseUrl, PeerTransport } from './transport.ts';
+import type { WireBatch } from './wire.ts';
+
+/** The client name the leader core reports outcomes to: the caller of `transaction()`. */
+const appClient = 'app';
+
+/**
+ * Protocol timing for real processes. The simulator's defaults (100 ms vote
+ * timeout, 40 ms per recovery attempt) assume a 1 ms network and a fast
+ * disk. Here a vote is a database prepare and an acceptor fsync, and a
+ * recovery attempt is three forced writes in a row (the round on F+1
+ * acceptors, their promises, their acceptances) with HTTP between them: on a
+ * loaded machine each can take hundreds of ms. A recovery attempt cut short
+ * by its timer starts over in a higher ballot, and one that is always cut
+ * short never finishes, so `recoveryMs` is far above what one attempt takes.
+ */
+export const paxosRuntimeTiming = {
+  voteTimeoutMs: 2000,
+  recoveryMs: 5000,
+  inquiryMs: 300,
+  unvotedAbortMs: 10_000,
+  bundleMs: 5,
+} as const;
+
+export interface PaxosCommitCoordinatorOptions {
+  protocol: 'paxos-commit';
+  /** The participants, by name (letters, digits, `.` and `-`, at most 32). The same on every leader. */
+  resources: Record<string, ResourceAdapter>;
+  /** The 2F+1 acceptors' URLs (`http://host:port` or `host:port`), in the same order on every leader. */
+  acceptors: string[];
+  /** Acceptor failures tolerated, F: `acceptors` must number 2F+1. Default 1. */
+  faults?: number;
+  /** This leader's id (a leader candidate): letters, digits and `-`, at most 16. */
+  id: string;
+  /** Every leader candidate, in ballot order, identical on every leader. Default `[id]`. */
+  leaders?: string[];
+  /** The acceptors' cluster id (`dtx acceptor --cluster`); a different one is refused. Default `dtx`. */
+  cluster?: string;
+  /** Faster Paxos Commit: RMs learn the outcome from the acceptors (must match the acceptors'). */
+  faster?: boolean;
+  /** Where RMs send their votes: the first F+1 acceptors (default) or all. */
+  acceptorFanout?: AcceptorFanout;
+  /** Where this process listens for the acceptors' replies. Default `127.0.0.1:0`. */
+  listen?: string;
+  /** How long a branch of another process stays prepared before this one recovers it. Default 1000. */
+  takeoverMs?: number;
+  /** How often to look for such branches; 0 turns it off. Default 250. */
+  scanIntervalMs?: number;
+  /** Protocol timing overrides (see `paxosRuntimeTiming`). */
+  timing?: Partial<typeof paxosRuntimeTiming>;
+  /**
+   * Crash tests: called with `prepared:all` once every branch of the k-th
+   * transaction (`ordinal`) is prepared, before any outcome is known here.
+   */
+  crashPoints?: { point(point: string, ordinal: number): void };
+  onWarning?: (message: string) => void;
+}
+
+/** What the callback gets: the 2PC `Transaction` without `read` (locking reads are not wired here yet). */
+export type PaxosTransaction = Pick<Transaction, 'id' | 'branch' | 'query'>;
+
+export interface PaxosTransactionOptions {
+  /** Reject with DTX_TIMEOUT when the callback and the vote take longer (the protocol then aborts or finishes on its own). */
+  timeoutMs?: number;
+}
+
+interface LiveTxn {
+  ordinal: number;
+  outcome: Promise<Outcome>;
+  resolveOutcome(o: Outcome): void;
+  /** Local RMs not finished yet. */
+  pending: Set<RmBranch>;
+  allFinished: Promise<void>;
+  resolveFinished(): void;
+  prepared: number;
+}
+
+function check(cond: boolean, message: string): asserts cond {
+  if (!cond) throw new DtxError('DTX_INVALID_ARGUMENT', message);
+}
+
+function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: string[]; leaders: string[] } {
+  const F = o.faults ?? 1;
+  check(
+    Number.isInteger(F) && F >= 0 && F <= faultsMax,
+    `faults must be an integer in 0..${faultsMax}, not ${String(F)}`,
+  );
+  check(Array.isArray(o.acceptors), 'acceptors must be a list of URLs');
+  const urls = o.acceptors.map(baseUrl);
+  check(
+    urls.length === 2 * F + 1,
+    `faults = ${F} needs 2F+1 = ${2 * F + 1} acceptors, got ${urls.length} (${urls.join(', ')})`,
+  );
+  const dup = urls.find((u, i) => urls.indexOf(u) !== i);
+  check(dup === undefined, `acceptor ${dup} is listed twice`);
+  check(
+    coordinatorIdPattern.test(o.id ?? ''),
+    `id ${JSON.stringify(o.id)} must match ${coordinatorIdPattern}`,
+  );
+  const leaders = o.leaders ?? [o.id];
+  check(
+    leaders.every((l) => coordinatorIdPattern.test(l)),
+    `leaders must match ${coordinatorIdPattern}`,
+  );
+  check(new Set(leaders).size === leaders.length, 'leaders repeat an id');
+  check(leaders.includes(o.id), `id ${o.id} is not in leaders (${leaders.join(', ')})`);
+  const names = Object.keys(o.resources ?? {});
+  check(names.length > 0, 'give at least one resource');
+  for (const n of names)
+    check(
+      resourceNamePattern.test(n),
+      `resource name ${JSON.stringify(n)} must match ${resourceNamePattern}`,
+    );
+  return { F, urls, leaders };
+}
+
+/** Asks every acceptor who it is; refuses unreachable ones, another cluster, duplicates, a faster mismatch. */
+async function identifyAcceptors(
+  transport: PeerTransport,
+  urls: string[],
+  cluster: string,
+  faster: boolean,
+): Promise<AcceptorMeta[]> {
+  const answers = await Promise.allSettled(urls.map((u) => transport.call(u, '/info', null)));
+  const down = urls.filter((_, i) => answers[i]!.status === 'rejected');
+  if (down.length > 0)
+    throw new DtxError(
+      'DTX_RESOURCE_UNAVAILABLE',
+      `acceptor(s) unreachable at start: ${down
+        .map((u) => `${u} (${((answers[urls.indexOf(u)] as PromiseRejectedResult).reason as Error).message})`)
+        .join('; ')}`,
+    );
+  const metas = answers.map((a) => (a as PromiseFulfilledResult<unknown>).value as AcceptorMeta);
+  metas.forEach((m, i) => {
+    if (m?.cluster !== cluster)
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `acceptor ${urls[i]} belongs to cluster ${JSON.stringify(m?.cluster)}, not ${JSON.stringify(cluster)}`,
+      );
+    if (m.faster !== faster)
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `acceptor ${urls[i]} runs ${m.faster ? 'Faster ' : ''}Paxos Commit; this leader was given faster: ${faster}`,
+      );
+  });
+  const ids = metas.map((m) => m.id);
+  const dup = ids.findIndex((id, i) => ids.indexOf(id) !== i);
+  if (dup >= 0)
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `acceptors ${urls[ids.indexOf(ids[dup]!)]} and ${urls[dup]} are the same acceptor (${ids[dup]})`,
+    );
+  return metas;
+}
+
+export class PaxosCommitCoordinator implements AsyncDisposable {
+  readonly protocol = 'paxos-commit';
+  private readonly participants: NodeId[];
+  private readonly acceptorUrl = new Map<NodeId, string>();
+  private readonly rms = new Map<string, RmBranch>();
+  private readonly live = new Map<TxnId, LiveTxn>();
+  /** Prepared branches of others, by gid: when first seen. */
+  private readonly seen = new Map<string, number>();
+  private readonly incarnation = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+  private counter = 0;
+  private scanTimer: ReturnType<typeof setInterval> | undefined;
+  private scanning = false;
+  private closed = false;
+  private candidate!: Driver<CandidateState, PaxosCommitMsg, PaxosCommitRecord, Partial<PaxosCommitConfig>>;
+  private transport!: PeerTransport;
+  private config!: PaxosCommitConfig;
+  private failure: unknown;
+  /** Branches this process recovered (took over) and finished. */
+  readonly recovered = { committed: 0, rolledBack: 0 };
+
+  private constructor(private readonly options: PaxosCommitCoordinatorOptions) {
+    this.participants = Object.keys(options.resources).sort();
+  }
+
+  get id(): string {
+    return this.options.id;
+  }
+
+  get cluster(): string {
+    return this.options.cluster ?? 'dtx';
+  }
+
+  /** The transport's counters (messages sent, batches, dropped). */
+  get messageStats(): PeerTransport['stats'] {
+    return this.transport.stats;
+  }
+
+  static async create(options: PaxosCommitCoordinatorOptions): Promise<PaxosCommitCoordinator> {
+    const { F, urls, leaders } = checkOptions(options);
+    const c = new PaxosCommitCoordinator(options);
+    const faster = options.faster ?? false;
+    c.transport = await PeerTransport.listen({
+      cluster: c.cluster,
+      listen: options.listen ?? '127.0.0.1:0',
+      hosts: [options.id],
+      onBatch: (batch) => c.onBatch(batch),
+    });
+    try {
+      const metas = await identifyAcceptors(c.transport, urls, c.cluster, faster);
+      for (const [i, m] of metas.entries()) c.acceptorUrl.set(m.id, urls[i]!);
+      c.config = {
+        ...defaultPaxosCommitConfig,
+        ...paxosRuntimeTiming,
+        ...options.timing,
+        F,
+        acceptors: metas.map((m) => m.id),
+        candidates: leaders,
+        faster,
+        acceptorFanout: options.acceptorFanout ?? 'quorum',
+      };
+      const roundLog = new AcceptorRoundLog(c.transport, urls, options.id, quorum(c.config));
+      c.candidate = new Driver(paxosCandidate, options.id, c.config, {
+        log: roundLog,
+        send: (to, msg) => c.route(options.id, to, msg),
+        outcome: (txn, _client, outcome) => c.live.get(txn)?.resolveOutcome(outcome),
+        halted: (err) => {
+          c.failure = err;
+        },
+      });
+      await c.candidate.start();
+      const interval = options.scanIntervalMs ?? 250;
+      await c.scan();
+      if (interval > 0) {
+        c.scanTimer = setInterval(() => void c.scan(), interval);
+        c.scanTimer.unref?.();
+      }
+    } catch (error) {
+      await c.transport.close();
+      throw error;
+    }
+    return c;
+  }
+
+  private rmKey(resource: NodeId, txn: TxnId): string {
+    return `${resource}|${txn}`;
+  }
+
+  private gid(txn: TxnId, resource: string): string {
+    return `pc_${this.cluster}_${txn}_${resource}`;
+  }
+
+  /** Carries a message from a local node: to an acceptor over HTTP, to a local role in-process. */
+  private route(from: NodeId, to: NodeId, msg: PaxosCommitMsg): void {
+    const url = this.acceptorUrl.get(to);
+    if (url !== undefined) {
+      this.transport.send(url, { from, to, msg });
+      return;
+    }
+    // In-process deliveries wait for the next microtask, so no core is stepped inside another's step.
+    queueMicrotask(() => this.deliver(from, to, msg));
+  }
+
+  private deliver(from: NodeId, to: NodeId, msg: PaxosCommitMsg): void {
+    if (to === this.options.id) {
+      this.candidate.input({ type: 'receive', from, msg });
+      return;
+    }
+    // A message for another leader process is dropped: RMs ask candidates in
+    // turn, and the turn comes back to this one.
+    this.rms.get(this.rmKey(to, msg.txn))?.input({ type: 'receive', from, msg });
+  }
+
+  private onBatch(batch: WireBatch): void {
+    for (const { from, to, msg } of batch.items) {
+      if (msg.type === 'FORGET') continue;
+      this.deliver(from, to, msg);
+    }
+  }
+
+  private rmPorts(txn: TxnId) {
+    return {
+      send: (from: NodeId, to: NodeId, msg: PaxosCommitMsg) => this.route(from, to, msg),
+      finished: (rm: RmBranch, action: 'commit' | 'abort' | 'release') => this.onRmFinished(txn, rm, action),
+      warn: (m: string) => (this.options.onWarning ?? ((w: string) => process.emitWarning(w)))(m),
+    };
+  }
+
+  private onRmFinished(txn: TxnId, rm: RmBranch, action: 'commit' | 'abort' | 'release'): void {
+    this.rms.delete(this.rmKey(rm.resource, txn));
+    const t = this.live.get(txn);
+    if (t === undefined) {
+      // A branch this process took over.
+      if (action === 'commit') this.recovered.committed++;
+      else this.recovered.rolledBack++;
+      return;
+    }
+    t.pending.delete(rm);
+    if (t.pending.size === 0) t.resolveFinished();
+  }
+
+  /**
+   * Runs `work` as one transaction over every resource: commits when it
+   * returns (resolving once every branch committed), rolls back and rethrows
+   * when it throws, and rejects with DTX_ABORTED when the protocol aborts.
+   */
+  async transaction<T>(
+    work: (tx: PaxosTransaction) => Promise<T>,
+    options: PaxosTransactionOptions = {},
+  ): Promise<T> {
+    if (this.closed) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
+    if (this.failure !== undefined)
+      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', 'the leader stopped; restart it', {
+        cause: this.failure,
+      });
+    const ordinal = ++this.counter;
+    const txn = `${this.options.id}-${this.incarnation}-${ordinal.toString(36)}`;
+    const opening = new Map<string, Promise<Branch>>();
+    const open = (resource: string): Promise<Branch> => {
+      const adapter = this.options.resources[resource];
+      if (adapter === undefined)
+        return Promise.reject(
+          new DtxError('DTX_INVALID_ARGUMENT', `no resource named ${JSON.stringify(resource)}`),
+        );
+      let p = opening.get(resource);
+      if (p === undefined) {
+        p = adapter.begin(this.gid(txn, resource));
+        opening.set(resource, p);
+      }
+      return p;
+    };
+    const tx: PaxosTransaction = {
+      id: txn,
+      branch: async <B>(resource: string) => (await open(resource)) as B,
+      query: async (resource, sql, params) => {
+        const b = (await open(resource)) as SqlBranch;
+        if (typeof b.query !== 'function')
+          throw new DtxError('DTX_INVALID_ARGUMENT', `resource ${resource} does not run SQL`);
+        return b.query(sql, params);
+      },
+    };
+    let result: T;
+    try {
+      result = await work(tx);
+    } catch (error) {
+      await Promise.allSettled([...opening.values()].map((p) => p.then((b) => b.rollback())));
+      throw error;
+    }
+    const branches = new Map<string, Branch>();
+    for (const [resource, p] of opening) branches.set(resource, await p);
+    return this.commit(txn, ordinal, branches, result, options);
+  }
+
+  private async commit<T>(
+    txn: TxnId,
+    ordinal: number,
+    branches: Map<string, Branch>,
+    result: T,
+    options: PaxosTransactionOptions,
+  ): Promise<T> {
+    let resolveOutcome!: (o: Outcome) => void;
+    let resolveFinished!: () => void;
+    const t: LiveTxn = {
+      ordinal,
+      outcome: new Promise((r) => {
+        resolveOutcome = r;
+      }),
+      resolveOutcome: (o) => resolveOutcome(o),
+      pending: new Set(),
+      allFinished: new Promise((r) => {
+        resolveFinished = r;
+      }),
+      resolveFinished: () => resolveFinished(),
+      prepared: 0,
+    };
+    this.live.set(txn, t);
+    const config = this.config;
+    for (const resource of this.participants) {
+      const adapter = this.options.resources[resource]!;
+      const branch = branches.get(resource);
+      const rm =
+        branch === undefined
+          ? RmBranch.unused(resource, txn, this.gid(txn, resource), adapter, config, this.rmPorts(txn))
+          : RmBranch.live(resource, txn, adapter, branch, config, this.rmPorts(txn));
+      this.rms.set(this.rmKey(resource, txn), rm);
+      t.pending.add(rm);
+      rm.input({ type: 'executed', txn, coordinator: this.options.id, readOnly: false });
+    }
+    if (this.options.crashPoints !== undefined) this.watchPrepared(t);
+    this.candidate.input({ type: 'begin', txn, participants: this.participants, client: appClient });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const outcome = await (options.timeoutMs === undefined
+        ? t.outcome
+        : Promise.race([
+            t.outcome,
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () =>
+                  reject(
+                    new DtxError(
+                      'DTX_TIMEOUT',
+                      `transaction ${txn}: no outcome within ${options.timeoutMs} ms`,
+                    ),
+                  ),
+                options.timeoutMs,
+              );
+            }),
+          ]));
+      await t.allFinished;
+      this.forget(txn);
+      if (outcome !== 'committed')
+        throw new DtxError(
+          'DTX_ABORTED',
+          `transaction ${txn} aborted (a participant voted no or timed out)`,
+          {
+            retryable: true,
+          },
+        );
+      return result;
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+      void t.allFinished.then(() => this.live.delete(txn));
+    }
+  }
+
+  /** Crash tests: waits until every RM of the transaction is durably prepared, then calls the hook. */
+  private watchPrepared(t: LiveTxn): void {
+    const poll = setInterval(() => {
+      const rms = [...t.pending];
+      if (rms.length === this.participants.length && rms.every((rm) => rm.preparedAt !== null)) {
+        clearInterval(poll);
+        this.options.crashPoints?.point('prepared:all', t.ordinal);
+      }
+      if (this.closed || rms.length < this.participants.length) clearInterval(poll);
+    }, 1);
+  }
+
+  /** Every RM applied the outcome: the acceptors may drop the transaction at their next checkpoint. */
+  private forget(txn: TxnId): void {
+    for (const [id, url] of this.acceptorUrl)
+      this.transport.send(url, { from: this.options.id, to: id, msg: { type: 'FORGET', txn } });
+  }
+
+  /** Takes over prepared branches of this cluster that nobody here owns once they outlast `takeoverMs`. */
+  async scan(): Promise<void> {
+    if (this.scanning || this.closed) return;
+    this.scanning = true;
+    try {
+      const prefix = `pc_${this.cluster}_`;
+      const now = Date.now();
+      const present = new Set<string>();
+      for (const resource of this.participants) {
+        const adapter = this.options.resources[resource]!;
+        let found: { gid: string }[];
+        try {
+          found = await adapter.listPrepared(prefix);
+        } catch {
+          continue; // the database is down: its branches wait for it
+        }
+        for (const { gid } of found) {
+          const parts = gid.split('_');
+          if (parts.length !== 4 || parts[3] !== resource) continue;
+          const txn = parts[2]!;
+          if (this.rms.has(this.rmKey(resource, txn))) continue;
+          present.add(gid);
+          const first = this.seen.get(gid) ?? now;
+          this.seen.set(gid, first);
+          if (now - first < (this.options.takeoverMs ?? 1000)) continue;
+          this.seen.delete(gid);
+          const rm = RmBranch.recovered(
+            resource,
+            txn,
+            gid,
+            adapter,
+            this.participants,
+            this.options.id,
+            appClient,
+            this.config,
+            this.rmPorts(txn),
+          );
+          this.rms.set(this.rmKey(resource, txn), rm);
+        }
+      }
+      for (const gid of this.seen.keys()) if (!present.has(gid)) this.seen.delete(gid);
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  /** Branches of this process's own transactions and taken-over ones not finished yet. */
+  get inFlight(): number {
+    return this.rms.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.scanTimer !== undefined) clearInterval(this.scanTimer);
+    for (const rm of this.rms.values()) rm.close();
+    await this.candidate?.close();
+    await this.transport.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+export function isPaxosCommitOptions(o: unknown): o is PaxosCommitCoordinatorOptions {
+  return typeof o === 'object' && o !== null && (o as { protocol?: unknown }).protocol === 'paxos-commit';
+}

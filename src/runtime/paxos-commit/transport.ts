@@ -1,0 +1,237 @@
+// The network between Paxos Commit processes: HTTP/1.1 with keep-alive
+// (node:http), one POST per batch of messages to the same process.
+//
+// Delivery is what the protocol expects of a network, and no more: a message
+// may be lost (the peer is down, the request timed out, the queue is full) and
+// is then simply dropped — the cores' timers resend what matters (an RM's
+// vote, a leader's phase 1a or 2a, an inquiry), and every message is
+// idempotent at its receiver (the acceptor answers a repeated phase 2a or 1a
+// with the same phase 2b or 1b, a leader counts an acceptor once). Messages
+// are queued per destination and sent together on the next turn of the event
+// loop, so a busy process pays one request for many messages. A lost
+// connection is not a state: the next batch opens a new one (the agent's
+// keep-alive pool reconnects on demand).
+//
+// Also owns the small request/response calls that are not protocol messages
+// (an acceptor's /info, the candidates' round store), with the same timeout.
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DtxError } from '../../errors.ts';
+import { checkBatch, type WireBatch, type WireItem, wireVersion } from './wire.ts';
+
+/** How long one request may take before it is given up (its messages are then lost, as on a network). */
+export const requestTimeoutMsDefault = 2000;
+/** Messages waiting for one destination; past it new ones are dropped (the protocol resends). */
+const queuedPerPeerMax = 50_000;
+/** Largest request body accepted: a full batch of the largest messages, with room to spare. */
+const bodyBytesMax = 8 * 1024 * 1024;
+
+/** `host:port` (as given on the command line) as a base URL. */
+export function baseUrl(address: string): string {
+  const url = /^https?:\/\//.test(address) ? address : `http://${address}`;
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'http:' || parsed.port === '')
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `${JSON.stringify(address)} is not host:port or http://host:port`,
+    );
+  return `http://${parsed.host}`;
+}
+
+async function readBody(req: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > bodyBytesMax) throw new DtxError('DTX_BAD_MESSAGE', `request body over ${bodyBytesMax} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function reply(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** A JSON route: `handle` returns the reply body (or throws a DtxError, sent as a 400 with its code). */
+export type Route = (body: unknown) => unknown | Promise<unknown>;
+
+export interface PeerOptions {
+  cluster: string;
+  /** Where to listen: `host:port` (port 0 picks a free one). */
+  listen: string;
+  /** Leader candidates this process hosts (told to every peer with each batch). */
+  hosts: string[];
+  /** Every received, checked batch. */
+  onBatch(batch: WireBatch): void;
+  /** Extra routes: `GET /x` and `POST /x`, by path. */
+  routes?: Record<string, Route>;
+  requestTimeoutMs?: number;
+}
+
+export class PeerTransport {
+  private readonly server: http.Server;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  private readonly queues = new Map<string, WireItem[]>();
+  private flushScheduled = false;
+  private closed = false;
+  /** Messages sent and dropped, for tests and benchmarks. */
+  readonly stats = { sent: 0, batches: 0, dropped: 0 };
+  url = '';
+
+  private constructor(private readonly options: PeerOptions) {
+    this.server = http.createServer((req, res) => {
+      void this.onRequest(req, res);
+    });
+    this.server.keepAliveTimeout = 30_000;
+  }
+
+  static async listen(options: PeerOptions): Promise<PeerTransport> {
+    const t = new PeerTransport(options);
+    const { hostname, port } = new URL(baseUrl(options.listen));
+    await new Promise<void>((resolve, reject) => {
+      t.server.once('error', reject);
+      t.server.listen(Number(port), hostname.replace(/^\[|\]$/g, ''), () => {
+        t.server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = t.server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    t.url = `http://${host}:${address.port}`;
+    return t;
+  }
+
+  private get timeoutMs(): number {
+    return this.options.requestTimeoutMs ?? requestTimeoutMsDefault;
+  }
+
+  private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      const path = (req.url ?? '/').split('?')[0]!;
+      const text = await readBody(req);
+      const body: unknown = text === '' ? null : JSON.parse(text);
+      if (req.method === 'POST' && path === '/batch') {
+        const batch = checkBatch(body, this.options.cluster);
+        // Answer first: the sender must not wait for our disk; replies are batches of their own.
+        res.writeHead(204).end();
+        this.options.onBatch(batch);
+        return;
+      }
+      const route = this.options.routes?.[path];
+      if (route === undefined) return reply(res, 404, { code: 'DTX_NOT_FOUND', message: `no route ${path}` });
+      reply(res, 200, await route(body));
+    } catch (error) {
+      const code =
+        error instanceof DtxError
+          ? error.code
+          : error instanceof SyntaxError
+            ? 'DTX_BAD_MESSAGE'
+            : 'DTX_INVALID_STATE';
+      if (!res.headersSent) reply(res, 400, { code, message: (error as Error).message });
+      // After the answer, only a core's assertion can throw: a programmer's error, never silent.
+      else
+        process.emitWarning(
+          `dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`,
+        );
+    }
+  }
+
+  /** Queue `item` for the process at `url`; sent with the others on the next turn. */
+  send(url: string, item: WireItem): void {
+    if (this.closed) return;
+    let q = this.queues.get(url);
+    if (q === undefined) {
+      q = [];
+      this.queues.set(url, q);
+    }
+    if (q.length >= queuedPerPeerMax) {
+      this.stats.dropped++;
+      return;
+    }
+    q.push(item);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const [url, items] of this.queues) {
+      this.queues.delete(url);
+      for (let i = 0; i < items.length; i += 4096) {
+        const batch: WireBatch = {
+          v: wireVersion,
+          cluster: this.options.cluster,
+          origin: this.url,
+          hosts: this.options.hosts,
+          items: items.slice(i, i + 4096),
+        };
+        this.stats.batches++;
+        this.stats.sent += batch.items.length;
+        this.call(url, '/batch', batch).catch(() => {
+          this.stats.dropped += batch.items.length;
+        });
+      }
+    }
+  }
+
+  /** One request; resolves with the parsed reply, rejects on a non-2xx, a timeout or a network error. */
+  call(url: string, path: string, body: unknown, method: 'GET' | 'POST' = 'POST'): Promise<unknown> {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        `${url}${path}`,
+        {
+          method,
+          agent: this.agent,
+          timeout: this.timeoutMs,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const out = Buffer.concat(chunks).toString('utf8');
+            const status = res.statusCode ?? 0;
+            let parsed: unknown = null;
+            try {
+              parsed = out === '' ? null : JSON.parse(out);
+            } catch {
+              parsed = out;
+            }
+            if (status >= 200 && status < 300) resolve(parsed);
+            else {
+              const p = parsed as { code?: string; message?: string } | null;
+              reject(
+                new DtxError(
+                  p?.code === 'DTX_INVALID_ARGUMENT' || p?.code === 'DTX_BAD_MESSAGE'
+                    ? p.code
+                    : 'DTX_RESOURCE_UNAVAILABLE',
+                  `${url}${path}: ${status} ${p?.message ?? out}`.slice(0, 500),
+                ),
+              );
+            }
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`timed out after ${this.timeoutMs} ms`)));
+      req.on('error', (err) =>
+        reject(new DtxError('DTX_RESOURCE_UNAVAILABLE', `${url}${path}: ${err.message}`, { cause: err })),
+      );
+      req.end(text);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.agent.destroy();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

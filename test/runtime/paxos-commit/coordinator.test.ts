@@ -1,0 +1,229 @@
+// Paxos Commit on real processes and databases, the normal case and bad
+// input: acceptors in this process (fast to start), SQLite participants.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createMariaDbAdapter } from '../../../src/adapters/mariadb.ts';
+import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
+import type { SqlBranch } from '../../../src/adapters/types.ts';
+import { createCoordinator } from '../../../src/runtime/coordinator.ts';
+import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
+import { PeerTransport } from '../../../src/runtime/paxos-commit/transport.ts';
+import { mariaAdmin, rejectsWithCode, runId } from '../../adapters/helpers.ts';
+import { accountDbs, tempDir, transfer, waitUntil } from './support.ts';
+
+describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
+  const acceptors: AcceptorServer[] = [];
+  before(async () => {
+    for (let i = 0; i < 3; i++)
+      acceptors.push(await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: tempDir(`a${i}`) }));
+  });
+  after(async () => {
+    for (const a of acceptors) await a.close();
+  });
+
+  test('transfers commit on both databases and conserve the total', async () => {
+    const { adapters } = await accountDbs(100);
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l1',
+      resources: adapters,
+      acceptors: acceptors.map((a) => a.url),
+      faults: 1,
+    });
+    for (let i = 0; i < 5; i++) await transfer(c, 1);
+    // Concurrent transactions on distinct keys (the same key would conflict at prepare).
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        c.transaction(async (tx) => {
+          (await tx.branch<SqliteBranch>('a')).put(`k${i}`, -i);
+          (await tx.branch<SqliteBranch>('b')).put(`k${i}`, i);
+        }),
+      ),
+    );
+    assert.equal(adapters.a!.read('balance'), 95);
+    assert.equal(adapters.b!.read('balance'), 105);
+    for (let i = 0; i < 6; i++)
+      assert.equal((adapters.a!.read(`k${i}`) as number) + (adapters.b!.read(`k${i}`) as number), 0);
+    assert.deepEqual(await adapters.a!.listPrepared(''), []);
+    assert.deepEqual(await adapters.b!.listPrepared(''), []);
+    await c.close();
+  });
+
+  test('a callback that throws rolls back; a NO vote aborts with DTX_ABORTED', async () => {
+    const { adapters } = await accountDbs(100);
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l2',
+      resources: adapters,
+      acceptors: acceptors.map((a) => a.url),
+    });
+    await assert.rejects(
+      c.transaction(async (tx) => {
+        const a = await tx.branch<SqliteBranch>('a');
+        a.put('balance', 0);
+        throw new Error('no');
+      }),
+      /no/,
+    );
+    // A NO vote: what b's branch read changed before it prepared (serialization failure).
+    await rejectsWithCode(
+      c.transaction(async (tx) => {
+        const a = await tx.branch<SqliteBranch>('a');
+        const b = await tx.branch<SqliteBranch>('b');
+        a.put('balance', (a.get('balance') as number) - 5);
+        b.put('balance', (b.get('balance') as number) + 5);
+        const other = await adapters.b!.begin('other_1');
+        other.put('balance', 1000);
+        await other.prepare();
+        await adapters.b!.commitPrepared('other_1');
+      }),
+      'DTX_ABORTED',
+    );
+    assert.equal(adapters.a!.read('balance'), 100);
+    assert.equal(adapters.b!.read('balance'), 1000);
+    assert.deepEqual(await adapters.a!.listPrepared(''), []);
+    await c.close();
+  });
+
+  test('bad input: wrong count for F, duplicates, another cluster, unreachable acceptors', async () => {
+    const { adapters } = await accountDbs();
+    const urls = acceptors.map((a) => a.url);
+    const base = { protocol: 'paxos-commit' as const, id: 'l3', resources: adapters };
+    await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: urls.slice(0, 2), faults: 1 }),
+      'DTX_INVALID_ARGUMENT',
+    );
+    await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: [urls[0]!, urls[0]!, urls[1]!] }),
+      'DTX_INVALID_ARGUMENT',
+    );
+    const other = await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: urls, cluster: 'other' }),
+      'DTX_INVALID_ARGUMENT',
+    );
+    assert.match(other.message, /cluster "dtx", not "other"/);
+    const down = await rejectsWithCode(
+      createCoordinator({ ...base, acceptors: [urls[0]!, urls[1]!, 'http://127.0.0.1:9'] }),
+      'DTX_RESOURCE_UNAVAILABLE',
+    );
+    assert.match(down.message, /127\.0\.0\.1:9/);
+  });
+
+  test('Faster Paxos Commit (phase 2b to the RMs too) commits; a leader of the other variant is refused', async () => {
+    const fast: AcceptorServer[] = [];
+    for (let i = 0; i < 3; i++)
+      fast.push(
+        await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: tempDir(`f${i}`), faster: true }),
+      );
+    const { adapters } = await accountDbs(100);
+    const urls = fast.map((a) => a.url);
+    // A leader that does not run the acceptors' variant is refused.
+    await rejectsWithCode(
+      createCoordinator({ protocol: 'paxos-commit', id: 'l6', resources: adapters, acceptors: urls }),
+      'DTX_INVALID_ARGUMENT',
+    );
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l6',
+      resources: adapters,
+      acceptors: urls,
+      faster: true,
+    });
+    for (let i = 0; i < 3; i++) await transfer(c, 1);
+    assert.equal(adapters.a!.read('balance'), 97);
+    assert.equal(adapters.b!.read('balance'), 103);
+    await c.close();
+    for (const a of fast) await a.close();
+  });
+
+  test('MariaDB (XA) and SQLite participants: a transfer commits on both', async () => {
+    const db = `dtx_w5_pc_${runId()}`;
+    await mariaAdmin(`CREATE DATABASE ${db}`);
+    const connection = { host: '127.0.0.1', port: 3306, user: 'root', database: db };
+    const maria = await createMariaDbAdapter({ connection });
+    try {
+      await mariaAdmin(`CREATE TABLE ${db}.acct (id INT PRIMARY KEY, balance INT NOT NULL) ENGINE=InnoDB`);
+      await mariaAdmin(`INSERT INTO ${db}.acct VALUES (1, 100)`);
+      const { adapters } = await accountDbs(100);
+      const c = await createCoordinator({
+        protocol: 'paxos-commit',
+        id: 'l7',
+        resources: { m: maria, a: adapters.a! },
+        acceptors: acceptors.map((a) => a.url),
+      });
+      await c.transaction(async (tx) => {
+        await tx.query('m', 'UPDATE acct SET balance = balance - 10 WHERE id = 1');
+        const a = await tx.branch<SqliteBranch>('a');
+        a.put('balance', (a.get('balance') as number) + 10);
+      });
+      const check = await createMariaDbAdapter({ connection });
+      const b = (await check.begin('pc_check_1')) as SqlBranch;
+      const { rows } = await b.query<{ balance: number }>('SELECT balance FROM acct WHERE id = 1');
+      await b.rollback();
+      await check.close();
+      assert.equal(Number(rows[0]!.balance), 90);
+      assert.equal(adapters.a!.read('balance'), 110);
+      assert.deepEqual(await maria.listPrepared('pc_'), []);
+      await c.close();
+    } finally {
+      await maria.close();
+      await mariaAdmin(`DROP DATABASE ${db}`);
+    }
+  });
+
+  test('checkpoints drop finished transactions; what is kept survives a restart', async () => {
+    const dir = tempDir('ck');
+    let a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir });
+    const { adapters } = await accountDbs(100);
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l8',
+      resources: adapters,
+      acceptors: [a.url],
+      faults: 0,
+    });
+    for (let i = 0; i < 3; i++) await transfer(c, 1);
+    assert.ok(a.info().instances >= 1);
+    // The FORGET notices leave after the commits; give them a moment to arrive.
+    await waitUntil('FORGET notices', async () => {
+      await a.checkpoint();
+      return a.info().instances === 0;
+    });
+    await c.close();
+    // An instance of an unfinished transaction stays, across a checkpoint and a restart.
+    const t = await PeerTransport.listen({
+      cluster: 'dtx',
+      listen: '127.0.0.1:0',
+      hosts: ['lx'],
+      onBatch: () => {},
+    });
+    const vote = {
+      type: 'PHASE2A' as const,
+      txn: 'open-1',
+      bal: 0,
+      entries: [{ ins: 'a', val: 'prepared' as const }],
+      leader: 'lx',
+      participants: ['a', 'b'],
+      client: 'app',
+    };
+    t.send(a.url, { from: 'a', to: a.id, msg: vote });
+    await waitUntil('the vote', () => a.info().instances === 1);
+    await a.checkpoint();
+    await a.close();
+    a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir });
+    assert.equal(a.info().instances, 1);
+    await t.close();
+    await a.close();
+  });
+
+  test('an acceptor directory of another cluster is refused', async () => {
+    const dir = tempDir('cl');
+    const a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'east' });
+    await a.close();
+    await rejectsWithCode(
+      AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'west' }),
+      'DTX_LOG_MISMATCH',
+    );
+  });
+});

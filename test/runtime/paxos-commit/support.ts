@@ -1,0 +1,135 @@
+// Shared set-up of the Paxos Commit runtime tests: acceptors (in this process,
+// or as `dtx acceptor` processes that a test can SIGKILL and restart on the
+// same port and data directory) and SQLite participants with two accounts.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../../../src/adapters/sqlite.ts';
+import type { PaxosCommitCoordinator } from '../../../src/runtime/paxos-commit/coordinator.ts';
+
+const dtxBin = fileURLToPath(new URL('../../../bin/dtx.js', import.meta.url));
+
+export function tempDir(name: string): string {
+  return mkdtempSync(join(tmpdir(), `dtx-pc-${name}-`));
+}
+
+/** A `dtx acceptor` process, restartable on the same port and directory. */
+export class AcceptorProcess {
+  proc: ChildProcess | null = null;
+  url = '';
+  private port = 0;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly dataDir: string,
+    private readonly cluster = 'dtx',
+  ) {}
+
+  async start(): Promise<void> {
+    const proc = spawn(
+      process.execPath,
+      [
+        dtxBin,
+        'acceptor',
+        '--listen',
+        `127.0.0.1:${this.port}`,
+        '--data',
+        this.dataDir,
+        '--cluster',
+        this.cluster,
+      ],
+      { env: { ...process.env, DTX_FROM_SOURCE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.proc = proc;
+    this.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
+    let out = '';
+    let err = '';
+    proc.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`acceptor did not start: ${err}`)), 300_000);
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /listening on (http:\/\/[0-9.]+:(\d+))/.exec(out);
+        if (m !== null) {
+          clearTimeout(timer);
+          this.url = m[1]!;
+          this.port = Number(m[2]);
+          resolve();
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`acceptor exited ${code}: ${err}`));
+      });
+    });
+  }
+
+  async kill9(): Promise<void> {
+    this.proc?.kill('SIGKILL');
+    await this.exited;
+    this.proc = null;
+  }
+
+  async stop(): Promise<void> {
+    this.proc?.kill('SIGTERM');
+    await this.exited;
+    this.proc = null;
+  }
+}
+
+export async function startAcceptorProcesses(n: number, cluster = 'dtx'): Promise<AcceptorProcess[]> {
+  const all = Array.from({ length: n }, (_, i) => new AcceptorProcess(tempDir(`acc${i}`), cluster));
+  const started = await Promise.allSettled(all.map((a) => a.start()));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed !== undefined) {
+    // Leave no process behind when one of them did not come up.
+    await Promise.all(all.map((a) => a.kill9()));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return all;
+}
+
+/** Two SQLite participants, `a` and `b`, each holding one account with `initial`. */
+export async function accountDbs(
+  initial = 100,
+): Promise<{ paths: Record<string, string>; adapters: Record<string, SqliteAdapter> }> {
+  const dir = tempDir('db');
+  const paths = { a: join(dir, 'a.db'), b: join(dir, 'b.db') };
+  const adapters: Record<string, SqliteAdapter> = {};
+  for (const [name, path] of Object.entries(paths)) {
+    const adapter = await createSqliteAdapter({ path, create: true });
+    const branch = await adapter.begin(`seed_${name}`);
+    branch.put('balance', initial);
+    await branch.prepare();
+    await adapter.commitPrepared(`seed_${name}`);
+    adapters[name] = adapter;
+  }
+  return { paths, adapters };
+}
+
+/** Moves `amount` from a to b in one transaction. */
+export function transfer(c: PaxosCommitCoordinator, amount: number): Promise<void> {
+  return c.transaction(async (tx) => {
+    const a = await tx.branch<SqliteBranch>('a');
+    const b = await tx.branch<SqliteBranch>('b');
+    a.put('balance', (a.get('balance') as number) - amount);
+    b.put('balance', (b.get('balance') as number) + amount);
+  });
+}
+
+export async function waitUntil(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

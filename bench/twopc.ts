@@ -1,0 +1,353 @@
+// `npm run bench:2pc`: dtx's two-phase commit against the hand-written code it
+// replaces, side by side in one run (see bench/real.ts for how rounds
+// alternate and what is measured).
+//
+// The transfer: UPDATE one account on the first database (debit), UPDATE one
+// on the second (credit), and INSERT the transfer's row on every database
+// (the third, audit, gets only that row). Rows:
+//
+//   hand-written    per database BEGIN (XA START on MariaDB), the UPDATE and
+//                   INSERT, then PREPARE TRANSACTION on all at once, then
+//                   COMMIT PREPARED on all at once; no log, no recovery. The
+//                   baseline: what a careful programmer writes by hand.
+//   dtx committed   coordinator.transaction with the same statements,
+//                   acknowledge 'committed' (the default): answers once every
+//                   branch committed. Its log: SQLite, synchronous = FULL.
+//   dtx durable     the same with acknowledge 'durable': answers as soon as the
+//                   commit decision is durable; phase two runs after.
+//   naive           per database BEGIN, the statements, COMMIT, one database
+//                   after the other: no atomicity at all, the floor.
+//
+// Topologies: three throwaway PostgreSQL clusters (fsync on), and PostgreSQL
+// (debit) + the machine's MariaDB (credit). All rows use the same adapters'
+// pools (`pg`, `mysql2`).
+//
+//   npm run bench:2pc -- --seconds 6 --rounds 3 [--json] [--topology pg] [--soak 600]
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PoolConnection as MysqlConnection, RowDataPacket } from 'mysql2/promise';
+import type { PoolClient as PgClient } from 'pg';
+import type { MariaDbAdapter } from '../src/adapters/mariadb.ts';
+import type { PostgresAdapter } from '../src/adapters/postgres.ts';
+import type { ResourceAdapter } from '../src/adapters/types.ts';
+import { applyTransferPart, type DbTarget, initSchema, openAdapter, parseDbUrl } from '../src/cli/db.ts';
+import { isDtxError } from '../src/errors.ts';
+import { type Coordinator, createCoordinator, openCoordinatorLog } from '../src/runtime/coordinator.ts';
+import {
+  type BenchFlags,
+  ensureMariaDb,
+  incarnation,
+  loadAverage,
+  parseFlags,
+  printRows,
+  type Row,
+  runRound,
+  runTable,
+  startClusters,
+  type Variant,
+} from './real.ts';
+
+const roles = ['debit', 'credit', 'audit'] as const;
+
+interface Db {
+  target: DbTarget;
+  adapter: ResourceAdapter;
+  role: (typeof roles)[number];
+}
+
+/** The statements of one database's part: `$n` placeholders on PostgreSQL, `?` on MariaDB. */
+function partSql(db: Db, account: number, amount: number, txn: string): [string, unknown[]][] {
+  const pg = db.target.kind === 'postgres';
+  const t = (name: string) => (pg ? `dtx_bench.${name}` : `dtx_bench_${name}`);
+  const p = (i: number) => (pg ? `$${i}` : '?');
+  const delta = db.role === 'debit' ? -amount : amount;
+  const statements: [string, unknown[]][] = [];
+  if (db.role !== 'audit') {
+    statements.push([
+      `UPDATE ${t('accounts')} SET balance = balance + ${p(1)} WHERE id = ${p(2)}`,
+      [delta, account],
+    ]);
+  }
+  statements.push([`INSERT INTO ${t('transfers')} (txn, amount) VALUES (${p(1)}, ${p(2)})`, [txn, amount]]);
+  return statements;
+}
+
+/** A connection of the adapter's own pool, with the four calls the hand-written code makes. */
+interface Session {
+  query(sql: string, params?: unknown[]): Promise<void>;
+  release(destroy?: boolean): void;
+}
+
+async function session(db: Db): Promise<Session> {
+  if (db.target.kind === 'postgres') {
+    const client: PgClient = await (db.adapter as PostgresAdapter).pool.connect();
+    return {
+      query: async (sql, params) => {
+        await client.query(sql, params);
+      },
+      release: (destroy) => client.release(destroy === true ? true : undefined),
+    };
+  }
+  const conn: MysqlConnection = await (db.adapter as MariaDbAdapter).pool.getConnection();
+  return {
+    query: async (sql, params) => {
+      await conn.query(sql, params);
+    },
+    release: (destroy) => (destroy === true ? conn.destroy() : conn.release()),
+  };
+}
+
+const handGidPrefix = 'hwbench_';
+
+/** Hand-written two-phase commit: the baseline. */
+function handWritten(dbs: Db[], pick: () => number): Variant {
+  let n = 0;
+  return {
+    name: 'hand-written',
+    async transfer() {
+      const txn = `hw.${incarnation}.${++n}`;
+      const gid = `${handGidPrefix}${incarnation}_${n}`;
+      const amount = 1 + Math.floor(Math.random() * 100);
+      const open: { db: Db; s: Session; prepared: boolean }[] = [];
+      try {
+        for (const db of dbs) {
+          const s = await session(db);
+          const entry = { db, s, prepared: false };
+          open.push(entry);
+          await s.query(db.target.kind === 'postgres' ? 'BEGIN' : `XA START '${gid}'`);
+          for (const [sql, params] of partSql(db, pick(), amount, txn)) await s.query(sql, params);
+        }
+        await Promise.all(
+          open.map(async (e) => {
+            if (e.db.target.kind === 'postgres') await e.s.query(`PREPARE TRANSACTION '${gid}'`);
+            else {
+              await e.s.query(`XA END '${gid}'`);
+              await e.s.query(`XA PREPARE '${gid}'`);
+            }
+            e.prepared = true;
+          }),
+        );
+      } catch (err) {
+        await Promise.allSettled(open.map((e) => abortHand(e, gid)));
+        return failure(err);
+      }
+      await Promise.all(
+        open.map(async (e) => {
+          await e.s.query(
+            e.db.target.kind === 'postgres' ? `COMMIT PREPARED '${gid}'` : `XA COMMIT '${gid}'`,
+          );
+          e.s.release();
+        }),
+      );
+      return 'committed';
+    },
+  };
+}
+
+async function abortHand(e: { db: Db; s: Session; prepared: boolean }, gid: string): Promise<void> {
+  const pg = e.db.target.kind === 'postgres';
+  try {
+    if (e.prepared) await e.s.query(pg ? `ROLLBACK PREPARED '${gid}'` : `XA ROLLBACK '${gid}'`);
+    else if (pg) await e.s.query('ROLLBACK');
+    else {
+      await e.s.query(`XA END '${gid}'`).catch(() => undefined);
+      await e.s.query(`XA ROLLBACK '${gid}'`);
+    }
+    e.s.release();
+  } catch {
+    e.s.release(true);
+  }
+}
+
+/** Naive commit: each database's local transaction committed in turn. */
+function naive(dbs: Db[], pick: () => number): Variant {
+  let n = 0;
+  return {
+    name: 'naive',
+    async transfer() {
+      const txn = `nv.${incarnation}.${++n}`;
+      const amount = 1 + Math.floor(Math.random() * 100);
+      for (const db of dbs) {
+        const s = await session(db);
+        try {
+          await s.query(db.target.kind === 'postgres' ? 'BEGIN' : 'START TRANSACTION');
+          for (const [sql, params] of partSql(db, pick(), amount, txn)) await s.query(sql, params);
+          await s.query('COMMIT');
+          s.release();
+        } catch (err) {
+          await s.query('ROLLBACK').then(
+            () => s.release(),
+            () => s.release(true),
+          );
+          return failure(err);
+        }
+      }
+      return 'committed';
+    },
+  };
+}
+
+/** dtx: the same statements in a coordinator.transaction, one branch per database in order. */
+function viaDtx(name: string, coordinator: Coordinator, dbs: Db[], pick: () => number): Variant {
+  return {
+    name,
+    async transfer() {
+      try {
+        await coordinator.transaction(async (tx) => {
+          const amount = 1 + Math.floor(Math.random() * 100);
+          for (const db of dbs) {
+            const branch = await tx.branch(db.target.name);
+            await applyTransferPart(db.target, branch, db.role, tx.id, pick(), amount);
+          }
+        });
+        return 'committed';
+      } catch (err) {
+        return failure(err);
+      }
+    },
+    // acknowledge 'durable' answers before phase two: let it finish before the next round starts.
+    async settle() {
+      const deadline = Date.now() + 60_000;
+      for (const db of dbs) {
+        while ((await db.adapter.listPrepared(coordinator.gidPrefix)).length > 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    },
+  };
+}
+
+/** A lock timeout or deadlock is an abort (counted); anything else stops the bench. */
+function failure(err: unknown): string {
+  if (isDtxError(err) && err.retryable) return 'aborted';
+  const code = (err as { code?: unknown }).code;
+  // PostgreSQL lock_not_available / deadlock, MariaDB lock wait timeout / deadlock.
+  if (
+    code === '55P03' ||
+    code === '40P01' ||
+    code === 'ER_LOCK_WAIT_TIMEOUT' ||
+    code === 'ER_LOCK_DEADLOCK'
+  ) {
+    return 'aborted';
+  }
+  throw err;
+}
+
+/** Rolls back hand-written branches a killed earlier run left prepared on MariaDB (its XA list outlives us). */
+async function clearHandWrittenLeftovers(db: Db): Promise<void> {
+  if (db.target.kind !== 'mysql') return;
+  const pool = (db.adapter as MariaDbAdapter).pool;
+  const [rows] = await pool.query<RowDataPacket[]>('XA RECOVER');
+  for (const row of rows) {
+    const data = String(row.data);
+    if (data.startsWith(handGidPrefix) && /^[A-Za-z0-9_]+$/.test(data)) {
+      await pool.query(`XA ROLLBACK '${data}'`);
+    }
+  }
+}
+
+async function benchTopology(
+  topology: string,
+  urls: string[],
+  flags: BenchFlags,
+  logDir: string,
+): Promise<Row[]> {
+  const dbs: Db[] = [];
+  const coordinators: Coordinator[] = [];
+  const logs: { close(): Promise<void> }[] = [];
+  try {
+    for (const [i, url] of urls.entries()) {
+      const target = parseDbUrl(url, i);
+      dbs.push({ target, adapter: await openAdapter(target, { create: true }), role: roles[i]! });
+    }
+    for (const db of dbs) {
+      await clearHandWrittenLeftovers(db);
+      await initSchema(db.target, db.adapter, flags.accounts, db.role);
+    }
+    const resources = Object.fromEntries(dbs.map((d) => [d.target.name, d.adapter]));
+    const pick = () => Math.floor(Math.random() * flags.accounts);
+    const start = async (acknowledge: 'committed' | 'durable') => {
+      const log = await openCoordinatorLog({
+        sqlite: join(logDir, `${topology.replace('+', '-')}-${acknowledge}.sqlite`),
+        create: true,
+      });
+      logs.push(log);
+      const c = await createCoordinator({ log, resources, acknowledge });
+      coordinators.push(c);
+      return c;
+    };
+    const variants = [
+      handWritten(dbs, pick),
+      viaDtx("dtx acknowledge 'committed'", await start('committed'), dbs, pick),
+      viaDtx("dtx acknowledge 'durable'", await start('durable'), dbs, pick),
+      naive(dbs, pick),
+    ];
+    if (flags.soakS !== undefined) {
+      await soak(variants[1]!, Math.max(...flags.concurrency), flags.soakS);
+      return [];
+    }
+    return await runTable(topology, variants, flags, (line) => process.stderr.write(`${line}\n`));
+  } finally {
+    for (const c of coordinators) await c.close();
+    for (const l of logs) await l.close();
+    await Promise.allSettled(dbs.map((d) => d.adapter.close()));
+  }
+}
+
+/** Item 4 of the memory check: one long run, RSS at start, middle and end (and every tenth in between). */
+async function soak(v: Variant, concurrency: number, seconds: number): Promise<void> {
+  const slices = 10;
+  const rssMb = () => Math.round(process.memoryUsage().rss / 1e5) / 10;
+  console.log(`soak: ${v.name}, concurrency ${concurrency}, ${seconds} s; RSS at start ${rssMb()} MB`);
+  for (let i = 1; i <= slices; i++) {
+    const r = await runRound(v, concurrency, seconds / slices);
+    const mark = i === slices / 2 ? ' (middle)' : i === slices ? ' (end)' : '';
+    console.log(
+      `soak: ${i}/${slices} ${(r.committed / r.elapsedS).toFixed(1)} tps, RSS ${rssMb()} MB${mark}`,
+    );
+  }
+}
+
+const flags = parseFlags(process.argv.slice(2));
+const load = [await loadAverage()];
+const clusters = await startClusters(flags.topologies.includes('pg') ? 3 : 1);
+const logDir = mkdtempSync(join(tmpdir(), 'dtx-bench-2pc-'));
+const rows: Row[] = [];
+const skipped: string[] = [];
+try {
+  for (const topology of flags.topologies) {
+    if (topology === 'pg') rows.push(...(await benchTopology('pg', clusters.urls, flags, logDir)));
+    else {
+      const maria = await ensureMariaDb(flags.mariadb);
+      if ('skipped' in maria) skipped.push(`pg+mariadb: ${maria.skipped}`);
+      else rows.push(...(await benchTopology('pg+mariadb', [clusters.urls[0]!, maria.url], flags, logDir)));
+    }
+  }
+} finally {
+  await clusters.stop();
+  rmSync(logDir, { recursive: true, force: true });
+}
+load.push(await loadAverage());
+if (flags.soakS === undefined) {
+  if (flags.json) {
+    console.log(
+      JSON.stringify({
+        bench: '2pc',
+        seconds: flags.seconds,
+        rounds: flags.rounds,
+        loadAverage: load,
+        rows,
+        skipped,
+      }),
+    );
+  } else {
+    printRows(
+      `2PC transfers, ${flags.rounds} alternating rounds of ${flags.seconds} s per row; ratios against hand-written`,
+      rows,
+    );
+    for (const s of skipped) console.log(`skipped ${s}`);
+    console.log(`load average (1, 5, 15 min) at start ${load[0]!.join(' ')}, at end ${load[1]!.join(' ')}`);
+  }
+}

@@ -156,7 +156,7 @@ export async function ensureMariaDb(url: string): Promise<{ url: string } | { sk
 export interface Variant {
   name: string;
   /** One transfer; resolves 'committed', or what else it ended as. Throws only what must stop the bench. */
-  transfer(ordinal: number): Promise<string>;
+  transfer(): Promise<string>;
   /** Runs after each of its rounds (e.g. waits until work acknowledged early is applied). */
   settle?(): Promise<void>;
 }
@@ -173,7 +173,6 @@ export interface RoundResult {
 export async function runRound(v: Variant, concurrency: number, seconds: number): Promise<RoundResult> {
   const latenciesMs: number[] = [];
   const other: Record<string, number> = {};
-  let ordinal = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const deadline = t0 + seconds * 1000;
@@ -181,7 +180,7 @@ export async function runRound(v: Variant, concurrency: number, seconds: number)
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < deadline) {
         const start = performance.now();
-        const outcome = await v.transfer(++ordinal);
+        const outcome = await v.transfer();
         if (outcome === 'committed') latenciesMs.push(performance.now() - start);
         else other[outcome] = (other[outcome] ?? 0) + 1;
       }

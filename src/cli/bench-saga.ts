@@ -313,10 +313,8 @@ function branchBody(
   op: BarrierOp,
   body: (s: Store) => Promise<void>,
 ) {
-  return withBarrier(side.barrier, { sagaId: txn, branchId, op }, async (tx) => {
-    await body(side.store(tx));
-    return null;
-  });
+  // The handlers return nothing, so the barrier stores no result (no UPDATE of its row).
+  return withBarrier(side.barrier, { sagaId: txn, branchId, op }, (tx) => body(side.store(tx)));
 }
 
 function sagaDefinition(o: Opened): SagaDefinition {

@@ -26,13 +26,16 @@ export interface BenchFlags {
   topologies: ('pg' | 'pg+mariadb')[];
   /** bench:2pc only: one long dtx run at the highest concurrency, printing RSS. */
   soakS: number | undefined;
+  /** bench:2pc only: one more row, dtx with its SQLite log on a worker thread (the log's `thread: 'worker'`). */
+  compareLogThread: boolean;
 }
 
 const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) --concurrency 1,8,32
        --topology pg|pg+mariadb|all (default all) --accounts N (default 10000)
        --mariadb mysql://root@127.0.0.1:3306/DB (default dtx_bench_real; 'off' to skip)
        --json --quick (a short run that checks every row works: not a measurement)
-       --soak S (bench:2pc: S seconds of dtx at the highest concurrency, RSS at start, middle, end)`;
+       --soak S (bench:2pc: S seconds of dtx at the highest concurrency, RSS at start, middle, end)
+       --compare-log-thread (bench:2pc: one more row, dtx with its SQLite log on a worker thread)`;
 
 export function parseFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -44,6 +47,7 @@ export function parseFlags(argv: string[]): BenchFlags {
     mariadb: process.env.DTX_BENCH_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306/dtx_bench_real',
     topologies: ['pg', 'pg+mariadb'],
     soakS: undefined,
+    compareLogThread: false,
   };
   const number = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -87,6 +91,9 @@ export function parseFlags(argv: string[]): BenchFlags {
         break;
       case '--json':
         flags.json = true;
+        break;
+      case '--compare-log-thread':
+        flags.compareLogThread = true;
         break;
       case '--quick':
         flags.seconds = 0.4;

@@ -34,7 +34,10 @@ import type { PostgresAdapter } from '../src/adapters/postgres.ts';
 import type { ResourceAdapter } from '../src/adapters/types.ts';
 import { applyTransferPart, type DbTarget, initSchema, openAdapter, parseDbUrl } from '../src/cli/db.ts';
 import { isDtxError } from '../src/errors.ts';
-import { type Coordinator, createCoordinator, openCoordinatorLog } from '../src/runtime/coordinator.ts';
+import { twoPcRecordCodec } from '../src/protocol/twopc/codec.ts';
+import type { TwoPcRecord } from '../src/protocol/twopc/types.ts';
+import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.ts';
+import { openSqliteLog } from '../src/runtime/log/sqlite.ts';
 import {
   type BenchFlags,
   ensureMariaDb,
@@ -268,11 +271,11 @@ async function benchTopology(
     }
     const resources = Object.fromEntries(dbs.map((d) => [d.target.name, d.adapter]));
     const pick = () => Math.floor(Math.random() * flags.accounts);
-    const start = async (acknowledge: 'committed' | 'durable') => {
-      const log = await openCoordinatorLog({
-        sqlite: join(logDir, `${topology.replace('+', '-')}-${acknowledge}.sqlite`),
-        create: true,
-      });
+    const start = async (acknowledge: 'committed' | 'durable', thread: 'worker' | 'main' = 'main') => {
+      const log = await openSqliteLog<TwoPcRecord>(
+        join(logDir, `${topology.replace('+', '-')}-${acknowledge}-${thread}.sqlite`),
+        { create: true, decode: (v) => twoPcRecordCodec.check(v), identity: { protocol: '2pc' }, thread },
+      );
       logs.push(log);
       const c = await createCoordinator({ log, resources, acknowledge });
       coordinators.push(c);
@@ -284,6 +287,11 @@ async function benchTopology(
       viaDtx("dtx acknowledge 'durable'", await start('durable'), dbs, pick),
       naive(dbs, pick),
     ];
+    if (flags.compareLogThread) {
+      variants.push(
+        viaDtx("dtx 'committed', log on worker thread", await start('committed', 'worker'), dbs, pick),
+      );
+    }
     if (flags.soakS !== undefined) {
       await soak(variants[1]!, Math.max(...flags.concurrency), flags.soakS);
       return [];

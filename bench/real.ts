@@ -10,6 +10,9 @@
 // CPU is process.cpuUsage() (user + system, every thread of this process) over
 // the round, divided by the transactions it committed.
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import mysql from 'mysql2/promise';
 import { type Summary, summarize } from '../src/sim/stats.ts';
@@ -323,3 +326,46 @@ export async function loadAverage(): Promise<number[]> {
 
 /** A unique-enough prefix for the transfer ids of this process. */
 export const incarnation = `${Date.now().toString(36)}${process.pid.toString(36)}`;
+
+/**
+ * A bench's whole run: the flags, `clusterCount` throwaway PostgreSQL
+ * clusters, each topology in turn (`pg`: every cluster; `pg+mariadb`: the
+ * first cluster and MariaDB), then the table (or JSON) with the load average.
+ * `bench` runs one topology and returns its rows (none for a soak).
+ */
+export async function runBenchMain(
+  name: '2pc' | 'saga',
+  clusterCount: number,
+  title: (flags: BenchFlags) => string,
+  bench: (topology: string, urls: string[], flags: BenchFlags, logDir: string) => Promise<Row[]>,
+): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const load = [await loadAverage()];
+  const clusters = await startClusters(flags.topologies.includes('pg') ? clusterCount : 1);
+  const logDir = mkdtempSync(join(tmpdir(), `dtx-bench-${name}-`));
+  const rows: Row[] = [];
+  const skipped: string[] = [];
+  try {
+    for (const topology of flags.topologies) {
+      if (topology === 'pg') rows.push(...(await bench('pg', clusters.urls, flags, logDir)));
+      else {
+        const maria = await ensureMariaDb(flags.mariadb);
+        if ('skipped' in maria) skipped.push(`pg+mariadb: ${maria.skipped}`);
+        else rows.push(...(await bench('pg+mariadb', [clusters.urls[0]!, maria.url], flags, logDir)));
+      }
+    }
+  } finally {
+    await clusters.stop();
+    rmSync(logDir, { recursive: true, force: true });
+  }
+  load.push(await loadAverage());
+  if (flags.soakS !== undefined) return;
+  if (flags.json) {
+    const { seconds, rounds } = flags;
+    console.log(JSON.stringify({ bench: name, seconds, rounds, loadAverage: load, rows, skipped }));
+    return;
+  }
+  printRows(title(flags), rows);
+  for (const s of skipped) console.log(`skipped ${s}`);
+  console.log(`load average (1, 5, 15 min) at start ${load[0]!.join(' ')}, at end ${load[1]!.join(' ')}`);
+}

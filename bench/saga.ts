@@ -20,8 +20,6 @@
 //
 //   npm run bench:saga -- --seconds 6 --rounds 3 [--json] [--topology pg]
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MariaDbAdapter } from '../src/adapters/mariadb.ts';
 import type { PostgresAdapter } from '../src/adapters/postgres.ts';
@@ -34,18 +32,7 @@ import {
   type Side,
 } from '../src/cli/bench-saga.ts';
 import { benchSql } from '../src/cli/db.ts';
-import {
-  type BenchFlags,
-  ensureMariaDb,
-  incarnation,
-  loadAverage,
-  parseFlags,
-  printRows,
-  type Row,
-  runTable,
-  startClusters,
-  type Variant,
-} from './real.ts';
+import { type BenchFlags, incarnation, type Row, runBenchMain, runTable, type Variant } from './real.ts';
 
 /** One local transaction on `side`'s database: the balance change and the transfer's row. */
 async function localTransfer(
@@ -160,42 +147,10 @@ async function benchTopology(
   }
 }
 
-const flags = parseFlags(process.argv.slice(2));
-const load = [await loadAverage()];
-const clusters = await startClusters(flags.topologies.includes('pg') ? 2 : 1);
-const logDir = mkdtempSync(join(tmpdir(), 'dtx-bench-saga-'));
-const rows: Row[] = [];
-const skipped: string[] = [];
-try {
-  for (const topology of flags.topologies) {
-    if (topology === 'pg') rows.push(...(await benchTopology('pg', clusters.urls, flags, logDir)));
-    else {
-      const maria = await ensureMariaDb(flags.mariadb);
-      if ('skipped' in maria) skipped.push(`pg+mariadb: ${maria.skipped}`);
-      else rows.push(...(await benchTopology('pg+mariadb', [clusters.urls[0]!, maria.url], flags, logDir)));
-    }
-  }
-} finally {
-  await clusters.stop();
-  rmSync(logDir, { recursive: true, force: true });
-}
-load.push(await loadAverage());
-if (flags.json) {
-  console.log(
-    JSON.stringify({
-      bench: 'saga',
-      seconds: flags.seconds,
-      rounds: flags.rounds,
-      loadAverage: load,
-      rows,
-      skipped,
-    }),
-  );
-} else {
-  printRows(
-    `Saga transfers, ${flags.rounds} alternating rounds of ${flags.seconds} s per row; ratios against direct local txns`,
-    rows,
-  );
-  for (const s of skipped) console.log(`skipped ${s}`);
-  console.log(`load average (1, 5, 15 min) at start ${load[0]!.join(' ')}, at end ${load[1]!.join(' ')}`);
-}
+await runBenchMain(
+  'saga',
+  2,
+  (f) =>
+    `Saga transfers, ${f.rounds} alternating rounds of ${f.seconds} s per row; ratios against direct local txns`,
+  benchTopology,
+);

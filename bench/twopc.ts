@@ -24,8 +24,6 @@
 //
 //   npm run bench:2pc -- --seconds 6 --rounds 3 [--json] [--topology pg] [--soak 600]
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PoolConnection as MysqlConnection, RowDataPacket } from 'mysql2/promise';
 import type { PoolClient as PgClient } from 'pg';
@@ -40,15 +38,11 @@ import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.
 import { openSqliteLog } from '../src/runtime/log/sqlite.ts';
 import {
   type BenchFlags,
-  ensureMariaDb,
   incarnation,
-  loadAverage,
-  parseFlags,
-  printRows,
   type Row,
+  runBenchMain,
   runRound,
   runTable,
-  startClusters,
   type Variant,
 } from './real.ts';
 
@@ -318,44 +312,10 @@ async function soak(v: Variant, concurrency: number, seconds: number): Promise<v
   }
 }
 
-const flags = parseFlags(process.argv.slice(2));
-const load = [await loadAverage()];
-const clusters = await startClusters(flags.topologies.includes('pg') ? 3 : 1);
-const logDir = mkdtempSync(join(tmpdir(), 'dtx-bench-2pc-'));
-const rows: Row[] = [];
-const skipped: string[] = [];
-try {
-  for (const topology of flags.topologies) {
-    if (topology === 'pg') rows.push(...(await benchTopology('pg', clusters.urls, flags, logDir)));
-    else {
-      const maria = await ensureMariaDb(flags.mariadb);
-      if ('skipped' in maria) skipped.push(`pg+mariadb: ${maria.skipped}`);
-      else rows.push(...(await benchTopology('pg+mariadb', [clusters.urls[0]!, maria.url], flags, logDir)));
-    }
-  }
-} finally {
-  await clusters.stop();
-  rmSync(logDir, { recursive: true, force: true });
-}
-load.push(await loadAverage());
-if (flags.soakS === undefined) {
-  if (flags.json) {
-    console.log(
-      JSON.stringify({
-        bench: '2pc',
-        seconds: flags.seconds,
-        rounds: flags.rounds,
-        loadAverage: load,
-        rows,
-        skipped,
-      }),
-    );
-  } else {
-    printRows(
-      `2PC transfers, ${flags.rounds} alternating rounds of ${flags.seconds} s per row; ratios against hand-written`,
-      rows,
-    );
-    for (const s of skipped) console.log(`skipped ${s}`);
-    console.log(`load average (1, 5, 15 min) at start ${load[0]!.join(' ')}, at end ${load[1]!.join(' ')}`);
-  }
-}
+await runBenchMain(
+  '2pc',
+  3,
+  (f) =>
+    `2PC transfers, ${f.rounds} alternating rounds of ${f.seconds} s per row; ratios against hand-written`,
+  benchTopology,
+);

@@ -277,7 +277,9 @@ export async function withBarrier<Tx, T>(
       return { status: 'duplicate', result: stored === null ? undefined : (JSON.parse(stored) as T) };
     }
     const result = await work(tx);
-    await sql.setResult(key, result === undefined ? null : JSON.stringify(result));
+    // The row was inserted with a NULL result, which is what a handler that
+    // returns nothing stores: only a result costs the round trip of an UPDATE.
+    if (result !== undefined) await sql.setResult(key, JSON.stringify(result));
     return { status: 'executed', result };
   });
 }

@@ -4,7 +4,9 @@
 //   begin    -> a pooled connection, BEGIN (plus per-branch SET LOCAL timeouts)
 //   prepare  -> one probe for the branch's transaction id, then PREPARE
 //               TRANSACTION 'gid' (or COMMIT and vote readOnly when the branch
-//               was never assigned a transaction id, i.e. wrote nothing)
+//               was never assigned a transaction id, i.e. wrote nothing); a
+//               branch whose statements reported changed rows sends the probe
+//               and PREPARE TRANSACTION in one round trip
 //   resolve  -> COMMIT PREPARED / ROLLBACK PREPARED 'gid' on any connection
 //   fateOf   -> pg_xact_status(xid) of the id the probe learnt: how a branch
 //               that is no longer prepared ended (committed, rolled back, or
@@ -172,6 +174,23 @@ const pgClients: ConnectionHandling<PoolClient> = {
 
 const rollbackSql = (client: PoolClient) => client.query('ROLLBACK');
 
+/**
+ * True when a statement's result says it inserted, updated or deleted rows:
+ * changing a row takes a transaction id, so the branch is not read-only. (An
+ * INSTEAD OF trigger may report rows it did not write; such a branch then
+ * votes yes when it could have voted readOnly, which is always safe.)
+ */
+function changedRows(result: { command?: string; rowCount?: number | null } | undefined): boolean {
+  const command = result?.command;
+  return (
+    (command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE') &&
+    (result?.rowCount ?? 0) > 0
+  );
+}
+
+/** The branch's transaction id (xid8) as text, or NULL when it was never assigned one. */
+const xidSql = 'pg_current_xact_id_if_assigned()::text';
+
 /** This backend's rows inserted, updated and deleted, as text (see PostgresBranch's #writesAtFirstRead). */
 const rowChangesSql =
   '(SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_all_tables)::text';
@@ -196,6 +215,12 @@ export class PostgresBranch implements SqlBranch {
    * this one, an unchanged sum at prepare means it changed no row.
    */
   #writesAtFirstRead: string | undefined;
+  /**
+   * A statement reported rows inserted, updated or deleted: the branch surely
+   * has a transaction id and is not read-only, so prepare needs no separate
+   * probe to choose between COMMIT and PREPARE TRANSACTION (see `prepare`).
+   */
+  #changedRows = false;
 
   /** @internal Use `PostgresAdapter.begin`. */
   constructor(adapter: PostgresAdapter, gid: string, client: PoolClient, readOnlyVote: boolean) {
@@ -253,7 +278,9 @@ export class PostgresBranch implements SqlBranch {
           );
         }
         // A multi-statement string (no params) yields one result per statement: report the last.
-        const last = Array.isArray(result) ? (result.at(-1) as typeof result) : result;
+        const results = Array.isArray(result) ? (result as (typeof result)[]) : [result];
+        if (!this.#changedRows) this.#changedRows = results.some(changedRows);
+        const last = results.at(-1);
         const rows: Row[] = last?.rows ?? [];
         return { rows, rowCount: last?.rowCount ?? rows.length };
       } catch (error) {
@@ -267,9 +294,13 @@ export class PostgresBranch implements SqlBranch {
   prepare(): Promise<Vote> {
     return this.#queue.run(async () => {
       const client = this.#connection.active('prepare');
-      // One round trip answers both questions: NULL means the branch wrote
-      // nothing (read-only), and otherwise it is the id pg_xact_status will
-      // answer about once the prepared branch is gone (fateOf).
+      // A branch known to have changed rows cannot vote readOnly: its id is
+      // read in the same round trip as PREPARE TRANSACTION (one simple query
+      // of two statements), as hand-written two-phase commit would send it.
+      if (this.#changedRows) return this.#prepareTransaction(client, { probed: false });
+      // Otherwise one round trip answers both questions first: NULL means the
+      // branch wrote nothing (read-only), and otherwise it is the id
+      // pg_xact_status will answer about once the prepared branch is gone (fateOf).
       let xid: string | null;
       let wrote: boolean;
       try {
@@ -278,8 +309,8 @@ export class PostgresBranch implements SqlBranch {
         // calling a function that writes is counted there too).
         const probe = await client.query<{ xid: string | null; writes: string | null }>(
           this.#statements === 'lockingReads'
-            ? `SELECT pg_current_xact_id_if_assigned()::text AS xid, ${rowChangesSql} AS writes`
-            : 'SELECT pg_current_xact_id_if_assigned()::text AS xid, NULL::text AS writes',
+            ? `SELECT ${xidSql} AS xid, ${rowChangesSql} AS writes`
+            : `SELECT ${xidSql} AS xid, NULL::text AS writes`,
         );
         xid = probe.rows[0]?.xid ?? null;
         wrote =
@@ -309,40 +340,60 @@ export class PostgresBranch implements SqlBranch {
           return 'readOnly';
         }
       }
-      let command: string;
-      try {
-        const result = await client.query(
-          `PREPARE TRANSACTION ${gidLiteral(this.gid, gidLimits.postgresBytesMax)}`,
-        );
-        command = result.command;
-      } catch (error) {
-        if (connectionFailure(error)) {
-          await this.#finish('inDoubt', true, false);
-          throw classifyPostgresError(error, { gid: this.gid, what: 'PREPARE TRANSACTION', inDoubt: true });
-        }
-        // A server error: PREPARE TRANSACTION failing rolls the transaction back.
-        let failure = classifyPostgresError(error, { gid: this.gid, what: 'PREPARE TRANSACTION' });
-        if (failure.code === 'DTX_QUERY_FAILED' && sqlStateOf(error) === '55000') {
-          if (await this.#adapter.preparedTxnsDisabled(client)) {
-            failure = new PreparedTxnsDisabledError({ cause: error, gid: this.gid });
-          }
-        }
-        await this.#finish('rolledBack', false, false);
-        throw failure;
-      }
-      if (command !== 'PREPARE') {
-        // The server rolled back instead (the transaction had failed): a NO vote, never a silent yes.
-        await this.#finish('rolledBack', false, false);
-        throw new DtxError(
-          'DTX_QUERY_FAILED',
-          `PostgreSQL answered ${command} to PREPARE TRANSACTION: the branch had failed and was rolled back`,
-          { gid: this.gid },
-        );
-      }
-      this.#xid = xid ?? undefined;
-      await this.#finish('prepared', false, false);
-      return 'yes';
+      return this.#prepareTransaction(client, { probed: true, xid });
     });
+  }
+
+  /**
+   * PREPARE TRANSACTION: 'yes' once prepared, a thrown NO vote otherwise.
+   * Unless the id was `probed` already, it is read by a SELECT sent in the
+   * same query string, just before the PREPARE.
+   */
+  async #prepareTransaction(
+    client: PoolClient,
+    id: { probed: true; xid: string | null } | { probed: false },
+  ): Promise<Vote> {
+    const prepareSql = `PREPARE TRANSACTION ${gidLiteral(this.gid, gidLimits.postgresBytesMax)}`;
+    let command: string | undefined;
+    let xid = id.probed ? id.xid : null;
+    try {
+      if (id.probed) command = (await client.query(prepareSql)).command;
+      else {
+        const results = (await client.query(`SELECT ${xidSql} AS xid; ${prepareSql}`)) as unknown as {
+          command: string;
+          rows: { xid?: string | null }[];
+        }[];
+        xid = results[0]?.rows[0]?.xid ?? null;
+        command = results[1]?.command;
+      }
+    } catch (error) {
+      if (connectionFailure(error)) {
+        await this.#finish('inDoubt', true, false);
+        throw classifyPostgresError(error, { gid: this.gid, what: 'PREPARE TRANSACTION', inDoubt: true });
+      }
+      // A server error: PREPARE TRANSACTION failing rolls the transaction
+      // back; the SELECT sent before it failing leaves it open and failed.
+      let failure = classifyPostgresError(error, { gid: this.gid, what: 'PREPARE TRANSACTION' });
+      if (failure.code === 'DTX_QUERY_FAILED' && sqlStateOf(error) === '55000') {
+        if (await this.#adapter.preparedTxnsDisabled(client)) {
+          failure = new PreparedTxnsDisabledError({ cause: error, gid: this.gid });
+        }
+      }
+      await this.#finish('rolledBack', false, client.getTransactionStatus() !== 'I');
+      throw failure;
+    }
+    if (command !== 'PREPARE') {
+      // The server rolled back instead (the transaction had failed): a NO vote, never a silent yes.
+      await this.#finish('rolledBack', false, false);
+      throw new DtxError(
+        'DTX_QUERY_FAILED',
+        `PostgreSQL answered ${command} to PREPARE TRANSACTION: the branch had failed and was rolled back`,
+        { gid: this.gid },
+      );
+    }
+    this.#xid = xid ?? undefined;
+    await this.#finish('prepared', false, false);
+    return 'yes';
   }
 
   rollback(): Promise<void> {

@@ -122,13 +122,13 @@ export function sagaLogLocation(
 // ---------------------------------------------------------------------------
 // The databases: a barrier and the bench's writes, inside one local transaction.
 
-interface Hold {
+export interface Hold {
   account: number;
   amount: number;
 }
 
 /** This database's writes, on the barrier's transaction handle. */
-interface Store {
+export interface Store {
   adjust(account: number, delta: number): Promise<void>;
   putTransfer(txn: string, amount: number): Promise<void>;
   deleteTransfer(txn: string): Promise<void>;
@@ -137,7 +137,7 @@ interface Store {
   takeHold(txn: string): Promise<Hold | undefined>;
 }
 
-interface Side {
+export interface Side {
   target: DbTarget;
   barrier: BarrierDb<unknown>;
   store(tx: unknown): Store;
@@ -258,14 +258,18 @@ function openSide(target: DbTarget, adapter: ResourceAdapter): Side {
   }
 }
 
-interface Opened {
+export interface Opened {
   debit: Side;
   credit: Side;
   adapters: ResourceAdapter[];
   close(): Promise<void>;
 }
 
-async function openSides(urls: string[], protocol: SagaBenchProtocol, create = false): Promise<Opened> {
+export async function openSides(
+  urls: string[],
+  protocol: SagaBenchProtocol,
+  create = false,
+): Promise<Opened> {
   if (urls.length !== 2) {
     throw new DtxError(
       'DTX_INVALID_ARGUMENT',
@@ -295,7 +299,7 @@ async function openSides(urls: string[], protocol: SagaBenchProtocol, create = f
 // The transfer as a saga and as a TCC transaction.
 
 /** The input of one transfer, logged with its `begin`: recovery replays the same decision. */
-interface TransferInput {
+export interface TransferInput {
   from: number;
   to: number;
   amount: number;
@@ -309,10 +313,8 @@ function branchBody(
   op: BarrierOp,
   body: (s: Store) => Promise<void>,
 ) {
-  return withBarrier(side.barrier, { sagaId: txn, branchId, op }, async (tx) => {
-    await body(side.store(tx));
-    return null;
-  });
+  // The handlers return nothing, so the barrier stores no result (no UPDATE of its row).
+  return withBarrier(side.barrier, { sagaId: txn, branchId, op }, (tx) => body(side.store(tx)));
 }
 
 function sagaDefinition(o: Opened): SagaDefinition {
@@ -413,7 +415,7 @@ function tccDefinition(o: Opened): TccDefinition {
   };
 }
 
-interface Engine {
+export interface Engine {
   start(key: string, input: TransferInput): Promise<string>;
   result(id: string, timeoutMs?: number): Promise<SagaResult>;
   close(): Promise<void>;
@@ -431,7 +433,7 @@ const recoveryWaitMs = 60_000;
  * Opens the log and the orchestrator (which resumes every unfinished
  * transaction of the log) and waits until each of those has ended.
  */
-async function openEngine(
+export async function openEngine(
   o: Opened,
   protocol: SagaBenchProtocol,
   where: LogLocation,
@@ -518,7 +520,10 @@ async function openEngine(
   return { engine, recovered };
 }
 
-async function prepare(o: Opened, options: SagaBenchOptions): Promise<number> {
+export async function prepareSagaBench(
+  o: Opened,
+  options: Pick<SagaBenchOptions, 'init' | 'accounts'>,
+): Promise<number> {
   const sides = [o.debit, o.credit];
   if (options.init) {
     for (const [i, side] of sides.entries()) {
@@ -547,7 +552,7 @@ export async function runSagaBench(options: SagaBenchOptions): Promise<SagaBench
   const o = await openSides(options.dbs, options.protocol, options.init);
   let engine: Engine | undefined;
   try {
-    const accounts = await prepare(o, options);
+    const accounts = await prepareSagaBench(o, options);
     const opened = await openEngine(
       o,
       options.protocol,

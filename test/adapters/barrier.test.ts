@@ -131,6 +131,29 @@ for (const [name, open] of [
       h = await open();
     });
 
+    test('a handler that returns nothing: a repeated call runs nothing and returns nothing; null is kept as null', async () => {
+      const key = { sagaId: 's0', branchId: 'debit', op: 'action' } as const;
+      assert.deepEqual(await withBarrier(h.db, key, async (tx) => h.add(tx, 'alice', -1)), {
+        status: 'executed',
+        result: undefined,
+      });
+      assert.deepEqual(await withBarrier(h.db, key, async (tx) => h.add(tx, 'alice', -1)), {
+        status: 'duplicate',
+        result: undefined,
+      });
+      const nullKey = { sagaId: 's0', branchId: 'credit', op: 'action' } as const;
+      assert.deepEqual(await withBarrier(h.db, nullKey, async () => null), {
+        status: 'executed',
+        result: null,
+      });
+      assert.deepEqual(await withBarrier(h.db, nullKey, async () => 1), {
+        status: 'duplicate',
+        result: null,
+      });
+      // Put back: the tests below start from alice's 100.
+      await withBarrier(h.db, { ...key, sagaId: 's0-undo' }, async (tx) => h.add(tx, 'alice', 1));
+    });
+
     test('idempotency: a repeated action runs once and returns the first result', async () => {
       const key = { sagaId: 's1', branchId: 'debit', op: 'action' } as const;
       const first = await withBarrier(h.db, key, async (tx) => {

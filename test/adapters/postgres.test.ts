@@ -86,6 +86,39 @@ describe('PostgreSQL adapter, two-phase commit (throwaway cluster)', () => {
     assert.equal(await adapter.commitPrepared(gid), 'unknown');
   });
 
+  test('a branch that changed rows prepares in one round trip and still learns its transaction id', async () => {
+    // Counts what the branch's connection sends, from checkout on.
+    const pool = new pg.Pool(cluster.connection);
+    const sent: string[] = [];
+    pool.on('acquire', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as { query: unknown }).query = (...args: unknown[]) => {
+        sent.push(String(args[0]));
+        return query(...args);
+      };
+    });
+    const counting = await createPostgresAdapter({ pool, checkPrerequisites: false });
+    try {
+      const gid = nextGid('onetrip');
+      const branch = await counting.begin(gid);
+      await branch.query(`UPDATE ${table} SET balance = balance + 1 WHERE id = $1`, [20]);
+      sent.length = 0;
+      assert.equal(await branch.prepare(), 'yes');
+      assert.equal(sent.length, 1, `prepare sent ${JSON.stringify(sent)}`);
+      assert.match(branch.evidence ?? '', /^[0-9]+$/);
+      assert.equal(await counting.commitPrepared(gid), 'done');
+      assert.equal(await counting.fateOf(gid, branch.evidence), 'committed');
+
+      // An UPDATE that matched no row changed nothing: the probe decides, and the vote is readOnly.
+      const ro = await counting.begin(nextGid('onetrip_ro'));
+      await ro.query(`UPDATE ${table} SET balance = 0 WHERE id = $1`, [-1]);
+      assert.equal(await ro.prepare(), 'readOnly');
+    } finally {
+      await counting.close();
+      await pool.end();
+    }
+  });
+
   test('readOnlyVote: false prepares read-only branches too', async () => {
     const strict = await createPostgresAdapter({ connection: cluster.connection, readOnlyVote: false });
     try {

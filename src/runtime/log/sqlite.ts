@@ -21,8 +21,11 @@
 // `locked`. The lock is an OS file lock, so it dies with its process (even on
 // SIGKILL) and the next opener takes over and recovers from the WAL.
 //
-// better-sqlite3 is synchronous: a write blocks the event loop for the
-// duration of its fsync. Group commit keeps that to one fsync per batch.
+// better-sqlite3 is synchronous: a write blocks its thread for the duration
+// of its fsync. With `thread: 'worker'` the connection lives on a worker
+// thread of its own (./sqlite-thread.ts): the event loop goes on serving the
+// transactions in flight while a batch is made durable, and group commit
+// collects the next batch meanwhile (one fsync per batch either way).
 // The driver is loaded when a log is opened, so importing this module does not
 // require it to be installed.
 
@@ -44,6 +47,17 @@ export interface SqliteLogOptions<R> extends LogOptions<R> {
   unsafeMemory?: boolean;
   /** How long opening waits for another connection's lock on the file before failing with reason `locked`. Default 0. */
   lockTimeoutMs?: number;
+  /**
+   * Where the connection lives. `main` (the default): on the calling thread;
+   * every write blocks the event loop for its fsync. `worker`: a worker
+   * thread of its own, so that the fsync of each group commit runs while the
+   * event loop goes on serving the transactions in flight, at the cost of a
+   * message to and from the thread per batch (`npm run bench:2pc --
+   * --compare-log-thread` measures both). Durability is the same: the same
+   * SQLite settings, and a write resolves only once its transaction is on
+   * stable storage. `:memory:` is always `main`.
+   */
+  thread?: 'worker' | 'main';
 }
 
 /**
@@ -128,29 +142,54 @@ export async function openSqliteLog<R>(
   path: string,
   options: SqliteLogOptions<R> = {},
 ): Promise<DurableLog<R> & AsyncDisposable> {
-  // Split into steps (argument checks, directory preparation, connecting,
-  // pragma/schema setup, backend) so each is short enough to review alone;
-  // the steps run in the same order as before.
-  const { memory, description, lockTimeoutMs } = checkOpenArguments(path, options);
+  const { memory, description } = checkOpenArguments(path, options);
   checkIdentityOptions(options);
+  if (options.thread !== 'worker' || memory) {
+    const { db, identity } = await openSqliteDatabase(path, options);
+    return new GroupCommitLog<R>(sqliteBackend(db, description), options, { identity });
+  }
+  const { startSqliteWorker } = await import('./sqlite-thread.ts');
+  const { backend, identity } = await startSqliteWorker(path, workerOptions(options), description);
+  return new GroupCommitLog<R>(backend, options, { identity });
+}
+
+/** What of the options the worker needs: plain data (a `decode` function cannot cross threads). */
+export type SqliteWorkerOptions = Pick<
+  SqliteLogOptions<unknown>,
+  'create' | 'identity' | 'expect' | 'lockTimeoutMs' | 'unsafeMemory'
+>;
+
+function workerOptions(options: SqliteLogOptions<unknown>): SqliteWorkerOptions {
+  const { create, identity, expect, lockTimeoutMs, unsafeMemory } = options;
+  return { create, identity, expect, lockTimeoutMs, unsafeMemory };
+}
+
+/**
+ * Opens the database file and sets it up (the steps below, each short enough
+ * to review alone), on whichever thread will own the connection.
+ */
+export async function openSqliteDatabase(
+  path: string,
+  options: SqliteWorkerOptions,
+): Promise<{ db: BetterSqlite3.Database; identity: LogIdentity; description: string }> {
+  const { memory, description, lockTimeoutMs } = checkOpenArguments(path, options);
   const create = options.create === true;
   const { created, firstCreatedDir } = prepareLocation(path, description, memory, create);
   const db = await connect(path, description, memory, create, lockTimeoutMs);
-  let identity: LogIdentity;
   try {
-    identity = setUpDatabase(db, description, memory, create, options);
+    const identity = setUpDatabase(db, description, memory, create, options);
     syncCreatedDirectories(path, created, firstCreatedDir);
+    return { db, identity, description };
   } catch (error) {
     db.close();
     throw openError(description, error, memory ? undefined : path);
   }
-  return new GroupCommitLog<R>(sqliteBackend(db, description), options, { identity });
 }
 
 /** Refuses an in-memory path without `unsafeMemory` and a bad `lockTimeoutMs`, before anything is touched. */
-function checkOpenArguments<R>(
+function checkOpenArguments(
   path: string,
-  options: SqliteLogOptions<R>,
+  options: SqliteWorkerOptions,
 ): { memory: boolean; description: string; lockTimeoutMs: number } {
   const memory = isMemoryPath(path);
   const description = memory ? 'SQLite log :memory:' : `SQLite log ${resolve(path)}`;
@@ -221,12 +260,12 @@ async function connect(
 }
 
 /** Sets the durability pragmas, takes the lock, and creates or upgrades the schema; returns the log's identity. */
-function setUpDatabase<R>(
+function setUpDatabase(
   db: BetterSqlite3.Database,
   description: string,
   memory: boolean,
   create: boolean,
-  options: SqliteLogOptions<R>,
+  options: SqliteWorkerOptions,
 ): LogIdentity {
   // Before the first access: EXCLUSIVE mode keeps the file lock for the
   // connection's life (and keeps the WAL index in heap memory, no -shm file).
@@ -256,12 +295,12 @@ function setUpDatabase<R>(
 }
 
 /** Inside the open's exclusive transaction: checks the schema version, reads or adopts the identity, writes the tables. */
-function writeSchema<R>(
+function writeSchema(
   db: BetterSqlite3.Database,
   description: string,
   memory: boolean,
   create: boolean,
-  options: SqliteLogOptions<R>,
+  options: SqliteWorkerOptions,
 ): LogIdentity {
   const version = db.pragma('user_version', { simple: true });
   if (version !== 0 && version !== 1 && version !== schemaVersion) {
@@ -310,7 +349,7 @@ function syncCreatedDirectories(path: string, created: boolean, firstCreatedDir:
 }
 
 /** The group-commit backend over the open connection: one SQLite transaction per write batch. */
-function sqliteBackend(db: BetterSqlite3.Database, description: string): LogBackend {
+export function sqliteBackend(db: BetterSqlite3.Database, description: string): LogBackend {
   const insert = db.prepare<[string, number]>('INSERT INTO dtx_log (record, at) VALUES (?, ?)');
   const deleteAll = db.prepare('DELETE FROM dtx_log');
   const selectAll = db.prepare<[], { seq: number; record: string; at: number | null }>(

@@ -316,6 +316,45 @@ describe('SQLite log', () => {
     await memory.close();
   });
 
+  test('on a worker thread and on the main thread (the default): the same records, batched the same way', async () => {
+    for (const thread of ['worker', 'main'] as const) {
+      const path = nextPath();
+      const log = await openSqliteLog<number>(path, { create: true, thread });
+      // Appends made in one turn share one write transaction, wherever it runs.
+      await Promise.all(Array.from({ length: 10 }, (_, i) => log.append([i], true)));
+      assert.equal(log.stats.flushes, 1, thread);
+      await log.checkpoint([7]);
+      await log.append([8], false);
+      // The lock is the connection's, on whichever thread it lives.
+      await rejectsWithReason(openSqliteLog(path, { thread: 'main' }), 'locked');
+      await log.close();
+      const reopened = await openSqliteLog<number>(path, { thread: thread === 'main' ? 'worker' : 'main' });
+      assert.deepEqual(await reopened.load(), [7, 8], thread);
+      await reopened.close();
+    }
+  });
+
+  test('an idle log on its worker thread does not keep the process alive', { timeout: 120_000 }, async () => {
+    const path = nextPath();
+    const code = `
+      const { openSqliteLog } = await import(${JSON.stringify(sqliteModule)});
+      const log = await openSqliteLog(${JSON.stringify(path)}, { create: true, thread: 'worker' });
+      await log.append([1], true);
+      process.stdout.write('appended\\n');`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    const exitCode = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    assert.equal(exitCode, 0);
+    assert.equal(out, 'appended\n');
+    const reopened = await openSqliteLog<number>(path);
+    assert.deepEqual(await reopened.load(), [1]);
+    await reopened.close();
+  });
+
   test('a second opener of the same file gets reason locked until the first closes', async () => {
     const path = nextPath();
     const first = await openSqliteLog<number>(path, { create: true });

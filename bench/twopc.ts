@@ -1,0 +1,321 @@
+// `npm run bench:2pc`: dtx's two-phase commit against the hand-written code it
+// replaces, side by side in one run (see bench/real.ts for how rounds
+// alternate and what is measured).
+//
+// The transfer: UPDATE one account on the first database (debit), UPDATE one
+// on the second (credit), and INSERT the transfer's row on every database
+// (the third, audit, gets only that row). Rows:
+//
+//   hand-written    per database BEGIN (XA START on MariaDB), the UPDATE and
+//                   INSERT, then PREPARE TRANSACTION on all at once, then
+//                   COMMIT PREPARED on all at once; no log, no recovery. The
+//                   baseline: what a careful programmer writes by hand.
+//   dtx committed   coordinator.transaction with the same statements,
+//                   acknowledge 'committed' (the default): answers once every
+//                   branch committed. Its log: SQLite, synchronous = FULL.
+//   dtx durable     the same with acknowledge 'durable': answers as soon as the
+//                   commit decision is durable; phase two runs after.
+//   naive           per database BEGIN, the statements, COMMIT, one database
+//                   after the other: no atomicity at all, the floor.
+//
+// Topologies: three throwaway PostgreSQL clusters (fsync on), and PostgreSQL
+// (debit) + the machine's MariaDB (credit). All rows use the same adapters'
+// pools (`pg`, `mysql2`).
+//
+//   npm run bench:2pc -- --seconds 6 --rounds 3 [--json] [--topology pg] [--soak 600]
+
+import { join } from 'node:path';
+import type { PoolConnection as MysqlConnection, RowDataPacket } from 'mysql2/promise';
+import type { PoolClient as PgClient } from 'pg';
+import type { MariaDbAdapter } from '../src/adapters/mariadb.ts';
+import type { PostgresAdapter } from '../src/adapters/postgres.ts';
+import type { ResourceAdapter } from '../src/adapters/types.ts';
+import { applyTransferPart, type DbTarget, initSchema, openAdapter, parseDbUrl } from '../src/cli/db.ts';
+import { isDtxError } from '../src/errors.ts';
+import { twoPcRecordCodec } from '../src/protocol/twopc/codec.ts';
+import type { TwoPcRecord } from '../src/protocol/twopc/types.ts';
+import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.ts';
+import { openSqliteLog } from '../src/runtime/log/sqlite.ts';
+import {
+  type BenchFlags,
+  incarnation,
+  type Row,
+  runBenchMain,
+  runRound,
+  runTable,
+  type Variant,
+} from './real.ts';
+
+const roles = ['debit', 'credit', 'audit'] as const;
+
+interface Db {
+  target: DbTarget;
+  adapter: ResourceAdapter;
+  role: (typeof roles)[number];
+}
+
+/** The statements of one database's part: `$n` placeholders on PostgreSQL, `?` on MariaDB. */
+function partSql(db: Db, account: number, amount: number, txn: string): [string, unknown[]][] {
+  const pg = db.target.kind === 'postgres';
+  const t = (name: string) => (pg ? `dtx_bench.${name}` : `dtx_bench_${name}`);
+  const p = (i: number) => (pg ? `$${i}` : '?');
+  const delta = db.role === 'debit' ? -amount : amount;
+  const statements: [string, unknown[]][] = [];
+  if (db.role !== 'audit') {
+    statements.push([
+      `UPDATE ${t('accounts')} SET balance = balance + ${p(1)} WHERE id = ${p(2)}`,
+      [delta, account],
+    ]);
+  }
+  statements.push([`INSERT INTO ${t('transfers')} (txn, amount) VALUES (${p(1)}, ${p(2)})`, [txn, amount]]);
+  return statements;
+}
+
+/** A connection of the adapter's own pool, with the four calls the hand-written code makes. */
+interface Session {
+  query(sql: string, params?: unknown[]): Promise<void>;
+  release(destroy?: boolean): void;
+}
+
+async function session(db: Db): Promise<Session> {
+  if (db.target.kind === 'postgres') {
+    const client: PgClient = await (db.adapter as PostgresAdapter).pool.connect();
+    return {
+      query: async (sql, params) => {
+        await client.query(sql, params);
+      },
+      release: (destroy) => client.release(destroy === true ? true : undefined),
+    };
+  }
+  const conn: MysqlConnection = await (db.adapter as MariaDbAdapter).pool.getConnection();
+  return {
+    query: async (sql, params) => {
+      await conn.query(sql, params);
+    },
+    release: (destroy) => (destroy === true ? conn.destroy() : conn.release()),
+  };
+}
+
+const handGidPrefix = 'hwbench_';
+
+/** Hand-written two-phase commit: the baseline. */
+function handWritten(dbs: Db[], pick: () => number): Variant {
+  let n = 0;
+  return {
+    name: 'hand-written',
+    async transfer() {
+      const txn = `hw.${incarnation}.${++n}`;
+      const gid = `${handGidPrefix}${incarnation}_${n}`;
+      const amount = 1 + Math.floor(Math.random() * 100);
+      const open: { db: Db; s: Session; prepared: boolean }[] = [];
+      try {
+        for (const db of dbs) {
+          const s = await session(db);
+          const entry = { db, s, prepared: false };
+          open.push(entry);
+          await s.query(db.target.kind === 'postgres' ? 'BEGIN' : `XA START '${gid}'`);
+          for (const [sql, params] of partSql(db, pick(), amount, txn)) await s.query(sql, params);
+        }
+        await Promise.all(
+          open.map(async (e) => {
+            if (e.db.target.kind === 'postgres') await e.s.query(`PREPARE TRANSACTION '${gid}'`);
+            else {
+              await e.s.query(`XA END '${gid}'`);
+              await e.s.query(`XA PREPARE '${gid}'`);
+            }
+            e.prepared = true;
+          }),
+        );
+      } catch (err) {
+        await Promise.allSettled(open.map((e) => abortHand(e, gid)));
+        return failure(err);
+      }
+      await Promise.all(
+        open.map(async (e) => {
+          await e.s.query(
+            e.db.target.kind === 'postgres' ? `COMMIT PREPARED '${gid}'` : `XA COMMIT '${gid}'`,
+          );
+          e.s.release();
+        }),
+      );
+      return 'committed';
+    },
+  };
+}
+
+async function abortHand(e: { db: Db; s: Session; prepared: boolean }, gid: string): Promise<void> {
+  const pg = e.db.target.kind === 'postgres';
+  try {
+    if (e.prepared) await e.s.query(pg ? `ROLLBACK PREPARED '${gid}'` : `XA ROLLBACK '${gid}'`);
+    else if (pg) await e.s.query('ROLLBACK');
+    else {
+      await e.s.query(`XA END '${gid}'`).catch(() => undefined);
+      await e.s.query(`XA ROLLBACK '${gid}'`);
+    }
+    e.s.release();
+  } catch {
+    e.s.release(true);
+  }
+}
+
+/** Naive commit: each database's local transaction committed in turn. */
+function naive(dbs: Db[], pick: () => number): Variant {
+  let n = 0;
+  return {
+    name: 'naive',
+    async transfer() {
+      const txn = `nv.${incarnation}.${++n}`;
+      const amount = 1 + Math.floor(Math.random() * 100);
+      for (const db of dbs) {
+        const s = await session(db);
+        try {
+          await s.query(db.target.kind === 'postgres' ? 'BEGIN' : 'START TRANSACTION');
+          for (const [sql, params] of partSql(db, pick(), amount, txn)) await s.query(sql, params);
+          await s.query('COMMIT');
+          s.release();
+        } catch (err) {
+          await s.query('ROLLBACK').then(
+            () => s.release(),
+            () => s.release(true),
+          );
+          return failure(err);
+        }
+      }
+      return 'committed';
+    },
+  };
+}
+
+/** dtx: the same statements in a coordinator.transaction, one branch per database in order. */
+function viaDtx(name: string, coordinator: Coordinator, dbs: Db[], pick: () => number): Variant {
+  return {
+    name,
+    async transfer() {
+      try {
+        await coordinator.transaction(async (tx) => {
+          const amount = 1 + Math.floor(Math.random() * 100);
+          for (const db of dbs) {
+            const branch = await tx.branch(db.target.name);
+            await applyTransferPart(db.target, branch, db.role, tx.id, pick(), amount);
+          }
+        });
+        return 'committed';
+      } catch (err) {
+        return failure(err);
+      }
+    },
+    // acknowledge 'durable' answers before phase two: let it finish before the next round starts.
+    async settle() {
+      const deadline = Date.now() + 60_000;
+      for (const db of dbs) {
+        while ((await db.adapter.listPrepared(coordinator.gidPrefix)).length > 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    },
+  };
+}
+
+/** A lock timeout or deadlock is an abort (counted); anything else stops the bench. */
+function failure(err: unknown): string {
+  if (isDtxError(err) && err.retryable) return 'aborted';
+  const code = (err as { code?: unknown }).code;
+  // PostgreSQL lock_not_available / deadlock, MariaDB lock wait timeout / deadlock.
+  if (
+    code === '55P03' ||
+    code === '40P01' ||
+    code === 'ER_LOCK_WAIT_TIMEOUT' ||
+    code === 'ER_LOCK_DEADLOCK'
+  ) {
+    return 'aborted';
+  }
+  throw err;
+}
+
+/** Rolls back hand-written branches a killed earlier run left prepared on MariaDB (its XA list outlives us). */
+async function clearHandWrittenLeftovers(db: Db): Promise<void> {
+  if (db.target.kind !== 'mysql') return;
+  const pool = (db.adapter as MariaDbAdapter).pool;
+  const [rows] = await pool.query<RowDataPacket[]>('XA RECOVER');
+  for (const row of rows) {
+    const data = String(row.data);
+    if (data.startsWith(handGidPrefix) && /^[A-Za-z0-9_]+$/.test(data)) {
+      await pool.query(`XA ROLLBACK '${data}'`);
+    }
+  }
+}
+
+async function benchTopology(
+  topology: string,
+  urls: string[],
+  flags: BenchFlags,
+  logDir: string,
+): Promise<Row[]> {
+  const dbs: Db[] = [];
+  const coordinators: Coordinator[] = [];
+  const logs: { close(): Promise<void> }[] = [];
+  try {
+    for (const [i, url] of urls.entries()) {
+      const target = parseDbUrl(url, i);
+      dbs.push({ target, adapter: await openAdapter(target, { create: true }), role: roles[i]! });
+    }
+    for (const db of dbs) {
+      await clearHandWrittenLeftovers(db);
+      await initSchema(db.target, db.adapter, flags.accounts, db.role);
+    }
+    const resources = Object.fromEntries(dbs.map((d) => [d.target.name, d.adapter]));
+    const pick = () => Math.floor(Math.random() * flags.accounts);
+    const start = async (acknowledge: 'committed' | 'durable', thread: 'worker' | 'main' = 'main') => {
+      const log = await openSqliteLog<TwoPcRecord>(
+        join(logDir, `${topology.replace('+', '-')}-${acknowledge}-${thread}.sqlite`),
+        { create: true, decode: (v) => twoPcRecordCodec.check(v), identity: { protocol: '2pc' }, thread },
+      );
+      logs.push(log);
+      const c = await createCoordinator({ log, resources, acknowledge });
+      coordinators.push(c);
+      return c;
+    };
+    const variants = [
+      handWritten(dbs, pick),
+      viaDtx("dtx acknowledge 'committed'", await start('committed'), dbs, pick),
+      viaDtx("dtx acknowledge 'durable'", await start('durable'), dbs, pick),
+      naive(dbs, pick),
+    ];
+    if (flags.compareLogThread) {
+      variants.push(
+        viaDtx("dtx 'committed', log on worker thread", await start('committed', 'worker'), dbs, pick),
+      );
+    }
+    if (flags.soakS !== undefined) {
+      await soak(variants[1]!, Math.max(...flags.concurrency), flags.soakS);
+      return [];
+    }
+    return await runTable(topology, variants, flags, (line) => process.stderr.write(`${line}\n`));
+  } finally {
+    for (const c of coordinators) await c.close();
+    for (const l of logs) await l.close();
+    await Promise.allSettled(dbs.map((d) => d.adapter.close()));
+  }
+}
+
+/** Item 4 of the memory check: one long run, RSS at start, middle and end (and every tenth in between). */
+async function soak(v: Variant, concurrency: number, seconds: number): Promise<void> {
+  const slices = 10;
+  const rssMb = () => Math.round(process.memoryUsage().rss / 1e5) / 10;
+  console.log(`soak: ${v.name}, concurrency ${concurrency}, ${seconds} s; RSS at start ${rssMb()} MB`);
+  for (let i = 1; i <= slices; i++) {
+    const r = await runRound(v, concurrency, seconds / slices);
+    const mark = i === slices / 2 ? ' (middle)' : i === slices ? ' (end)' : '';
+    console.log(
+      `soak: ${i}/${slices} ${(r.committed / r.elapsedS).toFixed(1)} tps, RSS ${rssMb()} MB${mark}`,
+    );
+  }
+}
+
+await runBenchMain(
+  '2pc',
+  3,
+  (f) =>
+    `2PC transfers, ${f.rounds} alternating rounds of ${f.seconds} s per row; ratios against hand-written`,
+  benchTopology,
+);

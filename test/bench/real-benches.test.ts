@@ -1,0 +1,82 @@
+// `npm run bench:2pc` and `npm run bench:saga` in quick mode: they start their
+// own PostgreSQL clusters, run every row against them (and MariaDB when the
+// machine has it) and print every row with a figure. Speed is not checked
+// here (the machine may be busy); that every row ran and committed is.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+interface Report {
+  rows: {
+    topology: string;
+    concurrency: number;
+    variant: string;
+    committed: number;
+    tps: number;
+    cpuMsPerTxn: number;
+  }[];
+  skipped: string[];
+}
+
+function runBench(script: string): Promise<Report> {
+  return new Promise((done, fail) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', script, '--quick', '--concurrency', '1,8', '--json'],
+      // The test's own MariaDB database; a machine without MariaDB reports the topology skipped.
+      {
+        cwd: root,
+        env: { ...process.env, DTX_BENCH_MARIADB_URL: 'mysql://root@127.0.0.1:3306/dtx_test_bench_real' },
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', fail);
+    child.on('close', (code) => {
+      if (code !== 0) fail(new Error(`${script} exited ${code}: ${stderr}`));
+      else done(JSON.parse(stdout) as Report);
+    });
+  });
+}
+
+function checkRows(report: Report, variants: string[]): void {
+  const topologies = ['pg', ...(report.skipped.length === 0 ? ['pg+mariadb'] : [])];
+  for (const topology of topologies) {
+    for (const concurrency of [1, 8]) {
+      const got = report.rows.filter((r) => r.topology === topology && r.concurrency === concurrency);
+      assert.deepEqual(
+        got.map((r) => r.variant),
+        variants,
+        `${topology} at concurrency ${concurrency}`,
+      );
+      for (const r of got) {
+        assert.ok(r.committed > 0, `${topology} c=${concurrency} ${r.variant} committed nothing`);
+        assert.ok(r.tps > 0 && r.cpuMsPerTxn > 0, `${topology} c=${concurrency} ${r.variant} has no figures`);
+      }
+    }
+  }
+}
+
+test('bench:2pc runs and reports every row', { timeout: 300_000 }, async () => {
+  checkRows(await runBench('bench/twopc.ts'), [
+    'hand-written',
+    "dtx acknowledge 'committed'",
+    "dtx acknowledge 'durable'",
+    'naive',
+  ]);
+});
+
+test('bench:saga runs and reports every row', { timeout: 300_000 }, async () => {
+  checkRows(await runBench('bench/saga.ts'), [
+    'direct local txns',
+    'dtx saga (barrier)',
+    'dtx TCC (barrier)',
+  ]);
+});

@@ -236,7 +236,11 @@ export class AcceptorServer {
 
   /** Messages this acceptor sent, and its log's forced writes (fsyncs) and records, for benchmarks. */
   get stats(): { sent: number; flushes: number; records: number } {
-    return { sent: this.transport.stats.sent, flushes: this.log.stats.flushes, records: this.log.stats.records };
+    return {
+      sent: this.transport.stats.sent,
+      flushes: this.log.stats.flushes,
+      records: this.log.stats.records,
+    };
   }
 
   info(): AcceptorMeta & { instances: number } {

@@ -51,6 +51,12 @@ export interface BankAuditOptions {
   auditors: number;
   /** Mean pause (exponential) of an auditor between audits. */
   auditThinkMs: number;
+  /**
+   * Audits run (and tried) per transfer at most, over all auditors: a run
+   * with faults lasts long in simulated time, and auditors that went on for
+   * all of it would make the history, and its check, grow without bound.
+   */
+  auditsPerTransferMax: number;
   countermeasure: Countermeasure;
 }
 
@@ -62,7 +68,8 @@ export const defaultBankAuditOptions: BankAuditOptions = {
   amountMax: 100,
   refuseShare: 0.2,
   auditors: 2,
-  auditThinkMs: 2,
+  auditThinkMs: 5,
+  auditsPerTransferMax: 2,
   countermeasure: 'none',
 };
 

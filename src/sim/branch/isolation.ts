@@ -116,11 +116,15 @@ export class BranchIsolation {
   private readonly locking: boolean;
   private readonly initialTotal: number;
 
+  private readonly auditsMax: number;
+
   constructor(
     private readonly kind: 'saga' | 'tcc',
     private readonly workload: BankAuditWorkload,
     private readonly port: AuditPort,
+    txns: number,
   ) {
+    this.auditsMax = Math.ceil(txns * workload.options.auditsPerTransferMax);
     const cm = workload.options.countermeasure;
     this.byValue = kind === 'saga' && cm !== 'commutative';
     this.locking = kind === 'saga' && cm === 'semantic-lock';
@@ -232,7 +236,7 @@ export class BranchIsolation {
   }
 
   private audit(auditor: string): void {
-    if (!this.port.running()) return;
+    if (!this.port.running() || this.auditSeq >= this.auditsMax) return;
     const id = ++this.auditSeq;
     const services = [...this.workload.services];
     // A random order per audit: readers do not agree on one.

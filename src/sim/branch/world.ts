@@ -190,14 +190,19 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     this.opts = opts;
     this.isolation =
       opts.workload.name === 'bank-audit'
-        ? new BranchIsolation(p.kind, opts.workload as BankAuditWorkload, {
-            rng: this.rng,
-            now: () => this.now,
-            at: (time, run) => this.at(time, run),
-            hopMs: () => opts.network.rttMs / 2 + this.rng.exp(opts.network.jitterMs),
-            isUp: (service) => this.nodes.get(service)!.up,
-            running: () => this.clientsActive > 0,
-          })
+        ? new BranchIsolation(
+            p.kind,
+            opts.workload as BankAuditWorkload,
+            {
+              rng: this.rng,
+              now: () => this.now,
+              at: (time, run) => this.at(time, run),
+              hopMs: () => opts.network.rttMs / 2 + this.rng.exp(opts.network.jitterMs),
+              isUp: (service) => this.nodes.get(service)!.up,
+              running: () => this.clientsActive > 0,
+            },
+            opts.txns,
+          )
         : null;
     specs.forEach((s, index) => {
       this.nodes.set(s.id, {

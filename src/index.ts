@@ -9,6 +9,12 @@
 
 export { type BarrierKey, type BarrierOp, type BarrierOutcome, withBarrier } from './adapters/barrier.ts';
 export { callHttpBranch, classifyStatus } from './adapters/http-branch.ts';
+export {
+  SemanticLockError,
+  type SemanticLockOwner,
+  type SemanticLocks,
+  semanticLocks,
+} from './adapters/semantic-lock.ts';
 export type {
   Branch,
   BranchFate,
@@ -48,6 +54,12 @@ export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.
 export type { LogLocation } from './runtime/log/open.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
 export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';
+export {
+  type CommutativeTarget,
+  commutativeUpdate,
+  lockedStep,
+  releaseLocksStep,
+} from './runtime/saga/countermeasures.ts';
 export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
 export {
   type BranchContext,

@@ -122,7 +122,7 @@ export async function queryOn(
     return { rows: r.rows, changes: r.rowCount ?? 0 };
   }
   if (kind === 'mariadb') {
-    const [r] = await (tx as MysqlConnection).query(sql, params);
+    const [r] = await (tx as MysqlConnection).query(sql, [...params]);
     return Array.isArray(r)
       ? { rows: r as Record<string, unknown>[], changes: 0 }
       : { rows: [], changes: (r as { affectedRows: number }).affectedRows };

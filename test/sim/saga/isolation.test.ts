@@ -134,5 +134,8 @@ test('bad requests are refused with a reason', () => {
     /bank-audit workload/,
   );
   // The booking workload reports no isolation: its output is unchanged.
-  assert.equal(runSim({ protocol: 'saga', workload: 'booking', txns: 10, seed: 1 }).report.isolation, undefined);
+  assert.equal(
+    runSim({ protocol: 'saga', workload: 'booking', txns: 10, seed: 1 }).report.isolation,
+    undefined,
+  );
 });

@@ -29,11 +29,12 @@
 //
 // Conserved: the sum of every bank's balances (and frozen amounts, for TCC).
 
-import type { Handler, ServiceConfig, Write } from '../../protocol/branch/service.ts';
+import type { Handler, Write } from '../../protocol/branch/service.ts';
 import type { SagaPlan, SagaPlanStep } from '../../protocol/saga/types.ts';
 import type { TccPlan } from '../../protocol/tcc/types.ts';
 import type { Prng } from '../prng.ts';
 import { payloadField } from './booking.ts';
+import type { BranchWorkload } from './world.ts';
 
 export const countermeasures = ['none', 'semantic-lock', 'commutative'] as const;
 export type Countermeasure = (typeof countermeasures)[number];
@@ -258,16 +259,9 @@ function conservedTotal(rows: ReadonlyMap<string, number>): number {
   return sum;
 }
 
-export interface BankAuditWorkload {
+/** Transfers (`next` makes a `Transfer`) and the keys an audit reads on each bank. */
+export interface BankAuditWorkload extends BranchWorkload<Transfer, string, BankAuditOptions> {
   name: 'bank-audit';
-  options: BankAuditOptions;
-  services: readonly string[];
-  next(rng: Prng, seq: number): Transfer;
-  sagaDefinition(t: Transfer): SagaPlan;
-  tccDefinition(t: Transfer): TccPlan;
-  serviceConfig(kind: 'saga' | 'tcc', service: string): ServiceConfig;
-  conservedTotal(rows: ReadonlyMap<string, number>): number;
-  /** The keys an audit reads on each bank. */
   auditedKeys(kind: 'saga' | 'tcc'): string[];
 }
 

@@ -79,31 +79,22 @@ export function sagaSwarmRequest(
   const txns = 20 + rng.int(41);
   const concurrency = 1 + rng.int(6);
   const faults = drawFaults(rng, faultKinds);
-  if (audit.workload === 'bank-audit') {
-    // Only what `dtx sim` flags can say, so that the reproduce line is the run.
-    return {
-      protocol,
-      workload: 'bank-audit',
-      seed,
-      txns,
-      concurrency,
-      ...faults.settings,
-      coordinatorFailRate: faults.failRate(),
-      serviceFailRate: faults.failRate(),
-      ...(audit.countermeasure !== undefined ? { countermeasure: audit.countermeasure } : {}),
-    };
-  }
-  return {
+  const request: SagaSimRequest = {
     protocol,
-    workload: 'booking',
+    workload: audit.workload ?? 'booking',
     seed,
     txns,
     concurrency,
     ...faults.settings,
     coordinatorFailRate: faults.failRate(),
     serviceFailRate: faults.failRate(),
-    booking: { shortShare: rng.pick([0.04, 0.04, 0.2]), seats: rng.pick([50, 1000]) },
   };
+  // bank-audit takes only what `dtx sim` flags can say, so that the reproduce line is the run.
+  if (request.workload === 'bank-audit')
+    return audit.countermeasure === undefined
+      ? request
+      : { ...request, countermeasure: audit.countermeasure };
+  return { ...request, booking: { shortShare: rng.pick([0.04, 0.04, 0.2]), seats: rng.pick([50, 1000]) } };
 }
 
 export function runSagaSwarm(options: SagaSwarmOptions): SagaSwarmSummary {

@@ -65,15 +65,25 @@ export interface BranchTxn {
   num: number;
 }
 
-/** What the world needs of a workload: the booking one (./booking.ts) or bank-audit (./bank-audit.ts). */
-export interface BranchWorkload {
+/**
+ * What the world needs of a workload: the booking one (./booking.ts) or
+ * bank-audit (./bank-audit.ts). `T`: the transactions it makes up; `S`: its
+ * services; `O`: its options.
+ */
+export interface BranchWorkload<
+  T extends BranchTxn = BranchTxn,
+  S extends string = string,
+  O extends { concurrency: number } = { concurrency: number },
+> {
   name: 'booking' | 'bank-audit';
-  options: { concurrency: number };
-  services: readonly string[];
-  next(rng: Prng, seq: number): BranchTxn;
-  sagaDefinition(t: BranchTxn): SagaPlan;
-  tccDefinition(t: BranchTxn): TccPlan;
-  serviceConfig(kind: 'saga' | 'tcc', service: string): ServiceConfig;
+  options: O;
+  services: readonly S[];
+  next(rng: Prng, seq: number): T;
+  sagaDefinition(t: T): SagaPlan;
+  tccDefinition(t: T): TccPlan;
+  /** Handlers and initial rows of `service` for protocol `kind`. */
+  serviceConfig(kind: 'saga' | 'tcc', service: S): ServiceConfig;
+  /** What no transaction may create or destroy, summed over one service's rows. */
   conservedTotal(rows: ReadonlyMap<string, number>): number;
 }
 

@@ -7,7 +7,6 @@
 // nothing when a compensation runs after another saga's write.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +27,7 @@ import {
   createSagaOrchestrator,
   openSagaLog,
 } from '../../../src/runtime/saga/orchestrator.ts';
+import { runUntilCrashPoint } from '../../support/kill-at.ts';
 import { type Bank, dropPgBank, lockedTransfer, openBank } from './countermeasures.fixture.ts';
 
 const run = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
@@ -203,35 +203,14 @@ async function pgSuffix(bank: Bank): Promise<string> {
   return bank.barrier.table.slice('dtx_w2_bar_'.length);
 }
 
-/** Runs the fixture until the credit step hangs (the debit's flag is committed), then SIGKILLs it. */
-async function runAndKill(logPath: string, kind: 'sqlite' | 'postgres', bank: string, key: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture, logPath, kind, bank, key], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
-    child.on('exit', (code, signal) => resolve(signal ?? code)),
-  );
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('CRASH-POINT')) resolve();
-    });
-    child.on('exit', () => reject(new Error(`fixture exited before its crash point: ${out}\n${err}`)));
-  });
-  process.kill(child.pid!, 'SIGKILL');
-  assert.equal(await exited, 'SIGKILL');
-}
-
 for (const kind of ['sqlite', 'postgres'] as const) {
   for (const credit of ['refuse', 'succeed'] as const) {
     test(`${kind}: the flag survives a SIGKILL of the orchestrator; the recovered saga ${credit === 'refuse' ? 'compensates' : 'completes'} and clears it`, async () => {
       const bankName =
         kind === 'sqlite' ? join(dir, `crash-${credit}.sqlite`) : `${run}k${credit.slice(0, 3)}`;
       const logPath = join(dir, `crash-${kind}-${credit}.log`);
-      await runAndKill(logPath, kind, bankName, `order-${credit}`);
+      // The credit step hangs once the debit and its flag are committed.
+      await runUntilCrashPoint(fixture, [logPath, kind, bankName, `order-${credit}`]);
       const bank = await openBank(kind, bankName);
       try {
         // The debit committed with its flag; the process that set it is gone.

@@ -9,6 +9,12 @@
 
 export { type BarrierKey, type BarrierOp, type BarrierOutcome, withBarrier } from './adapters/barrier.ts';
 export { callHttpBranch, classifyStatus } from './adapters/http-branch.ts';
+export {
+  SemanticLockError,
+  type SemanticLockOwner,
+  type SemanticLocks,
+  semanticLocks,
+} from './adapters/semantic-lock.ts';
 export type {
   Branch,
   BranchFate,
@@ -55,6 +61,13 @@ export type {
   PaxosTransaction,
   PaxosTransactionOptions,
 } from './runtime/paxos-commit/coordinator.ts';
+
+export {
+  type CommutativeTarget,
+  commutativeUpdate,
+  lockedStep,
+  releaseLocksStep,
+} from './runtime/saga/countermeasures.ts';
 export type { BranchHeaders, HttpBranchRef, StuckAlert } from './runtime/saga/orchestrator.ts';
 export {
   type BranchContext,

@@ -54,6 +54,13 @@ export interface BarrierDb<Tx> {
   readonly table: string;
   /** Runs `work` in one local transaction; commits when it resolves, rolls back when it throws. */
   transaction<T>(work: (tx: Tx, sql: SqlRunner) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` in one read-only transaction that reads one snapshot
+   * (PostgreSQL REPEATABLE READ, MariaDB a consistent snapshot, SQLite a
+   * transaction on the barrier's connection): what readers that respect
+   * semantic locks (./semantic-lock.ts) read in.
+   */
+  readTransaction<T>(work: (tx: Tx) => Promise<T>): Promise<T>;
   /** Creates the barrier table if missing. `withBarrier` calls it once per `BarrierDb`. */
   ensureTable(): Promise<void>;
 }
@@ -108,6 +115,9 @@ export function postgresBarrierDb(pool: PgPool, options: { table?: string } = {}
     async ensureTable() {
       await pool.query(ddl(table, 'TEXT'));
     },
+    readTransaction(work) {
+      return pgTransaction(pool, work, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    },
     transaction(work) {
       return pgTransaction(pool, async (client) => {
         const sql: SqlRunner = {
@@ -149,6 +159,12 @@ export function mariadbBarrierDb(
     table,
     async ensureTable() {
       await pool.query(`${ddl(table, 'LONGTEXT')} ENGINE=InnoDB`);
+    },
+    readTransaction(work) {
+      return mariadbTransaction(pool, work, [
+        'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ',
+        'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
+      ]);
     },
     transaction(work) {
       return mariadbTransaction(pool, async (conn) => {
@@ -221,6 +237,10 @@ export function sqliteBarrierDb(
     },
     transaction<T>(work: (tx: BetterSqlite3.Database, sql: SqlRunner) => Promise<T>): Promise<T> {
       return serial((tx) => work(tx, sql));
+    },
+    readTransaction<T>(work: (tx: BetterSqlite3.Database) => Promise<T>): Promise<T> {
+      // One transaction at a time on the connection: a SQLite transaction is serializable.
+      return serial(work);
     },
   };
 }

@@ -7,10 +7,15 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { PoolConnection as MysqlConnection, Pool as MysqlPool } from 'mysql2/promise';
 import type { PoolClient as PgClient, Pool as PgPool } from 'pg';
 
-export async function pgTransaction<T>(pool: PgPool, work: (client: PgClient) => Promise<T>): Promise<T> {
+/** `begin`: the statement that opens it (an isolation level, READ ONLY). */
+export async function pgTransaction<T>(
+  pool: PgPool,
+  work: (client: PgClient) => Promise<T>,
+  begin = 'BEGIN',
+): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
+    await client.query(begin);
     const out = await work(client);
     await client.query('COMMIT');
     return out;
@@ -22,13 +27,15 @@ export async function pgTransaction<T>(pool: PgPool, work: (client: PgClient) =>
   }
 }
 
+/** `begin`: the statements that open it (an isolation level, a consistent snapshot). */
 export async function mariadbTransaction<T>(
   pool: MysqlPool,
   work: (conn: MysqlConnection) => Promise<T>,
+  begin: readonly string[] = ['START TRANSACTION'],
 ): Promise<T> {
   const conn = await pool.getConnection();
   try {
-    await conn.query('START TRANSACTION');
+    for (const statement of begin) await conn.query(statement);
     const out = await work(conn);
     await conn.query('COMMIT');
     return out;

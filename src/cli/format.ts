@@ -28,10 +28,23 @@ export function formatSagaReport(r: SagaReport): string {
     `${r.protocol} on ${r.workload}, seed ${r.seed}: ${r.txns} transactions, ${r.begun} begun`,
     `  completed ${r.completed}, compensated ${r.compensated}, stuck ${r.stuck}, rejected ${r.rejected}, unfinished ${r.unfinished}`,
     `  completion latency   ${ms(r.latencyMs)}`,
-    `  inconsistency window ${ms(r.inconsistencyWindowMs)} (${r.inconsistencyWindows} compensated bookings)`,
+    ...(r.workload === 'booking'
+      ? [
+          `  inconsistency window ${ms(r.inconsistencyWindowMs)} (${r.inconsistencyWindows} compensated bookings)`,
+        ]
+      : []),
     `  per saga: ${r.messagesPerSaga} messages, ${r.forcedWritesPerSaga} forced writes; duplicate calls ${r.duplicateCalls}, null compensations ${r.nullCompensations}, hanging calls refused ${r.hangingRefused}`,
     `  conserved total: ${r.conserved ? 'yes' : 'NO'}; crashes ${r.crashes}; simulated ${r.simulatedMs} ms in ${r.wallMs} ms`,
   ];
+  const i = r.isolation;
+  if (i !== undefined) {
+    lines.push(
+      `  ${i.reads} reads${i.countermeasure === null ? '' : `, countermeasure ${i.countermeasure}`}: ` +
+        `${i.inconsistentAudits} of ${i.audits} audits inconsistent (${i.auditsRetried} retried), ` +
+        `dirty reads ${i.dirtyReads}, lost updates ${i.lostUpdates}`,
+      `  history checker: ${i.anomalyTypes.length === 0 ? 'no anomalies' : i.anomalyTypes.join(', ')}`,
+    );
+  }
   return withViolations(lines, r);
 }
 

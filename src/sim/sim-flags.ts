@@ -6,6 +6,8 @@
 // the order of the flags in the help and in a reproduce command.
 
 import { acceptorFanouts } from '../protocol/paxos-commit/types.ts';
+import { countermeasures } from './branch/bank-audit.ts';
+import { readModes } from './branch/isolation.ts';
 import type { SagaSimRequest } from './branch/run.ts';
 import type { OutboxSimRequest } from './outbox/run.ts';
 import { outboxProtocolNames, protocolNames, sagaProtocolNames } from './protocols.ts';
@@ -63,8 +65,8 @@ export const simFlags: readonly SimFlag[] = [
   },
   {
     flag: '--workload <name>',
-    help: 'workload (default: toy; booking for saga and tcc)',
-    value: { kind: 'choice', choices: [...workloadNames, 'booking'] },
+    help: 'workload (default: toy; booking for saga and tcc; bank-audit: transfers read by auditors)',
+    value: { kind: 'choice', choices: [...workloadNames, 'booking', 'bank-audit'] },
     appliesTo: both,
     read: (req) => commit(req).workload ?? branch(req).workload,
   },
@@ -259,6 +261,20 @@ export const simFlags: readonly SimFlag[] = [
     value: { kind: 'int', min: 1, max: 100_000_000 },
     appliesTo: branchOnly,
     read: (req) => branch(req).booking?.seats,
+  },
+  {
+    flag: '--reads <mode>',
+    help: 'bank-audit: how auditors read (saga and tcc: plain only, their branches lock nothing)',
+    value: { kind: 'choice', choices: readModes },
+    appliesTo: branchOnly,
+    read: (req) => branch(req).reads,
+  },
+  {
+    flag: '--countermeasure <name>',
+    help: 'bank-audit, saga: none (undo images), semantic-lock (pending flags), commutative (increments)',
+    value: { kind: 'choice', choices: countermeasures },
+    appliesTo: branchOnly,
+    read: (req) => branch(req).countermeasure,
   },
   {
     flag: '--relays <n>',

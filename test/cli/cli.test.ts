@@ -3,6 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -229,4 +231,56 @@ test('dtx --help lists the commands', () => {
   const r = dtx('--help');
   assert.equal(r.code, 0);
   for (const c of ['sim', 'swarm', 'demo']) assert.match(r.stdout, new RegExp(`\\b${c}\\b`));
+});
+
+test('a bank-audit swarm seed re-runs exactly from its command, countermeasure and isolation counts included', () => {
+  const request = sagaSwarmRequest('saga', 5, 'all', {
+    workload: 'bank-audit',
+    countermeasure: 'semantic-lock',
+  });
+  const command = simCommand(request);
+  assert.match(command, /--workload bank-audit .*--countermeasure semantic-lock/);
+  const report = runSim(request).report;
+  assert.ok(report.isolation !== undefined && report.isolation.audits > 0);
+  assert.deepEqual(rerun(command), comparable(report), command);
+});
+
+test('dtx sim --workload bank-audit: isolation counts in the text and JSON reports, --history for dtx check-history', () => {
+  const history = join(mkdtempSync(join(tmpdir(), 'dtx-hist-')), 'saga.jsonl');
+  const r = dtx(
+    'sim',
+    '--protocol',
+    'saga',
+    '--workload',
+    'bank-audit',
+    '--txns',
+    '100',
+    '--history',
+    history,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /plain reads, countermeasure none: \d+ of \d+ audits inconsistent .*dirty reads \d+/,
+  );
+  assert.match(r.stdout, /history checker: G1a/);
+  const checked = dtx('check-history', history, '--json');
+  assert.equal(checked.code, 1);
+  assert.ok((JSON.parse(checked.stdout) as { anomalyTypes: string[] }).anomalyTypes.includes('G1a'));
+  const json = dtx('sim', '--protocol', 'tcc', '--workload', 'bank-audit', '--txns', '50', '--json');
+  const isolation = (JSON.parse(json.stdout) as { isolation: Record<string, unknown> }).isolation;
+  for (const key of ['audits', 'inconsistentAudits', 'anomalyTypes']) assert.ok(key in isolation, key);
+  const bad = dtx(
+    'sim',
+    '--protocol',
+    'tcc',
+    '--workload',
+    'bank-audit',
+    '--txns',
+    '5',
+    '--reads',
+    'snapshot',
+  );
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /plain reads only/);
 });

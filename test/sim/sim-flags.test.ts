@@ -57,7 +57,20 @@ test('simCommand names every flag of the branch world for a request that sets th
     ...network,
   };
   const command = simCommand(req);
-  for (const flag of simFlags.filter((f) => f.appliesTo.includes('branch')))
+  // The bank-audit workload's own flags are checked below.
+  const auditOnly = ['--reads', '--countermeasure'];
+  for (const flag of simFlags.filter((f) => f.appliesTo.includes('branch'))) {
+    if (auditOnly.includes(flagName(flag))) continue;
     assert.ok(command.includes(flagName(flag)), `${flagName(flag)} missing from ${command}`);
+  }
   assert.doesNotMatch(command, /--faults|--fanout|--participants|--every-participant|--fail-rates/);
+  const audit = simCommand({
+    protocol: 'saga',
+    workload: 'bank-audit',
+    txns: 10,
+    seed: 4,
+    reads: 'plain',
+    countermeasure: 'semantic-lock',
+  });
+  assert.match(audit, /--workload bank-audit .*--reads plain --countermeasure semantic-lock/);
 });

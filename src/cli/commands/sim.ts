@@ -6,7 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../../render/trace.ts';
-import type { SagaSimRequest } from '../../sim/branch/run.ts';
+import type { Countermeasure } from '../../sim/branch/bank-audit.ts';
+import type { ReadMode } from '../../sim/branch/isolation.ts';
+import { branchRequestProblem, type SagaSimRequest } from '../../sim/branch/run.ts';
 import type { OutboxSimRequest } from '../../sim/outbox/run.ts';
 import type {
   OutboxProtocolName,
@@ -22,7 +24,7 @@ import { simFlagsNotFor, simOption, writeJson } from '../options.ts';
 
 export interface SimFlags {
   protocol: string;
-  workload?: 'toy' | 'bank' | 'booking';
+  workload?: 'toy' | 'bank' | 'booking' | 'bank-audit';
   txns: number;
   seed: number;
   faults?: number;
@@ -49,6 +51,9 @@ export interface SimFlags {
   downtimeMeanMs?: number;
   shortShare?: number;
   seats?: number;
+  reads?: ReadMode;
+  countermeasure?: Countermeasure;
+  history?: string;
   relays?: number;
   keys?: number;
   scenario?: string;
@@ -124,6 +129,10 @@ function commitRequest(flags: SimFlags): SimRequest {
   const scenario = scenarioOf(flags);
   if (flags.workload === 'booking')
     throw new InvalidArgumentError('the booking workload is for saga and tcc');
+  if (flags.workload === 'bank-audit' || flags.history !== undefined)
+    throw new InvalidArgumentError(
+      `the bank-audit workload and --history run with saga and tcc, not ${flags.protocol}`,
+    );
   const req: SimRequest = {
     protocol: flags.protocol as ProtocolName,
     workload: flags.workload ?? 'toy',
@@ -149,17 +158,24 @@ function commitRequest(flags: SimFlags): SimRequest {
 }
 
 function branchRequest(flags: SimFlags): SagaSimRequest {
-  if (flags.workload !== undefined && flags.workload !== 'booking') {
-    throw new InvalidArgumentError(`${flags.protocol} runs the booking workload, not ${flags.workload}`);
+  if (flags.workload !== undefined && flags.workload !== 'booking' && flags.workload !== 'bank-audit') {
+    throw new InvalidArgumentError(
+      `${flags.protocol} runs the booking or bank-audit workload, not ${flags.workload}`,
+    );
   }
   if (flags.trace !== undefined)
     throw new InvalidArgumentError(`--trace does not apply to ${flags.protocol}`);
+  const workload = flags.workload ?? 'booking';
+  if (flags.history !== undefined && workload !== 'bank-audit')
+    throw new InvalidArgumentError('--history records the reads of the bank-audit workload');
   const req: SagaSimRequest = {
     protocol: flags.protocol as SagaProtocolName,
-    workload: 'booking',
+    workload,
     txns: flags.txns,
     seed: flags.seed,
   };
+  if (flags.reads !== undefined) req.reads = flags.reads;
+  if (flags.countermeasure !== undefined) req.countermeasure = flags.countermeasure;
   Object.assign(req, commonSettings(flags));
   if (flags.serviceFailRate !== undefined) req.serviceFailRate = flags.serviceFailRate;
   const booking: NonNullable<SagaSimRequest['booking']> = {};
@@ -168,6 +184,8 @@ function branchRequest(flags: SimFlags): SagaSimRequest {
   if (Object.keys(booking).length > 0) req.booking = booking;
   const scenario = scenarioOf(flags);
   if (scenario !== undefined) req.scenario = scenario;
+  const problem = branchRequestProblem(req);
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
   return req;
 }
 
@@ -192,7 +210,11 @@ function simulateCommit(flags: SimFlags): void {
 }
 
 function simulateBranch(flags: SimFlags): void {
-  const { report } = runSim(branchRequest(flags));
+  const { report, world } = runSim(branchRequest(flags));
+  if (flags.history !== undefined && world.isolation !== null) {
+    writeFileSync(flags.history, world.isolation.historyText());
+    process.stderr.write(`history written to ${flags.history}\n`);
+  }
   if (flags.json) writeJson(report);
   else process.stdout.write(formatSagaReport(report));
 }
@@ -229,6 +251,10 @@ export function registerSimCommand(program: Command): void {
   command
     .option('--trace <file>', 'draw a space-time diagram of the run (.svg or .html)')
     .option('--trace-txn <id>', 'draw only this transaction (with --trace)')
+    .option(
+      '--history <file>',
+      'write the reads and writes as a history (Jepsen JSON, list-append; see dtx check-history)',
+    )
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SimFlags) => {
       const family = simFamilyOf(flags.protocol);

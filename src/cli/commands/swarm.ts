@@ -1,8 +1,10 @@
 // `dtx swarm`: many seeds with random faults, stopping at the first broken
 // checker and printing the `dtx sim` line that reproduces it.
 
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
+import type { Countermeasure } from '../../sim/branch/bank-audit.ts';
+import { branchRequestProblem } from '../../sim/branch/run.ts';
 import type { OutboxProtocolName, ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
 import { runSwarmOnWorkers } from '../../sim/swarm.ts';
@@ -22,6 +24,8 @@ export interface SwarmFlags {
   colocated?: boolean;
   fanout?: AcceptorFanout;
   crashesOnly?: boolean;
+  workload?: 'booking' | 'bank-audit';
+  countermeasure?: Countermeasure;
   workers: number;
   json?: boolean;
 }
@@ -69,7 +73,14 @@ function printSwarm<S extends AnySwarmSummary>(
   if (failure !== null) process.exitCode = 1;
 }
 
+/** `--workload` and `--countermeasure` are the branch swarm's: other worlds refuse them by name. */
+function rejectAuditFlags(flags: SwarmFlags): void {
+  if (flags.workload !== undefined || flags.countermeasure !== undefined)
+    throw new InvalidArgumentError(`--workload and --countermeasure do not apply to ${flags.protocol}`);
+}
+
 async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
+  rejectAuditFlags(flags);
   const summary = await runSwarmOnWorkers(
     {
       protocol: flags.protocol as ProtocolName,
@@ -95,11 +106,22 @@ async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
 async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   // Commander has no per-protocol flags: the Paxos Commit ones are refused here as in sim.
   protocolOptions(flags);
+  const workload = flags.workload ?? 'booking';
+  const problem = branchRequestProblem({
+    protocol: flags.protocol as SagaProtocolName,
+    workload,
+    txns: 1,
+    seed: 0,
+    ...(flags.countermeasure !== undefined ? { countermeasure: flags.countermeasure } : {}),
+  });
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
   const summary = await runSwarmOnWorkers(
     {
       protocol: flags.protocol as SagaProtocolName,
       ...seedRange(flags, bar),
       faultKinds: faultKinds(flags),
+      ...(workload === 'bank-audit' ? { workload } : {}),
+      ...(flags.countermeasure !== undefined ? { countermeasure: flags.countermeasure } : {}),
     },
     flags.workers,
   );
@@ -112,13 +134,22 @@ async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
       `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
       `${r.undecidedAfterHeal} unfinished after heal, ${r.stuck} visibly stuck, ` +
       `${r.completed} completed / ${r.compensated} compensated (committed share ${r.committedShare}) ` +
-      `(${r.wallMs} ms)`,
+      `(${r.wallMs} ms)` +
+      (r.isolation === undefined
+        ? ''
+        : `\n  audits: ${r.isolation.inconsistentAudits} of ${r.isolation.audits} inconsistent ` +
+          `(${r.isolation.inconsistentShare}), ${r.isolation.auditsRetried} retried; dirty reads ${r.isolation.dirtyReads}, ` +
+          `lost updates ${r.isolation.lostUpdates}; history anomalies (seeds): ` +
+          (Object.entries(r.isolation.seedsWithAnomaly)
+            .map(([t, n]) => `${t} ${n}`)
+            .join(', ') || 'none')),
     false,
   );
 }
 
 async function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   protocolOptions(flags);
+  rejectAuditFlags(flags);
   if (flags.crashesOnly) throw new InvalidArgumentError('--crashes-only is for the commit and branch swarms');
   const summary = await runSwarmOnWorkers(
     {
@@ -161,6 +192,13 @@ export function registerSwarmCommand(program: Command): void {
       '--crashes-only',
       'draw node crashes alone: no loss, partitions or failing writes, jitter at most 1 ms',
     )
+    .addOption(
+      new Option(
+        '--workload <name>',
+        'saga/tcc: booking (default) or bank-audit (auditors read while transfers run)',
+      ).choices(['booking', 'bank-audit']),
+    )
+    .addOption(simOption(simFlag('--countermeasure')))
     .option(
       '--workers <k>',
       'run the seeds on k worker threads (same output as one; the outbox world runs on one)',

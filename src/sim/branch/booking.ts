@@ -22,6 +22,7 @@ import type { Handler, ServiceConfig, Write } from '../../protocol/branch/servic
 import type { SagaPlan } from '../../protocol/saga/types.ts';
 import type { TccPlan } from '../../protocol/tcc/types.ts';
 import type { Prng } from '../prng.ts';
+import type { BranchWorkload } from './world.ts';
 
 export const bookingServices = ['seats', 'payments', 'tickets', 'notify'] as const;
 export type BookingService = (typeof bookingServices)[number];
@@ -67,17 +68,9 @@ export interface Booking {
   notifyPending: number;
 }
 
-export interface BookingWorkload {
+/** Conserved: wallets plus revenue (plus frozen amounts, for TCC). */
+export interface BookingWorkload extends BranchWorkload<Booking, BookingService, BookingOptions> {
   name: 'booking';
-  options: BookingOptions;
-  services: readonly BookingService[];
-  next(rng: Prng, seq: number): Booking;
-  sagaDefinition(b: Booking): SagaPlan;
-  tccDefinition(b: Booking): TccPlan;
-  /** Handlers and initial rows of `service` for protocol `kind`. */
-  serviceConfig(kind: 'saga' | 'tcc', service: BookingService): ServiceConfig;
-  /** Wallets plus revenue (plus frozen amounts, for TCC): constant. */
-  conservedTotal(rows: ReadonlyMap<string, number>): number;
 }
 
 /** `k=v;k=v` with integer values. */

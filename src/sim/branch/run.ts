@@ -8,14 +8,23 @@ import type { TccConfig } from '../../protocol/tcc/types.ts';
 import { type FaultSettings, networkAndFaults, worldDefaults } from '../kernel.ts';
 import { isSagaProtocolName, type SagaProtocolName } from '../protocols.ts';
 import { round3, type Summary, summarize } from '../stats.ts';
+import { type BankAuditOptions, bankAuditWorkload, type Countermeasure } from './bank-audit.ts';
 import { type BookingOptions, bookingWorkload } from './booking.ts';
 import type { SagaChecker, SagaClassification, SagaViolation } from './checkers.ts';
+import {
+  type BranchIsolationReport,
+  branchReadsProblem,
+  countermeasureViolations,
+  type HistoryOp,
+  type ReadMode,
+} from './isolation.ts';
 import { isSagaProtocol, makeSagaProtocol, type SagaProtocol } from './protocols.ts';
 import { BranchWorld, type BranchWorldOptions, orchestratorId } from './world.ts';
 
 export interface SagaSimRequest extends FaultSettings {
   protocol: SagaProtocolName | SagaProtocol;
-  workload: 'booking';
+  /** `bank-audit`: transfers between banks with auditors reading every account (./bank-audit.ts). */
+  workload: 'booking' | 'bank-audit';
   txns: number;
   seed: number;
   concurrency?: number;
@@ -28,6 +37,12 @@ export interface SagaSimRequest extends FaultSettings {
   serviceFailRate?: number;
   /** Booking workload settings (share of short wallets, seats, pending share, ...). */
   booking?: Partial<Omit<BookingOptions, 'concurrency'>>;
+  /** bank-audit: the read mode; sagas and TCC have `plain` only (the default). */
+  reads?: ReadMode;
+  /** bank-audit, sagas: how the handlers write (default `none`). */
+  countermeasure?: Countermeasure;
+  /** bank-audit settings (banks, accounts, refused share, auditors). */
+  bankAudit?: Partial<Omit<BankAuditOptions, 'concurrency' | 'countermeasure'>>;
   /** Orchestrator settings: retry backoff, attempt limits, timeout. */
   orchestratorConfig?: Partial<SagaConfig> | Partial<TccConfig>;
   /** Crash the orchestrator as it is about to log its first decision to compensate; restart after `downtimeMs`. */
@@ -37,7 +52,7 @@ export interface SagaSimRequest extends FaultSettings {
 /** The run's counts (begun, completed, ... unfinished: see `SagaClassification`), and what was measured. */
 export interface SagaReport extends Omit<SagaClassification, 'unfinishedTxns'> {
   protocol: string;
-  workload: 'booking';
+  workload: 'booking' | 'bank-audit';
   seed: number;
   txns: number;
   violations: SagaViolation[];
@@ -61,6 +76,8 @@ export interface SagaReport extends Omit<SagaClassification, 'unfinishedTxns'> {
   crashes: number;
   simulatedMs: number;
   wallMs: number;
+  /** bank-audit only: what the auditors saw (./isolation.ts). */
+  isolation?: BranchIsolationReport;
 }
 
 export const sagaSimDefaults = {
@@ -71,20 +88,52 @@ export const sagaSimDefaults = {
 export interface SagaSimRun {
   report: SagaReport;
   world: BranchWorld;
+  /** bank-audit: the recorded history (Jepsen's list-append form); null otherwise. */
+  history: HistoryOp[] | null;
 }
 
 /** A request for the saga world: the booking workload, or a saga-world protocol. */
 export function isSagaRequest(req: { workload: string; protocol: unknown }): boolean {
   return (
     req.workload === 'booking' ||
+    (req.workload === 'bank-audit' && typeof req.protocol === 'string' && isSagaProtocolName(req.protocol)) ||
     isSagaProtocol(req.protocol) ||
     (typeof req.protocol === 'string' && isSagaProtocolName(req.protocol))
   );
 }
 
+/** What is wrong with a branch-world request that its types let through, or undefined. */
+export function branchRequestProblem(req: SagaSimRequest): string | undefined {
+  const name = typeof req.protocol === 'string' ? req.protocol : req.protocol.kind;
+  if (req.workload !== 'booking' && req.workload !== 'bank-audit')
+    return `${name} runs the booking or bank-audit workload, not ${String(req.workload)}`;
+  const audit = req.workload === 'bank-audit';
+  if (!audit && (req.reads !== undefined || req.countermeasure !== undefined || req.bankAudit !== undefined))
+    return '--reads and --countermeasure are for the bank-audit workload';
+  if (req.reads !== undefined) {
+    const problem = branchReadsProblem(name, req.reads);
+    if (problem !== null) return problem;
+  }
+  if (req.countermeasure !== undefined && name !== 'saga')
+    return `--countermeasure is for sagas: ${name}'s try is already a reservation`;
+  if (audit && req.booking !== undefined) return 'booking settings are for the booking workload';
+  return undefined;
+}
+
+function workloadOf(req: SagaSimRequest): BranchWorldOptions['workload'] {
+  const concurrency = req.concurrency !== undefined ? { concurrency: req.concurrency } : {};
+  if (req.workload === 'bank-audit')
+    return bankAuditWorkload({
+      ...req.bankAudit,
+      ...concurrency,
+      ...(req.countermeasure !== undefined ? { countermeasure: req.countermeasure } : {}),
+    });
+  return bookingWorkload({ ...req.booking, ...concurrency });
+}
+
 export function buildBranchWorld(req: SagaSimRequest): BranchWorld {
-  if (req.workload !== 'booking')
-    throw new RangeError(`sagas run the booking workload, not ${String(req.workload)}`);
+  const problem = branchRequestProblem(req);
+  if (problem !== undefined) throw new RangeError(problem);
   const protocol =
     typeof req.protocol === 'string'
       ? isSagaProtocolName(req.protocol)
@@ -102,10 +151,7 @@ export function buildBranchWorld(req: SagaSimRequest): BranchWorld {
   const { network, faults } = networkAndFaults(req, sagaSimDefaults);
   const options: BranchWorldOptions = {
     protocol: withConfig,
-    workload: bookingWorkload({
-      ...req.booking,
-      ...(req.concurrency !== undefined ? { concurrency: req.concurrency } : {}),
-    }),
+    workload: workloadOf(req),
     seed: req.seed,
     txns: req.txns,
     network: { ...network, lateDupMs: req.lateDupMs ?? 0 },
@@ -130,13 +176,15 @@ export function runSagaSim(req: SagaSimRequest): SagaSimRun {
   const rows = world.durableRows();
   const classes = world.judge(initialTotal, rows);
   const c = world.checkers;
+  const isolation = world.isolation?.report();
+  if (isolation !== undefined) countermeasureViolations(isolation, (...v) => c.flag(...v));
   const m = world.metrics;
   const finalTotal = world.total(rows);
   const windows = c.inconsistencyWindows();
   const per = (x: number) => (classes.begun === 0 ? 0 : round3(x / classes.begun));
   const report: SagaReport = {
     protocol: world.opts.protocol.name,
-    workload: 'booking',
+    workload: req.workload,
     seed: req.seed,
     txns: req.txns,
     begun: classes.begun,
@@ -161,5 +209,6 @@ export function runSagaSim(req: SagaSimRequest): SagaSimRun {
     simulatedMs: round3(world.now),
     wallMs: Math.round(performance.now() - started),
   };
-  return { report, world };
+  if (isolation !== undefined) report.isolation = isolation;
+  return { report, world, history: world.isolation?.history ?? null };
 }

@@ -26,7 +26,12 @@
 // (../../protocol/branch/service.ts); what waited on them is dropped, and the
 // core is told of each lost write (`persistFailed`), in issue order.
 
-import type { ServiceRecord, ServiceState, ServiceStats } from '../../protocol/branch/service.ts';
+import type {
+  ServiceConfig,
+  ServiceRecord,
+  ServiceState,
+  ServiceStats,
+} from '../../protocol/branch/service.ts';
 import type { BranchMsg, ReportSaga, SagaOutcome } from '../../protocol/branch/types.ts';
 import { assert } from '../../protocol/common/assert.ts';
 import {
@@ -35,6 +40,8 @@ import {
   type SequencedWrite,
 } from '../../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId } from '../../protocol/common/types.ts';
+import type { SagaPlan } from '../../protocol/saga/types.ts';
+import type { TccPlan } from '../../protocol/tcc/types.ts';
 import type { Scenario } from '../commit-world.ts';
 import {
   clientId,
@@ -45,9 +52,40 @@ import {
   type SimEvent,
   SimKernel,
 } from '../kernel.ts';
-import type { Booking, BookingService, BookingWorkload } from './booking.ts';
+import type { Prng } from '../prng.ts';
+import type { BankAuditWorkload, Transfer } from './bank-audit.ts';
+import type { Booking } from './booking.ts';
 import { type Quiescence, SagaCheckers, type SagaClassification } from './checkers.ts';
+import { BranchIsolation } from './isolation.ts';
 import type { SagaProtocol } from './protocols.ts';
+
+/** One transaction a workload made up: its id (the saga's txn) and number. */
+export interface BranchTxn {
+  id: string;
+  num: number;
+}
+
+/**
+ * What the world needs of a workload: the booking one (./booking.ts) or
+ * bank-audit (./bank-audit.ts). `T`: the transactions it makes up; `S`: its
+ * services; `O`: its options.
+ */
+export interface BranchWorkload<
+  T extends BranchTxn = BranchTxn,
+  S extends string = string,
+  O extends { concurrency: number } = { concurrency: number },
+> {
+  name: 'booking' | 'bank-audit';
+  options: O;
+  services: readonly S[];
+  next(rng: Prng, seq: number): T;
+  sagaDefinition(t: T): SagaPlan;
+  tccDefinition(t: T): TccPlan;
+  /** Handlers and initial rows of `service` for protocol `kind`. */
+  serviceConfig(kind: 'saga' | 'tcc', service: S): ServiceConfig;
+  /** What no transaction may create or destroy, summed over one service's rows. */
+  conservedTotal(rows: ReadonlyMap<string, number>): number;
+}
 
 export interface SagaNetworkOptions extends NetworkOptions {
   lateDupMs: number;
@@ -55,7 +93,7 @@ export interface SagaNetworkOptions extends NetworkOptions {
 
 export interface BranchWorldOptions {
   protocol: SagaProtocol;
-  workload: BookingWorkload;
+  workload: BranchWorkload;
   seed: number;
   txns: number;
   network: SagaNetworkOptions;
@@ -85,7 +123,7 @@ type PendingWrite = SequencedWrite<unknown>;
 interface SimNode {
   id: NodeId;
   index: number;
-  service: BookingService | null;
+  service: string | null;
   role: AnyRole;
   config: unknown;
   up: boolean;
@@ -126,7 +164,9 @@ export interface BranchWorldMetrics {
 export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   readonly checkers = new SagaCheckers();
   readonly metrics: BranchWorldMetrics;
-  readonly bookings = new Map<string, Booking>();
+  readonly bookings = new Map<string, BranchTxn>();
+  /** The auditors and what they saw: the bank-audit workload only. */
+  readonly isolation: BranchIsolation | null;
   readonly opts: BranchWorldOptions;
   private txnsStarted = 0;
   private readonly waitingClients = new Map<string, number>();
@@ -138,7 +178,7 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
 
   constructor(opts: BranchWorldOptions) {
     const p = opts.protocol;
-    const specs: { id: NodeId; service: BookingService | null; role: AnyRole; config: unknown }[] = [
+    const specs: { id: NodeId; service: string | null; role: AnyRole; config: unknown }[] = [
       { id: orchestratorId, service: null, role: p.orchestrator as AnyRole, config: p.orchestratorConfig },
       ...opts.workload.services.map((s) => ({
         id: s,
@@ -158,6 +198,22 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     super(opts.seed, opts.network, opts.faults, specs.length, metrics);
     this.metrics = metrics;
     this.opts = opts;
+    this.isolation =
+      opts.workload.name === 'bank-audit'
+        ? new BranchIsolation(
+            p.kind,
+            opts.workload as BankAuditWorkload,
+            {
+              rng: this.rng,
+              now: () => this.now,
+              at: (time, run) => this.at(time, run),
+              hopMs: () => opts.network.rttMs / 2 + this.rng.exp(opts.network.jitterMs),
+              isUp: (service) => this.nodes.get(service)!.up,
+              running: () => this.clientsActive > 0,
+            },
+            opts.txns,
+          )
+        : null;
     specs.forEach((s, index) => {
       this.nodes.set(s.id, {
         ...s,
@@ -222,6 +278,7 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
         return;
       case 'reportSaga':
         this.checkers.reported(e.txn, e.outcome);
+        this.isolation?.reported(e.txn, e.outcome);
         this.send(node.id, e.client, { type: 'OUTCOME', txn: e.txn, outcome: e.outcome }, false);
         return;
       case 'resource':
@@ -307,6 +364,7 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   private observeDurable(node: SimNode, record: unknown): void {
     if (node.service !== null) {
       this.checkers.local(node.service, record as ServiceRecord, this.now);
+      this.isolation?.durable(node.service, record as ServiceRecord);
       return;
     }
     const r = record as {
@@ -370,6 +428,7 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     for (const [txn, outcome] of ends) {
       this.reportsReadFromLog++;
       this.checkers.reported(txn, outcome);
+      this.isolation?.reported(txn, outcome);
       this.send(node.id, clientId, { type: 'OUTCOME', txn, outcome }, false);
     }
   }
@@ -391,6 +450,7 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     }
     const b = this.opts.workload.next(this.rng, ++this.txnsStarted);
     this.bookings.set(b.id, b);
+    this.isolation?.invoked(b as Transfer);
     const w = this.opts.workload;
     const def = this.opts.protocol.kind === 'saga' ? w.sagaDefinition(b) : w.tccDefinition(b);
     this.waitingClients.set(b.id, this.now);
@@ -419,13 +479,14 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
   // -------------------------------------------------------------------- run
 
   run(): void {
+    this.isolation?.start();
     this.runPhases(this.opts.workload.options.concurrency, this.opts.livenessBoundMs);
     for (const node of this.nodes.values()) if (node.up) this.collectStats(node);
   }
 
   /** Rows of every service as its durable log rebuilds them. */
-  durableRows(): Map<BookingService, Map<string, number>> {
-    const out = new Map<BookingService, Map<string, number>>();
+  durableRows(): Map<string, Map<string, number>> {
+    const out = new Map<string, Map<string, number>>();
     for (const node of this.nodes.values()) {
       if (node.service === null) continue;
       const { state } = node.role.recover(node.id, incarnationConfig(node.config, node.epoch), node.durable);
@@ -451,10 +512,13 @@ export class BranchWorld extends SimKernel<SimNode, AnyEffect> {
     ).state;
     const q: Quiescence = {
       kind: this.opts.protocol.kind,
-      bookings: this.bookings,
+      workload: this.opts.workload.name,
+      // The booking checks read bookings; they run for the booking workload only.
+      bookings: this.bookings as ReadonlyMap<string, unknown> as ReadonlyMap<string, Booking>,
       rows,
       stuckInLog: this.opts.protocol.stuckIn(recovered),
-      initialTotal,
+      // Lost updates (bank-audit without a countermeasure) move the conserved total; by what they moved it is measured.
+      initialTotal: initialTotal + (this.isolation?.driftTotal ?? 0),
       finalTotal: this.total(rows),
     };
     return this.checkers.finish(q);

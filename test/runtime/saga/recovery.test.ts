@@ -4,13 +4,13 @@
 // forward or backward, with every business effect applied exactly once.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createSagaOrchestrator, openSagaLog, sagaIdFor } from '../../../src/runtime/saga/orchestrator.ts';
+import { runUntilCrashPoint } from '../../support/kill-at.ts';
 import { balances, openBank, transferSaga } from './crash.fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-saga-crash-'));
@@ -18,7 +18,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const fixture = fileURLToPath(new URL('./crash.fixture.ts', import.meta.url));
 
 /** Runs the fixture until it prints CRASH-POINT, then SIGKILLs it. */
-async function runAndKill(
+function runAndKill(
   logPath: string,
   bankPath: string,
   key: string,
@@ -26,30 +26,10 @@ async function runAndKill(
   crashAt: string,
   env: Record<string, string> = {},
 ) {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', fixture, logPath, bankPath, key, String(refuseFee)],
-    {
-      env: { ...process.env, DTX_FIXTURE_CRASH: crashAt, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
-    child.on('exit', (code, signal) => resolve(signal ?? code)),
-  );
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('CRASH-POINT')) resolve();
-    });
-    child.on('exit', () => reject(new Error(`fixture exited before its crash point: ${out}\n${err}`)));
+  return runUntilCrashPoint(fixture, [logPath, bankPath, key, String(refuseFee)], {
+    DTX_FIXTURE_CRASH: crashAt,
+    ...env,
   });
-  process.kill(child.pid!, 'SIGKILL');
-  assert.equal(await exited, 'SIGKILL');
-  return out;
 }
 
 test('SIGKILL after a branch committed, before its reply was logged: a new orchestrator completes the saga, each effect once', async () => {

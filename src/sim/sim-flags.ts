@@ -10,6 +10,7 @@ import type { SagaSimRequest } from './branch/run.ts';
 import type { OutboxSimRequest } from './outbox/run.ts';
 import { outboxProtocolNames, protocolNames, sagaProtocolNames } from './protocols.ts';
 import type { SimRequest } from './run.ts';
+import { readModes } from './isolation.ts';
 import { workloadNames } from './workloads.ts';
 
 /** The simulated worlds: atomic commit (./commit-world.ts), sagas/TCC (./branch/world.ts), outbox/inbox (./outbox/world.ts). */
@@ -63,7 +64,7 @@ export const simFlags: readonly SimFlag[] = [
   },
   {
     flag: '--workload <name>',
-    help: 'workload (default: toy; booking for saga and tcc)',
+    help: 'workload (default: toy; booking for saga and tcc); bank-audit and append read',
     value: { kind: 'choice', choices: [...workloadNames, 'booking'] },
     appliesTo: both,
     read: (req) => commit(req).workload ?? branch(req).workload,
@@ -178,6 +179,13 @@ export const simFlags: readonly SimFlag[] = [
     appliesTo: commitOnly,
     zeroIsAbsent: true,
     read: (req) => commit(req).readOnlyShare,
+  },
+  {
+    flag: '--reads <mode>',
+    help: 'bank-audit, append: what a read does (plain: latest committed value; locking: shared locks to the outcome; snapshot: read-only work reads one consistent cut)',
+    value: { kind: 'choice', choices: readModes },
+    appliesTo: both,
+    read: (req) => (req as { reads?: string }).reads,
   },
   {
     flag: '--loss <p>',

@@ -14,10 +14,11 @@
 //   (when there is one). A branch that writes nothing is read-only.
 
 import type { NodeId } from '../protocol/common/types.ts';
+import { isolationWorkloadNames } from './isolation.ts';
 import type { Prng } from './prng.ts';
 import type { Key, Op } from './resource.ts';
 
-export const workloadNames = ['toy', 'bank'] as const;
+export const workloadNames = ['toy', 'bank', ...isolationWorkloadNames] as const;
 export type WorkloadName = (typeof workloadNames)[number];
 
 export interface Workload {

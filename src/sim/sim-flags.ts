@@ -7,10 +7,10 @@
 
 import { acceptorFanouts } from '../protocol/paxos-commit/types.ts';
 import type { SagaSimRequest } from './branch/run.ts';
+import { readModes } from './isolation.ts';
 import type { OutboxSimRequest } from './outbox/run.ts';
 import { outboxProtocolNames, protocolNames, sagaProtocolNames } from './protocols.ts';
 import type { SimRequest } from './run.ts';
-import { readModes } from './isolation.ts';
 import { workloadNames } from './workloads.ts';
 
 /** The simulated worlds: atomic commit (./commit-world.ts), sagas/TCC (./branch/world.ts), outbox/inbox (./outbox/world.ts). */

@@ -7,6 +7,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../../render/trace.ts';
 import type { SagaSimRequest } from '../../sim/branch/run.ts';
+import { historyText, type ReadMode } from '../../sim/isolation.ts';
 import type { OutboxSimRequest } from '../../sim/outbox/run.ts';
 import type {
   OutboxProtocolName,
@@ -22,7 +23,9 @@ import { simFlagsNotFor, simOption, writeJson } from '../options.ts';
 
 export interface SimFlags {
   protocol: string;
-  workload?: 'toy' | 'bank' | 'booking';
+  workload?: 'toy' | 'bank' | 'bank-audit' | 'append' | 'booking';
+  reads?: ReadMode;
+  history?: string;
   txns: number;
   seed: number;
   faults?: number;
@@ -142,6 +145,7 @@ function commitRequest(flags: SimFlags): SimRequest {
   if (flags.failRates !== undefined) req.failRates = flags.failRates;
   if (flags.acceptorFailRate !== undefined) req.acceptorFailRate = flags.acceptorFailRate;
   if (flags.readOnlyShare !== undefined) req.readOnlyShare = flags.readOnlyShare;
+  if (flags.reads !== undefined) req.reads = flags.reads;
   if (scenario !== undefined) req.scenario = scenario;
   const problem = commitRequestProblem(req);
   if (problem !== undefined) throw new InvalidArgumentError(problem);
@@ -175,7 +179,12 @@ function simulateCommit(flags: SimFlags): void {
   const traceKind = flags.trace === undefined ? null : traceFileFor(flags.trace);
   const req = commitRequest(flags);
   if (traceKind !== null) req.trace = true;
-  const { report, trace } = runSim(req);
+  const { report, trace, history } = runSim(req);
+  if (flags.history !== undefined) {
+    if (history === null) throw new InvalidArgumentError('--history is for the append workload');
+    writeFileSync(flags.history, historyText(history));
+    process.stderr.write(`history written to ${flags.history}\n`);
+  }
   if (traceKind !== null && trace !== null && flags.trace !== undefined) {
     const options = {
       title: simCommand(req),
@@ -229,6 +238,10 @@ export function registerSimCommand(program: Command): void {
   command
     .option('--trace <file>', 'draw a space-time diagram of the run (.svg or .html)')
     .option('--trace-txn <id>', 'draw only this transaction (with --trace)')
+    .option(
+      '--history <file>',
+      "append workload: write the run's history (JSON lines, list-append; dtx check-history reads it)",
+    )
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SimFlags) => {
       const family = simFamilyOf(flags.protocol);

@@ -8,8 +8,10 @@
 //   node first tells a participant to commit (2PC, Paxos Commit and naive
 //   commit: COMMIT; 3PC: PRE_COMMIT, after which participants may commit on
 //   their own): that step waits, undone, until the fence admits it, and
-//   is then taken again from the node's state at that moment (cores are
-//   pure, so the world can compute a step and throw it away). The hold ends
+//   is then taken again from the node's state at that moment (as if its
+//   input had arrived later, which the network allows anyway). The cores
+//   update their state in place, so while commits are held back the world
+//   copies a node's state before each step, to put it back. The hold ends
 //   when every participant of the transaction has applied its outcome.
 // - A snapshot holds it exclusively while it opens a snapshot on every
 //   participant; a waiting snapshot goes before new commit phases.
@@ -43,6 +45,12 @@ export class SimCommitFence {
     /** Runs `run` as an event of its own at the current virtual time. */
     private readonly later: (run: () => void) => void,
   ) {}
+
+  /** Whether a commit phase starting now would have to wait (a snapshot waits or is being opened). */
+  holdsBackCommits(): boolean {
+    if (this.pendingGrant >= 0) return false;
+    return this.state.snapshotOpen || this.state.waiting.some((w) => w.kind === 'snapshot');
+  }
 
   isHeld(txn: string): boolean {
     return this.holds.has(txn);

@@ -308,8 +308,15 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
 
   protected step(node: SimNode, input: Input<unknown>): void {
     if (!node.up) return;
+    // The cores update their state in place: a step the fence may hold back needs a copy to undo it.
+    const before =
+      this.fence?.holdsBackCommits() && this.mayTellCommit(node) ? structuredClone(node.state) : undefined;
     const { state, effects } = node.spec.role.step(node.state, input);
-    if (this.fence !== null && !this.admit(node, input, effects)) return;
+    if (this.fence !== null && !this.admit(node, input, effects)) {
+      assert(before !== undefined, 'the fence held back a step while it admitted commits');
+      node.state = before;
+      return;
+    }
     node.state = state;
     const scenario = this.opts.scenario;
     if (
@@ -353,6 +360,15 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       if (input.type === 'timeout' && node.timers.has(input.timer)) return;
       this.step(node, input);
     });
+  }
+
+  /** Whether the node's core may send a participant what starts a commit phase (see SimProtocol.commitTells). */
+  private mayTellCommit(node: SimNode): boolean {
+    return (
+      node.spec.kind !== 'participant' ||
+      node.spec.id === this.coordinator ||
+      this.opts.protocol.participantsTellCommit === true
+    );
   }
 
   /** The crash model, but never more than `acceptorsDownMax` acceptors down at once. */

@@ -62,6 +62,8 @@ export interface SimProtocol {
    * holds (./commit-fence.ts).
    */
   commitTells: readonly string[];
+  /** Participants send those too (3PC's termination protocol); otherwise only the other nodes do. */
+  participantsTellCommit?: true;
   /** Transactions a participant's freshly recovered state considers in doubt. */
   inDoubt(participantState: unknown): Iterable<string>;
   /** True for the step at which a coordinator turns all YES votes into a decision. */
@@ -272,6 +274,7 @@ function threePc(options: ProtocolOptions): SimProtocol {
     participantConfig: config,
     recordInfo: (record) => ((record as ThreePcRecord).type === 'prepared' ? { prepared: true } : {}),
     commitTells: ['PRE_COMMIT', 'COMMIT'],
+    participantsTellCommit: true,
     inDoubt(state) {
       const s = state as { txns: Map<string, { phase: string }> };
       return [...s.txns].filter(([, t]) => t.phase !== 'working').map(([txn]) => txn);

@@ -3,9 +3,10 @@
 
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
+import { type IsolationWorkloadName, isIsolationWorkload, type ReadMode } from '../../sim/isolation.ts';
 import type { OutboxProtocolName, ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
-import { runSwarmOnWorkers } from '../../sim/swarm.ts';
+import { runSwarmOnWorkers, type SwarmIsolation } from '../../sim/swarm.ts';
 import type { SwarmFaultKinds } from '../../sim/swarm-faults.ts';
 import { swarmPoolLimits } from '../../sim/swarm-pool.ts';
 import { type SimFamily, simFamilyOf } from '../families.ts';
@@ -22,6 +23,8 @@ export interface SwarmFlags {
   colocated?: boolean;
   fanout?: AcceptorFanout;
   crashesOnly?: boolean;
+  workload?: string;
+  reads?: ReadMode;
   workers: number;
   json?: boolean;
 }
@@ -69,6 +72,20 @@ function printSwarm<S extends AnySwarmSummary>(
   if (failure !== null) process.exitCode = 1;
 }
 
+/** `--workload bank-audit|append` and `--reads`: a swarm of a workload that reads, instead of the bank's transfers. */
+function readingWorkload(flags: SwarmFlags): { workload?: IsolationWorkloadName; reads?: ReadMode } {
+  if (flags.workload === undefined) {
+    if (flags.reads !== undefined)
+      throw new InvalidArgumentError('--reads goes with --workload bank-audit or append');
+    return {};
+  }
+  if (!isIsolationWorkload(flags.workload))
+    throw new InvalidArgumentError(
+      `the swarm's --workload is bank-audit or append (the bank is the default)`,
+    );
+  return { workload: flags.workload, reads: flags.reads ?? 'plain' };
+}
+
 async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   const summary = await runSwarmOnWorkers(
     {
@@ -76,6 +93,7 @@ async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
       ...seedRange(flags, bar),
       protocolOptions: protocolOptions(flags),
       faultKinds: faultKinds(flags),
+      ...readingWorkload(flags),
     },
     flags.workers,
   );
@@ -87,8 +105,19 @@ async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
     (r) =>
       `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
       `${r.undecidedAfterHeal} undecided after heal, ${r.committed} committed / ${r.aborted} aborted / ${r.partial} partial ` +
-      `(committed share ${r.committedShare}) (${r.wallMs} ms)`,
+      `(committed share ${r.committedShare})${isolationLine(r.isolation)} (${r.wallMs} ms)`,
     true,
+  );
+}
+
+function isolationLine(i: SwarmIsolation | undefined): string {
+  if (i === undefined) return '';
+  const classes = Object.entries(i.anomalySeeds)
+    .map(([type, seeds]) => `${type} ${seeds}`)
+    .join(', ');
+  return (
+    `; ${i.reads} reads: ${i.inconsistentAudits} of ${i.audits} audits inconsistent (${i.inconsistentShare}), ` +
+    `${i.seedsWithAnomalies} seed(s) with anomalies${classes === '' ? '' : ` (${classes})`}`
   );
 }
 
@@ -157,6 +186,8 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--faster')))
     .addOption(simOption(simFlag('--colocated')))
     .addOption(simOption(simFlag('--fanout')))
+    .addOption(simOption(simFlag('--workload')))
+    .addOption(simOption(simFlag('--reads')))
     .option(
       '--crashes-only',
       'draw node crashes alone: no loss, partitions or failing writes, jitter at most 1 ms',

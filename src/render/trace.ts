@@ -277,6 +277,9 @@ function draw(trace: readonly TraceEvent[], options: TraceRenderOptions): string
       case 'outcome':
         drawOutcome(c, e, jobs);
         break;
+      case 'read':
+        drawRead(c, e, jobs);
+        break;
       case 'lock':
         break;
     }
@@ -929,6 +932,30 @@ function drawOutcome(c: Canvas, e: OutcomeEvent, jobs: LabelJobs): void {
         { x: x + 10, y: yv - 8, anchor: 'start' },
       ],
       `outt-${cls} h`,
+      11,
+    ),
+  );
+}
+
+/** What a transaction read at a participant (or its snapshot there): a small diamond and the values. */
+function drawRead(c: Canvas, e: Extract<TraceEvent, { kind: 'read' }>, jobs: LabelJobs): void {
+  const x = c.xOf(e.node);
+  const yv = c.axis.y(e.t);
+  c.glyphs.push(
+    `<path d="M${n1(x)} ${n1(yv - 5)} l5 5 l-5 5 l-5 -5 z" class="out-partial"><title>${esc(`${e.txn} read at ${e.node}: ${e.values}`)}</title></path>`,
+  );
+  c.placer.add({ x1: x - 6, y1: yv - 6, x2: x + 6, y2: yv + 6 });
+  jobs.late.push(() =>
+    label(
+      c,
+      `${e.txn} read ${e.values}`,
+      [
+        { x: x + 10, y: yv + 4, anchor: 'start' },
+        { x: x - 10, y: yv + 4, anchor: 'end' },
+        { x: x + 10, y: yv + 16, anchor: 'start' },
+        { x: x - 10, y: yv + 16, anchor: 'end' },
+      ],
+      'outt-partial h',
       11,
     ),
   );

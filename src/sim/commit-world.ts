@@ -731,8 +731,11 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
 
   private traceReads(node: SimNode, txn: string, reads: readonly ReadResult[]): void {
     if (this.opts.trace === null) return;
-    const values = reads.map((r) => `${r.key}=${r.list.length > 0 ? `[${r.list.join(',')}]` : r.value}`);
-    this.opts.trace.push({ t: this.now, kind: 'read', node: node.spec.id, txn, values: values.join(' ') });
+    // An audit's reads are drawn as their sum; list reads as the lists.
+    const values = reads.every((r) => r.list.length === 0)
+      ? `sum ${reads.reduce((sum, r) => sum + r.value, 0)}`
+      : reads.map((r) => `${r.key}=[${r.list.join(',')}]`).join(' ');
+    this.opts.trace.push({ t: this.now, kind: 'read', node: node.spec.id, txn, values });
   }
 
   private executed(node: SimNode, epoch: number, from: NodeId, msg: Extract<AppMsg, { type: 'exec' }>): void {

@@ -184,7 +184,8 @@ export const simFlags: readonly SimFlag[] = [
     flag: '--reads <mode>',
     help: 'bank-audit, append: what a read does (plain: latest committed value; locking: shared locks to the outcome; snapshot: read-only work reads one consistent cut)',
     value: { kind: 'choice', choices: readModes },
-    appliesTo: both,
+    // The shared contract names it for sagas and TCC too; their world takes it once it reads.
+    appliesTo: commitOnly,
     read: (req) => (req as { reads?: string }).reads,
   },
   {

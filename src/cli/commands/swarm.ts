@@ -121,9 +121,16 @@ function isolationLine(i: SwarmIsolation | undefined): string {
   );
 }
 
+/** The reading workloads run in the commit world only, so far. */
+function refuseReadingWorkload(flags: SwarmFlags): void {
+  if (flags.workload !== undefined || flags.reads !== undefined)
+    throw new InvalidArgumentError(`--workload and --reads do not apply to ${flags.protocol}`);
+}
+
 async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   // Commander has no per-protocol flags: the Paxos Commit ones are refused here as in sim.
   protocolOptions(flags);
+  refuseReadingWorkload(flags);
   const summary = await runSwarmOnWorkers(
     {
       protocol: flags.protocol as SagaProtocolName,
@@ -148,6 +155,7 @@ async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
 
 async function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   protocolOptions(flags);
+  refuseReadingWorkload(flags);
   if (flags.crashesOnly) throw new InvalidArgumentError('--crashes-only is for the commit and branch swarms');
   const summary = await runSwarmOnWorkers(
     {

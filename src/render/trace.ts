@@ -875,17 +875,30 @@ function drawCrash(c: Canvas, e: NodeEvent, down: Downtimes, jobs: LabelJobs): v
     span !== undefined && Number.isFinite(span[1])
       ? `${e.node} crashes (down ${fmtDuration(span[1] - span[0])})`
       : `${e.node} crashes`;
+  besideLane(c, jobs, x, yv, 12, text, 'crasht h');
+}
+
+/** A label beside a lane at `yv`: right or left of it, on the line or just below. */
+function besideLane(
+  c: Canvas,
+  jobs: LabelJobs,
+  x: number,
+  yv: number,
+  dx: number,
+  text: string,
+  cls: string,
+): void {
   jobs.late.push(() =>
     label(
       c,
       text,
       [
-        { x: x + 12, y: yv + 4, anchor: 'start' },
-        { x: x - 12, y: yv + 4, anchor: 'end' },
-        { x: x + 12, y: yv + 16, anchor: 'start' },
-        { x: x - 12, y: yv + 16, anchor: 'end' },
+        { x: x + dx, y: yv + 4, anchor: 'start' },
+        { x: x - dx, y: yv + 4, anchor: 'end' },
+        { x: x + dx, y: yv + 16, anchor: 'start' },
+        { x: x - dx, y: yv + 16, anchor: 'end' },
       ],
-      'crasht h',
+      cls,
       11,
     ),
   );
@@ -945,20 +958,7 @@ function drawRead(c: Canvas, e: Extract<TraceEvent, { kind: 'read' }>, jobs: Lab
     `<path d="M${n1(x)} ${n1(yv - 5)} l5 5 l-5 5 l-5 -5 z" class="out-partial"><title>${esc(`${e.txn} read at ${e.node}: ${e.values}`)}</title></path>`,
   );
   c.placer.add({ x1: x - 6, y1: yv - 6, x2: x + 6, y2: yv + 6 });
-  jobs.late.push(() =>
-    label(
-      c,
-      `${e.txn} read ${e.values}`,
-      [
-        { x: x + 10, y: yv + 4, anchor: 'start' },
-        { x: x - 10, y: yv + 4, anchor: 'end' },
-        { x: x + 10, y: yv + 16, anchor: 'start' },
-        { x: x - 10, y: yv + 16, anchor: 'end' },
-      ],
-      'outt-partial h',
-      11,
-    ),
-  );
+  besideLane(c, jobs, x, yv, 10, `${e.txn} read ${e.values}`, 'outt-partial h');
 }
 
 /** The notes under the picture: labels left out for lack of room, or that there was nothing to draw. */

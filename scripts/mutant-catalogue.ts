@@ -410,4 +410,22 @@ export const mutants: readonly Mutant[] = [
     rule: 'on SQLite, a handler that throws leaves neither its writes nor the barrier row',
     detector: barrierTest,
   },
+
+  // ---- reads in the commit world (src/sim: the resource model and the commit fence) ----
+  {
+    id: 'sim-snapshot-without-fence',
+    file: 'src/sim/commit-world.ts',
+    search: '    if (starts === undefined) return true;',
+    replace: '    return true;',
+    rule: 'a snapshot opens only while no commit phase runs (the commit fence holds back the ones that would start)',
+    detector: twoPc(200, ['--workload', 'bank-audit', '--reads', 'snapshot']),
+  },
+  {
+    id: 'sim-locking-read-takes-no-lock',
+    file: 'src/sim/resource.ts',
+    search: "if (this.readMode === 'locking' && row.holder !== txn",
+    replace: "if (this.readMode === 'plain' && row.holder !== txn",
+    rule: 'a locking read holds a shared lock until the outcome (strict two-phase locking)',
+    detector: twoPc(200, ['--workload', 'bank-audit', '--reads', 'locking']),
+  },
 ];

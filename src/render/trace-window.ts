@@ -14,7 +14,7 @@ export interface TraceRenderOptions {
   from?: number;
   /** End of a time window, in virtual ms. */
   to?: number;
-  /** Draw only this transaction's events, plus crashes and restarts during its life. */
+  /** Draw only this transaction's events (or those of several: `t3,t7`), plus crashes and restarts during their life. */
   focusTxn?: string;
   /** Width of the picture in pixels (default 1000). */
   widthPx?: number;
@@ -48,13 +48,18 @@ export function txnOf(e: TraceEvent): string | undefined {
     case 'lock':
     case 'rm':
     case 'outcome':
+    case 'read':
       return e.txn;
     default:
       return undefined;
   }
 }
 
-function mentions(e: TraceEvent, txn: string): boolean {
+function mentions(e: TraceEvent, txns: string): boolean {
+  return txns.split(',').some((txn) => mentionsOne(e, txn));
+}
+
+function mentionsOne(e: TraceEvent, txn: string): boolean {
   switch (e.kind) {
     case 'send':
       return tokens(e.msg).includes(txn);
@@ -63,6 +68,7 @@ function mentions(e: TraceEvent, txn: string): boolean {
     case 'lock':
     case 'rm':
     case 'outcome':
+    case 'read':
       return e.txn === txn;
     default:
       return false;

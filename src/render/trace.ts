@@ -277,6 +277,9 @@ function draw(trace: readonly TraceEvent[], options: TraceRenderOptions): string
       case 'outcome':
         drawOutcome(c, e, jobs);
         break;
+      case 'read':
+        drawRead(c, e, jobs);
+        break;
       case 'lock':
         break;
     }
@@ -872,17 +875,30 @@ function drawCrash(c: Canvas, e: NodeEvent, down: Downtimes, jobs: LabelJobs): v
     span !== undefined && Number.isFinite(span[1])
       ? `${e.node} crashes (down ${fmtDuration(span[1] - span[0])})`
       : `${e.node} crashes`;
+  besideLane(c, jobs, x, yv, 12, text, 'crasht h');
+}
+
+/** A label beside a lane at `yv`: right or left of it, on the line or just below. */
+function besideLane(
+  c: Canvas,
+  jobs: LabelJobs,
+  x: number,
+  yv: number,
+  dx: number,
+  text: string,
+  cls: string,
+): void {
   jobs.late.push(() =>
     label(
       c,
       text,
       [
-        { x: x + 12, y: yv + 4, anchor: 'start' },
-        { x: x - 12, y: yv + 4, anchor: 'end' },
-        { x: x + 12, y: yv + 16, anchor: 'start' },
-        { x: x - 12, y: yv + 16, anchor: 'end' },
+        { x: x + dx, y: yv + 4, anchor: 'start' },
+        { x: x - dx, y: yv + 4, anchor: 'end' },
+        { x: x + dx, y: yv + 16, anchor: 'start' },
+        { x: x - dx, y: yv + 16, anchor: 'end' },
       ],
-      'crasht h',
+      cls,
       11,
     ),
   );
@@ -932,6 +948,17 @@ function drawOutcome(c: Canvas, e: OutcomeEvent, jobs: LabelJobs): void {
       11,
     ),
   );
+}
+
+/** What a transaction read at a participant (or its snapshot there): a small diamond and the values. */
+function drawRead(c: Canvas, e: Extract<TraceEvent, { kind: 'read' }>, jobs: LabelJobs): void {
+  const x = c.xOf(e.node);
+  const yv = c.axis.y(e.t);
+  c.glyphs.push(
+    `<path d="M${n1(x)} ${n1(yv - 5)} l5 5 l-5 5 l-5 -5 z" class="out-partial"><title>${esc(`${e.txn} read at ${e.node}: ${e.values}`)}</title></path>`,
+  );
+  c.placer.add({ x1: x - 6, y1: yv - 6, x2: x + 6, y2: yv + 6 });
+  besideLane(c, jobs, x, yv, 10, `${e.txn} read ${e.values}`, 'outt-partial h');
 }
 
 /** The notes under the picture: labels left out for lack of room, or that there was nothing to draw. */

@@ -17,6 +17,8 @@
 //   and a client told `committed` sees every participant commit (checked at
 //   the end, as a participant may apply the commit after the client is told);
 // - liveness (at the end): every transaction final once faults stopped;
+// - isolation (reading workloads, with locking or snapshot reads): no audit
+//   saw a wrong total, and the run's history has no anomaly;
 // - chosen (consensus protocols): at most one value is ever chosen per
 //   instance. Every vote an acceptor sends is kept for the whole run — also
 //   after the acceptor crashed or overwrote it — and a value counts as chosen
@@ -41,7 +43,8 @@ export interface Violation {
     | 'conservation'
     | 'liveness'
     | 'invariant'
-    | 'chosen';
+    | 'chosen'
+    | 'isolation';
   txn: string;
   detail: string;
 }
@@ -179,6 +182,21 @@ export class Checkers {
         this.flag('durability', txn, `${node} recovered in doubt about a transaction it had committed`);
       }
     }
+  }
+
+  /**
+   * Whether some participant of `txn` has not applied an outcome yet
+   * (working, prepared, or never started); false for a transaction not registered.
+   */
+  unfinished(txn: string): boolean {
+    const t = this.txns.get(txn);
+    if (t === undefined) return false;
+    return t.states.some((code) => code === 0 || code === stateCode.working || code === stateCode.prepared);
+  }
+
+  /** Reads that promise serializability saw what no serial order shows (an atomic protocol only). */
+  isolation(txn: string, detail: string): void {
+    if (this.atomic) this.flag('isolation', txn, detail);
   }
 
   /** A protocol's own invariant broke (reported by the protocol's invariant function, e.g. Paxos acceptors). */

@@ -11,11 +11,23 @@
 // Everything that happens is decided by the seed: a run is reproducible byte
 // for byte (only wall-clock time differs). Checkers (./checkers.ts) watch
 // every state change; metrics are measured here.
+//
+// Reads (workloads bank-audit and append, `--reads`): plain and locking reads
+// are the resource model's (./resource.ts). With snapshot reads, a
+// transaction that only reads takes no part in the commit protocol: its client
+// takes the commit fence (./commit-fence.ts), opens a snapshot on each
+// participant (the committed values at that moment), lets the fence go and
+// reads; read-write transactions read with locks, and none of their branches
+// leaves at PREPARE, so that their read locks last until the outcome (strict
+// two-phase locking: a read lock released at PREPARE would let a writer
+// commit, and a snapshot see it, before the reader's own writes commit).
 
 import { assert } from '../protocol/common/assert.ts';
 import { AfterPersistSequencer, type SequencedWrite } from '../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId, Outcome } from '../protocol/common/types.ts';
 import { Checkers } from './checkers.ts';
+import { SimCommitFence } from './commit-fence.ts';
+import type { HistoryOp, ReadMode } from './isolation.ts';
 import {
   clientId,
   type FaultOptions,
@@ -26,7 +38,7 @@ import {
   SimKernel,
 } from './kernel.ts';
 import type { NodeSpec, SimProtocol } from './protocols.ts';
-import { type Op, ResourceModel } from './resource.ts';
+import { type Op, type ReadResult, ResourceModel, writes } from './resource.ts';
 import type { Workload } from './workloads.ts';
 
 export type { FaultOptions, NetworkOptions } from './kernel.ts';
@@ -63,6 +75,8 @@ export interface CommitWorldOptions {
   clientThinkMs: number;
   /** When set, every event worth drawing is appended here (for space-time pictures). */
   trace: TraceEvent[] | null;
+  /** What reads do (workloads that read; plain otherwise). */
+  reads: ReadMode;
 }
 
 export type TraceEvent =
@@ -71,7 +85,9 @@ export type TraceEvent =
   | { t: number; kind: 'crash' | 'restart'; node: NodeId }
   | { t: number; kind: 'lock'; node: NodeId; txn: string; heldFrom: number }
   | { t: number; kind: 'rm'; node: NodeId; txn: string; state: string }
-  | { t: number; kind: 'outcome'; txn: string; outcome: Outcome };
+  | { t: number; kind: 'outcome'; txn: string; outcome: Outcome }
+  /** A transaction's reads at one participant (or its snapshot there): what it saw. */
+  | { t: number; kind: 'read'; node: NodeId; txn: string; values: string };
 
 type AnyEffect = Effect<unknown, unknown>;
 
@@ -111,11 +127,27 @@ interface ClientTxn {
   failed: boolean;
   commitRequestedAt: number;
   done: boolean;
+  /** Every op reads (an audit, a read-only append transaction). */
+  readOnly: boolean;
+  /** What its reads returned so far. */
+  reads: ReadResult[];
+  /** With snapshot reads, a read-only transaction's fence request (-1: none). */
+  snapshotRequest: number;
 }
 
 type AppMsg =
-  | { type: 'exec'; txn: string; age: number; ops: Op[]; coordinator: NodeId }
-  | { type: 'execReply'; txn: string; node: NodeId; ok: boolean }
+  | {
+      type: 'exec';
+      txn: string;
+      age: number;
+      ops: Op[];
+      coordinator: NodeId;
+      /** False: a branch of a transaction that writes elsewhere, which must not leave at PREPARE. */
+      mayLeave?: false;
+    }
+  | { type: 'execReply'; txn: string; node: NodeId; ok: boolean; reads?: readonly ReadResult[] }
+  | { type: 'openSnapshot'; txn: string; ops: Op[] }
+  | { type: 'snapshot'; txn: string; node: NodeId; reads: ReadResult[] }
   | { type: 'abandon'; txn: string }
   | { type: 'begin'; txn: string; participants: NodeId[] }
   | { type: 'outcome'; txn: string; outcome: Outcome };
@@ -128,6 +160,16 @@ const evClientExecTimeout = firstOwnEventKind + 2;
 const evClientOutcomeTimeout = firstOwnEventKind + 3;
 /** Records a log holds before the first checkpoint; later ones come when it doubles. */
 const logCompactionMin = 4096;
+
+/** What the reading workloads measured. */
+export interface IsolationTally {
+  audits: number;
+  inconsistentAudits: number;
+  /** The first few inconsistent audits, for reports: transaction and total seen. */
+  wrongAudits: { txn: string; total: number }[];
+  /** The recorded history (append), or null. */
+  history: HistoryOp[] | null;
+}
 
 export interface CommitWorldMetrics {
   commitLatencyMs: number[];
@@ -150,6 +192,11 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   private txnsStarted = 0;
   private scenarioFired = false;
   readonly opts: CommitWorldOptions;
+  /** The commit fence, with snapshot reads. */
+  readonly fence: SimCommitFence | null;
+  readonly isolation: IsolationTally;
+  /** The conserved total the audits compare with. */
+  private readonly initialTotal: number;
 
   constructor(opts: CommitWorldOptions) {
     const extra = opts.protocol.nodes(opts.workload.participants);
@@ -212,26 +259,38 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
         pinnedRestart: false,
       };
       if (spec.kind === 'participant') {
-        node.resource = new ResourceModel(opts.workload.initialRows(spec.id), {
-          now: () => this.now,
-          wound: (txn) => this.at(this.now, () => this.step(node, { type: 'wounded', txn })),
-          lockReleased: (txn, heldMs) => {
-            this.metrics.lockHeldMs.push(heldMs);
-            if (this.opts.trace)
-              this.opts.trace.push({
-                t: this.now,
-                kind: 'lock',
-                node: spec.id,
-                txn,
-                heldFrom: this.now - heldMs,
-              });
+        node.resource = new ResourceModel(
+          opts.workload.initialRows(spec.id),
+          {
+            now: () => this.now,
+            wound: (txn) => this.at(this.now, () => this.step(node, { type: 'wounded', txn })),
+            lockReleased: (txn, heldMs) => {
+              this.metrics.lockHeldMs.push(heldMs);
+              if (this.opts.trace)
+                this.opts.trace.push({
+                  t: this.now,
+                  kind: 'lock',
+                  node: spec.id,
+                  txn,
+                  heldFrom: this.now - heldMs,
+                });
+            },
+            queued: () => this.metrics.queuedBehindLocks++,
+            waited: (ms) => this.metrics.lockWaitMs.push(ms),
           },
-          queued: () => this.metrics.queuedBehindLocks++,
-          waited: (ms) => this.metrics.lockWaitMs.push(ms),
-        });
+          opts.reads === 'plain' ? 'plain' : 'locking',
+        );
       }
       this.nodes.set(spec.id, node);
     });
+    this.fence = opts.reads === 'snapshot' ? new SimCommitFence((run) => this.at(this.now, run)) : null;
+    this.isolation = {
+      audits: 0,
+      inconsistentAudits: 0,
+      wrongAudits: [],
+      history: opts.workload.name === 'append' ? [] : null,
+    };
+    this.initialTotal = this.total();
   }
 
   // ------------------------------------------------------------------ steps
@@ -249,7 +308,15 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
 
   protected step(node: SimNode, input: Input<unknown>): void {
     if (!node.up) return;
+    // The cores update their state in place: a step the fence may hold back needs a copy to undo it.
+    const before =
+      this.fence?.holdsBackCommits() && this.mayTellCommit(node) ? structuredClone(node.state) : undefined;
     const { state, effects } = node.spec.role.step(node.state, input);
+    if (this.fence !== null && !this.admit(node, input, effects)) {
+      assert(before !== undefined, 'the fence held back a step while it admitted commits');
+      node.state = before;
+      return;
+    }
     node.state = state;
     const scenario = this.opts.scenario;
     if (
@@ -265,6 +332,43 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     }
     this.execute(node, effects, true);
     if (this.opts.protocol.invariants !== undefined) this.checkInvariants(input);
+  }
+
+  /**
+   * The commit fence: a step that starts a transaction's commit phase may
+   * go on only once the fence admits it; until then it is not taken (the
+   * node's state stays as it was), and it is taken again, from the node's
+   * state then, when the fence lets commits through.
+   */
+  private admit(node: SimNode, input: Input<unknown>, effects: readonly AnyEffect[]): boolean {
+    const fence = this.fence!;
+    const tells = this.opts.protocol.commitTells;
+    let starts: string | undefined;
+    for (const e of effects) {
+      if (e.type !== 'send' && e.type !== 'sendAfterPersist') continue;
+      const msg = e.msg as { type?: string; txn?: string };
+      if (msg.txn === undefined || !tells.includes(msg.type ?? '')) continue;
+      if (msg.txn === starts || fence.isHeld(msg.txn) || !this.checkers.unfinished(msg.txn)) continue;
+      assert(starts === undefined, 'one step starts the commit phase of one transaction at most');
+      starts = msg.txn;
+    }
+    if (starts === undefined) return true;
+    const epoch = node.epoch;
+    return fence.enterCommit(starts, () => {
+      if (node.epoch !== epoch || !node.up) return;
+      // A timer armed again meanwhile supersedes the expiry that waited.
+      if (input.type === 'timeout' && node.timers.has(input.timer)) return;
+      this.step(node, input);
+    });
+  }
+
+  /** Whether the node's core may send a participant what starts a commit phase (see SimProtocol.commitTells). */
+  private mayTellCommit(node: SimNode): boolean {
+    return (
+      node.spec.kind !== 'participant' ||
+      node.spec.id === this.coordinator ||
+      this.opts.protocol.participantsTellCommit === true
+    );
   }
 
   /** The crash model, but never more than `acceptorsDownMax` acceptors down at once. */
@@ -352,6 +456,8 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     }
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'rm', node: node.spec.id, txn, state });
     this.checkers.rm(txn, node.spec.id, state);
+    if (this.fence !== null && state !== 'working' && state !== 'prepared' && !this.checkers.unfinished(txn))
+      this.fence.finished(txn);
   }
 
   // ------------------------------------------------------------------- disk
@@ -478,6 +584,8 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     const id = `t${seq}`;
     const ops = this.opts.workload.next(this.rng);
     const participants = [...ops.keys()];
+    const reading = this.opts.workload.reads === true;
+    const readOnly = reading && [...ops.values()].every((list) => list.every((op) => op.read === true));
     const t: ClientTxn = {
       id,
       age: seq,
@@ -487,30 +595,79 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       failed: false,
       commitRequestedAt: -1,
       done: false,
+      readOnly,
+      reads: [],
+      snapshotRequest: -1,
     };
     this.clientTxns.set(id, t);
+    this.recordHistory(t, 'invoke');
+    this.schedule(this.now + this.opts.clientExecTimeoutMs, evClientExecTimeout, null, 0).a = t;
+    if (readOnly && this.fence !== null) return this.startSnapshot(t);
     this.checkers.register(id, participants);
     for (const p of participants) {
       this.send(
         clientId,
         p,
-        { type: 'exec', txn: id, age: seq, ops: ops.get(p)!, coordinator: this.coordinator },
+        {
+          type: 'exec',
+          txn: id,
+          age: seq,
+          ops: ops.get(p)!,
+          coordinator: this.coordinator,
+          ...(reading && !readOnly ? { mayLeave: false as const } : {}),
+        },
         false,
       );
     }
-    this.schedule(this.now + this.opts.clientExecTimeoutMs, evClientExecTimeout, null, 0).a = t;
+  }
+
+  /** Snapshot reads: take the fence, open a snapshot on every participant, let the fence go. */
+  private startSnapshot(t: ClientTxn): void {
+    t.snapshotRequest = this.fence!.requestSnapshot(() => {
+      if (t.done) return;
+      for (const p of t.participants)
+        this.send(clientId, p, { type: 'openSnapshot', txn: t.id, ops: t.ops.get(p)! }, false);
+    });
   }
 
   private abandon(t: ClientTxn): void {
     t.failed = true;
     t.done = true;
-    for (const p of t.participants) this.send(clientId, p, { type: 'abandon', txn: t.id }, false);
+    if (t.snapshotRequest >= 0) this.fence!.endSnapshot(t.snapshotRequest);
+    else for (const p of t.participants) this.send(clientId, p, { type: 'abandon', txn: t.id }, false);
+    this.recordHistory(t, 'fail');
     this.clientTxns.delete(t.id);
     this.nextClientTxn();
   }
 
-  private finishClientTxn(t: ClientTxn): void {
+  /** What a reading workload records when a transaction ends: the audit's verdict, the history's completion. */
+  private recordHistory(t: ClientTxn, type: HistoryOp['type']): void {
+    if (type === 'ok' && t.readOnly && this.opts.workload.name === 'bank-audit') {
+      let total = 0;
+      for (const r of t.reads) total += r.value;
+      const iso = this.isolation;
+      iso.audits++;
+      if (total !== this.initialTotal) {
+        iso.inconsistentAudits++;
+        if (iso.wrongAudits.length < 5) iso.wrongAudits.push({ txn: t.id, total });
+      }
+    }
+    const history = this.isolation.history;
+    if (history === null) return;
+    const ops: Op[] = [];
+    for (const list of t.ops.values()) ops.push(...list);
+    ops.sort((a, b) => a.seq! - b.seq!);
+    const value: HistoryOp['value'] = ops.map((op) => {
+      if (op.append !== undefined) return ['append', Number(op.key), op.append];
+      const read = type === 'ok' ? t.reads.find((r) => r.seq === op.seq) : undefined;
+      return ['r', Number(op.key), read === undefined ? null : read.list.slice()];
+    });
+    history.push({ index: history.length, process: t.age, type, value });
+  }
+
+  private finishClientTxn(t: ClientTxn, type: 'ok' | 'fail' | 'info'): void {
     if (t.done) return;
+    this.recordHistory(t, type);
     t.done = true;
     this.clientTxns.delete(t.id);
     this.nextClientTxn();
@@ -524,8 +681,15 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     const msg = message as AppMsg;
     const t = this.clientTxns.get(msg.txn);
     if (t === undefined || t.done) return;
-    if (msg.type === 'execReply') {
+    if (msg.type === 'snapshot') {
+      if (!t.pendingExec.delete(msg.node)) return;
+      t.reads.push(...msg.reads);
+      if (t.pendingExec.size > 0) return;
+      this.fence!.endSnapshot(t.snapshotRequest);
+      this.finishClientTxn(t, 'ok');
+    } else if (msg.type === 'execReply') {
       if (!msg.ok) return this.abandon(t);
+      if (msg.reads !== undefined && t.pendingExec.has(msg.node)) t.reads.push(...msg.reads);
       t.pendingExec.delete(msg.node);
       if (t.pendingExec.size > 0 || t.commitRequestedAt >= 0) return;
       t.commitRequestedAt = this.now;
@@ -541,22 +705,47 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       if (msg.outcome === 'committed') this.metrics.commitLatencyMs.push(this.now - t.commitRequestedAt);
       if (this.opts.trace)
         this.opts.trace.push({ t: this.now, kind: 'outcome', txn: t.id, outcome: msg.outcome });
-      this.finishClientTxn(t);
+      this.finishClientTxn(
+        t,
+        msg.outcome === 'committed' ? 'ok' : msg.outcome === 'aborted' ? 'fail' : 'info',
+      );
     }
   }
 
-  private execReply(node: SimNode, epoch: number, to: NodeId, txn: string, ok: boolean): void {
-    if (node.epoch === epoch)
-      this.send(node.spec.id, to, { type: 'execReply', txn, ok, node: node.spec.id }, false);
+  private execReply(
+    node: SimNode,
+    epoch: number,
+    to: NodeId,
+    txn: string,
+    ok: boolean,
+    reads?: readonly ReadResult[],
+  ): void {
+    if (node.epoch !== epoch) return;
+    const msg: AppMsg = { type: 'execReply', txn, ok, node: node.spec.id };
+    if (reads !== undefined && reads.length > 0) {
+      msg.reads = reads;
+      this.traceReads(node, txn, reads);
+    }
+    this.send(node.spec.id, to, msg, false);
+  }
+
+  private traceReads(node: SimNode, txn: string, reads: readonly ReadResult[]): void {
+    if (this.opts.trace === null) return;
+    // An audit's reads are drawn as their sum; list reads as the lists.
+    const values = reads.every((r) => r.list.length === 0)
+      ? `sum ${reads.reduce((sum, r) => sum + r.value, 0)}`
+      : reads.map((r) => `${r.key}=[${r.list.join(',')}]`).join(' ');
+    this.opts.trace.push({ t: this.now, kind: 'read', node: node.spec.id, txn, values });
   }
 
   private executed(node: SimNode, epoch: number, from: NodeId, msg: Extract<AppMsg, { type: 'exec' }>): void {
     if (node.epoch !== epoch || !node.resource!.has(msg.txn)) return;
     this.observeRm(node, msg.txn, 'working');
     // A branch that changes nothing is read-only; a core that votes read-only lets it leave at PREPARE.
-    const readOnly = msg.ops.every((op) => op.delta === 0);
+    const readOnly = msg.ops.every((op) => !writes(op)) && msg.mayLeave !== false;
+    const reads = node.resource!.readsOf(msg.txn);
     this.step(node, { type: 'executed', txn: msg.txn, coordinator: msg.coordinator, readOnly });
-    this.execReply(node, epoch, from, msg.txn, true);
+    this.execReply(node, epoch, from, msg.txn, true, reads);
   }
 
   private onAppMessage(node: SimNode, from: NodeId, msg: AppMsg): void {
@@ -591,6 +780,17 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       case 'begin':
         this.step(node, { type: 'begin', txn: msg.txn, participants: msg.participants, client: from });
         return;
+      case 'openSnapshot': {
+        const model = node.resource;
+        if (model === null) return;
+        // The snapshot is the committed state now; the reads may come any time later and see just this.
+        const reads = msg.ops.map(
+          (op): ReadResult => ({ key: op.key, seq: op.seq ?? 0, ...model.committed(op.key) }),
+        );
+        this.traceReads(node, msg.txn, reads);
+        this.send(node.spec.id, from, { type: 'snapshot', txn: msg.txn, node: node.spec.id, reads }, false);
+        return;
+      }
       default:
         return;
     }
@@ -617,7 +817,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
         return;
       }
       case evClientOutcomeTimeout:
-        return this.finishClientTxn(ev.a as ClientTxn);
+        return this.finishClientTxn(ev.a as ClientTxn, 'info');
     }
   }
 

@@ -55,6 +55,15 @@ export interface SimProtocol {
   participantRole: AnyRole;
   participantConfig: unknown;
   recordInfo(record: unknown): RecordInfo;
+  /**
+   * The message types that tell a participant to commit (or, in 3PC, after
+   * which it may commit on its own): a step that sends one starts the
+   * transaction's commit phase, which the commit fence of snapshot reads
+   * holds (./commit-fence.ts).
+   */
+  commitTells: readonly string[];
+  /** Participants send those too (3PC's termination protocol); otherwise only the other nodes do. */
+  participantsTellCommit?: true;
   /** Transactions a participant's freshly recovered state considers in doubt. */
   inDoubt(participantState: unknown): Iterable<string>;
   /** True for the step at which a coordinator turns all YES votes into a decision. */
@@ -145,6 +154,7 @@ function naive(options: ProtocolOptions): SimProtocol {
     participantRole: naiveParticipant,
     participantConfig: config,
     recordInfo: () => ({}),
+    commitTells: ['COMMIT'],
     inDoubt: () => [],
     // Nothing naive commit writes is read back: recovery starts empty.
     compact: () => [],
@@ -167,6 +177,7 @@ function twoPc(options: ProtocolOptions): SimProtocol {
       if (r.type === 'commit') return { decision: 'commit' };
       return {};
     },
+    commitTells: ['COMMIT'],
     inDoubt(state) {
       const s = state as { txns: Map<string, { phase: string }> };
       return [...s.txns].filter(([, t]) => t.phase === 'prepared').map(([txn]) => txn);
@@ -226,6 +237,8 @@ function paxosCommit(options: ProtocolOptions): SimProtocol {
     recordInfo(record) {
       return (record as PaxosCommitRecord).type === 'prepared' ? { prepared: true } : {};
     },
+    // With `faster`, RMs learn the outcome from the acceptors' phase 2b, past any fence: snapshot reads refuse it.
+    commitTells: ['COMMIT'],
     inDoubt(state) {
       const rm = (state as PaxosNodeState).rm;
       return rm === null ? [] : [...rm.txns].filter(([, t]) => t.phase === 'prepared').map(([txn]) => txn);
@@ -260,6 +273,8 @@ function threePc(options: ProtocolOptions): SimProtocol {
     participantRole: threePcParticipant,
     participantConfig: config,
     recordInfo: (record) => ((record as ThreePcRecord).type === 'prepared' ? { prepared: true } : {}),
+    commitTells: ['PRE_COMMIT', 'COMMIT'],
+    participantsTellCommit: true,
     inDoubt(state) {
       const s = state as { txns: Map<string, { phase: string }> };
       return [...s.txns].filter(([, t]) => t.phase !== 'working').map(([txn]) => txn);

@@ -14,13 +14,46 @@
 // exactly 2PC's blocking, and the queue behind a prepared transaction is what
 // the simulator measures. It cannot deadlock either, because a prepared
 // transaction has finished taking locks everywhere and waits for nothing local.
+//
+// Reads (the bank-audit and append workloads) come in two modes. A `plain`
+// read returns the row's latest committed value and takes no lock. A
+// `locking` read takes a shared lock, held like a write lock until the
+// transaction commits or aborts here (strict two-phase locking): readers
+// share a row, a writer needs it alone. The deadlock rule stays wound-wait,
+// over shared and exclusive holders alike: an older requester wounds every
+// younger, unprepared holder it conflicts with, a younger one waits, so waits
+// still point only from younger to older and no cycle can form. (The runtime
+// cannot see the age of a lock's holder in PostgreSQL or MariaDB, and orders
+// resources instead; the simulator sees everything, and keeps the rule it
+// already had.) Every read sees the transaction's own earlier writes to the
+// row. Rows also hold a list, for the append workload's list-append ops.
 
 export type Key = string;
 
 export interface Op {
   key: Key;
+  /** Added to the row's value at commit (0 for reads and appends). */
   delta: number;
+  /** A read, plain or locking as the model's read mode says (delta 0). */
+  read?: true;
+  /** List-append: appended to the row's list at commit (delta 0). */
+  append?: number;
+  /** Position of the op among its transaction's micro-ops (the history's order). */
+  seq?: number;
 }
+
+/** Whether an op changes its row: a delta or an append. */
+export const writes = (op: Op): boolean => op.delta !== 0 || op.append !== undefined;
+
+/** What a read returned. */
+export interface ReadResult {
+  key: Key;
+  seq: number;
+  value: number;
+  list: readonly number[];
+}
+
+export type LockReadMode = 'plain' | 'locking';
 
 interface LocalTxn {
   age: number;
@@ -28,6 +61,9 @@ interface LocalTxn {
   /** Index of the next op whose lock is not yet held. */
   next: number;
   held: Key[];
+  /** Rows it holds a shared lock on. */
+  shared: Key[];
+  reads: ReadResult[];
   firstLockAt: number;
   prepared: boolean;
   executed: boolean;
@@ -39,7 +75,10 @@ interface LocalTxn {
 
 interface Row {
   value: number;
+  list: number[];
   holder: string | null;
+  /** Shared holders (locking reads). */
+  readers: string[];
   /** Waiting transactions, oldest first. */
   queue: string[];
 }
@@ -67,14 +106,16 @@ export class ResourceModel {
   constructor(
     initial: ReadonlyMap<Key, number>,
     private readonly hooks: ResourceHooks,
+    private readonly readMode: LockReadMode = 'locking',
   ) {
-    for (const [key, value] of initial) this.rows.set(key, { value, holder: null, queue: [] });
+    for (const [key, value] of initial)
+      this.rows.set(key, { value, list: [], holder: null, readers: [], queue: [] });
   }
 
   private row(key: Key): Row {
     let r = this.rows.get(key);
     if (r === undefined) {
-      r = { value: 0, holder: null, queue: [] };
+      r = { value: 0, list: [], holder: null, readers: [], queue: [] };
       this.rows.set(key, r);
     }
     return r;
@@ -93,6 +134,8 @@ export class ResourceModel {
       ops,
       next: 0,
       held: [],
+      shared: [],
+      reads: [],
       firstLockAt: -1,
       prepared: false,
       executed: false,
@@ -107,32 +150,31 @@ export class ResourceModel {
     const t = this.txns.get(txn);
     if (t === undefined) return;
     while (t.next < t.ops.length) {
-      const key = t.ops[t.next]!.key;
+      const op = t.ops[t.next]!;
+      const key = op.key;
       const row = this.row(key);
-      if (row.holder === txn) {
+      if (op.read === true) {
+        if (this.readMode === 'locking' && row.holder !== txn && !row.readers.includes(txn)) {
+          if (!this.mayTake(row, txn, t, false)) return;
+          row.readers.push(txn);
+          t.shared.push(key);
+          if (t.firstLockAt < 0) t.firstLockAt = this.hooks.now();
+        }
+        t.reads.push(this.readOf(row, t, op));
         t.next++;
         continue;
       }
-      if (row.holder !== null) {
-        const holder = this.txns.get(row.holder)!;
-        if (t.age < holder.age && !holder.prepared) {
-          this.woundHolder(row.holder, holder);
-        }
+      if (row.holder === txn && row.readers.length === 0) {
+        t.next++;
+        continue;
       }
-      if (row.holder !== null) {
-        if (!row.queue.includes(txn)) {
-          this.enqueue(row, txn, t.age);
-          this.hooks.queued(txn);
-          if (t.waitingSince < 0) t.waitingSince = this.hooks.now();
-        }
-        return;
+      if (!this.mayTake(row, txn, t, true)) return;
+      if (row.holder !== txn) {
+        row.holder = txn;
+        t.held.push(key);
       }
-      if (t.waitingSince >= 0) {
-        this.hooks.waited(this.hooks.now() - t.waitingSince);
-        t.waitingSince = -1;
-      }
-      row.holder = txn;
-      t.held.push(key);
+      // An upgrade: its own shared lock is part of the exclusive one now.
+      if (row.readers.length > 0) row.readers = row.readers.filter((r) => r !== txn);
       if (t.firstLockAt < 0) t.firstLockAt = this.hooks.now();
       t.next++;
     }
@@ -140,6 +182,66 @@ export class ResourceModel {
       t.executed = true;
       t.onGranted();
     }
+  }
+
+  /**
+   * Wound-wait for one lock request: wounds the younger, unprepared holders
+   * it conflicts with; true when nothing conflicts any more (the lock may be
+   * taken), else the request waits in the row's queue.
+   */
+  private mayTake(row: Row, txn: string, t: LocalTxn, exclusive: boolean): boolean {
+    if (row.holder !== null && row.holder !== txn) {
+      const holder = this.txns.get(row.holder)!;
+      if (t.age < holder.age && !holder.prepared) {
+        this.woundHolder(row.holder, holder);
+      }
+    }
+    if (exclusive && row.readers.length > 0) {
+      for (const r of row.readers.slice()) {
+        if (r === txn) continue;
+        const reader = this.txns.get(r);
+        if (reader !== undefined && t.age < reader.age && !reader.prepared) this.woundHolder(r, reader);
+      }
+    }
+    const blocked =
+      (row.holder !== null && row.holder !== txn) || (exclusive && row.readers.some((r) => r !== txn));
+    if (blocked) {
+      if (!row.queue.includes(txn)) {
+        this.enqueue(row, txn, t.age);
+        this.hooks.queued(txn);
+        if (t.waitingSince < 0) t.waitingSince = this.hooks.now();
+      }
+      return false;
+    }
+    if (t.waitingSince >= 0) {
+      this.hooks.waited(this.hooks.now() - t.waitingSince);
+      t.waitingSince = -1;
+    }
+    return true;
+  }
+
+  /** A read's result: the committed row with the transaction's own earlier writes to it. */
+  private readOf(row: Row, t: LocalTxn, op: Op): ReadResult {
+    let value = row.value;
+    const list = row.list.slice();
+    for (let i = 0; i < t.next; i++) {
+      const own = t.ops[i]!;
+      if (own.key !== op.key) continue;
+      value += own.delta;
+      if (own.append !== undefined) list.push(own.append);
+    }
+    return { key: op.key, seq: op.seq ?? t.next, value, list };
+  }
+
+  /** What the transaction's reads returned here, in the order they ran. */
+  readsOf(txn: string): readonly ReadResult[] {
+    return this.txns.get(txn)?.reads ?? [];
+  }
+
+  /** The committed state of `key`: what a snapshot opened now reads. */
+  committed(key: Key): { value: number; list: readonly number[] } {
+    const row = this.rows.get(key);
+    return row === undefined ? { value: 0, list: [] } : { value: row.value, list: row.list.slice() };
   }
 
   private enqueue(row: Row, txn: string, age: number): void {
@@ -194,7 +296,12 @@ export class ResourceModel {
     this.txns.delete(txn);
     this.ended.add(txn);
     if (t.waitingSince >= 0) this.hooks.waited(this.hooks.now() - t.waitingSince);
-    if (apply) for (const op of t.ops) this.row(op.key).value += op.delta;
+    if (apply)
+      for (const op of t.ops) {
+        const row = this.row(op.key);
+        row.value += op.delta;
+        if (op.append !== undefined) row.list.push(op.append);
+      }
     // Remove from any wait queue it sits in (it may be waiting for its next op's lock).
     if (t.next < t.ops.length) {
       const row = this.rows.get(t.ops[t.next]!.key);
@@ -208,11 +315,41 @@ export class ResourceModel {
     for (const key of t.held) {
       const row = this.rows.get(key)!;
       row.holder = null;
-      const waiter = row.queue.shift();
-      if (waiter !== undefined) wake.push(waiter);
+      this.wakeRow(row, wake);
+    }
+    for (const key of t.shared) {
+      const row = this.rows.get(key)!;
+      const i = row.readers.indexOf(txn);
+      if (i < 0) continue; // upgraded: released with the exclusive lock
+      row.readers.splice(i, 1);
+      this.wakeRow(row, wake);
     }
     for (const w of wake) this.advance(w);
     return true;
+  }
+
+  /**
+   * Takes off the row's queue the waiters that may now have it: the first
+   * one, if nothing it conflicts with holds the row, and while it is a
+   * reader, the readers right behind it. (Without locking reads this is the
+   * first waiter once the holder left, as it always was.)
+   */
+  private wakeRow(row: Row, wake: string[]): void {
+    while (row.queue.length > 0) {
+      const w = row.queue[0]!;
+      const wt = this.txns.get(w);
+      if (wt === undefined) {
+        row.queue.shift();
+        wake.push(w);
+        return;
+      }
+      const reading = wt.ops[wt.next]?.read === true;
+      if (row.holder !== null && row.holder !== w) return;
+      if (!reading && row.readers.some((r) => r !== w)) return;
+      row.queue.shift();
+      wake.push(w);
+      if (!reading) return;
+    }
   }
 
   total(filter: (key: Key) => boolean): number {

@@ -3,10 +3,12 @@
 // request alone.
 
 import { performance } from 'node:perf_hooks';
+import { checkHistoryOps } from '../history/check.ts';
 import type { NodeId } from '../protocol/common/types.ts';
 import { isSagaRequest, runSagaSim, type SagaSimRequest, type SagaSimRun } from './branch/run.ts';
 import type { Violation } from './checkers.ts';
 import { CommitWorld, type CommitWorldOptions, type TraceEvent } from './commit-world.ts';
+import type { HistoryOp, IsolationReport, ReadMode } from './isolation.ts';
 import { type FaultSettings, networkAndFaults, worldDefaults } from './kernel.ts';
 import { isOutboxRequest, type OutboxSimRequest, type OutboxSimRun, runOutboxSim } from './outbox/run.ts';
 import {
@@ -18,6 +20,8 @@ import {
 } from './protocols.ts';
 import { round3, type Summary, summarize } from './stats.ts';
 import {
+  appendWorkload,
+  bankAuditWorkload,
   bankWorkload,
   defaultBankOptions,
   toyWorkload,
@@ -44,6 +48,8 @@ export interface SimRequest extends FaultSettings {
   acceptorFailRate?: number;
   /** Bank workload: the share of transfers that only read, and of transactions that also read elsewhere. */
   readOnlyShare?: number;
+  /** bank-audit and append: what a read does (default plain). */
+  reads?: ReadMode;
   fsyncMs?: number;
   concurrency?: number;
   /** Mean pause of each client between its transactions (exponential); default 0, back to back. */
@@ -66,6 +72,8 @@ export interface SimReport {
   violationCount: number;
   /** Conserved total at quiescence equals the initial one. */
   conserved: boolean;
+  /** Workloads that read (bank-audit, append) only. */
+  isolation?: IsolationReport;
   latencyMs: Summary;
   lockHeldMs: Summary;
   inDoubtMs: Summary;
@@ -95,6 +103,15 @@ export function commitRequestProblem(req: SimRequest): string | undefined {
     return `--fail-rates needs one rate per participant: ${participants}, got ${req.failRates.length}`;
   if (req.workload === 'toy' && req.readOnlyShare !== undefined)
     return '--read-only-share is for the bank workload (every toy transaction writes on every node)';
+  const reading = req.workload === 'bank-audit' || req.workload === 'append';
+  if (reading && req.readOnlyShare !== undefined)
+    return `--read-only-share is for the bank workload (${req.workload} has reads of its own: --reads)`;
+  if (req.workload === 'append' && req.everyParticipant)
+    return '--every-participant is for the bank and bank-audit workloads';
+  if (req.reads !== undefined && !reading)
+    return `--reads is for the bank-audit and append workloads (${req.workload} does not read)`;
+  if (req.reads === 'snapshot' && req.protocolOptions?.faster)
+    return '--reads snapshot cannot fence Faster Paxos Commit: its participants learn the outcome from the acceptors, past the leader';
   return undefined;
 }
 
@@ -119,15 +136,22 @@ export function buildWorld(req: SimRequest): CommitWorld {
     typeof req.protocol === 'string'
       ? makeProtocol(req.protocol, { rttMs: req.rttMs ?? simDefaults.rttMs, ...req.protocolOptions })
       : req.protocol;
+  const sized = {
+    ...(req.participants !== undefined ? { participants: req.participants } : {}),
+    ...(req.concurrency !== undefined ? { concurrency: req.concurrency } : {}),
+  };
   const workload =
     req.workload === 'toy'
       ? toyWorkload(req.participants)
-      : bankWorkload({
-          ...(req.participants !== undefined ? { participants: req.participants } : {}),
-          ...(req.concurrency !== undefined ? { concurrency: req.concurrency } : {}),
-          ...(req.everyParticipant ? { everyParticipant: true } : {}),
-          ...(req.readOnlyShare !== undefined ? { readOnlyShare: req.readOnlyShare } : {}),
-        });
+      : req.workload === 'append'
+        ? appendWorkload(sized)
+        : req.workload === 'bank-audit'
+          ? bankAuditWorkload({ ...sized, ...(req.everyParticipant ? { everyParticipant: true } : {}) })
+          : bankWorkload({
+              ...sized,
+              ...(req.everyParticipant ? { everyParticipant: true } : {}),
+              ...(req.readOnlyShare !== undefined ? { readOnlyShare: req.readOnlyShare } : {}),
+            });
   if (req.workload === 'toy' && req.concurrency !== undefined) workload.concurrency = req.concurrency;
   const failRates = failRatesOf(req, protocol, workload);
   const { network, faults } = networkAndFaults(req, simDefaults);
@@ -150,6 +174,7 @@ export function buildWorld(req: SimRequest): CommitWorld {
     clientOutcomeTimeoutMs: simDefaults.clientOutcomeTimeoutMs * timeScale(req),
     clientThinkMs: req.thinkMs ?? 0,
     trace: req.trace ? [] : null,
+    reads: req.reads ?? 'plain',
   };
   return new CommitWorld(options);
 }
@@ -157,6 +182,8 @@ export function buildWorld(req: SimRequest): CommitWorld {
 export interface SimRun {
   report: SimReport;
   trace: TraceEvent[] | null;
+  /** The recorded history (append workload), for `--history FILE`. */
+  history: HistoryOp[] | null;
   world: CommitWorld;
 }
 
@@ -181,6 +208,7 @@ function runCommitSim(req: SimRequest): SimRun {
   const classes = c.classify();
   const finalTotal = world.total();
   c.conservation(initialTotal, finalTotal);
+  const isolation = world.opts.workload.reads ? isolationOf(world, req.reads ?? 'plain') : undefined;
   const m = world.metrics;
   const per = (x: number) => (classes.committed === 0 ? 0 : round3(x / classes.committed));
   const report: SimReport = {
@@ -195,6 +223,7 @@ function runCommitSim(req: SimRequest): SimRun {
     violations: c.violations,
     violationCount: c.violationCount,
     conserved: initialTotal === finalTotal,
+    ...(isolation !== undefined ? { isolation } : {}),
     latencyMs: summarize(m.commitLatencyMs),
     lockHeldMs: summarize(m.lockHeldMs),
     inDoubtMs: summarize(m.inDoubtMs),
@@ -207,5 +236,30 @@ function runCommitSim(req: SimRequest): SimRun {
     simulatedMs: round3(world.now),
     wallMs: Math.round(performance.now() - started),
   };
-  return { report, trace: world.opts.trace, world };
+  return { report, trace: world.opts.trace, history: world.isolation.history, world };
+}
+
+/**
+ * The audits' tally and the history checker's verdict on the run's history.
+ * Reads that promise serializability (locking, snapshot) and see anything
+ * else are a violation of an atomic protocol's run.
+ */
+function isolationOf(world: CommitWorld, reads: ReadMode): IsolationReport {
+  const tally = world.isolation;
+  const anomalyTypes =
+    tally.history === null
+      ? []
+      : checkHistoryOps(tally.history, 'the run', { model: 'list-append', consistency: 'serializable' })
+          .anomalyTypes;
+  if (reads !== 'plain') {
+    const first = tally.wrongAudits[0];
+    if (first !== undefined)
+      world.checkers.isolation(
+        first.txn,
+        `${tally.inconsistentAudits} of ${tally.audits} audits saw a wrong total (${first.txn}: ${first.total})`,
+      );
+    if (anomalyTypes.length > 0)
+      world.checkers.isolation('*', `the history has anomalies: ${anomalyTypes.join(', ')}`);
+  }
+  return { audits: tally.audits, inconsistentAudits: tally.inconsistentAudits, anomalyTypes };
 }

@@ -7,8 +7,8 @@
 
 import { acceptorFanouts } from '../protocol/paxos-commit/types.ts';
 import { countermeasures } from './branch/bank-audit.ts';
-import { readModes } from './branch/isolation.ts';
 import type { SagaSimRequest } from './branch/run.ts';
+import { readModes } from './isolation.ts';
 import type { OutboxSimRequest } from './outbox/run.ts';
 import { outboxProtocolNames, protocolNames, sagaProtocolNames } from './protocols.ts';
 import type { SimRequest } from './run.ts';
@@ -65,8 +65,8 @@ export const simFlags: readonly SimFlag[] = [
   },
   {
     flag: '--workload <name>',
-    help: 'workload (default: toy; booking for saga and tcc; bank-audit: transfers read by auditors)',
-    value: { kind: 'choice', choices: [...workloadNames, 'booking', 'bank-audit'] },
+    help: 'workload (default: toy; booking for saga and tcc); bank-audit and append read',
+    value: { kind: 'choice', choices: [...workloadNames, 'booking'] },
     appliesTo: both,
     read: (req) => commit(req).workload ?? branch(req).workload,
   },
@@ -182,6 +182,13 @@ export const simFlags: readonly SimFlag[] = [
     read: (req) => commit(req).readOnlyShare,
   },
   {
+    flag: '--reads <mode>',
+    help: 'bank-audit, append: what a read does (plain: latest committed value; locking: shared locks to the outcome; snapshot: read-only work reads one consistent cut)',
+    value: { kind: 'choice', choices: readModes },
+    appliesTo: both,
+    read: (req) => (req as { reads?: string }).reads,
+  },
+  {
     flag: '--loss <p>',
     help: 'message loss probability',
     value: { kind: 'num', min: 0, max: 1 },
@@ -261,13 +268,6 @@ export const simFlags: readonly SimFlag[] = [
     value: { kind: 'int', min: 1, max: 100_000_000 },
     appliesTo: branchOnly,
     read: (req) => branch(req).booking?.seats,
-  },
-  {
-    flag: '--reads <mode>',
-    help: 'bank-audit: how auditors read (saga and tcc: plain only, their branches lock nothing)',
-    value: { kind: 'choice', choices: readModes },
-    appliesTo: branchOnly,
-    read: (req) => branch(req).reads,
   },
   {
     flag: '--countermeasure <name>',

@@ -14,6 +14,7 @@ import {
   type SagaSwarmOptions,
   type SagaSwarmSummary,
 } from './branch/swarm.ts';
+import type { IsolationWorkloadName, ReadMode } from './isolation.ts';
 import { type OutboxSwarmOptions, type OutboxSwarmSummary, runOutboxSwarm } from './outbox/swarm.ts';
 import { isOutboxProtocol } from './outbox/world.ts';
 import { Prng } from './prng.ts';
@@ -32,6 +33,9 @@ export interface SwarmOptions {
   protocolOptions?: ProtocolOptions;
   /** The faults drawn (default: all); `crash` for crashes alone. */
   faultKinds?: SwarmFaultKinds;
+  /** A workload that reads instead of the bank's transfers, with its read mode (default plain). */
+  workload?: IsolationWorkloadName;
+  reads?: ReadMode;
   /** Called after each seed, for progress bars. */
   onSeed?: (done: number, report: SimReport) => void;
 }
@@ -53,8 +57,21 @@ export interface SwarmSummary {
   partial: number;
   /** committed / (committed + aborted): how well the swarm samples the commit paths. */
   committedShare: number;
+  /** With a reading workload: the audits, the wrong ones, the seeds whose history had anomalies, and their classes. */
+  isolation?: SwarmIsolation;
   failure: SwarmFailure | null;
   wallMs: number;
+}
+
+export interface SwarmIsolation {
+  reads: ReadMode;
+  audits: number;
+  inconsistentAudits: number;
+  /** inconsistentAudits / audits, to four decimals. */
+  inconsistentShare: number;
+  seedsWithAnomalies: number;
+  /** Each anomaly class found, and in how many seeds. */
+  anomalySeeds: Record<string, number>;
 }
 
 /** The run a seed stands for. Everything here is drawn from the seed alone. */
@@ -63,6 +80,7 @@ export function swarmRequest(
   seed: number,
   protocolOptions: ProtocolOptions = {},
   faultKinds: SwarmFaultKinds = 'all',
+  reading: { workload: IsolationWorkloadName; reads: ReadMode } | null = null,
 ): SimRequest {
   const rng = new Prng(seed);
   const txns = 20 + rng.int(41);
@@ -77,7 +95,8 @@ export function swarmRequest(
   return {
     protocol,
     ...(Object.keys(protocolOptions).length > 0 ? { protocolOptions } : {}),
-    workload: 'bank',
+    workload: reading?.workload ?? 'bank',
+    ...(reading !== null ? { reads: reading.reads } : {}),
     seed,
     txns,
     participants,
@@ -87,8 +106,9 @@ export function swarmRequest(
     coordinatorFailRate,
     // Only protocols with acceptors take the flag; the draw is made for every protocol alike.
     ...(core.acceptorFaultsTolerated !== undefined ? { acceptorFailRate } : {}),
-    // A core without read-only votes would only prepare reads like writes (see SimProtocol.readOnlyVotes).
-    ...(core.readOnlyVotes ? { readOnlyShare } : {}),
+    // A core without read-only votes would only prepare reads like writes (see SimProtocol.readOnlyVotes);
+    // a reading workload has reads of its own. The share is drawn all the same, so that the draws stay put.
+    ...(core.readOnlyVotes && reading === null ? { readOnlyShare } : {}),
   };
 }
 
@@ -159,11 +179,34 @@ export function commitSwarmLoop(options: SwarmOptions): SwarmLoop<SimRequest, Si
     failure: null,
     wallMs: 0,
   };
+  const reading =
+    options.workload === undefined ? null : { workload: options.workload, reads: options.reads ?? 'plain' };
+  const isolation: SwarmIsolation | undefined =
+    reading === null
+      ? undefined
+      : {
+          reads: reading.reads,
+          audits: 0,
+          inconsistentAudits: 0,
+          inconsistentShare: 0,
+          seedsWithAnomalies: 0,
+          anomalySeeds: {},
+        };
+  if (isolation !== undefined) summary.isolation = isolation;
   return {
-    request: (seed) => swarmRequest(options.protocol, seed, options.protocolOptions, options.faultKinds),
+    request: (seed) =>
+      swarmRequest(options.protocol, seed, options.protocolOptions, options.faultKinds, reading),
     run: (req) => runSim(req).report,
     tally: (report) => {
       summary.seeds++;
+      if (isolation !== undefined && report.isolation !== undefined) {
+        const seen = report.isolation;
+        isolation.audits += seen.audits;
+        isolation.inconsistentAudits += seen.inconsistentAudits;
+        if (seen.anomalyTypes.length > 0) isolation.seedsWithAnomalies++;
+        for (const type of seen.anomalyTypes)
+          isolation.anomalySeeds[type] = (isolation.anomalySeeds[type] ?? 0) + 1;
+      }
       summary.violations += report.violationCount;
       summary.undecidedAfterHeal += report.undecided;
       summary.committed += report.committed;
@@ -173,6 +216,11 @@ export function commitSwarmLoop(options: SwarmOptions): SwarmLoop<SimRequest, Si
     },
     finish: (failed) => {
       summary.committedShare = share(summary.committed, summary.aborted);
+      if (isolation !== undefined)
+        isolation.inconsistentShare =
+          isolation.audits === 0
+            ? 0
+            : Math.round((isolation.inconsistentAudits / isolation.audits) * 10_000) / 10_000;
       if (failed !== null) {
         summary.failure = { seed: failed.seed, report: failed.report, command: simCommand(failed.request) };
       }

@@ -12,12 +12,21 @@
 //   transfer becomes a balance check that writes nothing, and, independently,
 //   a transaction also reads an account on a participant it does not write
 //   (when there is one). A branch that writes nothing is read-only.
+// - bank-audit: the bank's transfers, and audits: a transaction that reads
+//   every account on every participant and compares the total with the
+//   conserved sum (what the problem statement's reader does while transfers
+//   run). A wrong total is an inconsistent audit.
+// - append: random list-append transactions over a few keys per participant
+//   (Jepsen's list-append workload, as Elle checks it): each appends unique
+//   elements to some keys and reads others; a share only reads. The run
+//   records the history and checks it (src/history).
 
 import type { NodeId } from '../protocol/common/types.ts';
+import { isolationWorkloadNames } from './isolation.ts';
 import type { Prng } from './prng.ts';
 import type { Key, Op } from './resource.ts';
 
-export const workloadNames = ['toy', 'bank'] as const;
+export const workloadNames = ['toy', 'bank', ...isolationWorkloadNames] as const;
 export type WorkloadName = (typeof workloadNames)[number];
 
 export interface Workload {
@@ -31,6 +40,8 @@ export interface Workload {
   /** Whether a row counts towards the conserved total. */
   conserved(key: Key): boolean;
   defaultFailRates: number[];
+  /** The workload reads (`Op.read`): the run reports `isolation`. */
+  reads?: true;
 }
 
 /** Participant names: A, B, C, ... then P27, P28, ... */
@@ -121,6 +132,94 @@ export function bankWorkload(options: Partial<BankOptions> = {}): Workload {
       return ops;
     },
     conserved: () => true,
+    defaultFailRates: [],
+  };
+}
+
+export interface AuditOptions {
+  /** Probability that a transaction is an audit rather than a transfer. */
+  auditShare: number;
+}
+
+/** Transfers as in `bank` (without its read-only share), and audits that read every account everywhere. */
+export function bankAuditWorkload(options: Partial<BankOptions & AuditOptions> = {}): Workload {
+  const { auditShare = 0.25, ...bank } = options;
+  const transfers = bankWorkload({ ...bank, readOnlyShare: 0 });
+  const accounts = bank.accountsPerParticipant ?? defaultBankOptions.accountsPerParticipant;
+  return {
+    ...transfers,
+    name: 'bank-audit',
+    reads: true,
+    next(rng) {
+      if (!rng.chance(auditShare)) return transfers.next(rng);
+      let seq = 0;
+      return new Map(
+        transfers.participants.map((p) => [
+          p,
+          Array.from(
+            { length: accounts },
+            (_, i): Op => ({ key: `acct${i}`, delta: 0, read: true, seq: seq++ }),
+          ),
+        ]),
+      );
+    },
+  };
+}
+
+export interface AppendOptions {
+  participants: number;
+  keysPerParticipant: number;
+  concurrency: number;
+  /** Probability that a transaction only reads. */
+  readOnlyShare: number;
+}
+
+export const defaultAppendOptions: AppendOptions = {
+  participants: 3,
+  keysPerParticipant: 4,
+  concurrency: 8,
+  readOnlyShare: 0.25,
+};
+
+/**
+ * List-append transactions: 1 to 4 micro-ops (2 to 4 reads when read-only)
+ * on random keys; key k lives on participant k mod N. Every appended element
+ * is unique (a counter), as the checker requires.
+ */
+export function appendWorkload(options: Partial<AppendOptions> = {}): Workload {
+  const o = { ...defaultAppendOptions, ...options };
+  const participants = participantNames(o.participants);
+  const keys = o.participants * o.keysPerParticipant;
+  let element = 0;
+  return {
+    name: 'append',
+    participants,
+    concurrency: o.concurrency,
+    reads: true,
+    initialRows: (node) => {
+      const i = participants.indexOf(node);
+      return new Map(
+        Array.from({ length: o.keysPerParticipant }, (_, j) => [String(i + j * o.participants), 0]),
+      );
+    },
+    next(rng) {
+      const readOnly = rng.chance(o.readOnlyShare);
+      const count = readOnly ? 2 + rng.int(3) : 1 + rng.int(4);
+      const ops = new Map<NodeId, Op[]>();
+      for (let seq = 0; seq < count; seq++) {
+        const key = rng.int(keys);
+        const op: Op =
+          readOnly || rng.chance(0.5)
+            ? { key: String(key), delta: 0, read: true, seq }
+            : { key: String(key), delta: 0, append: ++element, seq };
+        const p = participants[key % o.participants]!;
+        let list = ops.get(p);
+        if (list === undefined) ops.set(p, (list = []));
+        list.push(op);
+      }
+      return ops;
+    },
+    conserved: () => false,
     defaultFailRates: [],
   };
 }

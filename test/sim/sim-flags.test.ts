@@ -34,6 +34,7 @@ test('simCommand names every flag of the commit world for a request that sets th
     coordinatorFailRate: 0.1,
     acceptorFailRate: 0.1,
     readOnlyShare: 0.2,
+    reads: 'locking',
     lateDupMs: 5,
     ...network,
   };

@@ -7,8 +7,8 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import { renderTraceHtml, renderTraceSvg, traceFileFor } from '../../render/trace.ts';
 import type { Countermeasure } from '../../sim/branch/bank-audit.ts';
-import type { ReadMode } from '../../sim/branch/isolation.ts';
 import { branchRequestProblem, type SagaSimRequest } from '../../sim/branch/run.ts';
+import { historyText, type ReadMode } from '../../sim/isolation.ts';
 import type { OutboxSimRequest } from '../../sim/outbox/run.ts';
 import type {
   OutboxProtocolName,
@@ -24,7 +24,9 @@ import { simFlagsNotFor, simOption, writeJson } from '../options.ts';
 
 export interface SimFlags {
   protocol: string;
-  workload?: 'toy' | 'bank' | 'booking' | 'bank-audit';
+  workload?: 'toy' | 'bank' | 'bank-audit' | 'append' | 'booking';
+  reads?: ReadMode;
+  history?: string;
   txns: number;
   seed: number;
   faults?: number;
@@ -51,9 +53,7 @@ export interface SimFlags {
   downtimeMeanMs?: number;
   shortShare?: number;
   seats?: number;
-  reads?: ReadMode;
   countermeasure?: Countermeasure;
-  history?: string;
   relays?: number;
   keys?: number;
   scenario?: string;
@@ -129,10 +129,6 @@ function commitRequest(flags: SimFlags): SimRequest {
   const scenario = scenarioOf(flags);
   if (flags.workload === 'booking')
     throw new InvalidArgumentError('the booking workload is for saga and tcc');
-  if (flags.workload === 'bank-audit' || flags.history !== undefined)
-    throw new InvalidArgumentError(
-      `the bank-audit workload and --history run with saga and tcc, not ${flags.protocol}`,
-    );
   const req: SimRequest = {
     protocol: flags.protocol as ProtocolName,
     workload: flags.workload ?? 'toy',
@@ -151,6 +147,7 @@ function commitRequest(flags: SimFlags): SimRequest {
   if (flags.failRates !== undefined) req.failRates = flags.failRates;
   if (flags.acceptorFailRate !== undefined) req.acceptorFailRate = flags.acceptorFailRate;
   if (flags.readOnlyShare !== undefined) req.readOnlyShare = flags.readOnlyShare;
+  if (flags.reads !== undefined) req.reads = flags.reads;
   if (scenario !== undefined) req.scenario = scenario;
   const problem = commitRequestProblem(req);
   if (problem !== undefined) throw new InvalidArgumentError(problem);
@@ -193,7 +190,12 @@ function simulateCommit(flags: SimFlags): void {
   const traceKind = flags.trace === undefined ? null : traceFileFor(flags.trace);
   const req = commitRequest(flags);
   if (traceKind !== null) req.trace = true;
-  const { report, trace } = runSim(req);
+  const { report, trace, history } = runSim(req);
+  if (flags.history !== undefined) {
+    if (history === null) throw new InvalidArgumentError(`--history is for the append workload with ${flags.protocol}`);
+    writeFileSync(flags.history, historyText(history));
+    process.stderr.write(`history written to ${flags.history}\n`);
+  }
   if (traceKind !== null && trace !== null && flags.trace !== undefined) {
     const options = {
       title: simCommand(req),
@@ -253,7 +255,7 @@ export function registerSimCommand(program: Command): void {
     .option('--trace-txn <id>', 'draw only this transaction (with --trace)')
     .option(
       '--history <file>',
-      'write the reads and writes as a history (Jepsen JSON, list-append; see dtx check-history)',
+      "append (saga, tcc: bank-audit): write the run's history (JSON lines, list-append; dtx check-history reads it)",
     )
     .option('--json', 'print one JSON object on stdout')
     .action((flags: SimFlags) => {

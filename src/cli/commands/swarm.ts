@@ -1,13 +1,14 @@
 // `dtx swarm`: many seeds with random faults, stopping at the first broken
 // checker and printing the `dtx sim` line that reproduces it.
 
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { AcceptorFanout } from '../../protocol/paxos-commit/types.ts';
 import type { Countermeasure } from '../../sim/branch/bank-audit.ts';
-import { branchRequestProblem } from '../../sim/branch/run.ts';
+import { branchRequestProblem, type SagaSimRequest } from '../../sim/branch/run.ts';
+import { type IsolationWorkloadName, isIsolationWorkload, type ReadMode } from '../../sim/isolation.ts';
 import type { OutboxProtocolName, ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
-import { runSwarmOnWorkers } from '../../sim/swarm.ts';
+import { runSwarmOnWorkers, type SwarmIsolation } from '../../sim/swarm.ts';
 import type { SwarmFaultKinds } from '../../sim/swarm-faults.ts';
 import { swarmPoolLimits } from '../../sim/swarm-pool.ts';
 import { type SimFamily, simFamilyOf } from '../families.ts';
@@ -24,7 +25,8 @@ export interface SwarmFlags {
   colocated?: boolean;
   fanout?: AcceptorFanout;
   crashesOnly?: boolean;
-  workload?: 'booking' | 'bank-audit';
+  workload?: string;
+  reads?: ReadMode;
   countermeasure?: Countermeasure;
   workers: number;
   json?: boolean;
@@ -73,20 +75,30 @@ function printSwarm<S extends AnySwarmSummary>(
   if (failure !== null) process.exitCode = 1;
 }
 
-/** `--workload` and `--countermeasure` are the branch swarm's: other worlds refuse them by name. */
-function rejectAuditFlags(flags: SwarmFlags): void {
-  if (flags.workload !== undefined || flags.countermeasure !== undefined)
-    throw new InvalidArgumentError(`--workload and --countermeasure do not apply to ${flags.protocol}`);
+/** `--workload bank-audit|append` and `--reads`: a swarm of a workload that reads, instead of the bank's transfers. */
+function readingWorkload(flags: SwarmFlags): { workload?: IsolationWorkloadName; reads?: ReadMode } {
+  if (flags.countermeasure !== undefined)
+    throw new InvalidArgumentError(`--countermeasure is for sagas, not ${flags.protocol}`);
+  if (flags.workload === undefined) {
+    if (flags.reads !== undefined)
+      throw new InvalidArgumentError('--reads goes with --workload bank-audit or append');
+    return {};
+  }
+  if (!isIsolationWorkload(flags.workload))
+    throw new InvalidArgumentError(
+      `the swarm's --workload is bank-audit or append (the bank is the default)`,
+    );
+  return { workload: flags.workload, reads: flags.reads ?? 'plain' };
 }
 
 async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
-  rejectAuditFlags(flags);
   const summary = await runSwarmOnWorkers(
     {
       protocol: flags.protocol as ProtocolName,
       ...seedRange(flags, bar),
       protocolOptions: protocolOptions(flags),
       faultKinds: faultKinds(flags),
+      ...readingWorkload(flags),
     },
     flags.workers,
   );
@@ -98,9 +110,26 @@ async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
     (r) =>
       `${r.protocol}: ${r.seeds} seed(s), ${r.violations} violation(s), ` +
       `${r.undecidedAfterHeal} undecided after heal, ${r.committed} committed / ${r.aborted} aborted / ${r.partial} partial ` +
-      `(committed share ${r.committedShare}) (${r.wallMs} ms)`,
+      `(committed share ${r.committedShare})${isolationLine(r.isolation)} (${r.wallMs} ms)`,
     true,
   );
+}
+
+function isolationLine(i: SwarmIsolation | undefined): string {
+  if (i === undefined) return '';
+  const classes = Object.entries(i.anomalySeeds)
+    .map(([type, seeds]) => `${type} ${seeds}`)
+    .join(', ');
+  return (
+    `; ${i.reads} reads: ${i.inconsistentAudits} of ${i.audits} audits inconsistent (${i.inconsistentShare}), ` +
+    `${i.seedsWithAnomalies} seed(s) with anomalies${classes === '' ? '' : ` (${classes})`}`
+  );
+}
+
+/** The outbox world has no reading workloads and no countermeasures. */
+function refuseReadingWorkload(flags: SwarmFlags): void {
+  if (flags.workload !== undefined || flags.reads !== undefined || flags.countermeasure !== undefined)
+    throw new InvalidArgumentError(`--workload, --reads and --countermeasure do not apply to ${flags.protocol}`);
 }
 
 async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
@@ -109,9 +138,10 @@ async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   const workload = flags.workload ?? 'booking';
   const problem = branchRequestProblem({
     protocol: flags.protocol as SagaProtocolName,
-    workload,
+    workload: workload as SagaSimRequest['workload'],
     txns: 1,
     seed: 0,
+    ...(flags.reads !== undefined ? { reads: flags.reads } : {}),
     ...(flags.countermeasure !== undefined ? { countermeasure: flags.countermeasure } : {}),
   });
   if (problem !== undefined) throw new InvalidArgumentError(problem);
@@ -149,7 +179,7 @@ async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
 
 async function swarmOutbox(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   protocolOptions(flags);
-  rejectAuditFlags(flags);
+  refuseReadingWorkload(flags);
   if (flags.crashesOnly) throw new InvalidArgumentError('--crashes-only is for the commit and branch swarms');
   const summary = await runSwarmOnWorkers(
     {
@@ -188,15 +218,11 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--faster')))
     .addOption(simOption(simFlag('--colocated')))
     .addOption(simOption(simFlag('--fanout')))
+    .addOption(simOption(simFlag('--workload')))
+    .addOption(simOption(simFlag('--reads')))
     .option(
       '--crashes-only',
       'draw node crashes alone: no loss, partitions or failing writes, jitter at most 1 ms',
-    )
-    .addOption(
-      new Option(
-        '--workload <name>',
-        'saga/tcc: booking (default) or bank-audit (auditors read while transfers run)',
-      ).choices(['booking', 'bank-audit']),
     )
     .addOption(simOption(simFlag('--countermeasure')))
     .option(

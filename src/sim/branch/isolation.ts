@@ -45,9 +45,8 @@ import {
   type Transfer,
 } from './bank-audit.ts';
 
-/** Read modes of the isolation workloads; sagas and TCC have `plain` only (their branches lock nothing). */
-export const readModes = ['plain', 'locking', 'snapshot'] as const;
-export type ReadMode = (typeof readModes)[number];
+// Read modes are the shared contract's (../isolation.ts); sagas and TCC take `plain` only (their branches lock nothing).
+export { type ReadMode, readModes } from '../isolation.ts';
 
 /** Why `reads` cannot run with a saga or TCC, or null. */
 export function branchReadsProblem(protocol: string, reads: string): string | null {

@@ -192,7 +192,8 @@ function simulateCommit(flags: SimFlags): void {
   if (traceKind !== null) req.trace = true;
   const { report, trace, history } = runSim(req);
   if (flags.history !== undefined) {
-    if (history === null) throw new InvalidArgumentError(`--history is for the append workload with ${flags.protocol}`);
+    if (history === null)
+      throw new InvalidArgumentError(`--history is for the append workload with ${flags.protocol}`);
     writeFileSync(flags.history, historyText(history));
     process.stderr.write(`history written to ${flags.history}\n`);
   }

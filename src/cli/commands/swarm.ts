@@ -129,7 +129,9 @@ function isolationLine(i: SwarmIsolation | undefined): string {
 /** The outbox world has no reading workloads and no countermeasures. */
 function refuseReadingWorkload(flags: SwarmFlags): void {
   if (flags.workload !== undefined || flags.reads !== undefined || flags.countermeasure !== undefined)
-    throw new InvalidArgumentError(`--workload, --reads and --countermeasure do not apply to ${flags.protocol}`);
+    throw new InvalidArgumentError(
+      `--workload, --reads and --countermeasure do not apply to ${flags.protocol}`,
+    );
 }
 
 async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {

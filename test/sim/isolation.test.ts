@@ -159,9 +159,22 @@ test('dtx sim --history writes what dtx check-history reads, with the verdict th
     const bank = dtx('sim', '--protocol', '2pc', '--workload', 'bank', '--txns', '10', '--history', file);
     assert.equal(bank.code, 2);
     assert.match(bank.stderr, /--history is for the append workload/);
-    const saga = dtx('swarm', '--protocol', 'saga', '--seeds', '1', '--reads', 'locking');
+    const saga = dtx(
+      'swarm',
+      '--protocol',
+      'saga',
+      '--workload',
+      'bank-audit',
+      '--seeds',
+      '1',
+      '--reads',
+      'locking',
+    );
     assert.equal(saga.code, 2);
-    assert.match(saga.stderr, /do not apply to saga/);
+    assert.match(saga.stderr, /saga offers plain reads only/);
+    const outbox = dtx('swarm', '--protocol', 'outbox', '--seeds', '1', '--reads', 'plain');
+    assert.equal(outbox.code, 2);
+    assert.match(outbox.stderr, /do not apply to outbox/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

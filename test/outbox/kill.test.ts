@@ -112,7 +112,8 @@ test('outbox bench: 50 random SIGKILLs of producer, two relays and consumer, a b
     try {
       for (let k = 0; k < killsPerRound; k++) {
         const i = round * killsPerRound + k;
-        await sleep(150 + Math.floor(rand() * 700));
+        // Long enough on average for a restarted part to get going on a loaded machine (a dtx process takes about a second to start).
+        await sleep(400 + Math.floor(rand() * 1200));
         const name = names[Math.floor(rand() * names.length)]!;
         const child = procs.get(name)!;
         if (child.proc.exitCode === null && child.proc.signalCode === null) killedRunning++;

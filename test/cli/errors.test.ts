@@ -210,7 +210,10 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
         /--fail-rates needs one rate per participant: 5, got 2/,
       ],
       [['sim', '--protocol', '2pc', '--txns', '10', '--faults', '1'], /are Paxos Commit options/],
-      [['sim', '--protocol', 'saga', '--txns', '10', '--workload', 'bank'], /runs the booking or bank-audit workload/],
+      [
+        ['sim', '--protocol', 'saga', '--txns', '10', '--workload', 'bank'],
+        /runs the booking or bank-audit workload/,
+      ],
       [['sim', '--protocol', '2pc', '--txns', '10', '--downtime-ms', '5'], /goes with --scenario/],
       [['swarm', '--protocol', '2pc', '--seeds', '1', '--faster'], /are Paxos Commit options/],
       [['sim', '--protocol', '2pc', '--txns', '10', '--relays', '2'], /--relays does not apply to 2pc/],

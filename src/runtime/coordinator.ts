@@ -36,7 +36,6 @@ import type { BranchFate, ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '../errors.ts';
 import { textCharsMax } from '../protocol/common/codec.ts';
 import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
-import { mayWaitFor } from '../protocol/isolation/lock-order.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
@@ -59,6 +58,7 @@ import {
   twoPcCheckpointEveryAppends,
   twoPcRuntimeTiming,
 } from './limits.ts';
+import { LockOrderedReads } from './lock-ordered-reads.ts';
 import { isLogError } from './log/errors.ts';
 import { type LogLocation, openLog } from './log/open.ts';
 import { timedRecords } from './log/timed.ts';
@@ -256,10 +256,8 @@ interface ActiveTxn {
   allCommitted?: () => void;
   /** Branches found contradicting the decision while this caller waits: it gets them as one HeuristicError. */
   heuristics: HeuristicError[];
-  /** The highest rank (position in `resources`) any statement of this transaction went to (lock-order rule). */
-  highestRank?: number;
-  /** Locking reads in flight that may wait: a later one waits for them, so waits happen in rank order. */
-  waitingReads: Promise<unknown>;
+  /** Its locking reads under the lock-order rule (ranks: positions in `resources`). */
+  reads: LockOrderedReads;
 }
 
 /** The back-off state of a branch whose COMMIT failed, by `txn resource`. */
@@ -769,7 +767,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       cause: undefined,
       unacked: new Set(),
       heuristics: [],
-      waitingReads: Promise.resolve(),
+      reads: new LockOrderedReads(this.ranks),
     };
     this.active.set(id, txn);
     return { id, txn };
@@ -806,11 +804,11 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     const tx: Transaction = {
       id,
       branch: async <B>(resource: string) => {
-        this.noteRank(txn, resource);
+        txn.reads.noteUse(resource);
         return (await open(resource)) as B;
       },
       query: async (resource, sql, params) => {
-        this.noteRank(txn, resource);
+        txn.reads.noteUse(resource);
         const branch = await open(resource);
         if (branch.query === undefined) {
           throw new DtxError(
@@ -820,40 +818,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         }
         return (await branch.query(sql, params)) as { rows: never[]; rowCount: number };
       },
-      read: async (resource, sql, params = []) => {
-        const rank = this.ranks.get(resource);
-        if (rank === undefined) {
-          throw new DtxError('DTX_INVALID_ARGUMENT', `no resource named ${JSON.stringify(resource)}`);
-        }
-        // Decided when the read is asked for, in the order the caller asks.
-        const wait = mayWaitFor(rank, txn.highestRank);
-        this.noteRank(txn, resource);
-        const before = txn.waitingReads;
-        const reading = (async () => {
-          const branch = await open(resource);
-          if (branch.lockingRead === undefined) {
-            throw new DtxError(
-              'DTX_INVALID_ARGUMENT',
-              `resource ${resource} has no locking reads (not a SQL resource); use tx.branch()`,
-            );
-          }
-          // A read that may wait starts once the earlier ones were granted, so
-          // that this transaction never waits on two resources at once.
-          if (wait) await before.catch(() => undefined);
-          return branch.lockingRead(sql, params, { wait });
-        })();
-        if (wait) txn.waitingReads = reading.catch(() => undefined);
-        return (await reading) as { rows: never[]; rowCount: number };
-      },
+      read: (resource, sql, params = []) => txn.reads.read(resource, sql, params, open),
     };
     return { tx, opening };
-  }
-
-  /** Records that `txn` sent a statement to `resource` (the lock-order rule's highest rank). */
-  private noteRank(txn: ActiveTxn, resource: string): void {
-    const rank = this.ranks.get(resource);
-    if (rank !== undefined && (txn.highestRank === undefined || rank > txn.highestRank))
-      txn.highestRank = rank;
   }
 
   /**

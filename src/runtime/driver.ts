@@ -21,8 +21,9 @@
 
 import type { ReportSaga, SagaEffect, SagaRole } from '../protocol/branch/types.ts';
 import { AfterPersistSequencer, type SequencedWrite } from '../protocol/common/sequencer.ts';
-import type { Input, NodeId, Outcome, TimerId, TxnId } from '../protocol/common/types.ts';
+import type { Input, NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
 import type { DurableLog } from './log/types.ts';
+import { NamedTimers } from './timers.ts';
 
 export interface DriverPorts<M, R> {
   log: DurableLog<R>;
@@ -43,7 +44,7 @@ type AnyEffect<M, R> = SagaEffect<M, R>;
 
 export class Driver<S, M, R, C> {
   private state: S | undefined;
-  private readonly timers = new Map<TimerId, ReturnType<typeof setTimeout>>();
+  private readonly timers = new NamedTimers();
   /** Which writes to issue, and the after-persist effects waiting for them. */
   private readonly sequencer = new AfterPersistSequencer<AnyEffect<M, R>, R>();
   private halted = false;
@@ -125,7 +126,6 @@ export class Driver<S, M, R, C> {
     if (this.halted) return;
     this.halted = true;
     this.closed = true;
-    for (const handle of this.timers.values()) clearTimeout(handle);
     this.timers.clear();
     this.sequencer.crash();
     for (const resolve of this.idle.splice(0)) resolve();
@@ -139,22 +139,13 @@ export class Driver<S, M, R, C> {
         this.ports.send(e.to, e.msg);
         return;
       case 'setTimer': {
-        const old = this.timers.get(e.timer);
-        if (old !== undefined) clearTimeout(old);
-        const handle = setTimeout(() => {
-          if (this.timers.get(e.timer) !== handle) return;
-          this.timers.delete(e.timer);
-          this.input({ type: 'timeout', timer: e.timer });
-        }, e.delayMs);
-        this.timers.set(e.timer, handle);
+        const timer = e.timer;
+        this.timers.set(timer, e.delayMs, () => this.input({ type: 'timeout', timer }));
         return;
       }
-      case 'cancelTimer': {
-        const handle = this.timers.get(e.timer);
-        if (handle !== undefined) clearTimeout(handle);
-        this.timers.delete(e.timer);
+      case 'cancelTimer':
+        this.timers.cancel(e.timer);
         return;
-      }
       case 'resource':
         this.ports.resource?.(e.txn, e.action);
         return;
@@ -178,7 +169,6 @@ export class Driver<S, M, R, C> {
   /** Stop timers and stop stepping; in-flight writes still complete in the log. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const handle of this.timers.values()) clearTimeout(handle);
     this.timers.clear();
     await this.settled();
   }

@@ -35,7 +35,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Branch, ResourceAdapter, SqlBranch } from '../../adapters/types.ts';
-import { DtxError } from '../../errors.ts';
+import { DtxError, isDtxError } from '../../errors.ts';
 import type { NodeId, Outcome, TxnId } from '../../protocol/common/types.ts';
 import { faultsMax } from '../../protocol/paxos-commit/layout.ts';
 import { type CandidateState, paxosCandidate } from '../../protocol/paxos-commit/leader.ts';
@@ -50,6 +50,7 @@ import {
 import type { Transaction } from '../coordinator.ts';
 import { Driver } from '../driver.ts';
 import { coordinatorIdPattern, resourceNamePattern } from '../limits.ts';
+import { LockOrderedReads } from '../lock-ordered-reads.ts';
 import type { AcceptorMeta } from './acceptor-server.ts';
 import { RmBranch } from './rm-branch.ts';
 import { AcceptorRoundLog } from './round-log.ts';
@@ -111,13 +112,37 @@ export interface PaxosCommitCoordinatorOptions {
   onWarning?: (message: string) => void;
 }
 
-/** What the callback gets: the 2PC `Transaction` without `read` (locking reads are not wired here yet). */
-export type PaxosTransaction = Pick<Transaction, 'id' | 'branch' | 'query'>;
+/**
+ * What the callback gets: the 2PC `Transaction`. `tx.read` is the same
+ * locking read under the same lock-order rule, with the resources ranked in
+ * name order (every leader process orders its participants so). Unlike 2PC,
+ * a branch that only read is not read-only: it prepares, votes and commits
+ * like any other (see docs/protocols/paxos-commit.md, Limits).
+ */
+export type PaxosTransaction = Transaction;
 
 export interface PaxosTransactionOptions {
   /** Reject with DTX_TIMEOUT when the callback and the vote take longer (the protocol then aborts or finishes on its own). */
   timeoutMs?: number;
+  /** Run the callback again, as a new transaction, this many times when it fails with a retryable error. Default 0. */
+  retries?: number;
+  /** First retry delay; doubled each time, with jitter. Default 20. */
+  backoffMs?: number;
+  /** Longest retry delay. Default 1000. */
+  backoffMaxMs?: number;
 }
+
+/**
+ * 2PC `transaction()` options Paxos Commit does not carry out, with why. A
+ * JavaScript caller that passes one gets DTX_UNSUPPORTED instead of an
+ * option silently ignored.
+ */
+const unsupportedTransactionOptions: Readonly<Record<string, string>> = {
+  signal:
+    'cancelling is not wired into Paxos Commit (the decision is taken by the acceptors, not here); use timeoutMs',
+  commitWaitMs:
+    'a Paxos Commit transaction resolves once every branch applied its outcome; there is no separate commit wait',
+};
 
 interface LiveTxn {
   ordinal: number;
@@ -211,6 +236,8 @@ async function identifyAcceptors(
 export class PaxosCommitCoordinator implements AsyncDisposable {
   readonly protocol = 'paxos-commit';
   private readonly participants: NodeId[];
+  /** The lock order of `tx.read`: the participants' name order, the same on every leader process. */
+  private readonly ranks: ReadonlyMap<string, number>;
   private readonly acceptorUrl = new Map<NodeId, string>();
   private readonly rms = new Map<string, RmBranch>();
   private readonly live = new Map<TxnId, LiveTxn>();
@@ -230,6 +257,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
 
   private constructor(private readonly options: PaxosCommitCoordinatorOptions) {
     this.participants = Object.keys(options.resources).sort();
+    this.ranks = new Map(this.participants.map((name, i) => [name, i]));
   }
 
   get id(): string {
@@ -357,6 +385,33 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     work: (tx: PaxosTransaction) => Promise<T>,
     options: PaxosTransactionOptions = {},
   ): Promise<T> {
+    for (const [name, why] of Object.entries(unsupportedTransactionOptions)) {
+      if ((options as Record<string, unknown>)[name] !== undefined)
+        throw new DtxError('DTX_UNSUPPORTED', `transaction option ${name}: ${why}`);
+    }
+    const retries = options.retries ?? 0;
+    if (!Number.isSafeInteger(retries) || retries < 0)
+      throw new DtxError(
+        'DTX_INVALID_ARGUMENT',
+        `retries must be a non-negative integer, got ${String(retries)}`,
+      );
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.transactionOnce(work, options);
+      } catch (error) {
+        // Only errors that promise nothing was committed (a lock conflict, an
+        // abort) are retryable; DTX_TIMEOUT is not: the outcome is unknown.
+        if (attempt >= retries || !isDtxError(error) || !error.retryable) throw error;
+        const backoffMs = Math.min(options.backoffMaxMs ?? 1_000, (options.backoffMs ?? 20) * 2 ** attempt);
+        await new Promise((r) => setTimeout(r, backoffMs * (0.5 + Math.random())));
+      }
+    }
+  }
+
+  private async transactionOnce<T>(
+    work: (tx: PaxosTransaction) => Promise<T>,
+    options: PaxosTransactionOptions,
+  ): Promise<T> {
     if (this.closed) throw new DtxError('DTX_INVALID_STATE', 'coordinator is closed');
     if (this.failure !== undefined)
       throw new DtxError('DTX_RESOURCE_UNAVAILABLE', 'the leader stopped; restart it', {
@@ -378,15 +433,21 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       }
       return p;
     };
+    const reads = new LockOrderedReads(this.ranks);
     const tx: PaxosTransaction = {
       id: txn,
-      branch: async <B>(resource: string) => (await open(resource)) as B,
+      branch: async <B>(resource: string) => {
+        reads.noteUse(resource);
+        return (await open(resource)) as B;
+      },
       query: async (resource, sql, params) => {
+        reads.noteUse(resource);
         const b = (await open(resource)) as SqlBranch;
         if (typeof b.query !== 'function')
           throw new DtxError('DTX_INVALID_ARGUMENT', `resource ${resource} does not run SQL`);
         return b.query(sql, params);
       },
+      read: (resource, sql, params = []) => reads.read(resource, sql, params, open),
     };
     let result: T;
     try {
@@ -542,6 +603,45 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     return this.rms.size;
   }
 
+  /**
+   * 2PC's consistent snapshot reads (`Coordinator.snapshot`) rest on the
+   * commit fence, which a 2PC coordinator enters before its commit record;
+   * here the decision is chosen by the acceptors and applied by RMs in
+   * several processes, and nothing fences that yet. DTX_UNSUPPORTED.
+   */
+  async snapshot(): Promise<never> {
+    throw unsupported(
+      'snapshot()',
+      'no commit fence is held across Paxos Commit decisions; use tx.read (locking reads) or a 2PC coordinator',
+    );
+  }
+
+  /**
+   * The operator API of a 2PC coordinator (`list`, `show`, `retry`,
+   * `resolve`, `abandon`, and `dtx txn`) works on its log; Paxos Commit keeps
+   * none here (the decision is on the acceptors), and a branch left in doubt
+   * is taken over by any leader after `takeoverMs`. Each is DTX_UNSUPPORTED.
+   */
+  async list(): Promise<never> {
+    throw unsupported('list()', operatorWhy);
+  }
+
+  async show(): Promise<never> {
+    throw unsupported('show()', operatorWhy);
+  }
+
+  async retry(): Promise<never> {
+    throw unsupported('retry()', operatorWhy);
+  }
+
+  async resolve(): Promise<never> {
+    throw unsupported('resolve()', operatorWhy);
+  }
+
+  async abandon(): Promise<never> {
+    throw unsupported('abandon()', operatorWhy);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -554,6 +654,13 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+const operatorWhy =
+  'the decision is kept by the acceptors, not a coordinator log, and a branch left prepared is taken over by any leader after takeoverMs';
+
+function unsupported(what: string, why: string): DtxError {
+  return new DtxError('DTX_UNSUPPORTED', `${what} is not available with protocol paxos-commit: ${why}`);
 }
 
 export function isPaxosCommitOptions(o: unknown): o is PaxosCommitCoordinatorOptions {

@@ -35,6 +35,7 @@ import type {
   PaxosCommitMsg,
   PaxosCommitRecord,
 } from '../../protocol/paxos-commit/types.ts';
+import { NamedTimers } from '../timers.ts';
 
 type Fx = Effect<PaxosCommitMsg, PaxosCommitRecord>;
 
@@ -53,7 +54,7 @@ export interface RmBranchPorts {
 export class RmBranch {
   private state: RmState;
   private readonly sequencer = new AfterPersistSequencer<Fx, PaxosCommitRecord>();
-  private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly timers = new NamedTimers();
   private writes: Promise<void> = Promise.resolve();
   private failures = 0;
   private closed = false;
@@ -189,11 +190,9 @@ export class RmBranch {
     this.ports.warn?.(
       `${this.resource} ${this.gid}: ${(error as Error)?.message ?? String(error)}; retrying`,
     );
-    const handle = setTimeout(() => {
-      this.timers.delete(`retry:${write.seq}`);
+    this.timers.set(`retry:${write.seq}`, delayMs, () => {
       for (const i of failure.inputs) this.input(i);
-    }, delayMs);
-    this.timers.set(`retry:${write.seq}`, handle);
+    });
   }
 
   private apply(e: Fx): void {
@@ -203,22 +202,13 @@ export class RmBranch {
         this.ports.send(this.resource, e.to, e.msg);
         return;
       case 'setTimer': {
-        const old = this.timers.get(e.timer);
-        if (old !== undefined) clearTimeout(old);
-        const handle = setTimeout(() => {
-          if (this.timers.get(e.timer) !== handle) return;
-          this.timers.delete(e.timer);
-          this.input({ type: 'timeout', timer: e.timer });
-        }, e.delayMs);
-        this.timers.set(e.timer, handle);
+        const timer = e.timer;
+        this.timers.set(timer, e.delayMs, () => this.input({ type: 'timeout', timer }));
         return;
       }
-      case 'cancelTimer': {
-        const handle = this.timers.get(e.timer);
-        if (handle !== undefined) clearTimeout(handle);
-        this.timers.delete(e.timer);
+      case 'cancelTimer':
+        this.timers.cancel(e.timer);
         return;
-      }
       case 'resource':
         // Prepared work was committed or rolled back by the record's write;
         // unvoted work is only rolled back here.
@@ -241,7 +231,6 @@ export class RmBranch {
   /** Stops timers; in-flight database calls complete on their own. */
   close(): void {
     this.closed = true;
-    for (const h of this.timers.values()) clearTimeout(h);
     this.timers.clear();
   }
 }

@@ -397,14 +397,15 @@ export interface DbState {
 
 /**
  * `gidPrefixes`: which prepared branches count as left behind. Default every
- * dtx branch (`dtx_`); `dtx verify --log` narrows it to that coordinator's
- * own, because MariaDB's XA list is server-wide and other deployments'
- * branches in flight there are none of this bench's business.
+ * dtx branch (`dtx_`, and Paxos Commit's `pc_<cluster>_`); `dtx verify --log`
+ * narrows it to that coordinator's own, because MariaDB's XA list is
+ * server-wide and other deployments' branches in flight there are none of
+ * this bench's business.
  */
 export async function readState(
   target: DbTarget,
   adapter: ResourceAdapter,
-  gidPrefixes: readonly string[] = ['dtx_'],
+  gidPrefixes: readonly string[] = ['dtx_', 'pc_'],
 ): Promise<DbState> {
   const preparedLeft: string[] = [];
   for (const prefix of gidPrefixes) {

@@ -4,11 +4,12 @@
 import { type Command, Option } from 'commander';
 import type { RealDemoRound } from '../demo-real.ts';
 import type { ChildSpec } from '../nonblocking.ts';
-import { int, num, writeJson } from '../options.ts';
+import { collect, int, num, writeJson } from '../options.ts';
 
 interface NonblockingFlags {
   downtimeMs: number;
   dir: string;
+  db?: string[];
   json?: boolean;
   child?: string;
 }
@@ -31,6 +32,12 @@ export function registerDemoCommand(program: Command): void {
       'where the demo keeps its SQLite files and acceptor directories',
       '.dtx/demo-nonblocking',
     )
+    .option(
+      '--db <url>',
+      'the two participants (debit, credit; given twice): postgres:// (max_prepared_transactions > 0), ' +
+        'mysql:// (MariaDB XA) or sqlite:PATH; their dtx_bench books are set up again. Default: two SQLite databases in --dir',
+      collect,
+    )
     .option('--json', 'print one JSON object on stdout')
     .addOption(new Option('--child <spec>', 'internal: run a killed coordinator or leader').hideHelp())
     .action(async (own: NonblockingFlags, cmd: Command) => {
@@ -46,6 +53,7 @@ export function registerDemoCommand(program: Command): void {
       const report = await nb.runNonblockingDemo({
         dir: flags.dir,
         downtimeMs: flags.downtimeMs,
+        ...(flags.db === undefined ? {} : { dbs: flags.db }),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       if (flags.json) writeJson({ '2pc': report['2pc'], 'paxos-commit': report['paxos-commit'] });

@@ -38,7 +38,8 @@ class PortInUseError extends Error {}
 
 async function cluster(command: 'start' | 'stop', dir: string, port: number): Promise<void> {
   try {
-    await run('bash', [script, command, dir, String(port)], { timeout: 90_000 });
+    // initdb and the first start take minutes on a loaded 2-core machine (measured: over 90 s).
+    await run('bash', [script, command, dir, String(port)], { timeout: 300_000 });
   } catch (error) {
     const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
     if (/already in use/.test(stderr)) throw new PortInUseError(stderr);

@@ -69,7 +69,7 @@ export interface ChildSpec {
   protocol: '2pc' | 'paxos-commit';
   dir: string;
   /** The two participants' URLs (debit, credit). */
-  dbs: string[];
+  dbs: readonly string[];
   /** SIGKILL at this transfer's `prepared:all`; 0: recover and exit. */
   killAt: number;
   acceptors: string[];

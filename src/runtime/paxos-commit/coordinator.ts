@@ -50,7 +50,7 @@ import {
 import type { Transaction } from '../coordinator.ts';
 import { Driver } from '../driver.ts';
 import { coordinatorIdPattern, resourceNamePattern } from '../limits.ts';
-import { LockOrderedReads } from '../lock-ordered-reads.ts';
+import { type LockingReadBranch, LockOrderedReads } from '../lock-ordered-reads.ts';
 import type { AcceptorMeta } from './acceptor-server.ts';
 import { RmBranch } from './rm-branch.ts';
 import { AcceptorRoundLog } from './round-log.ts';
@@ -447,7 +447,8 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
           throw new DtxError('DTX_INVALID_ARGUMENT', `resource ${resource} does not run SQL`);
         return b.query(sql, params);
       },
-      read: (resource, sql, params = []) => reads.read(resource, sql, params, open),
+      read: (resource, sql, params = []) =>
+        reads.read(resource, sql, params, (r) => open(r) as Promise<LockingReadBranch>),
     };
     let result: T;
     try {

@@ -240,7 +240,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   private readonly stamps = new WeakMap<object, Hlc>();
   /** Timestamp reads: the commit timestamp of each transaction a coordinator logged a commit for. */
   private readonly commitTsOf = new Map<string, Hlc>();
-  /** Timestamp reads: read-only transactions' latency, and how long acknowledgements waited for the clock. */
+  /** Read-only transactions' latency (snapshot and timestamp reads), and how long acknowledgements waited for the clock. */
   readonly clockMetrics = { readOnlyLatencyMs: [] as number[], commitWaitMs: [] as number[] };
 
   constructor(opts: CommitWorldOptions) {
@@ -857,6 +857,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       if (t.pendingExec.size > 0) return;
       if (t.snapshotTs !== undefined) return this.finishTimestampRead(t, t.snapshotTs);
       this.fence!.endSnapshot(t.snapshotRequest);
+      this.clockMetrics.readOnlyLatencyMs.push(this.now - t.startedAt);
       this.finishClientTxn(t, 'ok');
     } else if (msg.type === 'execReply') {
       if (!msg.ok) return this.abandon(t);

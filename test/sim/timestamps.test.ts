@@ -138,7 +138,8 @@ function dtx(...args: string[]) {
   const r = spawnSync(process.execPath, [join(root, 'bin', 'dtx.js'), ...args], {
     encoding: 'utf8',
     cwd: root,
-    timeout: 120_000,
+    // Each spawn compiles the sources through tsx: slow on a loaded machine.
+    timeout: 600_000,
     env: { ...process.env, DTX_FROM_SOURCE: '1' },
   });
   return { code: r.status, stderr: r.stderr };
@@ -171,19 +172,6 @@ test('bad input names the flag', () => {
   );
   assert.equal(negative.code, 2);
   assert.match(negative.stderr, /--clock-skew-ms must be between 0/);
-  const paxos = dtx(
-    'sim',
-    '--protocol',
-    'paxos-commit',
-    '--workload',
-    'append',
-    '--txns',
-    '5',
-    '--reads',
-    'timestamp',
-  );
-  assert.equal(paxos.code, 2);
-  assert.match(paxos.stderr, /--reads timestamp needs commit timestamps/);
   const wait = dtx('sim', '--protocol', '2pc', '--workload', 'append', '--txns', '5', '--commit-wait');
   assert.equal(wait.code, 2);
   assert.match(wait.stderr, /--commit-wait goes with --reads timestamp/);

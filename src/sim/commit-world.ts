@@ -541,6 +541,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   }
 
   private reportOutcome(node: SimNode, e: Extract<AnyEffect, { type: 'reportOutcome' }>): void {
+    this.commitTsOf.delete(e.txn);
     this.checkers.outcome(e.txn, e.outcome);
     this.send(node.spec.id, e.client, { type: 'outcome', txn: e.txn, outcome: e.outcome }, false);
   }

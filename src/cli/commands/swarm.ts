@@ -105,7 +105,6 @@ function readingWorkload(flags: SwarmFlags): {
   // The same rules as `dtx sim`'s, on the first seed's request.
   const problem = commitRequestProblem({
     protocol: flags.protocol as ProtocolName,
-    workload: reading.workload,
     txns: 1,
     seed: flags.from,
     ...reading,

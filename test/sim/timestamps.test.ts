@@ -6,14 +6,12 @@
 // swarm's faults. Bad combinations of flags are refused by name.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { compareHlc } from '../../src/protocol/common/hlc.ts';
 import { ResourceModel } from '../../src/sim/resource.ts';
 import { commitRequestProblem, runSim, type SimRequest } from '../../src/sim/run.ts';
 import { swarmRequest } from '../../src/sim/swarm.ts';
+import { dtxFromSource } from '../support/dtx-source.ts';
 
 const append = (req: Partial<SimRequest>): SimRequest => ({
   protocol: '2pc',
@@ -132,18 +130,7 @@ test('runs without timestamp reads draw no clock and carry no timestamp', () => 
   assert.equal(a.isolation!.timestamps, undefined);
 });
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-
-function dtx(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin', 'dtx.js'), ...args], {
-    encoding: 'utf8',
-    cwd: root,
-    // Each spawn compiles the sources through tsx: slow on a loaded machine.
-    timeout: 600_000,
-    env: { ...process.env, DTX_FROM_SOURCE: '1' },
-  });
-  return { code: r.status, stderr: r.stderr };
-}
+const dtx = dtxFromSource;
 
 test('bad input names the flag', () => {
   for (const protocol of ['paxos-commit', '3pc', 'naive'] as const)
@@ -158,17 +145,7 @@ test('bad input names the flag', () => {
   );
   assert.match(commitRequestProblem(append({ clockSkewMs: -1 }))!, /--clock-skew-ms must be a number >= 0/);
   const negative = dtx(
-    'sim',
-    '--protocol',
-    '2pc',
-    '--workload',
-    'append',
-    '--txns',
-    '5',
-    '--reads',
-    'timestamp',
-    '--clock-skew-ms',
-    '-5',
+    ...'sim --protocol 2pc --workload append --txns 5 --reads timestamp --clock-skew-ms -5'.split(' '),
   );
   assert.equal(negative.code, 2);
   assert.match(negative.stderr, /--clock-skew-ms must be between 0/);

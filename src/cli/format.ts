@@ -19,6 +19,15 @@ export function formatSimReport(r: SimReport): string {
     `  queued behind locks ${r.queuedBehindLocks}; per commit: ${r.messagesPerCommit} messages, ${r.forcedWritesPerCommit} forced writes`,
     `  conserved total: ${r.conserved ? 'yes' : 'NO'}; crashes ${r.crashes}; simulated ${r.simulatedMs} ms in ${r.wallMs} ms`,
   ];
+  const clocks = r.isolation?.timestamps;
+  if (r.isolation !== undefined && clocks !== undefined) {
+    lines.push(
+      `  timestamp reads, clock skew ±${clocks.skewMs} ms, ${clocks.commitWait ? 'commit wait' : 'no commit wait'}: read-only ${ms(clocks.readOnlyLatencyMs)}`,
+      ...(clocks.commitWait ? [`  commit wait      ${ms(clocks.commitWaitMs)}`] : []),
+      `  ${r.isolation.inconsistentAudits} of ${r.isolation.audits} audits inconsistent; strict-serializable history checker: ` +
+        (r.isolation.anomalyTypes.length === 0 ? 'no anomalies' : r.isolation.anomalyTypes.join(', ')),
+    );
+  }
   return withViolations(lines, r);
 }
 

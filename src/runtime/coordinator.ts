@@ -35,6 +35,7 @@ import { randomBytes } from 'node:crypto';
 import type { BranchFate, ResourceAdapter } from '../adapters/types.ts';
 import { DtxError, HeuristicError, isDtxError, ResourceUnavailableError } from '../errors.ts';
 import { textCharsMax } from '../protocol/common/codec.ts';
+import { type Hlc, hlcNow, hlcZero } from '../protocol/common/hlc.ts';
 import type { NodeId, Outcome, TxnId } from '../protocol/common/types.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
@@ -371,6 +372,8 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
   /** Transactions re-driven by recovery: their branches' gids, to tell what to expect. */
   private readonly recovering = new Set<TxnId>();
   private readonly incarnation: string;
+  /** This process's hybrid logical clock (see tickClock). */
+  private clock: Hlc = hlcZero;
   private counter = 0;
   /** Phase-two calls in flight, by message type and gid: a resend must not race its original. */
   private readonly inflight = new Map<string, Promise<void>>();
@@ -1116,6 +1119,16 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     }
   }
 
+  /**
+   * A hybrid logical clock over this process's wall clock: the prepare
+   * timestamps the YES votes carry, so that every commit record has a commit
+   * timestamp (nothing reads it yet; the simulator's timestamp reads do).
+   */
+  private tickClock(): Hlc {
+    this.clock = hlcNow(this.clock, Date.now());
+    return this.clock;
+  }
+
   private warn(message: string): void {
     try {
       if (this.options.onWarning !== undefined) this.options.onWarning(message);
@@ -1141,6 +1154,8 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
               attempt: msg.attempt,
               vote,
               ...(evidence === undefined ? {} : { evidence }),
+              // The prepare timestamp, on this process's clock: the core logs the latest as the commit timestamp.
+              ...(vote === 'yes' ? { ts: this.tickClock() } : {}),
             },
           });
         if (entry === undefined) return reply('no');

@@ -21,8 +21,27 @@
 // leaves at PREPARE, so that their read locks last until the outcome (strict
 // two-phase locking: a read lock released at PREPARE would let a writer
 // commit, and a snapshot see it, before the reader's own writes commit).
+//
+// Timestamp reads (`--reads timestamp`, 2PC): every node has a physical clock,
+// virtual time plus an offset drawn from the seed within ±`clockSkewMs`, and a
+// hybrid logical clock (../protocol/common/hlc.ts) that every message between
+// nodes carries. A participant's prepare timestamp is its clock when its
+// prepared record is durable, stamped on its YES; the coordinator core takes
+// the latest as the commit timestamp, into its commit record and its COMMITs;
+// rows keep versions by commit timestamp (./resource.ts). A read-only
+// transaction takes a snapshot timestamp from the clock of its first
+// participant's node (where its client runs) and reads each participant's
+// versions at it, without locks, waiting only for prepared writers at or
+// before it. With `commitWait`, the coordinator acknowledges a commit only
+// once its clock is past the commit timestamp plus the uncertainty (twice the
+// skew), and a read-only transaction returns only once its node's clock is
+// past its snapshot timestamp plus the same (Spanner's commit wait, and its
+// reads' wait for safe time): then whatever completed before a transaction
+// began has a timestamp below the one it takes. Without it, a client can be
+// told of a commit that a reader on a slower clock then does not see.
 
 import { assert } from '../protocol/common/assert.ts';
+import { type Hlc, hlcNow, hlcUpdate, hlcZero } from '../protocol/common/hlc.ts';
 import { AfterPersistSequencer, type SequencedWrite } from '../protocol/common/sequencer.ts';
 import type { Effect, Input, NodeId, Outcome } from '../protocol/common/types.ts';
 import { Checkers } from './checkers.ts';
@@ -77,6 +96,15 @@ export interface CommitWorldOptions {
   trace: TraceEvent[] | null;
   /** What reads do (workloads that read; plain otherwise). */
   reads: ReadMode;
+  /** Per-node clocks and commit timestamps (timestamp reads), or null: no clock is drawn or read. */
+  clocks: ClockOptions | null;
+}
+
+export interface ClockOptions {
+  /** Each node's clock is virtual time plus an offset drawn uniformly in [-skew, skew). */
+  skewMs: number;
+  /** Acknowledge a commit (and return a read-only transaction) only once the clock is past its timestamp plus twice the skew. */
+  commitWait: boolean;
 }
 
 export type TraceEvent =
@@ -116,6 +144,12 @@ interface SimNode {
   /** A restart is already scheduled (by the scenario or a random crash). */
   restartAt: number;
   pinnedRestart: boolean;
+  /** Its physical clock's offset from virtual time (0 without clocks). */
+  clockOffsetMs: number;
+  /** Its hybrid logical clock (timestamp reads). Kept over a crash, as a node would persist an upper bound. */
+  hlc: Hlc;
+  /** Timestamp reads waiting here for a prepared writer's outcome (volatile). */
+  waitingReads: Extract<AppMsg, { type: 'readAt' }>[];
 }
 
 interface ClientTxn {
@@ -133,6 +167,9 @@ interface ClientTxn {
   reads: ReadResult[];
   /** With snapshot reads, a read-only transaction's fence request (-1: none). */
   snapshotRequest: number;
+  /** With timestamp reads, a read-only transaction's snapshot timestamp and the node whose clock gave it. */
+  snapshotTs?: { ts: Hlc; node: SimNode };
+  startedAt: number;
 }
 
 type AppMsg =
@@ -148,6 +185,8 @@ type AppMsg =
   | { type: 'execReply'; txn: string; node: NodeId; ok: boolean; reads?: readonly ReadResult[] }
   | { type: 'openSnapshot'; txn: string; ops: Op[] }
   | { type: 'snapshot'; txn: string; node: NodeId; reads: ReadResult[] }
+  /** Timestamp reads: read `ops` here at snapshot timestamp `ts`. */
+  | { type: 'readAt'; txn: string; ops: Op[]; ts: Hlc }
   | { type: 'abandon'; txn: string }
   | { type: 'begin'; txn: string; participants: NodeId[] }
   | { type: 'outcome'; txn: string; outcome: Outcome };
@@ -197,6 +236,12 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   readonly isolation: IsolationTally;
   /** The conserved total the audits compare with. */
   private readonly initialTotal: number;
+  /** Timestamp reads: the HLC each message between nodes carries. */
+  private readonly stamps = new WeakMap<object, Hlc>();
+  /** Timestamp reads: the commit timestamp of each transaction a coordinator logged a commit for. */
+  private readonly commitTsOf = new Map<string, Hlc>();
+  /** Read-only transactions' latency (snapshot and timestamp reads), and how long acknowledgements waited for the clock. */
+  readonly clockMetrics = { readOnlyLatencyMs: [] as number[], commitWaitMs: [] as number[] };
 
   constructor(opts: CommitWorldOptions) {
     const extra = opts.protocol.nodes(opts.workload.participants);
@@ -257,6 +302,9 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
         resource: null,
         restartAt: -1,
         pinnedRestart: false,
+        clockOffsetMs: 0,
+        hlc: hlcZero,
+        waitingReads: [],
       };
       if (spec.kind === 'participant') {
         node.resource = new ResourceModel(
@@ -279,11 +327,20 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
             waited: (ms) => this.metrics.lockWaitMs.push(ms),
           },
           opts.reads === 'plain' ? 'plain' : 'locking',
+          opts.reads === 'timestamp',
         );
       }
       this.nodes.set(spec.id, node);
     });
     this.fence = opts.reads === 'snapshot' ? new SimCommitFence((run) => this.at(this.now, run)) : null;
+    assert((opts.reads === 'timestamp') === (opts.clocks !== null), 'clocks go with timestamp reads');
+    assert(
+      opts.clocks === null || opts.protocol.timestamps !== undefined,
+      'timestamp reads need commit timestamps',
+    );
+    // Drawn only with clocks, and then before anything else, so that runs without them draw what they always drew.
+    const skew = opts.clocks?.skewMs ?? 0;
+    if (skew > 0) for (const node of this.nodes.values()) node.clockOffsetMs = this.rng.between(-skew, skew);
     this.isolation = {
       audits: 0,
       inconsistentAudits: 0,
@@ -298,12 +355,54 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
   protected override send(from: NodeId, to: NodeId, msg: unknown, protocol: boolean): void {
     // Acknowledgements of a decision, counted apart as Gray & Lamport do.
     if (protocol && (msg as { type?: string }).type === 'ACK') this.metrics.ackMessages++;
+    if (this.opts.clocks !== null && from !== clientId && typeof msg === 'object' && msg !== null)
+      this.stamps.set(msg, this.tick(this.nodes.get(from)!));
     super.send(from, to, msg, protocol);
   }
 
   protected receive(node: SimNode, from: NodeId, msg: unknown, protocol: boolean): void {
+    if (this.opts.clocks !== null) this.onStamped(node, msg, protocol);
     if (protocol) this.step(node, { type: 'receive', from, msg });
     else this.onAppMessage(node, from, msg as AppMsg);
+  }
+
+  // ----------------------------------------------------------------- clocks
+
+  /** The node's physical clock: virtual time plus its offset. */
+  private physicalMs(node: SimNode): number {
+    return this.now + node.clockOffsetMs;
+  }
+
+  /** A local event or a send at `node`: its next HLC timestamp. */
+  private tick(node: SimNode): Hlc {
+    node.hlc = hlcNow(node.hlc, this.physicalMs(node));
+    return node.hlc;
+  }
+
+  private observe(node: SimNode, ts: Hlc): void {
+    node.hlc = hlcUpdate(node.hlc, ts, this.physicalMs(node));
+  }
+
+  /** A message arrived: the clock takes in its timestamp; a COMMIT tells a participant its commit timestamp. */
+  private onStamped(node: SimNode, msg: unknown, protocol: boolean): void {
+    const stamp = typeof msg === 'object' && msg !== null ? this.stamps.get(msg) : undefined;
+    if (stamp !== undefined) this.observe(node, stamp);
+    if (!protocol || node.resource === null) return;
+    const ts = this.opts.protocol.timestamps!.commitTs(msg);
+    if (ts === undefined) return;
+    this.observe(node, ts);
+    node.resource.setCommitTs((msg as { txn: string }).txn, ts);
+  }
+
+  /**
+   * When a clock reading `ts` is safely in the past at `node`: its clock past
+   * `ts` plus the uncertainty (any two clocks differ by less than twice the
+   * skew), in virtual time. Without commit wait: now.
+   */
+  private waitedUntil(node: SimNode, ts: Hlc): number {
+    const clocks = this.opts.clocks;
+    if (clocks === null || !clocks.commitWait) return this.now;
+    return Math.max(this.now, ts.wallMs + 2 * clocks.skewMs - node.clockOffsetMs);
   }
 
   protected step(node: SimNode, input: Input<unknown>): void {
@@ -412,7 +511,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       case 'sendAfterPersist':
         if (this.opts.protocol.votes !== undefined)
           for (const v of this.opts.protocol.votes(e.msg)) this.checkers.voted(node.spec.id, v);
-        this.send(node.spec.id, e.to, e.msg, true);
+        this.send(node.spec.id, e.to, this.opts.clocks === null ? e.msg : this.stampVote(node, e.msg), true);
         return;
       case 'setTimer':
         this.setTimer(node, e.timer, e.delayMs);
@@ -423,13 +522,36 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       case 'resource':
         this.applyResource(node, e.txn, e.action);
         return;
-      case 'reportOutcome':
-        this.checkers.outcome(e.txn, e.outcome);
-        this.send(node.spec.id, e.client, { type: 'outcome', txn: e.txn, outcome: e.outcome }, false);
+      case 'reportOutcome': {
+        const ts = e.outcome === 'committed' ? this.commitTsOf.get(e.txn) : undefined;
+        const until = ts === undefined ? this.now : this.waitedUntil(node, ts);
+        if (ts !== undefined && this.opts.clocks?.commitWait)
+          this.clockMetrics.commitWaitMs.push(until - this.now);
+        if (until <= this.now) return this.reportOutcome(node, e);
+        // Commit wait: the client hears of the commit once no clock can still read before its timestamp.
+        const epoch = node.epoch;
+        this.at(until, () => {
+          if (node.epoch === epoch) this.reportOutcome(node, e);
+        });
         return;
+      }
       case 'persist':
         assert(false, 'persist effects are executed by execute()');
     }
+  }
+
+  private reportOutcome(node: SimNode, e: Extract<AnyEffect, { type: 'reportOutcome' }>): void {
+    this.commitTsOf.delete(e.txn);
+    this.checkers.outcome(e.txn, e.outcome);
+    this.send(node.spec.id, e.client, { type: 'outcome', txn: e.txn, outcome: e.outcome }, false);
+  }
+
+  /** A participant's YES carries its prepare timestamp (the core has no clock). */
+  private stampVote(node: SimNode, msg: unknown): unknown {
+    const timestamps = this.opts.protocol.timestamps!;
+    const txn = node.resource === null ? undefined : timestamps.yesVote(msg);
+    if (txn === undefined) return msg;
+    return timestamps.withPrepareTs(msg, node.resource!.prepareTsOf(txn) ?? this.tick(node));
   }
 
   private applyResource(node: SimNode, txn: string, action: 'commit' | 'abort' | 'release'): void {
@@ -458,6 +580,16 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     this.checkers.rm(txn, node.spec.id, state);
     if (this.fence !== null && state !== 'working' && state !== 'prepared' && !this.checkers.unfinished(txn))
       this.fence.finished(txn);
+    // A writer's outcome may be what a timestamp read waits for.
+    if (node.waitingReads.length > 0 && state !== 'working' && state !== 'prepared') {
+      const epoch = node.epoch;
+      this.at(this.now, () => {
+        if (node.epoch !== epoch) return;
+        const waiting = node.waitingReads;
+        node.waitingReads = [];
+        for (const msg of waiting) this.serveReadAt(node, msg);
+      });
+    }
   }
 
   // ------------------------------------------------------------------- disk
@@ -469,6 +601,10 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
    */
   protected persist(node: SimNode, write: PendingWrite): void {
     if (write.force) this.metrics.forcedWrites++;
+    if (this.opts.clocks !== null) {
+      const ts = this.opts.protocol.timestamps!.commitTs(write.record);
+      if (ts !== undefined) this.commitTsOf.set((write.record as { txn: string }).txn, ts);
+    }
     node.queued.push(write);
     if (node.flushing !== null) return;
     if (write.force) this.startFlush(node);
@@ -527,7 +663,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
         // ABORT overtook the write) stays given up: the record is moot.
         const txn = (w.record as { txn: string }).txn;
         if (node.resource.has(txn)) {
-          node.resource.markPrepared(txn);
+          node.resource.markPrepared(txn, this.opts.clocks === null ? undefined : this.tick(node));
           this.observeRm(node, txn, 'prepared');
         }
       }
@@ -555,6 +691,7 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
     node.lazyFlushArmed = false;
     node.sequencer.crash();
     node.releaseArmed = false;
+    node.waitingReads = [];
     if (this.opts.trace) this.opts.trace.push({ t: this.now, kind: 'crash', node: node.spec.id });
     if (node.resource !== null) {
       for (const txn of node.resource.crash()) this.observeRm(node, txn, 'aborted');
@@ -598,11 +735,13 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       readOnly,
       reads: [],
       snapshotRequest: -1,
+      startedAt: this.now,
     };
     this.clientTxns.set(id, t);
     this.recordHistory(t, 'invoke');
     this.schedule(this.now + this.opts.clientExecTimeoutMs, evClientExecTimeout, null, 0).a = t;
     if (readOnly && this.fence !== null) return this.startSnapshot(t);
+    if (readOnly && this.opts.clocks !== null) return this.startTimestampRead(t);
     this.checkers.register(id, participants);
     for (const p of participants) {
       this.send(
@@ -628,6 +767,38 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       for (const p of t.participants)
         this.send(clientId, p, { type: 'openSnapshot', txn: t.id, ops: t.ops.get(p)! }, false);
     });
+  }
+
+  /** Timestamp reads: the snapshot timestamp is the clock of the node the client runs on (its first participant's). */
+  private startTimestampRead(t: ClientTxn): void {
+    const node = this.nodes.get(t.participants[0]!)!;
+    const ts = this.tick(node);
+    t.snapshotTs = { ts, node };
+    for (const p of t.participants)
+      this.send(clientId, p, { type: 'readAt', txn: t.id, ops: t.ops.get(p)!, ts }, false);
+  }
+
+  /** Every participant answered a timestamp read: done, once its timestamp is safely past (commit wait). */
+  private finishTimestampRead(t: ClientTxn, snapshot: { ts: Hlc; node: SimNode }): void {
+    const until = this.waitedUntil(snapshot.node, snapshot.ts);
+    const done = () => {
+      this.clockMetrics.readOnlyLatencyMs.push(this.now - t.startedAt);
+      this.finishClientTxn(t, 'ok');
+    };
+    if (until <= this.now) return done();
+    t.commitRequestedAt = this.now; // its reads are in: no longer abandoned for being slow
+    this.at(until, done);
+  }
+
+  /** A timestamp read at this participant: served now, or once no prepared writer at or before it remains. */
+  private serveReadAt(node: SimNode, msg: Extract<AppMsg, { type: 'readAt' }>): void {
+    const reads = node.resource!.readAt(msg.ops, msg.ts);
+    if (reads === null) {
+      node.waitingReads.push(msg);
+      return;
+    }
+    this.traceReads(node, msg.txn, reads);
+    this.send(node.spec.id, clientId, { type: 'snapshot', txn: msg.txn, node: node.spec.id, reads }, false);
   }
 
   private abandon(t: ClientTxn): void {
@@ -685,7 +856,9 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       if (!t.pendingExec.delete(msg.node)) return;
       t.reads.push(...msg.reads);
       if (t.pendingExec.size > 0) return;
+      if (t.snapshotTs !== undefined) return this.finishTimestampRead(t, t.snapshotTs);
       this.fence!.endSnapshot(t.snapshotRequest);
+      this.clockMetrics.readOnlyLatencyMs.push(this.now - t.startedAt);
       this.finishClientTxn(t, 'ok');
     } else if (msg.type === 'execReply') {
       if (!msg.ok) return this.abandon(t);
@@ -780,6 +953,13 @@ export class CommitWorld extends SimKernel<SimNode, AnyEffect> {
       case 'begin':
         this.step(node, { type: 'begin', txn: msg.txn, participants: msg.participants, client: from });
         return;
+      case 'readAt': {
+        if (node.resource === null) return;
+        // The participant's clock passes the snapshot: whatever prepares here from now on gets a later timestamp.
+        this.observe(node, msg.ts);
+        this.serveReadAt(node, msg);
+        return;
+      }
       case 'openSnapshot': {
         const model = node.resource;
         if (model === null) return;

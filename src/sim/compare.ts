@@ -18,14 +18,20 @@
 //   partial commits);
 // - paper vs measured: Paxos Commit's messages and forced writes per commit in
 //   the failure-free normal case, Gray & Lamport's formulas next to what the
-//   simulator sends and forces (./paper-costs.ts).
+//   simulator sends and forces (./paper-costs.ts);
+// - clocks or a single serialisation point: 2PC's read-only transactions
+//   through the commit fence (snapshot reads) against timestamp reads with
+//   skewed clocks, without and with commit wait, on the append workload: commit
+//   and read-only latency, and in how many seeds the strict-serializable
+//   history checker finds a real-time violation.
 
+import { checkHistoryOps } from '../history/check.ts';
 import type { AcceptorFanout } from '../protocol/paxos-commit/types.ts';
 import { sagaSwarmRequest } from './branch/swarm.ts';
 import { type PaperCostRow, paperCostRows } from './paper-costs.ts';
 import type { ProtocolName } from './protocols.ts';
 import { runSim, type SimReport, type SimRequest } from './run.ts';
-import type { Summary } from './stats.ts';
+import { type Summary, summarize } from './stats.ts';
 import { swarmRequest } from './swarm.ts';
 
 export interface CompareOptions {
@@ -42,6 +48,10 @@ export interface CompareOptions {
   seed: number;
   swarmSeeds: number;
   protocols: CompareEntry[];
+  /** Timestamp reads: each node's clock is off by up to this much either way. */
+  clockSkewMs: number;
+  /** Seeds (healthy runs of the append workload) per read-only row. */
+  clockSeeds: number;
 }
 
 /** One row of the table: a protocol, and for Paxos Commit its configuration. */
@@ -61,6 +71,8 @@ export const defaultCompareOptions: CompareOptions = {
   txns: 400,
   seed: 1,
   swarmSeeds: 150,
+  clockSkewMs: 5,
+  clockSeeds: 20,
   protocols: [
     { label: 'naive', protocol: 'naive' },
     { label: '2pc', protocol: '2pc' },
@@ -106,10 +118,34 @@ export interface SagaCompareRow {
   swarm: { seeds: number; violations: number; unfinishedAfterHeal: number };
 }
 
+/**
+ * 2PC's read-only transactions, one consistent cut without locks, two ways:
+ * a single serialisation point (the commit fence, `--reads snapshot`) or
+ * clocks (`--reads timestamp`), without and with commit wait. Latencies are
+ * over every seed's run together; the last column counts the seeds whose
+ * history has a cycle through real-time order (strict-serializable check).
+ */
+export interface ReadCompareRow {
+  reads: 'snapshot' | 'timestamp' | 'timestamp + commit wait';
+  latencyMs: Summary;
+  readOnlyLatencyMs: Summary;
+  /** How long acknowledgements waited for the clock (commit wait only; zeros otherwise). */
+  commitWaitMs: Summary;
+  /** Commits held back while snapshots opened (the fence only; 0 otherwise). */
+  heldBackCommits: number;
+  committed: number;
+  readOnly: number;
+  seeds: number;
+  realtimeViolationSeeds: number;
+  /** Seeds with any other anomaly class: none is expected in any row. */
+  otherAnomalySeeds: number;
+}
+
 export interface CompareReport {
   options: CompareOptions;
   rows: CompareRow[];
   sagaRows: SagaCompareRow[];
+  readRows: ReadCompareRow[];
   /** Paxos Commit, failure-free normal case: the paper's counts and the measured ones (N = 3, 5; F = 1, 2). */
   paper: PaperCostRow[];
   wallMs: number;
@@ -210,5 +246,57 @@ export function runCompare(options: Partial<CompareOptions> = {}): CompareReport
     };
   });
   const paper = paperCostRows(o.fanout);
-  return { options: o, rows, sagaRows, paper, wallMs: Math.round(performance.now() - started) };
+  const readRows = (['snapshot', 'timestamp', 'timestamp + commit wait'] as const).map((reads) =>
+    readCompareRow(reads, o),
+  );
+  return { options: o, rows, sagaRows, readRows, paper, wallMs: Math.round(performance.now() - started) };
+}
+
+function readCompareRow(reads: ReadCompareRow['reads'], o: CompareOptions): ReadCompareRow {
+  const latency: number[] = [];
+  const readOnly: number[] = [];
+  const commitWait: number[] = [];
+  let heldBackCommits = 0;
+  let committed = 0;
+  let realtimeViolationSeeds = 0;
+  let otherAnomalySeeds = 0;
+  for (let i = 0; i < o.clockSeeds; i++) {
+    const req: SimRequest = {
+      protocol: '2pc',
+      workload: 'append',
+      participants: o.participants,
+      concurrency: 8,
+      txns: o.txns,
+      seed: o.seed + i,
+      rttMs: o.rttMs,
+      fsyncMs: o.fsyncMs,
+      reads: reads === 'snapshot' ? 'snapshot' : 'timestamp',
+      ...(reads === 'snapshot' ? {} : { clockSkewMs: o.clockSkewMs }),
+      ...(reads === 'timestamp + commit wait' ? { commitWait: true } : {}),
+    };
+    const { world, report, history } = runSim(req);
+    latency.push(...world.metrics.commitLatencyMs);
+    readOnly.push(...world.clockMetrics.readOnlyLatencyMs);
+    commitWait.push(...world.clockMetrics.commitWaitMs);
+    heldBackCommits += world.fence?.heldBack ?? 0;
+    committed += report.committed;
+    const types = checkHistoryOps(history ?? [], 'the run', {
+      model: 'list-append',
+      consistency: 'strict-serializable',
+    }).anomalyTypes;
+    if (types.some((t) => t.endsWith('-realtime'))) realtimeViolationSeeds++;
+    if (types.some((t) => !t.endsWith('-realtime'))) otherAnomalySeeds++;
+  }
+  return {
+    reads,
+    latencyMs: summarize(latency),
+    readOnlyLatencyMs: summarize(readOnly),
+    commitWaitMs: summarize(commitWait),
+    heldBackCommits,
+    committed,
+    readOnly: readOnly.length,
+    seeds: o.clockSeeds,
+    realtimeViolationSeeds,
+    otherAnomalySeeds,
+  };
 }

@@ -8,15 +8,20 @@
 // commit world: ./resource.ts and ./commit-fence.ts), this module only names
 // the shared contract.
 
+import type { Summary } from './stats.ts';
+
 /**
  * - plain: each participant returns its latest committed value, no lock.
  * - locking: shared locks held until the transaction's outcome everywhere
  *   (strict two-phase locking).
  * - snapshot: read-only transactions read one consistent cut (the commit
  *   fence); reads inside read-write transactions are locking reads.
+ * - timestamp: read-only transactions read every participant's versions at
+ *   a snapshot timestamp from a node's clock (commit timestamps, 2PC only);
+ *   reads inside read-write transactions are locking reads.
  * Sagas and TCC take `plain` only: their reads are whatever their branches do.
  */
-export const readModes = ['plain', 'locking', 'snapshot'] as const;
+export const readModes = ['plain', 'locking', 'snapshot', 'timestamp'] as const;
 export type ReadMode = (typeof readModes)[number];
 
 /** The workloads that read, in every world that runs them. */
@@ -35,6 +40,12 @@ export interface IsolationReport {
   inconsistentAudits: number;
   /** The history checker's anomaly classes found in the run's history (append), in its order. */
   anomalyTypes: string[];
+  /**
+   * Timestamp reads only: the history is checked as strict-serializable (real-time
+   * order counts), read-only transactions' latency, and how long each commit's
+   * acknowledgement waited for the clock (commit wait; empty without it).
+   */
+  timestamps?: { skewMs: number; commitWait: boolean; readOnlyLatencyMs: Summary; commitWaitMs: Summary };
 }
 
 /** One line of a recorded history: an invocation or a completion, list-append micro-ops. */

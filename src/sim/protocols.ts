@@ -4,6 +4,7 @@
 // simulator knows nothing else about any protocol, so a new protocol plugs in
 // here and every fault, checker and metric applies to it at once.
 
+import type { Hlc } from '../protocol/common/hlc.ts';
 import type { Effect, NodeId, Role } from '../protocol/common/types.ts';
 import { defaultNaiveConfig, naiveCoordinator, naiveParticipant } from '../protocol/naive/naive.ts';
 import { paxosInvariants } from '../protocol/paxos-commit/invariants.ts';
@@ -18,7 +19,7 @@ import { defaultThreePcConfig, type ThreePcMsg, type ThreePcRecord } from '../pr
 import { twoPcCoordinator } from '../protocol/twopc/coordinator.ts';
 import { compactTwoPcLog } from '../protocol/twopc/log.ts';
 import { twoPcParticipant } from '../protocol/twopc/participant.ts';
-import { defaultTwoPcConfig, type TwoPcRecord } from '../protocol/twopc/types.ts';
+import { defaultTwoPcConfig, type TwoPcMsg, type TwoPcRecord } from '../protocol/twopc/types.ts';
 import type { Vote } from './checkers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the simulator drives roles of every protocol through one port
@@ -92,6 +93,21 @@ export interface SimProtocol {
    * leaves at PREPARE (2PC). Cores without it prepare such a branch like any other.
    */
   readOnlyVotes?: true;
+  /**
+   * Commit timestamps, for timestamp-ordered reads (`--reads timestamp`):
+   * which message is a YES vote the driver stamps with the participant's
+   * prepare timestamp (the core has no clock), and the commit timestamp a
+   * COMMIT message or a decision record carries. Protocols without it refuse
+   * timestamp reads.
+   */
+  timestamps?: {
+    /** The transaction of a YES vote, else undefined. */
+    yesVote(msg: unknown): string | undefined;
+    /** The vote with its prepare timestamp. */
+    withPrepareTs(msg: unknown, ts: Hlc): unknown;
+    /** The commit timestamp a COMMIT message or a commit record carries, else undefined. */
+    commitTs(msgOrRecord: unknown): Hlc | undefined;
+  };
 }
 
 export const protocolNames = ['naive', '2pc', 'paxos-commit', '3pc'] as const;
@@ -186,6 +202,17 @@ function twoPc(options: ProtocolOptions): SimProtocol {
       effects.some((e) => e.type === 'persist' && (e.record as TwoPcRecord).type === 'commit'),
     compact: (_kind, log) => compactTwoPcLog(log as TwoPcRecord[]),
     readOnlyVotes: true,
+    timestamps: {
+      yesVote: (msg) => {
+        const m = msg as TwoPcMsg;
+        return m.type === 'VOTE' && m.vote === 'yes' ? m.txn : undefined;
+      },
+      withPrepareTs: (msg, ts) => ({ ...(msg as TwoPcMsg), ts }),
+      commitTs: (value) => {
+        const v = value as TwoPcMsg | TwoPcRecord;
+        return v.type === 'COMMIT' || v.type === 'commit' ? v.ts : undefined;
+      },
+    },
   };
 }
 

@@ -27,6 +27,20 @@
 // resources instead; the simulator sees everything, and keeps the rule it
 // already had.) Every read sees the transaction's own earlier writes to the
 // row. Rows also hold a list, for the append workload's list-append ops.
+//
+// Timestamp-ordered reads (`versioned`): every commit also keeps the row's
+// new value as a version stamped with the transaction's commit timestamp
+// (a hybrid logical clock value, ../protocol/common/hlc.ts), and a read at a
+// snapshot timestamp returns the latest version at or before it, without a
+// lock. A prepared writer of the row whose prepare timestamp is at or before
+// the snapshot may still commit at or before it, so such a read waits for its
+// outcome (as Spanner's and CockroachDB's do); a writer that prepares later
+// gets a prepare timestamp after the snapshot, because the participant's
+// clock has seen the snapshot's timestamp (the world updates it). Versions
+// are appended in timestamp order; the model asserts it.
+
+import { assert } from '../protocol/common/assert.ts';
+import { compareHlc, type Hlc, hlcZero } from '../protocol/common/hlc.ts';
 
 export type Key = string;
 
@@ -69,6 +83,10 @@ interface LocalTxn {
   executed: boolean;
   /** When it started waiting for its current lock, or -1. */
   waitingSince: number;
+  /** Versioned rows: its prepare timestamp here, once its prepared record is durable. */
+  prepareTs?: Hlc;
+  /** Versioned rows: its commit timestamp, once a COMMIT carrying it arrived. */
+  commitTs?: Hlc;
   onGranted: () => void;
   onFailed: () => void;
 }
@@ -81,6 +99,14 @@ interface Row {
   readers: string[];
   /** Waiting transactions, oldest first. */
   queue: string[];
+  /** Versioned rows only: every committed state, oldest first, by commit timestamp. */
+  versions: Version[] | null;
+}
+
+interface Version {
+  ts: Hlc;
+  value: number;
+  list: readonly number[];
 }
 
 export interface ResourceHooks {
@@ -107,15 +133,27 @@ export class ResourceModel {
     initial: ReadonlyMap<Key, number>,
     private readonly hooks: ResourceHooks,
     private readonly readMode: LockReadMode = 'locking',
+    /** Keep committed versions by commit timestamp, for timestamp-ordered reads. */
+    private readonly versioned = false,
   ) {
-    for (const [key, value] of initial)
-      this.rows.set(key, { value, list: [], holder: null, readers: [], queue: [] });
+    for (const [key, value] of initial) this.rows.set(key, this.newRow(value));
+  }
+
+  private newRow(value: number): Row {
+    return {
+      value,
+      list: [],
+      holder: null,
+      readers: [],
+      queue: [],
+      versions: this.versioned ? [{ ts: hlcZero, value, list: [] }] : null,
+    };
   }
 
   private row(key: Key): Row {
     let r = this.rows.get(key);
     if (r === undefined) {
-      r = { value: 0, list: [], holder: null, readers: [], queue: [] };
+      r = this.newRow(0);
       this.rows.set(key, r);
     }
     return r;
@@ -264,10 +302,48 @@ export class ResourceModel {
     t.onFailed();
   }
 
-  /** Durable prepared record written: from now on the transaction cannot be wounded and survives crashes. */
-  markPrepared(txn: string): void {
+  /**
+   * Durable prepared record written: from now on the transaction cannot be
+   * wounded and survives crashes. `ts`: its prepare timestamp (versioned rows).
+   */
+  markPrepared(txn: string, ts?: Hlc): void {
     const t = this.txns.get(txn);
-    if (t !== undefined) t.prepared = true;
+    if (t === undefined) return;
+    t.prepared = true;
+    if (ts !== undefined) t.prepareTs = ts;
+  }
+
+  prepareTsOf(txn: string): Hlc | undefined {
+    return this.txns.get(txn)?.prepareTs;
+  }
+
+  /** A COMMIT carrying the commit timestamp arrived: the versions it installs get it. */
+  setCommitTs(txn: string, ts: Hlc): void {
+    const t = this.txns.get(txn);
+    if (t !== undefined) t.commitTs = ts;
+  }
+
+  /**
+   * Reads at snapshot timestamp `ts`, without locks: each row's latest version
+   * at or before `ts`. Null when a prepared writer of one of the rows has a
+   * prepare timestamp at or before `ts` (or none yet): its outcome decides
+   * what the read returns, so the read waits for it.
+   */
+  readAt(ops: readonly Op[], ts: Hlc): ReadResult[] | null {
+    assert(this.versioned, 'readAt needs versioned rows');
+    const out: ReadResult[] = [];
+    for (const op of ops) {
+      const row = this.row(op.key);
+      const holder = row.holder === null ? undefined : this.txns.get(row.holder);
+      if (holder?.prepared && (holder.prepareTs === undefined || compareHlc(holder.prepareTs, ts) <= 0))
+        return null;
+      const versions = row.versions!;
+      let i = versions.length - 1;
+      while (i > 0 && compareHlc(versions[i]!.ts, ts) > 0) i--;
+      const v = versions[i]!;
+      out.push({ key: op.key, seq: op.seq ?? 0, value: v.value, list: v.list.slice() });
+    }
+    return out;
   }
 
   isPrepared(txn: string): boolean {
@@ -296,12 +372,16 @@ export class ResourceModel {
     this.txns.delete(txn);
     this.ended.add(txn);
     if (t.waitingSince >= 0) this.hooks.waited(this.hooks.now() - t.waitingSince);
-    if (apply)
+    if (apply) {
+      const touched = new Set<Row>();
       for (const op of t.ops) {
         const row = this.row(op.key);
         row.value += op.delta;
         if (op.append !== undefined) row.list.push(op.append);
+        if (writes(op)) touched.add(row);
       }
+      if (this.versioned) for (const row of touched) this.addVersion(txn, t, row);
+    }
     // Remove from any wait queue it sits in (it may be waiting for its next op's lock).
     if (t.next < t.ops.length) {
       const row = this.rows.get(t.ops[t.next]!.key);
@@ -350,6 +430,17 @@ export class ResourceModel {
       wake.push(w);
       if (!reading) return;
     }
+  }
+
+  private addVersion(txn: string, t: LocalTxn, row: Row): void {
+    const ts = t.commitTs;
+    assert(ts !== undefined, `${txn} committed a write without a commit timestamp`);
+    const versions = row.versions!;
+    const last = versions[versions.length - 1]!;
+    // Writers of a row commit one after the other under its lock, and each
+    // one's prepare timestamp is past the commit timestamps its participant saw.
+    assert(compareHlc(ts, last.ts) > 0, `${txn}: commit timestamp not after the row's last version`);
+    versions.push({ ts, value: row.value, list: row.list.slice() });
   }
 
   total(filter: (key: Key) => boolean): number {

@@ -183,10 +183,24 @@ export const simFlags: readonly SimFlag[] = [
   },
   {
     flag: '--reads <mode>',
-    help: 'bank-audit, append: what a read does (plain: latest committed value; locking: shared locks to the outcome; snapshot: read-only work reads one consistent cut)',
+    help: 'bank-audit, append: what a read does (plain: latest committed value; locking: shared locks to the outcome; snapshot: read-only work reads one consistent cut; timestamp: read-only work reads at a snapshot timestamp, 2pc)',
     value: { kind: 'choice', choices: readModes },
     appliesTo: both,
     read: (req) => (req as { reads?: string }).reads,
+  },
+  {
+    flag: '--clock-skew-ms <ms>',
+    help: "--reads timestamp: each node's clock is off by up to this much either way (default 0)",
+    value: { kind: 'num', min: 0, max: 60_000 },
+    appliesTo: commitOnly,
+    read: (req) => commit(req).clockSkewMs,
+  },
+  {
+    flag: '--commit-wait',
+    help: '--reads timestamp: acknowledge a commit only once every clock is past its timestamp (waits twice the skew)',
+    value: { kind: 'switch' },
+    appliesTo: commitOnly,
+    read: (req) => commit(req).commitWait,
   },
   {
     flag: '--loss <p>',

@@ -36,6 +36,9 @@ export interface SwarmOptions {
   /** A workload that reads instead of the bank's transfers, with its read mode (default plain). */
   workload?: IsolationWorkloadName;
   reads?: ReadMode;
+  /** Timestamp reads: clock skew and commit wait (see SimRequest). */
+  clockSkewMs?: number;
+  commitWait?: boolean;
   /** Called after each seed, for progress bars. */
   onSeed?: (done: number, report: SimReport) => void;
 }
@@ -74,13 +77,21 @@ export interface SwarmIsolation {
   anomalySeeds: Record<string, number>;
 }
 
+/** A swarm of a workload that reads: its read mode, and with timestamp reads the clocks' settings. */
+export interface SwarmReading {
+  workload: IsolationWorkloadName;
+  reads: ReadMode;
+  clockSkewMs?: number;
+  commitWait?: boolean;
+}
+
 /** The run a seed stands for. Everything here is drawn from the seed alone. */
 export function swarmRequest(
   protocol: ProtocolName | SimProtocol,
   seed: number,
   protocolOptions: ProtocolOptions = {},
   faultKinds: SwarmFaultKinds = 'all',
-  reading: { workload: IsolationWorkloadName; reads: ReadMode } | null = null,
+  reading: SwarmReading | null = null,
 ): SimRequest {
   const rng = new Prng(seed);
   const txns = 20 + rng.int(41);
@@ -97,6 +108,8 @@ export function swarmRequest(
     ...(Object.keys(protocolOptions).length > 0 ? { protocolOptions } : {}),
     workload: reading?.workload ?? 'bank',
     ...(reading !== null ? { reads: reading.reads } : {}),
+    ...(reading?.clockSkewMs !== undefined ? { clockSkewMs: reading.clockSkewMs } : {}),
+    ...(reading?.commitWait ? { commitWait: true } : {}),
     seed,
     txns,
     participants,
@@ -179,8 +192,15 @@ export function commitSwarmLoop(options: SwarmOptions): SwarmLoop<SimRequest, Si
     failure: null,
     wallMs: 0,
   };
-  const reading =
-    options.workload === undefined ? null : { workload: options.workload, reads: options.reads ?? 'plain' };
+  const reading: SwarmReading | null =
+    options.workload === undefined
+      ? null
+      : {
+          workload: options.workload,
+          reads: options.reads ?? 'plain',
+          ...(options.clockSkewMs !== undefined ? { clockSkewMs: options.clockSkewMs } : {}),
+          ...(options.commitWait ? { commitWait: true } : {}),
+        };
   const isolation: SwarmIsolation | undefined =
     reading === null
       ? undefined

@@ -8,7 +8,7 @@ import { runCompare } from '../../src/sim/compare.ts';
 
 test('the measured ordering: 2PC blocks for the takeover time, Paxos Commit does not, naive and 3PC break atomicity', () => {
   const takeoverMs = 20_000;
-  const report = runCompare({ txns: 200, swarmSeeds: 80, takeoverMs });
+  const report = runCompare({ txns: 200, swarmSeeds: 80, takeoverMs, clockSeeds: 3 });
   const row = (p: string) => report.rows.find((r) => r.protocol === p)!;
   const naive = row('naive');
   const twoPc = row('2pc');
@@ -55,4 +55,32 @@ test('the measured ordering: 2PC blocks for the takeover time, Paxos Commit does
       `${s.protocol}: ${s.inconsistencyWindowOnCrashMs.max}`,
     );
   }
+});
+
+test('clocks or a single serialisation point: commit wait costs commit latency and removes real-time violations', () => {
+  // Only the read-only rows are looked at; the protocol rows are cut to one cheap entry.
+  const report = runCompare({
+    txns: 200,
+    swarmSeeds: 1,
+    takeoverMs: 1_000,
+    clockSeeds: 6,
+    protocols: [{ label: '2pc', protocol: '2pc' }],
+  });
+  const row = (reads: string) => report.readRows.find((r) => r.reads === reads)!;
+  const fence = row('snapshot');
+  const clocks = row('timestamp');
+  const wait = row('timestamp + commit wait');
+  assert.ok(fence.readOnly > 0 && clocks.readOnly > 0 && wait.readOnly > 0);
+  assert.ok(fence.heldBackCommits > 0, 'the fence held some commit back');
+  assert.ok(
+    clocks.realtimeViolationSeeds > 0,
+    'skewed clocks without commit wait: a real-time violation somewhere',
+  );
+  assert.equal(wait.realtimeViolationSeeds, 0);
+  for (const r of [fence, clocks, wait]) assert.equal(r.otherAnomalySeeds, 0, r.reads);
+  assert.ok(
+    wait.latencyMs.p50 > clocks.latencyMs.p50 + report.options.clockSkewMs,
+    `commit wait ${wait.latencyMs.p50} ms against ${clocks.latencyMs.p50} ms`,
+  );
+  assert.ok(wait.commitWaitMs.p50 > 0);
 });

@@ -6,17 +6,16 @@
 // without the fence is caught.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { checkHistoryText } from '../../src/history/check.ts';
 import { historyText } from '../../src/sim/isolation.ts';
 import { makeProtocol } from '../../src/sim/protocols.ts';
 import { commitRequestProblem, runSim, type SimRequest } from '../../src/sim/run.ts';
 import { runSwarm, simCommand } from '../../src/sim/swarm.ts';
+import { dtxFromSource } from '../support/dtx-source.ts';
 
 const audit = (req: Partial<SimRequest>): SimRequest => ({
   protocol: '2pc',
@@ -119,18 +118,7 @@ test('bad combinations are refused with a reason', () => {
   assert.match(commitRequestProblem(audit({ readOnlyShare: 0.1 }))!, /--read-only-share is for the bank/);
 });
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** The command from the sources (no build needed). */
-function dtx(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(root, 'bin', 'dtx.js'), ...args], {
-    encoding: 'utf8',
-    cwd: root,
-    timeout: 120_000,
-    env: { ...process.env, DTX_FROM_SOURCE: '1' },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dtx = dtxFromSource;
 
 test('dtx sim --history writes what dtx check-history reads, with the verdict the report gave', () => {
   const dir = mkdtempSync(join(tmpdir(), 'dtx-history-'));

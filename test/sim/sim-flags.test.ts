@@ -35,10 +35,14 @@ test('simCommand names every flag of the commit world for a request that sets th
     acceptorFailRate: 0.1,
     readOnlyShare: 0.2,
     reads: 'locking',
+    // Named even where the request is not one the simulator takes (they go with timestamp reads).
+    clockSkewMs: 2,
+    commitWait: true,
     lateDupMs: 5,
     ...network,
   };
   const command = simCommand(req);
+  assert.ok(command.includes('--clock-skew-ms 2 --commit-wait'));
   for (const flag of simFlags.filter((f) => f.appliesTo.includes('commit')))
     assert.ok(command.includes(flagName(flag)), `${flagName(flag)} missing from ${command}`);
   assert.ok(command.includes('--fail-rates 0,0.1,0.2'));

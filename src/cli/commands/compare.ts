@@ -37,6 +37,18 @@ export function registerCompareCommand(program: Command): void {
         .default(30_000),
     )
     .option('--txns <n>', 'transactions per healthy run', int('--txns', 10, 1_000_000), 400)
+    .option(
+      '--clock-skew-ms <ms>',
+      "timestamp reads' rows: each node's clock is off by up to this much",
+      num('--clock-skew-ms', 0, 60_000),
+      5,
+    )
+    .option(
+      '--clock-seeds <n>',
+      'healthy runs per read-only row (commit fence, timestamps, commit wait)',
+      int('--clock-seeds', 1, 10_000),
+      20,
+    )
     .addOption(
       new Option('--seeds <n>', 'swarm seeds per protocol for the violation count')
         .argParser(int('--seeds', 0, 100_000))

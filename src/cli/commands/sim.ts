@@ -26,6 +26,8 @@ export interface SimFlags {
   protocol: string;
   workload?: 'toy' | 'bank' | 'bank-audit' | 'append' | 'booking';
   reads?: ReadMode;
+  clockSkewMs?: number;
+  commitWait?: boolean;
   history?: string;
   txns: number;
   seed: number;
@@ -148,6 +150,8 @@ function commitRequest(flags: SimFlags): SimRequest {
   if (flags.acceptorFailRate !== undefined) req.acceptorFailRate = flags.acceptorFailRate;
   if (flags.readOnlyShare !== undefined) req.readOnlyShare = flags.readOnlyShare;
   if (flags.reads !== undefined) req.reads = flags.reads;
+  if (flags.clockSkewMs !== undefined) req.clockSkewMs = flags.clockSkewMs;
+  if (flags.commitWait) req.commitWait = true;
   if (scenario !== undefined) req.scenario = scenario;
   const problem = commitRequestProblem(req);
   if (problem !== undefined) throw new InvalidArgumentError(problem);

@@ -7,6 +7,7 @@ import type { Countermeasure } from '../../sim/branch/bank-audit.ts';
 import { branchRequestProblem, type SagaSimRequest } from '../../sim/branch/run.ts';
 import { type IsolationWorkloadName, isIsolationWorkload, type ReadMode } from '../../sim/isolation.ts';
 import type { OutboxProtocolName, ProtocolName, SagaProtocolName } from '../../sim/protocols.ts';
+import { commitRequestProblem } from '../../sim/run.ts';
 import { simFlag } from '../../sim/sim-flags.ts';
 import { runSwarmOnWorkers, type SwarmIsolation } from '../../sim/swarm.ts';
 import type { SwarmFaultKinds } from '../../sim/swarm-faults.ts';
@@ -27,6 +28,8 @@ export interface SwarmFlags {
   crashesOnly?: boolean;
   workload?: string;
   reads?: ReadMode;
+  clockSkewMs?: number;
+  commitWait?: boolean;
   countermeasure?: Countermeasure;
   workers: number;
   json?: boolean;
@@ -76,11 +79,16 @@ function printSwarm<S extends AnySwarmSummary>(
 }
 
 /** `--workload bank-audit|append` and `--reads`: a swarm of a workload that reads, instead of the bank's transfers. */
-function readingWorkload(flags: SwarmFlags): { workload?: IsolationWorkloadName; reads?: ReadMode } {
+function readingWorkload(flags: SwarmFlags): {
+  workload?: IsolationWorkloadName;
+  reads?: ReadMode;
+  clockSkewMs?: number;
+  commitWait?: boolean;
+} {
   if (flags.countermeasure !== undefined)
     throw new InvalidArgumentError(`--countermeasure is for sagas, not ${flags.protocol}`);
   if (flags.workload === undefined) {
-    if (flags.reads !== undefined)
+    if (flags.reads !== undefined || flags.clockSkewMs !== undefined || flags.commitWait)
       throw new InvalidArgumentError('--reads goes with --workload bank-audit or append');
     return {};
   }
@@ -88,7 +96,21 @@ function readingWorkload(flags: SwarmFlags): { workload?: IsolationWorkloadName;
     throw new InvalidArgumentError(
       `the swarm's --workload is bank-audit or append (the bank is the default)`,
     );
-  return { workload: flags.workload, reads: flags.reads ?? 'plain' };
+  const reading = {
+    workload: flags.workload,
+    reads: flags.reads ?? 'plain',
+    ...(flags.clockSkewMs !== undefined ? { clockSkewMs: flags.clockSkewMs } : {}),
+    ...(flags.commitWait ? { commitWait: true } : {}),
+  };
+  // The same rules as `dtx sim`'s, on the first seed's request.
+  const problem = commitRequestProblem({
+    protocol: flags.protocol as ProtocolName,
+    txns: 1,
+    seed: flags.from,
+    ...reading,
+  });
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
+  return reading;
 }
 
 async function swarmCommit(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
@@ -128,15 +150,23 @@ function isolationLine(i: SwarmIsolation | undefined): string {
 
 /** The outbox world has no reading workloads and no countermeasures. */
 function refuseReadingWorkload(flags: SwarmFlags): void {
+  refuseClocks(flags);
   if (flags.workload !== undefined || flags.reads !== undefined || flags.countermeasure !== undefined)
     throw new InvalidArgumentError(
       `--workload, --reads and --countermeasure do not apply to ${flags.protocol}`,
     );
 }
 
+/** Clocks are the commit world's (timestamp reads); sagas and the outbox read none. */
+function refuseClocks(flags: SwarmFlags): void {
+  if (flags.clockSkewMs !== undefined || flags.commitWait)
+    throw new InvalidArgumentError(`--clock-skew-ms and --commit-wait do not apply to ${flags.protocol}`);
+}
+
 async function swarmBranch(flags: SwarmFlags, bar: ProgressBar): Promise<void> {
   // Commander has no per-protocol flags: the Paxos Commit ones are refused here as in sim.
   protocolOptions(flags);
+  refuseClocks(flags);
   const workload = flags.workload ?? 'booking';
   const problem = branchRequestProblem({
     protocol: flags.protocol as SagaProtocolName,
@@ -222,6 +252,8 @@ export function registerSwarmCommand(program: Command): void {
     .addOption(simOption(simFlag('--fanout')))
     .addOption(simOption(simFlag('--workload')))
     .addOption(simOption(simFlag('--reads')))
+    .addOption(simOption(simFlag('--clock-skew-ms')))
+    .addOption(simOption(simFlag('--commit-wait')))
     .option(
       '--crashes-only',
       'draw node crashes alone: no loss, partitions or failing writes, jitter at most 1 ms',

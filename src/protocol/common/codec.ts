@@ -16,6 +16,7 @@
 // May not touch: I/O, clocks, anything outside src/protocol (pure code).
 
 import { DtxError } from './errors.ts';
+import { type Hlc, isHlc } from './hlc.ts';
 import { isValidNodeId, isValidTxnId, limits } from './limits.ts';
 
 /**
@@ -66,6 +67,7 @@ const quotedCharsMax = 60;
  * - `token`: 1..`tokenCharsMax` characters from `[A-Za-z0-9_.:-]`, an opaque name;
  * - `text`: 1..`textCharsMax` characters of free text (an operator's reason);
  * - `nodeTokens`: an object mapping 1..`participantsPerTxnMax` node ids to tokens;
+ * - `hlc`: a hybrid logical clock timestamp (./hlc.ts: `{ wallMs, logical }`);
  * - `{ oneOf }`: one of the listed strings;
  * - `{ optional }`: absent, or a value of the wrapped kind. An absent field
  *   stays absent when encoded, so adding an optional field to a record leaves
@@ -79,17 +81,20 @@ type RequiredKind =
   | 'token'
   | 'text'
   | 'nodeTokens'
+  | 'hlc'
   | { readonly oneOf: readonly string[] };
 
-type RequiredKindFor<V> = [V] extends [readonly string[]]
-  ? 'nodeIds'
-  : [V] extends [string]
-    ? string extends V
-      ? 'txnId' | 'nodeId' | 'token' | 'text'
-      : { readonly oneOf: readonly V[] }
-    : [V] extends [Readonly<Record<string, string>>]
-      ? 'nodeTokens'
-      : never;
+type RequiredKindFor<V> = [V] extends [Hlc]
+  ? 'hlc'
+  : [V] extends [readonly string[]]
+    ? 'nodeIds'
+    : [V] extends [string]
+      ? string extends V
+        ? 'txnId' | 'nodeId' | 'token' | 'text'
+        : { readonly oneOf: readonly V[] }
+      : [V] extends [Readonly<Record<string, string>>]
+        ? 'nodeTokens'
+        : never;
 
 /** An optional field must be declared `{ optional: kind }`; a required one must not. */
 type KindFor<V, Optional extends boolean> = Optional extends true
@@ -145,6 +150,13 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function checkField(what: string, type: string, field: string, kind: RequiredKind, value: unknown): unknown {
   const bad = (why: string) => new CodecError(`bad ${what}: ${type}.${field} ${why}, got ${quote(value)}`);
+  if (kind === 'hlc') {
+    if (!isHlc(value))
+      throw bad(
+        `must be { wallMs, logical }: a finite wallMs >= 0, an integer logical 0..${limits.hlcLogicalMax}`,
+      );
+    return { wallMs: value.wallMs, logical: value.logical };
+  }
   if (kind === 'nodeTokens') {
     if (!isPlainObject(value)) throw bad('must be an object mapping node ids to tokens');
     const entries = Object.entries(value);

@@ -16,6 +16,14 @@ export const limits = {
    * an abort: a coordinator that cannot remember a transaction must not start it.
    */
   inFlightTxnsMax: 100_000,
+  /**
+   * A hybrid logical clock's counter (./hlc.ts). It grows only while a node
+   * sees events faster than its physical clock moves past the largest
+   * timestamp it knows; Kulkarni et al. bound it by the number of nodes times
+   * the skew in ticks. A counter this large means a clock stood still or a
+   * timestamp from far in the future arrived: a fault to stop at, not to wrap.
+   */
+  hlcLogicalMax: 1_000_000,
 } as const;
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;

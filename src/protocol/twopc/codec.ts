@@ -22,8 +22,14 @@ const operatorActions = Object.keys(operatorActionSet) as readonly OperatorActio
 
 export const twoPcMsgCodec = makeCodec<TwoPcMsg>('2PC message', {
   PREPARE: { txn: 'txnId', attempt: 'token' },
-  VOTE: { txn: 'txnId', vote: { oneOf: votes }, attempt: 'token', evidence: { optional: 'token' } },
-  COMMIT: { txn: 'txnId' },
+  VOTE: {
+    txn: 'txnId',
+    vote: { oneOf: votes },
+    attempt: 'token',
+    evidence: { optional: 'token' },
+    ts: { optional: 'hlc' },
+  },
+  COMMIT: { txn: 'txnId', ts: { optional: 'hlc' } },
   ABORT: { txn: 'txnId' },
   ACK: { txn: 'txnId' },
   INQUIRY: { txn: 'txnId' },
@@ -36,6 +42,7 @@ export const twoPcRecordCodec = makeCodec<TwoPcRecord>('2PC log record', {
     participants: 'nodeIds',
     client: 'nodeId',
     evidence: { optional: 'nodeTokens' },
+    ts: { optional: 'hlc' },
   },
   end: { txn: 'txnId', operator: { optional: { oneOf: operatorActions } }, reason: { optional: 'text' } },
   prepared: { txn: 'txnId', coordinator: 'nodeId' },

@@ -11,6 +11,7 @@
 // May not touch: clocks, I/O, randomness (see ../common/types.ts).
 
 import { assert, unreachable } from '../common/assert.ts';
+import { type Hlc, maxHlc } from '../common/hlc.ts';
 import { limits } from '../common/limits.ts';
 import type { Effect, Input, NodeId, Role, StepResult, TxnId } from '../common/types.ts';
 import { defaultTwoPcConfig, type TwoPcConfig, type TwoPcMsg, type TwoPcRecord, type Vote } from './types.ts';
@@ -29,6 +30,8 @@ export interface CoordinatorTxn {
   acked: Set<NodeId>;
   /** YES voters' evidence (see TwoPcMsg VOTE), kept in the commit record; absent when none gave any. */
   evidence?: Record<NodeId, string>;
+  /** The commit timestamp so far: the latest YES voter's prepare timestamp; absent when none gave any. */
+  ts?: Hlc;
 }
 
 export interface CoordinatorState {
@@ -49,6 +52,10 @@ export interface CoordinatorState {
 const voteTimer = (txn: TxnId) => `vote:${txn}`;
 const resendTimer = (txn: TxnId) => `resend:${txn}`;
 const timerTxn = (timer: string) => timer.slice(timer.indexOf(':') + 1);
+
+/** COMMIT, with the commit timestamp when there is one (left out otherwise, so older traffic is unchanged). */
+const commitMsg = (txn: TxnId, ts: Hlc | undefined): TwoPcMsg =>
+  ts === undefined ? { type: 'COMMIT', txn } : { type: 'COMMIT', txn, ts };
 
 function abort(state: CoordinatorState, txn: TxnId, t: CoordinatorTxn, fx: Fx[]): void {
   // Presumed abort: nothing is logged. Everyone who may hold the transaction's
@@ -73,17 +80,21 @@ function decide(state: CoordinatorState, txn: TxnId, t: CoordinatorTxn, fx: Fx[]
   }
   t.phase = 'committing';
   t.committers = committers;
-  // The field is left out when no voter gave evidence, so that a log of
-  // voters that never do (the simulator's) is unchanged, record for record.
+  // The fields are left out when no voter gave evidence or a timestamp, so
+  // that a log of voters that never do is unchanged, record for record.
   fx.push({
     type: 'persist',
     force: true,
-    record:
-      t.evidence === undefined
-        ? { type: 'commit', txn, participants: committers, client: t.client }
-        : { type: 'commit', txn, participants: committers, client: t.client, evidence: { ...t.evidence } },
+    record: {
+      type: 'commit',
+      txn,
+      participants: committers,
+      client: t.client,
+      ...(t.evidence === undefined ? {} : { evidence: { ...t.evidence } }),
+      ...(t.ts === undefined ? {} : { ts: t.ts }),
+    },
   });
-  for (const p of committers) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });
+  for (const p of committers) fx.push({ type: 'sendAfterPersist', to: p, msg: commitMsg(txn, t.ts) });
   fx.push({ type: 'reportOutcome', txn, client: t.client, outcome: 'committed', afterPersist: true });
   fx.push({ type: 'setTimer', timer: resendTimer(txn), delayMs: state.config.commitResendMs });
 }
@@ -136,6 +147,8 @@ function onReceive(state: CoordinatorState, from: NodeId, msg: TwoPcMsg, fx: Fx[
       t.votes.set(from, msg.vote);
       if (msg.vote === 'yes' && msg.evidence !== undefined)
         t.evidence = { ...t.evidence, [from]: msg.evidence };
+      if (msg.vote === 'yes' && msg.ts !== undefined)
+        t.ts = t.ts === undefined ? msg.ts : maxHlc(t.ts, msg.ts);
       if (msg.vote === 'no') return abort(state, msg.txn, t, fx);
       if (t.votes.size === t.participants.length) decide(state, msg.txn, t, fx);
       return;
@@ -156,7 +169,7 @@ function onReceive(state: CoordinatorState, from: NodeId, msg: TwoPcMsg, fx: Fx[
       } else if (t.phase === 'committing') {
         // The commit record is durable (this state exists only after it was
         // written, or was rebuilt from it), so this COMMIT promises nothing new.
-        fx.push({ type: 'sendAfterPersist', to: from, msg: { type: 'COMMIT', txn: msg.txn } });
+        fx.push({ type: 'sendAfterPersist', to: from, msg: commitMsg(msg.txn, t.ts) });
       }
       // Still collecting votes: the answer is not known yet; the participant asks again.
       return;
@@ -211,7 +224,7 @@ function onTimeout(state: CoordinatorState, timer: string, fx: Fx[]): void {
   } else if (timer.startsWith('resend:')) {
     if (t.phase !== 'committing') return;
     for (const p of t.committers) {
-      if (!t.acked.has(p)) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });
+      if (!t.acked.has(p)) fx.push({ type: 'sendAfterPersist', to: p, msg: commitMsg(txn, t.ts) });
     }
     fx.push({ type: 'setTimer', timer, delayMs: state.config.commitResendMs });
   }
@@ -276,8 +289,9 @@ export const twoPcCoordinator: Role<CoordinatorState, TwoPcMsg, TwoPcRecord, Par
         committers: r.participants,
         acked: new Set(),
         ...(r.evidence === undefined ? {} : { evidence: { ...r.evidence } }),
+        ...(r.ts === undefined ? {} : { ts: r.ts }),
       });
-      for (const p of r.participants) effects.push({ type: 'send', to: p, msg: { type: 'COMMIT', txn } });
+      for (const p of r.participants) effects.push({ type: 'send', to: p, msg: commitMsg(txn, r.ts) });
       effects.push({ type: 'setTimer', timer: resendTimer(txn), delayMs: state.config.commitResendMs });
     }
     return { state, effects };

@@ -2,6 +2,7 @@
 // (Mohan, Lindsay & Obermarck, "Transaction Management in the R* Distributed
 // Database Management System", 1986). See ../../../docs/protocols/2pc.md.
 
+import type { Hlc } from '../common/hlc.ts';
 import type { NodeId, TxnId } from '../common/types.ts';
 
 export type Vote = 'yes' | 'no' | 'readOnly';
@@ -25,9 +26,15 @@ export type TwoPcMsg =
    * to learn how its branch ended once it is no longer prepared (a real
    * database's transaction id). The core keeps it in the commit record and
    * never interprets it; the simulator never sets it.
+   *
+   * `ts`, with a YES only: the participant's prepare timestamp, a reading of
+   * its hybrid logical clock (../common/hlc.ts) taken once its prepared
+   * record was durable. The driver puts it there, as it puts the evidence:
+   * the core has no clock.
    */
-  | { type: 'VOTE'; txn: TxnId; attempt: string; vote: Vote; evidence?: string }
-  | { type: 'COMMIT'; txn: TxnId }
+  | { type: 'VOTE'; txn: TxnId; attempt: string; vote: Vote; evidence?: string; ts?: Hlc }
+  /** `ts`: the commit timestamp (see the `commit` record), when the votes carried any. */
+  | { type: 'COMMIT'; txn: TxnId; ts?: Hlc }
   | { type: 'ABORT'; txn: TxnId }
   | { type: 'ACK'; txn: TxnId }
   | { type: 'INQUIRY'; txn: TxnId }
@@ -50,13 +57,20 @@ export type OperatorAction = 'resolved' | 'abandoned';
  * crash only costs a repeated question, never a wrong answer.
  */
 export type TwoPcRecord =
-  /** `evidence`: the YES voters' evidence (see VOTE), by participant, when any gave some. */
+  /**
+   * `evidence`: the YES voters' evidence (see VOTE), by participant, when any gave some.
+   * `ts`: the commit timestamp, the latest of the YES voters' prepare
+   * timestamps (each of which is already past the coordinator's clock when
+   * it sent PREPARE: the PREPARE carried that clock), when they gave any.
+   * Timestamp-ordered reads see the transaction at a snapshot at or after it.
+   */
   | {
       type: 'commit';
       txn: TxnId;
       participants: NodeId[];
       client: NodeId;
       evidence?: Record<NodeId, string>;
+      ts?: Hlc;
     }
   /**
    * `operator` and `reason` mark an end an operator forced (OPERATOR_END):

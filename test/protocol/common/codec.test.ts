@@ -59,6 +59,15 @@ function fieldArb(kind: FieldKind): fc.Arbitrary<unknown> {
   if (kind === 'nodeIds') {
     return fc.uniqueArray(nodeIdArb, { minLength: 1, maxLength: limits.participantsPerTxnMax });
   }
+  if (kind === 'hlc') {
+    // Quarters of a millisecond: fractional wall parts that JSON carries exactly.
+    return fc
+      .record({
+        wallMs: fc.integer({ min: 0, max: 2 ** 40 }).map((n) => n / 4),
+        logical: fc.integer({ min: 0, max: limits.hlcLogicalMax }),
+      })
+      .map((t) => ({ ...t })); // a plain object, as JSON.parse makes
+  }
   return fc.constantFrom(...kind.oneOf);
 }
 

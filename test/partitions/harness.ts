@@ -17,6 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { createPostgresAdapter } from '../../src/adapters/postgres.ts';
+import { initSchema } from '../../src/cli/db.ts';
 import { type PgCluster, startPgCluster } from '../adapters/pg-cluster.ts';
 import { type HostSpec, TestNet } from './netns.ts';
 
@@ -40,6 +42,11 @@ const leaderPort = 7100;
 const pgBasePort = 55400;
 /** A branch of a leader cut off this long is taken over by the backup. */
 export const takeoverMs = 3000;
+
+/** A line on stderr with the time: set-up takes minutes on a loaded machine, and a timeout should say where. */
+export function progress(what: string): void {
+  process.stderr.write(`# ${new Date().toISOString().slice(11, 19)} ${what}\n`);
+}
 
 /** A process on a test host whose stdout is JSON lines. */
 export class HostProcess {
@@ -83,7 +90,7 @@ export class HostProcess {
     return this.err;
   }
 
-  async waitFor(what: string, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 120_000) {
+  async waitFor(what: string, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 300_000) {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.lines.find(pred);
@@ -198,11 +205,14 @@ export class PaxosNet {
 
   /** Builds the network, starts the databases, the acceptors and the backup leader, and creates the books. */
   async start(accounts: number): Promise<void> {
+    progress('building the test network');
     this.net = await TestNet.create(hostSpecs);
+    progress('starting the databases');
     for (const host of ['db1', 'db2']) {
       const h = this.net.host(host);
       this.dbs.push(await startPgCluster({ netns: h.ns, listen: h.ip, basePort: pgBasePort }));
     }
+    progress('starting the acceptors');
     for (const host of acceptorHosts) {
       const p = this.spawnOn(host, 'acceptor', [
         process.execPath,
@@ -224,12 +234,19 @@ export class PaxosNet {
     }
     this.watch = new InDoubtWatch(this.clients);
     this.watch.start();
-    // The first leader creates the books; the backup starts once they exist.
-    const init = this.startLeader('lead1', { workers: 0, accounts, init: true });
-    await init.waitFor('ready', (l) => l.ready === true);
-    await this.stopLeader(init);
-    this.backup = this.startLeader('lead2', { workers: 0, accounts, init: false });
+    // The books, created from here through the unix sockets; the backup starts once they exist.
+    for (const [i, d] of this.dbs.entries()) {
+      const adapter = await createPostgresAdapter({
+        connection: { host: d.dir, port: d.port, user: 'postgres', database: 'postgres' },
+      });
+      const target = { url: this.dbUrls[i]!, kind: 'postgres', name: `db${i + 1}` } as const;
+      await initSchema(target, adapter, accounts, i === 0 ? 'debit' : 'credit');
+      await adapter.close();
+    }
+    progress('books created; starting the backup leader');
+    this.backup = this.startLeader('lead2', { workers: 0, accounts });
     await this.backup.waitFor('ready', (l) => l.ready === true);
+    progress('ready');
   }
 
   private spawnOn(host: string, name: string, argv: string[], env: Record<string, string> = {}): HostProcess {
@@ -246,7 +263,7 @@ export class PaxosNet {
   /** Starts a leader process on `host` (lead1 or lead2), both in ballot order l1, l2. */
   startLeader(
     host: 'lead1' | 'lead2',
-    o: { workers: number; accounts: number; init?: boolean; txnTimeoutMs?: number },
+    o: { workers: number; accounts: number; txnTimeoutMs?: number },
   ): HostProcess {
     this.leaders++;
     const id = host === 'lead1' ? 'l1' : 'l2';
@@ -259,7 +276,6 @@ export class PaxosNet {
         dbs: this.dbUrls,
         workers: o.workers,
         accounts: o.accounts,
-        init: o.init ?? false,
         takeoverMs,
         txnTimeoutMs: o.txnTimeoutMs ?? 30_000,
       }),
@@ -267,7 +283,7 @@ export class PaxosNet {
   }
 
   /** Lets a leader's workers finish, closes it, and returns its transfers. */
-  async stopLeader(p: HostProcess, timeoutMs = 120_000): Promise<Transfer[]> {
+  async stopLeader(p: HostProcess, timeoutMs = 300_000): Promise<Transfer[]> {
     p.proc.stdin!.write('stop\n');
     await p.waitFor('stopped', (l) => l.stopped === true, timeoutMs);
     await p.exited;

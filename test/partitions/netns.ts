@@ -28,6 +28,13 @@ import { fileURLToPath } from 'node:url';
 
 const wanLinkScript = fileURLToPath(new URL('./fixtures/wan-link.py', import.meta.url));
 
+let python: string | undefined;
+/** The python3 interpreter itself, not a version manager's shim (a shell script, slow to start). */
+function pythonPath(): string {
+  python ??= sh('python3', ['-c', 'import sys; print(sys.executable)']).trim();
+  return python;
+}
+
 /** Namespaces made by these tests start with this (override with DTX_NETNS_PREFIX). */
 export const netnsPrefix = process.env.DTX_NETNS_PREFIX ?? 'dtxw2-';
 /** The private /24 the test hosts use; only ever configured inside test namespaces. */
@@ -156,7 +163,7 @@ export class TestNet {
       const hub = this.hubs[end];
       const proc = spawn(
         'ip',
-        ['netns', 'exec', hub, 'python3', wanLinkScript, 'wan', wanSocket(end), wanSocket(other)],
+        ['netns', 'exec', hub, pythonPath(), wanLinkScript, 'wan', wanSocket(end), wanSocket(other)],
         {
           stdio: ['pipe', 'pipe', 'pipe'],
         },

@@ -18,7 +18,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { acceptorHosts, latency, PaxosNet, type Transfer, takeoverMs } from './harness.ts';
+import { acceptorHosts, latency, PaxosNet, progress, type Transfer, takeoverMs } from './harness.ts';
 import { networkFaultsUnsupported } from './netns.ts';
 
 const unsupported = networkFaultsUnsupported();
@@ -96,6 +96,7 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
     ]);
     const leader = cluster.startLeader('lead1', { workers, accounts, txnTimeoutMs: 20_000 });
     await leader.waitFor('ready', (l) => l.ready === true);
+    progress('leader ready: scenario running');
     await sleep(3000);
     const cutAt = Date.now();
     cluster.net.cut('lead1', acceptorHosts);
@@ -108,9 +109,10 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
     const recovered = cluster.backup.lines.filter((l) => l.recovered !== undefined).at(-1)?.recovered as
       | { committed: number; rolledBack: number }
       | undefined;
+    progress('healed; checking');
     await checkAtomic(ts);
     const cutInDoubt = cluster.watch.maxInDoubtMs(cutAt - 1000, healAt);
-    const before = summary(phase(ts, 0, cutAt), 3000);
+    const beforeCut = summary(phase(ts, 0, cutAt), 3000);
     const afterHeal = summary(phase(ts, healAt, Infinity), 4000);
     const during = phase(ts, cutAt, healAt);
     process.stdout.write(
@@ -129,7 +131,7 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
       'the backup took nothing over',
     );
     assert.ok(afterHeal.ok > 0, 'the leader committed nothing after the heal');
-    results.push(row('leader cut off', 'before', before, cluster.watch.maxInDoubtMs(0, cutAt - 1000)));
+    results.push(row('leader cut off', 'before', beforeCut, cluster.watch.maxInDoubtMs(0, cutAt - 1000)));
     results.push(
       row('leader cut off', `cut ${partitionMs / 1000} s`, summary(during, partitionMs), cutInDoubt),
     );
@@ -139,6 +141,7 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
   test('one acceptor isolated (F = 1): every transfer commits; latency measured', async () => {
     const leader = cluster.startLeader('lead1', { workers, accounts });
     await leader.waitFor('ready', (l) => l.ready === true);
+    progress('leader ready: scenario running');
     const phaseMs = 8000;
     const t0 = Date.now();
     await sleep(phaseMs);
@@ -150,6 +153,7 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
     cluster.net.heal('acc1');
     await sleep(phaseMs);
     const ts = await cluster.stopLeader(leader);
+    progress('healed; checking');
     await checkAtomic(ts);
     const during = phase(ts, isolatedAt, healAt);
     assert.deepEqual(
@@ -183,6 +187,7 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
   test('80 ms RTT between the regions: throughput and commit latency against no delay', async () => {
     const leader = cluster.startLeader('lead1', { workers, accounts });
     await leader.waitFor('ready', (l) => l.ready === true);
+    progress('leader ready: scenario running');
     const db2Port = Number(new URL(cluster.dbUrls[1]).port);
     const rttNoDelay = cluster.net.connectRttMs('lead1', 'db2', db2Port);
     const phaseMs = 10_000;
@@ -195,6 +200,7 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
     const endAt = Date.now();
     cluster.net.wanDelay(0);
     const ts = await cluster.stopLeader(leader);
+    progress('healed; checking');
     await checkAtomic(ts);
     const nodelay = summary(phase(ts, t0, delayAt), phaseMs);
     const delayed = summary(phase(ts, delayAt, endAt), endAt - delayAt);
@@ -211,12 +217,14 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
   test('5% loss on the leader’s link, each way: still atomic', async () => {
     const leader = cluster.startLeader('lead1', { workers, accounts });
     await leader.waitFor('ready', (l) => l.ready === true);
+    progress('leader ready: scenario running');
     const t0 = Date.now();
     cluster.net.loss('lead1', 5);
     const phaseMs = 12_000;
     await sleep(phaseMs);
     cluster.net.heal('lead1');
     const ts = await cluster.stopLeader(leader);
+    progress('healed; checking');
     await checkAtomic(ts);
     const lossy = phase(ts, t0, t0 + phaseMs);
     assert.ok(

@@ -68,6 +68,12 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
     }
   });
 
+  /** One row of the results table: the transfers that started in [fromMs, toMs) and the branches prepared then. */
+  function record(scenario: string, name: string, ts: Transfer[], fromMs: number, toMs: number): void {
+    const s = summary(phase(ts, fromMs, toMs), toMs - fromMs);
+    results.push(row(scenario, name, s, cluster.watch.maxInDoubtMs(fromMs, toMs)));
+  }
+
   /** After a heal: nothing left in doubt, every outcome a caller saw is what the databases hold, `dtx verify` ok. */
   async function checkAtomic(ts: Transfer[]): Promise<void> {
     await cluster.quiesce();
@@ -152,6 +158,7 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
     const healAt = Date.now();
     cluster.net.heal('acc1');
     await sleep(phaseMs);
+    const endAt = Date.now();
     const ts = await cluster.stopLeader(leader);
     progress('healed; checking');
     await checkAtomic(ts);
@@ -162,26 +169,9 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
       'a transfer failed while one acceptor was isolated',
     );
     assert.ok(during.length > 0, 'no transfer ran while the acceptor was isolated');
-    const w = cluster.watch;
-    results.push(
-      row(
-        'acceptor isolated',
-        'before',
-        summary(phase(ts, t0, isolatedAt), phaseMs),
-        w.maxInDoubtMs(t0, isolatedAt),
-      ),
-    );
-    results.push(
-      row('acceptor isolated', 'isolated', summary(during, phaseMs), w.maxInDoubtMs(isolatedAt, healAt)),
-    );
-    results.push(
-      row(
-        'acceptor isolated',
-        'healed',
-        summary(phase(ts, healAt, Infinity), phaseMs),
-        w.maxInDoubtMs(healAt, Infinity),
-      ),
-    );
+    record('acceptor isolated', 'before', ts, t0, isolatedAt);
+    record('acceptor isolated', 'isolated', ts, isolatedAt, healAt);
+    record('acceptor isolated', 'healed', ts, healAt, endAt);
   });
 
   test('80 ms RTT between the regions: throughput and commit latency against no delay', async () => {
@@ -202,16 +192,14 @@ describe('Paxos Commit under network faults (namespaces, iptables, a delayed WAN
     const ts = await cluster.stopLeader(leader);
     progress('healed; checking');
     await checkAtomic(ts);
-    const nodelay = summary(phase(ts, t0, delayAt), phaseMs);
     const delayed = summary(phase(ts, delayAt, endAt), endAt - delayAt);
     process.stdout.write(
       `# region a → b TCP connect RTT: ${rttNoDelay.toFixed(1)} ms without delay, ${rttDelay.toFixed(1)} ms with 40 ms each way\n`,
     );
     assert.ok(rttDelay - rttNoDelay >= 70, `the WAN delay did not take: RTT ${rttNoDelay} → ${rttDelay} ms`);
     assert.ok(delayed.ok > 0, 'nothing committed with the delay');
-    const w = cluster.watch;
-    results.push(row('regions', `RTT ${rttNoDelay.toFixed(0)} ms`, nodelay, w.maxInDoubtMs(t0, delayAt)));
-    results.push(row('regions', `RTT ${rttDelay.toFixed(0)} ms`, delayed, w.maxInDoubtMs(delayAt, endAt)));
+    record('regions', `RTT ${rttNoDelay.toFixed(0)} ms`, ts, t0, delayAt);
+    record('regions', `RTT ${rttDelay.toFixed(0)} ms`, ts, delayAt, endAt);
   });
 
   test('5% loss on the leader’s link, each way: still atomic', async () => {

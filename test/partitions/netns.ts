@@ -69,7 +69,7 @@ function ok(cmd: string, args: string[]): boolean {
  */
 export function networkFaultsUnsupported(): string | null {
   if (process.platform !== 'linux') return 'network namespaces need Linux';
-  if (process.getuid?.() !== 0) return 'network namespaces, iptables and tc need root (run as root)';
+  if (process.getuid?.() !== 0) return 'network namespaces and iptables need root (run as root)';
   for (const [tool, args] of [
     ['ip', ['-V']],
     ['iptables', ['--version']],

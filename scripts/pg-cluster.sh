@@ -17,6 +17,11 @@
 # A leftover cluster in <dir> from an earlier, killed run is stopped and wiped
 # first, so `start` can always be rerun. The binaries come from $PG_BIN, else
 # `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin.
+#
+# Network-fault tests run a cluster as a host of their own: DTX_PG_NETNS names
+# a network namespace to start the server in (`ip netns exec`), and
+# DTX_PG_LISTEN the address it listens on there (default 127.0.0.1). The unix
+# socket stays in <dir>, reachable from any namespace.
 set -euo pipefail
 
 usage() {
@@ -64,12 +69,27 @@ find_bin() {
 
 bin=$(find_bin)
 
-# Run a server binary as a user PostgreSQL accepts.
+listen=${DTX_PG_LISTEN:-127.0.0.1}
+netns=${DTX_PG_NETNS:-}
+if [[ ! "$listen" =~ ^[0-9.]+$ ]]; then
+  echo "pg-cluster: DTX_PG_LISTEN must be an IPv4 address, got '$listen'" >&2
+  exit 2
+fi
+if [[ -n "$netns" && ! "$netns" =~ ^[A-Za-z0-9_-]+$ ]]; then
+  echo "pg-cluster: DTX_PG_NETNS must be a namespace name (letters, digits, _ and -), got '$netns'" >&2
+  exit 2
+fi
+
+# Run a server binary as a user PostgreSQL accepts (in DTX_PG_NETNS when set).
 as_pg() {
+  local prefix=()
+  if [[ -n "$netns" ]]; then
+    prefix=(ip netns exec "$netns")
+  fi
   if [[ $(id -u) -eq 0 ]]; then
-    runuser -u postgres -- "$@"
+    "${prefix[@]}" runuser -u postgres -- "$@"
   else
-    "$@"
+    "${prefix[@]}" "$@"
   fi
 }
 
@@ -115,7 +135,7 @@ start_cluster() {
   cat >>"$dir/postgresql.conf" <<EOF
 
 # dtx test cluster (scripts/pg-cluster.sh)
-listen_addresses = '127.0.0.1'
+listen_addresses = '$listen'
 port = $port
 unix_socket_directories = '$dir'
 max_prepared_transactions = 64
@@ -123,6 +143,11 @@ max_connections = 40
 shared_buffers = 16MB
 fsync = on
 EOF
+
+  if [[ "$listen" != 127.0.0.1 ]]; then
+    # Clients on the test network reach it over the subnets its host is on.
+    echo 'host all all samenet trust' >>"$dir/pg_hba.conf"
+  fi
 
   if ! as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null; then
     echo "pg-cluster: server did not start; log follows" >&2

@@ -36,10 +36,24 @@ export interface PgCluster {
 
 class PortInUseError extends Error {}
 
-async function cluster(command: 'start' | 'stop', dir: string, port: number): Promise<void> {
+/** Where a cluster runs: a network namespace and its address there (network-fault tests); default 127.0.0.1 here. */
+export interface PgPlacement {
+  netns?: string;
+  listen?: string;
+  /** First port to try, instead of DTX_TEST_PG_PORT. */
+  basePort?: number;
+}
+
+async function cluster(
+  command: 'start' | 'stop',
+  dir: string,
+  port: number,
+  placement: PgPlacement = {},
+): Promise<void> {
+  const env = { ...process.env, DTX_PG_NETNS: placement.netns ?? '', DTX_PG_LISTEN: placement.listen ?? '' };
   try {
     // initdb and the first start take minutes on a loaded 2-core machine (measured: over 90 s).
-    await run('bash', [script, command, dir, String(port)], { timeout: 300_000 });
+    await run('bash', [script, command, dir, String(port)], { timeout: 300_000, env });
   } catch (error) {
     const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
     if (/already in use/.test(stderr)) throw new PortInUseError(stderr);
@@ -76,9 +90,10 @@ async function sweepLeftovers(): Promise<void> {
 }
 
 /** Starts a cluster on the first free port from DTX_TEST_PG_PORT (default 55491). */
-export async function startPgCluster(): Promise<PgCluster> {
+export async function startPgCluster(placement: PgPlacement = {}): Promise<PgCluster> {
   await sweepLeftovers();
-  const basePort = Number(process.env.DTX_TEST_PG_PORT ?? basePortDefault);
+  const basePort = placement.basePort ?? Number(process.env.DTX_TEST_PG_PORT ?? basePortDefault);
+  const host = placement.listen ?? '127.0.0.1';
   for (let port = basePort; port < basePort + portsToTry; port++) {
     const dir = join(root, `dtx-pg-${port}`);
     const ownerFile = `${dir}.owner`;
@@ -89,7 +104,7 @@ export async function startPgCluster(): Promise<PgCluster> {
     }
     try {
       // Wipes a leftover cluster in `dir` (one with no owner file) before starting.
-      await cluster('start', dir, port);
+      await cluster('start', dir, port, placement);
     } catch (error) {
       rmSync(ownerFile, { force: true });
       if (error instanceof PortInUseError) continue;
@@ -97,10 +112,10 @@ export async function startPgCluster(): Promise<PgCluster> {
     }
     let stopped = false;
     return {
-      host: '127.0.0.1',
+      host,
       port,
       dir,
-      connection: { host: '127.0.0.1', port, user: 'postgres', database: 'postgres', max: 8 },
+      connection: { host, port, user: 'postgres', database: 'postgres', max: 8 },
       async stop() {
         if (stopped) return;
         stopped = true;

@@ -133,6 +133,8 @@ export interface PaxosCosts {
     /** Protocol messages (no FORGET), by kind; `begin` is the caller's function call, not a message. */
     messages: number;
     byKind: Kinds;
+    /** `byKind.other` by message type (ABORT, INQUIRY, PHASE1A...): what happened beyond the normal case. */
+    otherByType: Record<string, number>;
     /** Of `messages`, those that crossed the network (HTTP); the rest stayed in the leader process. */
     overNetwork: number;
     /** The runtime's notices to the acceptors that a transaction is finished (not a protocol message). */
@@ -180,6 +182,7 @@ export function paxosCosts(
 ): PaxosCosts {
   const per = (x: number) => (committed === 0 ? 0 : round2(x / committed));
   const byKind: Kinds = { begin: 0, prepare: 0, phase2a: 0, phase2b: 0, commit: 0, other: 0 };
+  const otherByType: Record<string, number> = {};
   let overNetwork = 0;
   let forget = 0;
   for (const where of ['network', 'local'] as const) {
@@ -190,7 +193,9 @@ export function paxosCosts(
         forget += n;
         continue;
       }
-      byKind[kindOfType[type] ?? 'other'] += n;
+      const kind = kindOfType[type] ?? 'other';
+      byKind[kind] += n;
+      if (kind === 'other' && n > 0) otherByType[type] = (otherByType[type] ?? 0) + n;
       if (where === 'network') overNetwork += n;
     }
   }
@@ -204,6 +209,7 @@ export function paxosCosts(
     measured: {
       messages: per(messages),
       byKind: Object.fromEntries(Object.entries(byKind).map(([k, n]) => [k, per(n)])) as unknown as Kinds,
+      otherByType: Object.fromEntries(Object.entries(otherByType).map(([k, n]) => [k, per(n)])),
       overNetwork: per(overNetwork),
       forget: per(forget),
       forcedWrites: per(prepares + acceptorRecords),
@@ -245,7 +251,18 @@ export function paxosCostLines(c: PaxosCosts): string[] {
     ['  phase 2a (votes)', f(m.byKind.phase2a), f(s.byKind.phase2a), f(p.byKind.phase2a)],
     ['  phase 2b', f(m.byKind.phase2b), f(s.byKind.phase2b), f(p.byKind.phase2b)],
     ['  commit', f(m.byKind.commit), f(s.byKind.commit), f(p.byKind.commit)],
-    ['  other (retries, recovery)', f(m.byKind.other), '0', '0'],
+    [
+      `  other${
+        Object.keys(m.otherByType).length === 0
+          ? ''
+          : ` (${Object.entries(m.otherByType)
+              .map(([t, n]) => `${t} ${f(n)}`)
+              .join(', ')})`
+      }`,
+      f(m.byKind.other),
+      '0',
+      '0',
+    ],
     ['  of which over the network', f(m.overNetwork), '-', '-'],
     ['FORGET notices (runtime only)', f(m.forget), '-', '-'],
     [

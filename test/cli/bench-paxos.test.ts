@@ -53,8 +53,12 @@ test('transfers commit, the books balance, and the costs are the normal case', {
   // N = 2 RMs, F = 1: each RM's vote to F+1 acceptors, one bundled phase 2b
   // from each of them; PREPARE and COMMIT stay in the leader's process.
   const m = costs.measured;
-  assert.deepEqual(m.byKind, { begin: 0, prepare: 2, phase2a: 4, phase2b: 2, commit: 2, other: 0 });
-  assert.equal(m.messages, 10);
+  const { other, ...normal } = m.byKind;
+  assert.deepEqual(normal, { begin: 0, prepare: 2, phase2a: 4, phase2b: 2, commit: 2 });
+  // Beyond the normal case only inquiries, which an RM sends its leader (in
+  // this process) when the decision takes over inquiryMs: a busy machine's.
+  assert.deepEqual(Object.keys(m.otherByType), other === 0 ? [] : ['INQUIRY']);
+  assert.ok(Math.abs(m.messages - (10 + other)) < 0.011, `messages ${m.messages}, other ${other}`);
   assert.equal(m.overNetwork, 6);
   assert.equal(m.forget, 3);
   // Before the outcome: 2 prepares and each RM's instance at 2 acceptors; after: 2 commits.

@@ -294,6 +294,7 @@ async function startPaxos(
   pick: () => number,
 ) {
   const db = new DbWriteCounter();
+  await answering(acceptors.map((a) => a.url));
   const leader = await createCoordinator({
     protocol: 'paxos-commit',
     id: `bench-${topology.replace('+', '-')}`,
@@ -318,6 +319,29 @@ async function startPaxos(
     variant,
     costs: async () => paxosCosts(before, await readPaxosCounters(leader, db), committed, shape),
   };
+}
+
+/**
+ * Waits until every acceptor answers `/info`: a process that printed its
+ * address may still be slow to answer on a busy machine, and the leader
+ * refuses acceptors that do not answer within its request timeout.
+ */
+async function answering(urls: string[]): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (const url of urls) {
+    for (;;) {
+      let why: unknown;
+      try {
+        const res = await fetch(`${url}/info`, { signal: AbortSignal.timeout(10_000) });
+        if (res.ok) break;
+        why = `HTTP ${res.status}`;
+      } catch (err) {
+        why = err;
+      }
+      if (Date.now() > deadline) throw new Error(`acceptor ${url} does not answer`, { cause: why });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 /** Paxos Commit's throughput against dtx 2PC ('committed') on the same databases, per topology and concurrency. */

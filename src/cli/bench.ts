@@ -609,14 +609,15 @@ function coordinatedTransfer(
   opened: Opened,
   pick: () => number,
 ): () => Promise<void> {
-  return () =>
-    c.transaction(async (tx) => {
+  return async () => {
+    await c.transaction(async (tx) => {
       const amount = 1 + Math.floor(Math.random() * 100);
       for (const [i, t] of opened.targets.entries()) {
         const branch = await tx.branch(t.name);
         await applyTransferPart(t, branch, roles[i]!, tx.id, pick(), amount);
       }
     });
+  };
 }
 
 /** `dtx bench --protocol paxos-commit`: the acceptor list fits --faults, and no 2PC-only flag was given. */

@@ -22,7 +22,7 @@
 import type { Branch, ResourceAdapter } from '../adapters/types.ts';
 import type { AcceptorFanout } from '../protocol/paxos-commit/types.ts';
 import type { PaxosCommitCoordinator } from '../runtime/paxos-commit/coordinator.ts';
-import { type MessageCounts, paperCostRow } from '../sim/paper-costs.ts';
+import { type MessageCounts, type PaperCostRow, paperCostRow } from '../sim/paper-costs.ts';
 
 /** Counts the participants' forced writes: every prepare, commit and rollback of a prepared branch. */
 export class DbWriteCounter {
@@ -36,47 +36,42 @@ export class DbWriteCounter {
   }
 
   private wrapOne(adapter: ResourceAdapter): ResourceAdapter {
-    const counter = this;
-    return new Proxy(adapter, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target) as unknown;
-        if (typeof value !== 'function') return value;
-        const call = (value as (...args: unknown[]) => unknown).bind(target);
-        switch (prop) {
-          case 'begin':
-            return async (gid: string) => counter.wrapBranch((await call(gid)) as Branch);
-          case 'commitPrepared':
-            return (gid: string) => {
-              counter.commits++;
-              return call(gid);
-            };
-          case 'rollbackPrepared':
-            return (gid: string) => {
-              counter.rollbacks++;
-              return call(gid);
-            };
-          default:
-            return call;
-        }
+    return intercept(adapter, {
+      begin: (call) => async (gid) => this.wrapBranch((await call(gid)) as Branch),
+      commitPrepared: (call) => (gid) => {
+        this.commits++;
+        return call(gid);
+      },
+      rollbackPrepared: (call) => (gid) => {
+        this.rollbacks++;
+        return call(gid);
       },
     });
   }
 
   private wrapBranch(branch: Branch): Branch {
-    const counter = this;
-    return new Proxy(branch, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target) as unknown;
-        if (typeof value !== 'function') return value;
-        const call = (value as (...args: unknown[]) => unknown).bind(target);
-        if (prop !== 'prepare') return call;
-        return () => {
-          counter.prepares++;
-          return call();
-        };
+    return intercept(branch, {
+      prepare: (call) => () => {
+        this.prepares++;
+        return call();
       },
     });
   }
+}
+
+type Method = (...args: unknown[]) => unknown;
+
+/** `target` behind a proxy: the methods named in `around` replaced by what it makes of them (bound to `target`). */
+function intercept<T extends object>(target: T, around: Record<string, (call: Method) => Method>): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      const value = Reflect.get(t, prop, t) as unknown;
+      if (typeof value !== 'function') return value;
+      const call = (value as Method).bind(t);
+      const wrap = typeof prop === 'string' ? around[prop] : undefined;
+      return wrap === undefined ? call : wrap(call);
+    },
+  });
 }
 
 /** The counters at one moment (they only grow). */
@@ -154,14 +149,7 @@ export interface PaxosCosts {
     forcedWrites: number;
     forcedWritesAfter: number;
   };
-  paper: {
-    source: string;
-    messagesFormula: string;
-    messages: number;
-    byKind: MessageCounts;
-    forcedWritesFormula: string;
-    forcedWrites: number;
-  };
+  paper: PaperCostRow['paper'];
 }
 
 const kindOfType: Record<string, keyof MessageCounts> = {
@@ -224,14 +212,7 @@ export function paxosCosts(
       forcedWrites: row.measured.forcedWrites,
       forcedWritesAfter: row.measured.forcedWritesAfter,
     },
-    paper: {
-      source: row.paper.source,
-      messagesFormula: row.paper.messagesFormula,
-      messages: row.paper.messages,
-      byKind: row.paper.byKind,
-      forcedWritesFormula: row.paper.forcedWritesFormula,
-      forcedWrites: row.paper.forcedWrites,
-    },
+    paper: row.paper,
   };
 }
 

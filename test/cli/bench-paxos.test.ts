@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runBench, runVerify } from '../../src/cli/bench.ts';
-import { isDtxError } from '../../src/errors.ts';
+import { type DtxErrorCode, isDtxError } from '../../src/errors.ts';
 import { AcceptorServer } from '../../src/runtime/paxos-commit/acceptor-server.ts';
 import { tempDir } from '../runtime/paxos-commit/support.ts';
 
@@ -75,7 +75,7 @@ test('transfers commit, the books balance, and the costs are the normal case', {
 test('bad acceptor lists are refused with a typed error', { timeout: 120_000 }, async () => {
   const urls = acceptors.map((a) => a.url);
   const load = { dbs, protocol: 'paxos-commit' as const, accounts: 10, concurrency: 1, txns: 1, init: false };
-  const refused = async (extra: object, code: string, message: RegExp) => {
+  const refused = async (extra: object, code: DtxErrorCode, message: RegExp) => {
     await assert.rejects(
       runBench({ ...load, ...extra }),
       (err) => isDtxError(err, code) && message.test((err as Error).message),

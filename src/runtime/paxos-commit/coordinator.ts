@@ -50,7 +50,7 @@ import {
 import type { Transaction } from '../coordinator.ts';
 import { Driver } from '../driver.ts';
 import { coordinatorIdPattern, resourceNamePattern } from '../limits.ts';
-import type { AcceptorMeta, AcceptorStats } from './acceptor-server.ts';
+import type { AcceptorMeta } from './acceptor-server.ts';
 import { RmBranch } from './rm-branch.ts';
 import { AcceptorRoundLog } from './round-log.ts';
 import { baseUrl, PeerTransport } from './transport.ts';
@@ -263,10 +263,11 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
   readonly localMessagesByType: Record<string, number> = {};
 
   /** Every acceptor's counters (`/stats`), in `acceptors` order; for benchmarks. */
-  async acceptorStats(): Promise<AcceptorStats[]> {
+  async acceptorStats(): Promise<import('./acceptor-server.ts').AcceptorStats[]> {
     return Promise.all(
       [...this.acceptorUrl.values()].map(
-        async (url) => (await this.transport.call(url, '/stats', null)) as AcceptorStats,
+        async (url) =>
+          (await this.transport.call(url, '/stats', null)) as import('./acceptor-server.ts').AcceptorStats,
       ),
     );
   }

@@ -338,6 +338,8 @@ export async function runBenchMain(
   clusterCount: number,
   title: (flags: BenchFlags) => string,
   bench: (topology: string, urls: string[], flags: BenchFlags, logDir: string) => Promise<Row[]>,
+  /** What a bench reports beyond its rows: lines after the table, fields of the JSON object. */
+  extra?: { lines(rows: Row[]): string[]; json(rows: Row[]): Record<string, unknown> },
 ): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const load = [await loadAverage()];
@@ -362,10 +364,21 @@ export async function runBenchMain(
   if (flags.soakS !== undefined) return;
   if (flags.json) {
     const { seconds, rounds } = flags;
-    console.log(JSON.stringify({ bench: name, seconds, rounds, loadAverage: load, rows, skipped }));
+    console.log(
+      JSON.stringify({
+        bench: name,
+        seconds,
+        rounds,
+        loadAverage: load,
+        rows,
+        skipped,
+        ...extra?.json(rows),
+      }),
+    );
     return;
   }
   printRows(title(flags), rows);
+  for (const line of extra?.lines(rows) ?? []) console.log(line);
   for (const s of skipped) console.log(`skipped ${s}`);
   console.log(`load average (1, 5, 15 min) at start ${load[0]!.join(' ')}, at end ${load[1]!.join(' ')}`);
 }

@@ -17,6 +17,16 @@
 //                   commit decision is durable; phase two runs after.
 //   naive           per database BEGIN, the statements, COMMIT, one database
 //                   after the other: no atomicity at all, the floor.
+//   dtx paxos-commit (F=1)
+//                   createCoordinator({ protocol: 'paxos-commit' }) with the
+//                   same statements over the same pools: the decision is held
+//                   by three `dtx acceptor` processes this bench starts (their
+//                   own processes, each with its SQLite log, fsync on), not by
+//                   a coordinator log. Printed after the table: its throughput
+//                   against dtx 2PC ('committed') at each concurrency, and its
+//                   messages and forced writes per commit, counted on the run
+//                   (src/cli/paxos-costs.ts), next to the simulator's and the
+//                   paper's.
 //
 // Topologies: three throwaway PostgreSQL clusters (fsync on), and PostgreSQL
 // (debit) + the machine's MariaDB (credit). All rows use the same adapters'
@@ -24,6 +34,7 @@
 //
 //   npm run bench:2pc -- --seconds 6 --rounds 3 [--json] [--topology pg] [--soak 600]
 
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PoolConnection as MysqlConnection, RowDataPacket } from 'mysql2/promise';
 import type { PoolClient as PgClient } from 'pg';
@@ -31,11 +42,19 @@ import type { MariaDbAdapter } from '../src/adapters/mariadb.ts';
 import type { PostgresAdapter } from '../src/adapters/postgres.ts';
 import type { ResourceAdapter } from '../src/adapters/types.ts';
 import { applyTransferPart, type DbTarget, initSchema, openAdapter, parseDbUrl } from '../src/cli/db.ts';
+import {
+  DbWriteCounter,
+  type PaxosCosts,
+  paxosCostLines,
+  paxosCosts,
+  readPaxosCounters,
+} from '../src/cli/paxos-costs.ts';
 import { isDtxError } from '../src/errors.ts';
 import { twoPcRecordCodec } from '../src/protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../src/protocol/twopc/types.ts';
-import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.ts';
+import { type Coordinator, createCoordinator, type Transaction } from '../src/runtime/coordinator.ts';
 import { openSqliteLog } from '../src/runtime/log/sqlite.ts';
+import { type AcceptorProcess, startAcceptorProcesses } from '../test/runtime/paxos-commit/support.ts';
 import {
   type BenchFlags,
   incarnation,
@@ -186,8 +205,19 @@ function naive(dbs: Db[], pick: () => number): Variant {
   };
 }
 
+/** What a dtx row needs of its coordinator (2PC's or Paxos Commit's). */
+interface DtxCoordinator {
+  transaction(work: (tx: Pick<Transaction, 'id' | 'branch'>) => Promise<void>): Promise<unknown>;
+}
+
 /** dtx: the same statements in a coordinator.transaction, one branch per database in order. */
-function viaDtx(name: string, coordinator: Coordinator, dbs: Db[], pick: () => number): Variant {
+function viaDtx(
+  name: string,
+  coordinator: DtxCoordinator,
+  gidPrefix: string,
+  dbs: Db[],
+  pick: () => number,
+): Variant {
   return {
     name,
     async transfer() {
@@ -208,7 +238,7 @@ function viaDtx(name: string, coordinator: Coordinator, dbs: Db[], pick: () => n
     async settle() {
       const deadline = Date.now() + 60_000;
       for (const db of dbs) {
-        while ((await db.adapter.listPrepared(coordinator.gidPrefix)).length > 0 && Date.now() < deadline) {
+        while ((await db.adapter.listPrepared(gidPrefix)).length > 0 && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 20));
         }
       }
@@ -245,6 +275,95 @@ async function clearHandWrittenLeftovers(db: Db): Promise<void> {
   }
 }
 
+const paxosRow = 'dtx paxos-commit (F=1)';
+const twoPcRow = "dtx acknowledge 'committed'";
+/** Each topology's Paxos Commit costs per commit, printed after the table. */
+const paxosCostsByTopology: { topology: string; costs: PaxosCosts }[] = [];
+
+/**
+ * The Paxos Commit row: a leader over the same adapters (their forced writes
+ * counted on the way), three acceptor processes, F = 1. Its costs are the
+ * counters' growth over all its rounds (warm-up included) per transfer it
+ * committed in them.
+ */
+async function startPaxos(
+  topology: string,
+  dbs: Db[],
+  resources: Record<string, ResourceAdapter>,
+  acceptors: AcceptorProcess[],
+  pick: () => number,
+) {
+  const db = new DbWriteCounter();
+  await answering(acceptors.map((a) => a.url));
+  const leader = await createCoordinator({
+    protocol: 'paxos-commit',
+    id: `bench-${topology.replace('+', '-')}`,
+    resources: db.wrap(resources),
+    acceptors: acceptors.map((a) => a.url),
+    faults: 1,
+  });
+  const before = await readPaxosCounters(leader, db);
+  const inner = viaDtx(paxosRow, leader, `pc_${leader.cluster}_`, dbs, pick);
+  let committed = 0;
+  const variant: Variant = {
+    ...inner,
+    async transfer() {
+      const outcome = await inner.transfer();
+      if (outcome === 'committed') committed++;
+      return outcome;
+    },
+  };
+  const shape = { rms: dbs.length, F: 1, faster: false, fanout: 'quorum' as const };
+  return {
+    leader,
+    variant,
+    costs: async () => paxosCosts(before, await readPaxosCounters(leader, db), committed, shape),
+  };
+}
+
+/**
+ * Waits until every acceptor answers `/info`: a process that printed its
+ * address may still be slow to answer on a busy machine, and the leader
+ * refuses acceptors that do not answer within its request timeout.
+ */
+async function answering(urls: string[]): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (const url of urls) {
+    for (;;) {
+      let why: unknown;
+      try {
+        const res = await fetch(`${url}/info`, { signal: AbortSignal.timeout(10_000) });
+        if (res.ok) break;
+        why = `HTTP ${res.status}`;
+      } catch (err) {
+        why = err;
+      }
+      if (Date.now() > deadline) throw new Error(`acceptor ${url} does not answer`, { cause: why });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/** Paxos Commit's throughput against dtx 2PC ('committed') on the same databases, per topology and concurrency. */
+function paxosRatios(rows: Row[]): { topology: string; concurrency: number; ratio: number }[] {
+  return rows
+    .filter((r) => r.variant === paxosRow)
+    .flatMap((p) => {
+      const base = rows.find(
+        (r) => r.variant === twoPcRow && r.topology === p.topology && r.concurrency === p.concurrency,
+      );
+      return base === undefined || base.tps === 0
+        ? []
+        : [
+            {
+              topology: p.topology,
+              concurrency: p.concurrency,
+              ratio: Math.round((p.tps / base.tps) * 1000) / 1000,
+            },
+          ];
+    });
+}
+
 async function benchTopology(
   topology: string,
   urls: string[],
@@ -253,6 +372,8 @@ async function benchTopology(
 ): Promise<Row[]> {
   const dbs: Db[] = [];
   const coordinators: Coordinator[] = [];
+  let acceptors: AcceptorProcess[] = [];
+  let paxos: Awaited<ReturnType<typeof startPaxos>> | undefined;
   const logs: { close(): Promise<void> }[] = [];
   try {
     for (const [i, url] of urls.entries()) {
@@ -265,6 +386,7 @@ async function benchTopology(
     }
     const resources = Object.fromEntries(dbs.map((d) => [d.target.name, d.adapter]));
     const pick = () => Math.floor(Math.random() * flags.accounts);
+    const viaTwoPc = (name: string, c: Coordinator) => viaDtx(name, c, c.gidPrefix, dbs, pick);
     const start = async (acknowledge: 'committed' | 'durable', thread: 'worker' | 'main' = 'main') => {
       const log = await openSqliteLog<TwoPcRecord>(
         join(logDir, `${topology.replace('+', '-')}-${acknowledge}-${thread}.sqlite`),
@@ -277,21 +399,29 @@ async function benchTopology(
     };
     const variants = [
       handWritten(dbs, pick),
-      viaDtx("dtx acknowledge 'committed'", await start('committed'), dbs, pick),
-      viaDtx("dtx acknowledge 'durable'", await start('durable'), dbs, pick),
+      viaTwoPc("dtx acknowledge 'committed'", await start('committed')),
+      viaTwoPc("dtx acknowledge 'durable'", await start('durable')),
       naive(dbs, pick),
     ];
     if (flags.compareLogThread) {
-      variants.push(
-        viaDtx("dtx 'committed', log on worker thread", await start('committed', 'worker'), dbs, pick),
-      );
+      variants.push(viaTwoPc("dtx 'committed', log on worker thread", await start('committed', 'worker')));
+    }
+    if (flags.soakS === undefined) {
+      acceptors = await startAcceptorProcesses(3);
+      paxos = await startPaxos(topology, dbs, resources, acceptors, pick);
+      variants.push(paxos.variant);
     }
     if (flags.soakS !== undefined) {
       await soak(variants[1]!, Math.max(...flags.concurrency), flags.soakS);
       return [];
     }
-    return await runTable(topology, variants, flags, (line) => process.stderr.write(`${line}\n`));
+    const rows = await runTable(topology, variants, flags, (line) => process.stderr.write(`${line}\n`));
+    if (paxos !== undefined) paxosCostsByTopology.push({ topology, costs: await paxos.costs() });
+    return rows;
   } finally {
+    await paxos?.leader.close();
+    await Promise.allSettled(acceptors.map((a) => a.stop()));
+    for (const a of acceptors) rmSync(a.dataDir, { recursive: true, force: true });
     for (const c of coordinators) await c.close();
     for (const l of logs) await l.close();
     await Promise.allSettled(dbs.map((d) => d.adapter.close()));
@@ -318,4 +448,21 @@ await runBenchMain(
   (f) =>
     `2PC transfers, ${f.rounds} alternating rounds of ${f.seconds} s per row; ratios against hand-written`,
   benchTopology,
+  {
+    lines: (rows) => [
+      '',
+      ...paxosRatios(rows).map(
+        (r) =>
+          `${r.topology} c=${r.concurrency}: ${paxosRow} / ${twoPcRow} throughput ${r.ratio.toFixed(2)}x`,
+      ),
+      ...paxosCostsByTopology.flatMap(({ topology, costs }) => [
+        '',
+        `${topology}:`,
+        ...paxosCostLines(costs),
+      ]),
+      '',
+      `${paxosRow}: 3 \`dtx acceptor\` processes started by this bench (SQLite logs, fsync on), on this machine`,
+    ],
+    json: (rows) => ({ paxosVsTwoPc: paxosRatios(rows), paxosCosts: paxosCostsByTopology }),
+  },
 );

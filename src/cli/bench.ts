@@ -12,10 +12,16 @@ import { DtxError, HeuristicError, isDtxError } from '../errors.ts';
 import { twoPcRecordCodec } from '../protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../protocol/twopc/types.ts';
 import { type CommitFence, createPostgresCommitFence } from '../runtime/commit-fence.ts';
-import { type Coordinator, createCoordinator, type RecoveryReport } from '../runtime/coordinator.ts';
+import {
+  type Coordinator,
+  createCoordinator,
+  type RecoveryReport,
+  type Transaction,
+} from '../runtime/coordinator.ts';
 import { isLogError, LogError } from '../runtime/log/errors.ts';
 import { openSqliteLog } from '../runtime/log/sqlite.ts';
 import type { LogProtocol as AnyLogProtocol, DurableLog, LogOptions } from '../runtime/log/types.ts';
+import { checkAcceptorList, type PaxosCommitCoordinator } from '../runtime/paxos-commit/coordinator.ts';
 import { type Summary, summarize } from '../sim/stats.ts';
 import { type AuditReads, type AuditReport, startAuditors } from './audit.ts';
 import type { CrashPoint } from './crash-points.ts';
@@ -33,6 +39,14 @@ import {
   parseDbUrl,
   readState,
 } from './db.ts';
+import {
+  DbWriteCounter,
+  type PaxosCosts,
+  type PaxosCounters,
+  type PaxosShape,
+  paxosCosts,
+  readPaxosCounters,
+} from './paxos-costs.ts';
 
 export const defaultLogPath = '.dtx/coordinator.sqlite';
 /**
@@ -211,7 +225,13 @@ export interface BenchLoad {
 }
 
 export interface BenchOptions extends BenchLoad {
-  protocol: 'naive' | '2pc';
+  protocol: 'naive' | '2pc' | 'paxos-commit';
+  /** paxos-commit: the 2F+1 acceptors (`dtx acceptor`), `host:port` or `http://host:port`. */
+  acceptors?: string[];
+  /** paxos-commit: acceptor failures tolerated, F (default 1). */
+  faults?: number;
+  /** paxos-commit: Faster Paxos Commit (the acceptors must run with --faster too). */
+  faster?: boolean;
   acknowledge?: 'committed' | 'durable';
   /** For crash tests: SIGKILL this process at a named point of the `crashAfter`-th transfer. */
   crashAt?: CrashPoint;
@@ -238,7 +258,7 @@ export interface BenchOptions extends BenchLoad {
 }
 
 export interface BenchReport {
-  protocol: 'naive' | '2pc';
+  protocol: 'naive' | '2pc' | 'paxos-commit';
   concurrency: number;
   txns: number;
   committed: number;
@@ -254,6 +274,8 @@ export interface BenchReport {
   heuristics: HeuristicView[];
   /** With `auditors`: what the auditors saw. */
   audit?: AuditReport;
+  /** paxos-commit: messages and forced writes per commit, counted on this run, next to the simulator's and the paper's. */
+  costs?: PaxosCosts;
 }
 
 /** A heuristic outcome as the CLI prints it (text and JSON). */
@@ -389,8 +411,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   if (auditors > 0 && options.protocol !== '2pc' && (reads === 'locking' || reads === 'snapshot')) {
     throw new DtxError('DTX_INVALID_ARGUMENT', `--reads ${reads} needs --protocol 2pc (its coordinator)`);
   }
+  if (options.protocol === 'paxos-commit') checkPaxosOptions(options);
   const opened = await openAll(options.dbs, { create: options.init });
   let coordinator: Coordinator | undefined;
+  let paxos: PaxosBench | undefined;
   let log: DurableLog<TwoPcRecord> | undefined;
   let fence: CommitFence | undefined;
   try {
@@ -402,7 +426,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       log = await openTwoPcBenchLog(options);
       if (options.fence !== undefined) fence = await openBenchFence(options.fence);
       coordinator = await startBenchCoordinator(options, opened, log, hook, fence);
-      transfer = twoPcTransfer(coordinator, opened, pick);
+      transfer = coordinatedTransfer(coordinator, opened, pick);
+    } else if (options.protocol === 'paxos-commit') {
+      paxos = await startBenchPaxos(options, opened);
+      transfer = coordinatedTransfer(paxos.leader, opened, pick);
     } else {
       if (options.init) {
         for (const [i, t] of opened.targets.entries()) {
@@ -415,6 +442,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       auditors > 0 ? await startBenchAuditors(opened, auditors, reads, coordinator) : undefined;
     let run: Awaited<ReturnType<typeof closedLoop<'aborted' | 'heuristic'>>>;
     let audit: AuditReport | undefined;
+    const countersBefore = paxos === undefined ? undefined : await paxos.counters();
     try {
       run = await closedLoop(options, async (ordinal) => {
         try {
@@ -429,6 +457,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     }
     const committed = run.outcomes.committed ?? 0;
     const aborted = run.outcomes.aborted ?? 0;
+    const costs =
+      paxos === undefined || countersBefore === undefined
+        ? undefined
+        : paxosCosts(countersBefore, await paxos.counters(), committed, paxos.shape);
     return {
       protocol: options.protocol,
       concurrency: options.concurrency,
@@ -440,8 +472,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       ...(options.protocol === '2pc' ? { acknowledge: options.acknowledge ?? 'committed' } : {}),
       heuristics: heuristicViews(coordinator?.heuristics ?? []),
       ...(audit === undefined ? {} : { audit }),
+      ...(costs === undefined ? {} : { costs }),
     };
   } finally {
+    await paxos?.leader.close();
     await coordinator?.close();
     await fence?.close();
     await log?.close();
@@ -564,16 +598,111 @@ async function startBenchCoordinator(
  * transfers (nor a transfer and a locking auditor) can wait for each other
  * across databases (the lock-order rule, docs/isolation.md).
  */
-function twoPcTransfer(c: Coordinator, opened: Opened, pick: () => number): () => Promise<void> {
-  return () =>
-    c.transaction(async (tx) => {
+/** What both commit protocols' coordinators offer a transfer: a transaction with one branch per resource. */
+interface TransferCoordinator {
+  transaction(work: (tx: Pick<Transaction, 'id' | 'branch'>) => Promise<void>): Promise<unknown>;
+}
+
+/** One transfer (2PC or Paxos Commit): the statements of each database's part, one branch per database in order. */
+function coordinatedTransfer(
+  c: TransferCoordinator,
+  opened: Opened,
+  pick: () => number,
+): () => Promise<void> {
+  return async () => {
+    await c.transaction(async (tx) => {
       const amount = 1 + Math.floor(Math.random() * 100);
       for (const [i, t] of opened.targets.entries()) {
         const branch = await tx.branch(t.name);
         await applyTransferPart(t, branch, roles[i]!, tx.id, pick(), amount);
       }
     });
+  };
 }
+
+/** `dtx bench --protocol paxos-commit`: the acceptor list fits --faults, and no 2PC-only flag was given. */
+function checkPaxosOptions(options: BenchOptions): void {
+  if (options.acceptors === undefined || options.acceptors.length === 0) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      'paxos-commit needs its acceptors: --acceptors host:port,host:port,host:port (2F+1 `dtx acceptor` processes)',
+    );
+  }
+  checkAcceptorList(options.acceptors, options.faults ?? 1);
+  const refused: [boolean, string][] = [
+    [
+      options.log !== undefined,
+      '--log (a Paxos Commit leader keeps no log: its acceptors hold the decisions)',
+    ],
+    [options.lease !== undefined, '--lease'],
+    [options.crashAt !== undefined, '--crash-at'],
+    [options.fence !== undefined, '--fence'],
+    [
+      options.acknowledge === 'durable',
+      '--acknowledge durable (Paxos Commit answers once every branch committed)',
+    ],
+  ];
+  for (const [given, flag] of refused) {
+    if (given)
+      throw new DtxError('DTX_INVALID_ARGUMENT', `${flag} does not apply to --protocol paxos-commit`);
+  }
+}
+
+/** A Paxos Commit leader for bench, with the counters its costs are read from. */
+interface PaxosBench {
+  leader: PaxosCommitCoordinator;
+  shape: PaxosShape;
+  counters(): Promise<PaxosCounters>;
+}
+
+/** The leader bench's transfers use; with --init, the books reset once no branch of an earlier run is prepared. */
+async function startBenchPaxos(options: BenchOptions, opened: Opened): Promise<PaxosBench> {
+  const db = new DbWriteCounter();
+  const faults = options.faults ?? 1;
+  const leader = await createCoordinator({
+    protocol: 'paxos-commit',
+    id: 'bench',
+    resources: db.wrap(opened.adapters),
+    acceptors: options.acceptors ?? [],
+    faults,
+    faster: options.faster === true,
+  });
+  try {
+    if (options.init) {
+      // Branches a killed earlier run left prepared hold locks on the tables
+      // --init drops, and only the acceptors know their outcome: this
+      // leader's scan takes them over and finishes them; wait for that.
+      const prefix = `pc_${leader.cluster}_`;
+      const deadline = Date.now() + paxosLeftoverWaitMs;
+      for (const t of opened.targets) {
+        while ((await opened.adapters[t.name]!.listPrepared(prefix)).length > 0) {
+          if (Date.now() > deadline) {
+            throw new DtxError(
+              'DTX_INVALID_STATE',
+              `${t.name} still holds prepared Paxos Commit branches (${prefix}*) after ` +
+                `${paxosLeftoverWaitMs / 1000} s; --init would drop their tables: check the acceptors`,
+            );
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      for (const [i, t] of opened.targets.entries()) {
+        await initSchema(t, opened.adapters[t.name]!, options.accounts, roles[i]!);
+      }
+    }
+  } catch (err) {
+    await leader.close();
+    throw err;
+  }
+  return {
+    leader,
+    shape: { rms: opened.targets.length, F: faults, faster: options.faster === true, fanout: 'quorum' },
+    counters: () => readPaxosCounters(leader, db),
+  };
+}
+
+/** How long --init waits for an earlier run's prepared Paxos Commit branches to be finished (takeover 1 s, then a round). */
+const paxosLeftoverWaitMs = 30_000;
 
 /** What a failed transfer counts as; rethrows what must end the run. */
 function outcomeOfFailure(err: unknown): 'heuristic' | 'committed' | 'aborted' {

@@ -21,6 +21,15 @@ interface Report {
     cpuMsPerTxn: number;
   }[];
   skipped: string[];
+  paxosVsTwoPc?: { topology: string; concurrency: number; ratio: number }[];
+  paxosCosts?: {
+    topology: string;
+    costs: {
+      shape: { rms: number };
+      committed: number;
+      measured: { byKind: Record<string, number>; forcedWrites: number };
+    };
+  }[];
 }
 
 function runBench(script: string): Promise<Report> {
@@ -31,7 +40,11 @@ function runBench(script: string): Promise<Report> {
       // The test's own MariaDB database; a machine without MariaDB reports the topology skipped.
       {
         cwd: root,
-        env: { ...process.env, DTX_BENCH_MARIADB_URL: 'mysql://root@127.0.0.1:3306/dtx_test_bench_real' },
+        env: {
+          ...process.env,
+          DTX_BENCH_MARIADB_URL:
+            process.env.DTX_BENCH_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306/dtx_test_bench_real',
+        },
       },
     );
     let stdout = '';
@@ -65,12 +78,30 @@ function checkRows(report: Report, variants: string[]): void {
 }
 
 test('bench:2pc runs and reports every row', { timeout: 300_000 }, async () => {
-  checkRows(await runBench('bench/twopc.ts'), [
+  const report = await runBench('bench/twopc.ts');
+  checkRows(report, [
     'hand-written',
     "dtx acknowledge 'committed'",
     "dtx acknowledge 'durable'",
     'naive',
+    'dtx paxos-commit (F=1)',
   ]);
+  // Paxos Commit against dtx 2PC at each topology and concurrency, and its costs counted on the run.
+  const topologies = report.skipped.length === 0 ? 2 : 1;
+  assert.equal(report.paxosVsTwoPc?.length, 2 * topologies);
+  for (const r of report.paxosVsTwoPc ?? []) assert.ok(r.ratio > 0, JSON.stringify(r));
+  assert.equal(report.paxosCosts?.length, topologies);
+  for (const { topology, costs } of report.paxosCosts ?? []) {
+    assert.ok(costs.committed > 0, topology);
+    // Every committed transfer prepared and committed on each database (three
+    // on pg, two on pg+mariadb) and voted to F+1 = 2 acceptors from each.
+    const rms = topology === 'pg' ? 3 : 2;
+    const m = JSON.stringify(costs.measured);
+    assert.equal(costs.shape.rms, rms, topology);
+    assert.ok(costs.measured.byKind.prepare! >= rms, `${topology} ${m}`);
+    assert.ok(costs.measured.byKind.phase2a! >= 2 * rms, `${topology} ${m}`);
+    assert.ok(costs.measured.forcedWrites >= 3 * rms, `${topology} ${m}`);
+  }
 });
 
 test('bench:saga runs and reports every row', { timeout: 300_000 }, async () => {

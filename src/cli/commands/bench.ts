@@ -18,7 +18,10 @@ import { collect, int, num, writeJson } from '../options.ts';
 
 export interface BenchFlags {
   db: string[];
-  protocol: 'naive' | '2pc' | 'saga' | 'tcc' | 'outbox';
+  protocol: 'naive' | '2pc' | 'paxos-commit' | 'saga' | 'tcc' | 'outbox';
+  acceptors?: string[];
+  faults?: number;
+  faster?: boolean;
   log?: string;
   refuseShare?: number;
   checkpointEvery?: number;
@@ -74,6 +77,8 @@ function refuseFlags(flags: BenchFlags, keys: readonly (keyof BenchFlags)[], why
 
 /** The outbox's flags, refused by the other families. */
 const outboxOnly: readonly (keyof BenchFlags)[] = ['nats', 'stream', 'abortShare', 'part'];
+/** Paxos Commit's flags, refused by every other protocol. */
+const paxosOnly: readonly (keyof BenchFlags)[] = ['acceptors', 'faults', 'faster'];
 
 /** `dtx bench --workload append` (../bench-append.ts): a list-append history, recorded and checked. */
 async function benchAppend(flags: BenchFlags): Promise<void> {
@@ -100,16 +105,20 @@ async function benchAppend(flags: BenchFlags): Promise<void> {
   else process.stdout.write(`${appendLine(report)}\n`);
 }
 
-/** `dtx bench --protocol naive|2pc` (../bench.ts). */
+/** `dtx bench --protocol naive|2pc|paxos-commit` (../bench.ts). */
 async function benchCommit(flags: BenchFlags): Promise<void> {
   refuseFlags(flags, ['refuseShare', 'checkpointEvery'], 'applies to --protocol saga or tcc');
   refuseFlags(flags, outboxOnly, 'applies to --protocol outbox');
+  if (flags.protocol !== 'paxos-commit') refuseFlags(flags, paxosOnly, 'applies to --protocol paxos-commit');
   if (flags.workload === 'append') return benchAppend(flags);
   refuseFlags(flags, ['history', 'keys'], 'applies to --workload append');
   const { runBench } = await import('../bench.ts');
   const report = await runBench({
     ...benchLoad(flags),
-    protocol: flags.protocol as 'naive' | '2pc',
+    protocol: flags.protocol as 'naive' | '2pc' | 'paxos-commit',
+    ...(flags.acceptors === undefined ? {} : { acceptors: flags.acceptors }),
+    ...(flags.faults === undefined ? {} : { faults: flags.faults }),
+    ...(flags.faster === undefined ? {} : { faster: flags.faster }),
     acknowledge: flags.acknowledge,
     crashAt: flags.crashAt,
     crashAfter: flags.crashAfter,
@@ -139,6 +148,10 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
       const { auditLine } = await import('../audit.ts');
       process.stdout.write(`${auditLine(report.audit)}\n`);
     }
+    if (report.costs !== undefined) {
+      const { paxosCostLines } = await import('../paxos-costs.ts');
+      process.stdout.write(`${paxosCostLines(report.costs).join('\n')}\n`);
+    }
     printHeuristics(report.heuristics);
   }
   // A branch that contradicts its decision needs a human: never exit 0 over it.
@@ -149,6 +162,7 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
 async function benchBranch(flags: BenchFlags): Promise<void> {
   refuseFlags(flags, ['lease', 'crashAt', 'fence', 'history', 'keys'], `does not apply to ${flags.protocol}`);
   refuseFlags(flags, outboxOnly, 'applies to --protocol outbox');
+  refuseFlags(flags, paxosOnly, 'applies to --protocol paxos-commit');
   if (flags.auditors > 0) throw new InvalidArgumentError(`--auditors does not apply to ${flags.protocol}`);
   const { runSagaBench } = await import('../bench-saga.ts');
   const report = await runSagaBench({
@@ -192,6 +206,7 @@ async function benchOutbox(flags: BenchFlags): Promise<void> {
       'fence',
       'history',
       'keys',
+      ...paxosOnly,
     ],
     'does not apply to outbox',
   );
@@ -239,9 +254,16 @@ export function registerBenchCommand(program: Command): void {
         '--protocol <name>',
         'commit protocol (saga, tcc and outbox: two databases; outbox: producer, then consumer)',
       )
-        .choices(['naive', '2pc', 'saga', 'tcc', 'outbox'])
+        .choices(['naive', '2pc', 'paxos-commit', 'saga', 'tcc', 'outbox'])
         .default('2pc'),
     )
+    .option(
+      '--acceptors <list>',
+      'paxos-commit: the 2F+1 acceptors (dtx acceptor), host:port,host:port,... in the same order everywhere',
+      (v: string) => v.split(',').map((a) => a.trim()),
+    )
+    .option('--faults <f>', 'paxos-commit: acceptor failures tolerated, F (default 1)', int('--faults', 0, 5))
+    .option('--faster', 'paxos-commit: Faster Paxos Commit (the acceptors run with --faster too)')
     .option(
       '--log <path|url>',
       'coordinator log: a SQLite file path or postgres://... (2pc; saga/tcc use PATH.saga.sqlite / PATH.tcc.sqlite)',

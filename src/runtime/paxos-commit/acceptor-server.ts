@@ -69,6 +69,16 @@ export interface CandidateRoundRecord {
 
 type AcceptorLogRecord = PaxosCommitRecord | CandidateRoundRecord;
 
+/** An acceptor's counters since it started (`AcceptorServer.stats`, `GET /stats`). */
+export interface AcceptorStats {
+  sent: number;
+  sentByType: Record<string, number>;
+  /** Its log's fsyncs: one serves every record that arrived meanwhile (group commit). */
+  flushes: number;
+  /** Records its log wrote, every one forced before the message reporting it left. */
+  records: number;
+}
+
 export interface AcceptorMeta {
   v: number;
   cluster: string;
@@ -222,6 +232,7 @@ export class AcceptorServer {
       onBatch: (batch) => server?.onBatch(batch),
       routes: {
         '/info': () => server!.info(),
+        '/stats': () => server!.stats,
         '/round': (body) => server!.onRound(body),
       },
     });
@@ -234,10 +245,15 @@ export class AcceptorServer {
     return server;
   }
 
-  /** Messages this acceptor sent, and its log's forced writes (fsyncs) and records, for benchmarks. */
-  get stats(): { sent: number; flushes: number; records: number } {
+  /**
+   * Messages this acceptor sent (in all, and by type), and its log's forced
+   * writes (fsyncs) and records, for benchmarks; also served as `/stats`, so
+   * that a bench can read an acceptor running as its own process.
+   */
+  get stats(): AcceptorStats {
     return {
       sent: this.transport.stats.sent,
+      sentByType: { ...this.transport.stats.sentByType },
       flushes: this.log.stats.flushes,
       records: this.log.stats.records,
     };

@@ -159,20 +159,30 @@ function check(cond: boolean, message: string): asserts cond {
   if (!cond) throw new DtxError('DTX_INVALID_ARGUMENT', message);
 }
 
-function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: string[]; leaders: string[] } {
-  const F = o.faults ?? 1;
+/**
+ * The acceptor list for F faults, as base URLs: 2F+1 entries, no address
+ * twice. Refused with DTX_INVALID_ARGUMENT before anything connects (the
+ * same acceptor under two addresses is found later, by its id).
+ */
+export function checkAcceptorList(acceptors: unknown, faults = 1): { F: number; urls: string[] } {
+  const F = faults;
   check(
     Number.isInteger(F) && F >= 0 && F <= faultsMax,
     `faults must be an integer in 0..${faultsMax}, not ${String(F)}`,
   );
-  check(Array.isArray(o.acceptors), 'acceptors must be a list of URLs');
-  const urls = o.acceptors.map(baseUrl);
+  check(Array.isArray(acceptors), 'acceptors must be a list of URLs');
+  const urls = (acceptors as unknown[]).map((a) => baseUrl(String(a)));
   check(
     urls.length === 2 * F + 1,
     `faults = ${F} needs 2F+1 = ${2 * F + 1} acceptors, got ${urls.length} (${urls.join(', ')})`,
   );
   const dup = urls.find((u, i) => urls.indexOf(u) !== i);
   check(dup === undefined, `acceptor ${dup} is listed twice`);
+  return { F, urls };
+}
+
+function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: string[]; leaders: string[] } {
+  const { F, urls } = checkAcceptorList(o.acceptors, o.faults);
   check(
     coordinatorIdPattern.test(o.id ?? ''),
     `id ${JSON.stringify(o.id)} must match ${coordinatorIdPattern}`,
@@ -273,6 +283,23 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     return this.transport.stats;
   }
 
+  /**
+   * Protocol messages between the roles of this process, by type (PREPARE
+   * and COMMIT from the leader to its RMs, inquiries): delivered in-process,
+   * so the transport never counts them, yet each is a message of the protocol.
+   */
+  readonly localMessagesByType: Record<string, number> = {};
+
+  /** Every acceptor's counters (`/stats`), in `acceptors` order; for benchmarks. */
+  async acceptorStats(): Promise<import('./acceptor-server.ts').AcceptorStats[]> {
+    return Promise.all(
+      [...this.acceptorUrl.values()].map(
+        async (url) =>
+          (await this.transport.call(url, '/stats', null)) as import('./acceptor-server.ts').AcceptorStats,
+      ),
+    );
+  }
+
   static async create(options: PaxosCommitCoordinatorOptions): Promise<PaxosCommitCoordinator> {
     const { F, urls, leaders } = checkOptions(options);
     const c = new PaxosCommitCoordinator(options);
@@ -334,6 +361,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       this.transport.send(url, { from, to, msg });
       return;
     }
+    this.localMessagesByType[msg.type] = (this.localMessagesByType[msg.type] ?? 0) + 1;
     // In-process deliveries wait for the next microtask, so no core is stepped inside another's step.
     queueMicrotask(() => this.deliver(from, to, msg));
   }

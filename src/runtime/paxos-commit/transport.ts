@@ -78,8 +78,8 @@ export class PeerTransport {
   private readonly queues = new Map<string, WireItem[]>();
   private flushScheduled = false;
   private closed = false;
-  /** Messages sent and dropped, for tests and benchmarks. */
-  readonly stats = { sent: 0, batches: 0, dropped: 0 };
+  /** Messages sent and dropped, for tests and benchmarks; `sentByType` splits `sent` by message type. */
+  readonly stats = { sent: 0, batches: 0, dropped: 0, sentByType: {} as Record<string, number> };
   url = '';
 
   private constructor(private readonly options: PeerOptions) {
@@ -173,6 +173,8 @@ export class PeerTransport {
         };
         this.stats.batches++;
         this.stats.sent += batch.items.length;
+        for (const { msg } of batch.items)
+          this.stats.sentByType[msg.type] = (this.stats.sentByType[msg.type] ?? 0) + 1;
         this.call(url, '/batch', batch).catch(() => {
           this.stats.dropped += batch.items.length;
         });

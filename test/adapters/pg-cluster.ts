@@ -38,7 +38,8 @@ class PortInUseError extends Error {}
 
 async function cluster(command: 'start' | 'stop', dir: string, port: number): Promise<void> {
   try {
-    await run('bash', [script, command, dir, String(port)], { timeout: 90_000 });
+    // initdb alone took over 90 s on this 2-core machine under a soak at load 17.
+    await run('bash', [script, command, dir, String(port)], { timeout: 240_000 });
   } catch (error) {
     const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
     if (/already in use/.test(stderr)) throw new PortInUseError(stderr);

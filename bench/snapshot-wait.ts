@@ -56,12 +56,16 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'dtx-snapshot-wait-'));
   try {
     const load0 = load();
-    const options = (log: string): BenchOptions => ({
+    // The transfers, as bench/isolation.ts runs them.
+    const transfers = (log: string) => ({
       dbs,
       log,
-      protocol: '2pc',
+      protocol: '2pc' as const,
       accounts: 1000,
       concurrency: 8,
+    });
+    const options = (log: string): BenchOptions => ({
+      ...transfers(log),
       durationS: seconds,
       init: false,
       auditors: 2,
@@ -69,15 +73,7 @@ async function main(): Promise<void> {
     });
     // Each side its own coordinator log, created (and the accounts set up) by a short first run.
     for (const [i, side] of sides.entries()) {
-      await side.runBench({
-        dbs,
-        log: join(work, `side-${i}.sqlite`),
-        protocol: '2pc',
-        accounts: 1000,
-        concurrency: 8,
-        txns: 8,
-        init: true,
-      });
+      await side.runBench({ ...transfers(join(work, `side-${i}.sqlite`)), txns: 8, init: true });
     }
     const reports = sides.map(() => [] as BenchReport[]);
     for (let round = 0; round < rounds; round++) {

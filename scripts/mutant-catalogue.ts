@@ -428,4 +428,18 @@ export const mutants: readonly Mutant[] = [
     rule: 'a locking read holds a shared lock until the outcome (strict two-phase locking)',
     detector: twoPc(200, ['--workload', 'bank-audit', '--reads', 'locking']),
   },
+
+  // ---- the runtime's commit fence (src/runtime/coordinator.ts, real PostgreSQL) ----
+  {
+    id: 'runtime-fence-from-decision',
+    file: 'src/runtime/coordinator.ts',
+    search: '    await this.enterFence(id, txn, deadline);\n',
+    replace: '',
+    rule: 'a transaction holds the commit fence from its first PREPARE, where a read-only branch releases its share locks',
+    detector: {
+      kind: 'test',
+      file: 'test/runtime/read-only-vote-snapshot.test.ts',
+      name: 'through the coordinator',
+    },
+  },
 ];

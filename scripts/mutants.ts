@@ -17,8 +17,8 @@ import { type Detector, type Mutant, mutants } from './mutant-catalogue.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** What a copy holds besides node_modules: everything a detector reads. */
-const copiedDirs = ['src', 'test', 'bin', 'testdata'];
+/** What a copy holds besides node_modules: everything a detector reads (scripts/pg-cluster.sh: the throwaway PostgreSQL clusters some tests start). */
+const copiedDirs = ['src', 'test', 'bin', 'testdata', 'scripts'];
 const copiedFiles = ['package.json', 'tsconfig.json'];
 /** A detector that runs longer than this is stopped and its mutant reported as not run. */
 const detectorTimeoutMs = 15 * 60_000;

@@ -1,6 +1,8 @@
-// The commit fence, driven: commit phases enter it shared, the opening of
-// consistent snapshots holds it exclusively (the rules are the pure
-// src/protocol/isolation/fence.ts). Two places can hold it:
+// The commit fence, driven: commit phases enter it shared (the coordinator's
+// transactions from their first PREPARE, since a read-only vote releases
+// share locks there), the opening of consistent snapshots holds it
+// exclusively (the rules are the pure src/protocol/isolation/fence.ts). Two
+// places can hold it:
 //
 // - in this process (`LocalCommitFence`), enough when every coordinator
 //   committing to the databases runs here;

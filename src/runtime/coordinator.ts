@@ -158,10 +158,10 @@ export interface CoordinatorOptions {
   /**
    * A commit fence shared with other processes (`createPostgresCommitFence`),
    * for `snapshot()` readers and coordinators in other processes that commit
-   * to the same databases. Every commit phase (from the decision until the
-   * last branch committed, recovery's included) enters it shared, as it
-   * enters this coordinator's own in-process fence. Not closed by the
-   * coordinator. docs/isolation.md.
+   * to the same databases. Every transaction enters it shared from before its
+   * first PREPARE until its last branch committed (recovery's re-driven
+   * commits from their first COMMIT), as it enters this coordinator's own
+   * in-process fence. Not closed by the coordinator. docs/isolation.md.
    */
   commitFence?: CommitFence;
 }
@@ -394,7 +394,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
   private readonly firstSeen = new Map<string, number>();
   /** Commit phases (in-process, and the shared fence when given) against snapshot opening: see snapshot(). */
   private readonly fence: CommitFence;
-  /** Each transaction's hold on the fence, from before its commit record is appended until its last branch committed. */
+  /** Each transaction's hold on the fence, from before its first PREPARE until its last branch committed (or it aborted). */
   private readonly fenceHolds = new Map<TxnId, Promise<FenceRelease>>();
   /** Each resource's rank in the lock order: its position in `resources`. */
   private readonly ranks: ReadonlyMap<string, number>;
@@ -728,7 +728,10 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       this.active.delete(id);
       return result;
     }
+    await this.enterFence(id, txn, deadline);
     await this.decide(id, txn, deadline);
+    // Every branch voted read-only: there is no commit phase, and the hold ends here.
+    this.settleFence(id);
     await this.awaitPhaseTwo(id, txn, deadline, commitWaitMs);
     this.active.delete(id);
     if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
@@ -828,14 +831,14 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
 
   /**
    * The log as the driver sees it: a commit record is appended only once its
-   * transaction holds the commit fence, so the whole commit phase — from the
-   * decision until the last branch committed, and any `durable`
-   * acknowledgment, which comes after the record — lies inside the hold.
-   * Appends wait for the fence one after the other, in the order the driver
-   * issued them: a later record's wait can never hold back an earlier one
-   * (the driver's after-persist effects wait for every earlier write). A
-   * fence that cannot be taken fails the append, and the coordinator stops
-   * as on a log failure: the decision was not written.
+   * transaction holds the commit fence. A live transaction holds it already
+   * (enterFence, before its first PREPARE), so this finds its hold at once;
+   * it is the safety net for a commit record of anything else. Appends wait
+   * for the fence one after the other, in the order the driver issued them: a
+   * later record's wait can never hold back an earlier one (the driver's
+   * after-persist effects wait for every earlier write). A fence that cannot
+   * be taken fails the append, and the coordinator stops as on a log
+   * failure: the decision was not written.
    */
   private fencedLog(log: DurableLog<TwoPcRecord>): DurableLog<TwoPcRecord> {
     let queue: Promise<unknown> = Promise.resolve();
@@ -847,6 +850,35 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         return entered.then(() => log.append(records, force));
       },
     });
+  }
+
+  /**
+   * Enters the commit fence before the transaction's first PREPARE, and
+   * holds it until its last branch committed (or it aborted, or every branch
+   * voted read-only). From PREPARE, not from the decision: a branch that only
+   * read votes read-only at PREPARE and releases its share locks there, so a
+   * writer may commit over what it read while its other branches are still
+   * prepared. A snapshot opened then would see that writer and not this
+   * transaction's writes: two anti-dependencies in a cycle (G2-item), which
+   * serializability forbids. Holding the fence from PREPARE, every
+   * transaction is, when snapshots open, either done everywhere or has
+   * released no lock and made nothing visible. It must also be before the
+   * decision for a second reason: a commit record that waits for the fence
+   * (a snapshot queued) would hold back every later record's COMMITs, among
+   * them those of the transactions the snapshot waits for.
+   * docs/isolation.md, "A read-only vote beside snapshot readers".
+   */
+  private async enterFence(id: TxnId, txn: ActiveTxn, deadline: CallerDeadline): Promise<void> {
+    try {
+      await deadline.race(this.fenceHold(id));
+    } catch (err) {
+      // Nothing was prepared: every branch is rolled back and the transaction
+      // forgotten (a hold granted after the deadline is given back at once).
+      this.settleFence(id);
+      await Promise.allSettled([...txn.branches.values()].map((b) => b.branch.rollback()));
+      this.active.delete(id);
+      throw err;
+    }
   }
 
   /** The transaction's hold on the fence, entered once. */

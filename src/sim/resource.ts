@@ -241,6 +241,10 @@ export class ResourceModel {
         if (reader !== undefined && t.age < reader.age && !reader.prepared) this.woundHolder(r, reader);
       }
     }
+    // Wounding runs the wounded transaction's abort synchronously, and what
+    // that abort wakes can in turn end this very transaction (wounded by an
+    // older one): it is gone then, and must not be left in a wait queue.
+    if (this.txns.get(txn) !== t) return false;
     const blocked =
       (row.holder !== null && row.holder !== txn) || (exclusive && row.readers.some((r) => r !== txn));
     if (blocked) {

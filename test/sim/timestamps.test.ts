@@ -156,3 +156,17 @@ test('bad input names the flag', () => {
   assert.equal(saga.code, 2);
   assert.match(saga.stderr, /--clock-skew-ms and --commit-wait do not apply to saga/);
 });
+
+test('a lock request whose transaction is wounded while it wounds others leaves no waiter behind (swarm seed 1633)', () => {
+  // At this seed a read-write transaction's lock request wounds a holder; the
+  // abort that follows wakes an older transaction that wounds the requester
+  // in turn. The request used to queue anyway, and the next request on that
+  // row met a waiter that no longer existed (a TypeError in the model).
+  const req = swarmRequest('2pc', 1633, {}, 'all', {
+    workload: 'append',
+    reads: 'timestamp',
+    clockSkewMs: 5,
+  });
+  const { report } = runSim(req);
+  assert.equal(report.violationCount, 0, JSON.stringify(report.violations[0]));
+});

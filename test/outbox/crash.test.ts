@@ -138,7 +138,10 @@ describe('outbox crashes', () => {
         applied: number;
         skipped: number;
       };
-      assert.equal(stats.skipped, 1, 'the redelivered message was skipped');
+      // At least once: on a loaded machine an ack can take longer than
+      // ackWaitMs, and the stream redelivers that message again; the inbox
+      // skips every such copy, so only `applied` must be exact.
+      assert.ok(stats.skipped >= 1, `the redelivered message was skipped (skipped ${stats.skipped})`);
       assert.equal(stats.applied, 2);
       assertExactlyOnce(await db.effects(), ids);
     } finally {

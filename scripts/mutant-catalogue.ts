@@ -72,8 +72,8 @@ export const mutants: readonly Mutant[] = [
     id: '2pc-commit-before-force',
     file: 'src/protocol/twopc/coordinator.ts',
     search:
-      "for (const p of committers) fx.push({ type: 'sendAfterPersist', to: p, msg: { type: 'COMMIT', txn } });",
-    replace: "for (const p of committers) fx.push({ type: 'send', to: p, msg: { type: 'COMMIT', txn } });",
+      "for (const p of committers) fx.push({ type: 'sendAfterPersist', to: p, msg: commitMsg(txn, t.ts) });",
+    replace: "for (const p of committers) fx.push({ type: 'send', to: p, msg: commitMsg(txn, t.ts) });",
     rule: 'the coordinator forces its commit record before any COMMIT leaves',
     detector: twoPc(2000),
   },

@@ -77,7 +77,7 @@ const skipped: string[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'dtx-log-bench-'));
 try {
   for (const concurrency of concurrencies) {
-    const log = await openSqliteLog<unknown>(join(dir, `c${concurrency}.sqlite`));
+    const log = await openSqliteLog<unknown>(join(dir, `c${concurrency}.sqlite`), { create: true });
     try {
       rows.push(await measure('sqlite', log, concurrency));
     } finally {
@@ -100,7 +100,7 @@ try {
 if (pgReachable) {
   try {
     for (const concurrency of concurrencies) {
-      const log = await openPostgresLog<unknown>(pgUrl, { owner: `bench-c${concurrency}`, table });
+      const log = await openPostgresLog<unknown>(pgUrl, { owner: `bench-c${concurrency}`, table, create: true });
       try {
         rows.push(await measure('postgres', log, concurrency));
       } finally {

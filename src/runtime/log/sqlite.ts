@@ -2,11 +2,16 @@
 // better-sqlite3. This is the default store of the runtime — nothing to run,
 // and a forced append is one fsync of the write-ahead log.
 //
-// Durability: WAL journal mode with `synchronous = FULL`, so every committed
-// transaction is fsync'd before the call returns (better-sqlite3 builds default
-// WAL to NORMAL, which is why it is set and checked explicitly). A write batch
-// is one transaction; see ./group-commit.ts for how concurrent appends share
-// one. Records are JSON text in one table, `dtx_log(seq, record, at)` (`at`:
+// Durability: WAL journal mode, and every write batch (one SQLite
+// transaction; see ./group-commit.ts for how concurrent appends share one) is
+// on stable storage before its appends resolve. On the main thread the
+// connection runs with `synchronous = NORMAL` (SQLite syncs the WAL before a
+// checkpoint copies it into the database, and the database after) and the log
+// itself then fdatasyncs the WAL file after each batch's commit, on libuv's
+// thread pool (WalSync below): the same guarantee as `synchronous = FULL`,
+// whose fsync inside the commit would block the event loop, and every
+// transaction in flight with it, for the length of each flush. A worker-thread
+// log (`thread: 'worker'`) and `:memory:` keep `synchronous = FULL`. Records are JSON text in one table, `dtx_log(seq, record, at)` (`at`:
 // append time in ms); the log's identity (./identity.ts) is a row of
 // `dtx_log_meta`, which checkpoints never touch.
 //
@@ -29,7 +34,17 @@
 // The driver is loaded when a log is opened, so importing this module does not
 // require it to be installed.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -145,8 +160,15 @@ export async function openSqliteLog<R>(
   const { memory, description } = checkOpenArguments(path, options);
   checkIdentityOptions(options);
   if (options.thread !== 'worker' || memory) {
-    const { db, identity } = await openSqliteDatabase(path, options);
-    return new GroupCommitLog<R>(sqliteBackend(db, description), options, { identity });
+    const { db, identity } = await openSqliteDatabase(path, options, memory ? 'full' : 'wal-sync');
+    let wal: WalSync | undefined;
+    try {
+      wal = memory ? undefined : new WalSync(path, description);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    return new GroupCommitLog<R>(sqliteBackend(db, description, wal), options, { identity });
   }
   const { startSqliteWorker } = await import('./sqlite-thread.ts');
   const { backend, identity } = await startSqliteWorker(path, workerOptions(options), description);
@@ -171,6 +193,7 @@ function workerOptions(options: SqliteLogOptions<unknown>): SqliteWorkerOptions 
 export async function openSqliteDatabase(
   path: string,
   options: SqliteWorkerOptions,
+  sync: 'full' | 'wal-sync' = 'full',
 ): Promise<{ db: BetterSqlite3.Database; identity: LogIdentity; description: string }> {
   const { memory, description, lockTimeoutMs } = checkOpenArguments(path, options);
   const create = options.create === true;
@@ -178,6 +201,9 @@ export async function openSqliteDatabase(
   const db = await connect(path, description, memory, create, lockTimeoutMs);
   try {
     const identity = setUpDatabase(db, description, memory, create, options);
+    // The setup's transaction was fsync'd under FULL; from here on the log's
+    // own fdatasync of the WAL (WalSync) makes each batch durable.
+    if (sync === 'wal-sync') db.pragma('synchronous = NORMAL');
     syncCreatedDirectories(path, created, firstCreatedDir);
     return { db, identity, description };
   } catch (error) {
@@ -348,8 +374,62 @@ function syncCreatedDirectories(path: string, created: boolean, firstCreatedDir:
   }
 }
 
-/** The group-commit backend over the open connection: one SQLite transaction per write batch. */
-export function sqliteBackend(db: BetterSqlite3.Database, description: string): LogBackend {
+/**
+ * The fdatasync of a WAL-mode log's `-wal` file, off the event loop (libuv's
+ * thread pool). In EXCLUSIVE locking mode SQLite keeps that file for the
+ * connection's life (a checkpoint rewinds or truncates it, the same inode);
+ * should it ever be replaced, the next sync notices the new inode, opens the
+ * new file and syncs its directory entry too.
+ */
+export class WalSync {
+  readonly #path: string;
+  readonly #description: string;
+  #fd: number;
+  #ino: number;
+
+  constructor(dbPath: string, description: string) {
+    this.#path = `${resolve(dbPath)}-wal`;
+    this.#description = description;
+    const opened = this.#open();
+    this.#fd = opened.fd;
+    this.#ino = opened.ino;
+  }
+
+  #open(): { fd: number; ino: number } {
+    if (!existsSync(this.#path)) {
+      throw new LogError('unavailable', `${this.#description}: its write-ahead log ${this.#path} is missing`);
+    }
+    const fd = openSync(this.#path, 'r');
+    // The -wal file's directory entry, created by SQLite's first write, must survive power loss too.
+    syncDirectory(dirname(this.#path));
+    return { fd, ino: fstatSync(fd).ino };
+  }
+
+  /** Resolves once everything written to the WAL so far is on stable storage. */
+  async sync(): Promise<void> {
+    if (statSync(this.#path, { throwIfNoEntry: false })?.ino !== this.#ino) {
+      closeSync(this.#fd);
+      const opened = this.#open();
+      this.#fd = opened.fd;
+      this.#ino = opened.ino;
+    }
+    const fd = this.#fd;
+    await new Promise<void>((done, fail) => fdatasync(fd, (error) => (error ? fail(error) : done())));
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    closeSync(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/**
+ * The group-commit backend over the open connection: one SQLite transaction
+ * per write batch, then `wal.sync()` when the connection commits without
+ * syncing (`synchronous = NORMAL`).
+ */
+export function sqliteBackend(db: BetterSqlite3.Database, description: string, wal?: WalSync): LogBackend {
   const insert = db.prepare<[string, number]>('INSERT INTO dtx_log (record, at) VALUES (?, ?)');
   const deleteAll = db.prepare('DELETE FROM dtx_log');
   const selectAll = db.prepare<[], { seq: number; record: string; at: number | null }>(
@@ -365,6 +445,7 @@ export function sqliteBackend(db: BetterSqlite3.Database, description: string): 
     description,
     async write(batch: WriteBatch): Promise<void> {
       writeBatch.exclusive(batch);
+      await wal?.sync();
     },
     async read(): Promise<StoredRow[]> {
       return selectAll
@@ -373,6 +454,7 @@ export function sqliteBackend(db: BetterSqlite3.Database, description: string): 
     },
     async close(): Promise<void> {
       if (db.open) db.close();
+      wal?.close();
     },
   };
 }

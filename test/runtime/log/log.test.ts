@@ -5,9 +5,11 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -220,6 +222,39 @@ describe('SQLite log', () => {
     };
     await Promise.all(Array.from({ length: 16 }, (_, w) => worker(w)));
     assert.deepEqual(await log.load(), expected);
+    await log.close();
+  });
+
+  test("a forced append resolves only after the WAL's fdatasync, which runs off the event loop", async () => {
+    // The main-thread log commits with synchronous = NORMAL and then syncs the
+    // -wal file on libuv's thread pool. Occupying every pool thread delays
+    // that sync, so the append must wait for the pool; the event loop meanwhile
+    // keeps running timers (a synchronous fsync would have blocked it instead).
+    const path = nextPath();
+    const log = await openSqliteLog<{ i: number }>(path, { create: true });
+    await log.append([{ i: 0 }], true);
+    assert.ok(existsSync(`${path}-wal`), 'the log runs in WAL mode');
+    const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    // pbkdf2 runs on the pool: calibrate its rounds to hold a pool thread about blockMs.
+    const blockMs = 400;
+    const probeStart = performance.now();
+    pbkdf2Sync('p', 's', 20_000, 32, 'sha256');
+    const rounds = Math.ceil((20_000 * blockMs) / Math.max(1, performance.now() - probeStart));
+    const blockers = Array.from(
+      { length: poolSize },
+      () => new Promise<void>((done) => pbkdf2('p', 's', rounds, 32, 'sha256', () => done())),
+    );
+    await sleep(20); // let the blockers take the pool
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 5);
+    const started = Date.now();
+    await log.append([{ i: 1 }], true);
+    const waitedMs = Date.now() - started;
+    clearInterval(ticker);
+    await Promise.all(blockers);
+    assert.ok(waitedMs >= blockMs / 4, `the append resolved after ${waitedMs} ms, before the pool was free`);
+    assert.ok(ticks > 0, 'timers ran while the append waited for its sync');
+    assert.deepEqual(await log.load(), [{ i: 0 }, { i: 1 }]);
     await log.close();
   });
 

@@ -100,7 +100,11 @@ try {
 if (pgReachable) {
   try {
     for (const concurrency of concurrencies) {
-      const log = await openPostgresLog<unknown>(pgUrl, { owner: `bench-c${concurrency}`, table, create: true });
+      const log = await openPostgresLog<unknown>(pgUrl, {
+        owner: `bench-c${concurrency}`,
+        table,
+        create: true,
+      });
       try {
         rows.push(await measure('postgres', log, concurrency));
       } finally {

@@ -11,7 +11,9 @@
 // thread pool (WalSync below): the same guarantee as `synchronous = FULL`,
 // whose fsync inside the commit would block the event loop, and every
 // transaction in flight with it, for the length of each flush. A worker-thread
-// log (`thread: 'worker'`) and `:memory:` keep `synchronous = FULL`. Records are JSON text in one table, `dtx_log(seq, record, at)` (`at`:
+// log (`thread: 'worker'`) and `:memory:` keep `synchronous = FULL`.
+//
+// Records are JSON text in one table, `dtx_log(seq, record, at)` (`at`:
 // append time in ms); the log's identity (./identity.ts) is a row of
 // `dtx_log_meta`, which checkpoints never touch.
 //

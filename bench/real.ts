@@ -334,7 +334,7 @@ export const incarnation = `${Date.now().toString(36)}${process.pid.toString(36)
  * `bench` runs one topology and returns its rows (none for a soak).
  */
 export async function runBenchMain(
-  name: '2pc' | 'saga',
+  name: '2pc' | 'saga' | 'serve',
   clusterCount: number,
   title: (flags: BenchFlags) => string,
   bench: (topology: string, urls: string[], flags: BenchFlags, logDir: string) => Promise<Row[]>,

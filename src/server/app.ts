@@ -16,6 +16,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  LogController,
 } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { type DtxErrorCode, isDtxError } from '../errors.ts';
@@ -93,7 +94,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.logger === undefined
       ? { logger: false }
       : { loggerInstance: options.logger as FastifyBaseLogger }),
-    disableRequestLogging: true,
+    // Fastify's own request lines (info) are off: the onResponse hook below logs one line per request at debug.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? serverLimits.bodyBytesMax,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,

@@ -24,7 +24,7 @@ import {
 import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../../src/adapters/sqlite.ts';
 import { createCoordinator, openCoordinatorLog } from '../../src/runtime/coordinator.ts';
 import type { BranchCalled, LogFlushed, Logger, Observer, TxnEnded } from '../../src/runtime/observe.ts';
-import { createSagaOrchestrator, openSagaLog, refuse } from '../../src/runtime/saga/orchestrator.ts';
+import { createSagaOrchestrator, openSagaLog } from '../../src/runtime/saga/orchestrator.ts';
 import { createTccOrchestrator, openTccLog } from '../../src/runtime/tcc/orchestrator.ts';
 
 const exporter = new InMemorySpanExporter();
@@ -308,26 +308,22 @@ test('2PC: a dtx.2pc span per transaction, prepare and commit per branch; the ob
   await b.close();
 });
 
-test('2PC warnings go to the logger, not to process.emitWarning', async () => {
-  const { a, b } = await twoPcSetup('warn');
-  const lines: { level: string; obj: object; msg: string }[] = [];
-  const at =
-    (level: string) =>
-    (obj: object, msg: string): void => {
-      lines.push({ level, obj, msg });
-    };
-  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-  // The first COMMIT on b fails (its connection, as far as dtx can tell): dtx warns and retries.
-  const flaky = failingFirstCommit(b);
+/**
+ * One transfer on a coordinator whose first COMMIT on b fails (its
+ * connection, as far as dtx can tell): dtx warns once and retries. Returns
+ * the process warnings emitted meanwhile.
+ */
+async function transferWithFailingCommit(name: string, logger?: Logger): Promise<Error[]> {
+  const { a, b } = await twoPcSetup(name);
   const warnings: Error[] = [];
   const onWarning = (w: Error) => warnings.push(w);
   process.on('warning', onWarning);
-  const log = await openCoordinatorLog({ sqlite: join(dir, 'coord-warn.sqlite'), create: true });
+  const log = await openCoordinatorLog({ sqlite: join(dir, `coord-${name}.sqlite`), create: true });
   const c = await createCoordinator({
     log,
-    resources: { a, b: flaky },
-    logger,
+    resources: { a, b: failingFirstCommit(b) },
     timing: { commitResendMs: 20 },
+    ...(logger === undefined ? {} : { logger }),
   });
   try {
     await c.transaction(async (tx) => {
@@ -335,18 +331,9 @@ test('2PC warnings go to the logger, not to process.emitWarning', async () => {
       (await tx.branch<SqliteBranch>('b')).put('y', 2);
     });
     assert.equal(b.read('y'), 2, 'the retried COMMIT applied');
-    const warned = lines.filter((l) => l.level === 'warn');
-    assert.equal(warned.length, 1);
-    assert.match(warned[0]!.msg, /COMMIT of .* on b failed \(Error: connection reset\)/);
     // Let a tick pass: emitWarning delivers on the next one.
     await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(warnings, []);
-    const retried = lines.find((l) => l.level === 'debug' && l.msg === 'branch call did not succeed');
-    const fields = retried?.obj as Record<string, unknown>;
-    assert.deepEqual(
-      [fields.type, fields.branch, fields.op, fields.status, fields.reason],
-      ['2pc', 'b', 'commit', 'retry', 'Error: connection reset'],
-    );
+    return warnings;
   } finally {
     process.off('warning', onWarning);
     await c.close();
@@ -354,29 +341,31 @@ test('2PC warnings go to the logger, not to process.emitWarning', async () => {
     await a.close();
     await b.close();
   }
+}
+
+test('2PC warnings go to the logger, not to process.emitWarning', async () => {
+  const lines: { level: string; obj: object; msg: string }[] = [];
+  const at =
+    (level: string) =>
+    (obj: object, msg: string): void => {
+      lines.push({ level, obj, msg });
+    };
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  const warnings = await transferWithFailingCommit('warn', logger);
+  assert.deepEqual(warnings, []);
+  const warned = lines.filter((l) => l.level === 'warn');
+  assert.equal(warned.length, 1);
+  assert.match(warned[0]!.msg, /COMMIT of .* on b failed \(Error: connection reset\)/);
+  const retried = lines.find((l) => l.level === 'debug' && l.msg === 'branch call did not succeed');
+  const fields = retried?.obj as Record<string, unknown>;
+  assert.deepEqual(
+    [fields.type, fields.branch, fields.op, fields.status, fields.reason],
+    ['2pc', 'b', 'commit', 'retry', 'Error: connection reset'],
+  );
 });
 
 test('without a logger, the same warning is a process warning, as before', async () => {
-  const { a, b } = await twoPcSetup('nolog');
-  const flaky = failingFirstCommit(b);
-  const warnings: Error[] = [];
-  const onWarning = (w: Error) => warnings.push(w);
-  process.on('warning', onWarning);
-  const log = await openCoordinatorLog({ sqlite: join(dir, 'coord-nolog.sqlite'), create: true });
-  const c = await createCoordinator({ log, resources: { a, b: flaky }, timing: { commitResendMs: 20 } });
-  try {
-    await c.transaction(async (tx) => {
-      (await tx.branch<SqliteBranch>('b')).put('y', 2);
-      (await tx.branch<SqliteBranch>('a')).put('x', 1);
-    });
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!.message, /COMMIT of .* on b failed/);
-  } finally {
-    process.off('warning', onWarning);
-    await c.close();
-    await log.close();
-    await a.close();
-    await b.close();
-  }
+  const warnings = await transferWithFailingCommit('nolog');
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!.message, /COMMIT of .* on b failed/);
 });

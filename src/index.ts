@@ -54,6 +54,16 @@ export { isLogError, LogError, type LogErrorReason } from './runtime/log/errors.
 export type { LogLocation } from './runtime/log/open.ts';
 export { openSqliteLog, type SqliteLogOptions } from './runtime/log/sqlite.ts';
 export type { DurableLog, LogIdentity, LogOptions, LogProtocol, LogStats } from './runtime/log/types.ts';
+export type {
+  BranchCalled,
+  LogFlushed,
+  Logger,
+  ObservedOutcome,
+  ObservedTxnType,
+  Observer,
+  TxnBegun,
+  TxnEnded,
+} from './runtime/observe.ts';
 export { AcceptorServer, type AcceptorServerOptions } from './runtime/paxos-commit/acceptor-server.ts';
 export type {
   PaxosCommitCoordinator,
@@ -61,7 +71,6 @@ export type {
   PaxosTransaction,
   PaxosTransactionOptions,
 } from './runtime/paxos-commit/coordinator.ts';
-
 export {
   type CommutativeTarget,
   commutativeUpdate,

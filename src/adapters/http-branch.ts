@@ -6,7 +6,9 @@
 // `{sagaId, branchId, op, payload}`, headers `Dtx-Saga-Id`, `Dtx-Branch-Id`,
 // `Dtx-Op` and `Idempotency-Key` (`<sagaId>:<branchId>:<op>`, the same on
 // every retry of one call), plus the branch's own headers (an auth token, a
-// `traceparent`), which the protocol's headers override. Answer, by status:
+// `traceparent`), which the protocol's headers override, and the trace
+// headers of the active OpenTelemetry span when there is one and the branch
+// sets none itself (../runtime/otel.ts). Answer, by status:
 // - 200: success;
 // - 409: business refusal (failure: compensate, never retry); the body's
 //   `reason` (JSON) or text is the reason;
@@ -26,6 +28,7 @@
 
 import { DtxError } from '../errors.ts';
 import { httpBodyBytesMaxDefault, httpTimeoutMsDefault, httpTimeoutMsMax } from '../runtime/limits.ts';
+import { traceHeaders } from '../runtime/otel.ts';
 
 export type HttpBranchOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
 
@@ -180,6 +183,8 @@ export async function callHttpBranch(url: string, call: HttpBranchCall): Promise
       redirect: 'manual',
       headers: {
         ...own,
+        // The active span's `traceparent` (the branch call's, ../runtime/otel.ts), unless the branch sets its own.
+        ...traceHeaders(own),
         'content-type': 'application/json',
         'dtx-saga-id': call.sagaId,
         'dtx-branch-id': call.branchId,

@@ -17,7 +17,10 @@
 // Also owns the caller's deadlines (`timeoutMs`, `signal`, and the bounded
 // wait for phase two, `commitWaitMs`), the back-off of COMMITs that keep
 // failing, and the operator API (TxnOperator: list, show, retry, resolve,
-// abandon), whose actions go through the core as OPERATOR_END.
+// abandon), whose actions go through the core as OPERATOR_END. What it does
+// goes to an optional logger and observer (./observe.ts) and, when
+// `@opentelemetry/api` is installed, to spans (./otel.ts): one per attempt of
+// `transaction()`, one per PREPARE, COMMIT and rollback of a branch.
 //
 // Identity and ownership: the coordinator's id is its log's (recorded when the
 // log was created, see src/runtime/log/identity.ts), so no two deployments
@@ -65,7 +68,9 @@ import { type LogLocation, openLog } from './log/open.ts';
 import { timedRecords } from './log/timed.ts';
 import type { DurableLog } from './log/types.ts';
 import { wrapLog } from './log/wrap.ts';
+import { type Logger, logSafely, notify, type ObservedOutcome, type Observer } from './observe.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from './operator.ts';
+import { type SpanHandle, startSpan, withSpan } from './otel.ts';
 import {
   isPaxosCommitOptions,
   PaxosCommitCoordinator,
@@ -152,9 +157,18 @@ export interface CoordinatorOptions {
   commitBackoffMaxMs?: number;
   /**
    * Called with operational warnings (a branch whose COMMIT keeps failing:
-   * once per branch, not per attempt). Default: `process.emitWarning`.
+   * once per branch, not per attempt). Default: `logger.warn` when a logger
+   * is given, else `process.emitWarning`.
    */
   onWarning?: (message: string) => void;
+  /**
+   * A structured logger (pino-compatible, src/runtime/observe.ts): warnings
+   * (unless `onWarning` takes them), transactions that abort at `info`,
+   * transactions and branch calls at `debug`. Default: none.
+   */
+  logger?: Logger;
+  /** Hooks for metrics: transactions begun and ended, branch calls (src/runtime/observe.ts). */
+  observer?: Observer;
   /**
    * A commit fence shared with other processes (`createPostgresCommitFence`),
    * for `snapshot()` readers and coordinators in other processes that commit
@@ -259,6 +273,11 @@ interface ActiveTxn {
   heuristics: HeuristicError[];
   /** Its locking reads under the lock-order rule (ranks: positions in `resources`). */
   reads: LockOrderedReads;
+  /** The core's decision, once known. */
+  decided?: Outcome;
+  /** Its span (./otel.ts) and start, for spans, durations and the observer. */
+  span: SpanHandle | undefined;
+  startMs: number;
 }
 
 /** The back-off state of a branch whose COMMIT failed, by `txn resource`. */
@@ -531,7 +550,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     if (intervalMs > 0) {
       this.sweepTimer = setInterval(() => {
         this.sweepOrphans().catch((err: unknown) => {
-          if (!this.closing) process.emitWarning(`dtx: orphan sweep failed: ${String(err)}`);
+          if (!this.closing) this.warn(`dtx: orphan sweep failed: ${String(err)}`);
         });
       }, intervalMs);
       this.sweepTimer.unref();
@@ -722,6 +741,49 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
   ): Promise<T> {
     this.assertCanBegin(deadline);
     const { id, txn } = this.registerTxn();
+    notify(this.options.observer, 'transactionBegun', { type: '2pc', id });
+    logSafely(this.options.logger, 'debug', { txn: id, type: '2pc' }, 'transaction started');
+    try {
+      // The work runs with the transaction's span active: its own spans are children.
+      const result = await withSpan(txn.span, () =>
+        this.runTransaction(work, deadline, commitWaitMs, id, txn),
+      );
+      this.onTxnEnded(id, txn, null);
+      return result;
+    } catch (err) {
+      this.onTxnEnded(id, txn, err);
+      throw err;
+    }
+  }
+
+  /** Ends a transaction's span and tells the observer and the logger how it ended. */
+  private onTxnEnded(id: TxnId, txn: ActiveTxn, err: unknown): void {
+    // Committed once the decision is (durable and) made, whatever the caller is told after.
+    const outcome: ObservedOutcome =
+      txn.decided === 'committed' || (err === null && txn.decided === undefined)
+        ? 'committed'
+        : isDtxError(err, 'DTX_OUTCOME_UNKNOWN')
+          ? 'unknown'
+          : 'aborted';
+    const durationMs = Date.now() - txn.startMs;
+    const reason = err === null ? null : err instanceof Error ? err.message : String(err);
+    txn.span?.end({ 'dtx.transaction.outcome': outcome }, outcome === 'committed' ? undefined : err);
+    notify(this.options.observer, 'transactionEnded', { type: '2pc', id, outcome, durationMs, reason });
+    logSafely(
+      this.options.logger,
+      outcome === 'committed' ? 'debug' : 'info',
+      { txn: id, type: '2pc', outcome, durationMs, reason },
+      'transaction ended',
+    );
+  }
+
+  private async runTransaction<T>(
+    work: (tx: Transaction) => Promise<T>,
+    deadline: CallerDeadline,
+    commitWaitMs: number,
+    id: TxnId,
+    txn: ActiveTxn,
+  ): Promise<T> {
     const { tx, opening } = this.openTransaction(id, txn, deadline);
     const result = await this.runWork(work, tx, opening, id, deadline);
     if (txn.branches.size === 0) {
@@ -774,6 +836,8 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       unacked: new Set(),
       heuristics: [],
       reads: new LockOrderedReads(this.ranks),
+      span: startSpan('dtx.2pc', { 'dtx.transaction.type': '2pc', 'dtx.transaction.id': id }),
+      startMs: Date.now(),
     };
     this.active.set(id, txn);
     return { id, txn };
@@ -1093,6 +1157,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
   private onOutcome(txn: TxnId, outcome: Outcome): void {
     const t = this.active.get(txn);
     if (t === undefined) return;
+    t.decided = outcome;
     if (outcome === 'committed') {
       for (const [resource, b] of t.branches) if (b.voted) t.unacked.add(resource);
     }
@@ -1110,11 +1175,17 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       const retry = this.commitRetries.get(retryKey);
       if (retry !== undefined && Date.now() < retry.nextAtMs) return;
     }
-    const task = this.handle(to, msg)
-      .then(() => {
+    const call =
+      msg.type === 'PREPARE' || msg.type === 'COMMIT' || msg.type === 'ABORT'
+        ? this.branchCall(to, msg)
+        : undefined;
+    const task = withSpan(call?.span, () => this.handle(to, msg))
+      .then((status) => {
+        call?.ended(status ?? 'success', status === 'failure' ? 'voted no' : null);
         if (msg.type === 'COMMIT') this.commitRetries.delete(retryKey);
       })
       .catch((err: unknown) => {
+        call?.ended(msg.type === 'PREPARE' ? 'failure' : 'retry', String(err));
         // A failed COMMIT is retried by the core's resend timer; a failed ABORT
         // leaves a prepared branch for the recovery sweep. Neither may crash us.
         if (this.closing) return;
@@ -1126,6 +1197,41 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       })
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, task);
+  }
+
+  /** A span, and the observer's and logger's report, of one call on a participant. */
+  private branchCall(
+    resource: NodeId,
+    msg: TwoPcMsg,
+  ): {
+    span: SpanHandle | undefined;
+    ended(status: 'success' | 'failure' | 'retry', reason: string | null): void;
+  } {
+    const op = msg.type === 'PREPARE' ? 'prepare' : msg.type === 'COMMIT' ? 'commit' : 'rollback';
+    const parent = this.active.get(msg.txn)?.span;
+    const span = startSpan(
+      `dtx.branch.${op}`,
+      {
+        'dtx.transaction.type': '2pc',
+        'dtx.transaction.id': msg.txn,
+        'dtx.branch.id': resource,
+        'dtx.branch.op': op,
+      },
+      parent ?? 'root',
+      'client',
+    );
+    const startedMs = Date.now();
+    return {
+      span,
+      ended: (status, reason) => {
+        span?.end({ 'dtx.branch.status': status }, status === 'success' ? undefined : reason);
+        const durationMs = Date.now() - startedMs;
+        const event = { type: '2pc', id: msg.txn, branch: resource, op, status, durationMs, reason } as const;
+        notify(this.options.observer, 'branchCalled', event);
+        if (status !== 'success')
+          logSafely(this.options.logger, 'debug', event, 'branch call did not succeed');
+      },
+    };
   }
 
   /** Back off (exponentially, capped) and warn once per branch, not once per attempt. */
@@ -1164,13 +1270,15 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
   private warn(message: string): void {
     try {
       if (this.options.onWarning !== undefined) this.options.onWarning(message);
-      else process.emitWarning(message);
+      else if (!logSafely(this.options.logger, 'warn', { coordinator: this.name }, message))
+        process.emitWarning(message);
     } catch {
       // A failing hook must not stop the protocol.
     }
   }
 
-  private async handle(resource: NodeId, msg: TwoPcMsg): Promise<void> {
+  /** Carries out one message; for a PREPARE, `failure` when the branch voted NO. */
+  private async handle(resource: NodeId, msg: TwoPcMsg): Promise<'success' | 'failure' | undefined> {
     const t = this.active.get(msg.txn);
     const entry = t?.branches.get(resource);
     const gid = entry?.gid ?? this.gidFor(msg.txn, resource);
@@ -1190,7 +1298,10 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
               ...(vote === 'yes' ? { ts: this.tickClock() } : {}),
             },
           });
-        if (entry === undefined) return reply('no');
+        if (entry === undefined) {
+          reply('no');
+          return 'failure';
+        }
         try {
           const preparing = entry.branch.prepare();
           entry.preparing = preparing.catch(() => undefined);
@@ -1204,6 +1315,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           // The branch's evidence rides with its YES into the commit record,
           // so that a coordinator restarted from the log can still ask it.
           reply(vote, vote === 'yes' ? entry.branch.evidence : undefined);
+          return 'success';
         } catch (err) {
           if (t !== undefined && t.cause === undefined) t.cause = err;
           // A prepare that failed with the connection may have prepared on the
@@ -1215,8 +1327,8 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
               .catch(() => undefined); // left for the recovery sweep
           }
           reply('no');
+          return 'failure';
         }
-        return;
       }
       case 'COMMIT': {
         // Recovery's re-driven commits enter the fence too (a live
@@ -1352,7 +1464,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       this.options.onHeuristic?.(err);
     } catch (hookError) {
       // A failing callback must not stop the protocol (the ACK would never be delivered).
-      process.emitWarning(`dtx: onHeuristic threw: ${String(hookError)}`);
+      this.warn(`dtx: onHeuristic threw: ${String(hookError)}`);
     }
   }
 

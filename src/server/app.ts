@@ -3,17 +3,27 @@
 // OpenAPI document (`/openapi.json`) are built. A request goes: bearer token
 // (every route but /health) → body limit → schema (strict) → handler →
 // engine (./engine.ts) → saga orchestrator and log → branch calls.
+// `GET /metrics` (./metrics.ts) is behind the token like every other route;
+// with a logger (./logging.ts), every request is logged at debug.
 //
 // Errors are RFC 9457 problem documents (`application/problem+json`) with a
 // stable `code` (a DtxError code); on the DTM-compatible routes they also
 // carry `dtm_result: "FAILURE"`, which DTM's SDKs look for.
 
 import { timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
+import type { Logger as PinoLogger } from 'pino';
 import { type DtxErrorCode, isDtxError } from '../errors.ts';
 import { dtmRoutes } from './dtm.ts';
 import type { Engine } from './engine.ts';
 import { serverLimits } from './limits.ts';
+import { ServeMetrics } from './metrics.ts';
 import { nativeRoutes } from './native.ts';
 import { openApiDocument } from './openapi.ts';
 import type { RouteSchemas } from './schemas.ts';
@@ -31,6 +41,10 @@ export interface AppOptions {
   /** Required on every route but /health when set. */
   token?: string;
   bodyLimitBytes?: number;
+  /** The registry `GET /metrics` shows; default a new one, with only the engine's gauges fed. */
+  metrics?: ServeMetrics;
+  /** Fastify's logger: requests at debug, 500s at error. Default: none. */
+  logger?: PinoLogger;
 }
 
 const statusByCode: Partial<Record<DtxErrorCode | 'DTX_INTERNAL', number>> = {
@@ -77,7 +91,11 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: false,
+    ...(options.logger === undefined
+      ? { logger: false }
+      : { loggerInstance: options.logger as FastifyBaseLogger }),
+    // Fastify's own request lines (info) are off: the onResponse hook below logs one line per request at debug.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? serverLimits.bodyBytesMax,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
@@ -120,6 +138,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         // Malformed JSON, an empty JSON body, an unsupported content type.
         return problem(request, reply, status, 'DTX_BAD_MESSAGE', error.message);
       }
+      request.log.error({ err: error }, 'request failed');
       return problem(request, reply, 500, 'DTX_INTERNAL', error.message);
     },
   );
@@ -127,7 +146,25 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     problem(request, reply, 404, 'DTX_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
   );
 
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug(
+      {
+        method: request.method,
+        url: request.url,
+        statusCode: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
+  });
+
   app.get('/health', async () => ({ status: 'ok', store: options.engine.storeDescription }));
+  const metrics = options.metrics ?? new ServeMetrics();
+  metrics.readState(() => options.engine.counts());
+  app.get('/metrics', async (_request, reply) => {
+    const { text, contentType } = await metrics.render();
+    return reply.type(contentType).send(text);
+  });
   const doc = openApiDocument(routes);
   app.get('/openapi.json', async () => doc);
   for (const r of routes) app.route({ method: r.method, url: r.url, schema: r.schema, handler: r.handler });

@@ -10,6 +10,7 @@
 // Owns: one call; never logs a header's value.
 
 import { readLimited } from '../adapters/http-branch.ts';
+import { traceHeaders } from '../runtime/otel.ts';
 
 export interface DtmBranchCall {
   method: 'POST' | 'GET';
@@ -44,7 +45,8 @@ export async function callDtmBranch(url: string, call: DtmBranchCall): Promise<D
       method: call.method,
       signal: controller.signal,
       redirect: 'manual',
-      headers: { ...call.headers, 'content-type': 'application/json' },
+      // The branch call's `traceparent` (../runtime/otel.ts) unless `branch_headers` carry one.
+      headers: { ...call.headers, ...traceHeaders(call.headers), 'content-type': 'application/json' },
       ...(call.method === 'POST' ? { body: call.body } : {}),
     });
     if (response.status >= 300 && response.status <= 399) {

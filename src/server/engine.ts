@@ -32,6 +32,7 @@ import { isValidTxnId } from '../protocol/common/limits.ts';
 import type { SagaConfig, SagaPlan, SagaRecord } from '../protocol/saga/types.ts';
 import { type BranchCall, watchLoad } from '../runtime/branch/orchestrator.ts';
 import { httpBodyBytesMaxDefault, httpTimeoutMsDefault } from '../runtime/limits.ts';
+import type { Observer } from '../runtime/observe.ts';
 import type { TxnDetail, TxnState } from '../runtime/operator.ts';
 import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
 import { callDtmBranch } from './dtm-call.ts';
@@ -140,6 +141,22 @@ export interface EngineOptions {
   httpTimeoutMs?: number;
   /** Default time a TCC or message may stay prepared (ms). */
   preparedTimeoutMs?: number;
+  /** Who hears of transactions begun and ended, branch calls and log flushes (./telemetry.ts). */
+  hooks?: EngineHooks;
+}
+
+/** What the engine reports to (./telemetry.ts): its own begins and ends, and its runs' observer. */
+export interface EngineHooks {
+  /** Called once the engine exists, before recovery: how to read a gid's type and phase. */
+  attach(describe: (gid: string) => { type: TransType; phase: StepInput['phase'] } | undefined): void;
+  /** A transaction the engine accepted (a saga, a message submitted without prepare, a prepare). */
+  begun(gid: string, type: TransType): void;
+  /** A transaction that ended without a branch call (a message aborted while prepared). */
+  ended(gid: string, type: TransType, outcome: 'completed' | 'compensated', reason: string | null): void;
+  /** The saga orchestrator's observer. */
+  readonly observer: Observer;
+  /** The observer of each log's flushes. */
+  flushes(log: 'saga' | 'server'): Pick<Observer, 'logFlushed'>;
 }
 
 const serveDefinition: SagaDefinition = { name: 'serve', steps: [] };
@@ -208,7 +225,11 @@ export class Engine {
 
   /** Opens the store, recovers every transaction it left unfinished, and arms the prepared ones' timers. */
   static async open(options: EngineOptions): Promise<Engine> {
-    const stores = await openStores(options.store);
+    const hooks = options.hooks;
+    const stores = await openStores(
+      options.store,
+      hooks === undefined ? undefined : { saga: hooks.flushes('saga'), server: hooks.flushes('server') },
+    );
     try {
       let engine: Engine | undefined;
       const seen: SagaRecord[] = [];
@@ -218,10 +239,12 @@ export class Engine {
           log,
           ...(options.timing === undefined ? {} : { timing: options.timing }),
           httpTimeoutMs: options.httpTimeoutMs ?? httpTimeoutMsDefault,
+          ...(hooks === undefined ? {} : { observer: hooks.observer }),
         },
         (ctx) => engine!.callBranch(ctx),
       );
       engine = new Engine(stores, orchestrator, options);
+      hooks?.attach((gid) => engine!.describe(gid));
       await orchestrator.recover();
       for (const r of seen) if (r.type === 'begin') engine.indexBegin(r.txn, r.def);
       await engine.recoverPrepared();
@@ -254,6 +277,7 @@ export class Engine {
         return { created: false };
       }
       await this.beginSaga(s.gid, type, type === 'saga' ? 'saga' : 'msg', s);
+      this.options.hooks?.begun(s.gid, type);
       return { created: true };
     });
   }
@@ -311,6 +335,25 @@ export class Engine {
     this.index.delete(gid);
     this.index.set(gid, entry);
     while (this.index.size > serverLimits.indexEntriesMax) this.index.delete(this.index.keys().next().value!);
+  }
+
+  /** A gid's type and the decision its saga run carries out, from the index (for telemetry). */
+  describe(gid: string): { type: TransType; phase: StepInput['phase'] } | undefined {
+    const i = this.index.get(gid);
+    return i === undefined ? undefined : { type: i.type, phase: i.phase };
+  }
+
+  /**
+   * How many transactions are where, now: calling branches (`running`, a
+   * TCC's cancels and a saga's compensations included), `stuck` (an alert
+   * raised, or hard-stopped), and prepared waiting for their decision
+   * (`inDoubt`: a TCC or message before submit or abort).
+   */
+  counts(): { running: number; stuck: number; inDoubt: number } {
+    const runs = this.orchestrator.inFlightCounts();
+    let inDoubt = 0;
+    for (const p of this.prepared.values()) if (p.decision === null) inDoubt++;
+    return { running: runs.running + runs.compensating, stuck: runs.stuck, inDoubt };
   }
 
   /** What the engine knows of `gid`: its type and request hash, or undefined. */
@@ -377,6 +420,7 @@ export class Engine {
       this.prepared.set(gid, p);
       this.remember(gid, { type, hash, phase: type === 'tcc' ? 'confirm' : 'msg' });
       this.armPrepared(p, request.preparedTimeoutMs);
+      this.options.hooks?.begun(gid, type);
       return { created: true };
     });
   }
@@ -492,6 +536,7 @@ export class Engine {
       this.endedHere.set(p.gid, { at: new Date().toISOString(), record: end });
       while (this.endedHere.size > serverLimits.indexEntriesMax)
         this.endedHere.delete(this.endedHere.keys().next().value!);
+      this.options.hooks?.ended(p.gid, p.type, outcome === 'succeed' ? 'completed' : 'compensated', d.reason);
       return;
     }
     const phase: StepInput['phase'] =

@@ -3,12 +3,16 @@
 // call it in-process too.
 
 import { isIP } from 'node:net';
+import type { Logger as PinoLogger } from 'pino';
 import { DtxError } from '../errors.ts';
 import type { SagaConfig } from '../protocol/saga/types.ts';
 import { buildApp } from './app.ts';
 import { Engine } from './engine.ts';
 import { serverLimits } from './limits.ts';
+import { createServerLogger, type LogLevel, logEvents } from './logging.ts';
+import { ServeMetrics } from './metrics.ts';
 import type { StoreLocation } from './store.ts';
+import { ServeTelemetry } from './telemetry.ts';
 
 export { defaultStorePath, parseStore, type StoreLocation } from './store.ts';
 
@@ -21,12 +25,18 @@ export interface ServeOptions {
   bodyLimitBytes?: number;
   timing?: Partial<Omit<SagaConfig, 'incarnation'>>;
   httpTimeoutMs?: number;
+  /** The log: a pino logger, else one at `logLevel` on stdout. Default level `silent` (the CLI's is `info`). */
+  logger?: PinoLogger;
+  logLevel?: LogLevel;
 }
 
 export interface RunningServer {
   /** `http://HOST:PORT`. */
   url: string;
   engine: Engine;
+  /** What `GET /metrics` shows. */
+  metrics: ServeMetrics;
+  logger: PinoLogger;
   close(): Promise<void>;
 }
 
@@ -54,8 +64,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       `--listen ${host} is not a loopback address: give a --token-file, so that nobody else can start or end transactions`,
     );
   }
+  const logger = options.logger ?? createServerLogger(options.logLevel ?? 'silent');
+  const metrics = new ServeMetrics();
   const engine = await Engine.open({
     store: options.store,
+    hooks: new ServeTelemetry([metrics, logEvents(logger)]),
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
   });
@@ -64,8 +77,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       engine,
       ...(options.token === undefined ? {} : { token: options.token }),
       ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
+      metrics,
+      logger,
     });
-    await app.listen({ host, port });
+    await app.listen({
+      host,
+      port,
+      // Fastify logs where it listens (at info): say it the way `dtx serve` always has.
+      listenTextResolver: (address) => `dtx serve listening on ${address} (store ${engine.storeDescription})`,
+    });
     const address = app.server.address();
     const bound = typeof address === 'object' && address !== null ? address.port : port;
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
@@ -73,9 +93,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     return {
       url,
       engine,
+      metrics,
+      logger,
       close: async () => {
         await app.close();
         await engine.close();
+        logger.info('dtx serve stopped');
       },
     };
   } catch (error) {

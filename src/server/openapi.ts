@@ -32,6 +32,15 @@ export function openApiDocument(routes: readonly Route[]): unknown {
     '/health': {
       get: { summary: 'Liveness; needs no token', security: [], responses: { 200: { description: 'ok' } } },
     },
+    '/metrics': {
+      get: {
+        summary: 'Prometheus metrics (text exposition format); needs the token like every route',
+        responses: {
+          200: { description: 'the metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
+          default: problemResponse,
+        },
+      },
+    },
   };
   for (const r of routes) {
     const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');

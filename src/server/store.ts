@@ -22,6 +22,7 @@ import type { SagaRecord } from '../protocol/saga/types.ts';
 import { recordDecoder } from '../runtime/branch/orchestrator.ts';
 import { openLog } from '../runtime/log/open.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
+import type { Observer } from '../runtime/observe.ts';
 import { decodeSagaRecord } from '../runtime/saga/orchestrator.ts';
 
 /** Where the store is: `sqlite:PATH` or a `postgres://` (or `postgresql://`) URL. */
@@ -88,14 +89,22 @@ export interface ServeStores {
 
 const owner = 'dtx-serve';
 
+/** Flush observers of the two logs (for metrics). */
+export type StoreObservers = Record<'saga' | 'server', Pick<Observer, 'logFlushed'>>;
+
 /** Opens (creating on first use) both logs; each is held exclusively (file lock, owner lease). */
-export async function openStores(where: StoreLocation): Promise<ServeStores> {
+export async function openStores(where: StoreLocation, observers?: StoreObservers): Promise<ServeStores> {
+  const observe = (log: 'saga' | 'server') => (observers === undefined ? {} : { observer: observers[log] });
   if ('sqlite' in where) {
     mkdirSync(dirname(where.sqlite), { recursive: true });
-    const saga = await openLog({ sqlite: where.sqlite, create: true }, decodeSagaRecord, 'saga');
+    const saga = await openLog(
+      { sqlite: where.sqlite, create: true, ...observe('saga') },
+      decodeSagaRecord,
+      'saga',
+    );
     try {
       const server = await openLog(
-        { sqlite: `${where.sqlite}.server`, create: true },
+        { sqlite: `${where.sqlite}.server`, create: true, ...observe('server') },
         decodeServerRecord,
         'server',
       );
@@ -106,13 +115,13 @@ export async function openStores(where: StoreLocation): Promise<ServeStores> {
     }
   }
   const saga = await openLog(
-    { postgres: where.postgres, owner, table: 'dtx_serve_saga', create: true },
+    { postgres: where.postgres, owner, table: 'dtx_serve_saga', create: true, ...observe('saga') },
     decodeSagaRecord,
     'saga',
   );
   try {
     const server = await openLog(
-      { postgres: where.postgres, owner, table: 'dtx_serve_server', create: true },
+      { postgres: where.postgres, owner, table: 'dtx_serve_server', create: true, ...observe('server') },
       decodeServerRecord,
       'server',
     );

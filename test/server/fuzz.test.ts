@@ -63,6 +63,7 @@ const samples: Record<string, unknown> = {
   'GET /api/dtmsvr/newGid': undefined,
   'GET /api/dtmsvr/query': undefined,
   'GET /api/dtmsvr/all': undefined,
+  'GET /metrics': undefined,
 };
 const routes = Object.keys(samples);
 const ids = fc.oneof(fc.constantFrom('f1', 'f2', 'f3', 'f4', 'nope'), fc.string({ maxLength: 60 }));

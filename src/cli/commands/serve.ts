@@ -8,6 +8,7 @@ export interface ServeFlags {
   listen: string;
   store?: string;
   tokenFile?: string;
+  logLevel: string;
 }
 
 function readToken(path: string): string {
@@ -43,17 +44,22 @@ export function registerServeCommand(program: Command): void {
     )
     .option('--store <spec>', 'sqlite:PATH (default sqlite:.dtx/serve.sqlite) or a postgres:// URL')
     .option('--token-file <path>', 'file holding the bearer token every route but /health requires')
+    .option(
+      '--log-level <level>',
+      'JSON log lines on stdout at this level and above: fatal, error, warn, info, debug, trace, silent',
+      'info',
+    )
     .action(async (flags: ServeFlags) => {
       const { startServer, parseStore } = await import('../../server/index.ts');
+      const { checkLogLevel } = await import('../../server/logging.ts');
       const store = parseStore(flags.store);
+      // Fastify logs `dtx serve listening on http://HOST:PORT (store ...)` at info once it listens.
       const server = await startServer({
         listen: flags.listen,
         store,
+        logLevel: checkLogLevel(flags.logLevel),
         ...(flags.tokenFile === undefined ? {} : { token: readToken(flags.tokenFile) }),
       });
-      process.stdout.write(
-        `dtx serve listening on ${server.url} (store ${server.engine.storeDescription})\n`,
-      );
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);

@@ -16,7 +16,9 @@
 // actions (`TxnOperator`: list, show, retry, resolve, abandon, each carried
 // out by the core and recorded in the log), and the log's checkpoints
 // (compactSagaLog every so many appends, so that the log and the time to
-// recover stay bounded by what is open plus what is retained).
+// recover stay bounded by what is open plus what is retained). It reports
+// what it does to an optional logger and observer (../observe.ts) and as
+// OpenTelemetry spans (../otel.ts): one per run, one per branch call.
 
 import '../../dispose.ts';
 import { createHash, randomInt } from 'node:crypto';
@@ -53,7 +55,9 @@ import {
 import { timedRecords } from '../log/timed.ts';
 import type { DurableLog } from '../log/types.ts';
 import { wrapLog } from '../log/wrap.ts';
+import { type Logger, logSafely, notify, type ObservedOutcome, type Observer } from '../observe.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
+import { type SpanHandle, startSpan, withSpan } from '../otel.ts';
 import type { TimedRecord } from './views.ts';
 
 /** What a branch's `headers` function is told about the call it adds headers to. */
@@ -257,6 +261,8 @@ const appClient = 'app';
 export interface OrchestratorKind<Op extends HttpBranchOp, R = unknown> {
   /** The driver's node id. */
   self: NodeId;
+  /** What its runs are called in logs, metrics and spans (`dtx.saga`, `dtx.tcc`). */
+  observed: 'saga' | 'tcc';
   /** The id a start of definition `definitionName` with `idempotencyKey` gets. */
   idFor(definitionName: string, idempotencyKey: string): string;
   /** The operator's view of the log's records. */
@@ -296,6 +302,15 @@ export interface BranchOrchestratorOptions<R, C> {
    * Must not throw.
    */
   onStuck?: (alert: StuckAlert) => void;
+  /**
+   * A structured logger (pino-compatible, ../observe.ts): stuck alerts at
+   * `warn` (a hard stop at `error`), runs that end otherwise than completed
+   * at `info`, starts, ends and branch calls that did not succeed at `debug`.
+   * Default: none, and nothing is logged.
+   */
+  logger?: Logger;
+  /** Hooks for metrics: runs begun and ended, branch calls (../observe.ts). */
+  observer?: Observer;
 }
 
 /** A registered branch op: a local function, or an HTTP endpoint. */
@@ -330,6 +345,8 @@ export abstract class BranchOrchestrator<
   >();
   private readonly rejected = new Map<string, string>();
   private readonly inflight = new Set<string>();
+  /** Runs started (or resumed) in this process and not ended: their span and start, for spans and durations. */
+  private readonly runs = new Map<string, { span: SpanHandle | undefined; startMs: number | null }>();
   private failure: unknown;
   private started = false;
   private closed = false;
@@ -388,6 +405,23 @@ export abstract class BranchOrchestrator<
   protected abstract toPlan(def: Def, input: unknown): D;
   /** Where a run the core still holds is now. */
   protected abstract inFlight(id: string, state: S): SagaStatus | undefined;
+  /** The ids of every run the core holds now (in flight, or hard-stopped). */
+  protected abstract inFlightIds(state: S): Iterable<string>;
+
+  /**
+   * How many runs the core holds now, by where they are: calling forward
+   * (`running`), turning back (`compensating`), or `stuck` (an alert raised,
+   * or hard-stopped). Read from the core's state: cheap enough for a gauge.
+   */
+  inFlightCounts(): { running: number; compensating: number; stuck: number } {
+    const counts = { running: 0, compensating: 0, stuck: 0 };
+    const state = this.driver.peek();
+    for (const id of this.inFlightIds(state)) {
+      const s = this.inFlight(id, state)?.state;
+      if (s === 'running' || s === 'compensating' || s === 'stuck') counts[s]++;
+    }
+    return counts;
+  }
   /**
    * Registers one branch op under its handler key. Throws DTX_INVALID_ARGUMENT
    * for an HTTP branch with a bad URL, headers or timeout.
@@ -426,6 +460,16 @@ export abstract class BranchOrchestrator<
     }
     this.define(def);
     const id = this.kind.idFor(def.name, opts.idempotencyKey);
+    // A start of a run this orchestrator knows already is a repeat: no new span.
+    const fresh = !this.outcomes.has(id) && this.status(id).state === 'unknown';
+    if (fresh) {
+      const span = startSpan(`dtx.${this.kind.observed}`, {
+        'dtx.transaction.type': this.kind.observed,
+        'dtx.transaction.id': id,
+        'dtx.definition': def.name,
+      });
+      this.runs.set(id, { span, startMs: Date.now() });
+    }
     this.driver.input({
       type: 'receive',
       from: appClient,
@@ -434,7 +478,13 @@ export abstract class BranchOrchestrator<
     const rejection = this.rejected.get(id);
     if (rejection !== undefined) {
       this.rejected.delete(id);
+      this.runs.get(id)?.span?.end({}, rejection);
+      this.runs.delete(id);
       throw new DtxError('DTX_INVALID_ARGUMENT', `${this.kind.rejected}: ${rejection}`);
+    }
+    if (fresh) {
+      notify(this.settings.observer, 'transactionBegun', { type: this.kind.observed, id });
+      logSafely(this.settings.logger, 'debug', { txn: id, type: this.kind.observed }, 'transaction started');
     }
     await this.driver.settled();
     this.throwIfFailed();
@@ -673,12 +723,58 @@ export abstract class BranchOrchestrator<
       } catch {
         // The callback must not throw; one that does cannot stop the run.
       }
+      const reason = r.reason ?? '';
+      notify(this.settings.observer, 'stuck', { type: this.kind.observed, id: r.txn, reason, retrying });
+      logSafely(
+        this.settings.logger,
+        retrying ? 'warn' : 'error',
+        { txn: r.txn, type: this.kind.observed, reason, retrying },
+        retrying
+          ? 'transaction stuck: still retrying'
+          : 'transaction stuck: stopped, waiting for an operator',
+      );
       if (retrying) return; // an alert: the run goes on, its waiters wait
     }
     const result: BranchRunResult = { sagaId: r.txn, outcome: r.outcome, reason: r.reason };
+    // A hard stop is not an end: an operator ends the run later (one end per run).
+    if (r.outcome !== 'stuck') this.onRunEnded(r.txn, r.outcome, r.reason);
     if (r.outcome !== 'stuck') this.remember(result);
     for (const w of this.waiters.get(r.txn) ?? []) w.resolve(result);
     this.waiters.delete(r.txn);
+  }
+
+  /** Ends a run's span and tells the observer and the logger. */
+  private onRunEnded(id: string, outcome: ObservedOutcome, reason: string | null): void {
+    const run = this.runs.get(id);
+    this.runs.delete(id);
+    const durationMs = run?.startMs == null ? null : Date.now() - run.startMs;
+    run?.span?.end(
+      { 'dtx.transaction.outcome': outcome },
+      outcome === 'completed' ? undefined : (reason ?? outcome),
+    );
+    const type = this.kind.observed;
+    notify(this.settings.observer, 'transactionEnded', { type, id, outcome, durationMs, reason });
+    logSafely(
+      this.settings.logger,
+      outcome === 'completed' ? 'debug' : 'info',
+      { txn: id, type, outcome, durationMs, reason },
+      'transaction ended',
+    );
+  }
+
+  /** The run `id` belongs to: one resumed by recovery gets its span (a new trace) at its first call. */
+  private runOf(id: string): { span: SpanHandle | undefined; startMs: number | null } {
+    let run = this.runs.get(id);
+    if (run === undefined) {
+      const span = startSpan(
+        `dtx.${this.kind.observed}`,
+        { 'dtx.transaction.type': this.kind.observed, 'dtx.transaction.id': id, 'dtx.recovered': true },
+        'root',
+      );
+      run = { span, startMs: null };
+      this.runs.set(id, run);
+    }
+    return run;
   }
 
   private deliver(to: NodeId, msg: BeginMsg<D> | BranchMsg | OperatorMsg): void {
@@ -688,9 +784,24 @@ export abstract class BranchOrchestrator<
     // finish; the core retries again after its next backoff.
     if (this.inflight.has(key)) return;
     this.inflight.add(key);
-    void this.call(to, msg)
+    const op = this.kind.op(msg.op);
+    const span = startSpan(
+      `dtx.branch.${op}`,
+      {
+        'dtx.transaction.type': this.kind.observed,
+        'dtx.transaction.id': msg.txn,
+        'dtx.branch.id': msg.branch,
+        'dtx.branch.op': op,
+        'dtx.branch.attempt': msg.attempt,
+      },
+      this.runOf(msg.txn).span ?? 'root',
+      'client',
+    );
+    const startedMs = Date.now();
+    void withSpan(span, () => this.call(to, msg))
       .catch((error: unknown) => ({ result: 'ongoing' as const, reason: String(error) }))
       .then(({ result, reason }) => {
+        this.onCalled(msg, op, result, reason, Date.now() - startedMs, span);
         this.inflight.delete(key);
         this.driver.input({
           type: 'receive',
@@ -698,6 +809,32 @@ export abstract class BranchOrchestrator<
           msg: { type: 'REPLY', txn: msg.txn, branch: msg.branch, op: msg.op, result, reason },
         });
       });
+  }
+
+  private onCalled(
+    msg: Extract<BranchMsg, { type: 'CALL' }>,
+    op: Op,
+    result: BranchResult,
+    reason: string,
+    durationMs: number,
+    span: SpanHandle | undefined,
+  ): void {
+    const status = result === 'success' ? 'success' : result === 'failure' ? 'failure' : 'retry';
+    span?.end({ 'dtx.branch.status': status }, status === 'success' ? undefined : reason);
+    const type = this.kind.observed;
+    const event = { type, id: msg.txn, branch: msg.branch, op, status, durationMs } as const;
+    notify(this.settings.observer, 'branchCalled', {
+      ...event,
+      reason: status === 'success' ? null : reason,
+    });
+    if (status !== 'success') {
+      logSafely(
+        this.settings.logger,
+        'debug',
+        { txn: msg.txn, type, branch: msg.branch, op, status, attempt: msg.attempt, reason },
+        'branch call did not succeed',
+      );
+    }
   }
 
   private async call(

@@ -22,6 +22,7 @@
 
 import '../../dispose.ts';
 import { lazyFlushDelayMsDefault } from '../limits.ts';
+import { notify, type Observer } from '../observe.ts';
 import { LogError } from './errors.ts';
 import type { DurableLog, LogIdentity, LogOptions, LogStats } from './types.ts';
 
@@ -127,6 +128,7 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
   readonly #backend: LogBackend;
   readonly #decode: (value: unknown) => R;
   readonly #lazyFlushDelayMs: number;
+  readonly #observer: Pick<Observer, 'logFlushed'> | undefined;
   #queue: Op<R>[] = [];
   /** True from the moment the writer is scheduled until it has drained what it wants. */
   #running = false;
@@ -143,6 +145,7 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
     this.lost = meta?.lost;
     this.#decode = options.decode ?? ((value) => value as R);
     this.#lazyFlushDelayMs = checkDelay(options.lazyFlushDelayMs ?? lazyFlushDelayMsDefault);
+    this.#observer = options.observer;
   }
 
   append(records: readonly R[], force: boolean): Promise<void> {
@@ -300,8 +303,13 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
     }
     try {
       if (write.replace || write.texts.length > 0) {
+        const startedMs = performance.now();
         await this.#backend.write(write);
         this.stats.flushes++;
+        notify(this.#observer, 'logFlushed', {
+          records: appended,
+          durationMs: performance.now() - startedMs,
+        });
       }
       this.stats.records += appended;
     } catch (error) {

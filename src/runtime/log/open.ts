@@ -6,7 +6,7 @@
 
 import { openPostgresLog } from './postgres.ts';
 import { openSqliteLog } from './sqlite.ts';
-import type { DurableLog, LogProtocol } from './types.ts';
+import type { DurableLog, LogOptions, LogProtocol } from './types.ts';
 
 /**
  * Where a log is: a SQLite file (`{ sqlite: path }`) or a PostgreSQL table
@@ -18,7 +18,7 @@ import type { DurableLog, LogProtocol } from './types.ts';
 export type LogLocation = (
   | { sqlite: string }
   | { postgres: string; owner: string; table?: string; leaseTtlMs?: number; waitForLease?: boolean }
-) & { create?: boolean; coordinatorId?: string };
+) & { create?: boolean; coordinatorId?: string; observer?: LogOptions<unknown>['observer'] };
 
 /**
  * Opens a log exclusively (SQLite file lock, PostgreSQL owner lease),
@@ -37,6 +37,7 @@ export async function openLog<R>(
     create: where.create === true,
     identity: { protocol, ...id },
     expect: { protocol, ...id },
+    ...(where.observer === undefined ? {} : { observer: where.observer }),
   };
   if ('sqlite' in where) return openSqliteLog<R>(where.sqlite, common);
   return openPostgresLog<R>(where.postgres, {

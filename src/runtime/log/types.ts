@@ -5,6 +5,8 @@
 // touching protocol code. The semantics every store must keep are written here,
 // next to the signatures, and in docs/log.md.
 
+import type { Observer } from '../observe.ts';
+
 import type { LogError } from './errors.ts';
 
 /**
@@ -106,6 +108,8 @@ export interface LogOptions<R> {
    * is cast to R). For 2PC: `twoPcRecordCodec.check`.
    */
   decode?: (value: unknown) => R;
+  /** Told of every flush (one durable write) with its batch size: for metrics (../observe.ts). */
+  observer?: Pick<Observer, 'logFlushed'>;
   /** How long lazy records may wait for a write when no forced append comes along. Default 10. */
   lazyFlushDelayMs?: number;
   /**

@@ -51,6 +51,7 @@ import type { Transaction } from '../coordinator.ts';
 import { Driver } from '../driver.ts';
 import { coordinatorIdPattern, resourceNamePattern } from '../limits.ts';
 import { type LockingReadBranch, LockOrderedReads } from '../lock-ordered-reads.ts';
+import { type Logger, warn } from '../observe.ts';
 import type { AcceptorMeta } from './acceptor-server.ts';
 import { RmBranch } from './rm-branch.ts';
 import { AcceptorRoundLog } from './round-log.ts';
@@ -110,6 +111,8 @@ export interface PaxosCommitCoordinatorOptions {
    */
   crashPoints?: { point(point: string, ordinal: number): void };
   onWarning?: (message: string) => void;
+  /** Takes the warnings `onWarning` does not (src/runtime/observe.ts); default `process.emitWarning`. */
+  logger?: Logger;
 }
 
 /**
@@ -387,7 +390,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     return {
       send: (from: NodeId, to: NodeId, msg: PaxosCommitMsg) => this.route(from, to, msg),
       finished: (rm: RmBranch, action: 'commit' | 'abort' | 'release') => this.onRmFinished(txn, rm, action),
-      warn: (m: string) => (this.options.onWarning ?? ((w: string) => process.emitWarning(w)))(m),
+      warn: (m: string) => (this.options.onWarning ?? ((w: string) => warn(this.options.logger, {}, w)))(m),
     };
   }
 

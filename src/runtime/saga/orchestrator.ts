@@ -153,6 +153,7 @@ function checkDefinition(def: SagaDefinition): void {
 
 const sagaKind: OrchestratorKind<'action' | 'compensation', SagaRecord> = {
   self: 'orchestrator',
+  observed: 'saga',
   idFor: sagaIdFor,
   views: sagaTxnViews,
   op: (op) => (op === 'compensate' ? 'compensation' : op) as 'action' | 'compensation',
@@ -226,6 +227,10 @@ export class SagaOrchestrator extends BranchOrchestrator<
       ...(def.recovery === undefined ? {} : { recovery: def.recovery }),
       ...(def.timeoutMs === undefined ? {} : { timeoutMs: def.timeoutMs }),
     };
+  }
+
+  protected inFlightIds(state: SagaOrchestratorState): Iterable<string> {
+    return state.sagas.keys();
   }
 
   protected inFlight(sagaId: string, state: SagaOrchestratorState): SagaStatus | undefined {

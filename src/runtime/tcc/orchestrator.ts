@@ -109,6 +109,7 @@ function checkDefinition(def: TccDefinition): void {
 
 const tccKind: OrchestratorKind<TccContext['op'], TccRecord> = {
   self: 'tcc',
+  observed: 'tcc',
   idFor: tccIdFor,
   views: tccTxnViews,
   op: (op) => op as TccContext['op'],
@@ -174,6 +175,10 @@ export class TccOrchestrator extends BranchOrchestrator<
   }
 
   /** `running` while trying or confirming, `compensating` while cancelling. */
+  protected inFlightIds(state: TccCoordinatorState): Iterable<string> {
+    return state.txns.keys();
+  }
+
   protected inFlight(id: string, state: TccCoordinatorState): SagaStatus | undefined {
     const run = state.txns.get(id);
     if (run === undefined) return undefined;

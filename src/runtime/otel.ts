@@ -1,0 +1,140 @@
+// OpenTelemetry spans, through `@opentelemetry/api` only, which is an
+// optional peer dependency: when it is not installed every function here is
+// a no-op and dtx runs as before; when it is installed but no tracer provider
+// is registered, the API's own no-op tracer makes the spans cost next to
+// nothing. The program that links dtx chooses the SDK, the exporter and the
+// propagator (the W3C one sends `traceparent`), as OpenTelemetry intends.
+//
+// The spans (docs/operations.md, "Tracing"):
+// - one per transaction: `dtx.2pc` (one attempt of `transaction()`),
+//   `dtx.saga`, `dtx.tcc`, from its start to its end, a child of the span
+//   active where it was started;
+// - one per branch call, a child of its transaction's: `dtx.branch.<op>`
+//   (`prepare`, `commit`, `rollback`; `action`, `compensation`; `try`,
+//   `confirm`, `cancel`), active while the call runs, so that an HTTP
+//   branch's request carries its `traceparent` (../adapters/http-branch.ts)
+//   and a local branch function's own spans are its children.
+//
+// The API is loaded with `require` (it ships CommonJS next to ESM, and keeps
+// its registrations on a global, so both halves see one provider): loading
+// stays synchronous and a missing package is a caught error, not a failed
+// import of dtx.
+
+import { createRequire } from 'node:module';
+
+/** The part of `@opentelemetry/api` used here (typed locally: the package may be absent). */
+interface OtelSpan {
+  setAttributes(attributes: Attributes): unknown;
+  setStatus(status: { code: number; message?: string }): unknown;
+  recordException(exception: Error | string): unknown;
+  end(): void;
+}
+interface OtelApi {
+  trace: {
+    getTracer(
+      name: string,
+      version?: string,
+    ): {
+      startSpan(
+        name: string,
+        options: { attributes?: Attributes; kind?: number },
+        context: unknown,
+      ): OtelSpan;
+    };
+    setSpan(context: unknown, span: OtelSpan): unknown;
+  };
+  context: {
+    active(): unknown;
+    with<T>(context: unknown, fn: () => T): T;
+  };
+  propagation: { inject(context: unknown, carrier: Record<string, string>): void };
+  ROOT_CONTEXT: unknown;
+}
+
+export type Attributes = Record<string, string | number | boolean>;
+
+const spanKindInternal = 0;
+const spanKindClient = 2;
+const statusError = 2;
+
+let api: OtelApi | null | undefined;
+
+/** The API, or null when `@opentelemetry/api` is not installed (looked up once). */
+function otel(): OtelApi | null {
+  if (api === undefined) {
+    try {
+      api = createRequire(import.meta.url)('@opentelemetry/api') as OtelApi;
+    } catch {
+      api = null;
+    }
+  }
+  return api;
+}
+
+/** A started span and the context in which it is the active one. */
+export interface SpanHandle {
+  readonly context: unknown;
+  /** Ends the span with final attributes; `error` marks it failed. */
+  end(attributes?: Attributes, error?: unknown): void;
+}
+
+/**
+ * Starts a span named `name`, a child of `parent` (another dtx span), else
+ * of the span active now; `'root'` starts a new trace. Undefined without the API.
+ */
+export function startSpan(
+  name: string,
+  attributes: Attributes,
+  parent?: SpanHandle | 'root',
+  kind: 'internal' | 'client' = 'internal',
+): SpanHandle | undefined {
+  const o = otel();
+  if (o === null) return undefined;
+  const parentContext =
+    parent === 'root' ? o.ROOT_CONTEXT : parent === undefined ? o.context.active() : parent.context;
+  const span = o.trace
+    .getTracer('dtx')
+    .startSpan(
+      name,
+      { attributes, kind: kind === 'client' ? spanKindClient : spanKindInternal },
+      parentContext,
+    );
+  const context = o.trace.setSpan(parentContext, span);
+  let ended = false;
+  return {
+    context,
+    end(final, error) {
+      if (ended) return;
+      ended = true;
+      if (final !== undefined) span.setAttributes(final);
+      if (error !== undefined && error !== null && error !== false) {
+        const message = error instanceof Error ? error.message : String(error);
+        if (error instanceof Error) span.recordException(error);
+        span.setStatus({ code: statusError, message });
+      }
+      span.end();
+    },
+  };
+}
+
+/** Runs `fn` with `span` active (as is, without a span or without the API). */
+export function withSpan<T>(span: SpanHandle | undefined, fn: () => T): T {
+  const o = otel();
+  if (o === null || span === undefined) return fn();
+  return o.context.with(span.context, fn);
+}
+
+/**
+ * The trace headers (`traceparent`, `tracestate`, ...) the registered
+ * propagator writes for the active span, without any that `given` already
+ * has (a caller's own `traceparent` wins). Empty without the API.
+ */
+export function traceHeaders(given: Readonly<Record<string, string>> = {}): Record<string, string> {
+  const o = otel();
+  if (o === null) return {};
+  const carrier: Record<string, string> = {};
+  o.propagation.inject(o.context.active(), carrier);
+  const taken = new Set(Object.keys(given).map((k) => k.toLowerCase()));
+  for (const k of Object.keys(carrier)) if (taken.has(k.toLowerCase())) delete carrier[k];
+  return carrier;
+}

@@ -3,12 +3,13 @@
 // call it in-process too.
 
 import { isIP } from 'node:net';
-import { DtxError } from '../errors.ts';
+import { DtxError, isDtxError } from '../errors.ts';
 import type { SagaConfig } from '../protocol/saga/types.ts';
 import { buildApp } from './app.ts';
 import { Engine } from './engine.ts';
 import { serverLimits } from './limits.ts';
 import type { StoreLocation } from './store.ts';
+import { TwoPcCoordinatorService } from './twopc.ts';
 
 export { defaultStorePath, parseStore, type StoreLocation } from './store.ts';
 
@@ -27,6 +28,7 @@ export interface RunningServer {
   /** `http://HOST:PORT`. */
   url: string;
   engine: Engine;
+  twopc: TwoPcCoordinatorService;
   close(): Promise<void>;
 }
 
@@ -59,9 +61,26 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
   });
+  let twopc: TwoPcCoordinatorService | undefined;
   try {
+    twopc = await TwoPcCoordinatorService.open({
+      store: options.store,
+      ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
+      ...(options.timing?.retryBaseMs === undefined ? {} : { retryBaseMs: options.timing.retryBaseMs }),
+      ...(options.timing?.retryCapMs === undefined ? {} : { retryCapMs: options.timing.retryCapMs }),
+      usedElsewhere: async (gid) => {
+        try {
+          await engine.view(gid);
+          return true;
+        } catch (error) {
+          if (isDtxError(error, 'DTX_NOT_FOUND')) return false;
+          throw error;
+        }
+      },
+    });
     const app = await buildApp({
       engine,
+      twopc,
       ...(options.token === undefined ? {} : { token: options.token }),
       ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
     });
@@ -73,12 +92,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     return {
       url,
       engine,
+      twopc,
       close: async () => {
         await app.close();
+        await twopc!.close();
         await engine.close();
       },
     };
   } catch (error) {
+    await twopc?.close();
     await engine.close();
     throw error;
   }

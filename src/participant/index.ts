@@ -29,6 +29,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ResourceAdapter, SqlBranch, Vote } from '../adapters/types.ts';
 import { DtxError, isDtxError, ResourceUnavailableError } from '../errors.ts';
 import { isValidTxnId } from '../protocol/common/limits.ts';
+import { KeyedLocks } from '../runtime/keyed-lock.ts';
 
 /** A branch id: no `.`, so that `<prefix><gid>.<branch>` names one branch of one transaction unambiguously. */
 export const participantBranchPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
@@ -130,7 +131,7 @@ function failed(error: unknown, what: string): ParticipantAnswer {
 class ParticipantImpl implements Participant {
   private readonly open = new Map<string, OpenBranch>();
   private readonly votes = new Map<string, Vote>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLocks();
   private readonly prefix: string;
   private readonly idleTimeoutMs: number;
   private readonly openBranchesMax: number;
@@ -401,14 +402,7 @@ class ParticipantImpl implements Participant {
 
   /** Runs `work` after every earlier call on `key` has finished. */
   private locked<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const before = this.locks.get(key) ?? Promise.resolve();
-    const run = before.then(work, work);
-    const tail = run.catch(() => undefined);
-    this.locks.set(key, tail);
-    void tail.then(() => {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    });
-    return run;
+    return this.locks.run(key, work);
   }
 }
 

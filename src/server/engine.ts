@@ -31,6 +31,7 @@ import { DtxError, isDtxError } from '../errors.ts';
 import { isValidTxnId } from '../protocol/common/limits.ts';
 import type { SagaConfig, SagaPlan, SagaRecord } from '../protocol/saga/types.ts';
 import { type BranchCall, watchLoad } from '../runtime/branch/orchestrator.ts';
+import { KeyedLocks } from '../runtime/keyed-lock.ts';
 import { httpBodyBytesMaxDefault, httpTimeoutMsDefault } from '../runtime/limits.ts';
 import type { TxnDetail, TxnState } from '../runtime/operator.ts';
 import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
@@ -187,7 +188,7 @@ export class Engine {
   >();
   /** gid → type and request hash, for idempotency and listings (bounded, oldest forgotten first). */
   private readonly index = new Map<string, { type: TransType; hash: string; phase: StepInput['phase'] }>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLocks();
   private serverAppends = 0;
   private closed = false;
 
@@ -644,14 +645,7 @@ export class Engine {
 
   /** Runs `work` after every earlier request on `gid` has finished. */
   private locked<T>(gid: string, work: () => Promise<T>): Promise<T> {
-    const before = this.locks.get(gid) ?? Promise.resolve();
-    const run = before.then(work, work);
-    const tail = run.catch(() => undefined);
-    this.locks.set(gid, tail);
-    void tail.then(() => {
-      if (this.locks.get(gid) === tail) this.locks.delete(gid);
-    });
-    return run;
+    return this.locks.run(gid, work);
   }
 
   // ------------------------------------------------------------ branch calls

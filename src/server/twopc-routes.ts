@@ -35,10 +35,8 @@ export const TwoPcBranchRequest = Type.Object(
       pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$',
       description: 'The branch id: 1 to 32 of letters, digits, _ and - (no dot)',
     }),
-    url: {
-      ...Url,
-      description: "The participant's base URL: the server calls <url>/prepare, /commit, /rollback",
-    },
+    // The participant's base URL: the server calls <url>/prepare, /commit and /rollback.
+    url: Url,
   },
   strict,
 );

@@ -41,6 +41,7 @@ import { callHttpBranch, checkBranchUrl, type HttpParticipantOp } from '../adapt
 import { DtxError } from '../errors.ts';
 import { participantBranchPattern } from '../participant/index.ts';
 import { recordDecoder } from '../runtime/branch/orchestrator.ts';
+import { KeyedLocks } from '../runtime/keyed-lock.ts';
 import { httpTimeoutMsDefault } from '../runtime/limits.ts';
 import { openLog } from '../runtime/log/open.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
@@ -205,7 +206,7 @@ export function checkParticipantUrl(url: string, where: string): void {
 export class TwoPcCoordinatorService {
   private readonly open = new Map<string, Txn>();
   private readonly ended = new Map<string, Txn>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLocks();
   private readonly sleeping = new Set<{ timer: ReturnType<typeof setTimeout>; wake: () => void }>();
   private readonly running = new Set<Promise<void>>();
   private appends = 0;
@@ -536,30 +537,34 @@ export class TwoPcCoordinatorService {
 
   private async recover(): Promise<void> {
     const records = await this.log.load();
-    for (const r of records) {
+    // The times records were appended, for the views (in load()'s order); null where the store keeps none.
+    const times = (await this.log.history?.())?.map((h) => h.at.toISOString());
+    const timeOf = (i: number) => (times?.length === records.length ? (times[i] ?? null) : null);
+    for (const [i, r] of records.entries()) {
+      const at = timeOf(i);
       const t = this.open.get(r.txn);
       switch (r.type) {
         case 'tpc-begin': {
           const fresh = newTxn(r.txn, r.hash, r.request);
-          fresh.records.push({ at: null, record: r });
+          fresh.records.push({ at, record: r });
           this.open.set(r.txn, fresh);
           break;
         }
         case 'tpc-branch':
           t?.branches.push({ branch: r.branch, url: r.url, vote: null, finished: false });
-          t?.records.push({ at: null, record: r });
+          t?.records.push({ at, record: r });
           break;
         case 'tpc-commit':
           if (t !== undefined) {
             for (const b of t.branches) b.vote = r.branches.includes(b.branch) ? 'yes' : 'readOnly';
             t.phase = 'committing';
-            t.records.push({ at: null, record: r });
+            t.records.push({ at, record: r });
           }
           break;
         case 'tpc-abort':
           if (t !== undefined) {
             t.reason = r.reason;
-            t.records.push({ at: null, record: r });
+            t.records.push({ at, record: r });
           }
           break;
         case 'tpc-end': {
@@ -573,7 +578,7 @@ export class TwoPcCoordinatorService {
           e.phase = r.outcome;
           e.reason = r.reason;
           e.branches = r.branches.map((b) => ({ ...b, vote: null, finished: true }));
-          e.records.push({ at: null, record: r });
+          e.records.push({ at, record: r });
           e.decided.resolve();
           e.ended.resolve();
           this.ended.set(r.txn, e);
@@ -631,14 +636,7 @@ export class TwoPcCoordinatorService {
 
   /** Runs `work` after every earlier request on `gid` has finished. */
   private locked<T>(gid: string, work: () => Promise<T>): Promise<T> {
-    const before = this.locks.get(gid) ?? Promise.resolve();
-    const run = before.then(work, work);
-    const tail = run.catch(() => undefined);
-    this.locks.set(gid, tail);
-    void tail.then(() => {
-      if (this.locks.get(gid) === tail) this.locks.delete(gid);
-    });
-    return run;
+    return this.locks.run(gid, work);
   }
 }
 

@@ -14,14 +14,12 @@
 // both back: pg_prepared_xacts and XA RECOVER are empty), and bad input.
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { createMariaDbAdapter, type MariaDbAdapter } from '../../src/adapters/mariadb.ts';
@@ -35,14 +33,13 @@ import {
 import type { RunningServer } from '../../src/server/index.ts';
 import { mariaAdmin, runId } from '../adapters/helpers.ts';
 import { type PgCluster, startPgCluster } from '../adapters/pg-cluster.ts';
-import { type Answer, call, serve } from './helpers.ts';
+import { type Answer, call, kill, serve, startServe } from './helpers.ts';
 
 const run = runId()
   .replace(/[^A-Za-z0-9]/g, '')
   .slice(-10);
 const mariaDb = `dtx_w3_tpc_${run}`;
 const dir = mkdtempSync(join(tmpdir(), 'dtx-serve-2pc-'));
-const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
 
 /** What a test may do to one participant call: run it (or not) and answer (or never). */
 type Hook = (
@@ -171,32 +168,6 @@ async function prepareWork(url: string, gid: string, pgId = `${gid}-s`): Promise
     const r = await call(url, 'POST', `/v1/2pc/${gid}/branches`, { branch, url: svc.url });
     assert.equal(r.status, 200, JSON.stringify(r.json));
   }
-}
-
-async function startServe(store: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [bin, 'serve', '--listen', '127.0.0.1:0', '--store', store], {
-    env: { ...process.env, DTX_FROM_SOURCE: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m !== null) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`dtx serve exited ${code}: ${err}`)));
-  });
-  return { child, url };
-}
-
-async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill(signal);
-  await exited;
 }
 
 async function untilState(url: string, gid: string, state: string, ms = 60_000): Promise<Answer> {
@@ -466,7 +437,7 @@ describe('2PC across services, `dtx serve` SIGKILLed', () => {
       assert.deepEqual(await mariaRows(gid), []);
       assert.equal((await pgPrepared(gid)).length, 1);
       assert.equal((await xaRecover(gid)).length, 1);
-      await stop(child, 'SIGKILL');
+      await kill(child, 'SIGKILL');
       await commit;
       pgSvc.hook = undefined;
       mariaSvc.hook = undefined;
@@ -488,7 +459,7 @@ describe('2PC across services, `dtx serve` SIGKILLed', () => {
     } finally {
       pgSvc.hook = undefined;
       mariaSvc.hook = undefined;
-      await stop(child, 'SIGTERM');
+      await kill(child, 'SIGTERM');
     }
   });
 
@@ -520,7 +491,7 @@ describe('2PC across services, `dtx serve` SIGKILLed', () => {
       while (!stockPrepared && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.deepEqual(await pgPrepared(gid), [`dtxp.${gid}.stock`]);
       assert.deepEqual(await xaRecover(gid), [`dtxp.${gid}.pay`]);
-      await stop(child, 'SIGKILL');
+      await kill(child, 'SIGKILL');
       await commit;
       pgSvc.hook = undefined;
       mariaSvc.hook = undefined;
@@ -535,7 +506,7 @@ describe('2PC across services, `dtx serve` SIGKILLed', () => {
     } finally {
       pgSvc.hook = undefined;
       mariaSvc.hook = undefined;
-      await stop(child, 'SIGTERM');
+      await kill(child, 'SIGTERM');
     }
   });
 });

@@ -217,6 +217,16 @@ after(async () => {
   await mariaSvc?.close();
   await pgAdapter?.close();
   await mariaAdapter?.close();
+  // A failed run may leave this run's XA branches prepared: they would block DROP DATABASE.
+  if (maria !== undefined) {
+    const [rows] = await maria.query('XA RECOVER');
+    for (const { data } of rows as { data: Buffer | string }[]) {
+      const xid = String(data);
+      if (/^dtxp\.[A-Za-z0-9_.:-]+$/.test(xid) && xid.includes(`-${run}.`)) {
+        await maria.query(`XA ROLLBACK '${xid}'`).catch(() => undefined);
+      }
+    }
+  }
   await pgAdmin?.end().catch(() => undefined);
   await maria?.end().catch(() => undefined);
   await mariaAdmin(`DROP DATABASE IF EXISTS ${mariaDb}`).catch(() => undefined);

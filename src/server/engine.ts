@@ -191,12 +191,24 @@ export class Engine {
   private readonly locks = new KeyedLocks();
   private serverAppends = 0;
   private closed = false;
+  private foreignGids: ((gid: string) => boolean) | undefined;
 
   private constructor(
     private readonly stores: ServeStores,
     readonly orchestrator: ServeOrchestrator,
     private readonly options: EngineOptions,
   ) {}
+
+  /** Gids another part of the server uses (its 2PC transactions): one namespace, so they are refused here. */
+  setForeignGids(uses: (gid: string) => boolean): void {
+    this.foreignGids = uses;
+  }
+
+  private refuseForeign(gid: string): void {
+    if (this.foreignGids?.(gid) === true) {
+      throw new DtxError('DTX_DUPLICATE_GID', `gid ${gid} is already used by a 2PC transaction`, { gid });
+    }
+  }
 
   /** The server's DTM API URL, sent to DTM branches as `dtm=` (known once it listens). */
   setDtmUrl(url: string): void {
@@ -254,6 +266,7 @@ export class Engine {
         if (known.type !== type || known.hash !== s.hash) throw duplicate(s.gid, known.type);
         return { created: false };
       }
+      this.refuseForeign(s.gid);
       await this.beginSaga(s.gid, type, type === 'saga' ? 'saga' : 'msg', s);
       return { created: true };
     });
@@ -357,6 +370,7 @@ export class Engine {
         if (known.type !== type || known.hash !== hash) throw duplicate(gid, known.type);
         return { created: false };
       }
+      this.refuseForeign(gid);
       if (this.prepared.size >= serverLimits.preparedMax) {
         throw new DtxError(
           'DTX_RESOURCE_UNAVAILABLE',

@@ -78,6 +78,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         }
       },
     });
+    engine.setForeignGids((gid) => twopc!.knows(gid));
     const app = await buildApp({
       engine,
       twopc,

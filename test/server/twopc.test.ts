@@ -376,6 +376,19 @@ describe('2PC across services, server in-process', () => {
     const clash = await call(u, 'POST', '/v1/2pc', { id: sagaId });
     assert.equal(clash.status, 409);
     assert.equal(clash.json.code, 'DTX_DUPLICATE_GID');
+    // And the other way: a saga or a TCC under a 2PC gid.
+    for (const [path, body] of [
+      [
+        '/v1/sagas',
+        { id: gid, steps: [{ name: 's', action: { url: 'http://127.0.0.1:1/a' }, compensation: null }] },
+      ],
+      ['/v1/tcc', { id: gid }],
+    ] as const) {
+      const r = await call(u, 'POST', path, body);
+      assert.equal(r.status, 409, `${path}: ${JSON.stringify(r.json)}`);
+      assert.equal(r.json.code, 'DTX_DUPLICATE_GID');
+    }
+    assert.equal((await call(u, 'GET', `/v1/transactions/${gid}`)).status, 404);
     // Abort it (its one branch is unreachable: the rollback is retried in the background), then register: refused.
     await call(u, 'POST', `/v1/2pc/${gid}/abort`, {});
     const late = await call(u, 'POST', `/v1/2pc/${gid}/branches`, {

@@ -31,11 +31,13 @@ import { httpBodyBytesMaxDefault, httpTimeoutMsDefault, httpTimeoutMsMax } from 
 import { traceHeaders } from '../runtime/otel.ts';
 
 export type HttpBranchOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
+/** The ops `dtx serve` sends a two-phase-commit participant (docs/server.md, "Two-phase commit across services"). */
+export type HttpParticipantOp = 'prepare' | 'commit' | 'rollback';
 
 export interface HttpBranchCall {
   sagaId: string;
   branchId: string;
-  op: HttpBranchOp;
+  op: HttpBranchOp | HttpParticipantOp;
   /** Any JSON value; sent as `payload`. */
   payload: unknown;
   /** Per-call timeout; no answer by then counts as `ongoing`. A positive integer up to 600,000. Default 5000. */
@@ -57,7 +59,11 @@ export interface HttpBranchAnswer {
 }
 
 /** The `Idempotency-Key` of a call: stable across retries of one (saga, branch, op). */
-export function branchIdempotencyKey(sagaId: string, branchId: string, op: HttpBranchOp): string {
+export function branchIdempotencyKey(
+  sagaId: string,
+  branchId: string,
+  op: HttpBranchOp | HttpParticipantOp,
+): string {
   return `${sagaId}:${branchId}:${op}`;
 }
 

@@ -27,6 +27,8 @@ import { ServeMetrics } from './metrics.ts';
 import { nativeRoutes } from './native.ts';
 import { openApiDocument } from './openapi.ts';
 import type { RouteSchemas } from './schemas.ts';
+import type { TwoPcCoordinatorService } from './twopc.ts';
+import { twoPcRoutes } from './twopc-routes.ts';
 
 export interface Route {
   method: 'GET' | 'POST';
@@ -38,6 +40,8 @@ export interface Route {
 
 export interface AppOptions {
   engine: Engine;
+  /** Two-phase commit across services (./twopc.ts); its routes are left out without it. */
+  twopc?: TwoPcCoordinatorService;
   /** Required on every route but /health when set. */
   token?: string;
   bodyLimitBytes?: number;
@@ -100,7 +104,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
   });
-  const routes: Route[] = [...nativeRoutes(options.engine), ...dtmRoutes(options.engine)];
+  const routes: Route[] = [
+    ...nativeRoutes(options.engine),
+    ...(options.twopc === undefined ? [] : twoPcRoutes(options.twopc)),
+    ...dtmRoutes(options.engine),
+  ];
 
   app.addHook('onRequest', async (request, reply) => {
     if (options.token === undefined || request.url === '/health') return;

@@ -31,6 +31,7 @@ import { DtxError, isDtxError } from '../errors.ts';
 import { isValidTxnId } from '../protocol/common/limits.ts';
 import type { SagaConfig, SagaPlan, SagaRecord } from '../protocol/saga/types.ts';
 import { type BranchCall, watchLoad } from '../runtime/branch/orchestrator.ts';
+import { KeyedLocks } from '../runtime/keyed-lock.ts';
 import { httpBodyBytesMaxDefault, httpTimeoutMsDefault } from '../runtime/limits.ts';
 import type { Observer } from '../runtime/observe.ts';
 import type { TxnDetail, TxnState } from '../runtime/operator.ts';
@@ -204,15 +205,27 @@ export class Engine {
   >();
   /** gid → type and request hash, for idempotency and listings (bounded, oldest forgotten first). */
   private readonly index = new Map<string, { type: TransType; hash: string; phase: StepInput['phase'] }>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLocks();
   private serverAppends = 0;
   private closed = false;
+  private foreignGids: ((gid: string) => boolean) | undefined;
 
   private constructor(
     private readonly stores: ServeStores,
     readonly orchestrator: ServeOrchestrator,
     private readonly options: EngineOptions,
   ) {}
+
+  /** Gids another part of the server uses (its 2PC transactions): one namespace, so they are refused here. */
+  setForeignGids(uses: (gid: string) => boolean): void {
+    this.foreignGids = uses;
+  }
+
+  private refuseForeign(gid: string): void {
+    if (this.foreignGids?.(gid) === true) {
+      throw new DtxError('DTX_DUPLICATE_GID', `gid ${gid} is already used by a 2PC transaction`, { gid });
+    }
+  }
 
   /** The server's DTM API URL, sent to DTM branches as `dtm=` (known once it listens). */
   setDtmUrl(url: string): void {
@@ -276,6 +289,7 @@ export class Engine {
         if (known.type !== type || known.hash !== s.hash) throw duplicate(s.gid, known.type);
         return { created: false };
       }
+      this.refuseForeign(s.gid);
       await this.beginSaga(s.gid, type, type === 'saga' ? 'saga' : 'msg', s);
       this.options.hooks?.begun(s.gid, type);
       return { created: true };
@@ -399,6 +413,7 @@ export class Engine {
         if (known.type !== type || known.hash !== hash) throw duplicate(gid, known.type);
         return { created: false };
       }
+      this.refuseForeign(gid);
       if (this.prepared.size >= serverLimits.preparedMax) {
         throw new DtxError(
           'DTX_RESOURCE_UNAVAILABLE',
@@ -689,14 +704,7 @@ export class Engine {
 
   /** Runs `work` after every earlier request on `gid` has finished. */
   private locked<T>(gid: string, work: () => Promise<T>): Promise<T> {
-    const before = this.locks.get(gid) ?? Promise.resolve();
-    const run = before.then(work, work);
-    const tail = run.catch(() => undefined);
-    this.locks.set(gid, tail);
-    void tail.then(() => {
-      if (this.locks.get(gid) === tail) this.locks.delete(gid);
-    });
-    return run;
+    return this.locks.run(gid, work);
   }
 
   // ------------------------------------------------------------ branch calls

@@ -4,7 +4,7 @@
 
 import { isIP } from 'node:net';
 import type { Logger as PinoLogger } from 'pino';
-import { DtxError } from '../errors.ts';
+import { DtxError, isDtxError } from '../errors.ts';
 import type { SagaConfig } from '../protocol/saga/types.ts';
 import { buildApp } from './app.ts';
 import { Engine } from './engine.ts';
@@ -13,6 +13,7 @@ import { createServerLogger, type LogLevel, logEvents } from './logging.ts';
 import { ServeMetrics } from './metrics.ts';
 import type { StoreLocation } from './store.ts';
 import { ServeTelemetry } from './telemetry.ts';
+import { TwoPcCoordinatorService } from './twopc.ts';
 
 export { defaultStorePath, parseStore, type StoreLocation } from './store.ts';
 
@@ -37,6 +38,7 @@ export interface RunningServer {
   /** What `GET /metrics` shows. */
   metrics: ServeMetrics;
   logger: PinoLogger;
+  twopc: TwoPcCoordinatorService;
   close(): Promise<void>;
 }
 
@@ -72,9 +74,27 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
   });
+  let twopc: TwoPcCoordinatorService | undefined;
   try {
+    twopc = await TwoPcCoordinatorService.open({
+      store: options.store,
+      ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
+      ...(options.timing?.retryBaseMs === undefined ? {} : { retryBaseMs: options.timing.retryBaseMs }),
+      ...(options.timing?.retryCapMs === undefined ? {} : { retryCapMs: options.timing.retryCapMs }),
+      usedElsewhere: async (gid) => {
+        try {
+          await engine.view(gid);
+          return true;
+        } catch (error) {
+          if (isDtxError(error, 'DTX_NOT_FOUND')) return false;
+          throw error;
+        }
+      },
+    });
+    engine.setForeignGids((gid) => twopc!.knows(gid));
     const app = await buildApp({
       engine,
+      twopc,
       ...(options.token === undefined ? {} : { token: options.token }),
       ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
       metrics,
@@ -95,13 +115,16 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       engine,
       metrics,
       logger,
+      twopc,
       close: async () => {
         await app.close();
+        await twopc!.close();
         await engine.close();
         logger.info('dtx serve stopped');
       },
     };
   } catch (error) {
+    await twopc?.close();
     await engine.close();
     throw error;
   }

@@ -33,6 +33,11 @@ const samples: Record<string, unknown> = {
   'POST /v1/transactions/:id/retry': {},
   'POST /v1/transactions/:id/resolve': { outcome: 'completed', force: true, reason: 'r' },
   'POST /v1/transactions/:id/abandon': { force: true, reason: 'r' },
+  'POST /v1/2pc': { id: 'f5', timeoutMs: 60_000, prepareTimeoutMs: 50, requestTimeoutMs: 50 },
+  'POST /v1/2pc/:id/branches': { branch: 'b', url: dead },
+  'POST /v1/2pc/:id/commit': { wait: { timeoutMs: 0 } },
+  'POST /v1/2pc/:id/abort': { reason: 'r' },
+  'GET /v1/2pc/:id': undefined,
   'POST /api/dtmsvr/prepare': { gid: 'f3', trans_type: 'tcc', timeout_to_fail: 60 },
   'POST /api/dtmsvr/submit': {
     gid: 'f4',
@@ -66,7 +71,7 @@ const samples: Record<string, unknown> = {
   'GET /metrics': undefined,
 };
 const routes = Object.keys(samples);
-const ids = fc.oneof(fc.constantFrom('f1', 'f2', 'f3', 'f4', 'nope'), fc.string({ maxLength: 60 }));
+const ids = fc.oneof(fc.constantFrom('f1', 'f2', 'f3', 'f4', 'f5', 'nope'), fc.string({ maxLength: 60 }));
 
 /** A valid sample with one top-level field replaced (or removed) by something arbitrary. */
 function mutated(sample: unknown): fc.Arbitrary<unknown> {

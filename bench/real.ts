@@ -31,6 +31,13 @@ export interface BenchFlags {
   soakS: number | undefined;
   /** bench:2pc only: one more row, dtx with its SQLite log on a worker thread (the log's `thread: 'worker'`). */
   compareLogThread: boolean;
+  /**
+   * bench:2pc and bench:saga: one more dtx row whose log is an in-memory
+   * SQLite database (`unsafeMemory`: NOT durable, never for use). It measures
+   * what the forced log writes cost: the gap between it and the baseline is
+   * everything else dtx does.
+   */
+  diagnoseLog: boolean;
 }
 
 const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) --concurrency 1,8,32
@@ -38,7 +45,8 @@ const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) 
        --mariadb mysql://root@127.0.0.1:3306/DB (default dtx_bench_real; 'off' to skip)
        --json --quick (a short run that checks every row works: not a measurement)
        --soak S (bench:2pc: S seconds of dtx at the highest concurrency, RSS at start, middle, end)
-       --compare-log-thread (bench:2pc: one more row, dtx with its SQLite log on a worker thread)`;
+       --compare-log-thread (bench:2pc: one more row, dtx with its SQLite log on a worker thread)
+       --diagnose-log (one more row, dtx with its log in memory: NOT durable, measures what the forced writes cost)`;
 
 export function parseFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -51,6 +59,7 @@ export function parseFlags(argv: string[]): BenchFlags {
     topologies: ['pg', 'pg+mariadb'],
     soakS: undefined,
     compareLogThread: false,
+    diagnoseLog: false,
   };
   const number = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -97,6 +106,9 @@ export function parseFlags(argv: string[]): BenchFlags {
         break;
       case '--compare-log-thread':
         flags.compareLogThread = true;
+        break;
+      case '--diagnose-log':
+        flags.diagnoseLog = true;
         break;
       case '--quick':
         flags.seconds = 0.4;

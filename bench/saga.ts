@@ -131,16 +131,19 @@ async function benchTopology(
     engines.push(saga);
     const tcc = (await openEngine(o, 'tcc', log('tcc'))).engine;
     engines.push(tcc);
-    return await runTable(
-      topology,
-      [
-        direct(o, pick),
-        viaEngine('dtx saga (barrier)', saga, pick),
-        viaEngine('dtx TCC (barrier)', tcc, pick),
-      ],
-      flags,
-      (line) => process.stderr.write(`${line}\n`),
-    );
+    const variants = [
+      direct(o, pick),
+      viaEngine('dtx saga (barrier)', saga, pick),
+      viaEngine('dtx TCC (barrier)', tcc, pick),
+    ];
+    if (flags.diagnoseLog) {
+      // Diagnosis only: its log keeps nothing across a crash.
+      const memory = (await openEngine(o, 'saga', { sqlite: ':memory:', unsafeMemory: true, create: true }))
+        .engine;
+      engines.push(memory);
+      variants.push(viaEngine('dtx saga, log in memory (NOT durable)', memory, pick));
+    }
+    return await runTable(topology, variants, flags, (line) => process.stderr.write(`${line}\n`));
   } finally {
     for (const e of engines) await e.close();
     await o.close();

@@ -387,10 +387,20 @@ async function benchTopology(
     const resources = Object.fromEntries(dbs.map((d) => [d.target.name, d.adapter]));
     const pick = () => Math.floor(Math.random() * flags.accounts);
     const viaTwoPc = (name: string, c: Coordinator) => viaDtx(name, c, c.gidPrefix, dbs, pick);
-    const start = async (acknowledge: 'committed' | 'durable', thread: 'worker' | 'main' = 'main') => {
+    const start = async (
+      acknowledge: 'committed' | 'durable',
+      thread: 'worker' | 'main' | 'memory' = 'main',
+    ) => {
       const log = await openSqliteLog<TwoPcRecord>(
-        join(logDir, `${topology.replace('+', '-')}-${acknowledge}-${thread}.sqlite`),
-        { create: true, decode: (v) => twoPcRecordCodec.check(v), identity: { protocol: '2pc' }, thread },
+        thread === 'memory'
+          ? ':memory:'
+          : join(logDir, `${topology.replace('+', '-')}-${acknowledge}-${thread}.sqlite`),
+        {
+          create: true,
+          decode: (v) => twoPcRecordCodec.check(v),
+          identity: { protocol: '2pc' },
+          ...(thread === 'memory' ? { unsafeMemory: true } : { thread }),
+        },
       );
       logs.push(log);
       const c = await createCoordinator({ log, resources, acknowledge });
@@ -405,6 +415,11 @@ async function benchTopology(
     ];
     if (flags.compareLogThread) {
       variants.push(viaTwoPc("dtx 'committed', log on worker thread", await start('committed', 'worker')));
+    }
+    if (flags.diagnoseLog) {
+      variants.push(
+        viaTwoPc("dtx 'committed', log in memory (NOT durable)", await start('committed', 'memory')),
+      );
     }
     if (flags.soakS === undefined) {
       acceptors = await startAcceptorProcesses(3);

@@ -15,10 +15,12 @@ import type { DurableLog, LogOptions, LogProtocol } from './types.ts';
  * new log's id with `create`). PostgreSQL: `leaseTtlMs` is the owner lease's
  * ttl (default 10,000), `waitForLease` makes a standby wait for it.
  */
-export type LogLocation = (
-  | { sqlite: string }
-  | { postgres: string; owner: string; table?: string; leaseTtlMs?: number; waitForLease?: boolean }
-) & { create?: boolean; coordinatorId?: string; observer?: LogOptions<unknown>['observer'] };
+export type LogLocation =
+  /** `unsafeMemory`: allow `:memory:`, which survives nothing (tests and diagnosis only; see openSqliteLog). */
+  (
+    | { sqlite: string; unsafeMemory?: boolean }
+    | { postgres: string; owner: string; table?: string; leaseTtlMs?: number; waitForLease?: boolean }
+  ) & { create?: boolean; coordinatorId?: string; observer?: LogOptions<unknown>['observer'] };
 
 /**
  * Opens a log exclusively (SQLite file lock, PostgreSQL owner lease),
@@ -39,7 +41,12 @@ export async function openLog<R>(
     expect: { protocol, ...id },
     ...(where.observer === undefined ? {} : { observer: where.observer }),
   };
-  if ('sqlite' in where) return openSqliteLog<R>(where.sqlite, common);
+  if ('sqlite' in where) {
+    return openSqliteLog<R>(where.sqlite, {
+      ...common,
+      ...(where.unsafeMemory === true ? { unsafeMemory: true } : {}),
+    });
+  }
   return openPostgresLog<R>(where.postgres, {
     ...common,
     owner: where.owner,

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { DtxError } from '../errors.ts';
 import type { SagaConfig } from '../protocol/saga/types.ts';
 import { buildApp } from './app.ts';
+import { checkServerId, defaultServerId } from './cluster.ts';
 import { Engine } from './engine.ts';
 import { serverLimits } from './limits.ts';
 import type { StoreLocation } from './store.ts';
@@ -21,6 +22,14 @@ export interface ServeOptions {
   bodyLimitBytes?: number;
   timing?: Partial<Omit<SagaConfig, 'incarnation'>>;
   httpTimeoutMs?: number;
+  /**
+   * This server's id among several on one PostgreSQL store (docs/server.md,
+   * "Several servers"): `[A-Za-z0-9][A-Za-z0-9_.-]{0,47}`. Default: the host
+   * name and the port. Ignored for a SQLite store (one server per store).
+   */
+  serverId?: string;
+  /** PostgreSQL store: the owner leases' ttl (ms): how soon a dead server's transactions are taken over. */
+  leaseTtlMs?: number;
 }
 
 export interface RunningServer {
@@ -54,8 +63,17 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       `--listen ${host} is not a loopback address: give a --token-file, so that nobody else can start or end transactions`,
     );
   }
+  const leaseTtlMs = options.leaseTtlMs ?? serverLimits.leaseTtlMsDefault;
+  if (!Number.isSafeInteger(leaseTtlMs) || leaseTtlMs < serverLimits.leaseTtlMsMin || leaseTtlMs > 600_000) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `--lease-ttl-ms must be an integer from ${serverLimits.leaseTtlMsMin} to 600000, got ${String(leaseTtlMs)}`,
+    );
+  }
+  const serverId = checkServerId(options.serverId ?? defaultServerId(port));
   const engine = await Engine.open({
     store: options.store,
+    ...('postgres' in options.store ? { cluster: { serverId, leaseTtlMs } } : {}),
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
   });

@@ -6,43 +6,14 @@
 // Also: the same flow on PostgreSQL (`--store postgres://`, its own database).
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { branchService, call, until } from './helpers.ts';
+import { branchService, call, kill, startServe, until } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-serve-crash-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
-
-async function startServe(store: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [bin, 'serve', '--listen', '127.0.0.1:0', '--store', store], {
-    env: { ...process.env, DTX_FROM_SOURCE: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m !== null) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`dtx serve exited ${code}: ${err}`)));
-  });
-  return { child, url };
-}
-
-async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill(signal);
-  await exited;
-}
-
 /** Runs `count` sagas of three steps (every third refused at its last step), kills the server mid-way, restarts, checks. */
 async function crashAndFinish(store: string, count: number): Promise<void> {
   const applied = new Map<string, number>();
@@ -62,7 +33,7 @@ async function crashAndFinish(store: string, count: number): Promise<void> {
     return { status: 200 };
   });
   try {
-    let { child, url } = await startServe(store);
+    let { child, url } = await startServe(['--store', store]);
     const ids = Array.from({ length: count }, (_, i) => `crash-${i}`);
     for (const id of ids) {
       const r = await call(url, 'POST', '/v1/sagas', {
@@ -80,7 +51,7 @@ async function crashAndFinish(store: string, count: number): Promise<void> {
     assert.equal(held, count, 'every saga reached its last step');
     await kill(child, 'SIGKILL');
     openGate();
-    ({ child, url } = await startServe(store));
+    ({ child, url } = await startServe(['--store', store]));
     try {
       for (const id of ids)
         await until(url, id, (v) => ['completed', 'compensated'].includes(v.state), 60_000);

@@ -3,8 +3,10 @@
 // gid/branch_id/op query parameters) and answers by a rule, and a server
 // started in-process on a temporary SQLite store.
 
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { type RunningServer, startServer } from '../../src/server/index.ts';
 
 /** A JSON answer, read field by field by the tests (each read is asserted). */
@@ -125,4 +127,38 @@ export async function until(
       throw new Error(`${id} did not get there: ${JSON.stringify(r.json).slice(0, 600)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
+
+/** Starts `dtx serve --listen 127.0.0.1:0 ARGS...` as a child process; resolves once it listens. */
+export async function startServe(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [bin, 'serve', '--listen', '127.0.0.1:0', ...args], {
+    env: { ...process.env, DTX_FROM_SOURCE: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m !== null) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`dtx serve exited ${code}: ${err}`)));
+  });
+  // A server that dies on its own says why in the test's output.
+  child.once('exit', (code) => {
+    if (code !== null && code !== 0) process.stderr.write(`dtx serve ${url} exited ${code}: ${err}\n`);
+  });
+  return { child, url };
+}
+
+/** Sends `signal` to a child and waits for it to exit. */
+export async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await exited;
 }

@@ -8,6 +8,8 @@ export interface ServeFlags {
   listen: string;
   store?: string;
   tokenFile?: string;
+  serverId?: string;
+  leaseTtlMs?: string;
 }
 
 function readToken(path: string): string {
@@ -30,6 +32,13 @@ function readToken(path: string): string {
   return token;
 }
 
+function parseMs(text: string): number {
+  if (!/^\d{1,9}$/.test(text)) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `--lease-ttl-ms must be a whole number of ms, got ${text}`);
+  }
+  return Number(text);
+}
+
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
@@ -43,6 +52,14 @@ export function registerServeCommand(program: Command): void {
     )
     .option('--store <spec>', 'sqlite:PATH (default sqlite:.dtx/serve.sqlite) or a postgres:// URL')
     .option('--token-file <path>', 'file holding the bearer token every route but /health requires')
+    .option(
+      '--server-id <id>',
+      'this server among several on one PostgreSQL store (default: host name and port)',
+    )
+    .option(
+      '--lease-ttl-ms <ms>',
+      'PostgreSQL store: owner lease ttl, how soon another server takes over a dead one (default 10000)',
+    )
     .action(async (flags: ServeFlags) => {
       const { startServer, parseStore } = await import('../../server/index.ts');
       const store = parseStore(flags.store);
@@ -50,15 +67,26 @@ export function registerServeCommand(program: Command): void {
         listen: flags.listen,
         store,
         ...(flags.tokenFile === undefined ? {} : { token: readToken(flags.tokenFile) }),
+        ...(flags.serverId === undefined ? {} : { serverId: flags.serverId }),
+        ...(flags.leaseTtlMs === undefined ? {} : { leaseTtlMs: parseMs(flags.leaseTtlMs) }),
       });
       process.stdout.write(
         `dtx serve listening on ${server.url} (store ${server.engine.storeDescription})\n`,
       );
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
+      const lost = await new Promise<boolean>((resolve) => {
+        const stop = () => resolve(false);
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        // Another server took this one's logs over (it was paused past its lease): it may write
+        // nothing more, so it stops; restarted, it waits for its logs to be handed back.
+        void server.engine.lost.then(() => resolve(true));
       });
       await server.close();
+      if (lost) {
+        throw new DtxError(
+          'DTX_LOG_FENCED',
+          "another server took this server's logs over (its lease lapsed); restart it",
+        );
+      }
     });
 }

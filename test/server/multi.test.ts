@@ -1,0 +1,220 @@
+// Three `dtx serve` processes active on one PostgreSQL store (docs/server.md,
+// "Several servers"): 1,000 three-step sagas submitted round-robin across
+// them, one server SIGKILLed mid-load. Every saga must end exactly once,
+// completed or compensated as its branches answered, none lost: the killed
+// server's open sagas are taken over by a survivor (its owner lease lapsed),
+// which resends the calls that were out. The branch service applies an effect
+// only on the first call of its Idempotency-Key (what the barrier does) and
+// counts every call, so the test sees both the effects and the repeats.
+//
+// Every fourth saga is refused at its last step, so it compensates. The last
+// step of sagas 300 to 399 is held until the kill, so the killed server
+// certainly has sagas with a call out when it dies.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type Answer, branchService, call, kill, startServe } from './helpers.ts';
+
+const sagaCount = 1000;
+const killAfter = 400;
+const held = { from: 300, to: 400 };
+const leaseTtlMs = 5000;
+const submitters = 16;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const indexOf = (gid: string) => Number(gid.split('-').at(-1));
+const refused = (i: number) => i % 4 === 0;
+
+test('three dtx serve servers on one PostgreSQL store: 1,000 sagas, one server SIGKILLed, each ends exactly once', async () => {
+  const pg = await import('pg');
+  const admin = new pg.default.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  await admin.connect();
+  const db = 'dtx_w4_multi';
+  const store = `postgres://postgres@127.0.0.1:5432/${db}`;
+  await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${db}`);
+
+  const applied = new Map<string, number>();
+  const heldKeys = new Set<string>();
+  let openGate: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (openGate = resolve));
+  const svc = await branchService(async (c, nth) => {
+    const i = indexOf(c.key.split(':')[0]!);
+    if (c.path === '/s3' && c.op === 'action') {
+      if (i >= held.from && i < held.to) {
+        heldKeys.add(c.key);
+        await gate;
+      }
+      if (refused(i)) return { status: 409, body: '{"reason":"refused"}' };
+    }
+    if (nth === 1) applied.set(c.key, (applied.get(c.key) ?? 0) + 1);
+    return { status: 200 };
+  });
+  const servers: { child: import('node:child_process').ChildProcess; url: string; id: string }[] = [];
+  const startedAt = Date.now();
+  try {
+    for (const id of ['s0', 's1', 's2']) {
+      const args = ['--store', store, '--server-id', id, '--lease-ttl-ms', String(leaseTtlMs)];
+      servers.push({ ...(await startServe(args)), id });
+    }
+    const victim = servers[1]!;
+    let dead = false;
+    const gids = Array.from({ length: sagaCount }, (_, i) => `multi-${i}`);
+    const body = (gid: string) => ({
+      id: gid,
+      steps: ['s1', 's2', 's3'].map((s) => ({
+        name: s,
+        action: { url: `${svc.url}/${s}` },
+        compensation: { url: `${svc.url}/${s}-undo` },
+      })),
+    });
+
+    // Submit round-robin; a refused connection (the dead server) or a 421
+    // (a gid whose server is down, not yet taken over) is tried on the next
+    // server after a pause, as a client behind a load balancer would.
+    let accepted = 0;
+    let failovers = 0;
+    const submit = async (i: number) => {
+      const deadline = Date.now() + 60_000;
+      for (let k = i; ; k++) {
+        const s = servers[k % servers.length]!;
+        try {
+          const r = await call(s.url, 'POST', '/v1/sagas', body(gids[i]!));
+          if (r.status === 200 || r.status === 202) {
+            accepted++;
+            return;
+          }
+          assert.ok([421, 503].includes(r.status), `${gids[i]}: ${r.status} ${JSON.stringify(r.json)}`);
+        } catch (error) {
+          if (!(s === victim && dead)) throw error;
+        }
+        failovers++;
+        assert.ok(Date.now() < deadline, `${gids[i]} was never accepted`);
+        await sleep(100);
+      }
+    };
+    const run = async (from: number, to: number) => {
+      let next = from;
+      await Promise.all(
+        Array.from({ length: submitters }, async () => {
+          while (next < to) await submit(next++);
+        }),
+      );
+    };
+    await run(0, killAfter);
+    const heldDeadline = Date.now() + 60_000;
+    while (heldKeys.size < held.to - held.from && Date.now() < heldDeadline) await sleep(20);
+    assert.equal(heldKeys.size, held.to - held.from, 'every held saga reached its last step');
+    dead = true;
+    await kill(victim.child, 'SIGKILL');
+    const killedAt = Date.now();
+    openGate();
+    await run(killAfter, sagaCount);
+    assert.equal(accepted, sagaCount);
+
+    // Every saga ends on the survivors, and both answer its final state:
+    // polled at one, then asked at the other.
+    const survivors = servers.filter((s) => s !== victim);
+    const final = new Map<string, number>();
+    const pollDeadline = Date.now() + 60_000;
+    let pending = [...gids];
+    while (pending.length > 0) {
+      assert.ok(Date.now() < pollDeadline, `not ended: ${pending.slice(0, 5).join(' ')} (${pending.length})`);
+      const next: string[] = [];
+      for (let at = 0; at < pending.length; at += 50) {
+        await Promise.all(
+          pending.slice(at, at + 50).map(async (gid, n) => {
+            const r = await call(survivors[n % 2]!.url, 'GET', `/v1/transactions/${gid}`);
+            if (r.status === 200 && ['completed', 'compensated'].includes(r.json.state))
+              final.set(gid, n % 2);
+            else next.push(gid);
+          }),
+        );
+      }
+      pending = next;
+      if (pending.length > 0) await sleep(200);
+    }
+    const endedAt = Date.now();
+    const answers: Answer[] = [];
+    for (let at = 0; at < gids.length; at += 50) {
+      await Promise.all(
+        gids.slice(at, at + 50).map(async (gid) => {
+          const s = survivors[1 - final.get(gid)!]!;
+          const r = await call(s.url, 'GET', `/v1/transactions/${gid}`);
+          assert.equal(r.status, 200, `${s.id} ${gid}`);
+          assert.equal(r.json.state, refused(indexOf(gid)) ? 'compensated' : 'completed', `${s.id} ${gid}`);
+          answers.push(r.json);
+        }),
+      );
+    }
+    assert.equal(answers.length, sagaCount);
+
+    // Effects: each exactly once, and exactly the ones each outcome calls for.
+    for (const [i, gid] of gids.entries()) {
+      const no = refused(i);
+      for (const s of ['s1', 's2']) {
+        assert.equal(applied.get(`${gid}:${s}:action`), 1, `${gid} ${s} action`);
+        assert.equal(applied.get(`${gid}:${s}:compensation`), no ? 1 : undefined, `${gid} ${s} compensation`);
+      }
+      assert.equal(applied.get(`${gid}:s3:action`), no ? undefined : 1, `${gid} s3 action`);
+      assert.equal(applied.get(`${gid}:s3:compensation`), undefined, `${gid} s3 compensation`);
+    }
+    assert.equal(svc.calls.filter((c) => !/^multi-\d+:/.test(c.key)).length, 0);
+
+    // In the store: one claim, one begin and one end per gid, each in the log of the server that claimed it.
+    const client = new pg.default.Client({ connectionString: store });
+    await client.connect();
+    try {
+      const claims = await client.query<{ owner: string; n: string }>(
+        'SELECT owner, count(*)::text AS n FROM dtx_serve_gid GROUP BY owner ORDER BY owner',
+      );
+      assert.deepEqual(
+        claims.rows.map((r) => r.owner),
+        ['dtx-serve:s0', 'dtx-serve:s1', 'dtx-serve:s2'],
+      );
+      assert.equal(
+        claims.rows.reduce((n, r) => n + Number(r.n), 0),
+        sagaCount,
+      );
+      const runs = await client.query<{ txn: string; begins: string; ends: string; elsewhere: string }>(
+        `SELECT s.record->>'txn' AS txn, count(*) FILTER (WHERE s.record->>'type' = 'begin')::text AS begins,
+           count(*) FILTER (WHERE s.record->>'type' = 'end')::text AS ends,
+           count(*) FILTER (WHERE s.owner <> g.owner)::text AS elsewhere
+         FROM dtx_serve_saga s JOIN dtx_serve_gid g ON g.gid = s.record->>'txn' GROUP BY 1`,
+      );
+      assert.equal(runs.rows.length, sagaCount);
+      for (const r of runs.rows) {
+        assert.equal(r.begins, '1', `${r.txn} begun once`);
+        assert.equal(r.ends, '1', `${r.txn} ended once`);
+        assert.equal(r.elsewhere, '0', `${r.txn} only in its owner's log`);
+      }
+      // The killed server's sagas held at their last step were taken over: their held call was sent again.
+      const victimHeld = await client.query<{ gid: string }>(
+        `SELECT gid FROM dtx_serve_gid WHERE owner = 'dtx-serve:s1' AND split_part(gid, '-', 2)::int >= $1
+           AND split_part(gid, '-', 2)::int < $2`,
+        [held.from, held.to],
+      );
+      assert.ok(victimHeld.rows.length > 0);
+      for (const { gid } of victimHeld.rows) assert.ok(svc.count(`${gid}:s3:action`) >= 2, `${gid} resent`);
+      const s1Leases = await client.query(
+        `SELECT holder FROM dtx_serve_saga_lease WHERE name = 'dtx-log:dtx-serve:s1' AND holder LIKE 's1/%'`,
+      );
+      assert.equal(s1Leases.rowCount, 0, "the killed server's lease passed on");
+      const repeats = svc.calls.length - [...applied.values()].reduce((a, b) => a + b, 0);
+      console.log(
+        `multi: ${sagaCount} sagas on 3 servers, ${victimHeld.rows.length} of the killed server's held ones taken over; ` +
+          `all ended ${((endedAt - killedAt) / 1000).toFixed(1)} s after the kill, ` +
+          `${((endedAt - startedAt) / 1000).toFixed(1)} s in all; ${failovers} submissions failed over, ` +
+          `${repeats} branch calls were repeats`,
+      );
+    } finally {
+      await client.end();
+    }
+  } finally {
+    openGate();
+    for (const s of servers) await kill(s.child, 'SIGTERM').catch(() => undefined);
+    await svc.close();
+    await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
+    await admin.end();
+  }
+});

@@ -13,7 +13,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Answer, branchService, call, kill, startServe } from './helpers.ts';
+import { type RunningServer, startServer } from '../../src/server/index.ts';
+import { type Answer, branchService, call, fastTiming, kill, startServe } from './helpers.ts';
 
 const sagaCount = 1000;
 const killAfter = 400;
@@ -213,6 +214,94 @@ test('three dtx serve servers on one PostgreSQL store: 1,000 sagas, one server S
   } finally {
     openGate();
     for (const s of servers) await kill(s.child, 'SIGTERM').catch(() => undefined);
+    await svc.close();
+    await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
+    await admin.end();
+  }
+});
+
+test("several servers: a gid is one transaction across servers; another server's gid is answered from the store or refused with 421 naming its server; a stopped server's prepared TCC is taken over, and its logs handed back on restart", async () => {
+  const pg = await import('pg');
+  const admin = new pg.default.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  await admin.connect();
+  const db = 'dtx_w4_routes';
+  const store = { postgres: `postgres://postgres@127.0.0.1:5432/${db}` };
+  await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${db}`);
+  const svc = await branchService(() => ({ status: 200 }));
+  const open = (serverId: string) =>
+    startServer({
+      listen: '127.0.0.1:0',
+      store,
+      serverId,
+      leaseTtlMs: 1500,
+      timing: fastTiming,
+      httpTimeoutMs: 2000,
+    });
+  let a: RunningServer | undefined;
+  let b: RunningServer | undefined;
+  try {
+    await assert.rejects(open('not an id'), { code: 'DTX_INVALID_ARGUMENT' });
+    await assert.rejects(startServer({ listen: '127.0.0.1:0', store, serverId: 'x', leaseTtlMs: 10 }), {
+      code: 'DTX_INVALID_ARGUMENT',
+    });
+    a = await open('a');
+    b = await open('b');
+    const saga = {
+      id: 'r-saga',
+      steps: [{ name: 'x', action: { url: `${svc.url}/x` }, compensation: { url: `${svc.url}/x-undo` } }],
+      wait: { timeoutMs: 10_000 },
+    };
+    const first = await call(a.url, 'POST', '/v1/sagas', saga);
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    assert.equal(first.json.state, 'completed');
+    // The same request at the other server: the same saga, read from the store, run once.
+    const again = await call(b.url, 'POST', '/v1/sagas', saga);
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    assert.equal(again.json.state, 'completed');
+    assert.equal(again.json.type, 'saga');
+    assert.equal(svc.count('r-saga:x:action'), 1);
+    const other = await call(b.url, 'POST', '/v1/sagas', {
+      ...saga,
+      steps: [{ ...saga.steps[0], name: 'y' }],
+    });
+    assert.equal(other.status, 409);
+    assert.equal(other.json.code, 'DTX_DUPLICATE_GID');
+    const q = await call(b.url, 'GET', '/api/dtmsvr/query?gid=r-saga');
+    assert.equal(q.json.transaction.status, 'succeed');
+
+    // A TCC prepared at a: its branches and decision belong to a.
+    assert.equal((await call(a.url, 'POST', '/v1/tcc', { id: 'r-tcc', timeoutMs: 60_000 })).status, 201);
+    const branch = { branch: 'hold', confirm: `${svc.url}/c`, cancel: `${svc.url}/u` };
+    const misdirected = await call(b.url, 'POST', '/v1/tcc/r-tcc/branches', branch);
+    assert.equal(misdirected.status, 421, JSON.stringify(misdirected.json));
+    assert.equal(misdirected.json.code, 'DTX_NOT_OWNER');
+    assert.match(misdirected.json.detail, /server a\b/);
+    assert.equal((await call(a.url, 'POST', '/v1/tcc/r-tcc/branches', branch)).status, 200);
+    assert.equal((await call(b.url, 'GET', '/v1/transactions/r-tcc')).json.state, 'prepared');
+
+    // a stops with r-tcc still prepared: b takes a's logs over and can submit it.
+    await a.close();
+    a = undefined;
+    const deadline = Date.now() + 20_000;
+    let submitted: Awaited<ReturnType<typeof call>>;
+    for (;;) {
+      submitted = await call(b.url, 'POST', '/v1/tcc/r-tcc/submit', { wait: { timeoutMs: 10_000 } });
+      if (submitted.status !== 421 || Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(submitted.status, 200, JSON.stringify(submitted.json));
+    assert.equal(submitted.json.state, 'completed');
+    assert.equal(svc.count('r-tcc:hold:confirm'), 1);
+
+    // a restarts under its id: once b has given its logs back (nothing open there), a answers for them again.
+    a = await open('a');
+    assert.equal((await call(a.url, 'GET', '/v1/transactions/r-tcc')).json.state, 'completed');
+    const retried = await call(a.url, 'POST', '/v1/transactions/r-saga/retry');
+    assert.notEqual(retried.status, 421, JSON.stringify(retried.json));
+  } finally {
+    await a?.close();
+    await b?.close();
     await svc.close();
     await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
     await admin.end();

@@ -992,14 +992,14 @@ export class Engine {
 
   /** A transaction of `owner`'s logs in the shared store, read from its records there; null when they have none. */
   private async sharedView(owner: string, gid: string): Promise<TxnView | null> {
-    const r = { owner, gid };
-    const { saga, server } = await this.shared!.cluster.records(r.owner, r.gid);
+    const { saga, server } = await this.shared!.cluster.records(owner, gid);
     if (saga.length > 0) {
-      const d = sagaTxnViews(saga).find((v) => v.id === r.gid);
+      const d = sagaTxnViews(saga).find((v) => v.id === gid);
+      // The request's type and phase are in the `begin`; once compacted away, in the index (this server's gids).
       const begin = saga.map((x) => x.record).find((x) => x.type === 'begin');
       if (d !== undefined) return this.sagaView(d, begin === undefined ? undefined : entryOf(begin.def));
     }
-    return server.length === 0 ? null : serverRecordsView(r.gid, server);
+    return server.length === 0 ? null : serverRecordsView(gid, server);
   }
 
   /** Polls the store until the transaction another server runs has ended, or `timeoutMs`. */

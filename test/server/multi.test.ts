@@ -13,6 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { requestHash } from '../../src/server/engine.ts';
 import { type RunningServer, startServer } from '../../src/server/index.ts';
 import { type Answer, branchService, call, fastTiming, kill, startServe } from './helpers.ts';
 
@@ -68,6 +69,8 @@ test('three dtx serve servers on one PostgreSQL store: 1,000 sagas, one server S
         action: { url: `${svc.url}/${s}` },
         compensation: { url: `${svc.url}/${s}-undo` },
       })),
+      // Longer than a held call waits for the kill: a held call is sent again only by the takeover.
+      requestTimeoutMs: 120_000,
     });
 
     // Submit round-robin; a refused connection (the dead server) or a 421
@@ -269,6 +272,27 @@ test("several servers: a gid is one transaction across servers; another server's
     assert.equal(other.json.code, 'DTX_DUPLICATE_GID');
     const q = await call(b.url, 'GET', '/api/dtmsvr/query?gid=r-saga');
     assert.equal(q.json.transaction.status, 'succeed');
+
+    // A claim whose server died before its `begin` (made here by hand): the gid's server begins it on the
+    // caller's retry; another server cannot answer for it meanwhile.
+    const client = new pg.default.Client({ connectionString: store.postgres });
+    await client.connect();
+    const orphan = { ...saga, id: 'r-orphan' };
+    const { wait: _wait, ...identity } = orphan;
+    try {
+      await client.query(
+        `INSERT INTO dtx_serve_gid (gid, owner, type, hash) VALUES ('r-orphan', 'dtx-serve:a', 'saga', $1)`,
+        [requestHash(identity)],
+      );
+    } finally {
+      await client.end();
+    }
+    const early = await call(b.url, 'POST', '/v1/sagas', orphan);
+    assert.equal(early.status, 421, JSON.stringify(early.json));
+    const begun = await call(a.url, 'POST', '/v1/sagas', orphan);
+    assert.equal(begun.status, 200, JSON.stringify(begun.json));
+    assert.equal(begun.json.state, 'completed');
+    assert.equal(svc.count('r-orphan:x:action'), 1);
 
     // A TCC prepared at a: its branches and decision belong to a.
     assert.equal((await call(a.url, 'POST', '/v1/tcc', { id: 'r-tcc', timeoutMs: 60_000 })).status, 201);

@@ -20,7 +20,8 @@
 //   extra engine (every unfinished saga resumed, calls that were out sent
 //   again, prepared transactions re-armed), runs them to their end and gives
 //   the leases up once nothing is open there. A server restarted under the
-//   same id waits for its logs to be handed back;
+//   same id asks for its logs back and waits for them (the adopter gives them
+//   up at once; the restarted server resumes what was open);
 // - reading another owner's transactions from the store, for queries and for
 //   repeats of a request another server has begun.
 //
@@ -88,6 +89,8 @@ export interface ClusterOptions {
 }
 
 const claimTable = 'dtx_serve_gid';
+/** The lease a restarted server takes to ask for its logs back (followed by its owner). */
+const wantsPrefix = 'dtx-serve-wants:';
 const sagaTable = 'dtx_serve_saga';
 const serverTable = 'dtx_serve_server';
 /** The owners a server may adopt: every server's, and the one of stores written before servers had ids. */
@@ -170,6 +173,38 @@ export class Cluster {
       await a.engine.close().catch(() => undefined);
     }
     await this.pool.end().catch(() => undefined);
+  }
+
+  /**
+   * Asks for this server's own logs back while it waits for them: a lease
+   * `dtx-serve-wants:<owner>` (in the saga log's lease table), renewed until
+   * the returned function is called. The server running them gives them up
+   * at its next round, even with transactions open (this server resumes
+   * them), and no other server takes them over meanwhile.
+   */
+  async askOwnLogsBack(): Promise<() => Promise<void>> {
+    const name = `${wantsPrefix}${this.owner}`;
+    const holder = this.holder();
+    const renew = () =>
+      this.query(
+        `INSERT INTO ${sagaTable}_lease (name, holder, expires_at) ` +
+          `VALUES ($1, $2, now() + $3::float8 * interval '1 millisecond') ` +
+          'ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at',
+        [name, holder, this.options.leaseTtlMs],
+      );
+    await renew();
+    const timer = setInterval(
+      () => void renew().catch(() => undefined),
+      Math.max(50, Math.floor(this.options.leaseTtlMs / 3)),
+    );
+    timer.unref();
+    return async () => {
+      clearInterval(timer);
+      await this.query(`DELETE FROM ${sagaTable}_lease WHERE name = $1 AND holder = $2`, [
+        name,
+        holder,
+      ]).catch(() => undefined);
+    };
   }
 
   /** The engines of the owners this server runs now besides its own. */
@@ -305,8 +340,18 @@ export class Cluster {
     if (this.scanning || this.closed) return;
     this.scanning = true;
     try {
+      const wanted = new Set(
+        (
+          await this.query<{ owner: string }>(
+            `SELECT substr(name, ${wantsPrefix.length + 1}) AS owner FROM ${sagaTable}_lease ` +
+              'WHERE name LIKE $1 AND expires_at > now()',
+            [`${wantsPrefix}%`],
+          )
+        ).map((r) => r.owner),
+      );
       for (const [owner, a] of [...this.adopted]) {
-        if (!a.engine.idle()) continue;
+        // Given back once nothing is open there, or at once when its server is back and asks for them.
+        if (!a.engine.idle() && !wanted.has(owner)) continue;
         this.adopted.delete(owner);
         await a.engine.close().catch(() => undefined);
       }
@@ -335,7 +380,7 @@ export class Cluster {
     const rows = await this.query<{ owner: string }>(
       `SELECT m.owner FROM ${sagaTable}_meta m WHERE ${ownerFilter} AND m.owner <> $1 ` +
         `AND NOT EXISTS (SELECT 1 FROM ${sagaTable}_lease l ` +
-        `WHERE l.name = 'dtx-log:' || m.owner AND l.expires_at > now()) ` +
+        `WHERE l.expires_at > now() AND (l.name = 'dtx-log:' || m.owner OR l.name = '${wantsPrefix}' || m.owner)) ` +
         `AND (${open(sagaTable, `'begin'`, `'end'`)} ` +
         `OR ${open(serverTable, `'prepare'`, `'started', 'end'`)})`,
       [this.owner],

@@ -239,7 +239,7 @@ export class Engine {
 
   /** Nothing open here: no prepared transaction, no saga still running. */
   idle(): boolean {
-    return this.prepared.size === 0 && this.orchestrator.openRuns() === 0;
+    return this.prepared.size === 0 && this.orchestrator.openRuns() === 0 && this.locks.size === 0;
   }
 
   /** Opens the store, recovers every transaction it left unfinished, and arms the prepared ones' timers. */
@@ -272,12 +272,15 @@ export class Engine {
       };
     }
     let stores: ServeStores;
+    const handedBack = ownership?.waitForLease === true ? await cluster?.askOwnLogsBack() : undefined;
     try {
       stores = await openStores(options.store, ownership);
     } catch (error) {
+      await handedBack?.();
       await cluster?.close();
       throw error;
     }
+    await handedBack?.();
     try {
       let engine: Engine | undefined;
       const seen: SagaRecord[] = [];

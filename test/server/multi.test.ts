@@ -303,6 +303,8 @@ test("several servers: a gid is one transaction across servers; another server's
     assert.match(misdirected.json.detail, /server a\b/);
     assert.equal((await call(a.url, 'POST', '/v1/tcc/r-tcc/branches', branch)).status, 200);
     assert.equal((await call(b.url, 'GET', '/v1/transactions/r-tcc')).json.state, 'prepared');
+    // r-keep stays prepared throughout: whoever runs a's logs has something open there.
+    assert.equal((await call(a.url, 'POST', '/v1/tcc', { id: 'r-keep', timeoutMs: 120_000 })).status, 201);
 
     // a stops with r-tcc still prepared: b takes a's logs over and can submit it.
     await a.close();
@@ -318,9 +320,20 @@ test("several servers: a gid is one transaction across servers; another server's
     assert.equal(submitted.json.state, 'completed');
     assert.equal(svc.count('r-tcc:hold:confirm'), 1);
 
-    // a restarts under its id: once b has given its logs back (nothing open there), a answers for them again.
-    a = await open('a');
+    // a restarts under its id and asks for its logs back: b gives them up though r-keep is open there.
+    const back = open('a');
+    const bound = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('a did not get its logs back')), 20_000).unref(),
+    );
+    a = await Promise.race([back, bound]);
     assert.equal((await call(a.url, 'GET', '/v1/transactions/r-tcc')).json.state, 'completed');
+    assert.equal((await call(a.url, 'POST', '/v1/tcc/r-keep/branches', branch)).status, 200);
+    const kept = await call(a.url, 'POST', '/v1/tcc/r-keep/submit', { wait: { timeoutMs: 10_000 } });
+    assert.equal(kept.json.state, 'completed', JSON.stringify(kept.json));
+    assert.equal(svc.count('r-keep:hold:confirm'), 1);
+    const fromB = await call(b.url, 'POST', '/v1/tcc/r-keep/abort', {});
+    assert.equal(fromB.status, 421);
+    assert.match(fromB.json.detail, /run by server a\b/);
     const retried = await call(a.url, 'POST', '/v1/transactions/r-saga/retry');
     assert.notEqual(retried.status, 421, JSON.stringify(retried.json));
   } finally {

@@ -8,6 +8,11 @@
 export class KeyedLocks {
   readonly #tails = new Map<string, Promise<unknown>>();
 
+  /** Keys with work queued or running. */
+  get size(): number {
+    return this.#tails.size;
+  }
+
   /** Runs `work` after every earlier `run` on `key` has settled; a rejection does not stop the queue. */
   run<T>(key: string, work: () => Promise<T>): Promise<T> {
     const before = this.#tails.get(key) ?? Promise.resolve();

@@ -63,6 +63,7 @@ const statusByCode: Partial<Record<DtxErrorCode | 'DTX_INTERNAL', number>> = {
   DTX_RESOURCE_UNAVAILABLE: 503,
   DTX_OUTCOME_UNKNOWN: 503,
   DTX_TIMEOUT: 504,
+  DTX_NOT_OWNER: 421,
 };
 
 /** Sends a problem document. */

@@ -24,6 +24,12 @@
 // Owns: the prepared transactions (in memory, rebuilt from the server log),
 // their timers, a per-gid lock that orders requests on one gid, and the
 // index gid → (type, request hash) that idempotency and listings use.
+//
+// With several servers on one PostgreSQL store (./cluster.ts), an engine runs
+// its server's own logs, and every request naming a gid is first routed by
+// the gid's claim: to this engine, to an engine running an owner this server
+// took over, or, for a gid another live server runs, answered from the store
+// (queries, repeats) or refused with DTX_NOT_OWNER naming that server.
 
 import { createHash } from 'node:crypto';
 import { callHttpBranch } from '../adapters/http-branch.ts';
@@ -31,11 +37,13 @@ import { DtxError, isDtxError } from '../errors.ts';
 import { isValidTxnId } from '../protocol/common/limits.ts';
 import type { SagaConfig, SagaPlan, SagaRecord } from '../protocol/saga/types.ts';
 import { type BranchCall, watchLoad } from '../runtime/branch/orchestrator.ts';
+import { sagaTxnViews } from '../runtime/branch/views.ts';
 import { KeyedLocks } from '../runtime/keyed-lock.ts';
 import { httpBodyBytesMaxDefault, httpTimeoutMsDefault } from '../runtime/limits.ts';
 import type { Observer } from '../runtime/observe.ts';
 import type { TxnDetail, TxnState } from '../runtime/operator.ts';
 import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
+import { Cluster, type Remote } from './cluster.ts';
 import { callDtmBranch } from './dtm-call.ts';
 import { serverLimits } from './limits.ts';
 import {
@@ -45,6 +53,7 @@ import {
   type ServerRecord,
   type ServeStores,
   type StoreLocation,
+  type StoreOwnership,
   type TccBranchSpec,
 } from './store.ts';
 
@@ -144,6 +153,13 @@ export interface EngineOptions {
   preparedTimeoutMs?: number;
   /** Who hears of transactions begun and ended, branch calls and log flushes (./telemetry.ts). */
   hooks?: EngineHooks;
+  /**
+   * PostgreSQL store only: run as server `serverId` among several on the
+   * store (./cluster.ts), with owner leases of `leaseTtlMs`.
+   */
+  cluster?: { serverId: string; leaseTtlMs: number };
+  /** Whose logs to open (set for an engine running an owner taken over). */
+  ownership?: StoreOwnership;
 }
 
 /** What the engine reports to (./telemetry.ts): its own begins and ends, and its runs' observer. */
@@ -188,6 +204,11 @@ class ServeOrchestrator extends SagaOrchestrator {
     this.register(handlers.compensation, call, 'dtx serve');
   }
 
+  /** Sagas the core still runs (begun, not yet ended durably). */
+  openRuns(): number {
+    return this.driver.peek().sagas.size;
+  }
+
   /** Nothing to register: the one branch function reads everything from the step. */
   override define(_def: SagaDefinition): void {}
 
@@ -209,6 +230,10 @@ export class Engine {
   private serverAppends = 0;
   private closed = false;
   private foreignGids: ((gid: string) => boolean) | undefined;
+  /** Set when this server shares its store with others. */
+  private cluster: Cluster | undefined;
+  /** On a shared store: the cluster and the owner of this engine's logs. */
+  private shared: { cluster: Cluster; owner: string } | undefined;
 
   private constructor(
     private readonly stores: ServeStores,
@@ -236,13 +261,61 @@ export class Engine {
     return this.stores.describe;
   }
 
+  /** Resolves once this engine's logs were taken over by another server (never for SQLite). */
+  get lost(): Promise<unknown> {
+    const losses = [this.stores.saga.lost, this.stores.server.lost].filter((l) => l !== undefined);
+    return losses.length === 0 ? new Promise(() => undefined) : Promise.race(losses);
+  }
+
+  /** Nothing open here: no prepared transaction, no saga still running. */
+  idle(): boolean {
+    return this.prepared.size === 0 && this.orchestrator.openRuns() === 0 && this.locks.size === 0;
+  }
+
   /** Opens the store, recovers every transaction it left unfinished, and arms the prepared ones' timers. */
   static async open(options: EngineOptions): Promise<Engine> {
     const hooks = options.hooks;
-    const stores = await openStores(
-      options.store,
-      hooks === undefined ? undefined : { saga: hooks.flushes('saga'), server: hooks.flushes('server') },
-    );
+    let cluster: Cluster | undefined;
+    let ownership = options.ownership;
+    let top: Engine | undefined;
+    if (options.cluster !== undefined && 'postgres' in options.store) {
+      const { serverId, leaseTtlMs } = options.cluster;
+      cluster = await Cluster.open({
+        postgres: options.store.postgres,
+        serverId,
+        leaseTtlMs,
+        adopt: async (owner, holder) => {
+          const { cluster: _cluster, ...rest } = options;
+          const adopted = await Engine.open({
+            ...rest,
+            ...(top?.options.dtmUrl === undefined ? {} : { dtmUrl: top.options.dtmUrl }),
+            ownership: { owner, holder, leaseTtlMs, waitForLease: false },
+          });
+          adopted.shared = { cluster: cluster!, owner };
+          return adopted;
+        },
+      });
+      ownership = {
+        owner: cluster.owner,
+        holder: cluster.holder(),
+        leaseTtlMs,
+        waitForLease: await cluster.ownLogsHeldElsewhere(),
+      };
+    }
+    let stores: ServeStores;
+    const handedBack = ownership?.waitForLease === true ? await cluster?.askOwnLogsBack() : undefined;
+    try {
+      stores = await openStores(options.store, {
+        ownership,
+        observers:
+          hooks === undefined ? undefined : { saga: hooks.flushes('saga'), server: hooks.flushes('server') },
+      });
+    } catch (error) {
+      await handedBack?.();
+      await cluster?.close();
+      throw error;
+    }
+    await handedBack?.();
     try {
       let engine: Engine | undefined;
       const seen: SagaRecord[] = [];
@@ -257,12 +330,21 @@ export class Engine {
         (ctx) => engine!.callBranch(ctx),
       );
       engine = new Engine(stores, orchestrator, options);
-      hooks?.attach((gid) => engine!.describe(gid));
+      // An engine running an owner taken over reports its runs, but the
+      // gauges read the server's own engine (which lists the adopted ones).
+      if (options.ownership === undefined) hooks?.attach((gid) => engine!.describe(gid));
       await orchestrator.recover();
       for (const r of seen) if (r.type === 'begin') engine.indexBegin(r.txn, r.def);
       await engine.recoverPrepared();
+      if (cluster !== undefined) {
+        top = engine;
+        engine.cluster = cluster;
+        engine.shared = { cluster, owner: cluster.owner };
+        await cluster.watch();
+      }
       return engine;
     } catch (error) {
+      await cluster?.close();
       await stores.saga.close().catch(() => undefined);
       await stores.server.close().catch(() => undefined);
       throw error;
@@ -272,6 +354,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.cluster?.close();
     for (const p of this.prepared.values()) clearTimeout(p.timer);
     await this.orchestrator.close();
     await this.stores.saga.close();
@@ -283,6 +366,15 @@ export class Engine {
   /** Submits a saga (or a message without prepare): idempotent by gid. `created` is false for a repeat. */
   submitSaga(s: SagaSubmit, type: 'saga' | 'msg' = 'saga'): Promise<{ created: boolean }> {
     checkGid(s.gid);
+    return this.routed(
+      s.gid,
+      { type, hash: s.hash },
+      (e) => e.submitSagaHere(s, type),
+      (r) => this.repeatElsewhere(r),
+    );
+  }
+
+  private submitSagaHere(s: SagaSubmit, type: 'saga' | 'msg'): Promise<{ created: boolean }> {
     return this.locked(s.gid, async () => {
       const known = this.known(s.gid);
       if (known !== undefined) {
@@ -335,14 +427,8 @@ export class Engine {
   }
 
   private indexBegin(gid: string, def: SagaPlan): void {
-    const first = def.steps[0];
-    if (first === undefined) return;
-    try {
-      const input = JSON.parse(first.payload) as StepInput;
-      this.remember(gid, { type: input.type, hash: input.hash, phase: input.phase });
-    } catch {
-      // not one of ours: leave it out of the index
-    }
+    const entry = entryOf(def);
+    if (entry !== undefined) this.remember(gid, entry);
   }
 
   private remember(gid: string, entry: { type: TransType; hash: string; phase: StepInput['phase'] }): void {
@@ -383,7 +469,16 @@ export class Engine {
   }
 
   /** Waits up to `timeoutMs` for `gid` to end; null when it has not. */
-  async wait(gid: string, timeoutMs: number): Promise<TxnView | null> {
+  wait(gid: string, timeoutMs: number): Promise<TxnView | null> {
+    return this.routed(
+      gid,
+      undefined,
+      (e) => e.waitHere(gid, timeoutMs),
+      (r) => this.waitElsewhere(r, timeoutMs),
+    );
+  }
+
+  private async waitHere(gid: string, timeoutMs: number): Promise<TxnView | null> {
     try {
       // Only a saga run can be waited for: a prepared or already-ended-here one answers at once.
       if (this.orchestrator.status(gid).state !== 'unknown') {
@@ -407,6 +502,20 @@ export class Engine {
     hash: string,
   ): Promise<{ created: boolean }> {
     checkGid(gid);
+    return this.routed(
+      gid,
+      { type, hash },
+      (e) => e.prepareHere(gid, type, request, hash),
+      (r) => this.repeatElsewhere(r),
+    );
+  }
+
+  private prepareHere(
+    gid: string,
+    type: 'tcc' | 'msg',
+    request: PreparedRequest,
+    hash: string,
+  ): Promise<{ created: boolean }> {
     return this.locked(gid, async () => {
       const known = this.known(gid);
       if (known !== undefined) {
@@ -443,6 +552,10 @@ export class Engine {
   /** Registers a TCC branch of a prepared transaction (the caller then calls its try). */
   registerBranch(gid: string, branch: TccBranchSpec): Promise<void> {
     checkGid(gid);
+    return this.routed(gid, undefined, (e) => e.registerBranchHere(gid, branch));
+  }
+
+  private registerBranchHere(gid: string, branch: TccBranchSpec): Promise<void> {
     return this.locked(gid, async () => {
       const p = this.prepared.get(gid);
       if (p === undefined || p.decision !== null) throw this.notPrepared(gid, 'register a branch on');
@@ -471,13 +584,17 @@ export class Engine {
   /** Submits a prepared TCC (confirm every branch) or message (run its steps). Idempotent. */
   submit(gid: string, type: 'tcc' | 'msg', steps?: MsgStepSpec[]): Promise<void> {
     checkGid(gid);
-    return this.locked(gid, () => this.decide(gid, 'submit', 'submitted', steps, type));
+    return this.routed(gid, undefined, (e) =>
+      e.locked(gid, () => e.decide(gid, 'submit', 'submitted', steps, type)),
+    );
   }
 
   /** Aborts a prepared TCC (cancel every branch) or message (it ends failed). Idempotent. */
   abort(gid: string, type: 'tcc' | 'msg', reason = 'aborted by the caller'): Promise<void> {
     checkGid(gid);
-    return this.locked(gid, () => this.decide(gid, 'abort', reason, undefined, type));
+    return this.routed(gid, undefined, (e) =>
+      e.locked(gid, () => e.decide(gid, 'abort', reason, undefined, type)),
+    );
   }
 
   private async decide(
@@ -751,7 +868,12 @@ export class Engine {
 
   /** One transaction with its branches and every record; DTX_NOT_FOUND when unknown. */
   async view(gid: string): Promise<TxnView> {
-    const v = await this.viewOrNull(gid);
+    const v = await this.routed(
+      gid,
+      undefined,
+      (e) => e.viewOrNull(gid),
+      (r) => this.viewElsewhere(r),
+    );
     if (v === null) throw new DtxError('DTX_NOT_FOUND', `no transaction ${gid}`, { gid });
     return v;
   }
@@ -773,6 +895,11 @@ export class Engine {
       };
     }
     if (this.orchestrator.status(gid).state === 'unknown') return null;
+    if (this.shared !== undefined) {
+      // A shared store reads one gid's records by index, not the whole log.
+      const v = await this.sharedView(this.shared.owner, gid);
+      if (v !== null) return v;
+    }
     try {
       return this.sagaView(await this.orchestrator.show(gid));
     } catch (error) {
@@ -781,8 +908,7 @@ export class Engine {
     }
   }
 
-  private sagaView(d: TxnDetail): TxnView {
-    const entry = this.index.get(d.id);
+  private sagaView(d: TxnDetail, entry = this.index.get(d.id)): TxnView {
     const phase = entry?.phase ?? 'saga';
     const branches: BranchView[] = [];
     const status = new Map<string, BranchView['status']>();
@@ -833,6 +959,8 @@ export class Engine {
   /** Every transaction the store holds, newest first, filtered. */
   async list(filter: { state?: ServeState; type?: TransType }): Promise<TxnView[]> {
     const out: TxnView[] = [];
+    // With several servers: this server's transactions and those of the owners it took over.
+    for (const e of this.cluster?.adoptedEngines() ?? []) out.push(...(await e.list(filter)));
     for (const p of this.prepared.values()) out.push(preparedView(p));
     for (const gid of this.endedHere.keys()) {
       const v = await this.viewOrNull(gid);
@@ -852,7 +980,11 @@ export class Engine {
 
   // ------------------------------------------------------------ operator
 
-  async retry(gid: string): Promise<void> {
+  retry(gid: string): Promise<void> {
+    return this.routed(gid, undefined, (e) => e.retryHere(gid));
+  }
+
+  private async retryHere(gid: string): Promise<void> {
     const p = this.prepared.get(gid);
     if (p !== undefined) {
       if (p.type === 'msg' && p.request.queryPrepared !== null && p.decision === null) {
@@ -866,19 +998,78 @@ export class Engine {
     await this.orchestrator.retry(gid);
   }
 
-  async resolve(
-    gid: string,
-    outcome: 'completed' | 'compensated',
-    reason: string,
-    force: boolean,
-  ): Promise<void> {
-    await this.known404(gid);
-    await this.orchestrator.resolve(gid, { outcome, reason, force: force as true });
+  resolve(gid: string, outcome: 'completed' | 'compensated', reason: string, force: boolean): Promise<void> {
+    return this.routed(gid, undefined, async (e) => {
+      await e.known404(gid);
+      await e.orchestrator.resolve(gid, { outcome, reason, force: force as true });
+    });
   }
 
-  async abandon(gid: string, reason: string, force: boolean): Promise<void> {
-    await this.known404(gid);
-    await this.orchestrator.abandon(gid, { reason, force: force as true });
+  abandon(gid: string, reason: string, force: boolean): Promise<void> {
+    return this.routed(gid, undefined, async (e) => {
+      await e.known404(gid);
+      await e.orchestrator.abandon(gid, { reason, force: force as true });
+    });
+  }
+
+  // ------------------------------------------------------------ several servers
+
+  /**
+   * Runs a request on `gid` where the gid's claim sends it (./cluster.ts):
+   * `here` on this engine or on the engine of an owner this server took
+   * over; `elsewhere` for a gid another server's owner holds (default:
+   * DTX_NOT_OWNER). `create`: the request begins a transaction (the gid is
+   * claimed for this server when unclaimed; a claim for another request is
+   * DTX_DUPLICATE_GID). One server alone: always `here` on this engine.
+   */
+  private async routed<T>(
+    gid: string,
+    create: { type: TransType; hash: string } | undefined,
+    here: (e: Engine) => Promise<T>,
+    elsewhere: (r: Remote) => Promise<T> = async (r) => {
+      throw notOwner(r);
+    },
+  ): Promise<T> {
+    if (this.cluster === undefined) return here(this);
+    const to = await this.cluster.route(gid, this, create);
+    if (to instanceof Engine) return here(to);
+    if (create !== undefined && (to.type !== create.type || to.hash !== create.hash))
+      throw duplicate(gid, to.type);
+    return elsewhere(to);
+  }
+
+  /** The same request again, for a transaction another server has begun: answered as the first. */
+  private async repeatElsewhere(r: Remote): Promise<{ created: boolean }> {
+    if ((await this.viewElsewhere(r)) === null) throw notOwner(r);
+    return { created: false };
+  }
+
+  /** A transaction of another server's owner, read from the store; null when its log has nothing of it (yet). */
+  private viewElsewhere(r: Remote): Promise<TxnView | null> {
+    return this.sharedView(r.owner, r.gid);
+  }
+
+  /** A transaction of `owner`'s logs in the shared store, read from its records there; null when they have none. */
+  private async sharedView(owner: string, gid: string): Promise<TxnView | null> {
+    const { saga, server } = await this.shared!.cluster.records(owner, gid);
+    if (saga.length > 0) {
+      const d = sagaTxnViews(saga).find((v) => v.id === gid);
+      // The request's type and phase are in the `begin`; once compacted away, in the index (this server's gids).
+      const begin = saga.map((x) => x.record).find((x) => x.type === 'begin');
+      if (d !== undefined) return this.sagaView(d, begin === undefined ? undefined : entryOf(begin.def));
+    }
+    return server.length === 0 ? null : serverRecordsView(gid, server);
+  }
+
+  /** Polls the store until the transaction another server runs has ended, or `timeoutMs`. */
+  private async waitElsewhere(r: Remote, timeoutMs: number): Promise<TxnView | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await this.viewElsewhere(r);
+      if (v !== null && ended(v)) return v;
+      if (Date.now() >= deadline) return null;
+      await new Promise((resolve) => setTimeout(resolve, serverLimits.waitElsewherePollMs));
+    }
   }
 
   private async known404(gid: string): Promise<void> {
@@ -933,6 +1124,71 @@ function dtmStatusOf(state: ServeState, back: boolean, endOutcome: string | null
 /** Which decision a transaction no longer prepared shows. */
 function wasDecided(v: TxnView): 'submit' | 'abort' {
   return v.dtmStatus === 'aborting' || v.dtmStatus === 'failed' ? 'abort' : 'submit';
+}
+
+/** What a saga's `begin` says of the request it came from; undefined for a saga not begun by a server. */
+function entryOf(def: SagaPlan): { type: TransType; hash: string; phase: StepInput['phase'] } | undefined {
+  const first = def.steps[0];
+  if (first === undefined) return undefined;
+  try {
+    const input = JSON.parse(first.payload) as StepInput;
+    return { type: input.type, hash: input.hash, phase: input.phase };
+  } catch {
+    return undefined; // not one of ours
+  }
+}
+
+/** Whether a transaction has ended (nothing more will be called). */
+function ended(v: TxnView): boolean {
+  return ['completed', 'compensated', 'resolved', 'abandoned'].includes(v.state);
+}
+
+/** A prepared (or ended-before-any-call) transaction of another server, from its server-log records. */
+function serverRecordsView(gid: string, records: { at: Date; record: ServerRecord }[]): TxnView | null {
+  let p: Prepared | undefined;
+  for (const { at, record: r } of records) {
+    const timed = { at: at.toISOString(), record: r };
+    if (r.type === 'prepare') {
+      p = {
+        gid,
+        type: r.transType,
+        hash: r.hash,
+        request: r.request,
+        branches: [],
+        decision: null,
+        records: [timed],
+        timer: undefined,
+        checks: 0,
+      };
+    } else if (r.type === 'end') {
+      const state = r.outcome === 'succeed' ? 'completed' : 'compensated';
+      return {
+        id: gid,
+        type: r.transType,
+        state,
+        dtmStatus: r.outcome,
+        startedAt: timed.at,
+        reason: r.reason,
+        branches: [],
+        records: [timed],
+      };
+    } else if (p !== undefined) {
+      p.records.push(timed);
+      if (r.type === 'branch') p.branches.push(r.branch);
+      if (r.type === 'decide') p.decision = r;
+    }
+  }
+  return p === undefined ? null : preparedView(p);
+}
+
+/** A gid another server's owner holds: send the request there, or retry once a survivor has taken it over. */
+function notOwner(r: Remote): DtxError {
+  const owner = r.owner.replace(/^dtx-serve:?/, '') || '(unnamed)';
+  const detail =
+    r.heldBy === null
+      ? `server ${owner}, which is not running: another server takes its transactions over within the lease ttl; retry`
+      : `server ${r.heldBy}${r.heldBy === owner ? '' : ` (which took over server ${owner})`}: send this request there`;
+  return new DtxError('DTX_NOT_OWNER', `${r.gid} is run by ${detail}`, { gid: r.gid });
 }
 
 function duplicate(gid: string, type: TransType): DtxError {

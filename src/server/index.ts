@@ -7,11 +7,12 @@ import type { Logger as PinoLogger } from 'pino';
 import { DtxError, isDtxError } from '../errors.ts';
 import type { SagaConfig } from '../protocol/saga/types.ts';
 import { buildApp } from './app.ts';
+import { checkServerId, defaultServerId } from './cluster.ts';
 import { Engine } from './engine.ts';
 import { serverLimits } from './limits.ts';
 import { createServerLogger, type LogLevel, logEvents } from './logging.ts';
 import { ServeMetrics } from './metrics.ts';
-import type { StoreLocation } from './store.ts';
+import { type StoreLocation, serveOwner } from './store.ts';
 import { ServeTelemetry } from './telemetry.ts';
 import { TwoPcCoordinatorService } from './twopc.ts';
 
@@ -29,6 +30,14 @@ export interface ServeOptions {
   /** The log: a pino logger, else one at `logLevel` on stdout. Default level `silent` (the CLI's is `info`). */
   logger?: PinoLogger;
   logLevel?: LogLevel;
+  /**
+   * This server's id among several on one PostgreSQL store (docs/server.md,
+   * "Several servers"): `[A-Za-z0-9][A-Za-z0-9_.-]{0,47}`. Default: the host
+   * name and the port. Ignored for a SQLite store (one server per store).
+   */
+  serverId?: string;
+  /** PostgreSQL store: the owner leases' ttl (ms): how soon a dead server's transactions are taken over. */
+  leaseTtlMs?: number;
 }
 
 export interface RunningServer {
@@ -66,11 +75,20 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       `--listen ${host} is not a loopback address: give a --token-file, so that nobody else can start or end transactions`,
     );
   }
+  const leaseTtlMs = options.leaseTtlMs ?? serverLimits.leaseTtlMsDefault;
+  if (!Number.isSafeInteger(leaseTtlMs) || leaseTtlMs < serverLimits.leaseTtlMsMin || leaseTtlMs > 600_000) {
+    throw new DtxError(
+      'DTX_INVALID_ARGUMENT',
+      `--lease-ttl-ms must be an integer from ${serverLimits.leaseTtlMsMin} to 600000, got ${String(leaseTtlMs)}`,
+    );
+  }
+  const serverId = checkServerId(options.serverId ?? defaultServerId(port));
   const logger = options.logger ?? createServerLogger(options.logLevel ?? 'silent');
   const metrics = new ServeMetrics();
   const engine = await Engine.open({
     store: options.store,
     hooks: new ServeTelemetry([metrics, logEvents(logger)]),
+    ...('postgres' in options.store ? { cluster: { serverId, leaseTtlMs } } : {}),
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
   });
@@ -78,6 +96,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   try {
     twopc = await TwoPcCoordinatorService.open({
       store: options.store,
+      // Several servers on one PostgreSQL store: each keeps its 2PC log under its own owner.
+      ...('postgres' in options.store ? { owner: serveOwner(serverId) } : {}),
       ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
       ...(options.timing?.retryBaseMs === undefined ? {} : { retryBaseMs: options.timing.retryBaseMs }),
       ...(options.timing?.retryCapMs === undefined ? {} : { retryCapMs: options.timing.retryCapMs }),

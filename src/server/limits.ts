@@ -20,6 +20,12 @@ export const serverLimits = {
   queryPreparedIntervalMsMax: 60_000,
   /** Longest `wait` a request may ask for (ms): a request holds a connection while it waits. */
   waitMsMax: 60_000,
+  /** How often a `wait` for a transaction another server runs reads the store again (ms). */
+  waitElsewherePollMs: 100,
+  /** The owner leases' ttl with several servers on one store (ms): a dead server's transactions wait this long for a survivor. */
+  leaseTtlMsDefault: 10_000,
+  /** The shortest lease ttl `--lease-ttl-ms` accepts (ms): renewals go every ttl/3 over a real network. */
+  leaseTtlMsMin: 500,
   /** Page size of the transaction listings. */
   pageDefault: 50,
   pageMax: 500,

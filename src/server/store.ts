@@ -13,7 +13,9 @@
 //
 // `--store sqlite:PATH` puts the saga log at PATH and the server log at
 // PATH.server; `--store postgres://...` uses the tables `dtx_serve_saga` and
-// `dtx_serve_server`, owner `dtx-serve`. Both are created on first use.
+// `dtx_serve_server`, owner `dtx-serve:<server id>` (several servers share
+// the tables, each with its own owner: ./cluster.ts). Both are created on
+// first use.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -87,13 +89,35 @@ export interface ServeStores {
   describe: string;
 }
 
-const owner = 'dtx-serve';
+/** The PostgreSQL owner of server `serverId`'s logs. */
+export function serveOwner(serverId: string): string {
+  return `dtx-serve:${serverId}`;
+}
 
 /** Flush observers of the two logs (for metrics). */
 export type StoreObservers = Record<'saga' | 'server', Pick<Observer, 'logFlushed'>>;
 
-/** Opens (creating on first use) both logs; each is held exclusively (file lock, owner lease). */
-export async function openStores(where: StoreLocation, observers?: StoreObservers): Promise<ServeStores> {
+/** Whose logs to open in a PostgreSQL store, and how to take their owner leases. */
+export interface StoreOwnership {
+  owner: string;
+  /** The lease holder id: `<server id>/<random>`, so that others can tell which server holds a log. */
+  holder: string;
+  leaseTtlMs: number;
+  /** Wait for the leases instead of failing `locked` (the owner's logs are being handed back). */
+  waitForLease: boolean;
+}
+
+/**
+ * Opens (creating on first use) both logs; each is held exclusively (file
+ * lock, owner lease). `ownership` is for a PostgreSQL store (the default: the
+ * owner `dtx-serve`, as before servers had ids); `observers` see each log's
+ * flushes.
+ */
+export async function openStores(
+  where: StoreLocation,
+  options: { ownership?: StoreOwnership | undefined; observers?: StoreObservers | undefined } = {},
+): Promise<ServeStores> {
+  const { ownership, observers } = options;
   const observe = (log: 'saga' | 'server') => (observers === undefined ? {} : { observer: observers[log] });
   if ('sqlite' in where) {
     mkdirSync(dirname(where.sqlite), { recursive: true });
@@ -114,18 +138,40 @@ export async function openStores(where: StoreLocation, observers?: StoreObserver
       throw error;
     }
   }
+  const owner = ownership?.owner ?? 'dtx-serve';
+  const lease =
+    ownership === undefined
+      ? {}
+      : {
+          leaseHolder: ownership.holder,
+          leaseTtlMs: ownership.leaseTtlMs,
+          waitForLease: ownership.waitForLease,
+        };
+  // The saga log first, always: two servers adopting one owner at once race
+  // for its saga lease, and the loser never reaches the server log's.
   const saga = await openLog(
-    { postgres: where.postgres, owner, table: 'dtx_serve_saga', create: true, ...observe('saga') },
+    { postgres: where.postgres, owner, table: 'dtx_serve_saga', create: true, ...lease, ...observe('saga') },
     decodeSagaRecord,
     'saga',
   );
   try {
     const server = await openLog(
-      { postgres: where.postgres, owner, table: 'dtx_serve_server', create: true, ...observe('server') },
+      {
+        postgres: where.postgres,
+        owner,
+        table: 'dtx_serve_server',
+        create: true,
+        ...lease,
+        ...observe('server'),
+      },
       decodeServerRecord,
       'server',
     );
-    return { saga, server, describe: 'postgres (tables dtx_serve_saga, dtx_serve_server)' };
+    return {
+      saga,
+      server,
+      describe: `postgres (tables dtx_serve_saga, dtx_serve_server, owner ${owner})`,
+    };
   } catch (error) {
     await saga.close();
     throw error;

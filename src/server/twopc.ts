@@ -173,15 +173,20 @@ export interface TwoPcServeOptions {
   retryCapMs?: number;
   /** Tells whether another part of the server already uses `gid` (one gid namespace). */
   usedElsewhere?: (gid: string) => Promise<boolean>;
+  /** PostgreSQL store: the log's owner, this server's own (`dtx-serve:<id>`). Default `dtx-serve`. */
+  owner?: string;
 }
 
 /** Opens the 2PC log next to the server's others (created on first use, held exclusively). */
-export function openTwoPcLog(where: StoreLocation): Promise<DurableLog<ServeTwoPcRecord> & AsyncDisposable> {
+export function openTwoPcLog(
+  where: StoreLocation,
+  owner = 'dtx-serve',
+): Promise<DurableLog<ServeTwoPcRecord> & AsyncDisposable> {
   if ('sqlite' in where) {
     return openLog({ sqlite: `${where.sqlite}.twopc`, create: true }, decodeTwoPcRecord, 'server');
   }
   return openLog(
-    { postgres: where.postgres, owner: 'dtx-serve', table: 'dtx_serve_twopc', create: true },
+    { postgres: where.postgres, owner, table: 'dtx_serve_twopc', create: true },
     decodeTwoPcRecord,
     'server',
   );
@@ -221,7 +226,7 @@ export class TwoPcCoordinatorService {
 
   /** Opens the log, recovers (re-sends decided commits, rolls back the undecided) and starts. */
   static async open(options: TwoPcServeOptions): Promise<TwoPcCoordinatorService> {
-    const log = await openTwoPcLog(options.store);
+    const log = await openTwoPcLog(options.store, options.owner);
     const service = new TwoPcCoordinatorService(log, options);
     try {
       await service.recover();

@@ -33,7 +33,7 @@ async function crashAndFinish(store: string, count: number): Promise<void> {
     return { status: 200 };
   });
   try {
-    let { child, url } = await startServe(store);
+    let { child, url } = await startServe(['--store', store]);
     const ids = Array.from({ length: count }, (_, i) => `crash-${i}`);
     for (const id of ids) {
       const r = await call(url, 'POST', '/v1/sagas', {
@@ -51,7 +51,7 @@ async function crashAndFinish(store: string, count: number): Promise<void> {
     assert.equal(held, count, 'every saga reached its last step');
     await kill(child, 'SIGKILL');
     openGate();
-    ({ child, url } = await startServe(store));
+    ({ child, url } = await startServe(['--store', store]));
     try {
       for (const id of ids)
         await until(url, id, (v) => ['completed', 'compensated'].includes(v.state), 60_000);

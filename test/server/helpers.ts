@@ -131,9 +131,9 @@ export async function until(
 
 const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
 
-/** `dtx serve` as a child process (from the sources) on `store`; resolves once it listens. */
-export async function startServe(store: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [bin, 'serve', '--listen', '127.0.0.1:0', '--store', store], {
+/** Starts `dtx serve --listen 127.0.0.1:0 ARGS...` as a child process; resolves once it listens. */
+export async function startServe(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [bin, 'serve', '--listen', '127.0.0.1:0', ...args], {
     env: { ...process.env, DTX_FROM_SOURCE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -148,10 +148,14 @@ export async function startServe(store: string): Promise<{ child: ChildProcess; 
     });
     child.once('exit', (code) => reject(new Error(`dtx serve exited ${code}: ${err}`)));
   });
+  // A server that dies on its own says why in the test's output.
+  child.once('exit', (code) => {
+    if (code !== null && code !== 0) process.stderr.write(`dtx serve ${url} exited ${code}: ${err}\n`);
+  });
   return { child, url };
 }
 
-/** Sends `signal` to a child and waits for it to exit (at once when it has already). */
+/** Sends `signal` to a child and waits for it to exit. */
 export async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -435,7 +435,7 @@ describe('2PC across services, server in-process', () => {
 describe('2PC across services, `dtx serve` SIGKILLed', () => {
   test('killed once the commit decision is durable, before any COMMIT was carried out: the restart commits', async () => {
     const store = `sqlite:${join(dir, 'kill-commit.sqlite')}`;
-    let { child, url } = await startServe(store);
+    let { child, url } = await startServe(['--store', store]);
     const gid = `k1-${run}`;
     const held = new Set<string>();
     let sawCommit: () => void = () => undefined;
@@ -472,7 +472,7 @@ describe('2PC across services, `dtx serve` SIGKILLed', () => {
         (await pgSvc.participant.listPrepared()).filter((p) => p.gid === gid).map((p) => p.branch),
         ['stock'],
       );
-      ({ child, url } = await startServe(store));
+      ({ child, url } = await startServe(['--store', store]));
       const v = await untilState(url, gid, 'committed');
       assert.equal(v.outcome, 'committed');
       assert.deepEqual(await pgRows(gid), [`${gid}-s`]);
@@ -488,7 +488,7 @@ describe('2PC across services, `dtx serve` SIGKILLed', () => {
 
   test('killed before the decision with both branches prepared: the restart rolls both back', async () => {
     const store = `sqlite:${join(dir, 'kill-prepare.sqlite')}`;
-    let { child, url } = await startServe(store);
+    let { child, url } = await startServe(['--store', store]);
     const gid = `k2-${run}`;
     let preparedHeld: () => void = () => undefined;
     const mariaPrepared = new Promise<void>((resolve) => (preparedHeld = resolve));
@@ -518,7 +518,7 @@ describe('2PC across services, `dtx serve` SIGKILLed', () => {
       await commit;
       pgSvc.hook = undefined;
       mariaSvc.hook = undefined;
-      ({ child, url } = await startServe(store));
+      ({ child, url } = await startServe(['--store', store]));
       const v = await untilState(url, gid, 'aborted');
       assert.equal(v.outcome, 'aborted');
       assert.match(v.reason, /restarted before a decision/);

@@ -9,6 +9,8 @@ export interface ServeFlags {
   store?: string;
   tokenFile?: string;
   logLevel: string;
+  serverId?: string;
+  leaseTtlMs?: string;
 }
 
 function readToken(path: string): string {
@@ -31,6 +33,13 @@ function readToken(path: string): string {
   return token;
 }
 
+function parseMs(text: string): number {
+  if (!/^\d{1,9}$/.test(text)) {
+    throw new DtxError('DTX_INVALID_ARGUMENT', `--lease-ttl-ms must be a whole number of ms, got ${text}`);
+  }
+  return Number(text);
+}
+
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
@@ -49,6 +58,14 @@ export function registerServeCommand(program: Command): void {
       'JSON log lines on stdout at this level and above: fatal, error, warn, info, debug, trace, silent',
       'info',
     )
+    .option(
+      '--server-id <id>',
+      'this server among several on one PostgreSQL store (default: host name and port)',
+    )
+    .option(
+      '--lease-ttl-ms <ms>',
+      'PostgreSQL store: owner lease ttl, how soon another server takes over a dead one (default 10000)',
+    )
     .action(async (flags: ServeFlags) => {
       const { startServer, parseStore } = await import('../../server/index.ts');
       const { checkLogLevel } = await import('../../server/logging.ts');
@@ -59,12 +76,23 @@ export function registerServeCommand(program: Command): void {
         store,
         logLevel: checkLogLevel(flags.logLevel),
         ...(flags.tokenFile === undefined ? {} : { token: readToken(flags.tokenFile) }),
+        ...(flags.serverId === undefined ? {} : { serverId: flags.serverId }),
+        ...(flags.leaseTtlMs === undefined ? {} : { leaseTtlMs: parseMs(flags.leaseTtlMs) }),
       });
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
+      const lost = await new Promise<boolean>((resolve) => {
+        const stop = () => resolve(false);
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        // Another server took this one's logs over (it was paused past its lease): it may write
+        // nothing more, so it stops; restarted, it waits for its logs to be handed back.
+        void server.engine.lost.then(() => resolve(true));
       });
       await server.close();
+      if (lost) {
+        throw new DtxError(
+          'DTX_LOG_FENCED',
+          "another server took this server's logs over (its lease lapsed); restart it",
+        );
+      }
     });
 }

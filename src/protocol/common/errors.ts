@@ -100,6 +100,10 @@
  *   bearer token. Nothing was done. Not retryable.
  * - `DTX_UNSUPPORTED`: a request asks for a mode dtx does not offer (for
  *   `dtx serve`'s DTM-compatible API: XA, workflow, gRPC). Not retryable.
+ * - `DTX_NOT_OWNER`: with several `dtx serve` servers on one store, the
+ *   transaction named is run by another server (the message names it), or
+ *   by one that is down and not yet taken over. Nothing was done. Retryable:
+ *   on the server named, or after the takeover.
  */
 export type DtxErrorCode =
   | 'DTX_INVALID_GID'
@@ -132,7 +136,8 @@ export type DtxErrorCode =
   | 'DTX_BAD_HISTORY'
   | 'DTX_NOT_FOUND'
   | 'DTX_UNAUTHORIZED'
-  | 'DTX_UNSUPPORTED';
+  | 'DTX_UNSUPPORTED'
+  | 'DTX_NOT_OWNER';
 
 /** Whether each code is worth retrying, unless the thrower says otherwise. */
 export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
@@ -167,6 +172,7 @@ export const retryableByCode: Readonly<Record<DtxErrorCode, boolean>> = {
   DTX_NOT_FOUND: false,
   DTX_UNAUTHORIZED: false,
   DTX_UNSUPPORTED: false,
+  DTX_NOT_OWNER: true,
 };
 
 export interface DtxErrorOptions {

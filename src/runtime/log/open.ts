@@ -13,13 +13,21 @@ import type { DurableLog, LogOptions, LogProtocol } from './types.ts';
  * (`{ postgres, owner }`). A missing log is refused (DTX_LOG_NOT_FOUND) unless
  * `create` is set; `coordinatorId`, when given, must be the log's (and is the
  * new log's id with `create`). PostgreSQL: `leaseTtlMs` is the owner lease's
- * ttl (default 10,000), `waitForLease` makes a standby wait for it.
+ * ttl (default 10,000), `waitForLease` makes a standby wait for it, `leaseHolder`
+ * names this open in the lease table (default: host, pid and random bits).
  */
 export type LogLocation =
   /** `unsafeMemory`: allow `:memory:`, which survives nothing (tests and diagnosis only; see openSqliteLog). */
   (
     | { sqlite: string; unsafeMemory?: boolean }
-    | { postgres: string; owner: string; table?: string; leaseTtlMs?: number; waitForLease?: boolean }
+    | {
+        postgres: string;
+        owner: string;
+        table?: string;
+        leaseTtlMs?: number;
+        waitForLease?: boolean;
+        leaseHolder?: string;
+      }
   ) & { create?: boolean; coordinatorId?: string; observer?: LogOptions<unknown>['observer'] };
 
 /**
@@ -54,6 +62,7 @@ export async function openLog<R>(
     lease: {
       ...(where.leaseTtlMs === undefined ? {} : { ttlMs: where.leaseTtlMs }),
       ...(where.waitForLease === true ? { wait: true } : {}),
+      ...(where.leaseHolder === undefined ? {} : { holder: where.leaseHolder }),
     },
   });
 }

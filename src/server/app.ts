@@ -20,6 +20,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { type DtxErrorCode, isDtxError } from '../errors.ts';
+import { dashboardRoutes, isDashboardAsset, registerDashboardAssets } from './dashboard.ts';
 import { dtmRoutes } from './dtm.ts';
 import type { Engine } from './engine.ts';
 import { serverLimits } from './limits.ts';
@@ -108,11 +109,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const routes: Route[] = [
     ...nativeRoutes(options.engine),
     ...(options.twopc === undefined ? [] : twoPcRoutes(options.twopc)),
+    ...dashboardRoutes(options.engine),
     ...dtmRoutes(options.engine),
   ];
 
   app.addHook('onRequest', async (request, reply) => {
     if (options.token === undefined || request.url === '/health') return;
+    // The dashboard's static files hold no data: the page asks for the token itself.
+    if (isDashboardAsset(request.method, request.url)) return;
     if (!tokenMatches(request.headers.authorization, options.token)) {
       return problem(request, reply, 401, 'DTX_UNAUTHORIZED', 'a valid bearer token is required').header(
         'www-authenticate',
@@ -176,6 +180,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const doc = openApiDocument(routes);
   app.get('/openapi.json', async () => doc);
+  registerDashboardAssets(app);
   for (const r of routes) app.route({ method: r.method, url: r.url, schema: r.schema, handler: r.handler });
   return app;
 }

@@ -44,6 +44,7 @@ import type { Observer } from '../runtime/observe.ts';
 import type { TxnDetail, TxnState } from '../runtime/operator.ts';
 import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
 import { Cluster, type Remote } from './cluster.ts';
+import { CallJournal, journalled } from './calls.ts';
 import { callDtmBranch } from './dtm-call.ts';
 import { serverLimits } from './limits.ts';
 import {
@@ -234,6 +235,8 @@ export class Engine {
   private cluster: Cluster | undefined;
   /** On a shared store: the cluster and the owner of this engine's logs. */
   private shared: { cluster: Cluster; owner: string } | undefined;
+  /** The branch calls this process made, for the dashboard's timeline (./calls.ts). */
+  readonly calls = new CallJournal();
 
   private constructor(
     private readonly stores: ServeStores,
@@ -327,7 +330,7 @@ export class Engine {
           httpTimeoutMs: options.httpTimeoutMs ?? httpTimeoutMsDefault,
           ...(hooks === undefined ? {} : { observer: hooks.observer }),
         },
-        (ctx) => engine!.callBranch(ctx),
+        (ctx) => journalled(engine!.calls, ctx, (c) => engine!.callBranch(c)),
       );
       engine = new Engine(stores, orchestrator, options);
       // An engine running an owner taken over reports its runs, but the

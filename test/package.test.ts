@@ -38,6 +38,22 @@ if (typeof dtx.DtxError !== 'function') throw new Error('dtx does not export Dtx
 console.log(JSON.stringify(Object.fromEntries(Object.entries(entries).map(([k, m]) => [k, Object.keys(m).length]))));
 `;
 
+// The dashboard's files as the installed package serves them (the module is
+// not an entry point: it is reached by its path, as `dtx serve` reaches it).
+const dashboardCheck = `
+import Fastify from 'fastify';
+import { registerDashboardAssets } from './node_modules/dtx/dist/server/dashboard.js';
+const app = Fastify();
+registerDashboardAssets(app);
+const out = [];
+for (const url of ['/', '/dashboard/dashboard.js', '/dashboard/dashboard.css']) {
+  const r = await app.inject({ url });
+  out.push([r.statusCode, r.headers['content-type'], r.body.length > 100 && /default-src 'none'/.test(r.headers['content-security-policy'])]);
+}
+await app.close();
+console.log(JSON.stringify(out));
+`;
+
 test('the packed tarball installs lean, runs `dtx demo --no-real` and imports every entry point from .mjs', () => {
   const packDir = mkdtempSync(join(tmpdir(), 'dtx-pack-'));
   const userDir = mkdtempSync(join(tmpdir(), 'dtx-user-'));
@@ -49,7 +65,18 @@ test('the packed tarball installs lean, runs `dtx demo --no-real` and imports ev
     ) as { filename: string; files: { path: string }[] }[];
     assert.ok(packed);
     const paths = packed.files.map((f) => f.path);
-    for (const needed of ['package.json', 'README.md', 'bin/dtx.js', 'dist/index.js', 'dist/cli/main.js'])
+    for (const needed of [
+      'package.json',
+      'README.md',
+      'bin/dtx.js',
+      'dist/index.js',
+      'dist/cli/main.js',
+      // The dashboard `dtx serve` serves, next to the module that reads it (the build copies it).
+      'dist/server/dashboard.js',
+      'dist/server/dashboard/index.html',
+      'dist/server/dashboard/dashboard.js',
+      'dist/server/dashboard/dashboard.css',
+    ])
       assert.ok(paths.includes(needed), `the tarball lacks ${needed}`);
     for (const p of paths) {
       assert.match(
@@ -88,6 +115,15 @@ test('the packed tarball installs lean, runs `dtx demo --no-real` and imports ev
       'dtx/sqlite',
       'dtx/outbox',
       'dtx/inbox',
+    ]);
+
+    // `dtx serve`'s dashboard from the installed files: the page and its script are found and served.
+    writeFileSync(join(userDir, 'dashboard.mjs'), dashboardCheck);
+    const served = JSON.parse(run(process.execPath, ['dashboard.mjs'], userDir));
+    assert.deepEqual(served, [
+      [200, 'text/html; charset=utf-8', true],
+      [200, 'text/javascript; charset=utf-8', true],
+      [200, 'text/css; charset=utf-8', true],
     ]);
   } finally {
     rmSync(packDir, { recursive: true, force: true });

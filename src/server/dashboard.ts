@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { renderTraceSvg } from '../render/trace.ts';
 import { traceStyle } from '../render/trace-style.ts';
 import type { Route } from './app.ts';
 import type { Engine, TxnView } from './engine.ts';
@@ -40,14 +41,26 @@ const assets: Record<string, string> = {
   'dashboard.js': 'text/javascript; charset=utf-8',
 };
 
+const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+
 /**
- * Self only. The one exception is the stylesheet inside the timeline's SVG,
- * allowed by its hash: it is a constant of the renderer, not data.
+ * The inline styles of the timeline's SVG: its stylesheet and the few style
+ * attributes of its legend. Constants of the renderer, not data: read from a
+ * picture of nothing, so that they follow the renderer if it changes.
  */
+const timelineStyles = [
+  sha256(traceStyle),
+  "'unsafe-hashes'",
+  ...new Set(
+    [...renderTraceSvg([], { title: '' }).matchAll(/ style="([^"]*)"/g)].map((m) => sha256(m[1] ?? '')),
+  ),
+];
+
+/** Self only, but for the timeline's own inline styles, allowed by their hashes. */
 export const dashboardCsp = [
   "default-src 'none'",
   "script-src 'self'",
-  `style-src 'self' 'sha256-${createHash('sha256').update(traceStyle).digest('base64')}'`,
+  `style-src 'self' ${timelineStyles.join(' ')}`,
   "img-src 'self' data:",
   "connect-src 'self'",
   "base-uri 'none'",

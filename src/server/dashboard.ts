@@ -32,6 +32,11 @@ export const dashboardLimits = {
   recentMax: 25,
   /** Transactions needing attention listed by the overview (oldest first: the longest waiting on top). */
   attentionMax: 200,
+  /**
+   * An overview is reused this long: building one reads every view the store
+   * holds, and every open page asks for one every two seconds.
+   */
+  overviewReuseMs: 1000,
 } as const;
 
 /** The files of the page, by the name it is served under, with their types. */
@@ -123,6 +128,19 @@ export async function overview(engine: Engine, nowMs: number) {
 }
 
 export function dashboardRoutes(engine: Engine): Route[] {
+  let last: { atMs: number; overview: ReturnType<typeof overview> } | null = null;
+  const recentOverview = () => {
+    const now = Date.now();
+    if (last === null || now - last.atMs >= dashboardLimits.overviewReuseMs) {
+      const built = overview(engine, now);
+      last = { atMs: now, overview: built };
+      // A failed build is not reused.
+      built.catch(() => {
+        if (last?.overview === built) last = null;
+      });
+    }
+    return last.overview;
+  };
   return [
     {
       method: 'GET',
@@ -130,7 +148,7 @@ export function dashboardRoutes(engine: Engine): Route[] {
       summary:
         'The dashboard: transactions not ended, those needing an operator (stuck, in doubt, ended by hand) and the latest ended, each with its phase and age',
       schema: { querystring: Type.Object({}, { additionalProperties: false }) },
-      handler: async () => overview(engine, Date.now()),
+      handler: async () => recentOverview(),
     },
     {
       method: 'GET',

@@ -14,6 +14,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -29,22 +30,29 @@ const token = 'dashboard-token-0123456789';
 const auth = { authorization: `Bearer ${token}` };
 
 /**
- * Retries without jitter, doubling from 150 ms: attempts at 0, 0.15, 0.45,
- * 1.05, 2.25, 4.65, 9.45 s... The alert (stuck) is raised after 3 failures.
+ * Retries without jitter, each wait four times the last from 100 ms: attempts
+ * at 0, 0.1, 0.5, 2.1, 8.5, 34.1 s... The alert (stuck) is raised after 3
+ * failures. After the fifth failure the runtime's own next try is 25.6 s away.
  */
-const timing = { retryBaseMs: 150, retryFactor: 2, retryCapMs: 60_000, jitter: 0, stuckAfterAttempts: 3 };
+const timing = { retryBaseMs: 100, retryFactor: 4, retryCapMs: 60_000, jitter: 0, stuckAfterAttempts: 3 };
+const healAfterFailures = 5;
+const nextTryAfterMs = 100 * 4 ** (healAfterFailures - 1);
 
 let server: RunningServer;
 let svc: BranchService;
 let healthy = false;
-/** When each successful `ship` call came. */
+/** When each failed and each successful call of order-stuck's `ship` came. */
+const shipFailedAt: number[] = [];
 const shipSuccessAt: number[] = [];
 
 before(async () => {
   svc = await branchService((c) => {
     if (c.path === '/refuse' && c.op === 'action') return { status: 409, body: '{"reason":"out of stock"}' };
     if (c.path === '/lost') return { status: 503, body: '{"reason":"carrier gone"}' };
-    if (c.path === '/ship' && !healthy) return { status: 503, body: '{"reason":"warehouse down"}' };
+    if (c.path === '/ship' && !healthy) {
+      shipFailedAt.push(Date.now());
+      return { status: 503, body: '{"reason":"warehouse down"}' };
+    }
     if (c.path === '/ship') shipSuccessAt.push(Date.now());
     return { status: 200 };
   });
@@ -61,6 +69,18 @@ after(async () => {
   await svc?.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** The status of a GET of `path` exactly as written, with no token. */
+function rawStatus(path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${server.url}/`, { path, method: 'GET' }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 const post = (path: string, body: unknown) => call(server.url, 'POST', path, body, auth);
 const step = (name: string, path = name, compensable = true) => ({
@@ -93,7 +113,9 @@ test('the page and its files need no token, carry a self-only CSP, and nothing e
     assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
   }
   assert.equal((await fetch(`${server.url}/dashboard/other.js`)).status, 401);
-  assert.equal((await fetch(`${server.url}/dashboard/../v1/overview`)).status, 401);
+  // Sent as is (fetch would normalise the dot segments away).
+  assert.equal(await rawStatus('/dashboard/../v1/overview'), 401);
+  assert.equal(await rawStatus('/dashboard/%2e%2e/v1/overview'), 401);
   assert.equal((await fetch(`${server.url}/v1/overview`)).status, 401);
   const o = await call(server.url, 'GET', '/v1/overview', undefined, auth);
   assert.equal(o.status, 200);
@@ -148,20 +170,20 @@ test('in chromium: find the stuck saga, see its timeline, heal the branch, retry
     await page.fill('#token-input', token);
     await page.click('#token-form button[type=submit]');
     await page.locator('#token-form').waitFor({ state: 'hidden' });
-    assert.equal(await page.evaluate(() => sessionStorage.getItem('dtx-serve-token')), token);
+    assert.equal(await page.evaluate("sessionStorage.getItem('dtx-serve-token')"), token);
 
     // The stuck saga, under "needs attention", with its reason and age.
     const stuckRow = page.locator('#attention tr[data-id="order-stuck"][data-phase="stuck"]');
     await stuckRow.waitFor({ timeout: 20_000 });
-    assert.match(await stuckRow.innerText(), /stuck, still retrying/);
-    assert.match(await stuckRow.innerText(), /failed 3 times/);
-    assert.match(await stuckRow.innerText(), /\d(\.\d)? s|\d+ ms/);
+    assert.match((await stuckRow.textContent()) ?? '', /stuck, still retrying/);
+    assert.match((await stuckRow.textContent()) ?? '', /failed 3 times/);
+    assert.match((await stuckRow.textContent()) ?? '', /\d(\.\d)? s|\d+ ms/);
     await page.locator('#recent tr[data-id="order-ok"][data-phase="completed"]').waitFor();
     await page.locator('#recent tr[data-id="order-refused"][data-phase="compensated"]').waitFor();
 
     await stuckRow.locator('button').click();
     await page.locator('#detail[data-phase="stuck"]').waitFor();
-    assert.match(await page.locator('#detail-durable').innerText(), /Not committed/);
+    assert.match((await page.locator('#detail-durable').textContent()) ?? '', /Not committed/);
     // The timeline: the simulator's renderer, lanes for the server and each branch, the failed calls.
     const svg = page.locator('#timeline svg');
     await svg.waitFor();
@@ -172,26 +194,28 @@ test('in chromium: find the stuck saga, see its timeline, heal the branch, retry
     mkdirSync(dirname(screenshot), { recursive: true });
     await page.screenshot({ path: screenshot, fullPage: true });
 
-    // Heal the branch once its sixth attempt has failed: the runtime's own next try is 4.8 s away.
-    const deadline = Date.now() + 20_000;
-    while (svc.count('order-stuck:ship:action') < 6) {
-      assert.ok(Date.now() < deadline, 'the sixth attempt did not come');
+    // Heal the branch once its fifth attempt has failed: the runtime's own next try is 25.6 s away.
+    const deadline = Date.now() + 30_000;
+    while (shipFailedAt.length < healAfterFailures) {
+      assert.ok(Date.now() < deadline, `attempt ${healAfterFailures} did not come`);
       await new Promise((r) => setTimeout(r, 10));
     }
     healthy = true;
-    const healedAt = Date.now();
     await page.click('#retry');
-    await page.locator('#detail[data-phase="completed"]').waitFor({ timeout: 10_000 });
+    await page.locator('#detail[data-phase="completed"]').waitFor({ timeout: 20_000 });
+    assert.equal(shipFailedAt.length, healAfterFailures);
     assert.equal(shipSuccessAt.length, 1);
+    // A timer never fires early: a success before the next try was due is the button's.
+    const after = shipSuccessAt[0]! - shipFailedAt.at(-1)!;
     assert.ok(
-      shipSuccessAt[0]! - healedAt < 3_000,
-      `the retry came ${shipSuccessAt[0]! - healedAt} ms after the click: it was not the button's`,
+      after < nextTryAfterMs,
+      `the success came ${after} ms after the last failure: not the button's`,
     );
-    assert.match(await page.locator('#detail-durable').innerText(), /success is durable/);
+    assert.match((await page.locator('#detail-durable').textContent()) ?? '', /success is durable/);
     await page.locator('#recent tr[data-id="order-stuck"][data-phase="completed"]').waitFor();
     const done = (await call(server.url, 'GET', '/v1/transactions/order-stuck', undefined, auth)).json;
     assert.equal(done.state, 'completed');
-    assert.equal(svc.count('order-stuck:ship:action'), 7);
+    assert.equal(svc.count('order-stuck:ship:action'), healAfterFailures + 1);
 
     // Abandon: the dialog refuses without a reason and the confirmation; nothing is recorded until both.
     await page.locator('#attention tr[data-id="order-lost"] button').click();
@@ -206,7 +230,10 @@ test('in chromium: find the stuck saga, see its timeline, heal the branch, retry
     await page.fill('#force-reason', '   ');
     await page.check('#force-confirm');
     await page.click('#force-submit');
-    assert.match(await page.locator('#force-error').innerText(), /reason and the confirmation are required/);
+    assert.match(
+      (await page.locator('#force-error').textContent()) ?? '',
+      /reason and the confirmation are required/,
+    );
     assert.equal(
       (await call(server.url, 'GET', '/v1/transactions/order-lost', undefined, auth)).json.state,
       'stuck',

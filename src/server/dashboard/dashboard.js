@@ -1,13 +1,15 @@
 // The dashboard of `dtx serve` (docs/server.md, "Dashboard"): plain DOM, no
 // framework, nothing loaded from elsewhere. It reads GET /v1/overview every
-// second, and the selected transaction (GET /v1/transactions/:id and its
-// /timeline) every two; the operator's actions are the native API's POSTs.
+// two seconds, and the selected transaction (GET /v1/transactions/:id and
+// its /timeline) every three, and nothing while the tab is hidden (each read
+// goes through every view the store holds); the operator's actions are the
+// native API's POSTs.
 // Data is only ever put in the page as text (textContent), never as markup;
 // the one exception is the timeline, an SVG the server drew, parsed as SVG.
 
 const tokenKey = 'dtx-serve-token';
-const overviewEveryMs = 1000;
-const detailEveryMs = 2000;
+const overviewEveryMs = 2000;
+const detailEveryMs = 3000;
 
 const $ = (id) => document.getElementById(id);
 let selected = null;
@@ -157,7 +159,9 @@ function select(id) {
   selected = id;
   $('action-result').textContent = '';
   clearInterval(detailTimer);
-  detailTimer = setInterval(() => refreshDetail().catch(showError), detailEveryMs);
+  detailTimer = setInterval(() => {
+    if (!document.hidden) refreshDetail().catch(showError);
+  }, detailEveryMs);
   for (const tr of document.querySelectorAll('tr[data-id]'))
     tr.classList.toggle('selected', tr.dataset.id === id);
   refreshDetail().catch(showError);
@@ -227,10 +231,11 @@ function setup() {
   });
   tick();
   setInterval(tick, overviewEveryMs);
+  document.addEventListener('visibilitychange', tick);
 }
 
 function tick() {
-  refreshOverview().catch(showError);
+  if (!document.hidden) refreshOverview().catch(showError);
 }
 
 setup();

@@ -109,7 +109,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const routes: Route[] = [
     ...nativeRoutes(options.engine),
     ...(options.twopc === undefined ? [] : twoPcRoutes(options.twopc)),
-    ...dashboardRoutes(options.engine),
+    ...dashboardRoutes(options.engine, options.twopc),
     ...dtmRoutes(options.engine),
   ];
 

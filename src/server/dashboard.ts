@@ -21,9 +21,10 @@ import { renderTraceSvg } from '../render/trace.ts';
 import { traceStyle } from '../render/trace-style.ts';
 import type { Route } from './app.ts';
 import type { Engine, TxnView } from './engine.ts';
-import { type Phase, type PhaseInput, phaseOf } from './phases.ts';
+import { type Phase, type PhaseInput, phaseOf, twoPcProgressOf } from './phases.ts';
 import { IdParams } from './schemas.ts';
 import { timelineEvents, timelineSvg } from './timeline.ts';
+import type { TwoPcCoordinatorService, TwoPcView } from './twopc.ts';
 
 export const dashboardLimits = {
   /** Transactions not ended listed by the overview (newest first). */
@@ -93,13 +94,20 @@ export interface OverviewItem {
   reason: string | null;
 }
 
-function item(v: TxnView, nowMs: number): OverviewItem {
+/** A view's phase; a 2PC view's from its votes, durable decision and acknowledgements. */
+function phaseOfView(v: TxnView | TwoPcView): Phase {
+  return v.type === '2pc'
+    ? phaseOf({ type: '2pc', state: v.state, twoPc: twoPcProgressOf(v) })
+    : phaseOf(v as PhaseInput);
+}
+
+function item(v: TxnView | TwoPcView, nowMs: number): OverviewItem {
   const started = v.startedAt === null ? Number.NaN : Date.parse(v.startedAt);
   return {
     id: v.id,
     type: v.type,
     state: v.state,
-    phase: phaseOf(v as PhaseInput),
+    phase: phaseOfView(v),
     startedAt: v.startedAt,
     ageMs: Number.isFinite(started) ? Math.max(0, nowMs - started) : null,
     reason: v.reason,
@@ -107,8 +115,10 @@ function item(v: TxnView, nowMs: number): OverviewItem {
 }
 
 /** What the dashboard's front page shows. */
-export async function overview(engine: Engine, nowMs: number) {
-  const all = (await engine.list({})).map((v) => item(v, nowMs));
+export async function overview(engine: Engine, nowMs: number, twopc?: TwoPcCoordinatorService) {
+  const views: (TxnView | TwoPcView)[] = [...(await engine.list({})), ...(twopc?.views() ?? [])];
+  views.sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? '') || a.id.localeCompare(b.id));
+  const all = views.map((v) => item(v, nowMs));
   const live = all.filter((x) => !x.phase.ended);
   const ended = all.filter((x) => x.phase.ended);
   const attention = all
@@ -127,12 +137,12 @@ export async function overview(engine: Engine, nowMs: number) {
   };
 }
 
-export function dashboardRoutes(engine: Engine): Route[] {
+export function dashboardRoutes(engine: Engine, twopc?: TwoPcCoordinatorService): Route[] {
   let last: { atMs: number; overview: ReturnType<typeof overview> } | null = null;
   const recentOverview = () => {
     const now = Date.now();
     if (last === null || now - last.atMs >= dashboardLimits.overviewReuseMs) {
-      const built = overview(engine, now);
+      const built = overview(engine, now, twopc);
       last = { atMs: now, overview: built };
       // A failed build is not reused.
       built.catch(() => {
@@ -158,14 +168,15 @@ export function dashboardRoutes(engine: Engine): Route[] {
       schema: { params: IdParams },
       handler: async (request) => {
         const { id } = request.params as Static<typeof IdParams>;
-        const view = await engine.view(id);
-        const { calls, dropped } = engine.calls.of(id);
+        const tpc = twopc?.knows(id) === true;
+        const view = tpc ? twopc!.view(id) : await engine.view(id);
+        const { calls, dropped } = (tpc ? twopc!.calls : engine.calls).of(id);
         const input = { id, records: view.records, calls, callsDropped: dropped };
         const now = Date.now();
         const { events, t0Ms } = timelineEvents(input, now);
         return {
           id,
-          phase: phaseOf(view as PhaseInput),
+          phase: phaseOfView(view),
           t0: new Date(t0Ms).toISOString(),
           events,
           callsDropped: dropped,

@@ -21,6 +21,7 @@ export type PhaseKey =
   | 'resolved'
   | 'abandoned'
   // Two-phase commit
+  | 'open'
   | 'preparing'
   | 'all-voted-yes'
   | 'decided'
@@ -138,6 +139,14 @@ const phases: Record<PhaseKey, Omit<Phase, 'key'>> = {
     attention: 'heuristic',
     tone: 'bad',
   },
+  open: {
+    label: 'open, branches joining',
+    explain: 'Participants are registering and doing their work; nothing is prepared until commit is asked.',
+    committed: false,
+    ended: false,
+    attention: null,
+    tone: 'active',
+  },
   preparing: {
     label: 'preparing',
     explain: 'Votes are being collected; any NO or a timeout aborts it.',
@@ -198,6 +207,33 @@ export function phase(key: PhaseKey): Phase {
 /** Every phase, in the order the dashboard lists them. */
 export const phaseKeys = Object.keys(phases) as PhaseKey[];
 
+/**
+ * What `dtx serve`'s 2PC view (./twopc.ts) says of a transaction, read as
+ * progress: its state `committing` is set only once the `tpc-commit` record
+ * is durable (forced), so a commit decision is durable exactly from there;
+ * an abort needs no record (presumed abort). A read-only voter has nothing
+ * to finish: it counts as acknowledged.
+ */
+export function twoPcProgressOf(v: {
+  state: string;
+  branches: readonly { vote: string | null; status: string }[];
+}): TwoPcProgress {
+  const commit = v.state === 'committing' || v.state === 'committed';
+  const abort = v.state === 'aborting' || v.state === 'aborted';
+  const ended = v.state === 'committed' || v.state === 'aborted';
+  return {
+    participants: v.branches.length,
+    votedYes: v.branches.filter((b) => b.vote === 'yes' || b.vote === 'readOnly').length,
+    votedNo: v.branches.filter((b) => b.vote === 'no').length,
+    decision: commit ? 'commit' : abort ? 'abort' : null,
+    decisionDurable: commit || abort,
+    acknowledged: ended
+      ? v.branches.length
+      : v.branches.filter((b) => ['committed', 'rolledBack', 'readOnly', 'refused'].includes(b.status))
+          .length,
+  };
+}
+
 /** The phase of a 2PC transaction from its coordinator's progress. */
 export function twoPcPhase(p: TwoPcProgress): Phase {
   if (p.decision === null || !p.decisionDurable) {
@@ -218,6 +254,7 @@ export function twoPcPhase(p: TwoPcProgress): Phase {
 /** The phase a transaction's view shows. */
 export function phaseOf(view: PhaseInput): Phase {
   if (view.type === '2pc') {
+    if (view.state === 'open') return phase('open');
     if (view.twoPc !== undefined && view.state !== 'resolved' && view.state !== 'abandoned')
       return twoPcPhase(view.twoPc);
     switch (view.state) {

@@ -63,6 +63,16 @@ export function recordLabel(record: unknown, txn: string): string {
     case 'commit':
     case 'abort':
       return `${type} ${txn}`;
+    case 'tpc-commit':
+      return `commit ${txn} (${(Array.isArray(r.branches) ? r.branches : []).join(', ')})`;
+    case 'tpc-abort':
+      return `abort ${txn}: ${str('reason')}`.slice(0, labelCharsMax);
+    case 'tpc-begin':
+      return 'begin';
+    case 'tpc-branch':
+      return `register ${str('branch')}`;
+    case 'tpc-end':
+      return `end: ${str('outcome')}`;
     default:
       return short(type);
   }
@@ -88,13 +98,14 @@ export function timelineEvents(input: TimelineInput, nowMs: number): { events: T
     // A store that keeps no times: the record goes where the previous one was.
     const t = at === null ? last : rel(Date.parse(at));
     last = t;
-    // Every record of the saga and server logs is forced before anything depends on it.
+    // Every record of the saga and server logs is forced; of the 2PC log, all but the abort and the end.
+    const type = (record as { type?: unknown } | null)?.type;
     events.push({
       t,
       kind: 'persist',
       node: serverLane,
       record: recordLabel(record, input.id),
-      force: true,
+      force: type !== 'tpc-abort' && type !== 'tpc-end',
       ok: true,
     });
   }

@@ -45,6 +45,7 @@ import { KeyedLocks } from '../runtime/keyed-lock.ts';
 import { httpTimeoutMsDefault } from '../runtime/limits.ts';
 import { openLog } from '../runtime/log/open.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
+import { CallJournal } from './calls.ts';
 import { checkGid } from './engine.ts';
 import type { StoreLocation } from './store.ts';
 
@@ -218,6 +219,8 @@ export class TwoPcCoordinatorService {
   private closed = false;
   /** The log failed: nothing more may be decided here (a restart recovers). */
   private failure: unknown = undefined;
+  /** The participant calls this process made, for the dashboard's timeline (./calls.ts). */
+  readonly calls = new CallJournal();
 
   private constructor(
     private readonly log: DurableLog<ServeTwoPcRecord> & AsyncDisposable,
@@ -372,6 +375,11 @@ export class TwoPcCoordinatorService {
     return this.open.has(gid) || this.ended.has(gid);
   }
 
+  /** Every transaction open here and the latest ended, for the dashboard. */
+  views(): TwoPcView[] {
+    return [...this.open.values(), ...this.ended.values()].map(viewOf);
+  }
+
   view(gid: string): TwoPcView {
     const t = this.open.get(gid) ?? this.ended.get(gid);
     if (t === undefined) throw new DtxError('DTX_NOT_FOUND', `no 2PC transaction ${gid}`, { gid });
@@ -495,8 +503,9 @@ export class TwoPcCoordinatorService {
     });
   }
 
-  private call(t: Txn, b: BranchState, op: HttpParticipantOp, timeoutMs: number) {
-    return callHttpBranch(participantUrl(b.url, op), {
+  private async call(t: Txn, b: BranchState, op: HttpParticipantOp, timeoutMs: number) {
+    const answered = this.calls.begin(t.gid, { branch: b.branch, op, url: b.url });
+    const answer = await callHttpBranch(participantUrl(b.url, op), {
       sagaId: t.gid,
       branchId: b.branch,
       op,
@@ -504,6 +513,8 @@ export class TwoPcCoordinatorService {
       timeoutMs,
       headers: t.request.headers,
     });
+    answered(answer.result === 'ongoing' ? 'retry' : answer.result, answer.reason);
+    return answer;
   }
 
   private callTimeoutMs(t: Txn): number {

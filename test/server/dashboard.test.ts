@@ -128,6 +128,51 @@ test('the page and its files need no token, carry a self-only CSP, and nothing e
   assert.equal(missing.json.code, 'DTX_NOT_FOUND');
 });
 
+test('a 2PC transaction shows open, then decided (durable) while COMMIT is unanswered, then all acknowledged', async () => {
+  // A participant that votes yes and answers COMMIT only once told to.
+  let commitAnswers = false;
+  const participant = await branchService((c) => {
+    if (c.path === '/p/prepare') return { status: 200, body: '{"vote":"yes"}' };
+    if (c.path === '/p/commit') return commitAnswers ? { status: 200 } : { status: 503 };
+    return { status: 200 };
+  });
+  try {
+    const phaseIn = async (id: string) => {
+      const o = await call(server.url, 'GET', '/v1/overview', undefined, auth);
+      return [...o.json.live, ...o.json.recent].find((x: { id: string }) => x.id === id)?.phase;
+    };
+    const waitPhase = async (id: string, key: string) => {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const p = await phaseIn(id);
+        if (p?.key === key) return p;
+        assert.ok(Date.now() < deadline, `${id} never showed ${key}: ${JSON.stringify(p)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    assert.equal((await post('/v1/2pc', { id: 'tpc-1' })).status, 201);
+    assert.equal((await waitPhase('tpc-1', 'open')).committed, false);
+    await post('/v1/2pc/tpc-1/branches', { branch: 'a', url: `${participant.url}/p` });
+    const decided = await post('/v1/2pc/tpc-1/commit', {});
+    assert.equal(decided.json.state, 'committing');
+    const d = await waitPhase('tpc-1', 'decided');
+    assert.equal(d.committed, true);
+    assert.equal(d.ended, false);
+    const t = await call(server.url, 'GET', '/v1/transactions/tpc-1/timeline', undefined, auth);
+    assert.equal(t.status, 200);
+    assert.equal(t.json.phase.key, 'decided');
+    // The forced decision is drawn as the renderer's decision point; the unanswered COMMITs as calls.
+    assert.match(t.json.svg, /decision for tpc-1: commit/);
+    assert.match(t.json.svg, />CALL prepare</);
+    assert.match(t.json.svg, /retry: /);
+    commitAnswers = true;
+    const done = await waitPhase('tpc-1', 'acknowledged');
+    assert.equal(done.ended, true);
+  } finally {
+    await participant.close();
+  }
+});
+
 test('in chromium: find the stuck saga, see its timeline, heal the branch, retry it, see it complete; abandon another with a reason', {
   skip: existsSync(chromiumPath)
     ? false

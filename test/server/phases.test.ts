@@ -6,7 +6,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CallJournal, callJournalLimits } from '../../src/server/calls.ts';
-import { phase, phaseKeys, phaseOf, type TwoPcProgress, twoPcPhase } from '../../src/server/phases.ts';
+import {
+  phase,
+  phaseKeys,
+  phaseOf,
+  type TwoPcProgress,
+  twoPcPhase,
+  twoPcProgressOf,
+} from '../../src/server/phases.ts';
 import { recordLabel, serverLane, timelineEvents, timelineSvg } from '../../src/server/timeline.ts';
 
 const progress = (p: Partial<TwoPcProgress>): TwoPcProgress => ({
@@ -177,4 +184,74 @@ test('the call journal keeps the first and the latest attempts and forgets the o
     j.begin(`t${i}`, { branch: 'b', op: 'a', url: 'u' }, clock);
   assert.equal(j.of('a').calls.length, 0);
   assert.equal(j.of('t0').calls.length, 1);
+});
+
+test("dtx serve's 2PC views: all yes while still preparing is not committed; committing is durable", () => {
+  const view = (state: string, branches: [string | null, string][]) => ({
+    type: '2pc',
+    state,
+    twoPc: twoPcProgressOf({ state, branches: branches.map(([vote, status]) => ({ vote, status })) }),
+  });
+  // Every vote in, the tpc-commit record not yet durable: the view is still `preparing`.
+  const yes = phaseOf(
+    view('preparing', [
+      ['yes', 'prepared'],
+      ['readOnly', 'readOnly'],
+    ]),
+  );
+  assert.equal(yes.key, 'all-voted-yes');
+  assert.equal(yes.committed, false);
+  assert.equal(
+    phaseOf(
+      view('preparing', [
+        ['yes', 'prepared'],
+        [null, 'registered'],
+      ]),
+    ).key,
+    'preparing',
+  );
+  assert.equal(phaseOf(view('open', [[null, 'registered']])).key, 'open');
+  assert.equal(
+    phaseOf(
+      view('committing', [
+        ['yes', 'prepared'],
+        ['yes', 'prepared'],
+      ]),
+    ).key,
+    'decided',
+  );
+  const applying = phaseOf(
+    view('committing', [
+      ['yes', 'committed'],
+      ['yes', 'prepared'],
+    ]),
+  );
+  assert.equal(applying.key, 'applying');
+  assert.equal(applying.committed, true);
+  assert.equal(
+    phaseOf(
+      view('committed', [
+        ['yes', 'committed'],
+        ['readOnly', 'readOnly'],
+      ]),
+    ).key,
+    'acknowledged',
+  );
+  const aborting = phaseOf(
+    view('aborting', [
+      ['no', 'refused'],
+      ['yes', 'prepared'],
+    ]),
+  );
+  assert.equal(aborting.key, 'aborted');
+  assert.equal(aborting.ended, false);
+  assert.equal(
+    phaseOf(
+      view('aborted', [
+        ['no', 'refused'],
+        ['yes', 'rolledBack'],
+      ]),
+    ).ended,
+    true,
+  );
 });

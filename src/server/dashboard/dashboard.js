@@ -13,6 +13,8 @@ const detailEveryMs = 3000;
 
 const $ = (id) => document.getElementById(id);
 let selected = null;
+/** The selected transaction's type: a 2PC one is read from /v1/2pc and has no operator actions here. */
+let selectedType = null;
 let detailTimer = null;
 
 class Unauthorized extends Error {}
@@ -71,9 +73,9 @@ function phaseBadge(phase) {
   });
 }
 
-function idButton(id) {
+function idButton(id, type) {
   const b = el('button', { type: 'button', className: 'link', text: id });
-  b.addEventListener('click', () => select(id));
+  b.addEventListener('click', () => select(id, type));
   return b;
 }
 
@@ -84,7 +86,7 @@ function fillTable(tableId, items, columns) {
     if (x.id === selected) tr.className = 'selected';
     for (const col of columns) {
       const td = el('td', col === 'reason' ? { className: 'reason' } : {});
-      if (col === 'id') td.append(idButton(x.id));
+      if (col === 'id') td.append(idButton(x.id, x.type));
       else if (col === 'type') td.textContent = x.type ?? '?';
       else if (col === 'phase') td.append(phaseBadge(x.phase));
       else if (col === 'why') td.textContent = x.phase.attention;
@@ -117,8 +119,9 @@ async function refreshOverview() {
 async function refreshDetail() {
   if (selected === null) return;
   const id = selected;
+  const twoPc = selectedType === '2pc';
   const [view, timeline] = await Promise.all([
-    api('GET', `/v1/transactions/${encodeURIComponent(id)}`),
+    api('GET', `/v1/${twoPc ? '2pc' : 'transactions'}/${encodeURIComponent(id)}`),
     api('GET', `/v1/transactions/${encodeURIComponent(id)}/timeline`),
   ]);
   if (selected !== id) return;
@@ -134,14 +137,15 @@ async function refreshDetail() {
       ? 'Ended without committing.'
       : 'Not committed: no successful outcome is durable yet.';
   $('detail-reason').textContent = view.reason === null ? '' : `Reason: ${view.reason}`;
-  for (const b of ['retry', 'resolve-open', 'abandon-open']) $(b).disabled = phase.ended;
+  for (const b of ['retry', 'resolve-open', 'abandon-open']) $(b).disabled = phase.ended || twoPc;
+  $('actions').title = twoPc ? 'a 2PC transaction is committed or aborted through /v1/2pc' : '';
   $('branches').tBodies[0].replaceChildren(
     ...view.branches.map((b) =>
       el(
         'tr',
         {},
         el('td', { text: b.branch }),
-        el('td', { text: b.op }),
+        el('td', { text: b.op ?? `vote: ${b.vote ?? 'none yet'}` }),
         el('td', { text: b.url }),
         el('td', { text: b.status }),
       ),
@@ -155,8 +159,9 @@ async function refreshDetail() {
     .join('\n');
 }
 
-function select(id) {
+function select(id, type) {
   selected = id;
+  selectedType = type;
   $('action-result').textContent = '';
   clearInterval(detailTimer);
   detailTimer = setInterval(() => {

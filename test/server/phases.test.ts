@@ -187,71 +187,24 @@ test('the call journal keeps the first and the latest attempts and forgets the o
 });
 
 test("dtx serve's 2PC views: all yes while still preparing is not committed; committing is durable", () => {
-  const view = (state: string, branches: [string | null, string][]) => ({
-    type: '2pc',
-    state,
-    twoPc: twoPcProgressOf({ state, branches: branches.map(([vote, status]) => ({ vote, status })) }),
-  });
-  // Every vote in, the tpc-commit record not yet durable: the view is still `preparing`.
-  const yes = phaseOf(
-    view('preparing', [
-      ['yes', 'prepared'],
-      ['readOnly', 'readOnly'],
-    ]),
-  );
-  assert.equal(yes.key, 'all-voted-yes');
-  assert.equal(yes.committed, false);
-  assert.equal(
-    phaseOf(
-      view('preparing', [
-        ['yes', 'prepared'],
-        [null, 'registered'],
-      ]),
-    ).key,
-    'preparing',
-  );
-  assert.equal(phaseOf(view('open', [[null, 'registered']])).key, 'open');
-  assert.equal(
-    phaseOf(
-      view('committing', [
-        ['yes', 'prepared'],
-        ['yes', 'prepared'],
-      ]),
-    ).key,
-    'decided',
-  );
-  const applying = phaseOf(
-    view('committing', [
-      ['yes', 'committed'],
-      ['yes', 'prepared'],
-    ]),
-  );
-  assert.equal(applying.key, 'applying');
-  assert.equal(applying.committed, true);
-  assert.equal(
-    phaseOf(
-      view('committed', [
-        ['yes', 'committed'],
-        ['readOnly', 'readOnly'],
-      ]),
-    ).key,
-    'acknowledged',
-  );
-  const aborting = phaseOf(
-    view('aborting', [
-      ['no', 'refused'],
-      ['yes', 'prepared'],
-    ]),
-  );
-  assert.equal(aborting.key, 'aborted');
-  assert.equal(aborting.ended, false);
-  assert.equal(
-    phaseOf(
-      view('aborted', [
-        ['no', 'refused'],
-        ['yes', 'rolledBack'],
-      ]),
-    ).ended,
-    true,
-  );
+  // [state, each branch as vote/status, phase, committed, ended]
+  const cases: [string, string[], string, boolean, boolean][] = [
+    // Every vote in, the tpc-commit record not yet durable: the view is still `preparing`.
+    ['preparing', ['yes/prepared', 'readOnly/readOnly'], 'all-voted-yes', false, false],
+    ['preparing', ['yes/prepared', '-/registered'], 'preparing', false, false],
+    ['open', ['-/registered'], 'open', false, false],
+    ['committing', ['yes/prepared', 'yes/prepared'], 'decided', true, false],
+    ['committing', ['yes/committed', 'yes/prepared'], 'applying', true, false],
+    ['committed', ['yes/committed', 'readOnly/readOnly'], 'acknowledged', true, true],
+    ['aborting', ['no/refused', 'yes/prepared'], 'aborted', false, false],
+    ['aborted', ['no/refused', 'yes/rolledBack'], 'aborted', false, true],
+  ];
+  for (const [state, branches, key, committed, ended] of cases) {
+    const parsed = branches.map((b) => {
+      const [vote, status] = b.split('/') as [string, string];
+      return { vote: vote === '-' ? null : vote, status };
+    });
+    const ph = phaseOf({ type: '2pc', state, twoPc: twoPcProgressOf({ state, branches: parsed }) });
+    assert.deepEqual([ph.key, ph.committed, ph.ended], [key, committed, ended], `${state} ${branches}`);
+  }
 });

@@ -43,8 +43,8 @@ import { httpBodyBytesMaxDefault, httpTimeoutMsDefault } from '../runtime/limits
 import type { Observer } from '../runtime/observe.ts';
 import type { TxnDetail, TxnState } from '../runtime/operator.ts';
 import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
-import { Cluster, type Remote } from './cluster.ts';
 import { CallJournal, journalled } from './calls.ts';
+import { Cluster, type Remote } from './cluster.ts';
 import { callDtmBranch } from './dtm-call.ts';
 import { serverLimits } from './limits.ts';
 import {

@@ -6,7 +6,9 @@
 // healed and the Retry button clicked; the saga completes long before the
 // runtime's own next retry was due. A second stuck saga is abandoned through
 // the force dialog, which refuses to act without a reason. A screenshot of
-// the stuck saga goes to docs/img/dashboard.png.
+// the stuck saga is taken every run; with DTX_UPDATE_SCREENSHOT=1 it
+// replaces docs/img/dashboard.png (otherwise it goes to the temp directory,
+// so that a test run leaves the work tree unchanged).
 //
 // The HTTP-only checks (CSP, the token, the routes in the OpenAPI document)
 // run without a browser; the browser test skips, saying so, only where
@@ -24,7 +26,10 @@ import { type RunningServer, startServer } from '../../src/server/index.ts';
 import { type BranchService, branchService, call, until } from './helpers.ts';
 
 const chromiumPath = '/usr/bin/chromium';
-const screenshot = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/img/dashboard.png');
+const screenshot =
+  process.env.DTX_UPDATE_SCREENSHOT === '1'
+    ? resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/img/dashboard.png')
+    : join(tmpdir(), `dtx-dashboard-${process.pid}.png`);
 const dir = mkdtempSync(join(tmpdir(), 'dtx-serve-dashboard-'));
 const token = 'dashboard-token-0123456789';
 const auth = { authorization: `Bearer ${token}` };

@@ -136,10 +136,20 @@ test('concurrent saga branches follow custom_data orders', async () => {
     saga(gid, [step('p'), step('q'), step('r')], { custom_data: custom, wait_result: true }),
   );
   assert.equal(r.status, 200, JSON.stringify(r.json));
+  // Branch calls are at least once: under load a slow answer can be asked
+  // again by the retry timer (20 ms in these tests). What the order graph
+  // decides is which calls there are and that r comes only after p and q.
   const ops = opsOf(gid);
-  assert.equal(ops.length, 3);
-  assert.equal(ops[2], '/r action 03');
-  assert.deepEqual(ops.slice(0, 2).sort(), ['/p action 01', '/q action 02']);
+  assert.deepEqual(
+    [...new Set(ops)].sort(),
+    ['/p action 01', '/q action 02', '/r action 03'],
+    JSON.stringify(ops),
+  );
+  const firstR = ops.indexOf('/r action 03');
+  assert.ok(
+    ops.slice(firstR).every((o) => o === '/r action 03'),
+    `r must start after both p and q answered: ${JSON.stringify(ops)}`,
+  );
 });
 
 test('concurrent saga: a failure compensates in reverse of orders', async () => {

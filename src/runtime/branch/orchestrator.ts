@@ -212,6 +212,8 @@ export function checkpointingLog<R extends { type: string; txn: string }>(
   retainFinished: number,
   every: number,
   failed: (err: unknown) => void,
+  /** Called with the copies of each append's records once the append resolved. */
+  appended?: (records: readonly R[]) => void,
 ): DurableLog<R> {
   let mirror: R[] = [];
   let appends = 0;
@@ -219,7 +221,13 @@ export function checkpointingLog<R extends { type: string; txn: string }>(
   return wrapLog(log, {
     append(records, force) {
       const done = log.append(records, force);
-      for (const r of records) mirror.push(structuredClone(r));
+      const copies = records.map((r) => structuredClone(r));
+      for (const r of copies) mirror.push(r);
+      if (appended !== undefined)
+        void done.then(
+          () => appended(copies),
+          () => undefined,
+        );
       appends++;
       if (appends >= Math.max(every, keptLast)) {
         appends = 0;
@@ -351,6 +359,8 @@ export abstract class BranchOrchestrator<
   private started = false;
   private closed = false;
   private readonly retainFinished: number;
+  /** Records of the transactions begun here, for `show` without reading the whole log. */
+  private readonly timeline = new TimelineIndex<R>();
   private readonly httpTimeoutMs: number;
 
   constructor(
@@ -378,7 +388,13 @@ export abstract class BranchOrchestrator<
       throw new DtxError('DTX_INVALID_ARGUMENT', 'checkpointEvery must be an integer >= 1');
     }
     // Read the outcomes of finished sagas as the driver loads the log.
-    const log = checkpointingLog(settings.log, this.retainFinished, every, (err) => this.driver.fail(err));
+    const log = checkpointingLog(
+      settings.log,
+      this.retainFinished,
+      every,
+      (err) => this.driver.fail(err),
+      (records) => this.timeline.add(records),
+    );
     const watching = watchLoad(log, (records) => {
       for (const r of records) {
         if (isEnd(r)) this.remember({ sagaId: r.txn, outcome: r.outcome, reason: endResultReason(r) });
@@ -603,6 +619,14 @@ export abstract class BranchOrchestrator<
 
   /** One transaction with every record the log holds for it. Throws DTX_INVALID_ARGUMENT for an id the log does not know. */
   async show(id: string): Promise<TxnDetail> {
+    if (this.timeline.get(id) !== undefined) {
+      if (!this.started) throw new DtxError('DTX_INVALID_STATE', this.kind.notStarted);
+      this.throwIfFailed();
+      await this.driver.settled();
+      const records = this.timeline.get(id);
+      const view = records === undefined ? undefined : this.kind.views(records).find((v) => v.id === id);
+      if (view !== undefined) return view;
+    }
     const view = (await this.loadViews()).find((v) => v.id === id);
     if (view === undefined) throw new DtxError('DTX_INVALID_ARGUMENT', this.kind.unknown(id));
     return view;
@@ -941,4 +965,44 @@ function notRegistered(handler: string, kind: OrchestratorKind<HttpBranchOp>): s
   const m = /^(.*)@(\d+)\/([^/]*)\/([^/]*)$/.exec(handler);
   if (m === null) return kind.noFunction(handler);
   return `definition ${m[1]} version ${m[2]} (branch ${m[3]}, ${m[4]}) is not registered in this process; register it to resume`;
+}
+
+/**
+ * The records of the transactions begun by this process, with the time each
+ * append resolved, so that `show(id)` answers without reading the whole log:
+ * a transaction is indexed from its `begin` on (one begun before this process
+ * started, or evicted, is read from the log instead). Open transactions stay;
+ * the newest `endedMax` ended ones are kept, the oldest dropped first.
+ */
+export class TimelineIndex<R extends { type: string; txn: string }> {
+  readonly #byTxn = new Map<string, TimedRecord<R>[]>();
+  readonly #ended = new Set<string>();
+  readonly #endedMax: number;
+
+  constructor(endedMax = 1_000) {
+    this.#endedMax = endedMax;
+  }
+
+  add(records: readonly R[]): void {
+    const at = new Date();
+    for (const record of records) {
+      let list = this.#byTxn.get(record.txn);
+      if (list === undefined) {
+        if (record.type !== 'begin') continue;
+        list = [];
+        this.#byTxn.set(record.txn, list);
+      }
+      list.push({ at, record });
+      if (isEnd(record)) this.#ended.add(record.txn);
+    }
+    for (const txn of this.#ended) {
+      if (this.#ended.size <= this.#endedMax) break;
+      this.#ended.delete(txn);
+      this.#byTxn.delete(txn);
+    }
+  }
+
+  get(txn: string): readonly TimedRecord<R>[] | undefined {
+    return this.#byTxn.get(txn);
+  }
 }

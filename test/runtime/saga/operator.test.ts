@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { SagaRecord } from '../../../src/protocol/saga/types.ts';
 import { sagaTxnViews, tccTxnViews } from '../../../src/runtime/branch/views.ts';
+import { wrapLog } from '../../../src/runtime/log/wrap.ts';
 import {
   createSagaOrchestrator,
   openSagaLog,
@@ -296,6 +297,50 @@ test('TCC result() deadlines end the wait only', async () => {
   await assert.rejects(o.result(id, { signal: AbortSignal.timeout(20) }), code('DTX_CANCELLED'));
   open();
   assert.equal((await o.result(id)).outcome, 'completed');
+  await o.close();
+  await log.close();
+});
+
+test('show() of a saga begun in this process answers from its records without reading the log, the same as from the log', async () => {
+  const path = join(dir, 'show-index.sqlite');
+  const log = await openSagaLog({ sqlite: path, create: true });
+  let loads = 0;
+  // Reading the whole log is load() or history(): count both.
+  const counting = wrapLog(log, {
+    load: () => {
+      loads += 1;
+      return log.load();
+    },
+  });
+  counting.history = () => {
+    loads += 1;
+    return log.history!();
+  };
+  const o = await createSagaOrchestrator({ log: counting, timing });
+  const done = async () => undefined;
+  const def: SagaDefinition = {
+    name: 'indexed',
+    steps: [
+      { name: 'a', action: done, compensation: done },
+      { name: 'b', action: done, compensation: done },
+    ],
+  };
+  const ids: string[] = [];
+  for (let i = 0; i < 20; i++) ids.push(await o.start(def, { idempotencyKey: `k${i}` }));
+  for (const id of ids) assert.equal((await o.result(id)).outcome, 'completed');
+  const loadsBefore = loads;
+  const shown = await o.show(ids[7]!);
+  assert.equal(loads, loadsBefore, 'show() read the whole log');
+  assert.equal(shown.state, 'completed');
+  assert.deepEqual(
+    shown.records.map((r) => (r.record as SagaRecord).type),
+    ['begin', 'start', 'result', 'start', 'result', 'end'],
+  );
+  for (const r of shown.records) assert.ok(r.at !== null && !Number.isNaN(Date.parse(r.at)));
+  // The same view as one built from the log (times aside).
+  const fromLog = sagaTxnViews(await log.history!()).find((v) => v.id === ids[7]);
+  const strip = (v: typeof shown) => ({ ...v, startedAt: null, records: v.records.map((r) => r.record) });
+  assert.deepEqual(strip(shown), strip(fromLog!));
   await o.close();
   await log.close();
 });

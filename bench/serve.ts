@@ -102,9 +102,12 @@ async function post(url: string, body: unknown): Promise<{ status: number; json:
 async function startServe(
   dir: string,
 ): Promise<{ base: string; child: ChildProcess; stop(): Promise<void> }> {
+  // DTX_BENCH_SERVE_NODE_ARGS: node flags for the server process (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+  const nodeArgs = (process.env.DTX_BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
   const child = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       join(repoRoot, 'bin/dtx.js'),
       'serve',
       '--listen',

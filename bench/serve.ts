@@ -22,17 +22,14 @@
 //
 //   npm run bench:serve -- --seconds 6 --rounds 3 [--json] [--topology pg]
 
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { withBarrier } from '../src/adapters/barrier.ts';
 import { openSides, prepareSagaBench, type Side } from '../src/cli/bench-saga.ts';
+import { call, kill, startServe } from '../test/server/helpers.ts';
 import { type BenchFlags, incarnation, type Row, runBenchMain, runTable, type Variant } from './real.ts';
-
-const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 
 interface BranchCall {
   sagaId: string;
@@ -88,57 +85,6 @@ async function branchService(side: Side, sign: 1 | -1): Promise<{ url: string; c
   };
 }
 
-async function post(url: string, body: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text === '' ? undefined : JSON.parse(text) };
-}
-
-/** `dtx serve` as a child process on a SQLite store in `dir`; resolves with its base URL once it listens. */
-async function startServe(
-  dir: string,
-): Promise<{ base: string; child: ChildProcess; stop(): Promise<void> }> {
-  // DTX_BENCH_SERVE_NODE_ARGS: node flags for the server process (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
-  const nodeArgs = (process.env.DTX_BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(
-    process.execPath,
-    [
-      ...nodeArgs,
-      join(repoRoot, 'bin/dtx.js'),
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--store',
-      `sqlite:${join(dir, 'serve.sqlite')}`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const base = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-      const m = /listening on (http:\/\/[0-9.]+:[0-9]+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`dtx serve exited (${code}) before listening: ${out}`)));
-  });
-  child.stdout!.resume();
-  return {
-    base,
-    child,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
-}
-
 /** user + system CPU of a process so far, in ms (Linux /proc). */
 function processCpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -180,8 +126,16 @@ async function benchTopology(
     closers.push(debit.close);
     const credit = await branchService(o.credit, 1);
     closers.push(credit.close);
-    const server = await startServe(join(logDir, topology.replace('+', '-')));
-    closers.push(server.stop);
+    // DTX_BENCH_SERVE_NODE_ARGS: node flags for the server process (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+    const nodeArgs = (process.env.DTX_BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const server = await startServe(
+      ['--store', `sqlite:${join(logDir, topology.replace('+', '-'), 'serve.sqlite')}`],
+      {
+        fromSource: false,
+        nodeArgs,
+      },
+    );
+    closers.push(() => kill(server.child, 'SIGTERM'));
     const pick = () => Math.floor(Math.random() * flags.accounts);
     let n = 0;
     const direct: Variant = {
@@ -193,7 +147,12 @@ async function benchTopology(
           [debit.url, 'debit'],
           [credit.url, 'credit'],
         ] as const) {
-          const r = await post(url, { sagaId, branchId, op: 'action', payload: { account: pick(), amount } });
+          const r = await call(url, 'POST', '', {
+            sagaId,
+            branchId,
+            op: 'action',
+            payload: { account: pick(), amount },
+          });
           if (r.status !== 200) throw new Error(`direct ${branchId}: ${r.status} ${JSON.stringify(r.json)}`);
         }
         return 'committed';
@@ -211,24 +170,22 @@ async function benchTopology(
           compensation: { url },
           payload: { account: pick(), amount },
         });
-        const r = await post(`${server.base}/v1/sagas`, {
+        const r = await call(server.url, 'POST', '/v1/sagas', {
           id,
           steps: [step('debit', debit.url), step('credit', credit.url)],
           wait: { timeoutMs: 60_000 },
         });
-        const state = (r.json as { state?: string; status?: string } | undefined) ?? {};
-        const outcome = state.state ?? state.status;
         if (r.status !== 200) throw new Error(`dtx serve: ${r.status} ${JSON.stringify(r.json)}`);
         sagas++;
-        return outcome === 'completed' ? 'committed' : String(outcome);
+        const { state } = r.json as { state: string };
+        return state === 'completed' ? 'committed' : state;
       },
     };
     const cpu0 = processCpuMs(server.child.pid!);
-    const sagas0 = sagas;
     const rows = await runTable(topology, [direct, viaServe], flags, (line) =>
       process.stderr.write(`${line}\n`),
     );
-    const done = sagas - sagas0;
+    const done = sagas;
     serverCpu.push({
       topology,
       sagas: done,

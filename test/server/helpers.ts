@@ -131,21 +131,37 @@ export async function until(
 
 const bin = fileURLToPath(new URL('../../bin/dtx.js', import.meta.url));
 
-/** Starts `dtx serve --listen 127.0.0.1:0 ARGS...` as a child process; resolves once it listens. */
-export async function startServe(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [bin, 'serve', '--listen', '127.0.0.1:0', ...args], {
-    env: { ...process.env, DTX_FROM_SOURCE: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Starts `dtx serve --listen 127.0.0.1:0 ARGS...` as a child process; resolves
+ * once it listens. `fromSource` (default true) runs src/ through tsx, else
+ * dist/ (benchmarks); `nodeArgs` go to node before the script (`--cpu-prof`).
+ * Its stdout is read only until it listens, then drained.
+ */
+export async function startServe(
+  args: string[],
+  options: { fromSource?: boolean; nodeArgs?: readonly string[] } = {},
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), bin, 'serve', '--listen', '127.0.0.1:0', ...args],
+    {
+      env: options.fromSource === false ? process.env : { ...process.env, DTX_FROM_SOURCE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
+    const onData = (d: Buffer) => {
       out += d;
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m !== null) resolve(m[1]!);
-    });
+      if (m === null) return;
+      child.stdout!.off('data', onData);
+      child.stdout!.resume();
+      resolve(m[1]!);
+    };
+    child.stdout!.on('data', onData);
     child.once('exit', (code) => reject(new Error(`dtx serve exited ${code}: ${err}`)));
   });
   // A server that dies on its own says why in the test's output.

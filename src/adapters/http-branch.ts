@@ -29,6 +29,7 @@
 import { DtxError } from '../errors.ts';
 import { httpBodyBytesMaxDefault, httpTimeoutMsDefault, httpTimeoutMsMax } from '../runtime/limits.ts';
 import { traceHeaders } from '../runtime/otel.ts';
+import { type HttpReply, HttpTimeout, httpExchange } from './http-call.ts';
 
 export type HttpBranchOp = 'action' | 'compensation' | 'try' | 'confirm' | 'cancel';
 /** The ops `dtx serve` sends a two-phase-commit participant (docs/server.md, "Two-phase commit across services"). */
@@ -145,25 +146,6 @@ function reasonOf(body: unknown, text: string, status: number): string {
   return text.trim() === '' ? `HTTP ${status}` : text.trim().slice(0, 500);
 }
 
-/** The body as text, or null when it is longer than `limit` bytes (reading stops there). */
-export async function readLimited(response: Response, limit: number): Promise<string | null> {
-  if (response.body === null) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 /**
  * Calls one branch over HTTP. Throws only DTX_INVALID_ARGUMENT for a bad
  * timeout, URL or header (a programming error); every problem of the call
@@ -178,15 +160,14 @@ export async function callHttpBranch(url: string, call: HttpBranchCall): Promise
       `maxBodyBytes must be an integer >= 0, got ${String(maxBodyBytes)}`,
     );
   }
-  checkBranchUrl(url, 'branch URL');
+  const target = checkBranchUrl(url, 'branch URL');
   const own = call.headers === undefined ? {} : checkBranchHeaders(call.headers, 'branch headers');
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  let reply: HttpReply;
   try {
-    const response = await fetch(url, {
+    reply = await httpExchange(target, {
       method: 'POST',
-      signal: controller.signal,
-      redirect: 'manual',
+      timeoutMs,
+      maxBodyBytes,
       headers: {
         ...own,
         // The active span's `traceparent` (the branch call's, ../runtime/otel.ts), unless the branch sets its own.
@@ -204,43 +185,37 @@ export async function callHttpBranch(url: string, call: HttpBranchCall): Promise
         payload: call.payload ?? null,
       }),
     });
-    if (response.status >= 300 && response.status <= 399) {
-      await response.body?.cancel().catch(() => undefined);
-      const location = response.headers.get('location');
-      return {
-        result: 'ongoing',
-        status: response.status,
-        reason: `HTTP ${response.status} redirect${location === null ? '' : ` to ${location.slice(0, 200)}`} not followed: a branch URL must answer itself`,
-        body: undefined,
-      };
-    }
-    const text = await readLimited(response, maxBodyBytes);
-    if (text === null) {
-      return {
-        result: 'ongoing',
-        status: response.status,
-        reason: `HTTP ${response.status} with a response body over ${maxBodyBytes} bytes: not read`,
-        body: undefined,
-      };
-    }
-    let body: unknown = text;
-    try {
-      body = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    return {
-      result: classifyStatus(response.status),
-      status: response.status,
-      reason: reasonOf(body, text, response.status),
-      body,
-    };
   } catch (error) {
-    const reason = controller.signal.aborted
-      ? `no answer within ${timeoutMs} ms`
-      : `request failed: ${error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error)}`;
-    return { result: 'ongoing', status: 0, reason, body: undefined };
-  } finally {
-    clearTimeout(timer);
+    return { result: 'ongoing', status: 0, reason: exchangeFailure(error), body: undefined };
   }
+  const { status, text, location } = reply;
+  if (status >= 300 && status <= 399) {
+    return {
+      result: 'ongoing',
+      status,
+      reason: `HTTP ${status} redirect${location === undefined ? '' : ` to ${location.slice(0, 200)}`} not followed: a branch URL must answer itself`,
+      body: undefined,
+    };
+  }
+  if (text === null) {
+    return {
+      result: 'ongoing',
+      status,
+      reason: `HTTP ${status} with a response body over ${maxBodyBytes} bytes: not read`,
+      body: undefined,
+    };
+  }
+  let body: unknown = text;
+  try {
+    body = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { result: classifyStatus(status), status, reason: reasonOf(body, text, status), body };
+}
+
+/** Why an exchange got no answer, as an attempt's reason. */
+export function exchangeFailure(error: unknown): string {
+  if (error instanceof HttpTimeout) return error.message;
+  return `request failed: ${error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error)}`;
 }

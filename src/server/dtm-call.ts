@@ -9,7 +9,8 @@
 //
 // Owns: one call; never logs a header's value.
 
-import { readLimited } from '../adapters/http-branch.ts';
+import { exchangeFailure } from '../adapters/http-branch.ts';
+import { type HttpReply, httpExchange } from '../adapters/http-call.ts';
 import { traceHeaders } from '../runtime/otel.ts';
 
 export interface DtmBranchCall {
@@ -38,34 +39,25 @@ export function classifyDtmAnswer(status: number, body: string): DtmAnswer['resu
 export async function callDtmBranch(url: string, call: DtmBranchCall): Promise<DtmAnswer> {
   const target = new URL(url);
   for (const [k, v] of Object.entries(call.query)) target.searchParams.set(k, v);
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), call.timeoutMs);
+  let reply: HttpReply;
   try {
-    const response = await fetch(target, {
+    reply = await httpExchange(target, {
       method: call.method,
-      signal: controller.signal,
-      redirect: 'manual',
+      timeoutMs: call.timeoutMs,
+      maxBodyBytes: call.maxBodyBytes,
       // The branch call's `traceparent` (../runtime/otel.ts) unless `branch_headers` carry one.
       headers: { ...call.headers, ...traceHeaders(call.headers), 'content-type': 'application/json' },
       ...(call.method === 'POST' ? { body: call.body } : {}),
     });
-    if (response.status >= 300 && response.status <= 399) {
-      await response.body?.cancel().catch(() => undefined);
-      return { result: 'ongoing', reason: `HTTP ${response.status} redirect not followed` };
-    }
-    const text = await readLimited(response, call.maxBodyBytes);
-    if (text === null) {
-      return { result: 'ongoing', reason: `HTTP ${response.status}: body over ${call.maxBodyBytes} bytes` };
-    }
-    const result = classifyDtmAnswer(response.status, text);
-    const shown = text.trim().slice(0, 300);
-    return { result, reason: `HTTP ${response.status}${shown === '' ? '' : `: ${shown}`}` };
   } catch (error) {
-    const reason = controller.signal.aborted
-      ? `no answer within ${call.timeoutMs} ms`
-      : `request failed: ${error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error)}`;
-    return { result: 'ongoing', reason };
-  } finally {
-    clearTimeout(timer);
+    return { result: 'ongoing', reason: exchangeFailure(error) };
   }
+  const { status, text } = reply;
+  if (status >= 300 && status <= 399)
+    return { result: 'ongoing', reason: `HTTP ${status} redirect not followed` };
+  if (text === null)
+    return { result: 'ongoing', reason: `HTTP ${status}: body over ${call.maxBodyBytes} bytes` };
+  const result = classifyDtmAnswer(status, text);
+  const shown = text.trim().slice(0, 300);
+  return { result, reason: `HTTP ${status}${shown === '' ? '' : `: ${shown}`}` };
 }

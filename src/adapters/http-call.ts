@@ -1,0 +1,125 @@
+// One HTTP request to a branch, as the orchestrators need it and no more:
+// node:http / node:https over shared keep-alive agents, the whole exchange
+// bounded by one timeout, the answer's body read up to a limit, redirects
+// never followed (node:http does not follow them; the caller sees the 3xx).
+//
+// Why not the global `fetch`: a CPU profile of `dtx serve` running two-step
+// sagas (`npm run bench:serve`) had a third of the server's busy time in
+// fetch's machinery — a Request and a Response object, web streams for both
+// bodies, an AbortSignal and its listeners for every call — for a request
+// whose body is one short JSON string and whose answer is read whole. A call
+// here is one `http.request` with the body written at once.
+//
+// Owns: the agents (one per scheme, shared by every call of the process) and
+// one exchange; it never logs a header's value.
+
+import http from 'node:http';
+import https from 'node:https';
+
+/**
+ * Connections kept open per branch host, per scheme. Calls beyond it wait
+ * for a free connection (the agent's queue), which bounds the sockets one
+ * busy process opens to one service.
+ */
+const socketsPerHostMax = 256;
+/** Idle connections kept per host for the next calls. */
+const freeSocketsPerHostMax = 64;
+
+const agents = {
+  'http:': new http.Agent({
+    keepAlive: true,
+    maxSockets: socketsPerHostMax,
+    maxFreeSockets: freeSocketsPerHostMax,
+    scheduling: 'lifo',
+  }),
+  'https:': new https.Agent({
+    keepAlive: true,
+    maxSockets: socketsPerHostMax,
+    maxFreeSockets: freeSocketsPerHostMax,
+    scheduling: 'lifo',
+  }),
+};
+
+export interface HttpExchange {
+  method: 'POST' | 'GET';
+  /** Sent as given; the caller has checked names and values. */
+  headers: Readonly<Record<string, string>>;
+  /** The request body (POST), sent whole with its content-length. */
+  body?: string;
+  /** Longest the whole exchange may take, connection and body included. */
+  timeoutMs: number;
+  /** Longest answer body read; reading stops there. */
+  maxBodyBytes: number;
+}
+
+export interface HttpReply {
+  status: number;
+  /** The `Location` header of a redirect (not followed). */
+  location: string | undefined;
+  /** The body as UTF-8 text, or null when it was longer than `maxBodyBytes`. */
+  text: string | null;
+}
+
+/** No answer within the exchange's timeout. */
+export class HttpTimeout extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no answer within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * One exchange. Resolves with the answer (any status); rejects with an
+ * HttpTimeout, or the network's error (refused, reset, a bad header value).
+ */
+export function httpExchange(url: URL, exchange: HttpExchange): Promise<HttpReply> {
+  return new Promise<HttpReply>((resolve, reject) => {
+    const client = url.protocol === 'https:' ? https : http;
+    const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
+    const headers: Record<string, string | number> = { ...exchange.headers };
+    if (exchange.body !== undefined) headers['content-length'] = Buffer.byteLength(exchange.body);
+    let settled = false;
+    const settle = (error: Error | null, reply?: HttpReply): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error !== null) reject(error);
+      else resolve(reply!);
+    };
+    const req = client.request(url, { method: exchange.method, agent, headers }, (res) => {
+      const status = res.statusCode ?? 0;
+      const location = res.headers.location;
+      if (status >= 300 && status <= 399) {
+        // The body of a redirect is not read: drop it, keeping the connection when it is short.
+        res.resume();
+        settle(null, { status, location, text: '' });
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > exchange.maxBodyBytes) {
+          // The rest is not read; the connection goes with it.
+          res.destroy();
+          settle(null, { status, location, text: null });
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () =>
+        settle(null, { status, location, text: Buffer.concat(chunks, size).toString('utf8') }),
+      );
+      res.on('error', (error) => settle(error));
+      res.on('close', () => {
+        if (!res.complete) settle(new Error('the connection closed before the answer ended'));
+      });
+    });
+    const timer = setTimeout(() => {
+      const error = new HttpTimeout(exchange.timeoutMs);
+      settle(error);
+      req.destroy(error);
+    }, exchange.timeoutMs);
+    req.on('error', (error) => settle(error));
+    req.end(exchange.body);
+  });
+}

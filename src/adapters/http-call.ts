@@ -70,8 +70,33 @@ export class HttpTimeout extends Error {
 /**
  * One exchange. Resolves with the answer (any status); rejects with an
  * HttpTimeout, or the network's error (refused, reset, a bad header value).
+ *
+ * A kept-alive connection the service closed while idle fails the request
+ * written on it before any answer (ECONNRESET on a reused socket). That
+ * request almost surely never reached the service, and a branch call may be
+ * repeated anyway (it carries its Idempotency-Key; DTM's branches are called
+ * at least once), so it is sent once more, within the same timeout, rather
+ * than counted as a failed attempt that waits out the caller's backoff.
  */
-export function httpExchange(url: URL, exchange: HttpExchange): Promise<HttpReply> {
+export async function httpExchange(url: URL, exchange: HttpExchange): Promise<HttpReply> {
+  const deadlineMs = Date.now() + exchange.timeoutMs;
+  try {
+    return await exchangeOnce(url, exchange, exchange.timeoutMs);
+  } catch (error) {
+    if (!(error instanceof StaleConnection)) throw error;
+    return await exchangeOnce(url, exchange, Math.max(1, deadlineMs - Date.now()), false);
+  }
+}
+
+/** A reused keep-alive connection was found closed before the request got an answer. */
+class StaleConnection extends Error {}
+
+function exchangeOnce(
+  url: URL,
+  exchange: HttpExchange,
+  timeoutMs: number,
+  mayReuse = true,
+): Promise<HttpReply> {
   return new Promise<HttpReply>((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http;
     const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
@@ -85,7 +110,9 @@ export function httpExchange(url: URL, exchange: HttpExchange): Promise<HttpRepl
       if (error !== null) reject(error);
       else resolve(reply!);
     };
+    let answered = false;
     const req = client.request(url, { method: exchange.method, agent, headers }, (res) => {
+      answered = true;
       const status = res.statusCode ?? 0;
       const location = res.headers.location;
       if (status >= 300 && status <= 399) {
@@ -118,8 +145,11 @@ export function httpExchange(url: URL, exchange: HttpExchange): Promise<HttpRepl
       const error = new HttpTimeout(exchange.timeoutMs);
       settle(error);
       req.destroy(error);
-    }, exchange.timeoutMs);
-    req.on('error', (error) => settle(error));
+    }, timeoutMs);
+    req.on('error', (error) => {
+      const reset = (error as NodeJS.ErrnoException).code === 'ECONNRESET';
+      settle(mayReuse && reset && !answered && req.reusedSocket ? new StaleConnection(error.message) : error);
+    });
     req.end(exchange.body);
   });
 }

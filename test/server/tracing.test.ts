@@ -17,24 +17,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { context, propagation, trace } from '@opentelemetry/api';
-import { AsyncHooksContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  type ReadableSpan,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { type RunningServer, startServer } from '../../src/server/index.ts';
+import { registerTestTracing } from '../support/otel-sdk.ts';
 import { type BranchService, branchService, call, until } from './helpers.ts';
 
-const exporter = new InMemorySpanExporter();
-trace.setGlobalTracerProvider(
-  new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
-);
-context.setGlobalContextManager(new AsyncHooksContextManager().enable());
-propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+const tracing = registerTestTracing();
+const exporter = tracing.exporter;
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-serve-trace-'));
 const store = { sqlite: join(dir, 'store.sqlite') };
@@ -63,9 +52,7 @@ before(async () => {
 after(async () => {
   await server.close();
   await svc.close();
-  trace.disable();
-  context.disable();
-  propagation.disable();
+  tracing.disable();
   rmSync(dir, { recursive: true, force: true });
 });
 

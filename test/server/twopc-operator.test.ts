@@ -270,7 +270,7 @@ describe('operator actions on 2PC transactions', () => {
     await begin('c-hand', { commit: 'unavailable' }, true);
     await calledAtLeast('c-hand:a:commit', 1);
     assert.equal((await get('/v1/transactions/c-hand')).json.phase.key, 'decided');
-    // Refused first: a durable commit cannot be resolved as aborted, nor abandoned into an abort.
+    // Refused first: a durable commit cannot be resolved as aborted.
     await refused(
       'c-hand',
       () => post('/v1/transactions/c-hand/resolve', force('it failed', 'aborted')),
@@ -279,41 +279,15 @@ describe('operator actions on 2PC transactions', () => {
       'commit',
     );
     // Malformed: no force, no reason, an outcome of another type.
-    await refused(
-      'c-hand',
-      () => post('/v1/transactions/c-hand/resolve', { outcome: 'committed', reason: 'x' }),
-      400,
-      'DTX_BAD_MESSAGE',
-      'commit',
-    );
-    await refused(
-      'c-hand',
-      () => post('/v1/transactions/c-hand/resolve', { outcome: 'committed', force: true }),
-      400,
-      'DTX_BAD_MESSAGE',
-      'commit',
-    );
-    await refused(
-      'c-hand',
-      () => post('/v1/transactions/c-hand/resolve', { outcome: 'committed', force: true, reason: '' }),
-      400,
-      'DTX_BAD_MESSAGE',
-      'commit',
-    );
-    await refused(
-      'c-hand',
-      () => post('/v1/transactions/c-hand/resolve', force('x', 'completed')),
-      400,
-      'DTX_INVALID_ARGUMENT',
-      'commit',
-    );
-    await refused(
-      'c-hand',
-      () => post('/v1/transactions/c-hand/abandon', { force: true }),
-      400,
-      'DTX_BAD_MESSAGE',
-      'commit',
-    );
+    for (const [action, body, code] of [
+      ['resolve', { outcome: 'committed', reason: 'x' }, 'DTX_BAD_MESSAGE'],
+      ['resolve', { outcome: 'committed', force: true }, 'DTX_BAD_MESSAGE'],
+      ['resolve', { outcome: 'committed', force: true, reason: '' }, 'DTX_BAD_MESSAGE'],
+      ['resolve', force('x', 'completed'), 'DTX_INVALID_ARGUMENT'],
+      ['abandon', { force: true }, 'DTX_BAD_MESSAGE'],
+    ] as const) {
+      await refused('c-hand', () => post(`/v1/transactions/c-hand/${action}`, body), 400, code, 'commit');
+    }
 
     const calls = participant.count('c-hand:a:commit');
     const r = await post(

@@ -51,14 +51,17 @@ before(async () => {
     return { status: 200, body: '{}' };
   });
   sagaService = await branchService(() => ({ status: 200, body: '{}' }));
-  server = await startServer({
+  server = await start();
+});
+
+const start = () =>
+  startServer({
     listen: '127.0.0.1:0',
     store: { sqlite: join(dir, 'store.sqlite') },
     // Long backoffs (2.5 s to 5 s between attempts): "retry now" must not wait for them.
     timing: { retryBaseMs: 5000, retryCapMs: 5000 },
     httpTimeoutMs: 2000,
   });
-});
 
 after(async () => {
   await server.close();
@@ -415,6 +418,41 @@ describe('operator actions on 2PC transactions', () => {
     assert.equal(participant.count('x-commit:a:commit'), calls);
     await refused('x-commit', () => post('/v1/2pc/x-commit/abort', {}), 409, 'DTX_INVALID_STATE');
     await refused('x-commit', () => post('/v1/transactions/x-commit/retry'), 409, 'DTX_INVALID_STATE');
+  });
+
+  test("after a restart, the operators' decisions and ends are read back from the log", async () => {
+    // Decided abort by an operator, its ROLLBACK not yet acknowledged when the server stops.
+    await begin('p-roll', { rollback: 'unavailable' });
+    assert.equal(
+      (await post('/v1/transactions/p-roll/resolve', force('caller gone', 'aborted'))).status,
+      200,
+    );
+    await calledAtLeast('p-roll:a:rollback', 1);
+    await server.close();
+    server = await start();
+    const abandoned = (await get('/v1/transactions/x-open')).json;
+    assert.deepEqual(
+      [abandoned.state, abandoned.outcome, abandoned.operator],
+      ['abandoned', 'aborted', { action: 'abandon', reason: 'left to the DBA' }],
+    );
+    const resolved = (await get('/v1/transactions/c-hand')).json;
+    assert.deepEqual(
+      [resolved.state, resolved.outcome, resolved.phase.key],
+      ['resolved', 'committed', 'resolved'],
+    );
+    // The restart sends the ROLLBACK again and ends it as the operator resolved it.
+    const pending = (await get('/v1/transactions/p-roll')).json;
+    assert.deepEqual([pending.state, pending.outcome], ['aborting', 'aborted']);
+    assert.deepEqual(pending.operator, { action: 'resolve', reason: 'caller gone' });
+    plans.get('p-roll')!.rollback = 'ok';
+    assert.equal((await post('/v1/transactions/p-roll/retry')).status, 200);
+    const v = await until('p-roll', (x) => x.state === 'resolved');
+    assert.equal(v.outcome, 'aborted');
+    assert.equal(participant.count('p-roll:a:commit'), 0);
+    // A commit asked now answers the outcome (after a restart the server no longer knows who asked the abort).
+    const late = await post('/v1/2pc/p-roll/commit', {});
+    assert.equal(late.json.outcome, 'aborted');
+    assert.equal(participant.count('p-roll:a:commit'), 0);
   });
 
   test('every action is in the OpenAPI document with the 2PC outcomes and states', async () => {

@@ -42,12 +42,16 @@ interface OtelApi {
       ): OtelSpan;
     };
     setSpan(context: unknown, span: OtelSpan): unknown;
+    getSpanContext(context: unknown): unknown;
   };
   context: {
     active(): unknown;
     with<T>(context: unknown, fn: () => T): T;
   };
-  propagation: { inject(context: unknown, carrier: Record<string, string>): void };
+  propagation: {
+    inject(context: unknown, carrier: Record<string, string>): void;
+    extract(context: unknown, carrier: Record<string, string>): unknown;
+  };
   ROOT_CONTEXT: unknown;
 }
 
@@ -71,9 +75,13 @@ function otel(): OtelApi | null {
   return api;
 }
 
-/** A started span and the context in which it is the active one. */
-export interface SpanHandle {
+/** A context a span can be started under: a dtx span's, or a caller's from its trace headers. */
+export interface SpanParent {
   readonly context: unknown;
+}
+
+/** A started span and the context in which it is the active one. */
+export interface SpanHandle extends SpanParent {
   /** Ends the span with final attributes; `error` marks it failed. */
   end(attributes?: Attributes, error?: unknown): void;
 }
@@ -85,7 +93,7 @@ export interface SpanHandle {
 export function startSpan(
   name: string,
   attributes: Attributes,
-  parent?: SpanHandle | 'root',
+  parent?: SpanParent | 'root',
   kind: 'internal' | 'client' = 'internal',
 ): SpanHandle | undefined {
   const o = otel();
@@ -117,8 +125,8 @@ export function startSpan(
   };
 }
 
-/** Runs `fn` with `span` active (as is, without a span or without the API). */
-export function withSpan<T>(span: SpanHandle | undefined, fn: () => T): T {
+/** Runs `fn` with `span` (or a remote parent) active (as is, without one or without the API). */
+export function withSpan<T>(span: SpanParent | undefined, fn: () => T): T {
   const o = otel();
   if (o === null || span === undefined) return fn();
   return o.context.with(span.context, fn);
@@ -137,4 +145,42 @@ export function traceHeaders(given: Readonly<Record<string, string>> = {}): Reco
   const taken = new Set(Object.keys(given).map((k) => k.toLowerCase()));
   for (const k of Object.keys(carrier)) if (taken.has(k.toLowerCase())) delete carrier[k];
   return carrier;
+}
+
+/** The trace headers the W3C Trace Context names a caller's span with. */
+const traceHeaderNames = ['traceparent', 'tracestate'] as const;
+
+/**
+ * The caller's span named by its trace headers (`traceparent`, `tracestate`;
+ * names lower-case, as Node gives them), read by the registered propagator,
+ * as a parent for `startSpan` / `withSpan`. Undefined without the API, without
+ * a `traceparent`, or when the propagator finds no valid span context in it
+ * (a malformed header is ignored, as the W3C recommendation asks).
+ */
+export function remoteParent(
+  headers: Readonly<Record<string, string | readonly string[] | undefined>> | undefined,
+): SpanParent | undefined {
+  const o = otel();
+  if (o === null || headers === undefined) return undefined;
+  const carrier: Record<string, string> = {};
+  for (const name of traceHeaderNames) {
+    const value = headers[name];
+    const one = typeof value === 'string' ? value : value?.[0];
+    if (one !== undefined) carrier[name] = one;
+  }
+  if (carrier.traceparent === undefined) return undefined;
+  const context = o.propagation.extract(o.ROOT_CONTEXT, carrier);
+  return o.trace.getSpanContext(context) === undefined ? undefined : { context };
+}
+
+/**
+ * The trace headers of the span active now, to keep with a transaction so
+ * that its span can be parented the same way after a restart; undefined when
+ * there is none (or no API).
+ */
+export function activeTraceHeaders(): Record<string, string> | undefined {
+  const carrier = traceHeaders();
+  const kept: Record<string, string> = {};
+  for (const name of traceHeaderNames) if (carrier[name] !== undefined) kept[name] = carrier[name];
+  return kept.traceparent === undefined ? undefined : kept;
 }

@@ -4,7 +4,8 @@
 // (every route but /health) → body limit → schema (strict) → handler →
 // engine (./engine.ts) → saga orchestrator and log → branch calls.
 // `GET /metrics` (./metrics.ts) is behind the token like every other route;
-// with a logger (./logging.ts), every request is logged at debug.
+// with a logger (./logging.ts), every request is logged at debug. A request's
+// W3C trace headers are the parent of the spans its handler starts.
 //
 // Errors are RFC 9457 problem documents (`application/problem+json`) with a
 // stable `code` (a DtxError code); on the DTM-compatible routes they also
@@ -20,6 +21,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { type DtxErrorCode, isDtxError } from '../errors.ts';
+import { remoteParent, withSpan } from '../runtime/otel.ts';
 import { dashboardRoutes, isDashboardAsset, registerDashboardAssets } from './dashboard.ts';
 import { dtmRoutes } from './dtm.ts';
 import type { Engine } from './engine.ts';
@@ -107,7 +109,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
   });
   const routes: Route[] = [
-    ...nativeRoutes(options.engine),
+    ...nativeRoutes(options.engine, options.twopc),
     ...(options.twopc === undefined ? [] : twoPcRoutes(options.twopc)),
     ...dashboardRoutes(options.engine, options.twopc),
     ...dtmRoutes(options.engine),
@@ -181,6 +183,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const doc = openApiDocument(routes);
   app.get('/openapi.json', async () => doc);
   registerDashboardAssets(app);
-  for (const r of routes) app.route({ method: r.method, url: r.url, schema: r.schema, handler: r.handler });
+  for (const r of routes) {
+    app.route({
+      method: r.method,
+      url: r.url,
+      schema: r.schema,
+      // A caller's `traceparent` is the active span context while the route
+      // runs: a transaction begun here is its span's child (docs/server.md, "Tracing").
+      handler: (request, reply) => withSpan(remoteParent(request.headers), () => r.handler(request, reply)),
+    });
+  }
   return app;
 }

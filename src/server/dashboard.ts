@@ -20,7 +20,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { renderTraceSvg } from '../render/trace.ts';
 import { traceStyle } from '../render/trace-style.ts';
 import type { Route } from './app.ts';
-import type { Engine, TxnView } from './engine.ts';
+import { type Engine, newestFirst, type TxnView } from './engine.ts';
 import { type Phase, type PhaseInput, phaseOf, twoPcProgressOf } from './phases.ts';
 import { IdParams } from './schemas.ts';
 import { timelineEvents, timelineSvg } from './timeline.ts';
@@ -95,7 +95,7 @@ export interface OverviewItem {
 }
 
 /** A view's phase; a 2PC view's from its votes, durable decision and acknowledgements. */
-function phaseOfView(v: TxnView | TwoPcView): Phase {
+export function phaseOfView(v: TxnView | TwoPcView): Phase {
   return v.type === '2pc'
     ? phaseOf({ type: '2pc', state: v.state, twoPc: twoPcProgressOf(v) })
     : phaseOf(v as PhaseInput);
@@ -117,7 +117,7 @@ function item(v: TxnView | TwoPcView, nowMs: number): OverviewItem {
 /** What the dashboard's front page shows. */
 export async function overview(engine: Engine, nowMs: number, twopc?: TwoPcCoordinatorService) {
   const views: (TxnView | TwoPcView)[] = [...(await engine.list({})), ...(twopc?.views() ?? [])];
-  views.sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? '') || a.id.localeCompare(b.id));
+  views.sort(newestFirst);
   const all = views.map((v) => item(v, nowMs));
   const live = all.filter((x) => !x.phase.ended);
   const ended = all.filter((x) => x.phase.ended);

@@ -42,6 +42,7 @@ import { KeyedLocks } from '../runtime/keyed-lock.ts';
 import { httpBodyBytesMaxDefault, httpTimeoutMsDefault } from '../runtime/limits.ts';
 import type { Observer } from '../runtime/observe.ts';
 import type { TxnDetail, TxnState } from '../runtime/operator.ts';
+import { activeTraceHeaders, remoteParent, type SpanParent, withSpan } from '../runtime/otel.ts';
 import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
 import { CallJournal, journalled } from './calls.ts';
 import { Cluster, type Remote } from './cluster.ts';
@@ -107,6 +108,11 @@ interface StepInput {
   /** Calls that must succeed (forward runs, compensations) are never given up. */
   forward: boolean;
   actionAttemptsMax: number | null;
+  /**
+   * The trace headers (W3C) of the request that began the transaction: after
+   * a restart, the resumed run's span is their child again.
+   */
+  trace?: Record<string, string>;
 }
 
 /** Where a transaction is, as the native API shows it. */
@@ -141,6 +147,8 @@ interface Prepared {
   records: { at: string; record: ServerRecord }[];
   timer: ReturnType<typeof setTimeout> | undefined;
   checks: number;
+  /** The prepare request's trace headers: the parent of the span of the run that carries out the decision. */
+  trace?: Record<string, string> | undefined;
 }
 
 export interface EngineOptions {
@@ -199,10 +207,16 @@ class ServeOrchestrator extends SagaOrchestrator {
   constructor(
     options: ConstructorParameters<typeof SagaOrchestrator>[0],
     call: (ctx: BranchCall<'action' | 'compensation'>) => Promise<unknown>,
+    private readonly resumedTrace: (gid: string) => SpanParent | undefined,
   ) {
     super(options, (_name, key) => key);
     this.register(handlers.action, call, 'dtx serve');
     this.register(handlers.compensation, call, 'dtx serve');
+  }
+
+  /** A run resumed after a restart continues the trace of the request that began it (kept in its `begin`). */
+  protected override resumedSpanParent(gid: string): SpanParent | 'root' {
+    return this.resumedTrace(gid) ?? 'root';
   }
 
   /** Sagas the core still runs (begun, not yet ended durably). */
@@ -322,7 +336,20 @@ export class Engine {
     try {
       let engine: Engine | undefined;
       const seen: SagaRecord[] = [];
-      const log = watchLoad(stores.saga, (records) => seen.push(...records));
+      // The begun requests' trace headers, for the spans of the runs recovery resumes (each used once).
+      const traces = new Map<string, Record<string, string>>();
+      const log = watchLoad(stores.saga, (records) => {
+        seen.push(...records);
+        for (const r of records) {
+          const trace = r.type === 'begin' ? traceOf(r.def) : undefined;
+          if (trace !== undefined) traces.set(r.txn, trace);
+        }
+      });
+      const resumedTrace = (gid: string) => {
+        const trace = traces.get(gid);
+        traces.delete(gid);
+        return remoteParent(trace);
+      };
       const orchestrator = new ServeOrchestrator(
         {
           log,
@@ -331,6 +358,7 @@ export class Engine {
           ...(hooks === undefined ? {} : { observer: hooks.observer }),
         },
         (ctx) => journalled(engine!.calls, ctx, (c) => engine!.callBranch(c)),
+        resumedTrace,
       );
       engine = new Engine(stores, orchestrator, options);
       // An engine running an owner taken over reports its runs, but the
@@ -338,6 +366,10 @@ export class Engine {
       if (options.ownership === undefined) hooks?.attach((gid) => engine!.describe(gid));
       await orchestrator.recover();
       for (const r of seen) if (r.type === 'begin') engine.indexBegin(r.txn, r.def);
+      // Only runs still open resume (at their next call): forget the others' trace headers.
+      for (const gid of [...traces.keys()])
+        if (!['running', 'compensating', 'stuck'].includes(orchestrator.status(gid).state))
+          traces.delete(gid);
       await engine.recoverPrepared();
       if (cluster !== undefined) {
         top = engine;
@@ -398,8 +430,10 @@ export class Engine {
     s: Omit<SagaSubmit, 'gid'>,
   ): Promise<void> {
     const forward = phase !== 'saga';
+    // The active trace: the beginning request's (./app.ts), or the prepare's for a TCC or message.
+    const trace = activeTraceHeaders();
     const plan: SagaPlan = {
-      steps: s.steps.map((step) => {
+      steps: s.steps.map((step, i) => {
         const input: StepInput = {
           style: s.style,
           type,
@@ -412,6 +446,7 @@ export class Engine {
           timeoutMs: s.requestTimeoutMs ?? this.options.httpTimeoutMs ?? httpTimeoutMsDefault,
           forward,
           actionAttemptsMax: s.actionAttemptsMax ?? null,
+          ...(i === 0 && trace !== undefined ? { trace } : {}),
         };
         return {
           branch: step.branch,
@@ -542,8 +577,16 @@ export class Engine {
         records: [],
         timer: undefined,
         checks: 0,
+        trace: activeTraceHeaders(),
       };
-      await this.appendServer(p, { type: 'prepare', txn: gid, transType: type, hash, request });
+      await this.appendServer(p, {
+        type: 'prepare',
+        txn: gid,
+        transType: type,
+        hash,
+        request,
+        ...(p.trace === undefined ? {} : { trace: p.trace }),
+      });
       this.prepared.set(gid, p);
       this.remember(gid, { type, hash, phase: type === 'tcc' ? 'confirm' : 'msg' });
       this.armPrepared(p, request.preparedTimeoutMs);
@@ -676,13 +719,16 @@ export class Engine {
     }
     const phase: StepInput['phase'] =
       p.type === 'msg' ? 'msg' : d.decision === 'submit' ? 'confirm' : 'cancel';
-    await this.beginSaga(p.gid, p.type, phase, {
-      style: r.style,
-      steps,
-      headers: r.headers,
-      hash: p.hash,
-      ...(r.requestTimeoutMs === null ? {} : { requestTimeoutMs: r.requestTimeoutMs }),
-    });
+    // The run's span continues the prepare request's trace (else the one active: the submit's).
+    await withSpan(remoteParent(p.trace), () =>
+      this.beginSaga(p.gid, p.type, phase, {
+        style: r.style,
+        steps,
+        headers: r.headers,
+        hash: p.hash,
+        ...(r.requestTimeoutMs === null ? {} : { requestTimeoutMs: r.requestTimeoutMs }),
+      }),
+    );
     this.prepared.delete(p.gid);
     // Lazy: if it is lost, recovery begins the run again, which is idempotent.
     await this.appendServer(p, { type: 'started', txn: p.gid }, false);
@@ -758,6 +804,7 @@ export class Engine {
             records: [{ at: now, record: r }],
             timer: undefined,
             checks: 0,
+            trace: r.trace,
           });
           this.remember(r.txn, {
             type: r.transType,
@@ -978,7 +1025,7 @@ export class Engine {
           (filter.state === undefined || v.state === filter.state) &&
           (filter.type === undefined || v.type === filter.type),
       )
-      .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? '') || a.id.localeCompare(b.id));
+      .sort(newestFirst);
   }
 
   // ------------------------------------------------------------ operator
@@ -1139,6 +1186,25 @@ function entryOf(def: SagaPlan): { type: TransType; hash: string; phase: StepInp
   } catch {
     return undefined; // not one of ours
   }
+}
+
+/** The trace headers a saga's `begin` kept of the request that began it (in its first step's input). */
+function traceOf(def: SagaPlan): Record<string, string> | undefined {
+  const first = def.steps[0];
+  if (first === undefined) return undefined;
+  try {
+    return (JSON.parse(first.payload) as StepInput).trace;
+  } catch {
+    return undefined; // not one of ours
+  }
+}
+
+/** The order of listings: newest first (by first record), then by id. */
+export function newestFirst(
+  a: { id: string; startedAt: string | null },
+  b: { id: string; startedAt: string | null },
+): number {
+  return (b.startedAt ?? '').localeCompare(a.startedAt ?? '') || a.id.localeCompare(b.id);
 }
 
 /** Whether a transaction has ended (nothing more will be called). */

@@ -1,13 +1,16 @@
 // The native API v1 of `dtx serve` (docs/server.md): sagas, TCC, the
-// transactions' views and the operator's actions. Branches are called under
-// dtx's HTTP branch protocol (docs/saga-runtime.md, "HTTP branch protocol").
+// transactions' views and the operator's actions — for every transaction the
+// server runs, its two-phase commits (./twopc.ts) included. Branches are
+// called under dtx's HTTP branch protocol (docs/saga-runtime.md, "HTTP
+// branch protocol").
 
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
 import { checkBranchUrl } from '../adapters/http-branch.ts';
 import { DtxError } from '../errors.ts';
 import type { Route } from './app.ts';
-import { type Engine, requestHash, type TxnView } from './engine.ts';
+import { phaseOfView } from './dashboard.ts';
+import { type Engine, newestFirst, requestHash, type TxnView } from './engine.ts';
 import { serverLimits } from './limits.ts';
 import {
   AbandonRequest,
@@ -20,13 +23,19 @@ import {
   TccBranchRequest,
   TccRequest,
 } from './schemas.ts';
+import type { TwoPcCoordinatorService, TwoPcView } from './twopc.ts';
+
+/** What the transactions' routes answer: a view of any type, with its phase (./phases.ts). */
+function withPhase(v: TxnView | TwoPcView) {
+  return { ...v, phase: phaseOfView(v) };
+}
 
 /** A page of a listing after `cursor` (opaque: the last item's time and id). */
-export function page(
-  all: TxnView[],
+export function page<V extends { id: string; startedAt: string | null }>(
+  all: V[],
   limit: number,
   cursor: string | undefined,
-): { items: TxnView[]; next: string | null } {
+): { items: V[]; next: string | null } {
   let start = 0;
   if (cursor !== undefined && cursor !== '') {
     let after: [string, string];
@@ -64,13 +73,17 @@ async function answer(
   return reply.code(done ? 200 : 202).send(view);
 }
 
-export function nativeRoutes(engine: Engine): Route[] {
+export function nativeRoutes(engine: Engine, twopc?: TwoPcCoordinatorService): Route[] {
+  /** The 2PC coordinator when it runs `id`: one gid namespace, so a gid is one or the other. */
+  const twoPcOf = (id: string) => (twopc?.knows(id) === true ? twopc : undefined);
+  const view = async (id: string) => withPhase(twoPcOf(id)?.view(id) ?? (await engine.view(id)));
   /** `POST /v1/transactions/:id/<action>`: the action, then the transaction as it is now. */
   const operatorRoute = <B>(
     action: string,
     summary: string,
     body: TSchema | undefined,
     act: (id: string, body: B) => Promise<void>,
+    actTwoPc: (tpc: TwoPcCoordinatorService, id: string, body: B) => Promise<void>,
   ): Route => ({
     method: 'POST',
     url: `/v1/transactions/:id/${action}`,
@@ -78,8 +91,9 @@ export function nativeRoutes(engine: Engine): Route[] {
     schema: { params: IdParams, ...(body === undefined ? {} : { body }) },
     handler: async (request) => {
       const { id } = request.params as Static<typeof IdParams>;
-      await act(id, request.body as B);
-      return engine.view(id);
+      const tpc = twoPcOf(id);
+      await (tpc === undefined ? act(id, request.body as B) : actTwoPc(tpc, id, request.body as B));
+      return view(id);
     },
   });
   return [
@@ -191,9 +205,9 @@ export function nativeRoutes(engine: Engine): Route[] {
     {
       method: 'GET',
       url: '/v1/transactions/:id',
-      summary: 'One transaction: state, branches, every record with its time',
+      summary: 'One transaction (any type, 2PC included): state, phase, branches, every record with its time',
       schema: { params: IdParams },
-      handler: async (request) => engine.view((request.params as Static<typeof IdParams>).id),
+      handler: async (request) => view((request.params as Static<typeof IdParams>).id),
     },
     {
       method: 'GET',
@@ -203,31 +217,62 @@ export function nativeRoutes(engine: Engine): Route[] {
       handler: async (request) => {
         const q = request.query as Static<typeof ListQuery>;
         const limit = Math.min(Number(q.limit ?? serverLimits.pageDefault), serverLimits.pageMax);
-        const all = await engine.list({
-          ...(q.state === undefined ? {} : { state: q.state as TxnView['state'] }),
-          ...(q.type === undefined ? {} : { type: q.type }),
-        });
+        const all: (TxnView | TwoPcView)[] =
+          q.type === '2pc'
+            ? []
+            : await engine.list({
+                ...(q.state === undefined ? {} : { state: q.state as TxnView['state'] }),
+                ...(q.type === undefined ? {} : { type: q.type }),
+              });
+        if (twopc !== undefined && (q.type === undefined || q.type === '2pc')) {
+          all.push(...twopc.views().filter((v) => q.state === undefined || v.state === q.state));
+          all.sort(newestFirst);
+        }
         const { items, next } = page(all, limit, q.cursor);
-        return { transactions: items.map(({ records: _r, ...summary }) => summary), next };
+        const transactions = items.map((v) => {
+          const { records: _r, ...summary } = withPhase(v);
+          return summary;
+        });
+        return { transactions, next };
       },
     },
     operatorRoute(
       'retry',
-      'Call every outstanding branch now (a prepared message: ask query_prepared now)',
+      'Call every outstanding branch now (a prepared message: ask query_prepared now; 2PC: send its pending PREPARE, COMMIT or ROLLBACK calls now)',
       undefined,
       (id) => engine.retry(id),
+      (tpc, id) => tpc.retry(id),
     ),
     operatorRoute(
       'resolve',
-      'End it with the outcome an operator established by hand (force and a reason, recorded)',
+      'End it with the outcome an operator established by hand (force and a reason, recorded): completed or compensated; 2PC: committed (only once the commit is durable) or aborted (never once it is)',
       ResolveRequest,
-      (id, b: Static<typeof ResolveRequest>) => engine.resolve(id, b.outcome, b.reason, b.force),
+      (id, b: Static<typeof ResolveRequest>) => {
+        if (b.outcome !== 'completed' && b.outcome !== 'compensated')
+          throw wrongOutcome(id, b.outcome, 'completed or compensated');
+        return engine.resolve(id, b.outcome, b.reason, b.force);
+      },
+      (tpc, id, b: Static<typeof ResolveRequest>) => {
+        if (b.outcome !== 'committed' && b.outcome !== 'aborted')
+          throw wrongOutcome(id, b.outcome, 'committed or aborted');
+        return tpc.resolve(id, b.outcome, b.reason);
+      },
     ),
     operatorRoute(
       'abandon',
-      'End it as it stands: nothing more is called (force and a reason, recorded)',
+      'End it as it stands: nothing more is called (force and a reason, recorded); an undecided 2PC transaction is decided abort',
       AbandonRequest,
       (id, b: Static<typeof AbandonRequest>) => engine.abandon(id, b.reason, b.force),
+      (tpc, id, b: Static<typeof AbandonRequest>) => tpc.abandon(id, b.reason),
     ),
   ];
+}
+
+/** A resolve whose outcome is not one of the transaction's type. */
+function wrongOutcome(id: string, outcome: string, allowed: string): DtxError {
+  return new DtxError(
+    'DTX_INVALID_ARGUMENT',
+    `outcome ${outcome} does not apply to ${id}: its outcomes are ${allowed}`,
+    { gid: id },
+  );
 }

@@ -87,7 +87,10 @@ export const SubmitRequest = Type.Object({ wait: Type.Optional(Wait) }, strict);
 export const AbortRequest = Type.Object({ reason: Type.Optional(Reason) }, strict);
 export const ResolveRequest = Type.Object(
   {
-    outcome: Type.Union([Type.Literal('completed'), Type.Literal('compensated')]),
+    outcome: Type.Union(
+      ['completed', 'compensated', 'committed', 'aborted'].map((o) => Type.Literal(o)),
+      { description: 'Saga, TCC, message: completed or compensated; 2PC: committed or aborted' },
+    ),
     force: Type.Literal(true),
     reason: Reason,
   },
@@ -110,10 +113,19 @@ export const ListQuery = Type.Object(
           'compensated',
           'resolved',
           'abandoned',
+          // 2PC (./twopc.ts)
+          'open',
+          'preparing',
+          'committing',
+          'aborting',
+          'committed',
+          'aborted',
         ].map((s) => Type.Literal(s)),
       ),
     ),
-    type: Type.Optional(Type.Union([Type.Literal('saga'), Type.Literal('tcc'), Type.Literal('msg')])),
+    type: Type.Optional(
+      Type.Union([Type.Literal('saga'), Type.Literal('tcc'), Type.Literal('msg'), Type.Literal('2pc')]),
+    ),
     limit: Type.Optional(Type.String({ pattern: `^[1-9][0-9]{0,2}$` })),
     cursor: Type.Optional(Type.String({ maxLength: 200, pattern: '^[A-Za-z0-9_-]*$' })),
   },

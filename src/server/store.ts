@@ -69,7 +69,15 @@ export interface PreparedRequest {
 }
 
 export type ServerRecord =
-  | { type: 'prepare'; txn: string; transType: 'tcc' | 'msg'; hash: string; request: PreparedRequest }
+  | {
+      type: 'prepare';
+      txn: string;
+      transType: 'tcc' | 'msg';
+      hash: string;
+      request: PreparedRequest;
+      /** The prepare request's trace headers (W3C), the parent of the span of the run that carries out its decision. */
+      trace?: Record<string, string>;
+    }
   | { type: 'branch'; txn: string; branch: TccBranchSpec }
   | { type: 'decide'; txn: string; decision: 'submit' | 'abort'; reason: string; steps?: MsgStepSpec[] }
   /** The saga log now has it: the records above can go. */

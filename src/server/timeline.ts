@@ -98,14 +98,15 @@ export function timelineEvents(input: TimelineInput, nowMs: number): { events: T
     // A store that keeps no times: the record goes where the previous one was.
     const t = at === null ? last : rel(Date.parse(at));
     last = t;
-    // Every record of the saga and server logs is forced; of the 2PC log, all but the abort and the end.
-    const type = (record as { type?: unknown } | null)?.type;
+    // Every record of the saga and server logs is forced; of the 2PC log, all but the abort and the end,
+    // unless an operator wrote them (then forced, with the reason).
+    const { type, operator } = (record ?? {}) as { type?: unknown; operator?: unknown };
     events.push({
       t,
       kind: 'persist',
       node: serverLane,
       record: recordLabel(record, input.id),
-      force: type !== 'tpc-abort' && type !== 'tpc-end',
+      force: (type !== 'tpc-abort' && type !== 'tpc-end') || operator !== undefined,
       ok: true,
     });
   }

@@ -61,7 +61,8 @@ export const TwoPcAbortRequest = Type.Object(
 /** Answers with the transaction: 200 once phase two is acknowledged everywhere, 202 before. */
 function answer(twopc: TwoPcCoordinatorService, reply: FastifyReply, id: string): unknown {
   const view = twopc.view(id);
-  return reply.code(view.state === 'committed' || view.state === 'aborted' ? 200 : 202).send(view);
+  const ended = ['committed', 'aborted', 'resolved', 'abandoned'].includes(view.state);
+  return reply.code(ended ? 200 : 202).send(view);
 }
 
 export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {

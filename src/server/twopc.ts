@@ -45,6 +45,7 @@ import { KeyedLocks } from '../runtime/keyed-lock.ts';
 import { httpTimeoutMsDefault } from '../runtime/limits.ts';
 import { openLog } from '../runtime/log/open.ts';
 import type { DurableLog } from '../runtime/log/types.ts';
+import { activeTraceHeaders, remoteParent, type SpanHandle, startSpan, withSpan } from '../runtime/otel.ts';
 import { CallJournal } from './calls.ts';
 import { checkGid } from './engine.ts';
 import type { StoreLocation } from './store.ts';
@@ -84,13 +85,26 @@ export interface TwoPcRequest {
   requestTimeoutMs: number | null;
 }
 
+/** An operator's action that ended (or decided) a transaction, with the reason it was given. */
+export interface TwoPcOperatorMark {
+  action: 'resolve' | 'abandon';
+  reason: string;
+}
+
 export type ServeTwoPcRecord =
-  | { type: 'tpc-begin'; txn: string; hash: string; request: TwoPcRequest }
+  | {
+      type: 'tpc-begin';
+      txn: string;
+      hash: string;
+      request: TwoPcRequest;
+      /** The begin request's trace headers (W3C): the parent of the transaction's span, again after a restart. */
+      trace?: Record<string, string>;
+    }
   | { type: 'tpc-branch'; txn: string; branch: string; url: string }
   /** The decision, forced before any COMMIT: `branches` are the YES voters, each to be committed. */
   | { type: 'tpc-commit'; txn: string; branches: string[] }
-  /** Lazy (presumed abort): only tells a reader why. */
-  | { type: 'tpc-abort'; txn: string; reason: string }
+  /** Lazy (presumed abort): only tells a reader why. Forced when an operator decided it (`operator`). */
+  | { type: 'tpc-abort'; txn: string; reason: string; operator?: TwoPcOperatorMark }
   | {
       type: 'tpc-end';
       txn: string;
@@ -98,6 +112,8 @@ export type ServeTwoPcRecord =
       reason: string | null;
       hash: string;
       branches: { branch: string; url: string }[];
+      /** Ended by an operator (forced): `resolve` (the outcome settled by hand) or `abandon` (left as it stood). */
+      operator?: TwoPcOperatorMark;
     };
 
 export const decodeTwoPcRecord = recordDecoder<ServeTwoPcRecord>(
@@ -105,7 +121,16 @@ export const decodeTwoPcRecord = recordDecoder<ServeTwoPcRecord>(
   'dtx serve 2pc',
 );
 
-export type TwoPcPhase = 'open' | 'preparing' | 'committing' | 'aborting' | 'committed' | 'aborted';
+export type TwoPcPhase =
+  | 'open'
+  | 'preparing'
+  | 'committing'
+  | 'aborting'
+  | 'committed'
+  | 'aborted'
+  /** Ended by an operator: see `outcome` and `operator`. */
+  | 'resolved'
+  | 'abandoned';
 type VoteSeen = 'yes' | 'readOnly' | 'no' | null;
 
 export interface TwoPcBranchView {
@@ -122,6 +147,8 @@ export interface TwoPcView {
   state: TwoPcPhase;
   outcome: 'committed' | 'aborted' | null;
   reason: string | null;
+  /** The operator's action that decided or ended it, if any. */
+  operator: TwoPcOperatorMark | null;
   startedAt: string | null;
   branches: TwoPcBranchView[];
   records: { at: string | null; record: ServeTwoPcRecord }[];
@@ -141,13 +168,26 @@ interface Txn {
   request: TwoPcRequest;
   branches: BranchState[];
   phase: TwoPcPhase;
+  /** The decision, once taken: `committed` only once the `tpc-commit` record is durable. */
+  outcome: 'committed' | 'aborted' | null;
   reason: string | null;
   /** Aborted because someone asked (an abort request, the timeout), not by a vote. */
   abortAsked: boolean;
-  records: { at: string | null; record: ServeTwoPcRecord }[];
+  /** The `tpc-commit` record is being written: no other decision may be taken meanwhile. */
+  deciding: boolean;
+  /** An operator's action decided or ended it. */
+  operator: TwoPcOperatorMark | null;
+  /** Ended by an operator: its call loops stop. */
+  stopped: boolean;
+  /** Its records, in order; `writing` while the log has not confirmed one (kept by a checkpoint, not shown). */
+  records: { at: string | null; record: ServeTwoPcRecord; writing?: true }[];
   timer: ReturnType<typeof setTimeout> | undefined;
   decided: Deferred;
   ended: Deferred;
+  /** Its OpenTelemetry span (../runtime/otel.ts), from begin (or recovery) to its end. */
+  span: SpanHandle | undefined;
+  /** Recovery only: the begin request's trace headers, until its span is started. */
+  trace: Record<string, string> | undefined;
 }
 
 interface Deferred {
@@ -213,7 +253,12 @@ export class TwoPcCoordinatorService {
   private readonly open = new Map<string, Txn>();
   private readonly ended = new Map<string, Txn>();
   private readonly locks = new KeyedLocks();
-  private readonly sleeping = new Set<{ timer: ReturnType<typeof setTimeout>; wake: () => void }>();
+  /** Backoffs being waited out, by transaction: `retry` ends its transaction's at once. */
+  private readonly sleeping = new Set<{
+    gid: string;
+    timer: ReturnType<typeof setTimeout>;
+    wake: () => void;
+  }>();
   private readonly running = new Set<Promise<void>>();
   private appends = 0;
   private closed = false;
@@ -274,7 +319,19 @@ export class TwoPcCoordinatorService {
         );
       }
       const t = newTxn(gid, hash, request);
-      await this.append(t, { type: 'tpc-begin', txn: gid, hash, request }, true);
+      // A child of the span active now: the begin request's `traceparent` (./app.ts), kept for a restart.
+      const trace = activeTraceHeaders();
+      t.span = startSpan('dtx.2pc', { 'dtx.transaction.type': '2pc', 'dtx.transaction.id': gid });
+      try {
+        await this.append(
+          t,
+          { type: 'tpc-begin', txn: gid, hash, request, ...(trace === undefined ? {} : { trace }) },
+          true,
+        );
+      } catch (error) {
+        t.span?.end({}, error);
+        throw error;
+      }
       this.open.set(gid, t);
       t.timer = setTimeout(() => {
         void this.abort(gid, `not committed within ${request.timeoutMs} ms`).catch(() => undefined);
@@ -350,14 +407,14 @@ export class TwoPcCoordinatorService {
     return this.locked(gid, async () => {
       const t = this.open.get(gid) ?? this.ended.get(gid);
       if (t === undefined) throw new DtxError('DTX_NOT_FOUND', `no 2PC transaction ${gid}`, { gid });
-      if (t.phase === 'aborting' || t.phase === 'aborted') return;
+      if (t.outcome === 'aborted') return;
       if (t.phase !== 'open') {
         throw new DtxError('DTX_INVALID_STATE', `${gid} is ${t.phase}: it can no longer be aborted`, { gid });
       }
       this.checkUsable();
       clearTimeout(t.timer);
       t.abortAsked = true;
-      this.decideAbort(t, reason);
+      await this.decideAbort(t, reason);
     });
   }
 
@@ -386,6 +443,135 @@ export class TwoPcCoordinatorService {
     return viewOf(t);
   }
 
+  // ------------------------------------------------------------ operator actions
+  //
+  // The library coordinator's rules (../runtime/coordinator.ts, resolve and
+  // abandon; docs/server.md, "Operator actions on 2PC transactions"): nothing
+  // may contradict a durable decision, every action that decides or ends a
+  // transaction is forced to the log with its reason before it is answered,
+  // and a refused action (DTX_INVALID_STATE) changes nothing. Undecided means
+  // no `tpc-commit` durable: by presumed abort its outcome can only be abort.
+
+  /** Sends its pending calls now (phase two's COMMIT or ROLLBACK, phase one's unanswered PREPAREs), not at their next backoff. */
+  retry(gid: string): Promise<void> {
+    checkGid(gid);
+    return this.locked(gid, async () => {
+      const t = this.liveForOperator(gid, 'retry');
+      if (t.phase === 'open') {
+        throw new DtxError(
+          'DTX_INVALID_STATE',
+          `${gid} is open: no call is pending (commit or abort it through /v1/2pc)`,
+          { gid },
+        );
+      }
+      this.checkUsable();
+      this.wake(gid);
+    });
+  }
+
+  /**
+   * Ends it with the outcome an operator established. `committed`: only once
+   * the commit decision is durable (the operator committed the branches not
+   * yet acknowledged by hand); it ends now. `aborted`: never once a commit is
+   * durable; an undecided transaction is decided abort (forced, with the
+   * reason) and ROLLBACK still goes to every branch that may hold work, each
+   * until acknowledged; one already aborting (the operator rolled its
+   * remaining branches back by hand) ends now.
+   */
+  resolve(gid: string, outcome: 'committed' | 'aborted', reason: string): Promise<void> {
+    checkGid(gid);
+    return this.locked(gid, async () => {
+      const t = this.liveForOperator(gid, 'resolve');
+      const mark: TwoPcOperatorMark = { action: 'resolve', reason };
+      if (outcome === 'committed') {
+        if (t.phase !== 'committing') {
+          throw new DtxError(
+            'DTX_INVALID_STATE',
+            t.phase === 'aborting'
+              ? `${gid} is decided abort: it cannot be resolved as committed`
+              : `${gid} has no durable commit decision: it cannot be resolved as committed (without one it is aborted, by presumption)`,
+            { gid },
+          );
+        }
+        return this.endByOperator(t, mark, 'committed');
+      }
+      if (t.phase === 'committing') {
+        throw new DtxError(
+          'DTX_INVALID_STATE',
+          `${gid} is decided commit (its commit record is durable): it cannot be resolved as aborted; retry it, or commit its branches by hand and resolve it as committed`,
+          { gid },
+        );
+      }
+      if (t.phase === 'aborting') return this.endByOperator(t, mark, 'aborted');
+      this.checkUsable();
+      clearTimeout(t.timer);
+      t.abortAsked = true;
+      await this.decideAbort(t, `resolved as aborted by an operator: ${reason}`, mark);
+    });
+  }
+
+  /**
+   * Ends it as it stands: nothing more is called. Its decision stands (a
+   * decided commit stays committed: the branches not yet acknowledged are the
+   * operator's to commit); an undecided one is decided abort by the same
+   * forced record, and its branches that may hold work (prepared or still
+   * open) are the operator's to roll back.
+   */
+  abandon(gid: string, reason: string): Promise<void> {
+    checkGid(gid);
+    return this.locked(gid, async () => {
+      const t = this.liveForOperator(gid, 'abandon');
+      if (t.outcome === null) t.abortAsked = true;
+      await this.endByOperator(t, { action: 'abandon', reason }, t.outcome ?? 'aborted');
+    });
+  }
+
+  /** The transaction an operator acts on: not ended, and not in the middle of writing its commit decision. */
+  private liveForOperator(gid: string, action: string): Txn {
+    const t = this.open.get(gid);
+    if (t === undefined) {
+      const e = this.ended.get(gid);
+      if (e === undefined) throw new DtxError('DTX_NOT_FOUND', `no 2PC transaction ${gid}`, { gid });
+      throw new DtxError('DTX_INVALID_STATE', `${gid} has ended (${e.phase}): ${action} refused`, { gid });
+    }
+    if (t.deciding) {
+      throw new DtxError(
+        'DTX_INVALID_STATE',
+        `${gid}: its commit decision is being written; ${action} refused, ask again in a moment`,
+        { gid },
+      );
+    }
+    return t;
+  }
+
+  /** Ends `t` now with `outcome`, by the operator's forced `tpc-end`; its call loops stop. */
+  private async endByOperator(
+    t: Txn,
+    operator: TwoPcOperatorMark,
+    outcome: 'committed' | 'aborted',
+  ): Promise<void> {
+    this.checkUsable();
+    // Synchronously, before the write: phase one must not decide commit meanwhile.
+    clearTimeout(t.timer);
+    t.stopped = true;
+    t.outcome = outcome;
+    t.operator = operator;
+    t.reason = operator.reason;
+    if (t.phase === 'open' || t.phase === 'preparing') t.phase = 'aborting';
+    t.decided.resolve();
+    this.wake(t.gid);
+    try {
+      await this.append(t, endRecord(t, outcome), true);
+    } catch (error) {
+      // Unknown whether it landed: a restart reads the log (and aborts what has no decision).
+      this.failure = error;
+      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', `the server log failed while ending ${t.gid}`, {
+        gid: t.gid,
+      });
+    }
+    this.moveToEnded(t, operator.action === 'resolve' ? 'resolved' : 'abandoned');
+  }
+
   // ------------------------------------------------------------ the protocol
 
   private async runPhaseOne(t: Txn): Promise<void> {
@@ -396,7 +582,8 @@ export class TwoPcCoordinatorService {
     await Promise.all(
       t.branches.map(async (b) => {
         for (let attempt = 1; ; attempt++) {
-          if (this.closed || votes.refused !== null || Date.now() >= deadline) return;
+          if (this.closed || t.phase !== 'preparing' || votes.refused !== null || Date.now() >= deadline)
+            return;
           const answer = await this.call(
             t,
             b,
@@ -419,11 +606,12 @@ export class TwoPcCoordinatorService {
             votes.refused = `branch ${b.branch} voted no: ${answer.reason}`;
             return;
           }
-          await this.sleep(Math.min(this.backoffMs(attempt), Math.max(0, deadline - Date.now())));
+          await this.sleep(Math.min(this.backoffMs(attempt), Math.max(0, deadline - Date.now())), t.gid);
         }
       }),
     );
-    if (this.closed) return;
+    // Closing, or an operator decided meanwhile.
+    if (this.closed || t.phase !== 'preparing') return;
     if (votes.refused !== null) return this.decideAbort(t, votes.refused);
     const missing = t.branches.filter((b) => b.vote === null).map((b) => b.branch);
     if (missing.length > 0) {
@@ -436,8 +624,11 @@ export class TwoPcCoordinatorService {
   }
 
   private async decideCommit(t: Txn): Promise<void> {
+    // An operator's abort came first: it stands.
+    if (t.phase !== 'preparing') return;
     const committers = t.branches.filter((b) => b.vote === 'yes').map((b) => b.branch);
     if (committers.length > 0) {
+      t.deciding = true;
       try {
         // Presumed abort: this is the one forced decision. No COMMIT before it is durable.
         await this.append(t, { type: 'tpc-commit', txn: t.gid, branches: committers }, true);
@@ -446,21 +637,50 @@ export class TwoPcCoordinatorService {
         this.failure = error;
         t.decided.resolve();
         return;
+      } finally {
+        t.deciding = false;
       }
     }
     t.phase = 'committing';
+    t.outcome = 'committed';
     t.decided.resolve();
     await this.runPhaseTwo(t, 'commit');
   }
 
-  private decideAbort(t: Txn, reason: string): void {
+  /**
+   * Decides abort and sends ROLLBACK. Lazy (presumed abort) unless an
+   * operator decided it: then the record, with the operator's reason, is
+   * forced before this resolves.
+   */
+  private async decideAbort(t: Txn, reason: string, operator?: TwoPcOperatorMark): Promise<void> {
     t.phase = 'aborting';
+    t.outcome = 'aborted';
     t.reason = reason;
+    if (operator !== undefined) t.operator = operator;
     t.decided.resolve();
+    const record: ServeTwoPcRecord = {
+      type: 'tpc-abort',
+      txn: t.gid,
+      reason,
+      ...(operator === undefined ? {} : { operator }),
+    };
+    let written: unknown;
+    if (operator !== undefined) {
+      written = await this.append(t, record, true).catch((error: unknown) => {
+        this.failure = error;
+        return error;
+      });
+    }
     this.spawn(async () => {
-      await this.append(t, { type: 'tpc-abort', txn: t.gid, reason }, false).catch(() => undefined);
+      if (operator === undefined) await this.append(t, record, false).catch(() => undefined);
       await this.runPhaseTwo(t, 'rollback');
     });
+    if (written !== undefined) {
+      // The ROLLBACKs go on (an abort is safe without its record: presumed abort).
+      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', `the server log failed while aborting ${t.gid}`, {
+        gid: t.gid,
+      });
+    }
   }
 
   /** Sends `op` to every branch that needs it, each until acknowledged, then ends the transaction. */
@@ -470,50 +690,71 @@ export class TwoPcCoordinatorService {
     );
     await Promise.all(
       targets.map(async (b) => {
-        for (let attempt = 1; !this.closed; attempt++) {
+        for (let attempt = 1; !this.closed && !t.stopped; attempt++) {
           const answer = await this.call(t, b, op, this.callTimeoutMs(t));
           if (answer.result === 'success') {
             b.finished = true;
             return;
           }
-          await this.sleep(this.backoffMs(attempt));
+          await this.sleep(this.backoffMs(attempt), t.gid);
         }
       }),
     );
     if (this.closed) return;
     const outcome = op === 'commit' ? 'committed' : 'aborted';
     await this.locked(t.gid, async () => {
-      t.phase = outcome;
-      this.open.delete(t.gid);
-      this.ended.set(t.gid, t);
-      while (this.ended.size > twoPcServeLimits.endedMax) this.ended.delete(this.ended.keys().next().value!);
-      t.ended.resolve();
-      await this.append(
-        t,
-        {
-          type: 'tpc-end',
-          txn: t.gid,
-          outcome,
-          reason: t.reason,
-          hash: t.hash,
-          branches: t.branches.map(({ branch, url }) => ({ branch, url })),
-        },
-        false,
-      ).catch(() => undefined);
+      // An operator ended it meanwhile: its own `tpc-end` is written.
+      if (t.stopped) return;
+      const end = endRecord(t, outcome);
+      this.moveToEnded(t, t.operator === null ? outcome : 'resolved');
+      await this.append(t, end, false).catch(() => undefined);
     });
+  }
+
+  /** `t` has ended as `phase`: forgotten from the open ones, its waiters and its span told. */
+  private moveToEnded(t: Txn, phase: TwoPcPhase): void {
+    t.phase = phase;
+    this.open.delete(t.gid);
+    this.ended.set(t.gid, t);
+    while (this.ended.size > twoPcServeLimits.endedMax) this.ended.delete(this.ended.keys().next().value!);
+    t.decided.resolve();
+    t.ended.resolve();
+    t.span?.end(
+      {
+        'dtx.transaction.outcome': t.outcome ?? 'aborted',
+        ...(t.operator === null ? {} : { 'dtx.operator.action': t.operator.action }),
+      },
+      t.outcome === 'committed' && t.operator === null ? undefined : (t.reason ?? phase),
+    );
   }
 
   private async call(t: Txn, b: BranchState, op: HttpParticipantOp, timeoutMs: number) {
     const answered = this.calls.begin(t.gid, { branch: b.branch, op, url: b.url });
-    const answer = await callHttpBranch(participantUrl(b.url, op), {
-      sagaId: t.gid,
-      branchId: b.branch,
-      op,
-      payload: null,
-      timeoutMs,
-      headers: t.request.headers,
-    });
-    answered(answer.result === 'ongoing' ? 'retry' : answer.result, answer.reason);
+    // A child of the transaction's span, active during the call: the request carries its `traceparent`.
+    const span = startSpan(
+      `dtx.branch.${op}`,
+      {
+        'dtx.transaction.type': '2pc',
+        'dtx.transaction.id': t.gid,
+        'dtx.branch.id': b.branch,
+        'dtx.branch.op': op,
+      },
+      t.span ?? 'root',
+      'client',
+    );
+    const answer = await withSpan(span, () =>
+      callHttpBranch(participantUrl(b.url, op), {
+        sagaId: t.gid,
+        branchId: b.branch,
+        op,
+        payload: null,
+        timeoutMs,
+        headers: t.request.headers,
+      }),
+    );
+    const status = answer.result === 'ongoing' ? 'retry' : answer.result;
+    span?.end({ 'dtx.branch.status': status }, status === 'success' ? undefined : answer.reason);
+    answered(status, answer.reason);
     return answer;
   }
 
@@ -528,10 +769,12 @@ export class TwoPcCoordinatorService {
     return ms / 2 + Math.random() * (ms / 2);
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Waits out a backoff of `gid`'s calls (ended early by `retry`, an operator's end, or close). */
+  private sleep(ms: number, gid: string): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const entry = {
+        gid,
         timer: setTimeout(() => {
           this.sleeping.delete(entry);
           resolve();
@@ -540,6 +783,16 @@ export class TwoPcCoordinatorService {
       };
       this.sleeping.add(entry);
     });
+  }
+
+  /** Ends every backoff `gid`'s calls are waiting out. */
+  private wake(gid: string): void {
+    for (const s of [...this.sleeping]) {
+      if (s.gid !== gid) continue;
+      clearTimeout(s.timer);
+      this.sleeping.delete(s);
+      s.wake();
+    }
   }
 
   private spawn(work: () => Promise<void>): void {
@@ -563,6 +816,7 @@ export class TwoPcCoordinatorService {
         case 'tpc-begin': {
           const fresh = newTxn(r.txn, r.hash, r.request);
           fresh.records.push({ at, record: r });
+          fresh.trace = r.trace;
           this.open.set(r.txn, fresh);
           break;
         }
@@ -574,12 +828,14 @@ export class TwoPcCoordinatorService {
           if (t !== undefined) {
             for (const b of t.branches) b.vote = r.branches.includes(b.branch) ? 'yes' : 'readOnly';
             t.phase = 'committing';
+            t.outcome = 'committed';
             t.records.push({ at, record: r });
           }
           break;
         case 'tpc-abort':
           if (t !== undefined) {
             t.reason = r.reason;
+            if (r.operator !== undefined) t.operator = r.operator;
             t.records.push({ at, record: r });
           }
           break;
@@ -591,9 +847,13 @@ export class TwoPcCoordinatorService {
             headers: {},
             requestTimeoutMs: null,
           });
-          e.phase = r.outcome;
+          e.phase =
+            r.operator === undefined ? r.outcome : r.operator.action === 'resolve' ? 'resolved' : 'abandoned';
+          e.outcome = r.outcome;
+          e.operator = r.operator ?? null;
           e.reason = r.reason;
-          e.branches = r.branches.map((b) => ({ ...b, vote: null, finished: true }));
+          // An operator's end left its unfinished branches as they stood; which ones, the log no longer says.
+          e.branches = r.branches.map((b) => ({ ...b, vote: null, finished: r.operator === undefined }));
           e.records.push({ at, record: r });
           e.decided.resolve();
           e.ended.resolve();
@@ -605,12 +865,19 @@ export class TwoPcCoordinatorService {
     while (this.ended.size > twoPcServeLimits.endedMax) this.ended.delete(this.ended.keys().next().value!);
     await this.log.checkpoint(this.keep());
     for (const t of this.open.values()) {
+      // Its span is new (the old one ended with the process), a child of the begin request's trace again.
+      t.span = startSpan(
+        'dtx.2pc',
+        { 'dtx.transaction.type': '2pc', 'dtx.transaction.id': t.gid, 'dtx.recovered': true },
+        remoteParent(t.trace) ?? 'root',
+      );
+      t.trace = undefined;
       if (t.phase === 'committing') {
         t.decided.resolve();
         this.spawn(() => this.runPhaseTwo(t, 'commit'));
       } else {
         // No decision survived: presumed abort. Every registered branch may have prepared.
-        this.decideAbort(t, t.reason ?? 'the server restarted before a decision (presumed abort)');
+        void this.decideAbort(t, t.reason ?? 'the server restarted before a decision (presumed abort)');
       }
     }
   }
@@ -623,8 +890,12 @@ export class TwoPcCoordinatorService {
   }
 
   private async append(t: Txn, record: ServeTwoPcRecord, force: boolean): Promise<void> {
-    t.records.push({ at: new Date().toISOString(), record });
-    const done = this.log.append([record], force);
+    const entry: Txn['records'][number] = { at: new Date().toISOString(), record, writing: true };
+    t.records.push(entry);
+    const done = this.log.append([record], force).then(() => {
+      // Shown from now on: a view never shows a decision that is not durable yet.
+      delete entry.writing;
+    });
     if (++this.appends >= twoPcServeLimits.checkpointEvery) {
       this.appends = 0;
       const keep = this.keep();
@@ -663,28 +934,43 @@ function newTxn(gid: string, hash: string, request: TwoPcRequest): Txn {
     request,
     branches: [],
     phase: 'open',
+    outcome: null,
     reason: null,
     abortAsked: false,
+    deciding: false,
+    operator: null,
+    stopped: false,
     records: [],
     timer: undefined,
     decided: deferred(),
     ended: deferred(),
+    span: undefined,
+    trace: undefined,
+  };
+}
+
+/** The `tpc-end` of `t` (forced when an operator ended it). */
+function endRecord(t: Txn, outcome: 'committed' | 'aborted'): ServeTwoPcRecord {
+  return {
+    type: 'tpc-end',
+    txn: t.gid,
+    outcome,
+    reason: t.reason,
+    hash: t.hash,
+    branches: t.branches.map(({ branch, url }) => ({ branch, url })),
+    ...(t.operator === null ? {} : { operator: t.operator }),
   };
 }
 
 function viewOf(t: Txn): TwoPcView {
-  const outcome =
-    t.phase === 'committing' || t.phase === 'committed'
-      ? 'committed'
-      : t.phase === 'aborting' || t.phase === 'aborted'
-        ? 'aborted'
-        : null;
+  const outcome = t.outcome;
   return {
     id: t.gid,
     type: '2pc',
     state: t.phase,
     outcome,
     reason: t.reason,
+    operator: t.operator,
     startedAt: t.records[0]?.at ?? null,
     branches: t.branches.map((b) => ({
       branch: b.branch,
@@ -692,7 +978,7 @@ function viewOf(t: Txn): TwoPcView {
       vote: b.vote,
       status: branchStatus(b, outcome),
     })),
-    records: t.records,
+    records: t.records.filter((r) => r.writing !== true),
   };
 }
 

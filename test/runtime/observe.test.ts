@@ -12,28 +12,17 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { context, propagation, trace } from '@opentelemetry/api';
-import { AsyncHooksContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  type ReadableSpan,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { trace } from '@opentelemetry/api';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { createSqliteAdapter, type SqliteAdapter, type SqliteBranch } from '../../src/adapters/sqlite.ts';
 import { createCoordinator, openCoordinatorLog } from '../../src/runtime/coordinator.ts';
 import type { BranchCalled, LogFlushed, Logger, Observer, TxnEnded } from '../../src/runtime/observe.ts';
 import { createSagaOrchestrator, openSagaLog } from '../../src/runtime/saga/orchestrator.ts';
 import { createTccOrchestrator, openTccLog } from '../../src/runtime/tcc/orchestrator.ts';
+import { registerTestTracing } from '../support/otel-sdk.ts';
 
-const exporter = new InMemorySpanExporter();
-const contextManager = new AsyncHooksContextManager().enable();
-trace.setGlobalTracerProvider(
-  new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
-);
-context.setGlobalContextManager(contextManager);
-propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+const tracing = registerTestTracing();
+const exporter = tracing.exporter;
 
 const dir = mkdtempSync(join(tmpdir(), 'dtx-observe-'));
 const seen: { path: string; headers: IncomingHttpHeaders }[] = [];
@@ -56,9 +45,7 @@ before(async () => {
 after(async () => {
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
-  trace.disable();
-  context.disable();
-  propagation.disable();
+  tracing.disable();
   rmSync(dir, { recursive: true, force: true });
 });
 

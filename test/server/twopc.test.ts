@@ -388,7 +388,14 @@ describe('2PC across services, server in-process', () => {
       assert.equal(r.status, 409, `${path}: ${JSON.stringify(r.json)}`);
       assert.equal(r.json.code, 'DTX_DUPLICATE_GID');
     }
-    assert.equal((await call(u, 'GET', `/v1/transactions/${gid}`)).status, 404);
+    // Nothing was begun under the gid: the transactions' view shows the 2PC transaction, no saga or TCC.
+    const seen = await call(u, 'GET', `/v1/transactions/${gid}`);
+    assert.equal(seen.status, 200);
+    assert.equal(seen.json.type, '2pc');
+    assert.deepEqual(
+      seen.json.records.map((x: Answer) => x.record.type),
+      ['tpc-begin', 'tpc-branch'],
+    );
     // Abort it (its one branch is unreachable: the rollback is retried in the background), then register: refused.
     await call(u, 'POST', `/v1/2pc/${gid}/abort`, {});
     const late = await call(u, 'POST', `/v1/2pc/${gid}/branches`, {

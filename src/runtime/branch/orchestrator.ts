@@ -57,7 +57,7 @@ import type { DurableLog } from '../log/types.ts';
 import { wrapLog } from '../log/wrap.ts';
 import { type Logger, logSafely, notify, type ObservedOutcome, type Observer } from '../observe.ts';
 import type { OperatorActionOptions, TxnDetail, TxnOperator, TxnState, TxnSummary } from '../operator.ts';
-import { type SpanHandle, startSpan, withSpan } from '../otel.ts';
+import { type SpanHandle, type SpanParent, startSpan, withSpan } from '../otel.ts';
 import type { TimedRecord } from './views.ts';
 
 /** What a branch's `headers` function is told about the call it adds headers to. */
@@ -786,14 +786,23 @@ export abstract class BranchOrchestrator<
     );
   }
 
-  /** The run `id` belongs to: one resumed by recovery gets its span (a new trace) at its first call. */
+  /**
+   * The parent of the span of a run resumed by recovery: by default none (a
+   * new trace). A subclass that kept its runs' callers' trace context with
+   * them (`dtx serve`) returns it, so the resumed run continues that trace.
+   */
+  protected resumedSpanParent(_id: string): SpanParent | 'root' {
+    return 'root';
+  }
+
+  /** The run `id` belongs to: one resumed by recovery gets its span at its first call. */
   private runOf(id: string): { span: SpanHandle | undefined; startMs: number | null } {
     let run = this.runs.get(id);
     if (run === undefined) {
       const span = startSpan(
         `dtx.${this.kind.observed}`,
         { 'dtx.transaction.type': this.kind.observed, 'dtx.transaction.id': id, 'dtx.recovered': true },
-        'root',
+        this.resumedSpanParent(id),
       );
       run = { span, startMs: null };
       this.runs.set(id, run);

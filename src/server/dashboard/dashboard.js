@@ -13,7 +13,7 @@ const detailEveryMs = 3000;
 
 const $ = (id) => document.getElementById(id);
 let selected = null;
-/** The selected transaction's type: a 2PC one is read from /v1/2pc and has no operator actions here. */
+/** The selected transaction's type: a 2PC one is resolved as committed or aborted. */
 let selectedType = null;
 let detailTimer = null;
 
@@ -119,9 +119,8 @@ async function refreshOverview() {
 async function refreshDetail() {
   if (selected === null) return;
   const id = selected;
-  const twoPc = selectedType === '2pc';
   const [view, timeline] = await Promise.all([
-    api('GET', `/v1/${twoPc ? '2pc' : 'transactions'}/${encodeURIComponent(id)}`),
+    api('GET', `/v1/transactions/${encodeURIComponent(id)}`),
     api('GET', `/v1/transactions/${encodeURIComponent(id)}/timeline`),
   ]);
   if (selected !== id) return;
@@ -137,8 +136,7 @@ async function refreshDetail() {
       ? 'Ended without committing.'
       : 'Not committed: no successful outcome is durable yet.';
   $('detail-reason').textContent = view.reason === null ? '' : `Reason: ${view.reason}`;
-  for (const b of ['retry', 'resolve-open', 'abandon-open']) $(b).disabled = phase.ended || twoPc;
-  $('actions').title = twoPc ? 'a 2PC transaction is committed or aborted through /v1/2pc' : '';
+  for (const b of ['retry', 'resolve-open', 'abandon-open']) $(b).disabled = phase.ended;
   $('branches').tBodies[0].replaceChildren(
     ...view.branches.map((b) =>
       el(
@@ -192,6 +190,20 @@ function openForce(kind) {
     ? 'dtx stops calling its branches and records the outcome you established by checking them yourself.'
     : 'dtx stops calling its branches and leaves them as they are: what is half done is yours to settle.';
   $('outcome-row').hidden = !resolve;
+  // A 2PC transaction's outcomes are committed or aborted; the server refuses the one its log contradicts.
+  const outcomes =
+    selectedType === '2pc'
+      ? [
+          ['committed', 'committed (its commit is durable; I committed the branches left)'],
+          ['aborted', 'aborted (no commit is durable: dtx rolls back every branch)'],
+        ]
+      : [
+          ['completed', 'completed (every step is done)'],
+          ['compensated', 'compensated (every step is undone)'],
+        ];
+  $('force-outcome').replaceChildren(
+    ...outcomes.map(([value, text]) => Object.assign(document.createElement('option'), { value, text })),
+  );
   $('force-reason').value = '';
   $('force-confirm').checked = false;
   $('force-error').textContent = '';

@@ -9,8 +9,8 @@
 // - the gid claims, `dtx_serve_gid(gid PRIMARY KEY, owner, type, hash)`: a
 //   transaction's gid is claimed for its server's owner before its first
 //   record (the `begin`, a TCC's or message's `prepare`, a 2PC transaction's
-//   `tpc-begin`) is written, so the
-//   same gid sent to two servers is begun once. The claim is an intent: the
+//   `tpc-begin`) is written, so the same gid sent to two servers is begun
+//   once, by one protocol. The claim is an intent: the
 //   holder of the claim's owner begins the transaction when its log does not
 //   have it yet (a server that died between the claim and the `begin` left
 //   a claim its adopter honours on the caller's retry);

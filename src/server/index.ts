@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import type { Logger as PinoLogger } from 'pino';
 import { DtxError, isDtxError } from '../errors.ts';
+import { assert } from '../protocol/common/assert.ts';
 import type { SagaConfig } from '../protocol/saga/types.ts';
 import { buildApp } from './app.ts';
 import { checkServerId, defaultServerId } from './cluster.ts';
@@ -116,7 +117,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     },
   });
   try {
-    if (twopc === undefined) throw new Error('the engine opened no 2PC coordinator of its own');
+    assert(twopc !== undefined, 'Engine.open opens the 2PC coordinator of its own owner');
     const app = await buildApp({
       engine,
       twopc,

@@ -110,7 +110,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const routes: Route[] = [
     ...nativeRoutes(options.engine, options.twopc),
-    ...(options.twopc === undefined ? [] : twoPcRoutes(options.twopc)),
+    ...(options.twopc === undefined
+      ? []
+      : twoPcRoutes(options.twopc, (gid, create) => options.engine.twoPcFor(gid, create))),
     ...dashboardRoutes(options.engine, options.twopc),
     ...dtmRoutes(options.engine),
   ];

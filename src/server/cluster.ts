@@ -8,8 +8,9 @@
 //
 // - the gid claims, `dtx_serve_gid(gid PRIMARY KEY, owner, type, hash)`: a
 //   transaction's gid is claimed for its server's owner before its first
-//   record (the `begin`, or a TCC's or message's `prepare`) is written, so the
-//   same gid sent to two servers is begun once. The claim is an intent: the
+//   record (the `begin`, a TCC's or message's `prepare`, a 2PC transaction's
+//   `tpc-begin`) is written, so the same gid sent to two servers is begun
+//   once, by one protocol. The claim is an intent: the
 //   holder of the claim's owner begins the transaction when its log does not
 //   have it yet (a server that died between the claim and the `begin` left
 //   a claim its adopter honours on the caller's retry);
@@ -18,7 +19,8 @@
 //   transactions, a survivor acquires that owner's leases (the log's own
 //   fencing makes a paused old holder's writes fail), recovers its logs in an
 //   extra engine (every unfinished saga resumed, calls that were out sent
-//   again, prepared transactions re-armed), runs them to their end and gives
+//   again, prepared transactions re-armed, 2PC transactions finished with
+//   presumed abort as a restart would), runs them to their end and gives
 //   the leases up once nothing is open there. A server restarted under the
 //   same id asks for its logs back and waits for them (the adopter gives them
 //   up at once; the restarted server resumes what was open);
@@ -66,10 +68,13 @@ export function defaultServerId(port: number): string {
   return port === 0 ? host : `${host}-${port}`;
 }
 
+/** What a gid is claimed for: a transaction of the engine, or a 2PC transaction. */
+export type ClaimType = TransType | '2pc';
+
 /** A gid's claim: which owner's log holds (or is to hold) it, for which request. */
 export interface Claim {
   owner: string;
-  type: TransType;
+  type: ClaimType;
   hash: string;
 }
 
@@ -84,6 +89,8 @@ export interface ClusterOptions {
   serverId: string;
   /** The owner leases' ttl: how long a dead server's transactions wait before a survivor takes them over. */
   leaseTtlMs: number;
+  /** The servers run 2PC too: an owner's `dtx_serve_twopc` log (and its lease) counts in the takeover. */
+  twoPc: boolean;
   /** Opens an engine on another owner's logs (their leases taken, everything recovered). */
   adopt: (owner: string, holder: string) => Promise<Engine>;
 }
@@ -93,6 +100,8 @@ const claimTable = 'dtx_serve_gid';
 const wantsPrefix = 'dtx-serve-wants:';
 const sagaTable = 'dtx_serve_saga';
 const serverTable = 'dtx_serve_server';
+/** The 2PC log (./twopc.ts). */
+const twoPcTable = 'dtx_serve_twopc';
 /** The owners a server may adopt: every server's, and the one of stores written before servers had ids. */
 const ownerFilter = `(m.owner = 'dtx-serve' OR m.owner LIKE 'dtx-serve:%')`;
 
@@ -215,12 +224,13 @@ export class Cluster {
   /**
    * Where a request on `gid` goes: `local` (this server's own engine), an
    * adopted engine, or a `Remote`. With `create`, an unclaimed gid is claimed
-   * for this server first (the request begins a transaction).
+   * for this server first (the request begins a transaction), and a gid
+   * claimed for another type is DTX_DUPLICATE_GID wherever it runs.
    */
   async route(
     gid: string,
     local: Engine,
-    create?: { type: TransType; hash: string },
+    create?: { type: ClaimType; hash: string },
   ): Promise<Engine | Remote> {
     let claim = await this.claimOf(gid);
     if (claim === undefined) {
@@ -228,6 +238,9 @@ export class Cluster {
       claim = await this.claim(gid, create);
     }
     const { owner, type, hash, holder } = claim;
+    if (create !== undefined && type !== create.type) {
+      throw new DtxError('DTX_DUPLICATE_GID', `gid ${gid} is already used by a ${type} transaction`, { gid });
+    }
     if (owner === this.owner) return local;
     const adopted = this.adopted.get(owner);
     if (adopted !== undefined) return adopted.engine;
@@ -237,7 +250,7 @@ export class Cluster {
   /** Claims `gid` for this server; the claim that stands (ours, or one made first elsewhere). */
   private async claim(
     gid: string,
-    create: { type: TransType; hash: string },
+    create: { type: ClaimType; hash: string },
   ): Promise<Claim & { holder: string | null }> {
     const r = await this.query<Claim>(
       `INSERT INTO ${claimTable} (gid, owner, type, hash) VALUES ($1, $2, $3, $4) ` +
@@ -314,11 +327,15 @@ export class Cluster {
       // CREATE INDEX IF NOT EXISTS is not safe against a concurrent creator.
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['dtx_serve:cluster']);
-      for (const table of [sagaTable, serverTable]) {
+      const opening: [string, string][] = [
+        [sagaTable, `'begin', 'prepare'`],
+        [serverTable, `'begin', 'prepare'`],
+        ...(this.options.twoPc ? [[twoPcTable, `'tpc-begin'`] as [string, string]] : []),
+      ];
+      for (const [table, types] of opening) {
         await client.query(`CREATE INDEX IF NOT EXISTS ${table}_txn ON ${table} ((record->>'txn'))`);
         await client.query(
-          `CREATE INDEX IF NOT EXISTS ${table}_opening ON ${table} (owner) ` +
-            `WHERE record->>'type' IN ('begin', 'prepare')`,
+          `CREATE INDEX IF NOT EXISTS ${table}_opening ON ${table} (owner) WHERE record->>'type' IN (${types})`,
         );
       }
       await client.query('COMMIT');
@@ -369,8 +386,11 @@ export class Cluster {
 
   /**
    * The other owners whose saga lease has lapsed (or was given up) and whose
-   * logs hold an open transaction: a saga `begin` without a later `end`, or
-   * a `prepare` without a later `started` or `end`.
+   * logs hold an open transaction: a saga `begin` without a later `end`, a
+   * `prepare` without a later `started` or `end`, or a `tpc-begin` without a
+   * later `tpc-end`. With 2PC, the owner's 2PC lease must have lapsed too
+   * (each log renews its own, a few ms apart): else opening its 2PC log
+   * would fail and the takeover would be tried again next round.
    */
   private async orphans(): Promise<string[]> {
     const open = (table: string, opening: string, closing: string) =>
@@ -381,8 +401,14 @@ export class Cluster {
       `SELECT m.owner FROM ${sagaTable}_meta m WHERE ${ownerFilter} AND m.owner <> $1 ` +
         `AND NOT EXISTS (SELECT 1 FROM ${sagaTable}_lease l ` +
         `WHERE l.expires_at > now() AND (l.name = 'dtx-log:' || m.owner OR l.name = '${wantsPrefix}' || m.owner)) ` +
+        (this.options.twoPc
+          ? `AND NOT EXISTS (SELECT 1 FROM ${twoPcTable}_lease t ` +
+            `WHERE t.expires_at > now() AND t.name = 'dtx-log:' || m.owner) `
+          : '') +
         `AND (${open(sagaTable, `'begin'`, `'end'`)} ` +
-        `OR ${open(serverTable, `'prepare'`, `'started', 'end'`)})`,
+        `OR ${open(serverTable, `'prepare'`, `'started', 'end'`)}` +
+        (this.options.twoPc ? ` OR ${open(twoPcTable, `'tpc-begin'`, `'tpc-end'`)}` : '') +
+        ')',
       [this.owner],
     );
     return rows.map((r) => r.owner);

@@ -29,7 +29,10 @@
 // its server's own logs, and every request naming a gid is first routed by
 // the gid's claim: to this engine, to an engine running an owner this server
 // took over, or, for a gid another live server runs, answered from the store
-// (queries, repeats) or refused with DTX_NOT_OWNER naming that server.
+// (queries, repeats) or refused with DTX_NOT_OWNER naming that server. The
+// 2PC coordinator of the same owner (./twopc.ts) is opened with the engine's
+// logs, after them: an owner's three logs are taken over, given up and handed
+// back as one, and 2PC gids are routed by the same claims.
 
 import { createHash } from 'node:crypto';
 import { callHttpBranch } from '../adapters/http-branch.ts';
@@ -45,7 +48,7 @@ import type { TxnDetail, TxnState } from '../runtime/operator.ts';
 import { activeTraceHeaders, remoteParent, type SpanParent, withSpan } from '../runtime/otel.ts';
 import { refuse, type SagaDefinition, SagaOrchestrator } from '../runtime/saga/orchestrator.ts';
 import { CallJournal, journalled } from './calls.ts';
-import { Cluster, type Remote } from './cluster.ts';
+import { type ClaimType, Cluster, type Remote } from './cluster.ts';
 import { callDtmBranch } from './dtm-call.ts';
 import { serverLimits } from './limits.ts';
 import {
@@ -58,6 +61,7 @@ import {
   type StoreOwnership,
   type TccBranchSpec,
 } from './store.ts';
+import type { TwoPcCoordinatorService } from './twopc.ts';
 
 export type TransType = 'saga' | 'tcc' | 'msg';
 /** How branches are called: dtx's HTTP branch protocol, or DTM's conventions. */
@@ -169,6 +173,13 @@ export interface EngineOptions {
   cluster?: { serverId: string; leaseTtlMs: number };
   /** Whose logs to open (set for an engine running an owner taken over). */
   ownership?: StoreOwnership;
+  /**
+   * Opens the 2PC coordinator on the same owner (`ownership` undefined: the
+   * store's only one), after the engine's logs and before a server asking
+   * for its logs back lets go of its request: an engine opened for an owner
+   * taken over opens that owner's 2PC log too.
+   */
+  twoPc?: (engine: Engine, ownership: StoreOwnership | undefined) => Promise<TwoPcCoordinatorService>;
 }
 
 /** What the engine reports to (./telemetry.ts): its own begins and ends, and its runs' observer. */
@@ -249,6 +260,8 @@ export class Engine {
   private cluster: Cluster | undefined;
   /** On a shared store: the cluster and the owner of this engine's logs. */
   private shared: { cluster: Cluster; owner: string } | undefined;
+  /** The 2PC coordinator of this engine's owner (EngineOptions.twoPc). */
+  private twopc: TwoPcCoordinatorService | undefined;
   /** The branch calls this process made, for the dashboard's timeline (./calls.ts). */
   readonly calls = new CallJournal();
 
@@ -280,13 +293,20 @@ export class Engine {
 
   /** Resolves once this engine's logs were taken over by another server (never for SQLite). */
   get lost(): Promise<unknown> {
-    const losses = [this.stores.saga.lost, this.stores.server.lost].filter((l) => l !== undefined);
+    const losses = [this.stores.saga.lost, this.stores.server.lost, this.twopc?.lost].filter(
+      (l) => l !== undefined,
+    );
     return losses.length === 0 ? new Promise(() => undefined) : Promise.race(losses);
   }
 
-  /** Nothing open here: no prepared transaction, no saga still running. */
+  /** Nothing open here: no prepared transaction, no saga still running, no 2PC transaction unfinished. */
   idle(): boolean {
-    return this.prepared.size === 0 && this.orchestrator.openRuns() === 0 && this.locks.size === 0;
+    return (
+      this.prepared.size === 0 &&
+      this.orchestrator.openRuns() === 0 &&
+      this.locks.size === 0 &&
+      (this.twopc?.idle() ?? true)
+    );
   }
 
   /** Opens the store, recovers every transaction it left unfinished, and arms the prepared ones' timers. */
@@ -301,6 +321,7 @@ export class Engine {
         postgres: options.store.postgres,
         serverId,
         leaseTtlMs,
+        twoPc: options.twoPc !== undefined,
         adopt: async (owner, holder) => {
           const { cluster: _cluster, ...rest } = options;
           const adopted = await Engine.open({
@@ -320,6 +341,7 @@ export class Engine {
       };
     }
     let stores: ServeStores;
+    // Held until every log of the owner is open again, the 2PC log included.
     const handedBack = ownership?.waitForLease === true ? await cluster?.askOwnLogsBack() : undefined;
     try {
       stores = await openStores(options.store, {
@@ -332,9 +354,8 @@ export class Engine {
       await cluster?.close();
       throw error;
     }
-    await handedBack?.();
+    let engine: Engine | undefined;
     try {
-      let engine: Engine | undefined;
       const seen: SagaRecord[] = [];
       // The begun requests' trace headers, for the spans of the runs recovery resumes (each used once).
       const traces = new Map<string, Record<string, string>>();
@@ -371,6 +392,12 @@ export class Engine {
         if (!['running', 'compensating', 'stuck'].includes(orchestrator.status(gid).state))
           traces.delete(gid);
       await engine.recoverPrepared();
+      if (options.twoPc !== undefined) {
+        const twopc = await options.twoPc(engine, ownership);
+        engine.twopc = twopc;
+        engine.setForeignGids((gid) => twopc.knows(gid));
+      }
+      await handedBack?.();
       if (cluster !== undefined) {
         top = engine;
         engine.cluster = cluster;
@@ -379,7 +406,9 @@ export class Engine {
       }
       return engine;
     } catch (error) {
+      await handedBack?.();
       await cluster?.close();
+      await engine?.twopc?.close().catch(() => undefined);
       await stores.saga.close().catch(() => undefined);
       await stores.server.close().catch(() => undefined);
       throw error;
@@ -390,6 +419,7 @@ export class Engine {
     if (this.closed) return;
     this.closed = true;
     await this.cluster?.close();
+    await this.twopc?.close();
     for (const p of this.prepared.values()) clearTimeout(p.timer);
     await this.orchestrator.close();
     await this.stores.saga.close();
@@ -1074,7 +1104,7 @@ export class Engine {
    */
   private async routed<T>(
     gid: string,
-    create: { type: TransType; hash: string } | undefined,
+    create: { type: ClaimType; hash: string } | undefined,
     here: (e: Engine) => Promise<T>,
     elsewhere: (r: Remote) => Promise<T> = async (r) => {
       throw notOwner(r);
@@ -1086,6 +1116,26 @@ export class Engine {
     if (create !== undefined && (to.type !== create.type || to.hash !== create.hash))
       throw duplicate(gid, to.type);
     return elsewhere(to);
+  }
+
+  /**
+   * The 2PC coordinator that runs `gid`: this server's own, or that of an
+   * owner this server took over, by the gid's claim (`create`, a begin:
+   * claimed here when unclaimed). A gid another server runs is DTX_NOT_OWNER
+   * (nothing of a 2PC transaction is answered from the store), a gid claimed
+   * by another type or request DTX_DUPLICATE_GID.
+   */
+  twoPcFor(gid: string, create?: { hash: string }): Promise<TwoPcCoordinatorService> {
+    checkGid(gid);
+    return this.routed(
+      gid,
+      create === undefined ? undefined : { type: '2pc', hash: create.hash },
+      async (e) => {
+        if (e.twopc === undefined)
+          throw new DtxError('DTX_UNSUPPORTED', 'this server runs no 2PC coordinator');
+        return e.twopc;
+      },
+    );
   }
 
   /** The same request again, for a transaction another server has begun: answered as the first. */
@@ -1260,7 +1310,7 @@ function notOwner(r: Remote): DtxError {
   return new DtxError('DTX_NOT_OWNER', `${r.gid} is run by ${detail}`, { gid: r.gid });
 }
 
-function duplicate(gid: string, type: TransType): DtxError {
+function duplicate(gid: string, type: ClaimType): DtxError {
   return new DtxError('DTX_DUPLICATE_GID', `gid ${gid} is already used by another ${type} request`, { gid });
 }
 

@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import type { Logger as PinoLogger } from 'pino';
 import { DtxError, isDtxError } from '../errors.ts';
+import { assert } from '../protocol/common/assert.ts';
 import type { SagaConfig } from '../protocol/saga/types.ts';
 import { buildApp } from './app.ts';
 import { checkServerId, defaultServerId } from './cluster.ts';
@@ -85,33 +86,38 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const serverId = checkServerId(options.serverId ?? defaultServerId(port));
   const logger = options.logger ?? createServerLogger(options.logLevel ?? 'silent');
   const metrics = new ServeMetrics();
+  const own = 'postgres' in options.store ? serveOwner(serverId) : undefined;
+  let twopc: TwoPcCoordinatorService | undefined;
   const engine = await Engine.open({
     store: options.store,
     hooks: new ServeTelemetry([metrics, logEvents(logger)]),
     ...('postgres' in options.store ? { cluster: { serverId, leaseTtlMs } } : {}),
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
+    // Each server keeps its 2PC log under its own owner; a server taking another's over opens that one's too.
+    twoPc: async (owned, ownership) => {
+      const service = await TwoPcCoordinatorService.open({
+        store: options.store,
+        ...(ownership === undefined ? {} : { ownership, takenOver: ownership.owner !== own }),
+        ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
+        ...(options.timing?.retryBaseMs === undefined ? {} : { retryBaseMs: options.timing.retryBaseMs }),
+        ...(options.timing?.retryCapMs === undefined ? {} : { retryCapMs: options.timing.retryCapMs }),
+        usedElsewhere: async (gid) => {
+          try {
+            await owned.view(gid);
+            return true;
+          } catch (error) {
+            if (isDtxError(error, 'DTX_NOT_FOUND')) return false;
+            throw error;
+          }
+        },
+      });
+      if (ownership === undefined || ownership.owner === own) twopc = service;
+      return service;
+    },
   });
-  let twopc: TwoPcCoordinatorService | undefined;
   try {
-    twopc = await TwoPcCoordinatorService.open({
-      store: options.store,
-      // Several servers on one PostgreSQL store: each keeps its 2PC log under its own owner.
-      ...('postgres' in options.store ? { owner: serveOwner(serverId) } : {}),
-      ...(options.httpTimeoutMs === undefined ? {} : { httpTimeoutMs: options.httpTimeoutMs }),
-      ...(options.timing?.retryBaseMs === undefined ? {} : { retryBaseMs: options.timing.retryBaseMs }),
-      ...(options.timing?.retryCapMs === undefined ? {} : { retryCapMs: options.timing.retryCapMs }),
-      usedElsewhere: async (gid) => {
-        try {
-          await engine.view(gid);
-          return true;
-        } catch (error) {
-          if (isDtxError(error, 'DTX_NOT_FOUND')) return false;
-          throw error;
-        }
-      },
-    });
-    engine.setForeignGids((gid) => twopc!.knows(gid));
+    assert(twopc !== undefined, 'Engine.open opens the 2PC coordinator of its own owner');
     const app = await buildApp({
       engine,
       twopc,
@@ -138,13 +144,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       twopc,
       close: async () => {
         await app.close();
-        await twopc!.close();
+        // The engine closes its 2PC coordinator (and those of the owners it took over).
         await engine.close();
         logger.info('dtx serve stopped');
       },
     };
   } catch (error) {
-    await twopc?.close();
     await engine.close();
     throw error;
   }

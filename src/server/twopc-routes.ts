@@ -1,5 +1,7 @@
 // The native API's two-phase commit routes (docs/server.md, "Two-phase commit
-// across services") and their schemas; the protocol is in ./twopc.ts.
+// across services") and their schemas; the protocol is in ./twopc.ts. With
+// several servers, each request goes to the coordinator its gid's claim
+// names (Engine.twoPcFor): this server's, or one it took over; else 421.
 
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
@@ -65,7 +67,10 @@ function answer(twopc: TwoPcCoordinatorService, reply: FastifyReply, id: string)
   return reply.code(ended ? 200 : 202).send(view);
 }
 
-export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {
+/** The coordinator that runs `gid` (`create`: a begin, which claims it). */
+export type TwoPcAt = (gid: string, create?: { hash: string }) => Promise<TwoPcCoordinatorService>;
+
+export function twoPcRoutes(own: TwoPcCoordinatorService, at: TwoPcAt = async () => own): Route[] {
   return [
     {
       method: 'POST',
@@ -75,6 +80,8 @@ export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {
       schema: { body: TwoPcBeginRequest },
       handler: async (request, reply) => {
         const b = request.body as Static<typeof TwoPcBeginRequest>;
+        const hash = requestHash(b);
+        const twopc = await at(b.id, { hash });
         const { created } = await twopc.begin(
           b.id,
           {
@@ -83,7 +90,7 @@ export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {
             headers: b.headers ?? {},
             requestTimeoutMs: b.requestTimeoutMs ?? null,
           },
-          requestHash(b),
+          hash,
         );
         return reply.code(created ? 201 : 200).send(twopc.view(b.id));
       },
@@ -97,6 +104,7 @@ export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {
         const { id } = request.params as Static<typeof IdParams>;
         const b = request.body as Static<typeof TwoPcBranchRequest>;
         checkParticipantUrl(b.url, 'url');
+        const twopc = await at(id);
         await twopc.registerBranch(id, b.branch, b.url);
         return twopc.view(id);
       },
@@ -110,6 +118,7 @@ export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {
       handler: async (request, reply) => {
         const { id } = request.params as Static<typeof IdParams>;
         const b = request.body as Static<typeof TwoPcCommitRequest>;
+        const twopc = await at(id);
         await twopc.commit(id);
         await twopc.wait(id, b.wait?.timeoutMs ?? 0);
         return answer(twopc, reply, id);
@@ -123,6 +132,7 @@ export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {
       handler: async (request, reply) => {
         const { id } = request.params as Static<typeof IdParams>;
         const b = request.body as Static<typeof TwoPcAbortRequest>;
+        const twopc = await at(id);
         await twopc.abort(id, b.reason ?? 'aborted by request');
         return answer(twopc, reply, id);
       },
@@ -132,7 +142,10 @@ export function twoPcRoutes(twopc: TwoPcCoordinatorService): Route[] {
       url: '/v1/2pc/:id',
       summary: 'One 2PC transaction: state, outcome, each branch with its vote, every record',
       schema: { params: IdParams },
-      handler: async (request) => twopc.view((request.params as Static<typeof IdParams>).id),
+      handler: async (request) => {
+        const { id } = request.params as Static<typeof IdParams>;
+        return (await at(id)).view(id);
+      },
     },
   ];
 }

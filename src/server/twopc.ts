@@ -17,7 +17,11 @@
 // Recovery: a `tpc-commit` without `tpc-end` has its COMMITs sent again; a
 // transaction with no decision is aborted — ROLLBACK to every registered
 // branch (their registrations are forced before the caller is answered, so a
-// restart knows every branch that may have prepared).
+// restart knows every branch that may have prepared). The same recovery runs
+// when another server takes a dead server's log over (./cluster.ts): the
+// log's owner lease fences the dead server's writes, so its `tpc-commit`
+// either landed before the takeover (and is read) or was never written (and
+// no COMMIT left); a service whose lease is taken stops deciding at once.
 //
 // Why not the pure core (src/protocol/twopc) through the runtime Driver, as
 // the library coordinator does: the core's ABORT is sent once and relies on
@@ -48,7 +52,7 @@ import type { DurableLog } from '../runtime/log/types.ts';
 import { activeTraceHeaders, remoteParent, type SpanHandle, startSpan, withSpan } from '../runtime/otel.ts';
 import { CallJournal } from './calls.ts';
 import { checkGid } from './engine.ts';
-import type { StoreLocation } from './store.ts';
+import type { StoreLocation, StoreOwnership } from './store.ts';
 
 /** Every bound of the server's 2PC, with its reason. */
 export const twoPcServeLimits = {
@@ -214,20 +218,38 @@ export interface TwoPcServeOptions {
   retryCapMs?: number;
   /** Tells whether another part of the server already uses `gid` (one gid namespace). */
   usedElsewhere?: (gid: string) => Promise<boolean>;
-  /** PostgreSQL store: the log's owner, this server's own (`dtx-serve:<id>`). Default `dtx-serve`. */
-  owner?: string;
+  /**
+   * PostgreSQL store: whose log to open and how to take its owner lease
+   * (./store.ts): this server's own owner (`dtx-serve:<id>`), or a dead
+   * server's being taken over. Default: the owner `dtx-serve`, any holder.
+   */
+  ownership?: StoreOwnership;
+  /** The log is a dead server's, taken over (./cluster.ts): what recovery aborts says so. */
+  takenOver?: boolean;
 }
 
 /** Opens the 2PC log next to the server's others (created on first use, held exclusively). */
 export function openTwoPcLog(
   where: StoreLocation,
-  owner = 'dtx-serve',
+  ownership?: StoreOwnership,
 ): Promise<DurableLog<ServeTwoPcRecord> & AsyncDisposable> {
   if ('sqlite' in where) {
     return openLog({ sqlite: `${where.sqlite}.twopc`, create: true }, decodeTwoPcRecord, 'server');
   }
   return openLog(
-    { postgres: where.postgres, owner, table: 'dtx_serve_twopc', create: true },
+    {
+      postgres: where.postgres,
+      owner: ownership?.owner ?? 'dtx-serve',
+      table: 'dtx_serve_twopc',
+      create: true,
+      ...(ownership === undefined
+        ? {}
+        : {
+            leaseHolder: ownership.holder,
+            leaseTtlMs: ownership.leaseTtlMs,
+            waitForLease: ownership.waitForLease,
+          }),
+    },
     decodeTwoPcRecord,
     'server',
   );
@@ -262,6 +284,8 @@ export class TwoPcCoordinatorService {
   private readonly running = new Set<Promise<void>>();
   private appends = 0;
   private closed = false;
+  /** Another server took this log over (its owner lease): nothing more is decided or sent from here. */
+  private fenced = false;
   /** The log failed: nothing more may be decided here (a restart recovers). */
   private failure: unknown = undefined;
   /** The participant calls this process made, for the dashboard's timeline (./calls.ts). */
@@ -274,8 +298,9 @@ export class TwoPcCoordinatorService {
 
   /** Opens the log, recovers (re-sends decided commits, rolls back the undecided) and starts. */
   static async open(options: TwoPcServeOptions): Promise<TwoPcCoordinatorService> {
-    const log = await openTwoPcLog(options.store, options.owner);
+    const log = await openTwoPcLog(options.store, options.ownership);
     const service = new TwoPcCoordinatorService(log, options);
+    void log.lost?.then((error) => service.onLost(error));
     try {
       await service.recover();
     } catch (error) {
@@ -283,6 +308,41 @@ export class TwoPcCoordinatorService {
       throw error;
     }
     return service;
+  }
+
+  /** Resolves once another server has taken this log over (never for SQLite). */
+  get lost(): Promise<unknown> {
+    return this.log.lost ?? new Promise(() => undefined);
+  }
+
+  /** Nothing open here: every transaction ended, no request running. */
+  idle(): boolean {
+    return this.open.size === 0 && this.locks.size === 0;
+  }
+
+  /**
+   * The log's lease was taken: the new holder recovers every transaction
+   * from the log and finishes it. Writes here already fail (fenced); stopping
+   * the timers and loops too means no ROLLBACK or COMMIT leaves from a
+   * server that no longer runs the transaction.
+   */
+  private onLost(error: unknown): void {
+    this.failure ??= error;
+    this.fenced = true;
+    for (const t of this.open.values()) {
+      clearTimeout(t.timer);
+      // A commit request waiting for phase one is answered now: this server will decide nothing.
+      if (t.phase === 'preparing') t.decided.resolve();
+    }
+    for (const s of this.sleeping) {
+      clearTimeout(s.timer);
+      s.wake();
+    }
+  }
+
+  /** Loops and timers stop: the server is closing, or its log was taken over. */
+  private get stopped(): boolean {
+    return this.closed || this.fenced;
   }
 
   async close(): Promise<void> {
@@ -396,8 +456,14 @@ export class TwoPcCoordinatorService {
     });
     await t.decided.promise;
     if (t.phase === 'preparing') {
-      // Decided nothing: the log failed under the commit record.
-      throw new DtxError('DTX_RESOURCE_UNAVAILABLE', `the server log failed while deciding ${gid}`, { gid });
+      // Decided nothing: the log failed under the commit record, or another server took it over.
+      throw new DtxError(
+        'DTX_RESOURCE_UNAVAILABLE',
+        this.fenced
+          ? `another server took over this server's 2PC log while deciding ${gid}: it decides ${gid} now`
+          : `the server log failed while deciding ${gid}`,
+        { gid },
+      );
     }
   }
 
@@ -582,7 +648,7 @@ export class TwoPcCoordinatorService {
     await Promise.all(
       t.branches.map(async (b) => {
         for (let attempt = 1; ; attempt++) {
-          if (this.closed || t.phase !== 'preparing' || votes.refused !== null || Date.now() >= deadline)
+          if (this.stopped || t.phase !== 'preparing' || votes.refused !== null || Date.now() >= deadline)
             return;
           const answer = await this.call(
             t,
@@ -610,8 +676,8 @@ export class TwoPcCoordinatorService {
         }
       }),
     );
-    // Closing, or an operator decided meanwhile.
-    if (this.closed || t.phase !== 'preparing') return;
+    // Stopped, or an operator decided meanwhile.
+    if (this.stopped || t.phase !== 'preparing') return;
     if (votes.refused !== null) return this.decideAbort(t, votes.refused);
     const missing = t.branches.filter((b) => b.vote === null).map((b) => b.branch);
     if (missing.length > 0) {
@@ -690,7 +756,7 @@ export class TwoPcCoordinatorService {
     );
     await Promise.all(
       targets.map(async (b) => {
-        for (let attempt = 1; !this.closed && !t.stopped; attempt++) {
+        for (let attempt = 1; !this.stopped && !t.stopped; attempt++) {
           const answer = await this.call(t, b, op, this.callTimeoutMs(t));
           if (answer.result === 'success') {
             b.finished = true;
@@ -700,7 +766,7 @@ export class TwoPcCoordinatorService {
         }
       }),
     );
-    if (this.closed) return;
+    if (this.stopped) return;
     const outcome = op === 'commit' ? 'committed' : 'aborted';
     await this.locked(t.gid, async () => {
       // An operator ended it meanwhile: its own `tpc-end` is written.
@@ -769,9 +835,9 @@ export class TwoPcCoordinatorService {
     return ms / 2 + Math.random() * (ms / 2);
   }
 
-  /** Waits out a backoff of `gid`'s calls (ended early by `retry`, an operator's end, or close). */
+  /** Waits out a backoff of `gid`'s calls (ended early by `retry`, an operator's end, or a stop). */
   private sleep(ms: number, gid: string): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.stopped) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const entry = {
         gid,
@@ -877,7 +943,12 @@ export class TwoPcCoordinatorService {
         this.spawn(() => this.runPhaseTwo(t, 'commit'));
       } else {
         // No decision survived: presumed abort. Every registered branch may have prepared.
-        void this.decideAbort(t, t.reason ?? 'the server restarted before a decision (presumed abort)');
+        // Taken over from a dead server: its caller may still have been registering branches;
+        // a branch it registered after the takeover was refused (fenced), so none is missed.
+        const why = this.options.takenOver
+          ? 'the server running it stopped before a decision; taken over (presumed abort)'
+          : 'the server restarted before a decision (presumed abort)';
+        void this.decideAbort(t, t.reason ?? why);
       }
     }
   }
@@ -907,6 +978,12 @@ export class TwoPcCoordinatorService {
   }
 
   private checkUsable(): void {
+    if (this.fenced) {
+      throw new DtxError(
+        'DTX_RESOURCE_UNAVAILABLE',
+        "another server took this server's 2PC log over (its lease lapsed): restart this server",
+      );
+    }
     if (this.failure !== undefined) {
       throw new DtxError(
         'DTX_RESOURCE_UNAVAILABLE',

@@ -15,8 +15,6 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -24,16 +22,12 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { createMariaDbAdapter, type MariaDbAdapter } from '../../src/adapters/mariadb.ts';
 import { createPostgresAdapter, type PostgresAdapter } from '../../src/adapters/postgres.ts';
-import {
-  createParticipant,
-  type Participant,
-  type ParticipantAnswer,
-  type ParticipantOp,
-} from '../../src/participant/index.ts';
+import { createParticipant } from '../../src/participant/index.ts';
 import type { RunningServer } from '../../src/server/index.ts';
 import { mariaAdmin, runId } from '../adapters/helpers.ts';
 import { type PgCluster, startPgCluster } from '../adapters/pg-cluster.ts';
 import { type Answer, call, kill, serve, startServe } from './helpers.ts';
+import { type Hook, type ParticipantService, participantService } from './participants.ts';
 
 const run = runId()
   .replace(/[^A-Za-z0-9]/g, '')
@@ -41,85 +35,13 @@ const run = runId()
 const mariaDb = `dtx_w3_tpc_${run}`;
 const dir = mkdtempSync(join(tmpdir(), 'dtx-serve-2pc-'));
 
-/** What a test may do to one participant call: run it (or not) and answer (or never). */
-type Hook = (
-  op: ParticipantOp,
-  gid: string,
-  runCall: () => Promise<ParticipantAnswer>,
-) => Promise<ParticipantAnswer | 'hang'>;
-
-interface Service {
-  url: string;
-  participant: Participant;
-  hook: Hook | undefined;
-  close(): Promise<void>;
-}
-
-function readJson(req: IncomingMessage): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    req.on('data', (d) => (text += d));
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(text));
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
-}
-
-/** A service: POST /work {gid, id, amount} writes a row in branch `branch`; /tpc/* is the participant. */
-async function service(
-  participant: Participant,
-  branch: string,
-  insert: (
-    b: Parameters<Parameters<Participant['work']>[2]>[0],
-    gid: string,
-    id: string,
-    amount: number,
-  ) => Promise<unknown>,
-): Promise<Service> {
-  const svc: Service = { url: '', participant, hook: undefined, close: async () => undefined };
-  const server: Server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    void (async () => {
-      if (path === '/work') {
-        const b = await readJson(req);
-        try {
-          await svc.participant.work(b.gid, branch, (tx) => insert(tx, b.gid, b.id, b.amount));
-          res.writeHead(200).end('{}');
-        } catch (error) {
-          res.writeHead(409).end(JSON.stringify({ reason: String(error) }));
-        }
-        return;
-      }
-      // Without a hook the library's own node:http handler answers.
-      if (svc.hook === undefined) return svc.participant.handler(req, res);
-      const body = await readJson(req);
-      const op = path.slice(path.lastIndexOf('/') + 1) as ParticipantOp;
-      const a = await svc.hook(op, body.sagaId, () => svc.participant.answer(op, body));
-      if (a === 'hang') return;
-      res.writeHead(a.status, { 'content-type': a.contentType }).end(JSON.stringify(a.body));
-    })();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  svc.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/tpc`;
-  svc.close = () =>
-    new Promise((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  return svc;
-}
-
 let cluster: PgCluster;
 let pgAdapter: PostgresAdapter;
 let mariaAdapter: MariaDbAdapter;
 let pgAdmin: pg.Client;
 let maria: mysql.Connection;
-let pgSvc: Service;
-let mariaSvc: Service;
+let pgSvc: ParticipantService;
+let mariaSvc: ParticipantService;
 const mariaConnection = {
   host: '127.0.0.1',
   port: 3306,
@@ -202,11 +124,14 @@ before(async () => {
   );
   pgAdapter = await createPostgresAdapter({ connection: { ...cluster.connection, max: 8 } });
   mariaAdapter = await createMariaDbAdapter({ connection: mariaConnection });
-  pgSvc = await service(createParticipant({ adapter: pgAdapter }), 'stock', (b, gid, id, amount) =>
+  pgSvc = await participantService(createParticipant({ adapter: pgAdapter }), 'stock', (b, gid, id, amount) =>
     b.query('INSERT INTO stock_moves (id, gid, qty) VALUES ($1, $2, $3)', [id, gid, amount]),
   );
-  mariaSvc = await service(createParticipant({ adapter: mariaAdapter }), 'pay', (b, gid, id, amount) =>
-    b.query('INSERT INTO payments (id, gid, amount) VALUES (?, ?, ?)', [id, gid, amount]),
+  mariaSvc = await participantService(
+    createParticipant({ adapter: mariaAdapter }),
+    'pay',
+    (b, gid, id, amount) =>
+      b.query('INSERT INTO payments (id, gid, amount) VALUES (?, ?, ?)', [id, gid, amount]),
   );
 });
 

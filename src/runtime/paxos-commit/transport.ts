@@ -24,6 +24,17 @@ import { checkBatch, type WireBatch, type WireItem, wireVersion } from './wire.t
 export const requestTimeoutMsDefault = 2000;
 /** Messages waiting for one destination; past it new ones are dropped (the protocol resends). */
 const queuedPerPeerMax = 50_000;
+/** Items in one request: a bound on a request's size (see bodyBytesMax). */
+const itemsPerBatchMax = 4096;
+/**
+ * How long a notice (`send(..., 'notice')`: a FORGET) may wait for a request
+ * to ride with. Notices matter only at the receiver's next checkpoint, so they
+ * need no request of their own: they go with the next message to the same
+ * process, or after this long (then many share one request).
+ */
+export const noticeDelayMs = 100;
+/** How long `close()` waits for the requests carrying the last notices. */
+const closeWaitMs = 500;
 /** Largest request body accepted: a full batch of the largest messages, with room to spare. */
 const bodyBytesMax = 8 * 1024 * 1024;
 
@@ -39,15 +50,27 @@ export function baseUrl(address: string): string {
   return `http://${parsed.host}`;
 }
 
-async function readBody(req: http.IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > bodyBytesMax) throw new DtxError('DTX_BAD_MESSAGE', `request body over ${bodyBytesMax} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+// Plain 'data'/'end' listeners rather than `for await`: a body is read per
+// batch, and the async iterator costs several times more per request.
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (size > bodyBytesMax) return; // refused already; the rest is read and dropped
+      size += chunk.length;
+      if (size > bodyBytesMax) {
+        chunks.length = 0;
+        reject(new DtxError('DTX_BAD_MESSAGE', `request body over ${bodyBytesMax} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () =>
+      resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')),
+    );
+    req.on('error', reject);
+  });
 }
 
 function reply(res: http.ServerResponse, status: number, body: unknown): void {
@@ -72,12 +95,21 @@ export interface PeerOptions {
   requestTimeoutMs?: number;
 }
 
+/** What waits for one destination process. */
+interface Peer {
+  messages: WireItem[];
+  notices: WireItem[];
+  /** Set while notices wait without a message to ride with. */
+  noticeTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
 export class PeerTransport {
   private readonly server: http.Server;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-  private readonly queues = new Map<string, WireItem[]>();
+  private readonly peers = new Map<string, Peer>();
   private flushScheduled = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Messages sent and dropped, for tests and benchmarks; `sentByType` splits `sent` by message type. */
   readonly stats = { sent: 0, batches: 0, dropped: 0, sentByType: {} as Record<string, number> };
   url = '';
@@ -140,46 +172,82 @@ export class PeerTransport {
     }
   }
 
-  /** Queue `item` for the process at `url`; sent with the others on the next turn. */
-  send(url: string, item: WireItem): void {
+  /**
+   * Queue `item` for the process at `url`. A `message` leaves with the others
+   * on the next turn; a `notice` waits up to noticeDelayMs for a
+   * message to ride with.
+   */
+  send(url: string, item: WireItem, kind: 'message' | 'notice' = 'message'): void {
     if (this.closed) return;
-    let q = this.queues.get(url);
-    if (q === undefined) {
-      q = [];
-      this.queues.set(url, q);
+    let peer = this.peers.get(url);
+    if (peer === undefined) {
+      peer = { messages: [], notices: [], noticeTimer: undefined };
+      this.peers.set(url, peer);
     }
-    if (q.length >= queuedPerPeerMax) {
+    if (peer.messages.length + peer.notices.length >= queuedPerPeerMax) {
       this.stats.dropped++;
       return;
     }
-    q.push(item);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
+    // Counted when handed to the network (a request that fails counts them in `dropped` too).
+    this.stats.sent++;
+    this.stats.sentByType[item.msg.type] = (this.stats.sentByType[item.msg.type] ?? 0) + 1;
+    if (kind === 'notice') {
+      peer.notices.push(item);
+      if (peer.noticeTimer === undefined) {
+        peer.noticeTimer = setTimeout(() => {
+          peer.noticeTimer = undefined;
+          this.scheduleFlush();
+        }, noticeDelayMs);
+        peer.noticeTimer.unref?.();
+      }
+      return;
     }
+    peer.messages.push(item);
+    this.scheduleFlush();
   }
 
-  private flush(): void {
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Sends what is due (every notice too with `allNotices`); returns the requests, which never reject. */
+  private flush(allNotices = false): Promise<void>[] {
     this.flushScheduled = false;
-    for (const [url, items] of this.queues) {
-      this.queues.delete(url);
-      for (let i = 0; i < items.length; i += 4096) {
+    const requests: Promise<void>[] = [];
+    for (const [url, peer] of this.peers) {
+      const noticesDue =
+        peer.notices.length > 0 && (allNotices || peer.messages.length > 0 || peer.noticeTimer === undefined);
+      const items = noticesDue ? [...peer.messages, ...peer.notices] : peer.messages;
+      peer.messages = [];
+      if (noticesDue) {
+        peer.notices = [];
+        if (peer.noticeTimer !== undefined) clearTimeout(peer.noticeTimer);
+        peer.noticeTimer = undefined;
+      }
+      // Nothing left for it: forget the destination (a restarted peer comes back under a new URL).
+      if (peer.notices.length === 0) this.peers.delete(url);
+      for (let i = 0; i < items.length; i += itemsPerBatchMax) {
         const batch: WireBatch = {
           v: wireVersion,
           cluster: this.options.cluster,
           origin: this.url,
           hosts: this.options.hosts,
-          items: items.slice(i, i + 4096),
+          items: items.slice(i, i + itemsPerBatchMax),
         };
         this.stats.batches++;
-        this.stats.sent += batch.items.length;
-        for (const { msg } of batch.items)
-          this.stats.sentByType[msg.type] = (this.stats.sentByType[msg.type] ?? 0) + 1;
-        this.call(url, '/batch', batch).catch(() => {
-          this.stats.dropped += batch.items.length;
-        });
+        requests.push(
+          this.call(url, '/batch', batch).then(
+            () => {},
+            () => {
+              this.stats.dropped += batch.items.length;
+            },
+          ),
+        );
       }
     }
+    return requests;
   }
 
   /** One request; resolves with the parsed reply, rejects on a non-2xx, a timeout or a network error. */
@@ -230,8 +298,27 @@ export class PeerTransport {
     });
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    // Notices still waiting leave now (a FORGET lost here would keep its
+    // transaction on the acceptors for good); a peer that does not answer
+    // soon is not waited for.
+    const last = this.flush(true);
     this.closed = true;
+    if (last.length > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all(last),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, closeWaitMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     this.agent.destroy();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

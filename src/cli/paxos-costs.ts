@@ -80,7 +80,7 @@ export interface PaxosCounters {
   network: Record<string, number>;
   /** Protocol messages delivered inside the leader process (leader to its RMs and back), by type. */
   local: Record<string, number>;
-  /** HTTP requests that carried the network's messages (FORGET notices included). */
+  /** Batches that carried the network's messages, FORGET notices included (a stream write or a POST each). */
   requests: number;
   acceptorRecords: number;
   acceptorFsyncs: number;
@@ -137,7 +137,7 @@ export interface PaxosCosts {
     overNetwork: number;
     /** The runtime's notices to the acceptors that a transaction is finished (not a protocol message). */
     forget: number;
-    /** HTTP requests that carried the messages over the network and the FORGET notices (several share one). */
+    /** Batches (a stream write or a POST each) that carried the messages over the network and the FORGET notices. */
     requests: number;
     /** Before the outcome: the participants' prepares and the acceptors' records. */
     forcedWrites: number;
@@ -252,7 +252,7 @@ export function paxosCostLines(c: PaxosCosts): string[] {
     ],
     ['  of which over the network', f(m.overNetwork), '-', '-'],
     ['FORGET notices (runtime only)', f(m.forget), '-', '-'],
-    ['HTTP requests carrying them', f(m.requests), '-', '-'],
+    ['batches carrying them (and FORGET)', f(m.requests), '-', '-'],
     [
       'forced writes before the outcome',
       f(m.forcedWrites),

@@ -73,7 +73,7 @@ type AcceptorLogRecord = PaxosCommitRecord | CandidateRoundRecord;
 export interface AcceptorStats {
   sent: number;
   sentByType: Record<string, number>;
-  /** The requests (batches) that carried `sent`. */
+  /** The batches (stream writes or POSTs) that carried `sent`. */
   batches: number;
   /** Its log's fsyncs: one serves every record that arrived meanwhile (group commit). */
   flushes: number;

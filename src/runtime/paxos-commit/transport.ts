@@ -1,5 +1,7 @@
-// The network between Paxos Commit processes: HTTP/1.1 with keep-alive
-// (node:http), one POST per batch of messages to the same process.
+// The network between Paxos Commit processes: HTTP/1.1 (node:http). Protocol
+// messages go as batches on a stream per destination (./stream.ts: one
+// upgraded connection, a line per batch, no reply per batch); a peer that
+// does not take streams (an older dtx) gets one POST per batch, as before.
 //
 // Delivery is what the protocol expects of a network, and no more: a message
 // may be lost (the peer is down, the request timed out, the queue is full) and
@@ -8,16 +10,17 @@
 // idempotent at its receiver (the acceptor answers a repeated phase 2a or 1a
 // with the same phase 2b or 1b, a leader counts an acceptor once). Messages
 // are queued per destination and sent together on the next turn of the event
-// loop, so a busy process pays one request for many messages. A lost
-// connection is not a state: the next batch opens a new one (the agent's
-// keep-alive pool reconnects on demand).
+// loop, so a busy process pays one write for many messages. A lost
+// connection is not a state: the next batch opens a new one.
 //
 // Also owns the small request/response calls that are not protocol messages
 // (an acceptor's /info, the candidates' round store), with the same timeout.
 
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { DtxError } from '../../errors.ts';
+import { BatchStream, readBatchStream, type StreamEnd, streamPath, streamProtocol } from './stream.ts';
 import { checkBatch, type WireBatch, type WireItem, wireVersion } from './wire.ts';
 
 /** How long one request may take before it is given up (its messages are then lost, as on a network). */
@@ -103,10 +106,19 @@ interface Peer {
   noticeTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
+/** How long a peer that refused a stream gets POSTs before it is offered one again (it may have been upgraded). */
+const postOnlyMs = 60_000;
+
 export class PeerTransport {
   private readonly server: http.Server;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   private readonly peers = new Map<string, Peer>();
+  /** The open (or opening) stream to each destination. */
+  private readonly streams = new Map<string, BatchStream>();
+  /** Destinations that refused a stream: until when they get POSTs. */
+  private readonly postOnlyUntil = new Map<string, number>();
+  /** Streams from other processes, closed with the server. */
+  private readonly inbound = new Set<Duplex>();
   private flushScheduled = false;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -119,6 +131,9 @@ export class PeerTransport {
       void this.onRequest(req, res);
     });
     this.server.keepAliveTimeout = 30_000;
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.onStream(req, socket, head),
+    );
   }
 
   static async listen(options: PeerOptions): Promise<PeerTransport> {
@@ -170,6 +185,38 @@ export class PeerTransport {
           `dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`,
         );
     }
+  }
+
+  /** Another process's stream of batches: each line is checked as a POSTed batch would be. */
+  private onStream(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if (this.closed || path !== streamPath || req.headers.upgrade?.toLowerCase() !== streamProtocol) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    this.inbound.add(socket);
+    socket.on('close', () => this.inbound.delete(socket));
+    readBatchStream(socket, head, bodyBytesMax, (text) => {
+      let batch: WireBatch;
+      try {
+        batch = checkBatch(JSON.parse(text), this.options.cluster);
+      } catch (error) {
+        // No reply to carry the refusal: the sender's stream is closed, and said here.
+        process.emitWarning(
+          `dtx: closing a stream from ${(socket as Socket).remoteAddress ?? 'a peer'}: ${(error as Error)?.message ?? String(error)}`,
+        );
+        return false;
+      }
+      try {
+        this.options.onBatch(batch);
+      } catch (error) {
+        // Only a core's assertion can throw here: a programmer's error, never silent.
+        process.emitWarning(
+          `dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`,
+        );
+      }
+      return true;
+    });
   }
 
   /**
@@ -237,17 +284,38 @@ export class PeerTransport {
           items: items.slice(i, i + itemsPerBatchMax),
         };
         this.stats.batches++;
-        requests.push(
-          this.call(url, '/batch', batch).then(
-            () => {},
-            () => {
-              this.stats.dropped += batch.items.length;
-            },
-          ),
-        );
+        if ((this.postOnlyUntil.get(url) ?? 0) > Date.now()) {
+          requests.push(
+            this.call(url, '/batch', batch).then(
+              () => {},
+              () => {
+                this.stats.dropped += batch.items.length;
+              },
+            ),
+          );
+        } else this.streamTo(url).write(`${JSON.stringify(batch)}\n`, batch.items.length);
       }
     }
     return requests;
+  }
+
+  private streamTo(url: string): BatchStream {
+    let stream = this.streams.get(url);
+    if (stream === undefined) {
+      const opened: BatchStream = new BatchStream(
+        url,
+        this.timeoutMs,
+        bodyBytesMax,
+        (why: StreamEnd, lost) => {
+          this.stats.dropped += lost;
+          if (this.streams.get(url) === opened) this.streams.delete(url);
+          if (why === 'refused') this.postOnlyUntil.set(url, Date.now() + postOnlyMs);
+        },
+      );
+      stream = opened;
+      this.streams.set(url, stream);
+    }
+    return stream;
   }
 
   /** One request; resolves with the parsed reply, rejects on a non-2xx, a timeout or a network error. */
@@ -309,6 +377,7 @@ export class PeerTransport {
     // soon is not waited for.
     const last = this.flush(true);
     this.closed = true;
+    last.push(...[...this.streams.values()].map((s) => s.close(closeWaitMs)));
     if (last.length > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
@@ -320,6 +389,7 @@ export class PeerTransport {
       clearTimeout(timer);
     }
     this.agent.destroy();
+    for (const s of this.inbound) s.destroy();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }

@@ -29,6 +29,13 @@ export const streamPath = '/stream';
 export const streamProtocol = 'dtx-batches';
 /** The longest a receiver waits before acknowledging what it read (one newline per interval, not per batch). */
 export const streamAckMs = 20;
+/**
+ * A receiver closes a stream that carried nothing for this long: a sender cut
+ * off by a partition never closes its end, and each such stream would
+ * otherwise stay open for good. A sender whose stream was closed this way
+ * opens a new one with its next batch.
+ */
+export const streamIdleMsDefault = 60_000;
 /** Batches waiting for a stream to connect; past it new ones are lost (the connection is not keeping up). */
 const pendingLinesMax = 10_000;
 
@@ -151,18 +158,20 @@ export class BatchStream {
  * The receiving side: answers the upgrade, then hands every line to
  * `onLine` and acknowledges. A line longer than `bytesMax`, or one `onLine`
  * refuses (returns false), closes the stream: a peer that sends garbage is cut
- * off, and what it sent after is lost.
+ * off, and what it sent after is lost. So does `idleMs` without data.
  */
 export function readBatchStream(
   socket: Duplex,
   head: Buffer,
   bytesMax: number,
   onLine: (text: string) => boolean,
+  idleMs = streamIdleMsDefault,
 ): void {
   socket.write(
     `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${streamProtocol}\r\n\r\n`,
   );
   (socket as Socket).setNoDelay?.(true);
+  (socket as Socket).setTimeout?.(idleMs, () => socket.destroy());
   let rest: Buffer[] = [];
   let restBytes = 0;
   let acking = false;

@@ -5,8 +5,9 @@
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { after, test } from 'node:test';
+import { readBatchStream } from '../../../src/runtime/paxos-commit/stream.ts';
 import { noticeDelayMs, PeerTransport } from '../../../src/runtime/paxos-commit/transport.ts';
 import type { WireBatch, WireItem } from '../../../src/runtime/paxos-commit/wire.ts';
 import { waitUntil } from './support.ts';
@@ -195,4 +196,36 @@ test('a stream the peer never acknowledges is closed after the timeout and reope
   await new Promise((r) => setTimeout(r, Math.max(0, 260 - (Date.now() - t0))));
   a.send(stalled.url, vote('t3'));
   await waitUntil('a second stream', () => upgrades === 2);
+});
+
+test('a receiver closes a stream idle for idleMs, not one that carries batches', async () => {
+  const lines: string[] = [];
+  const server = net.createServer((socket) =>
+    readBatchStream(socket, Buffer.alloc(0), 1024, (text) => lines.push(text) > 0, 150),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  open.push({ close: () => void server.close() });
+  const port = (server.address() as AddressInfo).port;
+  const connect = async () => {
+    const s = net.connect(port, '127.0.0.1');
+    await new Promise((resolve) => s.once('connect', resolve));
+    let closedAt = 0;
+    s.on('close', () => {
+      closedAt = Date.now();
+    });
+    s.resume(); // the 101 line and the acknowledgements
+    return { s, closedAt: () => closedAt };
+  };
+  const busy = await connect();
+  const idle = await connect();
+  const t0 = Date.now();
+  // The busy one writes a line every 50 ms for 400 ms; the idle one nothing.
+  for (let i = 0; i < 8; i++) {
+    busy.s.write(`line ${i}\n`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(idle.closedAt() > 0 && idle.closedAt() - t0 < 400, 'the idle stream was closed');
+  assert.equal(busy.closedAt(), 0, 'the busy stream is still open');
+  assert.equal(lines.length, 8);
+  busy.s.destroy();
 });

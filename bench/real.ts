@@ -38,6 +38,10 @@ export interface BenchFlags {
    * everything else dtx does.
    */
   diagnoseLog: boolean;
+  /** bench:2pc only: one more row, Paxos Commit with votes to all 2F+1 acceptors (`acceptorFanout: 'all'`). */
+  compareFanout: boolean;
+  /** Run only the rows whose name contains one of these (the first row left is the ratios' baseline). */
+  rows: string[] | undefined;
 }
 
 const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) --concurrency 1,8,32
@@ -46,7 +50,9 @@ const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) 
        --json --quick (a short run that checks every row works: not a measurement)
        --soak S (bench:2pc: S seconds of dtx at the highest concurrency, RSS at start, middle, end)
        --compare-log-thread (bench:2pc: one more row, dtx with its SQLite log on a worker thread)
-       --diagnose-log (one more row, dtx with its log in memory: NOT durable, measures what the forced writes cost)`;
+       --diagnose-log (one more row, dtx with its log in memory: NOT durable, measures what the forced writes cost)
+       --compare-fanout (bench:2pc: one more row, Paxos Commit with votes to all 2F+1 acceptors)
+       --rows A,B (only the rows whose name contains A or B; the first one left is the ratios' baseline)`;
 
 export function parseFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
@@ -60,6 +66,8 @@ export function parseFlags(argv: string[]): BenchFlags {
     soakS: undefined,
     compareLogThread: false,
     diagnoseLog: false,
+    compareFanout: false,
+    rows: undefined,
   };
   const number = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -109,6 +117,14 @@ export function parseFlags(argv: string[]): BenchFlags {
         break;
       case '--diagnose-log':
         flags.diagnoseLog = true;
+        break;
+      case '--compare-fanout':
+        flags.compareFanout = true;
+        break;
+      case '--rows':
+        flags.rows = (v ?? '').split(',').filter((r) => r !== '');
+        if (flags.rows.length === 0) throw new Error(`--rows needs a list of names\n${usage}`);
+        i++;
         break;
       case '--quick':
         flags.seconds = 0.4;
@@ -240,6 +256,8 @@ export async function runTable(
   flags: BenchFlags,
   progress: (line: string) => void,
 ): Promise<Row[]> {
+  const only = flags.rows;
+  if (only !== undefined) variants = variants.filter((v) => only.some((r) => v.name.includes(r)));
   for (const v of variants) await runRound(v, 4, Math.min(1, flags.seconds));
   const results = new Map<string, RoundResult[]>();
   for (let round = 0; round < flags.rounds; round++) {

@@ -50,6 +50,7 @@ import {
   readPaxosCounters,
 } from '../src/cli/paxos-costs.ts';
 import { isDtxError } from '../src/errors.ts';
+import type { AcceptorFanout } from '../src/protocol/paxos-commit/types.ts';
 import { twoPcRecordCodec } from '../src/protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../src/protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator, type Transaction } from '../src/runtime/coordinator.ts';
@@ -276,9 +277,11 @@ async function clearHandWrittenLeftovers(db: Db): Promise<void> {
 }
 
 const paxosRow = 'dtx paxos-commit (F=1)';
+/** `--compare-fanout`: the same with every RM's vote sent to all 2F+1 acceptors. */
+const paxosAllRow = 'dtx paxos-commit (F=1, votes to all)';
 const twoPcRow = "dtx acknowledge 'committed'";
 /** Each topology's Paxos Commit costs per commit, printed after the table. */
-const paxosCostsByTopology: { topology: string; costs: PaxosCosts }[] = [];
+const paxosCostsByTopology: { topology: string; row: string; costs: PaxosCosts }[] = [];
 
 /**
  * The Paxos Commit row: a leader over the same adapters (their forced writes
@@ -292,6 +295,7 @@ async function startPaxos(
   resources: Record<string, ResourceAdapter>,
   acceptors: AcceptorProcess[],
   pick: () => number,
+  fanout: AcceptorFanout,
 ) {
   const db = new DbWriteCounter();
   await answering(acceptors.map((a) => a.url));
@@ -301,9 +305,13 @@ async function startPaxos(
     resources: db.wrap(resources),
     acceptors: acceptors.map((a) => a.url),
     faults: 1,
+    acceptorFanout: fanout,
+    // Each row's acceptors are a cluster of their own: a leader takes over the prepared branches of its cluster only.
+    cluster: acceptors[0]!.cluster,
   });
   const before = await readPaxosCounters(leader, db);
-  const inner = viaDtx(paxosRow, leader, `pc_${leader.cluster}_`, dbs, pick);
+  const name = fanout === 'all' ? paxosAllRow : paxosRow;
+  const inner = viaDtx(name, leader, `pc_${leader.cluster}_`, dbs, pick);
   let committed = 0;
   const variant: Variant = {
     ...inner,
@@ -313,9 +321,10 @@ async function startPaxos(
       return outcome;
     },
   };
-  const shape = { rms: dbs.length, F: 1, faster: false, fanout: 'quorum' as const };
+  const shape = { rms: dbs.length, F: 1, faster: false, fanout };
   return {
     leader,
+    name,
     variant,
     costs: async () => paxosCosts(before, await readPaxosCounters(leader, db), committed, shape),
   };
@@ -345,9 +354,9 @@ async function answering(urls: string[]): Promise<void> {
 }
 
 /** Paxos Commit's throughput against dtx 2PC ('committed') on the same databases, per topology and concurrency. */
-function paxosRatios(rows: Row[]): { topology: string; concurrency: number; ratio: number }[] {
+function paxosRatios(rows: Row[]): { topology: string; row: string; concurrency: number; ratio: number }[] {
   return rows
-    .filter((r) => r.variant === paxosRow)
+    .filter((r) => r.variant === paxosRow || r.variant === paxosAllRow)
     .flatMap((p) => {
       const base = rows.find(
         (r) => r.variant === twoPcRow && r.topology === p.topology && r.concurrency === p.concurrency,
@@ -357,6 +366,7 @@ function paxosRatios(rows: Row[]): { topology: string; concurrency: number; rati
         : [
             {
               topology: p.topology,
+              row: p.variant,
               concurrency: p.concurrency,
               ratio: Math.round((p.tps / base.tps) * 1000) / 1000,
             },
@@ -372,8 +382,8 @@ async function benchTopology(
 ): Promise<Row[]> {
   const dbs: Db[] = [];
   const coordinators: Coordinator[] = [];
-  let acceptors: AcceptorProcess[] = [];
-  let paxos: Awaited<ReturnType<typeof startPaxos>> | undefined;
+  const acceptors: AcceptorProcess[] = [];
+  const paxos: Awaited<ReturnType<typeof startPaxos>>[] = [];
   const logs: { close(): Promise<void> }[] = [];
   try {
     for (const [i, url] of urls.entries()) {
@@ -422,19 +432,23 @@ async function benchTopology(
       );
     }
     if (flags.soakS === undefined) {
-      acceptors = await startAcceptorProcesses(3);
-      paxos = await startPaxos(topology, dbs, resources, acceptors, pick);
-      variants.push(paxos.variant);
+      const fanouts: AcceptorFanout[] = flags.compareFanout ? ['quorum', 'all'] : ['quorum'];
+      for (const fanout of fanouts) {
+        const own = await startAcceptorProcesses(3, fanout === 'all' ? 'dtxall' : 'dtx');
+        acceptors.push(...own);
+        paxos.push(await startPaxos(topology, dbs, resources, own, pick, fanout));
+        variants.push(paxos.at(-1)!.variant);
+      }
     }
     if (flags.soakS !== undefined) {
       await soak(variants[1]!, Math.max(...flags.concurrency), flags.soakS);
       return [];
     }
     const rows = await runTable(topology, variants, flags, (line) => process.stderr.write(`${line}\n`));
-    if (paxos !== undefined) paxosCostsByTopology.push({ topology, costs: await paxos.costs() });
+    for (const p of paxos) paxosCostsByTopology.push({ topology, row: p.name, costs: await p.costs() });
     return rows;
   } finally {
-    await paxos?.leader.close();
+    for (const p of paxos) await p.leader.close();
     await Promise.allSettled(acceptors.map((a) => a.stop()));
     for (const a of acceptors) rmSync(a.dataDir, { recursive: true, force: true });
     for (const c of coordinators) await c.close();
@@ -467,12 +481,11 @@ await runBenchMain(
     lines: (rows) => [
       '',
       ...paxosRatios(rows).map(
-        (r) =>
-          `${r.topology} c=${r.concurrency}: ${paxosRow} / ${twoPcRow} throughput ${r.ratio.toFixed(2)}x`,
+        (r) => `${r.topology} c=${r.concurrency}: ${r.row} / ${twoPcRow} throughput ${r.ratio.toFixed(2)}x`,
       ),
-      ...paxosCostsByTopology.flatMap(({ topology, costs }) => [
+      ...paxosCostsByTopology.flatMap(({ topology, row, costs }) => [
         '',
-        `${topology}:`,
+        `${topology}, ${row}:`,
         ...paxosCostLines(costs),
       ]),
       '',

@@ -80,6 +80,8 @@ export interface PaxosCounters {
   network: Record<string, number>;
   /** Protocol messages delivered inside the leader process (leader to its RMs and back), by type. */
   local: Record<string, number>;
+  /** Batches that carried the network's messages, FORGET notices included (a stream write or a POST each). */
+  requests: number;
   acceptorRecords: number;
   acceptorFsyncs: number;
   dbPrepares: number;
@@ -102,6 +104,7 @@ export async function readPaxosCounters(
   return {
     network,
     local: { ...coordinator.localMessagesByType },
+    requests: coordinator.messageStats.batches + acceptors.reduce((n, a) => n + a.batches, 0),
     acceptorRecords: acceptors.reduce((n, a) => n + a.records, 0),
     acceptorFsyncs: acceptors.reduce((n, a) => n + a.flushes, 0),
     dbPrepares: db.prepares,
@@ -134,6 +137,8 @@ export interface PaxosCosts {
     overNetwork: number;
     /** The runtime's notices to the acceptors that a transaction is finished (not a protocol message). */
     forget: number;
+    /** Batches (a stream write or a POST each) that carried the messages over the network and the FORGET notices. */
+    requests: number;
     /** Before the outcome: the participants' prepares and the acceptors' records. */
     forcedWrites: number;
     acceptorRecords: number;
@@ -200,6 +205,7 @@ export function paxosCosts(
       otherByType: Object.fromEntries(Object.entries(otherByType).map(([k, n]) => [k, per(n)])),
       overNetwork: per(overNetwork),
       forget: per(forget),
+      requests: per(after.requests - before.requests),
       forcedWrites: per(prepares + acceptorRecords),
       acceptorRecords: per(acceptorRecords),
       acceptorFsyncs: per(after.acceptorFsyncs - before.acceptorFsyncs),
@@ -246,6 +252,7 @@ export function paxosCostLines(c: PaxosCosts): string[] {
     ],
     ['  of which over the network', f(m.overNetwork), '-', '-'],
     ['FORGET notices (runtime only)', f(m.forget), '-', '-'],
+    ['batches carrying them (and FORGET)', f(m.requests), '-', '-'],
     [
       'forced writes before the outcome',
       f(m.forcedWrites),

@@ -73,6 +73,8 @@ type AcceptorLogRecord = PaxosCommitRecord | CandidateRoundRecord;
 export interface AcceptorStats {
   sent: number;
   sentByType: Record<string, number>;
+  /** The batches (stream writes or POSTs) that carried `sent`. */
+  batches: number;
   /** Its log's fsyncs: one serves every record that arrived meanwhile (group commit). */
   flushes: number;
   /** Records its log wrote, every one forced before the message reporting it left. */
@@ -254,6 +256,7 @@ export class AcceptorServer {
     return {
       sent: this.transport.stats.sent,
       sentByType: { ...this.transport.stats.sentByType },
+      batches: this.transport.stats.batches,
       flushes: this.log.stats.flushes,
       records: this.log.stats.records,
     };

@@ -581,7 +581,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
   /** Every RM applied the outcome: the acceptors may drop the transaction at their next checkpoint. */
   private forget(txn: TxnId): void {
     for (const [id, url] of this.acceptorUrl)
-      this.transport.send(url, { from: this.options.id, to: id, msg: { type: 'FORGET', txn } });
+      this.transport.send(url, { from: this.options.id, to: id, msg: { type: 'FORGET', txn } }, 'notice');
   }
 
   /** Takes over prepared branches of this cluster that nobody here owns once they outlast `takeoverMs`. */

@@ -25,7 +25,7 @@ export class AcceptorProcess {
 
   constructor(
     readonly dataDir: string,
-    private readonly cluster = 'dtx',
+    readonly cluster = 'dtx',
   ) {}
 
   async start(): Promise<void> {

@@ -298,6 +298,12 @@ class CallerDeadline {
   error: DtxError | undefined;
   /** Resolves with `error` when the deadline fires; never rejects. */
   readonly fired: Promise<DtxError>;
+  /**
+   * False without a signal and a timeout (most calls): it never fires, so
+   * nothing needs to race it, which spares a transaction's every wait a few
+   * promises.
+   */
+  readonly canFire: boolean;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly cleanups: (() => void)[] = [];
 
@@ -308,6 +314,7 @@ class CallerDeadline {
         `timeoutMs must be a positive integer, got ${String(timeoutMs)}`,
       );
     }
+    this.canFire = signal !== undefined || timeoutMs !== undefined;
     let fire: (err: DtxError) => void = () => undefined;
     this.fired = new Promise<DtxError>((resolve) => {
       fire = (err) => {
@@ -334,8 +341,12 @@ class CallerDeadline {
   }
 
   /** `p`, unless the deadline fires first: then its error. */
-  async race<T>(p: Promise<T>): Promise<T> {
-    if (this.error !== undefined) throw this.error;
+  race<T>(p: Promise<T>): Promise<T> {
+    if (this.error !== undefined) return Promise.reject(this.error);
+    return this.canFire ? this.raceFired(p) : p;
+  }
+
+  private async raceFired<T>(p: Promise<T>): Promise<T> {
     const winner = await Promise.race([
       p.then((value) => ({ value })),
       this.fired.then((error) => ({ error })),
@@ -348,6 +359,12 @@ class CallerDeadline {
     if (this.timer !== undefined) clearTimeout(this.timer);
     for (const cleanup of this.cleanups.splice(0)) cleanup();
   }
+}
+
+/** One call on a participant, as observed: its span, and what reports how it ended. */
+interface BranchCall {
+  span: SpanHandle | undefined;
+  ended(status: 'success' | 'failure' | 'retry', reason: string | null): void;
 }
 
 interface BranchEntry {
@@ -1061,7 +1078,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     // timeout would: the core aborts a transaction still collecting votes,
     // and ignores it once it has decided to commit (the commit then stands).
     // Either way the outcome comes back through `decided`.
-    void deadline.fired.then(() => this.driver.input({ type: 'timeout', timer: `vote:${id}` }));
+    if (deadline.canFire) {
+      void deadline.fired.then(() => this.driver.input({ type: 'timeout', timer: `vote:${id}` }));
+    }
     const outcome = await decided;
     if (outcome !== 'committed') {
       this.active.delete(id);
@@ -1098,16 +1117,17 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     // Phase two is bounded: the decision is durable, so the transaction
     // WILL commit; the caller is told so, rather than kept waiting for a
     // database that may be down for hours (the coordinator keeps retrying).
+    // One promise settled by whichever comes first: every branch committed,
+    // the wait is over, the caller's deadline, or a log failure.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const waitEnded = new Promise<'wait'>((resolve) => {
+    const ending = new Promise<'done' | 'wait'>((resolve, reject) => {
       timer = setTimeout(() => resolve('wait'), commitWaitMs);
-    });
-    const allCommitted = new Promise<'done'>((resolve, reject) => {
       txn.allCommitted = () => resolve('done');
       txn.fail = reject;
+      if (deadline.canFire) void deadline.fired.then(() => resolve('wait'));
     });
     try {
-      const ended = await Promise.race([allCommitted, waitEnded, deadline.fired.then(() => 'wait' as const)]);
+      const ended = await ending;
       if (ended === 'wait') {
         this.active.delete(id);
         if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
@@ -1179,34 +1199,40 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       msg.type === 'PREPARE' || msg.type === 'COMMIT' || msg.type === 'ABORT'
         ? this.branchCall(to, msg)
         : undefined;
-    const task = withSpan(call?.span, () => this.handle(to, msg))
-      .then((status) => {
-        call?.ended(status ?? 'success', status === 'failure' ? 'voted no' : null);
-        if (msg.type === 'COMMIT') this.commitRetries.delete(retryKey);
-      })
-      .catch((err: unknown) => {
-        call?.ended(msg.type === 'PREPARE' ? 'failure' : 'retry', String(err));
-        // A failed COMMIT is retried by the core's resend timer; a failed ABORT
-        // leaves a prepared branch for the recovery sweep. Neither may crash us.
-        if (this.closing) return;
-        if (msg.type === 'COMMIT') {
-          this.onCommitFailed(msg.txn, to, err);
-          // A COMMIT for a transaction already ended must not keep a hold.
-          this.settleFence(msg.txn);
-        } else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
-      })
-      .finally(() => this.inflight.delete(key));
-    this.inflight.set(key, task);
+    const handling = withSpan(call?.span, () => this.handle(to, msg));
+    this.inflight.set(key, this.delivered(to, msg, handling, call, key, retryKey));
+  }
+
+  /** How a `deliver` call ended: reported, and removed from `inflight` (never rejects). */
+  private async delivered(
+    to: NodeId,
+    msg: TwoPcMsg,
+    handling: Promise<'success' | 'failure' | undefined>,
+    call: BranchCall | undefined,
+    key: string,
+    retryKey: string,
+  ): Promise<void> {
+    try {
+      const status = await handling;
+      call?.ended(status ?? 'success', status === 'failure' ? 'voted no' : null);
+      if (msg.type === 'COMMIT') this.commitRetries.delete(retryKey);
+    } catch (err) {
+      call?.ended(msg.type === 'PREPARE' ? 'failure' : 'retry', String(err));
+      // A failed COMMIT is retried by the core's resend timer; a failed ABORT
+      // leaves a prepared branch for the recovery sweep. Neither may crash us.
+      if (this.closing) return;
+      if (msg.type === 'COMMIT') {
+        this.onCommitFailed(msg.txn, to, err);
+        // A COMMIT for a transaction already ended must not keep a hold.
+        this.settleFence(msg.txn);
+      } else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
+    } finally {
+      this.inflight.delete(key);
+    }
   }
 
   /** A span, and the observer's and logger's report, of one call on a participant. */
-  private branchCall(
-    resource: NodeId,
-    msg: TwoPcMsg,
-  ): {
-    span: SpanHandle | undefined;
-    ended(status: 'success' | 'failure' | 'retry', reason: string | null): void;
-  } {
+  private branchCall(resource: NodeId, msg: TwoPcMsg): BranchCall {
     const op = msg.type === 'PREPARE' ? 'prepare' : msg.type === 'COMMIT' ? 'commit' : 'rollback';
     const parent = this.active.get(msg.txn)?.span;
     const span = startSpan(

@@ -890,9 +890,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     };
     const tx: Transaction = {
       id,
-      branch: async <B>(resource: string) => {
+      branch: <B>(resource: string) => {
         txn.reads.noteUse(resource);
-        return (await open(resource)) as B;
+        return open(resource) as Promise<B>;
       },
       query: async (resource, sql, params) => {
         txn.reads.noteUse(resource);
@@ -923,12 +923,27 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
    */
   private fencedLog(log: DurableLog<TwoPcRecord>): DurableLog<TwoPcRecord> {
     let queue: Promise<unknown> = Promise.resolve();
+    /** Appends in `queue` not yet handed to the log. */
+    let queued = 0;
     return wrapLog(log, {
       append: (records, force) => {
         const commits = records.flatMap((r) => (r.type === 'commit' ? [r.txn] : []));
+        // Nothing to wait for (no commit record, no earlier append waiting):
+        // straight to the log, in the same order as through the queue.
+        if (commits.length === 0 && queued === 0) return log.append(records, force);
+        queued++;
         const entered = queue.then(() => Promise.all(commits.map((txn) => this.fenceHold(txn))));
         queue = entered.catch(() => undefined);
-        return entered.then(() => log.append(records, force));
+        return entered.then(
+          () => {
+            queued--;
+            return log.append(records, force);
+          },
+          (err: unknown) => {
+            queued--;
+            throw err;
+          },
+        );
       },
     });
   }
@@ -1310,20 +1325,13 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     const gid = entry?.gid ?? this.gidFor(msg.txn, resource);
     switch (msg.type) {
       case 'PREPARE': {
-        const reply = (vote: 'yes' | 'no' | 'readOnly', evidence?: string) =>
-          this.driver.input({
-            type: 'receive',
-            from: resource,
-            msg: {
-              type: 'VOTE',
-              txn: msg.txn,
-              attempt: msg.attempt,
-              vote,
-              ...(evidence === undefined ? {} : { evidence }),
-              // The prepare timestamp, on this process's clock: the core logs the latest as the commit timestamp.
-              ...(vote === 'yes' ? { ts: this.tickClock() } : {}),
-            },
-          });
+        const reply = (vote: 'yes' | 'no' | 'readOnly', evidence?: string) => {
+          const voted: TwoPcMsg = { type: 'VOTE', txn: msg.txn, attempt: msg.attempt, vote };
+          if (evidence !== undefined) voted.evidence = evidence;
+          // The prepare timestamp, on this process's clock: the core logs the latest as the commit timestamp.
+          if (vote === 'yes') voted.ts = this.tickClock();
+          this.driver.input({ type: 'receive', from: resource, msg: voted });
+        };
         if (entry === undefined) {
           reply('no');
           return 'failure';

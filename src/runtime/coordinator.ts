@@ -1343,8 +1343,8 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           entry.voted = vote === 'yes';
           if (t !== undefined && vote === 'yes') {
             t.prepared++;
-            this.point(`prepared:${t.prepared}`, t);
-            if (t.prepared === t.branches.size) this.point('prepared:all', t);
+            this.point('prepared', t.prepared, t);
+            if (t.prepared === t.branches.size) this.point('prepared', 'all', t);
           }
           // The branch's evidence rides with its YES into the commit record,
           // so that a coordinator restarted from the log can still ask it.
@@ -1368,7 +1368,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         // Recovery's re-driven commits enter the fence too (a live
         // transaction entered it before its decision: this finds its hold).
         await this.fenceHold(msg.txn);
-        if (t !== undefined) this.point(`committing:${t.commitsStarted++}`, t);
+        if (t !== undefined) this.point('committing', t.commitsStarted++, t);
         let resolution: 'done' | 'unknown';
         try {
           resolution = await this.adapter(resource).commitPrepared(gid);
@@ -1379,7 +1379,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           this.onBranchHeuristic(msg.txn, resource, gid, 'commit', err.outcome, err);
           resolution = 'done';
         }
-        if (t !== undefined) this.point(`committed:${++t.commitsDone}`, t);
+        if (t !== undefined) this.point('committed', ++t.commitsDone, t);
         if (resolution === 'unknown') await this.checkCommitted(msg.txn, resource, gid, entry);
         this.driver.input({ type: 'receive', from: resource, msg: { type: 'ACK', txn: msg.txn } });
         this.settleFence(msg.txn);
@@ -1488,8 +1488,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     this.heuristic(err);
   }
 
-  private point(name: string, t: ActiveTxn): void {
-    this.options.faults?.point(name, t.ordinal);
+  /** The fault point `<stage>:<at>` (see CoordinatorOptions.faults); its name is built only when faults are injected. */
+  private point(stage: string, at: number | 'all', t: ActiveTxn): void {
+    this.options.faults?.point(`${stage}:${at}`, t.ordinal);
   }
 
   private heuristic(err: HeuristicError): void {

@@ -1,5 +1,5 @@
 // What OpenTelemetry spans cost the runtime when `@opentelemetry/api` is
-// installed but no tracer provider is registered (the API's no-op tracer):
+// installed but no tracer provider is registered (no span is started then):
 // per transaction with one branch call, two spans, one context switch for
 // the call and one `traceparent` injection, as src/runtime/otel.ts does them.
 // Compare with the milliseconds of a forced log write per transaction.

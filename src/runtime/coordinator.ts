@@ -298,6 +298,12 @@ class CallerDeadline {
   error: DtxError | undefined;
   /** Resolves with `error` when the deadline fires; never rejects. */
   readonly fired: Promise<DtxError>;
+  /**
+   * False without a signal and a timeout (most calls): it never fires, so
+   * nothing needs to race it, which spares a transaction's every wait a few
+   * promises.
+   */
+  readonly canFire: boolean;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly cleanups: (() => void)[] = [];
 
@@ -308,6 +314,7 @@ class CallerDeadline {
         `timeoutMs must be a positive integer, got ${String(timeoutMs)}`,
       );
     }
+    this.canFire = signal !== undefined || timeoutMs !== undefined;
     let fire: (err: DtxError) => void = () => undefined;
     this.fired = new Promise<DtxError>((resolve) => {
       fire = (err) => {
@@ -334,8 +341,12 @@ class CallerDeadline {
   }
 
   /** `p`, unless the deadline fires first: then its error. */
-  async race<T>(p: Promise<T>): Promise<T> {
-    if (this.error !== undefined) throw this.error;
+  race<T>(p: Promise<T>): Promise<T> {
+    if (this.error !== undefined) return Promise.reject(this.error);
+    return this.canFire ? this.raceFired(p) : p;
+  }
+
+  private async raceFired<T>(p: Promise<T>): Promise<T> {
     const winner = await Promise.race([
       p.then((value) => ({ value })),
       this.fired.then((error) => ({ error })),
@@ -348,6 +359,12 @@ class CallerDeadline {
     if (this.timer !== undefined) clearTimeout(this.timer);
     for (const cleanup of this.cleanups.splice(0)) cleanup();
   }
+}
+
+/** One call on a participant, as observed: its span, and what reports how it ended. */
+interface BranchCall {
+  span: SpanHandle | undefined;
+  ended(status: 'success' | 'failure' | 'retry', reason: string | null): void;
 }
 
 interface BranchEntry {
@@ -873,9 +890,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     };
     const tx: Transaction = {
       id,
-      branch: async <B>(resource: string) => {
+      branch: <B>(resource: string) => {
         txn.reads.noteUse(resource);
-        return (await open(resource)) as B;
+        return open(resource) as Promise<B>;
       },
       query: async (resource, sql, params) => {
         txn.reads.noteUse(resource);
@@ -906,12 +923,27 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
    */
   private fencedLog(log: DurableLog<TwoPcRecord>): DurableLog<TwoPcRecord> {
     let queue: Promise<unknown> = Promise.resolve();
+    /** Appends in `queue` not yet handed to the log. */
+    let queued = 0;
     return wrapLog(log, {
       append: (records, force) => {
         const commits = records.flatMap((r) => (r.type === 'commit' ? [r.txn] : []));
+        // Nothing to wait for (no commit record, no earlier append waiting):
+        // straight to the log, in the same order as through the queue.
+        if (commits.length === 0 && queued === 0) return log.append(records, force);
+        queued++;
         const entered = queue.then(() => Promise.all(commits.map((txn) => this.fenceHold(txn))));
         queue = entered.catch(() => undefined);
-        return entered.then(() => log.append(records, force));
+        return entered.then(
+          () => {
+            queued--;
+            return log.append(records, force);
+          },
+          (err: unknown) => {
+            queued--;
+            throw err;
+          },
+        );
       },
     });
   }
@@ -1061,7 +1093,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     // timeout would: the core aborts a transaction still collecting votes,
     // and ignores it once it has decided to commit (the commit then stands).
     // Either way the outcome comes back through `decided`.
-    void deadline.fired.then(() => this.driver.input({ type: 'timeout', timer: `vote:${id}` }));
+    if (deadline.canFire) {
+      void deadline.fired.then(() => this.driver.input({ type: 'timeout', timer: `vote:${id}` }));
+    }
     const outcome = await decided;
     if (outcome !== 'committed') {
       this.active.delete(id);
@@ -1098,16 +1132,17 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     // Phase two is bounded: the decision is durable, so the transaction
     // WILL commit; the caller is told so, rather than kept waiting for a
     // database that may be down for hours (the coordinator keeps retrying).
+    // One promise settled by whichever comes first: every branch committed,
+    // the wait is over, the caller's deadline, or a log failure.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const waitEnded = new Promise<'wait'>((resolve) => {
+    const ending = new Promise<'done' | 'wait'>((resolve, reject) => {
       timer = setTimeout(() => resolve('wait'), commitWaitMs);
-    });
-    const allCommitted = new Promise<'done'>((resolve, reject) => {
       txn.allCommitted = () => resolve('done');
       txn.fail = reject;
+      if (deadline.canFire) void deadline.fired.then(() => resolve('wait'));
     });
     try {
-      const ended = await Promise.race([allCommitted, waitEnded, deadline.fired.then(() => 'wait' as const)]);
+      const ended = await ending;
       if (ended === 'wait') {
         this.active.delete(id);
         if (txn.heuristics.length > 0) throw HeuristicError.ofTransaction(id, 'commit', txn.heuristics);
@@ -1179,34 +1214,40 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
       msg.type === 'PREPARE' || msg.type === 'COMMIT' || msg.type === 'ABORT'
         ? this.branchCall(to, msg)
         : undefined;
-    const task = withSpan(call?.span, () => this.handle(to, msg))
-      .then((status) => {
-        call?.ended(status ?? 'success', status === 'failure' ? 'voted no' : null);
-        if (msg.type === 'COMMIT') this.commitRetries.delete(retryKey);
-      })
-      .catch((err: unknown) => {
-        call?.ended(msg.type === 'PREPARE' ? 'failure' : 'retry', String(err));
-        // A failed COMMIT is retried by the core's resend timer; a failed ABORT
-        // leaves a prepared branch for the recovery sweep. Neither may crash us.
-        if (this.closing) return;
-        if (msg.type === 'COMMIT') {
-          this.onCommitFailed(msg.txn, to, err);
-          // A COMMIT for a transaction already ended must not keep a hold.
-          this.settleFence(msg.txn);
-        } else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
-      })
-      .finally(() => this.inflight.delete(key));
-    this.inflight.set(key, task);
+    const handling = withSpan(call?.span, () => this.handle(to, msg));
+    this.inflight.set(key, this.delivered(to, msg, handling, call, key, retryKey));
+  }
+
+  /** How a `deliver` call ended: reported, and removed from `inflight` (never rejects). */
+  private async delivered(
+    to: NodeId,
+    msg: TwoPcMsg,
+    handling: Promise<'success' | 'failure' | undefined>,
+    call: BranchCall | undefined,
+    key: string,
+    retryKey: string,
+  ): Promise<void> {
+    try {
+      const status = await handling;
+      call?.ended(status ?? 'success', status === 'failure' ? 'voted no' : null);
+      if (msg.type === 'COMMIT') this.commitRetries.delete(retryKey);
+    } catch (err) {
+      call?.ended(msg.type === 'PREPARE' ? 'failure' : 'retry', String(err));
+      // A failed COMMIT is retried by the core's resend timer; a failed ABORT
+      // leaves a prepared branch for the recovery sweep. Neither may crash us.
+      if (this.closing) return;
+      if (msg.type === 'COMMIT') {
+        this.onCommitFailed(msg.txn, to, err);
+        // A COMMIT for a transaction already ended must not keep a hold.
+        this.settleFence(msg.txn);
+      } else this.warn(`dtx: ${msg.type} ${msg.txn} on ${to} failed: ${String(err)}`);
+    } finally {
+      this.inflight.delete(key);
+    }
   }
 
   /** A span, and the observer's and logger's report, of one call on a participant. */
-  private branchCall(
-    resource: NodeId,
-    msg: TwoPcMsg,
-  ): {
-    span: SpanHandle | undefined;
-    ended(status: 'success' | 'failure' | 'retry', reason: string | null): void;
-  } {
+  private branchCall(resource: NodeId, msg: TwoPcMsg): BranchCall {
     const op = msg.type === 'PREPARE' ? 'prepare' : msg.type === 'COMMIT' ? 'commit' : 'rollback';
     const parent = this.active.get(msg.txn)?.span;
     const span = startSpan(
@@ -1284,20 +1325,13 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     const gid = entry?.gid ?? this.gidFor(msg.txn, resource);
     switch (msg.type) {
       case 'PREPARE': {
-        const reply = (vote: 'yes' | 'no' | 'readOnly', evidence?: string) =>
-          this.driver.input({
-            type: 'receive',
-            from: resource,
-            msg: {
-              type: 'VOTE',
-              txn: msg.txn,
-              attempt: msg.attempt,
-              vote,
-              ...(evidence === undefined ? {} : { evidence }),
-              // The prepare timestamp, on this process's clock: the core logs the latest as the commit timestamp.
-              ...(vote === 'yes' ? { ts: this.tickClock() } : {}),
-            },
-          });
+        const reply = (vote: 'yes' | 'no' | 'readOnly', evidence?: string) => {
+          const voted: TwoPcMsg = { type: 'VOTE', txn: msg.txn, attempt: msg.attempt, vote };
+          if (evidence !== undefined) voted.evidence = evidence;
+          // The prepare timestamp, on this process's clock: the core logs the latest as the commit timestamp.
+          if (vote === 'yes') voted.ts = this.tickClock();
+          this.driver.input({ type: 'receive', from: resource, msg: voted });
+        };
         if (entry === undefined) {
           reply('no');
           return 'failure';
@@ -1309,8 +1343,8 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           entry.voted = vote === 'yes';
           if (t !== undefined && vote === 'yes') {
             t.prepared++;
-            this.point(`prepared:${t.prepared}`, t);
-            if (t.prepared === t.branches.size) this.point('prepared:all', t);
+            this.point('prepared', t.prepared, t);
+            if (t.prepared === t.branches.size) this.point('prepared', 'all', t);
           }
           // The branch's evidence rides with its YES into the commit record,
           // so that a coordinator restarted from the log can still ask it.
@@ -1334,7 +1368,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
         // Recovery's re-driven commits enter the fence too (a live
         // transaction entered it before its decision: this finds its hold).
         await this.fenceHold(msg.txn);
-        if (t !== undefined) this.point(`committing:${t.commitsStarted++}`, t);
+        if (t !== undefined) this.point('committing', t.commitsStarted++, t);
         let resolution: 'done' | 'unknown';
         try {
           resolution = await this.adapter(resource).commitPrepared(gid);
@@ -1345,7 +1379,7 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
           this.onBranchHeuristic(msg.txn, resource, gid, 'commit', err.outcome, err);
           resolution = 'done';
         }
-        if (t !== undefined) this.point(`committed:${++t.commitsDone}`, t);
+        if (t !== undefined) this.point('committed', ++t.commitsDone, t);
         if (resolution === 'unknown') await this.checkCommitted(msg.txn, resource, gid, entry);
         this.driver.input({ type: 'receive', from: resource, msg: { type: 'ACK', txn: msg.txn } });
         this.settleFence(msg.txn);
@@ -1454,8 +1488,9 @@ export class Coordinator implements TxnOperator, AsyncDisposable {
     this.heuristic(err);
   }
 
-  private point(name: string, t: ActiveTxn): void {
-    this.options.faults?.point(name, t.ordinal);
+  /** The fault point `<stage>:<at>` (see CoordinatorOptions.faults); its name is built only when faults are injected. */
+  private point(stage: string, at: number | 'all', t: ActiveTxn): void {
+    this.options.faults?.point(`${stage}:${at}`, t.ordinal);
   }
 
   private heuristic(err: HeuristicError): void {

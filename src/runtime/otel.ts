@@ -1,8 +1,9 @@
 // OpenTelemetry spans, through `@opentelemetry/api` only, which is an
 // optional peer dependency: when it is not installed every function here is
 // a no-op and dtx runs as before; when it is installed but no tracer provider
-// is registered, the API's own no-op tracer makes the spans cost next to
-// nothing. The program that links dtx chooses the SDK, the exporter and the
+// is registered, no span is started at all (the parent's context is passed
+// along, as the API's no-op tracer would), so spans cost next to nothing.
+// The program that links dtx chooses the SDK, the exporter and the
 // propagator (the W3C one sends `traceparent`), as OpenTelemetry intends.
 //
 // The spans (docs/operations.md, "Tracing"):
@@ -29,18 +30,17 @@ interface OtelSpan {
   recordException(exception: Error | string): unknown;
   end(): void;
 }
+interface OtelTracer {
+  startSpan(name: string, options: { attributes?: Attributes; kind?: number }, context: unknown): OtelSpan;
+}
+interface OtelTracerProvider {
+  getTracer(name: string): OtelTracer;
+  /** On the API's proxy provider (the registered one): the registered SDK's tracer, undefined when none is. */
+  getDelegateTracer?(name: string): OtelTracer | undefined;
+}
 interface OtelApi {
   trace: {
-    getTracer(
-      name: string,
-      version?: string,
-    ): {
-      startSpan(
-        name: string,
-        options: { attributes?: Attributes; kind?: number },
-        context: unknown,
-      ): OtelSpan;
-    };
+    getTracerProvider(): OtelTracerProvider;
     setSpan(context: unknown, span: OtelSpan): unknown;
     getSpanContext(context: unknown): unknown;
   };
@@ -75,6 +75,21 @@ function otel(): OtelApi | null {
   return api;
 }
 
+/**
+ * The tracer dtx's spans start on, or null when no tracer provider is
+ * registered: the API's proxy then has no delegate, and its no-op tracer
+ * would only make a non-recording span that carries the parent's span
+ * context (none under `'root'`), which the parent's context carries already.
+ * Asked at every span, so a provider registered later is used at once.
+ */
+function tracer(o: OtelApi): OtelTracer | null {
+  const provider = o.trace.getTracerProvider();
+  if (provider.getDelegateTracer === undefined) return provider.getTracer('dtx');
+  return provider.getDelegateTracer('dtx') ?? null;
+}
+
+const endNothing = (): void => undefined;
+
 /** A context a span can be started under: a dtx span's, or a caller's from its trace headers. */
 export interface SpanParent {
   readonly context: unknown;
@@ -100,13 +115,14 @@ export function startSpan(
   if (o === null) return undefined;
   const parentContext =
     parent === 'root' ? o.ROOT_CONTEXT : parent === undefined ? o.context.active() : parent.context;
-  const span = o.trace
-    .getTracer('dtx')
-    .startSpan(
-      name,
-      { attributes, kind: kind === 'client' ? spanKindClient : spanKindInternal },
-      parentContext,
-    );
+  const t = tracer(o);
+  // No tracer: nothing to record, and the parent's context propagates as the no-op span's would.
+  if (t === null) return { context: parentContext, end: endNothing };
+  const span = t.startSpan(
+    name,
+    { attributes, kind: kind === 'client' ? spanKindClient : spanKindInternal },
+    parentContext,
+  );
   const context = o.trace.setSpan(parentContext, span);
   let ended = false;
   return {

@@ -312,6 +312,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       listen: options.listen ?? '127.0.0.1:0',
       hosts: [options.id],
       onBatch: (batch) => c.onBatch(batch),
+      onWarning: (m) => (options.onWarning ?? ((w: string) => warn(options.logger, {}, w)))(m),
     });
     try {
       const metas = await identifyAcceptors(c.transport, urls, c.cluster, faster);

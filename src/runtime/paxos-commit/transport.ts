@@ -20,6 +20,7 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DtxError } from '../../errors.ts';
+import { warn } from '../observe.ts';
 import { BatchStream, readBatchStream, type StreamEnd, streamPath, streamProtocol } from './stream.ts';
 import { checkBatch, type WireBatch, type WireItem, wireVersion } from './wire.ts';
 
@@ -96,6 +97,8 @@ export interface PeerOptions {
   /** Extra routes: `GET /x` and `POST /x`, by path. */
   routes?: Record<string, Route>;
   requestTimeoutMs?: number;
+  /** Where the transport's warnings go (a refused stream, a batch that failed after it was taken). Default: `warn` of ../observe.ts without a logger, i.e. `process.emitWarning`. */
+  onWarning?: (message: string) => void;
 }
 
 /** What waits for one destination process. */
@@ -181,9 +184,15 @@ export class PeerTransport {
       if (!res.headersSent) reply(res, 400, { code, message: (error as Error).message });
       // After the answer, only a core's assertion can throw: a programmer's error, never silent.
       else
-        process.emitWarning(
-          `dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`,
-        );
+        this.warn(`dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`);
+    }
+  }
+
+  private warn(message: string): void {
+    try {
+      (this.options.onWarning ?? ((m: string) => warn(undefined, {}, m)))(message);
+    } catch {
+      // A failing hook must not stop the transport.
     }
   }
 
@@ -202,7 +211,7 @@ export class PeerTransport {
         batch = checkBatch(JSON.parse(text), this.options.cluster);
       } catch (error) {
         // No reply to carry the refusal: the sender's stream is closed, and said here.
-        process.emitWarning(
+        this.warn(
           `dtx: closing a stream from ${(socket as Socket).remoteAddress ?? 'a peer'}: ${(error as Error)?.message ?? String(error)}`,
         );
         return false;
@@ -211,9 +220,7 @@ export class PeerTransport {
         this.options.onBatch(batch);
       } catch (error) {
         // Only a core's assertion can throw here: a programmer's error, never silent.
-        process.emitWarning(
-          `dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`,
-        );
+        this.warn(`dtx: a batch failed after it was accepted: ${(error as Error)?.stack ?? String(error)}`);
       }
       return true;
     });

@@ -229,9 +229,9 @@ export const mutants: readonly Mutant[] = [
   {
     id: 'paxos-rm-votes-before-prepared-durable',
     file: 'src/protocol/paxos-commit/rm.ts',
-    search: `  vote(state, txn, t, 'prepared', true, fx);
+    search: `  vote(state, txn, t, 'prepared', true, fx, msg.voteTo);
   fx.push({ type: 'setTimer', timer: inquiryTimer(txn)`,
-    replace: `  vote(state, txn, t, 'prepared', false, fx);
+    replace: `  vote(state, txn, t, 'prepared', false, fx, msg.voteTo);
   fx.push({ type: 'setTimer', timer: inquiryTimer(txn)`,
     rule: 'an RM forces its prepared record before its ballot-0 vote leaves',
     detector: paxos(2000),

@@ -68,7 +68,15 @@ const workTimer = (txn: TxnId) => `work:${txn}`;
 const inquiryTimer = (txn: TxnId) => `inquiry:${txn}`;
 const timerTxn = (timer: string) => timer.slice(timer.indexOf(':') + 1);
 
-function vote(state: RmState, txn: TxnId, t: RmTxn, val: PcValue, afterPersist: boolean, fx: Fx[]): void {
+function vote(
+  state: RmState,
+  txn: TxnId,
+  t: RmTxn,
+  val: PcValue,
+  afterPersist: boolean,
+  fx: Fx[],
+  voteTo?: readonly NodeId[],
+): void {
   const msg: PaxosCommitMsg = {
     type: 'PHASE2A',
     txn,
@@ -78,7 +86,7 @@ function vote(state: RmState, txn: TxnId, t: RmTxn, val: PcValue, afterPersist: 
     participants: t.participants,
     client: t.client,
   };
-  for (const acc of voteAcceptors(state.config))
+  for (const acc of voteAcceptors(state.config, voteTo))
     fx.push({ type: afterPersist ? 'sendAfterPersist' : 'send', to: acc, msg });
 }
 
@@ -124,8 +132,9 @@ function onPrepare(
   const t = state.txns.get(txn);
   if (t === undefined || !msg.participants.includes(state.self)) return; // see the module comment
   if (t.phase === 'prepared') {
-    // A repeated PREPARE: repeat the same vote, still behind the prepared record.
-    vote(state, txn, t, 'prepared', true, fx);
+    // A repeated PREPARE: repeat the same vote, still behind the prepared
+    // record (to the acceptors this PREPARE names, which may differ).
+    vote(state, txn, t, 'prepared', true, fx, msg.voteTo);
     return;
   }
   t.phase = 'prepared';
@@ -138,7 +147,7 @@ function onPrepare(
     force: true,
     record: { type: 'prepared', txn, participants: t.participants, leader: from, client: msg.client },
   });
-  vote(state, txn, t, 'prepared', true, fx);
+  vote(state, txn, t, 'prepared', true, fx, msg.voteTo);
   fx.push({ type: 'setTimer', timer: inquiryTimer(txn), delayMs: state.config.inquiryMs });
 }
 

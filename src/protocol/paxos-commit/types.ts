@@ -37,8 +37,13 @@ export interface Phase1bEntry {
 }
 
 export type PaxosCommitMsg =
-  /** Leader → RMs: prepare. `participants` names every instance of the transaction. */
-  | { type: 'PREPARE'; txn: TxnId; participants: NodeId[]; client: NodeId }
+  /**
+   * Leader → RMs: prepare. `participants` names every instance of the
+   * transaction. `voteTo` (optional, set by a runtime that knows which
+   * acceptors answer) orders the acceptors for the RM's ballot-0 vote with
+   * the `quorum` fanout: the first F+1 get it (see `voteAcceptors`).
+   */
+  | { type: 'PREPARE'; txn: TxnId; participants: NodeId[]; client: NodeId; voteTo?: NodeId[] }
   /**
    * Phase 2a → acceptors. Ballot 0: an RM's vote for its own instance. Ballot
    * b > 0: a leader's proposals, bundled across instances. `leader` is where
@@ -145,6 +150,24 @@ export const quorum = (config: Pick<PaxosCommitConfig, 'F'>): number => config.F
  */
 export function voteAcceptors(
   config: Pick<PaxosCommitConfig, 'F' | 'acceptors' | 'acceptorFanout'>,
+  order?: readonly NodeId[],
 ): readonly NodeId[] {
-  return config.acceptorFanout === 'quorum' ? config.acceptors.slice(0, quorum(config)) : config.acceptors;
+  if (config.acceptorFanout !== 'quorum') return config.acceptors;
+  // Any F+1 acceptors will do: ballot 0 is the RM's alone and carries one value, so
+  // which acceptors hold it changes only who must answer, never what is chosen.
+  if (order !== undefined && validVoteOrder(config, order)) return order.slice(0, quorum(config));
+  return config.acceptors.slice(0, quorum(config));
+}
+
+/** A leader's `voteTo`: at least F+1 of the configured acceptors, none twice (anything else is ignored). */
+function validVoteOrder(
+  config: Pick<PaxosCommitConfig, 'F' | 'acceptors'>,
+  order: readonly NodeId[],
+): boolean {
+  return (
+    order.length >= quorum(config) &&
+    order.length <= config.acceptors.length &&
+    new Set(order).size === order.length &&
+    order.every((a) => config.acceptors.includes(a))
+  );
 }

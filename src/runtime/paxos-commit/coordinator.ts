@@ -366,8 +366,29 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       return;
     }
     this.localMessagesByType[msg.type] = (this.localMessagesByType[msg.type] ?? 0) + 1;
+    const sent = msg.type === 'PREPARE' ? this.withVoteOrder(msg) : msg;
     // In-process deliveries wait for the next microtask, so no core is stepped inside another's step.
-    queueMicrotask(() => this.deliver(from, to, msg));
+    queueMicrotask(() => this.deliver(from, to, sent));
+  }
+
+  /**
+   * A PREPARE whose RM should vote to the acceptors that answer: while the
+   * transport suspects one of the first F+1 (it left messages unanswered
+   * lately: killed, stopped, cut off), the others go first, so new votes do
+   * not wait out the vote timeout and a leader ballot each. The first PREPARE
+   * after a failure is sent before it is known; the leader's re-PREPARE at
+   * its vote timeout then carries the new order. Safety does not depend on
+   * the choice (ballot 0 is the RM's alone).
+   */
+  private withVoteOrder(msg: Extract<PaxosCommitMsg, { type: 'PREPARE' }>): PaxosCommitMsg {
+    if (this.config.acceptorFanout !== 'quorum') return msg;
+    const healthy: NodeId[] = [];
+    const suspected: NodeId[] = [];
+    for (const acc of this.config.acceptors) {
+      (this.transport.suspected(this.acceptorUrl.get(acc)!) ? suspected : healthy).push(acc);
+    }
+    if (suspected.length === 0) return msg;
+    return { ...msg, voteTo: [...healthy, ...suspected] };
   }
 
   private deliver(from: NodeId, to: NodeId, msg: PaxosCommitMsg): void {

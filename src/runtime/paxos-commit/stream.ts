@@ -58,8 +58,13 @@ export class BatchStream {
     url: string,
     private readonly timeoutMs: number,
     private readonly bytesMax: number,
-    /** Called once, when the stream ends, with the messages it lost (those still waiting to connect). */
-    private readonly onEnd: (why: StreamEnd, lostItems: number) => void,
+    /**
+     * Called once, when the stream ends, with the messages it lost (those
+     * still waiting to connect) and whether the peer left something
+     * unanswered: it never connected, or writes were not acknowledged (a
+     * stream closed while idle, by either side, is not that).
+     */
+    private readonly onEnd: (why: StreamEnd, lostItems: number, unanswered: boolean) => void,
   ) {
     this.settled = new Promise((resolve) => {
       this.resolveSettled = resolve;
@@ -130,12 +135,13 @@ export class BatchStream {
   private end(why: StreamEnd): void {
     if (this.ended) return;
     this.ended = true;
+    const unanswered = why === 'failed' && (this.socket === null || this.unackedSinceMs !== null);
     if (this.watchdog !== undefined) clearTimeout(this.watchdog);
     const lost = this.pending.reduce((n, p) => n + p.items, 0);
     this.pending = [];
     this.socket?.destroy();
     this.resolveSettled();
-    this.onEnd(why, lost);
+    this.onEnd(why, lost, unanswered);
   }
 
   /** Sends what was written (waiting at most `waitMs`, a connection still opening included), then closes. */

@@ -112,6 +112,14 @@ interface Peer {
 /** How long a peer that refused a stream gets POSTs before it is offered one again (it may have been upgraded). */
 const postOnlyMs = 60_000;
 
+/**
+ * How long a peer that left messages unanswered (no connection, writes not
+ * acknowledged within the request timeout, a failed POST) stays suspected
+ * (`suspected`). A suspected peer still gets every message sent to it; the
+ * suspicion only lets a leader prefer other acceptors for new votes.
+ */
+export const suspectMs = 10_000;
+
 export class PeerTransport {
   private readonly server: http.Server;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
@@ -120,6 +128,8 @@ export class PeerTransport {
   private readonly streams = new Map<string, BatchStream>();
   /** Destinations that refused a stream: until when they get POSTs. */
   private readonly postOnlyUntil = new Map<string, number>();
+  /** When each destination last left messages unanswered (see `suspectMs`). */
+  private readonly unansweredAt = new Map<string, number>();
   /** Streams from other processes, closed with the server. */
   private readonly inbound = new Set<Duplex>();
   private flushScheduled = false;
@@ -260,6 +270,15 @@ export class PeerTransport {
     this.scheduleFlush();
   }
 
+  /** True while `url` is suspected of being down or cut off: it left messages unanswered in the last `suspectMs`. */
+  suspected(url: string): boolean {
+    const at = this.unansweredAt.get(url);
+    if (at === undefined) return false;
+    if (Date.now() - at < suspectMs) return true;
+    this.unansweredAt.delete(url);
+    return false;
+  }
+
   private scheduleFlush(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
@@ -297,6 +316,7 @@ export class PeerTransport {
               () => {},
               () => {
                 this.stats.dropped += batch.items.length;
+                this.unansweredAt.set(url, Date.now());
               },
             ),
           );
@@ -313,8 +333,9 @@ export class PeerTransport {
         url,
         this.timeoutMs,
         bodyBytesMax,
-        (why: StreamEnd, lost) => {
+        (why: StreamEnd, lost, unanswered) => {
           this.stats.dropped += lost;
+          if (unanswered && !this.closed) this.unansweredAt.set(url, Date.now());
           if (this.streams.get(url) === opened) this.streams.delete(url);
           if (why === 'refused') this.postOnlyUntil.set(url, Date.now() + postOnlyMs);
         },

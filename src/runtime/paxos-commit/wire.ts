@@ -89,13 +89,16 @@ export function checkMessage(m: unknown): PaxosCommitMsg | HostNotice {
   if (!isObject(m) || typeof m.txn !== 'string' || !isValidTxnId(m.txn)) throw bad('no valid txn');
   const txn = m.txn;
   switch (m.type) {
-    case 'PREPARE':
-      return {
+    case 'PREPARE': {
+      const prepare: Extract<PaxosCommitMsg, { type: 'PREPARE' }> = {
         type: 'PREPARE',
         txn,
         participants: nodeIds(m.participants, 'participants', false)!,
         client: nodeId(m.client, 'client'),
       };
+      if (m.voteTo !== undefined) prepare.voteTo = nodeIds(m.voteTo, 'voteTo', false)!;
+      return prepare;
+    }
     case 'PHASE2A': {
       const bal = ballot(m.bal, 0);
       const es = entries(m.entries, (e) => ({

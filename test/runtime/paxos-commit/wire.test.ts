@@ -29,8 +29,19 @@ test('a well-formed batch passes, rebuilt without extra fields', () => {
   assert.deepEqual(b.items[0]!.msg, vote);
 });
 
+const prepare = { type: 'PREPARE', txn: 't1', participants: ['a', 'b'], client: 'app' };
+
+test("a PREPARE's vote order passes when given, and is absent when not", () => {
+  const ordered = { ...prepare, voteTo: ['acc1', 'acc2', 'acc0'] };
+  assert.deepEqual(checkBatch(batch(ordered), 'dtx').items[0]!.msg, ordered);
+  assert.equal('voteTo' in checkBatch(batch(prepare), 'dtx').items[0]!.msg, false);
+});
+
 test('malformed messages are refused whole with DTX_BAD_MESSAGE', () => {
   const bad: unknown[] = [
+    { ...prepare, voteTo: ['acc1', 'acc1'] },
+    { ...prepare, voteTo: [] },
+    { ...prepare, voteTo: 'acc1' },
     { ...vote, bal: -1 },
     { ...vote, bal: 1.5 },
     { ...vote, entries: [] },

@@ -257,15 +257,15 @@ async function rowChangeCount(connection: PoolConnection): Promise<bigint> {
 }
 
 /**
- * True when a statement's result says it changed rows. An UPDATE reports the
- * rows it matched as affected (mysql2 connects with CLIENT_FOUND_ROWS), so for
- * it the changed count of its info line ("Rows matched: 1  Changed: 0 ...")
- * decides; INSERT and DELETE report what they did.
+ * True when a statement's result proves it changed rows: an UPDATE whose info
+ * line ("Rows matched: 1  Changed: 1  Warnings: 0") counts changed rows.
+ * Affected rows are no proof (mysql2 connects with CLIENT_FOUND_ROWS, so an
+ * UPDATE reports the rows it matched), nor is an info line in another
+ * language: prepare then reads the counters, as it must, since a prepared
+ * branch that changed no row answers its XA COMMIT with XA_RBROLLBACK.
  */
-function reportsChangedRows(header: ResultSetHeader): boolean {
-  if (typeof header.info === 'string' && header.info.startsWith('Rows matched'))
-    return header.changedRows > 0;
-  return header.affectedRows > 0;
+function provesChangedRows(header: ResultSetHeader): boolean {
+  return typeof header.info === 'string' && header.info.startsWith('Rows matched') && header.changedRows > 0;
 }
 
 /**
@@ -303,11 +303,7 @@ export class MariaDbBranch implements SqlBranch {
   #adapter: MariaDbAdapter;
   #xid: string;
   #changesAtStart: bigint;
-  /**
-   * A statement reported rows it changed: the branch is not read-only, so
-   * prepare skips the counter read that decides it. Only ever set, so a wrong
-   * guess costs the read-only saving (the branch is prepared), never a write.
-   */
+  /** A statement proved it changed rows (`provesChangedRows`): prepare skips the counter read. */
   #changedRows = false;
   #queue = new SerialQueue();
   #evidence: string | undefined;
@@ -343,7 +339,7 @@ export class MariaDbBranch implements SqlBranch {
         const [result] = await connection.query<MysqlQueryResult>(sql, [...params]);
         if (Array.isArray(result)) return { rows: result as unknown as Row[], rowCount: result.length };
         const header = result as ResultSetHeader;
-        if (!this.#changedRows && reportsChangedRows(header)) this.#changedRows = true;
+        if (!this.#changedRows && provesChangedRows(header)) this.#changedRows = true;
         return { rows: [], rowCount: header.affectedRows };
       } catch (error) {
         const failure = classifyMariaDbError(error, { gid: this.gid, what: 'a branch query' });
@@ -375,7 +371,7 @@ export class MariaDbBranch implements SqlBranch {
       let readOnly: boolean;
       let markedAtMs: number | undefined;
       try {
-        // One round trip fewer when a statement already said it changed rows.
+        // One round trip fewer when a statement already proved it changed rows.
         readOnly = !this.#changedRows && (await rowChangeCount(connection)) === this.#changesAtStart;
         // The marker commits or rolls back with the branch (see `markers`); a
         // read-only branch is never prepared, so it needs none.

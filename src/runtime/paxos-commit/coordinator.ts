@@ -373,8 +373,8 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
 
   /**
    * A PREPARE whose RM should vote to the acceptors that answer: while the
-   * transport suspects one of the first F+1 (it left messages unanswered
-   * lately: killed, stopped, cut off), the others go first, so new votes do
+   * transport suspects any acceptor (it left messages unanswered lately:
+   * killed, stopped, cut off), the others go first, so new votes do
    * not wait out the vote timeout and a leader ballot each. The first PREPARE
    * after a failure is sent before it is known; the leader's re-PREPARE at
    * its vote timeout then carries the new order. Safety does not depend on

@@ -40,6 +40,8 @@ export interface BenchFlags {
   diagnoseLog: boolean;
   /** bench:2pc only: one more row, Paxos Commit with votes to all 2F+1 acceptors (`acceptorFanout: 'all'`). */
   compareFanout: boolean;
+  /** bench:2pc only: one more row, Paxos Commit whose acceptors start a log sync while one is in flight (`--syncs-in-flight 2`). */
+  compareSyncs: boolean;
   /** Run only the rows whose name contains one of these (the first row left is the ratios' baseline). */
   rows: string[] | undefined;
 }
@@ -52,6 +54,7 @@ const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) 
        --compare-log-thread (bench:2pc: one more row, dtx with its SQLite log on a worker thread)
        --diagnose-log (one more row, dtx with its log in memory: NOT durable, measures what the forced writes cost)
        --compare-fanout (bench:2pc: one more row, Paxos Commit with votes to all 2F+1 acceptors)
+       --compare-syncs (bench:2pc: one more row, Paxos Commit with acceptors at --syncs-in-flight 2)
        --rows A,B (only the rows whose name contains A or B; the first one left is the ratios' baseline)`;
 
 export function parseFlags(argv: string[]): BenchFlags {
@@ -67,6 +70,7 @@ export function parseFlags(argv: string[]): BenchFlags {
     compareLogThread: false,
     diagnoseLog: false,
     compareFanout: false,
+    compareSyncs: false,
     rows: undefined,
   };
   const number = (name: string, v: string | undefined): number => {
@@ -120,6 +124,9 @@ export function parseFlags(argv: string[]): BenchFlags {
         break;
       case '--compare-fanout':
         flags.compareFanout = true;
+        break;
+      case '--compare-syncs':
+        flags.compareSyncs = true;
         break;
       case '--rows':
         flags.rows = (v ?? '').split(',').filter((r) => r !== '');

@@ -279,6 +279,17 @@ async function clearHandWrittenLeftovers(db: Db): Promise<void> {
 const paxosRow = 'dtx paxos-commit (F=1)';
 /** `--compare-fanout`: the same with every RM's vote sent to all 2F+1 acceptors. */
 const paxosAllRow = 'dtx paxos-commit (F=1, votes to all)';
+/** `--compare-syncs`: the same with acceptors that start a log sync while another is in flight. */
+const paxosTwoSyncsRow = 'dtx paxos-commit (F=1, acceptors: 2 syncs in flight)';
+const paxosRows = [paxosRow, paxosAllRow, paxosTwoSyncsRow];
+
+/** One Paxos Commit row: where the votes go, and how the acceptors sync their logs. */
+interface PaxosShape {
+  name: string;
+  fanout: AcceptorFanout;
+  cluster: string;
+  acceptorFlags: string[];
+}
 const twoPcRow = "dtx acknowledge 'committed'";
 /** Each topology's Paxos Commit costs per commit, printed after the table. */
 const paxosCostsByTopology: { topology: string; row: string; costs: PaxosCosts }[] = [];
@@ -295,7 +306,7 @@ async function startPaxos(
   resources: Record<string, ResourceAdapter>,
   acceptors: AcceptorProcess[],
   pick: () => number,
-  fanout: AcceptorFanout,
+  { name, fanout }: PaxosShape,
 ) {
   const db = new DbWriteCounter();
   await answering(acceptors.map((a) => a.url));
@@ -310,7 +321,6 @@ async function startPaxos(
     cluster: acceptors[0]!.cluster,
   });
   const before = await readPaxosCounters(leader, db);
-  const name = fanout === 'all' ? paxosAllRow : paxosRow;
   const inner = viaDtx(name, leader, `pc_${leader.cluster}_`, dbs, pick);
   let committed = 0;
   const variant: Variant = {
@@ -356,7 +366,7 @@ async function answering(urls: string[]): Promise<void> {
 /** Paxos Commit's throughput against dtx 2PC ('committed') on the same databases, per topology and concurrency. */
 function paxosRatios(rows: Row[]): { topology: string; row: string; concurrency: number; ratio: number }[] {
   return rows
-    .filter((r) => r.variant === paxosRow || r.variant === paxosAllRow)
+    .filter((r) => paxosRows.includes(r.variant))
     .flatMap((p) => {
       const base = rows.find(
         (r) => r.variant === twoPcRow && r.topology === p.topology && r.concurrency === p.concurrency,
@@ -432,11 +442,20 @@ async function benchTopology(
       );
     }
     if (flags.soakS === undefined) {
-      const fanouts: AcceptorFanout[] = flags.compareFanout ? ['quorum', 'all'] : ['quorum'];
-      for (const fanout of fanouts) {
-        const own = await startAcceptorProcesses(3, fanout === 'all' ? 'dtxall' : 'dtx');
+      const shapes: PaxosShape[] = [{ name: paxosRow, fanout: 'quorum', cluster: 'dtx', acceptorFlags: [] }];
+      if (flags.compareFanout)
+        shapes.push({ name: paxosAllRow, fanout: 'all', cluster: 'dtxall', acceptorFlags: [] });
+      if (flags.compareSyncs)
+        shapes.push({
+          name: paxosTwoSyncsRow,
+          fanout: 'quorum',
+          cluster: 'dtxsync2',
+          acceptorFlags: ['--syncs-in-flight', '2'],
+        });
+      for (const shape of shapes) {
+        const own = await startAcceptorProcesses(3, shape.cluster, shape.acceptorFlags);
         acceptors.push(...own);
-        paxos.push(await startPaxos(topology, dbs, resources, own, pick, fanout));
+        paxos.push(await startPaxos(topology, dbs, resources, own, pick, shape));
         variants.push(paxos.at(-1)!.variant);
       }
     }

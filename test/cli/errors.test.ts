@@ -234,6 +234,18 @@ describe('dtx failures: one line, a code, the right exit status', { concurrency:
       [['compare', '--participants', '1'], /--participants must be between 2/],
       [['sim', '--txns', '5'], /required option '--protocol <name>'/],
       [['frobnicate'], /unknown command 'frobnicate'/],
+      [
+        [
+          'acceptor',
+          '--listen',
+          '127.0.0.1:0',
+          '--data',
+          '/nonexistent/never-created',
+          '--syncs-in-flight',
+          '0',
+        ],
+        /--syncs-in-flight must be between 1 and 16, got 0/,
+      ],
     ] as const) {
       assertFailure(await dtx([...args]), { exit: 2, code: 'DTX_INVALID_ARGUMENT', message });
     }

@@ -4,12 +4,15 @@
 // once what it reports is fsync'd).
 
 import type { Command } from 'commander';
+import { syncsInFlightMax } from '../../runtime/log/group-commit.ts';
+import { int } from '../options.ts';
 
 interface AcceptorFlags {
   listen: string;
   data: string;
   cluster?: string;
   faster?: boolean;
+  syncsInFlight?: number;
 }
 
 export function registerAcceptorCommand(program: Command): void {
@@ -20,6 +23,11 @@ export function registerAcceptorCommand(program: Command): void {
     .requiredOption('--data <dir>', 'its data directory (created when missing)')
     .option('--cluster <id>', 'the cluster id leaders must give (default dtx); fixed at creation')
     .option('--faster', 'Faster Paxos Commit: send phase 2b to the RMs too; fixed at creation')
+    .option(
+      '--syncs-in-flight <n>',
+      'fdatasyncs of its log in flight at once, 1 to 16 (default 1: each waits for the one before)',
+      int('--syncs-in-flight', 1, syncsInFlightMax),
+    )
     .action(async (flags: AcceptorFlags) => {
       const { AcceptorServer } = await import('../../runtime/paxos-commit/acceptor-server.ts');
       const server = await AcceptorServer.start({
@@ -27,6 +35,7 @@ export function registerAcceptorCommand(program: Command): void {
         dataDir: flags.data,
         ...(flags.cluster === undefined ? {} : { cluster: flags.cluster }),
         faster: flags.faster === true,
+        ...(flags.syncsInFlight === undefined ? {} : { syncsInFlight: flags.syncsInFlight }),
       });
       process.stdout.write(
         `acceptor ${server.id} listening on ${server.url} (cluster ${server.meta.cluster}, data ${flags.data})\n`,

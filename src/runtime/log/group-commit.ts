@@ -59,6 +59,13 @@ export interface LogBackend {
    * a `LogError` (e.g. reason `fenced`); any other error is reported as `failed`.
    */
   write(batch: WriteBatch): Promise<void>;
+  /**
+   * True when `write` applies its batch before its first await and only then
+   * waits for stable storage, and when that wait also covers every batch
+   * applied before it (one file, synced): a later `write` may then start
+   * while earlier ones are still syncing. SQLite on the main thread.
+   */
+  readonly overlapsSyncs?: boolean;
   /** Every row since the last checkpoint, in order. Errors other than `LogError` are reported as `unavailable`. */
   read(): Promise<StoredRow[]>;
   /** Releases resources. `broken` when a write failed, so a connection should be discarded rather than reused. */
@@ -74,6 +81,22 @@ type Op<R> =
   | { kind: 'append'; texts: string[]; waiter: Waiter<void> | undefined }
   | { kind: 'checkpoint'; texts: string[]; waiter: Waiter<void> }
   | { kind: 'load'; waiter: Waiter<R[]>; timed?: Waiter<{ at: Date; record: R }[]> };
+
+/**
+ * How many writes may be in flight at once (`GroupCommitLog`'s `syncsInFlight`),
+ * for a backend that `overlapsSyncs`. With one, a record that arrives while a
+ * write is syncing waits for that sync and then for its own; with more, its own
+ * sync starts at once. Batches still resolve in order, and a batch resolves
+ * only when it and every batch before it are durable.
+ */
+export const syncsInFlightMax = 16;
+
+export function checkSyncsInFlight(value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1 || value > syncsInFlightMax) {
+    throw new RangeError(`syncsInFlight must be an integer from 1 to ${syncsInFlightMax}, got ${value}`);
+  }
+  return value;
+}
 
 /** Characters PostgreSQL's jsonb refuses, checked for every store so that records are portable. */
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -171,6 +194,9 @@ function checkDelay(value: number): number {
 export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
   readonly stats: LogStats = { flushes: 0, records: 0 };
   readonly #backend: LogBackend;
+  readonly #syncsInFlight: number;
+  /** Writes started and not yet settled, oldest first; each resolves true when its batch resolved. */
+  #inFlight: Promise<boolean>[] = [];
   readonly #decode: (value: unknown) => R;
   readonly #lazyFlushDelayMs: number;
   readonly #observer: Pick<Observer, 'logFlushed'> | undefined;
@@ -184,8 +210,18 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
   readonly identity: LogIdentity | undefined;
   readonly lost: Promise<LogError> | undefined;
 
-  constructor(backend: LogBackend, options: LogOptions<R> = {}, meta?: LogMeta) {
+  constructor(
+    backend: LogBackend,
+    options: LogOptions<R> = {},
+    meta?: LogMeta,
+    overlap: { syncsInFlight?: number } = {},
+  ) {
     this.#backend = backend;
+    const syncsInFlight = checkSyncsInFlight(overlap.syncsInFlight ?? 1);
+    if (syncsInFlight > 1 && backend.overlapsSyncs !== true) {
+      throw new RangeError(`${backend.description} cannot have more than one sync in flight`);
+    }
+    this.#syncsInFlight = syncsInFlight;
     this.identity = meta?.identity === undefined ? undefined : Object.freeze({ ...meta.identity });
     this.lost = meta?.lost;
     this.#decode = options.decode ?? ((value) => value as R);
@@ -260,13 +296,18 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
   }
 
   async #close(): Promise<void> {
-    if (this.#failure === undefined && (this.#running || this.#queue.length > 0)) {
+    if (
+      this.#failure === undefined &&
+      (this.#running || this.#queue.length > 0 || this.#inFlight.length > 0)
+    ) {
       // A forced, empty append: resolves once everything queued before it (lazy records included) is written.
       await new Promise<void>((resolve) => {
         this.#queue.push({ kind: 'append', texts: [], waiter: { resolve, reject: () => resolve() } });
         this.#kick();
       });
     }
+    // Also after a failure: no write may still be syncing when the backend closes its files.
+    while (this.#inFlight.length > 0) await this.#inFlight[0];
     clearTimeout(this.#lazyTimer);
     this.#lazyTimer = undefined;
     await this.#backend.close(this.#failure !== undefined);
@@ -304,6 +345,9 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
       while (this.#failure === undefined && this.#wantsWork()) {
         const head = this.#queue[0]!;
         if (head.kind === 'load') {
+          // A load reads what is durable: every write started before it settles first.
+          while (this.#inFlight.length > 0) await this.#inFlight[0];
+          if (this.#failure !== undefined) break;
           this.#queue.shift();
           await this.#load(head.waiter, head.timed);
         } else {
@@ -314,7 +358,11 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
             this.#lazyTimer = undefined;
             this.#lazyDue = false;
           }
-          await this.#write(batch);
+          const written = this.#write(batch, this.#inFlight.at(-1));
+          this.#inFlight.push(written);
+          void written.then(() => this.#inFlight.splice(this.#inFlight.indexOf(written), 1));
+          // With one sync in flight (the default) this waits for the write just started.
+          while (this.#inFlight.length >= this.#syncsInFlight) await this.#inFlight[0];
         }
         // Let the callers just woken queue their next calls, so that they share the next write.
         await yieldTurn();
@@ -332,7 +380,13 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
     }
   }
 
-  async #write(batch: readonly Op<R>[]): Promise<void> {
+  /**
+   * Starts the backend's write of `batch` (it applies the batch before its
+   * first await) and settles the batch's callers once it is durable and
+   * `before` (the previous write, when still in flight) has settled: true
+   * when the batch resolved, false when it was rejected. Never rejects.
+   */
+  async #write(batch: readonly Op<R>[], before?: Promise<boolean>): Promise<boolean> {
     const write: WriteBatch = { replace: false, texts: [] };
     let appended = 0;
     for (const op of batch) {
@@ -346,6 +400,7 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
         appended += op.texts.length;
       }
     }
+    let failure: unknown;
     try {
       if (write.replace || write.texts.length > 0) {
         const startedMs = performance.now();
@@ -358,19 +413,35 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
       }
       this.stats.records += appended;
     } catch (error) {
-      this.#failure =
-        error instanceof LogError
-          ? error
-          : new LogError(
-              'failed',
-              `${this.#backend.description}: a write failed, so its records may or may not be durable; ` +
-                `close the log, reopen it and recover from load(): ${messageOf(error)}`,
-              { cause: error },
-            );
-      for (const op of batch) op.waiter?.reject(this.#failure);
-      return;
+      failure = error;
+      this.#fail(error);
     }
-    for (const op of batch) if (op.kind !== 'load') op.waiter?.resolve();
+    // A batch resolves only after every batch before it: it is durable only if they are.
+    const earlierResolved = before === undefined || (await before);
+    if (failure === undefined && earlierResolved) {
+      for (const op of batch) if (op.kind !== 'load') op.waiter?.resolve();
+      return true;
+    }
+    for (const op of batch) op.waiter?.reject(this.#failure);
+    return false;
+  }
+
+  /**
+   * The log is failed from now on: no write starts, and what is queued is
+   * rejected (writes in flight reject their batches when they settle).
+   */
+  #fail(error: unknown): void {
+    this.#failure ??=
+      error instanceof LogError
+        ? error
+        : new LogError(
+            'failed',
+            `${this.#backend.description}: a write failed, so its records may or may not be durable; ` +
+              `close the log, reopen it and recover from load(): ${messageOf(error)}`,
+            { cause: error },
+          );
+    const failure = this.#failure;
+    for (const op of this.#queue.splice(0)) op.waiter?.reject(failure);
   }
 
   async #load(waiter: Waiter<R[]>, timed?: Waiter<{ at: Date; record: R }[]>): Promise<void> {

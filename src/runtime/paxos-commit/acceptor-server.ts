@@ -99,6 +99,14 @@ export interface AcceptorServerOptions {
   faster?: boolean;
   /** Called when the log fails: the process must stop (default: exit 1). */
   onHalt?: (err: unknown) => void;
+  /**
+   * How many fdatasyncs of its log may be in flight at once (1 to 16,
+   * default 1). With 2, a vote that arrives while a batch is syncing is
+   * written and synced at once instead of waiting for that sync to end: less
+   * latency when the acceptor has CPU to spare, more fsyncs per commit when it
+   * has not (`npm run bench:2pc -- --compare-syncs` measures both).
+   */
+  syncsInFlight?: number;
 }
 
 const clusterPattern = coordinatorIdPattern;
@@ -204,6 +212,7 @@ export class AcceptorServer {
       decode: decodeRecord,
       identity: { protocol: 'paxos-acceptor', coordinatorId: meta.id },
       expect: { protocol: 'paxos-acceptor', coordinatorId: meta.id },
+      syncsInFlight: options.syncsInFlight ?? 1,
     });
     let server: AcceptorServer | undefined;
     const countingLog: DurableLog<PaxosCommitRecord> = {

@@ -192,6 +192,160 @@ describe('group commit core', () => {
   });
 });
 
+/**
+ * A backend that applies each batch when `write` is called and then waits for
+ * the test to finish (or fail) its sync, batch by batch, in any order.
+ */
+class OverlappingBackend implements LogBackend {
+  readonly description = 'overlapping log';
+  readonly overlapsSyncs = true;
+  readonly applied: string[][] = [];
+  readonly syncs: { ok(): void; fail(error: Error): void }[] = [];
+  rows: string[] = [];
+  inFlight = 0;
+  inFlightMax = 0;
+
+  write(batch: WriteBatch): Promise<void> {
+    this.applied.push([...batch.texts]);
+    if (batch.replace) this.rows = [];
+    this.rows.push(...batch.texts);
+    this.inFlightMax = Math.max(this.inFlightMax, ++this.inFlight);
+    return new Promise<void>((ok, fail) =>
+      this.syncs.push({
+        ok: () => {
+          this.inFlight--;
+          ok();
+        },
+        fail: (error) => {
+          this.inFlight--;
+          fail(error);
+        },
+      }),
+    );
+  }
+
+  async read() {
+    return this.rows.map((text, i) => ({ seq: String(i + 1), text }));
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Settles as `promise` does, recording 'ok' or 'rejected' into `into` under `name` when it happens. */
+function track(promise: Promise<unknown>, name: string, into: string[]): Promise<void> {
+  return promise.then(
+    () => void into.push(`${name} ok`),
+    () => void into.push(`${name} rejected`),
+  );
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('group commit with several syncs in flight', () => {
+  test('an append made while a write is syncing is written and its sync started at once, up to the limit', async () => {
+    const backend = new OverlappingBackend();
+    const log = new GroupCommitLog<number>(backend, {}, undefined, { syncsInFlight: 2 });
+    const settled: string[] = [];
+    const first = track(log.append([1], true), 'first', settled);
+    await waitFor(() => backend.applied.length === 1, 'the first write');
+    const second = track(log.append([2], true), 'second', settled);
+    await waitFor(() => backend.applied.length === 2, 'the second write, while the first is syncing');
+    // Two in flight: the next appends wait, and then share one write.
+    const third = track(log.append([3], true), 'third', settled);
+    const fourth = track(log.append([4], true), 'fourth', settled);
+    for (let i = 0; i < 5; i++) await turn();
+    assert.equal(backend.applied.length, 2, 'no third write while two are in flight');
+    backend.syncs[0]!.ok();
+    await waitFor(() => backend.applied.length === 3, 'the third write');
+    assert.deepEqual(backend.applied[2], ['3', '4']);
+    backend.syncs[1]!.ok();
+    backend.syncs[2]!.ok();
+    await Promise.all([first, second, third, fourth]);
+    assert.deepEqual(settled, ['first ok', 'second ok', 'third ok', 'fourth ok']);
+    assert.equal(backend.inFlightMax, 2);
+    assert.deepEqual(log.stats, { flushes: 3, records: 4 });
+    await log.close();
+  });
+
+  test('a batch whose sync finishes first still resolves after the batches before it', async () => {
+    const backend = new OverlappingBackend();
+    const log = new GroupCommitLog<number>(backend, {}, undefined, { syncsInFlight: 3 });
+    const settled: string[] = [];
+    const done = [track(log.append([1], true), 'first', settled)];
+    await waitFor(() => backend.applied.length === 1, 'the first write');
+    done.push(track(log.append([2], true), 'second', settled));
+    await waitFor(() => backend.applied.length === 2, 'the second write');
+    done.push(track(log.append([3], true), 'third', settled));
+    await waitFor(() => backend.applied.length === 3, 'the third write');
+    backend.syncs[2]!.ok();
+    backend.syncs[1]!.ok();
+    for (let i = 0; i < 5; i++) await turn();
+    assert.deepEqual(settled, [], 'nothing resolves before the first batch is durable');
+    backend.syncs[0]!.ok();
+    await Promise.all(done);
+    assert.deepEqual(settled, ['first ok', 'second ok', 'third ok']);
+    await log.close();
+  });
+
+  test('a failed sync fails the batches after it, even those whose own sync succeeded; the ones before it resolve', async () => {
+    const backend = new OverlappingBackend();
+    const log = new GroupCommitLog<number>(backend, {}, undefined, { syncsInFlight: 3 });
+    const settled: string[] = [];
+    const done = [track(log.append([1], true), 'first', settled)];
+    await waitFor(() => backend.applied.length === 1, 'the first write');
+    done.push(track(log.append([2], true), 'second', settled));
+    await waitFor(() => backend.applied.length === 2, 'the second write');
+    done.push(track(log.append([3], true), 'third', settled));
+    await waitFor(() => backend.applied.length === 3, 'the third write');
+    backend.syncs[2]!.ok();
+    backend.syncs[1]!.fail(new Error('EIO: the disk refused'));
+    // The log is failed at once: a new append is refused, and nothing more is written.
+    await rejectsWithReason(log.append([4], true), 'failed');
+    backend.syncs[0]!.ok();
+    await Promise.all(done);
+    assert.deepEqual(settled, ['first ok', 'second rejected', 'third rejected']);
+    assert.equal(backend.applied.length, 3);
+    await log.close();
+  });
+
+  test('load and close wait for every write in flight', async () => {
+    const backend = new OverlappingBackend();
+    const log = new GroupCommitLog<number>(backend, {}, undefined, { syncsInFlight: 2 });
+    const first = log.append([1], true);
+    await waitFor(() => backend.applied.length === 1, 'the first write');
+    const second = log.append([2], true);
+    await waitFor(() => backend.applied.length === 2, 'the second write');
+    let loaded: number[] | undefined;
+    const load = log.load().then((records) => (loaded = records));
+    let closed = false;
+    const close = log.close().then(() => (closed = true));
+    for (let i = 0; i < 5; i++) await turn();
+    assert.equal(loaded, undefined, 'load waits for the syncs');
+    backend.syncs[0]!.ok();
+    for (let i = 0; i < 5; i++) await turn();
+    assert.equal(loaded, undefined, 'load waits for the last sync too');
+    backend.syncs[1]!.ok();
+    await Promise.all([first, second, load]);
+    assert.deepEqual(loaded, [1, 2]);
+    await close;
+    assert.equal(closed, true);
+  });
+
+  test('syncsInFlight is checked: 1 to 16, and more than 1 only where the backend can overlap syncs', () => {
+    for (const bad of [0, 17, 1.5, Number.NaN]) {
+      assert.throws(
+        () => new GroupCommitLog(new OverlappingBackend(), {}, undefined, { syncsInFlight: bad }),
+        /syncsInFlight must be an integer from 1 to 16/,
+      );
+    }
+    assert.throws(
+      () => new GroupCommitLog(new ScriptedBackend(), {}, undefined, { syncsInFlight: 2 }),
+      /scripted log cannot have more than one sync in flight/,
+    );
+    new GroupCommitLog(new ScriptedBackend(), {}, undefined, { syncsInFlight: 1 });
+  });
+});
+
 describe('SQLite log', () => {
   test('append/load round trip, across a reopen', async () => {
     const path = join(dir, 'nested', 'deeper', 'coord.sqlite'); // parent directories are created
@@ -223,6 +377,42 @@ describe('SQLite log', () => {
     await Promise.all(Array.from({ length: 16 }, (_, w) => worker(w)));
     assert.deepEqual(await log.load(), expected);
     await log.close();
+  });
+
+  test('with syncsInFlight 2: order is kept across concurrent appends and a reopen, with fewer appends per sync', async () => {
+    const path = nextPath();
+    const log = await openSqliteLog<{ w: number; i: number }>(path, { create: true, syncsInFlight: 2 });
+    const expected: { w: number; i: number }[] = [];
+    const worker = async (w: number) => {
+      for (let i = 0; i < 20; i++) {
+        const batch = [{ w, i }];
+        expected.push(...batch);
+        await log.append(batch, (w + i) % 3 !== 0);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, (_, w) => worker(w)));
+    await log.checkpoint(expected.slice(100));
+    await log.append([{ w: -1, i: -1 }], true);
+    const kept = [...expected.slice(100), { w: -1, i: -1 }];
+    assert.deepEqual(await log.load(), kept);
+    await log.close();
+    const reopened = await openSqliteLog<{ w: number; i: number }>(path, { syncsInFlight: 2 });
+    assert.deepEqual(await reopened.load(), kept);
+    await reopened.close();
+  });
+
+  test('syncsInFlight above 1 needs a log file on the main thread', async () => {
+    await assert.rejects(
+      openSqliteLog(nextPath(), { create: true, syncsInFlight: 2, thread: 'worker' }),
+      /needs a log file on the main thread/,
+    );
+    await assert.rejects(
+      openSqliteLog(':memory:', { unsafeMemory: true, syncsInFlight: 2 }),
+      /needs a log file on the main thread/,
+    );
+    const path = nextPath();
+    await assert.rejects(openSqliteLog(path, { create: true, syncsInFlight: 0 }), RangeError);
+    assert.equal(existsSync(path), false, 'a refused option creates nothing');
   });
 
   test("a forced append resolves only after the WAL's fdatasync, which runs off the event loop", async () => {
@@ -404,69 +594,70 @@ describe('SQLite log', () => {
     await second.close();
   });
 
-  test('a forced append survives SIGKILL right after it resolved; the lock dies with the process', async () => {
-    const path = nextPath();
-    const code = `
+  for (const syncsInFlight of [1, 2])
+    test(`a forced append survives SIGKILL right after it resolved (syncsInFlight ${syncsInFlight}); the lock dies with the process`, async () => {
+      const path = nextPath();
+      const code = `
       const { openSqliteLog } = await import(${JSON.stringify(sqliteModule)});
-      const log = await openSqliteLog(${JSON.stringify(path)}, { create: true });
+      const log = await openSqliteLog(${JSON.stringify(path)}, { create: true, syncsInFlight: ${syncsInFlight} });
       for (let n = 0; ; n++) {
         await log.append([{ lazy: n }], false);
         await log.append([{ n }], true);
         process.stdout.write(n + '\\n');
       }`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-      child.on('exit', (_code, signal) => resolve(signal)),
-    );
-    const acknowledged: number[] = [];
-    let buffered = '';
-    let lockCheck: Promise<LogError> | undefined;
-    await new Promise<void>((resolve, reject) => {
-      child.on('exit', () => reject(new Error(`the child exited early: ${stderr}`)));
-      child.stdout.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const lines = buffered.split('\n');
-        buffered = lines.pop()!;
-        for (const line of lines) acknowledged.push(Number(line));
-        // While the child lives, its lock keeps this process out.
-        if (lockCheck === undefined && acknowledged.length > 0) {
-          // The message names the holder, where the platform can tell (Linux: /proc/locks).
-          lockCheck = rejectsWithReason(openSqliteLog(path), 'locked').then((e) => {
-            if (process.platform === 'linux')
-              assert.match(e.message, new RegExp(`owned by process ${child.pid}\\b`));
-            return e;
-          });
-          lockCheck.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
-        }
-        if (acknowledged.length >= 20) {
-          process.kill(child.pid!, 'SIGKILL');
-          resolve();
-        }
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-    });
-    assert.equal(await exited, 'SIGKILL');
-    await lockCheck;
-    // Lines still in the pipe were acknowledged before the kill too.
-    for (const line of buffered.split('\n')) if (line !== '') acknowledged.push(Number(line));
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+        child.on('exit', (_code, signal) => resolve(signal)),
+      );
+      const acknowledged: number[] = [];
+      let buffered = '';
+      let lockCheck: Promise<LogError> | undefined;
+      await new Promise<void>((resolve, reject) => {
+        child.on('exit', () => reject(new Error(`the child exited early: ${stderr}`)));
+        child.stdout.on('data', (chunk: Buffer) => {
+          buffered += chunk.toString();
+          const lines = buffered.split('\n');
+          buffered = lines.pop()!;
+          for (const line of lines) acknowledged.push(Number(line));
+          // While the child lives, its lock keeps this process out.
+          if (lockCheck === undefined && acknowledged.length > 0) {
+            // The message names the holder, where the platform can tell (Linux: /proc/locks).
+            lockCheck = rejectsWithReason(openSqliteLog(path), 'locked').then((e) => {
+              if (process.platform === 'linux')
+                assert.match(e.message, new RegExp(`owned by process ${child.pid}\\b`));
+              return e;
+            });
+            lockCheck.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
+          }
+          if (acknowledged.length >= 20) {
+            process.kill(child.pid!, 'SIGKILL');
+            resolve();
+          }
+        });
+      });
+      assert.equal(await exited, 'SIGKILL');
+      await lockCheck;
+      // Lines still in the pipe were acknowledged before the kill too.
+      for (const line of buffered.split('\n')) if (line !== '') acknowledged.push(Number(line));
 
-    const log = await openSqliteLog<{ n?: number; lazy?: number }>(path);
-    const forced = (await log.load()).filter((r) => r.n !== undefined).map((r) => r.n!);
-    await log.close();
-    const last = acknowledged.at(-1)!;
-    console.log(
-      `sqlite SIGKILL: child acknowledged ${acknowledged.length} forced appends, log holds ${forced.length}`,
-    );
-    assert.deepEqual(
-      forced.slice(0, last + 1),
-      Array.from({ length: last + 1 }, (_, i) => i),
-      'every acknowledged forced append is in the log, in order',
-    );
-  });
+      const log = await openSqliteLog<{ n?: number; lazy?: number }>(path);
+      const forced = (await log.load()).filter((r) => r.n !== undefined).map((r) => r.n!);
+      await log.close();
+      const last = acknowledged.at(-1)!;
+      console.log(
+        `sqlite SIGKILL: child acknowledged ${acknowledged.length} forced appends, log holds ${forced.length}`,
+      );
+      assert.deepEqual(
+        forced.slice(0, last + 1),
+        Array.from({ length: last + 1 }, (_, i) => i),
+        'every acknowledged forced append is in the log, in order',
+      );
+    });
 
   test('identity: a missing file is notFound and nothing is created; the identity survives reopens and checkpoints', async () => {
     const path = join(dir, 'absent', 'log.sqlite');

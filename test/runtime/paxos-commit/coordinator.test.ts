@@ -217,6 +217,47 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     await a.close();
   });
 
+  test('acceptors with two log syncs in flight: concurrent transfers commit, and their records survive a restart', async () => {
+    const dirs = [0, 1, 2].map((i) => tempDir(`s${i}`));
+    const start = () =>
+      Promise.all(
+        dirs.map((dataDir) => AcceptorServer.start({ listen: '127.0.0.1:0', dataDir, syncsInFlight: 2 })),
+      );
+    let two = await start();
+    const { adapters } = await accountDbs(100);
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l9',
+      resources: adapters,
+      acceptors: two.map((a) => a.url),
+      faults: 1,
+    });
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        c.transaction(async (tx) => {
+          (await tx.branch<SqliteBranch>('a')).put(`s${i}`, -i);
+          (await tx.branch<SqliteBranch>('b')).put(`s${i}`, i);
+        }),
+      ),
+    );
+    for (let i = 0; i < 40; i++)
+      assert.equal((adapters.a!.read(`s${i}`) as number) + (adapters.b!.read(`s${i}`) as number), 0);
+    await c.close();
+    // Each of the 40 transactions voted at F+1 = 2 acceptors (`info().instances` counts transactions); each acceptor reloads what it wrote.
+    const instances = two.map((a) => a.info().instances);
+    assert.equal(
+      instances.reduce((sum, n) => sum + n, 0),
+      40 * 2,
+    );
+    for (const a of two) await a.close();
+    two = await start();
+    assert.deepEqual(
+      two.map((a) => a.info().instances),
+      instances,
+    );
+    for (const a of two) await a.close();
+  });
+
   test('an acceptor directory of another cluster is refused', async () => {
     const dir = tempDir('cl');
     const a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'east' });

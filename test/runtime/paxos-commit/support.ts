@@ -26,6 +26,8 @@ export class AcceptorProcess {
   constructor(
     readonly dataDir: string,
     readonly cluster = 'dtx',
+    /** More `dtx acceptor` flags, e.g. `--syncs-in-flight 1`. */
+    readonly flags: readonly string[] = [],
   ) {}
 
   async start(): Promise<void> {
@@ -40,6 +42,7 @@ export class AcceptorProcess {
         this.dataDir,
         '--cluster',
         this.cluster,
+        ...this.flags,
       ],
       { env: { ...process.env, DTX_FROM_SOURCE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -82,8 +85,12 @@ export class AcceptorProcess {
   }
 }
 
-export async function startAcceptorProcesses(n: number, cluster = 'dtx'): Promise<AcceptorProcess[]> {
-  const all = Array.from({ length: n }, (_, i) => new AcceptorProcess(tempDir(`acc${i}`), cluster));
+export async function startAcceptorProcesses(
+  n: number,
+  cluster = 'dtx',
+  flags: readonly string[] = [],
+): Promise<AcceptorProcess[]> {
+  const all = Array.from({ length: n }, (_, i) => new AcceptorProcess(tempDir(`acc${i}`), cluster, flags));
   const started = await Promise.allSettled(all.map((a) => a.start()));
   const failed = started.find((r) => r.status === 'rejected');
   if (failed !== undefined) {

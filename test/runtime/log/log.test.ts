@@ -241,6 +241,19 @@ function track(promise: Promise<unknown>, name: string, into: string[]): Promise
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
+/** A log allowing three syncs in flight, with three one-record batches written and all three syncing. */
+async function threeSyncing() {
+  const backend = new OverlappingBackend();
+  const log = new GroupCommitLog<number>(backend, {}, undefined, { syncsInFlight: 3 });
+  const settled: string[] = [];
+  const done: Promise<void>[] = [];
+  for (const [i, name] of ['first', 'second', 'third'].entries()) {
+    done.push(track(log.append([i + 1], true), name, settled));
+    await waitFor(() => backend.applied.length === i + 1, `the ${name} write`);
+  }
+  return { backend, log, settled, done };
+}
+
 describe('group commit with several syncs in flight', () => {
   test('an append made while a write is syncing is written and its sync started at once, up to the limit', async () => {
     const backend = new OverlappingBackend();
@@ -268,15 +281,7 @@ describe('group commit with several syncs in flight', () => {
   });
 
   test('a batch whose sync finishes first still resolves after the batches before it', async () => {
-    const backend = new OverlappingBackend();
-    const log = new GroupCommitLog<number>(backend, {}, undefined, { syncsInFlight: 3 });
-    const settled: string[] = [];
-    const done = [track(log.append([1], true), 'first', settled)];
-    await waitFor(() => backend.applied.length === 1, 'the first write');
-    done.push(track(log.append([2], true), 'second', settled));
-    await waitFor(() => backend.applied.length === 2, 'the second write');
-    done.push(track(log.append([3], true), 'third', settled));
-    await waitFor(() => backend.applied.length === 3, 'the third write');
+    const { backend, log, settled, done } = await threeSyncing();
     backend.syncs[2]!.ok();
     backend.syncs[1]!.ok();
     for (let i = 0; i < 5; i++) await turn();
@@ -288,15 +293,7 @@ describe('group commit with several syncs in flight', () => {
   });
 
   test('a failed sync fails the batches after it, even those whose own sync succeeded; the ones before it resolve', async () => {
-    const backend = new OverlappingBackend();
-    const log = new GroupCommitLog<number>(backend, {}, undefined, { syncsInFlight: 3 });
-    const settled: string[] = [];
-    const done = [track(log.append([1], true), 'first', settled)];
-    await waitFor(() => backend.applied.length === 1, 'the first write');
-    done.push(track(log.append([2], true), 'second', settled));
-    await waitFor(() => backend.applied.length === 2, 'the second write');
-    done.push(track(log.append([3], true), 'third', settled));
-    await waitFor(() => backend.applied.length === 3, 'the third write');
+    const { backend, log, settled, done } = await threeSyncing();
     backend.syncs[2]!.ok();
     backend.syncs[1]!.fail(new Error('EIO: the disk refused'));
     // The log is failed at once: a new append is refused, and nothing more is written.

@@ -414,6 +414,13 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
       this.stats.records += appended;
     } catch (error) {
       failure = error;
+      if (before === undefined) {
+        // No earlier batch to wait for: this batch's callers hear of the failure first, then what is queued.
+        this.#failure ??= this.#asLogError(error);
+        for (const op of batch) op.waiter?.reject(this.#failure);
+        this.#fail(error);
+        return false;
+      }
       this.#fail(error);
     }
     // A batch resolves only after every batch before it: it is durable only if they are.
@@ -431,17 +438,22 @@ export class GroupCommitLog<R> implements DurableLog<R>, AsyncDisposable {
    * rejected (writes in flight reject their batches when they settle).
    */
   #fail(error: unknown): void {
-    this.#failure ??=
-      error instanceof LogError
-        ? error
-        : new LogError(
-            'failed',
-            `${this.#backend.description}: a write failed, so its records may or may not be durable; ` +
-              `close the log, reopen it and recover from load(): ${messageOf(error)}`,
-            { cause: error },
-          );
+    this.#failure ??= this.#asLogError(error);
     const failure = this.#failure;
     for (const op of this.#queue.splice(0)) op.waiter?.reject(failure);
+    clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = undefined;
+  }
+
+  #asLogError(error: unknown): LogError {
+    return error instanceof LogError
+      ? error
+      : new LogError(
+          'failed',
+          `${this.#backend.description}: a write failed, so its records may or may not be durable; ` +
+            `close the log, reopen it and recover from load(): ${messageOf(error)}`,
+          { cause: error },
+        );
   }
 
   async #load(waiter: Waiter<R[]>, timed?: Waiter<{ at: Date; record: R }[]>): Promise<void> {

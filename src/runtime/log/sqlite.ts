@@ -88,8 +88,9 @@ export interface SqliteLogOptions<R> extends LogOptions<R> {
    * batch is written and its sync started at once, so it waits about one sync
    * instead of up to two, at the cost of more, smaller batches (more CPU per
    * record). Batches still resolve in order, each once it and every batch
-   * before it are durable. A Paxos Commit acceptor uses 2, where the latency
-   * of each record is on the commit's critical path.
+   * before it are durable. Each sync in flight holds a libuv thread-pool
+   * thread (4 by default, UV_THREADPOOL_SIZE), so more than that only queue.
+   * `dtx acceptor --syncs-in-flight` sets it for a Paxos Commit acceptor.
    */
   syncsInFlight?: number;
 }
@@ -188,7 +189,7 @@ export async function openSqliteLog<R>(
     const { db, identity } = await openSqliteDatabase(path, options, memory ? 'full' : 'wal-sync');
     let wal: WalSync | undefined;
     try {
-      wal = memory ? undefined : new WalSync(path, description);
+      wal = memory ? undefined : new WalSync(path, description, syncsInFlight);
     } catch (error) {
       db.close();
       throw error;
@@ -407,71 +408,67 @@ function syncCreatedDirectories(path: string, created: boolean, firstCreatedDir:
 /**
  * The fdatasync of a WAL-mode log's `-wal` file, off the event loop (libuv's
  * thread pool). In EXCLUSIVE locking mode SQLite keeps that file for the
- * connection's life (a checkpoint rewinds or truncates it, the same inode);
- * should it ever be replaced, the next sync notices the new inode, opens the
- * new file and syncs its directory entry too.
+ * connection's life (a checkpoint rewinds or truncates it, the same inode).
+ * Should it ever be removed or replaced under the open log, what SQLite
+ * writes no longer reaches the file a sync would flush, so the next sync
+ * fails (reason `failed`) instead of syncing another file.
+ *
+ * One open file description per sync that may be in flight: Linux reports a
+ * failed writeback once per description, so two syncs sharing one could see
+ * the error told to only one of them, and an earlier batch could resolve
+ * although its pages were lost.
  */
 export class WalSync {
   readonly #path: string;
   readonly #description: string;
-  #fd: number;
-  #ino: number;
-  /** The latest sync started (settled or not): a replaced file's descriptor is closed only after it. */
-  #last: Promise<void> = Promise.resolve();
+  readonly #ino: number;
+  readonly #all: number[] = [];
+  readonly #free: number[] = [];
 
-  constructor(dbPath: string, description: string) {
+  constructor(dbPath: string, description: string, descriptions = 1) {
     this.#path = `${resolve(dbPath)}-wal`;
     this.#description = description;
-    const opened = this.#open();
-    this.#fd = opened.fd;
-    this.#ino = opened.ino;
-  }
-
-  #open(): { fd: number; ino: number } {
     if (!existsSync(this.#path)) {
       throw new LogError('unavailable', `${this.#description}: its write-ahead log ${this.#path} is missing`);
     }
-    const fd = openSync(this.#path, 'r');
-    // The -wal file's directory entry, created by SQLite's first write, must survive power loss too.
-    syncDirectory(dirname(this.#path));
-    return { fd, ino: fstatSync(fd).ino };
+    try {
+      for (let i = 0; i < descriptions; i++) this.#all.push(openSync(this.#path, 'r'));
+      // The -wal file's directory entry, created by SQLite's first write, must survive power loss too.
+      syncDirectory(dirname(this.#path));
+      this.#ino = fstatSync(this.#all[0]!).ino;
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+    this.#free.push(...this.#all);
   }
 
   /**
    * Resolves once everything written to the WAL before the call is on stable
-   * storage. Several may be in flight: each is an fdatasync of its own, which
-   * covers what was written before it started.
+   * storage. Up to `descriptions` may be in flight, each an fdatasync of its
+   * own, which covers what was written before it started.
    */
-  sync(): Promise<void> {
+  async sync(): Promise<void> {
     if (statSync(this.#path, { throwIfNoEntry: false })?.ino !== this.#ino) {
-      const replaced = this.#fd;
-      // Syncs still in flight on the old descriptor finish first.
-      void this.#last.then(() => {
-        try {
-          closeSync(replaced);
-        } catch {
-          // Nothing to lose: the descriptor was only ever synced.
-        }
-      });
-      const opened = this.#open();
-      this.#fd = opened.fd;
-      this.#ino = opened.ino;
+      throw new LogError(
+        'failed',
+        `${this.#description}: its write-ahead log ${this.#path} was removed or replaced while the log was open, ` +
+          'so what SQLite writes no longer reaches it; close the log, reopen it and recover from load()',
+      );
     }
-    const fd = this.#fd;
-    const done = new Promise<void>((ok, fail) => fdatasync(fd, (error) => (error ? fail(error) : ok())));
-    const previous = this.#last;
-    this.#last = done.then(
-      () => previous,
-      () => previous,
-    );
-    return done;
+    const fd = this.#free.pop();
+    if (fd === undefined) throw new Error(`${this.#description}: more syncs in flight than descriptors`);
+    try {
+      await new Promise<void>((ok, fail) => fdatasync(fd, (error) => (error ? fail(error) : ok())));
+    } finally {
+      this.#free.push(fd);
+    }
   }
 
   /** Closes the file; the log calls it once no sync is in flight. */
   close(): void {
-    if (this.#fd < 0) return;
-    closeSync(this.#fd);
-    this.#fd = -1;
+    for (const fd of this.#all.splice(0)) closeSync(fd);
+    this.#free.length = 0;
   }
 }
 

@@ -6,7 +6,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { pbkdf2, pbkdf2Sync } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  unlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -140,7 +150,11 @@ describe('group commit core', () => {
     const failing = log.append(['lost?'], true);
     await new Promise((resolve) => setImmediate(resolve));
     const queued = log.append(['queued'], true);
+    const order: string[] = [];
+    const heard = Promise.all([track(failing, 'failing', order), track(queued, 'queued', order)]);
     const error = await rejectsWithReason(failing, 'failed');
+    await heard;
+    assert.deepEqual(order, ['failing rejected', 'queued rejected'], 'the failed batch hears first');
     assert.equal(error.code, 'DTX_RESOURCE_UNAVAILABLE');
     assert.match(error.message, /may or may not be durable/);
     assert.match(String((error.cause as Error).message), /EIO/);
@@ -397,6 +411,41 @@ describe('SQLite log', () => {
     assert.deepEqual(await reopened.load(), kept);
     await reopened.close();
   });
+
+  test('each sync that may be in flight has a -wal descriptor of its own (a failed writeback is told once per descriptor)', async (t) => {
+    if (process.platform !== 'linux') return t.skip('reads /proc/self/fd');
+    const walDescriptors = (path: string) =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === `${path}-wal`;
+        } catch {
+          return false;
+        }
+      }).length;
+    for (const syncsInFlight of [1, 3]) {
+      const path = nextPath();
+      const log = await openSqliteLog<number>(path, { create: true, syncsInFlight });
+      await log.append([1], true);
+      assert.equal(walDescriptors(path), syncsInFlight + 1, "the log's, and SQLite's own");
+      await log.close();
+      assert.equal(walDescriptors(path), 0, 'close closes them all');
+    }
+  });
+
+  for (const syncsInFlight of [1, 2])
+    test(`a -wal removed under the open log fails the next write instead of syncing another file (syncsInFlight ${syncsInFlight})`, async () => {
+      const path = nextPath();
+      const log = await openSqliteLog<number>(path, { create: true, syncsInFlight });
+      await log.append([1], true);
+      unlinkSync(`${path}-wal`);
+      const error = await rejectsWithReason(log.append([2], true), 'failed');
+      assert.match(error.message, /removed or replaced while the log was open/);
+      // A file opened now may get a number a careless close would close again.
+      const other = openSync(join(dir, `other-${syncsInFlight}`), 'w');
+      await log.close();
+      assert.doesNotThrow(() => fstatSync(other), 'closing the log closed only its own descriptors');
+      closeSync(other);
+    });
 
   test('syncsInFlight above 1 needs a log file on the main thread', async () => {
     await assert.rejects(

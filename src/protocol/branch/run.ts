@@ -43,6 +43,12 @@ export interface EffectList<M, R> {
 export interface BranchAttempts {
   /** Attempts of the current call (volatile: a restart counts from 1 again). */
   attempts: number;
+  /**
+   * Attempts made before an operator resumed the hard-stopped run (absent:
+   * none): a finite limit counts only the attempts past these, a fresh budget
+   * as a restart gives, while the attempt numbers sent go on in order.
+   */
+  resumedAfter?: number;
   /** The last non-definitive answer, for the stuck or give-up reason. */
   lastReason: string;
 }
@@ -163,6 +169,11 @@ export function raiseAlert(
     afterPersist: true,
     retrying: true,
   });
+}
+
+/** The attempts a finite limit counts: those since the operator last resumed the run. */
+export function attemptsCounted(b: BranchAttempts): number {
+  return b.attempts - (b.resumedAfter ?? 0);
 }
 
 /** A must-succeed call of `branch` has failed `b.attempts` times: alert past the threshold. */
@@ -503,8 +514,12 @@ export interface CoordinatorSpec<S, D, R, C, Run> {
   persistFailed(state: S, record: R, fx: CoordinatorFx<D, R>): void;
   /** The core's own rules for an operator's action on an in-flight run: why it is refused, or null. */
   operatorProblem(state: S, run: Run, msg: OperatorMsg): string | null;
-  /** An operator's retry: send every outstanding call now (the run is active). */
-  retryNow(state: S, txn: TxnId, run: Run, fx: CoordinatorFx<D, R>): void;
+  /**
+   * An operator's retry: send every outstanding call now (the run is active).
+   * `resumed`: the run was hard-stopped, so its calls start a fresh budget
+   * against their limit (`resumedAfter`), as after a restart.
+   */
+  retryNow(state: S, txn: TxnId, run: Run, fx: CoordinatorFx<D, R>, resumed: boolean): void;
 }
 
 /**
@@ -531,8 +546,9 @@ function onOperator<S, D, R, C, Run extends CoordinatedRun<D, BranchAttempts>>(
   const runs = spec.runs(state);
   const run = runs.get(msg.txn)!;
   switch (msg.action) {
-    case 'retry':
-      if (run.status === 'stuck') {
+    case 'retry': {
+      const resumed = run.status === 'stuck';
+      if (resumed) {
         // Resume a hard-stopped run: the `stuck` record with `retrying` tells
         // recovery that it is active again, and keeps it listed as stuck
         // until it ends.
@@ -551,7 +567,8 @@ function onOperator<S, D, R, C, Run extends CoordinatedRun<D, BranchAttempts>>(
           } as StuckRecord as R,
         });
       }
-      return spec.retryNow(state, msg.txn, run, fx);
+      return spec.retryNow(state, msg.txn, run, fx, resumed);
+    }
     case 'resolve':
       return endByOperator(
         runs,

@@ -37,6 +37,7 @@ import {
   alertOnAttempts,
   armAlert,
   armTimeout,
+  attemptsCounted,
   type BranchAttempts,
   beginRun,
   type CoordinatedRun,
@@ -154,6 +155,7 @@ function start(
   assert(op === 'action' || b.step.compensation !== null, `${b.step.branch} has no compensation`);
   b.phase = op === 'action' ? 'running' : 'compensating';
   b.attempts = 1;
+  if (b.resumedAfter !== undefined) delete b.resumedAfter;
   b.lastReason = '';
   fx.push({ type: 'persist', force: true, record: { type: 'start', txn, branch: b.step.branch, op } });
   call(state, txn, run, b, fx);
@@ -334,12 +336,13 @@ function onTimeout(state: SagaOrchestratorState, timer: string, fx: Fx[]): void 
     return call(state, txn, run, b, fx);
   }
   if (b.phase === 'compensating') {
-    if (b.attempts >= state.config.compensationAttemptsMax) {
+    const failed = attemptsCounted(b);
+    if (failed >= state.config.compensationAttemptsMax) {
       return markStuck(
         txn,
         run,
         branch,
-        `compensation ${b.step.compensation} of ${branch} failed ${b.attempts} times (${lastAnswer(b)})`,
+        `compensation ${b.step.compensation} of ${branch} failed ${failed} times (${lastAnswer(b)})`,
         true,
         fx,
       );
@@ -375,10 +378,16 @@ function operatorProblem(_state: SagaOrchestratorState, run: SagaRun, msg: Opera
   return null;
 }
 
-/** Send every outstanding call now; its backoff starts again from the next attempt. */
-function retryNow(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, fx: Fx[]): void {
+/**
+ * Send every outstanding call now; its backoff starts again from the next
+ * attempt. A hard-stopped saga resumed by the operator gets a fresh budget of
+ * `compensationAttemptsMax` attempts (as `resume` gives after a restart), not
+ * one call that hard-stops it again when it fails.
+ */
+function retryNow(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, fx: Fx[], resumed: boolean): void {
   for (const b of run.branches.values()) {
     if (!isOut(run, b)) continue;
+    if (resumed) b.resumedAfter = b.attempts;
     b.attempts++;
     call(state, txn, run, b, fx);
   }

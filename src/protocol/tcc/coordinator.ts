@@ -29,6 +29,7 @@ import {
   alertOnAttempts,
   armAlert,
   armTimeout,
+  attemptsCounted,
   type BranchAttempts,
   beginRun,
   type CoordinatedRun,
@@ -134,6 +135,7 @@ function enterPhaseTwo(run: TccRun, decision: 'confirm' | 'cancel', reason: stri
     // A refused try reserved nothing (the barrier recorded the refusal): no cancel.
     b.second = decision === 'cancel' && b.tried === 'refused' ? 'none' : 'pending';
     b.attempts = 1;
+    if (b.resumedAfter !== undefined) delete b.resumedAfter;
     b.lastReason = '';
   }
 }
@@ -252,14 +254,15 @@ function onTimeout(state: TccCoordinatorState, timer: string, fx: Fx[]): void {
     }
   } else {
     if (b.second !== 'pending') return;
-    if (b.attempts >= state.config.phaseTwoAttemptsMax) {
+    const failed = attemptsCounted(b);
+    if (failed >= state.config.phaseTwoAttemptsMax) {
       const op = run.phase === 'confirming' ? 'confirm' : 'cancel';
       // The decision cancelled the timeout already.
       return markStuck(
         txn,
         run,
         branch,
-        `${op} ${b.def[op]} of ${branch} failed ${b.attempts} times (${lastAnswer(b)})`,
+        `${op} ${b.def[op]} of ${branch} failed ${failed} times (${lastAnswer(b)})`,
         false,
         fx,
       );
@@ -293,10 +296,15 @@ function operatorProblem(_state: TccCoordinatorState, run: TccRun, msg: Operator
   return null;
 }
 
-/** Send every outstanding try, confirm or cancel now. */
-function retryNow(state: TccCoordinatorState, txn: TxnId, run: TccRun, fx: Fx[]): void {
+/**
+ * Send every outstanding try, confirm or cancel now. A hard-stopped
+ * transaction resumed by the operator gets a fresh budget of
+ * `phaseTwoAttemptsMax` attempts, as after a restart.
+ */
+function retryNow(state: TccCoordinatorState, txn: TxnId, run: TccRun, fx: Fx[], resumed: boolean): void {
   for (const b of run.branches.values()) {
     if (run.phase === 'trying' ? b.tried !== 'pending' : b.second !== 'pending') continue;
+    if (resumed) b.resumedAfter = b.attempts;
     b.attempts++;
     call(state, txn, run, b, fx);
   }

@@ -185,25 +185,59 @@ test('retry(id) calls a failing compensation now instead of at its next backoff'
   await log.close();
 });
 
-test('a hard-stopped saga (a finite compensationAttemptsMax) resumes on retry(id), and stays resumed across a restart', async () => {
+test('a hard-stopped saga (a finite compensationAttemptsMax) resumes on retry(id) with a fresh attempts budget, and stays resumed across a restart', async () => {
   const path = join(dir, 'hard.sqlite');
-  let down = true;
+  // down: the compensation fails; held: it hangs until released (so nothing
+  // can hard-stop the saga again between the retry and the close); up: it works.
+  let mode: 'down' | 'held' | 'up' = 'down';
+  let calls = 0;
+  let release = () => {};
   const def = refusing('hard', async () => {
-    if (down) throw new Error('down');
+    calls++;
+    if (mode === 'down') throw new Error('down');
+    if (mode === 'held') {
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      throw new Error('still down');
+    }
   });
   const timing = { retryBaseMs: 1, retryCapMs: 5, compensationAttemptsMax: 3 };
+  const stops: StuckAlert[] = [];
   const log = await openSagaLog({ sqlite: path, create: true });
-  const o = await createSagaOrchestrator({ log, timing });
+  const o = await createSagaOrchestrator({ log, timing, onStuck: (a) => stops.push(a) });
   const id = await o.start(def, { idempotencyKey: 'k' });
   assert.equal((await o.result(id)).outcome, 'stuck');
-  await o.retry(id, { reason: 'ledger is back' });
+  // The core counts attempts; a backoff that ends while a call is still out
+  // counts one without a second call, so the calls made are at most that.
+  assert.equal(stops.length, 1);
+  assert.equal(stops[0]!.retrying, false);
+  assert.match(stops[0]!.reason, /failed 3 times/);
+  const before = calls;
+  assert.ok(before >= 1 && before <= 3, `${before} calls`);
+
+  // Still down: the retry gives the compensation three more attempts (it was
+  // once one, that hard-stopped it again as "failed 4 times").
+  await o.retry(id, { reason: 'first look' });
   assert.equal(o.status(id).state, 'stuck', 'still alerted while it retries');
+  await until('the second hard stop', () => stops.length === 2);
+  assert.equal(stops[1]!.retrying, false);
+  assert.match(stops[1]!.reason, /failed 3 times/);
+  assert.ok(calls > before && calls <= before + 3, `${calls - before} calls after the retry`);
+
+  // Retried again, its call held: the restart must find it resumed, not stopped.
+  mode = 'held';
+  const held = calls;
+  await o.retry(id, { reason: 'ledger is back' });
+  await until('the held call', () => calls === held + 1);
   await o.close();
   await log.close();
-  down = false;
+  release();
+  mode = 'up';
   const log2 = await openSagaLog({ sqlite: path, create: true });
   const o2 = await createSagaOrchestrator({ log: log2, timing, definitions: [def] });
   assert.equal((await o2.result(id, { timeoutMs: 5000 })).outcome, 'compensated');
+  assert.equal(stops.length, 2);
   await o2.close();
   await log2.close();
 });
@@ -236,6 +270,43 @@ test('TCC: a confirm failing its first 12 attempts completes by itself, with one
   assert.equal(confirms, 13);
   assert.equal(alerts.length, 1);
   assert.match(alerts[0]!.reason, /confirm .* of x failed 5 times/);
+  await o.close();
+  await log.close();
+});
+
+test('TCC: a hard-stopped confirm (a finite phaseTwoAttemptsMax) resumes on retry(id) with a fresh attempts budget', async () => {
+  const log = await openTccLog({ sqlite: join(dir, 'tcc-hard.sqlite'), create: true });
+  const stops: StuckAlert[] = [];
+  const o = await createTccOrchestrator({
+    log,
+    timing: { retryBaseMs: 1, retryCapMs: 5, phaseTwoAttemptsMax: 3 },
+    onStuck: (a) => stops.push(a),
+  });
+  let up = false;
+  const def: TccDefinition = {
+    name: 'tcchard',
+    branches: [
+      {
+        name: 'x',
+        try: async () => undefined,
+        confirm: async () => {
+          if (!up) throw new Error('confirm service down');
+        },
+        cancel: async () => undefined,
+      },
+    ],
+  };
+  const id = await o.start(def, { idempotencyKey: 'k' });
+  assert.equal((await o.result(id)).outcome, 'stuck');
+  assert.match(stops[0]!.reason, /confirm .* of x failed 3 times/);
+  await o.retry(id, { reason: 'first look' });
+  await until('the second hard stop', () => stops.length === 2);
+  assert.equal(stops[1]!.retrying, false);
+  assert.match(stops[1]!.reason, /failed 3 times/, 'three more attempts, not one');
+  up = true;
+  await o.retry(id, { reason: 'confirm service is back' });
+  await until('the end', () => o.status(id).state === 'completed');
+  assert.equal(stops.length, 2);
   await o.close();
   await log.close();
 });

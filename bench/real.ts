@@ -42,6 +42,7 @@ export interface BenchFlags {
   compareFanout: boolean;
   /** bench:2pc only: one more row, Paxos Commit whose acceptors start a log sync while one is in flight (`--syncs-in-flight 2`). */
   compareSyncs: boolean;
+  compareVoteHold: boolean;
   /** Run only the rows whose name contains one of these (the first row left is the ratios' baseline). */
   rows: string[] | undefined;
 }
@@ -55,6 +56,7 @@ const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) 
        --diagnose-log (one more row, dtx with its log in memory: NOT durable, measures what the forced writes cost)
        --compare-fanout (bench:2pc: one more row, Paxos Commit with votes to all 2F+1 acceptors)
        --compare-syncs (bench:2pc: one more row, Paxos Commit with acceptors at --syncs-in-flight 2)
+       --compare-vote-hold (bench:2pc: one more row, Paxos Commit sending each vote as its branch prepares)
        --rows A,B (only the rows whose name contains A or B; the first one left is the ratios' baseline)`;
 
 export function parseFlags(argv: string[]): BenchFlags {
@@ -71,6 +73,7 @@ export function parseFlags(argv: string[]): BenchFlags {
     diagnoseLog: false,
     compareFanout: false,
     compareSyncs: false,
+    compareVoteHold: false,
     rows: undefined,
   };
   const number = (name: string, v: string | undefined): number => {
@@ -127,6 +130,9 @@ export function parseFlags(argv: string[]): BenchFlags {
         break;
       case '--compare-syncs':
         flags.compareSyncs = true;
+        break;
+      case '--compare-vote-hold':
+        flags.compareVoteHold = true;
         break;
       case '--rows':
         flags.rows = (v ?? '').split(',').filter((r) => r !== '');

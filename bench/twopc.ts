@@ -281,7 +281,9 @@ const paxosRow = 'dtx paxos-commit (F=1)';
 const paxosAllRow = 'dtx paxos-commit (F=1, votes to all)';
 /** `--compare-syncs`: the same with acceptors that start a log sync while another is in flight. */
 const paxosTwoSyncsRow = 'dtx paxos-commit (F=1, acceptors: 2 syncs in flight)';
-const paxosRows = [paxosRow, paxosAllRow, paxosTwoSyncsRow];
+/** `--compare-vote-hold`: the same with each vote sent as its branch prepares (`voteHoldMs: 0`). */
+const paxosNoHoldRow = 'dtx paxos-commit (F=1, votes not held)';
+const paxosRows = [paxosRow, paxosAllRow, paxosTwoSyncsRow, paxosNoHoldRow];
 
 /** One Paxos Commit row: where the votes go, and how the acceptors sync their logs. */
 interface PaxosShape {
@@ -289,6 +291,8 @@ interface PaxosShape {
   fanout: AcceptorFanout;
   cluster: string;
   acceptorFlags: string[];
+  /** The leader's `voteHoldMs` (default: the coordinator's). */
+  voteHoldMs?: number;
 }
 const twoPcRow = "dtx acknowledge 'committed'";
 /** Each topology's Paxos Commit costs per commit, printed after the table. */
@@ -306,7 +310,7 @@ async function startPaxos(
   resources: Record<string, ResourceAdapter>,
   acceptors: AcceptorProcess[],
   pick: () => number,
-  { name, fanout }: PaxosShape,
+  { name, fanout, voteHoldMs }: PaxosShape,
 ) {
   const db = new DbWriteCounter();
   await answering(acceptors.map((a) => a.url));
@@ -317,6 +321,7 @@ async function startPaxos(
     acceptors: acceptors.map((a) => a.url),
     faults: 1,
     acceptorFanout: fanout,
+    ...(voteHoldMs === undefined ? {} : { voteHoldMs }),
     // Each row's acceptors are a cluster of their own: a leader takes over the prepared branches of its cluster only.
     cluster: acceptors[0]!.cluster,
   });
@@ -451,6 +456,14 @@ async function benchTopology(
           fanout: 'quorum',
           cluster: 'dtxsync2',
           acceptorFlags: ['--syncs-in-flight', '2'],
+        });
+      if (flags.compareVoteHold)
+        shapes.push({
+          name: paxosNoHoldRow,
+          fanout: 'quorum',
+          cluster: 'dtxnohold',
+          acceptorFlags: [],
+          voteHoldMs: 0,
         });
       for (const shape of shapes) {
         const own = await startAcceptorProcesses(3, shape.cluster, shape.acceptorFlags);

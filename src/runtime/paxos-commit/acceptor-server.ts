@@ -57,8 +57,10 @@ import { type WireBatch, wireVersion } from './wire.ts';
 export const checkpointEveryAppends = 5000;
 /** Finished transactions remembered until the next checkpoint drops them. */
 const finishedMax = 200_000;
-/** Learned reply routes kept (the oldest are forgotten first): one per live transaction and RM. */
+/** Learned reply routes per transaction kept (the oldest are forgotten first): one per live transaction and RM. */
 const routesMax = 400_000;
+/** Learned routes of node ids (leader candidates and RMs, a few per deployment; the oldest are forgotten first). */
+const nodeRoutesMax = 10_000;
 
 /** A candidate's round, kept by the acceptor for it (not a protocol record). */
 export interface CandidateRoundRecord {
@@ -181,7 +183,10 @@ export class AcceptorServer {
   private appendsSinceCheckpoint = 0;
   private checkpointing = false;
   private readonly finished = new Set<string>();
+  /** Where each transaction's messages from an RM came from (`txn|rm`). */
   private readonly routes = new Map<string, string>();
+  /** Where a node id's messages (or a batch hosting it) came from last. */
+  private readonly nodeRoutes = new Map<NodeId, string>();
   private readonly rounds = new Map<NodeId, number>();
 
   private constructor(
@@ -275,18 +280,26 @@ export class AcceptorServer {
     return { ...this.meta, instances: this.driver.peek().txns.size };
   }
 
-  private learnRoute(key: string, url: string): void {
-    this.routes.delete(key);
-    this.routes.set(key, url);
-    if (this.routes.size > routesMax) this.routes.delete(this.routes.keys().next().value!);
+  /**
+   * Remembers that `key`'s replies go to `url`. Almost every batch repeats
+   * what is known already: that costs one lookup, and only a new or moved
+   * route is (re)inserted as the newest, to be forgotten last.
+   */
+  private static learn<K>(routes: Map<K, string>, key: K, url: string, max: number): void {
+    const known = routes.get(key);
+    if (known === url) return;
+    if (known !== undefined) routes.delete(key);
+    routes.set(key, url);
+    if (routes.size > max) routes.delete(routes.keys().next().value!);
   }
 
   private onBatch(batch: WireBatch): void {
-    for (const h of batch.hosts) this.learnRoute(h, batch.origin);
+    const origin = batch.origin;
+    for (const h of batch.hosts) AcceptorServer.learn(this.nodeRoutes, h, origin, nodeRoutesMax);
     for (const { from, to, msg } of batch.items) {
       if (to !== this.meta.id) continue;
-      this.learnRoute(from, batch.origin);
-      this.learnRoute(`${msg.txn}|${from}`, batch.origin);
+      AcceptorServer.learn(this.nodeRoutes, from, origin, nodeRoutesMax);
+      AcceptorServer.learn(this.routes, `${msg.txn}|${from}`, origin, routesMax);
       if (msg.type === 'FORGET') {
         if (this.finished.size < finishedMax) this.finished.add(msg.txn);
         continue;
@@ -298,7 +311,7 @@ export class AcceptorServer {
   private sendTo(to: NodeId, msg: PaxosCommitMsg): void {
     // An RM's id names the same resource in every leader process: the reply
     // goes where that RM's message for this transaction came from.
-    const url = this.routes.get(`${msg.txn}|${to}`) ?? this.routes.get(to);
+    const url = this.routes.get(`${msg.txn}|${to}`) ?? this.nodeRoutes.get(to);
     if (url !== undefined) this.transport.send(url, { from: this.meta.id, to, msg });
   }
 

@@ -106,6 +106,12 @@ export interface PaxosCommitCoordinatorOptions {
   /** Protocol timing overrides (see `paxosRuntimeTiming`). */
   timing?: Partial<typeof paxosRuntimeTiming>;
   /**
+   * How long the votes of this process's RMs for one transaction may wait
+   * for each other before they leave (see `holdVote`); 0 sends each vote as
+   * soon as its branch is prepared. Default 20.
+   */
+  voteHoldMs?: number;
+  /**
    * Crash tests: called with `prepared:all` once every branch of the k-th
    * transaction (`ordinal`) is prepared, before any outcome is known here.
    */
@@ -146,6 +152,15 @@ const unsupportedTransactionOptions: Readonly<Record<string, string>> = {
   commitWaitMs:
     'a Paxos Commit transaction resolves once every branch applied its outcome; there is no separate commit wait',
 };
+
+/** Votes of one transaction's RMs waiting for each other (`holdVote`). */
+interface HeldVotes {
+  voted: Set<NodeId>;
+  items: { url: string; from: NodeId; to: NodeId; msg: PaxosCommitMsg }[];
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+export const voteHoldMsDefault = 20;
 
 interface LiveTxn {
   ordinal: number;
@@ -197,6 +212,14 @@ function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: stri
   );
   check(new Set(leaders).size === leaders.length, 'leaders repeat an id');
   check(leaders.includes(o.id), `id ${o.id} is not in leaders (${leaders.join(', ')})`);
+  check(
+    o.voteHoldMs === undefined ||
+      (typeof o.voteHoldMs === 'number' &&
+        Number.isFinite(o.voteHoldMs) &&
+        o.voteHoldMs >= 0 &&
+        o.voteHoldMs <= 10_000),
+    `voteHoldMs must be a number of ms in 0..10000, not ${String(o.voteHoldMs)}`,
+  );
   const names = Object.keys(o.resources ?? {});
   check(names.length > 0, 'give at least one resource');
   for (const n of names)
@@ -254,6 +277,8 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
   private readonly acceptorUrl = new Map<NodeId, string>();
   private readonly rms = new Map<string, RmBranch>();
   private readonly live = new Map<TxnId, LiveTxn>();
+  private readonly heldVotes = new Map<TxnId, HeldVotes>();
+  private readonly voteHoldMs: number;
   /** Prepared branches of others, by gid: when first seen. */
   private readonly seen = new Map<string, number>();
   private readonly incarnation = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
@@ -270,6 +295,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
 
   private constructor(private readonly options: PaxosCommitCoordinatorOptions) {
     this.participants = Object.keys(options.resources).sort();
+    this.voteHoldMs = options.voteHoldMs ?? voteHoldMsDefault;
     this.ranks = new Map(this.participants.map((name, i) => [name, i]));
   }
 
@@ -362,6 +388,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
   private route(from: NodeId, to: NodeId, msg: PaxosCommitMsg): void {
     const url = this.acceptorUrl.get(to);
     if (url !== undefined) {
+      if (msg.type === 'PHASE2A' && msg.bal === 0 && this.holdVote(url, from, to, msg)) return;
       this.transport.send(url, { from, to, msg });
       return;
     }
@@ -369,6 +396,37 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     const sent = msg.type === 'PREPARE' ? this.withVoteOrder(msg) : msg;
     // In-process deliveries wait for the next microtask, so no core is stepped inside another's step.
     queueMicrotask(() => this.deliver(from, to, sent));
+  }
+
+  /**
+   * The votes (ballot-0 phase 2a) of a transaction this process began leave
+   * together once every one of its RMs here has voted: each acceptor then
+   * gets them in one batch, writes them in one log transaction and answers
+   * with one phase 2b, where votes sent as each prepare ends cost it a batch,
+   * a log transaction and often an fsync wait each. The decision needs every
+   * vote, so holding the early ones for the last costs it nothing;
+   * `voteHoldMs` bounds the wait for an RM that is slow to prepare (its vote
+   * then leaves alone). A vote held when the process dies is lost like a vote
+   * not yet sent: the transaction aborts, as it would have. Safety does not
+   * depend on it (ballot 0 is the RM's alone).
+   */
+  private holdVote(url: string, from: NodeId, to: NodeId, msg: PaxosCommitMsg): boolean {
+    const held = this.heldVotes.get(msg.txn);
+    if (held === undefined) return false;
+    held.items.push({ url, from, to, msg });
+    held.voted.add(from);
+    if (held.voted.size >= this.participants.length) this.releaseVotes(msg.txn);
+    else held.timer ??= setTimeout(() => this.releaseVotes(msg.txn), this.voteHoldMs);
+    return true;
+  }
+
+  /** Sends the transaction's held votes (if any) and stops holding its later ones. */
+  private releaseVotes(txn: TxnId): void {
+    const held = this.heldVotes.get(txn);
+    if (held === undefined) return;
+    this.heldVotes.delete(txn);
+    if (held.timer !== undefined) clearTimeout(held.timer);
+    for (const { url, from, to, msg } of held.items) this.transport.send(url, { from, to, msg });
   }
 
   /**
@@ -538,6 +596,8 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       prepared: 0,
     };
     this.live.set(txn, t);
+    if (this.voteHoldMs > 0 && this.participants.length > 1)
+      this.heldVotes.set(txn, { voted: new Set(), items: [], timer: undefined });
     const config = this.config;
     for (const resource of this.participants) {
       const adapter = this.options.resources[resource]!;
@@ -584,6 +644,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       return result;
     } finally {
       if (timer !== undefined) clearTimeout(timer);
+      this.releaseVotes(txn);
       void t.allFinished.then(() => this.live.delete(txn));
     }
   }
@@ -700,6 +761,8 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     if (this.scanTimer !== undefined) clearInterval(this.scanTimer);
+    for (const held of this.heldVotes.values()) if (held.timer !== undefined) clearTimeout(held.timer);
+    this.heldVotes.clear();
     for (const rm of this.rms.values()) rm.close();
     await this.candidate?.close();
     await this.transport.close();

@@ -258,6 +258,68 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     for (const a of two) await a.close();
   });
 
+  test("votes wait for each other: each acceptor writes a transaction's votes in one fsync; a slow branch's vote leaves alone after voteHoldMs", async () => {
+    const { adapters } = await accountDbs(100);
+    // b prepares 30 ms after a, as a slower database would.
+    let slowMs = 30;
+    const begin = adapters.b!.begin.bind(adapters.b!);
+    adapters.b!.begin = async (gid: string) => {
+      const branch = await begin(gid);
+      const prepare = branch.prepare.bind(branch);
+      branch.prepare = async () => {
+        await new Promise((r) => setTimeout(r, slowMs));
+        return prepare();
+      };
+      return branch;
+    };
+    const flushes = () => acceptors.reduce((sum, a) => sum + a.stats.flushes, 0);
+    /** Acceptor fsyncs per transfer over `n` transfers one after another, with the leader's `voteHoldMs`. */
+    const fsyncsPerTransfer = async (id: string, voteHoldMs: number | undefined, n: number) => {
+      const c = await createCoordinator({
+        protocol: 'paxos-commit',
+        id,
+        resources: adapters,
+        acceptors: acceptors.map((a) => a.url),
+        ...(voteHoldMs === undefined ? {} : { voteHoldMs }),
+      });
+      const before = flushes();
+      for (let i = 0; i < n; i++) await transfer(c, 1);
+      const per = (flushes() - before) / n;
+      const sent = c.messageStats.sentByType.PHASE2A ?? 0;
+      await c.close();
+      // Every RM voted to F+1 = 2 acceptors, held or not.
+      assert.equal(sent, n * 2 * 2);
+      return per;
+    };
+    const n = 8;
+    // Held (2 voting acceptors, one fsync each), then sent as each branch prepared (two each).
+    const held = await fsyncsPerTransfer('h1', 1000, n);
+    const unheld = await fsyncsPerTransfer('h2', 0, n);
+    assert.ok(held <= 2.25, `held votes: ${held} acceptor fsyncs per transfer`);
+    assert.ok(unheld >= 3, `votes not held: ${unheld} acceptor fsyncs per transfer`);
+    // A branch slower than voteHoldMs: the votes of a leave first, the transfer still commits.
+    slowMs = 150;
+    const bounded = await fsyncsPerTransfer('h3', 20, 3);
+    assert.ok(bounded >= 3, `a slow branch past voteHoldMs: ${bounded} acceptor fsyncs per transfer`);
+    assert.equal(adapters.a!.read('balance'), 100 - 2 * n - 3);
+    assert.equal(adapters.b!.read('balance'), 100 + 2 * n + 3);
+  });
+
+  test('voteHoldMs out of range is refused', async () => {
+    const { adapters } = await accountDbs(100);
+    for (const voteHoldMs of [-1, Number.NaN, 20_000, '5' as unknown as number])
+      await rejectsWithCode(
+        createCoordinator({
+          protocol: 'paxos-commit',
+          id: 'h4',
+          resources: adapters,
+          acceptors: acceptors.map((a) => a.url),
+          voteHoldMs,
+        }),
+        'DTX_INVALID_ARGUMENT',
+      );
+  });
+
   test('an acceptor directory of another cluster is refused', async () => {
     const dir = tempDir('cl');
     const a = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: dir, cluster: 'east' });

@@ -40,7 +40,7 @@ export interface BenchFlags {
   diagnoseLog: boolean;
   /** bench:2pc only: one more row, Paxos Commit with votes to all 2F+1 acceptors (`acceptorFanout: 'all'`). */
   compareFanout: boolean;
-  /** bench:2pc only: one more row, Paxos Commit whose acceptors start a log sync while one is in flight (`--syncs-in-flight 2`). */
+  /** bench:2pc only: one more row, Paxos Commit whose acceptors keep one log sync in flight (`--syncs-in-flight 1`; the default is 2). */
   compareSyncs: boolean;
   compareVoteHold: boolean;
   /** Run only the rows whose name contains one of these (the first row left is the ratios' baseline). */
@@ -55,7 +55,7 @@ const usage = `flags: --seconds S (per round, default 6) --rounds N (default 3) 
        --compare-log-thread (bench:2pc: one more row, dtx with its SQLite log on a worker thread)
        --diagnose-log (one more row, dtx with its log in memory: NOT durable, measures what the forced writes cost)
        --compare-fanout (bench:2pc: one more row, Paxos Commit with votes to all 2F+1 acceptors)
-       --compare-syncs (bench:2pc: one more row, Paxos Commit with acceptors at --syncs-in-flight 2)
+       --compare-syncs (bench:2pc: one more row, Paxos Commit with acceptors at --syncs-in-flight 1)
        --compare-vote-hold (bench:2pc: one more row, Paxos Commit sending each vote as its branch prepares)
        --rows A,B (only the rows whose name contains A or B; the first one left is the ratios' baseline)`;
 

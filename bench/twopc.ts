@@ -279,11 +279,11 @@ async function clearHandWrittenLeftovers(db: Db): Promise<void> {
 const paxosRow = 'dtx paxos-commit (F=1)';
 /** `--compare-fanout`: the same with every RM's vote sent to all 2F+1 acceptors. */
 const paxosAllRow = 'dtx paxos-commit (F=1, votes to all)';
-/** `--compare-syncs`: the same with acceptors that start a log sync while another is in flight. */
-const paxosTwoSyncsRow = 'dtx paxos-commit (F=1, acceptors: 2 syncs in flight)';
+/** `--compare-syncs`: the same with acceptors that sync their log one batch at a time (the default is two at once). */
+const paxosOneSyncRow = 'dtx paxos-commit (F=1, acceptors: 1 sync in flight)';
 /** `--compare-vote-hold`: the same with each vote sent as its branch prepares (`voteHoldMs: 0`). */
 const paxosNoHoldRow = 'dtx paxos-commit (F=1, votes not held)';
-const paxosRows = [paxosRow, paxosAllRow, paxosTwoSyncsRow, paxosNoHoldRow];
+const paxosRows = [paxosRow, paxosAllRow, paxosOneSyncRow, paxosNoHoldRow];
 
 /** One Paxos Commit row: where the votes go, and how the acceptors sync their logs. */
 interface PaxosShape {
@@ -452,10 +452,10 @@ async function benchTopology(
         shapes.push({ name: paxosAllRow, fanout: 'all', cluster: 'dtxall', acceptorFlags: [] });
       if (flags.compareSyncs)
         shapes.push({
-          name: paxosTwoSyncsRow,
+          name: paxosOneSyncRow,
           fanout: 'quorum',
-          cluster: 'dtxsync2',
-          acceptorFlags: ['--syncs-in-flight', '2'],
+          cluster: 'dtxsync1',
+          acceptorFlags: ['--syncs-in-flight', '1'],
         });
       if (flags.compareVoteHold)
         shapes.push({

@@ -25,7 +25,7 @@ export function registerAcceptorCommand(program: Command): void {
     .option('--faster', 'Faster Paxos Commit: send phase 2b to the RMs too; fixed at creation')
     .option(
       '--syncs-in-flight <n>',
-      'fdatasyncs of its log in flight at once, 1 to 16 (default 1: each waits for the one before)',
+      'fdatasyncs of its log in flight at once, 1 to 16 (default 2; 1: each waits for the one before)',
       int('--syncs-in-flight', 1, syncsInFlightMax),
     )
     .action(async (flags: AcceptorFlags) => {

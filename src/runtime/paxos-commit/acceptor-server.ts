@@ -53,6 +53,13 @@ import type { DurableLog } from '../log/types.ts';
 import { PeerTransport } from './transport.ts';
 import { type WireBatch, wireVersion } from './wire.ts';
 
+/**
+ * Log syncs in flight by default: with the leaders' votes held per
+ * transaction, 2 gave 0.80x of dtx 2PC's throughput at concurrency 8 where 1
+ * gave 0.76x to 0.78x (docs/protocols/paxos-commit.md).
+ */
+export const acceptorSyncsInFlightDefault = 2;
+
 /** Appends between two checkpoints: a restart replays at most this many records beyond the live instances. */
 export const checkpointEveryAppends = 5000;
 /** Finished transactions remembered until the next checkpoint drops them. */
@@ -103,10 +110,10 @@ export interface AcceptorServerOptions {
   onHalt?: (err: unknown) => void;
   /**
    * How many fdatasyncs of its log may be in flight at once (1 to 16,
-   * default 1). With 2, a vote that arrives while a batch is syncing is
-   * written and synced at once instead of waiting for that sync to end: less
-   * latency when the acceptor has CPU to spare, more fsyncs per commit when it
-   * has not (`npm run bench:2pc -- --compare-syncs` measures both).
+   * default `acceptorSyncsInFlightDefault`). With 2, a vote that arrives
+   * while a batch is syncing is written and synced at once instead of waiting
+   * for that sync to end: less latency, a few more fsyncs per commit
+   * (`npm run bench:2pc -- --compare-syncs` measures both).
    */
   syncsInFlight?: number;
 }
@@ -217,7 +224,7 @@ export class AcceptorServer {
       decode: decodeRecord,
       identity: { protocol: 'paxos-acceptor', coordinatorId: meta.id },
       expect: { protocol: 'paxos-acceptor', coordinatorId: meta.id },
-      syncsInFlight: options.syncsInFlight ?? 1,
+      syncsInFlight: options.syncsInFlight ?? acceptorSyncsInFlightDefault,
     });
     let server: AcceptorServer | undefined;
     const countingLog: DurableLog<PaxosCommitRecord> = {

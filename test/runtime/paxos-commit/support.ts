@@ -26,7 +26,7 @@ export class AcceptorProcess {
   constructor(
     readonly dataDir: string,
     readonly cluster = 'dtx',
-    /** More `dtx acceptor` flags, e.g. `--syncs-in-flight 2`. */
+    /** More `dtx acceptor` flags, e.g. `--syncs-in-flight 1`. */
     readonly flags: readonly string[] = [],
   ) {}
 

@@ -108,7 +108,7 @@ export interface PaxosCommitCoordinatorOptions {
   /**
    * How long the votes of this process's RMs for one transaction may wait
    * for each other before they leave (see `holdVote`); 0 sends each vote as
-   * soon as its branch is prepared. Default 20.
+   * soon as its branch is prepared. Below the vote timeout. Default 20.
    */
   voteHoldMs?: number;
   /**
@@ -212,13 +212,14 @@ function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: stri
   );
   check(new Set(leaders).size === leaders.length, 'leaders repeat an id');
   check(leaders.includes(o.id), `id ${o.id} is not in leaders (${leaders.join(', ')})`);
+  const voteTimeoutMs = o.timing?.voteTimeoutMs ?? paxosRuntimeTiming.voteTimeoutMs;
   check(
     o.voteHoldMs === undefined ||
       (typeof o.voteHoldMs === 'number' &&
         Number.isFinite(o.voteHoldMs) &&
         o.voteHoldMs >= 0 &&
-        o.voteHoldMs <= 10_000),
-    `voteHoldMs must be a number of ms in 0..10000, not ${String(o.voteHoldMs)}`,
+        o.voteHoldMs < voteTimeoutMs),
+    `voteHoldMs must be a number of ms from 0 to below the vote timeout (${voteTimeoutMs}), not ${String(o.voteHoldMs)}`,
   );
   const names = Object.keys(o.resources ?? {});
   check(names.length > 0, 'give at least one resource');
@@ -357,7 +358,11 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       c.candidate = new Driver(paxosCandidate, options.id, c.config, {
         log: roundLog,
         send: (to, msg) => c.route(options.id, to, msg),
-        outcome: (txn, _client, outcome) => c.live.get(txn)?.resolveOutcome(outcome),
+        outcome: (txn, _client, outcome) => {
+          // Decided: a vote still held would only reach the acceptors after the FORGET.
+          c.dropVotes(txn);
+          c.live.get(txn)?.resolveOutcome(outcome);
+        },
         halted: (err) => {
           c.failure = err;
         },
@@ -415,17 +420,27 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     if (held === undefined) return false;
     held.items.push({ url, from, to, msg });
     held.voted.add(from);
-    if (held.voted.size >= this.participants.length) this.releaseVotes(msg.txn);
+    // A NO vote decides alone: it does not wait, and the prepared branches need not either.
+    const no = msg.type === 'PHASE2A' && msg.entries.some((e) => e.val === 'aborted');
+    if (no || held.voted.size >= this.participants.length) this.releaseVotes(msg.txn);
     else held.timer ??= setTimeout(() => this.releaseVotes(msg.txn), this.voteHoldMs);
     return true;
+  }
+
+  /** Forgets the transaction's held votes, unsent (its outcome is known). */
+  private dropVotes(txn: TxnId): void {
+    const held = this.heldVotes.get(txn);
+    if (held === undefined) return;
+    this.heldVotes.delete(txn);
+    if (held.timer !== undefined) clearTimeout(held.timer);
   }
 
   /** Sends the transaction's held votes (if any) and stops holding its later ones. */
   private releaseVotes(txn: TxnId): void {
     const held = this.heldVotes.get(txn);
     if (held === undefined) return;
-    this.heldVotes.delete(txn);
-    if (held.timer !== undefined) clearTimeout(held.timer);
+    this.dropVotes(txn);
+    if (this.closed) return; // dropped, as a crash would drop them
     for (const { url, from, to, msg } of held.items) this.transport.send(url, { from, to, msg });
   }
 
@@ -596,24 +611,24 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       prepared: 0,
     };
     this.live.set(txn, t);
-    if (this.voteHoldMs > 0 && this.participants.length > 1)
-      this.heldVotes.set(txn, { voted: new Set(), items: [], timer: undefined });
-    const config = this.config;
-    for (const resource of this.participants) {
-      const adapter = this.options.resources[resource]!;
-      const branch = branches.get(resource);
-      const rm =
-        branch === undefined
-          ? RmBranch.unused(resource, txn, this.gid(txn, resource), adapter, config, this.rmPorts(txn))
-          : RmBranch.live(resource, txn, adapter, branch, config, this.rmPorts(txn));
-      this.rms.set(this.rmKey(resource, txn), rm);
-      t.pending.add(rm);
-      rm.input({ type: 'executed', txn, coordinator: this.options.id, readOnly: false });
-    }
-    if (this.options.crashPoints !== undefined) this.watchPrepared(t);
-    this.candidate.input({ type: 'begin', txn, participants: this.participants, client: appClient });
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
+      if (this.voteHoldMs > 0 && this.participants.length > 1)
+        this.heldVotes.set(txn, { voted: new Set(), items: [], timer: undefined });
+      const config = this.config;
+      for (const resource of this.participants) {
+        const adapter = this.options.resources[resource]!;
+        const branch = branches.get(resource);
+        const rm =
+          branch === undefined
+            ? RmBranch.unused(resource, txn, this.gid(txn, resource), adapter, config, this.rmPorts(txn))
+            : RmBranch.live(resource, txn, adapter, branch, config, this.rmPorts(txn));
+        this.rms.set(this.rmKey(resource, txn), rm);
+        t.pending.add(rm);
+        rm.input({ type: 'executed', txn, coordinator: this.options.id, readOnly: false });
+      }
+      if (this.options.crashPoints !== undefined) this.watchPrepared(t);
+      this.candidate.input({ type: 'begin', txn, participants: this.participants, client: appClient });
       const outcome = await (options.timeoutMs === undefined
         ? t.outcome
         : Promise.race([

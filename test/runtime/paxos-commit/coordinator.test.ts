@@ -305,9 +305,61 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     assert.equal(adapters.b!.read('balance'), 100 + 2 * n + 3);
   });
 
-  test('voteHoldMs out of range is refused', async () => {
+  test('a NO vote is not held: it reaches the acceptors while another branch is still preparing', async () => {
     const { adapters } = await accountDbs(100);
-    for (const voteHoldMs of [-1, Number.NaN, 20_000, '5' as unknown as number])
+    // a's prepare waits for the test; b refuses to prepare (a NO vote).
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const beginA = adapters.a!.begin.bind(adapters.a!);
+    adapters.a!.begin = async (gid: string) => {
+      const branch = await beginA(gid);
+      const prepare = branch.prepare.bind(branch);
+      branch.prepare = async () => {
+        await gate;
+        return prepare();
+      };
+      return branch;
+    };
+    const beginB = adapters.b!.begin.bind(adapters.b!);
+    adapters.b!.begin = async (gid: string) => {
+      const branch = await beginB(gid);
+      branch.prepare = async () => {
+        throw new Error('b refuses');
+      };
+      return branch;
+    };
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'h5',
+      resources: adapters,
+      acceptors: acceptors.map((a) => a.url),
+      voteHoldMs: 1900,
+    });
+    const instances = () => acceptors.reduce((sum, a) => sum + a.info().instances, 0);
+    const before = instances();
+    const done = transfer(c, 1).then(
+      () => 'committed',
+      (e: { code?: string }) => e.code,
+    );
+    try {
+      // Held, it would wait for a's vote or 1,900 ms.
+      await waitUntil('the NO vote at the acceptors', () => instances() > before, 1500);
+      open();
+      assert.equal(await done, 'DTX_ABORTED');
+      assert.equal(adapters.a!.read('balance'), 100);
+      assert.deepEqual(await adapters.a!.listPrepared(''), []);
+    } finally {
+      open();
+      await done;
+      await c.close();
+    }
+  });
+
+  test('voteHoldMs out of range is refused (it must stay below the vote timeout)', async () => {
+    const { adapters } = await accountDbs(100);
+    for (const voteHoldMs of [-1, Number.NaN, 2000, 20_000, '5' as unknown as number])
       await rejectsWithCode(
         createCoordinator({
           protocol: 'paxos-commit',

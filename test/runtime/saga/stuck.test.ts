@@ -225,13 +225,21 @@ test('a hard-stopped saga (a finite compensationAttemptsMax) resumes on retry(id
   assert.match(stops[1]!.reason, /failed 3 times/);
   assert.ok(calls > before && calls <= before + 3, `${calls - before} calls after the retry`);
 
-  // Retried again, its call held: the restart must find it resumed, not stopped.
-  mode = 'held';
-  const held = calls;
-  await o.retry(id, { reason: 'ledger is back' });
-  await until('the held call', () => calls === held + 1);
+  // Retried again on an orchestrator whose backoff is a minute, its call held
+  // (with the fast backoff, attempts counted while a call is out could stop
+  // it again before the close): the restart must find it resumed, not stopped.
   await o.close();
   await log.close();
+  mode = 'held';
+  const slow = { retryBaseMs: 60_000, retryCapMs: 60_000, compensationAttemptsMax: 3 };
+  const logSlow = await openSagaLog({ sqlite: path, create: true });
+  const oSlow = await createSagaOrchestrator({ log: logSlow, timing: slow, definitions: [def] });
+  const held = calls;
+  assert.equal(oSlow.status(id).state, 'stuck', 'a hard stop stays stopped across a restart');
+  await oSlow.retry(id, { reason: 'ledger is back' });
+  await until('the held call', () => calls === held + 1);
+  await oSlow.close();
+  await logSlow.close();
   release();
   mode = 'up';
   const log2 = await openSagaLog({ sqlite: path, create: true });
@@ -303,10 +311,22 @@ test('TCC: a hard-stopped confirm (a finite phaseTwoAttemptsMax) resumes on retr
   await until('the second hard stop', () => stops.length === 2);
   assert.equal(stops[1]!.retrying, false);
   assert.match(stops[1]!.reason, /failed 3 times/, 'three more attempts, not one');
-  up = true;
-  await o.retry(id, { reason: 'confirm service is back' });
-  await until('the end', () => o.status(id).state === 'completed');
-  assert.equal(stops.length, 2);
+  // The service is back. Retried on an orchestrator whose backoff is a minute,
+  // so that the fresh budget cannot run out (attempts are counted while the
+  // confirm waits for the forced record) before the confirm succeeds.
   await o.close();
   await log.close();
+  up = true;
+  const log2 = await openTccLog({ sqlite: join(dir, 'tcc-hard.sqlite'), create: true });
+  const o2 = await createTccOrchestrator({
+    log: log2,
+    timing: { retryBaseMs: 60_000, retryCapMs: 60_000, phaseTwoAttemptsMax: 3 },
+    definitions: [def],
+    onStuck: (a) => stops.push(a),
+  });
+  assert.equal(o2.status(id).state, 'stuck', 'a hard stop stays stopped across a restart');
+  await o2.retry(id, { reason: 'confirm service is back' });
+  await until('the end', () => o2.status(id).state === 'completed');
+  await o2.close();
+  await log2.close();
 });

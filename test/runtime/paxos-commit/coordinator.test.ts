@@ -4,13 +4,26 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createMariaDbAdapter } from '../../../src/adapters/mariadb.ts';
-import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
+import type { SqliteAdapter, SqliteBranch } from '../../../src/adapters/sqlite.ts';
 import type { SqlBranch } from '../../../src/adapters/types.ts';
 import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
 import { PeerTransport } from '../../../src/runtime/paxos-commit/transport.ts';
 import { mariaAdmin, rejectsWithCode, runId } from '../../adapters/helpers.ts';
 import { accountDbs, tempDir, transfer, waitUntil } from './support.ts';
+
+type Prepare = SqliteBranch['prepare'];
+
+/** Every branch of `adapter` runs `around(prepare)` in place of its own prepare: a slow, held or refusing participant. */
+function aroundPrepare(adapter: SqliteAdapter, around: (prepare: Prepare) => ReturnType<Prepare>): void {
+  const begin = adapter.begin.bind(adapter);
+  adapter.begin = async (gid: string) => {
+    const branch = await begin(gid);
+    const prepare = branch.prepare.bind(branch);
+    branch.prepare = () => around(prepare);
+    return branch;
+  };
+}
 
 describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
   const acceptors: AcceptorServer[] = [];
@@ -262,16 +275,10 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     const { adapters } = await accountDbs(100);
     // b prepares 30 ms after a, as a slower database would.
     let slowMs = 30;
-    const begin = adapters.b!.begin.bind(adapters.b!);
-    adapters.b!.begin = async (gid: string) => {
-      const branch = await begin(gid);
-      const prepare = branch.prepare.bind(branch);
-      branch.prepare = async () => {
-        await new Promise((r) => setTimeout(r, slowMs));
-        return prepare();
-      };
-      return branch;
-    };
+    aroundPrepare(adapters.b!, async (prepare) => {
+      await new Promise((r) => setTimeout(r, slowMs));
+      return prepare();
+    });
     const flushes = () => acceptors.reduce((sum, a) => sum + a.stats.flushes, 0);
     /** Acceptor fsyncs per transfer over `n` transfers one after another, with the leader's `voteHoldMs`. */
     const fsyncsPerTransfer = async (id: string, voteHoldMs: number | undefined, n: number) => {
@@ -312,24 +319,13 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     const gate = new Promise<void>((resolve) => {
       open = resolve;
     });
-    const beginA = adapters.a!.begin.bind(adapters.a!);
-    adapters.a!.begin = async (gid: string) => {
-      const branch = await beginA(gid);
-      const prepare = branch.prepare.bind(branch);
-      branch.prepare = async () => {
-        await gate;
-        return prepare();
-      };
-      return branch;
-    };
-    const beginB = adapters.b!.begin.bind(adapters.b!);
-    adapters.b!.begin = async (gid: string) => {
-      const branch = await beginB(gid);
-      branch.prepare = async () => {
-        throw new Error('b refuses');
-      };
-      return branch;
-    };
+    aroundPrepare(adapters.a!, async (prepare) => {
+      await gate;
+      return prepare();
+    });
+    aroundPrepare(adapters.b!, async () => {
+      throw new Error('b refuses');
+    });
     const c = await createCoordinator({
       protocol: 'paxos-commit',
       id: 'h5',

@@ -7,10 +7,14 @@
 // recovery brings its prepared XA branches back. When the tests run as root
 // the server runs as the `mysql` user (mariadbd refuses root).
 //
-// The port must be one the caller owns (DTX_TEST_MARIA_PORT, default 55548).
+// The port: DTX_TEST_MARIA_PORT, default 23306, below Linux's ephemeral range
+// (32768 and up), so that no client socket or port-0 listener of a parallel
+// test can hold it by chance (a fixed port in that range once failed CI with
+// "Address already in use"). A port taken anyway is skipped for the next one,
+// up to 20; the data directory keeps the name of the first port tried.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
@@ -48,10 +52,30 @@ async function answers(port: number, timeoutMs: number, proc: ChildProcess, log:
   }
 }
 
+const portsToTry = 20;
+
+/** What the server logged from byte `from` on ('' when there is no log yet). */
+function logSince(log: string, from: number): string {
+  try {
+    return readFileSync(log).subarray(from).toString();
+  } catch {
+    return '';
+  }
+}
+
+function logSize(log: string): number {
+  try {
+    return statSync(log).size;
+  } catch {
+    return 0;
+  }
+}
+
 export async function startMariaServer(
-  port = Number(process.env.DTX_TEST_MARIA_PORT ?? 55548),
+  firstPort = Number(process.env.DTX_TEST_MARIA_PORT ?? 23306),
 ): Promise<MariaServer> {
-  const dir = `/tmp/dtx-maria-${port}`;
+  let port = firstPort;
+  const dir = `/tmp/dtx-maria-${firstPort}`;
   const log = join(dir, 'server.log');
   rmSync(dir, { recursive: true, force: true });
   await run(
@@ -93,7 +117,17 @@ export async function startMariaServer(
     p.kill('SIGKILL');
     await gone;
   };
-  await start();
+  for (;;) {
+    const from = logSize(log);
+    try {
+      await start();
+      break;
+    } catch (error) {
+      const taken = /Address already in use/.test(logSince(log, from));
+      if (!taken || port + 1 >= firstPort + portsToTry) throw error;
+      port++;
+    }
+  }
   return {
     port,
     dir,

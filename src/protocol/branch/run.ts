@@ -514,12 +514,8 @@ export interface CoordinatorSpec<S, D, R, C, Run> {
   persistFailed(state: S, record: R, fx: CoordinatorFx<D, R>): void;
   /** The core's own rules for an operator's action on an in-flight run: why it is refused, or null. */
   operatorProblem(state: S, run: Run, msg: OperatorMsg): string | null;
-  /**
-   * An operator's retry: send every outstanding call now (the run is active).
-   * `resumed`: the run was hard-stopped, so its calls start a fresh budget
-   * against their limit (`resumedAfter`), as after a restart.
-   */
-  retryNow(state: S, txn: TxnId, run: Run, fx: CoordinatorFx<D, R>, resumed: boolean): void;
+  /** An operator's retry: send every outstanding call now (the run is active). */
+  retryNow(state: S, txn: TxnId, run: Run, fx: CoordinatorFx<D, R>): void;
 }
 
 /**
@@ -546,12 +542,14 @@ function onOperator<S, D, R, C, Run extends CoordinatedRun<D, BranchAttempts>>(
   const runs = spec.runs(state);
   const run = runs.get(msg.txn)!;
   switch (msg.action) {
-    case 'retry': {
-      const resumed = run.status === 'stuck';
-      if (resumed) {
+    case 'retry':
+      if (run.status === 'stuck') {
         // Resume a hard-stopped run: the `stuck` record with `retrying` tells
         // recovery that it is active again, and keeps it listed as stuck
         // until it ends.
+        // Its calls get a fresh budget against their limit, as after a
+        // restart, while the attempt numbers sent go on (`resumedAfter`).
+        for (const b of run.branches.values()) b.resumedAfter = b.attempts;
         run.status = 'active';
         run.alert = `resumed by an operator (${msg.reason}) after: ${run.reason ?? ''}`;
         fx.push({
@@ -567,8 +565,7 @@ function onOperator<S, D, R, C, Run extends CoordinatedRun<D, BranchAttempts>>(
           } as StuckRecord as R,
         });
       }
-      return spec.retryNow(state, msg.txn, run, fx, resumed);
-    }
+      return spec.retryNow(state, msg.txn, run, fx);
     case 'resolve':
       return endByOperator(
         runs,

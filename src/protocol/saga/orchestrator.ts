@@ -378,16 +378,10 @@ function operatorProblem(_state: SagaOrchestratorState, run: SagaRun, msg: Opera
   return null;
 }
 
-/**
- * Send every outstanding call now; its backoff starts again from the next
- * attempt. A hard-stopped saga resumed by the operator gets a fresh budget of
- * `compensationAttemptsMax` attempts (as `resume` gives after a restart), not
- * one call that hard-stops it again when it fails.
- */
-function retryNow(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, fx: Fx[], resumed: boolean): void {
+/** Send every outstanding call now; its backoff starts again from the next attempt. */
+function retryNow(state: SagaOrchestratorState, txn: TxnId, run: SagaRun, fx: Fx[]): void {
   for (const b of run.branches.values()) {
     if (!isOut(run, b)) continue;
-    if (resumed) b.resumedAfter = b.attempts;
     b.attempts++;
     call(state, txn, run, b, fx);
   }

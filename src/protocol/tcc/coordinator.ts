@@ -296,15 +296,10 @@ function operatorProblem(_state: TccCoordinatorState, run: TccRun, msg: Operator
   return null;
 }
 
-/**
- * Send every outstanding try, confirm or cancel now. A hard-stopped
- * transaction resumed by the operator gets a fresh budget of
- * `phaseTwoAttemptsMax` attempts, as after a restart.
- */
-function retryNow(state: TccCoordinatorState, txn: TxnId, run: TccRun, fx: Fx[], resumed: boolean): void {
+/** Send every outstanding try, confirm or cancel now. */
+function retryNow(state: TccCoordinatorState, txn: TxnId, run: TccRun, fx: Fx[]): void {
   for (const b of run.branches.values()) {
     if (run.phase === 'trying' ? b.tried !== 'pending' : b.second !== 'pending') continue;
-    if (resumed) b.resumedAfter = b.attempts;
     b.attempts++;
     call(state, txn, run, b, fx);
   }

@@ -427,20 +427,19 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     return true;
   }
 
-  /** Forgets the transaction's held votes, unsent (its outcome is known). */
-  private dropVotes(txn: TxnId): void {
+  /** Stops holding the transaction's votes; returns those held, unsent. */
+  private dropVotes(txn: TxnId): HeldVotes | undefined {
     const held = this.heldVotes.get(txn);
-    if (held === undefined) return;
+    if (held === undefined) return undefined;
     this.heldVotes.delete(txn);
     if (held.timer !== undefined) clearTimeout(held.timer);
+    return held;
   }
 
   /** Sends the transaction's held votes (if any) and stops holding its later ones. */
   private releaseVotes(txn: TxnId): void {
-    const held = this.heldVotes.get(txn);
-    if (held === undefined) return;
-    this.dropVotes(txn);
-    if (this.closed) return; // dropped, as a crash would drop them
+    const held = this.dropVotes(txn);
+    if (held === undefined || this.closed) return; // once closed, dropped as a crash would drop them
     for (const { url, from, to, msg } of held.items) this.transport.send(url, { from, to, msg });
   }
 
@@ -776,8 +775,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     if (this.scanTimer !== undefined) clearInterval(this.scanTimer);
-    for (const held of this.heldVotes.values()) if (held.timer !== undefined) clearTimeout(held.timer);
-    this.heldVotes.clear();
+    for (const txn of [...this.heldVotes.keys()]) this.dropVotes(txn);
     for (const rm of this.rms.values()) rm.close();
     await this.candidate?.close();
     await this.transport.close();

@@ -55,7 +55,12 @@ import { twoPcRecordCodec } from '../src/protocol/twopc/codec.ts';
 import type { TwoPcRecord } from '../src/protocol/twopc/types.ts';
 import { type Coordinator, createCoordinator, type Transaction } from '../src/runtime/coordinator.ts';
 import { openSqliteLog } from '../src/runtime/log/sqlite.ts';
-import { type AcceptorProcess, startAcceptorProcesses } from '../test/runtime/paxos-commit/support.ts';
+import {
+  type AcceptorProcess,
+  startAcceptorProcesses,
+  tempDir,
+} from '../test/runtime/paxos-commit/support.ts';
+import { freePort } from '../test/support/ports.ts';
 import {
   type BenchFlags,
   incarnation,
@@ -283,7 +288,9 @@ const paxosAllRow = 'dtx paxos-commit (F=1, votes to all)';
 const paxosOneSyncRow = 'dtx paxos-commit (F=1, acceptors: 1 sync in flight)';
 /** `--compare-vote-hold`: the same with each vote sent as its branch prepares (`voteHoldMs: 0`). */
 const paxosNoHoldRow = 'dtx paxos-commit (F=1, votes not held)';
-const paxosRows = [paxosRow, paxosAllRow, paxosOneSyncRow, paxosNoHoldRow];
+/** The same with one of the three acceptors in the leader's process (`hostAcceptor`), two as processes. */
+const paxosHostedRow = 'dtx paxos-commit (F=1, one acceptor in the leader)';
+const paxosRows = [paxosRow, paxosHostedRow, paxosAllRow, paxosOneSyncRow, paxosNoHoldRow];
 
 /** One Paxos Commit row: where the votes go, and how the acceptors sync their logs. */
 interface PaxosShape {
@@ -293,6 +300,8 @@ interface PaxosShape {
   acceptorFlags: string[];
   /** The leader's `voteHoldMs` (default: the coordinator's). */
   voteHoldMs?: number;
+  /** One acceptor hosted by the leader (`hostAcceptor`), the others processes. */
+  hosted?: boolean;
 }
 const twoPcRow = "dtx acknowledge 'committed'";
 /** Each topology's Paxos Commit costs per commit, printed after the table. */
@@ -310,15 +319,18 @@ async function startPaxos(
   resources: Record<string, ResourceAdapter>,
   acceptors: AcceptorProcess[],
   pick: () => number,
-  { name, fanout, voteHoldMs }: PaxosShape,
+  { name, fanout, voteHoldMs, hosted }: PaxosShape,
+  hostedDir: string,
 ) {
   const db = new DbWriteCounter();
   await answering(acceptors.map((a) => a.url));
+  const own = hosted ? `127.0.0.1:${await freePort()}` : undefined;
   const leader = await createCoordinator({
     protocol: 'paxos-commit',
     id: `bench-${topology.replace('+', '-')}`,
     resources: db.wrap(resources),
-    acceptors: acceptors.map((a) => a.url),
+    acceptors: [...(own === undefined ? [] : [own]), ...acceptors.map((a) => a.url)],
+    ...(own === undefined ? {} : { listen: own, hostAcceptor: { dataDir: hostedDir } }),
     faults: 1,
     acceptorFanout: fanout,
     ...(voteHoldMs === undefined ? {} : { voteHoldMs }),
@@ -398,6 +410,7 @@ async function benchTopology(
   const dbs: Db[] = [];
   const coordinators: Coordinator[] = [];
   const acceptors: AcceptorProcess[] = [];
+  const hostedDirs: string[] = [];
   const paxos: Awaited<ReturnType<typeof startPaxos>>[] = [];
   const logs: { close(): Promise<void> }[] = [];
   try {
@@ -447,7 +460,10 @@ async function benchTopology(
       );
     }
     if (flags.soakS === undefined) {
-      const shapes: PaxosShape[] = [{ name: paxosRow, fanout: 'quorum', cluster: 'dtx', acceptorFlags: [] }];
+      const shapes: PaxosShape[] = [
+        { name: paxosRow, fanout: 'quorum', cluster: 'dtx', acceptorFlags: [] },
+        { name: paxosHostedRow, fanout: 'quorum', cluster: 'dtxhosted', acceptorFlags: [], hosted: true },
+      ];
       if (flags.compareFanout)
         shapes.push({ name: paxosAllRow, fanout: 'all', cluster: 'dtxall', acceptorFlags: [] });
       if (flags.compareSyncs)
@@ -466,9 +482,11 @@ async function benchTopology(
           voteHoldMs: 0,
         });
       for (const shape of shapes) {
-        const own = await startAcceptorProcesses(3, shape.cluster, shape.acceptorFlags);
+        const own = await startAcceptorProcesses(shape.hosted ? 2 : 3, shape.cluster, shape.acceptorFlags);
         acceptors.push(...own);
-        paxos.push(await startPaxos(topology, dbs, resources, own, pick, shape));
+        const hostedDir = tempDir(`hosted-${shape.cluster}`);
+        hostedDirs.push(hostedDir);
+        paxos.push(await startPaxos(topology, dbs, resources, own, pick, shape, hostedDir));
         variants.push(paxos.at(-1)!.variant);
       }
     }
@@ -482,7 +500,8 @@ async function benchTopology(
   } finally {
     for (const p of paxos) await p.leader.close();
     await Promise.allSettled(acceptors.map((a) => a.stop()));
-    for (const a of acceptors) rmSync(a.dataDir, { recursive: true, force: true });
+    for (const dir of [...acceptors.map((a) => a.dataDir), ...hostedDirs])
+      rmSync(dir, { recursive: true, force: true });
     for (const c of coordinators) await c.close();
     for (const l of logs) await l.close();
     await Promise.allSettled(dbs.map((d) => d.adapter.close()));
@@ -522,6 +541,7 @@ await runBenchMain(
       ]),
       '',
       `${paxosRow}: 3 \`dtx acceptor\` processes started by this bench (SQLite logs, fsync on), on this machine`,
+      `${paxosHostedRow}: 2 such processes and a third acceptor in the leader's process (hostAcceptor, the same SQLite log)`,
     ],
     json: (rows) => ({ paxosVsTwoPc: paxosRatios(rows), paxosCosts: paxosCostsByTopology }),
   },

@@ -5,7 +5,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -13,23 +13,13 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import Database from 'better-sqlite3';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { freePort } from '../support/ports.ts';
 
 export const sharedNatsUrl = process.env.DTX_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 export const pgConnection = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' };
 /** The outbox tests' own MariaDB database (XA is server-wide; nothing here uses XA, but names stay apart). */
 export const mariadbDatabase = 'dtx_outbox_test';
 export const mariadbConnection = { host: '127.0.0.1', port: 3306, user: 'root', password: '' };
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -51,7 +51,7 @@ import { coordinatorIdPattern } from '../limits.ts';
 import { openSqliteLog } from '../log/sqlite.ts';
 import type { DurableLog } from '../log/types.ts';
 import { PeerTransport } from './transport.ts';
-import { type WireBatch, wireVersion } from './wire.ts';
+import { type WireBatch, type WireItem, wireVersion } from './wire.ts';
 
 /**
  * Log syncs in flight by default: with the leaders' votes held per
@@ -88,6 +88,20 @@ export interface AcceptorStats {
   flushes: number;
   /** Records its log wrote, every one forced before the message reporting it left. */
   records: number;
+  /**
+   * Hosted in a leader process (`hostAcceptor`): `sent`, `sentByType` and
+   * `batches` are then 0, as its messages are counted by its host (those
+   * over the network in the host's transport, those to the host's own
+   * nodes with the host's in-process messages).
+   */
+  hosted: boolean;
+}
+
+export interface HostedAcceptorOptions extends Omit<AcceptorServerOptions, 'listen' | 'onHalt'> {
+  /** Called when its log fails: from then on it answers nothing, and its host should stop. */
+  onHalt(err: unknown): void;
+  /** Carries a reply to `url` (where the message it answers came from). */
+  send(url: string, item: WireItem): void;
 }
 
 export interface AcceptorMeta {
@@ -205,10 +219,15 @@ export class AcceptorServer {
       PaxosCommitRecord,
       Partial<PaxosCommitConfig>
     >,
-    private readonly transport: PeerTransport,
+    /** Its own transport; null when hosted (the host's transport carries its messages). */
+    private readonly transport: PeerTransport | null,
+    private readonly out: (url: string, item: WireItem) => void,
   ) {}
 
+  /** Where it listens; a hosted acceptor listens where its host does. */
   get url(): string {
+    if (this.transport === null)
+      throw new DtxError('DTX_INVALID_STATE', 'a hosted acceptor has no transport of its own');
     return this.transport.url;
   }
 
@@ -217,6 +236,46 @@ export class AcceptorServer {
   }
 
   static async start(options: AcceptorServerOptions): Promise<AcceptorServer> {
+    let server: AcceptorServer | undefined;
+    const transport = await PeerTransport.listen({
+      cluster: options.cluster ?? 'dtx',
+      listen: options.listen,
+      hosts: [],
+      onBatch: (batch) => server?.onBatch(batch),
+      routes: {
+        '/info': () => server!.info(),
+        '/stats': () => server!.stats,
+        '/round': (body) => server!.onRound(body),
+      },
+    });
+    try {
+      server = await AcceptorServer.open(options, transport, (url, item) => transport.send(url, item));
+    } catch (error) {
+      await transport.close();
+      throw error;
+    }
+    return server;
+  }
+
+  /**
+   * An acceptor inside another process (a leader: `hostAcceptor` of the
+   * Paxos Commit coordinator), on that process's transport: the host hands
+   * it the batches addressed to its id (`onBatch`) and serves its routes
+   * (`info`, `stats`, `onRound`); its replies go out through `send`, which
+   * delivers those for the host's own nodes in-process. Its log, its
+   * checkpoints and its round store are the same as a standalone acceptor's,
+   * and so is its data directory: a hosted acceptor's directory can be
+   * served later by `dtx acceptor`, and the other way round.
+   */
+  static host(options: HostedAcceptorOptions): Promise<AcceptorServer> {
+    return AcceptorServer.open(options, null, options.send);
+  }
+
+  private static async open(
+    options: Omit<AcceptorServerOptions, 'listen'>,
+    transport: PeerTransport | null,
+    send: (url: string, item: WireItem) => void,
+  ): Promise<AcceptorServer> {
     const cluster = options.cluster ?? 'dtx';
     const meta = openAcceptorDir(options.dataDir, cluster, options.faster ?? false);
     const log = await openSqliteLog<AcceptorLogRecord>(join(options.dataDir, 'acceptor.db'), {
@@ -248,23 +307,17 @@ export class AcceptorServer {
         halted: (err) => (options.onHalt ?? defaultHalt)(err),
       },
     );
-    const transport = await PeerTransport.listen({
-      cluster,
-      listen: options.listen,
-      hosts: [],
-      onBatch: (batch) => server?.onBatch(batch),
-      routes: {
-        '/info': () => server!.info(),
-        '/stats': () => server!.stats,
-        '/round': (body) => server!.onRound(body),
-      },
-    });
-    server = new AcceptorServer(meta, log, driver, transport);
-    const records = await log.load();
-    for (const r of records)
-      if (r.type === 'candidateRound')
-        server.rounds.set(r.candidate, Math.max(server.rounds.get(r.candidate) ?? 0, r.round));
-    await driver.start();
+    server = new AcceptorServer(meta, log, driver, transport, send);
+    try {
+      const records = await log.load();
+      for (const r of records)
+        if (r.type === 'candidateRound')
+          server.rounds.set(r.candidate, Math.max(server.rounds.get(r.candidate) ?? 0, r.round));
+      await driver.start();
+    } catch (error) {
+      await log.close().catch(() => {});
+      throw error;
+    }
     return server;
   }
 
@@ -274,12 +327,14 @@ export class AcceptorServer {
    * that a bench can read an acceptor running as its own process.
    */
   get stats(): AcceptorStats {
+    const t = this.transport;
     return {
-      sent: this.transport.stats.sent,
-      sentByType: { ...this.transport.stats.sentByType },
-      batches: this.transport.stats.batches,
+      sent: t?.stats.sent ?? 0,
+      sentByType: { ...t?.stats.sentByType },
+      batches: t?.stats.batches ?? 0,
       flushes: this.log.stats.flushes,
       records: this.log.stats.records,
+      hosted: t === null,
     };
   }
 
@@ -300,7 +355,8 @@ export class AcceptorServer {
     if (routes.size > max) routes.delete(routes.keys().next().value!);
   }
 
-  private onBatch(batch: WireBatch): void {
+  /** Takes the items of `batch` addressed to this acceptor (a host passes every batch it receives). */
+  onBatch(batch: WireBatch): void {
     const origin = batch.origin;
     for (const h of batch.hosts) AcceptorServer.learn(this.nodeRoutes, h, origin, nodeRoutesMax);
     for (const { from, to, msg } of batch.items) {
@@ -319,11 +375,11 @@ export class AcceptorServer {
     // An RM's id names the same resource in every leader process: the reply
     // goes where that RM's message for this transaction came from.
     const url = this.routes.get(`${msg.txn}|${to}`) ?? this.nodeRoutes.get(to);
-    if (url !== undefined) this.transport.send(url, { from: this.meta.id, to, msg });
+    if (url !== undefined) this.out(url, { from: this.meta.id, to, msg });
   }
 
   /** A candidate's round: store `round` if higher (durably) and answer the highest stored. */
-  private async onRound(body: unknown): Promise<{ round: number }> {
+  async onRound(body: unknown): Promise<{ round: number }> {
     const b = body as { candidate?: unknown; round?: unknown } | null;
     if (
       typeof b?.candidate !== 'string' ||
@@ -371,7 +427,7 @@ export class AcceptorServer {
   }
 
   async close(): Promise<void> {
-    await this.transport.close();
+    await this.transport?.close();
     await this.driver.close();
     await this.log.close();
   }

@@ -1,0 +1,247 @@
+// Paxos Commit with one of the 2F+1 acceptors hosted by the leader's process
+// (`hostAcceptor`, the paper's co-location): votes to it stay in the
+// process, its state survives a restart of the process, other leaders reach
+// it at the leader's address, and when the leader is killed (its acceptor
+// with it) a backup finishes the transaction with the two left.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createCoordinator } from '../../../src/runtime/coordinator.ts';
+import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
+import { rejectsWithCode } from '../../adapters/helpers.ts';
+import { freePort } from '../../support/ports.ts';
+import {
+  type AcceptorProcess,
+  accountDbs,
+  startAcceptorProcesses,
+  tempDir,
+  transfer,
+  waitUntil,
+} from './support.ts';
+
+const leaderFixture = fileURLToPath(new URL('./fixtures/leader.ts', import.meta.url));
+
+describe('Paxos Commit, one acceptor hosted by the leader (F = 1)', () => {
+  const remote: AcceptorServer[] = [];
+  before(async () => {
+    for (let i = 0; i < 2; i++)
+      remote.push(await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: tempDir(`hosted-r${i}`) }));
+  });
+  after(async () => {
+    for (const a of remote) await a.close();
+  });
+
+  test('votes go to the hosted acceptor in-process and to one remote acceptor; its state survives a restart', async () => {
+    const { adapters } = await accountDbs(100);
+    const listen = `127.0.0.1:${await freePort()}`;
+    const dataDir = tempDir('hosted-own');
+    // The hosted acceptor is listed last: this process's votes still go to it first.
+    const options = {
+      protocol: 'paxos-commit' as const,
+      id: 'h1',
+      acceptors: [...remote.map((a) => a.url), listen],
+      resources: adapters,
+      listen,
+      hostAcceptor: { dataDir },
+    };
+    let c = await createCoordinator(options);
+    const n = 20;
+    for (let i = 0; i < n; i++) await transfer(c, 1);
+    assert.equal(adapters.a!.read('balance'), 80);
+    assert.equal(adapters.b!.read('balance'), 120);
+    // Two RMs: each votes to F+1 = 2 acceptors, the hosted one in-process.
+    assert.equal(c.localMessagesByType.PHASE2A, 2 * n, 'votes to the hosted acceptor');
+    assert.equal(c.messageStats.sentByType.PHASE2A, 2 * n, 'votes over the network');
+    // One phase 2b per transaction from each of the two acceptors; the hosted one's in-process.
+    assert.equal(c.localMessagesByType.PHASE2B, n);
+    // Nothing waited for a timer: no inquiry, no leader ballot.
+    assert.equal(c.localMessagesByType.INQUIRY, undefined);
+    assert.equal(c.messageStats.sentByType.PHASE1A, undefined);
+    const stats = await c.acceptorStats();
+    const own = stats.find((s) => s.hosted)!;
+    assert.ok(own !== undefined, 'the hosted acceptor answers /stats');
+    assert.equal(own.records, 2 * n, 'every vote it took is in its log');
+    assert.equal(stats.filter((s) => s.hosted).length, 1);
+    const rest = stats.filter((s) => !s.hosted).reduce((k, s) => k + s.records, 0);
+    assert.equal(rest, 2 * n, 'the other votes went to one remote acceptor each');
+
+    // Other processes see it at the leader's address, under the id it keeps across restarts.
+    const info1 = (await (await fetch(`http://${listen}/info`)).json()) as { id: string; instances: number };
+    await c.close();
+    c = await createCoordinator(options);
+    const info2 = (await (await fetch(`http://${listen}/info`)).json()) as { id: string; instances: number };
+    assert.equal(info2.id, info1.id);
+    assert.ok(info2.instances > 0, 'its instances were read back from its log');
+    await transfer(c, 1);
+    assert.equal(adapters.a!.read('balance'), 79);
+    await c.close();
+  });
+
+  test('bad input: listen not among the acceptors, no fixed port, a directory of another cluster', async () => {
+    const { adapters } = await accountDbs(100);
+    const listen = `127.0.0.1:${await freePort()}`;
+    const base = {
+      protocol: 'paxos-commit' as const,
+      id: 'h2',
+      resources: adapters,
+      hostAcceptor: { dataDir: tempDir('hosted-bad') },
+    };
+    const urls = remote.map((a) => a.url);
+    assert.match(
+      (
+        await rejectsWithCode(
+          createCoordinator({
+            ...base,
+            listen,
+            acceptors: [...urls, remote[0]!.url.replace('127.0.0.1', 'localhost')],
+          }),
+          'DTX_INVALID_ARGUMENT',
+        )
+      ).message,
+      /must be a fixed host:port listed in acceptors/,
+    );
+    assert.match(
+      (
+        await rejectsWithCode(
+          createCoordinator({ ...base, acceptors: [...urls, listen] }),
+          'DTX_INVALID_ARGUMENT',
+        )
+      ).message,
+      /listen \(undefined\)/,
+    );
+    assert.match(
+      (
+        await rejectsWithCode(
+          createCoordinator({ ...base, listen: '127.0.0.1:0', acceptors: [...urls, '127.0.0.1:0'] }),
+          'DTX_INVALID_ARGUMENT',
+        )
+      ).message,
+      /fixed host:port/,
+    );
+    assert.match(
+      (
+        await rejectsWithCode(
+          createCoordinator({ ...base, listen, acceptors: [...urls, listen], hostAcceptor: { dataDir: '' } }),
+          'DTX_INVALID_ARGUMENT',
+        )
+      ).message,
+      /hostAcceptor.dataDir/,
+    );
+    // A directory made for another cluster is refused before the leader runs, and the port is free again.
+    const other = tempDir('hosted-other');
+    const mine = await createCoordinator({ ...base, listen, acceptors: [...urls, listen], cluster: 'dtx' });
+    await mine.close();
+    const elsewhere = await AcceptorServer.start({ listen: '127.0.0.1:0', dataDir: other, cluster: 'blue' });
+    await elsewhere.close();
+    assert.match(
+      (
+        await rejectsWithCode(
+          createCoordinator({
+            ...base,
+            listen,
+            acceptors: [...urls, listen],
+            hostAcceptor: { dataDir: other },
+          }),
+          'DTX_LOG_MISMATCH',
+        )
+      ).message,
+      /belongs to cluster "blue"/,
+    );
+    const again = await createCoordinator({ ...base, listen, acceptors: [...urls, listen] });
+    await again.close();
+  });
+});
+
+describe('Paxos Commit, the leader hosting an acceptor killed (kill -9)', () => {
+  let acceptors: AcceptorProcess[] = [];
+  before(async () => {
+    acceptors = await startAcceptorProcesses(2, 'dtx', []);
+  });
+  after(async () => {
+    for (const a of acceptors) await a.stop();
+  });
+
+  test('a backup leader finishes the transaction with the two acceptors left, atomically', async () => {
+    const { paths, adapters } = await accountDbs(100);
+    const listen = `127.0.0.1:${await freePort()}`;
+    const urls = [listen, ...acceptors.map((a) => a.url)];
+    const goFile = join(tempDir('hosted-go'), 'go');
+    const backup = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l2',
+      leaders: ['l1', 'l2'],
+      acceptors: urls,
+      resources: adapters,
+      takeoverMs: 3000,
+      scanIntervalMs: 100,
+    }).catch((error: unknown) => error);
+    // A leader does not start while an acceptor is unreachable, the hosted one too: l1 first, then the backup.
+    assert.equal((backup as { code?: string }).code, 'DTX_RESOURCE_UNAVAILABLE');
+    assert.match((backup as Error).message, new RegExp(`unreachable at start: http://${listen}`));
+    const leader = spawn(process.execPath, ['--import', 'tsx', leaderFixture], {
+      env: {
+        ...process.env,
+        DTX_PC_LEADER: JSON.stringify({
+          id: 'l1',
+          leaders: ['l1', 'l2'],
+          acceptors: urls,
+          paths,
+          count: 5,
+          killAt: 3,
+          listen,
+          hostAcceptorDir: tempDir('hosted-l1'),
+          goFile,
+        }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    leader.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    leader.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      leader.once('exit', (_c, s) => resolve(s)),
+    );
+    await waitUntil('the leader to start', () => out.includes('ready\n') || leader.exitCode !== null, 60_000);
+    const l2 = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'l2',
+      leaders: ['l1', 'l2'],
+      acceptors: urls,
+      resources: adapters,
+      takeoverMs: 3000,
+      scanIntervalMs: 100,
+    });
+    writeFileSync(goFile, '');
+    const exit = await exited;
+    assert.equal(exit, 'SIGKILL', `the leader did not die at its crash point:\n${out}\n${err}`);
+    const killedAt = Number(/killing at (\d+)/.exec(out)![1]);
+    assert.match(out, /done 2\n/);
+    const inDoubt = async () =>
+      (await adapters.a!.listPrepared('pc_')).length + (await adapters.b!.listPrepared('pc_')).length;
+    await waitUntil(
+      'the backup to resolve the in-doubt branches',
+      async () => (await inDoubt()) === 0,
+      60_000,
+    );
+    const inDoubtMs = Date.now() - killedAt;
+    const a = adapters.a!.read('balance') as number;
+    const b = adapters.b!.read('balance') as number;
+    assert.equal(a + b, 200, 'money was made or lost');
+    assert.ok(a === 97 || a === 98, `transfer 3 was applied ${a === 97 ? 'on both' : 'partly'}: a = ${a}`);
+    assert.equal(l2.recovered.committed + l2.recovered.rolledBack, 2);
+    // The dead leader's acceptor stays down: the backup commits with the other two.
+    await transfer(l2, 1);
+    assert.equal((adapters.a!.read('balance') as number) + (adapters.b!.read('balance') as number), 200);
+    process.stdout.write(`# in doubt after the hosting leader's death: ${inDoubtMs} ms (takeoverMs 3000)\n`);
+    await l2.close();
+  });
+});

@@ -232,6 +232,10 @@ export interface BenchOptions extends BenchLoad {
   faults?: number;
   /** paxos-commit: Faster Paxos Commit (the acceptors must run with --faster too). */
   faster?: boolean;
+  /** paxos-commit: where the leader listens (the coordinator's `listen`). */
+  listen?: string;
+  /** paxos-commit: host one of the acceptors in the leader, its data directory (the coordinator's `hostAcceptor`). */
+  hostAcceptor?: string;
   acknowledge?: 'committed' | 'durable';
   /** For crash tests: SIGKILL this process at a named point of the `crashAfter`-th transfer. */
   crashAt?: CrashPoint;
@@ -666,6 +670,8 @@ async function startBenchPaxos(options: BenchOptions, opened: Opened): Promise<P
     acceptors: options.acceptors ?? [],
     faults,
     faster: options.faster === true,
+    ...(options.listen === undefined ? {} : { listen: options.listen }),
+    ...(options.hostAcceptor === undefined ? {} : { hostAcceptor: { dataDir: options.hostAcceptor } }),
   });
   try {
     if (options.init) {

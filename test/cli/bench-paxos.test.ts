@@ -14,6 +14,7 @@ import { runBench, runVerify } from '../../src/cli/bench.ts';
 import { type DtxErrorCode, isDtxError } from '../../src/errors.ts';
 import { AcceptorServer } from '../../src/runtime/paxos-commit/acceptor-server.ts';
 import { tempDir } from '../runtime/paxos-commit/support.ts';
+import { freePort } from '../support/ports.ts';
 
 const work = tempDir('bench');
 const dbs = [`sqlite:${join(work, 'debit.db')}`, `sqlite:${join(work, 'credit.db')}`];
@@ -70,6 +71,38 @@ test('transfers commit, the books balance, and the costs are the normal case', {
   assert.equal(costs.paper.messages, 10);
   assert.equal(costs.paper.forcedWrites, 4);
   assert.equal(costs.simulator.forcedWrites, 6);
+});
+
+test('--host-acceptor: one acceptor in the leader, its votes and phase 2b in-process', {
+  timeout: 300_000,
+}, async () => {
+  const listen = `127.0.0.1:${await freePort()}`;
+  const report = await runBench({
+    dbs,
+    protocol: 'paxos-commit',
+    // Listed last; the leader's RMs still vote to it first.
+    acceptors: [acceptors[0]!.url, acceptors[1]!.url, listen],
+    listen,
+    hostAcceptor: join(work, 'hosted'),
+    accounts: 50,
+    concurrency: 1,
+    txns: 20,
+    init: true,
+  });
+  assert.equal(report.committed, 20);
+  const verify = await runVerify(dbs);
+  assert.ok(verify.ok, JSON.stringify(verify));
+  const m = report.costs!.measured;
+  const { other, ...normal } = m.byKind;
+  assert.deepEqual(normal, { begin: 0, prepare: 2, phase2a: 4, phase2b: 2, commit: 2 });
+  assert.ok(Math.abs(m.messages - (10 + other)) < 0.011, `messages ${m.messages}, other ${other}`);
+  // Over the network: the two votes to the one remote acceptor, and its phase 2b.
+  assert.equal(m.overNetwork, 3);
+  // FORGET notices to the two acceptor processes (the hosted one's stays in-process).
+  assert.equal(m.forget, 2);
+  // The hosted acceptor's records are counted with the others'.
+  assert.equal(m.acceptorRecords, 4);
+  assert.equal(m.forcedWrites, 6);
 });
 
 test('bad acceptor lists are refused with a typed error', { timeout: 120_000 }, async () => {

@@ -22,6 +22,8 @@ export interface BenchFlags {
   acceptors?: string[];
   faults?: number;
   faster?: boolean;
+  listen?: string;
+  hostAcceptor?: string;
   log?: string;
   refuseShare?: number;
   checkpointEvery?: number;
@@ -78,7 +80,7 @@ function refuseFlags(flags: BenchFlags, keys: readonly (keyof BenchFlags)[], why
 /** The outbox's flags, refused by the other families. */
 const outboxOnly: readonly (keyof BenchFlags)[] = ['nats', 'stream', 'abortShare', 'part'];
 /** Paxos Commit's flags, refused by every other protocol. */
-const paxosOnly: readonly (keyof BenchFlags)[] = ['acceptors', 'faults', 'faster'];
+const paxosOnly: readonly (keyof BenchFlags)[] = ['acceptors', 'faults', 'faster', 'listen', 'hostAcceptor'];
 
 /** `dtx bench --workload append` (../bench-append.ts): a list-append history, recorded and checked. */
 async function benchAppend(flags: BenchFlags): Promise<void> {
@@ -119,6 +121,8 @@ async function benchCommit(flags: BenchFlags): Promise<void> {
     ...(flags.acceptors === undefined ? {} : { acceptors: flags.acceptors }),
     ...(flags.faults === undefined ? {} : { faults: flags.faults }),
     ...(flags.faster === undefined ? {} : { faster: flags.faster }),
+    ...(flags.listen === undefined ? {} : { listen: flags.listen }),
+    ...(flags.hostAcceptor === undefined ? {} : { hostAcceptor: flags.hostAcceptor }),
     acknowledge: flags.acknowledge,
     crashAt: flags.crashAt,
     crashAfter: flags.crashAfter,
@@ -264,6 +268,14 @@ export function registerBenchCommand(program: Command): void {
     )
     .option('--faults <f>', 'paxos-commit: acceptor failures tolerated, F (default 1)', int('--faults', 0, 5))
     .option('--faster', 'paxos-commit: Faster Paxos Commit (the acceptors run with --faster too)')
+    .option(
+      '--listen <host:port>',
+      "paxos-commit: where the leader listens for the acceptors' replies (default 127.0.0.1 and a free port)",
+    )
+    .option(
+      '--host-acceptor <dir>',
+      'paxos-commit: host one of the acceptors in this process, its data in DIR; --listen must be one of --acceptors',
+    )
     .option(
       '--log <path|url>',
       'coordinator log: a SQLite file path or postgres://... (2pc; saga/tcc use PATH.saga.sqlite / PATH.tcc.sqlite)',

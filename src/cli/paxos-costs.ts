@@ -78,7 +78,7 @@ function intercept<T extends object>(target: T, around: Record<string, (call: Me
 export interface PaxosCounters {
   /** Protocol messages sent over the network (leader process and acceptors), by type. */
   network: Record<string, number>;
-  /** Protocol messages delivered inside the leader process (leader to its RMs and back), by type. */
+  /** Protocol messages delivered inside the leader process (leader to its RMs and back, and to and from a hosted acceptor), by type. */
   local: Record<string, number>;
   /** Batches that carried the network's messages, FORGET notices included (a stream write or a POST each). */
   requests: number;

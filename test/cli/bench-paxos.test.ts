@@ -98,8 +98,8 @@ test('--host-acceptor: one acceptor in the leader, its votes and phase 2b in-pro
   assert.ok(Math.abs(m.messages - (10 + other)) < 0.011, `messages ${m.messages}, other ${other}`);
   // Over the network: the two votes to the one remote acceptor, and its phase 2b.
   assert.equal(m.overNetwork, 3);
-  // FORGET notices to the two acceptor processes (the hosted one's stays in-process).
-  assert.equal(m.forget, 2);
+  // FORGET notices to the three acceptors (the hosted one's in-process).
+  assert.equal(m.forget, 3);
   // The hosted acceptor's records are counted with the others'.
   assert.equal(m.acceptorRecords, 4);
   assert.equal(m.forcedWrites, 6);

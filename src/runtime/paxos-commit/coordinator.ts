@@ -51,6 +51,7 @@ import type { Transaction } from '../coordinator.ts';
 import { Driver } from '../driver.ts';
 import { coordinatorIdPattern, resourceNamePattern } from '../limits.ts';
 import { type LockingReadBranch, LockOrderedReads } from '../lock-ordered-reads.ts';
+import { syncsInFlightMax } from '../log/group-commit.ts';
 import { type Logger, warn } from '../observe.ts';
 import { type AcceptorMeta, AcceptorServer } from './acceptor-server.ts';
 import { RmBranch } from './rm-branch.ts';
@@ -230,6 +231,11 @@ function checkOptions(o: PaxosCommitCoordinatorOptions): { F: number; urls: stri
       typeof o.hostAcceptor?.dataDir === 'string' && o.hostAcceptor.dataDir !== '',
       'hostAcceptor.dataDir must be a directory path',
     );
+    const syncs = o.hostAcceptor.syncsInFlight;
+    check(
+      syncs === undefined || (Number.isSafeInteger(syncs) && syncs >= 1 && syncs <= syncsInFlightMax),
+      `hostAcceptor.syncsInFlight must be an integer from 1 to ${syncsInFlightMax}, not ${String(syncs)}`,
+    );
     const own = o.listen === undefined ? undefined : baseUrl(o.listen);
     check(
       own !== undefined && !own.endsWith(':0') && urls.includes(own),
@@ -342,8 +348,10 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
 
   /**
    * Protocol messages between the roles of this process, by type (PREPARE
-   * and COMMIT from the leader to its RMs, inquiries): delivered in-process,
-   * so the transport never counts them, yet each is a message of the protocol.
+   * and COMMIT from the leader to its RMs, inquiries; with `hostAcceptor`,
+   * votes, phase 2b and FORGET notices to and from the hosted acceptor):
+   * delivered in-process, so the transport never counts them, yet each is a
+   * message of the protocol.
    */
   readonly localMessagesByType: Record<string, number> = {};
 
@@ -386,9 +394,13 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
           cluster: c.cluster,
           faster,
           ...(host.syncsInFlight === undefined ? {} : { syncsInFlight: host.syncsInFlight }),
-          // Its log failed: it answers nothing from now on, and neither does this leader.
+          // Its log failed: this process stops serving its address, as a
+          // `dtx acceptor` process exits, so that other leaders suspect it and
+          // vote elsewhere; this leader takes no new transaction (a backup
+          // finishes those in flight).
           onHalt: (err) => {
             c.failure ??= err;
+            void c.transport.close();
           },
           send: (url, item) => c.sendTo(url, item),
         });
@@ -452,8 +464,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
     }
     if (this.closed) return;
     const { msg } = item;
-    if (msg.type !== 'FORGET')
-      this.localMessagesByType[msg.type] = (this.localMessagesByType[msg.type] ?? 0) + 1;
+    this.localMessagesByType[msg.type] = (this.localMessagesByType[msg.type] ?? 0) + 1;
     const hosted = this.hosted;
     const toHosted = item.to === hosted.id;
     queueMicrotask(() => {

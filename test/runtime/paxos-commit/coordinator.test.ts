@@ -230,7 +230,7 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
     await a.close();
   });
 
-  test('acceptors with one log sync in flight (the default is two): concurrent transfers commit, and their records survive a restart', async () => {
+  test('acceptors with one log sync in flight (the default is two): concurrent transfers commit, and a restart after the checkpoint at close keeps none of them', async () => {
     const dirs = [0, 1, 2].map((i) => tempDir(`s${i}`));
     const start = () =>
       Promise.all(
@@ -262,11 +262,13 @@ describe('Paxos Commit coordinator (F = 1, in-process acceptors)', () => {
       instances.reduce((sum, n) => sum + n, 0),
       40 * 2,
     );
+    // The leader's close sent its last FORGET notices: each acceptor checkpoints as it closes, and
+    // restarts with none of the finished transactions (what is not finished survives: the test above).
     for (const a of two) await a.close();
     two = await start();
     assert.deepEqual(
       two.map((a) => a.info().instances),
-      instances,
+      [0, 0, 0],
     );
     for (const a of two) await a.close();
   });

@@ -6,10 +6,11 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
 import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
 import { rejectsWithCode } from '../../adapters/helpers.ts';
@@ -58,9 +59,11 @@ describe('Paxos Commit, one acceptor hosted by the leader (F = 1)', () => {
     assert.equal(c.messageStats.sentByType.PHASE2A, 2 * n, 'votes over the network');
     // One phase 2b per transaction from each of the two acceptors; the hosted one's in-process.
     assert.equal(c.localMessagesByType.PHASE2B, n);
-    // Nothing waited for a timer: no inquiry, no leader ballot.
-    assert.equal(c.localMessagesByType.INQUIRY, undefined);
+    // No leader ballot: no vote went unanswered.
     assert.equal(c.messageStats.sentByType.PHASE1A, undefined);
+    // Every transaction reported finished to every acceptor, the hosted one in-process.
+    await waitUntil('the FORGET notices', () => (c.messageStats.sentByType.FORGET ?? 0) === 2 * n);
+    assert.equal(c.localMessagesByType.FORGET, n);
     const stats = await c.acceptorStats();
     const own = stats.find((s) => s.hosted)!;
     assert.ok(own !== undefined, 'the hosted acceptor answers /stats');
@@ -70,14 +73,91 @@ describe('Paxos Commit, one acceptor hosted by the leader (F = 1)', () => {
     assert.equal(rest, 2 * n, 'the other votes went to one remote acceptor each');
 
     // Other processes see it at the leader's address, under the id it keeps across restarts.
-    const info1 = (await (await fetch(`http://${listen}/info`)).json()) as { id: string; instances: number };
+    const info = async () =>
+      (await (await fetch(`http://${listen}/info`)).json()) as { id: string; instances: number };
+    const info1 = await info();
+    assert.equal(info1.instances, n, 'forgotten transactions stay until a checkpoint');
     await c.close();
-    c = await createCoordinator(options);
-    const info2 = (await (await fetch(`http://${listen}/info`)).json()) as { id: string; instances: number };
+    // While the leader is down, `dtx acceptor` can serve the same directory at the same address.
+    const standalone = await AcceptorServer.start({ listen, dataDir });
+    const info2 = await info();
     assert.equal(info2.id, info1.id);
-    assert.ok(info2.instances > 0, 'its instances were read back from its log');
+    // The leader's close checkpointed its acceptor: the forgotten transactions are gone from its log.
+    assert.equal(info2.instances, 0);
+    await standalone.close();
+    c = await createCoordinator(options);
+    assert.equal((await info()).id, info1.id);
     await transfer(c, 1);
     assert.equal(adapters.a!.read('balance'), 79);
+    await c.close();
+  });
+
+  test('another leader votes to the hosted acceptor over the network and gets its phase 2b back', async () => {
+    const listen = `127.0.0.1:${await freePort()}`;
+    // The hosted acceptor first: the other leader's RMs vote to it and to the first remote one.
+    const acceptors = [listen, ...remote.map((a) => a.url)];
+    const host = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'h3',
+      acceptors,
+      resources: (await accountDbs(100)).adapters,
+      listen,
+      hostAcceptor: { dataDir: tempDir('hosted-h3') },
+    });
+    const { adapters } = await accountDbs(100);
+    const other = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'o1',
+      acceptors,
+      resources: adapters,
+    });
+    const hostedRecords = async () => (await host.acceptorStats()).find((s) => s.hosted)!.records;
+    const before = await hostedRecords();
+    const n = 10;
+    for (let i = 0; i < n; i++) await transfer(other, 1);
+    assert.equal(adapters.a!.read('balance'), 100 - n);
+    assert.equal(
+      (await hostedRecords()) - before,
+      2 * n,
+      "the other leader's votes, in the hosted acceptor's log",
+    );
+    // Each phase 2b came back (a lost one would have cost a vote timeout and a leader ballot).
+    assert.equal(other.messageStats.sentByType.PHASE2A, 4 * n);
+    assert.equal(other.messageStats.sentByType.PHASE1A, undefined);
+    await other.close();
+    await host.close();
+  });
+
+  test('the hosted log fails: the leader stops serving its address and takes no new transaction', async () => {
+    const { adapters } = await accountDbs(100);
+    const listen = `127.0.0.1:${await freePort()}`;
+    const dataDir = tempDir('hosted-halt');
+    const c = await createCoordinator({
+      protocol: 'paxos-commit',
+      id: 'h4',
+      acceptors: [listen, ...remote.map((a) => a.url)],
+      resources: adapters,
+      listen,
+      hostAcceptor: { dataDir },
+    });
+    await transfer(c, 1);
+    // Its log's -wal removed under it: the next write fails, and the acceptor halts.
+    unlinkSync(join(dataDir, 'acceptor.db-wal'));
+    await assert.rejects(
+      c.transaction(async (tx) => void (await tx.branch<SqliteBranch>('a')).put('balance', 0), {
+        timeoutMs: 3000,
+      }),
+    );
+    // Others now find nothing there, and suspect it, as they would a dead `dtx acceptor`.
+    await waitUntil('the address to close', async () => {
+      try {
+        await fetch(`http://${listen}/info`, { signal: AbortSignal.timeout(1000) });
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    await rejectsWithCode(transfer(c, 1), 'DTX_RESOURCE_UNAVAILABLE');
     await c.close();
   });
 

@@ -4,17 +4,22 @@
 // prepared. Acceptors are `dtx acceptor` processes; F = 1.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { createPostgresAdapter } from '../../../src/adapters/postgres.ts';
 import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { startPgCluster } from '../../adapters/pg-cluster.ts';
-import { type AcceptorProcess, accountDbs, startAcceptorProcesses, transfer, waitUntil } from './support.ts';
-
-const leaderFixture = fileURLToPath(new URL('./fixtures/leader.ts', import.meta.url));
+import {
+  type AcceptorProcess,
+  accountDbs,
+  checkTakenOver,
+  spawnLeader,
+  startAcceptorProcesses,
+  transfer,
+  waitUntil,
+} from './support.ts';
 
 describe('Paxos Commit under kill -9 (3 acceptor processes, F = 1)', () => {
   let acceptors: AcceptorProcess[] = [];
@@ -38,48 +43,15 @@ describe('Paxos Commit under kill -9 (3 acceptor processes, F = 1)', () => {
       takeoverMs: 3000,
       scanIntervalMs: 100,
     });
-    const leader = spawn(process.execPath, ['--import', 'tsx', leaderFixture], {
-      env: {
-        ...process.env,
-        DTX_PC_LEADER: JSON.stringify({
-          id: 'l1',
-          leaders: ['l1', 'l2'],
-          acceptors: urls(),
-          paths,
-          count: 5,
-          killAt: 3,
-        }),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const leader = spawnLeader({
+      id: 'l1',
+      leaders: ['l1', 'l2'],
+      acceptors: urls(),
+      paths,
+      count: 5,
+      killAt: 3,
     });
-    let out = '';
-    let err = '';
-    leader.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    leader.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const exit = await new Promise<NodeJS.Signals | null>((resolve) =>
-      leader.once('exit', (_c, s) => resolve(s)),
-    );
-    assert.equal(exit, 'SIGKILL', `the leader did not die at its crash point:\n${out}\n${err}`);
-    const killedAt = Number(/killing at (\d+)/.exec(out)![1]);
-    assert.match(out, /done 2\n/);
-    // The dead leader's two prepared branches are in doubt until the backup resolves them.
-    const inDoubt = async () =>
-      (await adapters.a!.listPrepared('pc_')).length + (await adapters.b!.listPrepared('pc_')).length;
-    await waitUntil(
-      'the backup to resolve the in-doubt branches',
-      async () => (await inDoubt()) === 0,
-      60_000,
-    );
-    const inDoubtMs = Date.now() - killedAt;
-    const a = adapters.a!.read('balance') as number;
-    const b = adapters.b!.read('balance') as number;
-    assert.equal(a + b, 200, 'money was made or lost');
-    assert.ok(a === 97 || a === 98, `transfer 3 was applied ${a === 97 ? 'on both' : 'partly'}: a = ${a}`);
-    assert.equal(backup.recovered.committed + backup.recovered.rolledBack, 2);
+    const inDoubtMs = await checkTakenOver(adapters, backup, leader);
     // Nothing of the dead leader blocks the next transactions.
     await transfer(backup, 1);
     assert.equal((adapters.a!.read('balance') as number) + (adapters.b!.read('balance') as number), 200);

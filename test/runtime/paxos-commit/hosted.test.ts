@@ -5,11 +5,9 @@
 // with it) a backup finishes the transaction with the two left.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { SqliteBranch } from '../../../src/adapters/sqlite.ts';
 import { createCoordinator } from '../../../src/runtime/coordinator.ts';
 import { AcceptorServer } from '../../../src/runtime/paxos-commit/acceptor-server.ts';
@@ -18,13 +16,13 @@ import { freePort } from '../../support/ports.ts';
 import {
   type AcceptorProcess,
   accountDbs,
+  checkTakenOver,
+  spawnLeader,
   startAcceptorProcesses,
   tempDir,
   transfer,
   waitUntil,
 } from './support.ts';
-
-const leaderFixture = fileURLToPath(new URL('./fixtures/leader.ts', import.meta.url));
 
 describe('Paxos Commit, one acceptor hosted by the leader (F = 1)', () => {
   const remote: AcceptorServer[] = [];
@@ -250,74 +248,38 @@ describe('Paxos Commit, the leader hosting an acceptor killed (kill -9)', () => 
     const listen = `127.0.0.1:${await freePort()}`;
     const urls = [listen, ...acceptors.map((a) => a.url)];
     const goFile = join(tempDir('hosted-go'), 'go');
-    const backup = await createCoordinator({
-      protocol: 'paxos-commit',
-      id: 'l2',
-      leaders: ['l1', 'l2'],
-      acceptors: urls,
-      resources: adapters,
-      takeoverMs: 3000,
-      scanIntervalMs: 100,
-    }).catch((error: unknown) => error);
+    const startBackup = () =>
+      createCoordinator({
+        protocol: 'paxos-commit',
+        id: 'l2',
+        leaders: ['l1', 'l2'],
+        acceptors: urls,
+        resources: adapters,
+        takeoverMs: 3000,
+        scanIntervalMs: 100,
+      });
     // A leader does not start while an acceptor is unreachable, the hosted one too: l1 first, then the backup.
-    assert.equal((backup as { code?: string }).code, 'DTX_RESOURCE_UNAVAILABLE');
-    assert.match((backup as Error).message, new RegExp(`unreachable at start: http://${listen}`));
-    const leader = spawn(process.execPath, ['--import', 'tsx', leaderFixture], {
-      env: {
-        ...process.env,
-        DTX_PC_LEADER: JSON.stringify({
-          id: 'l1',
-          leaders: ['l1', 'l2'],
-          acceptors: urls,
-          paths,
-          count: 5,
-          killAt: 3,
-          listen,
-          hostAcceptorDir: tempDir('hosted-l1'),
-          goFile,
-        }),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    leader.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    leader.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-      leader.once('exit', (_c, s) => resolve(s)),
-    );
-    await waitUntil('the leader to start', () => out.includes('ready\n') || leader.exitCode !== null, 60_000);
-    const l2 = await createCoordinator({
-      protocol: 'paxos-commit',
-      id: 'l2',
+    const refused = await rejectsWithCode(startBackup(), 'DTX_RESOURCE_UNAVAILABLE');
+    assert.match(refused.message, new RegExp(`unreachable at start: http://${listen}`));
+    const leader = spawnLeader({
+      id: 'l1',
       leaders: ['l1', 'l2'],
       acceptors: urls,
-      resources: adapters,
-      takeoverMs: 3000,
-      scanIntervalMs: 100,
+      paths,
+      count: 5,
+      killAt: 3,
+      listen,
+      hostAcceptorDir: tempDir('hosted-l1'),
+      goFile,
     });
-    writeFileSync(goFile, '');
-    const exit = await exited;
-    assert.equal(exit, 'SIGKILL', `the leader did not die at its crash point:\n${out}\n${err}`);
-    const killedAt = Number(/killing at (\d+)/.exec(out)![1]);
-    assert.match(out, /done 2\n/);
-    const inDoubt = async () =>
-      (await adapters.a!.listPrepared('pc_')).length + (await adapters.b!.listPrepared('pc_')).length;
     await waitUntil(
-      'the backup to resolve the in-doubt branches',
-      async () => (await inDoubt()) === 0,
+      'the leader to start',
+      () => leader.output().includes('ready\n') || !leader.running(),
       60_000,
     );
-    const inDoubtMs = Date.now() - killedAt;
-    const a = adapters.a!.read('balance') as number;
-    const b = adapters.b!.read('balance') as number;
-    assert.equal(a + b, 200, 'money was made or lost');
-    assert.ok(a === 97 || a === 98, `transfer 3 was applied ${a === 97 ? 'on both' : 'partly'}: a = ${a}`);
-    assert.equal(l2.recovered.committed + l2.recovered.rolledBack, 2);
+    const l2 = await startBackup();
+    writeFileSync(goFile, '');
+    const inDoubtMs = await checkTakenOver(adapters, l2, leader);
     // The dead leader's acceptor stays down: the backup commits with the other two.
     await transfer(l2, 1);
     assert.equal((adapters.a!.read('balance') as number) + (adapters.b!.read('balance') as number), 200);

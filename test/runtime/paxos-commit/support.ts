@@ -2,6 +2,7 @@
 // or as `dtx acceptor` processes that a test can SIGKILL and restart on the
 // same port and data directory) and SQLite participants with two accounts.
 
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -139,4 +140,59 @@ export async function waitUntil(
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+const leaderFixture = fileURLToPath(new URL('./fixtures/leader.ts', import.meta.url));
+
+/** A leader process (fixtures/leader.ts, `args` its DTX_PC_LEADER): what it printed so far, and how it exits. */
+export function spawnLeader(args: Record<string, unknown>): {
+  output(): string;
+  exited: Promise<NodeJS.Signals | null>;
+  running(): boolean;
+} {
+  const proc = spawn(process.execPath, ['--import', 'tsx', leaderFixture], {
+    env: { ...process.env, DTX_PC_LEADER: JSON.stringify(args) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  return {
+    output: () => out,
+    exited: new Promise((resolve) => proc.once('exit', (_c, s) => resolve(s))),
+    running: () => proc.exitCode === null && proc.signalCode === null,
+  };
+}
+
+/**
+ * A leader of transfers of 1 from a to b (100 each) killed with every branch
+ * of transfer 3 prepared: waits until `backup` resolved both in-doubt
+ * branches, checks the transfer was applied on both or neither, and returns
+ * how long they stayed in doubt after the kill.
+ */
+export async function checkTakenOver(
+  adapters: Record<string, SqliteAdapter>,
+  backup: PaxosCommitCoordinator,
+  leader: { output(): string; exited: Promise<NodeJS.Signals | null> },
+): Promise<number> {
+  const exit = await leader.exited;
+  const out = leader.output();
+  assert.equal(exit, 'SIGKILL', `the leader did not die at its crash point:\n${out}`);
+  const killedAt = Number(/killing at (\d+)/.exec(out)![1]);
+  assert.match(out, /done 2\n/);
+  // The dead leader's two prepared branches are in doubt until the backup resolves them.
+  const inDoubt = async () =>
+    (await adapters.a!.listPrepared('pc_')).length + (await adapters.b!.listPrepared('pc_')).length;
+  await waitUntil('the backup to resolve the in-doubt branches', async () => (await inDoubt()) === 0, 60_000);
+  const inDoubtMs = Date.now() - killedAt;
+  const a = adapters.a!.read('balance') as number;
+  const b = adapters.b!.read('balance') as number;
+  assert.equal(a + b, 200, 'money was made or lost');
+  assert.ok(a === 97 || a === 98, `transfer 3 was applied ${a === 97 ? 'on both' : 'partly'}: a = ${a}`);
+  assert.equal(backup.recovered.committed + backup.recovered.rolledBack, 2);
+  return inDoubtMs;
 }

@@ -319,18 +319,19 @@ async function startPaxos(
   resources: Record<string, ResourceAdapter>,
   acceptors: AcceptorProcess[],
   pick: () => number,
-  { name, fanout, voteHoldMs, hosted }: PaxosShape,
-  hostedDir: string,
+  { name, fanout, voteHoldMs }: PaxosShape,
+  /** The data directory of the acceptor the leader hosts, if it hosts one. */
+  hostedDir: string | undefined,
 ) {
   const db = new DbWriteCounter();
   await answering(acceptors.map((a) => a.url));
-  const own = hosted ? `127.0.0.1:${await freePort()}` : undefined;
+  const own = hostedDir === undefined ? undefined : `127.0.0.1:${await freePort()}`;
   const leader = await createCoordinator({
     protocol: 'paxos-commit',
     id: `bench-${topology.replace('+', '-')}`,
     resources: db.wrap(resources),
     acceptors: [...(own === undefined ? [] : [own]), ...acceptors.map((a) => a.url)],
-    ...(own === undefined ? {} : { listen: own, hostAcceptor: { dataDir: hostedDir } }),
+    ...(own === undefined ? {} : { listen: own, hostAcceptor: { dataDir: hostedDir! } }),
     faults: 1,
     acceptorFanout: fanout,
     ...(voteHoldMs === undefined ? {} : { voteHoldMs }),
@@ -484,8 +485,8 @@ async function benchTopology(
       for (const shape of shapes) {
         const own = await startAcceptorProcesses(shape.hosted ? 2 : 3, shape.cluster, shape.acceptorFlags);
         acceptors.push(...own);
-        const hostedDir = tempDir(`hosted-${shape.cluster}`);
-        hostedDirs.push(hostedDir);
+        const hostedDir = shape.hosted ? tempDir(`hosted-${shape.cluster}`) : undefined;
+        if (hostedDir !== undefined) hostedDirs.push(hostedDir);
         paxos.push(await startPaxos(topology, dbs, resources, own, pick, shape, hostedDir));
         variants.push(paxos.at(-1)!.variant);
       }

@@ -50,7 +50,7 @@ import { Driver } from '../driver.ts';
 import { coordinatorIdPattern } from '../limits.ts';
 import { openSqliteLog } from '../log/sqlite.ts';
 import type { DurableLog } from '../log/types.ts';
-import { PeerTransport } from './transport.ts';
+import { PeerTransport, type Route } from './transport.ts';
 import { type WireBatch, type WireItem, wireVersion } from './wire.ts';
 
 /**
@@ -242,11 +242,7 @@ export class AcceptorServer {
       listen: options.listen,
       hosts: [],
       onBatch: (batch) => server?.onBatch(batch),
-      routes: {
-        '/info': () => server!.info(),
-        '/stats': () => server!.stats,
-        '/round': (body) => server!.onRound(body),
-      },
+      routes: AcceptorServer.routes(() => server!),
     });
     try {
       server = await AcceptorServer.open(options, transport, (url, item) => transport.send(url, item));
@@ -255,6 +251,15 @@ export class AcceptorServer {
       throw error;
     }
     return server;
+  }
+
+  /** What an acceptor serves besides protocol messages, on whichever transport carries it (its own or its host's). */
+  static routes(server: () => AcceptorServer): Record<string, Route> {
+    return {
+      '/info': () => server().info(),
+      '/stats': () => server().stats,
+      '/round': (body) => server().onRound(body),
+    };
   }
 
   /**

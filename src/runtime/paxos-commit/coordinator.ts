@@ -376,15 +376,7 @@ export class PaxosCommitCoordinator implements AsyncDisposable {
       hosts: [options.id],
       onBatch: (batch) => c.onBatch(batch),
       onWarning: (m) => (options.onWarning ?? ((w: string) => warn(options.logger, {}, w)))(m),
-      ...(host === undefined
-        ? {}
-        : {
-            routes: {
-              '/info': () => c.hostedOrGone().info(),
-              '/stats': () => c.hostedOrGone().stats,
-              '/round': (body) => c.hostedOrGone().onRound(body),
-            },
-          }),
+      ...(host === undefined ? {} : { routes: AcceptorServer.routes(() => c.hostedOrGone()) }),
     });
     try {
       if (host !== undefined) {
